@@ -1,0 +1,1 @@
+"""The StoreSafe agent: hot Firebird backups, verification, image sync, reporting."""

@@ -1,0 +1,173 @@
+"""Run reports in domain form: what the agent records about every finished job.
+
+These dataclasses mirror `storesafe.v1.RunReport`; only agent/transport
+converts them to and from protobuf. They serialise to JSON for the outbox.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+
+class RunKind(enum.StrEnum):
+    BACKUP = "backup"
+    IMAGE_SYNC = "image-sync"
+    UPLOAD = "upload"
+    VALIDATION = "validation"
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Verification(enum.StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not-run"
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskUsage:
+    label: str
+    path: str
+    total_bytes: int
+    free_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FirebirdHealth:
+    oit: int = 0
+    oat: int = 0
+    ost: int = 0
+    next_transaction: int = 0
+    sweep_interval: int = 0
+    forced_writes: bool = True
+    page_size: int = 0
+    ods: str = ""
+    size_bytes: int = 0
+    backup_state: int = 0
+    server_version: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupDetails:
+    method: str = "gbak"
+    level: int = 0
+    file: str = ""
+    size_raw: int = 0
+    size_compressed: int = 0
+    checksum: str = ""
+    verification: Verification = Verification.NOT_RUN
+    verification_seconds: float = 0.0
+    verification_message: str = ""
+    table_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    firebird_version: str = ""
+    database: str = ""
+    health: FirebirdHealth | None = None
+    problems: tuple[str, ...] = ()
+    backup_seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSyncDetails:
+    files_scanned: int = 0
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_failed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationDetails:
+    errors: int = 0
+    warnings: int = 0
+    summary: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadDetails:
+    file: str = ""
+    bytes: int = 0
+
+
+Details = BackupDetails | ImageSyncDetails | ValidationDetails | UploadDetails
+
+_DETAIL_TYPES: dict[str, type[Any]] = {
+    "backup": BackupDetails,
+    "image_sync": ImageSyncDetails,
+    "validation": ValidationDetails,
+    "upload": UploadDetails,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunReport:
+    """One finished job. `id` makes delivery idempotent."""
+
+    kind: RunKind
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    outcome: Outcome
+    details: Details | None = None
+    error_class: str = ""
+    error_message: str = ""
+    trigger: str = "schedule"
+    id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (times as ISO 8601 UTC) for the outbox."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind.value,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "outcome": self.outcome.value,
+            "error_class": self.error_class,
+            "error_message": self.error_message,
+            "trigger": self.trigger,
+            "details": None,
+        }
+        if self.details is not None:
+            name = next(k for k, t in _DETAIL_TYPES.items() if isinstance(self.details, t))
+            out["details"] = {"type": name, **_jsonable(dataclasses.asdict(self.details))}
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunReport:
+        """Inverse of `to_json`."""
+        details: Details | None = None
+        raw = data.get("details")
+        if raw:
+            raw = dict(raw)
+            dtype = _DETAIL_TYPES[raw.pop("type")]
+            if dtype is BackupDetails:
+                health = raw.get("health")
+                raw["health"] = FirebirdHealth(**health) if health else None
+                raw["verification"] = Verification(raw.get("verification", "not-run"))
+                raw["problems"] = tuple(raw.get("problems", ()))
+            details = dtype(**raw)
+        return cls(
+            id=data["id"],
+            kind=RunKind(data["kind"]),
+            started_at=dt.datetime.fromisoformat(data["started_at"]),
+            finished_at=dt.datetime.fromisoformat(data["finished_at"]),
+            outcome=Outcome(data["outcome"]),
+            error_class=data.get("error_class", ""),
+            error_message=data.get("error_message", ""),
+            trigger=data.get("trigger", "schedule"),
+            details=details,
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value

@@ -1,0 +1,51 @@
+"""Time, read through a clock that tests replace."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Something that tells the current time in UTC."""
+
+    def now(self) -> dt.datetime:
+        """Return the current time, timezone-aware, in UTC."""
+        ...
+
+
+class SystemClock:
+    """The real wall clock."""
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to (for tests)."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self._now = start or dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self._now += delta
+
+    def set(self, when: dt.datetime) -> None:
+        self._now = when
+
+
+def utc(when: dt.datetime) -> dt.datetime:
+    """Return `when` as an aware UTC datetime (naive values are taken as UTC)."""
+    if when.tzinfo is None:
+        return when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
+
+
+def iso(when: dt.datetime | None) -> str | None:
+    """ISO 8601 UTC with a trailing Z, or None for never."""
+    if when is None:
+        return None
+    return utc(when).isoformat().replace("+00:00", "Z")
