@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from storesafe.v1 import types_pb2 as storesafe_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18storesafe/v1/agent.proto\x12\x0cstoresafe.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18storesafe/v1/types.proto\"a\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\n\n\x02os\x18\x05 \x01(\t\"S\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\"\xfe\x01\n\x0e\x43heckInRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02os\x18\x03 \x01(\t\x12.\n\nagent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63onfig_revision\x18\x05 \x01(\x03\x12&\n\x05\x64isks\x18\x06 \x03(\x0b\x32\x17.storesafe.v1.DiskUsage\x12.\n\x08\x66irebird\x18\x07 \x01(\x0b\x32\x1c.storesafe.v1.FirebirdHealth\x12\x16\n\x0eoutbox_pending\x18\x08 \x01(\r\"\x85\x01\n\x0f\x43heckInResponse\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x64\x65sired_config_revision\x18\x02 \x01(\x03\x12 \n\x18\x63heckin_interval_seconds\x18\x03 \x01(\r\";\n\x10ReportRunRequest\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.storesafe.v1.RunReport\"&\n\x11ReportRunResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x32\xe9\x01\n\x0c\x41gentService\x12\x43\n\x06\x45nroll\x12\x1b.storesafe.v1.EnrollRequest\x1a\x1c.storesafe.v1.EnrollResponse\x12\x46\n\x07\x43heckIn\x12\x1c.storesafe.v1.CheckInRequest\x1a\x1d.storesafe.v1.CheckInResponse\x12L\n\tReportRun\x12\x1e.storesafe.v1.ReportRunRequest\x1a\x1f.storesafe.v1.ReportRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18storesafe/v1/agent.proto\x12\x0cstoresafe.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18storesafe/v1/types.proto\"a\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\n\n\x02os\x18\x05 \x01(\t\"S\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\"\x8c\x02\n\x0e\x43heckInRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02os\x18\x03 \x01(\t\x12.\n\nagent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63onfig_revision\x18\x05 \x01(\x03\x12&\n\x05\x64isks\x18\x06 \x03(\x0b\x32\x17.storesafe.v1.DiskUsage\x12.\n\x08\x66irebird\x18\x07 \x01(\x0b\x32\x1c.storesafe.v1.FirebirdHealth\x12\x16\n\x0eoutbox_pending\x18\x08 \x01(\r\x12\x0c\n\x04site\x18\t \x01(\t\"\x85\x01\n\x0f\x43heckInResponse\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x64\x65sired_config_revision\x18\x02 \x01(\x03\x12 \n\x18\x63heckin_interval_seconds\x18\x03 \x01(\r\"I\n\x10ReportRunRequest\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.storesafe.v1.RunReport\x12\x0c\n\x04site\x18\x02 \x01(\t\"&\n\x11ReportRunResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x32\xe9\x01\n\x0c\x41gentService\x12\x43\n\x06\x45nroll\x12\x1b.storesafe.v1.EnrollRequest\x1a\x1c.storesafe.v1.EnrollResponse\x12\x46\n\x07\x43heckIn\x12\x1c.storesafe.v1.CheckInRequest\x1a\x1d.storesafe.v1.CheckInResponse\x12L\n\tReportRun\x12\x1e.storesafe.v1.ReportRunRequest\x1a\x1f.storesafe.v1.ReportRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,13 +38,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLLRESPONSE']._serialized_start=200
   _globals['_ENROLLRESPONSE']._serialized_end=283
   _globals['_CHECKINREQUEST']._serialized_start=286
-  _globals['_CHECKINREQUEST']._serialized_end=540
-  _globals['_CHECKINRESPONSE']._serialized_start=543
-  _globals['_CHECKINRESPONSE']._serialized_end=676
-  _globals['_REPORTRUNREQUEST']._serialized_start=678
-  _globals['_REPORTRUNREQUEST']._serialized_end=737
-  _globals['_REPORTRUNRESPONSE']._serialized_start=739
-  _globals['_REPORTRUNRESPONSE']._serialized_end=777
-  _globals['_AGENTSERVICE']._serialized_start=780
-  _globals['_AGENTSERVICE']._serialized_end=1013
+  _globals['_CHECKINREQUEST']._serialized_end=554
+  _globals['_CHECKINRESPONSE']._serialized_start=557
+  _globals['_CHECKINRESPONSE']._serialized_end=690
+  _globals['_REPORTRUNREQUEST']._serialized_start=692
+  _globals['_REPORTRUNREQUEST']._serialized_end=765
+  _globals['_REPORTRUNRESPONSE']._serialized_start=767
+  _globals['_REPORTRUNRESPONSE']._serialized_end=805
+  _globals['_AGENTSERVICE']._serialized_start=808
+  _globals['_AGENTSERVICE']._serialized_end=1041
 # @@protoc_insertion_point(module_scope)

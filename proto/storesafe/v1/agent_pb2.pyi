@@ -100,6 +100,7 @@ class CheckInRequest(_message.Message):
     DISKS_FIELD_NUMBER: _builtins.int
     FIREBIRD_FIELD_NUMBER: _builtins.int
     OUTBOX_PENDING_FIELD_NUMBER: _builtins.int
+    SITE_FIELD_NUMBER: _builtins.int
     agent_version: _builtins.str
     hostname: _builtins.str
     os: _builtins.str
@@ -107,6 +108,10 @@ class CheckInRequest(_message.Message):
     """The configuration revision the agent is running (0: none yet)."""
     outbox_pending: _builtins.int
     """Reports waiting in the agent's outbox."""
+    site: _builtins.str
+    """The site the agent believes it serves; when set it must match the
+    credential's site (PERMISSION_DENIED otherwise).
+    """
     @_builtins.property
     def agent_time(self) -> _timestamp_pb2.Timestamp:
         """The agent's clock, for skew detection."""
@@ -128,10 +133,11 @@ class CheckInRequest(_message.Message):
         disks: _abc.Iterable[_types_pb2.DiskUsage] | None = ...,
         firebird: _types_pb2.FirebirdHealth | None = ...,
         outbox_pending: _builtins.int = ...,
+        site: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["agent_time", b"agent_time", "firebird", b"firebird"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_time", b"agent_time", "agent_version", b"agent_version", "config_revision", b"config_revision", "disks", b"disks", "firebird", b"firebird", "hostname", b"hostname", "os", b"os", "outbox_pending", b"outbox_pending"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_time", b"agent_time", "agent_version", b"agent_version", "config_revision", b"config_revision", "disks", b"disks", "firebird", b"firebird", "hostname", b"hostname", "os", b"os", "outbox_pending", b"outbox_pending", "site", b"site"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -174,16 +180,22 @@ class ReportRunRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REPORT_FIELD_NUMBER: _builtins.int
+    SITE_FIELD_NUMBER: _builtins.int
+    site: _builtins.str
+    """The site the agent believes it serves; when set it must match the
+    credential's site (PERMISSION_DENIED otherwise).
+    """
     @_builtins.property
     def report(self) -> _types_pb2.RunReport: ...
     def __init__(
         self,
         *,
         report: _types_pb2.RunReport | None = ...,
+        site: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report", "site", b"site"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

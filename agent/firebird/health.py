@@ -1,0 +1,109 @@
+"""What the agent reads from a database over a plain connection: health signals, schema, row counts."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import fdb
+
+from agent.firebird.connection import FirebirdTarget, attach
+from agent.reports import FirebirdHealth
+
+# MON$DATABASE.MON$BACKUP_STATE values.
+BACKUP_STATE_NORMAL = 0
+BACKUP_STATE_STALLED = 1
+BACKUP_STATE_MERGE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """User tables and their indices, as sorted tuples (comparable across copies)."""
+
+    tables: tuple[str, ...]
+    indices: tuple[str, ...]  # "TABLE.INDEX"
+
+    def differences(self, other: Schema) -> list[str]:
+        """Human-readable differences of `other` against self (the expected schema)."""
+        out: list[str] = []
+        for label, mine, theirs in (("table", self.tables, other.tables),
+                                    ("index", self.indices, other.indices)):
+            missing = sorted(set(mine) - set(theirs))
+            extra = sorted(set(theirs) - set(mine))
+            if missing:
+                out.append(f"{label} missing: {', '.join(missing[:5])}")
+            if extra:
+                out.append(f"{label} unexpected: {', '.join(extra[:5])}")
+        return out
+
+
+def read_health(con: Any) -> FirebirdHealth:
+    """Header figures and backup state of the database `con` is attached to."""
+    pages = int(con.db_info(fdb.isc_info_db_size_in_pages))
+    cur = con.cursor()
+    cur.execute("SELECT MON$BACKUP_STATE FROM MON$DATABASE")
+    row = cur.fetchone()
+    con.commit()
+    return FirebirdHealth(
+        oit=int(con.oit),
+        oat=int(con.oat),
+        ost=int(con.ost),
+        next_transaction=int(con.next_transaction),
+        sweep_interval=int(con.sweep_interval),
+        forced_writes=bool(con.forced_writes),
+        page_size=int(con.page_size),
+        ods=str(con.ods),
+        size_bytes=pages * int(con.page_size),
+        backup_state=int(row[0]) if row else 0,
+        server_version=str(con.firebird_version),
+    )
+
+
+def backup_state(con: Any) -> int:
+    """MON$BACKUP_STATE: 0 normal, 1 stalled (nbackup lock), 2 merge."""
+    cur = con.cursor()
+    cur.execute("SELECT MON$BACKUP_STATE FROM MON$DATABASE")
+    row = cur.fetchone()
+    con.commit()
+    return int(row[0]) if row else 0
+
+
+def read_schema(con: Any) -> Schema:
+    """User tables (no views, no temporary or external tables) and their indices."""
+    cur = con.cursor()
+    cur.execute(
+        "SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS"
+        " WHERE COALESCE(RDB$SYSTEM_FLAG, 0) = 0 AND RDB$VIEW_BLR IS NULL"
+        " AND RDB$EXTERNAL_FILE IS NULL AND COALESCE(RDB$RELATION_TYPE, 0) = 0"
+    )
+    tables = tuple(sorted(str(r[0]) for r in cur.fetchall()))
+    cur.execute(
+        "SELECT TRIM(RDB$RELATION_NAME), TRIM(RDB$INDEX_NAME) FROM RDB$INDICES"
+        " WHERE COALESCE(RDB$SYSTEM_FLAG, 0) = 0"
+    )
+    wanted = set(tables)
+    indices = tuple(sorted(f"{r[0]}.{r[1]}" for r in cur.fetchall() if r[0] in wanted))
+    con.commit()
+    return Schema(tables=tables, indices=indices)
+
+
+def count_rows(con: Any, tables: tuple[str, ...]) -> dict[str, int]:
+    """Exact row counts per table, all read in one snapshot transaction."""
+    counts: dict[str, int] = {}
+    cur = con.cursor()
+    for table in tables:
+        quoted = '"' + table.replace('"', '""') + '"'
+        cur.execute(f"SELECT COUNT(*) FROM {quoted}")  # noqa: S608 - name from RDB$RELATIONS
+        counts[table] = int(cur.fetchone()[0])
+    con.commit()
+    return counts
+
+
+def read_live(target: FirebirdTarget, *, counts: bool = False
+              ) -> tuple[FirebirdHealth, Schema, dict[str, int]]:
+    """Health, schema and (optionally) row counts of the live database, in one attachment."""
+    with attach(target, what="reading database health") as con:
+        health = read_health(con)
+        schema = read_schema(con)
+        rows = count_rows(con, schema.tables) if counts else {}
+    return health, schema, rows

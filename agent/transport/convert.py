@@ -1,0 +1,265 @@
+"""Conversion between the agent's domain dataclasses and `storesafe.v1` messages.
+
+Both directions exist for run reports (the round trip is tested); check-in and
+enrollment go out as requests and come back as replies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from storesafe.v1 import agent_pb2, types_pb2
+
+from agent.messages import CheckIn, CheckInReply, Enrollment, EnrollRequest
+from agent.reports import (
+    BackupDetails,
+    Details,
+    DiskUsage,
+    FirebirdHealth,
+    ImageSyncDetails,
+    Outcome,
+    RunKind,
+    RunReport,
+    UploadDetails,
+    ValidationDetails,
+    Verification,
+)
+from common.clock import utc
+from common.errors import InvalidArgument
+
+_KIND = {
+    RunKind.BACKUP: types_pb2.RUN_KIND_BACKUP,
+    RunKind.IMAGE_SYNC: types_pb2.RUN_KIND_IMAGE_SYNC,
+    RunKind.UPLOAD: types_pb2.RUN_KIND_UPLOAD,
+    RunKind.VALIDATION: types_pb2.RUN_KIND_VALIDATION,
+}
+_OUTCOME = {
+    Outcome.SUCCEEDED: types_pb2.RUN_OUTCOME_SUCCEEDED,
+    Outcome.FAILED: types_pb2.RUN_OUTCOME_FAILED,
+}
+_VERIFICATION = {
+    Verification.PASSED: types_pb2.VERIFICATION_PASSED,
+    Verification.FAILED: types_pb2.VERIFICATION_FAILED,
+    Verification.NOT_RUN: types_pb2.VERIFICATION_NOT_RUN,
+}
+_KIND_BACK = {v: k for k, v in _KIND.items()}
+_OUTCOME_BACK = {v: k for k, v in _OUTCOME.items()}
+_VERIFICATION_BACK = {v: k for k, v in _VERIFICATION.items()}
+
+
+def timestamp(when: dt.datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(utc(when))
+    return ts
+
+
+def from_timestamp(ts: Timestamp) -> dt.datetime:
+    return ts.ToDatetime(tzinfo=dt.UTC)
+
+
+# -- run reports -------------------------------------------------------------
+
+
+def report_to_proto(report: RunReport) -> types_pb2.RunReport:
+    """The wire form of `report`; InvalidArgument when a figure does not fit."""
+    try:
+        msg = types_pb2.RunReport(
+            id=report.id,
+            kind=_KIND[report.kind],
+            started_at=timestamp(report.started_at),
+            finished_at=timestamp(report.finished_at),
+            outcome=_OUTCOME[report.outcome],
+            error_class=report.error_class,
+            error_message=report.error_message,
+            trigger=report.trigger,
+        )
+        _details_to_proto(report.details, msg)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidArgument(f"run report {report.id} cannot be encoded: {exc}") from exc
+    return msg
+
+
+def _details_to_proto(details: Details | None, msg: types_pb2.RunReport) -> None:
+    if isinstance(details, BackupDetails):
+        msg.backup.CopyFrom(backup_to_proto(details))
+    elif isinstance(details, ImageSyncDetails):
+        msg.image_sync.CopyFrom(
+            types_pb2.ImageSyncDetails(
+                files_scanned=details.files_scanned,
+                files_copied=details.files_copied,
+                bytes_copied=details.bytes_copied,
+                files_failed=details.files_failed,
+            )
+        )
+    elif isinstance(details, ValidationDetails):
+        msg.validation.CopyFrom(
+            types_pb2.ValidationDetails(
+                errors=details.errors, warnings=details.warnings, summary=details.summary
+            )
+        )
+    elif isinstance(details, UploadDetails):
+        msg.upload.CopyFrom(types_pb2.UploadDetails(file=details.file, bytes=details.bytes))
+
+
+def backup_to_proto(d: BackupDetails) -> types_pb2.BackupDetails:
+    msg = types_pb2.BackupDetails(
+        method=d.method,
+        level=d.level,
+        file=d.file,
+        size_raw=d.size_raw,
+        size_compressed=d.size_compressed,
+        checksum=d.checksum,
+        verification=_VERIFICATION[d.verification],
+        verification_seconds=d.verification_seconds,
+        verification_message=d.verification_message,
+        table_counts=d.table_counts,
+        firebird_version=d.firebird_version,
+        database=d.database,
+        problems=list(d.problems),
+        backup_seconds=d.backup_seconds,
+    )
+    if d.health is not None:
+        msg.health.CopyFrom(health_to_proto(d.health))
+    return msg
+
+
+def health_to_proto(h: FirebirdHealth) -> types_pb2.FirebirdHealth:
+    return types_pb2.FirebirdHealth(
+        oit=h.oit,
+        oat=h.oat,
+        ost=h.ost,
+        next_transaction=h.next_transaction,
+        sweep_interval=h.sweep_interval,
+        forced_writes=h.forced_writes,
+        page_size=h.page_size,
+        ods=h.ods,
+        size_bytes=h.size_bytes,
+        backup_state=h.backup_state,
+        server_version=h.server_version,
+    )
+
+
+def report_from_proto(msg: types_pb2.RunReport) -> RunReport:
+    """The domain form of a wire report; InvalidArgument for unset enums or times."""
+    if msg.kind not in _KIND_BACK or msg.outcome not in _OUTCOME_BACK:
+        raise InvalidArgument(f"run report {msg.id!r} has no kind or outcome")
+    if not (msg.HasField("started_at") and msg.HasField("finished_at")):
+        raise InvalidArgument(f"run report {msg.id!r} has no start or finish time")
+    return RunReport(
+        id=msg.id,
+        kind=_KIND_BACK[msg.kind],
+        started_at=from_timestamp(msg.started_at),
+        finished_at=from_timestamp(msg.finished_at),
+        outcome=_OUTCOME_BACK[msg.outcome],
+        error_class=msg.error_class,
+        error_message=msg.error_message,
+        trigger=msg.trigger,
+        details=_details_from_proto(msg),
+    )
+
+
+def _details_from_proto(msg: types_pb2.RunReport) -> Details | None:
+    which = msg.WhichOneof("details")
+    if which == "backup":
+        return backup_from_proto(msg.backup)
+    if which == "image_sync":
+        s = msg.image_sync
+        return ImageSyncDetails(
+            files_scanned=s.files_scanned,
+            files_copied=s.files_copied,
+            bytes_copied=s.bytes_copied,
+            files_failed=s.files_failed,
+        )
+    if which == "validation":
+        v = msg.validation
+        return ValidationDetails(errors=v.errors, warnings=v.warnings, summary=v.summary)
+    if which == "upload":
+        return UploadDetails(file=msg.upload.file, bytes=msg.upload.bytes)
+    return None
+
+
+def backup_from_proto(b: types_pb2.BackupDetails) -> BackupDetails:
+    return BackupDetails(
+        method=b.method,
+        level=b.level,
+        file=b.file,
+        size_raw=b.size_raw,
+        size_compressed=b.size_compressed,
+        checksum=b.checksum,
+        verification=_VERIFICATION_BACK.get(b.verification, Verification.NOT_RUN),
+        verification_seconds=b.verification_seconds,
+        verification_message=b.verification_message,
+        table_counts=dict(b.table_counts),
+        firebird_version=b.firebird_version,
+        database=b.database,
+        health=health_from_proto(b.health) if b.HasField("health") else None,
+        problems=tuple(b.problems),
+        backup_seconds=b.backup_seconds,
+    )
+
+
+def health_from_proto(h: types_pb2.FirebirdHealth) -> FirebirdHealth:
+    return FirebirdHealth(
+        oit=h.oit,
+        oat=h.oat,
+        ost=h.ost,
+        next_transaction=h.next_transaction,
+        sweep_interval=h.sweep_interval,
+        forced_writes=h.forced_writes,
+        page_size=h.page_size,
+        ods=h.ods,
+        size_bytes=h.size_bytes,
+        backup_state=h.backup_state,
+        server_version=h.server_version,
+    )
+
+
+# -- enrollment and check-in ------------------------------------------------
+
+
+def enroll_to_proto(req: EnrollRequest) -> agent_pb2.EnrollRequest:
+    return agent_pb2.EnrollRequest(
+        token=req.token,
+        site=req.site,
+        hostname=req.hostname,
+        agent_version=req.agent_version,
+        os=req.os,
+    )
+
+
+def enrollment_from_proto(msg: agent_pb2.EnrollResponse) -> Enrollment:
+    if not msg.agent_id or not msg.credential:
+        raise InvalidArgument("the server's enrollment answer has no agent id or credential")
+    return Enrollment(
+        agent_id=msg.agent_id, credential=msg.credential, site=msg.site, group=msg.group
+    )
+
+
+def disk_to_proto(d: DiskUsage) -> types_pb2.DiskUsage:
+    return types_pb2.DiskUsage(
+        label=d.label, path=d.path, total_bytes=d.total_bytes, free_bytes=d.free_bytes
+    )
+
+
+def checkin_to_proto(c: CheckIn) -> agent_pb2.CheckInRequest:
+    msg = agent_pb2.CheckInRequest(
+        agent_version=c.agent_version,
+        hostname=c.hostname,
+        os=c.os,
+        agent_time=timestamp(c.agent_time),
+        config_revision=c.config_revision,
+        disks=[disk_to_proto(d) for d in c.disks],
+        outbox_pending=min(c.outbox_pending, 2**32 - 1),
+    )
+    if c.firebird is not None:
+        msg.firebird.CopyFrom(health_to_proto(c.firebird))
+    return msg
+
+
+def checkin_reply_from_proto(msg: agent_pb2.CheckInResponse) -> CheckInReply:
+    return CheckInReply(
+        server_time=from_timestamp(msg.server_time) if msg.HasField("server_time") else None,
+        desired_config_revision=msg.desired_config_revision,
+        checkin_interval_seconds=msg.checkin_interval_seconds,
+    )

@@ -1,0 +1,74 @@
+"""The one table that turns gRPC status codes into StoreSafe errors on the agent.
+
+Callers above the transport catch `common.errors` classes, never grpc.RpcError.
+"""
+
+from __future__ import annotations
+
+import grpc  # noqa: TID251 (the transport is where gRPC lives)
+from grpc import aio  # noqa: TID251
+
+from common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    StoreSafeError,
+    Unauthenticated,
+    Unavailable,
+)
+
+STATUS_TO_ERROR: dict[grpc.StatusCode, type[StoreSafeError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
+    grpc.StatusCode.CANCELLED: Unavailable,
+    grpc.StatusCode.ABORTED: Unavailable,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNIMPLEMENTED: Internal,
+    grpc.StatusCode.INTERNAL: Internal,
+    grpc.StatusCode.UNKNOWN: Internal,
+    grpc.StatusCode.DATA_LOSS: Internal,
+}
+
+_TLS_HINTS = ("handshake", "CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSL")
+
+
+def error_from_rpc(exc: grpc.RpcError, *, address: str) -> StoreSafeError:
+    """The StoreSafe error for a failed call to the server at `address`."""
+    code, details = _code_and_details(exc)
+    cls = STATUS_TO_ERROR.get(code, Internal)
+    if cls is Unavailable:
+        return Unavailable(_unavailable_message(code, details, address))
+    if details:
+        return cls(details.strip())
+    return cls(f"the server at {address} answered {code.name}")
+
+
+def _code_and_details(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, aio.AioRpcError):
+        return exc.code(), exc.details() or ""
+    if isinstance(exc, grpc.Call):
+        return exc.code(), exc.details() or ""
+    return grpc.StatusCode.UNKNOWN, str(exc)
+
+
+def _unavailable_message(code: grpc.StatusCode, details: str, address: str) -> str:
+    if any(hint in details for hint in _TLS_HINTS):
+        return (
+            f"the TLS handshake with the server at {address} failed; check that --ca is the "
+            "server's CA certificate and that the certificate names this address"
+        )
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"the server at {address} did not answer in time"
+    reason = details.strip().splitlines()[0] if details.strip() else code.name
+    return f"cannot reach the StoreSafe server at {address} ({reason})"

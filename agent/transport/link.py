@@ -1,0 +1,114 @@
+"""ServerLink: the agent's calls to the server, in domain types, with deadlines and auth.
+
+Every call has a deadline; every call but Enroll sends the credential as
+"authorization: Bearer <credential>"; every gRPC failure comes out as a
+`common.errors` class (see `errors.STATUS_TO_ERROR`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import TypeVar
+
+import grpc  # noqa: TID251 (the transport is where gRPC lives)
+from storesafe.v1 import agent_pb2, agent_pb2_grpc
+
+from agent.messages import CheckIn, CheckInReply, Enrollment, EnrollRequest
+from agent.reports import RunReport
+from agent.settings import Credentials, StateDir
+from agent.transport import convert
+from agent.transport.channel import open_channel
+from agent.transport.errors import error_from_rpc
+from common.errors import Unauthenticated
+
+T = TypeVar("T")
+
+ENROLL_TIMEOUT = 20.0
+CHECKIN_TIMEOUT = 15.0
+REPORT_TIMEOUT = 30.0
+
+
+class ServerLink:
+    """One channel to the server; create inside the event loop that uses it."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        ca_pem: bytes | None = None,
+        insecure: bool = False,
+        credential: str | None = None,
+        max_reconnect_seconds: float = 30.0,
+    ) -> None:
+        self.address = address
+        self._credential = credential
+        self._channel = open_channel(
+            address, ca_pem=ca_pem, insecure=insecure, max_reconnect_seconds=max_reconnect_seconds
+        )
+        self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+
+    @classmethod
+    def for_agent(
+        cls, state: StateDir, creds: Credentials, *, max_reconnect_seconds: float = 30.0
+    ) -> ServerLink:
+        """A link that acts as the enrolled agent described by `creds`."""
+        return cls(
+            creds.server,
+            ca_pem=state.read_ca(creds),
+            insecure=creds.insecure,
+            credential=creds.credential,
+            max_reconnect_seconds=max_reconnect_seconds,
+        )
+
+    async def enroll(self, request: EnrollRequest) -> Enrollment:
+        """Trade a one-time token for this agent's credential."""
+        reply = await self._call(
+            self._stub.Enroll(convert.enroll_to_proto(request), timeout=ENROLL_TIMEOUT)
+        )
+        return convert.enrollment_from_proto(reply)
+
+    async def check_in(self, checkin: CheckIn) -> CheckInReply:
+        """Tell the server this agent is alive; learn the interval and desired config."""
+        reply = await self._call(
+            self._stub.CheckIn(
+                convert.checkin_to_proto(checkin),
+                timeout=CHECKIN_TIMEOUT,
+                metadata=self._auth(),
+            )
+        )
+        return convert.checkin_reply_from_proto(reply)
+
+    async def report_run(self, report: RunReport) -> bool:
+        """Deliver one report; True when the server already had it (a replay)."""
+        request = agent_pb2.ReportRunRequest(report=convert.report_to_proto(report))
+        reply = await self._call(
+            self._stub.ReportRun(request, timeout=REPORT_TIMEOUT, metadata=self._auth())
+        )
+        return reply.duplicate
+
+    async def close(self) -> None:
+        await self._channel.close(grace=None)
+
+    async def __aenter__(self) -> ServerLink:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _auth(self) -> tuple[tuple[str, str], ...]:
+        if not self._credential:
+            raise Unauthenticated("this agent has no credential; enroll it first")
+        return (("authorization", f"Bearer {self._credential}"),)
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, address=self.address) from exc
+

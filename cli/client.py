@@ -1,0 +1,402 @@
+"""The admin CLI's only gRPC code: connect to the server, call it, and translate.
+
+Commands get plain `cli.models` records and `common.errors` exceptions from
+here; they never see protobuf messages or `grpc.RpcError`. Status codes map to
+errors in one table, `_STATUS_ERRORS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc  # noqa: TID251 - this module is the CLI's gRPC edge
+from google.protobuf.timestamp_pb2 import Timestamp
+from storesafe.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+
+from cli.models import (
+    KINDS,
+    STATUSES,
+    AuditEntry,
+    Disk,
+    EnrollmentToken,
+    FirebirdHealth,
+    Run,
+    SiteDetail,
+    SiteSummary,
+)
+from common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    StoreSafeError,
+    Unauthenticated,
+    Unavailable,
+)
+from common.version import VERSION
+
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # 10,000+ site rows fit with room to spare
+MAX_SEND_BYTES = 4 * 1024 * 1024
+DEFAULT_TIMEOUT = 30.0
+
+_ADDRESS = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+):(?P<port>\d{1,5})")
+
+_SERVER = "the StoreSafe server at {server}"
+_FAILED = "the StoreSafe server failed: {details}"
+_Code = grpc.StatusCode
+
+# One table: gRPC status -> (error class, sentence). `{server}`, `{details}` and
+# `{timeout}` are filled in; an empty `{details}` falls back to `_FALLBACK`.
+_STATUS_ERRORS: dict[grpc.StatusCode, tuple[type[StoreSafeError], str]] = {
+    _Code.UNAVAILABLE: (Unavailable, "cannot reach " + _SERVER + ": is it running?"),
+    _Code.DEADLINE_EXCEEDED: (Unavailable, _SERVER + " did not answer within {timeout:g}s"),
+    _Code.CANCELLED: (Unavailable, "the call to {server} was cancelled"),
+    _Code.ABORTED: (Unavailable, "{details}"),
+    _Code.UNAUTHENTICATED: (Unauthenticated, "the admin token was refused by " + _SERVER),
+    _Code.PERMISSION_DENIED: (PermissionDenied, "{details}"),
+    _Code.NOT_FOUND: (NotFound, "{details}"),
+    _Code.INVALID_ARGUMENT: (InvalidArgument, "{details}"),
+    _Code.OUT_OF_RANGE: (InvalidArgument, "{details}"),
+    _Code.ALREADY_EXISTS: (AlreadyExists, "{details}"),
+    _Code.FAILED_PRECONDITION: (FailedPrecondition, "{details}"),
+    _Code.RESOURCE_EXHAUSTED: (ResourceExhausted, "{details}"),
+    _Code.UNIMPLEMENTED: (FailedPrecondition, _SERVER + " does not offer this: is it older?"),
+    _Code.INTERNAL: (Internal, _FAILED),
+    _Code.UNKNOWN: (Internal, _FAILED),
+    _Code.DATA_LOSS: (Internal, _FAILED),
+}
+_FALLBACK = "the StoreSafe server refused the request ({code})"
+_TLS_FAILURE = (
+    "cannot make a TLS connection to the StoreSafe server at {server}: "
+    "is --ca (STORESAFE_CA) the CA certificate from the server's data dir?"
+)
+_TLS_HINTS = ("handshake", "certificate", "ssl", "tsi_", "alpn")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How to reach the server, from the global options or the environment."""
+
+    server: str | None = None
+    token: str | None = None
+    ca: Path | None = None
+    insecure: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def error_for(
+    code: grpc.StatusCode, details: str | None, *, server: str, timeout: float
+) -> StoreSafeError:
+    """Turn a gRPC status into the matching StoreSafe error with one sentence."""
+    text = (details or "").strip().splitlines()[0] if (details or "").strip() else ""
+    if code is grpc.StatusCode.UNAVAILABLE and any(h in text.lower() for h in _TLS_HINTS):
+        return Unavailable(_TLS_FAILURE.format(server=server))
+    cls, template = _STATUS_ERRORS.get(code, (Internal, "{details}"))
+    if "{details}" in template and not text:
+        template = _FALLBACK
+    return cls(template.format(server=server, details=text, timeout=timeout, code=code.name))
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (or `[v6]:PORT`) and check the port."""
+    match = _ADDRESS.fullmatch(address.strip())
+    port = int(match["port"]) if match else 0
+    if not match or not 1 <= port <= 65535:
+        raise InvalidArgument(f"the server address '{address}' is not HOST:PORT")
+    return match["host"].strip("[]"), port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AdminClient:
+    """A connection to the AdminService, opened on first use and closed by `close()`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._channel: grpc.Channel | None = None
+        self._stub: admin_pb2_grpc.AdminServiceStub | None = None
+
+    @property
+    def server(self) -> str:
+        """The server address, or a complaint that there is none."""
+        if not self.settings.server:
+            raise InvalidArgument(
+                "no server given: pass --server HOST:PORT or set STORESAFE_SERVER"
+            )
+        return self.settings.server.strip()
+
+    def close(self) -> None:
+        """Close the channel if one was opened."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = self._stub = None
+
+    # --- calls -------------------------------------------------------------
+
+    def create_token(self, site: str, group: str, ttl: dt.timedelta) -> EnrollmentToken:
+        """Make a one-time enrollment token for `site`."""
+        request = admin_pb2.CreateEnrollmentTokenRequest(
+            site=site, group=group, ttl_seconds=int(ttl.total_seconds())
+        )
+        answer = self._call(self._connect().CreateEnrollmentToken, request)
+        return EnrollmentToken(
+            site=site, group=group, token=answer.token, expires_at=_time(answer, "expires_at")
+        )
+
+    def list_sites(self, status: str | None = None, group: str | None = None) -> list[SiteSummary]:
+        """All sites (optionally of one status or group), ordered by name."""
+        request = admin_pb2.ListSitesRequest(status=_status_value(status), group=group or "")
+        answer = self._call(self._connect().ListSites, request)
+        return [_summary(row) for row in answer.sites]
+
+    def get_site(self, site: str) -> SiteDetail:
+        """One site in detail."""
+        answer = self._call(self._connect().GetSite, admin_pb2.GetSiteRequest(site=site))
+        return SiteDetail(
+            summary=_summary(answer.summary),
+            os=answer.os,
+            disks=tuple(Disk(d.label, d.path, d.total_bytes, d.free_bytes) for d in answer.disks),
+            firebird=_health(answer.firebird) if answer.HasField("firebird") else None,
+            clock_skew_seconds=answer.clock_skew_seconds,
+            enrolled_at=_time(answer, "enrolled_at"),
+            outbox_pending=answer.outbox_pending,
+            last_backup=_run(answer.last_backup) if answer.HasField("last_backup") else None,
+            active_agents=answer.active_agents,
+        )
+
+    def list_runs(self, site: str, kind: str | None = None, limit: int = 20) -> list[Run]:
+        """The newest runs of `site`, at most `limit`, optionally of one kind."""
+        request = admin_pb2.ListRunsRequest(site=site, kind=_kind_value(kind), limit=limit)
+        answer = self._call(self._connect().ListRuns, request)
+        return [_run(row) for row in answer.runs]
+
+    def revoke_agents(self, site: str) -> int:
+        """Revoke every agent credential of `site`; return how many there were."""
+        request = admin_pb2.RevokeAgentsRequest(site=site)
+        return self._call(self._connect().RevokeAgents, request).revoked
+
+    def list_audit(self, limit: int = 50) -> list[AuditEntry]:
+        """The newest admin actions, at most `limit`."""
+        answer = self._call(self._connect().ListAudit, admin_pb2.ListAuditRequest(limit=limit))
+        return [
+            AuditEntry(_time(e, "at"), e.actor, e.action, e.target, e.details)
+            for e in answer.entries
+        ]
+
+    # --- plumbing ----------------------------------------------------------
+
+    def _connect(self) -> admin_pb2_grpc.AdminServiceStub:
+        if self._stub is None:
+            self._channel = self._open_channel()
+            self._stub = admin_pb2_grpc.AdminServiceStub(self._channel)
+        return self._stub
+
+    def _open_channel(self) -> grpc.Channel:
+        server = self.server
+        host, _port = split_address(server)
+        if not self.settings.token:
+            raise InvalidArgument("no admin token given: pass --token or set STORESAFE_TOKEN")
+        options = [
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ("grpc.primary_user_agent", f"storesafe-cli/{VERSION}"),
+        ]
+        if self.settings.insecure:
+            if not is_loopback(host):
+                raise InvalidArgument(
+                    f"--insecure is allowed only for loopback addresses, not '{host}'"
+                )
+            return grpc.insecure_channel(server, options=options)
+        return grpc.secure_channel(server, _credentials(self.settings.ca), options=options)
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
+        metadata = (("authorization", f"Bearer {self.settings.token}"),)
+        try:
+            return method(request, timeout=self.settings.timeout, metadata=metadata)
+        except grpc.RpcError as err:
+            code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
+            details = err.details() if isinstance(err, grpc.Call) else str(err)
+            raise error_for(
+                code, details, server=self.server, timeout=self.settings.timeout
+            ) from None
+
+
+def _credentials(ca: Path | None) -> grpc.ChannelCredentials:
+    """TLS trusting `ca` (the server's private CA), or the system roots when none is given."""
+    if ca is None:
+        return grpc.ssl_channel_credentials()
+    try:
+        pem = ca.expanduser().read_bytes()
+    except OSError as err:
+        raise InvalidArgument(
+            f"cannot read the CA certificate {ca}: {err.strerror or err}"
+        ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise InvalidArgument(f"{ca} is not a PEM CA certificate")
+    return grpc.ssl_channel_credentials(root_certificates=pem)
+
+
+# --- protobuf -> records ---------------------------------------------------
+
+
+def _enum_name(enum: Any, value: int, prefix: str, known: tuple[str, ...]) -> str:
+    """`SITE_STATUS_OK` -> `ok`, `RUN_KIND_IMAGE_SYNC` -> `image-sync`; `unknown` otherwise."""
+    try:
+        name = str(enum.Name(value)).removeprefix(prefix).lower().replace("_", "-")
+    except ValueError:
+        return "unknown"
+    return name if name in known else "unknown"
+
+
+def _status_value(status: str | None) -> types_pb2.SiteStatus.ValueType:
+    if not status:
+        return types_pb2.SITE_STATUS_UNSPECIFIED
+    return types_pb2.SiteStatus.Value("SITE_STATUS_" + status.upper())
+
+
+def _kind_value(kind: str | None) -> types_pb2.RunKind.ValueType:
+    if not kind:
+        return types_pb2.RUN_KIND_UNSPECIFIED
+    return types_pb2.RunKind.Value("RUN_KIND_" + kind.upper().replace("-", "_"))
+
+
+def _status_name(value: int) -> str:
+    return _enum_name(types_pb2.SiteStatus, value, "SITE_STATUS_", STATUSES)
+
+
+def _kind_name(value: int) -> str:
+    return _enum_name(types_pb2.RunKind, value, "RUN_KIND_", KINDS)
+
+
+def _outcome_name(value: int) -> str:
+    return _enum_name(types_pb2.RunOutcome, value, "RUN_OUTCOME_", ("succeeded", "failed"))
+
+
+def _verification_name(value: int) -> str:
+    return _enum_name(
+        types_pb2.Verification, value, "VERIFICATION_", ("passed", "failed", "not-run")
+    )
+
+
+def _timestamp(ts: Timestamp) -> dt.datetime | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=dt.UTC)
+
+
+def _time(message: Any, field: str) -> dt.datetime | None:
+    """The timestamp `field` of `message`, or None when it is unset (never)."""
+    if not message.HasField(field):
+        return None
+    return _timestamp(getattr(message, field))
+
+
+def _summary(row: admin_pb2.SiteSummary) -> SiteSummary:
+    return SiteSummary(
+        site=row.site,
+        group=row.group,
+        status=_status_name(row.status),
+        last_good_backup_at=_time(row, "last_good_backup_at"),
+        last_backup_at=_time(row, "last_backup_at"),
+        last_image_sync_at=_time(row, "last_image_sync_at"),
+        last_seen_at=_time(row, "last_seen_at"),
+        config_revision_desired=row.config_revision_desired,
+        config_revision_applied=row.config_revision_applied,
+        agent_version=row.agent_version,
+        problems=tuple(row.problems),
+        hostname=row.hostname,
+    )
+
+
+def _health(h: types_pb2.FirebirdHealth) -> FirebirdHealth:
+    return FirebirdHealth(
+        oit=h.oit,
+        oat=h.oat,
+        ost=h.ost,
+        next_transaction=h.next_transaction,
+        sweep_interval=h.sweep_interval,
+        forced_writes=h.forced_writes,
+        page_size=h.page_size,
+        ods=h.ods,
+        size_bytes=h.size_bytes,
+        backup_state=h.backup_state,
+        server_version=h.server_version,
+    )
+
+
+def _health_dict(h: types_pb2.FirebirdHealth) -> dict[str, Any]:
+    return dataclasses.asdict(_health(h))
+
+
+def _details(report: types_pb2.RunReport) -> dict[str, Any]:
+    """The kind-specific figures of a report, with proto field names."""
+    which = report.WhichOneof("details")
+    if which == "backup":
+        b = report.backup
+        return {
+            "method": b.method,
+            "level": b.level,
+            "file": b.file,
+            "size_raw": b.size_raw,
+            "size_compressed": b.size_compressed,
+            "checksum": b.checksum,
+            "verification": _verification_name(b.verification),
+            "verification_seconds": b.verification_seconds,
+            "verification_message": b.verification_message,
+            "backup_seconds": b.backup_seconds,
+            "table_counts": dict(b.table_counts),
+            "firebird_version": b.firebird_version,
+            "database": b.database,
+            "health": _health_dict(b.health) if b.HasField("health") else None,
+            "problems": list(b.problems),
+        }
+    if which == "image_sync":
+        s = report.image_sync
+        return {
+            "files_scanned": s.files_scanned,
+            "files_copied": s.files_copied,
+            "bytes_copied": s.bytes_copied,
+            "files_failed": s.files_failed,
+        }
+    if which == "validation":
+        v = report.validation
+        return {"errors": v.errors, "warnings": v.warnings, "summary": v.summary}
+    if which == "upload":
+        return {"file": report.upload.file, "bytes": report.upload.bytes}
+    return {}
+
+
+def _run(row: admin_pb2.Run) -> Run:
+    report = row.report
+    return Run(
+        id=report.id,
+        site=row.site,
+        kind=_kind_name(report.kind),
+        outcome=_outcome_name(report.outcome),
+        started_at=_time(report, "started_at"),
+        finished_at=_time(report, "finished_at"),
+        received_at=_time(row, "received_at"),
+        trigger=report.trigger,
+        error_class=report.error_class,
+        error_message=report.error_message,
+        details=_details(report),
+    )

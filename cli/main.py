@@ -1,0 +1,106 @@
+"""The `storesafe` admin CLI: global connection options, the commands, one error handler.
+
+Every expected failure (bad value, refused token, server down, unknown site)
+arrives here as a `StoreSafeError` and leaves as `error: <sentence>` on
+stderr with the error's exit code; no traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from cli import audit, check, output, runs, sites, tokens
+from cli.client import DEFAULT_TIMEOUT, AdminClient, Settings
+from cli.context import Invocation
+from common.errors import StoreSafeError
+from common.version import VERSION
+
+
+class StoreSafeGroup(TyperGroup):
+    """The root command group; it turns StoreSafe errors into one line and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreSafeError as err:
+            output.print_error(err.message)
+            raise typer.Exit(err.exit_code) from None
+
+
+app = typer.Typer(
+    cls=StoreSafeGroup,
+    name="storesafe",
+    help="Drive a StoreSafe fleet: enrollment tokens, site status, runs, monitoring checks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(tokens.app)
+app.add_typer(sites.app)
+app.add_typer(runs.app)
+app.add_typer(check.app)
+app.add_typer(audit.app)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        output.print_line(f"storesafe {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STORESAFE_SERVER",
+            metavar="HOST:PORT",
+            help="Address of the StoreSafe server.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STORESAFE_TOKEN",
+            show_default=False,
+            help="Admin token (prefer the environment variable: it stays out of ps).",
+        ),
+    ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="STORESAFE_CA",
+            metavar="FILE",
+            help="CA certificate of the server (ca.pem from its data dir); "
+            "default: the system's trusted roots.",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(help="Plaintext instead of TLS; allowed only for a loopback server."),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=3600, metavar="SECONDS", help="Deadline for each call."),
+    ] = DEFAULT_TIMEOUT,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Drive a StoreSafe fleet: enrollment tokens, site status, runs, monitoring checks."""
+    if isinstance(ctx.obj, Invocation):  # prepared by a test
+        return
+    client = AdminClient(
+        Settings(server=server, token=token, ca=ca, insecure=insecure, timeout=timeout)
+    )
+    ctx.obj = Invocation(client=client)
+    ctx.call_on_close(client.close)

@@ -1,0 +1,136 @@
+"""The plain records the admin CLI works with, free of gRPC and protobuf.
+
+`cli.client` builds them from server answers; `cli.output` renders them. Times
+are aware UTC datetimes, and `None` means "never".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+STATUSES: tuple[str, ...] = ("ok", "warning", "stale", "failing", "never", "offline")
+"""Every site status the server computes, from best to worst by check severity."""
+
+KINDS: tuple[str, ...] = ("backup", "image-sync", "upload", "validation")
+"""Every kind of run an agent reports."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSummary:
+    """One row of the fleet view, with the status the server computed."""
+
+    site: str
+    group: str
+    status: str
+    last_good_backup_at: dt.datetime | None = None
+    last_backup_at: dt.datetime | None = None
+    last_image_sync_at: dt.datetime | None = None
+    last_seen_at: dt.datetime | None = None
+    config_revision_desired: int = 0
+    config_revision_applied: int = 0
+    agent_version: str = ""
+    problems: tuple[str, ...] = ()
+    hostname: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    """Space on one volume an agent watches (data, backup or state)."""
+
+    label: str
+    path: str
+    total_bytes: int
+    free_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FirebirdHealth:
+    """Figures from the live database's header and monitoring tables."""
+
+    oit: int = 0
+    oat: int = 0
+    ost: int = 0
+    next_transaction: int = 0
+    sweep_interval: int = 0
+    forced_writes: bool = False
+    page_size: int = 0
+    ods: str = ""
+    size_bytes: int = 0
+    backup_state: int = 0
+    server_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One finished job an agent reported.
+
+    `details` holds the kind-specific figures with the proto field names
+    (e.g. `verification`, `size_compressed` for a backup, `files_copied` for an
+    image sync), ready for JSON.
+    """
+
+    id: str
+    site: str
+    kind: str
+    outcome: str
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    received_at: dt.datetime | None = None
+    trigger: str = ""
+    error_class: str = ""
+    error_message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDetail:
+    """One site in detail: its summary plus what its agent last told."""
+
+    summary: SiteSummary
+    os: str = ""
+    disks: tuple[Disk, ...] = ()
+    firebird: FirebirdHealth | None = None
+    clock_skew_seconds: float = 0.0
+    enrolled_at: dt.datetime | None = None
+    outbox_pending: int = 0
+    last_backup: Run | None = None
+    active_agents: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentToken:
+    """A one-time token an agent trades for its own credential."""
+
+    site: str
+    group: str
+    token: str
+    expires_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One admin action as the server recorded it."""
+
+    at: dt.datetime | None
+    actor: str
+    action: str
+    target: str
+    details: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The verdict of `storesafe check`, in monitoring-plugin terms.
+
+    `state` is OK, WARNING, CRITICAL or UNKNOWN with `exit_code` 0, 1, 2 or 3;
+    `summary` is the one line a monitoring system shows; `attention` lists the
+    sites that are not ok, worst first.
+    """
+
+    state: str
+    exit_code: int
+    summary: str
+    counts: dict[str, int] = field(default_factory=dict)
+    attention: tuple[SiteSummary, ...] = ()

@@ -1,0 +1,76 @@
+"""Checking what a technician typed (durations, status and kind names, limits, names).
+
+Every function here either returns a clean value or raises `InvalidArgument`
+with one sentence that says what was wrong and what would be right.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from cli.models import KINDS, STATUSES
+from common.errors import InvalidArgument
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_NAME = re.compile(r"[^\s/\\]{1,128}")
+
+MIN_TOKEN_LIFETIME = dt.timedelta(minutes=1)
+MAX_TOKEN_LIFETIME = dt.timedelta(days=30)
+MAX_LIMIT = 1000
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """Parse `30m`, `24h`, `7d`, `1h30m` (units s, m, h, d, w) into a timedelta."""
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not cleaned or "".join(n + u for n, u in parts) != cleaned:
+        raise InvalidArgument(
+            f"'{text}' is not a duration: use a number and a unit, like 30m, 24h or 7d"
+        )
+    seconds = sum(int(number) * _UNITS[unit] for number, unit in parts)
+    return dt.timedelta(seconds=seconds)
+
+
+def token_lifetime(text: str) -> dt.timedelta:
+    """Parse a token lifetime and keep it between one minute and 30 days."""
+    lifetime = parse_duration(text)
+    if not MIN_TOKEN_LIFETIME <= lifetime <= MAX_TOKEN_LIFETIME:
+        raise InvalidArgument(
+            f"a token lifetime of '{text}' is out of range: use between 1m and 30d"
+        )
+    return lifetime
+
+
+def status_name(text: str) -> str:
+    """Return a known site status name (case-insensitive)."""
+    name = text.strip().lower()
+    if name not in STATUSES:
+        raise InvalidArgument(f"unknown status '{text}': use one of {', '.join(STATUSES)}")
+    return name
+
+
+def kind_name(text: str) -> str:
+    """Return a known run kind name; `image_sync` is accepted for `image-sync`."""
+    name = text.strip().lower().replace("_", "-")
+    if name not in KINDS:
+        raise InvalidArgument(f"unknown run kind '{text}': use one of {', '.join(KINDS)}")
+    return name
+
+
+def limit(value: int) -> int:
+    """Return `value` when it is a row limit the server accepts (1-1000)."""
+    if not 1 <= value <= MAX_LIMIT:
+        raise InvalidArgument(f"a limit of {value} is out of range: use 1 to {MAX_LIMIT}")
+    return value
+
+
+def name(text: str, what: str = "site") -> str:
+    """Return a site or group name without surrounding space, refusing empty or odd ones."""
+    cleaned = text.strip()
+    if not _NAME.fullmatch(cleaned):
+        raise InvalidArgument(
+            f"'{text}' is not a {what} name: use 1 to 128 characters without spaces or slashes"
+        )
+    return cleaned

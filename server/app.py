@@ -1,0 +1,150 @@
+"""Wiring: build the services on one state and clock, and run the grpc.aio server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from common.clock import Clock, SystemClock
+from common.errors import InvalidArgument
+from server import tls
+from server.db.engine import make_engine, migrate, sqlite_url
+from server.rpc.admin_servicer import AdminServicer
+from server.rpc.agent_servicer import AgentServicer
+from server.services.agents import AgentTraffic
+from server.services.auth import Authenticator
+from server.services.enrollment import Enrollment
+from server.services.fleet import FleetQueries
+from server.services.status import StatusPolicy
+from server.state.sql import SqlFleetState
+from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_RECEIVE = 4 * 1024 * 1024
+MAX_SEND = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeOptions:
+    data_dir: Path
+    listen: str = "0.0.0.0:7443"
+    db_url: str = ""
+    insecure: bool = False
+    checkin_interval: int = 60
+    offline_after_minutes: float = 15.0
+    stale_after_hours: float = 26.0
+    grace_seconds: float = 5.0
+
+    @property
+    def database(self) -> str:
+        return self.db_url or sqlite_url(self.data_dir)
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidArgument(f"--listen {listen!r} must be HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    host, _port = split_listen(options.listen)
+    if options.insecure and not is_loopback(host):
+        raise InvalidArgument("plaintext (--insecure) is allowed only on a loopback address")
+    credentials = None if options.insecure else _server_credentials(options.data_dir)
+    engine = make_engine(options.database)
+    await asyncio.to_thread(migrate, engine)
+    state = SqlFleetState(engine)
+    clock = clock or SystemClock()
+    auth = Authenticator(state)
+    enrollment = Enrollment(state, clock)
+    policy = StatusPolicy(
+        stale_after_hours=options.stale_after_hours,
+        offline_after_minutes=options.offline_after_minutes,
+    )
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_RECEIVE),
+        ("grpc.max_send_message_length", MAX_SEND),
+        ("grpc.server.max_pending_requests", 20000),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ])
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(
+        auth, enrollment, AgentTraffic(state, clock, checkin_interval=options.checkin_interval)
+    ), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(auth, enrollment, FleetQueries(state, clock, auth, policy)), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (
+        agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+        health.SERVICE_NAME, reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    if credentials is None:
+        bound = server.add_insecure_port(options.listen)
+    else:
+        bound = server.add_secure_port(options.listen, credentials)
+    if bound == 0:
+        state.close()
+        raise InvalidArgument(f"cannot listen on {options.listen}: is the port in use?")
+    await server.start()
+    for name in names[:2]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving on %s:%d (%s), state %s", host, bound,
+             "plaintext" if credentials is None else "TLS", _safe_url(options.database))
+    await _wait_for_signal()
+    log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(options.grace_seconds)
+    await asyncio.to_thread(state.close)
+    log.info("stopped")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _server_credentials(data_dir: Path) -> grpc.ServerCredentials:
+    key, cert = data_dir / tls.SERVER_KEY, data_dir / tls.SERVER_CERT
+    if not key.exists() or not cert.exists():
+        raise InvalidArgument(
+            f"no server certificate in {data_dir}: run `storesafe-server init --data-dir "
+            f"{data_dir}` first"
+        )
+    return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,120 @@
+"""The SQLModel tables that hold the fleet's state."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Column, DateTime, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> object:
+    return Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
+    )
+
+
+class Site(SQLModel, table=True):
+    """One shop: its identity and the latest facts the status function reads."""
+
+    __tablename__ = "sites"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    group: str = Field(default="default", index=True, max_length=64)
+    created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    enrolled_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_seen_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    agent_version: str = ""
+    hostname: str = ""
+    os: str = ""
+    clock_skew_seconds: float = 0.0
+    config_revision_applied: int = 0
+    outbox_pending: int = 0
+    disks_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    firebird_json: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    last_backup_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_backup_ok: bool | None = None
+    last_backup_error: str = ""
+    last_backup_size: int = 0
+    last_good_backup_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_image_sync_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_image_sync_ok: bool | None = None
+    last_image_sync_error: str = ""
+    last_validation_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_validation_errors: int = 0
+    last_validation_summary: str = ""
+
+
+class Agent(SQLModel, table=True):
+    """An enrolled agent's credential, stored hashed."""
+
+    __tablename__ = "agents"
+
+    id: str = Field(primary_key=True, max_length=32)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    secret_hash: str = Field(max_length=64)
+    hostname: str = ""
+    created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+
+
+class EnrollmentToken(SQLModel, table=True):
+    """A one-time, expiring token that lets one agent join one site."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: str = Field(primary_key=True, max_length=32)
+    site: str = Field(max_length=64)
+    group: str = Field(default="", max_length=64)
+    secret_hash: str = Field(max_length=64)
+    created_by: str = ""
+    created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    expires_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    used_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+
+
+class AdminToken(SQLModel, table=True):
+    """A token that lets a technician drive the fleet with the admin CLI."""
+
+    __tablename__ = "admin_tokens"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+    secret_hash: str = Field(max_length=64)
+    created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+
+
+class Run(SQLModel, table=True):
+    """One finished job reported by an agent, stored once by its id."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_site_finished", "site_id", "finished_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    site_id: int = Field(foreign_key="sites.id")
+    kind: str = Field(max_length=16)
+    started_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    finished_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    outcome: str = Field(max_length=16)
+    verification: str = Field(default="", max_length=16)
+    error_class: str = Field(default="", max_length=64)
+    error_message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    trigger: str = Field(default="", max_length=16)
+    received_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    details_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+
+
+class AuditEntry(SQLModel, table=True):
+    """One admin action: who did what to what, and when."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = _ts(nullable=False, index=True)  # type: ignore[assignment]
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    target: str = Field(default="", max_length=128)
+    details: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

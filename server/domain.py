@@ -1,0 +1,112 @@
+"""The server's domain records: what services and state pass between them."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from server.services.status import Disk, Health
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentIdentity:
+    """Who an authenticated agent call comes from."""
+
+    agent_id: str
+    site_id: int
+    site: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AdminIdentity:
+    """Who an authenticated admin call comes from."""
+
+    token_id: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckInFacts:
+    agent_version: str
+    hostname: str
+    os: str
+    agent_time: dt.datetime | None
+    config_revision: int
+    disks: tuple[Disk, ...]
+    firebird: dict[str, Any] | None
+    outbox_pending: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """A run report as the server stores it; `details` is the JSON form of the details."""
+
+    id: str
+    kind: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    outcome: str
+    verification: str
+    error_class: str
+    error_message: str
+    trigger: str
+    details: dict[str, Any]
+    site: str = ""
+    received_at: dt.datetime | None = None
+
+    @property
+    def good(self) -> bool:
+        """A backup counts only once its verification passed."""
+        return self.outcome == "succeeded" and self.verification == "passed"
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteRow:
+    """One site with its stored facts, ready for the status function."""
+
+    id: int
+    name: str
+    group: str
+    hostname: str
+    os: str
+    agent_version: str
+    enrolled_at: dt.datetime | None
+    last_seen_at: dt.datetime | None
+    last_backup_at: dt.datetime | None
+    last_backup_ok: bool | None
+    last_backup_error: str
+    last_backup_size: int
+    last_good_backup_at: dt.datetime | None
+    last_image_sync_at: dt.datetime | None
+    last_image_sync_ok: bool | None
+    last_image_sync_error: str
+    last_validation_errors: int
+    last_validation_summary: str
+    clock_skew_seconds: float
+    config_revision_applied: int
+    outbox_pending: int
+    disks: tuple[Disk, ...]
+    firebird: dict[str, Any] | None
+
+    @property
+    def health(self) -> Health | None:
+        if not self.firebird:
+            return None
+        f = self.firebird
+        return Health(
+            oit=int(f.get("oit", 0)),
+            oat=int(f.get("oat", 0)),
+            next_transaction=int(f.get("next_transaction", 0)),
+            forced_writes=bool(f.get("forced_writes", True)),
+            backup_state=int(f.get("backup_state", 0)),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditRecord:
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str
+    details: str = ""

@@ -1,0 +1,131 @@
+"""`storesafe-server`: initialise a data dir, serve gRPC, manage admin tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from common.clock import SystemClock
+from common.errors import FailedPrecondition, StoreSafeError
+from server import tls
+from server.app import ServeOptions, serve
+from server.db.engine import make_engine, migrate, sqlite_url
+from server.services import credentials
+from server.state.sql import SqlFleetState
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="The StoreSafe server: fleet state, agent check-ins, admin API.")
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Folder for the database, keys and certificates.")]
+DbUrl = Annotated[str, typer.Option("--db", envvar="STORESAFE_DB",
+                                    help="Database URL; default: SQLite in the data dir. "
+                                         "e.g. postgresql+psycopg://user@host/db")]
+
+
+def _fail(exc: StoreSafeError) -> typer.Exit:
+    typer.echo(f"error: {exc.message}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _admin_token(db_url: str, name: str) -> str:
+    engine = make_engine(db_url)
+    migrate(engine)
+    state = SqlFleetState(engine)
+    try:
+        minted = credentials.mint(credentials.ADMIN)
+        state.create_admin_token_sync(
+            token_id=minted.id, name=name, secret_hash=minted.secret_hash,
+            now=SystemClock().now(),
+        )
+        return minted.text
+    finally:
+        state.close()
+
+
+@app.command()
+def init(
+    data_dir: DataDir,
+    hostname: Annotated[list[str] | None, typer.Option(
+        "--hostname", help="Name or IP agents use to reach this server (repeatable).")] = None,
+    db: DbUrl = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the token and CA path as JSON.")] = False,
+) -> None:
+    """Create the data dir, database, private CA, server certificate and first admin token."""
+    try:
+        if (data_dir / tls.CA_CERT).exists():
+            raise FailedPrecondition(f"{data_dir} is already initialised; keep using it")
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.chmod(0o700)
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot create {data_dir}: {exc.strerror}") from exc
+        names = list(hostname or []) + tls.default_hostnames()
+        ca = tls.create_pki(data_dir, names, SystemClock().now())
+        token = _admin_token(db or sqlite_url(data_dir), "admin")
+    except StoreSafeError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({"admin_token": token, "ca_cert": str(ca.resolve())}))
+        return
+    typer.echo(f"Initialised {data_dir}")
+    typer.echo(f"CA certificate (give it to agents and the CLI): {ca.resolve()}")
+    typer.echo(f"Admin token (shown once, stored only as a hash):\n  {token}")
+
+
+@app.command("serve")
+def serve_cmd(
+    data_dir: DataDir,
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "0.0.0.0:7443",
+    db: DbUrl = "",
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Plaintext, no TLS; allowed only on a loopback address.")] = False,
+    checkin_interval: Annotated[int, typer.Option(
+        help="Seconds between agent check-ins.", min=1, max=3600)] = 60,
+    offline_after_minutes: Annotated[float, typer.Option(
+        help="Default for status.offline_after_minutes.", min=0.01)] = 15.0,
+    stale_after_hours: Annotated[float, typer.Option(
+        help="Default for status.stale_after_hours.", min=0.01)] = 26.0,
+) -> None:
+    """Serve the agent and admin gRPC APIs until SIGTERM."""
+    _logging()
+    options = ServeOptions(
+        data_dir=data_dir, listen=listen, db_url=db, insecure=insecure,
+        checkin_interval=checkin_interval, offline_after_minutes=offline_after_minutes,
+        stale_after_hours=stale_after_hours,
+    )
+    try:
+        asyncio.run(serve(options))
+    except StoreSafeError as exc:
+        raise _fail(exc) from None
+
+
+token_app = typer.Typer(no_args_is_help=True, help="Admin tokens for the `storesafe` CLI.")
+app.add_typer(token_app, name="admin-token")
+
+
+@token_app.command("create")
+def admin_token_create(
+    data_dir: DataDir,
+    name: Annotated[str, typer.Option(help="Who the token is for (shown in the audit log).")],
+    db: DbUrl = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create another admin token (printed once)."""
+    try:
+        token = _admin_token(db or sqlite_url(data_dir), name[:64])
+    except StoreSafeError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps({"admin_token": token}) if as_json else token)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

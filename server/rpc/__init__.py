@@ -1,0 +1,1 @@
+"""The gRPC edge: thin servicers, proto conversion, the error table."""

@@ -1,0 +1,77 @@
+"""AdminService: unpack, authenticate the admin, call one service function, pack."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+
+from server.rpc import convert
+from server.rpc.errors import bearer, guarded
+from server.services.auth import Authenticator
+from server.services.enrollment import Enrollment
+from server.services.fleet import FleetQueries
+from storesafe.v1 import admin_pb2, admin_pb2_grpc
+
+Ctx = grpc.aio.ServicerContext
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, auth: Authenticator, enrollment: Enrollment, fleet: FleetQueries) -> None:
+        self._auth = auth
+        self._enrollment = enrollment
+        self._fleet = fleet
+
+    @guarded
+    async def CreateEnrollmentToken(
+        self, request: admin_pb2.CreateEnrollmentTokenRequest, context: Ctx
+    ) -> admin_pb2.CreateEnrollmentTokenResponse:
+        admin = await self._auth.admin(bearer(context))
+        ttl = dt.timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else None
+        issued = await self._enrollment.create_token(
+            admin, site=request.site, group=request.group, ttl=ttl
+        )
+        return admin_pb2.CreateEnrollmentTokenResponse(
+            token=issued.token, expires_at=convert.ts(issued.expires_at)
+        )
+
+    @guarded
+    async def ListSites(
+        self, request: admin_pb2.ListSitesRequest, context: Ctx
+    ) -> admin_pb2.ListSitesResponse:
+        await self._auth.admin(bearer(context))
+        status = convert.STATUS_NAMES.get(request.status)
+        views = await self._fleet.list_sites(status=status, group=request.group)
+        return admin_pb2.ListSitesResponse(sites=[convert.site_summary(v) for v in views])
+
+    @guarded
+    async def GetSite(
+        self, request: admin_pb2.GetSiteRequest, context: Ctx
+    ) -> admin_pb2.GetSiteResponse:
+        await self._auth.admin(bearer(context))
+        return convert.site_detail(await self._fleet.site(request.site))
+
+    @guarded
+    async def ListRuns(
+        self, request: admin_pb2.ListRunsRequest, context: Ctx
+    ) -> admin_pb2.ListRunsResponse:
+        await self._auth.admin(bearer(context))
+        runs = await self._fleet.runs(
+            site=request.site, kind=convert.KIND_NAMES.get(request.kind, ""), limit=request.limit
+        )
+        return admin_pb2.ListRunsResponse(runs=[convert.run_msg(r) for r in runs])
+
+    @guarded
+    async def RevokeAgents(
+        self, request: admin_pb2.RevokeAgentsRequest, context: Ctx
+    ) -> admin_pb2.RevokeAgentsResponse:
+        admin = await self._auth.admin(bearer(context))
+        return admin_pb2.RevokeAgentsResponse(revoked=await self._fleet.revoke(admin, request.site))
+
+    @guarded
+    async def ListAudit(
+        self, request: admin_pb2.ListAuditRequest, context: Ctx
+    ) -> admin_pb2.ListAuditResponse:
+        await self._auth.admin(bearer(context))
+        records = await self._fleet.audit_log(limit=request.limit)
+        return admin_pb2.ListAuditResponse(entries=[convert.audit_entry(r) for r in records])

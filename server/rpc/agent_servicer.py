@@ -1,0 +1,55 @@
+"""AgentService: unpack, authenticate, call one service function, pack."""
+
+from __future__ import annotations
+
+import grpc
+
+from server.rpc import convert
+from server.rpc.errors import bearer, guarded
+from server.services.agents import AgentTraffic
+from server.services.auth import Authenticator
+from server.services.enrollment import Enrollment
+from storesafe.v1 import agent_pb2, agent_pb2_grpc
+
+Ctx = grpc.aio.ServicerContext
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, auth: Authenticator, enrollment: Enrollment, traffic: AgentTraffic) -> None:
+        self._auth = auth
+        self._enrollment = enrollment
+        self._traffic = traffic
+
+    @guarded
+    async def Enroll(self, request: agent_pb2.EnrollRequest, context: Ctx) -> agent_pb2.EnrollResponse:
+        done = await self._enrollment.enroll(
+            token=request.token, site=request.site, hostname=request.hostname
+        )
+        self._auth.forget_site(done.site)
+        return agent_pb2.EnrollResponse(
+            agent_id=done.agent_id, credential=done.credential, site=done.site, group=done.group
+        )
+
+    @guarded
+    async def CheckIn(
+        self, request: agent_pb2.CheckInRequest, context: Ctx
+    ) -> agent_pb2.CheckInResponse:
+        who = await self._auth.agent(bearer(context))
+        reply = await self._traffic.check_in(
+            who, convert.checkin_facts(request), claimed_site=request.site
+        )
+        return agent_pb2.CheckInResponse(
+            server_time=convert.ts(reply.server_time),
+            desired_config_revision=reply.desired_config_revision,
+            checkin_interval_seconds=reply.checkin_interval_seconds,
+        )
+
+    @guarded
+    async def ReportRun(
+        self, request: agent_pb2.ReportRunRequest, context: Ctx
+    ) -> agent_pb2.ReportRunResponse:
+        who = await self._auth.agent(bearer(context))
+        duplicate = await self._traffic.report(
+            who, convert.run_record(request.report), claimed_site=request.site
+        )
+        return agent_pb2.ReportRunResponse(duplicate=duplicate)

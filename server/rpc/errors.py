@@ -1,0 +1,65 @@
+"""The one table that maps typed errors to gRPC status codes, and the servicer guard."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from common import errors
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.StoreSafeError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_of(exc: errors.StoreSafeError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def guarded(method: F) -> F:
+    """Turn typed errors into their gRPC status and unexpected ones into INTERNAL."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except errors.StoreSafeError as exc:
+            await context.abort(status_of(exc), exc.message)
+        except Exception:
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, "the server hit an unexpected error; see its log"
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def bearer(context: grpc.aio.ServicerContext) -> str:
+    """The bearer credential from call metadata, or Unauthenticated."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, cred = text.partition(" ")
+            if scheme.lower() == "bearer" and cred:
+                return cred
+    raise errors.Unauthenticated("the call carries no credential (authorization: Bearer ...)")

@@ -1,0 +1,1 @@
+"""Server use cases: enrollment, auth, check-in, reports, status, queries."""

@@ -1,0 +1,83 @@
+"""Enrollment: one-time tokens for a site, traded for an agent's own credential."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+
+from common.clock import Clock
+from common.errors import InvalidArgument
+from server.domain import AdminIdentity, AuditRecord
+from server.services import credentials
+from server.state.base import FleetState
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEFAULT_TTL = dt.timedelta(hours=24)
+MAX_TTL = dt.timedelta(days=30)
+
+
+def check_name(value: str, what: str) -> str:
+    """Site and group names: 1-64 of letters, digits, '.', '_' and '-'."""
+    if not _NAME.match(value):
+        raise InvalidArgument(
+            f"{what} {value!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'"
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Enrolled:
+    agent_id: str
+    credential: str
+    site: str
+    group: str
+
+
+class Enrollment:
+    def __init__(self, state: FleetState, clock: Clock) -> None:
+        self._state = state
+        self._clock = clock
+
+    async def create_token(
+        self, admin: AdminIdentity, *, site: str, group: str, ttl: dt.timedelta | None
+    ) -> IssuedToken:
+        check_name(site, "site name")
+        if group:
+            check_name(group, "group name")
+        ttl = ttl or DEFAULT_TTL
+        if ttl > MAX_TTL:
+            raise InvalidArgument("an enrollment token may live at most 30 days")
+        now = self._clock.now()
+        minted = credentials.mint(credentials.ENROLLMENT)
+        expires = now + ttl
+        await self._state.create_enrollment_token(
+            token_id=minted.id, secret_hash=minted.secret_hash, site=site, group=group,
+            created_by=admin.name, now=now, expires_at=expires,
+        )
+        await self._state.audit(AuditRecord(
+            now, admin.name, "token.create", site, f"group={group or '-'} expires={expires:%c}"
+        ))
+        return IssuedToken(minted.text, expires)
+
+    async def enroll(self, *, token: str, site: str, hostname: str) -> Enrolled:
+        check_name(site, "site name")
+        token_id, presented = credentials.parse(
+            token, credentials.ENROLLMENT, "enrollment token"
+        )
+        minted = credentials.mint(credentials.AGENT)
+        now = self._clock.now()
+        _site_id, group = await self._state.enroll(
+            token_id=token_id, presented_hash=presented, site=site, agent_id=minted.id,
+            agent_secret_hash=minted.secret_hash, hostname=hostname[:255], now=now,
+        )
+        await self._state.audit(AuditRecord(
+            now, f"agent:{minted.id}", "agent.enroll", site, f"hostname={hostname[:100]}"
+        ))
+        return Enrolled(minted.id, minted.text, site, group)

@@ -1,0 +1,192 @@
+"""The one function that turns a site's stored facts into its status and problems."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    STALE = "stale"
+    FAILING = "failing"
+    NEVER = "never"
+    OFFLINE = "offline"
+
+
+# Precedence when several hold, first wins.
+PRECEDENCE = (Status.OFFLINE, Status.NEVER, Status.FAILING, Status.STALE, Status.WARNING)
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusPolicy:
+    """Thresholds; per-site values come from the effective configuration."""
+
+    stale_after_hours: float = 26.0
+    offline_after_minutes: float = 15.0
+    image_sync_stale_after_hours: float = 26.0
+    disk_free_min_fraction: float = 0.10
+    clock_skew_max_seconds: float = 300.0
+    oit_gap_max: int = 50_000
+    oat_gap_max: int = 50_000
+    outbox_pending_max: int = 50
+    minimum_agent_version: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Disk:
+    label: str
+    path: str
+    total_bytes: int
+    free_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Health:
+    oit: int = 0
+    oat: int = 0
+    next_transaction: int = 0
+    forced_writes: bool = True
+    backup_state: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteFacts:
+    """Everything the status depends on, as stored for one site."""
+
+    enrolled_at: dt.datetime | None = None
+    last_seen_at: dt.datetime | None = None
+    last_backup_at: dt.datetime | None = None
+    last_backup_ok: bool | None = None
+    last_backup_error: str = ""
+    last_good_backup_at: dt.datetime | None = None
+    last_backup_size: int = 0
+    last_image_sync_at: dt.datetime | None = None
+    last_image_sync_ok: bool | None = None
+    last_image_sync_error: str = ""
+    last_validation_errors: int = 0
+    last_validation_summary: str = ""
+    clock_skew_seconds: float = 0.0
+    agent_version: str = ""
+    outbox_pending: int = 0
+    config_refused: str = ""
+    disks: tuple[Disk, ...] = ()
+    health: Health | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteStatus:
+    status: Status
+    problems: tuple[str, ...]
+
+
+def compute_status(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime) -> SiteStatus:
+    """Return the site's status by the DESIGN.md rules and every reason it is not ok."""
+    found: dict[Status, list[str]] = {s: [] for s in PRECEDENCE}
+    _offline(facts, policy, now, found[Status.OFFLINE])
+    if facts.last_good_backup_at is None:
+        found[Status.NEVER].append("no verified backup yet")
+    _failing(facts, found[Status.FAILING])
+    if facts.last_good_backup_at is not None:
+        age = now - facts.last_good_backup_at
+        if age > dt.timedelta(hours=policy.stale_after_hours):
+            found[Status.STALE].append(
+                f"last verified backup {_ago(age)} ago (limit {policy.stale_after_hours:g} h)"
+            )
+    _warnings(facts, policy, now, found[Status.WARNING])
+    status = next((s for s in PRECEDENCE if found[s]), Status.OK)
+    problems = tuple(p for s in PRECEDENCE for p in found[s])
+    return SiteStatus(status, problems)
+
+
+def _offline(
+    facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: list[str]
+) -> None:
+    if facts.enrolled_at is None:
+        return  # no agent yet: "never" says it
+    seen = facts.last_seen_at or facts.enrolled_at
+    age = now - seen
+    if age > dt.timedelta(minutes=policy.offline_after_minutes):
+        out.append(f"agent not seen for {_ago(age)} (limit {policy.offline_after_minutes:g} min)")
+
+
+def _failing(facts: SiteFacts, out: list[str]) -> None:
+    if facts.last_backup_ok is False:
+        reason = facts.last_backup_error or "unknown error"
+        out.append(f"latest backup failed: {reason}")
+    if facts.last_validation_errors > 0:
+        summary = f": {facts.last_validation_summary}" if facts.last_validation_summary else ""
+        out.append(
+            f"live database validation found {facts.last_validation_errors} error(s){summary}"
+        )
+
+
+def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: list[str]) -> None:
+    if facts.enrolled_at is None:
+        out.append("no agent enrolled yet")
+    if facts.last_image_sync_ok is False:
+        out.append(f"image sync failing: {facts.last_image_sync_error or 'unknown error'}")
+    elif facts.last_image_sync_at is not None:
+        age = now - facts.last_image_sync_at
+        if age > dt.timedelta(hours=policy.image_sync_stale_after_hours):
+            out.append(f"last image sync {_ago(age)} ago")
+    for disk in facts.disks:
+        if disk.total_bytes and disk.free_bytes < disk.total_bytes * policy.disk_free_min_fraction:
+            out.append(f"disk nearly full on {disk.label} ({_gib(disk.free_bytes)} free)")
+        elif disk.label == "backup" and 0 < disk.free_bytes < 2 * facts.last_backup_size:
+            out.append(
+                f"backup disk has {_gib(disk.free_bytes)} free, under twice the last backup"
+            )
+    if facts.config_refused:
+        out.append(f"configuration refused: {facts.config_refused}")
+    if abs(facts.clock_skew_seconds) > policy.clock_skew_max_seconds:
+        out.append(f"agent clock off by {facts.clock_skew_seconds:+.0f} s")
+    if policy.minimum_agent_version and facts.agent_version and _older(
+        facts.agent_version, policy.minimum_agent_version
+    ):
+        out.append(
+            f"agent {facts.agent_version} is out of date (want {policy.minimum_agent_version})"
+        )
+    if facts.outbox_pending > policy.outbox_pending_max:
+        out.append(f"{facts.outbox_pending} reports waiting in the agent's outbox")
+    _health(facts.health, policy, out)
+
+
+def _health(health: Health | None, policy: StatusPolicy, out: list[str]) -> None:
+    if health is None:
+        return
+    if health.next_transaction - health.oit > policy.oit_gap_max:
+        out.append(f"transaction gap next-OIT is {health.next_transaction - health.oit}")
+    if health.next_transaction - health.oat > policy.oat_gap_max:
+        out.append(f"transaction gap next-OAT is {health.next_transaction - health.oat}")
+    if not health.forced_writes:
+        out.append("forced writes are off on the live database")
+    if health.backup_state != 0:
+        out.append("the live database is stuck in nbackup state (stalled or merging)")
+
+
+def _ago(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    if hours < 72:
+        return f"{hours} h"
+    return f"{hours // 24} d"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _older(version: str, minimum: str) -> bool:
+    def parts(v: str) -> tuple[int, ...]:
+        out = []
+        for p in v.split("+")[0].split("."):
+            digits = "".join(ch for ch in p if ch.isdigit())
+            out.append(int(digits or 0))
+        return tuple(out)
+
+    return parts(version) < parts(minimum)

@@ -1,0 +1,1 @@
+"""Fleet state: the storage contract (FleetState) and its SQL implementation."""

@@ -1,0 +1,92 @@
+"""The storage contract every fleet-state implementation honours."""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+
+from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
+
+
+class FleetState(abc.ABC):
+    """Durable fleet state. Every write method MUST be durable when it returns."""
+
+    @abc.abstractmethod
+    async def create_enrollment_token(
+        self, *, token_id: str, secret_hash: str, site: str, group: str,
+        created_by: str, now: dt.datetime, expires_at: dt.datetime,
+    ) -> None:
+        """Store a one-time token. The site row MUST exist afterwards (status `never`)."""
+
+    @abc.abstractmethod
+    async def enroll(
+        self, *, token_id: str, presented_hash: str, site: str, agent_id: str,
+        agent_secret_hash: str, hostname: str, now: dt.datetime,
+    ) -> tuple[int, str]:
+        """Consume the token and register the agent atomically; return (site id, group).
+
+        MUST raise Unauthenticated for an unknown, wrong, expired or used token,
+        and PermissionDenied when the token belongs to another site. A token MUST
+        be usable once only, even under concurrent use. Earlier agents of the
+        site MUST be revoked (the new enrollment replaces them).
+        """
+
+    @abc.abstractmethod
+    async def agent_credential(self, agent_id: str) -> tuple[str, int, str] | None:
+        """(secret hash, site id, site name) of an active agent, or None if unknown/revoked."""
+
+    @abc.abstractmethod
+    async def admin_credential(self, token_id: str) -> tuple[str, AdminIdentity] | None:
+        """(secret hash, identity) of an active admin token, or None."""
+
+    @abc.abstractmethod
+    def create_admin_token_sync(
+        self, *, token_id: str, name: str, secret_hash: str, now: dt.datetime
+    ) -> None:
+        """Store an admin token (used by `storesafe-server init`, outside the event loop)."""
+
+    @abc.abstractmethod
+    async def record_checkin(
+        self, *, site_id: int, facts: CheckInFacts, now: dt.datetime
+    ) -> None:
+        """Store the latest facts of a check-in; last_seen_at MUST become `now`."""
+
+    @abc.abstractmethod
+    async def store_report(self, *, site_id: int, run: RunRecord, now: dt.datetime) -> bool:
+        """Store a run once by id; return True when it was already stored (a replay).
+
+        A replay MUST change nothing. An id stored for another site MUST raise
+        PermissionDenied. The site's summary facts MUST only move forward in time.
+        """
+
+    @abc.abstractmethod
+    async def list_sites(self, *, group: str = "") -> list[SiteRow]:
+        """All sites (or one group's), ordered by name."""
+
+    @abc.abstractmethod
+    async def get_site(self, name: str) -> SiteRow:
+        """One site; MUST raise NotFound when there is none."""
+
+    @abc.abstractmethod
+    async def active_agents(self, site_id: int) -> int:
+        """How many unrevoked agents the site has."""
+
+    @abc.abstractmethod
+    async def list_runs(self, *, site: str, kind: str, limit: int) -> list[RunRecord]:
+        """A site's runs, newest first; MUST raise NotFound for an unknown site."""
+
+    @abc.abstractmethod
+    async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
+        """Revoke every active agent of the site; return how many."""
+
+    @abc.abstractmethod
+    async def audit(self, record: AuditRecord) -> None:
+        """Append to the audit log."""
+
+    @abc.abstractmethod
+    async def list_audit(self, *, limit: int) -> list[AuditRecord]:
+        """The newest audit entries first."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Finish pending writes and release connections."""

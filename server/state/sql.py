@@ -1,0 +1,327 @@
+"""FleetState on SQLAlchemy Core over the SQLModel tables (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Table, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from common.clock import utc
+from common.errors import NotFound, PermissionDenied, Unauthenticated
+from server.db import models
+from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
+from server.services import credentials
+from server.services.status import Disk
+from server.state.base import FleetState
+from server.state.writer import BatchWriter
+
+T = TypeVar("T")
+
+
+def _t(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+SITES = _t(models.Site)
+AGENTS = _t(models.Agent)
+TOKENS = _t(models.EnrollmentToken)
+ADMINS = _t(models.AdminToken)
+RUNS = _t(models.Run)
+AUDIT = _t(models.AuditEntry)
+
+_SUMMARY_COLUMNS = [c for c in SITES.c if not c.name.startswith("created")]
+
+
+class SqlFleetState(FleetState):
+    """All writes go through one BatchWriter; reads run in worker threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = BatchWriter(engine)
+        self._writer.start()
+
+    # -- helpers -------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self._engine.connect() as conn:
+                return fn(conn)
+
+        return await asyncio.to_thread(run)
+
+    def close(self) -> None:
+        self._writer.stop()
+        self._engine.dispose()
+
+    # -- enrollment and credentials -----------------------------------------
+
+    async def create_enrollment_token(
+        self, *, token_id: str, secret_hash: str, site: str, group: str,
+        created_by: str, now: dt.datetime, expires_at: dt.datetime,
+    ) -> None:
+        def op(conn: Connection) -> None:
+            _ensure_site(conn, site, group or "default", now)
+            if group:
+                conn.execute(update(SITES).where(SITES.c.name == site).values(group=group))
+            conn.execute(insert(TOKENS).values(
+                id=token_id, site=site, group=group, secret_hash=secret_hash,
+                created_by=created_by, created_at=now, expires_at=expires_at,
+            ))
+
+        await self._writer.submit(op)
+
+    async def enroll(
+        self, *, token_id: str, presented_hash: str, site: str, agent_id: str,
+        agent_secret_hash: str, hostname: str, now: dt.datetime,
+    ) -> tuple[int, str]:
+        def op(conn: Connection) -> tuple[int, str]:
+            row = conn.execute(select(TOKENS).where(TOKENS.c.id == token_id)).first()
+            if row is None or not credentials.same(row.secret_hash, presented_hash):
+                raise Unauthenticated("the enrollment token is not valid")
+            if row.used_at is not None:
+                raise Unauthenticated("the enrollment token was already used")
+            if utc(row.expires_at) <= now:
+                raise Unauthenticated("the enrollment token has expired")
+            if row.site != site:
+                raise PermissionDenied(
+                    f"the enrollment token was made for site {row.site!r}, not {site!r}"
+                )
+            claimed = conn.execute(
+                update(TOKENS).where(TOKENS.c.id == token_id, TOKENS.c.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if claimed.rowcount != 1:
+                raise Unauthenticated("the enrollment token was already used")
+            site_id, group = _ensure_site(conn, site, row.group or "default", now)
+            conn.execute(update(AGENTS).where(
+                AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None)
+            ).values(revoked_at=now))
+            conn.execute(insert(AGENTS).values(
+                id=agent_id, site_id=site_id, secret_hash=agent_secret_hash,
+                hostname=hostname, created_at=now,
+            ))
+            conn.execute(update(SITES).where(SITES.c.id == site_id).values(
+                enrolled_at=now, last_seen_at=now, hostname=hostname,
+            ))
+            return site_id, group
+
+        return await self._writer.submit(op)
+
+    async def agent_credential(self, agent_id: str) -> tuple[str, int, str] | None:
+        def fn(conn: Connection) -> tuple[str, int, str] | None:
+            row = conn.execute(
+                select(AGENTS.c.secret_hash, AGENTS.c.site_id, SITES.c.name)
+                .join(SITES, SITES.c.id == AGENTS.c.site_id)
+                .where(AGENTS.c.id == agent_id, AGENTS.c.revoked_at.is_(None))
+            ).first()
+            return None if row is None else (row[0], row[1], row[2])
+
+        return await self._read(fn)
+
+    async def admin_credential(self, token_id: str) -> tuple[str, AdminIdentity] | None:
+        def fn(conn: Connection) -> tuple[str, AdminIdentity] | None:
+            row = conn.execute(
+                select(ADMINS).where(ADMINS.c.id == token_id, ADMINS.c.revoked_at.is_(None))
+            ).first()
+            return None if row is None else (row.secret_hash, AdminIdentity(row.id, row.name))
+
+        return await self._read(fn)
+
+    def create_admin_token_sync(
+        self, *, token_id: str, name: str, secret_hash: str, now: dt.datetime
+    ) -> None:
+        self._writer.run_sync(lambda conn: conn.execute(insert(ADMINS).values(
+            id=token_id, name=name, secret_hash=secret_hash, created_at=now,
+        )))
+
+    async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
+        def op(conn: Connection) -> int:
+            site_id = _site_id(conn, site)
+            result = conn.execute(update(AGENTS).where(
+                AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None)
+            ).values(revoked_at=now))
+            return int(result.rowcount)
+
+        return await self._writer.submit(op)
+
+    # -- agent traffic --------------------------------------------------------
+
+    async def record_checkin(
+        self, *, site_id: int, facts: CheckInFacts, now: dt.datetime
+    ) -> None:
+        skew = (facts.agent_time - now).total_seconds() if facts.agent_time else 0.0
+        values: dict[str, Any] = {
+            "last_seen_at": now,
+            "agent_version": facts.agent_version,
+            "hostname": facts.hostname,
+            "os": facts.os,
+            "clock_skew_seconds": skew,
+            "config_revision_applied": facts.config_revision,
+            "outbox_pending": facts.outbox_pending,
+            "disks_json": json.dumps([d.__dict__ for d in facts.disks]),
+        }
+        if facts.firebird is not None:
+            values["firebird_json"] = json.dumps(facts.firebird)
+        stmt = update(SITES).where(SITES.c.id == site_id).values(**values)
+        await self._writer.submit(lambda conn: conn.execute(stmt))
+
+    async def store_report(self, *, site_id: int, run: RunRecord, now: dt.datetime) -> bool:
+        def op(conn: Connection) -> bool:
+            stmt = _insert_ignore(conn, RUNS).values(
+                id=run.id, site_id=site_id, kind=run.kind, started_at=run.started_at,
+                finished_at=run.finished_at, outcome=run.outcome,
+                verification=run.verification, error_class=run.error_class,
+                error_message=run.error_message, trigger=run.trigger, received_at=now,
+                details_json=json.dumps(run.details),
+            )
+            if conn.execute(stmt).rowcount == 1:
+                _advance_summary(conn, site_id, run)
+                return False
+            owner = conn.execute(select(RUNS.c.site_id).where(RUNS.c.id == run.id)).scalar()
+            if owner != site_id:
+                raise PermissionDenied(f"report {run.id} belongs to another site")
+            return True
+
+        return await self._writer.submit(op)
+
+    # -- queries ----------------------------------------------------------------
+
+    async def list_sites(self, *, group: str = "") -> list[SiteRow]:
+        def fn(conn: Connection) -> list[SiteRow]:
+            stmt = select(*_SUMMARY_COLUMNS).order_by(SITES.c.name)
+            if group:
+                stmt = stmt.where(SITES.c.group == group)
+            return [_site_row(r) for r in conn.execute(stmt)]
+
+        return await self._read(fn)
+
+    async def get_site(self, name: str) -> SiteRow:
+        def fn(conn: Connection) -> SiteRow:
+            row = conn.execute(select(*_SUMMARY_COLUMNS).where(SITES.c.name == name)).first()
+            if row is None:
+                raise NotFound(f"there is no site named {name!r}")
+            return _site_row(row)
+
+        return await self._read(fn)
+
+    async def active_agents(self, site_id: int) -> int:
+        def fn(conn: Connection) -> int:
+            return int(conn.execute(select(func.count()).select_from(AGENTS).where(
+                AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None)
+            )).scalar_one())
+
+        return await self._read(fn)
+
+    async def list_runs(self, *, site: str, kind: str, limit: int) -> list[RunRecord]:
+        def fn(conn: Connection) -> list[RunRecord]:
+            site_id = _site_id(conn, site)
+            stmt = select(RUNS).where(RUNS.c.site_id == site_id)
+            if kind:
+                stmt = stmt.where(RUNS.c.kind == kind)
+            stmt = stmt.order_by(RUNS.c.finished_at.desc()).limit(limit)
+            return [_run_record(r, site) for r in conn.execute(stmt)]
+
+        return await self._read(fn)
+
+    async def audit(self, record: AuditRecord) -> None:
+        stmt = insert(AUDIT).values(
+            at=record.at, actor=record.actor, action=record.action,
+            target=record.target, details=record.details,
+        )
+        await self._writer.submit(lambda conn: conn.execute(stmt))
+
+    async def list_audit(self, *, limit: int) -> list[AuditRecord]:
+        def fn(conn: Connection) -> list[AuditRecord]:
+            rows = conn.execute(select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit))
+            return [AuditRecord(utc(r.at), r.actor, r.action, r.target, r.details) for r in rows]
+
+        return await self._read(fn)
+
+
+def _insert_ignore(conn: Connection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _ensure_site(conn: Connection, name: str, group: str, now: dt.datetime) -> tuple[int, str]:
+    conn.execute(_insert_ignore(conn, SITES).values(name=name, group=group, created_at=now))
+    row = conn.execute(select(SITES.c.id, SITES.c.group).where(SITES.c.name == name)).one()
+    return int(row[0]), str(row[1])
+
+
+def _site_id(conn: Connection, name: str) -> int:
+    site_id = conn.execute(select(SITES.c.id).where(SITES.c.name == name)).scalar()
+    if site_id is None:
+        raise NotFound(f"there is no site named {name!r}")
+    return int(site_id)
+
+
+def _advance_summary(conn: Connection, site_id: int, run: RunRecord) -> None:
+    """Move the site's latest facts forward; an older run never overwrites a newer one."""
+    col = {"backup": "last_backup_at", "image-sync": "last_image_sync_at",
+           "validation": "last_validation_at"}.get(run.kind)
+    if col is None:
+        return
+    values: dict[str, Any] = {col: run.finished_at}
+    ok = run.good if run.kind == "backup" else run.outcome == "succeeded"
+    error = run.error_message or run.details.get("backup", {}).get("verification_message", "")
+    if run.kind == "backup":
+        values.update(last_backup_ok=ok, last_backup_error="" if ok else error)
+        size = run.details.get("backup", {}).get("size_compressed")
+        if size:
+            values["last_backup_size"] = int(size)
+    elif run.kind == "image-sync":
+        values.update(last_image_sync_ok=ok, last_image_sync_error="" if ok else error)
+    else:
+        found = run.details.get("validation", {})
+        values.update(
+            last_validation_errors=int(found.get("errors", 0 if ok else 1)),
+            last_validation_summary=str(found.get("summary", error))[:500],
+        )
+    current = SITES.c[col]
+    conn.execute(update(SITES).where(
+        SITES.c.id == site_id, (current.is_(None)) | (current <= run.finished_at)
+    ).values(**values))
+    if run.kind == "backup" and ok:
+        good = SITES.c.last_good_backup_at
+        conn.execute(update(SITES).where(
+            SITES.c.id == site_id, (good.is_(None)) | (good < run.finished_at)
+        ).values(last_good_backup_at=run.finished_at))
+
+
+def _opt(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else utc(value)
+
+
+def _site_row(r: Any) -> SiteRow:
+    disks = tuple(Disk(**d) for d in json.loads(r.disks_json or "[]"))
+    return SiteRow(
+        id=r.id, name=r.name, group=r.group, hostname=r.hostname, os=r.os,
+        agent_version=r.agent_version, enrolled_at=_opt(r.enrolled_at),
+        last_seen_at=_opt(r.last_seen_at), last_backup_at=_opt(r.last_backup_at),
+        last_backup_ok=r.last_backup_ok, last_backup_error=r.last_backup_error,
+        last_backup_size=r.last_backup_size, last_good_backup_at=_opt(r.last_good_backup_at),
+        last_image_sync_at=_opt(r.last_image_sync_at), last_image_sync_ok=r.last_image_sync_ok,
+        last_image_sync_error=r.last_image_sync_error,
+        last_validation_errors=r.last_validation_errors,
+        last_validation_summary=r.last_validation_summary,
+        clock_skew_seconds=r.clock_skew_seconds, config_revision_applied=r.config_revision_applied,
+        outbox_pending=r.outbox_pending, disks=disks,
+        firebird=json.loads(r.firebird_json) if r.firebird_json else None,
+    )
+
+
+def _run_record(r: Any, site: str) -> RunRecord:
+    return RunRecord(
+        id=r.id, kind=r.kind, started_at=utc(r.started_at), finished_at=utc(r.finished_at),
+        outcome=r.outcome, verification=r.verification, error_class=r.error_class,
+        error_message=r.error_message, trigger=r.trigger,
+        details=json.loads(r.details_json or "{}"), site=site, received_at=utc(r.received_at),
+    )

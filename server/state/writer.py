@@ -1,0 +1,113 @@
+"""A single writer thread that commits queued writes in batches (micro-batching).
+
+Each caller awaits the commit of the batch its write landed in, so a write is
+durable when `submit` returns. Whatever is queued when the writer becomes free
+goes into the next transaction: no timer, no added latency when idle, larger
+batches under load. If a batch fails, its writes are retried one by one so a
+single bad write fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Op = Callable[[Connection], Any]
+
+_STOP = object()
+
+
+class BatchWriter:
+    """Serialises all writes of one process through one thread and one transaction per batch."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    async def submit(self, op: Callable[[Connection], T]) -> T:
+        """Run `op` inside the next batch's transaction and return its result once committed."""
+        if self._thread is None:
+            raise RuntimeError("BatchWriter.submit before start")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put((op, fut, loop))
+        return await fut
+
+    def run_sync(self, op: Callable[[Connection], T]) -> T:
+        """Run one write in its own transaction from a plain thread (set-up commands)."""
+        with self._engine.begin() as conn:
+            return op(conn)
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            batch = [item]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[Any]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                results = [op(conn) for op, _fut, _loop in batch]
+        except Exception:  # noqa: BLE001 - retried one by one below
+            if len(batch) == 1:
+                self._run_one(batch[0])
+                return
+            for item in batch:
+                self._run_one(item)
+            return
+        for (_op, fut, loop), result in zip(batch, results, strict=True):
+            loop.call_soon_threadsafe(_resolve, fut, result, None)
+
+    def _run_one(self, item: Any) -> None:
+        op, fut, loop = item
+        try:
+            with self._engine.begin() as conn:
+                result = op(conn)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            loop.call_soon_threadsafe(_resolve, fut, None, exc)
+            return
+        loop.call_soon_threadsafe(_resolve, fut, result, None)
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)

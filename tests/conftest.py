@@ -1,0 +1,54 @@
+"""Fixtures shared by all tests: real servers on loopback, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import PG_ENV, ServerHandle, fresh_pg_database, start_server
+
+
+def _backends() -> list[object]:
+    return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=_backends())
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """Run the test once on SQLite and once on PostgreSQL."""
+    backend: str = request.param
+    if backend == "postgres" and not os.environ.get(PG_ENV):
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run and scripts/test)")
+    return backend
+
+
+@pytest.fixture
+def db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL of the selected backend."""
+    if db_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerHandle]:
+    """A fresh server on SQLite for one test."""
+    handle = start_server(tmp_path)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """One server for tests that only add their own uniquely named sites."""
+    handle = start_server(tmp_path_factory.mktemp("shared"))
+    try:
+        yield handle
+    finally:
+        handle.stop()

@@ -1,0 +1,155 @@
+"""Start real `storesafe-server` processes for tests, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from storesafe.v1 import admin_pb2, admin_pb2_grpc
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclasses.dataclass
+class ServerHandle:
+    """A server process: `address` stays the same across stop/start."""
+
+    data_dir: Path
+    address: str
+    ca_path: Path
+    admin_token: str
+    db_url: str = ""
+    extra_args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.proc is None, "already running"
+        args = [str(BIN / "storesafe-server"), "serve", "--data-dir", str(self.data_dir),
+                "--listen", self.address, *self.extra_args]
+        if self.db_url:
+            args += ["--db", self.db_url]
+        self.log_path = self.data_dir / "server.log"
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        creds = grpc.ssl_channel_credentials(self.ca_path.read_bytes())
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log()}")
+            with grpc.secure_channel(self.address, creds) as ch:
+                try:
+                    grpc.channel_ready_future(ch).result(timeout=0.5)
+                    return
+                except grpc.FutureTimeoutError:
+                    continue
+        raise RuntimeError(f"server not ready after {timeout}s: {self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""
+
+    def admin_stub(self) -> admin_pb2_grpc.AdminServiceStub:
+        creds = grpc.ssl_channel_credentials(self.ca_path.read_bytes())
+        return admin_pb2_grpc.AdminServiceStub(grpc.secure_channel(self.address, creds))
+
+    @property
+    def admin_metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.admin_token}")]
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """Environment for the `storesafe` CLI to reach this server."""
+        return {**os.environ, "STORESAFE_SERVER": self.address,
+                "STORESAFE_TOKEN": self.admin_token, "STORESAFE_CA": str(self.ca_path)}
+
+
+def init_server(tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...] = ()) -> ServerHandle:
+    """Run `storesafe-server init` in a fresh data dir; the server is not started."""
+    data_dir = tmp_path / f"server-{uuid.uuid4().hex[:6]}"
+    args = [str(BIN / "storesafe-server"), "init", "--data-dir", str(data_dir), "--json"]
+    if db_url:
+        args += ["--db", db_url]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    info = json.loads(out)
+    return ServerHandle(
+        data_dir=data_dir, address=f"127.0.0.1:{free_port()}", ca_path=Path(info["ca_cert"]),
+        admin_token=info["admin_token"], db_url=db_url, extra_args=extra_args,
+    )
+
+
+def start_server(tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...] = ()) -> ServerHandle:
+    """Init a data dir and start a server on a free loopback port."""
+    handle = init_server(tmp_path, db_url=db_url, extra_args=extra_args)
+    handle.start()
+    return handle
+
+
+def create_enrollment_token(
+    handle: ServerHandle, site: str, group: str = "default", ttl_seconds: int = 0
+) -> str:
+    resp = handle.admin_stub().CreateEnrollmentToken(
+        admin_pb2.CreateEnrollmentTokenRequest(site=site, group=group, ttl_seconds=ttl_seconds),
+        metadata=handle.admin_metadata, timeout=10,
+    )
+    return resp.token
+
+
+PG_ENV = "STORESAFE_TEST_PG"
+
+
+@contextlib.contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server named by $STORESAFE_TEST_PG."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(os.environ[PG_ENV])
+    name = f"storesafe_t_{uuid.uuid4().hex[:10]}"
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name, drivername="postgresql+psycopg").render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
