@@ -199,6 +199,8 @@ class Runner:
     def _on_checked_in(self, now: dt.datetime, reply: CheckInReply) -> float:
         if self._unreachable or self._refused:
             log.info("checked in with %s again", self._server)
+        else:
+            log.debug("checked in with %s", self._server)
         self._unreachable = self._refused = False
         self._backoff.reset()
         interval = self._interval(reply)

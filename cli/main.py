@@ -56,6 +56,7 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def main(
     ctx: typer.Context,
+    *,
     server: Annotated[
         str | None,
         typer.Option(
@@ -68,6 +69,7 @@ def main(
         str | None,
         typer.Option(
             envvar="STORESAFE_TOKEN",
+            metavar="TOKEN",
             show_default=False,
             help="Admin token (prefer the environment variable: it stays out of ps).",
         ),
@@ -83,7 +85,9 @@ def main(
     ] = None,
     insecure: Annotated[
         bool,
-        typer.Option(help="Plaintext instead of TLS; allowed only for a loopback server."),
+        typer.Option(
+            "--insecure", help="Plaintext instead of TLS; allowed only for a loopback server."
+        ),
     ] = False,
     timeout: Annotated[
         float,

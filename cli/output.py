@@ -389,3 +389,14 @@ def print_check(result: CheckResult, *, as_json: bool) -> None:
         print_json(check_json(result))
     else:
         print_line(result.summary)
+
+
+def print_revoked(site: str, count: int) -> None:
+    """Say what `revoke` did."""
+    if count:
+        print_line(
+            f"Revoked {count} agent credential(s) of site {site}; "
+            "its agents must enroll again with a new token."
+        )
+    else:
+        print_line(f"Site {site} had no active agent credentials.")

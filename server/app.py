@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 from common.clock import Clock, SystemClock
 from common.errors import InvalidArgument
@@ -25,7 +26,6 @@ from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.status import StatusPolicy
 from server.state.sql import SqlFleetState
-from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise InvalidArgument(f"--listen {listen!r} must be HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104
 
 
 def is_loopback(host: str) -> bool:
@@ -81,27 +81,33 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
         stale_after_hours=options.stale_after_hours,
         offline_after_minutes=options.offline_after_minutes,
     )
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_RECEIVE),
-        ("grpc.max_send_message_length", MAX_SEND),
-        ("grpc.server.max_pending_requests", 20000),
-        ("grpc.keepalive_time_ms", 60_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
-        ("grpc.http2.max_pings_without_data", 0),
-    ])
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(
-        auth, enrollment, AgentTraffic(state, clock, checkin_interval=options.checkin_interval)
-    ), server)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_RECEIVE),
+            ("grpc.max_send_message_length", MAX_SEND),
+            ("grpc.server.max_pending_requests", 20000),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+    )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentServicer(
+            auth, enrollment, AgentTraffic(state, clock, checkin_interval=options.checkin_interval)
+        ),
+        server,
+    )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(auth, enrollment, FleetQueries(state, clock, auth, policy)), server
     )
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (
         agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-        health.SERVICE_NAME, reflection.SERVICE_NAME,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(names, server)
     if credentials is None:
@@ -115,8 +121,13 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     for name in names[:2]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving on %s:%d (%s), state %s", host, bound,
-             "plaintext" if credentials is None else "TLS", _safe_url(options.database))
+    log.info(
+        "serving on %s:%d (%s), state %s",
+        host,
+        bound,
+        "plaintext" if credentials is None else "TLS",
+        _safe_url(options.database),
+    )
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)
     await health_servicer.enter_graceful_shutdown()

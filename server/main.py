@@ -19,13 +19,24 @@ from server.db.engine import make_engine, migrate, sqlite_url
 from server.services import credentials
 from server.state.sql import SqlFleetState
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="The StoreSafe server: fleet state, agent check-ins, admin API.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="The StoreSafe server: fleet state, agent check-ins, admin API.",
+)
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Folder for the database, keys and certificates.")]
-DbUrl = Annotated[str, typer.Option("--db", envvar="STORESAFE_DB",
-                                    help="Database URL; default: SQLite in the data dir. "
-                                         "e.g. postgresql+psycopg://user@host/db")]
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="Folder for the database, keys and certificates.")
+]
+DbUrl = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="STORESAFE_DB",
+        help="Database URL; default: SQLite in the data dir. "
+        "e.g. postgresql+psycopg://user@host/db",
+    ),
+]
 
 
 def _fail(exc: StoreSafeError) -> typer.Exit:
@@ -40,7 +51,9 @@ def _admin_token(db_url: str, name: str) -> str:
     try:
         minted = credentials.mint(credentials.ADMIN)
         state.create_admin_token_sync(
-            token_id=minted.id, name=name, secret_hash=minted.secret_hash,
+            token_id=minted.id,
+            name=name,
+            secret_hash=minted.secret_hash,
             now=SystemClock().now(),
         )
         return minted.text
@@ -51,10 +64,14 @@ def _admin_token(db_url: str, name: str) -> str:
 @app.command()
 def init(
     data_dir: DataDir,
-    hostname: Annotated[list[str] | None, typer.Option(
-        "--hostname", help="Name or IP agents use to reach this server (repeatable).")] = None,
+    hostname: Annotated[
+        list[str] | None,
+        typer.Option("--hostname", help="Name or IP agents use to reach this server (repeatable)."),
+    ] = None,
     db: DbUrl = "",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the token and CA path as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the token and CA path as JSON.")
+    ] = False,
 ) -> None:
     """Create the data dir, database, private CA, server certificate and first admin token."""
     try:
@@ -79,24 +96,33 @@ def init(
 
 
 @app.command("serve")
-def serve_cmd(
+def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
     data_dir: DataDir,
     listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "0.0.0.0:7443",
     db: DbUrl = "",
-    insecure: Annotated[bool, typer.Option(
-        "--insecure", help="Plaintext, no TLS; allowed only on a loopback address.")] = False,
-    checkin_interval: Annotated[int, typer.Option(
-        help="Seconds between agent check-ins.", min=1, max=3600)] = 60,
-    offline_after_minutes: Annotated[float, typer.Option(
-        help="Default for status.offline_after_minutes.", min=0.01)] = 15.0,
-    stale_after_hours: Annotated[float, typer.Option(
-        help="Default for status.stale_after_hours.", min=0.01)] = 26.0,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Plaintext, no TLS; allowed only on a loopback address."),
+    ] = False,
+    checkin_interval: Annotated[
+        int, typer.Option(help="Seconds between agent check-ins.", min=1, max=3600)
+    ] = 60,
+    offline_after_minutes: Annotated[
+        float, typer.Option(help="Default for status.offline_after_minutes.", min=0.01)
+    ] = 15.0,
+    stale_after_hours: Annotated[
+        float, typer.Option(help="Default for status.stale_after_hours.", min=0.01)
+    ] = 26.0,
 ) -> None:
     """Serve the agent and admin gRPC APIs until SIGTERM."""
     _logging()
     options = ServeOptions(
-        data_dir=data_dir, listen=listen, db_url=db, insecure=insecure,
-        checkin_interval=checkin_interval, offline_after_minutes=offline_after_minutes,
+        data_dir=data_dir,
+        listen=listen,
+        db_url=db,
+        insecure=insecure,
+        checkin_interval=checkin_interval,
+        offline_after_minutes=offline_after_minutes,
         stale_after_hours=stale_after_hours,
     )
     try:
@@ -126,6 +152,7 @@ def admin_token_create(
 
 def _logging() -> None:
     logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO,
+        stream=sys.stderr,
+        level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )

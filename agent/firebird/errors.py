@@ -89,6 +89,7 @@ class BackupFailed(FirebirdJobError):
 class BackupCorrupt(FirebirdJobError):
     code = "failed_precondition"
     error_class = "backup.corrupt"
+    file: str = ""  # the damaged file's name in backup.dir, when known
 
 
 class RestoreFailed(FirebirdJobError):

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import grpc
+from storesafe.v1 import admin_pb2, admin_pb2_grpc
 
 from server.rpc import convert
 from server.rpc.errors import bearer, guarded
 from server.services.auth import Authenticator
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
-from storesafe.v1 import admin_pb2, admin_pb2_grpc
 
-Ctx = grpc.aio.ServicerContext
+Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):

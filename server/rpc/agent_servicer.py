@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
+from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
 from server.rpc import convert
 from server.rpc.errors import bearer, guarded
 from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.enrollment import Enrollment
-from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
-Ctx = grpc.aio.ServicerContext
+Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -21,7 +23,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._traffic = traffic
 
     @guarded
-    async def Enroll(self, request: agent_pb2.EnrollRequest, context: Ctx) -> agent_pb2.EnrollResponse:
+    async def Enroll(
+        self, request: agent_pb2.EnrollRequest, context: Ctx
+    ) -> agent_pb2.EnrollResponse:
         done = await self._enrollment.enroll(
             token=request.token, site=request.site, hostname=request.hostname
         )

@@ -7,12 +7,12 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
+from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
 from common.errors import InvalidArgument
 from server.domain import AuditRecord, CheckInFacts, RunRecord
 from server.services.fleet import SiteDetail, SiteView
 from server.services.status import Disk, Status
-from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
 KIND_NAMES = {
     types_pb2.RUN_KIND_BACKUP: "backup",
@@ -63,14 +63,23 @@ def checkin_facts(req: agent_pb2.CheckInRequest) -> CheckInFacts:
         for d in req.disks[:16]
     )
     firebird = (
-        json_format.MessageToDict(req.firebird, preserving_proto_field_name=True,
-                                  always_print_fields_with_no_presence=True)
-        if req.HasField("firebird") else None
+        json_format.MessageToDict(
+            req.firebird,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+        if req.HasField("firebird")
+        else None
     )
     return CheckInFacts(
-        agent_version=req.agent_version[:64], hostname=req.hostname[:255], os=req.os[:255],
-        agent_time=from_ts(req, "agent_time"), config_revision=req.config_revision,
-        disks=disks, firebird=firebird, outbox_pending=req.outbox_pending,
+        agent_version=req.agent_version[:64],
+        hostname=req.hostname[:255],
+        os=req.os[:255],
+        agent_time=from_ts(req, "agent_time"),
+        config_revision=req.config_revision,
+        disks=disks,
+        firebird=firebird,
+        outbox_pending=req.outbox_pending,
     )
 
 
@@ -82,24 +91,37 @@ def run_record(report: types_pb2.RunReport) -> RunRecord:
     details: dict[str, Any] = {}
     verification = ""
     if which is not None:
-        details = {which: json_format.MessageToDict(
-            getattr(report, which), preserving_proto_field_name=True)}
+        details = {
+            which: json_format.MessageToDict(
+                getattr(report, which), preserving_proto_field_name=True
+            )
+        }
         if which == "backup":
             verification = VERIFICATION_NAMES.get(report.backup.verification, "")
     return RunRecord(
-        id=report.id, kind=KIND_NAMES.get(report.kind, ""), started_at=started,
-        finished_at=finished, outcome=OUTCOME_NAMES.get(report.outcome, ""),
-        verification=verification, error_class=report.error_class[:64],
-        error_message=report.error_message[:2000], trigger=report.trigger[:16],
+        id=report.id,
+        kind=KIND_NAMES.get(report.kind, ""),
+        started_at=started,
+        finished_at=finished,
+        outcome=OUTCOME_NAMES.get(report.outcome, ""),
+        verification=verification,
+        error_class=report.error_class[:64],
+        error_message=report.error_message[:2000],
+        trigger=report.trigger[:16],
         details=details,
     )
 
 
 def run_report(run: RunRecord) -> types_pb2.RunReport:
     msg = types_pb2.RunReport(
-        id=run.id, kind=KIND_VALUES.get(run.kind, 0), started_at=ts(run.started_at),
-        finished_at=ts(run.finished_at), outcome=OUTCOME_VALUES.get(run.outcome, 0),
-        error_class=run.error_class, error_message=run.error_message, trigger=run.trigger,
+        id=run.id,
+        kind=KIND_VALUES.get(run.kind, types_pb2.RUN_KIND_UNSPECIFIED),
+        started_at=ts(run.started_at),
+        finished_at=ts(run.finished_at),
+        outcome=OUTCOME_VALUES.get(run.outcome, types_pb2.RUN_OUTCOME_UNSPECIFIED),
+        error_class=run.error_class,
+        error_message=run.error_message,
+        trigger=run.trigger,
     )
     for name, body in run.details.items():
         json_format.ParseDict(body, getattr(msg, name), ignore_unknown_fields=True)
@@ -113,23 +135,36 @@ def run_msg(run: RunRecord) -> admin_pb2.Run:
 def site_summary(view: SiteView) -> admin_pb2.SiteSummary:
     r = view.row
     return admin_pb2.SiteSummary(
-        site=r.name, group=r.group, status=STATUS_VALUES[view.status.status],
-        last_good_backup_at=ts(r.last_good_backup_at), last_backup_at=ts(r.last_backup_at),
-        last_image_sync_at=ts(r.last_image_sync_at), last_seen_at=ts(r.last_seen_at),
+        site=r.name,
+        group=r.group,
+        status=STATUS_VALUES[view.status.status],
+        last_good_backup_at=ts(r.last_good_backup_at),
+        last_backup_at=ts(r.last_backup_at),
+        last_image_sync_at=ts(r.last_image_sync_at),
+        last_seen_at=ts(r.last_seen_at),
         config_revision_desired=view.config_revision_desired,
-        config_revision_applied=r.config_revision_applied, agent_version=r.agent_version,
-        problems=list(view.status.problems), hostname=r.hostname,
+        config_revision_applied=r.config_revision_applied,
+        agent_version=r.agent_version,
+        problems=list(view.status.problems),
+        hostname=r.hostname,
     )
 
 
 def site_detail(detail: SiteDetail) -> admin_pb2.GetSiteResponse:
     r = detail.view.row
     msg = admin_pb2.GetSiteResponse(
-        summary=site_summary(detail.view), os=r.os,
-        disks=[types_pb2.DiskUsage(label=d.label, path=d.path, total_bytes=d.total_bytes,
-                                   free_bytes=d.free_bytes) for d in r.disks],
-        clock_skew_seconds=r.clock_skew_seconds, enrolled_at=ts(r.enrolled_at),
-        outbox_pending=r.outbox_pending, active_agents=detail.active_agents,
+        summary=site_summary(detail.view),
+        os=r.os,
+        disks=[
+            types_pb2.DiskUsage(
+                label=d.label, path=d.path, total_bytes=d.total_bytes, free_bytes=d.free_bytes
+            )
+            for d in r.disks
+        ],
+        clock_skew_seconds=r.clock_skew_seconds,
+        enrolled_at=ts(r.enrolled_at),
+        outbox_pending=r.outbox_pending,
+        active_agents=detail.active_agents,
     )
     if r.firebird:
         json_format.ParseDict(r.firebird, msg.firebird, ignore_unknown_fields=True)

@@ -40,7 +40,7 @@ def guarded(method: F) -> F:
     """Turn typed errors into their gRPC status and unexpected ones into INTERNAL."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await method(self, request, context)
         except errors.StoreSafeError as exc:
@@ -54,7 +54,7 @@ def guarded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def bearer(context: grpc.aio.ServicerContext) -> str:
+def bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The bearer credential from call metadata, or Unauthenticated."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":

@@ -58,26 +58,38 @@ class Enrollment:
         minted = credentials.mint(credentials.ENROLLMENT)
         expires = now + ttl
         await self._state.create_enrollment_token(
-            token_id=minted.id, secret_hash=minted.secret_hash, site=site, group=group,
-            created_by=admin.name, now=now, expires_at=expires,
+            token_id=minted.id,
+            secret_hash=minted.secret_hash,
+            site=site,
+            group=group,
+            created_by=admin.name,
+            now=now,
+            expires_at=expires,
         )
-        await self._state.audit(AuditRecord(
-            now, admin.name, "token.create", site, f"group={group or '-'} expires={expires:%c}"
-        ))
+        await self._state.audit(
+            AuditRecord(
+                now, admin.name, "token.create", site, f"group={group or '-'} expires={expires:%c}"
+            )
+        )
         return IssuedToken(minted.text, expires)
 
     async def enroll(self, *, token: str, site: str, hostname: str) -> Enrolled:
         check_name(site, "site name")
-        token_id, presented = credentials.parse(
-            token, credentials.ENROLLMENT, "enrollment token"
-        )
+        token_id, presented = credentials.parse(token, credentials.ENROLLMENT, "enrollment token")
         minted = credentials.mint(credentials.AGENT)
         now = self._clock.now()
         _site_id, group = await self._state.enroll(
-            token_id=token_id, presented_hash=presented, site=site, agent_id=minted.id,
-            agent_secret_hash=minted.secret_hash, hostname=hostname[:255], now=now,
+            token_id=token_id,
+            presented_hash=presented,
+            site=site,
+            agent_id=minted.id,
+            agent_secret_hash=minted.secret_hash,
+            hostname=hostname[:255],
+            now=now,
         )
-        await self._state.audit(AuditRecord(
-            now, f"agent:{minted.id}", "agent.enroll", site, f"hostname={hostname[:100]}"
-        ))
+        await self._state.audit(
+            AuditRecord(
+                now, f"agent:{minted.id}", "agent.enroll", site, f"hostname={hostname[:100]}"
+            )
+        )
         return Enrolled(minted.id, minted.text, site, group)

@@ -29,22 +29,33 @@ class SiteDetail:
 
 def facts_of(row: SiteRow, config_refused: str = "") -> SiteFacts:
     return SiteFacts(
-        enrolled_at=row.enrolled_at, last_seen_at=row.last_seen_at,
-        last_backup_at=row.last_backup_at, last_backup_ok=row.last_backup_ok,
-        last_backup_error=row.last_backup_error, last_good_backup_at=row.last_good_backup_at,
-        last_backup_size=row.last_backup_size, last_image_sync_at=row.last_image_sync_at,
-        last_image_sync_ok=row.last_image_sync_ok, last_image_sync_error=row.last_image_sync_error,
+        enrolled_at=row.enrolled_at,
+        last_seen_at=row.last_seen_at,
+        last_backup_at=row.last_backup_at,
+        last_backup_ok=row.last_backup_ok,
+        last_backup_error=row.last_backup_error,
+        last_good_backup_at=row.last_good_backup_at,
+        last_backup_size=row.last_backup_size,
+        last_image_sync_at=row.last_image_sync_at,
+        last_image_sync_ok=row.last_image_sync_ok,
+        last_image_sync_error=row.last_image_sync_error,
         last_validation_errors=row.last_validation_errors,
         last_validation_summary=row.last_validation_summary,
-        clock_skew_seconds=row.clock_skew_seconds, agent_version=row.agent_version,
-        outbox_pending=row.outbox_pending, config_refused=config_refused,
-        disks=row.disks, health=row.health,
+        clock_skew_seconds=row.clock_skew_seconds,
+        agent_version=row.agent_version,
+        outbox_pending=row.outbox_pending,
+        config_refused=config_refused,
+        disks=row.disks,
+        health=row.health,
     )
 
 
 class FleetQueries:
     def __init__(
-        self, state: FleetState, clock: Clock, auth: Authenticator,
+        self,
+        state: FleetState,
+        clock: Clock,
+        auth: Authenticator,
         policy: StatusPolicy | None = None,
     ) -> None:
         self._state = state

@@ -101,9 +101,7 @@ def compute_status(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime) -> 
     return SiteStatus(status, problems)
 
 
-def _offline(
-    facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: list[str]
-) -> None:
+def _offline(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: list[str]) -> None:
     if facts.enrolled_at is None:
         return  # no agent yet: "never" says it
     seen = facts.last_seen_at or facts.enrolled_at
@@ -136,15 +134,15 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
         if disk.total_bytes and disk.free_bytes < disk.total_bytes * policy.disk_free_min_fraction:
             out.append(f"disk nearly full on {disk.label} ({_gib(disk.free_bytes)} free)")
         elif disk.label == "backup" and 0 < disk.free_bytes < 2 * facts.last_backup_size:
-            out.append(
-                f"backup disk has {_gib(disk.free_bytes)} free, under twice the last backup"
-            )
+            out.append(f"backup disk has {_gib(disk.free_bytes)} free, under twice the last backup")
     if facts.config_refused:
         out.append(f"configuration refused: {facts.config_refused}")
     if abs(facts.clock_skew_seconds) > policy.clock_skew_max_seconds:
         out.append(f"agent clock off by {facts.clock_skew_seconds:+.0f} s")
-    if policy.minimum_agent_version and facts.agent_version and _older(
-        facts.agent_version, policy.minimum_agent_version
+    if (
+        policy.minimum_agent_version
+        and facts.agent_version
+        and _older(facts.agent_version, policy.minimum_agent_version)
     ):
         out.append(
             f"agent {facts.agent_version} is out of date (want {policy.minimum_agent_version})"
@@ -184,7 +182,7 @@ def _gib(n: int) -> str:
 def _older(version: str, minimum: str) -> bool:
     def parts(v: str) -> tuple[int, ...]:
         out = []
-        for p in v.split("+")[0].split("."):
+        for p in v.split("+", maxsplit=1)[0].split("."):
             digits = "".join(ch for ch in p if ch.isdigit())
             out.append(int(digits or 0))
         return tuple(out)

@@ -13,15 +13,29 @@ class FleetState(abc.ABC):
 
     @abc.abstractmethod
     async def create_enrollment_token(
-        self, *, token_id: str, secret_hash: str, site: str, group: str,
-        created_by: str, now: dt.datetime, expires_at: dt.datetime,
+        self,
+        *,
+        token_id: str,
+        secret_hash: str,
+        site: str,
+        group: str,
+        created_by: str,
+        now: dt.datetime,
+        expires_at: dt.datetime,
     ) -> None:
         """Store a one-time token. The site row MUST exist afterwards (status `never`)."""
 
     @abc.abstractmethod
     async def enroll(
-        self, *, token_id: str, presented_hash: str, site: str, agent_id: str,
-        agent_secret_hash: str, hostname: str, now: dt.datetime,
+        self,
+        *,
+        token_id: str,
+        presented_hash: str,
+        site: str,
+        agent_id: str,
+        agent_secret_hash: str,
+        hostname: str,
+        now: dt.datetime,
     ) -> tuple[int, str]:
         """Consume the token and register the agent atomically; return (site id, group).
 
@@ -46,9 +60,7 @@ class FleetState(abc.ABC):
         """Store an admin token (used by `storesafe-server init`, outside the event loop)."""
 
     @abc.abstractmethod
-    async def record_checkin(
-        self, *, site_id: int, facts: CheckInFacts, now: dt.datetime
-    ) -> None:
+    async def record_checkin(self, *, site_id: int, facts: CheckInFacts, now: dt.datetime) -> None:
         """Store the latest facts of a check-in; last_seen_at MUST become `now`."""
 
     @abc.abstractmethod

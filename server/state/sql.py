@@ -62,23 +62,44 @@ class SqlFleetState(FleetState):
     # -- enrollment and credentials -----------------------------------------
 
     async def create_enrollment_token(
-        self, *, token_id: str, secret_hash: str, site: str, group: str,
-        created_by: str, now: dt.datetime, expires_at: dt.datetime,
+        self,
+        *,
+        token_id: str,
+        secret_hash: str,
+        site: str,
+        group: str,
+        created_by: str,
+        now: dt.datetime,
+        expires_at: dt.datetime,
     ) -> None:
         def op(conn: Connection) -> None:
             _ensure_site(conn, site, group or "default", now)
             if group:
                 conn.execute(update(SITES).where(SITES.c.name == site).values(group=group))
-            conn.execute(insert(TOKENS).values(
-                id=token_id, site=site, group=group, secret_hash=secret_hash,
-                created_by=created_by, created_at=now, expires_at=expires_at,
-            ))
+            conn.execute(
+                insert(TOKENS).values(
+                    id=token_id,
+                    site=site,
+                    group=group,
+                    secret_hash=secret_hash,
+                    created_by=created_by,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
 
         await self._writer.submit(op)
 
     async def enroll(
-        self, *, token_id: str, presented_hash: str, site: str, agent_id: str,
-        agent_secret_hash: str, hostname: str, now: dt.datetime,
+        self,
+        *,
+        token_id: str,
+        presented_hash: str,
+        site: str,
+        agent_id: str,
+        agent_secret_hash: str,
+        hostname: str,
+        now: dt.datetime,
     ) -> tuple[int, str]:
         def op(conn: Connection) -> tuple[int, str]:
             row = conn.execute(select(TOKENS).where(TOKENS.c.id == token_id)).first()
@@ -93,22 +114,36 @@ class SqlFleetState(FleetState):
                     f"the enrollment token was made for site {row.site!r}, not {site!r}"
                 )
             claimed = conn.execute(
-                update(TOKENS).where(TOKENS.c.id == token_id, TOKENS.c.used_at.is_(None))
+                update(TOKENS)
+                .where(TOKENS.c.id == token_id, TOKENS.c.used_at.is_(None))
                 .values(used_at=now)
             )
             if claimed.rowcount != 1:
                 raise Unauthenticated("the enrollment token was already used")
             site_id, group = _ensure_site(conn, site, row.group or "default", now)
-            conn.execute(update(AGENTS).where(
-                AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None)
-            ).values(revoked_at=now))
-            conn.execute(insert(AGENTS).values(
-                id=agent_id, site_id=site_id, secret_hash=agent_secret_hash,
-                hostname=hostname, created_at=now,
-            ))
-            conn.execute(update(SITES).where(SITES.c.id == site_id).values(
-                enrolled_at=now, last_seen_at=now, hostname=hostname,
-            ))
+            conn.execute(
+                update(AGENTS)
+                .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            conn.execute(
+                insert(AGENTS).values(
+                    id=agent_id,
+                    site_id=site_id,
+                    secret_hash=agent_secret_hash,
+                    hostname=hostname,
+                    created_at=now,
+                )
+            )
+            conn.execute(
+                update(SITES)
+                .where(SITES.c.id == site_id)
+                .values(
+                    enrolled_at=now,
+                    last_seen_at=now,
+                    hostname=hostname,
+                )
+            )
             return site_id, group
 
         return await self._writer.submit(op)
@@ -136,25 +171,32 @@ class SqlFleetState(FleetState):
     def create_admin_token_sync(
         self, *, token_id: str, name: str, secret_hash: str, now: dt.datetime
     ) -> None:
-        self._writer.run_sync(lambda conn: conn.execute(insert(ADMINS).values(
-            id=token_id, name=name, secret_hash=secret_hash, created_at=now,
-        )))
+        self._writer.run_sync(
+            lambda conn: conn.execute(
+                insert(ADMINS).values(
+                    id=token_id,
+                    name=name,
+                    secret_hash=secret_hash,
+                    created_at=now,
+                )
+            )
+        )
 
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
         def op(conn: Connection) -> int:
             site_id = _site_id(conn, site)
-            result = conn.execute(update(AGENTS).where(
-                AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None)
-            ).values(revoked_at=now))
+            result = conn.execute(
+                update(AGENTS)
+                .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
             return int(result.rowcount)
 
         return await self._writer.submit(op)
 
     # -- agent traffic --------------------------------------------------------
 
-    async def record_checkin(
-        self, *, site_id: int, facts: CheckInFacts, now: dt.datetime
-    ) -> None:
+    async def record_checkin(self, *, site_id: int, facts: CheckInFacts, now: dt.datetime) -> None:
         skew = (facts.agent_time - now).total_seconds() if facts.agent_time else 0.0
         values: dict[str, Any] = {
             "last_seen_at": now,
@@ -173,14 +215,25 @@ class SqlFleetState(FleetState):
 
     async def store_report(self, *, site_id: int, run: RunRecord, now: dt.datetime) -> bool:
         def op(conn: Connection) -> bool:
-            stmt = _insert_ignore(conn, RUNS).values(
-                id=run.id, site_id=site_id, kind=run.kind, started_at=run.started_at,
-                finished_at=run.finished_at, outcome=run.outcome,
-                verification=run.verification, error_class=run.error_class,
-                error_message=run.error_message, trigger=run.trigger, received_at=now,
-                details_json=json.dumps(run.details),
+            stmt = (
+                _insert_ignore(conn, RUNS)
+                .values(
+                    id=run.id,
+                    site_id=site_id,
+                    kind=run.kind,
+                    started_at=run.started_at,
+                    finished_at=run.finished_at,
+                    outcome=run.outcome,
+                    verification=run.verification,
+                    error_class=run.error_class,
+                    error_message=run.error_message,
+                    trigger=run.trigger,
+                    received_at=now,
+                    details_json=json.dumps(run.details),
+                )
+                .returning(RUNS.c.id)
             )
-            if conn.execute(stmt).rowcount == 1:
+            if conn.execute(stmt).first() is not None:
                 _advance_summary(conn, site_id, run)
                 return False
             owner = conn.execute(select(RUNS.c.site_id).where(RUNS.c.id == run.id)).scalar()
@@ -212,9 +265,13 @@ class SqlFleetState(FleetState):
 
     async def active_agents(self, site_id: int) -> int:
         def fn(conn: Connection) -> int:
-            return int(conn.execute(select(func.count()).select_from(AGENTS).where(
-                AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None)
-            )).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(AGENTS)
+                    .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))
+                ).scalar_one()
+            )
 
         return await self._read(fn)
 
@@ -231,8 +288,11 @@ class SqlFleetState(FleetState):
 
     async def audit(self, record: AuditRecord) -> None:
         stmt = insert(AUDIT).values(
-            at=record.at, actor=record.actor, action=record.action,
-            target=record.target, details=record.details,
+            at=record.at,
+            actor=record.actor,
+            action=record.action,
+            target=record.target,
+            details=record.details,
         )
         await self._writer.submit(lambda conn: conn.execute(stmt))
 
@@ -265,8 +325,11 @@ def _site_id(conn: Connection, name: str) -> int:
 
 def _advance_summary(conn: Connection, site_id: int, run: RunRecord) -> None:
     """Move the site's latest facts forward; an older run never overwrites a newer one."""
-    col = {"backup": "last_backup_at", "image-sync": "last_image_sync_at",
-           "validation": "last_validation_at"}.get(run.kind)
+    col = {
+        "backup": "last_backup_at",
+        "image-sync": "last_image_sync_at",
+        "validation": "last_validation_at",
+    }.get(run.kind)
     if col is None:
         return
     values: dict[str, Any] = {col: run.finished_at}
@@ -286,14 +349,18 @@ def _advance_summary(conn: Connection, site_id: int, run: RunRecord) -> None:
             last_validation_summary=str(found.get("summary", error))[:500],
         )
     current = SITES.c[col]
-    conn.execute(update(SITES).where(
-        SITES.c.id == site_id, (current.is_(None)) | (current <= run.finished_at)
-    ).values(**values))
+    conn.execute(
+        update(SITES)
+        .where(SITES.c.id == site_id, (current.is_(None)) | (current <= run.finished_at))
+        .values(**values)
+    )
     if run.kind == "backup" and ok:
         good = SITES.c.last_good_backup_at
-        conn.execute(update(SITES).where(
-            SITES.c.id == site_id, (good.is_(None)) | (good < run.finished_at)
-        ).values(last_good_backup_at=run.finished_at))
+        conn.execute(
+            update(SITES)
+            .where(SITES.c.id == site_id, (good.is_(None)) | (good < run.finished_at))
+            .values(last_good_backup_at=run.finished_at)
+        )
 
 
 def _opt(value: dt.datetime | None) -> dt.datetime | None:
@@ -303,25 +370,44 @@ def _opt(value: dt.datetime | None) -> dt.datetime | None:
 def _site_row(r: Any) -> SiteRow:
     disks = tuple(Disk(**d) for d in json.loads(r.disks_json or "[]"))
     return SiteRow(
-        id=r.id, name=r.name, group=r.group, hostname=r.hostname, os=r.os,
-        agent_version=r.agent_version, enrolled_at=_opt(r.enrolled_at),
-        last_seen_at=_opt(r.last_seen_at), last_backup_at=_opt(r.last_backup_at),
-        last_backup_ok=r.last_backup_ok, last_backup_error=r.last_backup_error,
-        last_backup_size=r.last_backup_size, last_good_backup_at=_opt(r.last_good_backup_at),
-        last_image_sync_at=_opt(r.last_image_sync_at), last_image_sync_ok=r.last_image_sync_ok,
+        id=r.id,
+        name=r.name,
+        group=r.group,
+        hostname=r.hostname,
+        os=r.os,
+        agent_version=r.agent_version,
+        enrolled_at=_opt(r.enrolled_at),
+        last_seen_at=_opt(r.last_seen_at),
+        last_backup_at=_opt(r.last_backup_at),
+        last_backup_ok=r.last_backup_ok,
+        last_backup_error=r.last_backup_error,
+        last_backup_size=r.last_backup_size,
+        last_good_backup_at=_opt(r.last_good_backup_at),
+        last_image_sync_at=_opt(r.last_image_sync_at),
+        last_image_sync_ok=r.last_image_sync_ok,
         last_image_sync_error=r.last_image_sync_error,
         last_validation_errors=r.last_validation_errors,
         last_validation_summary=r.last_validation_summary,
-        clock_skew_seconds=r.clock_skew_seconds, config_revision_applied=r.config_revision_applied,
-        outbox_pending=r.outbox_pending, disks=disks,
+        clock_skew_seconds=r.clock_skew_seconds,
+        config_revision_applied=r.config_revision_applied,
+        outbox_pending=r.outbox_pending,
+        disks=disks,
         firebird=json.loads(r.firebird_json) if r.firebird_json else None,
     )
 
 
 def _run_record(r: Any, site: str) -> RunRecord:
     return RunRecord(
-        id=r.id, kind=r.kind, started_at=utc(r.started_at), finished_at=utc(r.finished_at),
-        outcome=r.outcome, verification=r.verification, error_class=r.error_class,
-        error_message=r.error_message, trigger=r.trigger,
-        details=json.loads(r.details_json or "{}"), site=site, received_at=utc(r.received_at),
+        id=r.id,
+        kind=r.kind,
+        started_at=utc(r.started_at),
+        finished_at=utc(r.finished_at),
+        outcome=r.outcome,
+        verification=r.verification,
+        error_class=r.error_class,
+        error_message=r.error_message,
+        trigger=r.trigger,
+        details=json.loads(r.details_json or "{}"),
+        site=site,
+        received_at=utc(r.received_at),
     )

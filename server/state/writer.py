@@ -83,7 +83,7 @@ class BatchWriter:
         try:
             with self._engine.begin() as conn:
                 results = [op(conn) for op, _fut, _loop in batch]
-        except Exception:  # noqa: BLE001 - retried one by one below
+        except Exception:
             if len(batch) == 1:
                 self._run_one(batch[0])
                 return
@@ -98,7 +98,7 @@ class BatchWriter:
         try:
             with self._engine.begin() as conn:
                 result = op(conn)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller
+        except Exception as exc:
             loop.call_soon_threadsafe(_resolve, fut, None, exc)
             return
         loop.call_soon_threadsafe(_resolve, fut, result, None)

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-
 from storesafe.v1 import admin_pb2, admin_pb2_grpc
 
 BIN = Path(sys.executable).parent
@@ -43,8 +42,15 @@ class ServerHandle:
 
     def start(self, timeout: float = 30.0) -> None:
         assert self.proc is None, "already running"
-        args = [str(BIN / "storesafe-server"), "serve", "--data-dir", str(self.data_dir),
-                "--listen", self.address, *self.extra_args]
+        args = [
+            str(BIN / "storesafe-server"),
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            self.address,
+            *self.extra_args,
+        ]
         if self.db_url:
             args += ["--db", self.db_url]
         self.log_path = self.data_dir / "server.log"
@@ -97,11 +103,17 @@ class ServerHandle:
     @property
     def cli_env(self) -> dict[str, str]:
         """Environment for the `storesafe` CLI to reach this server."""
-        return {**os.environ, "STORESAFE_SERVER": self.address,
-                "STORESAFE_TOKEN": self.admin_token, "STORESAFE_CA": str(self.ca_path)}
+        return {
+            **os.environ,
+            "STORESAFE_SERVER": self.address,
+            "STORESAFE_TOKEN": self.admin_token,
+            "STORESAFE_CA": str(self.ca_path),
+        }
 
 
-def init_server(tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...] = ()) -> ServerHandle:
+def init_server(
+    tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...] = ()
+) -> ServerHandle:
     """Run `storesafe-server init` in a fresh data dir; the server is not started."""
     data_dir = tmp_path / f"server-{uuid.uuid4().hex[:6]}"
     args = [str(BIN / "storesafe-server"), "init", "--data-dir", str(data_dir), "--json"]
@@ -110,12 +122,18 @@ def init_server(tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     info = json.loads(out)
     return ServerHandle(
-        data_dir=data_dir, address=f"127.0.0.1:{free_port()}", ca_path=Path(info["ca_cert"]),
-        admin_token=info["admin_token"], db_url=db_url, extra_args=extra_args,
+        data_dir=data_dir,
+        address=f"127.0.0.1:{free_port()}",
+        ca_path=Path(info["ca_cert"]),
+        admin_token=info["admin_token"],
+        db_url=db_url,
+        extra_args=extra_args,
     )
 
 
-def start_server(tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...] = ()) -> ServerHandle:
+def start_server(
+    tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...] = ()
+) -> ServerHandle:
     """Init a data dir and start a server on a free loopback port."""
     handle = init_server(tmp_path, db_url=db_url, extra_args=extra_args)
     handle.start()
@@ -127,7 +145,8 @@ def create_enrollment_token(
 ) -> str:
     resp = handle.admin_stub().CreateEnrollmentToken(
         admin_pb2.CreateEnrollmentTokenRequest(site=site, group=group, ttl_seconds=ttl_seconds),
-        metadata=handle.admin_metadata, timeout=10,
+        metadata=handle.admin_metadata,
+        timeout=10,
     )
     return resp.token
 

@@ -17,14 +17,14 @@ def run() -> None:
     if connection is None:  # `alembic` command line, e.g. autogenerate
         url = config.get_main_option("sqlalchemy.url") or "sqlite:///dev.db"
         with create_engine(url).connect() as conn:
-            context.configure(connection=conn, target_metadata=target_metadata,
-                              render_as_batch=True)
+            context.configure(
+                connection=conn, target_metadata=target_metadata, render_as_batch=True
+            )
             with context.begin_transaction():
                 context.run_migrations()
             conn.commit()
         return
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -1,0 +1,71 @@
+"""Enrollment: trade a one-time token for this agent's own credential and store it."""
+
+from __future__ import annotations
+
+import logging
+
+from agent import facts
+from agent.messages import EnrollRequest
+from agent.settings import CA_FILE, Credentials, StateDir
+from agent.transport.link import ServerLink
+from common.clock import Clock
+from common.errors import InvalidArgument, StoreSafeError, Unavailable
+from common.version import VERSION
+
+log = logging.getLogger(__name__)
+
+
+async def enroll(
+    *,
+    state: StateDir,
+    server: str,
+    token: str,
+    site: str,
+    ca_pem: bytes | None,
+    insecure: bool,
+    clock: Clock,
+) -> Credentials:
+    """Enroll for `site` and store the credential; the token is spent only if all checks pass."""
+    token, site = token.strip(), site.strip()
+    if not token:
+        raise InvalidArgument("the enrollment token is empty")
+    if not site:
+        raise InvalidArgument("the site name is empty")
+    link = ServerLink(server, ca_pem=ca_pem, insecure=insecure)  # checks the address
+    try:
+        state.ensure()  # before the one-time token is spent
+        if state.is_enrolled():
+            log.warning("replacing the existing enrollment in %s", state.root)
+        request = EnrollRequest(
+            token=token,
+            site=site,
+            hostname=facts.hostname(),
+            agent_version=VERSION,
+            os=facts.os_string(),
+        )
+        try:
+            got = await link.enroll(request)
+        except Unavailable as exc:
+            if ca_pem is None and not insecure:
+                raise Unavailable(f"{exc} (if the server uses its own CA, pass --ca FILE)") from exc
+            raise
+    finally:
+        await link.close()
+    creds = Credentials(
+        server=server.strip(),
+        agent_id=got.agent_id,
+        credential=got.credential,
+        site=got.site or site,
+        group=got.group,
+        ca_file=CA_FILE if ca_pem is not None else None,
+        insecure=insecure,
+        enrolled_at=clock.now(),
+    )
+    try:
+        state.save_credentials(creds, ca_pem)
+    except StoreSafeError as exc:
+        raise type(exc)(
+            f"enrolled as agent {got.agent_id}, but {exc}; the token is spent: "
+            "create a new one and enroll again"
+        ) from exc
+    return creds

@@ -1,0 +1,140 @@
+"""Logical (gbak) backup and restore through the services API, with their logs parsed.
+
+The server writes the backup into the spool folder while the agent follows
+the growing file with compression and hashing; a thread drains the service
+output, which is where fdb surfaces errors and where the per-table record
+counts are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.firebird import stream
+from agent.firebird.connection import FirebirdTarget, require_ascii, services
+from agent.firebird.errors import BackupFailed, FirebirdJobError, RestoreFailed, translate
+from agent.firebird.files import Spool, remove_quietly
+
+_WRITING = re.compile(r"writing data for table (.+?)\s*$")
+_WRITTEN = re.compile(r"^\s*(\d+) records written")
+_RESTORING = re.compile(r"restoring data for table (.+?)\s*$")
+_RESTORED = re.compile(r"^\s*(\d+) records restored")
+
+
+def parse_counts(lines: list[str], *, restore: bool = False) -> dict[str, int]:
+    """Per-table record counts from a verbose gbak backup (or restore) log."""
+    table_re, count_re = (_RESTORING, _RESTORED) if restore else (_WRITING, _WRITTEN)
+    counts: dict[str, int] = {}
+    table: str | None = None
+    for raw in lines:
+        line = raw[5:] if raw.startswith("gbak:") else raw
+        if m := table_re.search(line):
+            table = m.group(1).strip().strip('"')
+            counts.setdefault(table, 0)
+        elif table is not None and (m := count_re.match(line)):
+            counts[table] = int(m.group(1))
+            table = None
+    return counts
+
+
+class _Drain(threading.Thread):
+    """Reads a running service's output to its end, keeping the lines and any error."""
+
+    def __init__(self, svc: Any) -> None:
+        super().__init__(name="gbak-output", daemon=True)
+        self.svc = svc
+        self.lines: list[str] = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for line in self.svc:
+                self.lines.append(line)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+@dataclasses.dataclass(frozen=True)
+class GbakResult:
+    compressed: stream.Compressed
+    counts: dict[str, int]
+    seconds: float
+
+
+def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
+    """gbak the live database into `partial` (zstd, fsynced), following the server's file.
+
+    On any failure both the server's file and `partial` are removed.
+    """
+    require_ascii(str(spool.path), what="backup.dir")
+    server_file = spool.scratch(".fbk")
+    started = time.monotonic()
+    try:
+        with services(target, what="starting the backup") as svc:
+            try:
+                svc.backup(target.database, str(server_file), collect_garbage=0)
+            except Exception as exc:
+                raise translate(exc, what="starting the backup") from exc
+            drain = _Drain(svc)
+            drain.start()
+            compressed, local_error = _follow(server_file, partial, drain, spool.file_mode)
+            drain.join()
+        if drain.error is not None:
+            raise translate(drain.error, what="the backup")
+        if local_error is not None:
+            raise translate(local_error, what="compressing the backup")
+        _check_complete(drain.lines, compressed)
+        counts = parse_counts(drain.lines)
+    except BaseException:
+        remove_quietly(partial, server_file)
+        raise
+    remove_quietly(server_file)
+    return GbakResult(compressed=compressed, counts=counts, seconds=time.monotonic() - started)
+
+
+def _follow(server_file: Path, partial: Path, drain: _Drain, mode: int
+            ) -> tuple[stream.Compressed, OSError | None]:
+    try:
+        return stream.compress_following(
+            server_file, partial, finished=drain.done.is_set, mode=mode
+        ), None
+    except OSError as exc:
+        # Most likely the disk is full: free our share at once; gbak will stop on
+        # its own (same disk) or finish, and its file is removed afterwards.
+        remove_quietly(partial)
+        drain.done.wait()
+        return stream.Compressed(0, 0, ""), exc
+
+
+def _check_complete(lines: list[str], compressed: stream.Compressed) -> None:
+    tail = " ".join(lines[-4:])
+    m = re.search(r"finishing\. (\d+) bytes written", tail)
+    if not m:
+        raise BackupFailed("The backup ended without gbak's closing line; it is incomplete.")
+    if int(m.group(1)) != compressed.size_raw:
+        raise BackupFailed(
+            f"gbak reports {m.group(1)} bytes but the agent read {compressed.size_raw}; "
+            "the backup was discarded."
+        )
+
+
+def restore(target: FirebirdTarget, fbk: Path, database: Path) -> dict[str, int]:
+    """Restore `fbk` (server-side path) into a new `database`; return restored record counts."""
+    with services(target, what="restoring the backup") as svc:
+        try:
+            svc.restore(str(fbk), str(database), replace=0)
+            lines = list(svc)
+        except Exception as exc:
+            err = translate(exc, what="the test restore")
+            if type(err) is FirebirdJobError:
+                err = RestoreFailed(f"The test restore failed: {err.message}")
+            raise err from exc
+    return parse_counts(lines, restore=True)

@@ -1,0 +1,163 @@
+"""Verification of a finished backup: restore from the final file into scratch, validate, compare.
+
+A backup is good only when all of this passed (DESIGN.md, notes must-know 2):
+the compressed file still matches its checksum, it restores into a scratch
+database (only ever a fresh path inside the spool folder that nothing has
+attached), Firebird's full validation of the restored copy is clean, its
+tables and indices are those of the live database, and its row counts match
+those captured at backup time. The scratch files are always removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+from agent.firebird import gbak, nbackup
+from agent.firebird.connection import FirebirdTarget, attach, services
+from agent.firebird.errors import (
+    BackupCorrupt,
+    CountMismatch,
+    SchemaMismatch,
+    UnsafeRestoreTarget,
+    ValidationFailed,
+    translate,
+)
+from agent.firebird.files import Manifest, Spool, remove_quietly
+from agent.firebird.health import Schema, count_rows, read_schema
+from agent.firebird.stream import decompress_checked
+
+DROP_RATIO = 0.5  # a table at half its rows of the previous good backup is a problem
+DROP_MIN_ROWS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyResult:
+    seconds: float
+    restored_counts: dict[str, int]
+    message: str
+
+
+def verify(target: FirebirdTarget, spool: Spool, manifest: Manifest, *,
+           backups: list[Manifest], server_version: str,
+           count_tolerance: float = 0.0) -> VerifyResult:
+    """Verify `manifest`'s backup; raise a typed error saying what is wrong with it.
+
+    `backups` are the listed manifests (for an nbackup chain's lower levels).
+    `count_tolerance` is the fraction by which counts may differ (0 for gbak,
+    whose counts come from the very snapshot it backed up).
+    """
+    started = time.monotonic()
+    chain = [_find(backups, name) for name in manifest.chain] + [manifest]
+    scratch: list[Path] = []
+    restored: dict[str, int] = {}
+    database = spool.scratch(".fdb")
+    try:
+        for member in chain:
+            raw = spool.scratch(".nbk" if member.method == "nbackup" else ".fbk")
+            scratch.append(raw)
+            try:
+                decompress_checked(spool.backup_dir / member.file, raw,
+                                   expected_sha256=member.sha256, mode=spool.file_mode)
+            except FileNotFoundError as exc:
+                raise BackupCorrupt(f"The backup file {member.file} has disappeared.") from exc
+            except BackupCorrupt as exc:
+                exc.file = member.file
+                raise
+        check_scratch_target(target, spool, database)
+        if manifest.method == "nbackup":
+            nbackup.restore(target, spool, scratch, database, server_version=server_version)
+        else:
+            restored = gbak.restore(target, scratch[0], database)
+        remove_quietly(*scratch)
+        validate_copy(target, database)
+        with attach(target, str(database), what="reading the restored copy") as con:
+            schema = read_schema(con)
+            if manifest.method == "nbackup":
+                restored = count_rows(con, schema.tables)
+        expected = Schema(tuple(manifest.tables), tuple(manifest.indices))
+        if diffs := expected.differences(schema):
+            raise SchemaMismatch(
+                "The restored copy differs from the live database: " + "; ".join(diffs) + "."
+            )
+        counts = {t: restored.get(t, 0) for t in schema.tables}
+        compare_counts(manifest.table_counts, counts, tolerance=count_tolerance)
+    finally:
+        remove_quietly(*scratch, database)
+    rows = sum(counts.values())
+    return VerifyResult(
+        seconds=time.monotonic() - started,
+        restored_counts=counts,
+        message=f"Restored {len(counts)} tables with {rows} rows; validation clean.",
+    )
+
+
+def _find(backups: list[Manifest], file: str) -> Manifest:
+    for m in backups:
+        if m.file == file:
+            return m
+    raise BackupCorrupt(f"The lower-level backup {file} this backup builds on is missing.")
+
+
+def check_scratch_target(target: FirebirdTarget, spool: Spool, database: Path) -> None:
+    """Refuse any restore target outside the spool folder, existing, or attached."""
+    real = Path(os.path.realpath(database))
+    home = Path(os.path.realpath(spool.path))
+    if real.parent != home:
+        raise UnsafeRestoreTarget(f"Refusing to restore into {database}: not a scratch path.")
+    if real.exists():
+        raise UnsafeRestoreTarget(f"Refusing to restore over existing file {database}.")
+    live = os.path.normcase(os.path.realpath(target.database))
+    with services(target, what="listing attached databases") as svc:
+        attached = {os.path.normcase(str(n)) for n in svc.get_attached_database_names()}
+    if os.path.normcase(str(real)) in attached or os.path.normcase(str(real)) == live:
+        raise UnsafeRestoreTarget(f"Refusing to restore into attached database {database}.")
+
+
+def validate_copy(target: FirebirdTarget, database: Path) -> None:
+    """Firebird's full read-only validation of a database nobody else has open."""
+    with services(target, what="validating the restored copy") as svc:
+        try:
+            result = svc.repair(str(database), read_only_validation=1, validate_database=1,
+                                validate_record_fragments=1)
+        except Exception as exc:
+            err = translate(exc, what="validation of the restored copy")
+            if not isinstance(err, ValidationFailed):
+                err = ValidationFailed(f"Validation of the restored copy failed: {err.message}")
+            raise err from exc
+    if result and str(result).strip():
+        raise ValidationFailed(f"Validation of the restored copy reported: {str(result).strip()}")
+
+
+def compare_counts(expected: dict[str, int], actual: dict[str, int], *,
+                   tolerance: float) -> None:
+    """Raise CountMismatch when a table's restored rows differ beyond `tolerance`."""
+    bad: list[str] = []
+    for table, want in sorted(expected.items()):
+        got = actual.get(table)
+        if got is None:
+            bad.append(f"{table} missing")
+        elif abs(got - want) > tolerance * max(want, 1):
+            bad.append(f"{table} {got} rows, expected {want}")
+    if bad:
+        raise CountMismatch(
+            "The restored copy's row counts differ from the live database's: "
+            + "; ".join(bad[:5]) + "."
+        )
+
+
+def drop_problems(previous: dict[str, int], current: dict[str, int]) -> list[str]:
+    """Tables that lost most of their rows since the previous good backup."""
+    out: list[str] = []
+    for table, before in sorted(previous.items()):
+        if before < DROP_MIN_ROWS:
+            continue
+        now = current.get(table)
+        if now is None:
+            out.append(f"Table {table} ({before} rows in the last good backup) is gone.")
+        elif now < before * DROP_RATIO:
+            out.append(f"Table {table} dropped from {before} to {now} rows since the last "
+                       "good backup; check the configured database.")
+    return out

@@ -1,0 +1,227 @@
+"""The `storesafe-agent` command line: enroll, run, status, backup-now, sync-now."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent.enroll import enroll as do_enroll
+from agent.errors import JobNotConfigured
+from agent.outbox import Outbox
+from agent.runner import RunnerConfig
+from agent.service import install_stop_signals, serve
+from agent.settings import StateDir, read_ca_file, resolve_state_dir
+from agent.status import StatusFile
+from common.clock import SystemClock, iso
+from common.errors import StoreSafeError
+from common.version import VERSION
+
+app = typer.Typer(
+    name="storesafe-agent",
+    help="StoreSafe agent: verified hot backups of the shop database, reported to the server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the agent keeps its credential and outbox (default: $STORESAFE_STATE_DIR, "
+        "else %ProgramData%\\StoreSafe on Windows, /var/lib/storesafe-agent elsewhere).",
+        show_default=False,
+    ),
+]
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log lines with UTC timestamps to stderr."""
+    formatter = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
+    )
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn an expected failure into one sentence on stderr and its exit code."""
+    try:
+        yield
+    except StoreSafeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"storesafe-agent {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """StoreSafe agent."""
+
+
+@app.command()
+def enroll(
+    *,
+    server: Annotated[str, typer.Option("--server", help="The server as HOST:PORT.")],
+    token: Annotated[
+        str, typer.Option("--token", help="One-time token from `storesafe token create`.")
+    ],
+    site: Annotated[str, typer.Option("--site", help="The site this PC belongs to.")],
+    state_dir: StateDirOption = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="The server's CA certificate (PEM); default: system roots."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Plaintext, for a loopback server only (tests).")
+    ] = False,
+) -> None:
+    """Trade a one-time enrollment token for this agent's own credential."""
+    setup_logging(logging.WARNING)
+    with cli_errors():
+        ca_pem = read_ca_file(ca) if ca is not None else None
+        state = StateDir(resolve_state_dir(state_dir))
+        creds = asyncio.run(
+            do_enroll(
+                state=state,
+                server=server,
+                token=token,
+                site=site,
+                ca_pem=ca_pem,
+                insecure=insecure,
+                clock=SystemClock(),
+            )
+        )
+    typer.echo(
+        f"enrolled as agent {creds.agent_id} for site {creds.site} (group {creds.group}); "
+        f"state in {state.root}"
+    )
+
+
+@app.command()
+def run(
+    state_dir: StateDirOption = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval", min=0.1, help="Seconds between check-ins (default: what the server says)."
+        ),
+    ] = None,
+    retry_max: Annotated[
+        float,
+        typer.Option("--retry-max", min=1.0, help="Longest wait between reconnect attempts."),
+    ] = 60.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Run the unattended agent loop until SIGTERM or Ctrl-C."""
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    config = RunnerConfig(
+        interval_override=interval,
+        retry_cap=retry_max,
+        refused_retry=max(retry_max, 300.0 if interval is None else interval),
+    )
+    with cli_errors():
+        state = StateDir(resolve_state_dir(state_dir))
+        state.ensure()
+        state.load_credentials()  # fail fast, before the loop, when not enrolled
+        asyncio.run(_run(state, config))
+
+
+async def _run(state: StateDir, config: RunnerConfig) -> None:
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await serve(state, stop, config=config)
+
+
+@app.command()
+def status(
+    state_dir: StateDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show this agent's local state: site, server, last check-in, outbox."""
+    setup_logging(logging.WARNING)
+    with cli_errors():
+        data = local_status(StateDir(resolve_state_dir(state_dir)))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        shown = ("never" if key.endswith("_at") else "-") if value is None else str(value)
+        table.add_row(key.replace("_", " "), shown)
+    Console().print(table)
+
+
+def local_status(state: StateDir) -> dict[str, Any]:
+    """The fields of `status --json` (stable names, ISO 8601 UTC, null for never)."""
+    creds = state.load_credentials()
+    checkin = StatusFile(state.status_path).load()
+    with Outbox(state.outbox_path) as outbox:
+        pending, rejected = outbox.pending(), outbox.rejected()
+    return {
+        "site": creds.site,
+        "group": creds.group,
+        "server": creds.server,
+        "agent_id": creds.agent_id,
+        "agent_version": VERSION,
+        "state_dir": str(state.root),
+        "enrolled_at": iso(creds.enrolled_at),
+        "last_checkin_at": iso(checkin.last_checkin_at),
+        "last_attempt_at": iso(checkin.last_attempt_at),
+        "last_result": checkin.last_result,
+        "last_error": checkin.last_error or None,
+        "checkin_interval_seconds": checkin.checkin_interval_seconds,
+        "outbox_pending": pending,
+        "outbox_rejected": rejected,
+        "last_delivery_at": iso(checkin.last_delivery_at),
+        "config_revision": checkin.config_revision,
+        "desired_config_revision": checkin.desired_config_revision,
+    }
+
+
+def _not_configured(job: str, key: str) -> None:
+    with cli_errors():
+        raise JobNotConfigured(
+            f"no {job} job is configured on this agent yet (set {key} for this site on the server)"
+        )
+
+
+@app.command("backup-now")
+def backup_now(state_dir: StateDirOption = None) -> None:
+    """Take a backup of the shop database now."""
+    _not_configured("backup", "firebird.database and backup.dir")
+
+
+@app.command("sync-now")
+def sync_now(state_dir: StateDirOption = None) -> None:
+    """Sync the image folder now."""
+    _not_configured("image sync", "images.dir")

@@ -1,0 +1,66 @@
+"""Wiring for the unattended agent: the real runner for a state dir, and stop signals.
+
+Shared by `storesafe-agent run` and the Windows service wrapper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from agent import facts
+from agent.outbox import Outbox
+from agent.runner import Job, Link, Runner, RunnerConfig
+from agent.settings import StateDir
+from agent.status import StatusFile
+from agent.transport.link import ServerLink
+from common.clock import Clock, SystemClock
+
+
+async def serve(
+    state: StateDir,
+    stop: asyncio.Event,
+    *,
+    config: RunnerConfig | None = None,
+    clock: Clock | None = None,
+    jobs: Sequence[Job] = (),
+) -> None:
+    """Run the agent for the enrolled `state` until `stop` is set."""
+    config = config or RunnerConfig()
+    clock = clock or SystemClock()
+    state.ensure()
+    creds = state.load_credentials()
+
+    def connect() -> Link:
+        # Read the credential file again: a re-enrollment may have replaced it.
+        return ServerLink.for_agent(
+            state, state.load_credentials(), max_reconnect_seconds=config.retry_cap
+        )
+
+    with Outbox(state.outbox_path, clock=clock) as outbox:
+        runner = Runner(
+            connect=connect,
+            outbox=outbox,
+            status=StatusFile(state.status_path),
+            facts=lambda: facts.collect(clock, {"state": state.root}),
+            clock=clock,
+            server=creds.server,
+            site=creds.site,
+            config=config,
+            jobs=jobs,
+        )
+        await runner.run(stop)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Set `stop` on SIGTERM and SIGINT (call from inside the running loop)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if sys.platform == "win32":
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+        else:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)

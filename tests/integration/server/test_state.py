@@ -1,0 +1,237 @@
+"""The FleetState contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from common.errors import NotFound, PermissionDenied, Unauthenticated
+from server.db.engine import make_engine, migrate
+from server.domain import AuditRecord, CheckInFacts, RunRecord
+from server.services import credentials
+from server.services.status import Disk
+from server.state.sql import SqlFleetState
+
+NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def state(db_url: str) -> Iterator[SqlFleetState]:
+    engine = make_engine(db_url)
+    migrate(engine)
+    migrate(engine)  # a second upgrade is a no-op
+    st = SqlFleetState(engine)
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+def run(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(fn())  # type: ignore[arg-type]
+
+
+async def make_token(
+    st: SqlFleetState, site: str, *, expires: dt.datetime | None = None, group: str = ""
+) -> tuple[str, str]:
+    minted = credentials.mint(credentials.ENROLLMENT)
+    await st.create_enrollment_token(
+        token_id=minted.id,
+        secret_hash=minted.secret_hash,
+        site=site,
+        group=group,
+        created_by="admin",
+        now=NOW,
+        expires_at=expires or NOW + dt.timedelta(hours=1),
+    )
+    return credentials.parse(minted.text, credentials.ENROLLMENT, "t")
+
+
+async def enroll(
+    st: SqlFleetState,
+    site: str,
+    token: tuple[str, str],
+    agent_id: str = "a1",
+    now: dt.datetime = NOW,
+) -> tuple[int, str]:
+    return await st.enroll(
+        token_id=token[0],
+        presented_hash=token[1],
+        site=site,
+        agent_id=agent_id,
+        agent_secret_hash="h" * 64,
+        hostname="pc",
+        now=now,
+    )
+
+
+def backup(run_id: str, finished: dt.datetime, *, ok: bool = True) -> RunRecord:
+    return RunRecord(
+        id=run_id,
+        kind="backup",
+        started_at=finished - dt.timedelta(minutes=5),
+        finished_at=finished,
+        outcome="succeeded" if ok else "failed",
+        verification="passed" if ok else "not-run",
+        error_class="" if ok else "disk.full",
+        error_message="" if ok else "disk full",
+        trigger="schedule",
+        details={"backup": {"method": "gbak", "size_compressed": "2048"}},
+    )
+
+
+def test_token_creates_site_and_enrolls_once(state: SqlFleetState) -> None:
+    async def body() -> None:
+        tok = await make_token(state, "shop-a", group="east")
+        site = await state.get_site("shop-a")
+        assert site.enrolled_at is None and site.group == "east"
+        site_id, group = await enroll(state, "shop-a", tok)
+        assert (site_id, group) == (site.id, "east")
+        with pytest.raises(Unauthenticated, match="already used"):
+            await enroll(state, "shop-a", tok, agent_id="a2")
+        cred = await state.agent_credential("a1")
+        assert cred == ("h" * 64, site_id, "shop-a")
+
+    run(body)
+
+
+def test_bad_expired_and_foreign_tokens(state: SqlFleetState) -> None:
+    async def body() -> None:
+        tok = await make_token(state, "shop-b")
+        with pytest.raises(Unauthenticated, match="not valid"):
+            await enroll(state, "shop-b", (tok[0], "0" * 64))
+        with pytest.raises(Unauthenticated, match="not valid"):
+            await enroll(state, "shop-b", ("nosuchid", tok[1]))
+        with pytest.raises(PermissionDenied, match="made for site 'shop-b'"):
+            await enroll(state, "shop-x", tok)
+        old = await make_token(state, "shop-b", expires=NOW - dt.timedelta(seconds=1))
+        with pytest.raises(Unauthenticated, match="expired"):
+            await enroll(state, "shop-b", old)
+
+    run(body)
+
+
+def test_concurrent_use_of_one_token_enrolls_once(state: SqlFleetState) -> None:
+    async def body() -> None:
+        tok = await make_token(state, "shop-c")
+        results = await asyncio.gather(
+            *(enroll(state, "shop-c", tok, agent_id=f"c{i}") for i in range(5)),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        assert await state.active_agents((await state.get_site("shop-c")).id) == 1
+
+    run(body)
+
+
+def test_reenrollment_revokes_the_previous_agent(state: SqlFleetState) -> None:
+    async def body() -> None:
+        await enroll(state, "shop-d", await make_token(state, "shop-d"), agent_id="d1")
+        await enroll(state, "shop-d", await make_token(state, "shop-d"), agent_id="d2")
+        assert await state.agent_credential("d1") is None
+        assert await state.agent_credential("d2") is not None
+        assert await state.revoke_agents(site="shop-d", now=NOW) == 1
+        assert await state.agent_credential("d2") is None
+        with pytest.raises(NotFound):
+            await state.revoke_agents(site="nope", now=NOW)
+
+    run(body)
+
+
+def test_checkin_records_facts(state: SqlFleetState) -> None:
+    async def body() -> None:
+        site_id, _ = await enroll(state, "shop-e", await make_token(state, "shop-e"))
+        later = NOW + dt.timedelta(minutes=3)
+        facts = CheckInFacts(
+            agent_version="1.2.3",
+            hostname="pc-e",
+            os="Windows 10",
+            config_revision=4,
+            agent_time=later + dt.timedelta(seconds=30),
+            outbox_pending=2,
+            disks=(Disk("backup", "C:\\Backups", 100, 40),),
+            firebird={"oit": 5, "oat": 9},
+        )
+        await state.record_checkin(site_id=site_id, facts=facts, now=later)
+        row = await state.get_site("shop-e")
+        assert row.last_seen_at == later
+        assert (row.agent_version, row.hostname, row.os) == ("1.2.3", "pc-e", "Windows 10")
+        assert row.clock_skew_seconds == pytest.approx(30)
+        assert row.config_revision_applied == 4 and row.outbox_pending == 2
+        assert row.disks == (Disk("backup", "C:\\Backups", 100, 40),)
+        assert row.health is not None and row.health.oat == 9
+
+    run(body)
+
+
+def test_reports_are_idempotent_and_own_site_only(state: SqlFleetState) -> None:
+    async def body() -> None:
+        site_f, _ = await enroll(state, "shop-f", await make_token(state, "shop-f"), "f1")
+        site_g, _ = await enroll(state, "shop-g", await make_token(state, "shop-g"), "g1")
+        rec = backup("r-1", NOW)
+        assert await state.store_report(site_id=site_f, run=rec, now=NOW) is False
+        assert await state.store_report(site_id=site_f, run=rec, now=NOW) is True
+        with pytest.raises(PermissionDenied):
+            await state.store_report(site_id=site_g, run=rec, now=NOW)
+        runs = await state.list_runs(site="shop-f", kind="", limit=10)
+        assert [r.id for r in runs] == ["r-1"]
+        assert runs[0].details["backup"]["method"] == "gbak"
+        assert await state.list_runs(site="shop-g", kind="", limit=10) == []
+        row = await state.get_site("shop-f")
+        assert row.last_good_backup_at == NOW and row.last_backup_ok is True
+        assert row.last_backup_size == 2048
+
+    run(body)
+
+
+def test_summary_only_moves_forward(state: SqlFleetState) -> None:
+    async def body() -> None:
+        site_id, _ = await enroll(state, "shop-h", await make_token(state, "shop-h"))
+        await state.store_report(site_id=site_id, run=backup("new", NOW), now=NOW)
+        old_fail = backup("old", NOW - dt.timedelta(days=1), ok=False)
+        await state.store_report(site_id=site_id, run=old_fail, now=NOW)
+        row = await state.get_site("shop-h")
+        assert row.last_backup_ok is True and row.last_backup_at == NOW
+        fail = backup("newer", NOW + dt.timedelta(hours=1), ok=False)
+        await state.store_report(site_id=site_id, run=fail, now=NOW)
+        row = await state.get_site("shop-h")
+        assert row.last_backup_ok is False and row.last_backup_error == "disk full"
+        assert row.last_good_backup_at == NOW
+        runs = await state.list_runs(site="shop-h", kind="backup", limit=2)
+        assert [r.id for r in runs] == ["newer", "new"]
+
+    run(body)
+
+
+def test_list_sites_filters_by_group_and_audit(state: SqlFleetState) -> None:
+    async def body() -> None:
+        await make_token(state, "b-site", group="west")
+        await make_token(state, "a-site", group="east")
+        assert [s.name for s in await state.list_sites()] == ["a-site", "b-site"]
+        assert [s.name for s in await state.list_sites(group="west")] == ["b-site"]
+        with pytest.raises(NotFound):
+            await state.get_site("zzz")
+        for i in range(3):
+            await state.audit(AuditRecord(NOW, "admin", f"act{i}", "t"))
+        assert [a.action for a in await state.list_audit(limit=2)] == ["act2", "act1"]
+
+    run(body)
+
+
+def test_many_concurrent_writes_batch_and_all_land(state: SqlFleetState) -> None:
+    async def body() -> None:
+        site_id, _ = await enroll(state, "shop-i", await make_token(state, "shop-i"))
+        results = await asyncio.gather(
+            *(
+                state.store_report(site_id=site_id, run=backup(f"b{i}", NOW), now=NOW)
+                for i in range(300)
+            )
+        )
+        assert results == [False] * 300
+        assert len(await state.list_runs(site="shop-i", kind="", limit=1000)) == 300
+
+    run(body)

@@ -1,0 +1,152 @@
+"""The agent's test stand-ins, all in one place.
+
+- `FakeLink`: the server connection as the runner sees it, with scripted
+  faults (down, refusing the credential, rejecting a report).
+- `RecordingServicer`: a real grpc.aio AgentService on loopback that answers
+  from memory, for transport tests that must not depend on the real server.
+- `FakeServiceHost`: the Windows service control manager, which cannot run here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc  # noqa: TID251 (a stand-in server speaks gRPC)
+from grpc import aio  # noqa: TID251
+
+from agent.facts import HostFacts
+from agent.messages import CheckIn, CheckInReply
+from agent.reports import Outcome, RunKind, RunReport
+from common.errors import StoreSafeError, Unavailable
+from storesafe.v1 import agent_pb2, agent_pb2_grpc
+
+T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+def report(n: int = 0, **changes: Any) -> RunReport:
+    """A small finished backup report."""
+    base = RunReport(
+        kind=RunKind.BACKUP,
+        started_at=T0 + dt.timedelta(minutes=n),
+        finished_at=T0 + dt.timedelta(minutes=n, seconds=30),
+        outcome=Outcome.SUCCEEDED,
+        id=f"report-{n:04d}",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def host_facts() -> HostFacts:
+    return HostFacts(hostname="pc1", os="Linux test", agent_version="0.1.0", agent_time=T0, disks=())
+
+
+class FakeLink:
+    """Answers check-ins and stores reports in memory; set `fault` to fail calls."""
+
+    def __init__(self, *, interval: int = 0) -> None:
+        self.interval = interval
+        self.fault: StoreSafeError | None = None
+        self.reject: dict[str, StoreSafeError] = {}
+        self.checkins: list[CheckIn] = []
+        self.stored: dict[str, RunReport] = {}
+        self.deliveries: list[str] = []
+        self.closed = 0
+
+    async def check_in(self, checkin: CheckIn) -> CheckInReply:
+        await asyncio.sleep(0)
+        if self.fault is not None:
+            raise self.fault
+        self.checkins.append(checkin)
+        return CheckInReply(server_time=T0, checkin_interval_seconds=self.interval)
+
+    async def report_run(self, report: RunReport) -> bool:
+        await asyncio.sleep(0)
+        if self.fault is not None:
+            raise self.fault
+        if report.id in self.reject:
+            raise self.reject[report.id]
+        self.deliveries.append(report.id)
+        duplicate = report.id in self.stored
+        self.stored.setdefault(report.id, report)
+        return duplicate
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+DOWN = Unavailable("cannot reach the StoreSafe server at test:1 (down)")
+
+
+# -- a stand-in gRPC server ---------------------------------------------------
+
+
+class RecordingServicer(agent_pb2_grpc.AgentServiceServicer):
+    """Records requests and metadata; `abort_with` makes every call fail with that status."""
+
+    def __init__(self) -> None:
+        self.metadata: list[dict[str, str]] = []
+        self.reports: dict[str, agent_pb2.ReportRunRequest] = {}
+        self.abort_with: tuple[grpc.StatusCode, str] | None = None
+
+    async def _enter(self, context: aio.ServicerContext[Any, Any]) -> None:
+        self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        if self.abort_with is not None:
+            await context.abort(*self.abort_with)
+
+    async def Enroll(self, request: Any, context: Any) -> agent_pb2.EnrollResponse:
+        await self._enter(context)
+        return agent_pb2.EnrollResponse(
+            agent_id="a1", credential="secret-" + request.token, site=request.site, group="g"
+        )
+
+    async def CheckIn(self, request: Any, context: Any) -> agent_pb2.CheckInResponse:
+        await self._enter(context)
+        resp = agent_pb2.CheckInResponse(checkin_interval_seconds=42, desired_config_revision=3)
+        resp.server_time.FromDatetime(T0)
+        return resp
+
+    async def ReportRun(self, request: Any, context: Any) -> agent_pb2.ReportRunResponse:
+        await self._enter(context)
+        duplicate = request.report.id in self.reports
+        self.reports.setdefault(request.report.id, request)
+        return agent_pb2.ReportRunResponse(duplicate=duplicate)
+
+
+@asynccontextmanager
+async def recording_server(
+    credentials: grpc.ServerCredentials | None = None,
+) -> Iterator[tuple[str, RecordingServicer]]:  # type: ignore[misc]
+    """A loopback grpc.aio server with a RecordingServicer; yields (address, servicer)."""
+    servicer = RecordingServicer()
+    server = aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}", servicer
+    finally:
+        await server.stop(grace=None)
+
+
+# -- the Windows service control manager ----------------------------------------
+
+
+class FakeServiceHost:
+    """Records the states a service reports to the service control manager."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+        self.errors: list[str] = []
+
+    def report(self, state: str) -> None:
+        self.states.append(state)
+
+    def log_error(self, message: str) -> None:
+        self.errors.append(message)

@@ -1,0 +1,107 @@
+"""Sample records and a stand-in admin client for CLI unit tests.
+
+The real server is exercised in tests/integration/cli; here commands and
+rendering run against answers held in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Any
+
+from typer.testing import CliRunner, Result
+
+from cli.client import AdminClient, Settings
+from cli.context import Invocation
+from cli.main import app
+from cli.models import AuditEntry, EnrollmentToken, Run, SiteDetail, SiteSummary
+from common.clock import FakeClock
+
+NOW = dt.datetime(2026, 11, 26, 22, 0, tzinfo=dt.UTC)
+
+
+def site(name: str = "shop-a", status: str = "ok", **changes: Any) -> SiteSummary:
+    """A site summary seen 2 minutes ago with a good backup 3 hours ago."""
+    base = SiteSummary(
+        site=name,
+        group="default",
+        status=status,
+        last_good_backup_at=NOW - dt.timedelta(hours=3),
+        last_backup_at=NOW - dt.timedelta(hours=3),
+        last_image_sync_at=None,
+        last_seen_at=NOW - dt.timedelta(minutes=2),
+        config_revision_desired=3,
+        config_revision_applied=3,
+        agent_version="0.1.0",
+        problems=(),
+        hostname="SHOP-A-PC",
+    )
+    return replace(base, **changes)
+
+
+def backup_run(**changes: Any) -> Run:
+    """A verified gbak backup that finished an hour ago."""
+    base = Run(
+        id="r-1",
+        site="shop-a",
+        kind="backup",
+        outcome="succeeded",
+        started_at=NOW - dt.timedelta(hours=1, minutes=2),
+        finished_at=NOW - dt.timedelta(hours=1),
+        received_at=NOW - dt.timedelta(hours=1),
+        trigger="schedule",
+        details={
+            "method": "gbak",
+            "file": "shop-20261126.fbk.zst",
+            "size_compressed": 3 * 1024 * 1024,
+            "verification": "passed",
+            "verification_message": "",
+            "problems": [],
+        },
+    )
+    return replace(base, **changes)
+
+
+class FakeAdminClient(AdminClient):
+    """Answers from memory, or raises `error` on every call."""
+
+    def __init__(self, sites: list[SiteSummary] | None = None, error: Exception | None = None):
+        super().__init__(Settings(server="127.0.0.1:7443", token="t"))
+        self.sites = sites or []
+        self.error = error
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def _seen(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        if self.error is not None:
+            raise self.error
+
+    def create_token(self, site: str, group: str, ttl: dt.timedelta) -> EnrollmentToken:
+        self._seen("create_token", site, group, ttl)
+        return EnrollmentToken(site, group, "tok-123", NOW + ttl)
+
+    def list_sites(self, status: str | None = None, group: str | None = None) -> list[SiteSummary]:
+        self._seen("list_sites", status, group)
+        return [s for s in self.sites if status in (None, s.status) and group in (None, s.group)]
+
+    def get_site(self, site: str) -> SiteDetail:
+        self._seen("get_site", site)
+        return SiteDetail(summary=self.sites[0], os="Windows 10", last_backup=backup_run())
+
+    def list_runs(self, site: str, kind: str | None = None, limit: int = 20) -> list[Run]:
+        self._seen("list_runs", site, kind, limit)
+        return [backup_run()]
+
+    def revoke_agents(self, site: str) -> int:
+        self._seen("revoke_agents", site)
+        return 1
+
+    def list_audit(self, limit: int = 50) -> list[AuditEntry]:
+        self._seen("list_audit", limit)
+        return [AuditEntry(NOW, "admin", "token.create", "shop-a", "group=default")]
+
+
+def invoke(client: FakeAdminClient, *args: str) -> Result:
+    """Run `storesafe ARGS` against `client` at the fixed time NOW."""
+    return CliRunner().invoke(app, list(args), obj=Invocation(client, FakeClock(NOW)))

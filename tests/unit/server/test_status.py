@@ -1,0 +1,182 @@
+"""The status function, case by case, with a fixed clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from server.services.status import (
+    Disk,
+    Health,
+    SiteFacts,
+    Status,
+    StatusPolicy,
+    compute_status,
+)
+
+NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+POLICY = StatusPolicy()
+
+
+def ago(**kw: float) -> dt.datetime:
+    return NOW - dt.timedelta(**kw)
+
+
+def healthy(**overrides: object) -> SiteFacts:
+    base = dict(
+        enrolled_at=ago(days=30),
+        last_seen_at=ago(minutes=1),
+        last_backup_at=ago(hours=2),
+        last_backup_ok=True,
+        last_good_backup_at=ago(hours=2),
+    )
+    base.update(overrides)
+    return SiteFacts(**base)  # type: ignore[arg-type]
+
+
+def status(facts: SiteFacts, policy: StatusPolicy = POLICY) -> tuple[Status, tuple[str, ...]]:
+    result = compute_status(facts, policy, NOW)
+    return result.status, result.problems
+
+
+def test_ok_when_all_is_well() -> None:
+    assert status(healthy()) == (Status.OK, ())
+
+
+def test_token_created_but_no_agent_is_never() -> None:
+    st, problems = status(SiteFacts())
+    assert st is Status.NEVER
+    assert "no verified backup yet" in problems
+    assert "no agent enrolled yet" in problems
+
+
+def test_enrolled_without_backup_is_never() -> None:
+    st, problems = status(SiteFacts(enrolled_at=ago(minutes=5), last_seen_at=ago(minutes=1)))
+    assert st is Status.NEVER
+    assert problems == ("no verified backup yet",)
+
+
+def test_offline_after_threshold() -> None:
+    st, problems = status(healthy(last_seen_at=ago(minutes=16)))
+    assert st is Status.OFFLINE
+    assert problems[0].startswith("agent not seen for 16 min")
+
+
+def test_offline_boundary_is_exclusive() -> None:
+    assert status(healthy(last_seen_at=ago(minutes=15)))[0] is Status.OK
+
+
+def test_offline_threshold_comes_from_policy() -> None:
+    policy = StatusPolicy(offline_after_minutes=1)
+    assert status(healthy(last_seen_at=ago(minutes=2)), policy)[0] is Status.OFFLINE
+
+
+def test_offline_beats_never() -> None:
+    facts = SiteFacts(enrolled_at=ago(days=1), last_seen_at=ago(hours=1))
+    st, problems = status(facts)
+    assert st is Status.OFFLINE
+    assert "no verified backup yet" in problems
+
+
+def test_failing_when_latest_backup_failed() -> None:
+    st, problems = status(healthy(last_backup_ok=False, last_backup_error="disk full"))
+    assert st is Status.FAILING
+    assert problems == ("latest backup failed: disk full",)
+
+
+def test_failing_when_live_validation_found_errors() -> None:
+    st, problems = status(healthy(last_validation_errors=3, last_validation_summary="3 errors"))
+    assert st is Status.FAILING
+    assert "live database validation found 3 error(s): 3 errors" in problems
+
+
+def test_stale_after_threshold() -> None:
+    facts = healthy(last_good_backup_at=ago(hours=27), last_backup_at=ago(hours=27))
+    st, problems = status(facts)
+    assert st is Status.STALE
+    assert problems == ("last verified backup 27 h ago (limit 26 h)",)
+
+
+def test_failing_beats_stale_and_both_are_listed() -> None:
+    facts = healthy(
+        last_good_backup_at=ago(days=3), last_backup_ok=False, last_backup_error="wrong password"
+    )
+    st, problems = status(facts)
+    assert st is Status.FAILING
+    assert len(problems) == 2
+
+
+def test_never_beats_failing() -> None:
+    facts = SiteFacts(
+        enrolled_at=ago(hours=1),
+        last_seen_at=ago(minutes=1),
+        last_backup_ok=False,
+        last_backup_error="x",
+    )
+    assert status(facts)[0] is Status.NEVER
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"last_image_sync_ok": False, "last_image_sync_error": "denied"},
+            "image sync failing: denied",
+        ),
+        (
+            {"last_image_sync_ok": True, "last_image_sync_at": ago(hours=30)},
+            "last image sync 30 h ago",
+        ),
+        (
+            {"disks": (Disk("backup", "/b", 100 * 2**30, 5 * 2**30),)},
+            "disk nearly full on backup (5.0 GiB free)",
+        ),
+        (
+            {
+                "disks": (Disk("backup", "/b", 1000 * 2**30, 150 * 2**30),),
+                "last_backup_size": 100 * 2**30,
+            },
+            "backup disk has 150.0 GiB free, under twice the last backup",
+        ),
+        ({"config_refused": "bad cron"}, "configuration refused: bad cron"),
+        ({"clock_skew_seconds": -600.0}, "agent clock off by -600 s"),
+        ({"outbox_pending": 51}, "51 reports waiting in the agent's outbox"),
+        (
+            {"health": Health(oit=1, oat=100_000, next_transaction=100_002)},
+            "transaction gap next-OIT is 100001",
+        ),
+        (
+            {"health": Health(oit=99_000, oat=1, next_transaction=100_000)},
+            "transaction gap next-OAT is 99999",
+        ),
+        ({"health": Health(forced_writes=False)}, "forced writes are off on the live database"),
+        (
+            {"health": Health(backup_state=1)},
+            "the live database is stuck in nbackup state (stalled or merging)",
+        ),
+    ],
+)
+def test_warnings(overrides: dict[str, object], expected: str) -> None:
+    st, problems = status(healthy(**overrides))
+    assert st is Status.WARNING
+    assert problems == (expected,)
+
+
+def test_agent_out_of_date_is_a_warning() -> None:
+    policy = StatusPolicy(minimum_agent_version="1.2.0")
+    assert status(healthy(agent_version="1.1.9"), policy)[0] is Status.WARNING
+    assert status(healthy(agent_version="1.10.0"), policy)[0] is Status.OK
+
+
+def test_precedence_lists_every_problem_in_order() -> None:
+    facts = healthy(
+        last_seen_at=ago(hours=2),
+        last_backup_ok=False,
+        last_backup_error="e",
+        last_good_backup_at=ago(days=2),
+        config_refused="c",
+    )
+    st, problems = status(facts)
+    assert st is Status.OFFLINE
+    assert [p.split()[0] for p in problems] == ["agent", "latest", "last", "configuration"]
