@@ -98,9 +98,7 @@ class Runner:
         self._server = server
         self._site = site
         self._config = config or RunnerConfig()
-        self._backoff = backoff or Backoff(
-            base=self._config.retry_base, cap=self._config.retry_cap
-        )
+        self._backoff = backoff or Backoff(base=self._config.retry_base, cap=self._config.retry_cap)
         self._config_revision = config_revision
         self._jobs = tuple(jobs)
         self._link: Link | None = None
@@ -227,9 +225,7 @@ class Runner:
     def _on_unreachable(self, exc: StoreSafeError) -> float:
         delay = self._backoff.next_delay()
         if not self._unreachable:
-            log.warning(
-                "%s; reports are kept in the outbox and delivered once it is back", exc
-            )
+            log.warning("%s; reports are kept in the outbox and delivered once it is back", exc)
         log.info("next check-in attempt in %.1f s", delay)
         self._unreachable = True
         return delay

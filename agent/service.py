@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from agent import facts
 from agent.outbox import Outbox
@@ -27,10 +28,22 @@ async def serve(
     config: RunnerConfig | None = None,
     clock: Clock | None = None,
     jobs: Sequence[Job] = (),
+    volumes: Callable[[], Mapping[str, Path]] | None = None,
+    config_revision: Callable[[], int] = lambda: 0,
 ) -> None:
-    """Run the agent for the enrolled `state` until `stop` is set."""
+    """Run the agent for the enrolled `state` until `stop` is set.
+
+    `jobs` are the scheduled work (see `agent.runner.Job`); `volumes` names the
+    paths whose disk space goes into each check-in (label -> path, e.g. "data",
+    "backup"; the state dir is always included); `config_revision` tells the
+    running configuration revision.
+    """
     config = config or RunnerConfig()
     clock = clock or SystemClock()
+
+    def watched() -> dict[str, Path]:
+        return {"state": state.root, **(volumes() if volumes else {})}
+
     state.ensure()
     creds = state.load_credentials()
 
@@ -45,12 +58,13 @@ async def serve(
             connect=connect,
             outbox=outbox,
             status=StatusFile(state.status_path),
-            facts=lambda: facts.collect(clock, {"state": state.root}),
+            facts=lambda: facts.collect(clock, watched()),
             clock=clock,
             server=creds.server,
             site=creds.site,
             config=config,
             jobs=jobs,
+            config_revision=config_revision,
         )
         await runner.run(stop)
 

@@ -1,0 +1,1 @@
+"""The `storesafe` admin CLI for MSP technicians (entry point: `cli.main:app`)."""

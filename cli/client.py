@@ -10,11 +10,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc  # noqa: TID251 - this module is the CLI's gRPC edge
+# gRPC core logs connection and TLS failures on stderr; the CLI reports them as
+# one sentence instead. Read when grpc is first imported, so set before that.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
@@ -29,18 +34,7 @@ from cli.models import (
     SiteDetail,
     SiteSummary,
 )
-from common.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    Internal,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    StoreSafeError,
-    Unauthenticated,
-    Unavailable,
-)
+from common import errors
 from common.version import VERSION
 
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # 10,000+ site rows fit with room to spare
@@ -51,34 +45,47 @@ _ADDRESS = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+):(?P<port>\d{1,5
 
 _SERVER = "the StoreSafe server at {server}"
 _FAILED = "the StoreSafe server failed: {details}"
+_NO_SERVER = "cannot reach " + _SERVER + ": is it running?"
+_NO_PLAIN_SERVER = "cannot reach " + _SERVER + " without TLS: is it running with plaintext allowed?"
 _Code = grpc.StatusCode
 
 # One table: gRPC status -> (error class, sentence). `{server}`, `{details}` and
 # `{timeout}` are filled in; an empty `{details}` falls back to `_FALLBACK`.
-_STATUS_ERRORS: dict[grpc.StatusCode, tuple[type[StoreSafeError], str]] = {
-    _Code.UNAVAILABLE: (Unavailable, "cannot reach " + _SERVER + ": is it running?"),
-    _Code.DEADLINE_EXCEEDED: (Unavailable, _SERVER + " did not answer within {timeout:g}s"),
-    _Code.CANCELLED: (Unavailable, "the call to {server} was cancelled"),
-    _Code.ABORTED: (Unavailable, "{details}"),
-    _Code.UNAUTHENTICATED: (Unauthenticated, "the admin token was refused by " + _SERVER),
-    _Code.PERMISSION_DENIED: (PermissionDenied, "{details}"),
-    _Code.NOT_FOUND: (NotFound, "{details}"),
-    _Code.INVALID_ARGUMENT: (InvalidArgument, "{details}"),
-    _Code.OUT_OF_RANGE: (InvalidArgument, "{details}"),
-    _Code.ALREADY_EXISTS: (AlreadyExists, "{details}"),
-    _Code.FAILED_PRECONDITION: (FailedPrecondition, "{details}"),
-    _Code.RESOURCE_EXHAUSTED: (ResourceExhausted, "{details}"),
-    _Code.UNIMPLEMENTED: (FailedPrecondition, _SERVER + " does not offer this: is it older?"),
-    _Code.INTERNAL: (Internal, _FAILED),
-    _Code.UNKNOWN: (Internal, _FAILED),
-    _Code.DATA_LOSS: (Internal, _FAILED),
+_STATUS_ERRORS: dict[grpc.StatusCode, tuple[type[errors.StoreSafeError], str]] = {
+    _Code.UNAVAILABLE: (errors.Unavailable, _NO_SERVER),
+    _Code.DEADLINE_EXCEEDED: (errors.Unavailable, _SERVER + " did not answer within {timeout:g}s"),
+    _Code.CANCELLED: (errors.Unavailable, "the call to {server} was cancelled"),
+    _Code.ABORTED: (errors.Unavailable, "{details}"),
+    _Code.UNAUTHENTICATED: (
+        errors.Unauthenticated,
+        "the admin token was refused by " + _SERVER + ": check --token or STORESAFE_TOKEN",
+    ),
+    _Code.PERMISSION_DENIED: (errors.PermissionDenied, "{details}"),
+    _Code.NOT_FOUND: (errors.NotFound, "{details}"),
+    _Code.INVALID_ARGUMENT: (errors.InvalidArgument, "{details}"),
+    _Code.OUT_OF_RANGE: (errors.InvalidArgument, "{details}"),
+    _Code.ALREADY_EXISTS: (errors.AlreadyExists, "{details}"),
+    _Code.FAILED_PRECONDITION: (errors.FailedPrecondition, "{details}"),
+    _Code.RESOURCE_EXHAUSTED: (errors.ResourceExhausted, "{details}"),
+    _Code.UNIMPLEMENTED: (
+        errors.FailedPrecondition,
+        _SERVER + " does not offer this: is it older?",
+    ),
+    _Code.INTERNAL: (errors.Internal, _FAILED),
+    _Code.UNKNOWN: (errors.Internal, _FAILED),
+    _Code.DATA_LOSS: (errors.Internal, _FAILED),
 }
 _FALLBACK = "the StoreSafe server refused the request ({code})"
 _TLS_FAILURE = (
     "cannot make a TLS connection to the StoreSafe server at {server}: "
     "is --ca (STORESAFE_CA) the CA certificate from the server's data dir?"
 )
-_TLS_HINTS = ("handshake", "certificate", "ssl", "tsi_", "alpn")
+_TLS = re.compile(r"handshake|certificate|ssl|tsi_|alpn", re.IGNORECASE)
+# What gRPC itself says when there is no connection (unlike a reason the server gives).
+_NO_CONNECTION = re.compile(
+    r"connect|socket|dns|resolution|broken pipe|goaway|endpoint|keepalive|unreachable|backends",
+    re.IGNORECASE,
+)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -97,12 +104,14 @@ class Settings:
 
 def error_for(
     code: grpc.StatusCode, details: str | None, *, server: str, timeout: float
-) -> StoreSafeError:
+) -> errors.StoreSafeError:
     """Turn a gRPC status into the matching StoreSafe error with one sentence."""
     text = (details or "").strip().splitlines()[0] if (details or "").strip() else ""
-    if code is grpc.StatusCode.UNAVAILABLE and any(h in text.lower() for h in _TLS_HINTS):
-        return Unavailable(_TLS_FAILURE.format(server=server))
-    cls, template = _STATUS_ERRORS.get(code, (Internal, "{details}"))
+    if code is grpc.StatusCode.UNAVAILABLE and _TLS.search(text):
+        return errors.Unavailable(_TLS_FAILURE.format(server=server))
+    if code is grpc.StatusCode.UNAVAILABLE and text and not _NO_CONNECTION.search(text):
+        return errors.Unavailable(text)  # the server's own reason, e.g. its database is down
+    cls, template = _STATUS_ERRORS.get(code, (errors.Internal, "{details}"))
     if "{details}" in template and not text:
         template = _FALLBACK
     return cls(template.format(server=server, details=text, timeout=timeout, code=code.name))
@@ -113,7 +122,7 @@ def split_address(address: str) -> tuple[str, int]:
     match = _ADDRESS.fullmatch(address.strip())
     port = int(match["port"]) if match else 0
     if not match or not 1 <= port <= 65535:
-        raise InvalidArgument(f"the server address '{address}' is not HOST:PORT")
+        raise errors.InvalidArgument(f"the server address '{address}' is not HOST:PORT")
     return match["host"].strip("[]"), port
 
 
@@ -139,7 +148,7 @@ class AdminClient:
     def server(self) -> str:
         """The server address, or a complaint that there is none."""
         if not self.settings.server:
-            raise InvalidArgument(
+            raise errors.InvalidArgument(
                 "no server given: pass --server HOST:PORT or set STORESAFE_SERVER"
             )
         return self.settings.server.strip()
@@ -214,7 +223,9 @@ class AdminClient:
         server = self.server
         host, _port = split_address(server)
         if not self.settings.token:
-            raise InvalidArgument("no admin token given: pass --token or set STORESAFE_TOKEN")
+            raise errors.InvalidArgument(
+                "no admin token given: pass --token or set STORESAFE_TOKEN"
+            )
         options = [
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -222,7 +233,7 @@ class AdminClient:
         ]
         if self.settings.insecure:
             if not is_loopback(host):
-                raise InvalidArgument(
+                raise errors.InvalidArgument(
                     f"--insecure is allowed only for loopback addresses, not '{host}'"
                 )
             return grpc.insecure_channel(server, options=options)
@@ -235,9 +246,10 @@ class AdminClient:
         except grpc.RpcError as err:
             code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
             details = err.details() if isinstance(err, grpc.Call) else str(err)
-            raise error_for(
-                code, details, server=self.server, timeout=self.settings.timeout
-            ) from None
+            error = error_for(code, details, server=self.server, timeout=self.settings.timeout)
+            if self.settings.insecure and error.message == _NO_SERVER.format(server=self.server):
+                error = errors.Unavailable(_NO_PLAIN_SERVER.format(server=self.server))
+            raise error from None
 
 
 def _credentials(ca: Path | None) -> grpc.ChannelCredentials:
@@ -247,11 +259,11 @@ def _credentials(ca: Path | None) -> grpc.ChannelCredentials:
     try:
         pem = ca.expanduser().read_bytes()
     except OSError as err:
-        raise InvalidArgument(
+        raise errors.InvalidArgument(
             f"cannot read the CA certificate {ca}: {err.strerror or err}"
         ) from None
     if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise InvalidArgument(f"{ca} is not a PEM CA certificate")
+        raise errors.InvalidArgument(f"{ca} is not a PEM CA certificate")
     return grpc.ssl_channel_credentials(root_certificates=pem)
 
 
@@ -328,18 +340,9 @@ def _summary(row: admin_pb2.SiteSummary) -> SiteSummary:
 
 
 def _health(h: types_pb2.FirebirdHealth) -> FirebirdHealth:
+    """The record's fields carry the proto field names."""
     return FirebirdHealth(
-        oit=h.oit,
-        oat=h.oat,
-        ost=h.ost,
-        next_transaction=h.next_transaction,
-        sweep_interval=h.sweep_interval,
-        forced_writes=h.forced_writes,
-        page_size=h.page_size,
-        ods=h.ods,
-        size_bytes=h.size_bytes,
-        backup_state=h.backup_state,
-        server_version=h.server_version,
+        **{f.name: getattr(h, f.name) for f in dataclasses.fields(FirebirdHealth)}
     )
 
 

@@ -1,4 +1,4 @@
-"""How values read for people: ages like "3h ago", timestamps, sizes, durations.
+"""How values read for people: ages like "3h ago", timestamps, sizes, durations, runs.
 
 Pure functions of their arguments (the current time is passed in), used by
 `cli.output` for the text views.
@@ -7,6 +7,8 @@ Pure functions of their arguments (the current time is passed in), used by
 from __future__ import annotations
 
 import datetime as dt
+
+from cli.models import Run
 
 
 def ago(when: dt.datetime | None, now: dt.datetime) -> str:
@@ -51,14 +53,27 @@ def seconds_text(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-def format_duration(delta: dt.timedelta) -> str:
-    """Render a duration the way `parse_duration` reads it, largest units first."""
-    seconds = int(delta.total_seconds())
-    if seconds <= 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
+def run_summary(run: Run) -> str:
+    """One line of what the run did, and why it failed when it did."""
+    d = run.details
+    parts: list[str] = []
+    if run.kind == "backup" and d:
+        parts.append(
+            f"{d.get('method') or 'backup'} {size(d.get('size_compressed', 0))} "
+            f"{d.get('file', '')}".strip()
+        )
+        parts.append(d.get("verification_message", ""))
+        parts.extend(d.get("problems", []))
+    elif run.kind == "image-sync" and d:
+        parts.append(
+            f"{d.get('files_copied', 0)} of {d.get('files_scanned', 0)} files copied "
+            f"({size(d.get('bytes_copied', 0))}), {d.get('files_failed', 0)} failed"
+        )
+    elif run.kind == "upload" and d:
+        parts.append(f"{d.get('file', '')} {size(d.get('bytes', 0))}".strip())
+    elif run.kind == "validation" and d:
+        parts.append(f"{d.get('errors', 0)} errors, {d.get('warnings', 0)} warnings")
+    if run.error_message:
+        cls = f" [{run.error_class}]" if run.error_class else ""
+        parts.append(run.error_message + cls)
+    return "; ".join(p for p in parts if p)

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cli.humanize import ago, seconds_text, size, timestamp
+from cli.humanize import ago, run_summary, seconds_text, size, timestamp
 from cli.models import AuditEntry, CheckResult, EnrollmentToken, Run, SiteDetail, SiteSummary
 from common.clock import iso
 
+SITE_COLUMNS = ("SITE", "GROUP", "STATUS", "VERIFIED", "SEEN", "IMAGES", "REV", "PROBLEMS")
 STATUS_STYLES = {
     "ok": "green",
     "warning": "yellow",
@@ -32,9 +35,13 @@ STATUS_STYLES = {
 }
 
 
-def console(*, stderr: bool = False) -> Console:
-    """A console on the current stdout (or stderr), created per use so tests can capture it."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+def console() -> Console:
+    """A console on the current stdout, made per use (tests swap stdout).
+
+    Piped output gets a wide line ($COLUMNS, else 160) so rows stay whole for grep.
+    """
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
+    return Console(width=width, highlight=False, soft_wrap=False)
 
 
 def print_json(value: Any) -> None:
@@ -65,6 +72,15 @@ def config_text(site: SiteSummary) -> Text:
     if site.config_revision_desired == site.config_revision_applied:
         return Text(str(site.config_revision_applied or "-"))
     return Text(f"{site.config_revision_applied} → {site.config_revision_desired}", style="yellow")
+
+
+def _table(*headers: str, **options: Any) -> Table:
+    """A plain-ruled table; every column keeps to one line except the last, which takes the rest."""
+    result = Table(box=box.SIMPLE_HEAD, **options)
+    for header in headers[:-1]:
+        result.add_column(header, no_wrap=True)
+    result.add_column(headers[-1], ratio=1)
+    return result
 
 
 def _counts(sites: Iterable[SiteSummary]) -> str:
@@ -161,18 +177,8 @@ def token_json(token: EnrollmentToken) -> dict[str, Any]:
 
 def sites_table(sites: list[SiteSummary], now: dt.datetime) -> Table:
     """The fleet table: one row per site, problems joined."""
-    table = Table(caption=f"{len(sites)} sites: {_counts(sites)}", caption_justify="left")
-    for header in (
-        "SITE",
-        "GROUP",
-        "STATUS",
-        "LAST GOOD BACKUP",
-        "LAST SEEN",
-        "IMAGES",
-        "CONFIG",
-        "PROBLEMS",
-    ):
-        table.add_column(header, no_wrap=header in {"SITE", "STATUS"})
+    caption = f"{len(sites)} sites: {_counts(sites)}"
+    table = _table(*SITE_COLUMNS, caption=caption, caption_justify="left")
     for s in sites:
         table.add_row(
             Text(s.site, style="bold"),
@@ -229,17 +235,18 @@ def site_view(detail: SiteDetail, now: dt.datetime) -> list[Table]:
         facts.add_row(key, value)
     views = [facts]
     if detail.disks:
-        disks = Table(
-            "DISK", "PATH", "FREE", "TOTAL", "FREE %", title="Disks", title_justify="left"
+        disks = _table(
+            "DISK", "FREE", "TOTAL", "FREE %", "PATH", title="Disks", title_justify="left"
         )
         for d in detail.disks:
             share = 100 * d.free_bytes / d.total_bytes if d.total_bytes else 0.0
+            low = "red" if share < 10 else ""
             disks.add_row(
-                Text(d.label),
-                Text(d.path),
+                d.label,
                 size(d.free_bytes),
                 size(d.total_bytes),
-                Text(f"{share:.0f}%", style="red" if share < 10 else ""),
+                Text(f"{share:.0f}%", style=low),
+                Text(d.path),
             )
         views.append(disks)
     if detail.firebird is not None:
@@ -286,35 +293,9 @@ def run_result(run: Run) -> Text:
     return Text(run.outcome, style="dim")
 
 
-def run_summary(run: Run) -> str:
-    """One line of what the run did, and why it failed when it did."""
-    d = run.details
-    parts: list[str] = []
-    if run.kind == "backup" and d:
-        parts.append(
-            f"{d.get('method') or 'backup'} {size(d.get('size_compressed', 0))} "
-            f"{d.get('file', '')}".strip()
-        )
-        parts.append(d.get("verification_message", ""))
-        parts.extend(d.get("problems", []))
-    elif run.kind == "image-sync" and d:
-        parts.append(
-            f"{d.get('files_copied', 0)} of {d.get('files_scanned', 0)} files copied "
-            f"({size(d.get('bytes_copied', 0))}), {d.get('files_failed', 0)} failed"
-        )
-    elif run.kind == "upload" and d:
-        parts.append(f"{d.get('file', '')} {size(d.get('bytes', 0))}".strip())
-    elif run.kind == "validation" and d:
-        parts.append(f"{d.get('errors', 0)} errors, {d.get('warnings', 0)} warnings")
-    if run.error_message:
-        cls = f" [{run.error_class}]" if run.error_class else ""
-        parts.append(run.error_message + cls)
-    return "; ".join(p for p in parts if p)
-
-
 def runs_table(runs: list[Run], now: dt.datetime) -> Table:
     """Recent runs, newest first."""
-    table = Table("FINISHED", "KIND", "RESULT", "TOOK", "TRIGGER", "DETAILS")
+    table = _table("FINISHED", "KIND", "RESULT", "TOOK", "TRIGGER", "DETAILS")
     for run in runs:
         took = "-"
         if run.started_at and run.finished_at:
@@ -343,7 +324,7 @@ def print_audit(entries: list[AuditEntry], now: dt.datetime) -> None:
     if not entries:
         print_line("No admin actions recorded yet.")
         return
-    table = Table("WHEN", "ACTOR", "ACTION", "TARGET", "DETAILS")
+    table = _table("WHEN", "ACTOR", "ACTION", "TARGET", "DETAILS")
     for e in entries:
         table.add_row(
             Text(timestamp(e.at, now)),

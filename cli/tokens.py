@@ -8,7 +8,6 @@ import typer
 
 from cli import output, values
 from cli.context import admin
-from cli.humanize import format_duration
 
 app = typer.Typer(name="token", help="Enrollment tokens for new agents.", no_args_is_help=True)
 
@@ -40,4 +39,4 @@ def create(
     if as_json:
         output.print_json(output.token_json(token))
     else:
-        output.print_token(token, format_duration(lifetime), client.server, client.settings.ca)
+        output.print_token(token, expires.strip().lower(), client.server, client.settings.ca)

@@ -14,7 +14,7 @@ from common.errors import InvalidArgument
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)([smhdw])")
-_NAME = re.compile(r"[^\s/\\]{1,128}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as the server checks site and group names
 
 MIN_TOKEN_LIFETIME = dt.timedelta(minutes=1)
 MAX_TOKEN_LIFETIME = dt.timedelta(days=30)
@@ -67,10 +67,10 @@ def limit(value: int) -> int:
 
 
 def name(text: str, what: str = "site") -> str:
-    """Return a site or group name without surrounding space, refusing empty or odd ones."""
+    """Return a site or group name (1-64 letters, digits, '.', '_', '-'; trimmed)."""
     cleaned = text.strip()
     if not _NAME.fullmatch(cleaned):
         raise InvalidArgument(
-            f"'{text}' is not a {what} name: use 1 to 128 characters without spaces or slashes"
+            f"'{text}' is not a valid {what} name: use 1-64 letters, digits, '.', '_' or '-'"
         )
     return cleaned

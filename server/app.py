@@ -22,9 +22,15 @@ from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
 from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
+from server.services.changefeed import ChangeFeed
+from server.services.commands import Commands
+from server.services.config import ConfigService
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
+from server.services.push import ConfigHub
+from server.services.secretbox import SecretBox
 from server.services.status import StatusPolicy
+from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ class ServeOptions:
     offline_after_minutes: float = 15.0
     stale_after_hours: float = 26.0
     grace_seconds: float = 5.0
+    poll_seconds: float = 10.0
 
     @property
     def database(self) -> str:
@@ -71,16 +78,24 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     if options.insecure and not is_loopback(host):
         raise InvalidArgument("plaintext (--insecure) is allowed only on a loopback address")
     credentials = None if options.insecure else _server_credentials(options.data_dir)
+    box = SecretBox.for_data_dir(options.data_dir)
     engine = make_engine(options.database)
     await asyncio.to_thread(migrate, engine)
     state = SqlFleetState(engine)
+    config_state = SqlConfigState(state)
     clock = clock or SystemClock()
     auth = Authenticator(state)
     enrollment = Enrollment(state, clock)
+    hub = ConfigHub(config_state, box, clock)
+    await hub.refresh()
+    feed = ChangeFeed(
+        hub, config_state, clock, db_url=options.database, poll_seconds=options.poll_seconds
+    )
     policy = StatusPolicy(
         stale_after_hours=options.stale_after_hours,
         offline_after_minutes=options.offline_after_minutes,
     )
+    fleet = FleetQueries(state, clock, auth, hub, policy)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE),
@@ -92,14 +107,21 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
             ("grpc.http2.max_pings_without_data", 0),
         ]
     )
+    traffic = AgentTraffic(
+        state, config_state, hub, clock, checkin_interval=options.checkin_interval
+    )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentServicer(
-            auth, enrollment, AgentTraffic(state, clock, checkin_interval=options.checkin_interval)
-        ),
-        server,
+        AgentServicer(auth, enrollment, traffic), server
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(auth, enrollment, FleetQueries(state, clock, auth, policy)), server
+        AdminServicer(
+            auth,
+            enrollment,
+            fleet,
+            ConfigService(state, config_state, box, clock, hub),
+            Commands(state, config_state, hub, clock),
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -118,6 +140,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
         state.close()
         raise InvalidArgument(f"cannot listen on {options.listen}: is the port in use?")
     await server.start()
+    feed.start()
     for name in names[:2]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -131,6 +154,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
+    await feed.stop()
     await server.stop(options.grace_seconds)
     await asyncio.to_thread(state.close)
     log.info("stopped")

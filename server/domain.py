@@ -16,6 +16,7 @@ class AgentIdentity:
     agent_id: str
     site_id: int
     site: str
+    group: str = "default"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +89,8 @@ class SiteRow:
     outbox_pending: int
     disks: tuple[Disk, ...]
     firebird: dict[str, Any] | None
+    config_refused: str = ""
+    config_refused_revision: int = 0
 
     @property
     def health(self) -> Health | None:
@@ -110,3 +113,44 @@ class AuditRecord:
     action: str
     target: str
     details: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerValue:
+    """One stored key on one layer; `value_json` may hold an encrypted secret."""
+
+    scope: str
+    target: str
+    key: str
+    value_json: str
+    revision: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionRecord:
+    revision: int
+    scope: str
+    target: str
+    author: str
+    at: dt.datetime
+    changes: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandRecord:
+    id: str
+    site: str
+    site_id: int
+    kind: str
+    created_at: dt.datetime
+    created_by: str
+    delivered_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    outcome: str = ""
+    message: str = ""
+
+    @property
+    def state(self) -> str:
+        if self.outcome:
+            return self.outcome
+        return "delivered" if self.delivered_at else "queued"

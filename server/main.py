@@ -17,6 +17,7 @@ from server import tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
 from server.services import credentials
+from server.services.secretbox import SecretBox
 from server.state.sql import SqlFleetState
 
 app = typer.Typer(
@@ -84,6 +85,7 @@ def init(
             raise FailedPrecondition(f"cannot create {data_dir}: {exc.strerror}") from exc
         names = list(hostname or []) + tls.default_hostnames()
         ca = tls.create_pki(data_dir, names, SystemClock().now())
+        SecretBox.for_data_dir(data_dir, create=True)
         token = _admin_token(db or sqlite_url(data_dir), "admin")
     except StoreSafeError as exc:
         raise _fail(exc) from None

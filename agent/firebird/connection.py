@@ -68,7 +68,8 @@ def require_ascii(path: str, *, what: str) -> str:
     if not path.isascii():
         raise NonAsciiPath(
             f"The {what} path {path!r} contains non-ASCII characters, which the Firebird "
-            "services API cannot carry; use an alias in databases.conf or an ASCII path."
+            "services API cannot carry; use an ASCII path (for the database, an alias "
+            "in databases.conf works too)."
         )
     return path
 
@@ -189,7 +190,7 @@ def attach(target: FirebirdTarget, database: str | None = None,
 
 def parse_version(text: str) -> tuple[int, ...]:
     """(3, 0, 11, 33637) from 'LI-V3.0.11.33637 Firebird 3.0' or '3.0.11.33637'."""
-    token = text.split()[0] if text else ""
+    token = text.split(maxsplit=1)[0] if text else ""
     token = token.split("V", 1)[1] if "V" in token else token
     parts: list[int] = []
     for piece in token.split("."):

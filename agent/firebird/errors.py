@@ -8,6 +8,7 @@ appear in messages: fdb's own texts do not contain them and we add none.
 from __future__ import annotations
 
 import errno
+import re
 from typing import ClassVar
 
 from common.errors import StoreSafeError
@@ -135,17 +136,24 @@ GDS_VALIDATION = 335740952
 
 def gdscode(exc: BaseException) -> int | None:
     """The Firebird status code of an fdb exception (`args == (msg, sqlcode, gdscode)`)."""
-    args = getattr(exc, "args", ())
-    if len(args) >= 3 and isinstance(args[2], int):
-        return args[2]
-    return None
+    args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
+    code = args[2] if len(args) >= 3 else None
+    return code if isinstance(code, int) else None
 
 
 def fdb_message(exc: BaseException) -> str:
     """fdb's message text squeezed onto one line."""
     args = getattr(exc, "args", ())
     text = args[0] if args and isinstance(args[0], str) else str(exc)
-    return " ".join(part.strip(" -") for part in text.splitlines() if part.strip(" -"))
+    parts = [part.strip(" -") for part in text.splitlines()]
+    kept = [p for p in parts if p and not _NOISE.match(p)]
+    return " ".join(kept).removesuffix(".")
+
+
+_NOISE = re.compile(
+    r"^(SQLCODE: -?\d+|Services/isc_service_\w+:|Error while connecting to database:"
+    r"|Unable to perform the requested Service API action:|Exiting before completion.*)$"
+)
 
 
 def translate(exc: BaseException, *, what: str) -> FirebirdJobError:

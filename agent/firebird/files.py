@@ -1,4 +1,4 @@
-"""The agent's files in backup.dir: names, manifests, the spool folder, the job lock, atomic publishing.
+"""The agent's files in backup.dir: names, manifests, spool folder, job lock, atomic publishing.
 
 Layout of `backup.dir`:
 
@@ -37,6 +37,8 @@ from typing import Any
 from agent.firebird.errors import BackupBusy, BackupDirMissing, BackupDirNotWritable, translate
 
 SPOOL = ".storesafe-spool"
+SHARED_DIR_MODE = 0o2770  # setgid: files the server creates keep its group
+FALLBACK_DIR_MODE = 0o733
 MANIFEST_VERSION = 1
 NAME_RE = re.compile(
     r"^storesafe-(?P<db>[A-Za-z0-9_.-]+)-(?P<stamp>\d{8}T\d{6}Z)-(?P<method>gbak|nbackup)"
@@ -70,6 +72,8 @@ class Manifest:
     sha256: str = ""
     compression: str = "zstd"
     table_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    # nbackup: counts read again right after the backup (the backup lies between)
+    table_counts_after: dict[str, int] = dataclasses.field(default_factory=dict)
     tables: list[str] = dataclasses.field(default_factory=list)
     indices: list[str] = dataclasses.field(default_factory=list)
     chain: list[str] = dataclasses.field(default_factory=list)  # nbackup: lower levels' files
@@ -154,26 +158,30 @@ def _grant_server(path: Path, server_user: str) -> int:
     """Make `path` writable by the server; return the mode for files the agent puts there."""
     if sys.platform == "win32":  # pragma: no cover - ACLs are inherited on Windows
         return 0o644
+    gid = _server_gid(server_user)
+    if gid is not None:
+        try:
+            os.chown(path, -1, gid)
+            os.chmod(path, SHARED_DIR_MODE)  # owner and server group only
+            return 0o640
+        except PermissionError:
+            pass
+    os.chmod(path, FALLBACK_DIR_MODE)  # others may create, not list
+    return 0o644
+
+
+def _server_gid(server_user: str) -> int | None:
     import grp
     import pwd
 
     try:
-        gid = pwd.getpwnam(server_user).pw_gid
+        return pwd.getpwnam(server_user).pw_gid
     except KeyError:
-        with contextlib.suppress(KeyError):
-            gid = grp.getgrnam(server_user).gr_gid
-            os.chown(path, -1, gid)
-            os.chmod(path, 0o2770)
-            return 0o640
-        os.chmod(path, 0o733)
-        return 0o644
+        pass
     try:
-        os.chown(path, -1, gid)
-        os.chmod(path, 0o2770)
-        return 0o640
-    except PermissionError:
-        os.chmod(path, 0o733)  # others may create files, not list them
-        return 0o644
+        return grp.getgrnam(server_user).gr_gid
+    except KeyError:
+        return None
 
 
 @contextlib.contextmanager

@@ -56,7 +56,7 @@ class _Drain(threading.Thread):
         try:
             for line in self.svc:
                 self.lines.append(line)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:
             self.error = exc
         finally:
             self.done.set()

@@ -1,4 +1,4 @@
-"""What the agent reads from a database over a plain connection: health signals, schema, row counts."""
+"""What the agent reads over a plain connection: health signals, schema, row counts."""
 
 from __future__ import annotations
 

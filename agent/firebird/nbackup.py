@@ -55,7 +55,7 @@ def services_call_is_safe(server_version: str, *, platform: str = sys.platform) 
 def end_stalled(target: FirebirdTarget, *, wait_seconds: float = END_BACKUP_WAIT_SECONDS
                 ) -> str | None:
     """End a stalled backup state left by a crash; return a problem line if one was found."""
-    with attach(target, what="checking the nbackup state") as con:
+    with attach(target, what="connecting to the database") as con:
         state = backup_state(con)
         if state == BACKUP_STATE_NORMAL:
             return None

@@ -1,4 +1,4 @@
-"""Online validation of the live database (Firebird 2.5.4+ `svc.validate`), parsed into ValidationDetails.
+"""Online validation of the live database (2.5.4+ `svc.validate`), parsed into ValidationDetails.
 
 A damaged data page backs up and restores "successfully" with rows silently
 missing (notes, must-know 2); only validation sees it, so the agent runs this

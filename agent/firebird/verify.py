@@ -83,7 +83,8 @@ def verify(target: FirebirdTarget, spool: Spool, manifest: Manifest, *,
                 "The restored copy differs from the live database: " + "; ".join(diffs) + "."
             )
         counts = {t: restored.get(t, 0) for t in schema.tables}
-        compare_counts(manifest.table_counts, counts, tolerance=count_tolerance)
+        compare_counts(manifest.table_counts, counts, tolerance=count_tolerance,
+                       after=manifest.table_counts_after)
     finally:
         remove_quietly(*scratch, database)
     rows = sum(counts.values())
@@ -132,15 +133,23 @@ def validate_copy(target: FirebirdTarget, database: Path) -> None:
 
 
 def compare_counts(expected: dict[str, int], actual: dict[str, int], *,
-                   tolerance: float) -> None:
-    """Raise CountMismatch when a table's restored rows differ beyond `tolerance`."""
+                   tolerance: float, after: dict[str, int] | None = None) -> None:
+    """Raise CountMismatch when a table's restored rows lie outside what the live database had.
+
+    `expected` was read before the backup and `after` (if given) right after it:
+    the restored count must lie between the two, give or take `tolerance` of it.
+    """
     bad: list[str] = []
     for table, want in sorted(expected.items()):
         got = actual.get(table)
+        later = (after or {}).get(table, want)
+        low, high = min(want, later), max(want, later)
+        slack = tolerance * max(high, 1)
         if got is None:
             bad.append(f"{table} missing")
-        elif abs(got - want) > tolerance * max(want, 1):
-            bad.append(f"{table} {got} rows, expected {want}")
+        elif not low - slack <= got <= high + slack:
+            shown = f"{want}" if low == high else f"{low}-{high}"
+            bad.append(f"{table} {got} rows, expected {shown}")
     if bad:
         raise CountMismatch(
             "The restored copy's row counts differ from the live database's: "

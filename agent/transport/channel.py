@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 
-import grpc  # noqa: TID251 (the transport is where gRPC lives)
-from grpc import aio  # noqa: TID251
+import grpc
+from grpc import aio
 
 from common.errors import InvalidArgument
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import TypeVar
 
-import grpc  # noqa: TID251 (the transport is where gRPC lives)
+import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
 from agent.messages import CheckIn, CheckInReply, Enrollment, EnrollRequest
@@ -111,4 +111,3 @@ class ServerLink:
             return await call
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, address=self.address) from exc
-

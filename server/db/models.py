@@ -45,6 +45,8 @@ class Site(SQLModel, table=True):
     last_validation_at: dt.datetime | None = _ts()  # type: ignore[assignment]
     last_validation_errors: int = 0
     last_validation_summary: str = ""
+    config_refused: str = ""
+    config_refused_revision: int = 0
 
 
 class Agent(SQLModel, table=True):
@@ -118,3 +120,46 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=64)
     target: str = Field(default="", max_length=128)
     details: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class ConfigValue(SQLModel, table=True):
+    """One key set on one layer (fleet, a group or a site); secrets encrypted."""
+
+    __tablename__ = "config_values"
+
+    scope: str = Field(primary_key=True, max_length=8)
+    target: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=64)
+    value_json: str = Field(sa_column=Column(Text, nullable=False))
+    revision: int
+
+
+class ConfigRevision(SQLModel, table=True):
+    """One configuration change: who changed which keys on which layer, and when."""
+
+    __tablename__ = "config_revisions"
+    __table_args__ = (Index("ix_config_revisions_layer", "scope", "target"),)
+
+    revision: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(max_length=8)
+    target: str = Field(default="", max_length=64)
+    author: str = Field(max_length=64)
+    at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    changes_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Command(SQLModel, table=True):
+    """A remote command for one site's agent, and how it ended."""
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_site_created", "site_id", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    site_id: int = Field(foreign_key="sites.id")
+    kind: str = Field(max_length=16)
+    created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    created_by: str = Field(max_length=64)
+    delivered_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    finished_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    outcome: str = Field(default="", max_length=16)
+    message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

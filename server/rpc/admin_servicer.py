@@ -11,6 +11,8 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc
 from server.rpc import convert
 from server.rpc.errors import bearer, guarded
 from server.services.auth import Authenticator
+from server.services.commands import Commands
+from server.services.config import ConfigService
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 
@@ -18,10 +20,19 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, auth: Authenticator, enrollment: Enrollment, fleet: FleetQueries) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        enrollment: Enrollment,
+        fleet: FleetQueries,
+        config: ConfigService,
+        commands: Commands,
+    ) -> None:
         self._auth = auth
         self._enrollment = enrollment
         self._fleet = fleet
+        self._config = config
+        self._commands = commands
 
     @guarded
     async def CreateEnrollmentToken(
@@ -76,3 +87,60 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await self._auth.admin(bearer(context))
         records = await self._fleet.audit_log(limit=request.limit)
         return admin_pb2.ListAuditResponse(entries=[convert.audit_entry(r) for r in records])
+
+    @guarded
+    async def SetConfig(
+        self, request: admin_pb2.SetConfigRequest, context: Ctx
+    ) -> admin_pb2.SetConfigResponse:
+        admin = await self._auth.admin(bearer(context))
+        revision, changed = await self._config.set(
+            admin,
+            scope=convert.SCOPE_NAMES.get(request.scope, ""),
+            target=request.target,
+            values=dict(request.values),
+            unset=list(request.unset),
+        )
+        return admin_pb2.SetConfigResponse(revision=revision, changed=changed)
+
+    @guarded
+    async def GetConfig(
+        self, request: admin_pb2.GetConfigRequest, context: Ctx
+    ) -> admin_pb2.GetConfigResponse:
+        await self._auth.admin(bearer(context))
+        return convert.site_config(await self._config.show(request.site))
+
+    @guarded
+    async def ConfigHistory(
+        self, request: admin_pb2.ConfigHistoryRequest, context: Ctx
+    ) -> admin_pb2.ConfigHistoryResponse:
+        await self._auth.admin(bearer(context))
+        revisions = await self._config.history(limit=request.limit)
+        return admin_pb2.ConfigHistoryResponse(
+            revisions=[convert.revision_msg(r) for r in revisions]
+        )
+
+    @guarded
+    async def ConfigRollout(
+        self, request: admin_pb2.ConfigRolloutRequest, context: Ctx
+    ) -> admin_pb2.ConfigRolloutResponse:
+        await self._auth.admin(bearer(context))
+        rows = await self._fleet.rollout(group=request.group)
+        return admin_pb2.ConfigRolloutResponse(sites=[convert.rollout_row(r) for r in rows])
+
+    @guarded
+    async def SendCommand(
+        self, request: admin_pb2.SendCommandRequest, context: Ctx
+    ) -> admin_pb2.SendCommandResponse:
+        admin = await self._auth.admin(bearer(context))
+        cmd = await self._commands.send(
+            admin, site=request.site, kind=convert.COMMAND_KIND_NAMES.get(request.kind, "")
+        )
+        return admin_pb2.SendCommandResponse(command_id=cmd.id)
+
+    @guarded
+    async def ListCommands(
+        self, request: admin_pb2.ListCommandsRequest, context: Ctx
+    ) -> admin_pb2.ListCommandsResponse:
+        await self._auth.admin(bearer(context))
+        cmds = await self._commands.list(site=request.site, limit=request.limit)
+        return admin_pb2.ListCommandsResponse(commands=[convert.command_state(c) for c in cmds])

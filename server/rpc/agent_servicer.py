@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
 from server.rpc import convert
-from server.rpc.errors import bearer, guarded
+from server.rpc.errors import bearer, guarded, guarded_stream
 from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.enrollment import Enrollment
@@ -57,3 +58,42 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             who, convert.run_record(request.report), claimed_site=request.site
         )
         return agent_pb2.ReportRunResponse(duplicate=duplicate)
+
+    @guarded_stream
+    async def WatchConfig(
+        self, request: agent_pb2.WatchConfigRequest, context: Ctx
+    ) -> AsyncIterator[agent_pb2.AgentDirective]:
+        who = await self._auth.agent(bearer(context))
+        directives = self._traffic.watch(
+            who, running_revision=request.running_revision, claimed_site=request.site
+        )
+        async for directive in directives:
+            yield convert.directive(directive)
+
+    @guarded
+    async def AckConfig(
+        self, request: agent_pb2.AckConfigRequest, context: Ctx
+    ) -> agent_pb2.AckConfigResponse:
+        who = await self._auth.agent(bearer(context))
+        await self._traffic.ack_config(
+            who,
+            revision=request.revision,
+            applied=request.applied,
+            error=request.error[:500],
+            claimed_site=request.site,
+        )
+        return agent_pb2.AckConfigResponse()
+
+    @guarded
+    async def AckCommand(
+        self, request: agent_pb2.AckCommandRequest, context: Ctx
+    ) -> agent_pb2.AckCommandResponse:
+        who = await self._auth.agent(bearer(context))
+        await self._traffic.ack_command(
+            who,
+            command_id=request.command_id,
+            outcome=convert.COMMAND_OUTCOME_NAMES.get(request.outcome, ""),
+            message=request.message,
+            claimed_site=request.site,
+        )
+        return agent_pb2.AckCommandResponse()

@@ -9,9 +9,13 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
+from common import config_schema
+from common.config_schema import Value
 from common.errors import InvalidArgument
-from server.domain import AuditRecord, CheckInFacts, RunRecord
-from server.services.fleet import SiteDetail, SiteView
+from server.domain import AuditRecord, CheckInFacts, CommandRecord, RevisionRecord, RunRecord
+from server.services.config import SiteConfig
+from server.services.fleet import RolloutRow, SiteDetail, SiteView
+from server.services.push import ConfigDirective, Directive
 from server.services.status import Disk, Status
 
 KIND_NAMES = {
@@ -176,4 +180,111 @@ def site_detail(detail: SiteDetail) -> admin_pb2.GetSiteResponse:
 def audit_entry(rec: AuditRecord) -> admin_pb2.AuditEntry:
     return admin_pb2.AuditEntry(
         at=ts(rec.at), actor=rec.actor, action=rec.action, target=rec.target, details=rec.details
+    )
+
+
+COMMAND_KIND_NAMES = {
+    agent_pb2.COMMAND_KIND_BACKUP_NOW: "backup-now",
+    agent_pb2.COMMAND_KIND_SYNC_NOW: "sync-now",
+}
+COMMAND_KIND_VALUES = {v: k for k, v in COMMAND_KIND_NAMES.items()}
+COMMAND_OUTCOME_NAMES = {
+    agent_pb2.COMMAND_OUTCOME_SUCCEEDED: "succeeded",
+    agent_pb2.COMMAND_OUTCOME_FAILED: "failed",
+    agent_pb2.COMMAND_OUTCOME_REJECTED: "rejected",
+}
+SCOPE_NAMES = {
+    admin_pb2.CONFIG_SCOPE_FLEET: "fleet",
+    admin_pb2.CONFIG_SCOPE_GROUP: "group",
+    admin_pb2.CONFIG_SCOPE_SITE: "site",
+}
+SCOPE_VALUES = {v: k for k, v in SCOPE_NAMES.items()}
+
+
+def config_value(value: Value) -> agent_pb2.ConfigValue:
+    if isinstance(value, bool):
+        return agent_pb2.ConfigValue(flag=value)
+    if isinstance(value, int):
+        return agent_pb2.ConfigValue(integer=value)
+    if isinstance(value, float):
+        return agent_pb2.ConfigValue(number=value)
+    return agent_pb2.ConfigValue(text=value)
+
+
+def command_msg(cmd: CommandRecord) -> agent_pb2.Command:
+    return agent_pb2.Command(
+        id=cmd.id,
+        kind=COMMAND_KIND_VALUES.get(cmd.kind, agent_pb2.COMMAND_KIND_UNSPECIFIED),
+        created_at=ts(cmd.created_at),
+        created_by=cmd.created_by,
+    )
+
+
+def directive(d: Directive) -> agent_pb2.AgentDirective:
+    if isinstance(d, ConfigDirective):
+        update = agent_pb2.ConfigUpdate(revision=d.revision)
+        for k, v in d.values.items():
+            update.values[k].CopyFrom(config_value(v))
+        return agent_pb2.AgentDirective(config=update)
+    return agent_pb2.AgentDirective(command=command_msg(d.command))
+
+
+def site_config(cfg: SiteConfig) -> admin_pb2.GetConfigResponse:
+    return admin_pb2.GetConfigResponse(
+        site=cfg.site,
+        desired_revision=cfg.desired_revision,
+        applied_revision=cfg.applied_revision,
+        refused=cfg.refused,
+        entries=[
+            admin_pb2.ConfigEntry(
+                key=k,
+                value=_text(e.value),
+                layer=e.layer,
+                secret=config_schema.KEYS[k].secret,
+            )
+            for k, e in sorted(cfg.entries.items())
+        ],
+    )
+
+
+def _text(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def revision_msg(rev: RevisionRecord) -> admin_pb2.ConfigRevision:
+    return admin_pb2.ConfigRevision(
+        revision=rev.revision,
+        scope=SCOPE_VALUES.get(rev.scope, admin_pb2.CONFIG_SCOPE_UNSPECIFIED),
+        target=rev.target,
+        author=rev.author,
+        at=ts(rev.at),
+        changes=rev.changes,
+    )
+
+
+def rollout_row(row: RolloutRow) -> admin_pb2.RolloutRow:
+    return admin_pb2.RolloutRow(
+        site=row.site,
+        group=row.group,
+        desired_revision=row.desired_revision,
+        applied_revision=row.applied_revision,
+        state=row.state,
+        refused=row.refused,
+        last_seen_at=ts(row.last_seen_at),
+    )
+
+
+def command_state(cmd: CommandRecord) -> admin_pb2.CommandState:
+    return admin_pb2.CommandState(
+        id=cmd.id,
+        site=cmd.site,
+        kind=COMMAND_KIND_VALUES.get(cmd.kind, agent_pb2.COMMAND_KIND_UNSPECIFIED),
+        created_at=ts(cmd.created_at),
+        created_by=cmd.created_by,
+        delivered_at=ts(cmd.delivered_at),
+        finished_at=ts(cmd.finished_at),
+        state=cmd.state,
+        message=cmd.message,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -43,6 +43,30 @@ def guarded(method: F) -> F:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await method(self, request, context)
+        except errors.StoreSafeError as exc:
+            await context.abort(status_of(exc), exc.message)
+        except Exception:
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, "the server hit an unexpected error; see its log"
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+G = TypeVar("G", bound=Callable[..., AsyncIterator[Any]])
+
+
+def guarded_stream(method: G) -> G:
+    """`guarded` for server-streaming methods (async generators)."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            async for item in method(self, request, context):
+                yield item
         except errors.StoreSafeError as exc:
             await context.abort(status_of(exc), exc.message)
         except Exception:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import AsyncIterator
 
 from common.clock import Clock
 from common.errors import InvalidArgument, PermissionDenied
 from server.domain import AgentIdentity, CheckInFacts, RunRecord
+from server.services.push import ConfigHub, Directive
 from server.state.base import FleetState
+from server.state.config_state import SqlConfigState
 
 KINDS = ("backup", "image-sync", "upload", "validation")
 OUTCOMES = ("succeeded", "failed")
+COMMAND_OUTCOMES = ("succeeded", "failed", "rejected")
 _MAX_FUTURE = dt.timedelta(days=1)
 
 
@@ -23,8 +27,18 @@ class CheckInReply:
 
 
 class AgentTraffic:
-    def __init__(self, state: FleetState, clock: Clock, *, checkin_interval: int = 60) -> None:
+    def __init__(
+        self,
+        state: FleetState,
+        config: SqlConfigState,
+        hub: ConfigHub,
+        clock: Clock,
+        *,
+        checkin_interval: int = 60,
+    ) -> None:
         self._state = state
+        self._config = config
+        self._hub = hub
         self._clock = clock
         self._interval = checkin_interval
 
@@ -34,13 +48,62 @@ class AgentTraffic:
         _own_site(who, claimed_site)
         now = self._clock.now()
         await self._state.record_checkin(site_id=who.site_id, facts=facts, now=now)
-        return CheckInReply(now, 0, self._interval)
+        desired = self._hub.snapshot.desired_revision(who.site, who.group)
+        return CheckInReply(now, desired, self._interval)
 
     async def report(self, who: AgentIdentity, run: RunRecord, *, claimed_site: str = "") -> bool:
         """Store a run; True when it was a replay of one already stored."""
         _own_site(who, claimed_site)
         _validate(run, self._clock.now())
         return await self._state.store_report(site_id=who.site_id, run=run, now=self._clock.now())
+
+    async def watch(
+        self, who: AgentIdentity, *, running_revision: int, claimed_site: str = ""
+    ) -> AsyncIterator[Directive]:
+        """The directives for one agent's stream, until the caller stops reading."""
+        _own_site(who, claimed_site)
+        sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision)
+        try:
+            async for directive in self._hub.directives(sub):
+                yield directive
+        finally:
+            self._hub.unsubscribe(sub)
+
+    async def ack_config(
+        self,
+        who: AgentIdentity,
+        *,
+        revision: int,
+        applied: bool,
+        error: str,
+        claimed_site: str = "",
+    ) -> None:
+        _own_site(who, claimed_site)
+        if revision < 0:
+            raise InvalidArgument("a configuration revision cannot be negative")
+        await self._config.record_ack(
+            site_id=who.site_id, revision=revision, applied=applied, error=error
+        )
+
+    async def ack_command(
+        self,
+        who: AgentIdentity,
+        *,
+        command_id: str,
+        outcome: str,
+        message: str,
+        claimed_site: str = "",
+    ) -> None:
+        _own_site(who, claimed_site)
+        if outcome not in COMMAND_OUTCOMES:
+            raise InvalidArgument(f"a command outcome must be one of {', '.join(COMMAND_OUTCOMES)}")
+        await self._config.finish_command(
+            site_id=who.site_id,
+            command_id=command_id[:64],
+            outcome=outcome,
+            message=message,
+            now=self._clock.now(),
+        )
 
 
 def _own_site(who: AgentIdentity, claimed: str) -> None:

@@ -34,7 +34,7 @@ class Authenticator:
         if found is None or not credentials.same(found[0], presented):
             self._agents.pop(agent_id, None)
             raise Unauthenticated("the agent credential is unknown or revoked; re-enroll the agent")
-        identity = AgentIdentity(agent_id=agent_id, site_id=found[1], site=found[2])
+        identity = AgentIdentity(agent_id=agent_id, site_id=found[1], site=found[2], group=found[3])
         self._agents[agent_id] = (found[0], identity, time.monotonic() + self._ttl)
         return identity
 

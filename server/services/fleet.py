@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from common.clock import Clock
 from common.errors import InvalidArgument
 from server.domain import AdminIdentity, AuditRecord, RunRecord, SiteRow
 from server.services.agents import KINDS
 from server.services.auth import Authenticator
+from server.services.push import ConfigHub
 from server.services.status import SiteFacts, SiteStatus, Status, StatusPolicy, compute_status
 from server.state.base import FleetState
 
@@ -21,13 +23,25 @@ class SiteView:
 
 
 @dataclasses.dataclass(frozen=True)
+class RolloutRow:
+    site: str
+    group: str
+    desired_revision: int
+    applied_revision: int
+    state: str  # applied | pending | refused | offline
+    refused: str
+    last_seen_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
 class SiteDetail:
     view: SiteView
     active_agents: int
     last_backup: RunRecord | None
 
 
-def facts_of(row: SiteRow, config_refused: str = "") -> SiteFacts:
+def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
+    refused = row.config_refused if row.config_refused_revision >= desired_revision else ""
     return SiteFacts(
         enrolled_at=row.enrolled_at,
         last_seen_at=row.last_seen_at,
@@ -44,7 +58,7 @@ def facts_of(row: SiteRow, config_refused: str = "") -> SiteFacts:
         clock_skew_seconds=row.clock_skew_seconds,
         agent_version=row.agent_version,
         outbox_pending=row.outbox_pending,
-        config_refused=config_refused,
+        config_refused=refused,
         disks=row.disks,
         health=row.health,
     )
@@ -56,15 +70,56 @@ class FleetQueries:
         state: FleetState,
         clock: Clock,
         auth: Authenticator,
+        hub: ConfigHub,
         policy: StatusPolicy | None = None,
     ) -> None:
         self._state = state
         self._clock = clock
         self._auth = auth
+        self._hub = hub
         self._policy = policy or StatusPolicy()
+        self._policies: dict[tuple[float, float], StatusPolicy] = {}
+
+    def _policy_for(self, row: SiteRow) -> StatusPolicy:
+        """The server's policy with the site's status.* keys where a layer sets them."""
+        snap = self._hub.snapshot
+        stale = snap.lookup(row.name, row.group, "status.stale_after_hours")
+        offline = snap.lookup(row.name, row.group, "status.offline_after_minutes")
+        key = (
+            self._policy.stale_after_hours if stale is None else float(stale),
+            self._policy.offline_after_minutes if offline is None else float(offline),
+        )
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = dataclasses.replace(
+                self._policy, stale_after_hours=key[0], offline_after_minutes=key[1]
+            )
+            self._policies[key] = policy
+        return policy
 
     def view(self, row: SiteRow) -> SiteView:
-        return SiteView(row, compute_status(facts_of(row), self._policy, self._clock.now()))
+        desired = self._hub.snapshot.desired_revision(row.name, row.group)
+        status = compute_status(facts_of(row, desired), self._policy_for(row), self._clock.now())
+        return SiteView(row, status, desired)
+
+    async def rollout(self, *, group: str = "") -> list[RolloutRow]:
+        out = []
+        for view in await self.list_sites(group=group):
+            r = view.row
+            desired, applied = view.config_revision_desired, r.config_revision_applied
+            refused = r.config_refused if r.config_refused_revision >= desired else ""
+            if desired == 0 or applied >= desired:
+                state = "applied"
+            elif refused:
+                state = "refused"
+            elif view.status.status is Status.OFFLINE:
+                state = "offline"
+            else:
+                state = "pending"
+            out.append(
+                RolloutRow(r.name, r.group, desired, applied, state, refused, r.last_seen_at)
+            )
+        return out
 
     async def list_sites(self, *, status: Status | None = None, group: str = "") -> list[SiteView]:
         views = [self.view(r) for r in await self._state.list_sites(group=group)]

@@ -46,8 +46,8 @@ class FleetState(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def agent_credential(self, agent_id: str) -> tuple[str, int, str] | None:
-        """(secret hash, site id, site name) of an active agent, or None if unknown/revoked."""
+    async def agent_credential(self, agent_id: str) -> tuple[str, int, str, str] | None:
+        """(secret hash, site id, site name, group) of an active agent, or None."""
 
     @abc.abstractmethod
     async def admin_credential(self, token_id: str) -> tuple[str, AdminIdentity] | None:

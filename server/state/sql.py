@@ -59,6 +59,14 @@ class SqlFleetState(FleetState):
         self._writer.stop()
         self._engine.dispose()
 
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run a read in a worker thread (shared with the config state)."""
+        return await self._read(fn)
+
+    async def write(self, op: Callable[[Connection], T]) -> T:
+        """Run a write in the next committed batch (shared with the config state)."""
+        return await self._writer.submit(op)
+
     # -- enrollment and credentials -----------------------------------------
 
     async def create_enrollment_token(
@@ -148,14 +156,14 @@ class SqlFleetState(FleetState):
 
         return await self._writer.submit(op)
 
-    async def agent_credential(self, agent_id: str) -> tuple[str, int, str] | None:
-        def fn(conn: Connection) -> tuple[str, int, str] | None:
+    async def agent_credential(self, agent_id: str) -> tuple[str, int, str, str] | None:
+        def fn(conn: Connection) -> tuple[str, int, str, str] | None:
             row = conn.execute(
-                select(AGENTS.c.secret_hash, AGENTS.c.site_id, SITES.c.name)
+                select(AGENTS.c.secret_hash, AGENTS.c.site_id, SITES.c.name, SITES.c.group)
                 .join(SITES, SITES.c.id == AGENTS.c.site_id)
                 .where(AGENTS.c.id == agent_id, AGENTS.c.revoked_at.is_(None))
             ).first()
-            return None if row is None else (row[0], row[1], row[2])
+            return None if row is None else (row[0], row[1], row[2], row[3])
 
         return await self._read(fn)
 
@@ -393,6 +401,8 @@ def _site_row(r: Any) -> SiteRow:
         outbox_pending=r.outbox_pending,
         disks=disks,
         firebird=json.loads(r.firebird_json) if r.firebird_json else None,
+        config_refused=r.config_refused,
+        config_refused_revision=r.config_refused_revision,
     )
 
 

@@ -23,46 +23,89 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from storesafe.v1 import agent_pb2 as storesafe_dot_v1_dot_agent__pb2
 from storesafe.v1 import types_pb2 as storesafe_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18storesafe/v1/admin.proto\x12\x0cstoresafe.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18storesafe/v1/types.proto\"P\n\x1c\x43reateEnrollmentTokenRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\r\"^\n\x1d\x43reateEnrollmentTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x10ListSitesRequest\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.storesafe.v1.SiteStatus\x12\r\n\x05group\x18\x02 \x01(\t\"\xa8\x03\n\x0bSiteSummary\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.storesafe.v1.SiteStatus\x12\x37\n\x13last_good_backup_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_backup_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12last_image_sync_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x63onfig_revision_desired\x18\x08 \x01(\x03\x12\x1f\n\x17\x63onfig_revision_applied\x18\t \x01(\x03\x12\x15\n\ragent_version\x18\n \x01(\t\x12\x10\n\x08problems\x18\x0b \x03(\t\x12\x10\n\x08hostname\x18\x0c \x01(\t\"=\n\x11ListSitesResponse\x12(\n\x05sites\x18\x01 \x03(\x0b\x32\x19.storesafe.v1.SiteSummary\"\x1e\n\x0eGetSiteRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"\xc5\x02\n\x0fGetSiteResponse\x12*\n\x07summary\x18\x01 \x01(\x0b\x32\x19.storesafe.v1.SiteSummary\x12\n\n\x02os\x18\x02 \x01(\t\x12&\n\x05\x64isks\x18\x03 \x03(\x0b\x32\x17.storesafe.v1.DiskUsage\x12.\n\x08\x66irebird\x18\x04 \x01(\x0b\x32\x1c.storesafe.v1.FirebirdHealth\x12\x1a\n\x12\x63lock_skew_seconds\x18\x05 \x01(\x01\x12/\n\x0b\x65nrolled_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eoutbox_pending\x18\x07 \x01(\r\x12&\n\x0blast_backup\x18\x08 \x01(\x0b\x32\x11.storesafe.v1.Run\x12\x15\n\ractive_agents\x18\t \x01(\r\"S\n\x0fListRunsRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.storesafe.v1.RunKind\x12\r\n\x05limit\x18\x03 \x01(\r\"m\n\x03Run\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\'\n\x06report\x18\x02 \x01(\x0b\x32\x17.storesafe.v1.RunReport\x12/\n\x0breceived_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.storesafe.v1.Run\"#\n\x13RevokeAgentsRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"\'\n\x14RevokeAgentsResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\r\"!\n\x10ListAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"t\n\nAuditEntry\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\t\">\n\x11ListAuditResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.storesafe.v1.AuditEntry2\x86\x04\n\x0c\x41\x64minService\x12p\n\x15\x43reateEnrollmentToken\x12*.storesafe.v1.CreateEnrollmentTokenRequest\x1a+.storesafe.v1.CreateEnrollmentTokenResponse\x12L\n\tListSites\x12\x1e.storesafe.v1.ListSitesRequest\x1a\x1f.storesafe.v1.ListSitesResponse\x12\x46\n\x07GetSite\x12\x1c.storesafe.v1.GetSiteRequest\x1a\x1d.storesafe.v1.GetSiteResponse\x12I\n\x08ListRuns\x12\x1d.storesafe.v1.ListRunsRequest\x1a\x1e.storesafe.v1.ListRunsResponse\x12U\n\x0cRevokeAgents\x12!.storesafe.v1.RevokeAgentsRequest\x1a\".storesafe.v1.RevokeAgentsResponse\x12L\n\tListAudit\x12\x1e.storesafe.v1.ListAuditRequest\x1a\x1f.storesafe.v1.ListAuditResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18storesafe/v1/admin.proto\x12\x0cstoresafe.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18storesafe/v1/agent.proto\x1a\x18storesafe/v1/types.proto\"P\n\x1c\x43reateEnrollmentTokenRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\r\"^\n\x1d\x43reateEnrollmentTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x10ListSitesRequest\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.storesafe.v1.SiteStatus\x12\r\n\x05group\x18\x02 \x01(\t\"\xa8\x03\n\x0bSiteSummary\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.storesafe.v1.SiteStatus\x12\x37\n\x13last_good_backup_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_backup_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12last_image_sync_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x63onfig_revision_desired\x18\x08 \x01(\x03\x12\x1f\n\x17\x63onfig_revision_applied\x18\t \x01(\x03\x12\x15\n\ragent_version\x18\n \x01(\t\x12\x10\n\x08problems\x18\x0b \x03(\t\x12\x10\n\x08hostname\x18\x0c \x01(\t\"=\n\x11ListSitesResponse\x12(\n\x05sites\x18\x01 \x03(\x0b\x32\x19.storesafe.v1.SiteSummary\"\x1e\n\x0eGetSiteRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"\xc5\x02\n\x0fGetSiteResponse\x12*\n\x07summary\x18\x01 \x01(\x0b\x32\x19.storesafe.v1.SiteSummary\x12\n\n\x02os\x18\x02 \x01(\t\x12&\n\x05\x64isks\x18\x03 \x03(\x0b\x32\x17.storesafe.v1.DiskUsage\x12.\n\x08\x66irebird\x18\x04 \x01(\x0b\x32\x1c.storesafe.v1.FirebirdHealth\x12\x1a\n\x12\x63lock_skew_seconds\x18\x05 \x01(\x01\x12/\n\x0b\x65nrolled_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eoutbox_pending\x18\x07 \x01(\r\x12&\n\x0blast_backup\x18\x08 \x01(\x0b\x32\x11.storesafe.v1.Run\x12\x15\n\ractive_agents\x18\t \x01(\r\"S\n\x0fListRunsRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.storesafe.v1.RunKind\x12\r\n\x05limit\x18\x03 \x01(\r\"m\n\x03Run\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\'\n\x06report\x18\x02 \x01(\x0b\x32\x17.storesafe.v1.RunReport\x12/\n\x0breceived_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.storesafe.v1.Run\"#\n\x13RevokeAgentsRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"\'\n\x14RevokeAgentsResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\r\"!\n\x10ListAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"t\n\nAuditEntry\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\t\">\n\x11ListAuditResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.storesafe.v1.AuditEntry\"\xc6\x01\n\x10SetConfigRequest\x12(\n\x05scope\x18\x01 \x01(\x0e\x32\x19.storesafe.v1.ConfigScope\x12\x0e\n\x06target\x18\x02 \x01(\t\x12:\n\x06values\x18\x03 \x03(\x0b\x32*.storesafe.v1.SetConfigRequest.ValuesEntry\x12\r\n\x05unset\x18\x04 \x03(\t\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x11SetConfigResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0f\n\x07\x63hanged\x18\x02 \x03(\t\" \n\x10GetConfigRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"H\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\x0e\n\x06secret\x18\x04 \x01(\x08\"\x92\x01\n\x11GetConfigResponse\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65sired_revision\x18\x02 \x01(\x03\x12\x18\n\x10\x61pplied_revision\x18\x03 \x01(\x03\x12*\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x19.storesafe.v1.ConfigEntry\x12\x0f\n\x07refused\x18\x05 \x01(\t\"%\n\x14\x43onfigHistoryRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"\x80\x02\n\x0e\x43onfigRevision\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12(\n\x05scope\x18\x02 \x01(\x0e\x32\x19.storesafe.v1.ConfigScope\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x07\x63hanges\x18\x06 \x03(\x0b\x32).storesafe.v1.ConfigRevision.ChangesEntry\x1a.\n\x0c\x43hangesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x15\x43onfigHistoryResponse\x12/\n\trevisions\x18\x01 \x03(\x0b\x32\x1c.storesafe.v1.ConfigRevision\"%\n\x14\x43onfigRolloutRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\xaf\x01\n\nRolloutRow\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x18\n\x10\x64\x65sired_revision\x18\x03 \x01(\x03\x12\x18\n\x10\x61pplied_revision\x18\x04 \x01(\x03\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0f\n\x07refused\x18\x06 \x01(\t\x12\x30\n\x0clast_seen_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x15\x43onfigRolloutResponse\x12\'\n\x05sites\x18\x01 \x03(\x0b\x32\x18.storesafe.v1.RolloutRow\"K\n\x12SendCommandRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.storesafe.v1.CommandKind\")\n\x13SendCommandResponse\x12\x12\n\ncommand_id\x18\x01 \x01(\t\"2\n\x13ListCommandsRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x98\x02\n\x0c\x43ommandState\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.storesafe.v1.CommandKind\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x30\n\x0c\x64\x65livered_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\x08 \x01(\t\x12\x0f\n\x07message\x18\t \x01(\t\"D\n\x14ListCommandsResponse\x12,\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x1a.storesafe.v1.CommandState*r\n\x0b\x43onfigScope\x12\x1c\n\x18\x43ONFIG_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ONFIG_SCOPE_FLEET\x10\x01\x12\x16\n\x12\x43ONFIG_SCOPE_GROUP\x10\x02\x12\x15\n\x11\x43ONFIG_SCOPE_SITE\x10\x03\x32\x81\x08\n\x0c\x41\x64minService\x12p\n\x15\x43reateEnrollmentToken\x12*.storesafe.v1.CreateEnrollmentTokenRequest\x1a+.storesafe.v1.CreateEnrollmentTokenResponse\x12L\n\tListSites\x12\x1e.storesafe.v1.ListSitesRequest\x1a\x1f.storesafe.v1.ListSitesResponse\x12\x46\n\x07GetSite\x12\x1c.storesafe.v1.GetSiteRequest\x1a\x1d.storesafe.v1.GetSiteResponse\x12I\n\x08ListRuns\x12\x1d.storesafe.v1.ListRunsRequest\x1a\x1e.storesafe.v1.ListRunsResponse\x12U\n\x0cRevokeAgents\x12!.storesafe.v1.RevokeAgentsRequest\x1a\".storesafe.v1.RevokeAgentsResponse\x12L\n\tListAudit\x12\x1e.storesafe.v1.ListAuditRequest\x1a\x1f.storesafe.v1.ListAuditResponse\x12L\n\tSetConfig\x12\x1e.storesafe.v1.SetConfigRequest\x1a\x1f.storesafe.v1.SetConfigResponse\x12L\n\tGetConfig\x12\x1e.storesafe.v1.GetConfigRequest\x1a\x1f.storesafe.v1.GetConfigResponse\x12X\n\rConfigHistory\x12\".storesafe.v1.ConfigHistoryRequest\x1a#.storesafe.v1.ConfigHistoryResponse\x12X\n\rConfigRollout\x12\".storesafe.v1.ConfigRolloutRequest\x1a#.storesafe.v1.ConfigRolloutResponse\x12R\n\x0bSendCommand\x12 .storesafe.v1.SendCommandRequest\x1a!.storesafe.v1.SendCommandResponse\x12U\n\x0cListCommands\x12!.storesafe.v1.ListCommandsRequest\x1a\".storesafe.v1.ListCommandsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'storesafe.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEENROLLMENTTOKENREQUEST']._serialized_start=101
-  _globals['_CREATEENROLLMENTTOKENREQUEST']._serialized_end=181
-  _globals['_CREATEENROLLMENTTOKENRESPONSE']._serialized_start=183
-  _globals['_CREATEENROLLMENTTOKENRESPONSE']._serialized_end=277
-  _globals['_LISTSITESREQUEST']._serialized_start=279
-  _globals['_LISTSITESREQUEST']._serialized_end=354
-  _globals['_SITESUMMARY']._serialized_start=357
-  _globals['_SITESUMMARY']._serialized_end=781
-  _globals['_LISTSITESRESPONSE']._serialized_start=783
-  _globals['_LISTSITESRESPONSE']._serialized_end=844
-  _globals['_GETSITEREQUEST']._serialized_start=846
-  _globals['_GETSITEREQUEST']._serialized_end=876
-  _globals['_GETSITERESPONSE']._serialized_start=879
-  _globals['_GETSITERESPONSE']._serialized_end=1204
-  _globals['_LISTRUNSREQUEST']._serialized_start=1206
-  _globals['_LISTRUNSREQUEST']._serialized_end=1289
-  _globals['_RUN']._serialized_start=1291
-  _globals['_RUN']._serialized_end=1400
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1402
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1453
-  _globals['_REVOKEAGENTSREQUEST']._serialized_start=1455
-  _globals['_REVOKEAGENTSREQUEST']._serialized_end=1490
-  _globals['_REVOKEAGENTSRESPONSE']._serialized_start=1492
-  _globals['_REVOKEAGENTSRESPONSE']._serialized_end=1531
-  _globals['_LISTAUDITREQUEST']._serialized_start=1533
-  _globals['_LISTAUDITREQUEST']._serialized_end=1566
-  _globals['_AUDITENTRY']._serialized_start=1568
-  _globals['_AUDITENTRY']._serialized_end=1684
-  _globals['_LISTAUDITRESPONSE']._serialized_start=1686
-  _globals['_LISTAUDITRESPONSE']._serialized_end=1748
-  _globals['_ADMINSERVICE']._serialized_start=1751
-  _globals['_ADMINSERVICE']._serialized_end=2269
+  _globals['_SETCONFIGREQUEST_VALUESENTRY']._loaded_options = None
+  _globals['_SETCONFIGREQUEST_VALUESENTRY']._serialized_options = b'8\001'
+  _globals['_CONFIGREVISION_CHANGESENTRY']._loaded_options = None
+  _globals['_CONFIGREVISION_CHANGESENTRY']._serialized_options = b'8\001'
+  _globals['_CONFIGSCOPE']._serialized_start=3470
+  _globals['_CONFIGSCOPE']._serialized_end=3584
+  _globals['_CREATEENROLLMENTTOKENREQUEST']._serialized_start=127
+  _globals['_CREATEENROLLMENTTOKENREQUEST']._serialized_end=207
+  _globals['_CREATEENROLLMENTTOKENRESPONSE']._serialized_start=209
+  _globals['_CREATEENROLLMENTTOKENRESPONSE']._serialized_end=303
+  _globals['_LISTSITESREQUEST']._serialized_start=305
+  _globals['_LISTSITESREQUEST']._serialized_end=380
+  _globals['_SITESUMMARY']._serialized_start=383
+  _globals['_SITESUMMARY']._serialized_end=807
+  _globals['_LISTSITESRESPONSE']._serialized_start=809
+  _globals['_LISTSITESRESPONSE']._serialized_end=870
+  _globals['_GETSITEREQUEST']._serialized_start=872
+  _globals['_GETSITEREQUEST']._serialized_end=902
+  _globals['_GETSITERESPONSE']._serialized_start=905
+  _globals['_GETSITERESPONSE']._serialized_end=1230
+  _globals['_LISTRUNSREQUEST']._serialized_start=1232
+  _globals['_LISTRUNSREQUEST']._serialized_end=1315
+  _globals['_RUN']._serialized_start=1317
+  _globals['_RUN']._serialized_end=1426
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1428
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1479
+  _globals['_REVOKEAGENTSREQUEST']._serialized_start=1481
+  _globals['_REVOKEAGENTSREQUEST']._serialized_end=1516
+  _globals['_REVOKEAGENTSRESPONSE']._serialized_start=1518
+  _globals['_REVOKEAGENTSRESPONSE']._serialized_end=1557
+  _globals['_LISTAUDITREQUEST']._serialized_start=1559
+  _globals['_LISTAUDITREQUEST']._serialized_end=1592
+  _globals['_AUDITENTRY']._serialized_start=1594
+  _globals['_AUDITENTRY']._serialized_end=1710
+  _globals['_LISTAUDITRESPONSE']._serialized_start=1712
+  _globals['_LISTAUDITRESPONSE']._serialized_end=1774
+  _globals['_SETCONFIGREQUEST']._serialized_start=1777
+  _globals['_SETCONFIGREQUEST']._serialized_end=1975
+  _globals['_SETCONFIGREQUEST_VALUESENTRY']._serialized_start=1930
+  _globals['_SETCONFIGREQUEST_VALUESENTRY']._serialized_end=1975
+  _globals['_SETCONFIGRESPONSE']._serialized_start=1977
+  _globals['_SETCONFIGRESPONSE']._serialized_end=2031
+  _globals['_GETCONFIGREQUEST']._serialized_start=2033
+  _globals['_GETCONFIGREQUEST']._serialized_end=2065
+  _globals['_CONFIGENTRY']._serialized_start=2067
+  _globals['_CONFIGENTRY']._serialized_end=2139
+  _globals['_GETCONFIGRESPONSE']._serialized_start=2142
+  _globals['_GETCONFIGRESPONSE']._serialized_end=2288
+  _globals['_CONFIGHISTORYREQUEST']._serialized_start=2290
+  _globals['_CONFIGHISTORYREQUEST']._serialized_end=2327
+  _globals['_CONFIGREVISION']._serialized_start=2330
+  _globals['_CONFIGREVISION']._serialized_end=2586
+  _globals['_CONFIGREVISION_CHANGESENTRY']._serialized_start=2540
+  _globals['_CONFIGREVISION_CHANGESENTRY']._serialized_end=2586
+  _globals['_CONFIGHISTORYRESPONSE']._serialized_start=2588
+  _globals['_CONFIGHISTORYRESPONSE']._serialized_end=2660
+  _globals['_CONFIGROLLOUTREQUEST']._serialized_start=2662
+  _globals['_CONFIGROLLOUTREQUEST']._serialized_end=2699
+  _globals['_ROLLOUTROW']._serialized_start=2702
+  _globals['_ROLLOUTROW']._serialized_end=2877
+  _globals['_CONFIGROLLOUTRESPONSE']._serialized_start=2879
+  _globals['_CONFIGROLLOUTRESPONSE']._serialized_end=2943
+  _globals['_SENDCOMMANDREQUEST']._serialized_start=2945
+  _globals['_SENDCOMMANDREQUEST']._serialized_end=3020
+  _globals['_SENDCOMMANDRESPONSE']._serialized_start=3022
+  _globals['_SENDCOMMANDRESPONSE']._serialized_end=3063
+  _globals['_LISTCOMMANDSREQUEST']._serialized_start=3065
+  _globals['_LISTCOMMANDSREQUEST']._serialized_end=3115
+  _globals['_COMMANDSTATE']._serialized_start=3118
+  _globals['_COMMANDSTATE']._serialized_end=3398
+  _globals['_LISTCOMMANDSRESPONSE']._serialized_start=3400
+  _globals['_LISTCOMMANDSRESPONSE']._serialized_end=3468
+  _globals['_ADMINSERVICE']._serialized_start=3587
+  _globals['_ADMINSERVICE']._serialized_end=4612
 # @@protoc_insertion_point(module_scope)

@@ -66,6 +66,36 @@ class AdminServiceStub:
                 request_serializer=storesafe_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.SetConfig = channel.unary_unary(
+                '/storesafe.v1.AdminService/SetConfig',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.SetConfigRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.SetConfigResponse.FromString,
+                _registered_method=True)
+        self.GetConfig = channel.unary_unary(
+                '/storesafe.v1.AdminService/GetConfig',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.GetConfigRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.GetConfigResponse.FromString,
+                _registered_method=True)
+        self.ConfigHistory = channel.unary_unary(
+                '/storesafe.v1.AdminService/ConfigHistory',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.ConfigHistoryRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.ConfigHistoryResponse.FromString,
+                _registered_method=True)
+        self.ConfigRollout = channel.unary_unary(
+                '/storesafe.v1.AdminService/ConfigRollout',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.ConfigRolloutRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.ConfigRolloutResponse.FromString,
+                _registered_method=True)
+        self.SendCommand = channel.unary_unary(
+                '/storesafe.v1.AdminService/SendCommand',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.SendCommandRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.SendCommandResponse.FromString,
+                _registered_method=True)
+        self.ListCommands = channel.unary_unary(
+                '/storesafe.v1.AdminService/ListCommands',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -115,6 +145,48 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetConfig(self, request, context):
+        """Set or unset keys on one layer; makes a new revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfig(self, request, context):
+        """A site's effective configuration, with the layer that set each key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfigHistory(self, request, context):
+        """Configuration revisions, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfigRollout(self, request, context):
+        """Desired vs applied revision per site.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendCommand(self, request, context):
+        """Queue a remote command for a site's agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCommands(self, request, context):
+        """Recent commands of a site, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +219,36 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAuditRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_admin__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'SetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetConfig,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.SetConfigRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.SetConfigResponse.SerializeToString,
+            ),
+            'GetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfig,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.GetConfigRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.GetConfigResponse.SerializeToString,
+            ),
+            'ConfigHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfigHistory,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.ConfigHistoryRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.ConfigHistoryResponse.SerializeToString,
+            ),
+            'ConfigRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfigRollout,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.ConfigRolloutRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.ConfigRolloutResponse.SerializeToString,
+            ),
+            'SendCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendCommand,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.SendCommandRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.SendCommandResponse.SerializeToString,
+            ),
+            'ListCommands': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCommands,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +415,168 @@ class AdminService:
             '/storesafe.v1.AdminService/ListAudit',
             storesafe_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
             storesafe_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/SetConfig',
+            storesafe_dot_v1_dot_admin__pb2.SetConfigRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.SetConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/GetConfig',
+            storesafe_dot_v1_dot_admin__pb2.GetConfigRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.GetConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfigHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/ConfigHistory',
+            storesafe_dot_v1_dot_admin__pb2.ConfigHistoryRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.ConfigHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfigRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/ConfigRollout',
+            storesafe_dot_v1_dot_admin__pb2.ConfigRolloutRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.ConfigRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/SendCommand',
+            storesafe_dot_v1_dot_admin__pb2.SendCommandRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.SendCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCommands(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/ListCommands',
+            storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,18 @@ class AdminServiceStub:
     """Revoke the agent credentials of a site."""
     ListAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditResponse]
     """The audit log of admin actions, newest first."""
+    SetConfig: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetConfigRequest, _admin_pb2.SetConfigResponse]
+    """Set or unset keys on one layer; makes a new revision."""
+    GetConfig: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetConfigRequest, _admin_pb2.GetConfigResponse]
+    """A site's effective configuration, with the layer that set each key."""
+    ConfigHistory: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ConfigHistoryRequest, _admin_pb2.ConfigHistoryResponse]
+    """Configuration revisions, newest first."""
+    ConfigRollout: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ConfigRolloutRequest, _admin_pb2.ConfigRolloutResponse]
+    """Desired vs applied revision per site."""
+    SendCommand: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SendCommandRequest, _admin_pb2.SendCommandResponse]
+    """Queue a remote command for a site's agent."""
+    ListCommands: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListCommandsRequest, _admin_pb2.ListCommandsResponse]
+    """Recent commands of a site, newest first."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -67,6 +79,18 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Revoke the agent credentials of a site."""
     ListAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditResponse]  # type: ignore[assignment]
     """The audit log of admin actions, newest first."""
+    SetConfig: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetConfigRequest, _admin_pb2.SetConfigResponse]  # type: ignore[assignment]
+    """Set or unset keys on one layer; makes a new revision."""
+    GetConfig: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetConfigRequest, _admin_pb2.GetConfigResponse]  # type: ignore[assignment]
+    """A site's effective configuration, with the layer that set each key."""
+    ConfigHistory: _aio.UnaryUnaryMultiCallable[_admin_pb2.ConfigHistoryRequest, _admin_pb2.ConfigHistoryResponse]  # type: ignore[assignment]
+    """Configuration revisions, newest first."""
+    ConfigRollout: _aio.UnaryUnaryMultiCallable[_admin_pb2.ConfigRolloutRequest, _admin_pb2.ConfigRolloutResponse]  # type: ignore[assignment]
+    """Desired vs applied revision per site."""
+    SendCommand: _aio.UnaryUnaryMultiCallable[_admin_pb2.SendCommandRequest, _admin_pb2.SendCommandResponse]  # type: ignore[assignment]
+    """Queue a remote command for a site's agent."""
+    ListCommands: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListCommandsRequest, _admin_pb2.ListCommandsResponse]  # type: ignore[assignment]
+    """Recent commands of a site, newest first."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The service the admin CLI calls. Every call carries an admin token as
@@ -120,5 +144,53 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListAuditResponse, _abc.Awaitable[_admin_pb2.ListAuditResponse]]:
         """The audit log of admin actions, newest first."""
+
+    @_abc_1.abstractmethod
+    def SetConfig(
+        self,
+        request: _admin_pb2.SetConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetConfigResponse, _abc.Awaitable[_admin_pb2.SetConfigResponse]]:
+        """Set or unset keys on one layer; makes a new revision."""
+
+    @_abc_1.abstractmethod
+    def GetConfig(
+        self,
+        request: _admin_pb2.GetConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetConfigResponse, _abc.Awaitable[_admin_pb2.GetConfigResponse]]:
+        """A site's effective configuration, with the layer that set each key."""
+
+    @_abc_1.abstractmethod
+    def ConfigHistory(
+        self,
+        request: _admin_pb2.ConfigHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ConfigHistoryResponse, _abc.Awaitable[_admin_pb2.ConfigHistoryResponse]]:
+        """Configuration revisions, newest first."""
+
+    @_abc_1.abstractmethod
+    def ConfigRollout(
+        self,
+        request: _admin_pb2.ConfigRolloutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ConfigRolloutResponse, _abc.Awaitable[_admin_pb2.ConfigRolloutResponse]]:
+        """Desired vs applied revision per site."""
+
+    @_abc_1.abstractmethod
+    def SendCommand(
+        self,
+        request: _admin_pb2.SendCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SendCommandResponse, _abc.Awaitable[_admin_pb2.SendCommandResponse]]:
+        """Queue a remote command for a site's agent."""
+
+    @_abc_1.abstractmethod
+    def ListCommands(
+        self,
+        request: _admin_pb2.ListCommandsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListCommandsResponse, _abc.Awaitable[_admin_pb2.ListCommandsResponse]]:
+        """Recent commands of a site, newest first."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -52,6 +52,21 @@ class AgentServiceStub:
                 request_serializer=storesafe_dot_v1_dot_agent__pb2.ReportRunRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_agent__pb2.ReportRunResponse.FromString,
                 _registered_method=True)
+        self.WatchConfig = channel.unary_stream(
+                '/storesafe.v1.AgentService/WatchConfig',
+                request_serializer=storesafe_dot_v1_dot_agent__pb2.WatchConfigRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_agent__pb2.AgentDirective.FromString,
+                _registered_method=True)
+        self.AckConfig = channel.unary_unary(
+                '/storesafe.v1.AgentService/AckConfig',
+                request_serializer=storesafe_dot_v1_dot_agent__pb2.AckConfigRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_agent__pb2.AckConfigResponse.FromString,
+                _registered_method=True)
+        self.AckCommand = channel.unary_unary(
+                '/storesafe.v1.AgentService/AckCommand',
+                request_serializer=storesafe_dot_v1_dot_agent__pb2.AckCommandRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_agent__pb2.AckCommandResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -81,6 +96,28 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchConfig(self, request, context):
+        """Held open by the agent: the server pushes the latest configuration
+        revision (never the history) and remote commands as they appear.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckConfig(self, request, context):
+        """The agent applied a configuration revision, or refused it and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckCommand(self, request, context):
+        """The agent ran (or declined) a remote command.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +135,21 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ReportRun,
                     request_deserializer=storesafe_dot_v1_dot_agent__pb2.ReportRunRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_agent__pb2.ReportRunResponse.SerializeToString,
+            ),
+            'WatchConfig': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchConfig,
+                    request_deserializer=storesafe_dot_v1_dot_agent__pb2.WatchConfigRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_agent__pb2.AgentDirective.SerializeToString,
+            ),
+            'AckConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckConfig,
+                    request_deserializer=storesafe_dot_v1_dot_agent__pb2.AckConfigRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_agent__pb2.AckConfigResponse.SerializeToString,
+            ),
+            'AckCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckCommand,
+                    request_deserializer=storesafe_dot_v1_dot_agent__pb2.AckCommandRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_agent__pb2.AckCommandResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +236,87 @@ class AgentService:
             '/storesafe.v1.AgentService/ReportRun',
             storesafe_dot_v1_dot_agent__pb2.ReportRunRequest.SerializeToString,
             storesafe_dot_v1_dot_agent__pb2.ReportRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/storesafe.v1.AgentService/WatchConfig',
+            storesafe_dot_v1_dot_agent__pb2.WatchConfigRequest.SerializeToString,
+            storesafe_dot_v1_dot_agent__pb2.AgentDirective.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AgentService/AckConfig',
+            storesafe_dot_v1_dot_agent__pb2.AckConfigRequest.SerializeToString,
+            storesafe_dot_v1_dot_agent__pb2.AckConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AgentService/AckCommand',
+            storesafe_dot_v1_dot_agent__pb2.AckCommandRequest.SerializeToString,
+            storesafe_dot_v1_dot_agent__pb2.AckCommandResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,14 @@ class AgentServiceStub:
     """Periodic liveness and facts; answers with what the server wants."""
     ReportRun: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ReportRunRequest, _agent_pb2.ReportRunResponse]
     """Deliver one finished run from the agent's outbox (at least once)."""
+    WatchConfig: _grpc.UnaryStreamMultiCallable[_agent_pb2.WatchConfigRequest, _agent_pb2.AgentDirective]
+    """Held open by the agent: the server pushes the latest configuration
+    revision (never the history) and remote commands as they appear.
+    """
+    AckConfig: _grpc.UnaryUnaryMultiCallable[_agent_pb2.AckConfigRequest, _agent_pb2.AckConfigResponse]
+    """The agent applied a configuration revision, or refused it and why."""
+    AckCommand: _grpc.UnaryUnaryMultiCallable[_agent_pb2.AckCommandRequest, _agent_pb2.AckCommandResponse]
+    """The agent ran (or declined) a remote command."""
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -57,6 +65,14 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """Periodic liveness and facts; answers with what the server wants."""
     ReportRun: _aio.UnaryUnaryMultiCallable[_agent_pb2.ReportRunRequest, _agent_pb2.ReportRunResponse]  # type: ignore[assignment]
     """Deliver one finished run from the agent's outbox (at least once)."""
+    WatchConfig: _aio.UnaryStreamMultiCallable[_agent_pb2.WatchConfigRequest, _agent_pb2.AgentDirective]  # type: ignore[assignment]
+    """Held open by the agent: the server pushes the latest configuration
+    revision (never the history) and remote commands as they appear.
+    """
+    AckConfig: _aio.UnaryUnaryMultiCallable[_agent_pb2.AckConfigRequest, _agent_pb2.AckConfigResponse]  # type: ignore[assignment]
+    """The agent applied a configuration revision, or refused it and why."""
+    AckCommand: _aio.UnaryUnaryMultiCallable[_agent_pb2.AckCommandRequest, _agent_pb2.AckCommandResponse]  # type: ignore[assignment]
+    """The agent ran (or declined) a remote command."""
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """The service agents call. Every call but Enroll carries the agent's
@@ -87,5 +103,31 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.ReportRunResponse, _abc.Awaitable[_agent_pb2.ReportRunResponse]]:
         """Deliver one finished run from the agent's outbox (at least once)."""
+
+    @_abc_1.abstractmethod
+    def WatchConfig(
+        self,
+        request: _agent_pb2.WatchConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.AgentDirective], _abc.AsyncIterator[_agent_pb2.AgentDirective]]:
+        """Held open by the agent: the server pushes the latest configuration
+        revision (never the history) and remote commands as they appear.
+        """
+
+    @_abc_1.abstractmethod
+    def AckConfig(
+        self,
+        request: _agent_pb2.AckConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.AckConfigResponse, _abc.Awaitable[_agent_pb2.AckConfigResponse]]:
+        """The agent applied a configuration revision, or refused it and why."""
+
+    @_abc_1.abstractmethod
+    def AckCommand(
+        self,
+        request: _agent_pb2.AckCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.AckCommandResponse, _abc.Awaitable[_agent_pb2.AckCommandResponse]]:
+        """The agent ran (or declined) a remote command."""
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

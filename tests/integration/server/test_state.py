@@ -94,7 +94,7 @@ def test_token_creates_site_and_enrolls_once(state: SqlFleetState) -> None:
         with pytest.raises(Unauthenticated, match="already used"):
             await enroll(state, "shop-a", tok, agent_id="a2")
         cred = await state.agent_credential("a1")
-        assert cred == ("h" * 64, site_id, "shop-a")
+        assert cred == ("h" * 64, site_id, "shop-a", "east")
 
     run(body)
 

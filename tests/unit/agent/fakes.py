@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import grpc  # noqa: TID251 (a stand-in server speaks gRPC)
-from grpc import aio  # noqa: TID251
+import grpc
+from grpc import aio
+from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
 from agent.facts import HostFacts
 from agent.messages import CheckIn, CheckInReply
 from agent.reports import Outcome, RunKind, RunReport
 from common.errors import StoreSafeError, Unavailable
-from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -41,7 +41,9 @@ def report(n: int = 0, **changes: Any) -> RunReport:
 
 
 def host_facts() -> HostFacts:
-    return HostFacts(hostname="pc1", os="Linux test", agent_version="0.1.0", agent_time=T0, disks=())
+    return HostFacts(
+        hostname="pc1", os="Linux test", agent_version="0.1.0", agent_time=T0, disks=()
+    )
 
 
 class FakeLink:
@@ -119,7 +121,7 @@ class RecordingServicer(agent_pb2_grpc.AgentServiceServicer):
 @asynccontextmanager
 async def recording_server(
     credentials: grpc.ServerCredentials | None = None,
-) -> Iterator[tuple[str, RecordingServicer]]:  # type: ignore[misc]
+) -> AsyncIterator[tuple[str, RecordingServicer]]:
     """A loopback grpc.aio server with a RecordingServicer; yields (address, servicer)."""
     servicer = RecordingServicer()
     server = aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
@@ -150,3 +152,59 @@ class FakeServiceHost:
 
     def log_error(self, message: str) -> None:
         self.errors.append(message)
+
+
+# -- TLS material for a loopback server -----------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)])
+
+
+def make_tls(hostname: str = "127.0.0.1") -> Tls:
+    """A throwaway CA and a server certificate for `hostname` (an IP address here)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def build(subject: str, issuer: str, key: Any, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(hostname))]),
+                critical=False,
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca = build("test CA", "test CA", ca_key, ca_key, True)
+    cert = build(hostname, "test CA", key, ca_key, False)
+    pem = serialization.Encoding.PEM
+    return Tls(
+        ca_pem=ca.public_bytes(pem),
+        cert_pem=cert.public_bytes(pem),
+        key_pem=key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )

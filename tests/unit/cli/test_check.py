@@ -43,8 +43,12 @@ def test_a_status_this_cli_does_not_know_is_critical_not_ok() -> None:
 
 def test_worst_sites_are_named_first_then_by_name() -> None:
     sites = [
-        site("z", "stale"), site("y", "warning"), site("x", "offline"),
-        site("w", "never"), site("v", "failing"), site("u", "offline"),
+        site("z", "stale"),
+        site("y", "warning"),
+        site("x", "offline"),
+        site("w", "never"),
+        site("v", "failing"),
+        site("u", "offline"),
     ]
     result = evaluate(sites)
     names = [s.site for s in result.attention]
@@ -62,16 +66,17 @@ def test_long_lists_are_cut_to_one_line() -> None:
 
 def test_perfdata_counts_every_status() -> None:
     result = evaluate([site("a"), site("b", "never"), site("c", "never")])
-    assert result.summary.endswith(
-        "| sites=3 ok=1 warning=0 stale=0 failing=0 never=2 offline=0"
-    )
+    assert result.summary.endswith("| sites=3 ok=1 warning=0 stale=0 failing=0 never=2 offline=0")
     assert result.counts["never"] == 2
 
 
 def test_unknown_is_exit_3() -> None:
     result = unknown("cannot reach the StoreSafe server at h:1: is it running?")
     assert (result.exit_code, result.state) == (3, "UNKNOWN")
-    assert result.summary == "STORESAFE UNKNOWN - cannot reach the StoreSafe server at h:1: is it running?"
+    assert (
+        result.summary
+        == "STORESAFE UNKNOWN - cannot reach the StoreSafe server at h:1: is it running?"
+    )
 
 
 def test_check_command_exits_with_the_plugin_code(fake: FakeAdminClient) -> None:
@@ -96,8 +101,10 @@ def test_check_json(fake: FakeAdminClient) -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [Unavailable("cannot reach the StoreSafe server at h:1: is it running?"),
-     Unauthenticated("the admin token was refused by the StoreSafe server at h:1")],
+    [
+        Unavailable("cannot reach the StoreSafe server at h:1: is it running?"),
+        Unauthenticated("the admin token was refused by the StoreSafe server at h:1"),
+    ],
 )
 def test_check_is_unknown_when_the_server_cannot_be_asked(error: Exception) -> None:
     result = invoke(FakeAdminClient(error=error), "check")

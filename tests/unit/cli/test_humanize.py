@@ -38,7 +38,13 @@ def test_timestamp_shows_utc_and_age() -> None:
 
 @pytest.mark.parametrize(
     ("count", "text"),
-    [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (3 * 1024**3, "3.0 GiB"), (2 * 1024**5, "2048.0 TiB")],
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (3 * 1024**3, "3.0 GiB"),
+        (2 * 1024**5, "2048.0 TiB"),
+    ],
 )
 def test_size(count: int, text: str) -> None:
     assert size(count) == text

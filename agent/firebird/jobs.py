@@ -1,0 +1,326 @@
+"""The backup job (backup, verify, retention, health) and the online-validation job, as outcomes.
+
+The scheduler calls `run_backup_job` / `run_validation_job` and turns the
+returned outcome into a `RunReport` with `to_report`. Every failure becomes a
+stable `error_class` and one sentence for the technician; nothing raises out
+of a job except programming errors in the caller's arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import shutil
+from pathlib import Path
+
+from agent.firebird import gbak, nbackup
+from agent.firebird.connection import FirebirdTarget, require_ascii
+from agent.firebird.errors import (
+    BackupCorrupt,
+    CountMismatch,
+    FirebirdJobError,
+    LiveValidationErrors,
+    RestoreFailed,
+    SchemaMismatch,
+    ValidationFailed,
+)
+from agent.firebird.files import (
+    Manifest,
+    Spool,
+    Status,
+    backup_name,
+    clean_spool,
+    data_suffix,
+    job_lock,
+    list_backups,
+    mark_bad,
+    prepare_spool,
+    publish,
+    remove_quietly,
+    write_manifest,
+)
+from agent.firebird.health import read_live
+from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_retention
+from agent.firebird.validate import validate_live
+from agent.firebird.verify import drop_problems, verify
+from agent.reports import (
+    BackupDetails,
+    FirebirdHealth,
+    Outcome,
+    RunKind,
+    RunReport,
+    ValidationDetails,
+    Verification,
+)
+from common.clock import Clock
+
+log = logging.getLogger(__name__)
+NBACKUP_COUNT_TOLERANCE = 0.02  # nbackup counts are read beside, not inside, the backup
+MAX_PROBLEMS = 10
+_VERDICTS = (BackupCorrupt, CountMismatch, RestoreFailed, SchemaMismatch, ValidationFailed)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupSettings:
+    """The `backup.*` settings one job needs."""
+
+    backup_dir: Path
+    method: str = "gbak"  # gbak | nbackup
+    level: int = 0  # nbackup level
+    retention: RetentionPolicy = dataclasses.field(default_factory=RetentionPolicy)
+    verify: bool = True
+    server_user: str = "firebird"  # OS user of the Firebird server (spool permissions)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOutcome:
+    """Everything a RunReport needs; `details` is BackupDetails or ValidationDetails."""
+
+    kind: RunKind
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    details: BackupDetails | ValidationDetails
+    error_class: str = ""
+    error_message: str = ""
+    deleted: tuple[str, ...] = ()
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.error_class
+
+    def to_report(self, *, trigger: str = "schedule") -> RunReport:
+        return RunReport(
+            kind=self.kind, started_at=self.started_at, finished_at=self.finished_at,
+            outcome=Outcome.SUCCEEDED if self.succeeded else Outcome.FAILED,
+            details=self.details, error_class=self.error_class,
+            error_message=self.error_message, trigger=trigger,
+        )
+
+
+BackupOutcome = JobOutcome
+
+
+@dataclasses.dataclass
+class _Run:
+    """What a backup job has learned so far (turned into BackupDetails at the end)."""
+
+    settings: BackupSettings
+    target: FirebirdTarget
+    problems: list[str] = dataclasses.field(default_factory=list)
+    health: FirebirdHealth | None = None
+    manifest: Manifest | None = None
+    verification: Verification = Verification.NOT_RUN
+    verification_seconds: float = 0.0
+    verification_message: str = ""
+    backup_seconds: float = 0.0
+    deleted: tuple[str, ...] = ()
+
+    def details(self) -> BackupDetails:
+        m = self.manifest
+        return BackupDetails(
+            method=m.method if m else self.settings.method,
+            level=m.level if m else (self.settings.level if self.settings.method == "nbackup"
+                                     else 0),
+            file=str(self.settings.backup_dir / m.file) if m else "",
+            size_raw=m.size_raw if m else 0,
+            size_compressed=m.size_compressed if m else 0,
+            checksum=f"sha256:{m.sha256}" if m else "",
+            verification=self.verification,
+            verification_seconds=round(self.verification_seconds, 3),
+            verification_message=self.verification_message,
+            table_counts=dict(m.table_counts) if m else {},
+            firebird_version=self.health.server_version if self.health else "",
+            database=self.target.database,
+            health=self.health,
+            problems=tuple(self.problems[:MAX_PROBLEMS]),
+            backup_seconds=round(self.backup_seconds, 3),
+        )
+
+
+def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *,
+                   clock: Clock) -> JobOutcome:
+    """Back up the live database, verify the backup by restore, apply retention."""
+    started = clock.now()
+    run = _Run(settings=settings, target=target)
+    error: FirebirdJobError | None = None
+    try:
+        require_ascii(target.database, what="database")
+        require_ascii(str(settings.backup_dir), what="backup.dir")
+        spool = prepare_spool(settings.backup_dir, server_user=settings.server_user)
+        with job_lock(spool):
+            try:
+                clean_spool(spool)
+                _backup_verify_retain(run, spool, clock)
+            finally:
+                clean_spool(spool)
+    except FirebirdJobError as exc:
+        error = exc
+    except Exception as exc:  # unexpected: reported, never lost
+        log.exception("backup job failed unexpectedly")
+        error = FirebirdJobError(f"The backup job failed unexpectedly: {exc}.")
+    return JobOutcome(
+        kind=RunKind.BACKUP, started_at=started, finished_at=clock.now(),
+        details=run.details(), deleted=run.deleted,
+        error_class=error.error_class if error else "",
+        error_message=error.message if error else "",
+    )
+
+
+def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
+    settings, target = run.settings, run.target
+    stalled = nbackup.end_stalled(target)
+    if stalled:
+        run.problems.append(stalled)
+    nbackup_job = settings.method == "nbackup"
+    health, schema, live_counts = read_live(target, counts=nbackup_job)
+    run.health = health
+    before = list_backups(settings.backup_dir)
+    run.problems.extend(_space_problems(settings.backup_dir, before))
+    started_at = clock.now()
+    name = backup_name(target.database, settings.method, settings.level, started_at)
+    final_name = name + data_suffix(settings.method)
+    partial = spool.partial(final_name)
+    chain: list[str] = []
+    guid = ""
+    if nbackup_job:
+        nb = nbackup.backup(target, spool, partial, level=settings.level, backups=before,
+                            server_version=health.server_version)
+        compressed, counts, chain, guid, run.backup_seconds = (
+            nb.compressed, live_counts, nb.chain, nb.guid, nb.seconds)
+        counts_after = read_live(target, counts=True)[2]
+    else:
+        gb = gbak.backup(target, spool, partial)
+        compressed, run.backup_seconds = gb.compressed, gb.seconds
+        counts = {t: gb.counts.get(t, 0) for t in schema.tables}
+        counts_after = {}
+    manifest = Manifest(
+        name=name, file=final_name, database=target.database, method=settings.method,
+        level=settings.level if nbackup_job else 0, started_at=started_at.isoformat(),
+        finished_at=clock.now().isoformat(), firebird_version=health.server_version,
+        ods=health.ods, page_size=health.page_size, database_size=health.size_bytes,
+        size_raw=compressed.size_raw, size_compressed=compressed.size_compressed,
+        sha256=compressed.sha256, table_counts=counts, table_counts_after=counts_after,
+        tables=list(schema.tables),
+        indices=list(schema.indices), chain=chain, nbackup_guid=guid,
+    )
+    publish(partial, settings.backup_dir / final_name)
+    write_manifest(settings.backup_dir, manifest)
+    run.manifest = manifest
+    if settings.verify:
+        _verify(run, spool, manifest, before, clock)
+    run.deleted = apply_retention(settings.backup_dir, settings.retention,
+                                  protect={manifest.name})
+
+
+def _verify(run: _Run, spool: Spool, manifest: Manifest, before: list[Manifest],
+            clock: Clock) -> None:
+    tolerance = NBACKUP_COUNT_TOLERANCE if manifest.method == "nbackup" else 0.0
+    try:
+        result = verify(run.target, spool, manifest, backups=before,
+                        server_version=run.health.server_version if run.health else "",
+                        count_tolerance=tolerance)
+    except FirebirdJobError as exc:
+        run.verification = Verification.FAILED
+        run.verification_message = exc.message
+        if isinstance(exc, _VERDICTS):  # the backup itself is wrong, not the run
+            damaged = exc.file if isinstance(exc, BackupCorrupt) and exc.file else manifest.file
+            victim = next((m for m in [*before, manifest] if m.file == damaged), manifest)
+            mark_bad(run.settings.backup_dir, victim, exc.message)
+        raise
+    run.verification = Verification.PASSED
+    run.verification_seconds = result.seconds
+    run.verification_message = result.message
+    previous = next((m for m in reversed(before)
+                     if m.status == Status.GOOD and m.database == manifest.database), None)
+    if previous is not None:
+        run.problems.extend(drop_problems(previous.table_counts, manifest.table_counts))
+    manifest.status = Status.GOOD
+    manifest.verified_at = clock.now().isoformat()
+    manifest.verification_seconds = round(result.seconds, 3)
+    write_manifest(run.settings.backup_dir, manifest)
+
+
+def run_verify_job(target: FirebirdTarget, settings: BackupSettings, name: str, *,
+                   clock: Clock) -> JobOutcome:
+    """Verify an existing backup again (e.g. before relying on it); damaged ones are marked bad."""
+    started = clock.now()
+    run = _Run(settings=settings, target=target)
+    error: FirebirdJobError | None = None
+    try:
+        spool = prepare_spool(settings.backup_dir, server_user=settings.server_user)
+        with job_lock(spool):
+            try:
+                clean_spool(spool)
+                backups = list_backups(settings.backup_dir)
+                manifest = next((m for m in backups if m.name == name), None)
+                if manifest is None or manifest.status == Status.BAD:
+                    raise BackupCorrupt(f"No usable backup named {name} in backup.dir.")
+                run.manifest = manifest
+                run.health, _, _ = read_live(target)
+                _verify(run, spool, manifest, backups, clock)
+            finally:
+                clean_spool(spool)
+    except FirebirdJobError as exc:
+        error = exc
+    return JobOutcome(
+        kind=RunKind.BACKUP, started_at=started, finished_at=clock.now(),
+        details=run.details(), error_class=error.error_class if error else "",
+        error_message=error.message if error else "",
+    )
+
+
+def _space_problems(backup_dir: Path, before: list[Manifest]) -> list[str]:
+    if not before:
+        return []
+    last = before[-1].size_compressed + before[-1].size_raw
+    free = shutil.disk_usage(backup_dir).free
+    if free < 2 * last:
+        return [f"Free space in backup.dir ({free // 2**20} MiB) is under twice the last "
+                f"backup's needs ({last // 2**20} MiB)."]
+    return []
+
+
+def apply_retention(backup_dir: Path, policy: RetentionPolicy, *,
+                    protect: set[str]) -> tuple[str, ...]:
+    """Delete what the retention plan says (data file, then manifest); return the names."""
+    manifests = list_backups(backup_dir)
+    entries = [
+        BackupEntry(name=m.name, finished_at=m.finished, good=m.status == Status.GOOD,
+                    chain=tuple(_name_of(manifests, f) for f in m.chain))
+        for m in manifests
+    ]
+    doomed = set(plan_retention(entries, policy, protect=protect))
+    for m in manifests:
+        if m.name in doomed:
+            remove_quietly(backup_dir / m.file, backup_dir / f"{m.name}.json")
+    return tuple(sorted(doomed))
+
+
+def _name_of(manifests: list[Manifest], file: str) -> str:
+    return next((m.name for m in manifests if m.file == file), file)
+
+
+def run_validation_job(target: FirebirdTarget, *, clock: Clock) -> JobOutcome:
+    """Online validation of the live database; errors found make the run fail."""
+    started = clock.now()
+    details = ValidationDetails()
+    error: FirebirdJobError | None = None
+    try:
+        details = validate_live(target)
+        if details.errors:
+            error = LiveValidationErrors(
+                f"Firebird found {details.errors} errors in the live database; "
+                "backups may silently miss data until it is repaired."
+            )
+    except FirebirdJobError as exc:
+        error = exc
+        details = ValidationDetails(summary=exc.message)
+    except Exception as exc:
+        log.exception("validation job failed unexpectedly")
+        error = FirebirdJobError(f"The validation job failed unexpectedly: {exc}.")
+    return JobOutcome(
+        kind=RunKind.VALIDATION, started_at=started, finished_at=clock.now(),
+        details=details, error_class=error.error_class if error else "",
+        error_message=error.message if error else "",
+    )

@@ -1,0 +1,102 @@
+"""Which of the agent's backups to delete under keep_daily/keep_weekly/keep_monthly: a pure plan.
+
+Rules, in order of strength:
+- Only the agent's own backups are ever candidates (the caller lists them from
+  their manifests; anything else in backup.dir is invisible here).
+- Never deleted: the newest good backup, any name in `protect` (a backup being
+  verified), and the lower nbackup levels a kept backup builds on.
+- Good backups: the newest one of each of the last `keep_daily` days,
+  `keep_weekly` ISO weeks and `keep_monthly` months (UTC) that have one is kept.
+- Not-good backups (unverified, bad) newer than the newest good one are kept
+  (they may still be verified, or be evidence); older ones are kept while their
+  day is one of the kept days, so bad files stay around for inspection a while.
+- A policy of all zeros deletes nothing (retention off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterable
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionPolicy:
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 12
+
+    @property
+    def enabled(self) -> bool:
+        return (self.keep_daily + self.keep_weekly + self.keep_monthly) > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupEntry:
+    """What retention needs to know about one backup."""
+
+    name: str
+    finished_at: dt.datetime
+    good: bool
+    chain: tuple[str, ...] = ()  # names this backup builds on (nbackup lower levels)
+
+
+def plan_retention(entries: Iterable[BackupEntry], policy: RetentionPolicy, *,
+                   protect: Iterable[str] = ()) -> list[str]:
+    """Names of the backups to delete, oldest first."""
+    items = sorted(entries, key=lambda e: (e.finished_at, e.name), reverse=True)
+    if not policy.enabled or not items:
+        return []
+    good = [e for e in items if e.good]
+    keep: set[str] = set(protect)
+    daily = _newest_per_bucket(good, policy.keep_daily, lambda t: t.date())
+    weekly = _newest_per_bucket(good, policy.keep_weekly, lambda t: t.isocalendar()[:2])
+    monthly = _newest_per_bucket(good, policy.keep_monthly, lambda t: (t.year, t.month))
+    keep.update(e.name for e in (*daily, *weekly, *monthly))
+    kept_days = {_utc(e.finished_at).date() for e in daily}
+    if good:
+        keep.add(good[0].name)
+        newest_good_at = good[0].finished_at
+    else:
+        newest_good_at = None
+    for entry in items:
+        if entry.good:
+            continue
+        recent = newest_good_at is None or entry.finished_at > newest_good_at
+        if recent or _utc(entry.finished_at).date() in kept_days:
+            keep.add(entry.name)
+    _keep_chains(items, keep)
+    return [e.name for e in reversed(items) if e.name not in keep]
+
+
+def _newest_per_bucket(good: list[BackupEntry], count: int,
+                       bucket: Callable[[dt.datetime], object]) -> list[BackupEntry]:
+    """The newest entry of each of the `count` newest buckets (entries newest first)."""
+    chosen: list[BackupEntry] = []
+    seen: set[object] = set()
+    for entry in good:
+        key = bucket(_utc(entry.finished_at))
+        if key in seen:
+            continue
+        if len(seen) >= count:
+            break
+        seen.add(key)
+        chosen.append(entry)
+    return chosen
+
+
+def _keep_chains(items: list[BackupEntry], keep: set[str]) -> None:
+    by_name = {e.name: e for e in items}
+    pending = list(keep)
+    while pending:
+        entry = by_name.get(pending.pop())
+        if entry is None:
+            continue
+        for name in entry.chain:
+            if name not in keep:
+                keep.add(name)
+                pending.append(name)
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)

@@ -1,0 +1,255 @@
+"""The configuration keys: each with its type, default, validator and secrecy.
+
+Server and agent both validate with this one table: the server at
+`config set`, the agent again on receipt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from croniter import croniter
+
+from common.errors import InvalidArgument
+
+Value = str | int | float | bool
+
+_FORBIDDEN_PATH_CHARS = set('<>"|?*') | {chr(c) for c in range(32)}
+_WINDOWS_ABS = re.compile(r"^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+)")
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(?:/\d{1,5})?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str  # "str", "int", "float", "bool", "path", "cron", "choice", "window", "host"
+    default: Value
+    help: str
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def parse(self, raw: Any) -> Value:
+        """Turn a raw value (string from the CLI, or typed from JSON) into a valid value."""
+        try:
+            value = _PARSERS[self.kind](self, raw)
+        except InvalidArgument:
+            raise
+        except (TypeError, ValueError):
+            raise self.bad(raw, _EXPECTED.get(self.kind, "wrong type")) from None
+        return value
+
+    def bad(self, raw: Any, why: str) -> InvalidArgument:
+        shown = "***" if self.secret else repr(raw)
+        return InvalidArgument(f"{self.name}={shown} is not valid: {why}")
+
+
+def _str(key: Key, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise key.bad(raw, "expected text")
+    if len(raw) > 1024 or any(ord(c) < 32 for c in raw):
+        raise key.bad(raw, "too long or has control characters")
+    return raw
+
+
+def _int(key: Key, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise key.bad(raw, "expected a whole number")
+    if isinstance(raw, str):
+        raw = raw.strip()
+    value = int(raw)
+    _range(key, raw, value)
+    return value
+
+
+def _float(key: Key, raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise key.bad(raw, "expected a number")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise key.bad(raw, "expected a finite number")
+    _range(key, raw, value)
+    return value
+
+
+def _range(key: Key, raw: Any, value: float) -> None:
+    if key.minimum is not None and value < key.minimum:
+        raise key.bad(raw, f"must be at least {key.minimum:g}")
+    if key.maximum is not None and value > key.maximum:
+        raise key.bad(raw, f"must be at most {key.maximum:g}")
+
+
+def _bool(key: Key, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise key.bad(raw, "expected true or false")
+
+
+def _path(key: Key, raw: Any) -> str:
+    text = _str(key, raw).strip()
+    if text == "":
+        return ""
+    bad = sorted(set(text) & _FORBIDDEN_PATH_CHARS)
+    if bad:
+        raise key.bad(raw, f"a path may not contain {' '.join(repr(c) for c in bad)}")
+    if not (text.startswith("/") or _WINDOWS_ABS.match(text)):
+        raise key.bad(raw, r"expected an absolute path such as C:\Backups or /srv/backups")
+    return text
+
+
+def _cron(key: Key, raw: Any) -> str:
+    text = " ".join(_str(key, raw).split())
+    if len(text.split()) != 5 or not croniter.is_valid(text):
+        raise key.bad(raw, "expected a 5-field cron expression such as '0 21 * * *'")
+    return text
+
+
+def _choice(key: Key, raw: Any) -> str:
+    text = _str(key, raw).strip().lower()
+    if text not in key.choices:
+        raise key.bad(raw, f"expected one of {', '.join(key.choices)}")
+    return text
+
+
+def _window(key: Key, raw: Any) -> str:
+    text = _str(key, raw).strip()
+    if text and not _WINDOW.match(text):
+        raise key.bad(raw, "expected HH:MM-HH:MM (24 h, local time) or empty for always")
+    return text
+
+
+def _host(key: Key, raw: Any) -> str:
+    text = _str(key, raw).strip()
+    if not _HOST.match(text):
+        raise key.bad(raw, "expected a host name or address, optionally host/port")
+    return text
+
+
+_EXPECTED = {"int": "expected a whole number", "float": "expected a number"}
+
+_PARSERS: dict[str, Callable[[Key, Any], Value]] = {
+    "str": _str,
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "path": _path,
+    "cron": _cron,
+    "choice": _choice,
+    "window": _window,
+    "host": _host,
+}
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key(
+            "firebird.database",
+            "path",
+            "",
+            "The live database file, as the Firebird server sees it.",
+        ),
+        Key("firebird.host", "host", "localhost", "Firebird server host (host or host/port)."),
+        Key("firebird.user", "str", "SYSDBA", "Firebird user for backups."),
+        Key("firebird.password", "str", "", "Firebird password (write-only).", secret=True),
+        Key(
+            "firebird.client_library",
+            "path",
+            "",
+            "fbclient library path; empty: found automatically.",
+        ),
+        Key("validate.schedule", "cron", "0 3 * * 0", "Online validation of the live database."),
+        Key("backup.dir", "path", "", "Where finished backups are kept."),
+        Key("backup.schedule", "cron", "0 21 * * *", "When backups run (local time)."),
+        Key(
+            "backup.method",
+            "choice",
+            "gbak",
+            "gbak (logical) or nbackup (physical levels).",
+            choices=("gbak", "nbackup"),
+        ),
+        Key(
+            "backup.nbackup_full_schedule",
+            "cron",
+            "0 21 * * 0",
+            "With nbackup: when a level-0 base is taken; other runs are incremental.",
+        ),
+        Key("backup.keep_daily", "int", 7, "Daily backups to keep.", minimum=0, maximum=366),
+        Key("backup.keep_weekly", "int", 4, "Weekly backups to keep.", minimum=0, maximum=520),
+        Key("backup.keep_monthly", "int", 6, "Monthly backups to keep.", minimum=0, maximum=240),
+        Key("images.dir", "path", "", "The scanned-image folder to keep in sync."),
+        Key("images.schedule", "cron", "*/30 * * * *", "When the image folder is synced."),
+        Key(
+            "images.settle_seconds",
+            "int",
+            60,
+            "Leave files alone until unchanged this long.",
+            minimum=0,
+            maximum=86400,
+        ),
+        Key("upload.enabled", "bool", False, "Ship backups off site."),
+        Key(
+            "upload.bandwidth_kbps",
+            "int",
+            0,
+            "Upload limit in kbit/s; 0 is unlimited.",
+            minimum=0,
+            maximum=10_000_000,
+        ),
+        Key("upload.window", "window", "", "When uploads may run, HH:MM-HH:MM; empty is always."),
+        Key(
+            "status.stale_after_hours",
+            "float",
+            26.0,
+            "Stale after this long without a verified backup.",
+            minimum=0.1,
+            maximum=24 * 366,
+        ),
+        Key(
+            "status.offline_after_minutes",
+            "float",
+            15.0,
+            "Offline after this long without a check-in.",
+            minimum=1,
+            maximum=60 * 24 * 30,
+        ),
+    )
+}
+
+MASK = "********"
+
+
+def key(name: str) -> Key:
+    """The key named `name`, or a clear error naming the nearest known keys."""
+    found = KEYS.get(name)
+    if found is None:
+        prefix = name.split(".", maxsplit=1)[0]
+        near = [k for k in KEYS if k.startswith(prefix + ".")] or list(KEYS)
+        raise InvalidArgument(f"unknown configuration key {name!r}; known: {', '.join(near)}")
+    return found
+
+
+def validate(values: Mapping[str, Any]) -> dict[str, Value]:
+    """Parse every key=value; raise on the first unknown key or bad value."""
+    return {name: key(name).parse(raw) for name, raw in values.items()}
+
+
+def defaults() -> dict[str, Value]:
+    return {k.name: k.default for k in KEYS.values()}
+
+
+def masked(name: str, value: Value) -> Value:
+    """The value as it may be shown or logged."""
+    if KEYS[name].secret if name in KEYS else False:
+        return MASK if value else ""
+    return value

@@ -1,0 +1,93 @@
+"""Keeps one replica's push hub current with changes made anywhere.
+
+On PostgreSQL each replica LISTENs on the channel that config and command
+writes NOTIFY inside their transaction; on SQLite (one process) nothing else
+can write. On both, a periodic poll of the newest revision and of open
+commands is the safety net for a notification lost while reconnecting. The
+same loop expires commands no agent picked up in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.engine import make_url
+
+from common.clock import Clock
+from server.services.push import COMMAND_LIFETIME, ConfigHub
+from server.state.config_state import NOTIFY_CHANNEL, SqlConfigState
+
+log = logging.getLogger(__name__)
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        hub: ConfigHub,
+        config: SqlConfigState,
+        clock: Clock,
+        *,
+        db_url: str,
+        poll_seconds: float = 10.0,
+    ) -> None:
+        self._hub = hub
+        self._config = config
+        self._clock = clock
+        self._db_url = db_url
+        self._poll_seconds = poll_seconds
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._poll(), name="changefeed-poll"))
+        if make_url(self._db_url).get_backend_name() == "postgresql":
+            self._tasks.append(asyncio.create_task(self._listen(), name="changefeed-listen"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def handle(self, payload: str) -> None:
+        kind, _, arg = payload.partition(":")
+        if kind == "config":
+            await self._hub.refresh()
+        elif kind == "command" and arg.isdigit():
+            await self._hub.commands_changed(int(arg))
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                await self._hub.refresh_if_newer()
+                now = self._clock.now()
+                if await self._config.expire_commands(before=now - COMMAND_LIFETIME, now=now):
+                    log.info("expired remote commands that no agent picked up in 24 h")
+            except Exception:
+                log.exception("config poll failed; retrying in %.0f s", self._poll_seconds)
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        url = make_url(self._db_url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        delay = 1.0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    delay = 1.0
+                    await self._hub.refresh_if_newer()  # what was missed while away
+                    await self._hub.commands_changed(None)
+                    async for note in conn.notifies():
+                        await self.handle(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lost the PostgreSQL change feed (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)

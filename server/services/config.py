@@ -1,0 +1,195 @@
+"""Layered configuration: fleet, group and site layers over the key defaults.
+
+The merge is pure (ConfigSnapshot); persistence lives in the config state and
+the push to agents in server/services/push.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING
+
+from common import config_schema
+from common.clock import Clock
+from common.config_schema import Value
+from common.errors import InvalidArgument
+from server.domain import AdminIdentity, AuditRecord, LayerValue, RevisionRecord
+from server.services.enrollment import check_name
+from server.services.secretbox import SecretBox
+from server.state.base import FleetState
+from server.state.config_state import SqlConfigState
+
+if TYPE_CHECKING:
+    from server.services.push import ConfigHub
+
+FLEET, GROUP, SITE = "fleet", "group", "site"
+SCOPES = (FLEET, GROUP, SITE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Effective:
+    value: Value
+    layer: str  # "default", "fleet", "group:<g>", "site:<s>"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigSnapshot:
+    """All layers at one moment; answers per site without touching the database."""
+
+    layers: dict[tuple[str, str], dict[str, Value]]
+    newest: dict[tuple[str, str], int]
+
+    @classmethod
+    def empty(cls) -> ConfigSnapshot:
+        return cls({}, {})
+
+    @property
+    def revision(self) -> int:
+        return max(self.newest.values(), default=0)
+
+    def desired_revision(self, site: str, group: str) -> int:
+        return max(
+            self.newest.get((FLEET, ""), 0),
+            self.newest.get((GROUP, group), 0),
+            self.newest.get((SITE, site), 0),
+        )
+
+    def effective(self, site: str, group: str) -> dict[str, Effective]:
+        out = {k: Effective(v, "default") for k, v in config_schema.defaults().items()}
+        for scope, target, label in (
+            (FLEET, "", "fleet"),
+            (GROUP, group, f"group:{group}"),
+            (SITE, site, f"site:{site}"),
+        ):
+            for k, v in self.layers.get((scope, target), {}).items():
+                out[k] = Effective(v, label)
+        return out
+
+    def lookup(self, site: str, group: str, key: str) -> Value | None:
+        """The value a layer sets for the site, or None where only the default applies."""
+        for layer in ((SITE, site), (GROUP, group), (FLEET, "")):
+            found = self.layers.get(layer)
+            if found and key in found:
+                return found[key]
+        return None
+
+    def value(self, site: str, group: str, key: str) -> Value:
+        found = self.lookup(site, group, key)
+        return config_schema.KEYS[key].default if found is None else found
+
+
+def build_snapshot(
+    values: list[LayerValue], newest: dict[tuple[str, str], int], box: SecretBox
+) -> ConfigSnapshot:
+    layers: dict[tuple[str, str], dict[str, Value]] = {}
+    for v in values:
+        stored = json.loads(v.value_json)
+        if isinstance(stored, dict) and "sealed" in stored:
+            stored = box.open(stored["sealed"])
+        layers.setdefault((v.scope, v.target), {})[v.key] = stored
+    return ConfigSnapshot(layers, newest)
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteConfig:
+    site: str
+    desired_revision: int
+    applied_revision: int
+    entries: dict[str, Effective]
+    refused: str
+
+
+class ConfigService:
+    """Validates and stores changes; every change is one audited revision."""
+
+    def __init__(
+        self,
+        fleet: FleetState,
+        config: SqlConfigState,
+        box: SecretBox,
+        clock: Clock,
+        hub: ConfigHub,
+    ) -> None:
+        self._fleet = fleet
+        self._config = config
+        self._box = box
+        self._clock = clock
+        self._hub = hub
+
+    async def set(
+        self,
+        admin: AdminIdentity,
+        *,
+        scope: str,
+        target: str,
+        values: dict[str, str],
+        unset: list[str],
+    ) -> tuple[int, list[str]]:
+        target = await self._check_layer(scope, target)
+        if not values and not unset:
+            raise InvalidArgument("give at least one KEY=VALUE or --unset KEY")
+        parsed = config_schema.validate(values)
+        for name in unset:
+            config_schema.key(name)
+        stored, shown = {}, {}
+        for name, value in parsed.items():
+            secret = config_schema.KEYS[name].secret
+            stored[name] = (
+                json.dumps({"sealed": self._box.seal(str(value))}) if secret else json.dumps(value)
+            )
+            shown[name] = str(config_schema.masked(name, value))
+        now = self._clock.now()
+        revision, changed = await self._config.set_layer(
+            scope=scope,
+            target=target,
+            values=stored,
+            unset=unset,
+            author=admin.name,
+            now=now,
+            shown=shown,
+        )
+        if revision:
+            detail = ", ".join(f"{k}={shown.get(k, '(unset)')}" for k in changed)
+            await self._fleet.audit(
+                AuditRecord(
+                    now,
+                    admin.name,
+                    "config.set",
+                    f"{scope}:{target}" if target else scope,
+                    f"revision={revision} {detail}",
+                )
+            )
+            await self._hub.refresh()
+        return revision, changed
+
+    async def show(self, site: str) -> SiteConfig:
+        row = await self._fleet.get_site(site)
+        snap = self._hub.snapshot
+        entries = {
+            k: Effective(config_schema.masked(k, e.value), e.layer)
+            for k, e in snap.effective(row.name, row.group).items()
+        }
+        return SiteConfig(
+            site=row.name,
+            desired_revision=snap.desired_revision(row.name, row.group),
+            applied_revision=row.config_revision_applied,
+            entries=entries,
+            refused=row.config_refused,
+        )
+
+    async def history(self, *, limit: int) -> list[RevisionRecord]:
+        limit = limit or 50
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument("limit must be between 1 and 1000")
+        return await self._config.history(limit=limit)
+
+    async def _check_layer(self, scope: str, target: str) -> str:
+        if scope not in SCOPES:
+            raise InvalidArgument("choose one layer: --fleet, --group G or --site S")
+        if scope == FLEET:
+            return ""
+        check_name(target, f"{scope} name")
+        if scope == SITE:
+            await self._fleet.get_site(target)  # NotFound for a typo
+        return target

@@ -1,0 +1,173 @@
+"""Live push of configuration revisions and remote commands to connected agents.
+
+Design (after Elastic fleet-server's policy monitor):
+
+- Each agent holds one WatchConfig stream. The hub keeps one Subscriber per
+  stream: its site, group, and the revision it last sent on that stream
+  (starting from the revision the agent says it runs).
+- The hub holds one immutable ConfigSnapshot of every layer. A change made on
+  this replica refreshes it at once; a change made on another replica arrives
+  as a PostgreSQL NOTIFY (see changefeed.py), and a periodic poll of the
+  newest revision catches anything a lost notification missed.
+- Latest revision only: after a refresh each subscriber whose desired revision
+  differs from what it was sent is woken once, and sends the whole effective
+  configuration of the newest revision. Intermediate revisions are never
+  queued, so an agent that was away for three revisions gets only the last;
+  a burst of changes coalesces into whatever is newest when the stream runs.
+- Fair and throttled: wake-ups go out in registration order in slices, the
+  event loop yielding between slices, so one fan-out to 10,000 streams does
+  not starve check-ins and reports; each stream then builds and writes its own
+  message, and gRPC flow control paces slow agents without blocking others.
+- Tolerant of agents that come and go: nothing is kept for disconnected
+  agents. A reconnecting agent states its running revision and is brought
+  up to date on the spot; check-ins also carry the running revision, so the
+  server's view of "applied" is the truth even if an ack was lost.
+- Commands ride the same stream. Open commands of the site (not finished,
+  not expired) are sent on connect and whenever a new one is queued; each
+  is sent once per stream, and the agent runs each id at most once, so a
+  redelivery after a reconnect is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from common.clock import Clock
+from common.config_schema import Value
+from server.domain import CommandRecord
+from server.services.config import ConfigSnapshot, build_snapshot
+from server.services.secretbox import SecretBox
+from server.state.config_state import SqlConfigState
+
+log = logging.getLogger(__name__)
+
+COMMAND_LIFETIME = dt.timedelta(hours=24)
+WAKE_SLICE = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigDirective:
+    revision: int
+    values: dict[str, Value]
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandDirective:
+    command: CommandRecord
+
+
+Directive = ConfigDirective | CommandDirective
+
+
+class Subscriber:
+    """One open WatchConfig stream."""
+
+    def __init__(self, site_id: int, site: str, group: str, running_revision: int) -> None:
+        self.site_id = site_id
+        self.site = site
+        self.group = group
+        self.sent_revision = running_revision
+        self.sent_commands: set[str] = set()
+        self.commands_dirty = True
+        self.wake = asyncio.Event()
+        self.wake.set()
+
+
+class ConfigHub:
+    def __init__(self, config: SqlConfigState, box: SecretBox, clock: Clock) -> None:
+        self._config = config
+        self._box = box
+        self._clock = clock
+        self._snapshot = ConfigSnapshot.empty()
+        self._subs: dict[int, set[Subscriber]] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def snapshot(self) -> ConfigSnapshot:
+        return self._snapshot
+
+    @property
+    def stream_count(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    async def refresh(self) -> None:
+        """Reload every layer and wake the streams that are behind."""
+        async with self._lock:
+            values, newest = await self._config.layers()
+            self._snapshot = build_snapshot(values, newest, self._box)
+        await self._wake(self._behind)
+
+    async def refresh_if_newer(self) -> None:
+        """The poll fallback: refresh only when the database has a newer revision."""
+        if await self._config.newest_revision() != self._snapshot.revision:
+            await self.refresh()
+
+    async def commands_changed(self, site_id: int | None = None) -> None:
+        """Wake the streams of one site (or all) to look for new commands."""
+
+        def hit(sub: Subscriber) -> bool:
+            if site_id is None or sub.site_id == site_id:
+                sub.commands_dirty = True
+                return True
+            return False
+
+        await self._wake(hit)
+
+    def subscribe(self, site_id: int, site: str, group: str, running: int) -> Subscriber:
+        sub = Subscriber(site_id, site, group, running)
+        self._subs.setdefault(site_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        subs = self._subs.get(sub.site_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.site_id]
+
+    async def directives(self, sub: Subscriber) -> AsyncIterator[Directive]:
+        """What to send on one stream, forever (the caller ends it by cancelling)."""
+        while True:
+            await sub.wake.wait()
+            sub.wake.clear()
+            snap = self._snapshot
+            desired = snap.desired_revision(sub.site, sub.group)
+            if desired and desired != sub.sent_revision:
+                values = {k: e.value for k, e in snap.effective(sub.site, sub.group).items()}
+                sub.sent_revision = desired
+                yield ConfigDirective(desired, values)
+            if sub.commands_dirty:
+                sub.commands_dirty = False
+                async for cmd in self._new_commands(sub):
+                    yield CommandDirective(cmd)
+
+    async def _new_commands(self, sub: Subscriber) -> AsyncIterator[CommandRecord]:
+        now = self._clock.now()
+        found = await self._config.open_commands(site_id=sub.site_id, since=now - COMMAND_LIFETIME)
+        fresh = [c for c in found if c.id not in sub.sent_commands]
+        if not fresh:
+            return
+        await self._config.mark_delivered(ids=[c.id for c in fresh], now=now)
+        for cmd in fresh:
+            sub.sent_commands.add(cmd.id)
+            yield cmd
+
+    def _behind(self, sub: Subscriber) -> bool:
+        desired = self._snapshot.desired_revision(sub.site, sub.group)
+        return bool(desired) and desired != sub.sent_revision
+
+    async def _wake(self, predicate: Callable[[Subscriber], bool]) -> None:
+        woken = 0
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                if predicate(sub):
+                    sub.wake.set()
+                    woken += 1
+                    if woken % WAKE_SLICE == 0:
+                        await asyncio.sleep(0)
+        if woken:
+            log.debug("woke %d stream(s)", woken)

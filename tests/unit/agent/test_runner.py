@@ -1,0 +1,205 @@
+"""The agent loop checks in, delivers the outbox, rides out outages and refusals, and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from agent.backoff import Backoff
+from agent.outbox import Outbox
+from agent.runner import ReportSink, Runner, RunnerConfig
+from agent.status import StatusFile
+from common.clock import FakeClock
+from common.errors import InvalidArgument, Unauthenticated
+from tests.unit.agent.fakes import DOWN, T0, FakeLink, host_facts, report
+
+FAST = RunnerConfig(interval_override=0.02, retry_base=0.01, retry_cap=0.02, refused_retry=0.05)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, config: RunnerConfig = FAST, jobs: tuple = ()) -> None:
+        self.link = FakeLink()
+        self.links_made = 0
+        self.outbox = Outbox(tmp_path / "outbox.sqlite")
+        self.status = StatusFile(tmp_path / "status.json")
+        self.runner = Runner(
+            connect=self._connect,
+            outbox=self.outbox,
+            status=self.status,
+            facts=host_facts,
+            clock=FakeClock(T0),
+            server="test:1",
+            site="shop-1",
+            config=config,
+            backoff=Backoff(base=config.retry_base, cap=config.retry_cap, rand=lambda: 1.0),
+            jobs=jobs,
+        )
+
+    def _connect(self) -> FakeLink:
+        self.links_made += 1
+        return self.link
+
+    async def until(self, cond: Callable[[], bool]) -> None:
+        """Poll `cond` (state lives in SQLite and the fake, not in events) for up to 5 s."""
+        async with asyncio.timeout(5.0):
+            while not cond():  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+
+
+def scenario(tmp_path: Path, body: Callable[[Harness], Awaitable[None]], **kw: object) -> Harness:
+    h = Harness(tmp_path, **kw)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(h.runner.run(stop))
+        try:
+            await body(h)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(go())
+    return h
+
+
+def test_checks_in_repeatedly_and_records_it(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        await h.until(lambda: len(h.link.checkins) >= 3)
+
+    h = scenario(tmp_path, body)
+    assert h.link.checkins[0].hostname == "pc1"
+    saved = h.status.load()
+    assert saved.last_result == "ok"
+    assert saved.last_checkin_at == T0
+    assert saved.checkin_interval_seconds == 0.02
+
+
+def test_queued_reports_are_delivered_oldest_first_after_check_in(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite")
+    for n in (1, 2, 3):
+        box.put(report(n))
+    box.close()
+
+    async def body(h: Harness) -> None:
+        await h.until(lambda: h.outbox.pending() == 0)
+
+    h = scenario(tmp_path, body)
+    assert h.link.deliveries == ["report-0001", "report-0002", "report-0003"]
+    assert h.status.load().last_delivery_at == T0
+
+
+def test_a_submitted_report_is_stored_then_delivered_without_waiting(tmp_path: Path) -> None:
+    slow = RunnerConfig(interval_override=60.0)
+
+    async def body(h: Harness) -> None:
+        await h.until(lambda: len(h.link.checkins) == 1)
+        h.runner.submit(report(9))
+        await h.until(lambda: h.link.deliveries == ["report-0009"])
+
+    h = scenario(tmp_path, body, config=slow)
+    assert h.outbox.pending() == 0
+    assert len(h.link.checkins) == 1
+
+
+def test_while_the_server_is_down_reports_wait_and_arrive_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def body(h: Harness) -> None:
+        h.link.fault = DOWN
+        h.runner.submit(report(1))
+        h.runner.submit(report(2))
+        await asyncio.sleep(0.2)
+        assert h.outbox.pending() == 2
+        assert h.status.load().last_result == "unavailable"
+        h.link.fault = None
+        await h.until(lambda: h.outbox.pending() == 0)
+
+    h = scenario(tmp_path, body)
+    assert h.link.deliveries == ["report-0001", "report-0002"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, "one warning per outage, not per retry"
+    assert "checked in with test:1 again" in caplog.text
+
+
+def test_a_refused_credential_is_logged_once_with_what_to_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(h: Harness) -> None:
+        h.link.fault = Unauthenticated("unknown or revoked agent credential")
+        await asyncio.sleep(0.4)
+        h.link.fault = None
+        await h.until(lambda: len(h.link.checkins) >= 1)
+
+    h = scenario(tmp_path, body)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "re-enroll" in errors[0]
+    assert "storesafe-agent enroll --server test:1" in errors[0]
+    assert h.links_made >= 2, "reconnects with a freshly read credential"
+
+
+def test_a_report_refused_for_good_is_set_aside_and_the_rest_flow(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        h.link.reject["report-0001"] = InvalidArgument("report has no kind")
+        h.runner.submit(report(1))
+        h.runner.submit(report(2))
+        await h.until(lambda: h.link.deliveries == ["report-0002"])
+
+    h = scenario(tmp_path, body)
+    assert (h.outbox.pending(), h.outbox.rejected()) == (0, 1)
+
+
+def test_a_replay_is_acknowledged_and_removed(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        h.link.stored["report-0001"] = report(1)
+        h.runner.submit(report(1))
+        await h.until(lambda: h.outbox.pending() == 0)
+
+    h = scenario(tmp_path, body)
+    assert h.link.deliveries == ["report-0001"]
+
+
+def test_jobs_submit_through_the_seam_and_a_crash_is_contained(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def good(sink: ReportSink) -> None:
+        sink.submit(report(5))
+        await asyncio.Event().wait()
+
+    async def bad(sink: ReportSink) -> None:
+        raise RuntimeError("boom")
+
+    async def body(h: Harness) -> None:
+        await h.until(lambda: h.link.deliveries == ["report-0005"])
+        await h.until(lambda: len(h.link.checkins) >= 3)
+
+    scenario(tmp_path, body, jobs=(good, bad))
+    assert "job bad crashed" in caplog.text
+
+
+def test_stop_leaves_undelivered_reports_queued_and_closes_the_link(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        h.link.fault = DOWN
+        h.runner.submit(report(1))
+        await asyncio.sleep(0.05)
+
+    h = scenario(tmp_path, body)
+    assert h.outbox.pending() == 1
+    assert h.link.closed == 1
+
+
+def test_the_server_names_the_interval_unless_overridden(tmp_path: Path) -> None:
+    h = Harness(tmp_path, config=RunnerConfig())
+    h.link.interval = 30
+    assert asyncio.run(h.runner.check_in_once()) == 30.0
+    h.link.interval = 0
+    assert asyncio.run(h.runner.check_in_once()) == 60.0
+    h.link.fault = DOWN
+    assert asyncio.run(h.runner.check_in_once()) == 1.0  # backoff base, full draw
+    assert asyncio.run(h.runner.check_in_once()) == 2.0

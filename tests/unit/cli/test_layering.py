@@ -1,0 +1,37 @@
+"""Only `cli/client.py` may talk gRPC or touch generated protobuf code."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import cli
+
+CLI_DIR = Path(cli.__file__).parent
+EDGE = {"client.py"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_client_imports_grpc_or_protobuf() -> None:
+    offenders = {}
+    for path in sorted(CLI_DIR.glob("*.py")):
+        if path.name in EDGE:
+            continue
+        bad = {
+            name
+            for name in _imported_modules(path)
+            if name.split(".")[0] in {"grpc", "google", "storesafe"}
+        }
+        if bad:
+            offenders[path.name] = sorted(bad)
+    assert offenders == {}

@@ -1,0 +1,119 @@
+"""Backup names, manifests, listing, marking bad, the job lock and retention on disk."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from agent.firebird.errors import BackupBusy, BackupDirMissing, CountMismatch
+from agent.firebird.files import (
+    NAME_RE,
+    Manifest,
+    Status,
+    backup_name,
+    job_lock,
+    list_backups,
+    mark_bad,
+    prepare_spool,
+    write_manifest,
+)
+from agent.firebird.health import Schema
+from agent.firebird.jobs import apply_retention
+from agent.firebird.retention import RetentionPolicy
+from agent.firebird.verify import compare_counts, drop_problems
+
+WHEN = dt.datetime(2026, 11, 26, 21, 30, tzinfo=dt.UTC)
+
+
+def put_backup(folder: Path, when: dt.datetime, status: Status = Status.GOOD) -> Manifest:
+    name = backup_name(r"C:\RTOwin\Data\RTO Data.fdb", "gbak", 0, when)
+    m = Manifest(name=name, file=f"{name}.fbk.zst", database="/db/shop.fdb", method="gbak",
+                 level=0, started_at=when.isoformat(), finished_at=when.isoformat(),
+                 status=status)
+    (folder / m.file).write_bytes(b"data")
+    write_manifest(folder, m)
+    return m
+
+
+def test_names_are_unique_and_recognised() -> None:
+    a = backup_name(r"C:\RTOwin\Data\RTO Data.fdb", "gbak", 0, WHEN)
+    b = backup_name(r"C:\RTOwin\Data\RTO Data.fdb", "gbak", 0, WHEN)
+    assert a != b
+    assert a.startswith("storesafe-RTO_Data-20261126T213000Z-gbak-")
+    assert NAME_RE.match(a + ".json")
+    assert NAME_RE.match(backup_name("/db/x.fdb", "nbackup", 2, WHEN) + ".json")
+    assert "-L2-" in backup_name("/db/x.fdb", "nbackup", 2, WHEN)
+
+
+def test_missing_backup_dir(tmp_path: Path) -> None:
+    with pytest.raises(BackupDirMissing):
+        prepare_spool(tmp_path / "nope")
+
+
+def test_listing_sees_only_finished_agent_backups(tmp_path: Path) -> None:
+    prepare_spool(tmp_path)
+    mine = put_backup(tmp_path, WHEN)
+    (tmp_path / "shop-manual-copy.fbk").write_bytes(b"x")
+    (tmp_path / "storesafe-notes.json").write_text("{}")
+    orphan = put_backup(tmp_path, WHEN - dt.timedelta(days=1))
+    (tmp_path / orphan.file).unlink()  # manifest without its data file
+    assert [m.name for m in list_backups(tmp_path)] == [mine.name]
+
+
+def test_manifest_round_trip_and_mark_bad(tmp_path: Path) -> None:
+    prepare_spool(tmp_path)
+    m = put_backup(tmp_path, WHEN)
+    mark_bad(tmp_path, m, "checksum mismatch")
+    [listed] = list_backups(tmp_path)
+    assert listed.status == Status.BAD
+    assert listed.file.endswith(".fbk.zst.bad")
+    assert listed.bad_reason == "checksum mismatch"
+    assert (tmp_path / listed.file).read_bytes() == b"data"  # kept for inspection
+    assert not (tmp_path / m.file.removesuffix(".bad")).exists()
+
+
+def test_only_one_job_per_backup_dir(tmp_path: Path) -> None:
+    spool = prepare_spool(tmp_path)
+    with job_lock(spool), pytest.raises(BackupBusy), job_lock(spool):
+        pass
+    with job_lock(spool):  # released again
+        pass
+
+
+def test_retention_on_disk_leaves_foreign_files_alone(tmp_path: Path) -> None:
+    prepare_spool(tmp_path)
+    backups = [put_backup(tmp_path, WHEN - dt.timedelta(days=i)) for i in range(5)]
+    foreign = tmp_path / "storesafe-shop-20200101T000000Z-gbak-deadbeef.fbk.zst"
+    foreign.write_bytes(b"not ours: no manifest")
+    deleted = apply_retention(tmp_path, RetentionPolicy(2, 0, 0), protect=set())
+    assert set(deleted) == {m.name for m in backups[2:]}
+    assert foreign.exists()
+    assert {m.name for m in list_backups(tmp_path)} == {m.name for m in backups[:2]}
+
+
+def test_count_comparison() -> None:
+    compare_counts({"A": 100, "B": 0}, {"A": 100, "B": 0}, tolerance=0)
+    with pytest.raises(CountMismatch, match="A 99 rows, expected 100"):
+        compare_counts({"A": 100}, {"A": 99}, tolerance=0)
+    compare_counts({"A": 1000}, {"A": 990}, tolerance=0.02)
+    with pytest.raises(CountMismatch, match="B missing"):
+        compare_counts({"B": 1}, {}, tolerance=0.5)
+
+
+def test_large_drop_against_previous_good_backup() -> None:
+    problems = drop_problems({"ACCOUNTS": 1000, "TINY": 10, "GONE": 500},
+                             {"ACCOUNTS": 12, "TINY": 0})
+    assert len(problems) == 2
+    assert any("ACCOUNTS dropped from 1000 to 12" in p for p in problems)
+    assert any("GONE" in p for p in problems)
+    assert drop_problems({"ACCOUNTS": 1000}, {"ACCOUNTS": 900}) == []
+
+
+def test_schema_differences() -> None:
+    live = Schema(("A", "B"), ("A.PK_A",))
+    assert live.differences(live) == []
+    diffs = live.differences(Schema(("A",), ()))
+    assert "table missing: B" in diffs
+    assert "index missing: A.PK_A" in diffs

@@ -1,0 +1,88 @@
+"""Compression that follows a growing file, and the checked decompression."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from agent.firebird.errors import BackupCorrupt
+from agent.firebird.stream import compress_following, decompress_checked, sha256_file
+
+
+def test_follows_a_file_that_is_still_being_written(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src.fbk", tmp_path / "out.zst"
+    blocks = [os.urandom(300_000) + b"x" * 700_000 for _ in range(6)]
+    done = threading.Event()
+
+    def writer() -> None:
+        time.sleep(0.05)
+        with open(src, "wb") as fh:
+            for block in blocks:
+                fh.write(block)
+                fh.flush()
+                time.sleep(0.03)
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    result = compress_following(src, dst, finished=done.is_set)
+    thread.join()
+    data = b"".join(blocks)
+    assert result.size_raw == len(data)
+    assert result.size_compressed == dst.stat().st_size
+    assert result.sha256 == sha256_file(dst)
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(dst.read_bytes()) == data
+
+
+def test_writer_that_never_creates_the_file(tmp_path: Path) -> None:
+    result = compress_following(tmp_path / "none", tmp_path / "out", finished=lambda: True)
+    assert result.size_raw == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_never_overwrites_an_existing_output(tmp_path: Path) -> None:
+    (tmp_path / "src").write_bytes(b"abc")
+    (tmp_path / "out").write_bytes(b"keep")
+    with pytest.raises(FileExistsError):
+        compress_following(tmp_path / "src", tmp_path / "out", finished=lambda: True)
+    assert (tmp_path / "out").read_bytes() == b"keep"
+
+
+def make_backup(tmp_path: Path, data: bytes) -> tuple[Path, str]:
+    src = tmp_path / "raw"
+    src.write_bytes(data)
+    out = tmp_path / "b.zst"
+    result = compress_following(src, out, finished=lambda: True)
+    return out, result.sha256
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    data = os.urandom(50_000) * 40
+    out, digest = make_backup(tmp_path, data)
+    size = decompress_checked(out, tmp_path / "restored", expected_sha256=digest)
+    assert size == len(data)
+    assert hashlib.sha256((tmp_path / "restored").read_bytes()).digest() == \
+        hashlib.sha256(data).digest()
+
+
+def test_flipped_byte_is_caught_and_scratch_removed(tmp_path: Path) -> None:
+    out, digest = make_backup(tmp_path, os.urandom(100_000) * 20)
+    raw = bytearray(out.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    out.write_bytes(bytes(raw))
+    with pytest.raises(BackupCorrupt):
+        decompress_checked(out, tmp_path / "restored", expected_sha256=digest)
+    assert not (tmp_path / "restored").exists()
+
+
+def test_truncated_file_is_caught(tmp_path: Path) -> None:
+    out, digest = make_backup(tmp_path, os.urandom(200_000))
+    out.write_bytes(out.read_bytes()[:-1000])
+    with pytest.raises(BackupCorrupt):
+        decompress_checked(out, tmp_path / "restored", expected_sha256=digest)
