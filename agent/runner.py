@@ -233,9 +233,9 @@ class Runner:
     async def _on_refused(self, exc: StoreSafeError) -> None:
         if not self._refused:
             log.error(
-                "the server at %s refused this agent's credential (%s); it was probably "
-                "revoked: re-enroll with `storesafe-agent enroll --server %s --token NEW_TOKEN "
-                "--site %s`; retrying every %.0f s meanwhile",
+                "the server at %s refused this agent's credential (%s); to fix it, re-enroll "
+                "with `storesafe-agent enroll --server %s --token NEW_TOKEN --site %s`; "
+                "retrying every %.0f s meanwhile",
                 self._server,
                 exc,
                 self._server,

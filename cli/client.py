@@ -222,7 +222,7 @@ class AdminClient:
     def _open_channel(self) -> grpc.Channel:
         server = self.server
         host, _port = split_address(server)
-        if not self.settings.token:
+        if not (self.settings.token or "").strip():
             raise errors.InvalidArgument(
                 "no admin token given: pass --token or set STORESAFE_TOKEN"
             )
@@ -240,7 +240,7 @@ class AdminClient:
         return grpc.secure_channel(server, _credentials(self.settings.ca), options=options)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
-        metadata = (("authorization", f"Bearer {self.settings.token}"),)
+        metadata = (("authorization", f"Bearer {(self.settings.token or '').strip()}"),)
         try:
             return method(request, timeout=self.settings.timeout, metadata=metadata)
         except grpc.RpcError as err:
@@ -309,17 +309,12 @@ def _verification_name(value: int) -> str:
     )
 
 
-def _timestamp(ts: Timestamp) -> dt.datetime | None:
-    if ts.seconds == 0 and ts.nanos == 0:
+def _time(message: Any, field: str) -> dt.datetime | None:
+    """The timestamp `field` of `message`, or None when it is unset or zero (never)."""
+    ts: Timestamp = getattr(message, field)
+    if not message.HasField(field) or (ts.seconds == 0 and ts.nanos == 0):
         return None
     return ts.ToDatetime(tzinfo=dt.UTC)
-
-
-def _time(message: Any, field: str) -> dt.datetime | None:
-    """The timestamp `field` of `message`, or None when it is unset (never)."""
-    if not message.HasField(field):
-        return None
-    return _timestamp(getattr(message, field))
 
 
 def _summary(row: admin_pb2.SiteSummary) -> SiteSummary:
@@ -346,10 +341,6 @@ def _health(h: types_pb2.FirebirdHealth) -> FirebirdHealth:
     )
 
 
-def _health_dict(h: types_pb2.FirebirdHealth) -> dict[str, Any]:
-    return dataclasses.asdict(_health(h))
-
-
 def _details(report: types_pb2.RunReport) -> dict[str, Any]:
     """The kind-specific figures of a report, with proto field names."""
     which = report.WhichOneof("details")
@@ -369,7 +360,7 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
             "table_counts": dict(b.table_counts),
             "firebird_version": b.firebird_version,
             "database": b.database,
-            "health": _health_dict(b.health) if b.HasField("health") else None,
+            "health": dataclasses.asdict(_health(b.health)) if b.HasField("health") else None,
             "problems": list(b.problems),
         }
     if which == "image_sync":

@@ -8,7 +8,7 @@ stderr with the error's exit code; no traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -21,7 +21,13 @@ from common.version import VERSION
 
 
 class StoreSafeGroup(TyperGroup):
-    """The root command group; it turns StoreSafe errors into one line and an exit code."""
+    """The root command group: every expected failure becomes one line and an exit code."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except typer.TyperException as err:  # a bad global option
+            _usage_error(err)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -29,6 +35,18 @@ class StoreSafeGroup(TyperGroup):
         except StoreSafeError as err:
             output.print_error(err.message)
             raise typer.Exit(err.exit_code) from None
+        except typer.TyperException as err:  # a bad command, option or value
+            _usage_error(err)
+
+
+def _usage_error(err: typer.TyperException) -> NoReturn:
+    """Say what typer refused in one line, `error: missing option '--site' (see ...)`."""
+    ctx = getattr(err, "ctx", None)
+    if ctx is None or type(err).__name__ == "NoArgsIsHelpError":
+        raise err  # not a usage error, or the wish to see help
+    message = err.format_message().strip().rstrip(".")
+    output.print_error(f"{message[:1].lower()}{message[1:]} (see '{ctx.command_path} --help')")
+    raise typer.Exit(getattr(err, "exit_code", 2)) from None
 
 
 app = typer.Typer(

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +82,13 @@ def _table(*headers: str, **options: Any) -> Table:
     return result
 
 
-def _counts(sites: Iterable[SiteSummary]) -> str:
+def _counts(sites: list[SiteSummary]) -> str:
+    """`3 sites: 2 ok, 1 never`."""
     tally: dict[str, int] = {}
     for site in sites:
         tally[site.status] = tally.get(site.status, 0) + 1
-    return ", ".join(f"{n} {status}" for status, n in tally.items())
+    noun = "site" if len(sites) == 1 else "sites"
+    return f"{len(sites)} {noun}: " + ", ".join(f"{n} {status}" for status, n in tally.items())
 
 
 # --- JSON rows (the contract) ---------------------------------------------
@@ -177,7 +178,7 @@ def token_json(token: EnrollmentToken) -> dict[str, Any]:
 
 def sites_table(sites: list[SiteSummary], now: dt.datetime) -> Table:
     """The fleet table: one row per site, problems joined."""
-    caption = f"{len(sites)} sites: {_counts(sites)}"
+    caption = _counts(sites)
     table = _table(*SITE_COLUMNS, caption=caption, caption_justify="left")
     for s in sites:
         table.add_row(
@@ -228,7 +229,7 @@ def site_view(detail: SiteDetail, now: dt.datetime) -> list[Table]:
         ("Active agents", Text(str(detail.active_agents))),
         ("Enrolled", Text(timestamp(detail.enrolled_at, now))),
         ("Config revision", config_text(s)),
-        ("Clock skew", Text(f"{detail.clock_skew_seconds:+.1f}s")),
+        ("Clock skew", Text(f"{round(detail.clock_skew_seconds, 1) + 0.0:+.1f}s")),
         ("Outbox pending", Text(str(detail.outbox_pending))),
     ]
     for key, value in rows:

@@ -115,6 +115,15 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
     stale_after_hours: Annotated[
         float, typer.Option(help="Default for status.stale_after_hours.", min=0.01)
     ] = 26.0,
+    poll_seconds: Annotated[
+        float,
+        typer.Option(
+            help="How often to look for changes made by other replicas "
+            "(the safety net under PostgreSQL LISTEN/NOTIFY).",
+            min=0.5,
+            max=3600,
+        ),
+    ] = 10.0,
 ) -> None:
     """Serve the agent and admin gRPC APIs until SIGTERM."""
     _logging()
@@ -126,6 +135,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         checkin_interval=checkin_interval,
         offline_after_minutes=offline_after_minutes,
         stale_after_hours=stale_after_hours,
+        poll_seconds=poll_seconds,
     )
     try:
         asyncio.run(serve(options))

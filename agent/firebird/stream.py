@@ -22,6 +22,7 @@ from agent.firebird.errors import BackupCorrupt
 CHUNK = 1 << 20
 ZSTD_LEVEL = 3
 POLL_SECONDS = 0.02
+SYNC_EVERY = 8 << 20  # flush output while the backup runs, so the final fsync is short
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +53,7 @@ def compress_following(
         sleep(POLL_SECONDS)
     cobj = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compressobj()
     digest = hashlib.sha256()
-    raw = out = 0
+    raw = out = synced = 0
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     with open(src, "rb", buffering=0) as reader, os.fdopen(fd, "wb", buffering=0) as writer:
         while True:
@@ -61,6 +62,9 @@ def compress_following(
             if chunk:
                 raw += len(chunk)
                 out += _emit(writer, digest, cobj.compress(chunk))
+                if out - synced >= SYNC_EVERY and not done:
+                    _datasync(writer.fileno())
+                    synced = out
             elif done:
                 break
             else:
@@ -68,6 +72,11 @@ def compress_following(
         out += _emit(writer, digest, cobj.flush())
         os.fsync(writer.fileno())
     return Compressed(raw, out, digest.hexdigest())
+
+
+def _datasync(fd: int) -> None:
+    sync = getattr(os, "fdatasync", os.fsync)  # no fdatasync on Windows
+    sync(fd)
 
 
 def _emit(writer: object, digest: hashlib._Hash | None, data: bytes) -> int:

@@ -219,7 +219,7 @@ def test_a_revoked_agent_says_to_re_enroll_and_recovers_after_it(
         queue(state, 1)
         time.sleep(2)
         assert agent.alive()
-        assert agent.log().count("re-enroll") == 1
+        assert agent.log().count("refused this agent's credential") == 1
         assert enroll_agent(server, state, "shop-revoked").returncode == 0
         wait_for(lambda: agent.status()["outbox_pending"] == 0, what="delivery after re-enroll")
         assert agent.status()["last_result"] == "ok"

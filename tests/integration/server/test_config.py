@@ -1,0 +1,253 @@
+"""Layered config, validation, push, acks, rollout and commands against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from storesafe.v1 import admin_pb2, agent_pb2
+
+from tests.support.server import ServerHandle
+from tests.support.simagent import close_all, enroll_many, next_config
+
+FLEET, GROUP, SITE = (
+    admin_pb2.CONFIG_SCOPE_FLEET,
+    admin_pb2.CONFIG_SCOPE_GROUP,
+    admin_pb2.CONFIG_SCOPE_SITE,
+)
+
+
+def set_config(
+    h: ServerHandle, scope: int, target: str = "", unset: tuple[str, ...] = (), **values: str
+) -> admin_pb2.SetConfigResponse:
+    values = {k.replace("__", "."): v for k, v in values.items()}
+    return h.admin_stub().SetConfig(
+        admin_pb2.SetConfigRequest(scope=scope, target=target, values=values, unset=list(unset)),
+        metadata=h.admin_metadata,
+        timeout=10,
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"backup.nope": "1"}, "unknown configuration key 'backup.nope'"),
+        (
+            {"backup.keep_daily": "seven"},
+            "backup.keep_daily='seven' is not valid: expected a whole",
+        ),
+        (
+            {"upload.enabled": "maybe"},
+            "upload.enabled='maybe' is not valid: expected true or false",
+        ),
+        (
+            {"backup.schedule": "0 25 * * *"},
+            "backup.schedule='0 25 * * *' is not valid: expected a",
+        ),
+        (
+            {"backup.dir": "C:\\Back<ups"},
+            "backup.dir='C:\\\\Back<ups' is not valid: a path may not",
+        ),
+        ({"backup.dir": "Backups"}, "expected an absolute path"),
+        ({"backup.method": "copy"}, "expected one of gbak, nbackup"),
+        ({"backup.keep_daily": "-1"}, "must be at least 0"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key_and_reason(
+    shared_server: ServerHandle, values: dict[str, str], message: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        shared_server.admin_stub().SetConfig(
+            admin_pb2.SetConfigRequest(scope=FLEET, values=values),
+            metadata=shared_server.admin_metadata,
+            timeout=10,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in (err.value.details() or "")
+
+
+def test_layers_explain_and_secrets_stay_masked(server: ServerHandle) -> None:
+    async def body() -> None:
+        [agent] = await enroll_many(
+            server.address,
+            server.ca_path.read_bytes(),
+            server.admin_token,
+            ["shop-1"],
+            group="east",
+        )
+        set_config(server, FLEET, backup__keep_daily="10", firebird__password="hunter2")
+        set_config(server, GROUP, "east", backup__keep_daily="12", backup__method="nbackup")
+        rev = set_config(server, SITE, "shop-1", backup__method="gbak").revision
+        shown = server.admin_stub().GetConfig(
+            admin_pb2.GetConfigRequest(site="shop-1"), metadata=server.admin_metadata
+        )
+        entries = {e.key: (e.value, e.layer) for e in shown.entries}
+        assert entries["backup.keep_daily"] == ("12", "group:east")
+        assert entries["backup.method"] == ("gbak", "site:shop-1")
+        assert entries["backup.keep_weekly"] == ("4", "default")
+        assert entries["firebird.password"] == ("********", "fleet")
+        assert shown.desired_revision == rev
+        history = server.admin_stub().ConfigHistory(
+            admin_pb2.ConfigHistoryRequest(), metadata=server.admin_metadata
+        )
+        assert [r.revision for r in history.revisions] == [rev, rev - 1, rev - 2]
+        assert dict(history.revisions[2].changes)["firebird.password"] == "********"
+        # the agent gets the real secret over its own stream
+        call = agent.watch()
+        update = await next_config(call)
+        assert update.revision == rev
+        assert update.values["firebird.password"].text == "hunter2"
+        assert update.values["backup.keep_daily"].integer == 12
+        call.cancel()
+        await close_all([agent.channel])
+        audit = server.admin_stub().ListAudit(
+            admin_pb2.ListAuditRequest(), metadata=server.admin_metadata
+        )
+        assert all("hunter2" not in e.details for e in audit.entries)
+        assert "hunter2" not in server.log()
+
+    asyncio.run(body())
+
+
+def test_live_push_ack_refusal_and_offline_agent_gets_latest_only(server: ServerHandle) -> None:
+    async def body() -> None:
+        a, b = await enroll_many(
+            server.address, server.ca_path.read_bytes(), server.admin_token, ["s-a", "s-b"]
+        )
+        call = a.watch()
+        t0 = time.monotonic()
+        rev1 = set_config(server, FLEET, backup__keep_daily="8").revision
+        update = await next_config(call, timeout=5)
+        assert update.revision == rev1 and time.monotonic() - t0 < 5
+        await a.ack(rev1)
+        # b is away during three revisions
+        for n in (9, 10, 11):
+            last = set_config(server, FLEET, backup__keep_daily=str(n)).revision
+        seen = [(await next_config(call, timeout=5)).revision]
+        while seen[-1] != last:  # a connected agent may see each one, in order
+            seen.append((await next_config(call, timeout=5)).revision)
+        assert seen == sorted(seen) and seen[-1] == last
+        b_call = b.watch(running_revision=0)
+        b_update = await next_config(b_call, timeout=5)
+        assert b_update.revision == last and b_update.values["backup.keep_daily"].integer == 11
+        with pytest.raises(asyncio.TimeoutError):
+            await next_config(b_call, timeout=0.5)
+        await b.ack(last, applied=False, error="backup.dir does not exist on this PC")
+        await a.ack(last)
+        rollout = {
+            r.site: r
+            for r in server.admin_stub()
+            .ConfigRollout(admin_pb2.ConfigRolloutRequest(), metadata=server.admin_metadata)
+            .sites
+        }
+        assert (rollout["s-a"].state, rollout["s-a"].applied_revision) == ("applied", last)
+        assert rollout["s-b"].state == "refused"
+        assert rollout["s-b"].refused == "backup.dir does not exist on this PC"
+        site = server.admin_stub().GetSite(
+            admin_pb2.GetSiteRequest(site="s-b"), metadata=server.admin_metadata
+        )
+        assert (
+            "configuration refused: backup.dir does not exist on this PC" in site.summary.problems
+        )
+        # a check-in reporting the running revision is the truth even without an ack
+        newer = set_config(server, FLEET, backup__keep_daily="5").revision
+        reply = await b.check_in(running_revision=newer)
+        assert reply.desired_config_revision == newer
+        rollout = {
+            r.site: r
+            for r in server.admin_stub()
+            .ConfigRollout(admin_pb2.ConfigRolloutRequest(), metadata=server.admin_metadata)
+            .sites
+        }
+        assert rollout["s-b"].state == "applied" and rollout["s-a"].state == "pending"
+        call.cancel()
+        b_call.cancel()
+        await close_all([a.channel, b.channel])
+
+    asyncio.run(body())
+
+
+def test_commands_are_delivered_redelivered_until_acked_and_acked_once(
+    server: ServerHandle,
+) -> None:
+    async def body() -> None:
+        [agent] = await enroll_many(
+            server.address, server.ca_path.read_bytes(), server.admin_token, ["s-cmd"]
+        )
+        admin = server.admin_stub()
+        sent = admin.SendCommand(
+            admin_pb2.SendCommandRequest(site="s-cmd", kind=agent_pb2.COMMAND_KIND_BACKUP_NOW),
+            metadata=server.admin_metadata,
+        )
+
+        async def first_command(call: object) -> agent_pb2.Command:
+            async for d in call:  # type: ignore[attr-defined]
+                if d.HasField("command"):
+                    return d.command
+            raise EOFError
+
+        call = agent.watch()
+        cmd = await asyncio.wait_for(first_command(call), 5)
+        assert cmd.id == sent.command_id and cmd.kind == agent_pb2.COMMAND_KIND_BACKUP_NOW
+        call.cancel()
+        # not acked: a new stream gets it again (the agent dedupes by id)
+        call = agent.watch()
+        again = await asyncio.wait_for(first_command(call), 5)
+        assert again.id == cmd.id
+        for _ in range(2):  # a duplicated ack changes nothing
+            await agent.stub.AckCommand(
+                agent_pb2.AckCommandRequest(
+                    command_id=cmd.id,
+                    outcome=agent_pb2.COMMAND_OUTCOME_REJECTED,
+                    message="backup is not configured on this agent",
+                ),
+                metadata=agent.metadata,
+            )
+        states = admin.ListCommands(
+            admin_pb2.ListCommandsRequest(site="s-cmd"), metadata=server.admin_metadata
+        ).commands
+        assert [(c.state, c.message) for c in states] == [
+            ("rejected", "backup is not configured on this agent")
+        ]
+        call.cancel()
+        call = agent.watch()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(first_command(call), 0.7)
+        call.cancel()
+        with pytest.raises(grpc.RpcError) as err:
+            admin.SendCommand(
+                admin_pb2.SendCommandRequest(site="nope", kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
+                metadata=server.admin_metadata,
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        await close_all([agent.channel])
+
+    asyncio.run(body())
+
+
+def test_an_agent_cannot_watch_or_ack_for_another_site(server: ServerHandle) -> None:
+    async def body() -> None:
+        a, b = await enroll_many(
+            server.address, server.ca_path.read_bytes(), server.admin_token, ["own-a", "own-b"]
+        )
+        call = a.stub.WatchConfig(agent_pb2.WatchConfigRequest(site="own-b"), metadata=a.metadata)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await next_config(call, timeout=5)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        sent = server.admin_stub().SendCommand(
+            admin_pb2.SendCommandRequest(site="own-b", kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
+            metadata=server.admin_metadata,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await a.stub.AckCommand(
+                agent_pb2.AckCommandRequest(
+                    command_id=sent.command_id, outcome=agent_pb2.COMMAND_OUTCOME_SUCCEEDED
+                ),
+                metadata=a.metadata,
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        await close_all([a.channel, b.channel])
+
+    asyncio.run(body())

@@ -1,0 +1,155 @@
+"""Push under stress: a server restart with 1,000 open streams, and replicas on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from storesafe.v1 import admin_pb2, agent_pb2
+
+from tests.support.server import PG_ENV, ServerHandle, free_port, fresh_pg_database, init_server
+from tests.support.simagent import SimAgent, close_all, enroll_many, next_config
+
+
+def set_fleet(h: ServerHandle, **values: str) -> int:
+    resp = h.admin_stub().SetConfig(
+        admin_pb2.SetConfigRequest(
+            scope=admin_pb2.CONFIG_SCOPE_FLEET,
+            values={k.replace("__", "."): v for k, v in values.items()},
+        ),
+        metadata=h.admin_metadata,
+        timeout=30,
+    )
+    return resp.revision
+
+
+async def follow(agent: SimAgent, want: int, *, deadline: float) -> int:
+    """Hold a stream like a real agent: reconnect with jittered backoff until `want` arrives."""
+    running, delay = 0, 0.2
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        call = agent.watch(running_revision=running)
+        try:
+            async for d in call:
+                if d.HasField("config"):
+                    running = d.config.revision
+                    if running >= want:
+                        call.cancel()
+                        return running
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                raise
+        await asyncio.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, 3.0)
+    return running
+
+
+def test_restart_with_a_thousand_open_streams(tmp_path: Path) -> None:
+    h = init_server(tmp_path)
+    h.start()
+
+    async def body() -> None:
+        agents = await enroll_many(
+            h.address,
+            h.ca_path.read_bytes(),
+            h.admin_token,
+            [f"r{i:04d}" for i in range(1000)],
+            channels=8,
+        )
+        rev1 = set_fleet(h, backup__keep_daily="3")
+        calls = [a.watch() for a in agents]
+        got = await asyncio.gather(*(next_config(c, timeout=60) for c in calls))
+        assert {u.revision for u in got} == {rev1}
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(h.restart)  # every stream breaks
+        codes = []
+        for c in calls:
+            try:
+                await asyncio.wait_for(c.read(), 10)
+            except grpc.aio.AioRpcError as exc:
+                codes.append(exc.code())
+        assert len(codes) == 1000
+        rev2 = set_fleet(h, backup__keep_daily="4")
+        deadline = loop.time() + 90
+        revisions = await asyncio.gather(*(follow(a, rev2, deadline=deadline) for a in agents))
+        assert revisions == [rev2] * 1000
+        rollout = h.admin_stub().ConfigRollout(
+            admin_pb2.ConfigRolloutRequest(), metadata=h.admin_metadata, timeout=30
+        )
+        assert len(rollout.sites) == 1000
+        await close_all([a.channel for a in agents])
+
+    try:
+        asyncio.run(body())
+        assert "Traceback" not in h.log()
+    finally:
+        h.stop()
+
+
+@dataclasses.dataclass
+class Replicas:
+    a: ServerHandle
+    b: ServerHandle
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[Replicas]:
+    if not os.environ.get(PG_ENV):
+        pytest.skip(f"replica tests need PostgreSQL ({PG_ENV}, set by .ci/run)")
+    with fresh_pg_database() as url:
+        a = init_server(tmp_path, db_url=url, extra_args=("--poll-seconds", "30"))
+        b = dataclasses.replace(a, address=f"127.0.0.1:{free_port()}", proc=None)
+        a.start()
+        b.start()
+        try:
+            yield Replicas(a, b)
+        finally:
+            a.stop()
+            b.stop()
+
+
+@pytest.mark.postgres
+def test_a_change_made_on_one_replica_reaches_agents_on_the_other(replicas: Replicas) -> None:
+    a, b = replicas.a, replicas.b
+
+    async def body() -> None:
+        [agent] = await enroll_many(a.address, a.ca_path.read_bytes(), a.admin_token, ["rep-1"])
+        on_b = SimAgent(
+            agent.site,
+            agent.credential,
+            grpc.aio.secure_channel(
+                b.address, grpc.ssl_channel_credentials(b.ca_path.read_bytes())
+            ),
+        )
+        call = on_b.watch()
+        await asyncio.sleep(0.5)
+        rev = set_fleet(a, backup__keep_daily="21")
+        update = await next_config(call, timeout=5)  # well under the 30 s poll: LISTEN/NOTIFY
+        assert update.revision == rev and update.values["backup.keep_daily"].integer == 21
+        sent = a.admin_stub().SendCommand(
+            admin_pb2.SendCommandRequest(site="rep-1", kind=agent_pb2.COMMAND_KIND_BACKUP_NOW),
+            metadata=a.admin_metadata,
+        )
+
+        async def command() -> str:
+            async for d in call:
+                if d.HasField("command"):
+                    return d.command.id
+            raise EOFError
+
+        assert await asyncio.wait_for(command(), 5) == sent.command_id
+        await on_b.ack(rev)
+        shown = b.admin_stub().GetConfig(
+            admin_pb2.GetConfigRequest(site="rep-1"), metadata=b.admin_metadata
+        )
+        assert (shown.desired_revision, shown.applied_revision) == (rev, rev)
+        call.cancel()
+        await close_all([agent.channel, on_b.channel])
+
+    asyncio.run(body())
