@@ -172,3 +172,29 @@ def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.startswith("storesafe ")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["token", "create"],
+            "error: missing option '--site' (see 'storesafe token create --help')",
+        ),
+        (["bogus"], "error: no such command 'bogus' (see 'storesafe --help')"),
+        (["sites", "--bogus"], "error: no such option: --bogus (see 'storesafe sites --help')"),
+        (["--timeout", "0", "sites"], "error: invalid value for '--timeout'"),
+        (["runs", "x", "--limit", "many"], "error: invalid value for '--limit'"),
+    ],
+)
+def test_usage_errors_are_one_line_too(fake: FakeAdminClient, args: list[str], line: str) -> None:
+    result = CliRunner().invoke(app, args, prog_name="storesafe")
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(line)
+
+
+def test_no_arguments_shows_help() -> None:
+    result = CliRunner().invoke(app, [], prog_name="storesafe")
+    assert "Usage: storesafe" in result.output
+    assert "sites" in result.output
