@@ -100,8 +100,19 @@ def raw_verify(fbk: Path, scratch: Path, pw: str) -> float:
     scratch.unlink(missing_ok=True)
     t0 = time.perf_counter()
     run_cli(["gbak", "-c", "-se", "localhost:service_mgr", str(fbk), str(scratch)], pw)
-    run_cli(["fbsvcmgr", "localhost:service_mgr", "action_repair", "dbname", str(scratch),
-             "rpr_validate_db", "rpr_full", "rpr_check_db"], pw)
+    run_cli(
+        [
+            "fbsvcmgr",
+            "localhost:service_mgr",
+            "action_repair",
+            "dbname",
+            str(scratch),
+            "rpr_validate_db",
+            "rpr_full",
+            "rpr_check_db",
+        ],
+        pw,
+    )
     seconds = time.perf_counter() - t0
     scratch.unlink(missing_ok=True)
     return seconds
@@ -111,7 +122,10 @@ def agent(mode: str, db: str, backup_dir: Path, pw: str, name: str = "") -> tupl
     """Run the agent job in a child process; return its JSON and peak RSS in bytes."""
     proc = subprocess.Popen(
         [sys.executable, "-c", AGENT_CHILD, mode, db, str(backup_dir), name],
-        env=fb_env(pw), cwd=REPO, stdout=subprocess.PIPE, text=True,
+        env=fb_env(pw),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     output = proc.stdout.read()
@@ -159,8 +173,9 @@ def main() -> None:
     print(f"database {db_size / 2**20:.0f} MiB; warming up ...", flush=True)
     raw_backup(target.database, raw_fbk, pw, no_gc=True)
 
-    t: dict[str, list[float]] = {k: [] for k in ("raw", "raw_g", "agent", "raw_verify",
-                                                 "agent_verify")}
+    t: dict[str, list[float]] = {
+        k: [] for k in ("raw", "raw_g", "agent", "raw_verify", "agent_verify")
+    }
     rss: list[int] = []
     names: list[str] = []
     for i in range(args.repeat):
@@ -184,10 +199,14 @@ def main() -> None:
     during_raw: list[WriterStats] = []
     during_agent: list[WriterStats] = []
     for _ in range(args.repeat):
-        during_raw.append(with_writer(
-            target, lambda: raw_backup(target.database, raw_fbk, pw, no_gc=False))[1])
-        during_agent.append(with_writer(
-            target, lambda: agent("backup", target.database, backups, pw)[0]["seconds"])[1])
+        during_raw.append(
+            with_writer(target, lambda: raw_backup(target.database, raw_fbk, pw, no_gc=False))[1]
+        )
+        during_agent.append(
+            with_writer(
+                target, lambda: agent("backup", target.database, backups, pw)[0]["seconds"]
+            )[1]
+        )
     report(args, db_size, sizes, t, rss, idle, during_raw, during_agent)
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(backups, ignore_errors=True)
@@ -199,35 +218,62 @@ def pooled_p99(stats: list[WriterStats]) -> float:
 
 def report(args, db_size, sizes, t, rss, idle, during_raw, during_agent) -> None:
     m = {k: median(v) for k, v in t.items()}
-    p99 = {"idle": idle.percentile(99), "raw": pooled_p99(during_raw),
-           "agent": pooled_p99(during_agent)}
+    p99 = {
+        "idle": idle.percentile(99),
+        "raw": pooled_p99(during_raw),
+        "agent": pooled_p99(during_agent),
+    }
     rows = [
         ("backup: raw gbak -b -se", f"{m['raw']:.2f} s", "1.00x"),
         ("backup: raw gbak -b -g -se", f"{m['raw_g']:.2f} s", f"{m['raw_g'] / m['raw']:.2f}x"),
-        ("backup: agent (gbak -g, zstd, sha256, fsync)", f"{m['agent']:.2f} s",
-         f"{m['agent'] / m['raw']:.2f}x vs -b, {m['agent'] / m['raw_g']:.2f}x vs -b -g"),
+        (
+            "backup: agent (gbak -g, zstd, sha256, fsync)",
+            f"{m['agent']:.2f} s",
+            f"{m['agent'] / m['raw']:.2f}x vs -b, {m['agent'] / m['raw_g']:.2f}x vs -b -g",
+        ),
         ("verify: raw gbak -c + full validation", f"{m['raw_verify']:.2f} s", "1.00x"),
-        ("verify: agent (checksum, restore, validate, compare)", f"{m['agent_verify']:.2f} s",
-         f"{m['agent_verify'] / m['raw_verify']:.2f}x"),
+        (
+            "verify: agent (checksum, restore, validate, compare)",
+            f"{m['agent_verify']:.2f} s",
+            f"{m['agent_verify'] / m['raw_verify']:.2f}x",
+        ),
         ("writer p99: no backup", f"{p99['idle']:.1f} ms", "1.00x"),
-        ("writer p99: during raw gbak", f"{p99['raw']:.1f} ms",
-         f"{p99['raw'] / p99['idle']:.2f}x idle"),
-        ("writer p99: during agent backup", f"{p99['agent']:.1f} ms",
-         f"{p99['agent'] / p99['idle']:.2f}x idle, {p99['agent'] / p99['raw']:.2f}x raw"),
+        (
+            "writer p99: during raw gbak",
+            f"{p99['raw']:.1f} ms",
+            f"{p99['raw'] / p99['idle']:.2f}x idle",
+        ),
+        (
+            "writer p99: during agent backup",
+            f"{p99['agent']:.1f} ms",
+            f"{p99['agent'] / p99['idle']:.2f}x idle, {p99['agent'] / p99['raw']:.2f}x raw",
+        ),
         ("agent peak RSS during backup", f"{max(rss) / 2**20:.1f} MiB", "goal < 100 MiB"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"\ndatabase {db_size / 2**20:.0f} MiB, backup {sizes[0] / 2**20:.0f} MiB raw, "
-          f"{sizes[1] / 2**20:.0f} MiB zstd; medians of {args.repeat} (writer p99 pooled)")
+    print(
+        f"\ndatabase {db_size / 2**20:.0f} MiB, backup {sizes[0] / 2**20:.0f} MiB raw, "
+        f"{sizes[1] / 2**20:.0f} MiB zstd; medians of {args.repeat} (writer p99 pooled)"
+    )
     for name, value, ratio in rows:
         print(f"{name:<{width}}  {value:>10}  {ratio}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "firebird_backup.json"
-    out.write_text(json.dumps({
-        "database_bytes": db_size, "backup_raw_bytes": sizes[0],
-        "backup_compressed_bytes": sizes[1], "repeat": args.repeat,
-        "seconds": t, "medians": m, "writer_p99_ms": p99, "agent_peak_rss_bytes": max(rss),
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "database_bytes": db_size,
+                "backup_raw_bytes": sizes[0],
+                "backup_compressed_bytes": sizes[1],
+                "repeat": args.repeat,
+                "seconds": t,
+                "medians": m,
+                "writer_p99_ms": p99,
+                "agent_peak_rss_bytes": max(rss),
+            },
+            indent=2,
+        )
+    )
     print(f"\nresults written to {out}")
 
 

@@ -87,7 +87,7 @@ class ChangeFeed:
                         await self.handle(note.payload)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged, then retried
                 log.warning("lost the PostgreSQL change feed (%s); retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)

@@ -83,7 +83,7 @@ class BatchWriter:
         try:
             with self._engine.begin() as conn:
                 results = [op(conn) for op, _fut, _loop in batch]
-        except Exception:
+        except Exception:  # noqa: BLE001 - each write is retried alone below
             if len(batch) == 1:
                 self._run_one(batch[0])
                 return
@@ -98,7 +98,7 @@ class BatchWriter:
         try:
             with self._engine.begin() as conn:
                 result = op(conn)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
             loop.call_soon_threadsafe(_resolve, fut, None, exc)
             return
         loop.call_soon_threadsafe(_resolve, fut, result, None)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.main import local_status
+from agent.settings import StateDir
 from tests.support.server import BIN, ServerHandle, create_enrollment_token
 
 AGENT = str(BIN / "storesafe-agent")
@@ -77,6 +79,11 @@ class AgentProcess:
         return self.proc.poll() is None
 
     def status(self) -> dict[str, Any]:
+        """What `storesafe-agent status --json` shows, read in this process (fast to poll)."""
+        return local_status(StateDir(self.state_dir))
+
+    def status_cli(self) -> dict[str, Any]:
+        """`storesafe-agent status --json` itself."""
         done = agent_cli("status", "--json", "--state-dir", str(self.state_dir))
         assert done.returncode == 0, done.stderr
         data: dict[str, Any] = json.loads(done.stdout)

@@ -28,10 +28,18 @@ def stored_run_ids(server: ServerHandle, site: str) -> list[str]:
 
 
 def queue(state_dir: Path, *numbers: int) -> None:
-    """Record reports the way a job does: into the outbox (the agent may be running)."""
-    with Outbox(StateDir(state_dir).outbox_path) as box:
+    (
+        """Record reports the way a job does: into the outbox (the agent may be running).
+
+    Report ids are `<site>-<n>`, unique on a shared server.
+    """
+        ""
+    )
+    state = StateDir(state_dir)
+    site = state.load_credentials().site
+    with Outbox(state.outbox_path) as box:
         for n in numbers:
-            box.put(report(n, id=f"{state_dir.name}-{n}"))
+            box.put(report(n, id=f"{site}-{n}"))
 
 
 def assert_one_line_error(done: object) -> str:
@@ -44,9 +52,11 @@ def assert_one_line_error(done: object) -> str:
     return lines[0]
 
 
-def test_enroll_then_run_checks_in_and_delivers(server: ServerHandle, tmp_path: Path) -> None:
+def test_enroll_then_run_checks_in_and_delivers(
+    shared_server: ServerHandle, tmp_path: Path
+) -> None:
     state = tmp_path / "agent"
-    done = enroll_agent(server, state, "shop-ok")
+    done = enroll_agent(shared_server, state, "shop-ok")
     assert done.returncode == 0, done.stderr
     assert "enrolled as agent" in done.stdout
     queue(state, 1, 2)
@@ -54,9 +64,18 @@ def test_enroll_then_run_checks_in_and_delivers(server: ServerHandle, tmp_path: 
     try:
         wait_for(lambda: agent.status()["last_result"] == "ok", what="a check-in")
         wait_for(lambda: agent.status()["outbox_pending"] == 0, what="delivery")
-        assert stored_run_ids(server, "shop-ok") == ["agent-1", "agent-2"]
-        site = server.admin_stub().GetSite(
-            admin_pb2.GetSiteRequest(site="shop-ok"), metadata=server.admin_metadata, timeout=10
+        shown = agent.status_cli()
+        assert (shown["site"], shown["last_result"], shown["outbox_pending"]) == (
+            "shop-ok",
+            "ok",
+            0,
+        )
+        assert shown["last_checkin_at"].endswith("Z")
+        assert stored_run_ids(shared_server, "shop-ok") == ["shop-ok-1", "shop-ok-2"]
+        site = shared_server.admin_stub().GetSite(
+            admin_pb2.GetSiteRequest(site="shop-ok"),
+            metadata=shared_server.admin_metadata,
+            timeout=10,
         )
         assert site.summary.HasField("last_seen_at")
         assert [d.label for d in site.disks] == ["state"]
@@ -66,18 +85,20 @@ def test_enroll_then_run_checks_in_and_delivers(server: ServerHandle, tmp_path: 
     assert StateDir(state).load_credentials().credential not in agent.log()
 
 
-def test_bad_enrollment_tokens_are_one_line_errors(server: ServerHandle, tmp_path: Path) -> None:
+def test_bad_enrollment_tokens_are_one_line_errors(
+    shared_server: ServerHandle, tmp_path: Path
+) -> None:
     def enroll(token: str, site: str, state: str) -> object:
         return agent_cli(
             "enroll",
             "--server",
-            server.address,
+            shared_shared_server.address,
             "--token",
             token,
             "--site",
             site,
             "--ca",
-            str(server.ca_path),
+            str(shared_shared_server.ca_path),
             "--state-dir",
             str(tmp_path / state),
         )
@@ -85,15 +106,15 @@ def test_bad_enrollment_tokens_are_one_line_errors(server: ServerHandle, tmp_pat
     wrong = assert_one_line_error(enroll(secrets.token_urlsafe(24), "shop-t", "wrong"))
     assert "token" in wrong
 
-    token = create_enrollment_token(server, "shop-t")
+    token = create_enrollment_token(shared_server, "shop-t")
     assert enroll(token, "shop-t", "first").returncode == 0  # type: ignore[attr-defined]
     reused = assert_one_line_error(enroll(token, "shop-t", "second"))
     assert "token" in reused
 
-    other = create_enrollment_token(server, "shop-u")
+    other = create_enrollment_token(shared_server, "shop-u")
     assert "shop-u" in assert_one_line_error(enroll(other, "shop-t", "other-site"))
 
-    expiring = create_enrollment_token(server, "shop-t", ttl_seconds=1)
+    expiring = create_enrollment_token(shared_server, "shop-t", ttl_seconds=1)
     time.sleep(2.2)
     assert "token" in assert_one_line_error(enroll(expiring, "shop-t", "expired"))
 
@@ -101,12 +122,12 @@ def test_bad_enrollment_tokens_are_one_line_errors(server: ServerHandle, tmp_pat
         assert not StateDir(tmp_path / name).is_enrolled()
 
 
-def test_enroll_without_the_ca_explains_itself(server: ServerHandle, tmp_path: Path) -> None:
-    token = create_enrollment_token(server, "shop-ca")
+def test_enroll_without_the_ca_explains_itself(shared_server: ServerHandle, tmp_path: Path) -> None:
+    token = create_enrollment_token(shared_server, "shop-ca")
     done = agent_cli(
         "enroll",
         "--server",
-        server.address,
+        shared_shared_server.address,
         "--token",
         token,
         "--site",
@@ -116,7 +137,7 @@ def test_enroll_without_the_ca_explains_itself(server: ServerHandle, tmp_path: P
     )
     assert "--ca" in assert_one_line_error(done)
     # The token was not spent by the failed handshake.
-    assert enroll_with(server, token, "shop-ca", tmp_path / "b").returncode == 0
+    assert enroll_with(shared_server, token, "shop-ca", tmp_path / "b").returncode == 0
 
 
 def enroll_with(server: ServerHandle, token: str, site: str, state: Path) -> object:
@@ -150,7 +171,11 @@ def test_agent_started_while_the_server_is_down_queues_then_delivers(
         assert agent.status()["outbox_pending"] == 3
         server.start()
         wait_for(lambda: agent.status()["outbox_pending"] == 0, what="delivery after the outage")
-        assert stored_run_ids(server, "shop-outage") == ["agent-1", "agent-2", "agent-3"]
+        assert stored_run_ids(server, "shop-outage") == [
+            "shop-outage-1",
+            "shop-outage-2",
+            "shop-outage-3",
+        ]
         assert agent.status()["last_result"] == "ok"
     finally:
         assert agent.stop() == 0
@@ -173,14 +198,16 @@ def test_server_restart_while_the_agent_runs(server: ServerHandle, tmp_path: Pat
         before = agent.status()["last_checkin_at"]
         wait_for(lambda: agent.status()["last_checkin_at"] != before, what="further check-ins")
         assert agent.alive()
-        assert stored_run_ids(server, "shop-restart") == ["agent-1", "agent-2"]
+        assert stored_run_ids(server, "shop-restart") == ["shop-restart-1", "shop-restart-2"]
     finally:
         assert agent.stop() == 0
 
 
-def test_a_report_replayed_twice_is_stored_once(server: ServerHandle, tmp_path: Path) -> None:
+def test_a_report_replayed_twice_is_stored_once(
+    shared_server: ServerHandle, tmp_path: Path
+) -> None:
     state = tmp_path / "agent"
-    assert enroll_agent(server, state, "shop-replay").returncode == 0
+    assert enroll_agent(shared_server, state, "shop-replay").returncode == 0
     creds = StateDir(state).load_credentials()
     once = report(1, id="replayed-report")
 
@@ -198,21 +225,21 @@ def test_a_report_replayed_twice_is_stored_once(server: ServerHandle, tmp_path: 
         wait_for(lambda: agent.status()["outbox_pending"] == 0, what="delivery")
     finally:
         agent.stop()
-    assert stored_run_ids(server, "shop-replay") == ["agent-1", "replayed-report"]
+    assert stored_run_ids(shared_server, "shop-replay") == ["replayed-report", "shop-replay-1"]
     assert "the server had it already" in agent.log()
 
 
 def test_a_revoked_agent_says_to_re_enroll_and_recovers_after_it(
-    server: ServerHandle, tmp_path: Path
+    shared_server: ServerHandle, tmp_path: Path
 ) -> None:
     state = tmp_path / "agent"
-    assert enroll_agent(server, state, "shop-revoked").returncode == 0
+    assert enroll_agent(shared_server, state, "shop-revoked").returncode == 0
     agent = AgentProcess.start(state)
     try:
         wait_for(lambda: agent.status()["last_result"] == "ok", what="a check-in")
-        server.admin_stub().RevokeAgents(
+        shared_server.admin_stub().RevokeAgents(
             admin_pb2.RevokeAgentsRequest(site="shop-revoked"),
-            metadata=server.admin_metadata,
+            metadata=shared_server.admin_metadata,
             timeout=10,
         )
         wait_for(lambda: agent.status()["last_result"] == "unauthenticated", what="the refusal")
@@ -220,7 +247,7 @@ def test_a_revoked_agent_says_to_re_enroll_and_recovers_after_it(
         time.sleep(2)
         assert agent.alive()
         assert agent.log().count("refused this agent's credential") == 1
-        assert enroll_agent(server, state, "shop-revoked").returncode == 0
+        assert enroll_agent(shared_server, state, "shop-revoked").returncode == 0
         wait_for(lambda: agent.status()["outbox_pending"] == 0, what="delivery after re-enroll")
         assert agent.status()["last_result"] == "ok"
     finally:
@@ -229,12 +256,12 @@ def test_a_revoked_agent_says_to_re_enroll_and_recovers_after_it(
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_the_agent_stops_cleanly_on_signals(
-    server: ServerHandle, tmp_path: Path, signal_name: str
+    shared_server: ServerHandle, tmp_path: Path, signal_name: str
 ) -> None:
     import signal
 
     state = tmp_path / "agent"
-    assert enroll_agent(server, state, f"shop-{signal_name.lower()}").returncode == 0
+    assert enroll_agent(shared_server, state, f"shop-{signal_name.lower()}").returncode == 0
     agent = AgentProcess.start(state)
     wait_for(lambda: agent.status()["last_result"] == "ok", what="a check-in")
     agent.proc.send_signal(getattr(signal, signal_name))

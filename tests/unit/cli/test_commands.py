@@ -187,7 +187,7 @@ def test_version() -> None:
         (["runs", "x", "--limit", "many"], "error: invalid value for '--limit'"),
     ],
 )
-def test_usage_errors_are_one_line_too(fake: FakeAdminClient, args: list[str], line: str) -> None:
+def test_usage_errors_are_one_line_too(args: list[str], line: str) -> None:
     result = CliRunner().invoke(app, args, prog_name="storesafe")
     assert result.exit_code == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
