@@ -49,7 +49,7 @@ class CommandRunner:
             log.info("running remote command %s (%s)", command_id, kind)
             try:
                 result = await handler()
-            except Exception as exc:  # noqa: BLE001 - reported to the server
+            except Exception as exc:
                 log.exception("remote command %s failed", command_id)
                 result = CommandResult("failed", f"{type(exc).__name__}: {exc}")
         self._done[command_id] = result

@@ -92,13 +92,13 @@ def test_bad_enrollment_tokens_are_one_line_errors(
         return agent_cli(
             "enroll",
             "--server",
-            shared_shared_server.address,
+            shared_server.address,
             "--token",
             token,
             "--site",
             site,
             "--ca",
-            str(shared_shared_server.ca_path),
+            str(shared_server.ca_path),
             "--state-dir",
             str(tmp_path / state),
         )
@@ -127,7 +127,7 @@ def test_enroll_without_the_ca_explains_itself(shared_server: ServerHandle, tmp_
     done = agent_cli(
         "enroll",
         "--server",
-        shared_shared_server.address,
+        server.address,
         "--token",
         token,
         "--site",
