@@ -127,7 +127,7 @@ def test_enroll_without_the_ca_explains_itself(shared_server: ServerHandle, tmp_
     done = agent_cli(
         "enroll",
         "--server",
-        server.address,
+        shared_server.address,
         "--token",
         token,
         "--site",
