@@ -46,9 +46,14 @@ async def enroll(
         try:
             got = await link.enroll(request)
         except Unavailable as exc:
-            if ca_pem is None and not insecure:
-                raise Unavailable(f"{exc} (if the server uses its own CA, pass --ca FILE)") from exc
-            raise
+            if "TLS handshake" not in str(exc):
+                raise
+            hint = (
+                "pass the server's CA certificate with --ca FILE"
+                if ca_pem is None
+                else "check that --ca names the server's CA certificate"
+            )
+            raise Unavailable(f"{exc}; {hint}") from exc
     finally:
         await link.close()
     creds = Credentials(

@@ -21,3 +21,9 @@ class JobNotConfigured(FailedPrecondition):
     """A job was asked for that this agent has no configuration for yet."""
 
     code = "job_not_configured"
+
+
+class AlreadyRunning(FailedPrecondition):
+    """Another agent loop already uses this state dir."""
+
+    code = "already_running"

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from agent.enroll import enroll as do_enroll
 from agent.errors import JobNotConfigured
+from agent.lock import StateLock
 from agent.outbox import Outbox
 from agent.runner import RunnerConfig
 from agent.service import install_stop_signals, serve
@@ -176,9 +177,17 @@ def status(
         return
     table = Table(show_header=False, box=None)
     for key, value in data.items():
-        shown = ("never" if key.endswith("_at") else "-") if value is None else str(value)
+        shown = _human(key, value)
         table.add_row(key.replace("_", " "), shown)
     Console().print(table)
+
+
+def _human(key: str, value: object) -> str:
+    if value is None:
+        return "never" if key.endswith("_at") else "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def local_status(state: StateDir) -> dict[str, Any]:
@@ -187,7 +196,11 @@ def local_status(state: StateDir) -> dict[str, Any]:
     checkin = StatusFile(state.status_path).load()
     with Outbox(state.outbox_path) as outbox:
         pending, rejected = outbox.pending(), outbox.rejected()
+    lock = StateLock(state.root)
+    running = lock.is_held_elsewhere()
     return {
+        "running": running,
+        "pid": lock.owner_pid() if running else None,
         "site": creds.site,
         "group": creds.group,
         "server": creds.server,

@@ -81,7 +81,11 @@ class Outbox:
             raise StateDirUnusable(
                 f"the outbox {self.path} was written by a newer agent (schema {version})"
             )
-        self._db.executescript(f"BEGIN;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;")
+        if version < _SCHEMA_VERSION:
+            # IMMEDIATE: take the write lock first, so a concurrent opener waits, never fails.
+            self._db.executescript(
+                f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;"
+            )
 
     def put(self, report: RunReport) -> bool:
         """Store `report` durably; False when a report with this id is queued already."""

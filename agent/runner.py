@@ -28,7 +28,7 @@ from agent.backoff import Backoff
 from agent.facts import HostFacts
 from agent.messages import CheckIn, CheckInReply
 from agent.outbox import Outbox
-from agent.reports import RunReport
+from agent.reports import FirebirdHealth, RunReport
 from agent.status import CheckInStatus, StatusFile
 from common.clock import Clock
 from common.errors import (
@@ -88,6 +88,7 @@ class Runner:
         config: RunnerConfig | None = None,
         backoff: Backoff | None = None,
         config_revision: Callable[[], int] = lambda: 0,
+        health: Callable[[], FirebirdHealth | None] = lambda: None,
         jobs: Sequence[Job] = (),
     ) -> None:
         self._connect = connect
@@ -100,6 +101,7 @@ class Runner:
         self._config = config or RunnerConfig()
         self._backoff = backoff or Backoff(base=self._config.retry_base, cap=self._config.retry_cap)
         self._config_revision = config_revision
+        self._health = health
         self._jobs = tuple(jobs)
         self._link: Link | None = None
         self._wake = asyncio.Event()
@@ -191,6 +193,7 @@ class Runner:
             agent_time=facts.agent_time,
             config_revision=self._config_revision(),
             disks=facts.disks,
+            firebird=self._health(),
             outbox_pending=self._outbox.pending(),
         )
 
@@ -225,7 +228,10 @@ class Runner:
     def _on_unreachable(self, exc: StoreSafeError) -> float:
         delay = self._backoff.next_delay()
         if not self._unreachable:
-            log.warning("%s; reports are kept in the outbox and delivered once it is back", exc)
+            log.warning(
+                "check-in failed: %s; reports are kept in the outbox until the server takes them",
+                exc,
+            )
         log.info("next check-in attempt in %.1f s", delay)
         self._unreachable = True
         return delay

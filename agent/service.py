@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from agent import facts
+from agent.lock import StateLock
 from agent.outbox import Outbox
+from agent.reports import FirebirdHealth
 from agent.runner import Job, Link, Runner, RunnerConfig
 from agent.settings import StateDir
 from agent.status import StatusFile
@@ -30,13 +32,14 @@ async def serve(
     jobs: Sequence[Job] = (),
     volumes: Callable[[], Mapping[str, Path]] | None = None,
     config_revision: Callable[[], int] = lambda: 0,
+    health: Callable[[], FirebirdHealth | None] = lambda: None,
 ) -> None:
     """Run the agent for the enrolled `state` until `stop` is set.
 
     `jobs` are the scheduled work (see `agent.runner.Job`); `volumes` names the
     paths whose disk space goes into each check-in (label -> path, e.g. "data",
     "backup"; the state dir is always included); `config_revision` tells the
-    running configuration revision.
+    running configuration revision and `health` the latest live-database figures.
     """
     config = config or RunnerConfig()
     clock = clock or SystemClock()
@@ -53,7 +56,7 @@ async def serve(
             state, state.load_credentials(), max_reconnect_seconds=config.retry_cap
         )
 
-    with Outbox(state.outbox_path, clock=clock) as outbox:
+    with StateLock(state.root), Outbox(state.outbox_path, clock=clock) as outbox:
         runner = Runner(
             connect=connect,
             outbox=outbox,
@@ -65,6 +68,7 @@ async def serve(
             config=config,
             jobs=jobs,
             config_revision=config_revision,
+            health=health,
         )
         await runner.run(stop)
 

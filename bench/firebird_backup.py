@@ -68,12 +68,14 @@ def password() -> str:
 
 def build_database(target: FirebirdTarget, size_mb: int) -> int:
     db = Path(target.database)
+    if db.exists() and db.stat().st_size < size_mb * 2**20:
+        db.unlink()  # cached by an older, smaller recipe
     if not db.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         shutil.chown(CACHE, "firebird", "firebird")
         print(f"building a {size_mb} MB shop database at {db} (once) ...", flush=True)
         t0 = time.perf_counter()
-        create_shop(target, accounts=1000, filler_mb=size_mb)
+        create_shop(target, accounts=1000, filler_mb=int(size_mb * 1.1) + 1)
         print(f"  built in {time.perf_counter() - t0:.0f} s", flush=True)
     with attach(target) as con:
         return int(con.page_size) * int(con.db_info(64))  # isc_info_db_size_in_pages

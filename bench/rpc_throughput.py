@@ -377,6 +377,7 @@ def run_phase(
     lat = sorted(x for r in results for x in r["latencies"])
     server_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     busy = _busy(sys0, sys1)
+    load = os.getloadavg()[0]
     return {
         "target": label,
         "method": method,
@@ -390,6 +391,7 @@ def run_phase(
         "server_cpu_cores": server_cpu / args.duration,
         "client_cpu_cores": sum(r["cpu_s"] for r in results) / args.duration,
         "machine_busy_pct": busy,
+        "load_avg_1m": load,
         "clients_late": any(r["late"] for r in results),
     }
 
@@ -554,19 +556,29 @@ def report(
         )
         for m in args.methods
     }
+    echo_cpu = {
+        m: statistics.mean(
+            r["server_cpu_ms_per_call"] for r in rows if r["target"] == "echo" and r["method"] == m
+        )
+        for m in args.methods
+    }
     for r in rows:
         r["ratio"] = r["calls_per_s"] / echo[r["method"]] if echo[r["method"]] else 0.0
+        cpu = r["server_cpu_ms_per_call"]
+        r["cpu_ratio"] = echo_cpu[r["method"]] / cpu if cpu else 0.0
     headers = [
         "target",
         "rpc",
         "calls/s",
         "ratio",
+        "CPU ratio",
         "p50 ms",
         "p99 ms",
         "srv CPU ms/call",
         "srv cores",
         "client cores",
         "box busy %",
+        "load avg",
         "errors",
     ]
     table_rows = []
@@ -578,12 +590,14 @@ def report(
                 r["method"],
                 r["calls_per_s"],
                 "-" if r["target"] == "echo" else f"{r['ratio']:.2f}",
+                "-" if r["target"] == "echo" else f"{r['cpu_ratio']:.2f}",
                 r["p50_ms"],
                 r["p99_ms"],
                 r["server_cpu_ms_per_call"],
                 r["server_cpu_cores"],
                 r["client_cpu_cores"],
                 r["machine_busy_pct"],
+                r["load_avg_1m"],
                 sum(r["errors"].values()) if r["errors"] else 0,
             ]
         )
@@ -599,7 +613,7 @@ def report(
         print(
             f"{r['target']:>8} {r['method']:<7} {r['calls_per_s']:8,.0f} calls/s = "
             f"{r['ratio']:.2f} x echo ({echo[r['method']]:,.0f}/s)  goal >= {args.goal:g}: "
-            f"{'met' if good else 'NOT met'}"
+            f"{'met' if good else 'NOT met'}; server CPU per call {r['cpu_ratio']:.2f} x echo's"
         )
     for label, c in checks.items():
         print(
@@ -611,8 +625,16 @@ def report(
         f"\nNote: this machine has {cores} cores; the {args.clients} client processes run on "
         f"the same cores as the server and take CPU from it (see 'client cores'), for echo and "
         f"real alike, so absolute calls/s understate what a server alone would do; the ratio "
-        f"and server CPU ms/call are the steadier figures. Transport: {transport}."
+        f"and server CPU ms/call are the steadier figures. 'CPU ratio' is echo's server CPU "
+        f"per call over the target's: the ratio the server would reach where CPU alone limits "
+        f"it. Transport: {transport}."
     )
+    peak = max(r["load_avg_1m"] for r in rows)
+    if cores and peak > 2 * cores:
+        print(
+            f"warning: 1-minute load average reached {peak:.1f} on {cores} cores: other "
+            f"processes on this machine competed with the benchmark; figures are noisy"
+        )
     if any(r["clients_late"] for r in rows):
         print(
             "warning: some client processes started after the window opened; raise --client-startup"
@@ -666,7 +688,7 @@ def main() -> int:
     )
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "/var/tmp/pyspy/bin/py-spy")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
-    p.add_argument("--client-startup", type=float, default=3.0, help=argparse.SUPPRESS)
+    p.add_argument("--client-startup", type=float, default=5.0, help=argparse.SUPPRESS)
     p.add_argument(
         "--role", default="bench", choices=["bench", "echo", "client"], help=argparse.SUPPRESS
     )

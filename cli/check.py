@@ -7,11 +7,12 @@ be asked (unreachable, token refused, ...).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
-from cli import output
+from cli import output, values
 from cli.context import admin
 from cli.models import STATUSES, CheckResult, SiteSummary
 from common.errors import StoreSafeError
@@ -68,19 +69,36 @@ def unknown(reason: str) -> CheckResult:
     return CheckResult(state="UNKNOWN", exit_code=UNKNOWN, summary=f"STORESAFE UNKNOWN - {reason}")
 
 
-@app.command("check")
+class PluginCommand(TyperCommand):
+    """A command whose bad arguments are UNKNOWN (3), as monitoring plugins report them."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except typer.TyperException as err:
+            if getattr(err, "ctx", None) is None:
+                raise
+            output.print_check(unknown(err.format_message().strip()), as_json=False)
+            raise typer.Exit(UNKNOWN) from None
+
+
+@app.command("check", cls=PluginCommand)
 def check(
     ctx: typer.Context,
+    group: Annotated[
+        str | None, typer.Option(help="Check only this group (one check per customer).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Check the whole fleet for a monitoring system (Nagios, Icinga, Zabbix, ...).
 
     Prints one line and exits 0 when every site is ok, 1 when any site has a
     warning, 2 when any site is stale, failing, never backed up or offline,
-    and 3 when the server cannot be asked.
+    and 3 when the server cannot be asked or the arguments are wrong.
     """
     try:
-        result = evaluate(admin(ctx).list_sites())
+        group = values.name(group, "group") if group is not None else None
+        result = evaluate(admin(ctx).list_sites(group=group))
     except StoreSafeError as err:
         result = unknown(err.message)
     output.print_check(result, as_json=as_json)

@@ -40,6 +40,7 @@ from common.version import VERSION
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # 10,000+ site rows fit with room to spare
 MAX_SEND_BYTES = 4 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 _ADDRESS = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+):(?P<port>\d{1,5})")
 
@@ -47,6 +48,8 @@ _SERVER = "the StoreSafe server at {server}"
 _FAILED = "the StoreSafe server failed: {details}"
 _NO_SERVER = "cannot reach " + _SERVER + ": is it running?"
 _NO_PLAIN_SERVER = "cannot reach " + _SERVER + " without TLS: is it running with plaintext allowed?"
+_REFUSED = "the admin token was refused by " + _SERVER + ": check --token or STORESAFE_TOKEN"
+_OLDER = _SERVER + " does not offer this: is it older than the CLI?"
 _Code = grpc.StatusCode
 
 # One table: gRPC status -> (error class, sentence). `{server}`, `{details}` and
@@ -56,10 +59,7 @@ _STATUS_ERRORS: dict[grpc.StatusCode, tuple[type[errors.StoreSafeError], str]] =
     _Code.DEADLINE_EXCEEDED: (errors.Unavailable, _SERVER + " did not answer within {timeout:g}s"),
     _Code.CANCELLED: (errors.Unavailable, "the call to {server} was cancelled"),
     _Code.ABORTED: (errors.Unavailable, "{details}"),
-    _Code.UNAUTHENTICATED: (
-        errors.Unauthenticated,
-        "the admin token was refused by " + _SERVER + ": check --token or STORESAFE_TOKEN",
-    ),
+    _Code.UNAUTHENTICATED: (errors.Unauthenticated, _REFUSED),
     _Code.PERMISSION_DENIED: (errors.PermissionDenied, "{details}"),
     _Code.NOT_FOUND: (errors.NotFound, "{details}"),
     _Code.INVALID_ARGUMENT: (errors.InvalidArgument, "{details}"),
@@ -67,19 +67,14 @@ _STATUS_ERRORS: dict[grpc.StatusCode, tuple[type[errors.StoreSafeError], str]] =
     _Code.ALREADY_EXISTS: (errors.AlreadyExists, "{details}"),
     _Code.FAILED_PRECONDITION: (errors.FailedPrecondition, "{details}"),
     _Code.RESOURCE_EXHAUSTED: (errors.ResourceExhausted, "{details}"),
-    _Code.UNIMPLEMENTED: (
-        errors.FailedPrecondition,
-        _SERVER + " does not offer this: is it older?",
-    ),
+    _Code.UNIMPLEMENTED: (errors.FailedPrecondition, _OLDER),
     _Code.INTERNAL: (errors.Internal, _FAILED),
     _Code.UNKNOWN: (errors.Internal, _FAILED),
     _Code.DATA_LOSS: (errors.Internal, _FAILED),
 }
 _FALLBACK = "the StoreSafe server refused the request ({code})"
-_TLS_FAILURE = (
-    "cannot make a TLS connection to the StoreSafe server at {server}: "
-    "is --ca (STORESAFE_CA) the CA certificate from the server's data dir?"
-)
+_TLS_FAILURE = "cannot make a TLS connection to " + _SERVER + ": is --ca (STORESAFE_CA) the "
+_TLS_FAILURE += "CA certificate from the server's data dir?"
 _TLS = re.compile(r"handshake|certificate|ssl|tsi_|alpn", re.IGNORECASE)
 # What gRPC itself says when there is no connection (unlike a reason the server gives).
 _NO_CONNECTION = re.compile(
@@ -219,13 +214,23 @@ class AdminClient:
             self._stub = admin_pb2_grpc.AdminServiceStub(self._channel)
         return self._stub
 
-    def _open_channel(self) -> grpc.Channel:
-        server = self.server
-        host, _port = split_address(server)
-        if not (self.settings.token or "").strip():
+    def _token(self) -> str:
+        """The admin token, checked to be something a header can carry."""
+        token = (self.settings.token or "").strip()
+        if not token:
             raise errors.InvalidArgument(
                 "no admin token given: pass --token or set STORESAFE_TOKEN"
             )
+        if not (token.isascii() and token.isprintable()) or " " in token:
+            raise errors.InvalidArgument(
+                "the admin token holds characters no token has: check --token or STORESAFE_TOKEN"
+            )
+        return token
+
+    def _open_channel(self) -> grpc.Channel:
+        server = self.server
+        host, _port = split_address(server)
+        self._token()
         options = [
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -240,7 +245,7 @@ class AdminClient:
         return grpc.secure_channel(server, _credentials(self.settings.ca), options=options)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
-        metadata = (("authorization", f"Bearer {(self.settings.token or '').strip()}"),)
+        metadata = (("authorization", f"Bearer {self._token()}"),)
         try:
             return method(request, timeout=self.settings.timeout, metadata=metadata)
         except grpc.RpcError as err:
@@ -314,7 +319,7 @@ def _time(message: Any, field: str) -> dt.datetime | None:
     ts: Timestamp = getattr(message, field)
     if not message.HasField(field) or (ts.seconds == 0 and ts.nanos == 0):
         return None
-    return ts.ToDatetime(tzinfo=dt.UTC)
+    return _EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def _summary(row: admin_pb2.SiteSummary) -> SiteSummary:

@@ -57,6 +57,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 done; 1 server failure; 2 bad value; 3 unknown site; "
+    "4 token refused; 5 not possible now; 6 server unreachable. "
+    "`check` uses monitoring-plugin codes instead (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).",
 )
 app.add_typer(tokens.app)
 app.add_typer(sites.app)

@@ -1,29 +1,38 @@
-"""All admin CLI rendering: rich tables for technicians and stable `--json` for scripts.
+"""All admin CLI rendering: aligned, coloured text for technicians and `--json` for scripts.
 
 JSON uses the field names below (a contract: add fields, never rename), ISO 8601
-UTC times with a trailing Z, and `null` for never. Text output shows times as
-"3h ago" / "never" and colours each status.
+UTC times with a trailing Z, and `null` for never. Text shows times as "3h ago"
+or "never", one line per row (greppable), status in colour on a terminal.
+Tables are laid out here rather than by rich's Table, which needs seconds for
+10,000 rows; rich only decides whether and how to colour.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from rich.cells import cell_len
+from rich.console import COLOR_SYSTEMS, Console
+from rich.style import Style
 
 from cli.humanize import ago, run_summary, seconds_text, size, timestamp
 from cli.models import AuditEntry, CheckResult, EnrollmentToken, Run, SiteDetail, SiteSummary
 from common.clock import iso
 
+Cell = tuple[str, str]
+"""A table cell: its text and a rich style ("" for none)."""
+Paint = Callable[[str, str], str]
+"""Renders text in a style: ANSI codes on a colour terminal, else the text as is."""
+
 SITE_COLUMNS = ("SITE", "GROUP", "STATUS", "VERIFIED", "SEEN", "IMAGES", "REV", "PROBLEMS")
+RUN_COLUMNS = ("FINISHED", "KIND", "RESULT", "TOOK", "TRIGGER", "DETAILS")
+AUDIT_COLUMNS = ("WHEN", "ACTOR", "ACTION", "TARGET", "DETAILS")
+DISK_COLUMNS = ("DISK", "FREE", "TOTAL", "FREE %", "PATH")
 STATUS_STYLES = {
     "ok": "green",
     "warning": "yellow",
@@ -33,14 +42,8 @@ STATUS_STYLES = {
     "offline": "red",
 }
 
-
-def console() -> Console:
-    """A console on the current stdout, made per use (tests swap stdout).
-
-    Piped output gets a wide line ($COLUMNS, else 160) so rows stay whole for grep.
-    """
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
-    return Console(width=width, highlight=False, soft_wrap=False)
+# Control characters (ESC included) from agent-reported text must not reach the terminal.
+_CONTROL = {code: " " for code in [*range(32), *range(127, 160)]}
 
 
 def print_json(value: Any) -> None:
@@ -49,37 +52,82 @@ def print_json(value: Any) -> None:
 
 
 def print_error(message: str) -> None:
-    """Write `error: <message>` on stderr, one line, no markup."""
-    sys.stderr.write(f"error: {message}\n")
+    """Write `error: <message>` on stderr, one line."""
+    sys.stderr.write(f"error: {clean(message)}\n")
 
 
 def print_line(message: str) -> None:
-    """Write one plain line on stdout."""
+    """Write plain text and a newline on stdout."""
     sys.stdout.write(message + "\n")
+
+
+def clean(text: str) -> str:
+    """`text` on one line with control characters (terminal escapes) blanked."""
+    return text.translate(_CONTROL)
+
+
+def painter() -> Paint:
+    """A function that wraps text in ANSI codes for a style, or leaves it plain when stdout
+    is not a colour terminal (piped, NO_COLOR, legacy Windows console)."""
+    out = Console(highlight=False)
+    system = COLOR_SYSTEMS.get(out.color_system or "")
+    if system is None or out.no_color or out.legacy_windows:
+        return lambda text, style: text
+    return lambda text, style: (
+        Style.parse(style).render(text, color_system=system) if style else text
+    )
+
+
+def columns(headers: Sequence[str] | None, rows: Sequence[Sequence[Cell]], paint: Paint) -> str:
+    """Rows aligned in columns under bold headers; the last column runs on unpadded."""
+    lines = [[(h, "bold") for h in headers]] if headers else []
+    lines += [[(clean(text), style) for text, style in row] for row in rows]
+    if not lines:
+        return ""
+    widths = [max(cell_len(line[i][0]) for line in lines) for i in range(len(lines[0]))]
+    rendered = []
+    for line in lines:
+        parts = [
+            paint(text, style) + " " * (widths[i] - cell_len(text) + 3)
+            for i, (text, style) in enumerate(line[:-1])
+        ]
+        parts.append(paint(*line[-1]))
+        rendered.append("".join(parts).rstrip())
+    return "\n".join(rendered)
 
 
 # --- cells ------------------------------------------------------------------
 
 
-def status_text(status: str) -> Text:
+def status_cell(status: str) -> Cell:
     """The status word in its colour."""
-    return Text(status, style=STATUS_STYLES.get(status, "dim"))
+    return status, STATUS_STYLES.get(status, "dim")
 
 
-def config_text(site: SiteSummary) -> Text:
+def config_cell(site: SiteSummary) -> Cell:
     """`3` when the agent runs the desired revision, `2 → 3` (yellow) while it lags."""
     if site.config_revision_desired == site.config_revision_applied:
-        return Text(str(site.config_revision_applied or "-"))
-    return Text(f"{site.config_revision_applied} → {site.config_revision_desired}", style="yellow")
+        return str(site.config_revision_applied or "-"), ""
+    return f"{site.config_revision_applied} → {site.config_revision_desired}", "yellow"
 
 
-def _table(*headers: str, **options: Any) -> Table:
-    """A plain-ruled table; every column keeps to one line except the last, which takes the rest."""
-    result = Table(box=box.SIMPLE_HEAD, **options)
-    for header in headers[:-1]:
-        result.add_column(header, no_wrap=True)
-    result.add_column(headers[-1], ratio=1)
-    return result
+def run_result(run: Run) -> Cell:
+    """`verified`, `verify failed`, `unverified`, `succeeded` or `failed`, coloured."""
+    if run.outcome == "failed":
+        return "failed", "bold red"
+    if run.kind == "backup":
+        verification = run.details.get("verification")
+        if verification == "passed":
+            return "verified", "green"
+        if verification == "failed":
+            return "verify failed", "bold red"
+        return "unverified", "yellow"
+    return run.outcome, "green" if run.outcome == "succeeded" else "dim"
+
+
+def _pairs(pairs: Sequence[tuple[str, Cell]], paint: Paint) -> str:
+    """`Key   value` lines with the keys in bold and the values aligned."""
+    return columns(None, [[(key, "bold"), value] for key, value in pairs], paint)
 
 
 def _counts(sites: list[SiteSummary]) -> str:
@@ -136,6 +184,10 @@ def run_json(run: Run) -> dict[str, Any]:
 def site_detail_json(detail: SiteDetail) -> dict[str, Any]:
     """The `site --json` object: the summary row plus the agent's last report."""
     fb = detail.firebird
+    disks = [
+        {"label": d.label, "path": d.path, "total_bytes": d.total_bytes, "free_bytes": d.free_bytes}
+        for d in detail.disks
+    ]
     return {
         **site_json(detail.summary),
         "os": detail.os,
@@ -143,15 +195,7 @@ def site_detail_json(detail: SiteDetail) -> dict[str, Any]:
         "active_agents": detail.active_agents,
         "clock_skew_seconds": detail.clock_skew_seconds,
         "outbox_pending": detail.outbox_pending,
-        "disks": [
-            {
-                "label": d.label,
-                "path": d.path,
-                "total_bytes": d.total_bytes,
-                "free_bytes": d.free_bytes,
-            }
-            for d in detail.disks
-        ],
+        "disks": disks,
         "firebird": None if fb is None else {k: getattr(fb, k) for k in fb.__slots__},
         "last_backup": None if detail.last_backup is None else run_json(detail.last_backup),
     }
@@ -173,31 +217,45 @@ def token_json(token: EnrollmentToken) -> dict[str, Any]:
     return {"token": token.token, "expires_at": iso(token.expires_at), "site": token.site}
 
 
+def check_json(result: CheckResult) -> dict[str, Any]:
+    """The `check --json` object."""
+    return {
+        "state": result.state.lower(),
+        "exit_code": result.exit_code,
+        "summary": result.summary,
+        "counts": result.counts,
+        "sites": [
+            {"site": s.site, "status": s.status, "problems": list(s.problems)}
+            for s in result.attention
+        ],
+    }
+
+
 # --- text views ------------------------------------------------------------
 
 
-def sites_table(sites: list[SiteSummary], now: dt.datetime) -> Table:
-    """The fleet table: one row per site, problems joined."""
-    caption = _counts(sites)
-    table = _table(*SITE_COLUMNS, caption=caption, caption_justify="left")
-    for s in sites:
-        table.add_row(
-            Text(s.site, style="bold"),
-            Text(s.group),
-            status_text(s.status),
-            Text(ago(s.last_good_backup_at, now)),
-            Text(ago(s.last_seen_at, now)),
-            Text(ago(s.last_image_sync_at, now)),
-            config_text(s),
-            Text("; ".join(s.problems)),
-        )
-    return table
+def sites_text(sites: list[SiteSummary], now: dt.datetime, paint: Paint) -> str:
+    """The fleet table, one row per site with its problems joined, then the tally."""
+    rows = [
+        [
+            (s.site, "bold"),
+            (s.group, ""),
+            status_cell(s.status),
+            (ago(s.last_good_backup_at, now), ""),
+            (ago(s.last_seen_at, now), ""),
+            (ago(s.last_image_sync_at, now), ""),
+            config_cell(s),
+            ("; ".join(s.problems), ""),
+        ]
+        for s in sites
+    ]
+    return columns(SITE_COLUMNS, rows, paint) + "\n\n" + _counts(sites)
 
 
 def print_sites(sites: list[SiteSummary], now: dt.datetime, *, filtered: bool) -> None:
     """Show the fleet, or say plainly that there is nothing to show."""
     if sites:
-        console().print(sites_table(sites, now))
+        print_line(sites_text(sites, now, painter()))
     elif filtered:
         print_line("No sites match this filter.")
     else:
@@ -206,56 +264,48 @@ def print_sites(sites: list[SiteSummary], now: dt.datetime, *, filtered: bool) -
         )
 
 
-def site_view(detail: SiteDetail, now: dt.datetime) -> list[Table]:
+def site_text(detail: SiteDetail, now: dt.datetime, paint: Paint) -> str:
     """The `site` view: key facts, then disks and Firebird health when known."""
-    s = detail.summary
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
-    last = detail.last_backup
-    rows: list[tuple[str, Text]] = [
-        ("Site", Text(s.site)),
-        ("Group", Text(s.group)),
-        ("Status", status_text(s.status)),
-        ("Problems", Text("\n".join(s.problems) or "none")),
-        ("Last good backup", Text(timestamp(s.last_good_backup_at, now))),
-        ("Last backup", Text(timestamp(s.last_backup_at, now))),
-        ("Last backup result", run_result(last) if last else Text("none")),
-        ("Last image sync", Text(timestamp(s.last_image_sync_at, now))),
-        ("Last seen", Text(timestamp(s.last_seen_at, now))),
-        ("Hostname", Text(s.hostname or "-")),
-        ("OS", Text(detail.os or "-")),
-        ("Agent version", Text(s.agent_version or "-")),
-        ("Active agents", Text(str(detail.active_agents))),
-        ("Enrolled", Text(timestamp(detail.enrolled_at, now))),
-        ("Config revision", config_text(s)),
-        ("Clock skew", Text(f"{round(detail.clock_skew_seconds, 1) + 0.0:+.1f}s")),
-        ("Outbox pending", Text(str(detail.outbox_pending))),
+    s, last = detail.summary, detail.last_backup
+    facts: list[tuple[str, Cell]] = [
+        ("Site", (s.site, "")),
+        ("Group", (s.group, "")),
+        ("Status", status_cell(s.status)),
+        ("Problems", ("; ".join(s.problems) or "none", "")),
+        ("Last good backup", (timestamp(s.last_good_backup_at, now), "")),
+        ("Last backup", (timestamp(s.last_backup_at, now), "")),
+        ("Last backup result", run_result(last) if last else ("none", "")),
+        ("Last backup details", (run_summary(last) if last else "-", "")),
+        ("Last image sync", (timestamp(s.last_image_sync_at, now), "")),
+        ("Last seen", (timestamp(s.last_seen_at, now), "")),
+        ("Hostname", (s.hostname or "-", "")),
+        ("OS", (detail.os or "-", "")),
+        ("Agent version", (s.agent_version or "-", "")),
+        ("Active agents", (str(detail.active_agents), "")),
+        ("Enrolled", (timestamp(detail.enrolled_at, now), "")),
+        ("Config revision", config_cell(s)),
+        ("Clock skew", (f"{round(detail.clock_skew_seconds, 1) + 0.0:+.1f}s", "")),
+        ("Outbox pending", (str(detail.outbox_pending), "")),
     ]
-    for key, value in rows:
-        facts.add_row(key, value)
-    views = [facts]
+    parts = [_pairs(facts, paint)]
     if detail.disks:
-        disks = _table(
-            "DISK", "FREE", "TOTAL", "FREE %", "PATH", title="Disks", title_justify="left"
-        )
+        disks = []
         for d in detail.disks:
             share = 100 * d.free_bytes / d.total_bytes if d.total_bytes else 0.0
-            low = "red" if share < 10 else ""
-            disks.add_row(
-                d.label,
-                size(d.free_bytes),
-                size(d.total_bytes),
-                Text(f"{share:.0f}%", style=low),
-                Text(d.path),
+            disks.append(
+                [
+                    (d.label, ""),
+                    (size(d.free_bytes), ""),
+                    (size(d.total_bytes), ""),
+                    (f"{share:.0f}%", "red" if share < 10 else ""),
+                    (d.path, ""),
+                ]
             )
-        views.append(disks)
-    if detail.firebird is not None:
-        fb = detail.firebird
-        health = Table.grid(padding=(0, 2))
-        health.title, health.title_justify = "Firebird", "left"
-        for key, text in (
-            ("Server", fb.server_version or "-"),
+        parts.append(columns(DISK_COLUMNS, disks, paint))
+    if (fb := detail.firebird) is not None:
+        state = {0: "normal", 1: "stalled", 2: "merge"}.get(fb.backup_state, "?")
+        health = [
+            ("Firebird", fb.server_version or "-"),
             ("ODS", fb.ods or "-"),
             ("Size", size(fb.size_bytes)),
             ("Page size", str(fb.page_size)),
@@ -263,59 +313,41 @@ def site_view(detail: SiteDetail, now: dt.datetime) -> list[Table]:
             ("OIT / OAT / OST / next", f"{fb.oit} / {fb.oat} / {fb.ost} / {fb.next_transaction}"),
             ("Gap (OAT - OIT)", str(fb.oat - fb.oit)),
             ("Sweep interval", str(fb.sweep_interval)),
-            ("Backup state", {0: "normal", 1: "stalled", 2: "merge"}.get(fb.backup_state, "?")),
-        ):
-            health.add_row(Text(key, style="bold"), Text(text))
-        views.append(health)
-    return views
+            ("Backup state", state),
+        ]
+        parts.append(_pairs([(key, (value, "")) for key, value in health], paint))
+    return "\n\n".join(parts)
 
 
 def print_site(detail: SiteDetail, now: dt.datetime) -> None:
     """Show one site in detail."""
-    out = console()
-    for view in site_view(detail, now):
-        out.print(view)
-        out.print()
+    print_line(site_text(detail, now, painter()))
 
 
-def run_result(run: Run) -> Text:
-    """`verified`, `verify failed`, `unverified`, `succeeded` or `failed`, coloured."""
-    if run.outcome == "failed":
-        return Text("failed", style="bold red")
-    if run.kind == "backup":
-        verification = run.details.get("verification")
-        if verification == "passed":
-            return Text("verified", style="green")
-        if verification == "failed":
-            return Text("verify failed", style="bold red")
-        return Text("unverified", style="yellow")
-    if run.outcome == "succeeded":
-        return Text("succeeded", style="green")
-    return Text(run.outcome, style="dim")
-
-
-def runs_table(runs: list[Run], now: dt.datetime) -> Table:
+def runs_text(runs: list[Run], now: dt.datetime, paint: Paint) -> str:
     """Recent runs, newest first."""
-    table = _table("FINISHED", "KIND", "RESULT", "TOOK", "TRIGGER", "DETAILS")
+    rows = []
     for run in runs:
         took = "-"
         if run.started_at and run.finished_at:
             took = seconds_text((run.finished_at - run.started_at).total_seconds())
-        table.add_row(
-            Text(ago(run.finished_at, now)),
-            Text(run.kind),
-            run_result(run),
-            Text(took),
-            Text(run.trigger or "-"),
-            Text(run_summary(run)),
+        rows.append(
+            [
+                (ago(run.finished_at, now), ""),
+                (run.kind, ""),
+                run_result(run),
+                (took, ""),
+                (run.trigger or "-", ""),
+                (run_summary(run), ""),
+            ]
         )
-    return table
+    return columns(RUN_COLUMNS, rows, paint)
 
 
 def print_runs(runs: list[Run], site: str, now: dt.datetime) -> None:
     """Show runs, or say there are none."""
     if runs:
-        console().print(runs_table(runs, now))
+        print_line(runs_text(runs, now, painter()))
     else:
         print_line(f"No runs reported for site {site} yet.")
 
@@ -325,16 +357,11 @@ def print_audit(entries: list[AuditEntry], now: dt.datetime) -> None:
     if not entries:
         print_line("No admin actions recorded yet.")
         return
-    table = _table("WHEN", "ACTOR", "ACTION", "TARGET", "DETAILS")
-    for e in entries:
-        table.add_row(
-            Text(timestamp(e.at, now)),
-            Text(e.actor),
-            Text(e.action),
-            Text(e.target),
-            Text(e.details),
-        )
-    console().print(table)
+    rows = [
+        [(timestamp(e.at, now), ""), (e.actor, ""), (e.action, ""), (e.target, ""), (e.details, "")]
+        for e in entries
+    ]
+    print_line(columns(AUDIT_COLUMNS, rows, painter()))
 
 
 def print_token(token: EnrollmentToken, lifetime: str, server: str, ca: Path | None) -> None:
@@ -351,26 +378,12 @@ def print_token(token: EnrollmentToken, lifetime: str, server: str, ca: Path | N
     )
 
 
-def check_json(result: CheckResult) -> dict[str, Any]:
-    """The `check --json` object."""
-    return {
-        "state": result.state.lower(),
-        "exit_code": result.exit_code,
-        "summary": result.summary,
-        "counts": result.counts,
-        "sites": [
-            {"site": s.site, "status": s.status, "problems": list(s.problems)}
-            for s in result.attention
-        ],
-    }
-
-
 def print_check(result: CheckResult, *, as_json: bool) -> None:
     """The plugin's one line on stdout (monitoring systems read stdout), or JSON."""
     if as_json:
         print_json(check_json(result))
     else:
-        print_line(result.summary)
+        print_line(clean(result.summary))
 
 
 def print_revoked(site: str, count: int) -> None:

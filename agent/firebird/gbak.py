@@ -8,6 +8,7 @@ counts are.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 import threading
@@ -26,37 +27,55 @@ _RESTORING = re.compile(r"restoring data for table (.+?)\s*$")
 _RESTORED = re.compile(r"^\s*(\d+) records restored")
 
 
+class GbakLog:
+    """Per-table record counts of a verbose gbak log, read line by line in constant memory.
+
+    gbak prints a running total every 10,000 records ("10000 records written",
+    "20000 records written", ...), so the last figure after a table's line wins.
+    """
+
+    def __init__(self, *, restore: bool = False) -> None:
+        self._table_re, self._count_re = (
+            (_RESTORING, _RESTORED) if restore else (_WRITING, _WRITTEN))
+        self.counts: dict[str, int] = {}
+        self.tail: collections.deque[str] = collections.deque(maxlen=8)
+        self._table: str | None = None
+
+    def feed(self, raw: str) -> None:
+        self.tail.append(raw)
+        line = raw[5:] if raw.startswith("gbak:") else raw
+        if m := self._table_re.search(line):
+            self._table = m.group(1).strip().strip('"')
+            self.counts.setdefault(self._table, 0)
+        elif self._table is not None and (m := self._count_re.match(line)):
+            self.counts[self._table] = int(m.group(1))
+        elif line.strip() and not line.startswith(" "):
+            self._table = None  # a new section: counts that follow are not this table's
+
+
 def parse_counts(lines: list[str], *, restore: bool = False) -> dict[str, int]:
     """Per-table record counts from a verbose gbak backup (or restore) log."""
-    table_re, count_re = (_RESTORING, _RESTORED) if restore else (_WRITING, _WRITTEN)
-    counts: dict[str, int] = {}
-    table: str | None = None
-    for raw in lines:
-        line = raw[5:] if raw.startswith("gbak:") else raw
-        if m := table_re.search(line):
-            table = m.group(1).strip().strip('"')
-            counts.setdefault(table, 0)
-        elif table is not None and (m := count_re.match(line)):
-            counts[table] = int(m.group(1))
-            table = None
-    return counts
+    log = GbakLog(restore=restore)
+    for line in lines:
+        log.feed(line)
+    return log.counts
 
 
 class _Drain(threading.Thread):
-    """Reads a running service's output to its end, keeping the lines and any error."""
+    """Reads a running service's output to its end, parsing it and keeping any error."""
 
     def __init__(self, svc: Any) -> None:
         super().__init__(name="gbak-output", daemon=True)
         self.svc = svc
-        self.lines: list[str] = []
+        self.log = GbakLog()
         self.error: BaseException | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
         try:
             for line in self.svc:
-                self.lines.append(line)
-        except BaseException as exc:
+                self.log.feed(line)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
             self.error = exc
         finally:
             self.done.set()
@@ -91,8 +110,8 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
             raise translate(drain.error, what="the backup")
         if local_error is not None:
             raise translate(local_error, what="compressing the backup")
-        _check_complete(drain.lines, compressed)
-        counts = parse_counts(drain.lines)
+        _check_complete(list(drain.log.tail), compressed)
+        counts = drain.log.counts
     except BaseException:
         remove_quietly(partial, server_file)
         raise
@@ -103,9 +122,9 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
 def _follow(server_file: Path, partial: Path, drain: _Drain, mode: int
             ) -> tuple[stream.Compressed, OSError | None]:
     try:
-        return stream.compress_following(
+        return stream.run_niced(lambda: stream.compress_following(
             server_file, partial, finished=drain.done.is_set, mode=mode
-        ), None
+        )), None
     except OSError as exc:
         # Most likely the disk is full: free our share at once; gbak will stop on
         # its own (same disk) or finish, and its file is removed afterwards.
@@ -131,10 +150,12 @@ def restore(target: FirebirdTarget, fbk: Path, database: Path) -> dict[str, int]
     with services(target, what="restoring the backup") as svc:
         try:
             svc.restore(str(fbk), str(database), replace=0)
-            lines = list(svc)
+            log = GbakLog(restore=True)
+            for line in svc:
+                log.feed(line)
         except Exception as exc:
             err = translate(exc, what="the test restore")
             if type(err) is FirebirdJobError:
                 err = RestoreFailed(f"The test restore failed: {err.message}")
             raise err from exc
-    return parse_counts(lines, restore=True)
+    return log.counts

@@ -14,6 +14,8 @@ from agent.reports import FirebirdHealth
 BACKUP_STATE_NORMAL = 0
 BACKUP_STATE_STALLED = 1
 BACKUP_STATE_MERGE = 2
+# Transaction gaps past which garbage piles up (the server may apply its own limits too).
+GAP_WARNING = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,20 @@ def read_health(con: Any) -> FirebirdHealth:
     )
 
 
+def health_problems(health: FirebirdHealth, *, gap_warning: int = GAP_WARNING) -> list[str]:
+    """One sentence per health signal past its limit."""
+    out: list[str] = []
+    if not health.forced_writes:
+        out.append("Forced writes are off: a power cut can corrupt the database.")
+    if health.oat - health.oit > gap_warning:
+        out.append(f"The oldest interesting transaction lags {health.oat - health.oit} behind the "
+                   "oldest active one: a sweep is needed.")
+    if health.next_transaction - health.oat > gap_warning:
+        out.append(f"A transaction has stayed open for {health.next_transaction - health.oat} "
+                   "transactions: garbage collection is held back.")
+    return out
+
+
 def backup_state(con: Any) -> int:
     """MON$BACKUP_STATE: 0 normal, 1 stalled (nbackup lock), 2 merge."""
     cur = con.cursor()
@@ -102,7 +118,7 @@ def count_rows(con: Any, tables: tuple[str, ...]) -> dict[str, int]:
 def read_live(target: FirebirdTarget, *, counts: bool = False
               ) -> tuple[FirebirdHealth, Schema, dict[str, int]]:
     """Health, schema and (optionally) row counts of the live database, in one attachment."""
-    with attach(target, what="reading database health") as con:
+    with attach(target, what="connecting to the database") as con:
         health = read_health(con)
         schema = read_schema(con)
         rows = count_rows(con, schema.tables) if counts else {}

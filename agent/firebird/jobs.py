@@ -40,7 +40,7 @@ from agent.firebird.files import (
     remove_quietly,
     write_manifest,
 )
-from agent.firebird.health import read_live
+from agent.firebird.health import BACKUP_STATE_NORMAL, health_problems, read_live
 from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_retention
 from agent.firebird.validate import validate_live
 from agent.firebird.verify import drop_problems, verify
@@ -169,12 +169,15 @@ def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *,
 
 def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
     settings, target = run.settings, run.target
-    stalled = nbackup.end_stalled(target)
-    if stalled:
-        run.problems.append(stalled)
     nbackup_job = settings.method == "nbackup"
     health, schema, live_counts = read_live(target, counts=nbackup_job)
+    if health.backup_state != BACKUP_STATE_NORMAL:  # left behind by a crashed nbackup
+        stalled = nbackup.end_stalled(target)
+        if stalled:
+            run.problems.append(stalled)
+        health, schema, live_counts = read_live(target, counts=nbackup_job)
     run.health = health
+    run.problems.extend(health_problems(health))
     before = list_backups(settings.backup_dir)
     run.problems.extend(_space_problems(settings.backup_dir, before))
     started_at = clock.now()

@@ -136,9 +136,9 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path, *, level: int,
             _via_cli(target, raw, level)
         with attach(target, what="reading the nbackup history") as con:
             guid = read_history(con).get(level, "")
-        compressed = stream.compress_following(
+        compressed = stream.run_niced(lambda: stream.compress_following(
             raw, partial, finished=lambda: True, mode=spool.file_mode
-        )
+        ))
     except BaseException:
         remove_quietly(raw, partial)
         raise

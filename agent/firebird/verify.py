@@ -27,7 +27,7 @@ from agent.firebird.errors import (
 )
 from agent.firebird.files import Manifest, Spool, remove_quietly
 from agent.firebird.health import Schema, count_rows, read_schema
-from agent.firebird.stream import decompress_checked
+from agent.firebird.stream import decompress_checked, run_niced
 
 DROP_RATIO = 0.5  # a table at half its rows of the previous good backup is a problem
 DROP_MIN_ROWS = 100
@@ -59,8 +59,7 @@ def verify(target: FirebirdTarget, spool: Spool, manifest: Manifest, *,
             raw = spool.scratch(".nbk" if member.method == "nbackup" else ".fbk")
             scratch.append(raw)
             try:
-                decompress_checked(spool.backup_dir / member.file, raw,
-                                   expected_sha256=member.sha256, mode=spool.file_mode)
+                _decompress(spool, member, raw)
             except FileNotFoundError as exc:
                 raise BackupCorrupt(f"The backup file {member.file} has disappeared.") from exc
             except BackupCorrupt as exc:
@@ -93,6 +92,11 @@ def verify(target: FirebirdTarget, spool: Spool, manifest: Manifest, *,
         restored_counts=counts,
         message=f"Restored {len(counts)} tables with {rows} rows; validation clean.",
     )
+
+
+def _decompress(spool: Spool, member: Manifest, raw: Path) -> None:
+    run_niced(lambda: decompress_checked(spool.backup_dir / member.file, raw,
+                                         expected_sha256=member.sha256, mode=spool.file_mode))
 
 
 def _find(backups: list[Manifest], file: str) -> Manifest:

@@ -65,10 +65,15 @@ def _code_and_details(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
 def _unavailable_message(code: grpc.StatusCode, details: str, address: str) -> str:
     if any(hint in details for hint in _TLS_HINTS):
         return (
-            f"the TLS handshake with the server at {address} failed; check that --ca is the "
-            "server's CA certificate and that the certificate names this address"
+            f"the TLS handshake with the server at {address} failed: its certificate is not "
+            "signed by the trusted CA or does not name this address"
         )
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"the server at {address} did not answer in time"
-    reason = details.strip().splitlines()[0] if details.strip() else code.name
-    return f"cannot reach the StoreSafe server at {address} ({reason})"
+    return f"cannot reach the StoreSafe server at {address} ({_reason(details) or code.name})"
+
+
+def _reason(details: str) -> str:
+    """The innermost cause in gRPC's chained details, e.g. "Connection refused"."""
+    lines = details.strip().splitlines()
+    return lines[0].rsplit(": ", 1)[-1].strip(" []") if lines else ""

@@ -13,8 +13,35 @@ from server.rpc.errors import bearer, guarded, guarded_stream
 from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.enrollment import Enrollment
+from server.services.push import ConfigDirective, Directive
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+_PACKED_KEEP = 64
+
+
+class _PackedDirectives:
+    """Config directives converted once and shared by every stream that sends them.
+
+    The hub hands the same ConfigDirective object to every stream of a fan-out, so the
+    protobuf message is built once per distinct directive instead of once per stream
+    (messages are only serialized after this, never changed).
+    """
+
+    def __init__(self) -> None:
+        self._packed: dict[int, tuple[ConfigDirective, agent_pb2.AgentDirective]] = {}
+
+    def pack(self, directive: Directive) -> agent_pb2.AgentDirective:
+        if not isinstance(directive, ConfigDirective):
+            return convert.directive(directive)
+        found = self._packed.get(id(directive))
+        if found is not None and found[0] is directive:
+            return found[1]
+        if len(self._packed) >= _PACKED_KEEP:
+            self._packed.clear()
+        msg = convert.directive(directive)
+        self._packed[id(directive)] = (directive, msg)
+        return msg
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -22,6 +49,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._auth = auth
         self._enrollment = enrollment
         self._traffic = traffic
+        self._packed = _PackedDirectives()
 
     @guarded
     async def Enroll(
@@ -68,7 +96,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             who, running_revision=request.running_revision, claimed_site=request.site
         )
         async for directive in directives:
-            yield convert.directive(directive)
+            yield self._packed.pack(directive)
 
     @guarded
     async def AckConfig(

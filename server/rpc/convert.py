@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
@@ -61,20 +62,62 @@ def from_ts(msg: Any, field: str) -> dt.datetime | None:
     return value
 
 
+def scalar_dict_converter(descriptor: Any) -> Any:
+    """A fast stand-in for MessageToDict(msg, preserving_proto_field_name=True,
+    always_print_fields_with_no_presence=True), for messages of plain scalar fields.
+
+    Gives the same dict, keys in the same order: set fields by field number, then
+    the unset ones in declaration order; 64-bit integers as strings. For any other
+    kind of message it is MessageToDict itself.
+    """
+    fd = FieldDescriptor
+    as_str = {fd.TYPE_INT64, fd.TYPE_UINT64, fd.TYPE_SINT64, fd.TYPE_FIXED64, fd.TYPE_SFIXED64}
+    plain = {fd.TYPE_INT32, fd.TYPE_UINT32, fd.TYPE_SINT32, fd.TYPE_FIXED32, fd.TYPE_SFIXED32}
+    plain |= {fd.TYPE_BOOL, fd.TYPE_STRING}
+    fields = list(descriptor.fields)
+    simple = bool(fields) and all(
+        (f.type in as_str or f.type in plain) and not f.has_presence and not f.is_repeated
+        for f in fields
+    )
+    if not simple:
+
+        def slow(msg: Any) -> dict[str, Any]:
+            out: dict[str, Any] = json_format.MessageToDict(
+                msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+            return out
+
+        return slow
+    by_number = sorted(fields, key=lambda f: f.number)
+    spec = [(f.name, f.type in as_str) for f in by_number]
+    declared = [f.name for f in fields]
+
+    def fast(msg: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, stringify in spec:
+            value = getattr(msg, name)
+            if value:
+                out[name] = str(value) if stringify else value
+        if len(out) < len(declared):
+            for name in declared:
+                if name not in out:
+                    value = getattr(msg, name)
+                    out[name] = str(value) if name in stringified else value
+        return out
+
+    stringified = {name for name, s in spec if s}
+    return fast
+
+
+_FIREBIRD_TO_DICT = scalar_dict_converter(types_pb2.FirebirdHealth.DESCRIPTOR)
+
+
 def checkin_facts(req: agent_pb2.CheckInRequest) -> CheckInFacts:
     disks = tuple(
         Disk(d.label[:32], d.path[:260], int(d.total_bytes), int(d.free_bytes))
         for d in req.disks[:16]
     )
-    firebird = (
-        json_format.MessageToDict(
-            req.firebird,
-            preserving_proto_field_name=True,
-            always_print_fields_with_no_presence=True,
-        )
-        if req.HasField("firebird")
-        else None
-    )
+    firebird = _FIREBIRD_TO_DICT(req.firebird) if req.HasField("firebird") else None
     return CheckInFacts(
         agent_version=req.agent_version[:64],
         hostname=req.hostname[:255],

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Callable
 from common.clock import Clock
 from common.config_schema import Value
 from server.domain import CommandRecord
-from server.services.config import ConfigSnapshot, build_snapshot
+from server.services.config import SITE, ConfigSnapshot, build_snapshot
 from server.services.secretbox import SecretBox
 from server.state.config_state import SqlConfigState
 
@@ -85,6 +85,10 @@ class ConfigHub:
         self._snapshot = ConfigSnapshot.empty()
         self._subs: dict[int, set[Subscriber]] = {}
         self._lock = asyncio.Lock()
+        # One shared ConfigDirective per (revision, group, site with its own layer) of
+        # the current snapshot: a fan-out builds each distinct message once, not per stream.
+        self._built_for: ConfigSnapshot | None = None
+        self._built: dict[tuple[int, str, str], ConfigDirective] = {}
 
     @property
     def snapshot(self) -> ConfigSnapshot:
@@ -137,13 +141,29 @@ class ConfigHub:
             snap = self._snapshot
             desired = snap.desired_revision(sub.site, sub.group)
             if desired and desired != sub.sent_revision:
-                values = {k: e.value for k, e in snap.effective(sub.site, sub.group).items()}
                 sub.sent_revision = desired
-                yield ConfigDirective(desired, values)
+                yield self._config_directive(snap, desired, sub.site, sub.group)
             if sub.commands_dirty:
                 sub.commands_dirty = False
                 async for cmd in self._new_commands(sub):
                     yield CommandDirective(cmd)
+
+    def _config_directive(
+        self, snap: ConfigSnapshot, desired: int, site: str, group: str
+    ) -> ConfigDirective:
+        """The directive for a site; sites without a layer of their own share one per group.
+
+        The directive (and its values) must be treated as read-only by its consumers.
+        """
+        if self._built_for is not snap:
+            self._built_for, self._built = snap, {}
+        own = site if (SITE, site) in snap.layers else ""
+        key = (desired, group, own)
+        found = self._built.get(key)
+        if found is None:
+            values = {k: e.value for k, e in snap.effective(site, group).items()}
+            found = self._built[key] = ConfigDirective(desired, values)
+        return found
 
     async def _new_commands(self, sub: Subscriber) -> AsyncIterator[CommandRecord]:
         now = self._clock.now()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from common.clock import utc
@@ -218,38 +218,11 @@ class SqlFleetState(FleetState):
         }
         if facts.firebird is not None:
             values["firebird_json"] = json.dumps(facts.firebird)
-        stmt = update(SITES).where(SITES.c.id == site_id).values(**values)
-        await self._writer.submit(lambda conn: conn.execute(stmt))
+        values["b_site_id"] = site_id
+        await self._writer.submit(_CheckIn(values))
 
     async def store_report(self, *, site_id: int, run: RunRecord, now: dt.datetime) -> bool:
-        def op(conn: Connection) -> bool:
-            stmt = (
-                _insert_ignore(conn, RUNS)
-                .values(
-                    id=run.id,
-                    site_id=site_id,
-                    kind=run.kind,
-                    started_at=run.started_at,
-                    finished_at=run.finished_at,
-                    outcome=run.outcome,
-                    verification=run.verification,
-                    error_class=run.error_class,
-                    error_message=run.error_message,
-                    trigger=run.trigger,
-                    received_at=now,
-                    details_json=json.dumps(run.details),
-                )
-                .returning(RUNS.c.id)
-            )
-            if conn.execute(stmt).first() is not None:
-                _advance_summary(conn, site_id, run)
-                return False
-            owner = conn.execute(select(RUNS.c.site_id).where(RUNS.c.id == run.id)).scalar()
-            if owner != site_id:
-                raise PermissionDenied(f"report {run.id} belongs to another site")
-            return True
-
-        return await self._writer.submit(op)
+        return await self._writer.submit(_Report(site_id, run, now))
 
     # -- queries ----------------------------------------------------------------
 
@@ -333,13 +306,15 @@ def _site_id(conn: Connection, name: str) -> int:
 
 def _advance_summary(conn: Connection, site_id: int, run: RunRecord) -> None:
     """Move the site's latest facts forward; an older run never overwrites a newer one."""
-    col = {
-        "backup": "last_backup_at",
-        "image-sync": "last_image_sync_at",
-        "validation": "last_validation_at",
-    }.get(run.kind)
+    for stmt, params in _summary_steps(site_id, run):
+        conn.execute(stmt, params)
+
+
+def _summary_steps(site_id: int, run: RunRecord) -> list[tuple[Any, dict[str, Any]]]:
+    """The UPDATEs of `_advance_summary` as (prepared statement, parameters)."""
+    col = _SUMMARY_COL.get(run.kind)
     if col is None:
-        return
+        return []
     values: dict[str, Any] = {col: run.finished_at}
     ok = run.good if run.kind == "backup" else run.outcome == "succeeded"
     error = run.error_message or run.details.get("backup", {}).get("verification_message", "")
@@ -356,19 +331,164 @@ def _advance_summary(conn: Connection, site_id: int, run: RunRecord) -> None:
             last_validation_errors=int(found.get("errors", 0 if ok else 1)),
             last_validation_summary=str(found.get("summary", error))[:500],
         )
-    current = SITES.c[col]
-    conn.execute(
-        update(SITES)
-        .where(SITES.c.id == site_id, (current.is_(None)) | (current <= run.finished_at))
-        .values(**values)
-    )
+    # SET comes from the column-named keys, WHERE from the b_ ones
+    values.update(b_site_id=site_id, b_finished=run.finished_at)
+    steps: list[tuple[Any, dict[str, Any]]] = [(_ADVANCE[col], values)]
     if run.kind == "backup" and ok:
-        good = SITES.c.last_good_backup_at
-        conn.execute(
-            update(SITES)
-            .where(SITES.c.id == site_id, (good.is_(None)) | (good < run.finished_at))
-            .values(last_good_backup_at=run.finished_at)
+        steps.append(
+            (
+                _ADVANCE_GOOD,
+                {
+                    "last_good_backup_at": run.finished_at,
+                    "b_site_id": site_id,
+                    "b_finished": run.finished_at,
+                },
+            )
         )
+    return steps
+
+
+# -- prepared statements for the hot writes (check-ins and reports) -------------------
+#
+# Built once: building a statement with literal values costs more Python time than
+# executing it. UPDATEs take their SET columns from the parameter keys named after
+# columns and their WHERE values from the `b_` keys.
+
+_SUMMARY_COL = {
+    "backup": "last_backup_at",
+    "image-sync": "last_image_sync_at",
+    "validation": "last_validation_at",
+}
+_SITE_BY_ID = SITES.c.id == bindparam("b_site_id")
+_CHECKIN = update(SITES).where(_SITE_BY_ID)
+_ADVANCE = {
+    col: update(SITES).where(
+        _SITE_BY_ID, SITES.c[col].is_(None) | (SITES.c[col] <= bindparam("b_finished"))
+    )
+    for col in _SUMMARY_COL.values()
+}
+_ADVANCE_GOOD = update(SITES).where(
+    _SITE_BY_ID,
+    SITES.c.last_good_backup_at.is_(None) | (SITES.c.last_good_backup_at < bindparam("b_finished")),
+)
+_RUN_INSERT_IGNORE = {
+    "sqlite": sqlite.insert(RUNS).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(RUNS).on_conflict_do_nothing(),
+}
+_RUN_INSERT_RETURNING = {k: v.returning(RUNS.c.id) for k, v in _RUN_INSERT_IGNORE.items()}
+_RUN_OWNER = select(RUNS.c.site_id).where(RUNS.c.id == bindparam("b_id"))
+_RUN_OWNERS = select(RUNS.c.id, RUNS.c.site_id).where(
+    RUNS.c.id.in_(bindparam("b_ids", expanding=True))
+)
+
+
+class _CheckIn:
+    """One site's check-in facts (a writer Bulk op: a batch's check-ins run as one
+    executemany of the same UPDATE, in order)."""
+
+    __slots__ = ("bulk_key", "params")
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.bulk_key = ("checkin", "firebird_json" in params)
+
+    def __call__(self, conn: Connection) -> Any:
+        return conn.execute(_CHECKIN, self.params)
+
+    def run_many(self, conn: Connection, ops: Sequence[_CheckIn]) -> list[Any]:
+        conn.execute(_CHECKIN, [op.params for op in ops])
+        return [None] * len(ops)
+
+
+class _RaceLost(Exception):
+    """Another transaction stored one of a bulk group's report ids meanwhile."""
+
+
+class _Report:
+    """Store one run by id (a writer Bulk op).
+
+    Alone: INSERT .. ON CONFLICT DO NOTHING RETURNING; when nothing was inserted the
+    report is a replay (PermissionDenied when the id is another site's); otherwise
+    the site's summary moves forward. Grouped: one SELECT finds the ids already
+    stored, one executemany inserts the new ones (counting the RETURNING rows) and
+    their summary UPDATEs run in order; if that count shows that another
+    transaction got in between, the group raises and the writer retries every
+    write alone, as above.
+    """
+
+    __slots__ = ("params", "run", "site_id")
+    bulk_key = "report"
+
+    def __init__(self, site_id: int, run: RunRecord, now: dt.datetime) -> None:
+        self.site_id = site_id
+        self.run = run
+        self.params = {
+            "id": run.id,
+            "site_id": site_id,
+            "kind": run.kind,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "outcome": run.outcome,
+            "verification": run.verification,
+            "error_class": run.error_class,
+            "error_message": run.error_message,
+            "trigger": run.trigger,
+            "received_at": now,
+            "details_json": json.dumps(run.details),
+        }
+
+    def __call__(self, conn: Connection) -> bool:
+        stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
+        if conn.execute(stmt, self.params).first() is not None:
+            _advance_summary(conn, self.site_id, self.run)
+            return False
+        owner = conn.execute(_RUN_OWNER, {"b_id": self.run.id}).scalar()
+        if owner != self.site_id:
+            raise PermissionDenied(f"report {self.run.id} belongs to another site")
+        return True
+
+    def run_many(self, conn: Connection, ops: Sequence[_Report]) -> list[Any]:
+        ids = list({op.run.id for op in ops})
+        owners: dict[str, int] = {r[0]: r[1] for r in conn.execute(_RUN_OWNERS, {"b_ids": ids})}
+        fresh: list[_Report] = []
+        replay: list[bool] = []
+        for op in ops:
+            owner = owners.get(op.run.id)
+            if owner is None:
+                owners[op.run.id] = op.site_id
+                fresh.append(op)
+                replay.append(False)
+                continue
+            if owner != op.site_id:
+                raise PermissionDenied(f"report {op.run.id} belongs to another site")
+            replay.append(True)
+        if fresh:
+            stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
+            inserted = len(conn.execute(stmt, [op.params for op in fresh]).all())
+            if inserted != len(fresh):
+                raise _RaceLost(f"{len(fresh) - inserted} report ids were stored meanwhile")
+            # Each summary statement sets and tests its own columns only (last_backup_*,
+            # last_good_backup_at, last_image_sync_*, last_validation_*), so running each
+            # statement's updates together, in their original order, gives the same rows.
+            by_stmt: dict[Any, list[dict[str, Any]]] = {}
+            for op in fresh:
+                for stmt, params in _summary_steps(op.site_id, op.run):
+                    by_stmt.setdefault(stmt, []).append(params)
+            for stmt, params_list in by_stmt.items():
+                _execute_in_order(conn, stmt, params_list)
+        return replay
+
+
+def _execute_in_order(conn: Connection, stmt: Any, params_list: list[dict[str, Any]]) -> None:
+    """Execute `stmt` for each parameter set in order; runs of alike keys as one executemany."""
+    i = 0
+    while i < len(params_list):
+        keys = params_list[i].keys()
+        j = i + 1
+        while j < len(params_list) and params_list[j].keys() == keys:
+            j += 1
+        conn.execute(stmt, params_list[i] if j - i == 1 else params_list[i:j])
+        i = j
 
 
 def _opt(value: dt.datetime | None) -> dt.datetime | None:

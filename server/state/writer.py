@@ -5,6 +5,12 @@ durable when `submit` returns. Whatever is queued when the writer becomes free
 goes into the next transaction: no timer, no added latency when idle, larger
 batches under load. If a batch fails, its writes are retried one by one so a
 single bad write fails alone.
+
+A write may also be a `Bulk` op: consecutive ones with the same `bulk_key` in a
+batch run together through their `run_many` (one executemany instead of many
+statements), in the same order and the same transaction; calling the op alone
+does the same work for one write, and that is what the one-by-one retry uses.
+Results go back with one wake-up of the event loop per batch, not one per write.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -26,10 +32,22 @@ Op = Callable[[Connection], Any]
 _STOP = object()
 
 
+class Bulk(Protocol):
+    """A write that can run together with others of the same `bulk_key`."""
+
+    bulk_key: Hashable
+
+    def __call__(self, conn: Connection) -> Any: ...
+
+    def run_many(self, conn: Connection, ops: Sequence[Any]) -> list[Any]:
+        """Run `ops` (all with this op's key, in order); return their results in order."""
+        ...
+
+
 class BatchWriter:
     """Serialises all writes of one process through one thread and one transaction per batch."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int = 1024) -> None:
         self._engine = engine
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -82,7 +100,7 @@ class BatchWriter:
     def _run_batch(self, batch: list[Any]) -> None:
         try:
             with self._engine.begin() as conn:
-                results = [op(conn) for op, _fut, _loop in batch]
+                results = _run_ops(conn, [op for op, _fut, _loop in batch])
         except Exception:  # noqa: BLE001 - each write is retried alone below
             if len(batch) == 1:
                 self._run_one(batch[0])
@@ -90,8 +108,9 @@ class BatchWriter:
             for item in batch:
                 self._run_one(item)
             return
-        for (_op, fut, loop), result in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_resolve, fut, result, None)
+        _deliver(
+            [(fut, loop, result) for (_op, fut, loop), result in zip(batch, results, strict=True)]
+        )
 
     def _run_one(self, item: Any) -> None:
         op, fut, loop = item
@@ -102,6 +121,42 @@ class BatchWriter:
             loop.call_soon_threadsafe(_resolve, fut, None, exc)
             return
         loop.call_soon_threadsafe(_resolve, fut, result, None)
+
+
+def _run_ops(conn: Connection, ops: list[Any]) -> list[Any]:
+    """Run a batch's ops in order; consecutive Bulk ops of one key run as one group."""
+    results: list[Any] = []
+    i, n = 0, len(ops)
+    while i < n:
+        op = ops[i]
+        key = getattr(op, "bulk_key", None)
+        j = i + 1
+        if key is not None:
+            while j < n and getattr(ops[j], "bulk_key", None) == key:
+                j += 1
+        if j - i == 1:
+            results.append(op(conn))
+        else:
+            done = op.run_many(conn, ops[i:j])
+            if len(done) != j - i:
+                raise RuntimeError("Bulk.run_many returned the wrong number of results")
+            results.extend(done)
+        i = j
+    return results
+
+
+def _deliver(outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any]]) -> None:
+    """Resolve a committed batch's futures with one wake-up per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for fut, loop, result in outcomes:
+        by_loop.setdefault(loop, []).append((fut, result))
+    for loop, items in by_loop.items():
+        loop.call_soon_threadsafe(_resolve_all, items)
+
+
+def _resolve_all(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, result in items:
+        _resolve(fut, result, None)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

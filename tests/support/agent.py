@@ -25,24 +25,22 @@ def agent_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
     )
 
 
+def enroll_with_token(
+    server: ServerHandle, token: str, site: str, state_dir: Path, *, ca: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`storesafe-agent enroll` with `token` (and the server's CA unless `ca` is False)."""
+    args = ["enroll", "--server", server.address, "--token", token, "--site", site]
+    args += ["--state-dir", str(state_dir)]
+    if ca:
+        args += ["--ca", str(server.ca_path)]
+    return agent_cli(*args)
+
+
 def enroll_agent(
     server: ServerHandle, state_dir: Path, site: str, group: str = "default"
 ) -> subprocess.CompletedProcess[str]:
     """Create a token and enroll an agent for `site` into `state_dir`."""
-    token = create_enrollment_token(server, site, group)
-    return agent_cli(
-        "enroll",
-        "--server",
-        server.address,
-        "--token",
-        token,
-        "--site",
-        site,
-        "--ca",
-        str(server.ca_path),
-        "--state-dir",
-        str(state_dir),
-    )
+    return enroll_with_token(server, create_enrollment_token(server, site, group), site, state_dir)
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ from storesafe.v1 import admin_pb2
 from agent.outbox import Outbox
 from agent.settings import StateDir
 from agent.transport.link import ServerLink
-from tests.support.agent import AgentProcess, agent_cli, enroll_agent, wait_for
+from tests.support.agent import AgentProcess, agent_cli, enroll_agent, enroll_with_token, wait_for
 from tests.support.server import ServerHandle, create_enrollment_token
 from tests.unit.agent.fakes import report
 
@@ -28,13 +28,10 @@ def stored_run_ids(server: ServerHandle, site: str) -> list[str]:
 
 
 def queue(state_dir: Path, *numbers: int) -> None:
-    (
-        """Record reports the way a job does: into the outbox (the agent may be running).
+    """Record reports the way a job does: into the outbox (the agent may be running).
 
     Report ids are `<site>-<n>`, unique on a shared server.
     """
-        ""
-    )
     state = StateDir(state_dir)
     site = state.load_credentials().site
     with Outbox(state.outbox_path) as box:
@@ -71,6 +68,9 @@ def test_enroll_then_run_checks_in_and_delivers(
             0,
         )
         assert shown["last_checkin_at"].endswith("Z")
+        assert (shown["running"], shown["pid"]) == (True, agent.proc.pid)
+        second = agent_cli("run", "--state-dir", str(state))
+        assert "already running" in assert_one_line_error(second)
         assert stored_run_ids(shared_server, "shop-ok") == ["shop-ok-1", "shop-ok-2"]
         site = shared_server.admin_stub().GetSite(
             admin_pb2.GetSiteRequest(site="shop-ok"),
@@ -89,19 +89,7 @@ def test_bad_enrollment_tokens_are_one_line_errors(
     shared_server: ServerHandle, tmp_path: Path
 ) -> None:
     def enroll(token: str, site: str, state: str) -> object:
-        return agent_cli(
-            "enroll",
-            "--server",
-            shared_server.address,
-            "--token",
-            token,
-            "--site",
-            site,
-            "--ca",
-            str(shared_server.ca_path),
-            "--state-dir",
-            str(tmp_path / state),
-        )
+        return enroll_with_token(shared_server, token, site, tmp_path / state)
 
     wrong = assert_one_line_error(enroll(secrets.token_urlsafe(24), "shop-t", "wrong"))
     assert "token" in wrong
@@ -124,36 +112,10 @@ def test_bad_enrollment_tokens_are_one_line_errors(
 
 def test_enroll_without_the_ca_explains_itself(shared_server: ServerHandle, tmp_path: Path) -> None:
     token = create_enrollment_token(shared_server, "shop-ca")
-    done = agent_cli(
-        "enroll",
-        "--server",
-        shared_server.address,
-        "--token",
-        token,
-        "--site",
-        "shop-ca",
-        "--state-dir",
-        str(tmp_path / "a"),
-    )
+    done = enroll_with_token(shared_server, token, "shop-ca", tmp_path / "a", ca=False)
     assert "--ca" in assert_one_line_error(done)
-    # The token was not spent by the failed handshake.
-    assert enroll_with(shared_server, token, "shop-ca", tmp_path / "b").returncode == 0
-
-
-def enroll_with(server: ServerHandle, token: str, site: str, state: Path) -> object:
-    return agent_cli(
-        "enroll",
-        "--server",
-        server.address,
-        "--token",
-        token,
-        "--site",
-        site,
-        "--ca",
-        str(server.ca_path),
-        "--state-dir",
-        str(state),
-    )
+    # The failed handshake did not spend the token.
+    assert enroll_with_token(shared_server, token, "shop-ca", tmp_path / "b").returncode == 0
 
 
 def test_agent_started_while_the_server_is_down_queues_then_delivers(
@@ -180,7 +142,7 @@ def test_agent_started_while_the_server_is_down_queues_then_delivers(
     finally:
         assert agent.stop() == 0
     log = agent.log()
-    assert log.count("reports are kept in the outbox") == 1, log
+    assert log.count("check-in failed: cannot reach") == 1, log
     assert "checked in with" in log
 
 

@@ -17,7 +17,7 @@ from agent.firebird.files import list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job, run_validation_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.shopsim import ShopWriter, total_balance
-from agent.reports import Outcome
+from agent.reports import BackupDetails, Outcome
 from common.clock import SystemClock
 from tests.integration.firebird.conftest import SHOP_ACCOUNTS, new_target
 from tests.integration.firebird.helpers import final_files, spool_leftovers
@@ -122,7 +122,7 @@ run_backup_job(target, BackupSettings(Path(sys.argv[2])), clock=SystemClock())
 
 
 def test_agent_killed_mid_backup(fb_root: Path, fb_password: str, backup_dir: Path) -> None:
-    target = new_target(fb_root, fb_password, "big", accounts=100, filler_mb=40)
+    target = new_target(fb_root, fb_password, "big", accounts=100, filler_mb=25)
     env = {**os.environ, "STORESAFE_FB_PASSWORD": fb_password}
     child = subprocess.Popen([sys.executable, "-c", CHILD, target.database, str(backup_dir)],
                              env=env, cwd=Path(__file__).parents[3])
@@ -140,4 +140,6 @@ def test_agent_killed_mid_backup(fb_root: Path, fb_password: str, backup_dir: Pa
     outcome = backup(target, backup_dir)
     assert outcome.succeeded, outcome.error_message
     assert len(list_backups(backup_dir)) == 1
+    assert isinstance(outcome.details, BackupDetails)
+    assert outcome.details.table_counts["ITEMS"] == 25 * 1024  # > gbak's 10,000-row steps
     assert spool_leftovers(backup_dir) == []

@@ -6,11 +6,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.backoff import Backoff
 from agent.outbox import Outbox
+from agent.reports import FirebirdHealth
 from agent.runner import ReportSink, Runner, RunnerConfig
 from agent.status import StatusFile
 from common.clock import FakeClock
@@ -21,7 +23,9 @@ FAST = RunnerConfig(interval_override=0.02, retry_base=0.01, retry_cap=0.02, ref
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, config: RunnerConfig = FAST, jobs: tuple = ()) -> None:
+    def __init__(
+        self, tmp_path: Path, config: RunnerConfig = FAST, jobs: tuple = (), **seams: Any
+    ) -> None:
         self.link = FakeLink()
         self.links_made = 0
         self.outbox = Outbox(tmp_path / "outbox.sqlite")
@@ -37,6 +41,7 @@ class Harness:
             config=config,
             backoff=Backoff(base=config.retry_base, cap=config.retry_cap, rand=lambda: 1.0),
             jobs=jobs,
+            **seams,
         )
 
     def _connect(self) -> FakeLink:
@@ -203,3 +208,13 @@ def test_the_server_names_the_interval_unless_overridden(tmp_path: Path) -> None
     h.link.fault = DOWN
     assert asyncio.run(h.runner.check_in_once()) == 1.0  # backoff base, full draw
     assert asyncio.run(h.runner.check_in_once()) == 2.0
+
+
+def test_check_in_carries_the_seams_figures(tmp_path: Path) -> None:
+    health = FirebirdHealth(oit=1, oat=2, next_transaction=3)
+    h = Harness(tmp_path, health=lambda: health, config_revision=lambda: 7)
+    h.outbox.put(report(1))
+    asyncio.run(h.runner.check_in_once())
+    sent = h.link.checkins[-1]
+    assert (sent.firebird, sent.config_revision, sent.outbox_pending) == (health, 7, 1)
+    assert h.status.load().config_revision == 7

@@ -113,3 +113,23 @@ def test_check_is_unknown_when_the_server_cannot_be_asked(error: Exception) -> N
     data = json.loads(invoke(FakeAdminClient(error=error), "check", "--json").stdout)
     assert data["state"] == "unknown"
     assert data["exit_code"] == 3
+
+
+def test_check_one_group(fake: FakeAdminClient) -> None:
+    result = invoke(fake, "check", "--group", "default")
+    assert result.exit_code == 2
+    assert fake.calls == [("list_sites", (None, "default"))]
+
+
+def test_check_with_a_bad_group_is_unknown(fake: FakeAdminClient) -> None:
+    result = invoke(fake, "check", "--group", "no such")
+    assert result.exit_code == 3
+    assert result.stdout.startswith("STORESAFE UNKNOWN - 'no such' is not a valid group name")
+    assert fake.calls == []
+
+
+def test_bad_check_arguments_are_unknown_not_critical(fake: FakeAdminClient) -> None:
+    result = invoke(fake, "check", "--bogus")
+    assert result.exit_code == 3
+    assert result.stdout == "STORESAFE UNKNOWN - No such option: --bogus\n"
+    assert fake.calls == []

@@ -367,3 +367,9 @@ def test_ca_file_problems_are_one_sentence(tmp_path: Path) -> None:
     junk.write_text("not a certificate")
     with pytest.raises(errors.InvalidArgument, match=r"junk.pem is not a PEM CA certificate"):
         client("127.0.0.1:1", insecure=False, ca=junk).list_sites()
+
+
+@pytest.mark.parametrize("token", ["tök", "a b", "a\nb", "   "])
+def test_tokens_a_header_cannot_carry_are_refused_before_sending(token: str) -> None:
+    with pytest.raises(errors.InvalidArgument, match="admin token"):
+        client("127.0.0.1:1", token=token).list_sites()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
-from rich.console import Console
 
 from cli import output
 from cli.humanize import run_summary
@@ -28,11 +28,13 @@ SITE_FIELDS = {
 }
 
 
-def render(renderable: object, width: int = 160) -> str:
-    console = Console(width=width, record=True, color_system=None)
-    with console.capture() as capture:
-        console.print(renderable)
-    return capture.get()
+def plain(text: str, style: str) -> str:
+    return text
+
+
+def marked(text: str, style: str) -> str:
+    """Shows styles as <style>text</> so tests can see the colours."""
+    return f"<{style}>{text}</>" if style else text
 
 
 def test_site_json_has_the_contract_fields_with_z_times_and_null_for_never() -> None:
@@ -86,38 +88,62 @@ def test_sites_table_shows_ages_never_problems_and_counts() -> None:
         site("shop-b", "failing", problems=("backup failed: gbak error", "disk nearly full")),
         site("shop-c", "never", last_good_backup_at=None, config_revision_applied=2),
     ]
-    text = render(output.sites_table(sites, NOW))
-    line_a = next(line for line in text.splitlines() if "shop-a" in line)
-    assert "3h ago" in line_a
-    assert "2m ago" in line_a
-    assert "never" in line_a  # image sync never ran
-    line_b = next(line for line in text.splitlines() if "shop-b" in line)
-    assert "backup failed: gbak error; disk nearly full" in line_b
-    line_c = next(line for line in text.splitlines() if "shop-c" in line)
-    assert "2 → 3" in line_c
-    assert "3 sites: 1 ok, 1 failing, 1 never" in text
+    lines = output.sites_text(sites, NOW, plain).splitlines()
+    assert lines[0].split() == [
+        "SITE",
+        "GROUP",
+        "STATUS",
+        "VERIFIED",
+        "SEEN",
+        "IMAGES",
+        "REV",
+        "PROBLEMS",
+    ]
+    assert lines[1] == "shop-a   default   ok        3h ago     2m ago   never    3"
+    assert lines[2] == (
+        "shop-b   default   failing   3h ago     2m ago   never    3       "
+        "backup failed: gbak error; disk nearly full"
+    )
+    assert lines[3] == "shop-c   default   never     never      2m ago   never    2 → 3"
+    assert lines[4:] == ["", "3 sites: 1 ok, 1 failing, 1 never"]
 
 
 def test_status_colours() -> None:
-    assert output.status_text("ok").style == "green"
-    assert output.status_text("failing").style == "bold red"
-    assert output.status_text("martian").style == "dim"
+    text = output.sites_text([site("a"), site("b", "failing"), site("c", "martian")], NOW, marked)
+    assert "<bold>SITE</>" in text
+    assert "<green>ok</>" in text
+    assert "<bold red>failing</>" in text
+    assert "<dim>martian</>" in text
 
 
-def test_names_with_brackets_are_not_markup() -> None:
-    text = render(output.sites_table([site("[bold]x[/bold]", problems=("[red]y",))], NOW))
-    assert "[bold]x[/bold]" in text
-    assert "[red]y" in text
+def test_painter_is_plain_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    assert output.painter()("ok", "green") == "ok"
+
+
+def test_agent_text_cannot_reach_the_terminal_raw() -> None:
+    evil = site("a", problems=("\x1b]0;pwned\x07x\ny",), hostname="\x1b[2J")
+    text = output.sites_text([evil], NOW, plain)
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert " ]0;pwned x y" in text
+    assert output.clean("a\tb\rc") == "a b c"
 
 
 def test_run_result_words() -> None:
-    assert output.run_result(backup_run()).plain == "verified"
+    assert output.run_result(backup_run()) == ("verified", "green")
     failed_verify = backup_run(details={"verification": "failed"})
-    assert output.run_result(failed_verify).plain == "verify failed"
-    assert output.run_result(backup_run(outcome="failed")).plain == "failed"
-    assert output.run_result(backup_run(details={})).plain == "unverified"
+    assert output.run_result(failed_verify) == ("verify failed", "bold red")
+    assert output.run_result(backup_run(outcome="failed")) == ("failed", "bold red")
+    assert output.run_result(backup_run(details={})) == ("unverified", "yellow")
     sync = backup_run(kind="image-sync", details={})
-    assert output.run_result(sync).plain == "succeeded"
+    assert output.run_result(sync) == ("succeeded", "green")
+
+
+def test_runs_table() -> None:
+    lines = output.runs_text([backup_run()], NOW, plain).splitlines()
+    assert lines[1] == (
+        "1h ago     backup   verified   2m00s   schedule   gbak 3.0 MiB shop-20261126.fbk.zst"
+    )
 
 
 def test_run_summary_says_what_happened_and_why_it_failed() -> None:
@@ -150,13 +176,17 @@ def test_site_view_lists_facts_disks_and_health() -> None:
         enrolled_at=NOW - dt.timedelta(days=30),
         last_backup=backup_run(),
     )
-    text = "\n".join(render(view) for view in output.site_view(detail, NOW))
+    text = output.site_text(detail, NOW, plain)
     assert "disk nearly full" in text
     assert "2026-11-26 19:00 UTC (3h ago)" in text
     assert "verified" in text
     assert "C:\\Backups" in text
     assert "5%" in text
-    assert "5000" in text  # the OAT - OIT gap
+    assert re.search(r"^Gap \(OAT - OIT\) +5000$", text, re.MULTILINE)
+    assert re.search(r"^Problems +disk nearly full$", text, re.MULTILINE)
+    assert re.search(
+        r"^Last backup details +gbak 3.0 MiB shop-20261126.fbk.zst$", text, re.MULTILINE
+    )
 
 
 def test_empty_fleet_says_how_to_start(capsys: pytest.CaptureFixture[str]) -> None:

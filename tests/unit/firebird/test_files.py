@@ -117,3 +117,14 @@ def test_schema_differences() -> None:
     diffs = live.differences(Schema(("A",), ()))
     assert "table missing: B" in diffs
     assert "index missing: A.PK_A" in diffs
+
+
+def test_health_problems() -> None:
+    from agent.firebird.health import health_problems
+    from agent.reports import FirebirdHealth
+
+    assert health_problems(FirebirdHealth(oit=10, oat=20, next_transaction=30)) == []
+    problems = health_problems(FirebirdHealth(oit=1, oat=200_000, next_transaction=400_001,
+                                              forced_writes=False))
+    assert len(problems) == 3
+    assert "Forced writes are off" in problems[0]

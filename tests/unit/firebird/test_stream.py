@@ -86,3 +86,29 @@ def test_truncated_file_is_caught(tmp_path: Path) -> None:
     out.write_bytes(out.read_bytes()[:-1000])
     with pytest.raises(BackupCorrupt):
         decompress_checked(out, tmp_path / "restored", expected_sha256=digest)
+
+
+def test_level_adapts_to_the_backlog() -> None:
+    from agent.firebird.stream import LEVELS, SEGMENT, next_level
+
+    fastest = len(LEVELS) - 1
+    assert next_level(0, 3 * SEGMENT, False) == 1  # falling behind: faster
+    assert next_level(fastest, 10 * SEGMENT, False) == fastest
+    assert next_level(2, 0, False) == 1  # caught up: stronger
+    assert next_level(0, 0, False) == 0
+    assert next_level(1, SEGMENT, False) == 1
+    assert next_level(0, 2 * SEGMENT, True) == fastest  # writer done: hurry
+    assert next_level(1, 0, True) == 1
+
+
+def test_many_frames_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.firebird import stream
+
+    monkeypatch.setattr(stream, "SEGMENT", 64 * 1024)
+    monkeypatch.setattr(stream, "CHUNK", 16 * 1024)
+    data = (os.urandom(1000) + b"shop " * 2000) * 100
+    out, digest = make_backup(tmp_path, data)
+    frames = out.read_bytes().count(b"\x28\xb5\x2f\xfd")  # zstd frame magic
+    assert frames > 5
+    assert decompress_checked(out, tmp_path / "r", expected_sha256=digest) == len(data)
+    assert (tmp_path / "r").read_bytes() == data

@@ -1,0 +1,701 @@
+"""Config push at fleet scale: fan-out time, memory per open stream, restart catch-up.
+
+One command, one run:
+
+    .venv/bin/python bench/config_fanout.py                  # 1,000 and 10,000 agents
+    .venv/bin/python bench/config_fanout.py --quick          # 200 agents, smoke run
+    .venv/bin/python bench/config_fanout.py --agents 2000 --repeats 5
+
+For each fleet size N:
+  1. A real `storesafe-server serve` (SQLite, TLS as in production) on a loopback
+     port, on a fresh copy of a data dir holding N enrolled simulated agents
+     (admin CreateEnrollmentToken + Enroll). The enrolled fleet (data dir and agent
+     credentials) is cached under bench/results/.fanout-fleets/ so re-runs skip
+     enrollment; `--fresh` enrolls again.
+  2. N simulated agents spread over several client processes (spawned, each with its
+     own event loop): every agent has its own grpc.aio channel (own TCP connection,
+     local subchannel pool) and holds a WatchConfig stream; on a config directive it
+     calls AckConfig(revision, applied=True). A broken stream is reopened with
+     jittered exponential backoff (full jitter, base 0.2 s, cap 5 s).
+  3. Measured:
+     fan-out   from just before SetConfig(fleet) until every agent acknowledged that
+               revision; client view = latest ack completion reported by the client
+               processes, server view = first ConfigRollout showing every site applied
+               (its resolution is the poll interval plus the call). Median of repeats.
+     memory    server RSS with all N streams open minus RSS before they opened, / N
+               (includes each agent's TLS connection, not only the call).
+     restart   SIGTERM the server, start it again on the same port, SetConfig as soon
+               as it answers; time until all N agents reconnected and acknowledged,
+               and the error codes agents saw (stream breaks vs reconnect attempts).
+Results: a table on stdout and bench/results/config_fanout.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import benchlib
+import grpc
+import psutil
+from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+
+FLEETS = benchlib.RESULTS / ".fanout-fleets"
+BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
+CLIENT_OPTIONS = [
+    ("grpc.use_local_subchannel_pool", 1),  # one TCP connection per agent channel
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    # gRPC's own connect backoff paced like the agents' retry loop (base 0.2 s, cap 5 s).
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+# --------------------------------------------------------------------------- server
+
+
+class BenchServer:
+    """`storesafe-server serve` with TLS on a fixed loopback address (kept across restarts)."""
+
+    def __init__(self, data_dir: Path, admin_token: str, ca_path: Path) -> None:
+        self.data_dir = data_dir
+        self.admin_token = admin_token
+        self.ca = ca_path.read_bytes()
+        self.address = f"127.0.0.1:{benchlib.free_port()}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._admin: admin_pb2_grpc.AdminServiceStub | None = None
+        self._channel: grpc.Channel | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        args = [
+            str(benchlib.BIN / "storesafe-server"),
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            self.address,
+        ]
+        log = (self.data_dir / "server.log").open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=raise_fd_limit)
+        benchlib.wait_ready(self.address, self.proc, grpc.ssl_channel_credentials(self.ca), timeout)
+
+    def stop(self) -> float:
+        """SIGTERM and wait; the seconds it took to exit."""
+        if self.proc is None:
+            return 0.0
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self.close_admin()
+        return time.monotonic() - began
+
+    def rss(self) -> int:
+        assert self.proc is not None
+        return int(psutil.Process(self.proc.pid).memory_info().rss)
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return float(t.user + t.system)
+
+    def admin(self) -> admin_pb2_grpc.AdminServiceStub:
+        if self._admin is None:
+            self._channel = grpc.secure_channel(
+                self.address,
+                grpc.ssl_channel_credentials(self.ca),
+                options=[("grpc.use_local_subchannel_pool", 1)],
+            )
+            self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
+        return self._admin
+
+    def close_admin(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel, self._admin = None, None
+
+    @property
+    def md(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.admin_token}")]
+
+    def set_fleet(self, value: int) -> int:
+        resp = self.admin().SetConfig(
+            admin_pb2.SetConfigRequest(
+                scope=admin_pb2.CONFIG_SCOPE_FLEET, values={"backup.keep_daily": str(value)}
+            ),
+            metadata=self.md,
+            timeout=60,
+        )
+        return int(resp.revision)
+
+    def applied(self, revision: int) -> int:
+        """How many sites the server shows at `revision` or later (ConfigRollout)."""
+        resp = self.admin().ConfigRollout(
+            admin_pb2.ConfigRolloutRequest(), metadata=self.md, timeout=60
+        )
+        return sum(1 for r in resp.sites if r.applied_revision >= revision)
+
+
+def new_revision(server: BenchServer) -> int:
+    """A fleet change that is sure to make a new revision."""
+    while True:
+        rev = server.set_fleet(random.randint(0, 366))
+        if rev:
+            return rev
+
+
+# --------------------------------------------------------------------------- fleet cache
+
+
+def fleet(n: int, fresh: bool) -> tuple[Path, str, Path, list[tuple[str, str]]]:
+    """A cached data dir with n enrolled agents: (dir, admin token, ca path, [(site, cred)])."""
+    cache = FLEETS / f"n{n}"
+    meta = cache / "fleet.json"
+    if fresh and cache.exists():
+        shutil.rmtree(cache)
+    if meta.exists():
+        info = json.loads(meta.read_text())
+        if len(info["agents"]) == n:
+            print(f"  using the enrolled fleet cached in {cache}", flush=True)
+            return cache / "data", info["admin_token"], Path(info["ca"]), info["agents"]
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True)
+    (FLEETS / ".gitignore").write_text("*\n")  # data dirs hold keys: never commit them
+    data = cache / "data"
+    out = subprocess.run(
+        [str(benchlib.BIN / "storesafe-server"), "init", "--data-dir", str(data), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    info = json.loads(out)
+    server = BenchServer(data, info["admin_token"], Path(info["ca_cert"]))
+    server.start()
+    began = time.monotonic()
+    try:
+        agents = asyncio.run(_enroll(server, [f"fan{i:05d}" for i in range(n)]))
+    finally:
+        server.stop()
+    print(f"  enrolled {n:,} agents in {time.monotonic() - began:.1f} s", flush=True)
+    (data / "server.log").unlink(missing_ok=True)
+    ca_rel = Path(info["ca_cert"]).relative_to(data)
+    meta.write_text(
+        json.dumps({"admin_token": info["admin_token"], "ca": str(ca_rel), "agents": agents})
+    )
+    return data, info["admin_token"], ca_rel, agents
+
+
+async def _enroll(server: BenchServer, sites: list[str]) -> list[tuple[str, str]]:
+    creds = grpc.ssl_channel_credentials(server.ca)
+    chans = [
+        grpc.aio.secure_channel(
+            server.address, creds, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        for _ in range(4)
+    ]
+    sem = asyncio.Semaphore(64)
+
+    async def one(i: int, site: str) -> tuple[str, str]:
+        ch = chans[i % len(chans)]
+        async with sem:
+            tok = await admin_pb2_grpc.AdminServiceStub(ch).CreateEnrollmentToken(
+                admin_pb2.CreateEnrollmentTokenRequest(site=site, group="default"),
+                metadata=server.md,
+                timeout=60,
+            )
+            resp = await agent_pb2_grpc.AgentServiceStub(ch).Enroll(
+                agent_pb2.EnrollRequest(token=tok.token, site=site, hostname="sim"), timeout=60
+            )
+            return site, resp.credential
+
+    try:
+        return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(sites))))
+    finally:
+        for ch in chans:
+            await ch.close()
+
+
+# --------------------------------------------------------------------------- client processes
+
+
+class Agents:
+    """The simulated agents of one client process."""
+
+    def __init__(self, address: str, ca: bytes, agents: list[tuple[str, str]]) -> None:
+        self.address = address
+        self.ca = ca
+        self.agents = agents
+        self.live = 0  # streams that delivered at least one message and are still open
+        self.acks: dict[int, list[float]] = {}  # revision -> [count, latest ack time]
+        self.errors: list[tuple[float, str, bool]] = []  # (time, code, on a live stream)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.channels: list[grpc.aio.Channel] = []
+
+    async def open(self, per_second: float) -> None:
+        creds = grpc.ssl_channel_credentials(self.ca)
+        for i, (_site, cred) in enumerate(self.agents):
+            ch = grpc.aio.secure_channel(self.address, creds, options=CLIENT_OPTIONS)
+            self.channels.append(ch)
+            self.tasks.append(asyncio.create_task(self.follow(ch, cred)))
+            if per_second and i % 50 == 49:
+                await asyncio.sleep(50 / per_second)
+
+    async def follow(self, ch: grpc.aio.Channel, cred: str) -> None:
+        """Hold a WatchConfig stream like an agent; ack every config; reconnect with backoff."""
+        stub = agent_pb2_grpc.AgentServiceStub(ch)
+        md = (("authorization", f"Bearer {cred}"),)
+        running, attempt = 0, 0
+        while True:
+            call = stub.WatchConfig(
+                agent_pb2.WatchConfigRequest(running_revision=running), metadata=md
+            )
+            live = False
+            try:
+                async for d in call:
+                    if not live:
+                        live, attempt = True, 0
+                        self.live += 1
+                    if d.HasField("config"):
+                        rev = d.config.revision
+                        await stub.AckConfig(
+                            agent_pb2.AckConfigRequest(revision=rev, applied=True),
+                            metadata=md,
+                            timeout=60,
+                        )
+                        running = rev
+                        slot = self.acks.setdefault(rev, [0, 0.0])
+                        slot[0] += 1
+                        slot[1] = max(slot[1], time.monotonic())
+                code = "ENDED"
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code().name
+                call.cancel()
+            if live:
+                self.live -= 1
+            self.errors.append((time.monotonic(), code, live))
+            await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
+            attempt += 1
+
+    def status(self, revision: int) -> dict[str, Any]:
+        count, latest = self.acks.get(revision, [0, 0.0])
+        return {"live": self.live, "acked": count, "latest_ack": latest}
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for ch in self.channels:
+            with contextlib.suppress(Exception):
+                await ch.close(grace=None)
+
+
+def client_main(
+    address: str, ca: bytes, agents: list[tuple[str, str]], conn: Connection, per_second: float
+) -> None:
+    raise_fd_limit()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_client(address, ca, agents, conn, per_second))
+
+
+async def _client(
+    address: str, ca: bytes, agents: list[tuple[str, str]], conn: Connection, per_second: float
+) -> None:
+    sim = Agents(address, ca, agents)
+    loop = asyncio.get_running_loop()
+    while True:
+        cmd, arg = await loop.run_in_executor(None, conn.recv)
+        if cmd == "open":
+            await sim.open(per_second)
+            conn.send("ok")
+        elif cmd == "status":
+            conn.send(sim.status(arg))
+        elif cmd == "errors":
+            conn.send(sim.errors)
+            sim.errors = []
+        elif cmd == "stop":
+            await sim.close()
+            conn.send("ok")
+            return
+
+
+class Clients:
+    """The client processes, driven over pipes."""
+
+    def __init__(
+        self, address: str, ca: bytes, agents: list[tuple[str, str]], procs: int, rate: float
+    ) -> None:
+        ctx = mp.get_context("spawn")
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        for k in range(procs):
+            mine, theirs = ctx.Pipe()
+            p = ctx.Process(
+                target=client_main,
+                args=(address, ca, agents[k::procs], theirs, rate / procs),
+                daemon=True,
+            )
+            p.start()
+            self.conns.append(mine)
+            self.procs.append(p)
+
+    def ask(self, cmd: str, arg: Any = None) -> list[Any]:
+        for c in self.conns:
+            c.send((cmd, arg))
+        return [c.recv() for c in self.conns]
+
+    def status(self, revision: int) -> tuple[int, int, float]:
+        """(streams live, agents that acked `revision`, latest ack time)."""
+        got = self.ask("status", revision)
+        return (
+            sum(s["live"] for s in got),
+            sum(s["acked"] for s in got),
+            max(s["latest_ack"] for s in got),
+        )
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.procs:
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(p.pid).cpu_times()
+                total += t.user + t.system
+        return total
+
+    def errors(self) -> list[tuple[float, str, bool]]:
+        return [e for part in self.ask("errors") for e in part]
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask("stop")
+        for p in self.procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def wait_acked(
+    clients: Clients,
+    server: BenchServer | None,
+    n: int,
+    revision: int,
+    t0: float,
+    timeout: float,
+    rollout_poll: float = 0.0,
+) -> dict[str, Any]:
+    """Wait until all n agents acked `revision`: client view and (optionally) server view.
+
+    The client processes are asked every 0.1 s (cheap, over pipes; each reports its latest
+    ack time). ConfigRollout costs the server real work per site, so by default it is
+    asked only once the clients are done (an ack returns after its write committed, so
+    that first call already shows every site applied); `rollout_poll` > 0 also asks every
+    that many seconds during the fan-out.
+    """
+    deadline = t0 + timeout
+    client_s: float | None = None
+    server_s: float | None = None
+    rollout_call_s: float | None = None
+    acked = applied = 0
+    next_rollout = t0 + rollout_poll if rollout_poll > 0 else float("inf")
+    while time.monotonic() < deadline:
+        if client_s is None:
+            _live, acked, latest = clients.status(revision)
+            if acked >= n:
+                client_s = latest - t0
+        if (
+            server is not None
+            and server_s is None
+            and (client_s is not None or time.monotonic() >= next_rollout)
+        ):
+            began = time.monotonic()
+            applied = server.applied(revision)
+            rollout_call_s = time.monotonic() - began
+            if applied >= n:
+                server_s = time.monotonic() - t0
+            next_rollout = time.monotonic() + rollout_poll if rollout_poll > 0 else next_rollout
+        if client_s is not None and (server is None or server_s is not None):
+            break
+        time.sleep(0.1)
+    return {
+        "revision": revision,
+        "client_s": client_s,
+        "server_s": server_s,
+        "acked": acked,
+        "server_applied": applied if server is not None else None,
+        "rollout_call_s": rollout_call_s,
+    }
+
+
+def profile_server(server: BenchServer, n: int, on: bool) -> subprocess.Popen[bytes] | None:
+    """py-spy on the server during the fan-outs (collapsed stacks in bench/results/)."""
+    if not on:
+        return None
+    assert server.proc is not None
+    out = benchlib.RESULTS / f"config_fanout-profile-{n}.txt"
+    spy = subprocess.Popen(
+        [
+            str(benchlib.BIN / "py-spy"),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--gil",
+            "-p",
+            str(server.proc.pid),
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    return spy
+
+
+def count_codes(errors: list[tuple[float, str, bool]]) -> dict[str, int]:
+    return dict(sorted(collections.Counter(code for _t, code, _live in errors).items()))
+
+
+def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"\n== {n:,} agents", flush=True)
+    cached, token, ca_rel, agents = fleet(n, args.fresh)
+    work = Path(tempfile.mkdtemp(prefix=f"fanout-{n}-"))
+    data = work / "data"
+    shutil.copytree(cached, data)
+    server = BenchServer(data, token, data / ca_rel)
+    server.start()
+    clients: Clients | None = None
+    out: dict[str, Any] = {"agents": n, "client_processes": args.clients}
+    try:
+        rev0 = new_revision(server)
+        server.applied(rev0)  # warm the rollout path before the baseline
+        time.sleep(1.0)
+        rss_before = server.rss()
+        clients = Clients(server.address, server.ca, agents, args.clients, args.connect_rate)
+        t_open = time.monotonic()
+        clients.ask("open")
+        connect = wait_acked(clients, None, n, rev0, t_open, args.timeout)
+        live, _acked, _latest = clients.status(rev0)
+        print(
+            f"  {live:,} streams open, all at revision {rev0} after "
+            f"{time.monotonic() - t_open:.1f} s",
+            flush=True,
+        )
+        time.sleep(3.0)
+        rss_after = server.rss()
+        out["memory"] = {
+            "rss_before_mb": rss_before / 2**20,
+            "rss_streams_open_mb": rss_after / 2**20,
+            "kb_per_stream": (rss_after - rss_before) / n / 1024,
+            "streams_live": clients.status(rev0)[0],
+        }
+        out["connect_and_first_ack_s"] = connect["client_s"]
+        print(f"  memory: {out['memory']['kb_per_stream']:.1f} KB per open stream", flush=True)
+        clients.errors()  # forget connect-time noise
+
+        spy = profile_server(server, n, args.profile)
+        runs = []
+        for k in range(args.repeats):
+            time.sleep(1.0)
+            cpu0 = server.cpu(), clients.cpu()
+            t0 = time.monotonic()
+            rev = new_revision(server)
+            set_s = time.monotonic() - t0
+            got = wait_acked(clients, server, n, rev, t0, args.timeout, args.rollout_poll)
+            got["set_config_s"] = set_s
+            got["server_cpu_s"] = server.cpu() - cpu0[0]
+            got["clients_cpu_s"] = clients.cpu() - cpu0[1]
+            runs.append(got)
+            print(
+                f"  fan-out {k + 1}: revision {rev}: clients {_s(got['client_s'])}, "
+                f"server {_s(got['server_s'])} (SetConfig {set_s:.2f} s; CPU server "
+                f"{got['server_cpu_s']:.1f} s, clients {got['clients_cpu_s']:.1f} s)",
+                flush=True,
+            )
+        out["fanout"] = {
+            "runs": runs,
+            "client_median_s": _median([r["client_s"] for r in runs]),
+            "server_median_s": _median([r["server_s"] for r in runs]),
+            "goal_s": 2.0 if n <= 1000 else 10.0,
+        }
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        errors_before = clients.errors()
+        out["fanout"]["agent_errors"] = count_codes(errors_before)
+
+        # -- restart ------------------------------------------------------------
+        time.sleep(1.0)
+        t_term = time.monotonic()
+        stop_s = server.stop()
+        t_down = time.monotonic()
+        server.start()
+        t_up = time.monotonic()
+        rev = new_revision(server)
+        got = wait_acked(clients, server, n, rev, t_up, args.timeout, args.rollout_poll)
+        errs = clients.errors()
+        after_up = [e for e in errs if e[0] >= t_up]
+        out["restart"] = {
+            "revision": rev,
+            "stop_s": stop_s,
+            "down_s": t_up - t_down,
+            "catch_up_client_s": got["client_s"],
+            "catch_up_server_s": got["server_s"],
+            "from_sigterm_client_s": None
+            if got["client_s"] is None
+            else got["client_s"] + (t_up - t_term),
+            "acked": got["acked"],
+            "stream_breaks": count_codes([e for e in errs if e[2]]),
+            "failed_attempts_while_down": count_codes(
+                [e for e in errs if not e[2] and e[0] < t_up]
+            ),
+            "failed_attempts_after_up": count_codes([e for e in after_up if not e[2]]),
+            "streams_live_after": clients.status(rev)[0],
+        }
+        out["server_rss_end_mb"] = server.rss() / 2**20
+        r = out["restart"]
+        print(
+            f"  restart: down {r['down_s']:.1f} s (SIGTERM->exit {stop_s:.1f} s); catch-up after "
+            f"up: clients {_s(r['catch_up_client_s'])}, server {_s(r['catch_up_server_s'])}",
+            flush=True,
+        )
+        print(
+            f"  errors: stream breaks {r['stream_breaks']}, while down "
+            f"{r['failed_attempts_while_down']}, after up {r['failed_attempts_after_up']}",
+            flush=True,
+        )
+    finally:
+        if clients is not None:
+            clients.stop()
+        server.stop()
+        if args.keep:
+            print(f"  kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _median(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return statistics.median(got) if len(got) == len(values) and got else None
+
+
+def _s(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f} s"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--agents", default="1000,10000", help="fleet sizes, comma-separated")
+    p.add_argument("--quick", action="store_true", help="one small fleet (200 agents)")
+    p.add_argument("--repeats", type=int, default=3, help="fan-outs per size (median reported)")
+    p.add_argument("--clients", type=int, default=4, help="client processes")
+    p.add_argument(
+        "--connect-rate", type=float, default=2000.0, help="new agents per second at start"
+    )
+    p.add_argument("--timeout", type=float, default=180.0, help="give up a wait after (s)")
+    p.add_argument(
+        "--rollout-poll",
+        type=float,
+        default=0.0,
+        help="also poll ConfigRollout every S seconds during a fan-out (0: only at the end)",
+    )
+    p.add_argument("--fresh", action="store_true", help="enroll again instead of the cache")
+    p.add_argument("--keep", action="store_true", help="keep the run's data dir")
+    p.add_argument("--profile", action="store_true", help="py-spy the server during the fan-outs")
+    p.add_argument("--out", default="", help="result file name under bench/results/")
+    args = p.parse_args()
+    sizes = [200] if args.quick else [int(x) for x in args.agents.split(",") if x.strip()]
+    raise_fd_limit()
+    results = [run_size(n, args) for n in sizes]
+    rows = []
+    for r in results:
+        f, m, rs = r["fanout"], r["memory"], r["restart"]
+        rows.append(
+            [
+                r["agents"],
+                _num(f["client_median_s"]),
+                _num(f["server_median_s"]),
+                f["goal_s"],
+                round(m["kb_per_stream"], 1),
+                _num(rs["catch_up_client_s"]),
+                _num(rs["from_sigterm_client_s"]),
+                sum(rs["stream_breaks"].values()),
+                _codes(rs["failed_attempts_after_up"]),
+            ]
+        )
+    print()
+    print(
+        benchlib.table(
+            [
+                "agents",
+                "fanout client s",
+                "fanout server s",
+                "goal s",
+                "KB/stream",
+                "catch-up s",
+                "from SIGTERM s",
+                "breaks",
+                "errors after up",
+            ],
+            rows,
+        )
+    )
+    name = args.out or ("config_fanout-quick.json" if args.quick else "config_fanout.json")
+    path = benchlib.write_json(
+        name,
+        {
+            "machine": benchlib.machine(),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "backoff": {"base_s": BACKOFF_BASE, "cap_s": BACKOFF_CAP, "jitter": "full"},
+            "results": results,
+        },
+    )
+    print(f"\nwrote {path}")
+
+
+def _num(v: float | None) -> float | str:
+    return "-" if v is None else round(v, 2)
+
+
+def _codes(c: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in c.items()) or "none"
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    main()

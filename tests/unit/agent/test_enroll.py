@@ -1,0 +1,76 @@
+"""Enrollment stores the credential and CA only after the server said yes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent.enroll import enroll
+from agent.settings import StateDir
+from common.clock import FakeClock
+from common.errors import InvalidArgument, Unavailable
+from tests.unit.agent.fakes import T0, make_tls, recording_server
+
+
+def run_enroll(state: StateDir, *, ca_pem: bytes | None, use_tls: bool = True, **kw: str) -> None:
+    tls = make_tls()
+
+    async def go() -> None:
+        async with recording_server(tls.server_credentials() if use_tls else None) as (addr, _):
+            await enroll(
+                state=state,
+                server=addr,
+                token=kw.get("token", "tok"),
+                site=kw.get("site", "shop-1"),
+                ca_pem=tls.ca_pem if ca_pem == b"right" else ca_pem,
+                insecure=not use_tls,
+                clock=FakeClock(T0),
+            )
+
+    asyncio.run(go())
+
+
+def test_enroll_stores_credential_and_ca(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / "state")
+    run_enroll(state, ca_pem=b"right")
+    creds = state.load_credentials()
+    assert (creds.agent_id, creds.credential, creds.site, creds.group) == (
+        "a1",
+        "secret-tok",
+        "shop-1",
+        "g",
+    )
+    assert creds.enrolled_at == T0
+    assert state.read_ca(creds) is not None
+    assert b"BEGIN CERTIFICATE" in (state.root / "ca.pem").read_bytes()
+
+
+def test_plaintext_enrollment_keeps_no_ca(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    run_enroll(state, ca_pem=None, use_tls=False)
+    creds = state.load_credentials()
+    assert (creds.insecure, creds.ca_file) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("ca_pem", "hint"),
+    [(None, "pass the server's CA certificate with --ca"), (make_tls().ca_pem, "check that --ca")],
+)
+def test_an_untrusted_server_gets_a_hint_and_nothing_is_stored(
+    tmp_path: Path, ca_pem: bytes | None, hint: str
+) -> None:
+    state = StateDir(tmp_path)
+    with pytest.raises(Unavailable, match="TLS handshake") as caught:
+        run_enroll(state, ca_pem=ca_pem)
+    assert hint in str(caught.value)
+    assert not state.is_enrolled()
+
+
+@pytest.mark.parametrize(("token", "site"), [(" ", "shop-1"), ("tok", "")])
+def test_empty_token_or_site_is_refused_before_any_call(
+    tmp_path: Path, token: str, site: str
+) -> None:
+    with pytest.raises(InvalidArgument, match="empty"):
+        run_enroll(StateDir(tmp_path), ca_pem=b"right", token=token, site=site)
