@@ -11,10 +11,10 @@ import re
 
 from cli.models import KINDS, STATUSES
 from common.errors import InvalidArgument
+from common.names import check_name
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)([smhdw])")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as the server checks site and group names
 
 MIN_TOKEN_LIFETIME = dt.timedelta(minutes=1)
 MAX_TOKEN_LIFETIME = dt.timedelta(days=30)
@@ -68,9 +68,4 @@ def limit(value: int) -> int:
 
 def name(text: str, what: str = "site") -> str:
     """Return a site or group name (1-64 letters, digits, '.', '_', '-'; trimmed)."""
-    cleaned = text.strip()
-    if not _NAME.fullmatch(cleaned):
-        raise InvalidArgument(
-            f"'{text}' is not a valid {what} name: use 1-64 letters, digits, '.', '_' or '-'"
-        )
-    return cleaned
+    return check_name(text, what)

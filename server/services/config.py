@@ -14,8 +14,8 @@ from common import config_schema
 from common.clock import Clock
 from common.config_schema import Value
 from common.errors import InvalidArgument
+from common.names import check_name
 from server.domain import AdminIdentity, AuditRecord, LayerValue, RevisionRecord
-from server.services.enrollment import check_name
 from server.services.secretbox import SecretBox
 from server.state.base import FleetState
 from server.state.config_state import SqlConfigState
@@ -189,7 +189,7 @@ class ConfigService:
             raise InvalidArgument("choose one layer: --fleet, --group G or --site S")
         if scope == FLEET:
             return ""
-        check_name(target, f"{scope} name")
+        check_name(target, scope)
         if scope == SITE:
             await self._fleet.get_site(target)  # NotFound for a typo
         return target

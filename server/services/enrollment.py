@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 
 from common.clock import Clock
 from common.errors import InvalidArgument
+from common.names import check_name
 from server.domain import AdminIdentity, AuditRecord
 from server.services import credentials
 from server.state.base import FleetState
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_TTL = dt.timedelta(hours=24)
 MAX_TTL = dt.timedelta(days=30)
-
-
-def check_name(value: str, what: str) -> str:
-    """Site and group names: 1-64 of letters, digits, '.', '_' and '-'."""
-    if not _NAME.match(value):
-        raise InvalidArgument(
-            f"{what} {value!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'"
-        )
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +38,9 @@ class Enrollment:
     async def create_token(
         self, admin: AdminIdentity, *, site: str, group: str, ttl: dt.timedelta | None
     ) -> IssuedToken:
-        check_name(site, "site name")
+        check_name(site, "site")
         if group:
-            check_name(group, "group name")
+            check_name(group, "group")
         ttl = ttl or DEFAULT_TTL
         if ttl > MAX_TTL:
             raise InvalidArgument("an enrollment token may live at most 30 days")
@@ -74,7 +64,7 @@ class Enrollment:
         return IssuedToken(minted.text, expires)
 
     async def enroll(self, *, token: str, site: str, hostname: str) -> Enrolled:
-        check_name(site, "site name")
+        check_name(site, "site")
         token_id, presented = credentials.parse(token, credentials.ENROLLMENT, "enrollment token")
         minted = credentials.mint(credentials.AGENT)
         now = self._clock.now()
