@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from agent.enroll import enroll as do_enroll
 from agent.errors import JobNotConfigured
@@ -28,12 +27,49 @@ from common.clock import SystemClock, iso
 from common.errors import StoreSafeError
 from common.version import VERSION
 
+
+class AgentGroup(TyperGroup):
+    """The command group: every expected failure becomes one line on stderr and an exit code."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except typer.TyperException as err:  # a bad option before the command
+            _usage_error(err)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreSafeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except typer.TyperException as err:  # a bad command, option or value
+            _usage_error(err)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+
+def _usage_error(err: typer.TyperException) -> NoReturn:
+    ctx = getattr(err, "ctx", None)
+    if ctx is None or type(err).__name__ == "NoArgsIsHelpError":
+        raise err
+    message = err.format_message().strip().rstrip(".")
+    first = " ".join(message.split())
+    typer.echo(f"error: {first[:1].lower()}{first[1:]} (see '{ctx.command_path} --help')", err=True)
+    raise typer.Exit(getattr(err, "exit_code", 2)) from None
+
+
 app = typer.Typer(
+    cls=AgentGroup,
     name="storesafe-agent",
     help="StoreSafe agent: verified hot backups of the shop database, reported to the server.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog="Exit codes: 0 done; 1 failure; 2 bad value; 4 token or credential refused; "
+    "5 not possible now (not enrolled, already running, job not configured); "
+    "6 server unreachable.",
 )
 
 StateDirOption = Annotated[
@@ -58,19 +94,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
-
-
-@contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """Turn an expected failure into one sentence on stderr and its exit code."""
-    try:
-        yield
-    except StoreSafeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
 
 
 def _version(value: bool) -> None:
@@ -108,20 +131,19 @@ def enroll(
 ) -> None:
     """Trade a one-time enrollment token for this agent's own credential."""
     setup_logging(logging.WARNING)
-    with cli_errors():
-        ca_pem = read_ca_file(ca) if ca is not None else None
-        state = StateDir(resolve_state_dir(state_dir))
-        creds = asyncio.run(
-            do_enroll(
-                state=state,
-                server=server,
-                token=token,
-                site=site,
-                ca_pem=ca_pem,
-                insecure=insecure,
-                clock=SystemClock(),
-            )
+    ca_pem = read_ca_file(ca) if ca is not None else None
+    state = StateDir(resolve_state_dir(state_dir))
+    creds = asyncio.run(
+        do_enroll(
+            state=state,
+            server=server,
+            token=token,
+            site=site,
+            ca_pem=ca_pem,
+            insecure=insecure,
+            clock=SystemClock(),
         )
+    )
     typer.echo(
         f"enrolled as agent {creds.agent_id} for site {creds.site} (group {creds.group}); "
         f"state in {state.root}"
@@ -134,12 +156,20 @@ def run(
     interval: Annotated[
         float | None,
         typer.Option(
-            "--interval", min=0.1, help="Seconds between check-ins (default: what the server says)."
+            "--interval",
+            min=0.1,
+            envvar="STORESAFE_CHECKIN_INTERVAL",
+            help="Seconds between check-ins (default: what the server says).",
         ),
     ] = None,
     retry_max: Annotated[
         float,
-        typer.Option("--retry-max", min=1.0, help="Longest wait between reconnect attempts."),
+        typer.Option(
+            "--retry-max",
+            min=1.0,
+            envvar="STORESAFE_RETRY_MAX",
+            help="Longest wait in seconds between reconnect attempts.",
+        ),
     ] = 60.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
@@ -150,11 +180,10 @@ def run(
         retry_cap=retry_max,
         refused_retry=max(retry_max, 300.0 if interval is None else interval),
     )
-    with cli_errors():
-        state = StateDir(resolve_state_dir(state_dir))
-        state.ensure()
-        state.load_credentials()  # fail fast, before the loop, when not enrolled
-        asyncio.run(_run(state, config))
+    state = StateDir(resolve_state_dir(state_dir))
+    state.ensure()
+    state.load_credentials()  # fail fast, before the loop, when not enrolled
+    asyncio.run(_run(state, config))
 
 
 async def _run(state: StateDir, config: RunnerConfig) -> None:
@@ -170,8 +199,7 @@ def status(
 ) -> None:
     """Show this agent's local state: site, server, last check-in, outbox."""
     setup_logging(logging.WARNING)
-    with cli_errors():
-        data = local_status(StateDir(resolve_state_dir(state_dir)))
+    data = local_status(StateDir(resolve_state_dir(state_dir)))
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -221,11 +249,10 @@ def local_status(state: StateDir) -> dict[str, Any]:
     }
 
 
-def _not_configured(job: str, key: str) -> None:
-    with cli_errors():
-        raise JobNotConfigured(
-            f"no {job} job is configured on this agent yet (set {key} for this site on the server)"
-        )
+def _not_configured(job: str, key: str) -> NoReturn:
+    raise JobNotConfigured(
+        f"no {job} job is configured on this agent yet (set {key} for this site on the server)"
+    )
 
 
 @app.command("backup-now")

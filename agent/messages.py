@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 
 from agent.reports import DiskUsage, FirebirdHealth
+from common.config_schema import Value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,3 +56,27 @@ class CheckInReply:
     server_time: dt.datetime | None
     desired_config_revision: int = 0
     checkin_interval_seconds: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigPush:
+    """The complete effective configuration of one revision, as the server sent it.
+
+    Values are typed but not yet validated; `agent.configsync` validates them.
+    """
+
+    revision: int
+    values: Mapping[str, Value] = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteCommand:
+    """A command from the server; `kind` is "backup-now", "sync-now" or "" (unknown)."""
+
+    id: str
+    kind: str
+    created_at: dt.datetime | None = None
+    created_by: str = ""
+
+
+Directive = ConfigPush | RemoteCommand

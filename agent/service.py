@@ -13,14 +13,33 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from agent import facts
+from agent.backoff import Backoff
+from agent.commands import CommandResult, CommandRunner, Handler
+from agent.configsync import ConfigStore
+from agent.directives import DirectiveLoop
 from agent.lock import StateLock
 from agent.outbox import Outbox
 from agent.reports import FirebirdHealth
-from agent.runner import Job, Link, Runner, RunnerConfig
+from agent.runner import Job, Runner, RunnerConfig
 from agent.settings import StateDir
 from agent.status import StatusFile
 from agent.transport.link import ServerLink
 from common.clock import Clock, SystemClock
+
+
+def not_configured(job: str) -> Handler:
+    """A command handler for a job this agent cannot run yet."""
+
+    async def handler() -> CommandResult:
+        return CommandResult("rejected", f"no {job} job is configured on this agent yet")
+
+    return handler
+
+
+DEFAULT_HANDLERS: Mapping[str, Handler] = {
+    "backup-now": not_configured("backup"),
+    "sync-now": not_configured("image sync"),
+}
 
 
 async def serve(
@@ -30,33 +49,42 @@ async def serve(
     config: RunnerConfig | None = None,
     clock: Clock | None = None,
     jobs: Sequence[Job] = (),
+    commands: Mapping[str, Handler] = DEFAULT_HANDLERS,
     volumes: Callable[[], Mapping[str, Path]] | None = None,
-    config_revision: Callable[[], int] = lambda: 0,
     health: Callable[[], FirebirdHealth | None] = lambda: None,
 ) -> None:
     """Run the agent for the enrolled `state` until `stop` is set.
 
-    `jobs` are the scheduled work (see `agent.runner.Job`); `volumes` names the
-    paths whose disk space goes into each check-in (label -> path, e.g. "data",
-    "backup"; the state dir is always included); `config_revision` tells the
-    running configuration revision and `health` the latest live-database figures.
+    `jobs` are the scheduled work (see `agent.runner.Job`); `commands` maps a
+    remote command kind ("backup-now", "sync-now") to its handler; `volumes`
+    names the paths whose disk space goes into each check-in (label -> path,
+    e.g. "data", "backup"; the state dir is always included); `health` gives
+    the latest live-database figures.
     """
     config = config or RunnerConfig()
     clock = clock or SystemClock()
-
-    def watched() -> dict[str, Path]:
-        return {"state": state.root, **(volumes() if volumes else {})}
-
     state.ensure()
     creds = state.load_credentials()
 
-    def connect() -> Link:
+    def connect() -> ServerLink:
         # Read the credential file again: a re-enrollment may have replaced it.
         return ServerLink.for_agent(
             state, state.load_credentials(), max_reconnect_seconds=config.retry_cap
         )
 
+    def watched() -> dict[str, Path]:
+        return {"state": state.root, **(volumes() if volumes else {})}
+
     with StateLock(state.root), Outbox(state.outbox_path, clock=clock) as outbox:
+        store = ConfigStore(state.root)
+        directives = DirectiveLoop(
+            connect=connect,
+            config=store,
+            commands=CommandRunner(state.root, dict(commands)),
+            site=creds.site,
+            backoff=Backoff(base=config.retry_base, cap=config.retry_cap),
+            refused_retry=config.refused_retry,
+        )
         runner = Runner(
             connect=connect,
             outbox=outbox,
@@ -66,8 +94,8 @@ async def serve(
             server=creds.server,
             site=creds.site,
             config=config,
-            jobs=jobs,
-            config_revision=config_revision,
+            jobs=[directives, *jobs],
+            config_revision=lambda: store.revision,
             health=health,
         )
         await runner.run(stop)

@@ -59,6 +59,7 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 FLEETS = benchlib.RESULTS / ".fanout-fleets"
 BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
+DEBUG = bool(os.environ.get("FANOUT_DEBUG"))
 CLIENT_OPTIONS = [
     ("grpc.use_local_subchannel_pool", 1),  # one TCP connection per agent channel
     ("grpc.keepalive_time_ms", 60_000),
@@ -259,6 +260,7 @@ class Agents:
         self.live = 0  # streams that delivered at least one message and are still open
         self.acks: dict[int, list[float]] = {}  # revision -> [count, latest ack time]
         self.errors: list[tuple[float, str, bool]] = []  # (time, code, on a live stream)
+        self.details: collections.Counter[str] = collections.Counter()
         self.tasks: list[asyncio.Task[None]] = []
         self.channels: list[grpc.aio.Channel] = []
 
@@ -301,6 +303,8 @@ class Agents:
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
                 call.cancel()
+                if DEBUG and len(self.details) < 2000:
+                    self.details[f"{code}: {exc.details()}"[:160]] += 1
             if live:
                 self.live -= 1
             self.errors.append((time.monotonic(), code, live))
@@ -340,10 +344,14 @@ async def _client(
             conn.send("ok")
         elif cmd == "status":
             conn.send(sim.status(arg))
+        elif cmd == "peek":
+            conn.send(count_codes(sim.errors))
         elif cmd == "errors":
             conn.send(sim.errors)
             sim.errors = []
         elif cmd == "stop":
+            if DEBUG:
+                print(sim.details.most_common(8), flush=True)
             await sim.close()
             conn.send("ok")
             return
@@ -391,6 +399,13 @@ class Clients:
                 total += t.user + t.system
         return total
 
+    def peek_errors(self) -> dict[str, int]:
+        """Agent error counts so far, without clearing them."""
+        total: collections.Counter[str] = collections.Counter()
+        for part in self.ask("peek"):
+            total.update(part)
+        return dict(sorted(total.items()))
+
     def errors(self) -> list[tuple[float, str, bool]]:
         return [e for part in self.ask("errors") for e in part]
 
@@ -414,6 +429,7 @@ def wait_acked(
     t0: float,
     timeout: float,
     rollout_poll: float = 0.0,
+    progress: BenchServer | None = None,
 ) -> dict[str, Any]:
     """Wait until all n agents acked `revision`: client view and (optionally) server view.
 
@@ -429,9 +445,18 @@ def wait_acked(
     rollout_call_s: float | None = None
     acked = applied = 0
     next_rollout = t0 + rollout_poll if rollout_poll > 0 else float("inf")
+    next_note = t0 + 5.0
     while time.monotonic() < deadline:
         if client_s is None:
-            _live, acked, latest = clients.status(revision)
+            live, acked, latest = clients.status(revision)
+            if progress is not None and time.monotonic() >= next_note:
+                next_note += 5.0
+                print(
+                    f"    {time.monotonic() - t0:5.1f} s: {live:,} streams live, {acked:,} acked; "
+                    f"CPU so far: server {progress.cpu():.1f} s, clients {clients.cpu():.1f} s; "
+                    f"agent errors {clients.peek_errors()}",
+                    flush=True,
+                )
             if acked >= n:
                 client_s = latest - t0
         if (
@@ -508,7 +533,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
         clients = Clients(server.address, server.ca, agents, args.clients, args.connect_rate)
         t_open = time.monotonic()
         clients.ask("open")
-        connect = wait_acked(clients, None, n, rev0, t_open, args.timeout)
+        connect = wait_acked(clients, None, n, rev0, t_open, args.timeout, progress=server)
         live, _acked, _latest = clients.status(rev0)
         print(
             f"  {live:,} streams open, all at revision {rev0} after "

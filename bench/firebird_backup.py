@@ -253,9 +253,11 @@ def report(args, db_size, sizes, t, rss, idle, during_raw, during_agent) -> None
         ("agent peak RSS during backup", f"{max(rss) / 2**20:.1f} MiB", "goal < 100 MiB"),
     ]
     width = max(len(r[0]) for r in rows)
+    load = os.getloadavg()
     print(
         f"\ndatabase {db_size / 2**20:.0f} MiB, backup {sizes[0] / 2**20:.0f} MiB raw, "
-        f"{sizes[1] / 2**20:.0f} MiB zstd; medians of {args.repeat} (writer p99 pooled)"
+        f"{sizes[1] / 2**20:.0f} MiB zstd; medians of {args.repeat} (writer p99 pooled); "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (5 min {load[1]:.1f})"
     )
     for name, value, ratio in rows:
         print(f"{name:<{width}}  {value:>10}  {ratio}")
@@ -270,6 +272,8 @@ def report(args, db_size, sizes, t, rss, idle, during_raw, during_agent) -> None
                 "repeat": args.repeat,
                 "seconds": t,
                 "medians": m,
+                "loadavg": load,
+                "cpus": os.cpu_count(),
                 "writer_p99_ms": p99,
                 "agent_peak_rss_bytes": max(rss),
             },

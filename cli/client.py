@@ -21,16 +21,24 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from storesafe.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, types_pb2
 
 from cli.models import (
+    COMMAND_KINDS,
     KINDS,
+    SCOPES,
     STATUSES,
     AuditEntry,
+    Command,
+    ConfigChange,
+    ConfigEntry,
+    ConfigRevision,
     Disk,
     EnrollmentToken,
     FirebirdHealth,
+    RolloutRow,
     Run,
+    SiteConfig,
     SiteDetail,
     SiteSummary,
 )
@@ -84,6 +92,7 @@ _NO_CONNECTION = re.compile(
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+R = TypeVar("R")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +215,53 @@ class AdminClient:
             for e in answer.entries
         ]
 
+    def set_config(
+        self, scope: str, target: str, values: dict[str, str], unset: list[str]
+    ) -> ConfigChange:
+        """Set and unset keys on one layer (the server validates every value)."""
+        request = admin_pb2.SetConfigRequest(
+            scope=admin_pb2.ConfigScope.Value("CONFIG_SCOPE_" + scope.upper()),
+            target=target,
+            values=values,
+            unset=unset,
+        )
+        answer = self._call(self._connect().SetConfig, request)
+        layer = f"{scope}:{target}" if target else scope
+        return ConfigChange(layer, answer.revision, tuple(answer.changed))
+
+    def get_config(self, site: str) -> SiteConfig:
+        """The effective configuration of `site`, secrets masked, with each key's layer."""
+        answer = self._call(self._connect().GetConfig, admin_pb2.GetConfigRequest(site=site))
+        entries = tuple(_record(ConfigEntry, e) for e in answer.entries)
+        return _record(SiteConfig, answer, entries=entries)
+
+    def config_history(self, limit: int = 50) -> list[ConfigRevision]:
+        """The newest configuration revisions, at most `limit`."""
+        request = admin_pb2.ConfigHistoryRequest(limit=limit)
+        answer = self._call(self._connect().ConfigHistory, request)
+        return [
+            _record(ConfigRevision, r, scope=_scope_name(r.scope), changes=dict(r.changes))
+            for r in answer.revisions
+        ]
+
+    def config_rollout(self, group: str | None = None) -> list[RolloutRow]:
+        """Desired vs applied revision of every site (optionally of one group)."""
+        request = admin_pb2.ConfigRolloutRequest(group=group or "")
+        answer = self._call(self._connect().ConfigRollout, request)
+        return [_record(RolloutRow, row) for row in answer.sites]
+
+    def send_command(self, site: str, kind: str) -> str:
+        """Queue `backup-now` or `sync-now` for the agent of `site`; return the command id."""
+        value = agent_pb2.CommandKind.Value("COMMAND_KIND_" + kind.upper().replace("-", "_"))
+        request = admin_pb2.SendCommandRequest(site=site, kind=value)
+        return self._call(self._connect().SendCommand, request).command_id
+
+    def list_commands(self, site: str, limit: int = 20) -> list[Command]:
+        """The newest remote commands of `site`, at most `limit`."""
+        request = admin_pb2.ListCommandsRequest(site=site, limit=limit)
+        answer = self._call(self._connect().ListCommands, request)
+        return [_record(Command, c, kind=_command_kind_name(c.kind)) for c in answer.commands]
+
     # --- plumbing ----------------------------------------------------------
 
     def _connect(self) -> admin_pb2_grpc.AdminServiceStub:
@@ -312,6 +368,25 @@ def _verification_name(value: int) -> str:
     return _enum_name(
         types_pb2.Verification, value, "VERIFICATION_", ("passed", "failed", "not-run")
     )
+
+
+def _scope_name(value: int) -> str:
+    return _enum_name(admin_pb2.ConfigScope, value, "CONFIG_SCOPE_", SCOPES)
+
+
+def _command_kind_name(value: int) -> str:
+    return _enum_name(agent_pb2.CommandKind, value, "COMMAND_KIND_", COMMAND_KINDS)
+
+
+def _record(cls: type[R], message: Any, **given: Any) -> R:
+    """A record whose fields carry the proto field names: timestamps become datetimes
+    (None for never), other fields are copied; `given` fields are taken as they are."""
+    found = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in given:
+            value = getattr(message, f.name)
+            found[f.name] = _time(message, f.name) if isinstance(value, Timestamp) else value
+    return cls(**found, **given)
 
 
 def _time(message: Any, field: str) -> dt.datetime | None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from cli import audit, check, output, runs, sites, tokens
+from cli import audit, check, commands, config, output, runs, sites, tokens
 from cli.client import DEFAULT_TIMEOUT, AdminClient, Settings
 from cli.context import Invocation
 from common.errors import StoreSafeError
@@ -52,7 +52,8 @@ def _usage_error(err: typer.TyperException) -> NoReturn:
 app = typer.Typer(
     cls=StoreSafeGroup,
     name="storesafe",
-    help="Drive a StoreSafe fleet: enrollment tokens, site status, runs, monitoring checks.",
+    help="Drive a StoreSafe fleet: enrollment tokens, site status, runs, configuration, "
+    "remote commands, monitoring checks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -66,6 +67,8 @@ app.add_typer(sites.app)
 app.add_typer(runs.app)
 app.add_typer(check.app)
 app.add_typer(audit.app)
+app.add_typer(config.app)
+app.add_typer(commands.app)
 
 
 def _show_version(value: bool) -> None:
@@ -121,7 +124,8 @@ def main(
         ),
     ] = False,
 ) -> None:
-    """Drive a StoreSafe fleet: enrollment tokens, site status, runs, monitoring checks."""
+    """Drive a StoreSafe fleet: enrollment tokens, site status, runs, configuration, "
+    "remote commands, monitoring checks."""
     if isinstance(ctx.obj, Invocation):  # prepared by a test
         return
     client = AdminClient(

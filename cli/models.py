@@ -134,3 +134,101 @@ class CheckResult:
     summary: str
     counts: dict[str, int] = field(default_factory=dict)
     attention: tuple[SiteSummary, ...] = ()
+
+
+SCOPES: tuple[str, ...] = ("fleet", "group", "site")
+"""The configuration layers, lowest first; a later layer wins."""
+
+ROLLOUT_STATES: tuple[str, ...] = ("applied", "pending", "refused", "offline")
+"""Where a site stands with the configuration revision it should run."""
+
+COMMAND_KINDS: tuple[str, ...] = ("backup-now", "sync-now")
+"""The remote commands an agent runs on request."""
+
+COMMAND_STATES: tuple[str, ...] = (
+    "queued",
+    "delivered",
+    "succeeded",
+    "failed",
+    "rejected",
+    "expired",
+)
+"""The life of a remote command, from queued to its outcome."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """What `config set` did: the new revision (0: nothing changed) and the keys it changed."""
+
+    layer: str
+    revision: int
+    changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    """One effective key of a site; `layer` is default, fleet, group:G or site:S.
+
+    Secret values arrive masked from the server and are never unmasked.
+    """
+
+    key: str
+    value: str
+    layer: str
+    secret: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """A site's effective configuration and where its agent stands with it."""
+
+    site: str
+    desired_revision: int
+    applied_revision: int
+    entries: tuple[ConfigEntry, ...] = ()
+    refused: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRevision:
+    """One configuration change: which layer, who, when, and key -> new value (masked)."""
+
+    revision: int
+    scope: str
+    target: str
+    author: str
+    at: dt.datetime | None
+    changes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layer(self) -> str:
+        """`fleet`, `group:G` or `site:S`."""
+        return f"{self.scope}:{self.target}" if self.target else self.scope
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRow:
+    """One site in the rollout view: desired vs applied revision, and any refusal."""
+
+    site: str
+    group: str
+    desired_revision: int
+    applied_revision: int
+    state: str
+    refused: str = ""
+    last_seen_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A remote command (backup-now, sync-now) and how far it got."""
+
+    id: str
+    site: str
+    kind: str
+    state: str
+    message: str = ""
+    created_at: dt.datetime | None = None
+    created_by: str = ""
+    delivered_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None

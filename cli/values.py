@@ -69,3 +69,45 @@ def limit(value: int) -> int:
 def name(text: str, what: str = "site") -> str:
     """Return a site or group name (1-64 letters, digits, '.', '_', '-'; trimmed)."""
     return check_name(text, what)
+
+
+def assignment(text: str) -> tuple[str, str]:
+    """Split `KEY=VALUE` at the first `=`; the value may be empty or hold more `=`.
+
+    Only the shape is checked here: whether the key exists and the value is
+    right is for the server to say (one source of truth).
+    """
+    key, equals, value = text.partition("=")
+    key = key.strip()
+    if not equals or not key or any(c.isspace() for c in key):
+        raise InvalidArgument(
+            f"'{text}' is not KEY=VALUE: write it like backup.schedule='0 21 * * *'"
+        )
+    return key, value
+
+
+def assignments(texts: list[str], unset: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` arguments as a dict; a key given twice, or both set and unset, is refused."""
+    found: dict[str, str] = {}
+    for text in texts:
+        key, value = assignment(text)
+        if key in found:
+            raise InvalidArgument(f"the key {key} is given twice: give each key once")
+        found[key] = value
+    for key in unset:
+        if key.strip() in found:
+            raise InvalidArgument(f"the key {key.strip()} is both set and unset: choose one")
+    return found
+
+
+def layer(fleet: bool, group: str | None, site: str | None) -> tuple[str, str]:
+    """The one layer a change applies to: ("fleet", ""), ("group", G) or ("site", S)."""
+    given = {"fleet": fleet, "group": group is not None, "site": site is not None}
+    chosen = [scope for scope, on in given.items() if on]
+    if len(chosen) != 1:
+        raise InvalidArgument("choose exactly one layer: --fleet, --group GROUP or --site SITE")
+    if chosen[0] == "group":
+        return "group", name(group or "", "group")
+    if chosen[0] == "site":
+        return "site", name(site or "", "site")
+    return "fleet", ""

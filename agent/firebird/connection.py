@@ -129,9 +129,10 @@ def windows_registry_roots() -> list[str]:
         import winreg
 
         key_path = r"SOFTWARE\Firebird Project\Firebird Server\Instances"
-        with contextlib.suppress(OSError), winreg.OpenKey(
-            winreg.HKEY_LOCAL_MACHINE, key_path
-        ) as key:
+        with (
+            contextlib.suppress(OSError),
+            winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, key_path) as key,
+        ):
             roots.append(str(winreg.QueryValueEx(key, "DefaultInstance")[0]))
     return roots
 
@@ -153,8 +154,9 @@ def ensure_client_loaded(client_library: str | None) -> None:
 
 
 @contextlib.contextmanager
-def services(target: FirebirdTarget, *, what: str = "connecting to the services manager"
-             ) -> Iterator[Any]:
+def services(
+    target: FirebirdTarget, *, what: str = "connecting to the services manager"
+) -> Iterator[Any]:
     """A services-manager connection, always to a host, closed on exit."""
     ensure_client_loaded(target.client_library)
     try:
@@ -169,14 +171,17 @@ def services(target: FirebirdTarget, *, what: str = "connecting to the services 
 
 
 @contextlib.contextmanager
-def attach(target: FirebirdTarget, database: str | None = None,
-           *, what: str = "connecting to the database") -> Iterator[Any]:
+def attach(
+    target: FirebirdTarget, database: str | None = None, *, what: str = "connecting to the database"
+) -> Iterator[Any]:
     """A plain connection to `database` (default: the target's) over the network, closed on exit."""
     ensure_client_loaded(target.client_library)
     path = require_ascii(database or target.database, what="database")
     try:
         con = fdb.connect(
-            dsn=f"{target.host}:{path}", user=target.user, password=target.password,
+            dsn=f"{target.host}:{path}",
+            user=target.user,
+            password=target.password,
             charset="UTF8",
         )
     except Exception as exc:

@@ -36,7 +36,8 @@ class GbakLog:
 
     def __init__(self, *, restore: bool = False) -> None:
         self._table_re, self._count_re = (
-            (_RESTORING, _RESTORED) if restore else (_WRITING, _WRITTEN))
+            (_RESTORING, _RESTORED) if restore else (_WRITING, _WRITTEN)
+        )
         self.counts: dict[str, int] = {}
         self.tail: collections.deque[str] = collections.deque(maxlen=8)
         self._table: str | None = None
@@ -119,12 +120,15 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
     return GbakResult(compressed=compressed, counts=counts, seconds=time.monotonic() - started)
 
 
-def _follow(server_file: Path, partial: Path, drain: _Drain, mode: int
-            ) -> tuple[stream.Compressed, OSError | None]:
+def _follow(
+    server_file: Path, partial: Path, drain: _Drain, mode: int
+) -> tuple[stream.Compressed, OSError | None]:
     try:
-        return stream.run_niced(lambda: stream.compress_following(
-            server_file, partial, finished=drain.done.is_set, mode=mode
-        )), None
+        return stream.run_niced(
+            lambda: stream.compress_following(
+                server_file, partial, finished=drain.done.is_set, mode=mode
+            )
+        ), None
     except OSError as exc:
         # Most likely the disk is full: free our share at once; gbak will stop on
         # its own (same disk) or finish, and its file is removed afterwards.

@@ -28,8 +28,10 @@ class Schema:
     def differences(self, other: Schema) -> list[str]:
         """Human-readable differences of `other` against self (the expected schema)."""
         out: list[str] = []
-        for label, mine, theirs in (("table", self.tables, other.tables),
-                                    ("index", self.indices, other.indices)):
+        for label, mine, theirs in (
+            ("table", self.tables, other.tables),
+            ("index", self.indices, other.indices),
+        ):
             missing = sorted(set(mine) - set(theirs))
             extra = sorted(set(theirs) - set(mine))
             if missing:
@@ -67,11 +69,15 @@ def health_problems(health: FirebirdHealth, *, gap_warning: int = GAP_WARNING) -
     if not health.forced_writes:
         out.append("Forced writes are off: a power cut can corrupt the database.")
     if health.oat - health.oit > gap_warning:
-        out.append(f"The oldest interesting transaction lags {health.oat - health.oit} behind the "
-                   "oldest active one: a sweep is needed.")
+        out.append(
+            f"The oldest interesting transaction lags {health.oat - health.oit} behind the "
+            "oldest active one: a sweep is needed."
+        )
     if health.next_transaction - health.oat > gap_warning:
-        out.append(f"A transaction has stayed open for {health.next_transaction - health.oat} "
-                   "transactions: garbage collection is held back.")
+        out.append(
+            f"A transaction has stayed open for {health.next_transaction - health.oat} "
+            "transactions: garbage collection is held back."
+        )
     return out
 
 
@@ -115,8 +121,9 @@ def count_rows(con: Any, tables: tuple[str, ...]) -> dict[str, int]:
     return counts
 
 
-def read_live(target: FirebirdTarget, *, counts: bool = False
-              ) -> tuple[FirebirdHealth, Schema, dict[str, int]]:
+def read_live(
+    target: FirebirdTarget, *, counts: bool = False
+) -> tuple[FirebirdHealth, Schema, dict[str, int]]:
     """Health, schema and (optionally) row counts of the live database, in one attachment."""
     with attach(target, what="connecting to the database") as con:
         health = read_health(con)

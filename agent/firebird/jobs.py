@@ -91,10 +91,14 @@ class JobOutcome:
 
     def to_report(self, *, trigger: str = "schedule") -> RunReport:
         return RunReport(
-            kind=self.kind, started_at=self.started_at, finished_at=self.finished_at,
+            kind=self.kind,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
             outcome=Outcome.SUCCEEDED if self.succeeded else Outcome.FAILED,
-            details=self.details, error_class=self.error_class,
-            error_message=self.error_message, trigger=trigger,
+            details=self.details,
+            error_class=self.error_class,
+            error_message=self.error_message,
+            trigger=trigger,
         )
 
 
@@ -120,8 +124,9 @@ class _Run:
         m = self.manifest
         return BackupDetails(
             method=m.method if m else self.settings.method,
-            level=m.level if m else (self.settings.level if self.settings.method == "nbackup"
-                                     else 0),
+            level=m.level
+            if m
+            else (self.settings.level if self.settings.method == "nbackup" else 0),
             file=str(self.settings.backup_dir / m.file) if m else "",
             size_raw=m.size_raw if m else 0,
             size_compressed=m.size_compressed if m else 0,
@@ -138,8 +143,7 @@ class _Run:
         )
 
 
-def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *,
-                   clock: Clock) -> JobOutcome:
+def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *, clock: Clock) -> JobOutcome:
     """Back up the live database, verify the backup by restore, apply retention."""
     started = clock.now()
     run = _Run(settings=settings, target=target)
@@ -160,8 +164,11 @@ def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *,
         log.exception("backup job failed unexpectedly")
         error = FirebirdJobError(f"The backup job failed unexpectedly: {exc}.")
     return JobOutcome(
-        kind=RunKind.BACKUP, started_at=started, finished_at=clock.now(),
-        details=run.details(), deleted=run.deleted,
+        kind=RunKind.BACKUP,
+        started_at=started,
+        finished_at=clock.now(),
+        details=run.details(),
+        deleted=run.deleted,
         error_class=error.error_class if error else "",
         error_message=error.message if error else "",
     )
@@ -187,10 +194,21 @@ def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
     chain: list[str] = []
     guid = ""
     if nbackup_job:
-        nb = nbackup.backup(target, spool, partial, level=settings.level, backups=before,
-                            server_version=health.server_version)
+        nb = nbackup.backup(
+            target,
+            spool,
+            partial,
+            level=settings.level,
+            backups=before,
+            server_version=health.server_version,
+        )
         compressed, counts, chain, guid, run.backup_seconds = (
-            nb.compressed, live_counts, nb.chain, nb.guid, nb.seconds)
+            nb.compressed,
+            live_counts,
+            nb.chain,
+            nb.guid,
+            nb.seconds,
+        )
         counts_after = read_live(target, counts=True)[2]
     else:
         gb = gbak.backup(target, spool, partial)
@@ -198,31 +216,48 @@ def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
         counts = {t: gb.counts.get(t, 0) for t in schema.tables}
         counts_after = {}
     manifest = Manifest(
-        name=name, file=final_name, database=target.database, method=settings.method,
-        level=settings.level if nbackup_job else 0, started_at=started_at.isoformat(),
-        finished_at=clock.now().isoformat(), firebird_version=health.server_version,
-        ods=health.ods, page_size=health.page_size, database_size=health.size_bytes,
-        size_raw=compressed.size_raw, size_compressed=compressed.size_compressed,
-        sha256=compressed.sha256, table_counts=counts, table_counts_after=counts_after,
+        name=name,
+        file=final_name,
+        database=target.database,
+        method=settings.method,
+        level=settings.level if nbackup_job else 0,
+        started_at=started_at.isoformat(),
+        finished_at=clock.now().isoformat(),
+        firebird_version=health.server_version,
+        ods=health.ods,
+        page_size=health.page_size,
+        database_size=health.size_bytes,
+        size_raw=compressed.size_raw,
+        size_compressed=compressed.size_compressed,
+        sha256=compressed.sha256,
+        table_counts=counts,
+        table_counts_after=counts_after,
         tables=list(schema.tables),
-        indices=list(schema.indices), chain=chain, nbackup_guid=guid,
+        indices=list(schema.indices),
+        chain=chain,
+        nbackup_guid=guid,
     )
     publish(partial, settings.backup_dir / final_name)
     write_manifest(settings.backup_dir, manifest)
     run.manifest = manifest
     if settings.verify:
         _verify(run, spool, manifest, before, clock)
-    run.deleted = apply_retention(settings.backup_dir, settings.retention,
-                                  protect={manifest.name})
+    run.deleted = apply_retention(settings.backup_dir, settings.retention, protect={manifest.name})
 
 
-def _verify(run: _Run, spool: Spool, manifest: Manifest, before: list[Manifest],
-            clock: Clock) -> None:
+def _verify(
+    run: _Run, spool: Spool, manifest: Manifest, before: list[Manifest], clock: Clock
+) -> None:
     tolerance = NBACKUP_COUNT_TOLERANCE if manifest.method == "nbackup" else 0.0
     try:
-        result = verify(run.target, spool, manifest, backups=before,
-                        server_version=run.health.server_version if run.health else "",
-                        count_tolerance=tolerance)
+        result = verify(
+            run.target,
+            spool,
+            manifest,
+            backups=before,
+            server_version=run.health.server_version if run.health else "",
+            count_tolerance=tolerance,
+        )
     except FirebirdJobError as exc:
         run.verification = Verification.FAILED
         run.verification_message = exc.message
@@ -234,8 +269,14 @@ def _verify(run: _Run, spool: Spool, manifest: Manifest, before: list[Manifest],
     run.verification = Verification.PASSED
     run.verification_seconds = result.seconds
     run.verification_message = result.message
-    previous = next((m for m in reversed(before)
-                     if m.status == Status.GOOD and m.database == manifest.database), None)
+    previous = next(
+        (
+            m
+            for m in reversed(before)
+            if m.status == Status.GOOD and m.database == manifest.database
+        ),
+        None,
+    )
     if previous is not None:
         run.problems.extend(drop_problems(previous.table_counts, manifest.table_counts))
     manifest.status = Status.GOOD
@@ -244,8 +285,9 @@ def _verify(run: _Run, spool: Spool, manifest: Manifest, before: list[Manifest],
     write_manifest(run.settings.backup_dir, manifest)
 
 
-def run_verify_job(target: FirebirdTarget, settings: BackupSettings, name: str, *,
-                   clock: Clock) -> JobOutcome:
+def run_verify_job(
+    target: FirebirdTarget, settings: BackupSettings, name: str, *, clock: Clock
+) -> JobOutcome:
     """Verify an existing backup again (e.g. before relying on it); damaged ones are marked bad."""
     started = clock.now()
     run = _Run(settings=settings, target=target)
@@ -267,8 +309,11 @@ def run_verify_job(target: FirebirdTarget, settings: BackupSettings, name: str, 
     except FirebirdJobError as exc:
         error = exc
     return JobOutcome(
-        kind=RunKind.BACKUP, started_at=started, finished_at=clock.now(),
-        details=run.details(), error_class=error.error_class if error else "",
+        kind=RunKind.BACKUP,
+        started_at=started,
+        finished_at=clock.now(),
+        details=run.details(),
+        error_class=error.error_class if error else "",
         error_message=error.message if error else "",
     )
 
@@ -279,18 +324,25 @@ def _space_problems(backup_dir: Path, before: list[Manifest]) -> list[str]:
     last = before[-1].size_compressed + before[-1].size_raw
     free = shutil.disk_usage(backup_dir).free
     if free < 2 * last:
-        return [f"Free space in backup.dir ({free // 2**20} MiB) is under twice the last "
-                f"backup's needs ({last // 2**20} MiB)."]
+        return [
+            f"Free space in backup.dir ({free // 2**20} MiB) is under twice the last "
+            f"backup's needs ({last // 2**20} MiB)."
+        ]
     return []
 
 
-def apply_retention(backup_dir: Path, policy: RetentionPolicy, *,
-                    protect: set[str]) -> tuple[str, ...]:
+def apply_retention(
+    backup_dir: Path, policy: RetentionPolicy, *, protect: set[str]
+) -> tuple[str, ...]:
     """Delete what the retention plan says (data file, then manifest); return the names."""
     manifests = list_backups(backup_dir)
     entries = [
-        BackupEntry(name=m.name, finished_at=m.finished, good=m.status == Status.GOOD,
-                    chain=tuple(_name_of(manifests, f) for f in m.chain))
+        BackupEntry(
+            name=m.name,
+            finished_at=m.finished,
+            good=m.status == Status.GOOD,
+            chain=tuple(_name_of(manifests, f) for f in m.chain),
+        )
         for m in manifests
     ]
     doomed = set(plan_retention(entries, policy, protect=protect))
@@ -323,7 +375,10 @@ def run_validation_job(target: FirebirdTarget, *, clock: Clock) -> JobOutcome:
         log.exception("validation job failed unexpectedly")
         error = FirebirdJobError(f"The validation job failed unexpectedly: {exc}.")
     return JobOutcome(
-        kind=RunKind.VALIDATION, started_at=started, finished_at=clock.now(),
-        details=details, error_class=error.error_class if error else "",
+        kind=RunKind.VALIDATION,
+        started_at=started,
+        finished_at=clock.now(),
+        details=details,
+        error_class=error.error_class if error else "",
         error_message=error.message if error else "",
     )

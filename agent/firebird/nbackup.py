@@ -52,8 +52,9 @@ def services_call_is_safe(server_version: str, *, platform: str = sys.platform) 
     return not (version[:2] == (3, 0) and version < FIXED_IN)
 
 
-def end_stalled(target: FirebirdTarget, *, wait_seconds: float = END_BACKUP_WAIT_SECONDS
-                ) -> str | None:
+def end_stalled(
+    target: FirebirdTarget, *, wait_seconds: float = END_BACKUP_WAIT_SECONDS
+) -> str | None:
     """End a stalled backup state left by a crash; return a problem line if one was found."""
     with attach(target, what="connecting to the database") as con:
         state = backup_state(con)
@@ -86,8 +87,9 @@ class NbackupResult:
     seconds: float
 
 
-def plan_chain(level: int, history: dict[int, str], backups: list[Manifest],
-               database: str) -> list[str]:
+def plan_chain(
+    level: int, history: dict[int, str], backups: list[Manifest], database: str
+) -> list[str]:
     """The agent's files for levels 0..level-1 that a level `level` backup builds on.
 
     `history` maps level -> GUID of the newest RDB$BACKUP_HISTORY row at that level.
@@ -95,8 +97,14 @@ def plan_chain(level: int, history: dict[int, str], backups: list[Manifest],
     chain: list[str] = []
     for lower in range(level):
         guid = history.get(lower)
-        mine = [m for m in backups if m.method == "nbackup" and m.level == lower
-                and m.database == database and m.status != Status.BAD]
+        mine = [
+            m
+            for m in backups
+            if m.method == "nbackup"
+            and m.level == lower
+            and m.database == database
+            and m.status != Status.BAD
+        ]
         match = next((m for m in reversed(mine) if m.nbackup_guid == guid), None)
         if guid is None or match is None:
             raise NbackupPrecondition(
@@ -118,8 +126,15 @@ def read_history(con: Any) -> dict[int, str]:
     return newest
 
 
-def backup(target: FirebirdTarget, spool: Spool, partial: Path, *, level: int,
-           backups: list[Manifest], server_version: str) -> NbackupResult:
+def backup(
+    target: FirebirdTarget,
+    spool: Spool,
+    partial: Path,
+    *,
+    level: int,
+    backups: list[Manifest],
+    server_version: str,
+) -> NbackupResult:
     """Take nbackup `level` of the live database into `partial` (zstd, fsynced)."""
     started = time.monotonic()
     raw = spool.scratch(".nbk")
@@ -136,9 +151,11 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path, *, level: int,
             _via_cli(target, raw, level)
         with attach(target, what="reading the nbackup history") as con:
             guid = read_history(con).get(level, "")
-        compressed = stream.run_niced(lambda: stream.compress_following(
-            raw, partial, finished=lambda: True, mode=spool.file_mode
-        ))
+        compressed = stream.run_niced(
+            lambda: stream.compress_following(
+                raw, partial, finished=lambda: True, mode=spool.file_mode
+            )
+        )
     except BaseException:
         remove_quietly(raw, partial)
         raise
@@ -159,7 +176,11 @@ def _via_cli(target: FirebirdTarget, raw: Path, level: int) -> None:
     env = {**os.environ, "ISC_USER": target.user, "ISC_PASSWORD": target.password}
     proc = subprocess.run(
         [tool, "-B", str(level), target.dsn, str(raw)],
-        env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
         raise _cli_error(proc.stderr + proc.stdout)
@@ -179,8 +200,9 @@ def _cli_error(output: str) -> FirebirdJobError:
     return FirebirdJobError(f"The nbackup tool failed: {text}.")
 
 
-def restore(target: FirebirdTarget, spool: Spool, files: list[Path], database: Path,
-            *, server_version: str) -> None:
+def restore(
+    target: FirebirdTarget, spool: Spool, files: list[Path], database: Path, *, server_version: str
+) -> None:
     """Restore a chain of level files (server-side paths) into a new `database`.
 
     Same CORE-6498 rule as for backups: the command-line tool where a failing
@@ -197,7 +219,10 @@ def restore(target: FirebirdTarget, spool: Spool, files: list[Path], database: P
             tool = shutil.which("nbackup") or "/usr/bin/nbackup"
             proc = subprocess.run(
                 [tool, "-R", str(database), *map(str, files)],
-                capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
             )
             if proc.returncode != 0:
                 raise _cli_error(proc.stderr + proc.stdout)

@@ -41,8 +41,9 @@ class BackupEntry:
     chain: tuple[str, ...] = ()  # names this backup builds on (nbackup lower levels)
 
 
-def plan_retention(entries: Iterable[BackupEntry], policy: RetentionPolicy, *,
-                   protect: Iterable[str] = ()) -> list[str]:
+def plan_retention(
+    entries: Iterable[BackupEntry], policy: RetentionPolicy, *, protect: Iterable[str] = ()
+) -> list[str]:
     """Names of the backups to delete, oldest first."""
     items = sorted(entries, key=lambda e: (e.finished_at, e.name), reverse=True)
     if not policy.enabled or not items:
@@ -69,8 +70,9 @@ def plan_retention(entries: Iterable[BackupEntry], policy: RetentionPolicy, *,
     return [e.name for e in reversed(items) if e.name not in keep]
 
 
-def _newest_per_bucket(good: list[BackupEntry], count: int,
-                       bucket: Callable[[dt.datetime], object]) -> list[BackupEntry]:
+def _newest_per_bucket(
+    good: list[BackupEntry], count: int, bucket: Callable[[dt.datetime], object]
+) -> list[BackupEntry]:
     """The newest entry of each of the `count` newest buckets (entries newest first)."""
     chosen: list[BackupEntry] = []
     seen: set[object] = set()

@@ -20,10 +20,14 @@ import dataclasses
 import multiprocessing
 import os
 import random
+import shutil
+import signal
 import statistics
 import string
+import sys
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import fdb
@@ -47,8 +51,9 @@ _SCHEMA = (
 )
 
 
-def create_shop(target: FirebirdTarget, *, accounts: int = 200, filler_mb: int = 0,
-                page_size: int = 8192) -> None:
+def create_shop(
+    target: FirebirdTarget, *, accounts: int = 200, filler_mb: int = 0, page_size: int = 8192
+) -> None:
     """Create the shop database at target.database (the server must be able to write there)."""
     ensure_client_loaded(target.client_library)
     con = fdb.create_database(
@@ -60,10 +65,14 @@ def create_shop(target: FirebirdTarget, *, accounts: int = 200, filler_mb: int =
             con.execute_immediate(ddl)
         con.commit()
         cur = con.cursor()
-        cur.executemany("INSERT INTO CUSTOMERS VALUES (?, ?, ?)",
-                        [(i, f"Customer {i}", f"555-{i:06d}") for i in range(1, accounts + 1)])
-        cur.executemany("INSERT INTO ACCOUNTS VALUES (?, ?, ?)",
-                        [(i, i, OPENING_BALANCE) for i in range(1, accounts + 1)])
+        cur.executemany(
+            "INSERT INTO CUSTOMERS VALUES (?, ?, ?)",
+            [(i, f"Customer {i}", f"555-{i:06d}") for i in range(1, accounts + 1)],
+        )
+        cur.executemany(
+            "INSERT INTO ACCOUNTS VALUES (?, ?, ?)",
+            [(i, i, OPENING_BALANCE) for i in range(1, accounts + 1)],
+        )
         con.commit()
         _fill(con, filler_mb)
     finally:
@@ -73,8 +82,7 @@ def create_shop(target: FirebirdTarget, *, accounts: int = 200, filler_mb: int =
 def _fill(con: Any, filler_mb: int) -> None:
     """About `filler_mb` MB of item rows with text that compresses like real data."""
     rng = random.Random(42)  # noqa: S311 - demo data
-    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9)))
-             for _ in range(2000)]
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(2000)]
     rows = filler_mb * 1024  # ~1 KB per row on disk
     cur = con.cursor()
     batch: list[tuple[int, str, str, float]] = []
@@ -122,8 +130,11 @@ class ShopWriter:
         self._stop = ctx.Event()
         self._ready = ctx.Event()
         self._recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_write_loop, daemon=True,
-                                 args=(target, think_seconds, self._stop, self._ready, send))
+        self._proc = ctx.Process(
+            target=_write_loop,
+            daemon=True,
+            args=(target, think_seconds, self._stop, self._ready, send),
+        )
 
     def start(self, timeout: float = 30.0) -> ShopWriter:
         self._proc.start()
@@ -141,8 +152,9 @@ class ShopWriter:
         return stats
 
 
-def _write_loop(target: FirebirdTarget, think: float, stop: Any, ready: Any,
-                send: Connection) -> None:
+def _write_loop(
+    target: FirebirdTarget, think: float, stop: Any, ready: Any, send: Connection
+) -> None:
     rng = random.Random(os.getpid())  # noqa: S311 - simulation
     latencies: list[float] = []
     errors: list[str] = []
@@ -160,8 +172,11 @@ def _write_loop(target: FirebirdTarget, think: float, stop: Any, ready: Any,
             try:
                 cur.execute("UPDATE ACCOUNTS SET BALANCE = BALANCE - ? WHERE ID = ?", (amount, a))
                 cur.execute("UPDATE ACCOUNTS SET BALANCE = BALANCE + ? WHERE ID = ?", (amount, b))
-                cur.execute("INSERT INTO TRANSFERS VALUES (NEXT VALUE FOR TRANSFER_SEQ, ?, ?, ?,"
-                            " CURRENT_TIMESTAMP)", (a, b, amount))
+                cur.execute(
+                    "INSERT INTO TRANSFERS VALUES (NEXT VALUE FOR TRANSFER_SEQ, ?, ?, ?,"
+                    " CURRENT_TIMESTAMP)",
+                    (a, b, amount),
+                )
                 con.commit()
                 transfers += 1
             except Exception as exc:  # noqa: BLE001 - the writer records every failure
@@ -174,10 +189,25 @@ def _write_loop(target: FirebirdTarget, think: float, stop: Any, ready: Any,
 
 def _target_from_env(database: str) -> FirebirdTarget:
     return FirebirdTarget(
-        host=os.environ.get("STORESAFE_FB_HOST", "localhost"), database=database,
+        host=os.environ.get("STORESAFE_FB_HOST", "localhost"),
+        database=database,
         user=os.environ.get("STORESAFE_FB_USER", "SYSDBA"),
         password=os.environ.get("STORESAFE_FB_PASSWORD", ""),
     )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _server_writable_folder(folder: Path) -> None:
+    """Create the database folder; as root, hand it to the server's OS user (Linux)."""
+    if folder.exists() or sys.platform == "win32":
+        return
+    folder.mkdir(parents=True)
+    if os.geteuid() == 0:
+        with contextlib.suppress(KeyError, OSError):
+            shutil.chown(folder, "firebird", "firebird")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,18 +220,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     target = _target_from_env(args.database)
     if args.command == "create":
+        _server_writable_folder(Path(args.database).parent)
         create_shop(target, accounts=args.accounts, filler_mb=args.filler_mb)
         print(f"created {args.database}")
     elif args.command == "total":
         count, total = total_balance(target)
         print(f"{count} accounts, balance total {total}")
     else:
+        signal.signal(signal.SIGTERM, _interrupt)
         writer = ShopWriter(target).start()
+        deadline = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")
         with contextlib.suppress(KeyboardInterrupt):
-            time.sleep(args.seconds if args.seconds > 0 else float("inf"))
+            while time.monotonic() < deadline:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         stats = writer.stop()
-        print(f"{stats.transfers} transfers, {len(stats.errors)} errors, "
-              f"p99 {stats.percentile(99):.1f} ms")
+        print(
+            f"{stats.transfers} transfers, {len(stats.errors)} errors, "
+            f"p99 {stats.percentile(99):.1f} ms"
+        )
 
 
 if __name__ == "__main__":

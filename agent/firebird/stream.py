@@ -29,7 +29,7 @@ import zstandard
 from agent.firebird.errors import BackupCorrupt
 
 CHUNK = 1 << 20
-SEGMENT = 8 << 20
+SEGMENT = 4 << 20
 LEVELS = (3, 1, -1, -3, -5)  # strongest first; index moves with the backlog
 POLL_SECONDS = 0.02
 SYNC_EVERY = 8 << 20  # flush output while the backup runs, so the final fsync is short
@@ -99,7 +99,8 @@ def next_level(level: int, backlog: int, writer_done: bool) -> int:
     if writer_done:  # what is left is pure waiting time: hurry
         return len(LEVELS) - 1 if backlog > SEGMENT else level
     if backlog > 2 * SEGMENT:
-        return min(level + 1, len(LEVELS) - 1)
+        step = 2 if backlog > 6 * SEGMENT else 1
+        return min(level + step, len(LEVELS) - 1)
     if backlog < SEGMENT // 2:
         return max(level - 1, 0)
     return level
@@ -161,15 +162,15 @@ def decompress_checked(src: Path, dst: Path, *, expected_sha256: str, mode: int 
     Raises BackupCorrupt (and removes `dst`) when the checksum or a zstd frame
     is wrong or the file is cut short. Returns the decompressed size.
     """
-    digest = hashlib.sha256()
     size = frames = 0
     mid_frame = False
+    hasher = _HashThread(src)  # on another core, while this one decompresses
+    hasher.start()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     try:
         with open(src, "rb", buffering=0) as reader, os.fdopen(fd, "wb", buffering=0) as writer:
             dobj = zstandard.ZstdDecompressor().decompressobj()
             while chunk := reader.read(CHUNK):
-                digest.update(chunk)
                 while chunk:
                     mid_frame = True
                     try:
@@ -185,12 +186,27 @@ def decompress_checked(src: Path, dst: Path, *, expected_sha256: str, mode: int 
                         dobj = zstandard.ZstdDecompressor().decompressobj()
         if mid_frame or not frames:
             raise BackupCorrupt(f"The backup file {src.name} is truncated.")
-        if digest.hexdigest() != expected_sha256:
+        hasher.join()
+        if hasher.hexdigest != expected_sha256:
             raise BackupCorrupt(
                 f"The backup file {src.name} no longer matches the checksum taken when it "
                 "was written: it was damaged on disk."
             )
     except BaseException:
+        hasher.join()
         dst.unlink(missing_ok=True)
         raise
     return size
+
+
+class _HashThread(threading.Thread):
+    """SHA-256 of a file, computed in the background (hashlib releases the GIL)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="storesafe-sha256", daemon=True)
+        self.path = path
+        self.hexdigest = ""
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError):
+            self.hexdigest = sha256_file(self.path)

@@ -44,8 +44,9 @@ def parse_validation(lines: list[str]) -> ValidationDetails:
     if not errors and not warnings:
         summary = "Online validation found no errors."
     else:
-        summary = (f"Online validation found {errors} errors and {warnings} warnings: "
-                   + " | ".join(telling[:SUMMARY_LINES]))
+        summary = f"Online validation found {errors} errors and {warnings} warnings: " + " | ".join(
+            telling[:SUMMARY_LINES]
+        )
     return ValidationDetails(errors=errors, warnings=warnings, summary=summary)
 
 

@@ -40,9 +40,15 @@ class VerifyResult:
     message: str
 
 
-def verify(target: FirebirdTarget, spool: Spool, manifest: Manifest, *,
-           backups: list[Manifest], server_version: str,
-           count_tolerance: float = 0.0) -> VerifyResult:
+def verify(
+    target: FirebirdTarget,
+    spool: Spool,
+    manifest: Manifest,
+    *,
+    backups: list[Manifest],
+    server_version: str,
+    count_tolerance: float = 0.0,
+) -> VerifyResult:
     """Verify `manifest`'s backup; raise a typed error saying what is wrong with it.
 
     `backups` are the listed manifests (for an nbackup chain's lower levels).
@@ -82,8 +88,12 @@ def verify(target: FirebirdTarget, spool: Spool, manifest: Manifest, *,
                 "The restored copy differs from the live database: " + "; ".join(diffs) + "."
             )
         counts = {t: restored.get(t, 0) for t in schema.tables}
-        compare_counts(manifest.table_counts, counts, tolerance=count_tolerance,
-                       after=manifest.table_counts_after)
+        compare_counts(
+            manifest.table_counts,
+            counts,
+            tolerance=count_tolerance,
+            after=manifest.table_counts_after,
+        )
     finally:
         remove_quietly(*scratch, database)
     rows = sum(counts.values())
@@ -95,8 +105,11 @@ def verify(target: FirebirdTarget, spool: Spool, manifest: Manifest, *,
 
 
 def _decompress(spool: Spool, member: Manifest, raw: Path) -> None:
-    run_niced(lambda: decompress_checked(spool.backup_dir / member.file, raw,
-                                         expected_sha256=member.sha256, mode=spool.file_mode))
+    run_niced(
+        lambda: decompress_checked(
+            spool.backup_dir / member.file, raw, expected_sha256=member.sha256, mode=spool.file_mode
+        )
+    )
 
 
 def _find(backups: list[Manifest], file: str) -> Manifest:
@@ -125,8 +138,12 @@ def validate_copy(target: FirebirdTarget, database: Path) -> None:
     """Firebird's full read-only validation of a database nobody else has open."""
     with services(target, what="validating the restored copy") as svc:
         try:
-            result = svc.repair(str(database), read_only_validation=1, validate_database=1,
-                                validate_record_fragments=1)
+            result = svc.repair(
+                str(database),
+                read_only_validation=1,
+                validate_database=1,
+                validate_record_fragments=1,
+            )
         except Exception as exc:
             err = translate(exc, what="validation of the restored copy")
             if not isinstance(err, ValidationFailed):
@@ -136,8 +153,13 @@ def validate_copy(target: FirebirdTarget, database: Path) -> None:
         raise ValidationFailed(f"Validation of the restored copy reported: {str(result).strip()}")
 
 
-def compare_counts(expected: dict[str, int], actual: dict[str, int], *,
-                   tolerance: float, after: dict[str, int] | None = None) -> None:
+def compare_counts(
+    expected: dict[str, int],
+    actual: dict[str, int],
+    *,
+    tolerance: float,
+    after: dict[str, int] | None = None,
+) -> None:
     """Raise CountMismatch when a table's restored rows lie outside what the live database had.
 
     `expected` was read before the backup and `after` (if given) right after it:
@@ -157,7 +179,8 @@ def compare_counts(expected: dict[str, int], actual: dict[str, int], *,
     if bad:
         raise CountMismatch(
             "The restored copy's row counts differ from the live database's: "
-            + "; ".join(bad[:5]) + "."
+            + "; ".join(bad[:5])
+            + "."
         )
 
 
@@ -171,6 +194,8 @@ def drop_problems(previous: dict[str, int], current: dict[str, int]) -> list[str
         if now is None:
             out.append(f"Table {table} ({before} rows in the last good backup) is gone.")
         elif now < before * DROP_RATIO:
-            out.append(f"Table {table} dropped from {before} to {now} rows since the last "
-                       "good backup; check the configured database.")
+            out.append(
+                f"Table {table} dropped from {before} to {now} rows since the last "
+                "good backup; check the configured database."
+            )
     return out

@@ -61,6 +61,8 @@ def channel_options(*, max_reconnect_seconds: float = 30.0) -> list[tuple[str, i
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.keepalive_permit_without_calls", 0),
+        # Keep pinging a quiet directive stream (the server allows one ping per 20 s).
+        ("grpc.http2.max_pings_without_data", 0),
         ("grpc.initial_reconnect_backoff_ms", 1_000),
         ("grpc.min_reconnect_backoff_ms", 1_000),
         ("grpc.max_reconnect_backoff_ms", max(1_000, int(max_reconnect_seconds * 1000))),

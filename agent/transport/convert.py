@@ -11,7 +11,15 @@ import datetime as dt
 from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import agent_pb2, types_pb2
 
-from agent.messages import CheckIn, CheckInReply, Enrollment, EnrollRequest
+from agent.messages import (
+    CheckIn,
+    CheckInReply,
+    ConfigPush,
+    Directive,
+    Enrollment,
+    EnrollRequest,
+    RemoteCommand,
+)
 from agent.reports import (
     BackupDetails,
     Details,
@@ -26,6 +34,7 @@ from agent.reports import (
     Verification,
 )
 from common.clock import utc
+from common.config_schema import Value
 from common.errors import InvalidArgument
 
 _KIND = {
@@ -262,4 +271,55 @@ def checkin_reply_from_proto(msg: agent_pb2.CheckInResponse) -> CheckInReply:
         server_time=from_timestamp(msg.server_time) if msg.HasField("server_time") else None,
         desired_config_revision=msg.desired_config_revision,
         checkin_interval_seconds=msg.checkin_interval_seconds,
+    )
+
+
+# -- configuration push and remote commands ------------------------------------
+
+_COMMAND_KIND = {
+    agent_pb2.COMMAND_KIND_BACKUP_NOW: "backup-now",
+    agent_pb2.COMMAND_KIND_SYNC_NOW: "sync-now",
+}
+COMMAND_OUTCOME = {
+    "succeeded": agent_pb2.COMMAND_OUTCOME_SUCCEEDED,
+    "failed": agent_pb2.COMMAND_OUTCOME_FAILED,
+    "rejected": agent_pb2.COMMAND_OUTCOME_REJECTED,
+}
+
+
+def directive_from_proto(msg: agent_pb2.AgentDirective) -> Directive | None:
+    """A config push or a command; None for a directive this agent does not know."""
+    which = msg.WhichOneof("kind")
+    if which == "config":
+        values = {key: _config_value(v) for key, v in msg.config.values.items()}
+        return ConfigPush(revision=msg.config.revision, values=values)
+    if which == "command":
+        cmd = msg.command
+        return RemoteCommand(
+            id=cmd.id,
+            kind=_COMMAND_KIND.get(cmd.kind, ""),
+            created_at=from_timestamp(cmd.created_at) if cmd.HasField("created_at") else None,
+            created_by=cmd.created_by,
+        )
+    return None
+
+
+def _config_value(v: agent_pb2.ConfigValue) -> Value:
+    which = v.WhichOneof("value")
+    if which == "integer":
+        return v.integer
+    if which == "number":
+        return v.number
+    if which == "flag":
+        return v.flag
+    return v.text
+
+
+def ack_command_to_proto(
+    command_id: str, outcome: str, message: str, site: str
+) -> agent_pb2.AckCommandRequest:
+    if outcome not in COMMAND_OUTCOME:
+        raise InvalidArgument(f"unknown command outcome {outcome!r}")
+    return agent_pb2.AckCommandRequest(
+        command_id=command_id, outcome=COMMAND_OUTCOME[outcome], message=message[:500], site=site
     )

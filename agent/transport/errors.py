@@ -54,6 +54,11 @@ def error_from_rpc(exc: grpc.RpcError, *, address: str) -> StoreSafeError:
     return cls(f"the server at {address} answered {code.name}")
 
 
+def status_code(exc: grpc.RpcError) -> grpc.StatusCode:
+    """The status code of a failed call (UNKNOWN when it carries none)."""
+    return _code_and_details(exc)[0]
+
+
 def _code_and_details(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, aio.AioRpcError):
         return exc.code(), exc.details() or ""

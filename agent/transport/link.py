@@ -7,19 +7,19 @@ Every call has a deadline; every call but Enroll sends the credential as
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
 from typing import TypeVar
 
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
-from agent.messages import CheckIn, CheckInReply, Enrollment, EnrollRequest
+from agent.messages import CheckIn, CheckInReply, Directive, Enrollment, EnrollRequest
 from agent.reports import RunReport
 from agent.settings import Credentials, StateDir
 from agent.transport import convert
 from agent.transport.channel import open_channel
-from agent.transport.errors import error_from_rpc
+from agent.transport.errors import error_from_rpc, status_code
 from common.errors import Unauthenticated
 
 T = TypeVar("T")
@@ -27,6 +27,9 @@ T = TypeVar("T")
 ENROLL_TIMEOUT = 20.0
 CHECKIN_TIMEOUT = 15.0
 REPORT_TIMEOUT = 30.0
+ACK_TIMEOUT = 15.0
+WATCH_TIMEOUT = 3600.0
+"""A directive stream is reopened at least hourly, so a half-dead connection cannot hide."""
 
 
 class ServerLink:
@@ -86,6 +89,42 @@ class ServerLink:
             self._stub.ReportRun(request, timeout=REPORT_TIMEOUT, metadata=self._auth())
         )
         return reply.duplicate
+
+    async def watch(self, *, running_revision: int, site: str = "") -> AsyncIterator[Directive]:
+        """Hold the directive stream open and yield what the server pushes.
+
+        Ends quietly when the server closes the stream or after WATCH_TIMEOUT
+        (call again to reopen); a lost connection raises Unavailable.
+        """
+        request = agent_pb2.WatchConfigRequest(running_revision=running_revision, site=site)
+        call = self._stub.WatchConfig(request, timeout=WATCH_TIMEOUT, metadata=self._auth())
+        try:
+            async for msg in call:
+                directive = convert.directive_from_proto(msg)
+                if directive is not None:
+                    yield directive
+        except grpc.RpcError as exc:
+            if status_code(exc) is grpc.StatusCode.DEADLINE_EXCEEDED:
+                return
+            raise error_from_rpc(exc, address=self.address) from exc
+        finally:
+            call.cancel()
+
+    async def ack_config(
+        self, *, revision: int, applied: bool, error: str = "", site: str = ""
+    ) -> None:
+        """Tell the server whether a pushed revision was applied, or why not."""
+        request = agent_pb2.AckConfigRequest(
+            revision=revision, applied=applied, error=error[:500], site=site
+        )
+        await self._call(self._stub.AckConfig(request, timeout=ACK_TIMEOUT, metadata=self._auth()))
+
+    async def ack_command(
+        self, *, command_id: str, outcome: str, message: str = "", site: str = ""
+    ) -> None:
+        """Report how a remote command ended: "succeeded", "failed" or "rejected"."""
+        request = convert.ack_command_to_proto(command_id, outcome, message, site)
+        await self._call(self._stub.AckCommand(request, timeout=ACK_TIMEOUT, metadata=self._auth()))
 
     async def close(self) -> None:
         await self._channel.close(grace=None)

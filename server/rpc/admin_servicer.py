@@ -54,7 +54,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await self._auth.admin(bearer(context))
         status = convert.STATUS_NAMES.get(request.status)
         views = await self._fleet.list_sites(status=status, group=request.group)
-        return admin_pb2.ListSitesResponse(sites=[convert.site_summary(v) for v in views])
+        return convert.list_sites_response(views)
 
     @guarded
     async def GetSite(

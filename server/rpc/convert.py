@@ -47,11 +47,20 @@ STATUS_VALUES = {
 STATUS_NAMES = {v: k for k, v in STATUS_VALUES.items()}
 
 
+_EPOCH = dt.datetime(1970, 1, 1)  # naive: compared with naive UTC values only
+
+
 def ts(when: dt.datetime | None) -> Timestamp | None:
     if when is None:
         return None
     out = Timestamp()
-    out.FromDatetime(when)
+    if when.tzinfo is dt.UTC or when.tzinfo is None:
+        # what FromDatetime computes, without its time tuple (ListSites makes 40,000)
+        since = when.replace(tzinfo=None) - _EPOCH
+        out.seconds = since.days * 86_400 + since.seconds
+        out.nanos = when.microsecond * 1000
+    else:
+        out.FromDatetime(when)
     return out
 
 
@@ -180,21 +189,46 @@ def run_msg(run: RunRecord) -> admin_pb2.Run:
 
 
 def site_summary(view: SiteView) -> admin_pb2.SiteSummary:
+    out = admin_pb2.SiteSummary()
+    _fill_site_summary(out, view)
+    return out
+
+
+def list_sites_response(views: list[SiteView]) -> admin_pb2.ListSitesResponse:
+    """The ListSites answer, each summary filled in place (no per-site message copies)."""
+    out = admin_pb2.ListSitesResponse()
+    add = out.sites.add
+    for view in views:
+        _fill_site_summary(add(), view)
+    return out
+
+
+def _fill_site_summary(out: admin_pb2.SiteSummary, view: SiteView) -> None:
     r = view.row
-    return admin_pb2.SiteSummary(
-        site=r.name,
-        group=r.group,
-        status=STATUS_VALUES[view.status.status],
-        last_good_backup_at=ts(r.last_good_backup_at),
-        last_backup_at=ts(r.last_backup_at),
-        last_image_sync_at=ts(r.last_image_sync_at),
-        last_seen_at=ts(r.last_seen_at),
-        config_revision_desired=view.config_revision_desired,
-        config_revision_applied=r.config_revision_applied,
-        agent_version=r.agent_version,
-        problems=list(view.status.problems),
-        hostname=r.hostname,
-    )
+    out.site = r.name
+    out.group = r.group
+    out.status = STATUS_VALUES[view.status.status]
+    _put_ts(out.last_good_backup_at, r.last_good_backup_at)
+    _put_ts(out.last_backup_at, r.last_backup_at)
+    _put_ts(out.last_image_sync_at, r.last_image_sync_at)
+    _put_ts(out.last_seen_at, r.last_seen_at)
+    out.config_revision_desired = view.config_revision_desired
+    out.config_revision_applied = r.config_revision_applied
+    out.agent_version = r.agent_version
+    out.problems.extend(view.status.problems)
+    out.hostname = r.hostname
+
+
+def _put_ts(field: Timestamp, when: dt.datetime | None) -> None:
+    """Set a Timestamp field in place to `when` (as ts() would); None leaves it unset."""
+    if when is None:
+        return
+    if when.tzinfo is dt.UTC or when.tzinfo is None:
+        since = when.replace(tzinfo=None) - _EPOCH
+        field.seconds = since.days * 86_400 + since.seconds  # sets the field even when 0
+        field.nanos = when.microsecond * 1000
+    else:
+        field.FromDatetime(when)
 
 
 def site_detail(detail: SiteDetail) -> admin_pb2.GetSiteResponse:

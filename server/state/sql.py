@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from common.clock import utc
@@ -228,10 +239,10 @@ class SqlFleetState(FleetState):
 
     async def list_sites(self, *, group: str = "") -> list[SiteRow]:
         def fn(conn: Connection) -> list[SiteRow]:
-            stmt = select(*_SUMMARY_COLUMNS).order_by(SITES.c.name)
+            stmt = select(*_ROW_COLUMNS).order_by(SITES.c.name)
             if group:
                 stmt = stmt.where(SITES.c.group == group)
-            return [_site_row(r) for r in conn.execute(stmt)]
+            return _site_rows(conn.execute(stmt))
 
         return await self._read(fn)
 
@@ -491,39 +502,35 @@ def _execute_in_order(conn: Connection, stmt: Any, params_list: list[dict[str, A
         i = j
 
 
-def _opt(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else utc(value)
-
-
 def _site_row(r: Any) -> SiteRow:
-    disks = tuple(Disk(**d) for d in json.loads(r.disks_json or "[]"))
-    return SiteRow(
-        id=r.id,
-        name=r.name,
-        group=r.group,
-        hostname=r.hostname,
-        os=r.os,
-        agent_version=r.agent_version,
-        enrolled_at=_opt(r.enrolled_at),
-        last_seen_at=_opt(r.last_seen_at),
-        last_backup_at=_opt(r.last_backup_at),
-        last_backup_ok=r.last_backup_ok,
-        last_backup_error=r.last_backup_error,
-        last_backup_size=r.last_backup_size,
-        last_good_backup_at=_opt(r.last_good_backup_at),
-        last_image_sync_at=_opt(r.last_image_sync_at),
-        last_image_sync_ok=r.last_image_sync_ok,
-        last_image_sync_error=r.last_image_sync_error,
-        last_validation_errors=r.last_validation_errors,
-        last_validation_summary=r.last_validation_summary,
-        clock_skew_seconds=r.clock_skew_seconds,
-        config_revision_applied=r.config_revision_applied,
-        outbox_pending=r.outbox_pending,
-        disks=disks,
-        firebird=json.loads(r.firebird_json) if r.firebird_json else None,
-        config_refused=r.config_refused,
-        config_refused_revision=r.config_refused_revision,
-    )
+    return _site_rows([tuple(r._mapping[c] for c in _ROW_COLUMNS)])[0]
+
+
+# SiteRow's fields as columns, in its field order: ListSites turns 10,000 rows into
+# SiteRows by position, without a Python call per field.
+_ROW_COLUMNS = [
+    SITES.c[{"disks": "disks_json", "firebird": "firebird_json"}.get(f.name, f.name)]
+    for f in dataclasses.fields(SiteRow)
+]
+_DATETIME_AT = [i for i, c in enumerate(_ROW_COLUMNS) if isinstance(c.type, DateTime)]
+_DISKS_AT = [c.name for c in _ROW_COLUMNS].index("disks_json")
+_FIREBIRD_AT = [c.name for c in _ROW_COLUMNS].index("firebird_json")
+
+
+def _site_rows(rows: Iterable[Sequence[Any]]) -> list[SiteRow]:
+    """SiteRows from rows of `_ROW_COLUMNS`: datetimes in UTC, the JSON columns parsed."""
+    out = []
+    loads = json.loads
+    for r in rows:
+        v = list(r)
+        for i in _DATETIME_AT:
+            if v[i] is not None:
+                v[i] = utc(v[i])
+        v[_DISKS_AT] = tuple(Disk(**d) for d in loads(v[_DISKS_AT] or "[]"))
+        firebird = v[_FIREBIRD_AT]
+        v[_FIREBIRD_AT] = loads(firebird) if firebird else None
+        out.append(SiteRow(*v))
+    return out
 
 
 def _run_record(r: Any, site: str) -> RunRecord:

@@ -32,8 +32,10 @@ def read_password() -> str:
     try:
         text = PASSWORD_FILE.read_text()
     except OSError as exc:
-        pytest.fail(f"cannot read the SYSDBA password from {PASSWORD_FILE}: {exc}; "
-                    "run scripts/setup-firebird or set STORESAFE_FB_PASSWORD")
+        pytest.fail(
+            f"cannot read the SYSDBA password from {PASSWORD_FILE}: {exc}; "
+            "run scripts/setup-firebird or set STORESAFE_FB_PASSWORD"
+        )
     for line in text.splitlines():
         if line.startswith("ISC_PASSWORD="):
             return line.split("=", 1)[1].strip().strip('"')
@@ -53,8 +55,10 @@ def fb_root(fb_password: str) -> Iterator[Path]:
         with services(probe) as svc:
             svc.get_server_version()
     except FirebirdJobError as exc:
-        pytest.fail(f"Firebird is not reachable on localhost:3050 ({exc}); "
-                    "run scripts/setup-firebird as root first")
+        pytest.fail(
+            f"Firebird is not reachable on localhost:3050 ({exc}); "
+            "run scripts/setup-firebird as root first"
+        )
     root = ROOT / uuid.uuid4().hex[:8]
     root.mkdir(parents=True)
     ROOT.chmod(0o755)
@@ -67,8 +71,7 @@ def fb_root(fb_password: str) -> Iterator[Path]:
 
 
 def new_target(fb_root: Path, fb_password: str, name: str, **shop: int) -> FirebirdTarget:
-    target = FirebirdTarget("localhost", str(fb_root / "db" / f"{name}.fdb"), "SYSDBA",
-                            fb_password)
+    target = FirebirdTarget("localhost", str(fb_root / "db" / f"{name}.fdb"), "SYSDBA", fb_password)
     create_shop(target, **shop)
     return target
 
@@ -92,7 +95,8 @@ def tiny_fs(fb_root: Path) -> Iterator[Path]:
     """A real 1 MiB filesystem (tmpfs) to fill up."""
     mount = fb_root / f"tiny-{uuid.uuid4().hex[:8]}"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mount)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mount)], check=True
+    )
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)

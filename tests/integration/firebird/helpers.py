@@ -11,8 +11,9 @@ from agent.firebird.shopsim import total_balance
 from agent.firebird.stream import decompress_checked
 
 
-def restored_balance(target: FirebirdTarget, backup_dir: Path,
-                     manifest: Manifest) -> tuple[int, int]:
+def restored_balance(
+    target: FirebirdTarget, backup_dir: Path, manifest: Manifest
+) -> tuple[int, int]:
     """Restore `manifest`'s backup (from its final file) into scratch; return (accounts, total)."""
     spool = prepare_spool(backup_dir)
     by_file = {m.file: m for m in list_backups(backup_dir)}
@@ -23,8 +24,9 @@ def restored_balance(target: FirebirdTarget, backup_dir: Path,
         for member in members:
             raw = spool.scratch(".raw")
             raws.append(raw)
-            decompress_checked(backup_dir / member.file, raw, expected_sha256=member.sha256,
-                               mode=spool.file_mode)
+            decompress_checked(
+                backup_dir / member.file, raw, expected_sha256=member.sha256, mode=spool.file_mode
+            )
         if manifest.method == "nbackup":
             with services(target) as svc:
                 version = svc.get_server_version()
@@ -38,8 +40,11 @@ def restored_balance(target: FirebirdTarget, backup_dir: Path,
 
 def final_files(backup_dir: Path) -> list[str]:
     """Names in backup.dir that look like finished backups (data or manifest)."""
-    return sorted(p.name for p in backup_dir.iterdir()
-                  if p.name.startswith("storesafe-") and not p.name.endswith(".partial"))
+    return sorted(
+        p.name
+        for p in backup_dir.iterdir()
+        if p.name.startswith("storesafe-") and not p.name.endswith(".partial")
+    )
 
 
 def spool_leftovers(backup_dir: Path) -> list[str]:

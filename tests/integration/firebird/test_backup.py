@@ -36,8 +36,9 @@ def backup_with_writer(target: FirebirdTarget, settings: BackupSettings):
     return outcome
 
 
-def test_gbak_backup_is_verified_while_the_shop_writes(shop: FirebirdTarget,
-                                                       backup_dir: Path) -> None:
+def test_gbak_backup_is_verified_while_the_shop_writes(
+    shop: FirebirdTarget, backup_dir: Path
+) -> None:
     outcome = backup_with_writer(shop, BackupSettings(backup_dir, retention=KEEP_ALL))
     assert outcome.error_message == ""
     report = outcome.to_report(trigger="manual")
@@ -58,7 +59,8 @@ def test_gbak_backup_is_verified_while_the_shop_writes(shop: FirebirdTarget,
 
 
 def test_nbackup_levels_0_and_1_are_verified_while_the_shop_writes(
-        shop: FirebirdTarget, backup_dir: Path) -> None:
+    shop: FirebirdTarget, backup_dir: Path
+) -> None:
     base = BackupSettings(backup_dir, method="nbackup", level=0, retention=KEEP_ALL)
     level0 = backup_with_writer(shop, base)
     assert level0.error_message == ""
@@ -75,8 +77,9 @@ def test_nbackup_levels_0_and_1_are_verified_while_the_shop_writes(
         assert restored_balance(shop, backup_dir, manifest) == EXPECTED
 
 
-def test_corrupted_backup_is_caught_kept_and_marked_bad(shop: FirebirdTarget,
-                                                        backup_dir: Path) -> None:
+def test_corrupted_backup_is_caught_kept_and_marked_bad(
+    shop: FirebirdTarget, backup_dir: Path
+) -> None:
     settings = BackupSettings(backup_dir, retention=KEEP_ALL)
     assert run_backup_job(shop, settings, clock=SystemClock()).succeeded
     [manifest] = list_backups(backup_dir)
@@ -97,15 +100,17 @@ def test_corrupted_backup_is_caught_kept_and_marked_bad(shop: FirebirdTarget,
     assert spool_leftovers(backup_dir) == []
 
 
-def test_stalled_database_is_detected_and_ended_safely(fb_root: Path, fb_password: str,
-                                                       backup_dir: Path) -> None:
+def test_stalled_database_is_detected_and_ended_safely(
+    fb_root: Path, fb_password: str, backup_dir: Path
+) -> None:
     target = new_target(fb_root, fb_password, "stalled", accounts=50)
     with attach(target) as con:
         con.execute_immediate("ALTER DATABASE BEGIN BACKUP")  # what a crashed nbackup leaves
         con.commit()
         assert backup_state(con) == 1
-    outcome = run_backup_job(target, BackupSettings(backup_dir, method="nbackup"),
-                             clock=SystemClock())
+    outcome = run_backup_job(
+        target, BackupSettings(backup_dir, method="nbackup"), clock=SystemClock()
+    )
     assert outcome.error_message == ""
     assert isinstance(outcome.details, BackupDetails)
     assert any("stalled" in p for p in outcome.details.problems)
@@ -124,7 +129,8 @@ def test_online_validation_of_the_live_database(shop: FirebirdTarget) -> None:
 
 
 def test_restore_targets_outside_scratch_or_attached_are_refused(
-        shop: FirebirdTarget, backup_dir: Path) -> None:
+    shop: FirebirdTarget, backup_dir: Path
+) -> None:
     spool = prepare_spool(backup_dir)
     with pytest.raises(UnsafeRestoreTarget):
         check_scratch_target(shop, spool, Path(shop.database))

@@ -27,8 +27,9 @@ KEEP_ALL = RetentionPolicy(0, 0, 0)
 
 
 def backup(target: FirebirdTarget, backup_dir: Path, **settings: object) -> JobOutcome:
-    return run_backup_job(target, BackupSettings(backup_dir, retention=KEEP_ALL, **settings),
-                          clock=SystemClock())
+    return run_backup_job(
+        target, BackupSettings(backup_dir, retention=KEEP_ALL, **settings), clock=SystemClock()
+    )
 
 
 def assert_failed(outcome: JobOutcome, error_class: str, password: str) -> None:
@@ -48,16 +49,17 @@ def test_wrong_password(shop: FirebirdTarget, backup_dir: Path, fb_password: str
 def test_missing_database(shop: FirebirdTarget, backup_dir: Path, fb_password: str) -> None:
     gone = dataclasses.replace(shop, database=str(Path(shop.database).with_name("gone.fdb")))
     assert_failed(backup(gone, backup_dir), "firebird.database_missing", fb_password)
-    assert_failed(run_validation_job(gone, clock=SystemClock()), "firebird.database_missing",
-                  fb_password)
+    assert_failed(
+        run_validation_job(gone, clock=SystemClock()), "firebird.database_missing", fb_password
+    )
 
 
-def test_non_ascii_database_path(shop: FirebirdTarget, backup_dir: Path,
-                                 fb_password: str) -> None:
+def test_non_ascii_database_path(shop: FirebirdTarget, backup_dir: Path, fb_password: str) -> None:
     odd = dataclasses.replace(shop, database=str(Path(shop.database).with_name("läden.fdb")))
     assert_failed(backup(odd, backup_dir), "firebird.non_ascii_path", fb_password)
-    assert_failed(run_validation_job(odd, clock=SystemClock()), "firebird.non_ascii_path",
-                  fb_password)
+    assert_failed(
+        run_validation_job(odd, clock=SystemClock()), "firebird.non_ascii_path", fb_password
+    )
 
 
 def test_non_ascii_backup_dir(shop: FirebirdTarget, backup_dir: Path, fb_password: str) -> None:
@@ -66,8 +68,7 @@ def test_non_ascii_backup_dir(shop: FirebirdTarget, backup_dir: Path, fb_passwor
     assert_failed(backup(shop, odd), "firebird.non_ascii_path", fb_password)
 
 
-def test_firebird_not_reachable(shop: FirebirdTarget, backup_dir: Path,
-                                fb_password: str) -> None:
+def test_firebird_not_reachable(shop: FirebirdTarget, backup_dir: Path, fb_password: str) -> None:
     nowhere = dataclasses.replace(shop, host="localhost/3059")
     assert_failed(backup(nowhere, backup_dir), "firebird.unreachable", fb_password)
     assert final_files(backup_dir) == []
@@ -87,8 +88,9 @@ def test_backup_dir_read_only(shop: FirebirdTarget, fb_root: Path, fb_password: 
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_backup_dir_the_server_cannot_reach(shop: FirebirdTarget, backup_dir: Path,
-                                            fb_password: str) -> None:
+def test_backup_dir_the_server_cannot_reach(
+    shop: FirebirdTarget, backup_dir: Path, fb_password: str
+) -> None:
     backup_dir.chmod(0o700)  # the agent (root) writes; the firebird user cannot enter
     outcome = backup(shop, backup_dir)
     assert_failed(outcome, "backup.dir_not_writable", fb_password)
@@ -124,8 +126,11 @@ run_backup_job(target, BackupSettings(Path(sys.argv[2])), clock=SystemClock())
 def test_agent_killed_mid_backup(fb_root: Path, fb_password: str, backup_dir: Path) -> None:
     target = new_target(fb_root, fb_password, "big", accounts=100, filler_mb=25)
     env = {**os.environ, "STORESAFE_FB_PASSWORD": fb_password}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, target.database, str(backup_dir)],
-                             env=env, cwd=Path(__file__).parents[3])
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, target.database, str(backup_dir)],
+        env=env,
+        cwd=Path(__file__).parents[3],
+    )
     spool = backup_dir / ".storesafe-spool"
     deadline = time.monotonic() + 60
     while not (spool.exists() and any(p.suffix == ".partial" for p in spool.iterdir())):

@@ -22,17 +22,21 @@ def damage_a_data_page(target: FirebirdTarget, table: str) -> int:
     """Scramble the record index of one data page of `table` (server must have closed the file)."""
     with attach(target) as con:
         cur = con.cursor()
-        cur.execute("SELECT RDB$RELATION_ID FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?",
-                    (table,))
+        cur.execute(
+            "SELECT RDB$RELATION_ID FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (table,)
+        )
         relation = int(cur.fetchone()[0])
         page_size = int(con.page_size)
         con.commit()
     time.sleep(0.5)  # last detach: SuperServer closes the file
     path = Path(target.database)
     data = bytearray(path.read_bytes())
-    pages = [n for n in range(len(data) // page_size)
-             if data[n * page_size] == DATA_PAGE
-             and struct.unpack_from("<H", data, n * page_size + 20)[0] == relation]
+    pages = [
+        n
+        for n in range(len(data) // page_size)
+        if data[n * page_size] == DATA_PAGE
+        and struct.unpack_from("<H", data, n * page_size + 20)[0] == relation
+    ]
     assert pages, "no data page found"
     page = pages[len(pages) // 2]
     base = page * page_size
@@ -41,7 +45,7 @@ def damage_a_data_page(target: FirebirdTarget, table: str) -> int:
         struct.pack_into("<HH", data, base + 24 + 4 * slot, 0xFFF0, 0x0FFF)
     with open(path, "r+b") as fh:
         fh.seek(base)
-        fh.write(data[base:base + page_size])
+        fh.write(data[base : base + page_size])
     return page
 
 

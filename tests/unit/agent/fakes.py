@@ -21,7 +21,7 @@ from grpc import aio
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
 from agent.facts import HostFacts
-from agent.messages import CheckIn, CheckInReply
+from agent.messages import CheckIn, CheckInReply, Directive
 from agent.reports import Outcome, RunKind, RunReport
 from common.errors import StoreSafeError, Unavailable
 
@@ -57,6 +57,9 @@ class FakeLink:
         self.stored: dict[str, RunReport] = {}
         self.deliveries: list[str] = []
         self.closed = 0
+        self.directives: list[Directive] = []
+        self.watches: list[int] = []
+        self.acks: list[tuple[str, object, object, str]] = []
 
     async def check_in(self, checkin: CheckIn) -> CheckInReply:
         await asyncio.sleep(0)
@@ -76,6 +79,24 @@ class FakeLink:
         self.stored.setdefault(report.id, report)
         return duplicate
 
+    async def watch(self, *, running_revision: int, site: str = "") -> AsyncIterator[Directive]:
+        self.watches.append(running_revision)
+        if self.fault is not None:
+            raise self.fault
+        for directive in self.directives:
+            await asyncio.sleep(0)
+            yield directive
+
+    async def ack_config(
+        self, *, revision: int, applied: bool, error: str = "", site: str = ""
+    ) -> None:
+        self.acks.append(("config", revision, applied, error))
+
+    async def ack_command(
+        self, *, command_id: str, outcome: str, message: str = "", site: str = ""
+    ) -> None:
+        self.acks.append(("command", command_id, outcome, message))
+
     async def close(self) -> None:
         self.closed += 1
 
@@ -93,6 +114,10 @@ class RecordingServicer(agent_pb2_grpc.AgentServiceServicer):
         self.metadata: list[dict[str, str]] = []
         self.reports: dict[str, agent_pb2.ReportRunRequest] = {}
         self.abort_with: tuple[grpc.StatusCode, str] | None = None
+        self.directives: list[agent_pb2.AgentDirective] = []
+        self.hold_stream = False
+        self.watch_requests: list[Any] = []
+        self.acks: list[Any] = []
 
     async def _enter(self, context: aio.ServicerContext[Any, Any]) -> None:
         self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
@@ -116,6 +141,24 @@ class RecordingServicer(agent_pb2_grpc.AgentServiceServicer):
         duplicate = request.report.id in self.reports
         self.reports.setdefault(request.report.id, request)
         return agent_pb2.ReportRunResponse(duplicate=duplicate)
+
+    async def WatchConfig(self, request: Any, context: Any) -> Any:
+        await self._enter(context)
+        self.watch_requests.append(request)
+        for directive in self.directives:
+            yield directive
+        if self.hold_stream:
+            await asyncio.Event().wait()
+
+    async def AckConfig(self, request: Any, context: Any) -> agent_pb2.AckConfigResponse:
+        await self._enter(context)
+        self.acks.append(request)
+        return agent_pb2.AckConfigResponse()
+
+    async def AckCommand(self, request: Any, context: Any) -> agent_pb2.AckCommandResponse:
+        await self._enter(context)
+        self.acks.append(request)
+        return agent_pb2.AckCommandResponse()
 
 
 @asynccontextmanager

@@ -197,3 +197,17 @@ def test_status_times_are_iso_utc(tmp_path: Path) -> None:
     )
     result = runner.invoke(app, ["status", "--json", "--state-dir", str(state.root)])
     assert json.loads(result.stdout)["last_checkin_at"] == "2026-01-01T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "--interval", "abc"], "invalid value for '--interval'"),
+        (["enroll", "--server", "h:1"], "missing option"),
+        (["bogus"], "no such command"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], words: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert words in one_line_error(result)

@@ -15,7 +15,19 @@ from typer.testing import CliRunner, Result
 from cli.client import AdminClient, Settings
 from cli.context import Invocation
 from cli.main import app
-from cli.models import AuditEntry, EnrollmentToken, Run, SiteDetail, SiteSummary
+from cli.models import (
+    AuditEntry,
+    Command,
+    ConfigChange,
+    ConfigEntry,
+    ConfigRevision,
+    EnrollmentToken,
+    RolloutRow,
+    Run,
+    SiteConfig,
+    SiteDetail,
+    SiteSummary,
+)
 from common.clock import FakeClock
 
 NOW = dt.datetime(2026, 11, 26, 22, 0, tzinfo=dt.UTC)
@@ -102,6 +114,94 @@ class FakeAdminClient(AdminClient):
         return [AuditEntry(NOW, "admin", "token.create", "shop-a", "group=default")]
 
 
-def invoke(client: FakeAdminClient, *args: str) -> Result:
+def site_config(**changes: Any) -> SiteConfig:
+    """shop-a at revision 5 (agent on 4) with a key from each layer and a set secret."""
+    base = SiteConfig(
+        site="shop-a",
+        desired_revision=5,
+        applied_revision=4,
+        entries=(
+            ConfigEntry("backup.dir", "C:\\Backups", "site:shop-a"),
+            ConfigEntry("backup.keep_daily", "10", "group:north"),
+            ConfigEntry("backup.schedule", "0 22 * * *", "fleet"),
+            ConfigEntry("firebird.password", "********", "site:shop-a", secret=True),
+            ConfigEntry("images.dir", "", "default"),
+        ),
+        refused="",
+    )
+    return replace(base, **changes)
+
+
+def revision(number: int = 3, **changes: Any) -> ConfigRevision:
+    """A site-layer revision setting backup.dir and the password, an hour ago."""
+    base = ConfigRevision(
+        revision=number,
+        scope="site",
+        target="shop-a",
+        author="admin",
+        at=NOW - dt.timedelta(hours=1),
+        changes={"backup.dir": "C:\\Backups", "firebird.password": "********"},
+    )
+    return replace(base, **changes)
+
+
+def rollout_row(name: str, state: str = "applied", **changes: Any) -> RolloutRow:
+    """A site that should run revision 5, seen 2 minutes ago."""
+    applied = 5 if state == "applied" else 4
+    base = RolloutRow(name, "default", 5, applied, state, "", NOW - dt.timedelta(minutes=2))
+    return replace(base, **changes)
+
+
+def command(state: str = "queued", **changes: Any) -> Command:
+    """A backup-now command created 10 minutes ago."""
+    base = Command(
+        id="c0ffee00-0000-4000-8000-000000000001",
+        site="shop-a",
+        kind="backup-now",
+        state=state,
+        created_at=NOW - dt.timedelta(minutes=10),
+        created_by="admin",
+    )
+    return replace(base, **changes)
+
+
+class FakeConfigClient(FakeAdminClient):
+    """Also answers the configuration and remote-command calls from memory."""
+
+    def set_config(
+        self, scope: str, target: str, values: dict[str, str], unset: list[str]
+    ) -> ConfigChange:
+        self._seen("set_config", scope, target, values, unset)
+        layer = f"{scope}:{target}" if target else scope
+        return ConfigChange(layer, 6, tuple(sorted([*values, *unset])))
+
+    def get_config(self, site: str) -> SiteConfig:
+        self._seen("get_config", site)
+        return site_config(site=site)
+
+    def config_history(self, limit: int = 50) -> list[ConfigRevision]:
+        self._seen("config_history", limit)
+        return [revision(3), revision(2, scope="fleet", target="", changes={"a.b": "1"})]
+
+    def config_rollout(self, group: str | None = None) -> list[RolloutRow]:
+        self._seen("config_rollout", group)
+        return [
+            rollout_row("shop-a"),
+            rollout_row("shop-b", "pending"),
+            rollout_row("shop-c", "refused", refused="backup.dir is not writable"),
+        ]
+
+    def send_command(self, site: str, kind: str) -> str:
+        self._seen("send_command", site, kind)
+        return command().id
+
+    def list_commands(self, site: str, limit: int = 20) -> list[Command]:
+        self._seen("list_commands", site, limit)
+        return [command("rejected", message="backup is not configured"), command()]
+
+
+def invoke(client: FakeAdminClient, *args: str, stdin: str | None = None) -> Result:
     """Run `storesafe ARGS` against `client` at the fixed time NOW."""
-    return CliRunner().invoke(app, list(args), obj=Invocation(client, FakeClock(NOW)))
+    return CliRunner().invoke(
+        app, list(args), input=stdin, obj=Invocation(client, FakeClock(NOW))
+    )

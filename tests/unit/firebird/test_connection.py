@@ -34,8 +34,7 @@ def test_windows_2_5_keeps_dll_in_bin() -> None:
 
 
 def test_windows_registry_root_comes_first() -> None:
-    exists = fake_fs(r"D:\FB\fbclient.dll",
-                     r"C:\Program Files\Firebird\Firebird_3_0\fbclient.dll")
+    exists = fake_fs(r"D:\FB\fbclient.dll", r"C:\Program Files\Firebird\Firebird_3_0\fbclient.dll")
     found = locate_client_library(None, platform="win32", exists=exists, roots=[r"D:\FB"])
     assert found == r"D:\FB\fbclient.dll"
 
@@ -50,10 +49,14 @@ def test_windows_32_bit_python_uses_wow64() -> None:
 
 def test_windows_setting_may_name_the_dll_or_a_2_5_root() -> None:
     exists = fake_fs(r"E:\x\fbclient.dll", r"E:\fb25\bin\fbclient.dll")
-    assert locate_client_library(r"E:\x\fbclient.dll", platform="win32",
-                                 exists=exists) == r"E:\x\fbclient.dll"
-    assert locate_client_library(r"E:\fb25", platform="win32",
-                                 exists=exists) == r"E:\fb25\bin\fbclient.dll"
+    assert (
+        locate_client_library(r"E:\x\fbclient.dll", platform="win32", exists=exists)
+        == r"E:\x\fbclient.dll"
+    )
+    assert (
+        locate_client_library(r"E:\fb25", platform="win32", exists=exists)
+        == r"E:\fb25\bin\fbclient.dll"
+    )
 
 
 def test_windows_nothing_found_is_a_typed_error() -> None:

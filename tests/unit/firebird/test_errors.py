@@ -18,8 +18,10 @@ def fdb_error(gds: int, text: str = "boom") -> Exception:
     [
         (fdb_error(335544472, "Your user name and password are not defined"), "firebird.auth"),
         (fdb_error(335544721, "Unable to complete network request"), "firebird.unreachable"),
-        (fdb_error(335544344, "I/O error open\n- No such file or directory"),
-         "firebird.database_missing"),
+        (
+            fdb_error(335544344, "I/O error open\n- No such file or directory"),
+            "firebird.database_missing",
+        ),
         (fdb_error(335544344, "I/O error write\n- No space left on device"), "disk.full"),
         (fdb_error(336331022, "gbak write failed"), "disk.full"),
         (fdb_error(337117224, "nbackup write"), "disk.full"),

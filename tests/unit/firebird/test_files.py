@@ -29,9 +29,16 @@ WHEN = dt.datetime(2026, 11, 26, 21, 30, tzinfo=dt.UTC)
 
 def put_backup(folder: Path, when: dt.datetime, status: Status = Status.GOOD) -> Manifest:
     name = backup_name(r"C:\RTOwin\Data\RTO Data.fdb", "gbak", 0, when)
-    m = Manifest(name=name, file=f"{name}.fbk.zst", database="/db/shop.fdb", method="gbak",
-                 level=0, started_at=when.isoformat(), finished_at=when.isoformat(),
-                 status=status)
+    m = Manifest(
+        name=name,
+        file=f"{name}.fbk.zst",
+        database="/db/shop.fdb",
+        method="gbak",
+        level=0,
+        started_at=when.isoformat(),
+        finished_at=when.isoformat(),
+        status=status,
+    )
     (folder / m.file).write_bytes(b"data")
     write_manifest(folder, m)
     return m
@@ -103,8 +110,9 @@ def test_count_comparison() -> None:
 
 
 def test_large_drop_against_previous_good_backup() -> None:
-    problems = drop_problems({"ACCOUNTS": 1000, "TINY": 10, "GONE": 500},
-                             {"ACCOUNTS": 12, "TINY": 0})
+    problems = drop_problems(
+        {"ACCOUNTS": 1000, "TINY": 10, "GONE": 500}, {"ACCOUNTS": 12, "TINY": 0}
+    )
     assert len(problems) == 2
     assert any("ACCOUNTS dropped from 1000 to 12" in p for p in problems)
     assert any("GONE" in p for p in problems)
@@ -124,7 +132,8 @@ def test_health_problems() -> None:
     from agent.reports import FirebirdHealth
 
     assert health_problems(FirebirdHealth(oit=10, oat=20, next_transaction=30)) == []
-    problems = health_problems(FirebirdHealth(oit=1, oat=200_000, next_transaction=400_001,
-                                              forced_writes=False))
+    problems = health_problems(
+        FirebirdHealth(oit=1, oat=200_000, next_transaction=400_001, forced_writes=False)
+    )
     assert len(problems) == 3
     assert "Forced writes are off" in problems[0]

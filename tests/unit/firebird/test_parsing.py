@@ -47,22 +47,29 @@ def test_restore_counts() -> None:
 
 
 def test_clean_validation() -> None:
-    out = parse_validation([
-        "22:06:00.11 Validation started", "", "22:06:00.11 Relation 128 (ACCOUNTS)",
-        "22:06:00.11 Relation 128 (ACCOUNTS) is ok", "22:06:00.11 Validation finished",
-    ])
+    out = parse_validation(
+        [
+            "22:06:00.11 Validation started",
+            "",
+            "22:06:00.11 Relation 128 (ACCOUNTS)",
+            "22:06:00.11 Relation 128 (ACCOUNTS) is ok",
+            "22:06:00.11 Validation finished",
+        ]
+    )
     assert (out.errors, out.warnings) == (0, 0)
     assert "no errors" in out.summary
 
 
 def test_validation_with_errors_and_lock_warning() -> None:
-    out = parse_validation([
-        "10:00:00.00 Relation 128 (ACCOUNTS)",
-        "10:00:00.00 Error: Page 153 wrong type (expected data encountered 0)",
-        "10:00:00.00 Relation 128 (ACCOUNTS) : 2 ERRORS found",
-        "10:00:00.00 Relation 129 (ITEMS) : 1 warnings found",
-        "10:00:00.00 Acquire relation lock failed",
-    ])
+    out = parse_validation(
+        [
+            "10:00:00.00 Relation 128 (ACCOUNTS)",
+            "10:00:00.00 Error: Page 153 wrong type (expected data encountered 0)",
+            "10:00:00.00 Relation 128 (ACCOUNTS) : 2 ERRORS found",
+            "10:00:00.00 Relation 129 (ITEMS) : 1 warnings found",
+            "10:00:00.00 Acquire relation lock failed",
+        ]
+    )
     assert out.errors == 2
     assert out.warnings == 2
     assert "Page 153" in out.summary
@@ -90,15 +97,25 @@ def test_nbackup_services_call_only_where_safe(version: str, platform: str, safe
 
 
 def manifest(name: str, level: int, guid: str, status: Status = Status.GOOD) -> Manifest:
-    return Manifest(name=name, file=f"{name}.nbk.zst", database="/db/shop.fdb",
-                    method="nbackup", level=level, started_at="2026-01-01T00:00:00+00:00",
-                    finished_at="2026-01-01T00:00:00+00:00", nbackup_guid=guid, status=status)
+    return Manifest(
+        name=name,
+        file=f"{name}.nbk.zst",
+        database="/db/shop.fdb",
+        method="nbackup",
+        level=level,
+        started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:00:00+00:00",
+        nbackup_guid=guid,
+        status=status,
+    )
 
 
 def test_chain_uses_the_history_guids() -> None:
     backups = [manifest("old0", 0, "{A}"), manifest("new0", 0, "{B}"), manifest("l1", 1, "{C}")]
     assert plan_chain(2, {0: "{B}", 1: "{C}"}, backups, "/db/shop.fdb") == [
-        "new0.nbk.zst", "l1.nbk.zst"]
+        "new0.nbk.zst",
+        "l1.nbk.zst",
+    ]
     assert plan_chain(0, {}, backups, "/db/shop.fdb") == []
 
 

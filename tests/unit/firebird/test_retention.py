@@ -10,8 +10,7 @@ T0 = dt.datetime(2026, 3, 31, 22, 0, tzinfo=dt.UTC)
 
 
 def daily(days: int, *, good: bool = True, prefix: str = "b") -> list[BackupEntry]:
-    return [BackupEntry(f"{prefix}{i:03d}", T0 - dt.timedelta(days=i), good)
-            for i in range(days)]
+    return [BackupEntry(f"{prefix}{i:03d}", T0 - dt.timedelta(days=i), good) for i in range(days)]
 
 
 def test_keep_daily_only() -> None:

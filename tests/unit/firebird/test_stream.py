@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import zstandard
 
 from agent.firebird.errors import BackupCorrupt
 from agent.firebird.stream import compress_following, decompress_checked, sha256_file
@@ -37,7 +36,8 @@ def test_follows_a_file_that_is_still_being_written(tmp_path: Path) -> None:
     assert result.size_raw == len(data)
     assert result.size_compressed == dst.stat().st_size
     assert result.sha256 == sha256_file(dst)
-    assert zstandard.ZstdDecompressor().decompressobj().decompress(dst.read_bytes()) == data
+    decompress_checked(dst, tmp_path / "back", expected_sha256=result.sha256)
+    assert (tmp_path / "back").read_bytes() == data
 
 
 def test_writer_that_never_creates_the_file(tmp_path: Path) -> None:
@@ -67,8 +67,10 @@ def test_round_trip(tmp_path: Path) -> None:
     out, digest = make_backup(tmp_path, data)
     size = decompress_checked(out, tmp_path / "restored", expected_sha256=digest)
     assert size == len(data)
-    assert hashlib.sha256((tmp_path / "restored").read_bytes()).digest() == \
-        hashlib.sha256(data).digest()
+    assert (
+        hashlib.sha256((tmp_path / "restored").read_bytes()).digest()
+        == hashlib.sha256(data).digest()
+    )
 
 
 def test_flipped_byte_is_caught_and_scratch_removed(tmp_path: Path) -> None:
@@ -93,6 +95,7 @@ def test_level_adapts_to_the_backlog() -> None:
 
     fastest = len(LEVELS) - 1
     assert next_level(0, 3 * SEGMENT, False) == 1  # falling behind: faster
+    assert next_level(0, 7 * SEGMENT, False) == 2  # far behind: faster still
     assert next_level(fastest, 10 * SEGMENT, False) == fastest
     assert next_level(2, 0, False) == 1  # caught up: stronger
     assert next_level(0, 0, False) == 0
