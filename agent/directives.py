@@ -7,8 +7,8 @@
   remembers finished ids across restarts; its outcome is acknowledged. A
   redelivered command (the ack was lost) is acknowledged again, not re-run.
 - The stream is reopened when the server ends it, and after a failure with
-  jittered backoff; a refused credential is retried slowly (the check-in
-  loop logs what to do about it).
+  jittered backoff; a refused credential is retried slowly, or at once when
+  a re-enrollment replaces it (the check-in loop logs what to do).
 
 It runs as one of the runner's jobs (`agent.runner.Job`).
 """
@@ -25,7 +25,7 @@ from agent.backoff import Backoff
 from agent.commands import CommandRunner
 from agent.configsync import ConfigStore
 from agent.messages import ConfigPush, Directive, RemoteCommand
-from agent.runner import ReportSink
+from agent.runner import ReportSink, sleep_until_changed
 from common.errors import PermissionDenied, StoreSafeError, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class DirectiveLoop:
         backoff: Backoff,
         refused_retry: float = 300.0,
         reopen_delay: float = 1.0,
+        credential_stamp: Callable[[], object] = lambda: None,
     ) -> None:
         self._connect = connect
         self._config = config
@@ -68,18 +69,24 @@ class DirectiveLoop:
         self._backoff = backoff
         self._refused_retry = refused_retry
         self._reopen_delay = reopen_delay
+        self._credential_stamp = credential_stamp
+        self._refused = False
         self._link: DirectiveLink | None = None
 
     async def __call__(self, sink: ReportSink) -> None:
         try:
             while True:
                 delay = await self.watch_once()
-                await asyncio.sleep(delay)
+                if self._refused:
+                    await sleep_until_changed(delay, self._credential_stamp)
+                else:
+                    await asyncio.sleep(delay)
         finally:
             await self._drop_link()
 
     async def watch_once(self) -> float:
         """Hold the stream until it ends; return the seconds to wait before reopening."""
+        self._refused = False
         try:
             link = self._get_link()
             stream = link.watch(running_revision=self._config.revision, site=self._site)
@@ -89,6 +96,7 @@ class DirectiveLoop:
         except (Unauthenticated, PermissionDenied) as exc:
             log.debug("directive stream refused: %s", exc)
             await self._drop_link()
+            self._refused = True
             return self._refused_retry
         except StoreSafeError as exc:
             log.debug("directive stream interrupted: %s", exc)

@@ -41,6 +41,8 @@ from common.errors import (
 
 log = logging.getLogger(__name__)
 
+CREDENTIAL_POLL_SECONDS = 2.0
+
 
 class Link(Protocol):
     """What the loop needs from the server connection (agent.transport.ServerLink)."""
@@ -70,6 +72,19 @@ class RunnerConfig:
     retry_base: float = 1.0
     retry_cap: float = 60.0
     refused_retry: float = 300.0
+    stop_grace: float = 5.0
+
+
+async def sleep_until_changed(delay: float, stamp: Callable[[], object]) -> bool:
+    """Sleep up to `delay` seconds; return True early when `stamp()` changes (a re-enrollment)."""
+    before = stamp()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    while (left := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(left, CREDENTIAL_POLL_SECONDS))
+        if stamp() != before:
+            return True
+    return False
 
 
 class Runner:
@@ -89,6 +104,7 @@ class Runner:
         backoff: Backoff | None = None,
         config_revision: Callable[[], int] = lambda: 0,
         health: Callable[[], FirebirdHealth | None] = lambda: None,
+        credential_stamp: Callable[[], object] = lambda: None,
         jobs: Sequence[Job] = (),
     ) -> None:
         self._connect = connect
@@ -102,12 +118,14 @@ class Runner:
         self._backoff = backoff or Backoff(base=self._config.retry_base, cap=self._config.retry_cap)
         self._config_revision = config_revision
         self._health = health
+        self._credential_stamp = credential_stamp
         self._jobs = tuple(jobs)
         self._link: Link | None = None
         self._wake = asyncio.Event()
         self._status = status.load()
         self._unreachable = False
         self._refused = False
+        self._stopping = False
 
     # -- the seam for jobs ---------------------------------------------------
 
@@ -120,7 +138,11 @@ class Runner:
     # -- the loop ------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set; in-flight calls are cancelled, queued reports stay queued."""
+        """Run until `stop` is set; queued reports stay queued for the next start.
+
+        A delivery in flight gets `stop_grace` seconds to finish; everything
+        else is cancelled at once.
+        """
         log.info(
             "agent running for site %s against %s (%d report(s) queued)",
             self._site,
@@ -129,15 +151,20 @@ class Runner:
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [
+                delivery = tg.create_task(self._delivery_loop(), name="delivery")
+                others = [
                     tg.create_task(self._checkin_loop(), name="check-in"),
-                    tg.create_task(self._delivery_loop(), name="delivery"),
                     *(tg.create_task(self._run_job(job)) for job in self._jobs),
                 ]
                 await stop.wait()
                 log.info("stopping")
-                for task in tasks:
+                for task in others:
                     task.cancel()
+                # Let a report in flight get its acknowledgement, briefly, to spare a replay.
+                self._stopping = True
+                self._wake.set()
+                await asyncio.wait({delivery}, timeout=self._config.stop_grace)
+                delivery.cancel()
         finally:
             await self._drop_link()
         log.info("stopped (%d report(s) queued)", self._outbox.pending())
@@ -145,10 +172,17 @@ class Runner:
     async def _checkin_loop(self) -> None:
         while True:
             delay = await self.check_in_once()
-            await asyncio.sleep(delay)
+            if self._refused:
+                await self._wait_for_new_credential(delay)
+            else:
+                await asyncio.sleep(delay)
+
+    async def _wait_for_new_credential(self, delay: float) -> None:
+        if await sleep_until_changed(delay, self._credential_stamp):
+            log.info("the credential file changed; checking in with the new credential")
 
     async def _delivery_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             try:
@@ -257,7 +291,7 @@ class Runner:
     async def drain(self) -> int:
         """Deliver queued reports oldest first until empty or a failure; return how many."""
         delivered = 0
-        while (item := self._outbox.oldest()) is not None:
+        while not self._stopping and (item := self._outbox.oldest()) is not None:
             report = item.report
             try:
                 duplicate = await self._get_link().report_run(report)

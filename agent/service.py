@@ -72,6 +72,13 @@ async def serve(
             state, state.load_credentials(), max_reconnect_seconds=config.retry_cap
         )
 
+    def credential_stamp() -> object:
+        try:
+            st = state.credentials_path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
     def watched() -> dict[str, Path]:
         return {"state": state.root, **(volumes() if volumes else {})}
 
@@ -84,6 +91,7 @@ async def serve(
             site=creds.site,
             backoff=Backoff(base=config.retry_base, cap=config.retry_cap),
             refused_retry=config.refused_retry,
+            credential_stamp=credential_stamp,
         )
         runner = Runner(
             connect=connect,
@@ -97,6 +105,7 @@ async def serve(
             jobs=[directives, *jobs],
             config_revision=lambda: store.revision,
             health=health,
+            credential_stamp=credential_stamp,
         )
         await runner.run(stop)
 

@@ -66,10 +66,61 @@ CLIENT_OPTIONS = [
 # --------------------------------------------------------------------------- echo server
 
 
+class _Handoff:
+    """A thread that resolves futures in batches, like the server's writer minus the DB."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        import queue
+
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            loop = batch[0][1]
+            loop.call_soon_threadsafe(_resolve_all, [f for f, _ in batch])
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((fut, loop))
+        await fut
+
+
+def _resolve_all(futs: list[Any]) -> None:
+    for f in futs:
+        if not f.done():
+            f.set_result(None)
+
+
 class EchoAgentService(agent_pb2_grpc.AgentServiceServicer):
-    """Answers at once: the cost of grpc.aio itself with the same messages."""
+    """Answers at once: the cost of grpc.aio itself with the same messages.
+
+    Diagnostic modes (--echo-await): "yield" suspends each call once (await
+    asyncio.sleep(0)); "thread" awaits a future resolved by another thread in batches.
+    """
+
+    def __init__(self, mode: str = "none") -> None:
+        self._mode = mode
+        self._handoff = _Handoff() if mode == "thread" else None
+
+    async def _pause(self) -> None:
+        if self._mode == "yield":
+            await asyncio.sleep(0)
+        elif self._handoff is not None:
+            await self._handoff.wait()
 
     async def CheckIn(self, request: Any, context: Any) -> agent_pb2.CheckInResponse:
+        await self._pause()
         now = Timestamp()
         now.GetCurrentTime()
         return agent_pb2.CheckInResponse(
@@ -77,14 +128,15 @@ class EchoAgentService(agent_pb2_grpc.AgentServiceServicer):
         )
 
     async def ReportRun(self, request: Any, context: Any) -> agent_pb2.ReportRunResponse:
+        await self._pause()
         return agent_pb2.ReportRunResponse(duplicate=False)
 
 
-async def echo_server(listen: str, tls_dir: str) -> None:
+async def echo_server(listen: str, tls_dir: str, mode: str) -> None:
     import signal
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(EchoAgentService(), server)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(EchoAgentService(mode), server)
     if tls_dir:
         d = Path(tls_dir)
         creds = grpc.ssl_server_credentials(
@@ -376,6 +428,7 @@ def run_phase(
             errors[k] = errors.get(k, 0) + v
     lat = sorted(x for r in results for x in r["latencies"])
     server_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    server_sys = cpu1.system - cpu0.system
     busy = _busy(sys0, sys1)
     load = os.getloadavg()[0]
     return {
@@ -389,6 +442,7 @@ def run_phase(
         "p99_ms": _pct(lat, 0.99) * 1000,
         "server_cpu_ms_per_call": server_cpu * 1000 / ok if ok else 0.0,
         "server_cpu_cores": server_cpu / args.duration,
+        "server_system_ms_per_call": server_sys * 1000 / ok if ok else 0.0,
         "client_cpu_cores": sum(r["cpu_s"] for r in results) / args.duration,
         "machine_busy_pct": busy,
         "load_avg_1m": load,
@@ -421,9 +475,12 @@ def count_runs(db_url: str) -> int:
         engine.dispose()
 
 
-def start_echo(args: argparse.Namespace, tls_dir: str, log: Path) -> tuple[str, Any]:
+def start_echo(
+    args: argparse.Namespace, tls_dir: str, log: Path, mode: str = "none"
+) -> tuple[str, Any]:
     address = f"127.0.0.1:{benchlib.free_port()}"
     cmd = [sys.executable, __file__, "--role", "echo", "--listen", address]
+    cmd += ["--echo-await", mode]
     if tls_dir:
         cmd += ["--tls-dir", tls_dir]
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
@@ -506,8 +563,9 @@ def orchestrate(args: argparse.Namespace) -> int:
         pki = benchlib.init_server(work / "echo-pki", tls=True)
         tls_dir = str(pki.data_dir)
 
-    def echo_round(tag: str) -> None:
-        address, proc = start_echo(args, tls_dir, work / "echo.log")
+    def echo_round(tag: str, mode: str = "none") -> None:
+        label = "echo" if mode == "none" else f"echo-{mode}"
+        address, proc = start_echo(args, tls_dir, work / "echo.log", mode)
         try:
             agents = [
                 {"site": f"bench-{i:05d}", "credential": f"ssa_{i:016x}_echo"}
@@ -516,7 +574,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             for method in args.methods:
                 row = run_phase(
                     args,
-                    label="echo",
+                    label=label,
                     address=address,
                     ca=str(Path(tls_dir) / "ca.pem") if tls_dir else "",
                     method=method,
@@ -524,16 +582,20 @@ def orchestrate(args: argparse.Namespace) -> int:
                     server_pid=proc.pid,
                     workdir=spec_dir,
                 )
-                row["round"] = tag
+                if mode == "none":
+                    row["round"] = tag
                 rows.append(row)
-                print(f"  echo ({tag}) {method}: {row['calls_per_s']:,.0f} calls/s", flush=True)
+                print(f"  {label} ({tag}) {method}: {row['calls_per_s']:,.0f} calls/s", flush=True)
         finally:
             stop_proc(proc)
 
     try:
         echo_round("before")
-        checks["sqlite"] = measure_backend(args, "sqlite", work, "", rows)
-        if args.pg:
+        if args.echo_await != "none":
+            echo_round("diagnosis", args.echo_await)
+        if not args.echo_only:
+            checks["sqlite"] = measure_backend(args, "sqlite", work, "", rows)
+        if args.pg and not args.echo_only:
             with benchlib.fresh_pg_database(args.pg) as url:
                 checks["postgres"] = measure_backend(args, "postgres", work, url, rows)
         if not args.quick:
@@ -688,6 +750,14 @@ def main() -> int:
     )
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "/var/tmp/pyspy/bin/py-spy")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
+    p.add_argument("--echo-only", action="store_true", help="diagnosis: skip the real server")
+    p.add_argument(
+        "--echo-await",
+        default="none",
+        choices=["none", "yield", "thread"],
+        help="diagnosis: also measure echo servers whose handlers suspend once ('yield') "
+        "or wait for another thread like the real server's writer ('thread')",
+    )
     p.add_argument("--client-startup", type=float, default=5.0, help=argparse.SUPPRESS)
     p.add_argument(
         "--role", default="bench", choices=["bench", "echo", "client"], help=argparse.SUPPRESS
@@ -697,7 +767,7 @@ def main() -> int:
     p.add_argument("--spec", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "echo":
-        asyncio.run(echo_server(args.listen, args.tls_dir))
+        asyncio.run(echo_server(args.listen, args.tls_dir, args.echo_await))
         return 0
     if args.role == "client":
         spec = json.loads(Path(args.spec).read_text())

@@ -1,4 +1,4 @@
-"""The backup job (backup, verify, retention, health) and the online-validation job, as outcomes.
+"""The backup job (backup, verify, retention, health) and the re-verify job, as outcomes.
 
 The scheduler calls `run_backup_job` / `run_validation_job` and turns the
 returned outcome into a `RunReport` with `to_report`. Every failure becomes a
@@ -9,9 +9,9 @@ of a job except programming errors in the caller's arguments.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.firebird import gbak, nbackup
@@ -20,7 +20,6 @@ from agent.firebird.errors import (
     BackupCorrupt,
     CountMismatch,
     FirebirdJobError,
-    LiveValidationErrors,
     RestoreFailed,
     SchemaMismatch,
     ValidationFailed,
@@ -40,17 +39,16 @@ from agent.firebird.files import (
     remove_quietly,
     write_manifest,
 )
-from agent.firebird.health import BACKUP_STATE_NORMAL, health_problems, read_live
+from agent.firebird.health import BACKUP_STATE_NORMAL, Schema, health_problems, read_live
+from agent.firebird.outcome import JobOutcome
 from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_retention
-from agent.firebird.validate import validate_live
+from agent.firebird.stream import Compressed
+from agent.firebird.validate import run_validation_job
 from agent.firebird.verify import drop_problems, verify
 from agent.reports import (
     BackupDetails,
     FirebirdHealth,
-    Outcome,
     RunKind,
-    RunReport,
-    ValidationDetails,
     Verification,
 )
 from common.clock import Clock
@@ -73,36 +71,16 @@ class BackupSettings:
     server_user: str = "firebird"  # OS user of the Firebird server (spool permissions)
 
 
-@dataclasses.dataclass(frozen=True)
-class JobOutcome:
-    """Everything a RunReport needs; `details` is BackupDetails or ValidationDetails."""
-
-    kind: RunKind
-    started_at: dt.datetime
-    finished_at: dt.datetime
-    details: BackupDetails | ValidationDetails
-    error_class: str = ""
-    error_message: str = ""
-    deleted: tuple[str, ...] = ()
-
-    @property
-    def succeeded(self) -> bool:
-        return not self.error_class
-
-    def to_report(self, *, trigger: str = "schedule") -> RunReport:
-        return RunReport(
-            kind=self.kind,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            outcome=Outcome.SUCCEEDED if self.succeeded else Outcome.FAILED,
-            details=self.details,
-            error_class=self.error_class,
-            error_message=self.error_message,
-            trigger=trigger,
-        )
-
-
 BackupOutcome = JobOutcome
+__all__ = [
+    "BackupOutcome",
+    "BackupSettings",
+    "JobOutcome",
+    "apply_retention",
+    "run_backup_job",
+    "run_validation_job",
+    "run_verify_job",
+]
 
 
 @dataclasses.dataclass
@@ -174,47 +152,72 @@ def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *, clock: C
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Taken:
+    """A backup file in the spool and what was read from the live database around it."""
+
+    compressed: Compressed
+    health: FirebirdHealth
+    schema: Schema
+    counts: dict[str, int]
+    counts_after: dict[str, int]
+    chain: list[str]
+    guid: str
+    seconds: float
+
+
+def _live_state(run: _Run) -> tuple[FirebirdHealth, Schema, dict[str, int]]:
+    """Health, schema (and for nbackup row counts); ends a stalled nbackup state first."""
+    counts = run.settings.method == "nbackup"
+    health, schema, rows = read_live(run.target, counts=counts)
+    if health.backup_state != BACKUP_STATE_NORMAL:  # left behind by a crashed nbackup
+        if stalled := nbackup.end_stalled(run.target):
+            run.problems.append(stalled)
+        health, schema, rows = read_live(run.target, counts=counts)
+    return health, schema, rows
+
+
+def _take_gbak(run: _Run, spool: Spool, partial: Path) -> _Taken:
+    # The live figures are read while gbak runs (it does not mind a stalled database);
+    # its own log gives the row counts of the very snapshot it backed up.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        live = pool.submit(_live_state, run)
+        gb = gbak.backup(run.target, spool, partial)
+        health, schema, _ = live.result()
+    counts = {t: gb.counts.get(t, 0) for t in schema.tables}
+    return _Taken(gb.compressed, health, schema, counts, {}, [], "", gb.seconds)
+
+
+def _take_nbackup(run: _Run, spool: Spool, partial: Path, before: list[Manifest]) -> _Taken:
+    health, schema, counts = _live_state(run)  # preconditions first (CORE-6498)
+    nb = nbackup.backup(
+        run.target,
+        spool,
+        partial,
+        level=run.settings.level,
+        backups=before,
+        server_version=health.server_version,
+    )
+    after = read_live(run.target, counts=True)[2]
+    return _Taken(nb.compressed, health, schema, counts, after, nb.chain, nb.guid, nb.seconds)
+
+
 def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
     settings, target = run.settings, run.target
     nbackup_job = settings.method == "nbackup"
-    health, schema, live_counts = read_live(target, counts=nbackup_job)
-    if health.backup_state != BACKUP_STATE_NORMAL:  # left behind by a crashed nbackup
-        stalled = nbackup.end_stalled(target)
-        if stalled:
-            run.problems.append(stalled)
-        health, schema, live_counts = read_live(target, counts=nbackup_job)
-    run.health = health
-    run.problems.extend(health_problems(health))
     before = list_backups(settings.backup_dir)
     run.problems.extend(_space_problems(settings.backup_dir, before))
     started_at = clock.now()
     name = backup_name(target.database, settings.method, settings.level, started_at)
     final_name = name + data_suffix(settings.method)
     partial = spool.partial(final_name)
-    chain: list[str] = []
-    guid = ""
     if nbackup_job:
-        nb = nbackup.backup(
-            target,
-            spool,
-            partial,
-            level=settings.level,
-            backups=before,
-            server_version=health.server_version,
-        )
-        compressed, counts, chain, guid, run.backup_seconds = (
-            nb.compressed,
-            live_counts,
-            nb.chain,
-            nb.guid,
-            nb.seconds,
-        )
-        counts_after = read_live(target, counts=True)[2]
+        taken = _take_nbackup(run, spool, partial, before)
     else:
-        gb = gbak.backup(target, spool, partial)
-        compressed, run.backup_seconds = gb.compressed, gb.seconds
-        counts = {t: gb.counts.get(t, 0) for t in schema.tables}
-        counts_after = {}
+        taken = _take_gbak(run, spool, partial)
+    health, compressed = taken.health, taken.compressed
+    run.health, run.backup_seconds = health, taken.seconds
+    run.problems.extend(health_problems(health))
     manifest = Manifest(
         name=name,
         file=final_name,
@@ -230,12 +233,12 @@ def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
         size_raw=compressed.size_raw,
         size_compressed=compressed.size_compressed,
         sha256=compressed.sha256,
-        table_counts=counts,
-        table_counts_after=counts_after,
-        tables=list(schema.tables),
-        indices=list(schema.indices),
-        chain=chain,
-        nbackup_guid=guid,
+        table_counts=taken.counts,
+        table_counts_after=taken.counts_after,
+        tables=list(taken.schema.tables),
+        indices=list(taken.schema.indices),
+        chain=taken.chain,
+        nbackup_guid=taken.guid,
     )
     publish(partial, settings.backup_dir / final_name)
     write_manifest(settings.backup_dir, manifest)
@@ -354,31 +357,3 @@ def apply_retention(
 
 def _name_of(manifests: list[Manifest], file: str) -> str:
     return next((m.name for m in manifests if m.file == file), file)
-
-
-def run_validation_job(target: FirebirdTarget, *, clock: Clock) -> JobOutcome:
-    """Online validation of the live database; errors found make the run fail."""
-    started = clock.now()
-    details = ValidationDetails()
-    error: FirebirdJobError | None = None
-    try:
-        details = validate_live(target)
-        if details.errors:
-            error = LiveValidationErrors(
-                f"Firebird found {details.errors} errors in the live database; "
-                "backups may silently miss data until it is repaired."
-            )
-    except FirebirdJobError as exc:
-        error = exc
-        details = ValidationDetails(summary=exc.message)
-    except Exception as exc:
-        log.exception("validation job failed unexpectedly")
-        error = FirebirdJobError(f"The validation job failed unexpectedly: {exc}.")
-    return JobOutcome(
-        kind=RunKind.VALIDATION,
-        started_at=started,
-        finished_at=clock.now(),
-        details=details,
-        error_class=error.error_class if error else "",
-        error_message=error.message if error else "",
-    )

@@ -32,7 +32,8 @@ CHUNK = 1 << 20
 SEGMENT = 4 << 20
 LEVELS = (3, 1, -1, -3, -5)  # strongest first; index moves with the backlog
 POLL_SECONDS = 0.02
-SYNC_EVERY = 8 << 20  # flush output while the backup runs, so the final fsync is short
+# Start writing output back while the backup runs, so the final fsync is short.
+WRITEBACK_EVERY = 8 << 20
 BACKGROUND_NICE = 10
 T = TypeVar("T")
 
@@ -82,8 +83,8 @@ def compress_following(
                     backlog = os.fstat(reader.fileno()).st_size - raw
                     level = next_level(level, backlog, done)
                     cobj, in_frame = compressors[level].compressobj(), 0
-                if out - synced >= SYNC_EVERY and not done:
-                    _datasync(writer.fileno())
+                if out - synced >= WRITEBACK_EVERY and not done:
+                    _start_writeback(writer.fileno(), synced, out - synced)
                     synced = out
             elif done:
                 break
@@ -132,9 +133,16 @@ def run_niced(fn: Callable[[], T], *, nice: int = BACKGROUND_NICE) -> T:
     return result[0]
 
 
-def _datasync(fd: int) -> None:
-    sync = getattr(os, "fdatasync", os.fsync)  # no fdatasync on Windows
-    sync(fd)
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to write a range back now without waiting for it (Linux).
+
+    POSIX_FADV_DONTNEED starts writeback of dirty pages and only drops pages
+    that are already clean, so the file stays cached for verification.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        with contextlib.suppress(OSError):
+            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _emit(writer: object, digest: hashlib._Hash | None, data: bytes) -> int:

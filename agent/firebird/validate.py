@@ -1,4 +1,4 @@
-"""Online validation of the live database (2.5.4+ `svc.validate`), parsed into ValidationDetails.
+"""Online validation of the live database (2.5.4+ `svc.validate`) and the job that runs it.
 
 A damaged data page backs up and restores "successfully" with rows silently
 missing (notes, must-know 2); only validation sees it, so the agent runs this
@@ -8,11 +8,16 @@ never stops the shop program.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from agent.firebird.connection import FirebirdTarget, require_ascii, services
-from agent.firebird.errors import translate
-from agent.reports import ValidationDetails
+from agent.firebird.errors import FirebirdJobError, LiveValidationErrors, translate
+from agent.firebird.outcome import JobOutcome
+from agent.reports import RunKind, ValidationDetails
+from common.clock import Clock
+
+log = logging.getLogger(__name__)
 
 _ERRORS = re.compile(r"(\d+)\s+errors?\s+found", re.IGNORECASE)
 _WARNINGS = re.compile(r"(\d+)\s+warnings?\s+found", re.IGNORECASE)
@@ -60,3 +65,31 @@ def validate_live(target: FirebirdTarget) -> ValidationDetails:
         except Exception as exc:
             raise translate(exc, what="online validation") from exc
     return parse_validation(lines)
+
+
+def run_validation_job(target: FirebirdTarget, *, clock: Clock) -> JobOutcome:
+    """Online validation of the live database; errors found make the run fail."""
+    started = clock.now()
+    details = ValidationDetails()
+    error: FirebirdJobError | None = None
+    try:
+        details = validate_live(target)
+        if details.errors:
+            error = LiveValidationErrors(
+                f"Firebird found {details.errors} errors in the live database; "
+                "backups may silently miss data until it is repaired."
+            )
+    except FirebirdJobError as exc:
+        error = exc
+        details = ValidationDetails(summary=exc.message)
+    except Exception as exc:
+        log.exception("validation job failed unexpectedly")
+        error = FirebirdJobError(f"The validation job failed unexpectedly: {exc}.")
+    return JobOutcome(
+        kind=RunKind.VALIDATION,
+        started_at=started,
+        finished_at=clock.now(),
+        details=details,
+        error_class=error.error_class if error else "",
+        error_message=error.message if error else "",
+    )

@@ -196,7 +196,8 @@ def test_a_revoked_agent_says_to_re_enroll_and_recovers_after_it(
 ) -> None:
     state = tmp_path / "agent"
     assert enroll_agent(shared_server, state, "shop-revoked").returncode == 0
-    agent = AgentProcess.start(state)
+    # Slow retries after the refusal (300 s): only the new credential file can wake it.
+    agent = AgentProcess.start(state, retry_max=300)
     try:
         wait_for(lambda: agent.status()["last_result"] == "ok", what="a check-in")
         shared_server.admin_stub().RevokeAgents(

@@ -148,3 +148,28 @@ def test_agent_killed_mid_backup(fb_root: Path, fb_password: str, backup_dir: Pa
     assert isinstance(outcome.details, BackupDetails)
     assert outcome.details.table_counts["ITEMS"] == 25 * 1024  # > gbak's 10,000-row steps
     assert spool_leftovers(backup_dir) == []
+
+
+def test_nbackup_level_without_its_base_is_refused_and_the_server_lives(
+    shop: FirebirdTarget, backup_dir: Path, fb_password: str
+) -> None:
+    outcome = backup(shop, backup_dir, method="nbackup", level=1)
+    assert_failed(outcome, "nbackup.precondition", fb_password)
+    assert final_files(backup_dir) == []
+    assert total_balance(shop)[0] == SHOP_ACCOUNTS  # CORE-6498 would have killed the server
+
+
+def test_damaged_nbackup_base_fails_its_increment_and_is_marked_bad(
+    shop: FirebirdTarget, backup_dir: Path, fb_password: str
+) -> None:
+    assert backup(shop, backup_dir, method="nbackup", level=0).succeeded
+    [base] = list_backups(backup_dir)
+    path = backup_dir / base.file
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    outcome = backup(shop, backup_dir, method="nbackup", level=1)
+    assert_failed(outcome, "backup.corrupt", fb_password)
+    statuses = {m.level: m.status.value for m in list_backups(backup_dir)}
+    assert statuses == {0: "bad", 1: "unverified"}
+    assert spool_leftovers(backup_dir) == []

@@ -58,6 +58,8 @@ class FakeLink:
         self.deliveries: list[str] = []
         self.closed = 0
         self.directives: list[Directive] = []
+        self.report_delay = 0.0
+        self.in_flight: list[str] = []
         self.watches: list[int] = []
         self.acks: list[tuple[str, object, object, str]] = []
 
@@ -69,7 +71,8 @@ class FakeLink:
         return CheckInReply(server_time=T0, checkin_interval_seconds=self.interval)
 
     async def report_run(self, report: RunReport) -> bool:
-        await asyncio.sleep(0)
+        self.in_flight.append(report.id)
+        await asyncio.sleep(self.report_delay)
         if self.fault is not None:
             raise self.fault
         if report.id in self.reject:

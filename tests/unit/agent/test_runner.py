@@ -218,3 +218,55 @@ def test_check_in_carries_the_seams_figures(tmp_path: Path) -> None:
     sent = h.link.checkins[-1]
     assert (sent.firebird, sent.config_revision, sent.outbox_pending) == (health, 7, 1)
     assert h.status.load().config_revision == 7
+
+
+def test_a_re_enrollment_ends_the_slow_retry_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.runner.CREDENTIAL_POLL_SECONDS", 0.01)
+    stamp = ["old"]
+    slow = RunnerConfig(interval_override=60.0, refused_retry=60.0)
+
+    async def body(h: Harness) -> None:
+        await h.until(lambda: h.status.load().last_result == "unauthenticated")
+        h.link.fault = None
+        stamp[0] = "new"  # `storesafe-agent enroll` replaced the credential file
+        await h.until(lambda: len(h.link.checkins) == 1)
+
+    h = Harness(tmp_path, config=slow, credential_stamp=lambda: stamp[0])
+    h.link.fault = Unauthenticated("revoked")
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(h.runner.run(stop))
+        try:
+            await body(h)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(go())
+    assert h.status.load().last_result == "ok"
+
+
+def test_stop_lets_the_delivery_in_flight_finish(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        h.link.report_delay = 0.3
+        h.runner.submit(report(1))
+        h.runner.submit(report(2))
+        await h.until(lambda: h.link.in_flight == ["report-0001"])
+
+    h = scenario(tmp_path, body)
+    assert h.link.deliveries == ["report-0001"], "acknowledged, not cut off"
+    assert [p.report.id for p in h.outbox.peek(10)] == ["report-0002"], "the rest waits"
+
+
+def test_stop_does_not_wait_for_a_hung_server_forever(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        h.link.report_delay = 60
+        h.runner.submit(report(1))
+        await h.until(lambda: h.link.in_flight == ["report-0001"])
+
+    grace = RunnerConfig(interval_override=0.02, stop_grace=0.1)
+    h = scenario(tmp_path, body, config=grace)
+    assert h.outbox.pending() == 1

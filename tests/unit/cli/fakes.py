@@ -202,6 +202,4 @@ class FakeConfigClient(FakeAdminClient):
 
 def invoke(client: FakeAdminClient, *args: str, stdin: str | None = None) -> Result:
     """Run `storesafe ARGS` against `client` at the fixed time NOW."""
-    return CliRunner().invoke(
-        app, list(args), input=stdin, obj=Invocation(client, FakeClock(NOW))
-    )
+    return CliRunner().invoke(app, list(args), input=stdin, obj=Invocation(client, FakeClock(NOW)))

@@ -137,3 +137,14 @@ def test_health_problems() -> None:
     )
     assert len(problems) == 3
     assert "Forced writes are off" in problems[0]
+
+
+def test_low_free_space_is_a_problem_before_the_backup_fails(tmp_path: Path) -> None:
+    from agent.firebird.jobs import _space_problems
+
+    prepare_spool(tmp_path)
+    m = put_backup(tmp_path, WHEN)
+    assert _space_problems(tmp_path, [m]) == []
+    m.size_raw = 2**50  # a last backup far bigger than any free space
+    [problem] = _space_problems(tmp_path, [m])
+    assert "under twice" in problem

@@ -1,0 +1,37 @@
+"""The outcome of one Firebird job: everything the scheduler needs to build a RunReport."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from agent.reports import BackupDetails, Outcome, RunKind, RunReport, ValidationDetails
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOutcome:
+    """Everything a RunReport needs; `details` is BackupDetails or ValidationDetails."""
+
+    kind: RunKind
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    details: BackupDetails | ValidationDetails
+    error_class: str = ""
+    error_message: str = ""
+    deleted: tuple[str, ...] = ()
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.error_class
+
+    def to_report(self, *, trigger: str = "schedule") -> RunReport:
+        return RunReport(
+            kind=self.kind,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            outcome=Outcome.SUCCEEDED if self.succeeded else Outcome.FAILED,
+            details=self.details,
+            error_class=self.error_class,
+            error_message=self.error_message,
+            trigger=trigger,
+        )
