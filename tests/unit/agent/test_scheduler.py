@@ -74,7 +74,7 @@ def test_runs_on_time_then_waits_for_the_next_slot(tmp_path: Path) -> None:
 
 def test_three_missed_slots_give_one_catch_up_run_even_after_restart(tmp_path: Path) -> None:
     clock = FakeClock(START)
-    s, ran, _ = make(tmp_path, clock)
+    s, _ran, _ = make(tmp_path, clock)
     asyncio.run(tick(s, Sink()))
     clock.advance(dt.timedelta(days=3, hours=1))  # PC off over three 21:00 slots
     s2, ran2, _ = make(tmp_path, clock)  # the agent restarts with its marks on disk
