@@ -105,7 +105,26 @@ class BenchServer:
         ]
         log = (self.data_dir / "server.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=raise_fd_limit)
-        benchlib.wait_ready(self.address, self.proc, grpc.ssl_channel_credentials(self.ca), timeout)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until the port answers a TLS connection (patient probes: thousands of agents
+        reconnecting at once compete with them after a restart)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        creds = grpc.ssl_channel_credentials(self.ca)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            with grpc.secure_channel(
+                self.address, creds, options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as ch:
+                try:
+                    grpc.channel_ready_future(ch).result(timeout=5.0)
+                    return
+                except grpc.FutureTimeoutError:
+                    continue
+        raise RuntimeError(f"server on {self.address} not ready after {timeout:.0f} s")
 
     def stop(self) -> float:
         """SIGTERM and wait; the seconds it took to exit."""
@@ -450,7 +469,7 @@ def wait_acked(
         if client_s is None:
             live, acked, latest = clients.status(revision)
             if progress is not None and time.monotonic() >= next_note:
-                next_note += 5.0
+                next_note = time.monotonic() + 5.0
                 print(
                     f"    {time.monotonic() - t0:5.1f} s: {live:,} streams live, {acked:,} acked; "
                     f"CPU so far: server {progress.cpu():.1f} s, clients {clients.cpu():.1f} s; "
@@ -588,7 +607,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
         t_term = time.monotonic()
         stop_s = server.stop()
         t_down = time.monotonic()
-        server.start()
+        server.start(timeout=args.timeout)
         t_up = time.monotonic()
         rev = new_revision(server)
         got = wait_acked(clients, server, n, rev, t_up, args.timeout, args.rollout_poll)

@@ -11,6 +11,8 @@ least --size-mb, then measures side by side, alternating the contenders:
 - the shop writer's p99 commit latency with no backup, during raw gbak, and
   during the agent backup;
 - peak RSS of the agent process during a backup (wait4 ru_maxrss).
+Each round runs every contender once, back to back; the table shows medians,
+best times, and the median of the per-round ratios (robust on a shared box).
 Needs root (or the firebird group) and the server from scripts/setup-firebird.
 """
 
@@ -197,70 +199,77 @@ def main() -> None:
 
     print("writer latency phases", flush=True)
     quiet_for = median(t["raw"])
-    _, idle = with_writer(target, lambda: time.sleep(quiet_for) or quiet_for)
-    during_raw: list[WriterStats] = []
-    during_agent: list[WriterStats] = []
+    phases: dict[str, list[WriterStats]] = {"idle": [], "raw": [], "agent": []}
     for _ in range(args.repeat):
-        during_raw.append(
+        phases["idle"].append(with_writer(target, lambda: time.sleep(quiet_for) or quiet_for)[1])
+        phases["raw"].append(
             with_writer(target, lambda: raw_backup(target.database, raw_fbk, pw, no_gc=False))[1]
         )
-        during_agent.append(
+        phases["agent"].append(
             with_writer(
                 target, lambda: agent("backup", target.database, backups, pw)[0]["seconds"]
             )[1]
         )
-    report(args, db_size, sizes, t, rss, idle, during_raw, during_agent)
+    report(args, db_size, sizes, t, rss, phases)
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(backups, ignore_errors=True)
 
 
-def pooled_p99(stats: list[WriterStats]) -> float:
-    return WriterStats(0, [], [x for s in stats for x in s.latencies_ms]).percentile(99)
+def paired(a: list[float], b: list[float]) -> float:
+    """Median of the per-round ratios a[i]/b[i]: robust when the machine is shared."""
+    return median([x / y for x, y in zip(a, b, strict=True)])
 
 
-def report(args, db_size, sizes, t, rss, idle, during_raw, during_agent) -> None:
+def report(args, db_size, sizes, t, rss, phases) -> None:
     m = {k: median(v) for k, v in t.items()}
-    p99 = {
-        "idle": idle.percentile(99),
-        "raw": pooled_p99(during_raw),
-        "agent": pooled_p99(during_agent),
-    }
+    lo = {k: min(v) for k, v in t.items()}
+    p99 = {k: [s.percentile(99) for s in v] for k, v in phases.items()}
+    pm = {k: median(v) for k, v in p99.items()}
+
+    def timing(label: str, key: str, base: str | None, note: str = "") -> tuple[str, ...]:
+        if base is None:
+            return (label, f"{m[key]:.2f} s", f"{lo[key]:.2f} s", "", "")
+        return (
+            label,
+            f"{m[key]:.2f} s",
+            f"{lo[key]:.2f} s",
+            f"{paired(t[key], t[base]):.2f}x",
+            f"{lo[key] / lo[base]:.2f}x{note}",
+        )
+
     rows = [
-        ("backup: raw gbak -b -se", f"{m['raw']:.2f} s", "1.00x"),
-        ("backup: raw gbak -b -g -se", f"{m['raw_g']:.2f} s", f"{m['raw_g'] / m['raw']:.2f}x"),
-        (
-            "backup: agent (gbak -g, zstd, sha256, fsync)",
-            f"{m['agent']:.2f} s",
-            f"{m['agent'] / m['raw']:.2f}x vs -b, {m['agent'] / m['raw_g']:.2f}x vs -b -g",
-        ),
-        ("verify: raw gbak -c + full validation", f"{m['raw_verify']:.2f} s", "1.00x"),
-        (
-            "verify: agent (checksum, restore, validate, compare)",
-            f"{m['agent_verify']:.2f} s",
-            f"{m['agent_verify'] / m['raw_verify']:.2f}x",
-        ),
-        ("writer p99: no backup", f"{p99['idle']:.1f} ms", "1.00x"),
+        ("", "median", "best", "paired", "best/best"),
+        timing("backup: raw gbak -b -se", "raw", None),
+        timing("backup: raw gbak -b -g -se", "raw_g", "raw"),
+        timing("backup: agent (gbak -g, zstd, sha256, fsync)", "agent", "raw", " vs -b"),
+        timing("verify: raw gbak -c + full validation", "raw_verify", None),
+        timing("verify: agent (sha256, restore, validate, compare)", "agent_verify", "raw_verify"),
+        ("writer p99: no backup", f"{pm['idle']:.1f} ms", f"{min(p99['idle']):.1f} ms", "", ""),
         (
             "writer p99: during raw gbak",
-            f"{p99['raw']:.1f} ms",
-            f"{p99['raw'] / p99['idle']:.2f}x idle",
+            f"{pm['raw']:.1f} ms",
+            f"{min(p99['raw']):.1f} ms",
+            f"{paired(p99['raw'], p99['idle']):.2f}x idle",
+            "",
         ),
         (
             "writer p99: during agent backup",
-            f"{p99['agent']:.1f} ms",
-            f"{p99['agent'] / p99['idle']:.2f}x idle, {p99['agent'] / p99['raw']:.2f}x raw",
+            f"{pm['agent']:.1f} ms",
+            f"{min(p99['agent']):.1f} ms",
+            f"{paired(p99['agent'], p99['raw']):.2f}x raw",
+            f"{paired(p99['agent'], p99['idle']):.2f}x idle",
         ),
-        ("agent peak RSS during backup", f"{max(rss) / 2**20:.1f} MiB", "goal < 100 MiB"),
+        ("agent peak RSS during backup", f"{max(rss) / 2**20:.1f} MiB", "", "goal < 100 MiB", ""),
     ]
     width = max(len(r[0]) for r in rows)
     load = os.getloadavg()
     print(
         f"\ndatabase {db_size / 2**20:.0f} MiB, backup {sizes[0] / 2**20:.0f} MiB raw, "
-        f"{sizes[1] / 2**20:.0f} MiB zstd; medians of {args.repeat} (writer p99 pooled); "
+        f"{sizes[1] / 2**20:.0f} MiB zstd; {args.repeat} rounds, contenders alternated; "
         f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (5 min {load[1]:.1f})"
     )
-    for name, value, ratio in rows:
-        print(f"{name:<{width}}  {value:>10}  {ratio}")
+    for name, value, best, ratio, ratio_best in rows:
+        print(f"{name:<{width}}  {value:>10}  {best:>10}  {ratio:>15}  {ratio_best}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "firebird_backup.json"
     out.write_text(
@@ -275,6 +284,12 @@ def report(args, db_size, sizes, t, rss, idle, during_raw, during_agent) -> None
                 "loadavg": load,
                 "cpus": os.cpu_count(),
                 "writer_p99_ms": p99,
+                "paired_ratios": {
+                    "agent_vs_raw": paired(t["agent"], t["raw"]),
+                    "agent_vs_raw_g": paired(t["agent"], t["raw_g"]),
+                    "verify_vs_raw": paired(t["agent_verify"], t["raw_verify"]),
+                    "p99_agent_vs_raw": paired(p99["agent"], p99["raw"]),
+                },
                 "agent_peak_rss_bytes": max(rss),
             },
             indent=2,

@@ -36,7 +36,11 @@ KEY_LIST = "\n".join(
 def read_secret(key: str) -> str:
     """The value of a secret key, typed without echo on a terminal or read from piped stdin."""
     if sys.stdin.isatty():
-        text = str(typer.prompt(key, hide_input=True, confirmation_prompt=True, err=True))
+        text = str(
+            typer.prompt(
+                f"New value for {key}", hide_input=True, confirmation_prompt=True, err=True
+            )
+        )
     else:
         text = sys.stdin.read().rstrip("\r\n")
     if not text:

@@ -130,7 +130,7 @@ def test_secret_on_a_terminal_is_prompted_without_echo(monkeypatch: pytest.Monke
         "firebird.password": SECRET,
         "backup.dir": "-",
     }
-    assert asked["text"] == "firebird.password"
+    assert asked["text"] == "New value for firebird.password"
     assert asked["hide_input"] is True
     assert asked["err"] is True  # the prompt stays off stdout (and out of --json)
 
