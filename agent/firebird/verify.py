@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from agent.firebird.errors import (
     SchemaMismatch,
     UnsafeRestoreTarget,
     ValidationFailed,
+    fdb_message,
     translate,
 )
 from agent.firebird.files import Manifest, Spool, remove_quietly
@@ -77,7 +79,7 @@ def verify(
         else:
             restored = gbak.restore(target, scratch[0], database)
         remove_quietly(*scratch)
-        validate_copy(target, database)
+        warnings = validate_copy(target, database)
         with attach(target, str(database), what="reading the restored copy") as con:
             schema = read_schema(con)
             if manifest.method == "nbackup":
@@ -100,7 +102,8 @@ def verify(
     return VerifyResult(
         seconds=time.monotonic() - started,
         restored_counts=counts,
-        message=f"Restored {len(counts)} tables with {rows} rows; validation clean.",
+        message=f"Restored {len(counts)} tables with {rows} rows; validation clean"
+        + (f" ({warnings} warnings)." if warnings else "."),
     )
 
 
@@ -134,8 +137,14 @@ def check_scratch_target(target: FirebirdTarget, spool: Spool, database: Path) -
         raise UnsafeRestoreTarget(f"Refusing to restore into attached database {database}.")
 
 
-def validate_copy(target: FirebirdTarget, database: Path) -> None:
-    """Firebird's full read-only validation of a database nobody else has open."""
+def validate_copy(target: FirebirdTarget, database: Path) -> int:
+    """Firebird's full read-only validation of a database nobody else has open.
+
+    Raises ValidationFailed on any error; returns the number of warnings.
+    Warnings alone (e.g. record versions of transactions that were in flight
+    when an nbackup copied the pages, pointer pages marking a page full) are
+    not damage, so they do not fail the verification.
+    """
     with services(target, what="validating the restored copy") as svc:
         try:
             result = svc.repair(
@@ -145,12 +154,33 @@ def validate_copy(target: FirebirdTarget, database: Path) -> None:
                 validate_record_fragments=1,
             )
         except Exception as exc:
+            text = fdb_message(exc)
+            errors, warnings = validation_summary(text)
+            if warnings and not errors:
+                return warnings
             err = translate(exc, what="validation of the restored copy")
             if not isinstance(err, ValidationFailed):
                 err = ValidationFailed(f"Validation of the restored copy failed: {err.message}")
             raise err from exc
     if result and str(result).strip():
         raise ValidationFailed(f"Validation of the restored copy reported: {str(result).strip()}")
+    return 0
+
+
+_SUMMARY = re.compile(r"Number of [\w ]+? (errors|warnings)\s*:\s*(\d+)", re.IGNORECASE)
+
+
+def validation_summary(text: str) -> tuple[int, int]:
+    """(errors, warnings) from the "Summary of validation errors" of gfix/svc.repair."""
+    errors = warnings = 0
+    for kind, count in _SUMMARY.findall(text):
+        if kind.lower() == "errors":
+            errors += int(count)
+        else:
+            warnings += int(count)
+    if errors == warnings == 0 and "error" in text.lower():
+        errors = 1  # a failure without a summary we understand counts as an error
+    return errors, warnings
 
 
 def compare_counts(

@@ -128,3 +128,19 @@ def test_level_without_its_lower_level_is_refused_before_any_nbackup_call() -> N
     # a bad level 0 is no base
     with pytest.raises(NbackupPrecondition):
         plan_chain(1, {0: "{B}"}, [manifest("mine0", 0, "{B}", Status.BAD)], "/db/shop.fdb")
+
+
+def test_restored_copy_validation_summary() -> None:
+    from agent.firebird.verify import validation_summary
+
+    warnings_only = (
+        "Summary of validation errors \tNumber of record level warnings\t: 1 "
+        "\tNumber of pointer page warnings\t: 1"
+    )
+    assert validation_summary(warnings_only) == (0, 2)
+    damaged = (
+        "Summary of validation errors Number of record level errors : 3 "
+        "Number of data page errors : 1 Number of pointer page warnings : 1"
+    )
+    assert validation_summary(damaged) == (4, 1)
+    assert validation_summary("validation error, details in firebird.log") == (1, 0)
