@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from agent.backupjob import FirebirdTasks, command_result
+from agent.configsync import ConfigStore
 from agent.enroll import enroll as do_enroll
 from agent.errors import JobNotConfigured
 from agent.lock import StateLock
@@ -249,19 +251,41 @@ def local_status(state: StateDir) -> dict[str, Any]:
     }
 
 
-def _not_configured(job: str, key: str) -> NoReturn:
-    raise JobNotConfigured(
-        f"no {job} job is configured on this agent yet (set {key} for this site on the server)"
-    )
+def _not_configured(job: str, why: str) -> NoReturn:
+    raise JobNotConfigured(f"no {job} job is configured on this agent yet ({why})")
 
 
 @app.command("backup-now")
 def backup_now(state_dir: StateDirOption = None) -> None:
-    """Take a backup of the shop database now."""
-    _not_configured("backup", "firebird.database and backup.dir")
+    """Take a verified backup of the shop database now (with the configuration from the server).
+
+    The report goes to the outbox; the running agent delivers it. Exit code 0 when
+    the backup was verified good, 1 when it failed.
+    """
+    setup_logging(logging.WARNING)
+    state = StateDir(resolve_state_dir(state_dir))
+    state.load_credentials()  # a clear error when not enrolled
+    store = ConfigStore(state.root)
+    tasks = FirebirdTasks(store, SystemClock())
+    why_not = tasks.backup_missing(store.current)
+    if why_not is not None:
+        _not_configured("backup", f"{why_not}; set it for this site on the server")
+    console = Console(stderr=True)
+    with console.status(f"Backing up {store.current.text('firebird.database')} ..."):
+        report = asyncio.run(tasks.backup("local"))
+    with Outbox(state.outbox_path) as outbox:
+        outbox.put(report)
+    result = command_result(report, None)
+    typer.echo(
+        result.message
+        if report.outcome.value == "succeeded"
+        else f"backup failed ({report.error_class}): {report.error_message}"
+    )
+    if report.outcome.value != "succeeded":
+        raise typer.Exit(1)
 
 
 @app.command("sync-now")
 def sync_now(state_dir: StateDirOption = None) -> None:
     """Sync the image folder now."""
-    _not_configured("image sync", "images.dir")
+    _not_configured("image sync", "image sync is not built into this agent version yet")

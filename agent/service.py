@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agent import facts
 from agent.backoff import Backoff
+from agent.backupjob import FirebirdTasks, command_result
 from agent.commands import CommandResult, CommandRunner, Handler
 from agent.configsync import ConfigStore
 from agent.directives import DirectiveLoop
@@ -21,6 +22,7 @@ from agent.lock import StateLock
 from agent.outbox import Outbox
 from agent.reports import FirebirdHealth
 from agent.runner import Job, Runner, RunnerConfig
+from agent.scheduler import Scheduler
 from agent.settings import StateDir
 from agent.status import StatusFile
 from agent.transport.link import ServerLink
@@ -37,9 +39,18 @@ def not_configured(job: str) -> Handler:
 
 
 DEFAULT_HANDLERS: Mapping[str, Handler] = {
-    "backup-now": not_configured("backup"),
     "sync-now": not_configured("image sync"),
 }
+
+
+def run_now(scheduler: Scheduler, task: str, why_not: Callable[[], str | None]) -> Handler:
+    """A command handler that runs a scheduled task now, through the scheduler's lock."""
+
+    async def handler() -> CommandResult:
+        report = await scheduler.run(task, trigger="remote")
+        return command_result(report, why_not())
+
+    return handler
 
 
 async def serve(
@@ -79,15 +90,25 @@ async def serve(
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def watched() -> dict[str, Path]:
-        return {"state": state.root, **(volumes() if volumes else {})}
+    def watched(extra: Callable[[], Mapping[str, Path]]) -> dict[str, Path]:
+        return {"state": state.root, **extra(), **(volumes() if volumes else {})}
 
     with StateLock(state.root), Outbox(state.outbox_path, clock=clock) as outbox:
         store = ConfigStore(state.root)
+        firebird = FirebirdTasks(store, clock)
+        scheduler = Scheduler(
+            config=store, tasks=firebird.tasks(), clock=clock, state_dir=state.root
+        )
+        handlers = {
+            "backup-now": run_now(
+                scheduler, "backup", lambda: firebird.backup_missing(store.current)
+            ),
+            **commands,
+        }
         directives = DirectiveLoop(
             connect=connect,
             config=store,
-            commands=CommandRunner(state.root, dict(commands)),
+            commands=CommandRunner(state.root, handlers),
             site=creds.site,
             backoff=Backoff(base=config.retry_base, cap=config.retry_cap),
             refused_retry=config.refused_retry,
@@ -97,14 +118,14 @@ async def serve(
             connect=connect,
             outbox=outbox,
             status=StatusFile(state.status_path),
-            facts=lambda: facts.collect(clock, watched()),
+            facts=lambda: facts.collect(clock, watched(firebird.backup_volume)),
             clock=clock,
             server=creds.server,
             site=creds.site,
             config=config,
-            jobs=[directives, *jobs],
+            jobs=[directives, scheduler, *jobs],
             config_revision=lambda: store.revision,
-            health=health,
+            health=lambda: health() or firebird.health(),
             credential_stamp=credential_stamp,
         )
         await runner.run(stop)

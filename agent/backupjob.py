@@ -1,0 +1,149 @@
+"""The agent's Firebird tasks: settings from the running config, jobs in a worker thread.
+
+Backup (with verification by restore and retention) and online validation of
+the live database run here for the scheduler, for remote commands and for the
+local `backup-now`. Each returns its RunReport; the latest database figures
+are kept for the next check-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from pathlib import Path
+
+from croniter import croniter
+
+from agent.commands import CommandResult
+from agent.configsync import AgentConfig, ConfigStore
+from agent.firebird.connection import FirebirdTarget
+from agent.firebird.files import Status, list_backups
+from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job
+from agent.firebird.retention import RetentionPolicy
+from agent.firebird.validate import run_validation_job
+from agent.reports import BackupDetails, FirebirdHealth, RunReport
+from agent.scheduler import Task
+from common.clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+def target_of(cfg: AgentConfig) -> FirebirdTarget:
+    library = cfg.text("firebird.client_library")
+    return FirebirdTarget(
+        host=cfg.text("firebird.host"),
+        database=cfg.text("firebird.database"),
+        user=cfg.text("firebird.user"),
+        password=cfg.text("firebird.password"),
+        client_library=library or None,
+    )
+
+
+def nbackup_level(cfg: AgentConfig, now: dt.datetime, backup_dir: Path) -> int:
+    """0 when no good level-0 base is newer than the last full-backup slot, else 1."""
+    slot: dt.datetime = croniter(cfg.text("backup.nbackup_full_schedule"), now).get_prev(
+        dt.datetime
+    )
+    bases = [
+        m.finished
+        for m in list_backups(backup_dir)
+        if m.method == "nbackup" and m.level == 0 and m.status == Status.GOOD
+    ]
+    return 1 if bases and max(bases) >= slot else 0
+
+
+def settings_of(cfg: AgentConfig, now: dt.datetime, server_user: str) -> BackupSettings:
+    backup_dir = Path(cfg.text("backup.dir"))
+    method = cfg.text("backup.method")
+    return BackupSettings(
+        backup_dir=backup_dir,
+        method=method,
+        level=nbackup_level(cfg, now, backup_dir) if method == "nbackup" else 0,
+        retention=RetentionPolicy(
+            keep_daily=int(cfg["backup.keep_daily"]),
+            keep_weekly=int(cfg["backup.keep_weekly"]),
+            keep_monthly=int(cfg["backup.keep_monthly"]),
+        ),
+        server_user=server_user,
+    )
+
+
+class FirebirdTasks:
+    """The backup and validation tasks of one agent."""
+
+    def __init__(self, config: ConfigStore, clock: Clock, *, server_user: str = "firebird") -> None:
+        self._config = config
+        self._clock = clock
+        self._server_user = server_user
+        self.latest_health: FirebirdHealth | None = None
+
+    def health(self) -> FirebirdHealth | None:
+        return self.latest_health
+
+    def backup_volume(self) -> dict[str, Path]:
+        backup_dir = self._config.current.text("backup.dir")
+        return {"backup": Path(backup_dir)} if backup_dir else {}
+
+    @staticmethod
+    def backup_missing(cfg: AgentConfig) -> str | None:
+        if not cfg.text("firebird.database"):
+            return "firebird.database is not configured"
+        if not cfg.text("backup.dir"):
+            return "backup.dir is not configured"
+        return None
+
+    @staticmethod
+    def validation_missing(cfg: AgentConfig) -> str | None:
+        return "firebird.database is not configured" if not cfg.text("firebird.database") else None
+
+    def tasks(self) -> list[Task]:
+        return [
+            Task("backup", "backup.schedule", self.backup_missing, self.backup),
+            Task("validation", "validate.schedule", self.validation_missing, self.validate),
+        ]
+
+    async def backup(self, trigger: str) -> RunReport:
+        cfg = self._config.current
+        settings = settings_of(cfg, self._clock.now().astimezone(), self._server_user)
+        log.info(
+            "backup of %s (%s, level %d) into %s",
+            cfg.text("firebird.database"),
+            settings.method,
+            settings.level,
+            settings.backup_dir,
+        )
+        outcome = await asyncio.to_thread(
+            run_backup_job, target_of(cfg), settings, clock=self._clock
+        )
+        self._log(outcome)
+        if isinstance(outcome.details, BackupDetails) and outcome.details.health is not None:
+            self.latest_health = outcome.details.health
+        return outcome.to_report(trigger=trigger)
+
+    async def validate(self, trigger: str) -> RunReport:
+        cfg = self._config.current
+        outcome = await asyncio.to_thread(run_validation_job, target_of(cfg), clock=self._clock)
+        self._log(outcome)
+        return outcome.to_report(trigger=trigger)
+
+    @staticmethod
+    def _log(outcome: JobOutcome) -> None:
+        if outcome.succeeded:
+            log.info("%s succeeded", outcome.kind.value)
+        else:
+            log.error(
+                "%s failed (%s): %s", outcome.kind.value, outcome.error_class, outcome.error_message
+            )
+
+
+def command_result(report: RunReport | None, why_not: str | None) -> CommandResult:
+    """How a remote run-now command ended, in one line."""
+    if report is None:
+        return CommandResult("rejected", why_not or "the job is not configured on this agent")
+    if report.outcome.value == "succeeded":
+        extra = ""
+        if isinstance(report.details, BackupDetails) and report.details.file:
+            extra = f": {Path(report.details.file).name} verified"
+        return CommandResult("succeeded", f"{report.kind.value} succeeded{extra}")
+    return CommandResult("failed", report.error_message or f"{report.kind.value} failed")
