@@ -94,7 +94,11 @@ class BenchServer:
         self._admin: admin_pb2_grpc.AdminServiceStub | None = None
         self._channel: grpc.Channel | None = None
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, *, by_log: bool = False) -> None:
+        """Start; ready when a TLS connection succeeds, or (by_log) when the server logs
+        that it serves: after a restart thousands of agents compete with any probe."""
+        log_path = self.data_dir / "server.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
         args = [
             str(benchlib.BIN / "storesafe-server"),
             "serve",
@@ -105,7 +109,23 @@ class BenchServer:
         ]
         log = (self.data_dir / "server.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=raise_fd_limit)
-        self.wait_ready(timeout)
+        if by_log:
+            self.wait_logged(log_path, offset, timeout)
+        else:
+            self.wait_ready(timeout)
+
+    def wait_logged(self, path: Path, offset: int, timeout: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            with path.open("rb") as f:
+                f.seek(offset)
+                if b"serving on" in f.read():
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"server on {self.address} did not start in {timeout:.0f} s")
 
     def wait_ready(self, timeout: float) -> None:
         """Until the port answers a TLS connection (patient probes: thousands of agents
@@ -179,18 +199,33 @@ class BenchServer:
         )
         return int(resp.revision)
 
-    def applied(self, revision: int) -> int:
+    def applied(self, revision: int, *, swallow: bool = False) -> int | None:
         """How many sites the server shows at `revision` or later (ConfigRollout)."""
-        resp = self.admin().ConfigRollout(
-            admin_pb2.ConfigRolloutRequest(), metadata=self.md, timeout=60
-        )
+        try:
+            resp = self.admin().ConfigRollout(
+                admin_pb2.ConfigRolloutRequest(), metadata=self.md, timeout=60
+            )
+        except grpc.RpcError:
+            if swallow:
+                return None
+            raise
         return sum(1 for r in resp.sites if r.applied_revision >= revision)
 
 
-def new_revision(server: BenchServer) -> int:
-    """A fleet change that is sure to make a new revision."""
+def new_revision(server: BenchServer, patience: float = 300.0) -> int:
+    """A fleet change that is sure to make a new revision (retried while the server is
+    swamped, for example by agents reconnecting after a restart)."""
+    deadline = time.monotonic() + patience
     while True:
-        rev = server.set_fleet(random.randint(0, 366))
+        try:
+            rev = server.set_fleet(random.randint(0, 366))
+        except grpc.RpcError as exc:
+            if time.monotonic() > deadline or exc.code() not in (  # type: ignore[attr-defined]
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                raise
+            continue
         if rev:
             return rev
 
@@ -462,7 +497,8 @@ def wait_acked(
     client_s: float | None = None
     server_s: float | None = None
     rollout_call_s: float | None = None
-    acked = applied = 0
+    acked = 0
+    applied: int | None = 0
     next_rollout = t0 + rollout_poll if rollout_poll > 0 else float("inf")
     next_note = t0 + 5.0
     while time.monotonic() < deadline:
@@ -484,14 +520,16 @@ def wait_acked(
             and (client_s is not None or time.monotonic() >= next_rollout)
         ):
             began = time.monotonic()
-            applied = server.applied(revision)
+            applied = server.applied(revision, swallow=True)
             rollout_call_s = time.monotonic() - began
-            if applied >= n:
+            if applied is not None and applied >= n:
                 server_s = time.monotonic() - t0
             next_rollout = time.monotonic() + rollout_poll if rollout_poll > 0 else next_rollout
         if client_s is not None and (server is None or server_s is not None):
             break
         time.sleep(0.1)
+    if server is not None and server_s is None:
+        applied = server.applied(revision, swallow=True)  # where it stands at the deadline
     return {
         "revision": revision,
         "client_s": client_s,
@@ -607,10 +645,10 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
         t_term = time.monotonic()
         stop_s = server.stop()
         t_down = time.monotonic()
-        server.start(timeout=args.timeout)
+        server.start(timeout=args.timeout, by_log=True)
         t_up = time.monotonic()
         rev = new_revision(server)
-        got = wait_acked(clients, server, n, rev, t_up, args.timeout, args.rollout_poll)
+        got = wait_acked(clients, server, n, rev, t_up, args.restart_timeout, args.rollout_poll)
         errs = clients.errors()
         after_up = [e for e in errs if e[0] >= t_up]
         out["restart"] = {
@@ -634,7 +672,8 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
         r = out["restart"]
         print(
             f"  restart: down {r['down_s']:.1f} s (SIGTERM->exit {stop_s:.1f} s); catch-up after "
-            f"up: clients {_s(r['catch_up_client_s'])}, server {_s(r['catch_up_server_s'])}",
+            f"up: clients {_s(r['catch_up_client_s'])}, server {_s(r['catch_up_server_s'])} "
+            f"({r['acked']:,} of {n:,} acked)",
             flush=True,
         )
         print(
@@ -676,6 +715,9 @@ def main() -> None:
         "beyond what the box can do times out and collapses)",
     )
     p.add_argument("--timeout", type=float, default=300.0, help="give up a wait after (s)")
+    p.add_argument(
+        "--restart-timeout", type=float, default=180.0, help="give up the catch-up after (s)"
+    )
     p.add_argument(
         "--rollout-poll",
         type=float,

@@ -52,10 +52,13 @@ from agent.reports import (
     Verification,
 )
 from common.clock import Clock
+from common.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 NBACKUP_COUNT_TOLERANCE = 0.02  # nbackup counts are read beside, not inside, the backup
 MAX_PROBLEMS = 10
+METHODS = ("gbak", "nbackup")
+MAX_LEVEL = 9  # the manifest name pattern holds one digit
 _VERDICTS = (BackupCorrupt, CountMismatch, RestoreFailed, SchemaMismatch, ValidationFailed)
 
 
@@ -69,6 +72,12 @@ class BackupSettings:
     retention: RetentionPolicy = dataclasses.field(default_factory=RetentionPolicy)
     verify: bool = True
     server_user: str = "firebird"  # OS user of the Firebird server (spool permissions)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidArgument(f"backup.method must be one of {', '.join(METHODS)}.")
+        if not 0 <= self.level <= MAX_LEVEL:
+            raise InvalidArgument(f"The nbackup level must be between 0 and {MAX_LEVEL}.")
 
 
 BackupOutcome = JobOutcome

@@ -148,3 +148,14 @@ def test_low_free_space_is_a_problem_before_the_backup_fails(tmp_path: Path) -> 
     m.size_raw = 2**50  # a last backup far bigger than any free space
     [problem] = _space_problems(tmp_path, [m])
     assert "under twice" in problem
+
+
+def test_backup_settings_refuse_bad_values(tmp_path: Path) -> None:
+    from agent.firebird.jobs import BackupSettings
+    from common.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument):
+        BackupSettings(tmp_path, method="zip")
+    with pytest.raises(InvalidArgument):
+        BackupSettings(tmp_path, method="nbackup", level=10)
+    assert BackupSettings(tmp_path, method="nbackup", level=2).level == 2
