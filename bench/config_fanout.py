@@ -20,14 +20,18 @@ For each fleet size N:
   3. Measured:
      fan-out   from just before SetConfig(fleet) until every agent acknowledged that
                revision; client view = latest ack completion reported by the client
-               processes, server view = first ConfigRollout showing every site applied
-               (its resolution is the poll interval plus the call). Median of repeats.
+               processes, server view = when ConfigRollout shows every site applied
+               (asked once the clients are done, so polling does not load the fan-out;
+               --rollout-poll S also asks during it). Median of --repeats (3).
      memory    server RSS with all N streams open minus RSS before they opened, / N
                (includes each agent's TLS connection, not only the call).
      restart   SIGTERM the server, start it again on the same port, SetConfig as soon
-               as it answers; time until all N agents reconnected and acknowledged,
+               as it logs that it serves; time until all N agents reconnected and acknowledged,
                and the error codes agents saw (stream breaks vs reconnect attempts).
-Results: a table on stdout and bench/results/config_fanout.json.
+Results: a table on stdout and bench/results/config_fanout.json. --profile records the
+server with py-spy (GIL-holding samples, collapsed stacks) during the fan-outs into
+bench/results/config_fanout-profile-N.txt. The initial connect is paced (--connect-rate);
+the reconnect after the restart is not (that storm is what is measured).
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ from sqlalchemy import Column, DateTime, Index, Text
 from sqlmodel import Field, SQLModel
 
 
+def _wall() -> dt.datetime:
+    """Wall-clock time for change tracking (not business time, which comes from a Clock)."""
+    return dt.datetime.now(dt.UTC)
+
+
 def _ts(*, nullable: bool = True, index: bool = False) -> object:
     return Field(
         default=None,
@@ -47,6 +52,14 @@ class Site(SQLModel, table=True):
     last_validation_summary: str = ""
     config_refused: str = ""
     config_refused_revision: int = 0
+    # Bumped by every insert and update (SQLAlchemy default/onupdate): the fleet
+    # view's cache refreshes only the rows changed since it last looked.
+    updated_at: dt.datetime | None = Field(
+        default=None,
+        sa_column=Column(
+            DateTime(timezone=True), nullable=True, index=True, default=_wall, onupdate=_wall
+        ),
+    )
 
 
 class Agent(SQLModel, table=True):

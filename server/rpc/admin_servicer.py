@@ -33,6 +33,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._fleet = fleet
         self._config = config
         self._commands = commands
+        self._summaries = convert.SummaryEncoder()
 
     @guarded
     async def CreateEnrollmentToken(
@@ -54,7 +55,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await self._auth.admin(bearer(context))
         status = convert.STATUS_NAMES.get(request.status)
         views = await self._fleet.list_sites(status=status, group=request.group)
-        return convert.list_sites_response(views)
+        return self._summaries.response(views)
 
     @guarded
     async def GetSite(

@@ -194,15 +194,6 @@ def site_summary(view: SiteView) -> admin_pb2.SiteSummary:
     return out
 
 
-def list_sites_response(views: list[SiteView]) -> admin_pb2.ListSitesResponse:
-    """The ListSites answer, each summary filled in place (no per-site message copies)."""
-    out = admin_pb2.ListSitesResponse()
-    add = out.sites.add
-    for view in views:
-        _fill_site_summary(add(), view)
-    return out
-
-
 def _fill_site_summary(out: admin_pb2.SiteSummary, view: SiteView) -> None:
     r = view.row
     out.site = r.name
@@ -365,3 +356,40 @@ def command_state(cmd: CommandRecord) -> admin_pb2.CommandState:
         state=cmd.state,
         message=cmd.message,
     )
+
+
+class SummaryEncoder:
+    """Builds ListSites answers from per-site serialized summaries, reused while a view is
+    unchanged (the site cache hands back the same SiteView object until it recomputes)."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[SiteView, bytes]] = {}
+
+    def response(self, views: list[SiteView]) -> admin_pb2.ListSitesResponse:
+        parts = []
+        for view in views:
+            cached = self._done.get(view.row.id)
+            if cached is not None and cached[0] is view:
+                body = cached[1]
+            else:
+                msg = admin_pb2.SiteSummary()
+                _fill_site_summary(msg, view)
+                body = msg.SerializeToString()
+                self._done[view.row.id] = (view, body)
+            parts.append(_SITES_TAG + _varint(len(body)) + body)
+        return admin_pb2.ListSitesResponse.FromString(b"".join(parts))
+
+
+_SITES_TAG = b"\x0a"  # field 1 (sites), wire type 2 (length-delimited)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)

@@ -11,6 +11,7 @@ from server.domain import AdminIdentity, AuditRecord, RunRecord, SiteRow
 from server.services.agents import KINDS
 from server.services.auth import Authenticator
 from server.services.push import ConfigHub
+from server.services.sitecache import SiteCache
 from server.services.status import SiteFacts, SiteStatus, Status, StatusPolicy, compute_status
 from server.state.base import FleetState
 
@@ -79,8 +80,15 @@ class FleetQueries:
         self._hub = hub
         self._policy = policy or StatusPolicy()
         self._policies: dict[tuple[float, float], StatusPolicy] = {}
+        self._cache = SiteCache(state, self)
 
-    def _policy_for(self, row: SiteRow) -> StatusPolicy:
+    def now(self) -> dt.datetime:
+        return self._clock.now()
+
+    def config_revision(self) -> int:
+        return self._hub.snapshot.revision
+
+    def policy_for(self, row: SiteRow) -> StatusPolicy:
         """The server's policy with the site's status.* keys where a layer sets them."""
         snap = self._hub.snapshot
         stale = snap.lookup(row.name, row.group, "status.stale_after_hours")
@@ -99,7 +107,7 @@ class FleetQueries:
 
     def view(self, row: SiteRow) -> SiteView:
         desired = self._hub.snapshot.desired_revision(row.name, row.group)
-        status = compute_status(facts_of(row, desired), self._policy_for(row), self._clock.now())
+        status = compute_status(facts_of(row, desired), self.policy_for(row), self._clock.now())
         return SiteView(row, status, desired)
 
     async def rollout(self, *, group: str = "") -> list[RolloutRow]:
@@ -122,7 +130,9 @@ class FleetQueries:
         return out
 
     async def list_sites(self, *, status: Status | None = None, group: str = "") -> list[SiteView]:
-        views = [self.view(r) for r in await self._state.list_sites(group=group)]
+        views = await self._cache.views()
+        if group:
+            views = [v for v in views if v.row.group == group]
         if status is not None:
             views = [v for v in views if v.status.status == status]
         return views

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+from typing import NamedTuple
 
 
 class Status(enum.StrEnum):
@@ -35,8 +36,9 @@ class StatusPolicy:
     minimum_agent_version: str = ""
 
 
-@dataclasses.dataclass(frozen=True)
-class Disk:
+class Disk(NamedTuple):
+    """A volume as of the last check-in (a tuple: the fleet view builds 10,000s of them)."""
+
     label: str
     path: str
     total_bytes: int

@@ -76,6 +76,13 @@ class FleetState(abc.ABC):
         """All sites (or one group's), ordered by name."""
 
     @abc.abstractmethod
+    async def sites_changed_since(self, since: dt.datetime | None) -> list[SiteRow]:
+        """Sites inserted or updated at or after `since` (wall clock), or all for None.
+
+        Every write to a site MUST move its change time forward.
+        """
+
+    @abc.abstractmethod
     async def get_site(self, name: str) -> SiteRow:
         """One site; MUST raise NotFound when there is none."""
 

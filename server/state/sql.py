@@ -225,7 +225,7 @@ class SqlFleetState(FleetState):
             "clock_skew_seconds": skew,
             "config_revision_applied": facts.config_revision,
             "outbox_pending": facts.outbox_pending,
-            "disks_json": json.dumps([d.__dict__ for d in facts.disks]),
+            "disks_json": json.dumps([d._asdict() for d in facts.disks]),
         }
         if facts.firebird is not None:
             values["firebird_json"] = json.dumps(facts.firebird)
@@ -242,6 +242,15 @@ class SqlFleetState(FleetState):
             stmt = select(*_ROW_COLUMNS).order_by(SITES.c.name)
             if group:
                 stmt = stmt.where(SITES.c.group == group)
+            return _site_rows(conn.execute(stmt))
+
+        return await self._read(fn)
+
+    async def sites_changed_since(self, since: dt.datetime | None) -> list[SiteRow]:
+        def fn(conn: Connection) -> list[SiteRow]:
+            stmt = select(*_ROW_COLUMNS)
+            if since is not None:
+                stmt = stmt.where((SITES.c.updated_at >= since) | SITES.c.updated_at.is_(None))
             return _site_rows(conn.execute(stmt))
 
         return await self._read(fn)
@@ -526,7 +535,10 @@ def _site_rows(rows: Iterable[Sequence[Any]]) -> list[SiteRow]:
         for i in _DATETIME_AT:
             if v[i] is not None:
                 v[i] = utc(v[i])
-        v[_DISKS_AT] = tuple(Disk(**d) for d in loads(v[_DISKS_AT] or "[]"))
+        v[_DISKS_AT] = tuple(
+            Disk(d["label"], d["path"], d["total_bytes"], d["free_bytes"])
+            for d in loads(v[_DISKS_AT] or "[]")
+        )
         firebird = v[_FIREBIRD_AT]
         v[_FIREBIRD_AT] = loads(firebird) if firebird else None
         out.append(SiteRow(*v))

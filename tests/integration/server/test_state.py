@@ -235,3 +235,34 @@ def test_many_concurrent_writes_batch_and_all_land(state: SqlFleetState) -> None
         assert len(await state.list_runs(site="shop-i", kind="", limit=1000)) == 300
 
     run(body)
+
+
+def test_every_write_to_a_site_moves_its_change_time(state: SqlFleetState) -> None:
+    from server.state.config_state import SqlConfigState
+
+    async def changed_after(write: Callable[[], Awaitable[Any]]) -> set[str]:
+        before = dt.datetime.now(dt.UTC)
+        await write()
+        return {r.name for r in await state.sites_changed_since(before)}
+
+    async def body() -> None:
+        assert {r.name for r in await state.sites_changed_since(None)} == set()
+        tok = await make_token(state, "ch-a")
+        await make_token(state, "ch-b")
+        assert {r.name for r in await state.sites_changed_since(None)} == {"ch-a", "ch-b"}
+        site_id, _ = await enroll(state, "ch-a", tok)
+        await asyncio.sleep(0.01)
+        facts = CheckInFacts("1", "pc", "os", None, 0, (), None, 0)
+        assert await changed_after(
+            lambda: state.record_checkin(site_id=site_id, facts=facts, now=NOW)
+        ) == {"ch-a"}
+        assert await changed_after(
+            lambda: state.store_report(site_id=site_id, run=backup("x1", NOW), now=NOW)
+        ) == {"ch-a"}
+        config = SqlConfigState(state)
+        assert await changed_after(
+            lambda: config.record_ack(site_id=site_id, revision=3, applied=False, error="no")
+        ) == {"ch-a"}
+        assert await changed_after(lambda: make_token(state, "ch-b", group="g2")) == {"ch-b"}
+
+    run(body)
