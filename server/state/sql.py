@@ -250,7 +250,7 @@ class SqlFleetState(FleetState):
         def fn(conn: Connection) -> list[SiteRow]:
             stmt = select(*_ROW_COLUMNS)
             if since is not None:
-                stmt = stmt.where((SITES.c.updated_at >= since) | SITES.c.updated_at.is_(None))
+                stmt = stmt.where(SITES.c.updated_at >= since)
             return _site_rows(conn.execute(stmt))
 
         return await self._read(fn)

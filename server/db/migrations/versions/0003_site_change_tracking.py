@@ -20,6 +20,8 @@ def upgrade() -> None:
     with op.batch_alter_table('sites', schema=None) as batch_op:
         batch_op.add_column(sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(batch_op.f('ix_sites_updated_at'), ['updated_at'], unique=False)
+    # existing rows count as changed now, so the fleet view's first look sees them
+    op.execute("UPDATE sites SET updated_at = CURRENT_TIMESTAMP")
 
     # ### end Alembic commands ###
 
