@@ -161,12 +161,13 @@ def refresh_sites(data_dir: Path, seed: int = 11) -> dict[str, int]:
     """Set every site's summary facts relative to now, for a fixed mix of statuses."""
     from sqlalchemy import bindparam, func, select, update
 
-    from server.db.engine import make_engine, sqlite_url
+    from server.db.engine import make_engine, migrate, sqlite_url
     from server.state.sql import SITES
 
     rng = random.Random(seed)
     now = dt.datetime.now(dt.UTC)
     engine = make_engine(sqlite_url(data_dir))
+    migrate(engine)  # a data set cached by an older version gets the newer schema
     mix: dict[str, int] = {}
     try:
         with engine.begin() as conn:
@@ -344,27 +345,54 @@ def in_process(data_dir: Path, reps: int) -> dict[str, dict[str, float]]:
     return asyncio.run(run())
 
 
-def rpc(server: benchlib.Server, reps: int) -> tuple[dict[str, float], int, int]:
-    """ListSites round trips; CPU is the server process's CPU time per call."""
+def touch_sites(data_dir: Path, count: int, rng: random.Random) -> None:
+    """Mark `count` random sites as just checked in, as the server's check-ins would."""
+    import sqlite3
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(" ")
+    con = sqlite3.connect(data_dir / "storesafe.db", timeout=30)
+    try:
+        n = con.execute("SELECT count(*) FROM sites").fetchone()[0]
+        ids = [(now, now, i) for i in rng.sample(range(1, n + 1), min(count, n))]
+        con.executemany("UPDATE sites SET last_seen_at = ?, updated_at = ? WHERE id = ?", ids)
+        con.commit()
+    finally:
+        con.close()
+
+
+def rpc(
+    server: benchlib.Server, reps: int, *, data_dir: Path | None = None, changed: int = 0
+) -> tuple[dict[str, float], int, int, float]:
+    """ListSites round trips; CPU is the server process's CPU time per call.
+
+    With `changed`, that many sites are updated (as by check-ins) before each call.
+    Also returns the first call's time (the cold fleet-view cache after a start).
+    """
     import psutil
 
     assert server.proc is not None
     proc = psutil.Process(server.proc.pid)
+    rng = random.Random(5)
     with benchlib.channel(
         server.address, None, [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     ) as ch:
         stub = admin_pb2_grpc.AdminServiceStub(ch)
         call = stub.ListSites.with_call
+        t0 = time.perf_counter()
         resp, _ = call(admin_pb2.ListSitesRequest(), metadata=server.admin_metadata, timeout=60)
+        first = time.perf_counter() - t0
         samples, cpu = [], []
         for _ in range(reps):
+            if changed and data_dir is not None:
+                time.sleep(2.2)  # past the cache's 2 s overlap: only these changes are new
+                touch_sites(data_dir, changed, rng)
             c0 = proc.cpu_times()
             t0 = time.perf_counter()
             resp, _ = call(admin_pb2.ListSitesRequest(), metadata=server.admin_metadata, timeout=60)
             samples.append(time.perf_counter() - t0)
             c1 = proc.cpu_times()
             cpu.append((c1.user + c1.system) - (c0.user + c0.system))
-        return _stats(samples, cpu), len(resp.sites), resp.ByteSize()
+        return _stats(samples, cpu), len(resp.sites), resp.ByteSize(), first
 
 
 def cli(server: benchlib.Server, reps: int) -> dict[str, Any] | None:
@@ -403,6 +431,9 @@ def main() -> int:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--rebuild", action="store_true", help="build the data set again")
     p.add_argument("--goal-ms", type=float, default=300.0)
+    p.add_argument("--changed", type=int, default=1_000,
+                   help="sites changed between calls in the churn measurement (10,000 agents "
+                   "checking in every 60 s change 1,000 sites in 6 s)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 sites, 20,000 runs")
     args = p.parse_args()
     if args.quick:
@@ -426,7 +457,10 @@ def main() -> int:
     parts = in_process(data_dir, args.reps)
     server.start()
     try:
-        rpc_stats, n_sites, size = rpc(server, args.reps)
+        rpc_stats, n_sites, size, cold = rpc(server, args.reps)
+        churn_stats, _, _, _ = rpc(
+            server, min(args.reps, 10), data_dir=data_dir, changed=args.changed
+        )
         cli_stats = cli(server, args.cli_reps)
     finally:
         server.stop()
@@ -448,6 +482,9 @@ def main() -> int:
         )
 
     add("ListSites RPC round trip (local client)", rpc_stats)
+    add(f"  same, {args.changed:,} sites changed before each call", churn_stats)
+    rows.append(["  first call after start (cold cache)", 1, "-", round(cold * 1000, 1),
+                 "-", "-", "-"])
     add("FleetQueries.list_sites (in-process)", parts["list_sites"])
     add("  state.list_sites: SQL + rows", parts["sql_rows"])
     add("  status function, all sites", parts["status"])

@@ -24,7 +24,7 @@ from server.state.base import FleetState
 if TYPE_CHECKING:
     from server.services.fleet import SiteView
 
-OVERLAP = dt.timedelta(seconds=10)
+OVERLAP = dt.timedelta(seconds=2)
 TEXT_REFRESH = dt.timedelta(minutes=1)
 NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 EPSILON = dt.timedelta(seconds=1)  # statuses flip once the age is past the limit
