@@ -311,7 +311,8 @@ async def _enroll(server: BenchServer, sites: list[str]) -> list[tuple[str, str]
 class Agents:
     """The simulated agents of one client process."""
 
-    def __init__(self, address: str, ca: bytes, agents: list[tuple[str, str]]) -> None:
+    def __init__(self, address: str, ca: bytes, agents: list[tuple[str, str]], cap: float) -> None:
+        self.cap = cap
         self.address = address
         self.ca = ca
         self.agents = agents
@@ -366,7 +367,7 @@ class Agents:
             if live:
                 self.live -= 1
             self.errors.append((time.monotonic(), code, live))
-            await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
+            await asyncio.sleep(random.uniform(0, min(self.cap, BACKOFF_BASE * 2**attempt)))
             attempt += 1
 
     def status(self, revision: int) -> dict[str, Any]:
@@ -383,17 +384,27 @@ class Agents:
 
 
 def client_main(
-    address: str, ca: bytes, agents: list[tuple[str, str]], conn: Connection, per_second: float
+    address: str,
+    ca: bytes,
+    agents: list[tuple[str, str]],
+    conn: Connection,
+    per_second: float,
+    cap: float,
 ) -> None:
     raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_client(address, ca, agents, conn, per_second))
+        asyncio.run(_client(address, ca, agents, conn, per_second, cap))
 
 
 async def _client(
-    address: str, ca: bytes, agents: list[tuple[str, str]], conn: Connection, per_second: float
+    address: str,
+    ca: bytes,
+    agents: list[tuple[str, str]],
+    conn: Connection,
+    per_second: float,
+    cap: float,
 ) -> None:
-    sim = Agents(address, ca, agents)
+    sim = Agents(address, ca, agents, cap)
     loop = asyncio.get_running_loop()
     while True:
         cmd, arg = await loop.run_in_executor(None, conn.recv)
@@ -419,7 +430,13 @@ class Clients:
     """The client processes, driven over pipes."""
 
     def __init__(
-        self, address: str, ca: bytes, agents: list[tuple[str, str]], procs: int, rate: float
+        self,
+        address: str,
+        ca: bytes,
+        agents: list[tuple[str, str]],
+        procs: int,
+        rate: float,
+        cap: float = BACKOFF_CAP,
     ) -> None:
         ctx = mp.get_context("spawn")
         self.conns: list[Connection] = []
@@ -428,7 +445,7 @@ class Clients:
             mine, theirs = ctx.Pipe()
             p = ctx.Process(
                 target=client_main,
-                args=(address, ca, agents[k::procs], theirs, rate / procs),
+                args=(address, ca, agents[k::procs], theirs, rate / procs, cap),
                 daemon=True,
             )
             p.start()
@@ -591,7 +608,9 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
         server.applied(rev0)  # warm the rollout path before the baseline
         time.sleep(1.0)
         rss_before = server.rss()
-        clients = Clients(server.address, server.ca, agents, args.clients, args.connect_rate)
+        clients = Clients(
+            server.address, server.ca, agents, args.clients, args.connect_rate, args.backoff_cap
+        )
         t_open = time.monotonic()
         clients.ask("open")
         connect = wait_acked(clients, None, n, rev0, t_open, args.timeout, progress=server)
@@ -720,6 +739,12 @@ def main() -> None:
     )
     p.add_argument("--timeout", type=float, default=300.0, help="give up a wait after (s)")
     p.add_argument(
+        "--backoff-cap",
+        type=float,
+        default=BACKOFF_CAP,
+        help="agents' reconnect backoff cap in s (full jitter, base 0.2 s)",
+    )
+    p.add_argument(
         "--restart-timeout", type=float, default=180.0, help="give up the catch-up after (s)"
     )
     p.add_argument(
@@ -775,7 +800,7 @@ def main() -> None:
         {
             "machine": benchlib.machine(),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "backoff": {"base_s": BACKOFF_BASE, "cap_s": BACKOFF_CAP, "jitter": "full"},
+            "backoff": {"base_s": BACKOFF_BASE, "cap_s": args.backoff_cap, "jitter": "full"},
             "results": results,
         },
     )

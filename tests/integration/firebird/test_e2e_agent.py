@@ -1,0 +1,100 @@
+"""The product end to end: config pushed to a real agent, a remote backup-now, a verified
+backup reported to the server, the site turning ok; then a failing backup turns it failing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agent.firebird.connection import FirebirdTarget
+from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
+from tests.support.agent import AgentProcess, enroll_agent, wait_for
+from tests.support.server import ServerHandle
+
+pytestmark = pytest.mark.firebird
+
+
+def set_site(server: ServerHandle, site: str, **values: str) -> int:
+    resp = server.admin_stub().SetConfig(
+        admin_pb2.SetConfigRequest(
+            scope=admin_pb2.CONFIG_SCOPE_SITE, target=site,
+            values={k.replace("__", "."): v for k, v in values.items()},
+        ),
+        metadata=server.admin_metadata, timeout=10,
+    )
+    return resp.revision
+
+
+def command_done(server: ServerHandle, site: str, command_id: str) -> Callable[[], bool]:
+    def check() -> bool:
+        cmds = server.admin_stub().ListCommands(
+            admin_pb2.ListCommandsRequest(site=site), metadata=server.admin_metadata
+        ).commands
+        return any(c.id == command_id and c.finished_at.seconds for c in cmds)
+
+    return check
+
+
+def backup_now(server: ServerHandle, site: str) -> admin_pb2.CommandState:
+    sent = server.admin_stub().SendCommand(
+        admin_pb2.SendCommandRequest(site=site, kind=agent_pb2.COMMAND_KIND_BACKUP_NOW),
+        metadata=server.admin_metadata,
+    )
+    wait_for(command_done(server, site, sent.command_id), 120, "the backup command to finish")
+    cmds = server.admin_stub().ListCommands(
+        admin_pb2.ListCommandsRequest(site=site), metadata=server.admin_metadata
+    ).commands
+    return next(c for c in cmds if c.id == sent.command_id)
+
+
+def site_summary(server: ServerHandle, site: str) -> admin_pb2.SiteSummary:
+    return server.admin_stub().GetSite(
+        admin_pb2.GetSiteRequest(site=site), metadata=server.admin_metadata
+    ).summary
+
+
+def test_pushed_config_remote_backup_verified_then_a_failing_one(
+    server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
+) -> None:
+    site = "fb-shop"
+    state = tmp_path / "agent"
+    assert enroll_agent(server, state, site).returncode == 0
+    agent = AgentProcess.start(state, interval=0.5)
+    try:
+        rev = set_site(
+            server, site, firebird__database=shop.database, firebird__password=shop.password,
+            backup__dir=str(backup_dir),
+        )
+        wait_for(lambda: agent.status().get("config_revision") == rev, 30, "config applied")
+        assert site_summary(server, site).status == types_pb2.SITE_STATUS_NEVER
+
+        done = backup_now(server, site)
+        assert done.state == "succeeded", done.message
+        wait_for(lambda: site_summary(server, site).status == types_pb2.SITE_STATUS_OK, 30,
+                 "the site to turn ok")
+        runs = server.admin_stub().ListRuns(
+            admin_pb2.ListRunsRequest(site=site, kind=types_pb2.RUN_KIND_BACKUP),
+            metadata=server.admin_metadata,
+        ).runs
+        report = runs[0].report
+        assert report.trigger == "remote"
+        assert report.backup.verification == types_pb2.VERIFICATION_PASSED
+        assert report.backup.checksum.startswith("sha256:")
+        assert Path(report.backup.file).exists()
+        assert report.backup.table_counts and report.backup.size_compressed > 0
+        assert shop.password not in server.log() and shop.password not in agent.log()
+
+        set_site(server, site, firebird__password="wrong-password")
+        time.sleep(1.5)  # let the push land
+        failed = backup_now(server, site)
+        assert failed.state == "failed"
+        wait_for(lambda: site_summary(server, site).status == types_pb2.SITE_STATUS_FAILING, 30,
+                 "the site to turn failing")
+        problems = list(site_summary(server, site).problems)
+        assert any(p.startswith("latest backup failed:") for p in problems), problems
+        assert agent.alive()
+    finally:
+        agent.stop()
