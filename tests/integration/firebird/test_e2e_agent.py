@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
 from agent.firebird.connection import FirebirdTarget
-from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 from tests.support.agent import AgentProcess, enroll_agent, wait_for
 from tests.support.server import ServerHandle
 
