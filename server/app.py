@@ -89,7 +89,12 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     hub = ConfigHub(config_state, box, clock)
     await hub.refresh()
     feed = ChangeFeed(
-        hub, config_state, clock, db_url=options.database, poll_seconds=options.poll_seconds
+        hub,
+        config_state,
+        clock,
+        db_url=options.database,
+        poll_seconds=options.poll_seconds,
+        auth=auth,
     )
     policy = StatusPolicy(
         stale_after_hours=options.stale_after_hours,

@@ -13,12 +13,14 @@ from server.state.base import FleetState
 class Authenticator:
     """Checks bearer credentials against the state.
 
-    Verified agent credentials are cached for `ttl` seconds so a check-in costs
-    no database read; a revocation made on this replica takes effect at once,
-    one made on another replica within `ttl`.
+    Verified agent credentials are cached for `ttl` seconds so check-ins and
+    acks cost no database read. A revocation (or a re-enrollment, which revokes
+    the old credential) takes effect at once on the replica that made it, and
+    on the others when the change feed brings its notice (PostgreSQL NOTIFY);
+    `ttl` bounds how long a lost notice can leave a revoked credential working.
     """
 
-    def __init__(self, state: FleetState, *, ttl: float = 30.0) -> None:
+    def __init__(self, state: FleetState, *, ttl: float = 300.0) -> None:
         self._state = state
         self._ttl = ttl
         self._agents: dict[str, tuple[str, AgentIdentity, float]] = {}

@@ -16,8 +16,10 @@ import logging
 from sqlalchemy.engine import make_url
 
 from common.clock import Clock
+from server.services.auth import Authenticator
 from server.services.push import COMMAND_LIFETIME, ConfigHub
-from server.state.config_state import NOTIFY_CHANNEL, SqlConfigState
+from server.state.config_state import SqlConfigState
+from server.state.notify import CHANNEL as NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,9 @@ class ChangeFeed:
         *,
         db_url: str,
         poll_seconds: float = 10.0,
+        auth: Authenticator | None = None,
     ) -> None:
+        self._auth = auth
         self._hub = hub
         self._config = config
         self._clock = clock
@@ -58,6 +62,8 @@ class ChangeFeed:
             await self._hub.refresh()
         elif kind == "command" and arg.isdigit():
             await self._hub.commands_changed(int(arg))
+        elif kind == "revoke" and self._auth is not None:
+            self._auth.forget_site(arg)
 
     async def _poll(self) -> None:
         while True:

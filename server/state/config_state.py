@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from common.clock import utc
 from common.errors import NotFound
 from server.db import models
 from server.domain import CommandRecord, LayerValue, RevisionRecord
+from server.state.notify import notify
 from server.state.sql import SITES, SqlFleetState, _site_id
 
 
@@ -24,14 +36,12 @@ VALUES = _t(models.ConfigValue)
 REVISIONS = _t(models.ConfigRevision)
 COMMANDS = _t(models.Command)
 
-NOTIFY_CHANNEL = "storesafe_changes"
-
 
 class SqlConfigState:
     """Config and command storage sharing the fleet state's engine and writer.
 
     Every write that agents must hear about also sends a PostgreSQL NOTIFY on
-    `NOTIFY_CHANNEL` inside its transaction, so other replicas learn of it on
+    `server.state.notify.CHANNEL` inside its transaction, so other replicas learn of it on
     commit (SQLite has a single process and needs none).
     """
 
@@ -125,37 +135,23 @@ class SqlConfigState:
                         VALUES.c.key.in_(removed),
                     )
                 )
-            _notify(conn, f"config:{revision}")
+            notify(conn, f"config:{revision}")
             return revision, sorted(changed + removed)
 
         return await self._fleet.write(op)
 
     async def record_ack(self, *, site_id: int, revision: int, applied: bool, error: str) -> None:
+        """Applied: the running revision moves, and an older refusal is cleared. Refused:
+        the reason is kept (the site shows it) until a newer revision is applied."""
         if applied:
-            values: dict[str, Any] = {"config_revision_applied": revision}
-            stmt = update(SITES).where(SITES.c.id == site_id).values(**values)
-            clear = (
-                update(SITES)
-                .where(SITES.c.id == site_id, SITES.c.config_refused_revision <= revision)
-                .values(config_refused="", config_refused_revision=0)
-            )
-
-            def op(conn: Connection) -> None:
-                conn.execute(stmt)
-                conn.execute(clear)
+            await self._fleet.write(_Ack(_ACK_APPLIED, {"b_site": site_id, "b_rev": revision}))
         else:
-
-            def op(conn: Connection) -> None:
-                conn.execute(
-                    update(SITES)
-                    .where(SITES.c.id == site_id)
-                    .values(
-                        config_refused=error[:500] or "refused without a reason",
-                        config_refused_revision=revision,
-                    )
-                )
-
-        await self._fleet.write(op)
+            params = {
+                "b_site": site_id,
+                "b_rev": revision,
+                "b_error": error[:500] or "refused without a reason",
+            }
+            await self._fleet.write(_Ack(_ACK_REFUSED, params))
 
     async def history(self, *, limit: int) -> list[RevisionRecord]:
         def fn(conn: Connection) -> list[RevisionRecord]:
@@ -183,7 +179,7 @@ class SqlConfigState:
                     id=command_id, site_id=site_id, kind=kind, created_at=now, created_by=author
                 )
             )
-            _notify(conn, f"command:{site_id}")
+            notify(conn, f"command:{site_id}")
             return CommandRecord(command_id, site, site_id, kind, now, author)
 
         return await self._fleet.write(op)
@@ -263,9 +259,39 @@ class SqlConfigState:
         return await self._fleet.read(fn)
 
 
-def _notify(conn: Connection, payload: str) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": NOTIFY_CHANNEL, "p": payload})
+_REFUSAL_OLDER = SITES.c.config_refused_revision <= bindparam("b_rev")
+_ACK_APPLIED = (
+    update(SITES)
+    .where(SITES.c.id == bindparam("b_site"))
+    .values(
+        config_revision_applied=bindparam("b_rev"),
+        config_refused=case((_REFUSAL_OLDER, ""), else_=SITES.c.config_refused),
+        config_refused_revision=case((_REFUSAL_OLDER, 0), else_=SITES.c.config_refused_revision),
+    )
+)
+_ACK_REFUSED = (
+    update(SITES)
+    .where(SITES.c.id == bindparam("b_site"))
+    .values(config_refused=bindparam("b_error"), config_refused_revision=bindparam("b_rev"))
+)
+
+
+class _Ack:
+    """An agent's config ack (a writer Bulk op: a fan-out's acks run as one executemany)."""
+
+    __slots__ = ("bulk_key", "params", "stmt")
+
+    def __init__(self, stmt: Any, params: dict[str, Any]) -> None:
+        self.stmt = stmt
+        self.params = params
+        self.bulk_key = ("ack", id(stmt))
+
+    def __call__(self, conn: Connection) -> Any:
+        return conn.execute(self.stmt, self.params)
+
+    def run_many(self, conn: Connection, ops: Sequence[_Ack]) -> list[Any]:
+        conn.execute(self.stmt, [op.params for op in ops])
+        return [None] * len(ops)
 
 
 def _opt(value: dt.datetime | None) -> dt.datetime | None:

@@ -29,6 +29,7 @@ from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, S
 from server.services import credentials
 from server.services.status import Disk
 from server.state.base import FleetState
+from server.state.notify import notify
 from server.state.writer import BatchWriter
 
 T = TypeVar("T")
@@ -140,6 +141,7 @@ class SqlFleetState(FleetState):
             if claimed.rowcount != 1:
                 raise Unauthenticated("the enrollment token was already used")
             site_id, group = _ensure_site(conn, site, row.group or "default", now)
+            notify(conn, f"revoke:{site}")
             conn.execute(
                 update(AGENTS)
                 .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))
@@ -204,6 +206,7 @@ class SqlFleetState(FleetState):
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
         def op(conn: Connection) -> int:
             site_id = _site_id(conn, site)
+            notify(conn, f"revoke:{site}")
             result = conn.execute(
                 update(AGENTS)
                 .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))

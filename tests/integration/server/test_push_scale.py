@@ -150,6 +150,20 @@ def test_a_change_made_on_one_replica_reaches_agents_on_the_other(replicas: Repl
         )
         assert (shown.desired_revision, shown.applied_revision) == (rev, rev)
         call.cancel()
+        # B has the credential cached; a revocation made on A reaches it by NOTIFY
+        await on_b.check_in()
+        a.admin_stub().RevokeAgents(admin_pb2.RevokeAgentsRequest(site="rep-1"),
+                                    metadata=a.admin_metadata)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        refused = None
+        while loop.time() < deadline and refused is None:
+            try:
+                await on_b.check_in()
+                await asyncio.sleep(0.2)
+            except grpc.aio.AioRpcError as exc:
+                refused = exc.code()
+        assert refused == grpc.StatusCode.UNAUTHENTICATED
         await close_all([agent.channel, on_b.channel])
 
     asyncio.run(body())
