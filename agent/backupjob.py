@@ -140,7 +140,9 @@ class FirebirdTasks:
 def command_result(report: RunReport | None, why_not: str | None) -> CommandResult:
     """How a remote run-now command ended, in one line."""
     if report is None:
-        return CommandResult("rejected", why_not or "the job is not configured on this agent")
+        return CommandResult(
+            "rejected", f"not run on this agent: {why_not or 'the job is not configured'}"
+        )
     if report.outcome.value == "succeeded":
         extra = ""
         if isinstance(report.details, BackupDetails) and report.details.file:

@@ -81,6 +81,6 @@ def test_a_remote_command_is_answered_honestly(shared_server: ServerHandle, tmp_
             return next(c for c in listed.commands if c.id == sent.command_id)
 
         wait_for(lambda: command().state == "rejected", what="the command's outcome")
-        assert command().message == "no backup job is configured on this agent yet"
+        assert command().message == "not run on this agent: firebird.database is not configured"
     finally:
         assert agent.stop() == 0
