@@ -120,7 +120,6 @@ def run_niced(fn: Callable[[], T], *, nice: int = BACKGROUND_NICE) -> T:
         if sys.platform == "linux" and nice:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-            _idle_io_priority()
         try:
             result.append(fn())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
@@ -132,27 +131,6 @@ def run_niced(fn: Callable[[], T], *, nice: int = BACKGROUND_NICE) -> T:
     if error:
         raise error[0]
     return result[0]
-
-
-_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "i686": 289}
-_IOPRIO_CLASS_IDLE = 3
-
-
-def _idle_io_priority() -> None:
-    """Give this thread's disk I/O (writeback, fsync) the idle class (Linux, best effort).
-
-    The shop's commits fsync the database; the backup's own writes should never
-    make them wait. Schedulers that know I/O priorities (mq-deadline, bfq)
-    serve idle-class requests last, with aging so they are not starved.
-    """
-    number = _IOPRIO_SET.get(os.uname().machine)
-    if number is None:
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.syscall(number, 1, threading.get_native_id(), _IOPRIO_CLASS_IDLE << 13)
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
