@@ -20,19 +20,23 @@ pytestmark = pytest.mark.firebird
 def set_site(server: ServerHandle, site: str, **values: str) -> int:
     resp = server.admin_stub().SetConfig(
         admin_pb2.SetConfigRequest(
-            scope=admin_pb2.CONFIG_SCOPE_SITE, target=site,
+            scope=admin_pb2.CONFIG_SCOPE_SITE,
+            target=site,
             values={k.replace("__", "."): v for k, v in values.items()},
         ),
-        metadata=server.admin_metadata, timeout=10,
+        metadata=server.admin_metadata,
+        timeout=10,
     )
     return resp.revision
 
 
 def command_done(server: ServerHandle, site: str, command_id: str) -> Callable[[], bool]:
     def check() -> bool:
-        cmds = server.admin_stub().ListCommands(
-            admin_pb2.ListCommandsRequest(site=site), metadata=server.admin_metadata
-        ).commands
+        cmds = (
+            server.admin_stub()
+            .ListCommands(admin_pb2.ListCommandsRequest(site=site), metadata=server.admin_metadata)
+            .commands
+        )
         return any(c.id == command_id and c.finished_at.seconds for c in cmds)
 
     return check
@@ -44,16 +48,20 @@ def backup_now(server: ServerHandle, site: str) -> admin_pb2.CommandState:
         metadata=server.admin_metadata,
     )
     wait_for(command_done(server, site, sent.command_id), 120, "the backup command to finish")
-    cmds = server.admin_stub().ListCommands(
-        admin_pb2.ListCommandsRequest(site=site), metadata=server.admin_metadata
-    ).commands
+    cmds = (
+        server.admin_stub()
+        .ListCommands(admin_pb2.ListCommandsRequest(site=site), metadata=server.admin_metadata)
+        .commands
+    )
     return next(c for c in cmds if c.id == sent.command_id)
 
 
 def site_summary(server: ServerHandle, site: str) -> admin_pb2.SiteSummary:
-    return server.admin_stub().GetSite(
-        admin_pb2.GetSiteRequest(site=site), metadata=server.admin_metadata
-    ).summary
+    return (
+        server.admin_stub()
+        .GetSite(admin_pb2.GetSiteRequest(site=site), metadata=server.admin_metadata)
+        .summary
+    )
 
 
 def test_pushed_config_remote_backup_verified_then_a_failing_one(
@@ -65,7 +73,10 @@ def test_pushed_config_remote_backup_verified_then_a_failing_one(
     agent = AgentProcess.start(state, interval=0.5)
     try:
         rev = set_site(
-            server, site, firebird__database=shop.database, firebird__password=shop.password,
+            server,
+            site,
+            firebird__database=shop.database,
+            firebird__password=shop.password,
             backup__dir=str(backup_dir),
         )
         wait_for(lambda: agent.status().get("config_revision") == rev, 30, "config applied")
@@ -73,12 +84,19 @@ def test_pushed_config_remote_backup_verified_then_a_failing_one(
 
         done = backup_now(server, site)
         assert done.state == "succeeded", done.message
-        wait_for(lambda: site_summary(server, site).status == types_pb2.SITE_STATUS_OK, 30,
-                 "the site to turn ok")
-        runs = server.admin_stub().ListRuns(
-            admin_pb2.ListRunsRequest(site=site, kind=types_pb2.RUN_KIND_BACKUP),
-            metadata=server.admin_metadata,
-        ).runs
+        wait_for(
+            lambda: site_summary(server, site).status == types_pb2.SITE_STATUS_OK,
+            30,
+            "the site to turn ok",
+        )
+        runs = (
+            server.admin_stub()
+            .ListRuns(
+                admin_pb2.ListRunsRequest(site=site, kind=types_pb2.RUN_KIND_BACKUP),
+                metadata=server.admin_metadata,
+            )
+            .runs
+        )
         report = runs[0].report
         assert report.trigger == "remote"
         assert report.backup.verification == types_pb2.VERIFICATION_PASSED
@@ -91,8 +109,11 @@ def test_pushed_config_remote_backup_verified_then_a_failing_one(
         time.sleep(1.5)  # let the push land
         failed = backup_now(server, site)
         assert failed.state == "failed"
-        wait_for(lambda: site_summary(server, site).status == types_pb2.SITE_STATUS_FAILING, 30,
-                 "the site to turn failing")
+        wait_for(
+            lambda: site_summary(server, site).status == types_pb2.SITE_STATUS_FAILING,
+            30,
+            "the site to turn failing",
+        )
         problems = list(site_summary(server, site).problems)
         assert any(p.startswith("latest backup failed:") for p in problems), problems
         assert agent.alive()
