@@ -146,6 +146,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
         raise InvalidArgument(f"cannot listen on {options.listen}: is the port in use?")
     await server.start()
     feed.start()
+    warm = asyncio.create_task(fleet.list_sites(), name="warm-fleet-view")  # first `sites` fast
     for name in names[:2]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -159,6 +160,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
+    warm.cancel()
     await feed.stop()
     await server.stop(options.grace_seconds)
     await asyncio.to_thread(state.close)
