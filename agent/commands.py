@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from agent.settings import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,6 @@ class CommandRunner:
 
     def _save(self) -> None:
         keep = dict(list(self._done.items())[-KEEP:])
-        fd, tmp = tempfile.mkstemp(prefix=".commands-", dir=self._path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({k: [v.outcome, v.message] for k, v in keep.items()}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._path)
+        data = {k: [v.outcome, v.message] for k, v in keep.items()}
+        write_atomic(self._path, json.dumps(data).encode("utf-8"))
         self._done = keep

@@ -15,11 +15,11 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agent.settings import write_atomic
 from common import config_schema
 from common.config_schema import Value
 from common.errors import InvalidArgument
@@ -137,7 +137,10 @@ class ConfigStore:
             aside = self._path.with_name(CONFIG_FILE + ".corrupt")
             log.warning(
                 "the saved configuration %s is damaged (%s); set aside as %s, asking the "
-                "server for the latest", self._path, exc, aside.name,
+                "server for the latest",
+                self._path,
+                exc,
+                aside.name,
             )
             try:
                 os.replace(self._path, aside)
@@ -148,30 +151,8 @@ class ConfigStore:
     def _save(self, cfg: AgentConfig) -> None:
         body = {"revision": cfg.revision, "values": dict(cfg.values)}
         text = json.dumps({"body": body, "sha256": _digest(body)}, indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config-", dir=self._path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if sys.platform != "win32":
-                os.chmod(tmp, 0o600)  # it holds the Firebird password
-            os.replace(tmp, self._path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self._path.parent)
+        write_atomic(self._path, text.encode("utf-8"))  # 0600: it holds the Firebird password
 
 
 def _digest(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    if sys.platform == "win32":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,8 +17,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from croniter import croniter
 from agent.configsync import AgentConfig, ConfigStore
 from agent.reports import RunReport
 from agent.runner import ReportSink
+from agent.settings import write_atomic
 from common.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -133,12 +132,7 @@ class Scheduler:
     def _mark(self, name: str, expr: str, slot: dt.datetime) -> None:
         self._marks[name] = (expr, slot)
         data = {k: [e, s.isoformat()] for k, (e, s) in self._marks.items()}
-        fd, tmp = tempfile.mkstemp(prefix=".schedule-", dir=self._path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._path)
+        write_atomic(self._path, json.dumps(data).encode("utf-8"))
 
     def _load(self) -> dict[str, tuple[str, dt.datetime]]:
         try:

@@ -33,6 +33,14 @@ def status_of(exc: errors.StoreSafeError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, name: str) -> None:
+    """End the call with the status of a typed error, or INTERNAL (logged) for anything else."""
+    if isinstance(exc, errors.StoreSafeError):
+        await context.abort(status_of(exc), exc.message)
+    log.error("unexpected error in %s", name, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "the server hit an unexpected error; see its log")
+
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -43,13 +51,8 @@ def guarded(method: F) -> F:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await method(self, request, context)
-        except errors.StoreSafeError as exc:
-            await context.abort(status_of(exc), exc.message)
-        except Exception:
-            log.exception("unexpected error in %s", method.__name__)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, "the server hit an unexpected error; see its log"
-            )
+        except Exception as exc:  # noqa: BLE001 - mapped (and logged when unexpected)
+            await _abort(context, exc, method.__name__)
 
     return wrapper  # type: ignore[return-value]
 
@@ -67,13 +70,8 @@ def guarded_stream(method: G) -> G:
         try:
             async for item in method(self, request, context):
                 yield item
-        except errors.StoreSafeError as exc:
-            await context.abort(status_of(exc), exc.message)
-        except Exception:
-            log.exception("unexpected error in %s", method.__name__)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, "the server hit an unexpected error; see its log"
-            )
+        except Exception as exc:  # noqa: BLE001 - mapped (and logged when unexpected)
+            await _abort(context, exc, method.__name__)
 
     return wrapper  # type: ignore[return-value]
 
