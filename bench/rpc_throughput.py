@@ -397,6 +397,7 @@ def run_phase(
                 "record",
                 "--nonblocking",
                 "--threads",
+                *(["--gil"] if args.profile_gil else []),
                 "-r",
                 "200",
                 "-d",
@@ -747,6 +748,11 @@ def main() -> int:
         action="store_true",
         help="record py-spy profiles of the real server into bench/results/ "
         "(perturbs the figures; use for diagnosis only)",
+    )
+    p.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL",
     )
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "/var/tmp/pyspy/bin/py-spy")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dirs")

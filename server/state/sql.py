@@ -28,6 +28,7 @@ from server.db import models
 from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
 from server.services import credentials
 from server.services.status import Disk
+from server.state import pg_bulk
 from server.state.base import FleetState
 from server.state.notify import notify
 from server.state.writer import BatchWriter
@@ -49,6 +50,9 @@ AUDIT = _t(models.AuditEntry)
 
 _SUMMARY_COLUMNS = [c for c in SITES.c if not c.name.startswith("created")]
 
+# Queued check-ins beyond which a check-in waits for its commit (backpressure).
+CHECKIN_BACKLOG = 5000
+
 
 class SqlFleetState(FleetState):
     """All writes go through one BatchWriter; reads run in worker threads."""
@@ -66,6 +70,11 @@ class SqlFleetState(FleetState):
                 return fn(conn)
 
         return await asyncio.to_thread(run)
+
+    async def _read_sites(self, fn: Callable[[Connection], T]) -> T:
+        """A read of the sites table that sees every check-in answered so far."""
+        await self._writer.barrier()
+        return await self._read(fn)
 
     def close(self) -> None:
         self._writer.stop()
@@ -233,7 +242,13 @@ class SqlFleetState(FleetState):
         if facts.firebird is not None:
             values["firebird_json"] = json.dumps(facts.firebird)
         values["b_site_id"] = site_id
-        await self._writer.submit(_CheckIn(values))
+        # A check-in is a heartbeat: answered once queued (the writer commits it within
+        # milliseconds; reads of sites pass a barrier first). Under a backlog the caller
+        # waits for the commit, which slows agents down instead of growing the queue.
+        if self._writer.backlog() < CHECKIN_BACKLOG:
+            self._writer.enqueue(_CheckIn(values))
+        else:
+            await self._writer.submit(_CheckIn(values))
 
     async def store_report(self, *, site_id: int, run: RunRecord, now: dt.datetime) -> bool:
         return await self._writer.submit(_Report(site_id, run, now))
@@ -247,7 +262,7 @@ class SqlFleetState(FleetState):
                 stmt = stmt.where(SITES.c.group == group)
             return _site_rows(conn.execute(stmt))
 
-        return await self._read(fn)
+        return await self._read_sites(fn)
 
     async def sites_changed_since(self, since: dt.datetime | None) -> list[SiteRow]:
         def fn(conn: Connection) -> list[SiteRow]:
@@ -256,7 +271,7 @@ class SqlFleetState(FleetState):
                 stmt = stmt.where(SITES.c.updated_at >= since)
             return _site_rows(conn.execute(stmt))
 
-        return await self._read(fn)
+        return await self._read_sites(fn)
 
     async def get_site(self, name: str) -> SiteRow:
         def fn(conn: Connection) -> SiteRow:
@@ -265,7 +280,7 @@ class SqlFleetState(FleetState):
                 raise NotFound(f"there is no site named {name!r}")
             return _site_row(row)
 
-        return await self._read(fn)
+        return await self._read_sites(fn)
 
     async def active_agents(self, site_id: int) -> int:
         def fn(conn: Connection) -> int:
@@ -394,6 +409,11 @@ _ADVANCE_GOOD = update(SITES).where(
     _SITE_BY_ID,
     SITES.c.last_good_backup_at.is_(None) | (SITES.c.last_good_backup_at < bindparam("b_finished")),
 )
+# The same conditions for pg_bulk.update_sites (s: the sites row, v: the update's values).
+_PG_GUARD: dict[Any, str] = {
+    **{stmt: f"s.{col} IS NULL OR s.{col} <= v.b_finished" for col, stmt in _ADVANCE.items()},
+    _ADVANCE_GOOD: "s.last_good_backup_at IS NULL OR s.last_good_backup_at < v.b_finished",
+}
 _RUN_INSERT_IGNORE = {
     "sqlite": sqlite.insert(RUNS).on_conflict_do_nothing(),
     "postgresql": postgresql.insert(RUNS).on_conflict_do_nothing(),
@@ -419,7 +439,10 @@ class _CheckIn:
         return conn.execute(_CHECKIN, self.params)
 
     def run_many(self, conn: Connection, ops: Sequence[_CheckIn]) -> list[Any]:
-        conn.execute(_CHECKIN, [op.params for op in ops])
+        if conn.dialect.name == "postgresql":
+            pg_bulk.update_sites(conn, [op.params for op in ops], guard="")
+        else:
+            conn.execute(_CHECKIN, [op.params for op in ops])
         return [None] * len(ops)
 
 
@@ -486,8 +509,12 @@ class _Report:
                 raise PermissionDenied(f"report {op.run.id} belongs to another site")
             replay.append(True)
         if fresh:
-            stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
-            inserted = len(conn.execute(stmt, [op.params for op in fresh]).all())
+            pg = conn.dialect.name == "postgresql"
+            if pg:
+                inserted = pg_bulk.insert_runs(conn, [op.params for op in fresh])
+            else:
+                stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
+                inserted = len(conn.execute(stmt, [op.params for op in fresh]).all())
             if inserted != len(fresh):
                 raise _RaceLost(f"{len(fresh) - inserted} report ids were stored meanwhile")
             # Each summary statement sets and tests its own columns only (last_backup_*,
@@ -498,7 +525,10 @@ class _Report:
                 for stmt, params in _summary_steps(op.site_id, op.run):
                     by_stmt.setdefault(stmt, []).append(params)
             for stmt, params_list in by_stmt.items():
-                _execute_in_order(conn, stmt, params_list)
+                if pg:
+                    pg_bulk.update_sites(conn, params_list, guard=_PG_GUARD[stmt])
+                else:
+                    _execute_in_order(conn, stmt, params_list)
         return replay
 
 

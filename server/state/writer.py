@@ -11,6 +11,11 @@ batch run together through their `run_many` (one executemany instead of many
 statements), in the same order and the same transaction; calling the op alone
 does the same work for one write, and that is what the one-by-one retry uses.
 Results go back with one wake-up of the event loop per batch, not one per write.
+
+`enqueue` queues a write without waiting for its commit (check-ins: the caller
+answers at once, the commit follows within the same few milliseconds; a failure
+is logged). Because batches commit in queue order, awaiting `barrier()` makes
+every write queued before it visible to readers.
 """
 
 from __future__ import annotations
@@ -74,6 +79,20 @@ class BatchWriter:
         self._queue.put((op, fut, loop))
         return await fut
 
+    def enqueue(self, op: Callable[[Connection], Any]) -> None:
+        """Queue `op` for the next batch without waiting for it (errors are logged)."""
+        if self._thread is None:
+            raise RuntimeError("BatchWriter.enqueue before start")
+        self._queue.put((op, None, None))
+
+    def backlog(self) -> int:
+        """Writes queued and not yet taken by the writer thread (approximate)."""
+        return self._queue.qsize()
+
+    async def barrier(self) -> None:
+        """Return once every write queued before this call has been committed (or failed)."""
+        await self.submit(_nothing)
+
     def run_sync(self, op: Callable[[Connection], T]) -> T:
         """Run one write in its own transaction from a plain thread (set-up commands)."""
         with self._engine.begin() as conn:
@@ -118,9 +137,17 @@ class BatchWriter:
             with self._engine.begin() as conn:
                 result = op(conn)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
+            if fut is None:
+                log.error("a queued write failed and was dropped: %s", exc)
+                return
             loop.call_soon_threadsafe(_resolve, fut, None, exc)
             return
-        loop.call_soon_threadsafe(_resolve, fut, result, None)
+        if fut is not None:
+            loop.call_soon_threadsafe(_resolve, fut, result, None)
+
+
+def _nothing(conn: Connection) -> None:
+    return None
 
 
 def _run_ops(conn: Connection, ops: list[Any]) -> list[Any]:
@@ -145,10 +172,14 @@ def _run_ops(conn: Connection, ops: list[Any]) -> list[Any]:
     return results
 
 
-def _deliver(outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any]]) -> None:
+def _deliver(
+    outcomes: list[tuple[asyncio.Future[Any] | None, asyncio.AbstractEventLoop, Any]],
+) -> None:
     """Resolve a committed batch's futures with one wake-up per event loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
     for fut, loop, result in outcomes:
+        if fut is None:  # queued with enqueue(): nobody waits
+            continue
         by_loop.setdefault(loop, []).append((fut, result))
     for loop, items in by_loop.items():
         loop.call_soon_threadsafe(_resolve_all, items)

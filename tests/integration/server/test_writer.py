@@ -1,0 +1,86 @@
+"""The micro-batching writer on a real SQLite file: results, isolation of a failing
+write, queued writes without waiting, and the barrier that makes them visible."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, create_engine, text
+
+from server.state.writer import BatchWriter
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    with eng.begin() as conn:
+        conn.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+def _insert(k: int, v: str | None = "x") -> Callable[[Connection], int]:
+    def op(conn: Connection) -> int:
+        conn.execute(text("INSERT INTO t (k, v) VALUES (:k, :v)"), {"k": k, "v": v})
+        return k
+
+    return op
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+
+def test_submit_returns_results_and_a_bad_write_fails_alone(engine: Engine) -> None:
+    writer = BatchWriter(engine)
+    writer.start()
+    try:
+
+        async def body() -> list[object]:
+            calls: list[Any] = [writer.submit(_insert(i)) for i in range(50)]
+            calls.insert(10, writer.submit(_insert(1000, None)))
+            return list(await asyncio.gather(*calls, return_exceptions=True))
+
+        results = asyncio.run(body())
+    finally:
+        writer.stop()
+    assert isinstance(results[10], Exception)
+    assert [r for i, r in enumerate(results) if i != 10] == list(range(50))
+    assert _count(engine) == 50
+
+
+def test_enqueued_writes_are_visible_after_the_barrier(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = BatchWriter(engine)
+    writer.start()
+    try:
+
+        async def body() -> int:
+            for i in range(200):
+                writer.enqueue(_insert(i))
+            writer.enqueue(_insert(5))  # duplicate key: fails alone
+            await writer.barrier()
+            return _count(engine)
+
+        with caplog.at_level(logging.ERROR):
+            seen = asyncio.run(body())
+    finally:
+        writer.stop()
+    assert seen == 200
+    assert "a queued write failed" in caplog.text
+
+
+def test_enqueue_before_start_is_refused(engine: Engine) -> None:
+    writer = BatchWriter(engine)
+    with pytest.raises(RuntimeError):
+        writer.enqueue(_insert(1))
+    assert writer.backlog() == 0
