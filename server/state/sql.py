@@ -50,8 +50,8 @@ AUDIT = _t(models.AuditEntry)
 
 _SUMMARY_COLUMNS = [c for c in SITES.c if not c.name.startswith("created")]
 
-# Queued check-ins beyond which a check-in waits for its commit (backpressure).
-CHECKIN_BACKLOG = 5000
+# Queued writes beyond which write_soon waits for the commit (backpressure).
+SOON_BACKLOG = 5000
 
 
 class SqlFleetState(FleetState):
@@ -87,6 +87,13 @@ class SqlFleetState(FleetState):
     async def write(self, op: Callable[[Connection], T]) -> T:
         """Run a write in the next committed batch (shared with the config state)."""
         return await self._writer.submit(op)
+
+    async def write_soon(self, op: Callable[[Connection], Any]) -> None:
+        """Queue a write that may be answered before it commits (see record_checkin)."""
+        if self._writer.backlog() < SOON_BACKLOG:
+            self._writer.enqueue(op)
+        else:
+            await self._writer.submit(op)
 
     # -- enrollment and credentials -----------------------------------------
 
@@ -243,12 +250,10 @@ class SqlFleetState(FleetState):
             values["firebird_json"] = json.dumps(facts.firebird)
         values["b_site_id"] = site_id
         # A check-in is a heartbeat: answered once queued (the writer commits it within
-        # milliseconds; reads of sites pass a barrier first). Under a backlog the caller
-        # waits for the commit, which slows agents down instead of growing the queue.
-        if self._writer.backlog() < CHECKIN_BACKLOG:
-            self._writer.enqueue(_CheckIn(values))
-        else:
-            await self._writer.submit(_CheckIn(values))
+        # milliseconds; reads of sites pass a barrier first). If it is lost in a crash,
+        # the next one (a minute later) says the same. Under a backlog the caller waits
+        # for the commit, which slows agents down instead of growing the queue.
+        await self.write_soon(_CheckIn(values))
 
     async def store_report(self, *, site_id: int, run: RunRecord, now: dt.datetime) -> bool:
         return await self._writer.submit(_Report(site_id, run, now))
