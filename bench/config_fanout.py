@@ -14,8 +14,9 @@ For each fleet size N:
      enrollment; `--fresh` enrolls again.
   2. N simulated agents spread over several client processes (spawned, each with its
      own event loop): every agent has its own grpc.aio channel (own TCP connection,
-     local subchannel pool) and holds a WatchConfig stream; on a config directive it
-     calls AckConfig(revision, applied=True). A broken stream is reopened with
+     local subchannel pool) and holds a Session stream; on a config directive it
+     acks on that stream (--ack unary: WatchConfig and an AckConfig call). A broken
+     stream is reopened with
      jittered exponential backoff (full jitter, base 0.2 s, cap 5 s).
   3. Measured:
      fan-out   from just before SetConfig(fleet) until every agent acknowledged that
@@ -308,11 +309,21 @@ async def _enroll(server: BenchServer, sites: list[str]) -> list[tuple[str, str]
 # --------------------------------------------------------------------------- client processes
 
 
+async def _drain(
+    queue: asyncio.Queue[agent_pb2.AgentEvent | None],
+) -> Any:
+    while (event := await queue.get()) is not None:
+        yield event
+
+
 class Agents:
     """The simulated agents of one client process."""
 
-    def __init__(self, address: str, ca: bytes, agents: list[tuple[str, str]], cap: float) -> None:
+    def __init__(
+        self, address: str, ca: bytes, agents: list[tuple[str, str]], cap: float, ack: str
+    ) -> None:
         self.cap = cap
+        self.ack = ack
         self.address = address
         self.ca = ca
         self.agents = agents
@@ -333,14 +344,19 @@ class Agents:
                 await asyncio.sleep(50 / per_second)
 
     async def follow(self, ch: grpc.aio.Channel, cred: str) -> None:
-        """Hold a WatchConfig stream like an agent; ack every config; reconnect with backoff."""
+        """Hold the directive stream like an agent (a Session, acks on it; or with --ack
+        unary, WatchConfig + an AckConfig call per ack); reconnect with backoff."""
         stub = agent_pb2_grpc.AgentServiceStub(ch)
         md = (("authorization", f"Bearer {cred}"),)
         running, attempt = 0, 0
         while True:
-            call = stub.WatchConfig(
-                agent_pb2.WatchConfigRequest(running_revision=running), metadata=md
-            )
+            opening = agent_pb2.WatchConfigRequest(running_revision=running)
+            outgoing: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
+            if self.ack == "stream":
+                outgoing.put_nowait(agent_pb2.AgentEvent(open=opening))
+                call: Any = stub.Session(_drain(outgoing), metadata=md)
+            else:
+                call = stub.WatchConfig(opening, metadata=md)
             live = False
             try:
                 async for d in call:
@@ -349,11 +365,11 @@ class Agents:
                         self.live += 1
                     if d.HasField("config"):
                         rev = d.config.revision
-                        await stub.AckConfig(
-                            agent_pb2.AckConfigRequest(revision=rev, applied=True),
-                            metadata=md,
-                            timeout=60,
-                        )
+                        ack = agent_pb2.AckConfigRequest(revision=rev, applied=True)
+                        if self.ack == "stream":
+                            outgoing.put_nowait(agent_pb2.AgentEvent(config_ack=ack))
+                        else:
+                            await stub.AckConfig(ack, metadata=md, timeout=60)
                         running = rev
                         slot = self.acks.setdefault(rev, [0, 0.0])
                         slot[0] += 1
@@ -364,6 +380,8 @@ class Agents:
                 call.cancel()
                 if DEBUG and len(self.details) < 2000:
                     self.details[f"{code}: {exc.details()}"[:160]] += 1
+            finally:
+                outgoing.put_nowait(None)
             if live:
                 self.live -= 1
             self.errors.append((time.monotonic(), code, live))
@@ -390,10 +408,11 @@ def client_main(
     conn: Connection,
     per_second: float,
     cap: float,
+    ack: str,
 ) -> None:
     raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_client(address, ca, agents, conn, per_second, cap))
+        asyncio.run(_client(address, ca, agents, conn, per_second, cap, ack))
 
 
 async def _client(
@@ -403,8 +422,9 @@ async def _client(
     conn: Connection,
     per_second: float,
     cap: float,
+    ack: str,
 ) -> None:
-    sim = Agents(address, ca, agents, cap)
+    sim = Agents(address, ca, agents, cap, ack)
     loop = asyncio.get_running_loop()
     while True:
         cmd, arg = await loop.run_in_executor(None, conn.recv)
@@ -437,6 +457,7 @@ class Clients:
         procs: int,
         rate: float,
         cap: float = BACKOFF_CAP,
+        ack: str = "stream",
     ) -> None:
         ctx = mp.get_context("spawn")
         self.conns: list[Connection] = []
@@ -445,7 +466,7 @@ class Clients:
             mine, theirs = ctx.Pipe()
             p = ctx.Process(
                 target=client_main,
-                args=(address, ca, agents[k::procs], theirs, rate / procs, cap),
+                args=(address, ca, agents[k::procs], theirs, rate / procs, cap, ack),
                 daemon=True,
             )
             p.start()
@@ -609,7 +630,13 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(1.0)
         rss_before = server.rss()
         clients = Clients(
-            server.address, server.ca, agents, args.clients, args.connect_rate, args.backoff_cap
+            server.address,
+            server.ca,
+            agents,
+            args.clients,
+            args.connect_rate,
+            args.backoff_cap,
+            args.ack,
         )
         t_open = time.monotonic()
         clients.ask("open")
@@ -745,6 +772,13 @@ def main() -> None:
         help="agents' reconnect backoff cap in s (full jitter, base 0.2 s)",
     )
     p.add_argument(
+        "--ack",
+        choices=["stream", "unary"],
+        default="stream",
+        help="how agents ack: on their Session stream (as the real agent does) or with an "
+        "AckConfig call each (WatchConfig, the older form)",
+    )
+    p.add_argument(
         "--restart-timeout", type=float, default=180.0, help="give up the catch-up after (s)"
     )
     p.add_argument(
@@ -801,6 +835,7 @@ def main() -> None:
             "machine": benchlib.machine(),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "backoff": {"base_s": BACKOFF_BASE, "cap_s": args.backoff_cap, "jitter": "full"},
+            "ack": args.ack,
             "results": results,
         },
     )

@@ -7,6 +7,7 @@ Every call has a deadline; every call but Enroll sends the credential as
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
 from typing import TypeVar
@@ -50,6 +51,7 @@ class ServerLink:
             address, ca_pem=ca_pem, insecure=insecure, max_reconnect_seconds=max_reconnect_seconds
         )
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+        self._session: asyncio.Queue[agent_pb2.AgentEvent | None] | None = None
 
     @classmethod
     def for_agent(
@@ -91,13 +93,17 @@ class ServerLink:
         return reply.duplicate
 
     async def watch(self, *, running_revision: int, site: str = "") -> AsyncIterator[Directive]:
-        """Hold the directive stream open and yield what the server pushes.
+        """Hold the directive stream (a two-way Session) open and yield what the server pushes.
 
-        Ends quietly when the server closes the stream or after WATCH_TIMEOUT
-        (call again to reopen); a lost connection raises Unavailable.
+        While it is open, config acks travel on it (see ack_config). Ends quietly when
+        the server closes the stream or after WATCH_TIMEOUT (call again to reopen); a
+        lost connection raises Unavailable.
         """
-        request = agent_pb2.WatchConfigRequest(running_revision=running_revision, site=site)
-        call = self._stub.WatchConfig(request, timeout=WATCH_TIMEOUT, metadata=self._auth())
+        outgoing: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
+        opening = agent_pb2.WatchConfigRequest(running_revision=running_revision, site=site)
+        outgoing.put_nowait(agent_pb2.AgentEvent(open=opening))
+        call = self._stub.Session(_drain(outgoing), timeout=WATCH_TIMEOUT, metadata=self._auth())
+        self._session = outgoing
         try:
             async for msg in call:
                 directive = convert.directive_from_proto(msg)
@@ -108,21 +114,37 @@ class ServerLink:
                 return
             raise error_from_rpc(exc, address=self.address) from exc
         finally:
+            if self._session is outgoing:
+                self._session = None
+            outgoing.put_nowait(None)
             call.cancel()
 
     async def ack_config(
         self, *, revision: int, applied: bool, error: str = "", site: str = ""
     ) -> None:
-        """Tell the server whether a pushed revision was applied, or why not."""
+        """Tell the server whether a pushed revision was applied, or why not.
+
+        On the open Session stream when there is one (no call of its own: a fan-out to
+        thousands of agents costs the server one message each, not one call each; an
+        ack lost with the stream is repaired by the next check-in, which carries the
+        running revision); otherwise as an AckConfig call.
+        """
         request = agent_pb2.AckConfigRequest(
             revision=revision, applied=applied, error=error[:500], site=site
         )
+        if self._session is not None:
+            self._session.put_nowait(agent_pb2.AgentEvent(config_ack=request))
+            return
         await self._call(self._stub.AckConfig(request, timeout=ACK_TIMEOUT, metadata=self._auth()))
 
     async def ack_command(
         self, *, command_id: str, outcome: str, message: str = "", site: str = ""
     ) -> None:
-        """Report how a remote command ended: "succeeded", "failed" or "rejected"."""
+        """Report how a remote command ended: "succeeded", "failed" or "rejected".
+
+        Always its own call: a command's outcome is worth an answer, and a long
+        command may end after the stream it came on has broken.
+        """
         request = convert.ack_command_to_proto(command_id, outcome, message, site)
         await self._call(self._stub.AckCommand(request, timeout=ACK_TIMEOUT, metadata=self._auth()))
 
@@ -150,3 +172,11 @@ class ServerLink:
             return await call
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, address=self.address) from exc
+
+
+async def _drain(
+    queue: asyncio.Queue[agent_pb2.AgentEvent | None],
+) -> AsyncIterator[agent_pb2.AgentEvent]:
+    """The messages of a Session call, until None."""
+    while (event := await queue.get()) is not None:
+        yield event

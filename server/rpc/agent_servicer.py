@@ -88,6 +88,21 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.ReportRunResponse(duplicate=duplicate)
 
     @guarded_stream
+    async def Session(
+        self, request_iterator: AsyncIterator[agent_pb2.AgentEvent], context: Ctx
+    ) -> AsyncIterator[agent_pb2.AgentDirective]:
+        who = await self._auth.agent(bearer(context))
+        opened = await convert.session_open(request_iterator)
+        directives = self._traffic.session(
+            who,
+            running_revision=opened.running_revision,
+            events=convert.agent_events(request_iterator),
+            claimed_site=opened.site,
+        )
+        async for directive in directives:
+            yield self._packed.pack(directive)
+
+    @guarded_stream
     async def WatchConfig(
         self, request: agent_pb2.WatchConfigRequest, context: Ctx
     ) -> AsyncIterator[agent_pb2.AgentDirective]:

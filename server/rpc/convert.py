@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 from google.protobuf import json_format
@@ -15,6 +16,7 @@ from common import config_schema
 from common.config_schema import Value
 from common.errors import InvalidArgument
 from server.domain import AuditRecord, CheckInFacts, CommandRecord, RevisionRecord, RunRecord
+from server.services.agents import AgentEvent, CommandAck, ConfigAck
 from server.services.config import SiteConfig
 from server.services.fleet import RolloutRow, SiteDetail, SiteView
 from server.services.push import ConfigDirective, Directive
@@ -207,6 +209,32 @@ def checkin_facts(req: agent_pb2.CheckInRequest) -> CheckInFacts:
         firebird=firebird,
         outbox_pending=req.outbox_pending,
     )
+
+
+async def session_open(events: AsyncIterator[agent_pb2.AgentEvent]) -> agent_pb2.WatchConfigRequest:
+    """The first message of a Session stream, which must open it."""
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        raise InvalidArgument("a session starts with an open message") from None
+    if first.WhichOneof("kind") != "open":
+        raise InvalidArgument("a session starts with an open message")
+    return first.open
+
+
+async def agent_events(events: AsyncIterator[agent_pb2.AgentEvent]) -> AsyncIterator[AgentEvent]:
+    """The acks that follow a Session's open message, as domain events."""
+    async for event in events:
+        kind = event.WhichOneof("kind")
+        if kind == "config_ack":
+            ack = event.config_ack
+            yield ConfigAck(ack.revision, ack.applied, ack.error[:500], ack.site)
+        elif kind == "command_ack":
+            cmd = event.command_ack
+            outcome = COMMAND_OUTCOME_NAMES.get(cmd.outcome, "")
+            yield CommandAck(cmd.command_id, outcome, cmd.message, cmd.site)
+        else:
+            raise InvalidArgument("a session is opened once; later messages must be acks")
 
 
 def run_record(report: types_pb2.RunReport) -> RunRecord:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from common.clock import Clock
 from common.errors import InvalidArgument, PermissionDenied
@@ -24,6 +27,29 @@ class CheckInReply:
     server_time: dt.datetime
     desired_config_revision: int
     checkin_interval_seconds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigAck:
+    """An agent applied a configuration revision (or refused it, and why)."""
+
+    revision: int
+    applied: bool
+    error: str = ""
+    site: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandAck:
+    """An agent ran a remote command (or declined it)."""
+
+    command_id: str
+    outcome: str
+    message: str = ""
+    site: str = ""
+
+
+AgentEvent = ConfigAck | CommandAck
 
 
 class AgentTraffic:
@@ -59,7 +85,7 @@ class AgentTraffic:
 
     async def watch(
         self, who: AgentIdentity, *, running_revision: int, claimed_site: str = ""
-    ) -> AsyncIterator[Directive]:
+    ) -> AsyncGenerator[Directive, None]:
         """The directives for one agent's stream, until the caller stops reading."""
         _own_site(who, claimed_site)
         sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision)
@@ -68,6 +94,46 @@ class AgentTraffic:
                 yield directive
         finally:
             self._hub.unsubscribe(sub)
+
+    async def session(
+        self,
+        who: AgentIdentity,
+        *,
+        running_revision: int,
+        events: AsyncIterator[AgentEvent],
+        claimed_site: str = "",
+    ) -> AsyncIterator[Directive]:
+        """`watch`, while the acks the agent sends on the same stream are recorded as
+        they arrive. A bad ack ends the stream with its error; the agent closing its
+        side ends nothing (it may still listen)."""
+        _own_site(who, claimed_site)
+        acks = asyncio.ensure_future(self._record(who, events))
+        try:
+            async for directive in _until_failed(
+                self.watch(who, running_revision=running_revision), acks
+            ):
+                yield directive
+        finally:
+            acks.cancel()
+
+    async def _record(self, who: AgentIdentity, events: AsyncIterator[AgentEvent]) -> None:
+        async for event in events:
+            if isinstance(event, ConfigAck):
+                await self.ack_config(
+                    who,
+                    revision=event.revision,
+                    applied=event.applied,
+                    error=event.error,
+                    claimed_site=event.site,
+                )
+            else:
+                await self.ack_command(
+                    who,
+                    command_id=event.command_id,
+                    outcome=event.outcome,
+                    message=event.message,
+                    claimed_site=event.site,
+                )
 
     async def ack_config(
         self,
@@ -104,6 +170,34 @@ class AgentTraffic:
             message=message,
             now=self._clock.now(),
         )
+
+
+async def _until_failed(
+    source: AsyncGenerator[Directive, None], task: asyncio.Future[None]
+) -> AsyncIterator[Directive]:
+    """Yield from `source` until it ends, or until `task` fails (then raise its error).
+    On the way out `source` is always closed (its subscription released)."""
+    step: asyncio.Future[Directive] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(source))
+            if not task.done():
+                both: set[asyncio.Future[Any]] = {step, task}
+                await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+                failure = task.exception() if task.done() and not task.cancelled() else None
+                if failure is not None:
+                    raise failure
+            try:
+                item = await step
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
+        await source.aclose()
 
 
 def _own_site(who: AgentIdentity, claimed: str) -> None:

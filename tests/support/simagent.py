@@ -48,6 +48,39 @@ class SimAgent:
         )
 
 
+class SimSession:
+    """A two-way Session stream of one SimAgent: iterate it for directives, ack on it."""
+
+    def __init__(self, agent: SimAgent, running_revision: int = 0, site: str = "") -> None:
+        self._queue: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
+        opening = agent_pb2.WatchConfigRequest(running_revision=running_revision, site=site)
+        self._queue.put_nowait(agent_pb2.AgentEvent(open=opening))
+        self.call = agent.stub.Session(_drain(self._queue), metadata=agent.metadata)
+
+    def __aiter__(self) -> AsyncIterator[agent_pb2.AgentDirective]:
+        return self.call.__aiter__()
+
+    def send(self, event: agent_pb2.AgentEvent) -> None:
+        self._queue.put_nowait(event)
+
+    def ack(self, revision: int, applied: bool = True, error: str = "", site: str = "") -> None:
+        request = agent_pb2.AckConfigRequest(
+            revision=revision, applied=applied, error=error, site=site
+        )
+        self.send(agent_pb2.AgentEvent(config_ack=request))
+
+    def cancel(self) -> None:
+        self._queue.put_nowait(None)
+        self.call.cancel()
+
+
+async def _drain(
+    queue: asyncio.Queue[agent_pb2.AgentEvent | None],
+) -> AsyncIterator[agent_pb2.AgentEvent]:
+    while (event := await queue.get()) is not None:
+        yield event
+
+
 def aio_channel(address: str, ca: bytes) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca))
 

@@ -291,6 +291,46 @@ class WatchConfigRequest(_message.Message):
 Global___WatchConfigRequest: _TypeAlias = WatchConfigRequest  # noqa: Y015
 
 @_typing.final
+class AgentEvent(_message.Message):
+    """What an agent sends on its Session stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    CONFIG_ACK_FIELD_NUMBER: _builtins.int
+    COMMAND_ACK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def open(self) -> Global___WatchConfigRequest:
+        """First message, once: opens the directive stream."""
+
+    @_builtins.property
+    def config_ack(self) -> Global___AckConfigRequest:
+        """A configuration revision applied or refused (repaired by the next
+        check-in if it is lost with the stream).
+        """
+
+    @_builtins.property
+    def command_ack(self) -> Global___AckCommandRequest:
+        """A remote command ran or was declined."""
+
+    def __init__(
+        self,
+        *,
+        open: Global___WatchConfigRequest | None = ...,
+        config_ack: Global___AckConfigRequest | None = ...,
+        command_ack: Global___AckCommandRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command_ack", b"command_ack", "config_ack", b"config_ack", "kind", b"kind", "open", b"open"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_ack", b"command_ack", "config_ack", b"config_ack", "kind", b"kind", "open", b"open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["open", "config_ack", "command_ack"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___AgentEvent: _TypeAlias = AgentEvent  # noqa: Y015
+
+@_typing.final
 class AgentDirective(_message.Message):
     """One thing the server wants the agent to do."""
 

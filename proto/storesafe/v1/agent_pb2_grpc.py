@@ -52,6 +52,11 @@ class AgentServiceStub:
                 request_serializer=storesafe_dot_v1_dot_agent__pb2.ReportRunRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_agent__pb2.ReportRunResponse.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/storesafe.v1.AgentService/Session',
+                request_serializer=storesafe_dot_v1_dot_agent__pb2.AgentEvent.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_agent__pb2.AgentDirective.FromString,
+                _registered_method=True)
         self.WatchConfig = channel.unary_stream(
                 '/storesafe.v1.AgentService/WatchConfig',
                 request_serializer=storesafe_dot_v1_dot_agent__pb2.WatchConfigRequest.SerializeToString,
@@ -96,9 +101,19 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def WatchConfig(self, request, context):
+    def Session(self, request_iterator, context):
         """Held open by the agent: the server pushes the latest configuration
-        revision (never the history) and remote commands as they appear.
+        revision (never the history) and remote commands as they appear; the
+        agent's first message opens it (AgentEvent.open), later ones acknowledge
+        what it applied on the same stream (no call per ack). Preferred over
+        WatchConfig + AckConfig, which stay for agents that cannot stream both ways.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchConfig(self, request, context):
+        """The server-streaming form of Session (acks go through AckConfig/AckCommand).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +150,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ReportRun,
                     request_deserializer=storesafe_dot_v1_dot_agent__pb2.ReportRunRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_agent__pb2.ReportRunResponse.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=storesafe_dot_v1_dot_agent__pb2.AgentEvent.FromString,
+                    response_serializer=storesafe_dot_v1_dot_agent__pb2.AgentDirective.SerializeToString,
             ),
             'WatchConfig': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchConfig,
@@ -236,6 +256,33 @@ class AgentService:
             '/storesafe.v1.AgentService/ReportRun',
             storesafe_dot_v1_dot_agent__pb2.ReportRunRequest.SerializeToString,
             storesafe_dot_v1_dot_agent__pb2.ReportRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/storesafe.v1.AgentService/Session',
+            storesafe_dot_v1_dot_agent__pb2.AgentEvent.SerializeToString,
+            storesafe_dot_v1_dot_agent__pb2.AgentDirective.FromString,
             options,
             channel_credentials,
             insecure,

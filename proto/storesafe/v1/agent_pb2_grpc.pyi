@@ -42,10 +42,15 @@ class AgentServiceStub:
     """Periodic liveness and facts; answers with what the server wants."""
     ReportRun: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ReportRunRequest, _agent_pb2.ReportRunResponse]
     """Deliver one finished run from the agent's outbox (at least once)."""
-    WatchConfig: _grpc.UnaryStreamMultiCallable[_agent_pb2.WatchConfigRequest, _agent_pb2.AgentDirective]
+    Session: _grpc.StreamStreamMultiCallable[_agent_pb2.AgentEvent, _agent_pb2.AgentDirective]
     """Held open by the agent: the server pushes the latest configuration
-    revision (never the history) and remote commands as they appear.
+    revision (never the history) and remote commands as they appear; the
+    agent's first message opens it (AgentEvent.open), later ones acknowledge
+    what it applied on the same stream (no call per ack). Preferred over
+    WatchConfig + AckConfig, which stay for agents that cannot stream both ways.
     """
+    WatchConfig: _grpc.UnaryStreamMultiCallable[_agent_pb2.WatchConfigRequest, _agent_pb2.AgentDirective]
+    """The server-streaming form of Session (acks go through AckConfig/AckCommand)."""
     AckConfig: _grpc.UnaryUnaryMultiCallable[_agent_pb2.AckConfigRequest, _agent_pb2.AckConfigResponse]
     """The agent applied a configuration revision, or refused it and why."""
     AckCommand: _grpc.UnaryUnaryMultiCallable[_agent_pb2.AckCommandRequest, _agent_pb2.AckCommandResponse]
@@ -65,10 +70,15 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """Periodic liveness and facts; answers with what the server wants."""
     ReportRun: _aio.UnaryUnaryMultiCallable[_agent_pb2.ReportRunRequest, _agent_pb2.ReportRunResponse]  # type: ignore[assignment]
     """Deliver one finished run from the agent's outbox (at least once)."""
-    WatchConfig: _aio.UnaryStreamMultiCallable[_agent_pb2.WatchConfigRequest, _agent_pb2.AgentDirective]  # type: ignore[assignment]
+    Session: _aio.StreamStreamMultiCallable[_agent_pb2.AgentEvent, _agent_pb2.AgentDirective]  # type: ignore[assignment]
     """Held open by the agent: the server pushes the latest configuration
-    revision (never the history) and remote commands as they appear.
+    revision (never the history) and remote commands as they appear; the
+    agent's first message opens it (AgentEvent.open), later ones acknowledge
+    what it applied on the same stream (no call per ack). Preferred over
+    WatchConfig + AckConfig, which stay for agents that cannot stream both ways.
     """
+    WatchConfig: _aio.UnaryStreamMultiCallable[_agent_pb2.WatchConfigRequest, _agent_pb2.AgentDirective]  # type: ignore[assignment]
+    """The server-streaming form of Session (acks go through AckConfig/AckCommand)."""
     AckConfig: _aio.UnaryUnaryMultiCallable[_agent_pb2.AckConfigRequest, _agent_pb2.AckConfigResponse]  # type: ignore[assignment]
     """The agent applied a configuration revision, or refused it and why."""
     AckCommand: _aio.UnaryUnaryMultiCallable[_agent_pb2.AckCommandRequest, _agent_pb2.AckCommandResponse]  # type: ignore[assignment]
@@ -105,14 +115,25 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deliver one finished run from the agent's outbox (at least once)."""
 
     @_abc_1.abstractmethod
+    def Session(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_pb2.AgentEvent],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.AgentDirective], _abc.AsyncIterator[_agent_pb2.AgentDirective]]:
+        """Held open by the agent: the server pushes the latest configuration
+        revision (never the history) and remote commands as they appear; the
+        agent's first message opens it (AgentEvent.open), later ones acknowledge
+        what it applied on the same stream (no call per ack). Preferred over
+        WatchConfig + AckConfig, which stay for agents that cannot stream both ways.
+        """
+
+    @_abc_1.abstractmethod
     def WatchConfig(
         self,
         request: _agent_pb2.WatchConfigRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agent_pb2.AgentDirective], _abc.AsyncIterator[_agent_pb2.AgentDirective]]:
-        """Held open by the agent: the server pushes the latest configuration
-        revision (never the history) and remote commands as they appear.
-        """
+        """The server-streaming form of Session (acks go through AckConfig/AckCommand)."""
 
     @_abc_1.abstractmethod
     def AckConfig(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from storesafe.v1 import admin_pb2, agent_pb2
 
 from tests.support.server import ServerHandle
-from tests.support.simagent import close_all, enroll_many, next_config
+from tests.support.simagent import SimSession, close_all, enroll_many, next_config
 
 FLEET, GROUP, SITE = (
     admin_pb2.CONFIG_SCOPE_FLEET,
@@ -249,5 +250,118 @@ def test_an_agent_cannot_watch_or_ack_for_another_site(server: ServerHandle) -> 
             )
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         await close_all([a.channel, b.channel])
+
+    asyncio.run(body())
+
+
+def _rollout(server: ServerHandle) -> dict[str, admin_pb2.RolloutRow]:
+    reply = server.admin_stub().ConfigRollout(
+        admin_pb2.ConfigRolloutRequest(), metadata=server.admin_metadata
+    )
+    return {r.site: r for r in reply.sites}
+
+
+async def _until(check: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def test_session_pushes_and_takes_acks_on_the_same_stream(server: ServerHandle) -> None:
+    async def body() -> None:
+        [agent] = await enroll_many(
+            server.address, server.ca_path.read_bytes(), server.admin_token, ["sess-a"]
+        )
+        session = SimSession(agent)
+        rev = set_config(server, SITE, "sess-a", backup__keep_daily="6").revision
+        update = await next_config(session, timeout=5)
+        assert update.revision == rev and update.values["backup.keep_daily"].integer == 6
+        session.ack(rev)
+        await _until(lambda: _rollout(server)["sess-a"].state == "applied")
+        assert _rollout(server)["sess-a"].applied_revision == rev
+        newer = set_config(server, SITE, "sess-a", backup__keep_daily="7").revision
+        assert (await next_config(session, timeout=5)).revision == newer
+        session.ack(newer, applied=False, error="backup.dir is missing")
+        await _until(lambda: _rollout(server)["sess-a"].state == "refused")
+        assert _rollout(server)["sess-a"].refused == "backup.dir is missing"
+        # a command arrives on the stream, and its outcome may go back on it too
+        sent = server.admin_stub().SendCommand(
+            admin_pb2.SendCommandRequest(site="sess-a", kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
+            metadata=server.admin_metadata,
+        )
+
+        async def first_command() -> agent_pb2.Command:
+            async for d in session:
+                if d.HasField("command"):
+                    return d.command
+            raise EOFError
+
+        cmd = await asyncio.wait_for(first_command(), 5)
+        assert cmd.id == sent.command_id
+        session.send(
+            agent_pb2.AgentEvent(
+                command_ack=agent_pb2.AckCommandRequest(
+                    command_id=cmd.id, outcome=agent_pb2.COMMAND_OUTCOME_SUCCEEDED, message="ok"
+                )
+            )
+        )
+
+        def finished() -> bool:
+            listed = server.admin_stub().ListCommands(
+                admin_pb2.ListCommandsRequest(site="sess-a"), metadata=server.admin_metadata
+            )
+            return [c.state for c in listed.commands] == ["succeeded"]
+
+        await _until(finished)
+        session.cancel()
+        await close_all([agent.channel])
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize(
+    ("events", "code"),
+    [
+        (["ack"], grpc.StatusCode.INVALID_ARGUMENT),  # not opened first
+        (["open", "open"], grpc.StatusCode.INVALID_ARGUMENT),  # opened twice
+        (["open-other"], grpc.StatusCode.PERMISSION_DENIED),  # another site's stream
+        (["open", "ack-other"], grpc.StatusCode.PERMISSION_DENIED),  # an ack for another site
+        (["open", "ack-negative"], grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_session_refuses_bad_messages_with_a_precise_status(
+    server: ServerHandle, events: list[str], code: grpc.StatusCode
+) -> None:
+    async def body() -> None:
+        a, _b = await enroll_many(
+            server.address, server.ca_path.read_bytes(), server.admin_token, ["bad-a", "bad-b"]
+        )
+        queue: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
+        made = {
+            "open": agent_pb2.AgentEvent(open=agent_pb2.WatchConfigRequest()),
+            "open-other": agent_pb2.AgentEvent(open=agent_pb2.WatchConfigRequest(site="bad-b")),
+            "ack": agent_pb2.AgentEvent(config_ack=agent_pb2.AckConfigRequest(revision=1)),
+            "ack-other": agent_pb2.AgentEvent(
+                config_ack=agent_pb2.AckConfigRequest(revision=1, applied=True, site="bad-b")
+            ),
+            "ack-negative": agent_pb2.AgentEvent(
+                config_ack=agent_pb2.AckConfigRequest(revision=-1, applied=True)
+            ),
+        }
+        for name in events:
+            queue.put_nowait(made[name])
+
+        async def requests() -> AsyncIterator[agent_pb2.AgentEvent]:
+            while (event := await queue.get()) is not None:
+                yield event
+
+        call = a.stub.Session(requests(), metadata=a.metadata)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await asyncio.wait_for(call.read(), 5)
+        assert err.value.code() == code
+        queue.put_nowait(None)
+        await close_all([a.channel])
 
     asyncio.run(body())

@@ -121,6 +121,7 @@ class RecordingServicer(agent_pb2_grpc.AgentServiceServicer):
         self.hold_stream = False
         self.watch_requests: list[Any] = []
         self.acks: list[Any] = []
+        self.stream_acks: list[Any] = []
 
     async def _enter(self, context: aio.ServicerContext[Any, Any]) -> None:
         self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
@@ -152,6 +153,24 @@ class RecordingServicer(agent_pb2_grpc.AgentServiceServicer):
             yield directive
         if self.hold_stream:
             await asyncio.Event().wait()
+
+    async def Session(self, request_iterator: Any, context: Any) -> Any:
+        await self._enter(context)
+        first = await anext(request_iterator)
+        self.watch_requests.append(first.open)
+
+        async def record() -> None:
+            async for event in request_iterator:
+                self.stream_acks.append(getattr(event, event.WhichOneof("kind")))
+
+        reader = asyncio.ensure_future(record())
+        try:
+            for directive in self.directives:
+                yield directive
+            if self.hold_stream:
+                await asyncio.Event().wait()
+        finally:
+            reader.cancel()
 
     async def AckConfig(self, request: Any, context: Any) -> agent_pb2.AckConfigResponse:
         await self._enter(context)

@@ -134,3 +134,25 @@ def test_the_stream_deadline_ends_it_quietly(monkeypatch: pytest.MonkeyPatch) ->
                 return [d async for d in link.watch(running_revision=0)]
 
     assert asyncio.run(go()) == []
+
+
+def test_config_acks_ride_the_open_stream() -> None:
+    async def go() -> list[Any]:
+        async with recording_server() as (address, servicer):
+            servicer.directives = [config_directive(5, backup__keep_daily=3)]
+            servicer.hold_stream = True
+            async with ServerLink(address, insecure=True, credential="c") as link:
+                stream = link.watch(running_revision=4)
+                first = await anext(stream)
+                assert isinstance(first, ConfigPush) and first.revision == 5
+                await link.ack_config(revision=5, applied=True)
+                for _ in range(100):  # the ack is a message on the stream: no reply to wait for
+                    if servicer.stream_acks:
+                        break
+                    await asyncio.sleep(0.02)
+                await stream.aclose()  # type: ignore[attr-defined]
+            assert servicer.acks == []  # no AckConfig call
+            return servicer.stream_acks
+
+    [ack] = asyncio.run(go())
+    assert isinstance(ack, agent_pb2.AckConfigRequest) and (ack.revision, ack.applied) == (5, True)
