@@ -431,9 +431,13 @@ def main() -> int:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--rebuild", action="store_true", help="build the data set again")
     p.add_argument("--goal-ms", type=float, default=300.0)
-    p.add_argument("--changed", type=int, default=1_000,
-                   help="sites changed between calls in the churn measurement (10,000 agents "
-                   "checking in every 60 s change 1,000 sites in 6 s)")
+    p.add_argument(
+        "--changed",
+        type=int,
+        default=1_000,
+        help="sites changed between calls in the churn measurement (10,000 agents "
+        "checking in every 60 s change 1,000 sites in 6 s)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 sites, 20,000 runs")
     args = p.parse_args()
     if args.quick:
@@ -483,8 +487,9 @@ def main() -> int:
 
     add("ListSites RPC round trip (local client)", rpc_stats)
     add(f"  same, {args.changed:,} sites changed before each call", churn_stats)
-    rows.append(["  first call after start (cold cache)", 1, "-", round(cold * 1000, 1),
-                 "-", "-", "-"])
+    rows.append(
+        ["  first call after start (cold cache)", 1, "-", round(cold * 1000, 1), "-", "-", "-"]
+    )
     add("FleetQueries.list_sites (in-process)", parts["list_sites"])
     add("  state.list_sites: SQL + rows", parts["sql_rows"])
     add("  status function, all sites", parts["status"])

@@ -25,8 +25,10 @@ NOW = dt.datetime.now(dt.UTC)
 
 def report(**overrides: object) -> types_pb2.RunReport:
     base: dict[str, object] = dict(
-        id="7d0c7f1e-0000-4000-8000-000000000001", kind=types_pb2.RUN_KIND_BACKUP,
-        started_at=ts(NOW - dt.timedelta(minutes=1)), finished_at=ts(NOW),
+        id="7d0c7f1e-0000-4000-8000-000000000001",
+        kind=types_pb2.RUN_KIND_BACKUP,
+        started_at=ts(NOW - dt.timedelta(minutes=1)),
+        finished_at=ts(NOW),
         outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
     )
     base.update(overrides)
@@ -57,8 +59,12 @@ def test_bad_credentials_are_unauthenticated(
 
 def test_malformed_oversized_and_foreign_reports(shared_server: ServerHandle) -> None:
     async def body() -> None:
-        a, b = await enroll_many(shared_server.address, shared_server.ca_path.read_bytes(),
-                                 shared_server.admin_token, ["api-a", "api-b"])
+        a, b = await enroll_many(
+            shared_server.address,
+            shared_server.ca_path.read_bytes(),
+            shared_server.admin_token,
+            ["api-a", "api-b"],
+        )
         await close_all([a.channel, b.channel])
         return a.credential, b.credential
 
@@ -68,8 +74,9 @@ def test_malformed_oversized_and_foreign_reports(shared_server: ServerHandle) ->
     md_b = [("authorization", f"Bearer {cred_b}")]
 
     def send(rep: types_pb2.RunReport, md: list[tuple[str, str]] = md_a, site: str = "") -> bool:
-        return s.ReportRun(agent_pb2.ReportRunRequest(report=rep, site=site), metadata=md,
-                           timeout=10).duplicate
+        return s.ReportRun(
+            agent_pb2.ReportRunRequest(report=rep, site=site), metadata=md, timeout=10
+        ).duplicate
 
     bad = [
         report(started_at=None),
@@ -97,12 +104,17 @@ def test_malformed_oversized_and_foreign_reports(shared_server: ServerHandle) ->
         send(report(id="7d0c7f1e-0000-4000-8000-000000000002"), site="api-b")
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
-    runs = shared_server.admin_stub().ListRuns(
-        admin_pb2.ListRunsRequest(site="api-a"), metadata=shared_server.admin_metadata
-    ).runs
+    runs = (
+        shared_server.admin_stub()
+        .ListRuns(admin_pb2.ListRunsRequest(site="api-a"), metadata=shared_server.admin_metadata)
+        .runs
+    )
     assert [r.report.id for r in runs] == ["7d0c7f1e-0000-4000-8000-000000000001"]
-    assert shared_server.admin_stub().ListRuns(
-        admin_pb2.ListRunsRequest(site="api-b"), metadata=shared_server.admin_metadata
-    ).runs == []
+    assert (
+        shared_server.admin_stub()
+        .ListRuns(admin_pb2.ListRunsRequest(site="api-b"), metadata=shared_server.admin_metadata)
+        .runs
+        == []
+    )
     # the server lived through all of it
     assert s.CheckIn(agent_pb2.CheckInRequest(), metadata=md_a, timeout=10).server_time.seconds

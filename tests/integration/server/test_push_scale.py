@@ -152,8 +152,9 @@ def test_a_change_made_on_one_replica_reaches_agents_on_the_other(replicas: Repl
         call.cancel()
         # B has the credential cached; a revocation made on A reaches it by NOTIFY
         await on_b.check_in()
-        a.admin_stub().RevokeAgents(admin_pb2.RevokeAgentsRequest(site="rep-1"),
-                                    metadata=a.admin_metadata)
+        a.admin_stub().RevokeAgents(
+            admin_pb2.RevokeAgentsRequest(site="rep-1"), metadata=a.admin_metadata
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
         refused = None
