@@ -6,7 +6,9 @@
 - A remote command runs at most once per id through `CommandRunner`, which
   remembers finished ids across restarts; its outcome is acknowledged. A
   redelivered command (the ack was lost) is acknowledged again, not re-run.
-- The stream is reopened when the server ends it, and after a failure with
+- A stopping server says goodbye with a window: the stream is reopened at a
+  random moment within it (a fleet does not return all at once). Otherwise
+  the stream is reopened when the server ends it, and after a failure with
   jittered backoff; a refused credential is retried slowly, or at once when
   a re-enrollment replaces it (the check-in loop logs what to do).
 
@@ -18,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import random
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from agent.backoff import Backoff
 from agent.commands import CommandRunner
 from agent.configsync import ConfigStore
-from agent.messages import ConfigPush, Directive, RemoteCommand
+from agent.messages import ConfigPush, Directive, RemoteCommand, ServerGoingAway
 from agent.runner import ReportSink, sleep_until_changed
 from common.errors import PermissionDenied, StoreSafeError, Unauthenticated
 
@@ -34,7 +37,9 @@ log = logging.getLogger(__name__)
 class DirectiveLink(Protocol):
     """The part of `agent.transport.ServerLink` this loop uses."""
 
-    def watch(self, *, running_revision: int, site: str = "") -> AsyncIterator[Directive]: ...
+    def watch(
+        self, *, running_revision: int, site: str = ""
+    ) -> AsyncGenerator[Directive, None]: ...
 
     async def ack_config(
         self, *, revision: int, applied: bool, error: str = "", site: str = ""
@@ -61,6 +66,7 @@ class DirectiveLoop:
         refused_retry: float = 300.0,
         reopen_delay: float = 1.0,
         credential_stamp: Callable[[], object] = lambda: None,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._connect = connect
         self._config = config
@@ -70,6 +76,7 @@ class DirectiveLoop:
         self._refused_retry = refused_retry
         self._reopen_delay = reopen_delay
         self._credential_stamp = credential_stamp
+        self._rand = rand
         self._refused = False
         self._link: DirectiveLink | None = None
 
@@ -90,9 +97,14 @@ class DirectiveLoop:
         try:
             link = self._get_link()
             stream = link.watch(running_revision=self._config.revision, site=self._site)
-            async for directive in stream:
-                self._backoff.reset()
-                await self._handle(link, directive)
+            async with contextlib.aclosing(stream):
+                async for directive in stream:
+                    self._backoff.reset()
+                    if isinstance(directive, ServerGoingAway):
+                        delay = directive.within_seconds * self._rand()
+                        log.info("the server is stopping; reconnecting in %.0f s", delay)
+                        return delay
+                    await self._handle(link, directive)
         except (Unauthenticated, PermissionDenied) as exc:
             log.debug("directive stream refused: %s", exc)
             await self._drop_link()

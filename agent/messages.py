@@ -79,4 +79,11 @@ class RemoteCommand:
     created_by: str = ""
 
 
-Directive = ConfigPush | RemoteCommand
+@dataclasses.dataclass(frozen=True)
+class ServerGoingAway:
+    """The server is stopping: reconnect at a random moment within `within_seconds`."""
+
+    within_seconds: int
+
+
+Directive = ConfigPush | RemoteCommand | ServerGoingAway

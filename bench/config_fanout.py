@@ -16,8 +16,9 @@ For each fleet size N:
      own event loop): every agent has its own grpc.aio channel (own TCP connection,
      local subchannel pool) and holds a Session stream; on a config directive it
      acks on that stream (--ack unary: WatchConfig and an AckConfig call). A broken
-     stream is reopened with
-     jittered exponential backoff (full jitter, base 0.2 s, cap 5 s).
+     stream is reopened like the real agent does: at a random moment within the
+     window of the server's goodbye, or else with its jittered exponential backoff
+     (full jitter, base 1 s, cap 60 s; channel options as the agent's).
   3. Measured:
      fan-out   from just before SetConfig(fleet) until every agent acknowledged that
                revision; client view = latest ack completion reported by the client
@@ -26,9 +27,11 @@ For each fleet size N:
                --rollout-poll S also asks during it). Median of --repeats (3).
      memory    server RSS with all N streams open minus RSS before they opened, / N
                (includes each agent's TLS connection, not only the call).
-     restart   SIGTERM the server, start it again on the same port, SetConfig as soon
-               as it logs that it serves; time until all N agents reconnected and acknowledged,
-               and the error codes agents saw (stream breaks vs reconnect attempts).
+     restart   SIGTERM the server (it tells every stream to come back within a window of
+               streams / 400 s: `serve --reconnect-rate`), start it again on the same
+               port, SetConfig as soon as it logs that it serves; time until all N agents
+               reconnected and acknowledged, and the error codes agents saw (stream breaks
+               vs reconnect attempts).
 Results: a table on stdout and bench/results/config_fanout.json. --profile records the
 server with py-spy (GIL-holding samples, collapsed stacks) during the fan-outs into
 bench/results/config_fanout-profile-N.txt. The initial connect is paced (--connect-rate);
@@ -62,18 +65,17 @@ import grpc
 import psutil
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
+from agent.runner import RunnerConfig
+from agent.transport.channel import channel_options
+
 FLEETS = benchlib.RESULTS / ".fanout-fleets"
-BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
+# The real agent's pacing: its retry backoff (agent.runner.RunnerConfig: base 1 s, cap
+# 60 s, full jitter) and its channel options (reconnect backoff 1 s .. 30 s, keepalive).
+BACKOFF_BASE, BACKOFF_CAP = RunnerConfig.retry_base, RunnerConfig.retry_cap
 DEBUG = bool(os.environ.get("FANOUT_DEBUG"))
 CLIENT_OPTIONS = [
     ("grpc.use_local_subchannel_pool", 1),  # one TCP connection per agent channel
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    # gRPC's own connect backoff paced like the agents' retry loop (base 0.2 s, cap 5 s).
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 5_000),
+    *channel_options(),
 ]
 
 
@@ -358,11 +360,15 @@ class Agents:
             else:
                 call = stub.WatchConfig(opening, metadata=md)
             live = False
+            goodbye: float | None = None
             try:
                 async for d in call:
                     if not live:
                         live, attempt = True, 0
                         self.live += 1
+                    if d.HasField("reconnect"):  # the server is stopping: come back later
+                        goodbye = d.reconnect.within_seconds
+                        break
                     if d.HasField("config"):
                         rev = d.config.revision
                         ack = agent_pb2.AckConfigRequest(revision=rev, applied=True)
@@ -374,7 +380,7 @@ class Agents:
                         slot = self.acks.setdefault(rev, [0, 0.0])
                         slot[0] += 1
                         slot[1] = max(slot[1], time.monotonic())
-                code = "ENDED"
+                code = "GOODBYE" if goodbye is not None else "ENDED"
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
                 call.cancel()
@@ -385,6 +391,11 @@ class Agents:
             if live:
                 self.live -= 1
             self.errors.append((time.monotonic(), code, live))
+            if goodbye is not None:
+                call.cancel()
+                await asyncio.sleep(random.uniform(0, goodbye))
+                attempt = 0
+                continue
             await asyncio.sleep(random.uniform(0, min(self.cap, BACKOFF_BASE * 2**attempt)))
             attempt += 1
 

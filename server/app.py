@@ -27,7 +27,7 @@ from server.services.commands import Commands
 from server.services.config import ConfigService
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
-from server.services.push import ConfigHub
+from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
 from server.services.secretbox import SecretBox
 from server.services.status import StatusPolicy
 from server.state.config_state import SqlConfigState
@@ -50,6 +50,7 @@ class ServeOptions:
     stale_after_hours: float = 26.0
     grace_seconds: float = 5.0
     poll_seconds: float = 10.0
+    reconnects_per_second: float = RECONNECTS_PER_SECOND
 
     @property
     def database(self) -> str:
@@ -160,6 +161,9 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
+    streams = hub.stream_count
+    window = await hub.goodbye(options.reconnects_per_second)
+    log.info("told %d connected agent(s) to reconnect within %d s", streams, window)
     warm.cancel()
     await feed.stop()
     await server.stop(options.grace_seconds)

@@ -17,6 +17,7 @@ from server import tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
 from server.services import credentials
+from server.services.push import RECONNECTS_PER_SECOND
 from server.services.secretbox import SecretBox
 from server.state.sql import SqlFleetState
 
@@ -124,6 +125,15 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
             max=3600,
         ),
     ] = 10.0,
+    reconnect_rate: Annotated[
+        float,
+        typer.Option(
+            help="Agents per second this server takes back after a restart: on stop, each "
+            "connected agent is told to return at a random moment within "
+            "(connected agents / this) seconds.",
+            min=1,
+        ),
+    ] = RECONNECTS_PER_SECOND,
 ) -> None:
     """Serve the agent and admin gRPC APIs until SIGTERM."""
     _logging()
@@ -136,6 +146,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         offline_after_minutes=offline_after_minutes,
         stale_after_hours=stale_after_hours,
         poll_seconds=poll_seconds,
+        reconnects_per_second=reconnect_rate,
     )
     try:
         asyncio.run(serve(options))

@@ -113,13 +113,28 @@ class WriterStats:
     transfers: int
     errors: list[str]
     latencies_ms: list[float]
+    # time.monotonic() at the start of each transfer (same clock in every process)
+    started: list[float] = dataclasses.field(default_factory=list)
 
     def percentile(self, p: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        if len(self.latencies_ms) < 2:
-            return self.latencies_ms[0]
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(p) - 1]
+        return percentile(self.latencies_ms, p)
+
+    def between(self, windows: list[tuple[float, float]]) -> list[float]:
+        """Latencies of the transfers that started inside any of `windows` (monotonic)."""
+        return [
+            ms
+            for t, ms in zip(self.started, self.latencies_ms, strict=True)
+            if any(lo <= t < hi for lo, hi in windows)
+        ]
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (1-99) of `values`, 0.0 for none."""
+    if not values:
+        return 0.0
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
 
 
 class ShopWriter:
@@ -135,6 +150,11 @@ class ShopWriter:
             daemon=True,
             args=(target, think_seconds, self._stop, self._ready, send),
         )
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id once started."""
+        return self._proc.pid
 
     def start(self, timeout: float = 30.0) -> ShopWriter:
         self._proc.start()
@@ -157,6 +177,7 @@ def _write_loop(
 ) -> None:
     rng = random.Random(os.getpid())  # noqa: S311 - simulation
     latencies: list[float] = []
+    started: list[float] = []
     errors: list[str] = []
     transfers = 0
     with attach(target, what="the shop writer") as con:
@@ -168,6 +189,7 @@ def _write_loop(
         while not stop.is_set():
             a, b = rng.sample(range(1, accounts + 1), 2)
             amount = rng.randint(1, 100)
+            started.append(time.monotonic())
             t0 = time.perf_counter()
             try:
                 cur.execute("UPDATE ACCOUNTS SET BALANCE = BALANCE - ? WHERE ID = ?", (amount, a))
@@ -184,7 +206,11 @@ def _write_loop(
                 con.rollback()
             latencies.append((time.perf_counter() - t0) * 1000)
             time.sleep(think)
-    send.send(WriterStats(transfers=transfers, errors=errors[:20], latencies_ms=latencies))
+    send.send(
+        WriterStats(
+            transfers=transfers, errors=errors[:20], latencies_ms=latencies, started=started
+        )
+    )
 
 
 def _target_from_env(database: str) -> FirebirdTarget:

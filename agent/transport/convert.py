@@ -19,6 +19,7 @@ from agent.messages import (
     Enrollment,
     EnrollRequest,
     RemoteCommand,
+    ServerGoingAway,
 )
 from agent.reports import (
     BackupDetails,
@@ -288,7 +289,7 @@ COMMAND_OUTCOME = {
 
 
 def directive_from_proto(msg: agent_pb2.AgentDirective) -> Directive | None:
-    """A config push or a command; None for a directive this agent does not know."""
+    """A config push, a command or a goodbye; None for a directive this agent does not know."""
     which = msg.WhichOneof("kind")
     if which == "config":
         values = {key: _config_value(v) for key, v in msg.config.values.items()}
@@ -301,6 +302,8 @@ def directive_from_proto(msg: agent_pb2.AgentDirective) -> Directive | None:
             created_at=from_timestamp(cmd.created_at) if cmd.HasField("created_at") else None,
             created_by=cmd.created_by,
         )
+    if which == "reconnect":
+        return ServerGoingAway(within_seconds=msg.reconnect.within_seconds)
     return None
 
 

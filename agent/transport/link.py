@@ -8,7 +8,7 @@ Every call has a deadline; every call but Enroll sends the credential as
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from types import TracebackType
 from typing import TypeVar
 
@@ -92,7 +92,9 @@ class ServerLink:
         )
         return reply.duplicate
 
-    async def watch(self, *, running_revision: int, site: str = "") -> AsyncIterator[Directive]:
+    async def watch(
+        self, *, running_revision: int, site: str = ""
+    ) -> AsyncGenerator[Directive, None]:
         """Hold the directive stream (a two-way Session) open and yield what the server pushes.
 
         While it is open, config acks travel on it (see ack_config). Ends quietly when

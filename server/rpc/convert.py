@@ -19,7 +19,7 @@ from server.domain import AuditRecord, CheckInFacts, CommandRecord, RevisionReco
 from server.services.agents import AgentEvent, CommandAck, ConfigAck
 from server.services.config import SiteConfig
 from server.services.fleet import RolloutRow, SiteDetail, SiteView
-from server.services.push import ConfigDirective, Directive
+from server.services.push import ConfigDirective, Directive, ReconnectDirective
 from server.services.status import Disk, Status
 
 KIND_NAMES = {
@@ -388,6 +388,9 @@ def directive(d: Directive) -> agent_pb2.AgentDirective:
         for k, v in d.values.items():
             update.values[k].CopyFrom(config_value(v))
         return agent_pb2.AgentDirective(config=update)
+    if isinstance(d, ReconnectDirective):
+        reconnect = agent_pb2.Reconnect(within_seconds=d.within_seconds)
+        return agent_pb2.AgentDirective(reconnect=reconnect)
     return agent_pb2.AgentDirective(command=command_msg(d.command))
 
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from storesafe.v1 import types_pb2 as storesafe_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18storesafe/v1/agent.proto\x12\x0cstoresafe.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18storesafe/v1/types.proto\"a\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\n\n\x02os\x18\x05 \x01(\t\"S\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\"\x8c\x02\n\x0e\x43heckInRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02os\x18\x03 \x01(\t\x12.\n\nagent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63onfig_revision\x18\x05 \x01(\x03\x12&\n\x05\x64isks\x18\x06 \x03(\x0b\x32\x17.storesafe.v1.DiskUsage\x12.\n\x08\x66irebird\x18\x07 \x01(\x0b\x32\x1c.storesafe.v1.FirebirdHealth\x12\x16\n\x0eoutbox_pending\x18\x08 \x01(\r\x12\x0c\n\x04site\x18\t \x01(\t\"\x85\x01\n\x0f\x43heckInResponse\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x64\x65sired_config_revision\x18\x02 \x01(\x03\x12 \n\x18\x63heckin_interval_seconds\x18\x03 \x01(\r\"I\n\x10ReportRunRequest\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.storesafe.v1.RunReport\x12\x0c\n\x04site\x18\x02 \x01(\t\"&\n\x11ReportRunResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"<\n\x12WatchConfigRequest\x12\x18\n\x10running_revision\x18\x01 \x01(\x03\x12\x0c\n\x04site\x18\x02 \x01(\t\"\xb4\x01\n\nAgentEvent\x12\x30\n\x04open\x18\x01 \x01(\x0b\x32 .storesafe.v1.WatchConfigRequestH\x00\x12\x34\n\nconfig_ack\x18\x02 \x01(\x0b\x32\x1e.storesafe.v1.AckConfigRequestH\x00\x12\x36\n\x0b\x63ommand_ack\x18\x03 \x01(\x0b\x32\x1f.storesafe.v1.AckCommandRequestH\x00\x42\x06\n\x04kind\"p\n\x0e\x41gentDirective\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.storesafe.v1.ConfigUpdateH\x00\x12(\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x15.storesafe.v1.CommandH\x00\x42\x06\n\x04kind\"\xa2\x01\n\x0c\x43onfigUpdate\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x36\n\x06values\x18\x02 \x03(\x0b\x32&.storesafe.v1.ConfigUpdate.ValuesEntry\x1aH\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.storesafe.v1.ConfigValue:\x02\x38\x01\"[\n\x0b\x43onfigValue\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x11\n\x07integer\x18\x02 \x01(\x03H\x00\x12\x10\n\x06number\x18\x03 \x01(\x01H\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x07\n\x05value\"\x82\x01\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.storesafe.v1.CommandKind\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x04 \x01(\t\"R\n\x10\x41\x63kConfigRequest\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\"\x13\n\x11\x41\x63kConfigResponse\"u\n\x11\x41\x63kCommandRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12-\n\x07outcome\x18\x02 \x01(\x0e\x32\x1c.storesafe.v1.CommandOutcome\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\"\x14\n\x12\x41\x63kCommandResponse*c\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43OMMAND_KIND_BACKUP_NOW\x10\x01\x12\x19\n\x15\x43OMMAND_KIND_SYNC_NOW\x10\x02*\x8a\x01\n\x0e\x43ommandOutcome\x12\x1f\n\x1b\x43OMMAND_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43OMMAND_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x43OMMAND_OUTCOME_FAILED\x10\x02\x12\x1c\n\x18\x43OMMAND_OUTCOME_REJECTED\x10\x03\x32\xa0\x04\n\x0c\x41gentService\x12\x43\n\x06\x45nroll\x12\x1b.storesafe.v1.EnrollRequest\x1a\x1c.storesafe.v1.EnrollResponse\x12\x46\n\x07\x43heckIn\x12\x1c.storesafe.v1.CheckInRequest\x1a\x1d.storesafe.v1.CheckInResponse\x12L\n\tReportRun\x12\x1e.storesafe.v1.ReportRunRequest\x1a\x1f.storesafe.v1.ReportRunResponse\x12\x45\n\x07Session\x12\x18.storesafe.v1.AgentEvent\x1a\x1c.storesafe.v1.AgentDirective(\x01\x30\x01\x12O\n\x0bWatchConfig\x12 .storesafe.v1.WatchConfigRequest\x1a\x1c.storesafe.v1.AgentDirective0\x01\x12L\n\tAckConfig\x12\x1e.storesafe.v1.AckConfigRequest\x1a\x1f.storesafe.v1.AckConfigResponse\x12O\n\nAckCommand\x12\x1f.storesafe.v1.AckCommandRequest\x1a .storesafe.v1.AckCommandResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18storesafe/v1/agent.proto\x12\x0cstoresafe.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18storesafe/v1/types.proto\"a\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\n\n\x02os\x18\x05 \x01(\t\"S\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\"\x8c\x02\n\x0e\x43heckInRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02os\x18\x03 \x01(\t\x12.\n\nagent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63onfig_revision\x18\x05 \x01(\x03\x12&\n\x05\x64isks\x18\x06 \x03(\x0b\x32\x17.storesafe.v1.DiskUsage\x12.\n\x08\x66irebird\x18\x07 \x01(\x0b\x32\x1c.storesafe.v1.FirebirdHealth\x12\x16\n\x0eoutbox_pending\x18\x08 \x01(\r\x12\x0c\n\x04site\x18\t \x01(\t\"\x85\x01\n\x0f\x43heckInResponse\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x64\x65sired_config_revision\x18\x02 \x01(\x03\x12 \n\x18\x63heckin_interval_seconds\x18\x03 \x01(\r\"I\n\x10ReportRunRequest\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.storesafe.v1.RunReport\x12\x0c\n\x04site\x18\x02 \x01(\t\"&\n\x11ReportRunResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"<\n\x12WatchConfigRequest\x12\x18\n\x10running_revision\x18\x01 \x01(\x03\x12\x0c\n\x04site\x18\x02 \x01(\t\"\xb4\x01\n\nAgentEvent\x12\x30\n\x04open\x18\x01 \x01(\x0b\x32 .storesafe.v1.WatchConfigRequestH\x00\x12\x34\n\nconfig_ack\x18\x02 \x01(\x0b\x32\x1e.storesafe.v1.AckConfigRequestH\x00\x12\x36\n\x0b\x63ommand_ack\x18\x03 \x01(\x0b\x32\x1f.storesafe.v1.AckCommandRequestH\x00\x42\x06\n\x04kind\"\x9e\x01\n\x0e\x41gentDirective\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.storesafe.v1.ConfigUpdateH\x00\x12(\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x15.storesafe.v1.CommandH\x00\x12,\n\treconnect\x18\x03 \x01(\x0b\x32\x17.storesafe.v1.ReconnectH\x00\x42\x06\n\x04kind\"#\n\tReconnect\x12\x16\n\x0ewithin_seconds\x18\x01 \x01(\r\"\xa2\x01\n\x0c\x43onfigUpdate\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x36\n\x06values\x18\x02 \x03(\x0b\x32&.storesafe.v1.ConfigUpdate.ValuesEntry\x1aH\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.storesafe.v1.ConfigValue:\x02\x38\x01\"[\n\x0b\x43onfigValue\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x11\n\x07integer\x18\x02 \x01(\x03H\x00\x12\x10\n\x06number\x18\x03 \x01(\x01H\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x07\n\x05value\"\x82\x01\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.storesafe.v1.CommandKind\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x04 \x01(\t\"R\n\x10\x41\x63kConfigRequest\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\"\x13\n\x11\x41\x63kConfigResponse\"u\n\x11\x41\x63kCommandRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12-\n\x07outcome\x18\x02 \x01(\x0e\x32\x1c.storesafe.v1.CommandOutcome\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\"\x14\n\x12\x41\x63kCommandResponse*c\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43OMMAND_KIND_BACKUP_NOW\x10\x01\x12\x19\n\x15\x43OMMAND_KIND_SYNC_NOW\x10\x02*\x8a\x01\n\x0e\x43ommandOutcome\x12\x1f\n\x1b\x43OMMAND_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43OMMAND_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x43OMMAND_OUTCOME_FAILED\x10\x02\x12\x1c\n\x18\x43OMMAND_OUTCOME_REJECTED\x10\x03\x32\xa0\x04\n\x0c\x41gentService\x12\x43\n\x06\x45nroll\x12\x1b.storesafe.v1.EnrollRequest\x1a\x1c.storesafe.v1.EnrollResponse\x12\x46\n\x07\x43heckIn\x12\x1c.storesafe.v1.CheckInRequest\x1a\x1d.storesafe.v1.CheckInResponse\x12L\n\tReportRun\x12\x1e.storesafe.v1.ReportRunRequest\x1a\x1f.storesafe.v1.ReportRunResponse\x12\x45\n\x07Session\x12\x18.storesafe.v1.AgentEvent\x1a\x1c.storesafe.v1.AgentDirective(\x01\x30\x01\x12O\n\x0bWatchConfig\x12 .storesafe.v1.WatchConfigRequest\x1a\x1c.storesafe.v1.AgentDirective0\x01\x12L\n\tAckConfig\x12\x1e.storesafe.v1.AckConfigRequest\x1a\x1f.storesafe.v1.AckConfigResponse\x12O\n\nAckCommand\x12\x1f.storesafe.v1.AckCommandRequest\x1a .storesafe.v1.AckCommandResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONFIGUPDATE_VALUESENTRY']._loaded_options = None
   _globals['_CONFIGUPDATE_VALUESENTRY']._serialized_options = b'8\001'
-  _globals['_COMMANDKIND']._serialized_start=1803
-  _globals['_COMMANDKIND']._serialized_end=1902
-  _globals['_COMMANDOUTCOME']._serialized_start=1905
-  _globals['_COMMANDOUTCOME']._serialized_end=2043
+  _globals['_COMMANDKIND']._serialized_start=1887
+  _globals['_COMMANDKIND']._serialized_end=1986
+  _globals['_COMMANDOUTCOME']._serialized_start=1989
+  _globals['_COMMANDOUTCOME']._serialized_end=2127
   _globals['_ENROLLREQUEST']._serialized_start=101
   _globals['_ENROLLREQUEST']._serialized_end=198
   _globals['_ENROLLRESPONSE']._serialized_start=200
@@ -55,24 +55,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHCONFIGREQUEST']._serialized_end=867
   _globals['_AGENTEVENT']._serialized_start=870
   _globals['_AGENTEVENT']._serialized_end=1050
-  _globals['_AGENTDIRECTIVE']._serialized_start=1052
-  _globals['_AGENTDIRECTIVE']._serialized_end=1164
-  _globals['_CONFIGUPDATE']._serialized_start=1167
-  _globals['_CONFIGUPDATE']._serialized_end=1329
-  _globals['_CONFIGUPDATE_VALUESENTRY']._serialized_start=1257
-  _globals['_CONFIGUPDATE_VALUESENTRY']._serialized_end=1329
-  _globals['_CONFIGVALUE']._serialized_start=1331
-  _globals['_CONFIGVALUE']._serialized_end=1422
-  _globals['_COMMAND']._serialized_start=1425
-  _globals['_COMMAND']._serialized_end=1555
-  _globals['_ACKCONFIGREQUEST']._serialized_start=1557
-  _globals['_ACKCONFIGREQUEST']._serialized_end=1639
-  _globals['_ACKCONFIGRESPONSE']._serialized_start=1641
-  _globals['_ACKCONFIGRESPONSE']._serialized_end=1660
-  _globals['_ACKCOMMANDREQUEST']._serialized_start=1662
-  _globals['_ACKCOMMANDREQUEST']._serialized_end=1779
-  _globals['_ACKCOMMANDRESPONSE']._serialized_start=1781
-  _globals['_ACKCOMMANDRESPONSE']._serialized_end=1801
-  _globals['_AGENTSERVICE']._serialized_start=2046
-  _globals['_AGENTSERVICE']._serialized_end=2590
+  _globals['_AGENTDIRECTIVE']._serialized_start=1053
+  _globals['_AGENTDIRECTIVE']._serialized_end=1211
+  _globals['_RECONNECT']._serialized_start=1213
+  _globals['_RECONNECT']._serialized_end=1248
+  _globals['_CONFIGUPDATE']._serialized_start=1251
+  _globals['_CONFIGUPDATE']._serialized_end=1413
+  _globals['_CONFIGUPDATE_VALUESENTRY']._serialized_start=1341
+  _globals['_CONFIGUPDATE_VALUESENTRY']._serialized_end=1413
+  _globals['_CONFIGVALUE']._serialized_start=1415
+  _globals['_CONFIGVALUE']._serialized_end=1506
+  _globals['_COMMAND']._serialized_start=1509
+  _globals['_COMMAND']._serialized_end=1639
+  _globals['_ACKCONFIGREQUEST']._serialized_start=1641
+  _globals['_ACKCONFIGREQUEST']._serialized_end=1723
+  _globals['_ACKCONFIGRESPONSE']._serialized_start=1725
+  _globals['_ACKCONFIGRESPONSE']._serialized_end=1744
+  _globals['_ACKCOMMANDREQUEST']._serialized_start=1746
+  _globals['_ACKCOMMANDREQUEST']._serialized_end=1863
+  _globals['_ACKCOMMANDRESPONSE']._serialized_start=1865
+  _globals['_ACKCOMMANDRESPONSE']._serialized_end=1885
+  _globals['_AGENTSERVICE']._serialized_start=2130
+  _globals['_AGENTSERVICE']._serialized_end=2674
 # @@protoc_insertion_point(module_scope)

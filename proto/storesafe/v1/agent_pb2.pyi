@@ -338,25 +338,54 @@ class AgentDirective(_message.Message):
 
     CONFIG_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
+    RECONNECT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def config(self) -> Global___ConfigUpdate: ...
     @_builtins.property
     def command(self) -> Global___Command: ...
+    @_builtins.property
+    def reconnect(self) -> Global___Reconnect:
+        """The server is stopping; the stream ends after this message."""
+
     def __init__(
         self,
         *,
         config: Global___ConfigUpdate | None = ...,
         command: Global___Command | None = ...,
+        reconnect: Global___Reconnect | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config", b"config", "kind", b"kind"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config", b"config", "kind", b"kind", "reconnect", b"reconnect"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config", b"config", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config", b"config", "kind", b"kind", "reconnect", b"reconnect"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["config", "command"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["config", "command", "reconnect"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___AgentDirective: _TypeAlias = AgentDirective  # noqa: Y015
+
+@_typing.final
+class Reconnect(_message.Message):
+    """Sent to every stream when the server stops: come back at a random moment
+    within `within_seconds`, so that a whole fleet does not return at once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITHIN_SECONDS_FIELD_NUMBER: _builtins.int
+    within_seconds: _builtins.int
+    def __init__(
+        self,
+        *,
+        within_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["within_seconds", b"within_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reconnect: _TypeAlias = Reconnect  # noqa: Y015
 
 @_typing.final
 class ConfigUpdate(_message.Message):

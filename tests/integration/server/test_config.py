@@ -365,3 +365,33 @@ def test_session_refuses_bad_messages_with_a_precise_status(
         await close_all([a.channel])
 
     asyncio.run(body())
+
+
+def test_a_stopping_server_tells_every_stream_when_to_come_back(server: ServerHandle) -> None:
+    async def body() -> tuple[list[agent_pb2.AgentDirective], float]:
+        agents = await enroll_many(
+            server.address, server.ca_path.read_bytes(), server.admin_token, ["bye-1", "bye-2"]
+        )
+        sessions = [SimSession(a) for a in agents]
+        rev = set_config(server, FLEET, backup__keep_daily="4").revision
+        for s in sessions:
+            assert (await next_config(s, timeout=5)).revision == rev
+        began = time.monotonic()
+        stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
+
+        async def rest(s: SimSession) -> list[agent_pb2.AgentDirective]:
+            return [d async for d in s]  # until the stream ends (an error would raise)
+
+        last = [d for s in sessions for d in await asyncio.wait_for(rest(s), 10)]
+        assert await stopping == 0
+        took = time.monotonic() - began
+        for s in sessions:
+            s.cancel()
+        await close_all([a.channel for a in agents])
+        return last, took
+
+    last, took = asyncio.run(body())
+    assert [d.WhichOneof("kind") for d in last] == ["reconnect", "reconnect"]
+    assert all(d.reconnect.within_seconds == 5 for d in last)  # the floor, for two agents
+    assert took < 4.5, "streams end at once instead of holding the stop until the grace period"
+    assert "told 2 connected agent(s) to reconnect within 5 s" in server.log()

@@ -9,7 +9,7 @@ from agent.backoff import Backoff
 from agent.commands import CommandResult, CommandRunner
 from agent.configsync import ConfigStore
 from agent.directives import DirectiveLoop
-from agent.messages import ConfigPush, RemoteCommand
+from agent.messages import ConfigPush, RemoteCommand, ServerGoingAway
 from common.errors import Unauthenticated
 from tests.unit.agent.fakes import DOWN, FakeLink
 
@@ -32,6 +32,7 @@ class Loop:
             backoff=Backoff(base=1.0, cap=8.0, rand=lambda: 1.0),
             refused_retry=300.0,
             reopen_delay=0.5,
+            rand=lambda: 0.25,
         )
 
     def once(self) -> float:
@@ -97,3 +98,13 @@ def test_as_a_runner_job_it_stops_when_cancelled(tmp_path: Path) -> None:
 
     asyncio.run(go())
     assert t.link.closed == 1
+
+
+def test_a_goodbye_spreads_the_return_over_the_servers_window(tmp_path: Path) -> None:
+    t = Loop(tmp_path)
+    t.link.directives = [
+        ServerGoingAway(within_seconds=40),
+        ConfigPush(revision=5, values={"backup.keep_daily": 9}),  # not read: the stream ends
+    ]
+    assert t.once() == 10.0  # 40 s x the agent's random draw (0.25 here)
+    assert t.store.revision == 0 and t.link.acks == []

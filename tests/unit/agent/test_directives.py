@@ -9,7 +9,7 @@ import grpc
 import pytest
 from storesafe.v1 import agent_pb2
 
-from agent.messages import ConfigPush, RemoteCommand
+from agent.messages import ConfigPush, RemoteCommand, ServerGoingAway
 from agent.transport import convert
 from agent.transport.link import ServerLink
 from common import errors
@@ -47,6 +47,7 @@ def test_pushed_config_and_commands_arrive_as_domain_values() -> None:
                 ),
                 command_directive("c1", agent_pb2.COMMAND_KIND_BACKUP_NOW),
                 command_directive("c2", agent_pb2.COMMAND_KIND_UNSPECIFIED),
+                agent_pb2.AgentDirective(reconnect=agent_pb2.Reconnect(within_seconds=25)),
                 agent_pb2.AgentDirective(),  # something newer than this agent: skipped
             ]
             async with ServerLink(address, insecure=True, credential="c") as link:
@@ -68,6 +69,7 @@ def test_pushed_config_and_commands_arrive_as_domain_values() -> None:
         ),
         RemoteCommand(id="c1", kind="backup-now", created_at=T0, created_by="admin"),
         RemoteCommand(id="c2", kind="", created_at=T0, created_by="admin"),
+        ServerGoingAway(within_seconds=25),
     ]
 
 
