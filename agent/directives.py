@@ -7,7 +7,8 @@
   remembers finished ids across restarts; its outcome is acknowledged. A
   redelivered command (the ack was lost) is acknowledged again, not re-run.
 - A stopping server says goodbye with a window: the stream is reopened at a
-  random moment within it (a fleet does not return all at once). Otherwise
+  random moment within it, and while the server is still down each retry
+  again (a fleet returns at the rate the server asked for, not all at once). Otherwise
   the stream is reopened when the server ends it, and after a failure with
   jittered backoff; a refused credential is retried slowly, or at once when
   a re-enrollment replaces it (the check-in loop logs what to do).
@@ -77,6 +78,7 @@ class DirectiveLoop:
         self._reopen_delay = reopen_delay
         self._credential_stamp = credential_stamp
         self._rand = rand
+        self._return_window = 0.0  # seconds, from the server's last goodbye
         self._refused = False
         self._link: DirectiveLink | None = None
 
@@ -100,8 +102,10 @@ class DirectiveLoop:
             async with contextlib.aclosing(stream):
                 async for directive in stream:
                     self._backoff.reset()
+                    self._return_window = 0.0
                     if isinstance(directive, ServerGoingAway):
-                        delay = directive.within_seconds * self._rand()
+                        self._return_window = float(directive.within_seconds)
+                        delay = self._return_window * self._rand()
                         log.info("the server is stopping; reconnecting in %.0f s", delay)
                         return delay
                     await self._handle(link, directive)
@@ -112,7 +116,12 @@ class DirectiveLoop:
             return self._refused_retry
         except StoreSafeError as exc:
             log.debug("directive stream interrupted: %s", exc)
+            if self._return_window:
+                # After a goodbye, each retry lands anywhere in the server's window again:
+                # the fleet keeps arriving at the rate the server asked for until it is back.
+                return self._return_window * self._rand()
             return self._backoff.next_delay()
+        self._return_window = 0.0
         return self._reopen_delay
 
     async def _handle(self, link: DirectiveLink, directive: Directive) -> None:

@@ -351,6 +351,7 @@ class Agents:
         stub = agent_pb2_grpc.AgentServiceStub(ch)
         md = (("authorization", f"Bearer {cred}"),)
         running, attempt = 0, 0
+        window = 0.0  # the server's last goodbye window, until a stream is live again
         while True:
             opening = agent_pb2.WatchConfigRequest(running_revision=running)
             outgoing: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
@@ -393,8 +394,11 @@ class Agents:
             self.errors.append((time.monotonic(), code, live))
             if goodbye is not None:
                 call.cancel()
-                await asyncio.sleep(random.uniform(0, goodbye))
-                attempt = 0
+                window, attempt = goodbye, 0
+            elif live:
+                window = 0.0
+            if window:  # as agent.directives: retries after a goodbye stay in its window
+                await asyncio.sleep(random.uniform(0, window))
                 continue
             await asyncio.sleep(random.uniform(0, min(self.cap, BACKOFF_BASE * 2**attempt)))
             attempt += 1

@@ -108,3 +108,10 @@ def test_a_goodbye_spreads_the_return_over_the_servers_window(tmp_path: Path) ->
     ]
     assert t.once() == 10.0  # 40 s x the agent's random draw (0.25 here)
     assert t.store.revision == 0 and t.link.acks == []
+    t.link.fault = DOWN  # still restarting: retries stay spread over the window
+    assert [t.once() for _ in range(3)] == [10.0, 10.0, 10.0]
+    t.link.fault = None  # back: a normal stream end clears the window
+    t.link.directives = []
+    assert t.once() == 0.5
+    t.link.fault = DOWN
+    assert t.once() == 1.0, "without a goodbye, the backoff applies again"
