@@ -89,6 +89,8 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     enrollment = Enrollment(state, clock)
     hub = ConfigHub(config_state, box, clock)
     await hub.refresh()
+    await hub.load_command_sites()
+    log.info("cached the credentials of %d active agent(s)", await auth.preload())
     feed = ChangeFeed(
         hub,
         config_state,
@@ -161,14 +163,18 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
-    streams = hub.stream_count
-    window = await hub.goodbye(options.reconnects_per_second)
-    log.info("told %d connected agent(s) to reconnect within %d s", streams, window)
+    await _say_goodbye(hub, options.reconnects_per_second)
     warm.cancel()
     await feed.stop()
     await server.stop(options.grace_seconds)
     await asyncio.to_thread(state.close)
     log.info("stopped")
+
+
+async def _say_goodbye(hub: ConfigHub, per_second: float) -> None:
+    streams = hub.stream_count
+    window = await hub.goodbye(per_second)
+    log.info("told %d connected agent(s) to reconnect within %d s", streams, window)
 
 
 async def _wait_for_signal() -> None:

@@ -70,6 +70,7 @@ class ChangeFeed:
             await asyncio.sleep(self._poll_seconds)
             try:
                 await self._hub.refresh_if_newer()
+                await self._hub.load_command_sites()
                 now = self._clock.now()
                 if await self._config.expire_commands(before=now - COMMAND_LIFETIME, now=now):
                     log.info("expired remote commands that no agent picked up in 24 h")
@@ -89,6 +90,7 @@ class ChangeFeed:
                     delay = 1.0
                     await self._hub.refresh_if_newer()  # what was missed while away
                     await self._hub.commands_changed(None)
+                    await self._hub.load_command_sites()
                     async for note in conn.notifies():
                         await self.handle(note.payload)
             except asyncio.CancelledError:

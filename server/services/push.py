@@ -111,6 +111,12 @@ class ConfigHub:
         self._built_for: ConfigSnapshot | None = None
         self._built: dict[tuple[int, str, str], ConfigDirective] = {}
         self._goodbye: ReconnectDirective | None = None
+        # Sites that may have open commands (None: unknown, so every stream looks).
+        # A new stream of any other site skips the database read for commands.
+        # Sites are added on every command notice and dropped only by a reload,
+        # which keeps whatever was added while it ran.
+        self._command_sites: set[int] | None = None
+        self._added_while_loading: set[int] | None = None
 
     @property
     def snapshot(self) -> ConfigSnapshot:
@@ -139,8 +145,25 @@ class ConfigHub:
         await self._wake(lambda sub: True)
         return window
 
+    async def load_command_sites(self) -> None:
+        """(Re)load which sites have open commands (at start and on each poll)."""
+        self._added_while_loading = set()
+        try:
+            found = await self._config.sites_with_open_commands(
+                since=self._clock.now() - COMMAND_LIFETIME
+            )
+            self._command_sites = found | self._added_while_loading
+        finally:
+            self._added_while_loading = None
+
     async def commands_changed(self, site_id: int | None = None) -> None:
         """Wake the streams of one site (or all) to look for new commands."""
+        if site_id is None:
+            self._command_sites = None
+        else:
+            for known in (self._command_sites, self._added_while_loading):
+                if known is not None:
+                    known.add(site_id)
 
         def hit(sub: Subscriber) -> bool:
             if site_id is None or sub.site_id == site_id:
@@ -152,6 +175,7 @@ class ConfigHub:
 
     def subscribe(self, site_id: int, site: str, group: str, running: int) -> Subscriber:
         sub = Subscriber(site_id, site, group, running)
+        sub.commands_dirty = self._command_sites is None or site_id in self._command_sites
         self._subs.setdefault(site_id, set()).add(sub)
         return sub
 

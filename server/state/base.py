@@ -50,6 +50,10 @@ class FleetState(abc.ABC):
         """(secret hash, site id, site name, group) of an active agent, or None."""
 
     @abc.abstractmethod
+    async def agent_credentials(self) -> list[tuple[str, str, int, str, str]]:
+        """(agent id, secret hash, site id, site name, group) of every active agent."""
+
+    @abc.abstractmethod
     async def admin_credential(self, token_id: str) -> tuple[str, AdminIdentity] | None:
         """(secret hash, identity) of an active admin token, or None."""
 

@@ -204,6 +204,19 @@ class SqlConfigState:
 
         return await self._fleet.read(fn)
 
+    async def sites_with_open_commands(self, *, since: dt.datetime) -> set[int]:
+        """Ids of the sites with a command not finished and created after `since`."""
+
+        def fn(conn: Connection) -> set[int]:
+            rows = conn.execute(
+                select(COMMANDS.c.site_id)
+                .where(COMMANDS.c.finished_at.is_(None), COMMANDS.c.created_at > since)
+                .distinct()
+            )
+            return {int(r[0]) for r in rows}
+
+        return await self._fleet.read(fn)
+
     async def mark_delivered(self, *, ids: list[str], now: dt.datetime) -> None:
         stmt = (
             update(COMMANDS)

@@ -187,12 +187,14 @@ class SqlFleetState(FleetState):
 
     async def agent_credential(self, agent_id: str) -> tuple[str, int, str, str] | None:
         def fn(conn: Connection) -> tuple[str, int, str, str] | None:
-            row = conn.execute(
-                select(AGENTS.c.secret_hash, AGENTS.c.site_id, SITES.c.name, SITES.c.group)
-                .join(SITES, SITES.c.id == AGENTS.c.site_id)
-                .where(AGENTS.c.id == agent_id, AGENTS.c.revoked_at.is_(None))
-            ).first()
-            return None if row is None else (row[0], row[1], row[2], row[3])
+            row = conn.execute(_AGENT_CREDENTIAL, {"b_id": agent_id}).first()
+            return None if row is None else (row[1], row[2], row[3], row[4])
+
+        return await self._read(fn)
+
+    async def agent_credentials(self) -> list[tuple[str, str, int, str, str]]:
+        def fn(conn: Connection) -> list[tuple[str, str, int, str, str]]:
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(_AGENT_CREDENTIALS)]
 
         return await self._read(fn)
 
@@ -424,6 +426,12 @@ _RUN_INSERT_IGNORE = {
     "postgresql": postgresql.insert(RUNS).on_conflict_do_nothing(),
 }
 _RUN_INSERT_RETURNING = {k: v.returning(RUNS.c.id) for k, v in _RUN_INSERT_IGNORE.items()}
+_AGENT_CREDENTIALS = (
+    select(AGENTS.c.id, AGENTS.c.secret_hash, AGENTS.c.site_id, SITES.c.name, SITES.c.group)
+    .join(SITES, SITES.c.id == AGENTS.c.site_id)
+    .where(AGENTS.c.revoked_at.is_(None))
+)
+_AGENT_CREDENTIAL = _AGENT_CREDENTIALS.where(AGENTS.c.id == bindparam("b_id"))
 _RUN_OWNER = select(RUNS.c.site_id).where(RUNS.c.id == bindparam("b_id"))
 _RUN_OWNERS = select(RUNS.c.id, RUNS.c.site_id).where(
     RUNS.c.id.in_(bindparam("b_ids", expanding=True))

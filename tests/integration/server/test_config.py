@@ -11,7 +11,14 @@ import pytest
 from storesafe.v1 import admin_pb2, agent_pb2
 
 from tests.support.server import ServerHandle
-from tests.support.simagent import SimSession, close_all, enroll_many, next_config
+from tests.support.simagent import (
+    SimAgent,
+    SimSession,
+    aio_channel,
+    close_all,
+    enroll_many,
+    next_config,
+)
 
 FLEET, GROUP, SITE = (
     admin_pb2.CONFIG_SCOPE_FLEET,
@@ -395,3 +402,40 @@ def test_a_stopping_server_tells_every_stream_when_to_come_back(server: ServerHa
     assert all(d.reconnect.within_seconds == 5 for d in last)  # the floor, for two agents
     assert took < 4.5, "streams end at once instead of holding the stop until the grace period"
     assert "told 2 connected agent(s) to reconnect within 5 s" in server.log()
+
+
+def test_an_open_command_survives_a_restart_and_reaches_the_reconnecting_agent(
+    server: ServerHandle,
+) -> None:
+    async def enroll() -> tuple[str, str]:
+        [agent] = await enroll_many(
+            server.address, server.ca_path.read_bytes(), server.admin_token, ["cmd-restart"]
+        )
+        await close_all([agent.channel])
+        return agent.site, agent.credential
+
+    site, credential = asyncio.run(enroll())
+    sent = server.admin_stub().SendCommand(
+        admin_pb2.SendCommandRequest(site=site, kind=agent_pb2.COMMAND_KIND_BACKUP_NOW),
+        metadata=server.admin_metadata,
+    )
+    server.restart()
+    assert "cached the credentials of 1 active agent(s)" in server.log()
+
+    async def reconnect() -> agent_pb2.Command:
+        agent = SimAgent(site, credential, aio_channel(server.address, server.ca_path.read_bytes()))
+        session = SimSession(agent)
+
+        async def first_command() -> agent_pb2.Command:
+            async for d in session:
+                if d.HasField("command"):
+                    return d.command
+            raise EOFError
+
+        try:
+            return await asyncio.wait_for(first_command(), 5)
+        finally:
+            session.cancel()
+            await close_all([agent.channel])
+
+    assert asyncio.run(reconnect()).id == sent.command_id

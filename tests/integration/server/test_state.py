@@ -266,3 +266,39 @@ def test_every_write_to_a_site_moves_its_change_time(state: SqlFleetState) -> No
         assert await changed_after(lambda: make_token(state, "ch-b", group="g2")) == {"ch-b"}
 
     run(body)
+
+
+def test_preloaded_credentials_need_no_read_per_agent_and_exclude_revoked(
+    state: SqlFleetState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.services.auth import Authenticator
+
+    async def body() -> None:
+        minted = {}
+        for site in ("pre-a", "pre-b"):
+            token = await make_token(state, site)
+            cred = credentials.mint(credentials.AGENT)
+            await state.enroll(
+                token_id=token[0],
+                presented_hash=token[1],
+                site=site,
+                agent_id=cred.id,
+                agent_secret_hash=cred.secret_hash,
+                hostname="pc",
+                now=NOW,
+            )
+            minted[site] = cred
+        await state.revoke_agents(site="pre-b", now=NOW)
+        auth = Authenticator(state)
+        assert await auth.preload() == 1
+
+        async def no_read(agent_id: str) -> None:
+            raise AssertionError(f"read the credential of {agent_id} from the database")
+
+        monkeypatch.setattr(state, "agent_credential", no_read)
+        who = await auth.agent(minted["pre-a"].text)
+        assert (who.site, who.agent_id) == ("pre-a", minted["pre-a"].id)
+        with pytest.raises(AssertionError, match="read the credential"):
+            await auth.agent(minted["pre-b"].text)  # revoked: not cached, so it is looked up
+
+    asyncio.run(body())
