@@ -126,8 +126,13 @@ def _follow(
     try:
         return stream.run_niced(
             lambda: stream.compress_following(
-                server_file, partial, finished=drain.done.is_set, mode=mode
-            )
+                server_file,
+                partial,
+                finished=drain.done.is_set,
+                mode=mode,
+                on_finished=stream.leave_idle,
+            ),
+            idle=True,  # gbak and the shop's own work first; see stream's docstring
         ), None
     except OSError as exc:
         # Most likely the disk is full: free our share at once; gbak will stop on

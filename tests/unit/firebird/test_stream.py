@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -115,3 +116,48 @@ def test_many_frames_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert frames > 5
     assert decompress_checked(out, tmp_path / "r", expected_sha256=digest) == len(data)
     assert (tmp_path / "r").read_bytes() == data
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread scheduling policy is Linux's")
+def test_idle_priority_applies_to_the_worker_thread_only() -> None:
+    from agent.firebird.stream import run_niced
+
+    caller = os.sched_getscheduler(0)
+    assert run_niced(lambda: os.sched_getscheduler(0), idle=True) == os.SCHED_IDLE
+    assert run_niced(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) >= 10
+    assert os.sched_getscheduler(0) == caller  # the agent's own thread is untouched
+
+
+def test_worker_errors_reach_the_caller() -> None:
+    from agent.firebird.stream import run_niced
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        run_niced(fail, idle=True)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread scheduling policy is Linux's")
+def test_follower_leaves_idle_priority_once_the_writer_is_done(tmp_path: Path) -> None:
+    from agent.firebird.stream import leave_idle, run_niced
+
+    src, dst = tmp_path / "src", tmp_path / "out"
+    src.write_bytes(b"backup " * 100_000)
+    seen: list[int] = []
+
+    def finished_then_record() -> None:
+        leave_idle()
+        seen.append(os.sched_getscheduler(0))
+
+    result = run_niced(
+        lambda: compress_following(
+            src, dst, finished=lambda: True, on_finished=finished_then_record
+        ),
+        idle=True,
+    )
+    assert result.size_raw == 700_000
+    if os.geteuid() == 0:  # unprivileged processes may not leave SCHED_IDLE (RLIMIT_NICE)
+        assert seen == [os.SCHED_OTHER]
+    else:
+        assert len(seen) == 1
