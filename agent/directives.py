@@ -107,7 +107,6 @@ class DirectiveLoop:
                         self._return_window = float(directive.within_seconds)
                         delay = self._return_window * self._rand()
                         log.info("the server is stopping; reconnecting in %.0f s", delay)
-                        await self._drop_link()
                         return delay
                     await self._handle(link, directive)
         except (Unauthenticated, PermissionDenied) as exc:
@@ -120,9 +119,6 @@ class DirectiveLoop:
             if self._return_window:
                 # After a goodbye, each retry lands anywhere in the server's window again:
                 # the fleet keeps arriving at the rate the server asked for until it is back.
-                # A fresh channel each time: a failed one waits out gRPC's own reconnect
-                # backoff (up to 30 s) before it tries again, whatever the window says.
-                await self._drop_link()
                 return self._return_window * self._rand()
             return self._backoff.next_delay()
         self._return_window = 0.0

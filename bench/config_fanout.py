@@ -326,7 +326,6 @@ class Agents:
     ) -> None:
         self.cap = cap
         self.ack = ack
-        self.creds = grpc.ssl_channel_credentials(ca)
         self.address = address
         self.ca = ca
         self.agents = agents
@@ -338,8 +337,9 @@ class Agents:
         self.channels: list[grpc.aio.Channel] = []
 
     async def open(self, per_second: float) -> None:
+        creds = grpc.ssl_channel_credentials(self.ca)
         for i, (_site, cred) in enumerate(self.agents):
-            ch = grpc.aio.secure_channel(self.address, self.creds, options=CLIENT_OPTIONS)
+            ch = grpc.aio.secure_channel(self.address, creds, options=CLIENT_OPTIONS)
             self.channels.append(ch)
             self.tasks.append(asyncio.create_task(self.follow(ch, cred)))
             if per_second and i % 50 == 49:
@@ -397,12 +397,7 @@ class Agents:
                 window, attempt = goodbye, 0
             elif live:
                 window = 0.0
-            if window:  # as agent.directives: retries after a goodbye stay in its window,
-                # each on a fresh channel (a failed one waits out gRPC's reconnect backoff)
-                await ch.close()
-                ch = grpc.aio.secure_channel(self.address, self.creds, options=CLIENT_OPTIONS)
-                stub = agent_pb2_grpc.AgentServiceStub(ch)
-                self.channels.append(ch)
+            if window:  # as agent.directives: retries after a goodbye stay in its window
                 await asyncio.sleep(random.uniform(0, window))
                 continue
             await asyncio.sleep(random.uniform(0, min(self.cap, BACKOFF_BASE * 2**attempt)))
