@@ -1,7 +1,8 @@
 """Logical (gbak) backup and restore through the services API, with their logs parsed.
 
-The server writes the backup into the spool folder while the agent follows
-the growing file with compression and hashing; a thread drains the service
+The server writes the backup into a named pipe in the spool folder (POSIX;
+elsewhere a file the agent follows as it grows) and the agent compresses and
+hashes what comes through, so only the compressed copy reaches the disk; a thread drains the service
 output, which is where fdb surfaces errors and where the per-table record
 counts are.
 """
@@ -95,9 +96,12 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
     On any failure both the server's file and `partial` are removed.
     """
     require_ascii(str(spool.path), what="backup.dir")
-    server_file = spool.scratch(".fbk")
+    piped = stream.PIPE_SUPPORTED
+    server_file = spool.scratch(".pipe" if piped else ".fbk")
     started = time.monotonic()
     try:
+        if piped:  # the server may write into it, nobody else may read it
+            stream.make_pipe(server_file, 0o620 if spool.file_mode == 0o640 else 0o622)
         with services(target, what="starting the backup") as svc:
             try:
                 svc.backup(target.database, str(server_file), collect_garbage=0)
@@ -105,7 +109,8 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
                 raise translate(exc, what="starting the backup") from exc
             drain = _Drain(svc)
             drain.start()
-            compressed, local_error = _follow(server_file, partial, drain, spool.file_mode)
+            follow = _follow_pipe if piped else _follow
+            compressed, local_error = follow(server_file, partial, drain, spool.file_mode)
             drain.join()
         if drain.error is not None:
             raise translate(drain.error, what="the backup")
@@ -138,6 +143,23 @@ def _follow(
         # Most likely the disk is full: free our share at once; gbak will stop on
         # its own (same disk) or finish, and its file is removed afterwards.
         remove_quietly(partial)
+        drain.done.wait()
+        return stream.Compressed(0, 0, ""), exc
+
+
+def _follow_pipe(
+    pipe: Path, partial: Path, drain: _Drain, mode: int
+) -> tuple[stream.Compressed, OSError | None]:
+    """As _follow, reading the server's writes from a named pipe (nothing raw on disk).
+
+    The compressor paces the server here, so it runs niced but not at idle priority.
+    """
+    try:
+        return stream.run_niced(
+            lambda: stream.compress_pipe(pipe, partial, finished=drain.done.is_set, mode=mode)
+        ), None
+    except OSError as exc:
+        remove_quietly(partial)  # closing our end fails the server's writes: it stops
         drain.done.wait()
         return stream.Compressed(0, 0, ""), exc
 

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import select
 import sys
 import threading
 import time
@@ -105,6 +106,84 @@ def compress_following(
         out += _emit(writer, digest, cobj.flush())
         os.fsync(writer.fileno())
     return Compressed(raw, out, digest.hexdigest())
+
+
+PIPE_SUPPORTED = hasattr(os, "mkfifo") and hasattr(select, "poll")
+PIPE_BUFFER = 1 << 20
+PIPE_LEVEL = -1  # level 1 (75 vs 102 MiB here) gates gbak at ~112 MB/s on this CPU
+_F_SETPIPE_SZ = 1031  # Linux fcntl
+
+
+def make_pipe(path: Path, mode: int) -> None:
+    """Create the named pipe the database server writes the backup into (POSIX)."""
+    os.mkfifo(path, mode)
+    os.chmod(path, mode)  # mkfifo applies the umask
+
+
+def compress_pipe(
+    src: Path,
+    dst: Path,
+    *,
+    finished: Callable[[], bool],
+    mode: int = 0o640,
+    poll_ms: int = 100,
+) -> Compressed:
+    """Compress what a writer sends through the named pipe `src` into a new `dst` (fsynced).
+
+    Nothing of the raw backup touches the disk: only the compressed output is
+    written, which halves the backup's disk writes next to a following copy and
+    leaves the shop's own commits (fsyncs on the same disk) less to wait for.
+    The writer is paced by this reader, so it compresses at PIPE_LEVEL (-1: faster
+    than gbak writes; level 1 would pace gbak on a small CPU). Returns when the writer closes the pipe; if `finished()`
+    turns true before any writer opened it (the server failed first), returns
+    sizes 0.
+    """
+    import fcntl  # POSIX only, like the pipe itself
+
+    fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BUFFER)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        compressor = zstandard.ZstdCompressor(level=PIPE_LEVEL, write_checksum=True)
+        cobj = compressor.compressobj()
+        digest = hashlib.sha256()
+        raw = out = synced = in_frame = 0
+        seen_writer = False
+        out_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(out_fd, "wb", buffering=0) as writer:
+            while True:
+                if not poller.poll(poll_ms):
+                    if finished() and not seen_writer:
+                        break
+                    continue
+                try:
+                    chunk = os.read(fd, CHUNK)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    if seen_writer or finished():
+                        break  # the writer closed the pipe: end of the backup
+                    time.sleep(poll_ms / 1000)  # no writer yet (Linux reports none)
+                    continue
+                seen_writer = True
+                raw += len(chunk)
+                in_frame += len(chunk)
+                out += _emit(writer, digest, cobj.compress(chunk))
+                if in_frame >= SEGMENT:
+                    out += _emit(writer, digest, cobj.flush())  # ends the frame
+                    cobj, in_frame = compressor.compressobj(), 0
+                if out - synced >= WRITEBACK_EVERY:
+                    _start_writeback(writer.fileno(), synced, out - synced)
+                    synced = out
+            if not seen_writer:
+                return Compressed(0, 0, "")
+            out += _emit(writer, digest, cobj.flush())
+            os.fsync(writer.fileno())
+        return Compressed(raw, out, digest.hexdigest())
+    finally:
+        os.close(fd)
 
 
 def next_level(level: int, backlog: int, writer_done: bool) -> int:

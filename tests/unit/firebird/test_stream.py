@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from agent.firebird.errors import BackupCorrupt
-from agent.firebird.stream import compress_following, decompress_checked, sha256_file
+from agent.firebird.stream import (
+    PIPE_SUPPORTED,
+    compress_following,
+    compress_pipe,
+    decompress_checked,
+    make_pipe,
+    sha256_file,
+)
 
 
 def test_follows_a_file_that_is_still_being_written(tmp_path: Path) -> None:
@@ -161,3 +168,43 @@ def test_follower_leaves_idle_priority_once_the_writer_is_done(tmp_path: Path) -
         assert seen == [os.SCHED_OTHER]
     else:
         assert len(seen) == 1
+
+
+pipes = pytest.mark.skipif(not PIPE_SUPPORTED, reason="named pipes are POSIX only")
+
+
+@pipes
+def test_a_named_pipe_is_compressed_as_it_arrives_and_nothing_raw_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.firebird.stream.SEGMENT", 256 << 10)  # several frames
+    pipe, out, back = tmp_path / "b.pipe", tmp_path / "b.zst", tmp_path / "b.raw"
+    make_pipe(pipe, 0o620)
+    assert oct(pipe.stat().st_mode & 0o777) == oct(0o620)
+    data = os.urandom(300_000) + b"shop data " * 200_000  # ~2.3 MB, partly compressible
+    done = threading.Event()
+
+    def server() -> None:
+        time.sleep(0.2)  # opens the pipe a little after the reader is waiting
+        with open(pipe, "wb", buffering=0) as w:
+            for i in range(0, len(data), 65_536):
+                w.write(data[i : i + 65_536])
+        done.set()
+
+    threading.Thread(target=server).start()
+    got = compress_pipe(pipe, out, finished=done.is_set)
+    assert got.size_raw == len(data) and 0 < got.size_compressed < len(data)
+    assert got.sha256 == sha256_file(out)
+    decompress_checked(out, back, expected_sha256=got.sha256)
+    assert back.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.pipe", "b.raw", "b.zst"]
+    assert pipe.stat().st_size == 0  # a pipe holds nothing on disk
+
+
+@pipes
+def test_a_server_that_fails_before_opening_the_pipe_ends_the_reader(tmp_path: Path) -> None:
+    pipe = tmp_path / "b.pipe"
+    make_pipe(pipe, 0o620)
+    t0 = time.monotonic()
+    got = compress_pipe(pipe, tmp_path / "b.zst", finished=lambda: time.monotonic() - t0 > 0.3)
+    assert (got.size_raw, got.size_compressed, got.sha256) == (0, 0, "")
