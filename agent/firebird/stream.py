@@ -134,9 +134,9 @@ def compress_pipe(
     written, which halves the backup's disk writes next to a following copy and
     leaves the shop's own commits (fsyncs on the same disk) less to wait for.
     The writer is paced by this reader, so it compresses at PIPE_LEVEL (-1: faster
-    than gbak writes; level 1 would pace gbak on a small CPU). Returns when the writer closes the pipe; if `finished()`
-    turns true before any writer opened it (the server failed first), returns
-    sizes 0.
+    than gbak writes; level 1 would pace gbak on a small CPU). Returns when the
+    writer closes the pipe; if `finished()` turns true before any writer opened
+    it (the server failed first), returns sizes 0.
     """
     import fcntl  # POSIX only, like the pipe itself
 
