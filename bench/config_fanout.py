@@ -67,6 +67,7 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 from agent.runner import RunnerConfig
 from agent.transport.channel import channel_options
+from agent.transport.link import session_messages
 
 FLEETS = benchlib.RESULTS / ".fanout-fleets"
 # The real agent's pacing: its retry backoff (agent.runner.RunnerConfig: base 1 s, cap
@@ -311,13 +312,6 @@ async def _enroll(server: BenchServer, sites: list[str]) -> list[tuple[str, str]
 # --------------------------------------------------------------------------- client processes
 
 
-async def _drain(
-    queue: asyncio.Queue[agent_pb2.AgentEvent | None],
-) -> Any:
-    while (event := await queue.get()) is not None:
-        yield event
-
-
 class Agents:
     """The simulated agents of one client process."""
 
@@ -357,7 +351,7 @@ class Agents:
             outgoing: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
             if self.ack == "stream":
                 outgoing.put_nowait(agent_pb2.AgentEvent(open=opening))
-                call: Any = stub.Session(_drain(outgoing), metadata=md)
+                call: Any = stub.Session(session_messages(outgoing), metadata=md)
             else:
                 call = stub.WatchConfig(opening, metadata=md)
             live = False

@@ -46,7 +46,7 @@ def build(data_dir: Path, sites: int, runs: int, seed: int = 7) -> dict[str, Any
     from sqlalchemy import insert
 
     from server.db.engine import make_engine, sqlite_url
-    from server.state.sql import AGENTS, RUNS, SITES
+    from server.state.tables import AGENTS, RUNS, SITES
 
     if data_dir.exists():
         shutil.rmtree(data_dir)
@@ -162,7 +162,7 @@ def refresh_sites(data_dir: Path, seed: int = 11) -> dict[str, int]:
     from sqlalchemy import bindparam, func, select, update
 
     from server.db.engine import make_engine, migrate, sqlite_url
-    from server.state.sql import SITES
+    from server.state.tables import SITES
 
     rng = random.Random(seed)
     now = dt.datetime.now(dt.UTC)

@@ -104,7 +104,9 @@ class ServerLink:
         outgoing: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
         opening = agent_pb2.WatchConfigRequest(running_revision=running_revision, site=site)
         outgoing.put_nowait(agent_pb2.AgentEvent(open=opening))
-        call = self._stub.Session(_drain(outgoing), timeout=WATCH_TIMEOUT, metadata=self._auth())
+        call = self._stub.Session(
+            session_messages(outgoing), timeout=WATCH_TIMEOUT, metadata=self._auth()
+        )
         self._session = outgoing
         try:
             async for msg in call:
@@ -176,9 +178,9 @@ class ServerLink:
             raise error_from_rpc(exc, address=self.address) from exc
 
 
-async def _drain(
+async def session_messages(
     queue: asyncio.Queue[agent_pb2.AgentEvent | None],
 ) -> AsyncIterator[agent_pb2.AgentEvent]:
-    """The messages of a Session call, until None."""
+    """The messages of a Session call: whatever is put on `queue`, until None."""
     while (event := await queue.get()) is not None:
         yield event

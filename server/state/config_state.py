@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Table,
     bindparam,
     case,
     delete,
@@ -21,20 +20,10 @@ from sqlalchemy import (
 
 from common.clock import utc
 from common.errors import NotFound
-from server.db import models
 from server.domain import CommandRecord, LayerValue, RevisionRecord
 from server.state.notify import notify
-from server.state.sql import SITES, SqlFleetState, _site_id
-
-
-def _t(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-VALUES = _t(models.ConfigValue)
-REVISIONS = _t(models.ConfigRevision)
-COMMANDS = _t(models.Command)
+from server.state.sql import SqlFleetState, _site_id
+from server.state.tables import COMMANDS, REVISIONS, SITES, VALUES
 
 
 class SqlConfigState:

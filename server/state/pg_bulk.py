@@ -26,10 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql
 
-from server.db import models
-
-SITES: Table = models.Site.__table__  # type: ignore[attr-defined]
-RUNS: Table = models.Run.__table__  # type: ignore[attr-defined]
+from server.state.tables import RUNS, SITES
 
 # SET columns a row may leave out (the stored value stays).
 OPTIONAL = frozenset({"firebird_json", "last_backup_size"})

@@ -24,29 +24,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from common.clock import utc
 from common.errors import NotFound, PermissionDenied, Unauthenticated
-from server.db import models
 from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
 from server.services import credentials
 from server.services.status import Disk
 from server.state import pg_bulk
 from server.state.base import FleetState
 from server.state.notify import notify
+from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
 from server.state.writer import BatchWriter
 
 T = TypeVar("T")
 
-
-def _t(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-SITES = _t(models.Site)
-AGENTS = _t(models.Agent)
-TOKENS = _t(models.EnrollmentToken)
-ADMINS = _t(models.AdminToken)
-RUNS = _t(models.Run)
-AUDIT = _t(models.AuditEntry)
 
 _SUMMARY_COLUMNS = [c for c in SITES.c if not c.name.startswith("created")]
 

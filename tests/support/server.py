@@ -172,3 +172,31 @@ def fresh_pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def set_config(
+    h: ServerHandle,
+    scope: int,
+    target: str = "",
+    unset: tuple[str, ...] = (),
+    **values: str,
+) -> admin_pb2.SetConfigResponse:
+    """SetConfig through the admin API; keys written with `__` for `.` (backup__dir)."""
+    return h.admin_stub().SetConfig(
+        admin_pb2.SetConfigRequest(
+            scope=scope,
+            target=target,
+            values={k.replace("__", "."): v for k, v in values.items()},
+            unset=list(unset),
+        ),
+        metadata=h.admin_metadata,
+        timeout=30,
+    )
+
+
+def rollout(h: ServerHandle) -> dict[str, admin_pb2.RolloutRow]:
+    """ConfigRollout by site name."""
+    reply = h.admin_stub().ConfigRollout(
+        admin_pb2.ConfigRolloutRequest(), metadata=h.admin_metadata, timeout=30
+    )
+    return {r.site: r for r in reply.sites}

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 import grpc
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
+from agent.transport.link import session_messages
+
 
 @dataclasses.dataclass
 class SimAgent:
@@ -55,7 +57,7 @@ class SimSession:
         self._queue: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
         opening = agent_pb2.WatchConfigRequest(running_revision=running_revision, site=site)
         self._queue.put_nowait(agent_pb2.AgentEvent(open=opening))
-        self.call = agent.stub.Session(_drain(self._queue), metadata=agent.metadata)
+        self.call = agent.stub.Session(session_messages(self._queue), metadata=agent.metadata)
 
     def __aiter__(self) -> AsyncIterator[agent_pb2.AgentDirective]:
         return self.call.__aiter__()
@@ -72,13 +74,6 @@ class SimSession:
     def cancel(self) -> None:
         self._queue.put_nowait(None)
         self.call.cancel()
-
-
-async def _drain(
-    queue: asyncio.Queue[agent_pb2.AgentEvent | None],
-) -> AsyncIterator[agent_pb2.AgentEvent]:
-    while (event := await queue.get()) is not None:
-        yield event
 
 
 def aio_channel(address: str, ca: bytes) -> grpc.aio.Channel:

@@ -7,27 +7,7 @@ from pathlib import Path
 from storesafe.v1 import admin_pb2, agent_pb2
 
 from tests.support.agent import AgentProcess, enroll_agent, wait_for
-from tests.support.server import ServerHandle
-
-
-def rollout(server: ServerHandle, site: str) -> admin_pb2.RolloutRow:
-    rows = server.admin_stub().ConfigRollout(
-        admin_pb2.ConfigRolloutRequest(), metadata=server.admin_metadata, timeout=10
-    )
-    return next(r for r in rows.sites if r.site == site)
-
-
-def set_site_config(server: ServerHandle, site: str, **values: str) -> int:
-    done = server.admin_stub().SetConfig(
-        admin_pb2.SetConfigRequest(
-            scope=admin_pb2.CONFIG_SCOPE_SITE,
-            target=site,
-            values={k.replace("__", "."): v for k, v in values.items()},
-        ),
-        metadata=server.admin_metadata,
-        timeout=10,
-    )
-    return int(done.revision)
+from tests.support.server import ServerHandle, rollout, set_config
 
 
 def test_config_push_is_applied_and_a_refusal_is_reported(
@@ -38,19 +18,23 @@ def test_config_push_is_applied_and_a_refusal_is_reported(
     agent = AgentProcess.start(state)
     try:
         wait_for(lambda: agent.status()["last_result"] == "ok", what="a check-in")
-        good = set_site_config(shared_server, "shop-config", backup__keep_daily="9")
+        good = set_config(
+            shared_server, admin_pb2.CONFIG_SCOPE_SITE, "shop-config", backup__keep_daily="9"
+        ).revision
         wait_for(
-            lambda: rollout(shared_server, "shop-config").applied_revision == good,
+            lambda: rollout(shared_server)["shop-config"].applied_revision == good,
             what="the agent to apply the revision",
         )
         wait_for(lambda: agent.status()["config_revision"] == good, what="check-in revision")
         # A folder that does not exist on this PC: the agent refuses and says why.
-        bad = set_site_config(shared_server, "shop-config", images__dir="/no/such/images")
+        bad = set_config(
+            shared_server, admin_pb2.CONFIG_SCOPE_SITE, "shop-config", images__dir="/no/such/images"
+        ).revision
         wait_for(
-            lambda: rollout(shared_server, "shop-config").state == "refused",
+            lambda: rollout(shared_server)["shop-config"].state == "refused",
             what="the refusal",
         )
-        row = rollout(shared_server, "shop-config")
+        row = rollout(shared_server)["shop-config"]
         assert (row.desired_revision, row.applied_revision) == (bad, good)
         assert "images.dir" in row.refused
     finally:

@@ -12,22 +12,9 @@ from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
 from agent.firebird.connection import FirebirdTarget
 from tests.support.agent import AgentProcess, enroll_agent, wait_for
-from tests.support.server import ServerHandle
+from tests.support.server import ServerHandle, set_config
 
 pytestmark = pytest.mark.firebird
-
-
-def set_site(server: ServerHandle, site: str, **values: str) -> int:
-    resp = server.admin_stub().SetConfig(
-        admin_pb2.SetConfigRequest(
-            scope=admin_pb2.CONFIG_SCOPE_SITE,
-            target=site,
-            values={k.replace("__", "."): v for k, v in values.items()},
-        ),
-        metadata=server.admin_metadata,
-        timeout=10,
-    )
-    return resp.revision
 
 
 def command_done(server: ServerHandle, site: str, command_id: str) -> Callable[[], bool]:
@@ -72,13 +59,14 @@ def test_pushed_config_remote_backup_verified_then_a_failing_one(
     assert enroll_agent(server, state, site).returncode == 0
     agent = AgentProcess.start(state, interval=0.5)
     try:
-        rev = set_site(
+        rev = set_config(
             server,
+            admin_pb2.CONFIG_SCOPE_SITE,
             site,
             firebird__database=shop.database,
             firebird__password=shop.password,
             backup__dir=str(backup_dir),
-        )
+        ).revision
         wait_for(lambda: agent.status().get("config_revision") == rev, 30, "config applied")
         assert site_summary(server, site).status == types_pb2.SITE_STATUS_NEVER
 
@@ -105,7 +93,7 @@ def test_pushed_config_remote_backup_verified_then_a_failing_one(
         assert report.backup.table_counts and report.backup.size_compressed > 0
         assert shop.password not in server.log() and shop.password not in agent.log()
 
-        set_site(server, site, firebird__password="wrong-password")
+        set_config(server, admin_pb2.CONFIG_SCOPE_SITE, site, firebird__password="wrong-password")
         time.sleep(1.5)  # let the push land
         failed = backup_now(server, site)
         assert failed.state == "failed"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from storesafe.v1 import admin_pb2, agent_pb2
 
-from tests.support.server import ServerHandle
+from agent.transport.link import session_messages
+from tests.support.server import ServerHandle, rollout, set_config
 from tests.support.simagent import (
     SimAgent,
     SimSession,
@@ -25,17 +25,6 @@ FLEET, GROUP, SITE = (
     admin_pb2.CONFIG_SCOPE_GROUP,
     admin_pb2.CONFIG_SCOPE_SITE,
 )
-
-
-def set_config(
-    h: ServerHandle, scope: int, target: str = "", unset: tuple[str, ...] = (), **values: str
-) -> admin_pb2.SetConfigResponse:
-    values = {k.replace("__", "."): v for k, v in values.items()}
-    return h.admin_stub().SetConfig(
-        admin_pb2.SetConfigRequest(scope=scope, target=target, values=values, unset=list(unset)),
-        metadata=h.admin_metadata,
-        timeout=10,
-    )
 
 
 @pytest.mark.parametrize(
@@ -261,13 +250,6 @@ def test_an_agent_cannot_watch_or_ack_for_another_site(server: ServerHandle) -> 
     asyncio.run(body())
 
 
-def _rollout(server: ServerHandle) -> dict[str, admin_pb2.RolloutRow]:
-    reply = server.admin_stub().ConfigRollout(
-        admin_pb2.ConfigRolloutRequest(), metadata=server.admin_metadata
-    )
-    return {r.site: r for r in reply.sites}
-
-
 async def _until(check: object, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -286,13 +268,13 @@ def test_session_pushes_and_takes_acks_on_the_same_stream(server: ServerHandle) 
         update = await next_config(session, timeout=5)
         assert update.revision == rev and update.values["backup.keep_daily"].integer == 6
         session.ack(rev)
-        await _until(lambda: _rollout(server)["sess-a"].state == "applied")
-        assert _rollout(server)["sess-a"].applied_revision == rev
+        await _until(lambda: rollout(server)["sess-a"].state == "applied")
+        assert rollout(server)["sess-a"].applied_revision == rev
         newer = set_config(server, SITE, "sess-a", backup__keep_daily="7").revision
         assert (await next_config(session, timeout=5)).revision == newer
         session.ack(newer, applied=False, error="backup.dir is missing")
-        await _until(lambda: _rollout(server)["sess-a"].state == "refused")
-        assert _rollout(server)["sess-a"].refused == "backup.dir is missing"
+        await _until(lambda: rollout(server)["sess-a"].state == "refused")
+        assert rollout(server)["sess-a"].refused == "backup.dir is missing"
         # a command arrives on the stream, and its outcome may go back on it too
         sent = server.admin_stub().SendCommand(
             admin_pb2.SendCommandRequest(site="sess-a", kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
@@ -360,11 +342,7 @@ def test_session_refuses_bad_messages_with_a_precise_status(
         for name in events:
             queue.put_nowait(made[name])
 
-        async def requests() -> AsyncIterator[agent_pb2.AgentEvent]:
-            while (event := await queue.get()) is not None:
-                yield event
-
-        call = a.stub.Session(requests(), metadata=a.metadata)
+        call = a.stub.Session(session_messages(queue), metadata=a.metadata)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await asyncio.wait_for(call.read(), 5)
         assert err.value.code() == code

@@ -14,20 +14,15 @@ import grpc
 import pytest
 from storesafe.v1 import admin_pb2, agent_pb2
 
-from tests.support.server import PG_ENV, ServerHandle, free_port, fresh_pg_database, init_server
+from tests.support.server import (
+    PG_ENV,
+    ServerHandle,
+    free_port,
+    fresh_pg_database,
+    init_server,
+    set_config,
+)
 from tests.support.simagent import SimAgent, close_all, enroll_many, next_config
-
-
-def set_fleet(h: ServerHandle, **values: str) -> int:
-    resp = h.admin_stub().SetConfig(
-        admin_pb2.SetConfigRequest(
-            scope=admin_pb2.CONFIG_SCOPE_FLEET,
-            values={k.replace("__", "."): v for k, v in values.items()},
-        ),
-        metadata=h.admin_metadata,
-        timeout=30,
-    )
-    return resp.revision
 
 
 async def follow(agent: SimAgent, want: int, *, deadline: float) -> int:
@@ -63,7 +58,7 @@ def test_restart_with_a_thousand_open_streams(tmp_path: Path) -> None:
             [f"r{i:04d}" for i in range(1000)],
             channels=8,
         )
-        rev1 = set_fleet(h, backup__keep_daily="3")
+        rev1 = set_config(h, admin_pb2.CONFIG_SCOPE_FLEET, backup__keep_daily="3").revision
         calls = [a.watch() for a in agents]
         got = await asyncio.gather(*(next_config(c, timeout=60) for c in calls))
         assert {u.revision for u in got} == {rev1}
@@ -75,7 +70,7 @@ def test_restart_with_a_thousand_open_streams(tmp_path: Path) -> None:
 
         ends = await asyncio.gather(*(asyncio.wait_for(rest(c), 10) for c in calls))
         assert ends == [["reconnect"]] * 1000
-        rev2 = set_fleet(h, backup__keep_daily="4")
+        rev2 = set_config(h, admin_pb2.CONFIG_SCOPE_FLEET, backup__keep_daily="4").revision
         deadline = loop.time() + 90
         revisions = await asyncio.gather(*(follow(a, rev2, deadline=deadline) for a in agents))
         assert revisions == [rev2] * 1000
@@ -129,7 +124,7 @@ def test_a_change_made_on_one_replica_reaches_agents_on_the_other(replicas: Repl
         )
         call = on_b.watch()
         await asyncio.sleep(0.5)
-        rev = set_fleet(a, backup__keep_daily="21")
+        rev = set_config(a, admin_pb2.CONFIG_SCOPE_FLEET, backup__keep_daily="21").revision
         update = await next_config(call, timeout=5)  # well under the 30 s poll: LISTEN/NOTIFY
         assert update.revision == rev and update.values["backup.keep_daily"].integer == 21
         sent = a.admin_stub().SendCommand(
