@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import zstandard
 
@@ -75,37 +75,76 @@ def compress_following(
                 return Compressed(0, 0, "")
             break
         sleep(POLL_SECONDS)
-    compressors = [zstandard.ZstdCompressor(level=lv, write_checksum=True) for lv in LEVELS]
     level = 0
-    cobj = compressors[level].compressobj()
-    digest = hashlib.sha256()
-    raw = out = synced = in_frame = 0
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
-    with open(src, "rb", buffering=0) as reader, os.fdopen(fd, "wb", buffering=0) as writer:
+    with open(src, "rb", buffering=0) as reader, _create(dst, mode) as writer:
+        output = _FramedOutput(writer, LEVELS[level])
         done = False
         while True:
             if not done and (done := finished()):  # before the chunk: no data can be missed
                 on_finished()
             chunk = reader.read(CHUNK)
             if chunk:
-                raw += len(chunk)
-                in_frame += len(chunk)
-                out += _emit(writer, digest, cobj.compress(chunk))
-                if in_frame >= SEGMENT:
-                    out += _emit(writer, digest, cobj.flush())  # ends the frame
-                    backlog = os.fstat(reader.fileno()).st_size - raw
+                if output.write(chunk, writeback=not done):  # a frame ended
+                    backlog = os.fstat(reader.fileno()).st_size - output.raw
                     level = next_level(level, backlog, done)
-                    cobj, in_frame = compressors[level].compressobj(), 0
-                if out - synced >= WRITEBACK_EVERY and not done:
-                    _start_writeback(writer.fileno(), synced, out - synced)
-                    synced = out
+                    output.level = LEVELS[level]
             elif done:
                 break
             else:
                 sleep(POLL_SECONDS)
-        out += _emit(writer, digest, cobj.flush())
-        os.fsync(writer.fileno())
-    return Compressed(raw, out, digest.hexdigest())
+        return output.finish()
+
+
+class _FramedOutput:
+    """zstd frames of SEGMENT bytes of input each, hashed and written as they come.
+
+    Writeback of the output starts every WRITEBACK_EVERY bytes, so the final
+    fsync is short. A new frame uses `level` as it is when the frame starts.
+    """
+
+    def __init__(self, writer: Any, level: int) -> None:
+        self.level = level
+        self.raw = 0
+        self._writer = writer
+        self._digest = hashlib.sha256()
+        self._compressors: dict[int, zstandard.ZstdCompressor] = {}
+        self._cobj: Any = None
+        self._out = self._synced = self._in_frame = 0
+
+    def write(self, chunk: bytes, *, writeback: bool = True) -> bool:
+        """Compress `chunk`; True when it completed a frame."""
+        self.raw += len(chunk)
+        self._in_frame += len(chunk)
+        self._out += _emit(self._writer, self._digest, self._frame().compress(chunk))
+        ended = self._in_frame >= SEGMENT
+        if ended:
+            self._out += _emit(self._writer, self._digest, self._frame().flush())
+            self._cobj, self._in_frame = None, 0
+        if writeback and self._out - self._synced >= WRITEBACK_EVERY:
+            _start_writeback(self._writer.fileno(), self._synced, self._out - self._synced)
+            self._synced = self._out
+        return ended
+
+    def finish(self) -> Compressed:
+        """End the last frame, fsync, and return the sizes and the output's SHA-256."""
+        self._out += _emit(self._writer, self._digest, self._frame().flush())
+        os.fsync(self._writer.fileno())
+        return Compressed(self.raw, self._out, self._digest.hexdigest())
+
+    def _frame(self) -> Any:
+        if self._cobj is None:
+            compressor = self._compressors.get(self.level)
+            if compressor is None:
+                compressor = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
+                self._compressors[self.level] = compressor
+            self._cobj = compressor.compressobj()
+        return self._cobj
+
+
+def _create(dst: Path, mode: int) -> Any:
+    """A new output file (never an existing one), unbuffered."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    return os.fdopen(fd, "wb", buffering=0)
 
 
 PIPE_SUPPORTED = hasattr(os, "mkfifo") and hasattr(select, "poll")
@@ -146,13 +185,9 @@ def compress_pipe(
             fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BUFFER)
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP)
-        compressor = zstandard.ZstdCompressor(level=PIPE_LEVEL, write_checksum=True)
-        cobj = compressor.compressobj()
-        digest = hashlib.sha256()
-        raw = out = synced = in_frame = 0
         seen_writer = False
-        out_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(out_fd, "wb", buffering=0) as writer:
+        with _create(dst, mode) as writer:
+            output = _FramedOutput(writer, PIPE_LEVEL)
             while True:
                 if not poller.poll(poll_ms):
                     if finished() and not seen_writer:
@@ -168,20 +203,10 @@ def compress_pipe(
                     time.sleep(poll_ms / 1000)  # no writer yet (Linux reports none)
                     continue
                 seen_writer = True
-                raw += len(chunk)
-                in_frame += len(chunk)
-                out += _emit(writer, digest, cobj.compress(chunk))
-                if in_frame >= SEGMENT:
-                    out += _emit(writer, digest, cobj.flush())  # ends the frame
-                    cobj, in_frame = compressor.compressobj(), 0
-                if out - synced >= WRITEBACK_EVERY:
-                    _start_writeback(writer.fileno(), synced, out - synced)
-                    synced = out
+                output.write(chunk)
             if not seen_writer:
                 return Compressed(0, 0, "")
-            out += _emit(writer, digest, cobj.flush())
-            os.fsync(writer.fileno())
-        return Compressed(raw, out, digest.hexdigest())
+            return output.finish()
     finally:
         os.close(fd)
 
