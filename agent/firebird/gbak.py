@@ -112,10 +112,12 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
             follow = _follow_pipe if piped else _follow
             compressed, local_error = follow(server_file, partial, drain, spool.file_mode)
             drain.join()
-        if drain.error is not None:
-            raise translate(drain.error, what="the backup")
+        # Our own failure first: when we stop reading (a full disk), the server's
+        # write fails next, and its "I/O error" would hide the cause.
         if local_error is not None:
             raise translate(local_error, what="compressing the backup")
+        if drain.error is not None:
+            raise translate(drain.error, what="the backup")
         _check_complete(list(drain.log.tail), compressed)
         counts = drain.log.counts
     except BaseException:
