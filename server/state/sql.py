@@ -27,7 +27,7 @@ from common.errors import NotFound, PermissionDenied, Unauthenticated
 from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
 from server.services import credentials
 from server.services.status import Disk
-from server.state import pg_bulk
+from server.state import bulk
 from server.state.base import FleetState
 from server.state.notify import notify
 from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
@@ -404,10 +404,10 @@ _ADVANCE_GOOD = update(SITES).where(
     _SITE_BY_ID,
     SITES.c.last_good_backup_at.is_(None) | (SITES.c.last_good_backup_at < bindparam("b_finished")),
 )
-# The same conditions for pg_bulk.update_sites (s: the sites row, v: the update's values).
-_PG_GUARD: dict[Any, str] = {
-    **{stmt: f"s.{col} IS NULL OR s.{col} <= v.b_finished" for col, stmt in _ADVANCE.items()},
-    _ADVANCE_GOOD: "s.last_good_backup_at IS NULL OR s.last_good_backup_at < v.b_finished",
+# The same conditions for bulk.update_sites.
+_BULK_ADVANCE: dict[Any, bulk.Advance] = {
+    **{stmt: (col, "<=") for col, stmt in _ADVANCE.items()},
+    _ADVANCE_GOOD: ("last_good_backup_at", "<"),
 }
 _RUN_INSERT_IGNORE = {
     "sqlite": sqlite.insert(RUNS).on_conflict_do_nothing(),
@@ -427,8 +427,8 @@ _RUN_OWNERS = select(RUNS.c.id, RUNS.c.site_id).where(
 
 
 class _CheckIn:
-    """One site's check-in facts (a writer Bulk op: a batch's check-ins run as one
-    executemany of the same UPDATE, in order)."""
+    """One site's check-in facts (a writer Bulk op: a batch's check-ins run together
+    through bulk.update_sites, with the meaning of running them in order)."""
 
     __slots__ = ("bulk_key", "params")
 
@@ -440,10 +440,7 @@ class _CheckIn:
         return conn.execute(_CHECKIN, self.params)
 
     def run_many(self, conn: Connection, ops: Sequence[_CheckIn]) -> list[Any]:
-        if conn.dialect.name == "postgresql":
-            pg_bulk.update_sites(conn, [op.params for op in ops], guard="")
-        else:
-            conn.execute(_CHECKIN, [op.params for op in ops])
+        bulk.update_sites(conn, [op.params for op in ops])
         return [None] * len(ops)
 
 
@@ -457,10 +454,10 @@ class _Report:
     Alone: INSERT .. ON CONFLICT DO NOTHING RETURNING; when nothing was inserted the
     report is a replay (PermissionDenied when the id is another site's); otherwise
     the site's summary moves forward. Grouped: one SELECT finds the ids already
-    stored, one executemany inserts the new ones (counting the RETURNING rows) and
-    their summary UPDATEs run in order; if that count shows that another
-    transaction got in between, the group raises and the writer retries every
-    write alone, as above.
+    stored, one bulk INSERT stores the new ones (counting the rows it stored) and
+    their summary UPDATEs run together with their one-by-one meaning; if that count
+    shows that another transaction got in between, the group raises and the writer
+    retries every write alone, as above.
     """
 
     __slots__ = ("params", "run", "site_id")
@@ -510,12 +507,7 @@ class _Report:
                 raise PermissionDenied(f"report {op.run.id} belongs to another site")
             replay.append(True)
         if fresh:
-            pg = conn.dialect.name == "postgresql"
-            if pg:
-                inserted = pg_bulk.insert_runs(conn, [op.params for op in fresh])
-            else:
-                stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
-                inserted = len(conn.execute(stmt, [op.params for op in fresh]).all())
+            inserted = bulk.insert_runs(conn, [op.params for op in fresh])
             if inserted != len(fresh):
                 raise _RaceLost(f"{len(fresh) - inserted} report ids were stored meanwhile")
             # Each summary statement sets and tests its own columns only (last_backup_*,
@@ -526,23 +518,8 @@ class _Report:
                 for stmt, params in _summary_steps(op.site_id, op.run):
                     by_stmt.setdefault(stmt, []).append(params)
             for stmt, params_list in by_stmt.items():
-                if pg:
-                    pg_bulk.update_sites(conn, params_list, guard=_PG_GUARD[stmt])
-                else:
-                    _execute_in_order(conn, stmt, params_list)
+                bulk.update_sites(conn, params_list, advance=_BULK_ADVANCE[stmt])
         return replay
-
-
-def _execute_in_order(conn: Connection, stmt: Any, params_list: list[dict[str, Any]]) -> None:
-    """Execute `stmt` for each parameter set in order; runs of alike keys as one executemany."""
-    i = 0
-    while i < len(params_list):
-        keys = params_list[i].keys()
-        j = i + 1
-        while j < len(params_list) and params_list[j].keys() == keys:
-            j += 1
-        conn.execute(stmt, params_list[i] if j - i == 1 else params_list[i:j])
-        i = j
 
 
 def _site_row(r: Any) -> SiteRow:

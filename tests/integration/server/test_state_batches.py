@@ -1,4 +1,4 @@
-"""Batched writes (check-ins and reports grouped into one executemany) give the same
+"""Batched writes (check-ins and reports grouped into one bulk statement) give the same
 results as the same writes one by one, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.dialects import sqlite
 
 from common.errors import PermissionDenied
 from server.db.engine import make_engine, migrate
 from server.domain import CheckInFacts, RunRecord
 from server.services.status import Disk
-from server.state import sql
+from server.state import bulk, sql
 from server.state.sql import SqlFleetState
 from server.state.writer import _run_ops
 from tests.integration.server.test_state import NOW, enroll, make_token
@@ -209,3 +210,13 @@ def test_grouped_checkins_keep_order(engine: Engine) -> None:
         assert row.firebird == {"oit": "98"} and row.disks == (Disk("data", "C:\\", 100, 99),)
     finally:
         state.close()
+
+
+def test_bulk_sends_sqlite_datetimes_as_the_text_sqlalchemy_stores() -> None:
+    """Rows written by the bulk path and by SQLAlchemy compare and sort as one."""
+    stored_as = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert stored_as is not None
+    for value in (NOW, NOW.replace(microsecond=0), dt.datetime(999, 1, 2, 3, 4, 5, 6)):
+        assert bulk.sqlite_time(value) == stored_as(value)
+    east = dt.timezone(dt.timedelta(hours=3))
+    assert bulk.sqlite_time(NOW.astimezone(east)) == stored_as(NOW)

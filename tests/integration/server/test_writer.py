@@ -1,5 +1,6 @@
 """The micro-batching writer on a real SQLite file: results, isolation of a failing
-write, queued writes without waiting, and the barrier that makes them visible."""
+write, queued writes without waiting, the barrier that makes them visible, and
+group commit (writes arriving together share a transaction; a lone write does not wait)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from server.state.writer import BatchWriter
 
@@ -84,3 +85,48 @@ def test_enqueue_before_start_is_refused(engine: Engine) -> None:
     with pytest.raises(RuntimeError):
         writer.enqueue(_insert(1))
     assert writer.backlog() == 0
+
+
+def _commits(engine: Engine) -> list[int]:
+    seen: list[int] = []
+    event.listen(engine, "commit", lambda _conn: seen.append(1))
+    return seen
+
+
+def test_writes_arriving_together_are_grouped_into_few_commits(engine: Engine) -> None:
+    commits = _commits(engine)
+    writer = BatchWriter(engine, group_window=0.3)
+    writer.start()
+    try:
+
+        async def body() -> None:
+            pending: list[Any] = []
+            for burst in range(10):  # 10 bursts of 5 writes, 20 ms apart: about 0.2 s
+                pending += [
+                    asyncio.ensure_future(writer.submit(_insert(burst * 10 + i))) for i in range(5)
+                ]
+                await asyncio.sleep(0.02)
+            await asyncio.gather(*pending)
+
+        asyncio.run(body())
+    finally:
+        writer.stop()
+    assert _count(engine) == 50
+    # without the group window the writer, idle between bursts, commits once per burst
+    assert len(commits) <= 4
+
+
+def test_a_lone_write_does_not_wait_for_the_group_window(engine: Engine) -> None:
+    commits = _commits(engine)
+    writer = BatchWriter(engine, group_window=30.0)
+    writer.start()
+    try:
+
+        async def body() -> None:
+            for i in range(5):  # one after another: each batch holds one write
+                await asyncio.wait_for(writer.submit(_insert(i)), timeout=10)
+
+        asyncio.run(body())
+    finally:
+        writer.stop()
+    assert len(commits) == 5

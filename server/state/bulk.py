@@ -1,0 +1,196 @@
+"""Fast paths for the writer's bulk ops (check-ins, reports and the site summaries
+they move): a batch's rows in one statement, without SQLAlchemy's work per row.
+
+Through SQLAlchemy an executemany costs Python time for every row (building its
+parameters, formatting its datetimes) on top of the database's own work; on a
+busy server that was as much CPU as the gRPC calls that brought the rows.
+
+- PostgreSQL: one statement over `json_to_recordset` of a single JSON parameter,
+  so a batch costs one C-speed json.dumps here and the parsing happens in the
+  server (an executemany also costs psycopg Python time per row, and a multi-row
+  INSERT .. RETURNING is too long for psycopg's statement cache).
+- SQLite: the driver's own executemany over plain parameter dicts (a loop in C;
+  SQLite's json_each was slower, as json_extract parses each row once per field).
+
+Updates keep the meaning of running the rows one by one, in order: an
+executemany on SQLite; on PostgreSQL the k-th update of a site goes into round k,
+each round is one statement in which a site appears at most once, and rounds run
+in order. A key that a row may omit (OPTIONAL) keeps the stored value where it is
+missing, as the omitted SET column did.
+
+Datetimes travel as text: ISO 8601 with offset on PostgreSQL; on SQLite the exact
+text SQLAlchemy stores there (UTC, `YYYY-MM-DD HH:MM:SS.ffffff`), so that rows
+written either way compare and sort as one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql
+
+from server.state.tables import RUNS, SITES
+
+# SET columns a row may leave out (the stored value stays).
+OPTIONAL = frozenset({"firebird_json", "last_backup_size"})
+
+_PG_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+_WHERE_TYPES = {"b_site_id": "INTEGER", "b_finished": "TIMESTAMP WITH TIME ZONE"}
+
+
+def _pg_type(table: Table, column: str) -> str:
+    if column in _WHERE_TYPES:
+        return _WHERE_TYPES[column]
+    return str(table.c[column].type.compile(dialect=_PG_DIALECT))
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sqlite_time(value: dt.datetime) -> str:
+    """A datetime as SQLAlchemy stores it in SQLite: UTC wall time with microseconds."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _pg_json(rows: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_pg_default, separators=(",", ":"))
+
+
+def _pg_default(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+
+
+def _pg_rows(table: Table, keys: Sequence[str]) -> str:
+    """`json_to_recordset(%(rows)s::json) AS v(<key> <type>, ...)`."""
+    fields = ", ".join(f"{_q(k)} {_pg_type(table, k)}" for k in keys)
+    return f"json_to_recordset(%(rows)s::json) AS v({fields})"
+
+
+Advance = tuple[str, str]
+"""(column, comparison): update a site only where `column` is NULL or `column
+<comparison> b_finished` (an older run never overwrites a newer one)."""
+
+
+@functools.lru_cache(maxsize=128)
+def _pg_update_sql(columns: tuple[str, ...], advance: Advance | None) -> str:
+    keys = (*columns, "b_site_id", *(("b_finished",) if advance else ()))
+    sets = [
+        f"{_q(c)} = COALESCE(v.{_q(c)}, s.{_q(c)})" if c in OPTIONAL else f"{_q(c)} = v.{_q(c)}"
+        for c in columns
+    ]
+    sets.append('"updated_at" = %(b_now)s')
+    where = "s.id = v.b_site_id"
+    if advance:
+        col, cmp = _q(advance[0]), advance[1]
+        where += f" AND (s.{col} IS NULL OR s.{col} {cmp} v.b_finished)"
+    # identifiers come from the table definition, values travel as parameters
+    return f"UPDATE sites AS s SET {', '.join(sets)} FROM {_pg_rows(SITES, keys)} WHERE {where}"  # noqa: S608
+
+
+def _sqlite_row(row: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """`row` as driver parameters: every key present (None where omitted), datetimes as text."""
+    out = {}
+    for k in keys:
+        v = row.get(k)
+        out[k] = sqlite_time(v) if isinstance(v, dt.datetime) else v
+    return out
+
+
+@functools.lru_cache(maxsize=128)
+def _sqlite_update_sql(columns: tuple[str, ...], advance: Advance | None) -> str:
+    sets = [
+        f"{_q(c)} = COALESCE(:{c}, {_q(c)})" if c in OPTIONAL else f"{_q(c)} = :{c}"
+        for c in columns
+    ]
+    sets.append('"updated_at" = :b_now')
+    where = "id = :b_site_id"
+    if advance:
+        col, cmp = _q(advance[0]), advance[1]
+        where += f" AND ({col} IS NULL OR {col} {cmp} :b_finished)"
+    return f"UPDATE sites SET {', '.join(sets)} WHERE {where}"  # noqa: S608
+
+
+def update_sites(
+    conn: Connection, params_list: Sequence[dict[str, Any]], *, advance: Advance | None = None
+) -> None:
+    """Apply UPDATEs of sites given as parameter dicts (SET from the column-named keys,
+    the row from `b_site_id`, `b_finished` for `advance`), with the one-by-one meaning."""
+    if not params_list:
+        return
+    now = dt.datetime.now(dt.UTC)  # what the column's onupdate would have set
+    if conn.dialect.name == "sqlite":
+        columns = _columns(params_list)
+        keys = (*columns, "b_site_id", *(("b_finished",) if advance else ()))
+        rows = [_sqlite_row(row, keys) for row in params_list]
+        stamp = sqlite_time(now)
+        for row in rows:
+            row["b_now"] = stamp
+        conn.exec_driver_sql(_sqlite_update_sql(columns, advance), rows)  # in order
+        return
+    rounds: list[list[dict[str, Any]]] = []
+    seen: dict[int, int] = {}
+    for params in params_list:
+        k = seen.get(params["b_site_id"], 0)
+        seen[params["b_site_id"]] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(params)
+    for rows_k in rounds:
+        conn.exec_driver_sql(
+            _pg_update_sql(_columns(rows_k), advance), {"rows": _pg_json(rows_k), "b_now": now}
+        )
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The SET columns of `rows`; every row has the required ones."""
+    columns = tuple(sorted({k for row in rows for k in row if not k.startswith("b_")}))
+    missing = [c for c in columns if c not in OPTIONAL and any(c not in row for row in rows)]
+    if missing:
+        raise ValueError(f"update rows differ in required columns {missing}")
+    return columns
+
+
+RUN_COLUMNS = (
+    "id",
+    "site_id",
+    "kind",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "verification",
+    "error_class",
+    "error_message",
+    "trigger",
+    "received_at",
+    "details_json",
+)
+_COLS = ", ".join(_q(c) for c in RUN_COLUMNS)
+_PG_INSERT_RUNS = (
+    f"INSERT INTO runs ({_COLS}) SELECT {_COLS} FROM {_pg_rows(RUNS, RUN_COLUMNS)} "  # noqa: S608
+    "ON CONFLICT DO NOTHING"
+)
+
+
+_SQLITE_INSERT_RUNS = (
+    f"INSERT INTO runs ({_COLS}) VALUES ({', '.join(':' + c for c in RUN_COLUMNS)}) "  # noqa: S608
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def insert_runs(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """INSERT the runs (dicts keyed by column), skipping ids already stored; return how
+    many were inserted."""
+    if conn.dialect.name == "sqlite":
+        params = [_sqlite_row(row, RUN_COLUMNS) for row in rows]
+        return int(conn.exec_driver_sql(_SQLITE_INSERT_RUNS, params).rowcount)
+    return int(conn.exec_driver_sql(_PG_INSERT_RUNS, {"rows": _pg_json(rows)}).rowcount)
