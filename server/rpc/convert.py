@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from google.protobuf import json_format
@@ -138,12 +138,18 @@ def message_dict(msg: Any) -> dict[str, Any]:
     at a fraction of its cost (it walks descriptors in Python for every call).
 
     Handles scalars, enums, nested messages, repeated fields and maps with scalar
-    values; anything else (bytes, floats that are not finite, well-known types) goes
-    to MessageToDict itself, so the result is always the same dict.
+    values, through converters made once per message type; a message with anything
+    else set (bytes, floats, doubles that are not finite, well-known types) goes to
+    MessageToDict itself, so the result is always the same dict.
     """
+    plan = _PLANS.get(msg.DESCRIPTOR.full_name)
+    if plan is None:
+        plan = _PLANS[msg.DESCRIPTOR.full_name] = {
+            f.number: _field_converter(f) for f in msg.DESCRIPTOR.fields
+        }
     out: dict[str, Any] = {}
     for field, value in msg.ListFields():
-        converted = _field_value(field, value)
+        converted = plan[field.number](value)
         if converted is _SLOW:
             return _slow_dict(msg)
         out[field.name] = converted
@@ -151,6 +157,8 @@ def message_dict(msg: Any) -> dict[str, Any]:
 
 
 _SLOW = object()
+Convert = Callable[[Any], Any]
+_PLANS: dict[str, dict[int, Convert]] = {}
 
 
 def _slow_dict(msg: Any) -> dict[str, Any]:
@@ -158,39 +166,48 @@ def _slow_dict(msg: Any) -> dict[str, Any]:
     return out
 
 
-def _field_value(field: Any, value: Any) -> Any:
+def _field_converter(field: Any) -> Convert:
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         value_field = field.message_type.fields_by_name["value"]
         if value_field.message_type is not None:
-            return _SLOW
-        entries = {str(k): _scalar(value_field, v) for k, v in value.items()}
-        return _SLOW if any(v is _SLOW for v in entries.values()) else entries
+            return _to_slow
+        one = _single_converter(value_field)
+        return lambda m: _or_slow({str(k): one(v) for k, v in m.items()})
+    one = _single_converter(field)
     if field.is_repeated:
-        items = [_single(field, v) for v in value]
-        return _SLOW if any(v is _SLOW for v in items) else items
-    return _single(field, value)
+        return lambda items: _or_slow([one(v) for v in items])
+    return one
 
 
-def _single(field: Any, value: Any) -> Any:
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        if field.message_type.full_name.startswith("google.protobuf."):
-            return _SLOW
-        return message_dict(value)
-    return _scalar(field, value)
+def _or_slow(converted: Any) -> Any:
+    values = converted.values() if isinstance(converted, dict) else converted
+    return _SLOW if any(v is _SLOW for v in values) else converted
 
 
-def _scalar(field: Any, value: Any) -> Any:
+def _single_converter(field: Any) -> Convert:
     t = field.type
+    if t == FieldDescriptor.TYPE_MESSAGE:
+        if field.message_type.full_name.startswith("google.protobuf."):
+            return _to_slow
+        return message_dict
     if t in _INT64:
-        return str(value)
+        return str
     if t == FieldDescriptor.TYPE_ENUM:
-        enum_value = field.enum_type.values_by_number.get(value)
-        return enum_value.name if enum_value is not None else value
-    if t in _FLOATS:
-        return float(value) if math.isfinite(value) and t == FieldDescriptor.TYPE_DOUBLE else _SLOW
-    if t in {FieldDescriptor.TYPE_BYTES, FieldDescriptor.TYPE_GROUP}:
-        return _SLOW
+        names = {v.number: v.name for v in field.enum_type.values}
+        return lambda v: names.get(v, v)
+    if t == FieldDescriptor.TYPE_DOUBLE:
+        return lambda v: float(v) if math.isfinite(v) else _SLOW
+    if t in {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_BYTES, FieldDescriptor.TYPE_GROUP}:
+        return _to_slow
+    return _same
+
+
+def _same(value: Any) -> Any:
     return value
+
+
+def _to_slow(_value: Any) -> Any:
+    return _SLOW
 
 
 def checkin_facts(req: agent_pb2.CheckInRequest) -> CheckInFacts:
