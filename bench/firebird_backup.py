@@ -151,10 +151,10 @@ def _proc_cpu(pid: int) -> float:
 class Bench:
     """The database, the paths and the contenders."""
 
-    def __init__(self, target: FirebirdTarget, pw: str, settle: float) -> None:
+    def __init__(self, target: FirebirdTarget, pw: str, settle: float, out: Path) -> None:
         self.target, self.pw, self.settle = target, pw, settle
-        self.work = CACHE / "work"
-        self.backups = CACHE / "backups"
+        self.work = out / "work"
+        self.backups = out / "backups"
         for folder in (self.work, self.backups):
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
@@ -289,12 +289,19 @@ def main() -> None:
         "--writer-rounds", type=int, default=0, help="writer latency rounds (default 3 x repeat)"
     )
     parser.add_argument("--settle", type=float, default=0.5, help="seconds before each run")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=CACHE,
+        help="where raw gbak and the agent write their backups (default: beside the "
+        "database; point it at another volume to see the effect of a separate backup disk)",
+    )
     args = parser.parse_args()
     writer_rounds = args.writer_rounds or 3 * args.repeat
     pw = password()
     target = FirebirdTarget("localhost", str(CACHE / f"shop-{args.size_mb}mb.fdb"), "SYSDBA", pw)
     db_size = build_database(target, args.size_mb)
-    bench = Bench(target, pw, args.settle)
+    bench = Bench(target, pw, args.settle, args.out_dir)
     load_before = os.getloadavg()
     print(f"database {db_size / 2**20:.0f} MiB; load average {load_before[0]:.2f}; warming up")
     bench.raw_backup(no_gc=True, keep=True)
@@ -392,7 +399,8 @@ def report(args, db_size, sizes, runs, latencies, bench, loads) -> None:
         f"\ndatabase {db_size / 2**20:.0f} MiB, backup {sizes[0] / 2**20:.0f} MiB raw, "
         f"{sizes[1] / 2**20:.0f} MiB zstd; {args.repeat} backup/verify rounds, "
         f"{len(latencies['raw'])} writer rounds, order rotated; {os.cpu_count()} CPUs; "
-        f"load average {loads[0][0]:.2f} before, {loads[1][0]:.2f} after"
+        f"load average {loads[0][0]:.2f} before, {loads[1][0]:.2f} after; backups written to "
+        f"{args.out_dir}"
     )
     for name, value, best, r, rb in rows:
         print(f"{name:<{width}}  {value:>10}  {best:>10}  {r:>13}  {rb}")
@@ -425,6 +433,7 @@ def report(args, db_size, sizes, runs, latencies, bench, loads) -> None:
                 "backup_raw_bytes": sizes[0],
                 "backup_compressed_bytes": sizes[1],
                 "repeat": args.repeat,
+                "out_dir": str(args.out_dir),
                 "writer_rounds": len(latencies["raw"]),
                 "seconds": t,
                 "medians": m,
