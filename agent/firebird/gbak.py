@@ -4,7 +4,8 @@ The server writes the backup into a named pipe in the spool folder (POSIX;
 elsewhere a file the agent follows as it grows) and the agent compresses and
 hashes what comes through, so only the compressed copy reaches the disk; a thread drains the service
 output, which is where fdb surfaces errors and where the per-table record
-counts are.
+counts are. A test restore goes the other way: the server reads the backup
+from a pipe that the agent decompresses it into (elsewhere from a scratch file).
 """
 
 from __future__ import annotations
@@ -19,13 +20,23 @@ from typing import Any
 
 from agent.firebird import stream
 from agent.firebird.connection import FirebirdTarget, require_ascii, services
-from agent.firebird.errors import BackupFailed, FirebirdJobError, RestoreFailed, translate
+from agent.firebird.errors import (
+    BackupCorrupt,
+    BackupFailed,
+    FirebirdJobError,
+    RestoreFailed,
+    translate,
+)
 from agent.firebird.files import Spool, remove_quietly
 
 _WRITING = re.compile(r"writing data for table (.+?)\s*$")
 _WRITTEN = re.compile(r"^\s*(\d+) records written")
 _RESTORING = re.compile(r"restoring data for table (.+?)\s*$")
 _RESTORED = re.compile(r"^\s*(\d+) records restored")
+# gbak's restore first reads the start of its file to see whether it is part of
+# a gsplit set, then seeks back to 0, which a pipe cannot do: it gets a byte of
+# its own to read (and throw away) before the backup starts.
+_SPLIT_PROBE_LEAD = b"\0"
 
 
 class GbakLog:
@@ -66,10 +77,10 @@ def parse_counts(lines: list[str], *, restore: bool = False) -> dict[str, int]:
 class _Drain(threading.Thread):
     """Reads a running service's output to its end, parsing it and keeping any error."""
 
-    def __init__(self, svc: Any) -> None:
+    def __init__(self, svc: Any, *, restore: bool = False) -> None:
         super().__init__(name="gbak-output", daemon=True)
         self.svc = svc
-        self.log = GbakLog()
+        self.log = GbakLog(restore=restore)
         self.error: BaseException | None = None
         self.done = threading.Event()
 
@@ -178,6 +189,89 @@ def _check_complete(lines: list[str], compressed: stream.Compressed) -> None:
         )
 
 
+def restore_compressed(
+    target: FirebirdTarget, spool: Spool, src: Path, database: Path, *, expected_sha256: str
+) -> dict[str, int]:
+    """Restore the zstd backup `src` into a new `database`; return restored record counts.
+
+    The server reads the backup from a named pipe in the spool folder that the
+    agent decompresses into meanwhile (POSIX), so no decompressed copy reaches
+    the disk; elsewhere the agent decompresses into a scratch file first. A
+    damaged `src` (BackupCorrupt) or an OSError reading it is raised as it is,
+    before the server's error that it causes.
+    """
+    if not stream.PIPE_SUPPORTED:
+        return _restore_from_file(target, spool, src, database, expected_sha256)
+    pipe = spool.scratch(".pipe")
+    try:
+        stream.make_pipe(pipe, spool.file_mode)  # the server may read it, only the agent write
+        with services(target, what="restoring the backup") as svc:
+            try:
+                svc.restore(str(pipe), str(database), replace=0)
+            except Exception as exc:
+                raise _restore_error(exc) from exc
+            drain = _Drain(svc, restore=True)
+            drain.start()
+            local_error = _feed_pipe(src, pipe, drain, expected_sha256)
+            drain.join()
+    finally:
+        remove_quietly(pipe)
+    # Our own failure first: a damaged backup cut short fails the server's reading too.
+    if local_error is not None:
+        raise local_error
+    if drain.error is not None:
+        raise _restore_error(drain.error) from drain.error
+    check_restored(list(drain.log.tail))
+    return drain.log.counts
+
+
+def _feed_pipe(
+    src: Path, pipe: Path, drain: _Drain, expected_sha256: str
+) -> BackupCorrupt | OSError | None:
+    """Decompress `src` into the pipe the server restores from; return our failure, if any.
+
+    The server waits for the decompressor here, so it runs niced but not at idle priority.
+    """
+    try:
+        stream.run_niced(
+            lambda: stream.decompress_to_pipe(
+                src,
+                pipe,
+                expected_sha256=expected_sha256,
+                finished=drain.done.is_set,
+                lead=_SPLIT_PROBE_LEAD,
+            )
+        )
+    except (BackupCorrupt, OSError) as exc:
+        return exc  # our end of the pipe is closed: the server's restore stops at its end
+    return None
+
+
+def check_restored(lines: list[str]) -> None:
+    """Raise RestoreFailed unless the tail of a verbose restore log has gbak's closing line.
+
+    Firebird 3 can end a restore service without an error when gbak stops early
+    (seen when its input ends too soon), so the absence of an error is not enough.
+    """
+    if not any("finishing, closing, and going home" in line for line in lines):
+        raise RestoreFailed("The test restore ended without gbak's closing line; it is incomplete.")
+
+
+def _restore_from_file(
+    target: FirebirdTarget, spool: Spool, src: Path, database: Path, expected_sha256: str
+) -> dict[str, int]:
+    fbk = spool.scratch(".fbk")
+    try:
+        stream.run_niced(
+            lambda: stream.decompress_checked(
+                src, fbk, expected_sha256=expected_sha256, mode=spool.file_mode
+            )
+        )
+        return restore(target, fbk, database)
+    finally:
+        remove_quietly(fbk)
+
+
 def restore(target: FirebirdTarget, fbk: Path, database: Path) -> dict[str, int]:
     """Restore `fbk` (server-side path) into a new `database`; return restored record counts."""
     with services(target, what="restoring the backup") as svc:
@@ -187,8 +281,12 @@ def restore(target: FirebirdTarget, fbk: Path, database: Path) -> dict[str, int]
             for line in svc:
                 log.feed(line)
         except Exception as exc:
-            err = translate(exc, what="the test restore")
-            if type(err) is FirebirdJobError:
-                err = RestoreFailed(f"The test restore failed: {err.message}")
-            raise err from exc
+            raise _restore_error(exc) from exc
     return log.counts
+
+
+def _restore_error(exc: BaseException) -> FirebirdJobError:
+    err = translate(exc, what="the test restore")
+    if type(err) is FirebirdJobError:
+        err = RestoreFailed(f"The test restore failed: {err.message}")
+    return err

@@ -14,12 +14,19 @@ runs: measured on 2 cores, what a concurrent shop writer feels is the
 compressor's CPU use (its commits wait for a core), so the compressor takes
 only what is left over; once gbak is done, the rest is pure waiting time and
 the follower goes back to a niced normal priority (`leave_idle`).
+
+Verification goes the other way: `decompress_checked` writes the backup back
+out to a file, and `decompress_to_pipe` into a named pipe that the server
+restores from as it goes, so no decompressed copy reaches the disk; both check
+the frames and the SHA-256 of the compressed file with the same code.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import os
 import select
@@ -154,9 +161,17 @@ _F_SETPIPE_SZ = 1031  # Linux fcntl
 
 
 def make_pipe(path: Path, mode: int) -> None:
-    """Create the named pipe the database server writes the backup into (POSIX)."""
+    """Create a named pipe the database server writes a backup into or restores one from (POSIX)."""
     os.mkfifo(path, mode)
     os.chmod(path, mode)  # mkfifo applies the umask
+
+
+def _widen_pipe(fd: int) -> None:
+    """Ask for a PIPE_BUFFER-sized pipe (Linux), so writer and reader wait on each other less."""
+    import fcntl  # POSIX only, like the pipe itself
+
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BUFFER)
 
 
 def compress_pipe(
@@ -177,12 +192,9 @@ def compress_pipe(
     writer closes the pipe; if `finished()` turns true before any writer opened
     it (the server failed first), returns sizes 0.
     """
-    import fcntl  # POSIX only, like the pipe itself
-
     fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BUFFER)
+        _widen_pipe(fd)
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP)
         seen_writer = False
@@ -312,41 +324,182 @@ def decompress_checked(src: Path, dst: Path, *, expected_sha256: str, mode: int 
     Raises BackupCorrupt (and removes `dst`) when the checksum or a zstd frame
     is wrong or the file is cut short. Returns the decompressed size.
     """
-    size = frames = 0
-    mid_frame = False
-    hasher = _HashThread(src)  # on another core, while this one decompresses
-    hasher.start()
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    writer = _create(dst, mode)
     try:
-        with open(src, "rb", buffering=0) as reader, os.fdopen(fd, "wb", buffering=0) as writer:
-            dobj = zstandard.ZstdDecompressor().decompressobj()
-            while chunk := reader.read(CHUNK):
-                while chunk:
-                    mid_frame = True
-                    try:
-                        size += _emit(writer, None, dobj.decompress(chunk))
-                    except zstandard.ZstdError as exc:
-                        raise BackupCorrupt(
-                            f"The backup file {src.name} is damaged ({exc})."
-                        ) from exc
-                    chunk = b""
-                    if dobj.eof:  # a frame ended; the rest belongs to the next one
-                        frames, mid_frame = frames + 1, False
-                        chunk = dobj.unused_data
-                        dobj = zstandard.ZstdDecompressor().decompressobj()
-        if mid_frame or not frames:
-            raise BackupCorrupt(f"The backup file {src.name} is truncated.")
-        hasher.join()
-        if hasher.hexdigest != expected_sha256:
-            raise BackupCorrupt(
-                f"The backup file {src.name} no longer matches the checksum taken when it "
-                "was written: it was damaged on disk."
-            )
+        with writer:
+
+            def into_file(data: bytes) -> bool:
+                _emit(writer, None, data)
+                return True
+
+            return _checked_frames(src, expected_sha256, into_file)
     except BaseException:
-        hasher.join()
         dst.unlink(missing_ok=True)
         raise
+
+
+def decompress_to_pipe(
+    src: Path,
+    pipe: Path,
+    *,
+    expected_sha256: str,
+    finished: Callable[[], bool],
+    lead: bytes = b"",
+    poll_ms: int = 100,
+) -> int:
+    """Decompress `src` into the named pipe `pipe` as its reader takes it, checking `src`'s SHA-256.
+
+    The inverse of compress_pipe: nothing decompressed reaches the disk. Waits
+    for the reader (the database server) to open the pipe, writes `lead` and
+    waits until the reader has taken it (for a reader that throws its first read
+    away), then the decompressed stream; closing the pipe ends the reader's
+    input, cut short if this fails. If the reader goes away (closes the pipe,
+    or `finished()` turns true before it opened it or while the pipe is full),
+    writing stops. Either way the whole of `src` is checked: BackupCorrupt as in
+    decompress_checked, whoever stopped first. Returns the decompressed bytes
+    the reader was given.
+    """
+    with _PipeWriter(pipe, finished=finished, lead=lead, poll_ms=poll_ms) as out:
+        return _checked_frames(src, expected_sha256, out.write)
+
+
+def _checked_frames(src: Path, expected_sha256: str, write: Callable[[bytes], bool]) -> int:
+    """Decompress the zstd frames of `src` through `write`, then check `src`'s SHA-256.
+
+    `write` returns False once nobody wants more output: decompression stops
+    there, but the checksum, taken over the whole file by another thread, is
+    still compared. Raises BackupCorrupt when it or a frame is wrong or the
+    file is cut short. Returns the bytes passed to `write`.
+    """
+    hasher = _HashThread(src)  # on another core, while this one decompresses
+    hasher.start()
+    try:
+        size = _frames(src, write)
+    finally:
+        hasher.join()
+    if hasher.hexdigest != expected_sha256:
+        raise BackupCorrupt(
+            f"The backup file {src.name} no longer matches the checksum taken when it "
+            "was written: it was damaged on disk."
+        )
     return size
+
+
+def _frames(src: Path, write: Callable[[bytes], bool]) -> int:
+    size = frames = 0
+    mid_frame = False
+    decompressor = zstandard.ZstdDecompressor()
+    with open(src, "rb", buffering=0) as reader:
+        dobj = decompressor.decompressobj()
+        while chunk := reader.read(CHUNK):
+            while chunk:
+                mid_frame = True
+                try:
+                    data = dobj.decompress(chunk)
+                except zstandard.ZstdError as exc:
+                    raise BackupCorrupt(f"The backup file {src.name} is damaged ({exc}).") from exc
+                if data and not write(data):
+                    return size  # the reader went away
+                size += len(data)
+                chunk = b""
+                if dobj.eof:  # a frame ended; the rest belongs to the next one
+                    frames, mid_frame = frames + 1, False
+                    chunk = dobj.unused_data
+                    dobj = decompressor.decompressobj()
+    if mid_frame or not frames:
+        raise BackupCorrupt(f"The backup file {src.name} is truncated.")
+    return size
+
+
+class _PipeWriter:
+    """The writing end of a named pipe whose reader (the database server) may fail or never come.
+
+    Entering waits for the reader to open the pipe, or for `finished()`. `write`
+    returns False once the reader has gone. Leaving closes the pipe, which ends
+    the reader's input; if the reader never opened it, it is released instead:
+    a reader blocked opening it sees an empty stream, a later one no pipe.
+    """
+
+    def __init__(
+        self, path: Path, *, finished: Callable[[], bool], lead: bytes, poll_ms: int
+    ) -> None:
+        self.gone = False
+        self._path, self._finished, self._lead, self._poll_ms = path, finished, lead, poll_ms
+        self._fd = -1
+        self._poller = select.poll()
+
+    def __enter__(self) -> _PipeWriter:
+        try:
+            self._open()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._close()
+
+    def write(self, data: bytes) -> bool:
+        """Write all of `data`, waiting for room; False once the reader has gone."""
+        view = memoryview(data)
+        while view and not self.gone:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                self._wait_for_room()
+            except BrokenPipeError:
+                self.gone = True  # the reader closed its end
+        return not self.gone
+
+    def _open(self) -> None:
+        while True:
+            try:
+                self._fd = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            if self._finished():
+                self.gone = True  # the server ended without opening the pipe
+                return
+            time.sleep(POLL_SECONDS)
+        _widen_pipe(self._fd)
+        self._poller.register(self._fd, select.POLLOUT)
+        if self._lead and self.write(self._lead):
+            self._wait_until_taken()
+
+    def _wait_for_room(self) -> None:
+        while not self._poller.poll(self._poll_ms):
+            if self._finished():
+                self.gone = True
+                return
+        # room, or no reader any more (POLLERR): the next write tells which
+
+    def _wait_until_taken(self) -> None:
+        """Until the reader has read everything written so far."""
+        import fcntl  # POSIX only, like the pipe itself
+        import termios
+
+        unread = array.array("i", [0])
+        while True:
+            fcntl.ioctl(self._fd, termios.FIONREAD, unread)
+            if not unread[0]:
+                return
+            reader_gone = any(flags & select.POLLERR for _, flags in self._poller.poll(0))
+            if reader_gone or self._finished():
+                self.gone = True
+                return
+            time.sleep(0.001)
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            return
+        with contextlib.suppress(OSError):  # a reader blocked in open() wakes to an empty stream
+            fd = os.open(self._path, os.O_RDWR | os.O_NONBLOCK)
+            self._path.unlink()
+            os.close(fd)
 
 
 class _HashThread(threading.Thread):

@@ -10,10 +10,12 @@ those captured at backup time. The scratch files are always removed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent.firebird import gbak, nbackup
@@ -60,25 +62,11 @@ def verify(
     started = time.monotonic()
     chain = [_find(backups, name) for name in manifest.chain] + [manifest]
     scratch: list[Path] = []
-    restored: dict[str, int] = {}
     database = spool.scratch(".fdb")
     try:
-        for member in chain:
-            raw = spool.scratch(".nbk" if member.method == "nbackup" else ".fbk")
-            scratch.append(raw)
-            try:
-                _decompress(spool, member, raw)
-            except FileNotFoundError as exc:
-                raise BackupCorrupt(f"The backup file {member.file} has disappeared.") from exc
-            except BackupCorrupt as exc:
-                exc.file = member.file
-                raise
-        check_scratch_target(target, spool, database)
-        if manifest.method == "nbackup":
-            nbackup.restore(target, spool, scratch, database, server_version=server_version)
-        else:
-            restored = gbak.restore(target, scratch[0], database)
-        remove_quietly(*scratch)
+        restored = _restore(
+            target, spool, chain, database, scratch=scratch, server_version=server_version
+        )
         warnings = validate_copy(target, database)
         with attach(target, str(database), what="reading the restored copy") as con:
             schema = read_schema(con)
@@ -105,6 +93,53 @@ def verify(
         message=f"Restored {len(counts)} tables with {rows} rows; validation clean"
         + (f" ({warnings} warnings)." if warnings else "."),
     )
+
+
+def _restore(
+    target: FirebirdTarget,
+    spool: Spool,
+    chain: list[Manifest],
+    database: Path,
+    *,
+    scratch: list[Path],
+    server_version: str,
+) -> dict[str, int]:
+    """Restore `chain` (lower levels first) into `database`; the restore's counts (gbak only).
+
+    A gbak backup is decompressed while the server restores it (through a pipe
+    where the platform has them); an nbackup chain is decompressed into
+    `scratch` files first, which are removed once restored.
+    """
+    top = chain[-1]
+    if top.method != "nbackup":
+        check_scratch_target(target, spool, database)
+        with _reading(top):
+            return gbak.restore_compressed(
+                target, spool, spool.backup_dir / top.file, database, expected_sha256=top.sha256
+            )
+    for member in chain:
+        raw = spool.scratch(".nbk")
+        scratch.append(raw)
+        with _reading(member):
+            _decompress(spool, member, raw)
+    check_scratch_target(target, spool, database)
+    nbackup.restore(target, spool, scratch, database, server_version=server_version)
+    remove_quietly(*scratch)
+    return {}
+
+
+@contextlib.contextmanager
+def _reading(member: Manifest) -> Iterator[None]:
+    """Errors reading `member`'s file, told as what they say about the backup."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise BackupCorrupt(f"The backup file {member.file} has disappeared.") from exc
+    except BackupCorrupt as exc:
+        exc.file = member.file
+        raise
+    except OSError as exc:
+        raise translate(exc, what="decompressing the backup") from exc
 
 
 def _decompress(spool: Spool, member: Manifest, raw: Path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.firebird.errors import NbackupPrecondition
+from agent.firebird.errors import NbackupPrecondition, RestoreFailed
 from agent.firebird.files import Manifest, Status
-from agent.firebird.gbak import parse_counts
+from agent.firebird.gbak import check_restored, parse_counts
 from agent.firebird.nbackup import plan_chain, services_call_is_safe
 from agent.firebird.validate import parse_validation
 
@@ -44,6 +44,18 @@ def test_backup_counts() -> None:
 
 def test_restore_counts() -> None:
     assert parse_counts(RESTORE_LOG, restore=True) == {"ACCOUNTS": 5000, "ITEMS": 20020}
+
+
+def test_a_restore_log_without_the_closing_line_is_incomplete() -> None:
+    check_restored(
+        [
+            "gbak:finishing, closing, and going home",
+            "gbak:adjusting the ONLINE and FORCED WRITES flags",
+            "",
+        ]
+    )
+    with pytest.raises(RestoreFailed, match="incomplete"):
+        check_restored(["gbak:restoring data for table ITEMS", ""])  # Firebird 3 said "ok"
 
 
 def test_clean_validation() -> None:

@@ -17,6 +17,7 @@ from agent.firebird.stream import (
     compress_following,
     compress_pipe,
     decompress_checked,
+    decompress_to_pipe,
     make_pipe,
     sha256_file,
 )
@@ -208,3 +209,138 @@ def test_a_server_that_fails_before_opening_the_pipe_ends_the_reader(tmp_path: P
     t0 = time.monotonic()
     got = compress_pipe(pipe, tmp_path / "b.zst", finished=lambda: time.monotonic() - t0 > 0.3)
     assert (got.size_raw, got.size_compressed, got.sha256) == (0, 0, "")
+
+
+class PipeReader(threading.Thread):
+    """Reads a named pipe like the server's restore: one probe read thrown away, then the rest."""
+
+    def __init__(self, pipe: Path, *, keep: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.keep = pipe, keep
+        self.probe, self.got = b"", bytearray()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with open(self.pipe, "rb", buffering=0) as r:
+                self.probe = r.read(100)  # gbak's gsplit probe, which it cannot undo on a pipe
+                while chunk := r.read(65_536):
+                    self.got += chunk
+                    if self.keep is not None and len(self.got) >= self.keep:
+                        break  # a restore that failed: it closes its end
+        finally:
+            self.done.set()
+
+
+def pipe_restore(
+    tmp_path: Path, backup: Path, digest: str, *, keep: int | None = None
+) -> tuple[PipeReader, int]:
+    pipe = tmp_path / "r.pipe"
+    make_pipe(pipe, 0o640)
+    reader = PipeReader(pipe, keep=keep)
+    reader.start()
+    try:
+        size = decompress_to_pipe(
+            backup, pipe, expected_sha256=digest, finished=reader.done.is_set, lead=b"\0"
+        )
+    finally:
+        reader.join(timeout=10)
+        assert not reader.is_alive(), "the reader was left waiting"
+    return reader, size
+
+
+@pipes
+def test_a_backup_is_decompressed_into_a_pipe_after_the_readers_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.firebird.stream.SEGMENT", 256 << 10)  # several frames
+    data = os.urandom(300_000) + b"shop data " * 300_000  # ~3.3 MB, more than the pipe holds
+    backup, digest = make_backup(tmp_path, data)
+    reader, size = pipe_restore(tmp_path, backup, digest)
+    assert reader.probe == b"\0"  # the reader's first read got the lead and nothing else
+    assert size == len(data) and bytes(reader.got) == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.zst", "r.pipe", "raw"]
+
+
+@pipes
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_a_damaged_backup_is_caught_through_the_pipe_and_its_reader_is_cut_short(
+    tmp_path: Path, damage: str
+) -> None:
+    data = os.urandom(100_000) * 20
+    backup, digest = make_backup(tmp_path, data)
+    raw = bytearray(backup.read_bytes())
+    if damage == "truncated":
+        del raw[len(raw) // 2 :]
+    else:
+        raw[len(raw) // 2] ^= 0xFF
+    backup.write_bytes(bytes(raw))
+    with pytest.raises(BackupCorrupt):
+        pipe_restore(tmp_path, backup, digest)
+
+
+@pipes
+def test_a_reader_that_stops_early_ends_the_writer_and_damage_is_still_found(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(4_000_000)  # incompressible: the file is as long as the stream
+    backup, digest = make_backup(tmp_path, data)
+    reader, size = pipe_restore(tmp_path, backup, digest, keep=100_000)
+    assert 100_000 <= size < len(data)
+    assert bytes(reader.got) == data[: len(reader.got)]
+
+    raw = bytearray(backup.read_bytes())
+    raw[-10_000] ^= 0xFF  # far past what the reader takes before it stops
+    backup.write_bytes(bytes(raw))
+    (tmp_path / "r.pipe").unlink()
+    with pytest.raises(BackupCorrupt):
+        pipe_restore(tmp_path, backup, digest, keep=100_000)
+
+
+@pipes
+def test_a_reader_that_never_opens_the_pipe_ends_the_writer(tmp_path: Path) -> None:
+    backup, digest = make_backup(tmp_path, b"backup " * 100_000)
+    pipe = tmp_path / "r.pipe"
+    make_pipe(pipe, 0o640)
+    t0 = time.monotonic()
+    size = decompress_to_pipe(
+        backup, pipe, expected_sha256=digest, finished=lambda: time.monotonic() - t0 > 0.3
+    )
+    assert size == 0
+
+
+@pipes
+def test_a_reader_waiting_to_open_is_released_when_the_writer_fails_first(
+    tmp_path: Path,
+) -> None:
+    pipe = tmp_path / "r.pipe"
+    make_pipe(pipe, 0o640)
+    reader = PipeReader(pipe)
+    reader.start()
+    with pytest.raises(FileNotFoundError):  # the backup file is gone
+        decompress_to_pipe(
+            tmp_path / "missing.zst", pipe, expected_sha256="", finished=reader.done.is_set
+        )
+    reader.join(timeout=10)
+    assert not reader.is_alive() and reader.probe == b"" and not reader.got
+
+
+@pipes
+def test_a_reader_blocked_opening_is_released_when_the_writer_is_interrupted_waiting(
+    tmp_path: Path,
+) -> None:
+    backup, digest = make_backup(tmp_path, b"backup " * 1000)
+    pipe = tmp_path / "r.pipe"
+    make_pipe(pipe, 0o640)
+    reader = PipeReader(pipe)
+
+    def interrupted() -> bool:  # the reader comes between two of the writer's tries
+        reader.start()
+        time.sleep(0.2)  # now blocked in open(), waiting for a writer
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        decompress_to_pipe(backup, pipe, expected_sha256=digest, finished=interrupted)
+    reader.join(timeout=10)
+    assert not reader.is_alive() and reader.probe == b"" and not reader.got
+    assert not pipe.exists()  # a later reader finds no pipe instead of waiting
