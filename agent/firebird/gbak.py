@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.firebird import stream
+from agent.firebird import decompress, pipes, priority, stream
 from agent.firebird.connection import FirebirdTarget, require_ascii, services
 from agent.firebird.errors import (
     BackupCorrupt,
@@ -107,12 +107,12 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
     On any failure both the server's file and `partial` are removed.
     """
     require_ascii(str(spool.path), what="backup.dir")
-    piped = stream.PIPE_SUPPORTED
+    piped = pipes.SUPPORTED
     server_file = spool.scratch(".pipe" if piped else ".fbk")
     started = time.monotonic()
     try:
         if piped:  # the server may write into it, nobody else may read it
-            stream.make_pipe(server_file, 0o620 if spool.file_mode == 0o640 else 0o622)
+            pipes.make_pipe(server_file, 0o620 if spool.file_mode == 0o640 else 0o622)
         with services(target, what="starting the backup") as svc:
             try:
                 svc.backup(target.database, str(server_file), collect_garbage=0)
@@ -142,13 +142,13 @@ def _follow(
     server_file: Path, partial: Path, drain: _Drain, mode: int
 ) -> tuple[stream.Compressed, OSError | None]:
     try:
-        return stream.run_niced(
+        return priority.run_niced(
             lambda: stream.compress_following(
                 server_file,
                 partial,
                 finished=drain.done.is_set,
                 mode=mode,
-                on_finished=stream.leave_idle,
+                on_finished=priority.leave_idle,
             ),
             idle=True,  # gbak and the shop's own work first; see stream's docstring
         ), None
@@ -168,7 +168,7 @@ def _follow_pipe(
     The compressor paces the server here, so it runs niced but not at idle priority.
     """
     try:
-        return stream.run_niced(
+        return priority.run_niced(
             lambda: stream.compress_pipe(pipe, partial, finished=drain.done.is_set, mode=mode)
         ), None
     except OSError as exc:
@@ -200,11 +200,11 @@ def restore_compressed(
     damaged `src` (BackupCorrupt) or an OSError reading it is raised as it is,
     before the server's error that it causes.
     """
-    if not stream.PIPE_SUPPORTED:
+    if not pipes.SUPPORTED:
         return _restore_from_file(target, spool, src, database, expected_sha256)
     pipe = spool.scratch(".pipe")
     try:
-        stream.make_pipe(pipe, spool.file_mode)  # the server may read it, only the agent write
+        pipes.make_pipe(pipe, spool.file_mode)  # the server may read it, only the agent write
         with services(target, what="restoring the backup") as svc:
             try:
                 svc.restore(str(pipe), str(database), replace=0)
@@ -233,8 +233,8 @@ def _feed_pipe(
     The server waits for the decompressor here, so it runs niced but not at idle priority.
     """
     try:
-        stream.run_niced(
-            lambda: stream.decompress_to_pipe(
+        priority.run_niced(
+            lambda: decompress.decompress_to_pipe(
                 src,
                 pipe,
                 expected_sha256=expected_sha256,
@@ -262,8 +262,8 @@ def _restore_from_file(
 ) -> dict[str, int]:
     fbk = spool.scratch(".fbk")
     try:
-        stream.run_niced(
-            lambda: stream.decompress_checked(
+        priority.run_niced(
+            lambda: decompress.decompress_checked(
                 src, fbk, expected_sha256=expected_sha256, mode=spool.file_mode
             )
         )

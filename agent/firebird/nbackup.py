@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.firebird import stream
+from agent.firebird import priority, stream
 from agent.firebird.connection import FirebirdTarget, attach, parse_version, services
 from agent.firebird.errors import (
     AuthFailed,
@@ -151,7 +151,7 @@ def backup(
             _via_cli(target, raw, level)
         with attach(target, what="reading the nbackup history") as con:
             guid = read_history(con).get(level, "")
-        compressed = stream.run_niced(
+        compressed = priority.run_niced(
             lambda: stream.compress_following(
                 raw, partial, finished=lambda: True, mode=spool.file_mode
             )

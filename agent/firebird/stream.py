@@ -1,4 +1,4 @@
-"""Streaming zstd compression with a SHA-256 of the output, and its checked inverse.
+"""Streaming zstd compression of a backup, with a SHA-256 of the output.
 
 `compress_following` reads a file while another process is still appending to
 it (gbak writes its backup strictly sequentially, which is what lets it write
@@ -9,29 +9,23 @@ Compression must never be what the backup waits for, so the output is a
 series of zstd frames (one per SEGMENT of input) whose level adapts: when the
 unread part of the growing file piles up, the next frame uses a faster level;
 when the reader has caught up, a stronger one. Any zstd tool reads the result.
-The follower runs at idle CPU priority (`run_niced(..., idle=True)`) while gbak
+The follower runs at idle CPU priority (`priority.run_niced(..., idle=True)`) while gbak
 runs: measured on 2 cores, what a concurrent shop writer feels is the
 compressor's CPU use (its commits wait for a core), so the compressor takes
 only what is left over; once gbak is done, the rest is pure waiting time and
-the follower goes back to a niced normal priority (`leave_idle`).
+the follower goes back to a niced normal priority (`priority.leave_idle`).
 
-Verification goes the other way: `decompress_checked` writes the backup back
-out to a file, and `decompress_to_pipe` into a named pipe that the server
-restores from as it goes, so no decompressed copy reaches the disk; both check
-the frames and the SHA-256 of the compressed file with the same code.
+`compress_pipe` reads what the server writes into a named pipe (pipes.py)
+instead, so nothing uncompressed reaches the disk. The inverse is decompress.py.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import os
 import select
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +33,7 @@ from typing import Any, TypeVar
 
 import zstandard
 
-from agent.firebird.errors import BackupCorrupt
+from agent.firebird import pipes
 
 CHUNK = 1 << 20
 SEGMENT = 4 << 20
@@ -50,7 +44,6 @@ LEVELS = (1, -1, -3, -5)
 POLL_SECONDS = 0.02
 # Start writing output back while the backup runs, so the final fsync is short.
 WRITEBACK_EVERY = 8 << 20
-BACKGROUND_NICE = 10
 T = TypeVar("T")
 
 
@@ -83,7 +76,7 @@ def compress_following(
             break
         sleep(POLL_SECONDS)
     level = 0
-    with open(src, "rb", buffering=0) as reader, _create(dst, mode) as writer:
+    with open(src, "rb", buffering=0) as reader, new_file(dst, mode) as writer:
         output = _FramedOutput(writer, LEVELS[level])
         done = False
         while True:
@@ -122,10 +115,10 @@ class _FramedOutput:
         """Compress `chunk`; True when it completed a frame."""
         self.raw += len(chunk)
         self._in_frame += len(chunk)
-        self._out += _emit(self._writer, self._digest, self._frame().compress(chunk))
+        self._put(self._frame().compress(chunk))
         ended = self._in_frame >= SEGMENT
         if ended:
-            self._out += _emit(self._writer, self._digest, self._frame().flush())
+            self._put(self._frame().flush())
             self._cobj, self._in_frame = None, 0
         if writeback and self._out - self._synced >= WRITEBACK_EVERY:
             _start_writeback(self._writer.fileno(), self._synced, self._out - self._synced)
@@ -134,9 +127,12 @@ class _FramedOutput:
 
     def finish(self) -> Compressed:
         """End the last frame, fsync, and return the sizes and the output's SHA-256."""
-        self._out += _emit(self._writer, self._digest, self._frame().flush())
+        self._put(self._frame().flush())
         os.fsync(self._writer.fileno())
         return Compressed(self.raw, self._out, self._digest.hexdigest())
+
+    def _put(self, data: bytes) -> None:
+        self._out += write_all(self._writer, data, self._digest)
 
     def _frame(self) -> Any:
         if self._cobj is None:
@@ -148,30 +144,13 @@ class _FramedOutput:
         return self._cobj
 
 
-def _create(dst: Path, mode: int) -> Any:
+def new_file(dst: Path, mode: int) -> Any:
     """A new output file (never an existing one), unbuffered."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     return os.fdopen(fd, "wb", buffering=0)
 
 
-PIPE_SUPPORTED = hasattr(os, "mkfifo") and hasattr(select, "poll")
-PIPE_BUFFER = 1 << 20
 PIPE_LEVEL = -1  # level 1 (75 vs 102 MiB here) gates gbak at ~112 MB/s on this CPU
-_F_SETPIPE_SZ = 1031  # Linux fcntl
-
-
-def make_pipe(path: Path, mode: int) -> None:
-    """Create a named pipe the database server writes a backup into or restores one from (POSIX)."""
-    os.mkfifo(path, mode)
-    os.chmod(path, mode)  # mkfifo applies the umask
-
-
-def _widen_pipe(fd: int) -> None:
-    """Ask for a PIPE_BUFFER-sized pipe (Linux), so writer and reader wait on each other less."""
-    import fcntl  # POSIX only, like the pipe itself
-
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BUFFER)
 
 
 def compress_pipe(
@@ -194,11 +173,11 @@ def compress_pipe(
     """
     fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        _widen_pipe(fd)
+        pipes.widen_pipe(fd)
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP)
         seen_writer = False
-        with _create(dst, mode) as writer:
+        with new_file(dst, mode) as writer:
             output = _FramedOutput(writer, PIPE_LEVEL)
             while True:
                 if not poller.poll(poll_ms):
@@ -235,58 +214,6 @@ def next_level(level: int, backlog: int, writer_done: bool) -> int:
     return level
 
 
-def run_niced(fn: Callable[[], T], *, nice: int = BACKGROUND_NICE, idle: bool = False) -> T:
-    """Run `fn` in a thread of lower CPU priority, so the shop's own work goes first.
-
-    `idle=True` asks for SCHED_IDLE: the thread runs only on CPU time nothing
-    else wants (a waking shop process preempts it at once, where a niced
-    thread can hold the core for a time slice); `nice` is the fallback. Linux
-    applies both per thread; the thread ends with `fn`, so the agent's other
-    threads keep their priority. Elsewhere `fn` just runs.
-    """
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def body() -> None:
-        if sys.platform == "linux":
-            _lower_this_thread(nice, idle=idle)
-        try:
-            result.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            error.append(exc)
-
-    worker = threading.Thread(target=body, name="storesafe-compress")
-    worker.start()
-    worker.join()
-    if error:
-        raise error[0]
-    return result[0]
-
-
-def leave_idle(nice: int = BACKGROUND_NICE) -> None:
-    """Move the calling thread from idle priority back to normal scheduling at `nice`.
-
-    For a backlog that is now pure waiting time. Linux only; where the OS
-    refuses (an unprivileged process under RLIMIT_NICE), the thread stays idle.
-    """
-    if sys.platform == "linux" and os.sched_getscheduler(0) == os.SCHED_IDLE:
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-
-
-def _lower_this_thread(nice: int, *, idle: bool) -> None:
-    if idle:
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
-            return
-        except (OSError, AttributeError):
-            pass  # e.g. a container that forbids it: niceness still helps
-    if nice:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-
-
 def _start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to write a range back now without waiting for it (Linux).
 
@@ -299,7 +226,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
             advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
-def _emit(writer: object, digest: hashlib._Hash | None, data: bytes) -> int:
+def write_all(writer: object, data: bytes, digest: hashlib._Hash | None = None) -> int:
     if data:
         if digest is not None:
             digest.update(data)
@@ -308,208 +235,3 @@ def _emit(writer: object, digest: hashlib._Hash | None, data: bytes) -> int:
             written = writer.write(view)  # type: ignore[attr-defined]
             view = view[written:]
     return len(data)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def decompress_checked(src: Path, dst: Path, *, expected_sha256: str, mode: int = 0o640) -> int:
-    """Decompress `src` (one or more zstd frames) into a new `dst`, checking `src`'s SHA-256.
-
-    Raises BackupCorrupt (and removes `dst`) when the checksum or a zstd frame
-    is wrong or the file is cut short. Returns the decompressed size.
-    """
-    writer = _create(dst, mode)
-    try:
-        with writer:
-
-            def into_file(data: bytes) -> bool:
-                _emit(writer, None, data)
-                return True
-
-            return _checked_frames(src, expected_sha256, into_file)
-    except BaseException:
-        dst.unlink(missing_ok=True)
-        raise
-
-
-def decompress_to_pipe(
-    src: Path,
-    pipe: Path,
-    *,
-    expected_sha256: str,
-    finished: Callable[[], bool],
-    lead: bytes = b"",
-    poll_ms: int = 100,
-) -> int:
-    """Decompress `src` into the named pipe `pipe` as its reader takes it, checking `src`'s SHA-256.
-
-    The inverse of compress_pipe: nothing decompressed reaches the disk. Waits
-    for the reader (the database server) to open the pipe, writes `lead` and
-    waits until the reader has taken it (for a reader that throws its first read
-    away), then the decompressed stream; closing the pipe ends the reader's
-    input, cut short if this fails. If the reader goes away (closes the pipe,
-    or `finished()` turns true before it opened it or while the pipe is full),
-    writing stops. Either way the whole of `src` is checked: BackupCorrupt as in
-    decompress_checked, whoever stopped first. Returns the decompressed bytes
-    the reader was given.
-    """
-    with _PipeWriter(pipe, finished=finished, lead=lead, poll_ms=poll_ms) as out:
-        return _checked_frames(src, expected_sha256, out.write)
-
-
-def _checked_frames(src: Path, expected_sha256: str, write: Callable[[bytes], bool]) -> int:
-    """Decompress the zstd frames of `src` through `write`, then check `src`'s SHA-256.
-
-    `write` returns False once nobody wants more output: decompression stops
-    there, but the checksum, taken over the whole file by another thread, is
-    still compared. Raises BackupCorrupt when it or a frame is wrong or the
-    file is cut short. Returns the bytes passed to `write`.
-    """
-    hasher = _HashThread(src)  # on another core, while this one decompresses
-    hasher.start()
-    try:
-        size = _frames(src, write)
-    finally:
-        hasher.join()
-    if hasher.hexdigest != expected_sha256:
-        raise BackupCorrupt(
-            f"The backup file {src.name} no longer matches the checksum taken when it "
-            "was written: it was damaged on disk."
-        )
-    return size
-
-
-def _frames(src: Path, write: Callable[[bytes], bool]) -> int:
-    size = frames = 0
-    mid_frame = False
-    decompressor = zstandard.ZstdDecompressor()
-    with open(src, "rb", buffering=0) as reader:
-        dobj = decompressor.decompressobj()
-        while chunk := reader.read(CHUNK):
-            while chunk:
-                mid_frame = True
-                try:
-                    data = dobj.decompress(chunk)
-                except zstandard.ZstdError as exc:
-                    raise BackupCorrupt(f"The backup file {src.name} is damaged ({exc}).") from exc
-                if data and not write(data):
-                    return size  # the reader went away
-                size += len(data)
-                chunk = b""
-                if dobj.eof:  # a frame ended; the rest belongs to the next one
-                    frames, mid_frame = frames + 1, False
-                    chunk = dobj.unused_data
-                    dobj = decompressor.decompressobj()
-    if mid_frame or not frames:
-        raise BackupCorrupt(f"The backup file {src.name} is truncated.")
-    return size
-
-
-class _PipeWriter:
-    """The writing end of a named pipe whose reader (the database server) may fail or never come.
-
-    Entering waits for the reader to open the pipe, or for `finished()`. `write`
-    returns False once the reader has gone. Leaving closes the pipe, which ends
-    the reader's input; if the reader never opened it, it is released instead:
-    a reader blocked opening it sees an empty stream, a later one no pipe.
-    """
-
-    def __init__(
-        self, path: Path, *, finished: Callable[[], bool], lead: bytes, poll_ms: int
-    ) -> None:
-        self.gone = False
-        self._path, self._finished, self._lead, self._poll_ms = path, finished, lead, poll_ms
-        self._fd = -1
-        self._poller = select.poll()
-
-    def __enter__(self) -> _PipeWriter:
-        try:
-            self._open()
-        except BaseException:
-            self._close()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._close()
-
-    def write(self, data: bytes) -> bool:
-        """Write all of `data`, waiting for room; False once the reader has gone."""
-        view = memoryview(data)
-        while view and not self.gone:
-            try:
-                view = view[os.write(self._fd, view) :]
-            except BlockingIOError:
-                self._wait_for_room()
-            except BrokenPipeError:
-                self.gone = True  # the reader closed its end
-        return not self.gone
-
-    def _open(self) -> None:
-        while True:
-            try:
-                self._fd = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
-                    raise
-            if self._finished():
-                self.gone = True  # the server ended without opening the pipe
-                return
-            time.sleep(POLL_SECONDS)
-        _widen_pipe(self._fd)
-        self._poller.register(self._fd, select.POLLOUT)
-        if self._lead and self.write(self._lead):
-            self._wait_until_taken()
-
-    def _wait_for_room(self) -> None:
-        while not self._poller.poll(self._poll_ms):
-            if self._finished():
-                self.gone = True
-                return
-        # room, or no reader any more (POLLERR): the next write tells which
-
-    def _wait_until_taken(self) -> None:
-        """Until the reader has read everything written so far."""
-        import fcntl  # POSIX only, like the pipe itself
-        import termios
-
-        unread = array.array("i", [0])
-        while True:
-            fcntl.ioctl(self._fd, termios.FIONREAD, unread)
-            if not unread[0]:
-                return
-            reader_gone = any(flags & select.POLLERR for _, flags in self._poller.poll(0))
-            if reader_gone or self._finished():
-                self.gone = True
-                return
-            time.sleep(0.001)
-
-    def _close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            return
-        with contextlib.suppress(OSError):  # a reader blocked in open() wakes to an empty stream
-            fd = os.open(self._path, os.O_RDWR | os.O_NONBLOCK)
-            self._path.unlink()
-            os.close(fd)
-
-
-class _HashThread(threading.Thread):
-    """SHA-256 of a file, computed in the background (hashlib releases the GIL)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(name="storesafe-sha256", daemon=True)
-        self.path = path
-        self.hexdigest = ""
-
-    def run(self) -> None:
-        with contextlib.suppress(OSError):
-            self.hexdigest = sha256_file(self.path)

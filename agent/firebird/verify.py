@@ -20,6 +20,7 @@ from pathlib import Path
 
 from agent.firebird import gbak, nbackup
 from agent.firebird.connection import FirebirdTarget, attach, services
+from agent.firebird.decompress import decompress_checked
 from agent.firebird.errors import (
     BackupCorrupt,
     CountMismatch,
@@ -31,7 +32,7 @@ from agent.firebird.errors import (
 )
 from agent.firebird.files import Manifest, Spool, remove_quietly
 from agent.firebird.health import Schema, count_rows, read_schema
-from agent.firebird.stream import decompress_checked, run_niced
+from agent.firebird.priority import run_niced
 
 DROP_RATIO = 0.5  # a table at half its rows of the previous good backup is a problem
 DROP_MIN_ROWS = 100

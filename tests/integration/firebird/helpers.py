@@ -6,9 +6,9 @@ from pathlib import Path
 
 from agent.firebird import gbak, nbackup
 from agent.firebird.connection import FirebirdTarget, services
+from agent.firebird.decompress import decompress_checked
 from agent.firebird.files import Manifest, list_backups, prepare_spool, remove_quietly
 from agent.firebird.shopsim import total_balance
-from agent.firebird.stream import decompress_checked
 
 
 def restored_balance(

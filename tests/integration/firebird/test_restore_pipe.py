@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.firebird import gbak, stream
+from agent.firebird import decompress, gbak, pipes
 from agent.firebird.connection import FirebirdTarget
 from agent.firebird.errors import BackupCorrupt, RestoreFailed
 from agent.firebird.files import Manifest, list_backups, prepare_spool
@@ -20,7 +20,7 @@ from tests.integration.firebird.helpers import spool_leftovers
 
 pytestmark = [
     pytest.mark.firebird,
-    pytest.mark.skipif(not stream.PIPE_SUPPORTED, reason="named pipes are POSIX only"),
+    pytest.mark.skipif(not pipes.SUPPORTED, reason="named pipes are POSIX only"),
 ]
 
 
@@ -34,7 +34,7 @@ def backup(shop: FirebirdTarget, backup_dir: Path, monkeypatch: pytest.MonkeyPat
     def no_scratch_copy(*args: object, **kwargs: object) -> int:
         raise AssertionError("the gbak restore wrote a decompressed copy to disk")
 
-    monkeypatch.setattr(stream, "decompress_checked", no_scratch_copy)
+    monkeypatch.setattr(decompress, "decompress_checked", no_scratch_copy)
     return manifest
 
 

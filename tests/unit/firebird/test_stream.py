@@ -11,16 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.firebird.decompress import decompress_checked, decompress_to_pipe, sha256_file
 from agent.firebird.errors import BackupCorrupt
-from agent.firebird.stream import (
-    PIPE_SUPPORTED,
-    compress_following,
-    compress_pipe,
-    decompress_checked,
-    decompress_to_pipe,
-    make_pipe,
-    sha256_file,
-)
+from agent.firebird.pipes import SUPPORTED as PIPE_SUPPORTED
+from agent.firebird.pipes import make_pipe
+from agent.firebird.stream import compress_following, compress_pipe
 
 
 def test_follows_a_file_that_is_still_being_written(tmp_path: Path) -> None:
@@ -128,7 +123,7 @@ def test_many_frames_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread scheduling policy is Linux's")
 def test_idle_priority_applies_to_the_worker_thread_only() -> None:
-    from agent.firebird.stream import run_niced
+    from agent.firebird.priority import run_niced
 
     caller = os.sched_getscheduler(0)
     assert run_niced(lambda: os.sched_getscheduler(0), idle=True) == os.SCHED_IDLE
@@ -137,7 +132,7 @@ def test_idle_priority_applies_to_the_worker_thread_only() -> None:
 
 
 def test_worker_errors_reach_the_caller() -> None:
-    from agent.firebird.stream import run_niced
+    from agent.firebird.priority import run_niced
 
     def fail() -> None:
         raise OSError("disk full")
@@ -148,7 +143,7 @@ def test_worker_errors_reach_the_caller() -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread scheduling policy is Linux's")
 def test_follower_leaves_idle_priority_once_the_writer_is_done(tmp_path: Path) -> None:
-    from agent.firebird.stream import leave_idle, run_niced
+    from agent.firebird.priority import leave_idle, run_niced
 
     src, dst = tmp_path / "src", tmp_path / "out"
     src.write_bytes(b"backup " * 100_000)
