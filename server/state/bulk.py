@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -81,20 +81,40 @@ Advance = tuple[str, str]
 <comparison> b_finished` (an older run never overwrites a newer one)."""
 
 
+def _set_where(
+    columns: tuple[str, ...], advance: Advance | None, *, row: str, value: Callable[[str], str]
+) -> tuple[str, str]:
+    """SET and WHERE of a site update: `row` names the stored row ("" for the table
+    itself), `value(key)` is the SQL of an update value."""
+    stored = f"{row}." if row else ""
+    sets = [
+        f"{_q(c)} = COALESCE({value(c)}, {stored}{_q(c)})"
+        if c in OPTIONAL
+        else f"{_q(c)} = {value(c)}"
+        for c in columns
+    ]
+    sets.append(f'"updated_at" = {value("b_now")}')
+    where = f"{stored}id = {value('b_site_id')}"
+    if advance:
+        col, cmp = f"{stored}{_q(advance[0])}", advance[1]
+        where += f" AND ({col} IS NULL OR {col} {cmp} {value('b_finished')})"
+    # identifiers come from the table definition, values travel as parameters
+    return ", ".join(sets), where
+
+
 @functools.lru_cache(maxsize=128)
 def _pg_update_sql(columns: tuple[str, ...], advance: Advance | None) -> str:
     keys = (*columns, "b_site_id", *(("b_finished",) if advance else ()))
-    sets = [
-        f"{_q(c)} = COALESCE(v.{_q(c)}, s.{_q(c)})" if c in OPTIONAL else f"{_q(c)} = v.{_q(c)}"
-        for c in columns
-    ]
-    sets.append('"updated_at" = %(b_now)s')
-    where = "s.id = v.b_site_id"
-    if advance:
-        col, cmp = _q(advance[0]), advance[1]
-        where += f" AND (s.{col} IS NULL OR s.{col} {cmp} v.b_finished)"
-    # identifiers come from the table definition, values travel as parameters
-    return f"UPDATE sites AS s SET {', '.join(sets)} FROM {_pg_rows(SITES, keys)} WHERE {where}"  # noqa: S608
+    sets, where = _set_where(
+        columns, advance, row="s", value=lambda k: "%(b_now)s" if k == "b_now" else f"v.{_q(k)}"
+    )
+    return f"UPDATE sites AS s SET {sets} FROM {_pg_rows(SITES, keys)} WHERE {where}"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=128)
+def _sqlite_update_sql(columns: tuple[str, ...], advance: Advance | None) -> str:
+    sets, where = _set_where(columns, advance, row="", value=lambda k: f":{k}")
+    return f"UPDATE sites SET {sets} WHERE {where}"  # noqa: S608
 
 
 def _sqlite_row(row: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
@@ -104,20 +124,6 @@ def _sqlite_row(row: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
         v = row.get(k)
         out[k] = sqlite_time(v) if isinstance(v, dt.datetime) else v
     return out
-
-
-@functools.lru_cache(maxsize=128)
-def _sqlite_update_sql(columns: tuple[str, ...], advance: Advance | None) -> str:
-    sets = [
-        f"{_q(c)} = COALESCE(:{c}, {_q(c)})" if c in OPTIONAL else f"{_q(c)} = :{c}"
-        for c in columns
-    ]
-    sets.append('"updated_at" = :b_now')
-    where = "id = :b_site_id"
-    if advance:
-        col, cmp = _q(advance[0]), advance[1]
-        where += f" AND ({col} IS NULL OR {col} {cmp} :b_finished)"
-    return f"UPDATE sites SET {', '.join(sets)} WHERE {where}"  # noqa: S608
 
 
 def update_sites(
