@@ -11,6 +11,8 @@ short settle, and every commit counts for the window it started in:
   pipe        the same into a named pipe that `cat` drains: what the pipe costs
   fdb_pipe    the backup started through fdb's services API, its verbose log read to
               the end as the agent does, into a pipe that `cat` drains
+  pipe_copy   the same as `pipe`, drained by `tee` into a file and `sha256sum`, then
+              fsynced: a backup without compression
   pipe_zstd   the same as `pipe`, drained by `zstd -1` (nice 10) into a file
   agent       the agent's own streaming (agent.firebird.gbak.backup: services gbak
               into a pipe, zstd -1 in Python, sha256, writes, fsync)
@@ -95,6 +97,10 @@ class Parts:
     def fdb_pipe(self) -> None:
         self._drained(f"cat {self.fifo} > /dev/null", self._fdb_into_fifo)
 
+    def pipe_copy(self) -> None:
+        reader = f"tee {self.out} < {self.fifo} | sha256sum > /dev/null && sync {self.out}"
+        self._drained(reader, self._gbak_into_fifo)
+
     def pipe_zstd(self) -> None:
         reader = f"nice -n 10 zstd -q -1 -c {self.fifo} > {self.zst}"
         self._drained(reader, self._gbak_into_fifo)
@@ -131,6 +137,7 @@ def main() -> None:
         "raw": parts.raw,
         "pipe": parts.pipe,
         "fdb_pipe": parts.fdb_pipe,
+        "pipe_copy": parts.pipe_copy,
         "pipe_zstd": parts.pipe_zstd,
         "agent": parts.agent,
     }
