@@ -15,10 +15,12 @@ import dataclasses
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agent.firebird import decompress, pipes, priority, stream
+from agent.firebird.activity import ShopActivity
 from agent.firebird.connection import FirebirdTarget, require_ascii, services
 from agent.firebird.errors import (
     BackupCorrupt,
@@ -120,8 +122,13 @@ def backup(target: FirebirdTarget, spool: Spool, partial: Path) -> GbakResult:
                 raise translate(exc, what="starting the backup") from exc
             drain = _Drain(svc)
             drain.start()
-            follow = _follow_pipe if piped else _follow
-            compressed, local_error = follow(server_file, partial, drain, spool.file_mode)
+            if piped:
+                with ShopActivity(target) as shop:
+                    compressed, local_error = _follow_pipe(
+                        server_file, partial, drain, spool.file_mode, shop.busy
+                    )
+            else:
+                compressed, local_error = _follow(server_file, partial, drain, spool.file_mode)
             drain.join()
         # Our own failure first: when we stop reading (a full disk), the server's
         # write fails next, and its "I/O error" would hide the cause.
@@ -161,7 +168,7 @@ def _follow(
 
 
 def _follow_pipe(
-    pipe: Path, partial: Path, drain: _Drain, mode: int
+    pipe: Path, partial: Path, drain: _Drain, mode: int, shop_busy: Callable[[], bool]
 ) -> tuple[stream.Compressed, OSError | None]:
     """As _follow, reading the server's writes from a named pipe (nothing raw on disk).
 
@@ -169,7 +176,9 @@ def _follow_pipe(
     """
     try:
         return priority.run_niced(
-            lambda: stream.compress_pipe(pipe, partial, finished=drain.done.is_set, mode=mode)
+            lambda: stream.compress_pipe(
+                pipe, partial, finished=drain.done.is_set, mode=mode, shop_busy=shop_busy
+            )
         ), None
     except OSError as exc:
         remove_quietly(partial)  # closing our end fails the server's writes: it stops

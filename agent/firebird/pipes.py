@@ -23,6 +23,7 @@ SUPPORTED = hasattr(os, "mkfifo") and hasattr(select, "poll")
 
 
 BUFFER = 1 << 20
+NARROW = 64 << 10  # Linux's default size
 
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl
@@ -36,10 +37,18 @@ def make_pipe(path: Path, mode: int) -> None:
 
 def widen_pipe(fd: int) -> None:
     """Ask for a BUFFER-sized pipe (Linux), so writer and reader wait on each other less."""
+    resize_pipe(fd, BUFFER)
+
+
+def resize_pipe(fd: int, size: int) -> bool:
+    """Ask for a pipe of `size` bytes (Linux); False where refused (e.g. more is queued)."""
     import fcntl  # POSIX only, like the pipe itself
 
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, BUFFER)
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+    except OSError:
+        return False
+    return True
 
 
 class PipeWriter:

@@ -339,3 +339,33 @@ def test_a_reader_blocked_opening_is_released_when_the_writer_is_interrupted_wai
     reader.join(timeout=10)
     assert not reader.is_alive() and reader.probe == b"" and not reader.got
     assert not pipe.exists()  # a later reader finds no pipe instead of waiting
+
+
+@pipes
+@pytest.mark.skipif(sys.platform != "linux", reason="pipe sizes are Linux's")
+@pytest.mark.parametrize(("busy", "size"), [(True, 64 << 10), (False, 1 << 20)])
+def test_the_pipe_stays_narrow_while_the_shop_is_busy(
+    tmp_path: Path, busy: bool, size: int
+) -> None:
+    import fcntl
+
+    pipe, out = tmp_path / "b.pipe", tmp_path / "b.zst"
+    make_pipe(pipe, 0o620)
+    data = os.urandom(200_000) + b"shop data " * 400_000  # ~4.2 MB
+    sizes: list[int] = []
+
+    def server() -> None:
+        with open(pipe, "wb", buffering=0) as w:
+            for at in range(0, len(data), 256 << 10):
+                w.write(data[at : at + (256 << 10)])
+                sizes.append(fcntl.fcntl(w.fileno(), 1032))  # F_GETPIPE_SZ
+                time.sleep(0.02)  # the sizer looks every 50 ms
+
+    writer = threading.Thread(target=server)
+    writer.start()
+    got = compress_pipe(pipe, out, finished=lambda: False, shop_busy=lambda: busy)
+    writer.join()
+    assert sizes[-1] == size
+    if busy:
+        assert set(sizes) == {64 << 10}  # never widened
+    assert got.size_raw == len(data) and got.sha256 == sha256_file(out)
