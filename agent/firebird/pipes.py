@@ -23,7 +23,7 @@ SUPPORTED = hasattr(os, "mkfifo") and hasattr(select, "poll")
 
 
 BUFFER = 1 << 20
-NARROW = 64 << 10  # Linux's default size
+NARROW = 16 << 10  # gbak and the compressor take turns in small steps
 
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl

@@ -182,7 +182,9 @@ def compress_pipe(
     try:
         if shop_busy is None:
             pipes.widen_pipe(fd)
-        sizer = _PipeSizer(fd, shop_busy)  # narrow (the default size) until the shop is idle
+        else:
+            pipes.resize_pipe(fd, pipes.NARROW)  # narrow until the shop is seen idle
+        sizer = _PipeSizer(fd, shop_busy)
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP)
         seen_writer = False
@@ -223,7 +225,7 @@ class _PipeSizer:
 
     def __init__(self, fd: int, shop_busy: Callable[[], bool] | None) -> None:
         self._fd, self._busy = fd, shop_busy
-        self._narrow = self._want = shop_busy is not None  # a new pipe has the narrow size
+        self._narrow = self._want = shop_busy is not None  # compress_pipe starts it narrow
         self._next = 0.0
 
     def narrowing_due(self) -> bool:

@@ -13,8 +13,8 @@ import pytest
 
 from agent.firebird.decompress import decompress_checked, decompress_to_pipe, sha256_file
 from agent.firebird.errors import BackupCorrupt
+from agent.firebird.pipes import BUFFER, NARROW, make_pipe
 from agent.firebird.pipes import SUPPORTED as PIPE_SUPPORTED
-from agent.firebird.pipes import make_pipe
 from agent.firebird.stream import compress_following, compress_pipe
 
 
@@ -343,7 +343,7 @@ def test_a_reader_blocked_opening_is_released_when_the_writer_is_interrupted_wai
 
 @pipes
 @pytest.mark.skipif(sys.platform != "linux", reason="pipe sizes are Linux's")
-@pytest.mark.parametrize(("busy", "size"), [(True, 64 << 10), (False, 1 << 20)])
+@pytest.mark.parametrize(("busy", "size"), [(True, NARROW), (False, BUFFER)])
 def test_the_pipe_stays_narrow_while_the_shop_is_busy(
     tmp_path: Path, busy: bool, size: int
 ) -> None:
@@ -367,5 +367,5 @@ def test_the_pipe_stays_narrow_while_the_shop_is_busy(
     writer.join()
     assert sizes[-1] == size
     if busy:
-        assert set(sizes) == {64 << 10}  # never widened
+        assert set(sizes) == {NARROW}  # never widened
     assert got.size_raw == len(data) and got.sha256 == sha256_file(out)
