@@ -4,9 +4,9 @@ Sampled from an attachment of the agent's own: the database's next transaction
 number moves whenever the shop starts transactions, and reading it (an
 isc_database_info call) costs the server next to nothing, unlike a MON$ query.
 The backup's own transaction moves it once, at its start, which one sample
-cannot mistake for a busy shop. Until the first sample the shop counts as busy
-(the backup starts gently); if the attachment fails, as idle: the backup never
-depends on this.
+cannot mistake for a busy shop. Until the first sample, taken 20 ms after
+attaching, the shop counts as busy (the backup starts gently); if the attachment
+fails, as idle: the backup never depends on this.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import threading
 from agent.firebird.connection import FirebirdTarget, attach
 
 SAMPLE_SECONDS = 0.1
+FIRST_SAMPLE_SECONDS = 0.02
 BUSY_STEP = 2  # transactions started in one sample that mean the shop is at work
 
 
@@ -44,7 +45,9 @@ class ShopActivity:
     def _run(self) -> None:
         with contextlib.suppress(Exception), attach(self._target, what="watching the shop") as con:
             last = int(con.next_transaction)
-            while not self._stop.wait(self._sample):
+            wait = FIRST_SAMPLE_SECONDS  # a first look soon: an idle shop gets a fast backup
+            while not self._stop.wait(wait):
+                wait = self._sample
                 now = int(con.next_transaction)
                 self._busy = now - last >= BUSY_STEP
                 last = now
