@@ -16,6 +16,7 @@ import zstandard
 
 from agent.firebird.errors import BackupCorrupt
 from agent.firebird.pipes import PipeWriter
+from agent.firebird.priority import run_niced
 from agent.firebird.stream import CHUNK, new_file, write_all
 
 
@@ -45,6 +46,13 @@ def decompress_checked(src: Path, dst: Path, *, expected_sha256: str, mode: int 
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
+
+
+def decompress_niced(src: Path, dst: Path, *, expected_sha256: str, mode: int) -> int:
+    """decompress_checked at background priority (the restore that follows waits for it)."""
+    return run_niced(
+        lambda: decompress_checked(src, dst, expected_sha256=expected_sha256, mode=mode)
+    )
 
 
 def decompress_to_pipe(

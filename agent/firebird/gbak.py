@@ -271,11 +271,7 @@ def _restore_from_file(
 ) -> dict[str, int]:
     fbk = spool.scratch(".fbk")
     try:
-        priority.run_niced(
-            lambda: decompress.decompress_checked(
-                src, fbk, expected_sha256=expected_sha256, mode=spool.file_mode
-            )
-        )
+        decompress.decompress_niced(src, fbk, expected_sha256=expected_sha256, mode=spool.file_mode)
         return restore(target, fbk, database)
     finally:
         remove_quietly(fbk)

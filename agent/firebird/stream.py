@@ -29,7 +29,7 @@ import select
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import zstandard
 
@@ -44,7 +44,6 @@ LEVELS = (1, -1, -3, -5)
 POLL_SECONDS = 0.02
 # Start writing output back while the backup runs, so the final fsync is short.
 WRITEBACK_EVERY = 8 << 20
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)

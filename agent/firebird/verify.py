@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent.firebird import gbak, nbackup
 from agent.firebird.connection import FirebirdTarget, attach, services
-from agent.firebird.decompress import decompress_checked
+from agent.firebird.decompress import decompress_niced
 from agent.firebird.errors import (
     BackupCorrupt,
     CountMismatch,
@@ -32,7 +32,6 @@ from agent.firebird.errors import (
 )
 from agent.firebird.files import Manifest, Spool, remove_quietly
 from agent.firebird.health import Schema, count_rows, read_schema
-from agent.firebird.priority import run_niced
 
 DROP_RATIO = 0.5  # a table at half its rows of the previous good backup is a problem
 DROP_MIN_ROWS = 100
@@ -122,7 +121,12 @@ def _restore(
         raw = spool.scratch(".nbk")
         scratch.append(raw)
         with _reading(member):
-            _decompress(spool, member, raw)
+            decompress_niced(
+                spool.backup_dir / member.file,
+                raw,
+                expected_sha256=member.sha256,
+                mode=spool.file_mode,
+            )
     check_scratch_target(target, spool, database)
     nbackup.restore(target, spool, scratch, database, server_version=server_version)
     remove_quietly(*scratch)
@@ -141,14 +145,6 @@ def _reading(member: Manifest) -> Iterator[None]:
         raise
     except OSError as exc:
         raise translate(exc, what="decompressing the backup") from exc
-
-
-def _decompress(spool: Spool, member: Manifest, raw: Path) -> None:
-    run_niced(
-        lambda: decompress_checked(
-            spool.backup_dir / member.file, raw, expected_sha256=member.sha256, mode=spool.file_mode
-        )
-    )
 
 
 def _find(backups: list[Manifest], file: str) -> Manifest:

@@ -19,6 +19,7 @@ from agent.reports import BackupDetails, Outcome, RunKind, ValidationDetails, Ve
 from common.clock import SystemClock
 from tests.integration.firebird.conftest import SHOP_ACCOUNTS, new_target
 from tests.integration.firebird.helpers import restored_balance, spool_leftovers
+from tests.support.damage import damage
 
 pytestmark = pytest.mark.firebird
 KEEP_ALL = RetentionPolicy(0, 0, 0)
@@ -84,9 +85,8 @@ def test_corrupted_backup_is_caught_kept_and_marked_bad(
     assert run_backup_job(shop, settings, clock=SystemClock()).succeeded
     [manifest] = list_backups(backup_dir)
     path = backup_dir / manifest.file
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x55  # bit rot after the file was written
-    path.write_bytes(bytes(data))
+    damage(path)  # bit rot after the file was written
+    data = path.read_bytes()
 
     outcome = run_verify_job(shop, settings, manifest.name, clock=SystemClock())
     assert outcome.error_class == "backup.corrupt"
@@ -95,7 +95,7 @@ def test_corrupted_backup_is_caught_kept_and_marked_bad(
     [bad] = list_backups(backup_dir)
     assert bad.status == Status.BAD and bad.bad_reason
     assert bad.file == manifest.file + ".bad"
-    assert (backup_dir / bad.file).read_bytes() == bytes(data)  # kept for inspection
+    assert (backup_dir / bad.file).read_bytes() == data  # kept for inspection
     assert not path.exists()
     assert spool_leftovers(backup_dir) == []
 

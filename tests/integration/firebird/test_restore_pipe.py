@@ -17,6 +17,7 @@ from agent.firebird.verify import VerifyResult, verify
 from common.clock import SystemClock
 from tests.integration.firebird.conftest import SHOP_ACCOUNTS
 from tests.integration.firebird.helpers import spool_leftovers
+from tests.support.damage import damage
 
 pytestmark = [
     pytest.mark.firebird,
@@ -52,17 +53,11 @@ def test_a_good_backup_verifies_through_the_pipe(
     assert spool_leftovers(backup_dir) == []
 
 
-@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+@pytest.mark.parametrize("how", ["flipped byte", "truncated"])
 def test_a_damaged_backup_is_corrupt_through_the_pipe_and_leaves_nothing(
-    shop: FirebirdTarget, backup_dir: Path, backup: Manifest, damage: str
+    shop: FirebirdTarget, backup_dir: Path, backup: Manifest, how: str
 ) -> None:
-    path = backup_dir / backup.file
-    data = bytearray(path.read_bytes())
-    if damage == "truncated":
-        del data[len(data) // 2 :]
-    else:
-        data[len(data) // 2] ^= 0x55
-    path.write_bytes(bytes(data))
+    damage(backup_dir / backup.file, how)
     with pytest.raises(BackupCorrupt) as caught:
         verify_in(shop, backup_dir, backup)
     assert caught.value.file == backup.file

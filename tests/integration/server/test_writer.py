@@ -5,6 +5,7 @@ group commit (writes arriving together share a transaction; a lone write does no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,15 +36,24 @@ def _insert(k: int, v: str | None = "x") -> Callable[[Connection], int]:
     return op
 
 
+@contextlib.contextmanager
+def running(engine: Engine, **options: Any) -> Iterator[BatchWriter]:
+    """A started writer, stopped on the way out."""
+    writer = BatchWriter(engine, **options)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.stop()
+
+
 def _count(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
 
 
 def test_submit_returns_results_and_a_bad_write_fails_alone(engine: Engine) -> None:
-    writer = BatchWriter(engine)
-    writer.start()
-    try:
+    with running(engine) as writer:
 
         async def body() -> list[object]:
             calls: list[Any] = [writer.submit(_insert(i)) for i in range(50)]
@@ -51,8 +61,6 @@ def test_submit_returns_results_and_a_bad_write_fails_alone(engine: Engine) -> N
             return list(await asyncio.gather(*calls, return_exceptions=True))
 
         results = asyncio.run(body())
-    finally:
-        writer.stop()
     assert isinstance(results[10], Exception)
     assert [r for i, r in enumerate(results) if i != 10] == list(range(50))
     assert _count(engine) == 50
@@ -61,9 +69,7 @@ def test_submit_returns_results_and_a_bad_write_fails_alone(engine: Engine) -> N
 def test_enqueued_writes_are_visible_after_the_barrier(
     engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writer = BatchWriter(engine)
-    writer.start()
-    try:
+    with running(engine) as writer:
 
         async def body() -> int:
             for i in range(200):
@@ -74,8 +80,6 @@ def test_enqueued_writes_are_visible_after_the_barrier(
 
         with caplog.at_level(logging.ERROR):
             seen = asyncio.run(body())
-    finally:
-        writer.stop()
     assert seen == 200
     assert "a queued write failed" in caplog.text
 
@@ -95,9 +99,7 @@ def _commits(engine: Engine) -> list[int]:
 
 def test_writes_arriving_together_are_grouped_into_few_commits(engine: Engine) -> None:
     commits = _commits(engine)
-    writer = BatchWriter(engine, group_window=0.3)
-    writer.start()
-    try:
+    with running(engine, group_window=0.3) as writer:
 
         async def body() -> None:
             pending: list[Any] = []
@@ -109,8 +111,6 @@ def test_writes_arriving_together_are_grouped_into_few_commits(engine: Engine) -
             await asyncio.gather(*pending)
 
         asyncio.run(body())
-    finally:
-        writer.stop()
     assert _count(engine) == 50
     # without the group window the writer, idle between bursts, commits once per burst
     assert len(commits) <= 4
@@ -118,15 +118,11 @@ def test_writes_arriving_together_are_grouped_into_few_commits(engine: Engine) -
 
 def test_a_lone_write_does_not_wait_for_the_group_window(engine: Engine) -> None:
     commits = _commits(engine)
-    writer = BatchWriter(engine, group_window=30.0)
-    writer.start()
-    try:
+    with running(engine, group_window=30.0) as writer:
 
         async def body() -> None:
             for i in range(5):  # one after another: each batch holds one write
                 await asyncio.wait_for(writer.submit(_insert(i)), timeout=10)
 
         asyncio.run(body())
-    finally:
-        writer.stop()
     assert len(commits) == 5

@@ -16,6 +16,7 @@ from agent.firebird.errors import BackupCorrupt
 from agent.firebird.pipes import BUFFER, NARROW, make_pipe
 from agent.firebird.pipes import SUPPORTED as PIPE_SUPPORTED
 from agent.firebird.stream import compress_following, compress_pipe
+from tests.support.damage import damage
 
 
 def test_follows_a_file_that_is_still_being_written(tmp_path: Path) -> None:
@@ -79,9 +80,7 @@ def test_round_trip(tmp_path: Path) -> None:
 
 def test_flipped_byte_is_caught_and_scratch_removed(tmp_path: Path) -> None:
     out, digest = make_backup(tmp_path, os.urandom(100_000) * 20)
-    raw = bytearray(out.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    out.write_bytes(bytes(raw))
+    damage(out)
     with pytest.raises(BackupCorrupt):
         decompress_checked(out, tmp_path / "restored", expected_sha256=digest)
     assert not (tmp_path / "restored").exists()
@@ -258,18 +257,13 @@ def test_a_backup_is_decompressed_into_a_pipe_after_the_readers_probe(
 
 
 @pipes
-@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+@pytest.mark.parametrize("how", ["flipped byte", "truncated"])
 def test_a_damaged_backup_is_caught_through_the_pipe_and_its_reader_is_cut_short(
-    tmp_path: Path, damage: str
+    tmp_path: Path, how: str
 ) -> None:
     data = os.urandom(100_000) * 20
     backup, digest = make_backup(tmp_path, data)
-    raw = bytearray(backup.read_bytes())
-    if damage == "truncated":
-        del raw[len(raw) // 2 :]
-    else:
-        raw[len(raw) // 2] ^= 0xFF
-    backup.write_bytes(bytes(raw))
+    damage(backup, how)
     with pytest.raises(BackupCorrupt):
         pipe_restore(tmp_path, backup, digest)
 
