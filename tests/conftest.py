@@ -20,6 +20,8 @@ def db_backend(request: pytest.FixtureRequest) -> str:
     """Run the test once on SQLite and once on PostgreSQL."""
     backend: str = request.param
     if backend == "postgres" and not os.environ.get(PG_ENV):
+        if os.environ.get("CI"):  # in CI a missing PostgreSQL is a failure, not a skip
+            pytest.fail(f"CI runs the PostgreSQL tests: set {PG_ENV}")
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run and scripts/test)")
     return backend
 
