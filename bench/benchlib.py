@@ -46,7 +46,7 @@ class Server:
     address: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, serve_args: Sequence[str] = ()) -> None:
         self.address = f"127.0.0.1:{free_port()}"
         args = [
             str(BIN / "storesafe-server"),
@@ -60,6 +60,7 @@ class Server:
             args.append("--insecure")
         if self.db_url:
             args += ["--db", self.db_url]
+        args += list(serve_args)
         log = (self.data_dir / "server.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log)
         wait_ready(self.address, self.proc, self.credentials(), timeout)

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -388,7 +389,7 @@ def run_phase(
     t0, t1 = start_at + args.warmup, start_at + args.warmup + args.duration
     profiler = None
     time.sleep(max(0.0, t0 - time.time()))
-    cpu0, sys0 = server.cpu_times(), psutil.cpu_times()
+    cpu0, sys0 = _tree_cpu(server), psutil.cpu_times()
     if args.profile and label != "echo":
         out = benchlib.RESULTS / f"profile-{label}-{method}.txt"
         profiler = subprocess.Popen(
@@ -397,6 +398,7 @@ def run_phase(
                 "record",
                 "--nonblocking",
                 "--threads",
+                "--subprocesses",
                 *(["--gil"] if args.profile_gil else []),
                 "-r",
                 "200",
@@ -413,7 +415,7 @@ def run_phase(
             stderr=subprocess.DEVNULL,
         )
     time.sleep(max(0.0, t1 - time.time()))
-    cpu1, sys1 = server.cpu_times(), psutil.cpu_times()
+    cpu1, sys1 = _tree_cpu(server), psutil.cpu_times()
     results = []
     for p in procs:
         out_text, _ = p.communicate(timeout=120)
@@ -428,8 +430,10 @@ def run_phase(
         for k, v in r["errors"].items():
             errors[k] = errors.get(k, 0) + v
     lat = sorted(x for r in results for x in r["latencies"])
-    server_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    server_sys = cpu1.system - cpu0.system
+    server_cpu = cpu1[0] - cpu0[0]
+    server_sys = cpu1[1] - cpu0[1]
+    child_cpu = cpu1[2] - cpu0[2]
+    loop_cpu = cpu1[3] - cpu0[3]
     busy = _busy(sys0, sys1)
     load = os.getloadavg()[0]
     return {
@@ -443,12 +447,37 @@ def run_phase(
         "p99_ms": _pct(lat, 0.99) * 1000,
         "server_cpu_ms_per_call": server_cpu * 1000 / ok if ok else 0.0,
         "server_cpu_cores": server_cpu / args.duration,
+        "server_child_cpu_cores": child_cpu / args.duration,
+        "server_loop_cpu_ms_per_call": loop_cpu * 1000 / ok if ok else 0.0,
         "server_system_ms_per_call": server_sys * 1000 / ok if ok else 0.0,
         "client_cpu_cores": sum(r["cpu_s"] for r in results) / args.duration,
         "machine_busy_pct": busy,
         "load_avg_1m": load,
         "clients_late": any(r["late"] for r in results),
     }
+
+
+def _tree_cpu(proc: psutil.Process) -> tuple[float, float, float, float]:
+    """CPU seconds (all, system, children's, main thread's) of a server and its child
+    processes (the real server's database writer runs in one; the main thread runs the
+    event loop)."""
+    total = system = children = 0.0
+    try:
+        fields = Path(f"/proc/{proc.pid}/task/{proc.pid}/stat").read_text().rsplit(")", 1)[1]
+        utime, stime = fields.split()[11:13]
+        main = (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        main = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+        system += t.system
+        if p.pid != proc.pid:
+            children += t.user + t.system
+    return total, system, children, main
 
 
 def _busy(a: Any, b: Any) -> float:
@@ -507,12 +536,13 @@ def measure_backend(
     work: Path,
     db_url: str,
     rows: list[dict[str, Any]],
+    serve_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     from server.db.engine import sqlite_url
 
     data_dir = work / f"server-{label}"
     server = benchlib.init_server(data_dir, db_url=db_url, tls=args.tls)
-    server.start()
+    server.start(serve_args=serve_args)
     try:
         began = time.monotonic()
         agents = asyncio.run(enroll_agents(server, args.agents))
@@ -594,11 +624,21 @@ def orchestrate(args: argparse.Namespace) -> int:
         echo_round("before")
         if args.echo_await != "none":
             echo_round("diagnosis", args.echo_await)
+        thread = ["--writer-thread"]
         if not args.echo_only:
             checks["sqlite"] = measure_backend(args, "sqlite", work, "", rows)
+            if args.compare_writer_thread:
+                checks["sqlite-thread"] = measure_backend(
+                    args, "sqlite-thread", work, "", rows, thread
+                )
         if args.pg and not args.echo_only:
             with benchlib.fresh_pg_database(args.pg) as url:
                 checks["postgres"] = measure_backend(args, "postgres", work, url, rows)
+            if args.compare_writer_thread:
+                with benchlib.fresh_pg_database(args.pg) as url:
+                    checks["postgres-thread"] = measure_backend(
+                        args, "postgres-thread", work, url, rows, thread
+                    )
         if not args.quick:
             echo_round("after")
     finally:
@@ -638,7 +678,9 @@ def report(
         "p50 ms",
         "p99 ms",
         "srv CPU ms/call",
+        "loop ms/call",
         "srv cores",
+        "writer cores",
         "client cores",
         "box busy %",
         "load avg",
@@ -657,7 +699,9 @@ def report(
                 r["p50_ms"],
                 r["p99_ms"],
                 r["server_cpu_ms_per_call"],
+                r.get("server_loop_cpu_ms_per_call", 0.0),
                 r["server_cpu_cores"],
+                r.get("server_child_cpu_cores", 0.0),
                 r["client_cpu_cores"],
                 r["machine_busy_pct"],
                 r["load_avg_1m"],
@@ -757,6 +801,12 @@ def main() -> int:
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "/var/tmp/pyspy/bin/py-spy")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
     p.add_argument("--echo-only", action="store_true", help="diagnosis: skip the real server")
+    p.add_argument(
+        "--compare-writer-thread",
+        action="store_true",
+        help="also measure each backend with `serve --writer-thread` (database writes in a "
+        "thread of the server process instead of the default child process)",
+    )
     p.add_argument(
         "--echo-await",
         default="none",

@@ -51,6 +51,7 @@ class ServeOptions:
     grace_seconds: float = 5.0
     poll_seconds: float = 10.0
     reconnects_per_second: float = RECONNECTS_PER_SECOND
+    writer_process: bool = True
 
     @property
     def database(self) -> str:
@@ -82,7 +83,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     box = SecretBox.for_data_dir(options.data_dir)
     engine = make_engine(options.database)
     await asyncio.to_thread(migrate, engine)
-    state = SqlFleetState(engine)
+    state = SqlFleetState(engine, writer_process=options.writer_process)
     config_state = SqlConfigState(state)
     clock = clock or SystemClock()
     auth = Authenticator(state)

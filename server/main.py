@@ -134,6 +134,15 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
             min=1,
         ),
     ] = RECONNECTS_PER_SECOND,
+    writer_process: Annotated[
+        bool,
+        typer.Option(
+            "--writer-process/--writer-thread",
+            help="Where check-ins and reports are written to the database: a child process "
+            "(default: keeps the gRPC loop's core free) or a thread of this process "
+            "(one process fewer; enough for a small fleet or a 1-core machine).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the agent and admin gRPC APIs until SIGTERM."""
     _logging()
@@ -147,6 +156,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         stale_after_hours=stale_after_hours,
         poll_seconds=poll_seconds,
         reconnects_per_second=reconnect_rate,
+        writer_process=writer_process,
     )
     try:
         asyncio.run(serve(options))

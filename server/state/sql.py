@@ -32,6 +32,7 @@ from server.state.base import FleetState
 from server.state.notify import notify
 from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
 from server.state.writer import BatchWriter
+from server.state.writer_process import WriterProcess, usable
 
 T = TypeVar("T")
 
@@ -45,9 +46,14 @@ SOON_BACKLOG = 5000
 class SqlFleetState(FleetState):
     """All writes go through one BatchWriter; reads run in worker threads."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, writer_process: bool = False) -> None:
+        """`writer_process`: run the hot writes' database work in a child process
+        (writer_process.py; the server does, where the database allows it)."""
         self._engine = engine
-        self._writer = BatchWriter(engine)
+        runner = None
+        if writer_process and usable(engine):
+            runner = WriterProcess(engine.url.render_as_string(hide_password=False))
+        self._writer = BatchWriter(engine, runner=runner)
         self._writer.start()
 
     # -- helpers -------------------------------------------------------------
@@ -431,13 +437,14 @@ class _CheckIn:
     through bulk.update_sites, with the meaning of running them in order)."""
 
     __slots__ = ("bulk_key", "params")
+    portable = True  # may run in the writer process
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
         self.bulk_key = ("checkin", "firebird_json" in params)
 
-    def __call__(self, conn: Connection) -> Any:
-        return conn.execute(_CHECKIN, self.params)
+    def __call__(self, conn: Connection) -> None:
+        conn.execute(_CHECKIN, self.params)
 
     def run_many(self, conn: Connection, ops: Sequence[_CheckIn]) -> list[Any]:
         bulk.update_sites(conn, [op.params for op in ops])
@@ -462,6 +469,7 @@ class _Report:
 
     __slots__ = ("params", "run", "site_id")
     bulk_key = "report"
+    portable = True  # may run in the writer process
 
     def __init__(self, site_id: int, run: RunRecord, now: dt.datetime) -> None:
         self.site_id = site_id

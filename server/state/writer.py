@@ -20,6 +20,10 @@ statements), in the same order and the same transaction; calling the op alone
 does the same work for one write, and that is what the one-by-one retry uses.
 Results go back with one wake-up of the event loop per batch, not one per write.
 
+A write whose op is `portable` (a module-level class that pickles) may run in
+another process: the writer hands such batches to its `runner` (see
+writer_process.py) and waits for their outcomes; other writes run in this thread.
+
 `enqueue` queues a write without waiting for its commit (check-ins: the caller
 answers at once, the commit follows within the same few milliseconds; a failure
 is logged). Because batches commit in queue order, awaiting `barrier()` makes
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = Callable[[Connection], Any]
+Outcome = tuple[Any, BaseException | None]
+"""A write's result, or the error it failed with."""
 
 _STOP = object()
 
@@ -61,13 +67,29 @@ class Bulk(Protocol):
         ...
 
 
+class BatchRunner(Protocol):
+    """Runs a batch of portable ops somewhere else (another process) and returns outcomes."""
+
+    def start(self) -> None: ...
+
+    def run(self, ops: Sequence[Any]) -> list[Outcome]: ...
+
+    def stop(self) -> None: ...
+
+
 class BatchWriter:
     """Serialises all writes of one process through one thread and one transaction per batch."""
 
     def __init__(
-        self, engine: Engine, *, max_batch: int = 1024, group_window: float = GROUP_WINDOW
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 1024,
+        group_window: float = GROUP_WINDOW,
+        runner: BatchRunner | None = None,
     ) -> None:
         self._engine = engine
+        self._runner = runner
         self._max_batch = max_batch
         self._group_window = group_window
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -75,6 +97,8 @@ class BatchWriter:
 
     def start(self) -> None:
         if self._thread is None:
+            if self._runner is not None:
+                self._runner.start()
             self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
             self._thread.start()
 
@@ -84,6 +108,8 @@ class BatchWriter:
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
+            if self._runner is not None:
+                self._runner.stop()
 
     async def submit(self, op: Callable[[Connection], T]) -> T:
         """Run `op` inside the next batch's transaction and return its result once committed."""
@@ -106,7 +132,7 @@ class BatchWriter:
 
     async def barrier(self) -> None:
         """Return once every write queued before this call has been committed (or failed)."""
-        await self.submit(_nothing)
+        await self.submit(_NOTHING)
 
     def run_sync(self, op: Callable[[Connection], T]) -> T:
         """Run one write in its own transaction from a plain thread (set-up commands)."""
@@ -144,37 +170,68 @@ class BatchWriter:
         return False
 
     def _run_batch(self, batch: list[Any]) -> None:
-        try:
-            with self._engine.begin() as conn:
-                results = _run_ops(conn, [op for op, _fut, _loop in batch])
-        except Exception:  # noqa: BLE001 - each write is retried alone below
-            if len(batch) == 1:
-                self._run_one(batch[0])
-                return
-            for item in batch:
-                self._run_one(item)
-            return
+        """Run a batch (its portable stretches through the runner) and hand out outcomes."""
+        ops = [op for op, _fut, _loop in batch]
+        outcomes: list[Outcome] = []
+        i, n = 0, len(ops)
+        while i < n:
+            portable = self._runner is not None and _portable(ops[i])
+            j = i + 1
+            while j < n and (self._runner is not None and _portable(ops[j])) == portable:
+                j += 1
+            if portable:
+                assert self._runner is not None
+                try:
+                    outcomes.extend(self._runner.run(ops[i:j]))
+                except Exception as exc:  # noqa: BLE001 - every write of the stretch fails
+                    log.error(
+                        "the database writer process failed: %s", str(exc) or type(exc).__name__
+                    )
+                    outcomes.extend([(None, exc)] * (j - i))
+            else:
+                outcomes.extend(run_batch(self._engine, ops[i:j]))
+            i = j
         _deliver(
-            [(fut, loop, result) for (_op, fut, loop), result in zip(batch, results, strict=True)]
+            [
+                (fut, loop, result, exc)
+                for (_op, fut, loop), (result, exc) in zip(batch, outcomes, strict=True)
+            ]
         )
 
-    def _run_one(self, item: Any) -> None:
-        op, fut, loop = item
-        try:
-            with self._engine.begin() as conn:
-                result = op(conn)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller
-            if fut is None:
-                log.error("a queued write failed and was dropped: %s", exc)
-                return
-            loop.call_soon_threadsafe(_resolve, fut, None, exc)
-            return
-        if fut is not None:
-            loop.call_soon_threadsafe(_resolve, fut, result, None)
+
+def _portable(op: Any) -> bool:
+    return getattr(op, "portable", False) is True
 
 
-def _nothing(conn: Connection) -> None:
-    return None
+def run_batch(engine: Engine, ops: Sequence[Any]) -> list[Outcome]:
+    """Run `ops` in one transaction; if that fails, each alone, so a bad write fails alone."""
+    try:
+        with engine.begin() as conn:
+            return [(result, None) for result in _run_ops(conn, list(ops))]
+    except Exception as exc:  # noqa: BLE001 - each write is retried alone below
+        if len(ops) == 1:
+            return [(None, exc)]
+    return [_run_one(engine, op) for op in ops]
+
+
+def _run_one(engine: Engine, op: Any) -> Outcome:
+    try:
+        with engine.begin() as conn:
+            return op(conn), None
+    except Exception as exc:  # noqa: BLE001 - handed to the caller
+        return None, exc
+
+
+class _Nothing:
+    """The barrier's write: does nothing, in order with the others, wherever it runs."""
+
+    portable = True
+
+    def __call__(self, conn: Connection) -> None:
+        return None
+
+
+_NOTHING = _Nothing()
 
 
 def _run_ops(conn: Connection, ops: list[Any]) -> list[Any]:
@@ -200,21 +257,27 @@ def _run_ops(conn: Connection, ops: list[Any]) -> list[Any]:
 
 
 def _deliver(
-    outcomes: list[tuple[asyncio.Future[Any] | None, asyncio.AbstractEventLoop, Any]],
+    outcomes: list[
+        tuple[asyncio.Future[Any] | None, asyncio.AbstractEventLoop, Any, BaseException | None]
+    ],
 ) -> None:
-    """Resolve a committed batch's futures with one wake-up per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-    for fut, loop, result in outcomes:
+    """Resolve a batch's futures with one wake-up per event loop; log unawaited failures."""
+    by_loop: dict[
+        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+    ] = {}
+    for fut, loop, result, exc in outcomes:
         if fut is None:  # queued with enqueue(): nobody waits
+            if exc is not None:
+                log.error("a queued write failed and was dropped: %s", exc)
             continue
-        by_loop.setdefault(loop, []).append((fut, result))
+        by_loop.setdefault(loop, []).append((fut, result, exc))
     for loop, items in by_loop.items():
         loop.call_soon_threadsafe(_resolve_all, items)
 
 
-def _resolve_all(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    for fut, result in items:
-        _resolve(fut, result, None)
+def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, result, exc in items:
+        _resolve(fut, result, exc)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

@@ -116,8 +116,12 @@ def test_grouped_reports_equal_one_by_one(engine: Engine) -> None:
         state.close()
 
 
-def test_writer_batch_isolates_foreign_ids_and_replays(engine: Engine) -> None:
-    state = SqlFleetState(engine)
+WHERE = pytest.mark.parametrize("in_process", [True, False], ids=["writer-process", "thread"])
+
+
+@WHERE
+def test_writer_batch_isolates_foreign_ids_and_replays(engine: Engine, in_process: bool) -> None:
+    state = SqlFleetState(engine, writer_process=in_process)
     try:
 
         async def body() -> None:
@@ -156,8 +160,9 @@ def test_writer_batch_isolates_foreign_ids_and_replays(engine: Engine) -> None:
         state.close()
 
 
-def test_grouped_checkins_keep_order(engine: Engine) -> None:
-    state = SqlFleetState(engine)
+@WHERE
+def test_grouped_checkins_keep_order(engine: Engine, in_process: bool) -> None:
+    state = SqlFleetState(engine, writer_process=in_process)
     try:
 
         async def setup() -> int:
