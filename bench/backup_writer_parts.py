@@ -122,6 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--only", default="", help="comma-separated contenders to run (default: all)"
+    )
     args = parser.parse_args()
     pw = fb.password()
     database = fb.CACHE / f"shop-{args.size_mb}mb.fdb"
@@ -141,6 +144,12 @@ def main() -> None:
         "pipe_zstd": parts.pipe_zstd,
         "agent": parts.agent,
     }
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - set(contenders))
+        if unknown:
+            raise SystemExit(f"unknown contenders: {', '.join(unknown)}")
+        contenders = {name: contenders[name] for name in wanted}
     windows: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     names = list(contenders)
     writer = ShopWriter(parts.target).start()

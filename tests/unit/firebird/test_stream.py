@@ -363,3 +363,33 @@ def test_the_pipe_stays_narrow_while_the_shop_is_busy(
     if busy:
         assert set(sizes) == {NARROW}  # never widened
     assert got.size_raw == len(data) and got.sha256 == sha256_file(out)
+
+
+def test_a_busy_shop_gets_two_thirds_of_the_time_and_an_idle_one_all_of_it() -> None:
+    from agent.firebird.stream import BUSY_DUTY, YIELD_SLICE, _Pacer
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = _Pacer(sleep=sleep, clock=lambda: now[0])
+    for _ in range(50):  # idle: runs on, never pauses
+        now[0] += YIELD_SLICE
+        pacer.tick(busy=False)
+    assert slept == []
+    ran = 0.0
+    for _ in range(200):  # busy: 0.5 ms of work per chunk
+        now[0] += 0.0005
+        ran += 0.0005
+        pacer.tick(busy=True)
+    assert 200 * 0.0005 / YIELD_SLICE / 1.25 <= len(slept) <= 200 * 0.0005 / YIELD_SLICE
+    assert ran / (ran + sum(slept)) == pytest.approx(BUSY_DUTY, rel=0.05)
+    slept.clear()
+    now[0] += 5.0  # a long idle stretch is not owed a pause once the shop is busy again
+    pacer.tick(busy=False)
+    now[0] += 0.0005
+    pacer.tick(busy=True)
+    assert slept == []
