@@ -179,11 +179,12 @@ def compress_pipe(
     """
     fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        if shop_busy is None:
-            pipes.widen_pipe(fd)
+        busy_at_start = shop_busy is not None and shop_busy()
+        if busy_at_start:
+            pipes.resize_pipe(fd, pipes.NARROW)
         else:
-            pipes.resize_pipe(fd, pipes.NARROW)  # narrow until the shop is seen idle
-        sizer = _PipeSizer(fd, shop_busy)
+            pipes.widen_pipe(fd)
+        sizer = _PipeSizer(fd, shop_busy, narrow=busy_at_start)
         pacer = _Pacer()
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP)
@@ -224,9 +225,9 @@ class _PipeSizer:
     caller empties it first (`narrowing_due`, then `apply`).
     """
 
-    def __init__(self, fd: int, shop_busy: Callable[[], bool] | None) -> None:
+    def __init__(self, fd: int, shop_busy: Callable[[], bool] | None, *, narrow: bool) -> None:
         self._fd, self._busy = fd, shop_busy
-        self._narrow = self._want = shop_busy is not None  # compress_pipe starts it narrow
+        self._narrow = self._want = narrow  # as compress_pipe set it up
         self._next = 0.0
 
     def narrowing_due(self) -> bool:
