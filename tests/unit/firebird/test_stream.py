@@ -393,3 +393,25 @@ def test_a_busy_shop_gets_two_thirds_of_the_time_and_an_idle_one_all_of_it() -> 
     now[0] += 0.0005
     pacer.tick(busy=True)
     assert slept == []
+
+
+def test_the_pipe_level_follows_how_long_the_reader_waits_for_data() -> None:
+    from agent.firebird.stream import PIPE_LEVEL, PIPE_LEVELS, _PipeLevel
+
+    now = [0.0]
+    level = _PipeLevel(clock=lambda: now[0])
+    level.start()
+    assert level.level == PIPE_LEVEL
+
+    def frame(wait_share: float, *, narrow: bool = False) -> int:
+        level.waited(wait_share * 0.02)
+        now[0] += 0.02
+        return level.frame_ended(narrow=narrow)
+
+    assert frame(0.0) == PIPE_LEVELS[-1]  # data always waiting: compress faster
+    assert frame(0.0) == PIPE_LEVELS[-1]  # no faster level than the last
+    assert frame(0.1) == PIPE_LEVELS[-1]  # a little slack: stay
+    assert frame(0.5) == PIPE_LEVELS[-2]  # plenty of slack: stronger
+    assert frame(0.5) == PIPE_LEVELS[0]
+    assert frame(0.9) == PIPE_LEVELS[0]
+    assert frame(0.0, narrow=True) == PIPE_LEVELS[0]  # a busy shop paces it: stay
