@@ -51,7 +51,7 @@ class ServeOptions:
     grace_seconds: float = 5.0
     poll_seconds: float = 10.0
     reconnects_per_second: float = RECONNECTS_PER_SECOND
-    writer_process: bool = True
+    writer_process: bool | None = None  # None: a process on PostgreSQL, a thread on SQLite
 
     @property
     def database(self) -> str:
@@ -83,7 +83,10 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     box = SecretBox.for_data_dir(options.data_dir)
     engine = make_engine(options.database)
     await asyncio.to_thread(migrate, engine)
-    state = SqlFleetState(engine, writer_process=options.writer_process)
+    writer_process = options.writer_process
+    if writer_process is None:
+        writer_process = engine.dialect.name == "postgresql"
+    state = SqlFleetState(engine, writer_process=writer_process)
     config_state = SqlConfigState(state)
     clock = clock or SystemClock()
     auth = Authenticator(state)
@@ -155,11 +158,12 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "serving on %s:%d (%s), state %s",
+        "serving on %s:%d (%s), state %s, written by %s",
         host,
         bound,
         "plaintext" if credentials is None else "TLS",
         _safe_url(options.database),
+        "a child process" if writer_process else "a thread",
     )
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)

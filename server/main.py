@@ -135,14 +135,15 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         ),
     ] = RECONNECTS_PER_SECOND,
     writer_process: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--writer-process/--writer-thread",
             help="Where check-ins and reports are written to the database: a child process "
-            "(default: keeps the gRPC loop's core free) or a thread of this process "
-            "(one process fewer; enough for a small fleet or a 1-core machine).",
+            "or a thread of this process. Default: a process on PostgreSQL (its driver's "
+            "network waits slow the gRPC loop down), a thread on SQLite.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
 ) -> None:
     """Serve the agent and admin gRPC APIs until SIGTERM."""
     _logging()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -197,9 +198,9 @@ def _writer_children(pid: int) -> list[psutil.Process]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_the_server_writes_through_its_child_which_ends_with_it(tmp_path: Path, sig: int) -> None:
-    """`serve` starts one writer process and works; however the server ends (a graceful
-    SIGTERM or a SIGKILL), its writer process is gone soon after."""
-    handle = start_server(tmp_path)
+    """`serve --writer-process` starts one writer process and works; however the server
+    ends (a graceful SIGTERM or a SIGKILL), its writer process is gone soon after."""
+    handle = start_server(tmp_path, extra_args=("--writer-process",))
     try:
         assert handle.proc is not None
         children = _writer_children(handle.proc.pid)
@@ -210,3 +211,21 @@ def test_the_server_writes_through_its_child_which_ends_with_it(tmp_path: Path, 
         handle.stop(sig)
     _gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive
+
+
+def test_by_default_postgresql_gets_a_writer_process_and_sqlite_a_thread(
+    tmp_path: Path, db_url: str
+) -> None:
+    url = "" if db_url.startswith("sqlite") else db_url
+    handle = start_server(tmp_path, db_url=url)
+    try:
+        assert handle.proc is not None
+        want = 1 if url else 0
+        assert len(_writer_children(handle.proc.pid)) == want
+        said = "written by a child process" if url else "written by a thread"
+        deadline = time.monotonic() + 10
+        while said not in handle.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert said in handle.log()
+    finally:
+        handle.stop()
