@@ -83,9 +83,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     box = SecretBox.for_data_dir(options.data_dir)
     engine = make_engine(options.database)
     await asyncio.to_thread(migrate, engine)
-    writer_process = options.writer_process
-    if writer_process is None:
-        writer_process = engine.dialect.name == "postgresql"
+    writer_process = _writer_process(options, engine.dialect.name)
     state = SqlFleetState(engine, writer_process=writer_process)
     config_state = SqlConfigState(state)
     clock = clock or SystemClock()
@@ -174,6 +172,15 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await server.stop(options.grace_seconds)
     await asyncio.to_thread(state.close)
     log.info("stopped")
+
+
+def _writer_process(options: ServeOptions, dialect: str) -> bool:
+    """Whether writes go through a child process: the option, else on PostgreSQL only
+    (measured: it helps there, where psycopg's network waits churn the GIL, and not on
+    SQLite; see bench/README.md)."""
+    if options.writer_process is not None:
+        return options.writer_process
+    return dialect == "postgresql"
 
 
 async def _say_goodbye(hub: ConfigHub, per_second: float) -> None:
