@@ -83,8 +83,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     box = SecretBox.for_data_dir(options.data_dir)
     engine = make_engine(options.database)
     await asyncio.to_thread(migrate, engine)
-    writer_process = _writer_process(options, engine.dialect.name)
-    state = SqlFleetState(engine, writer_process=writer_process)
+    state = SqlFleetState(engine, writer_process=_writer_process(options, engine.dialect.name))
     config_state = SqlConfigState(state)
     clock = clock or SystemClock()
     auth = Authenticator(state)
@@ -161,7 +160,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
         bound,
         "plaintext" if credentials is None else "TLS",
         _safe_url(options.database),
-        "a child process" if writer_process else "a thread",
+        "a child process" if state.writes_in_child else "a thread",
     )
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)

@@ -55,6 +55,7 @@ class SqlFleetState(FleetState):
             runner = WriterProcess(engine.url.render_as_string(hide_password=False))
         self._writer = BatchWriter(engine, runner=runner)
         self._writer.start()
+        self.writes_in_child = runner is not None
 
     # -- helpers -------------------------------------------------------------
 
