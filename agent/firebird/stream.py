@@ -176,14 +176,14 @@ def compress_pipe(
     The writer is paced by this reader, so the compression level adapts frame by
     frame (`_PipeLevel`): it starts at PIPE_LEVEL and moves to a faster level
     while the reader never waits for data, to a stronger one while it often does.
-    Returns when the
-    writer closes the pipe; if `finished()` turns true before any writer opened
-    it (the server failed first), returns sizes 0.
+    Returns when the writer closes the pipe; if `finished()` turns true before any
+    writer opened it (the server failed first), returns sizes 0.
 
     While `shop_busy()` says the shop is at work, the pipe narrows to
-    pipes.NARROW: gbak and the compressor then take turns on one core and leave
-    the other to the shop (on 2 cores, side by side they tripled the shop's p99
-    commit latency); while it is idle the pipe is wide and the backup fast.
+    pipes.NARROW and the backup runs only part of the time (`_Pacer`), leaving
+    the cores to the shop (on 2 cores, side by side gbak and the compressor
+    tripled the shop's p99 commit latency); while it is idle the pipe is wide and
+    the backup runs at full speed.
     """
     fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
     try:

@@ -48,7 +48,8 @@ class SqlFleetState(FleetState):
 
     def __init__(self, engine: Engine, *, writer_process: bool = False) -> None:
         """`writer_process`: run the hot writes' database work in a child process
-        (writer_process.py; the server does, where the database allows it)."""
+        (writer_process.py; `serve` asks for it on PostgreSQL). In-memory SQLite,
+        which a second process cannot open, keeps them in the thread."""
         self._engine = engine
         runner = None
         if writer_process and usable(engine):

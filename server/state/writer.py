@@ -33,6 +33,7 @@ every write queued before it visible to readers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -171,26 +172,12 @@ class BatchWriter:
 
     def _run_batch(self, batch: list[Any]) -> None:
         """Run a batch (its portable stretches through the runner) and hand out outcomes."""
-        ops = [op for op, _fut, _loop in batch]
         outcomes: list[Outcome] = []
-        i, n = 0, len(ops)
-        while i < n:
-            portable = self._runner is not None and _portable(ops[i])
-            j = i + 1
-            while j < n and (self._runner is not None and _portable(ops[j])) == portable:
-                j += 1
-            if portable:
-                assert self._runner is not None
-                try:
-                    outcomes.extend(self._runner.run(ops[i:j]))
-                except Exception as exc:  # noqa: BLE001 - every write of the stretch fails
-                    log.error(
-                        "the database writer process failed: %s", str(exc) or type(exc).__name__
-                    )
-                    outcomes.extend([(None, exc)] * (j - i))
-            else:
-                outcomes.extend(run_batch(self._engine, ops[i:j]))
-            i = j
+        ops = [op for op, _fut, _loop in batch]
+        for remote, group in itertools.groupby(ops, key=self._remote):
+            stretch = list(group)
+            run = self._run_remote(stretch) if remote else run_batch(self._engine, stretch)
+            outcomes.extend(run)
         _deliver(
             [
                 (fut, loop, result, exc)
@@ -198,9 +185,16 @@ class BatchWriter:
             ]
         )
 
+    def _remote(self, op: Any) -> bool:
+        return self._runner is not None and getattr(op, "portable", False) is True
 
-def _portable(op: Any) -> bool:
-    return getattr(op, "portable", False) is True
+    def _run_remote(self, ops: list[Any]) -> list[Outcome]:
+        assert self._runner is not None
+        try:
+            return self._runner.run(ops)
+        except Exception as exc:  # noqa: BLE001 - every write of the stretch fails
+            log.error("the database writer process failed: %s", str(exc) or type(exc).__name__)
+            return [(None, exc)] * len(ops)
 
 
 def run_batch(engine: Engine, ops: Sequence[Any]) -> list[Outcome]:
