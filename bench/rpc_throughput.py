@@ -390,7 +390,7 @@ def run_phase(
     profiler = None
     time.sleep(max(0.0, t0 - time.time()))
     cpu0, sys0 = _tree_cpu(server), psutil.cpu_times()
-    if args.profile and label != "echo":
+    if args.profile:
         out = benchlib.RESULTS / f"profile-{label}-{method}.txt"
         profiler = subprocess.Popen(
             [
@@ -624,20 +624,19 @@ def orchestrate(args: argparse.Namespace) -> int:
         echo_round("before")
         if args.echo_await != "none":
             echo_round("diagnosis", args.echo_await)
-        thread = ["--writer-thread"]
         if not args.echo_only:
             checks["sqlite"] = measure_backend(args, "sqlite", work, "", rows)
-            if args.compare_writer_thread:
-                checks["sqlite-thread"] = measure_backend(
-                    args, "sqlite-thread", work, "", rows, thread
+            if args.compare_writer:
+                checks["sqlite-process"] = measure_backend(
+                    args, "sqlite-process", work, "", rows, ["--writer-process"]
                 )
         if args.pg and not args.echo_only:
             with benchlib.fresh_pg_database(args.pg) as url:
                 checks["postgres"] = measure_backend(args, "postgres", work, url, rows)
-            if args.compare_writer_thread:
+            if args.compare_writer:
                 with benchlib.fresh_pg_database(args.pg) as url:
                     checks["postgres-thread"] = measure_backend(
-                        args, "postgres-thread", work, url, rows, thread
+                        args, "postgres-thread", work, url, rows, ["--writer-thread"]
                     )
         if not args.quick:
             echo_round("after")
@@ -802,10 +801,12 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
     p.add_argument("--echo-only", action="store_true", help="diagnosis: skip the real server")
     p.add_argument(
+        "--compare-writer",
         "--compare-writer-thread",
+        dest="compare_writer",
         action="store_true",
-        help="also measure each backend with `serve --writer-thread` (database writes in a "
-        "thread of the server process instead of the default child process)",
+        help="also measure each backend with the writer it does not use by default: "
+        "SQLite with `serve --writer-process`, PostgreSQL with `--writer-thread`",
     )
     p.add_argument(
         "--echo-await",

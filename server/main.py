@@ -138,9 +138,9 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         bool | None,
         typer.Option(
             "--writer-process/--writer-thread",
-            help="Where check-ins and reports are written to the database: a child process "
-            "or a thread of this process. Default: a process on PostgreSQL (its driver's "
-            "network waits slow the gRPC loop down), a thread on SQLite.",
+            help="Where check-ins and reports are decoded and written to the database: a "
+            "child process (the default: it keeps that work off the gRPC loop) or a thread "
+            "of this process.",
             show_default=False,
         ),
     ] = None,

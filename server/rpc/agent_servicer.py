@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
+from server.deferred import Deferred
 from server.rpc import convert
 from server.rpc.errors import bearer, guarded, guarded_stream
 from server.services.agents import AgentTraffic
@@ -68,9 +69,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.CheckInRequest, context: Ctx
     ) -> agent_pb2.CheckInResponse:
         who = await self._auth.agent(bearer(context))
-        reply = await self._traffic.check_in(
-            who, convert.checkin_facts(request), claimed_site=request.site
-        )
+        # converted by the writer (server/deferred.py), off the event loop
+        facts = Deferred(convert.checkin_facts, request)
+        reply = await self._traffic.check_in(who, facts, claimed_site=request.site)
         return agent_pb2.CheckInResponse(
             server_time=convert.ts(reply.server_time),
             desired_config_revision=reply.desired_config_revision,
@@ -82,9 +83,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.ReportRunRequest, context: Ctx
     ) -> agent_pb2.ReportRunResponse:
         who = await self._auth.agent(bearer(context))
-        duplicate = await self._traffic.report(
-            who, convert.run_record(request.report), claimed_site=request.site
-        )
+        run = Deferred(convert.run_record, request.report)  # converted by the writer
+        duplicate = await self._traffic.report(who, run, claimed_site=request.site)
         return agent_pb2.ReportRunResponse(duplicate=duplicate)
 
     @guarded_stream

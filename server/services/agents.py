@@ -11,6 +11,7 @@ from typing import Any
 
 from common.clock import Clock
 from common.errors import InvalidArgument, PermissionDenied
+from server.deferred import Deferred, resolve
 from server.domain import AgentIdentity, CheckInFacts, RunRecord
 from server.services.push import ConfigHub, Directive
 from server.state.base import FleetState
@@ -69,7 +70,11 @@ class AgentTraffic:
         self._interval = checkin_interval
 
     async def check_in(
-        self, who: AgentIdentity, facts: CheckInFacts, *, claimed_site: str = ""
+        self,
+        who: AgentIdentity,
+        facts: CheckInFacts | Deferred[CheckInFacts],
+        *,
+        claimed_site: str = "",
     ) -> CheckInReply:
         _own_site(who, claimed_site)
         now = self._clock.now()
@@ -77,11 +82,20 @@ class AgentTraffic:
         desired = self._hub.snapshot.desired_revision(who.site, who.group)
         return CheckInReply(now, desired, self._interval)
 
-    async def report(self, who: AgentIdentity, run: RunRecord, *, claimed_site: str = "") -> bool:
-        """Store a run; True when it was a replay of one already stored."""
+    async def report(
+        self,
+        who: AgentIdentity,
+        run: RunRecord | Deferred[RunRecord],
+        *,
+        claimed_site: str = "",
+    ) -> bool:
+        """Store a run; True when it was a replay of one already stored. The run is
+        decoded and validated by the writer (see server/deferred.py); its errors come
+        back from there."""
         _own_site(who, claimed_site)
-        _validate(run, self._clock.now())
-        return await self._state.store_report(site_id=who.site_id, run=run, now=self._clock.now())
+        now = self._clock.now()
+        checked = Deferred(valid_run, run, now)
+        return await self._state.store_report(site_id=who.site_id, run=checked, now=now)
 
     async def watch(
         self, who: AgentIdentity, *, running_revision: int, claimed_site: str = ""
@@ -205,6 +219,13 @@ def _own_site(who: AgentIdentity, claimed: str) -> None:
         raise PermissionDenied(
             f"this agent is enrolled for site {who.site!r} and may not act for {claimed!r}"
         )
+
+
+def valid_run(run: RunRecord | Deferred[RunRecord], now: dt.datetime) -> RunRecord:
+    """The run, once it passed the checks below (InvalidArgument otherwise)."""
+    record = resolve(run)
+    _validate(record, now)
+    return record
 
 
 def _validate(run: RunRecord, now: dt.datetime) -> None:

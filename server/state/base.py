@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 
+from server.deferred import Deferred
 from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
 
 
@@ -64,12 +65,18 @@ class FleetState(abc.ABC):
         """Store an admin token (used by `storesafe-server init`, outside the event loop)."""
 
     @abc.abstractmethod
-    async def record_checkin(self, *, site_id: int, facts: CheckInFacts, now: dt.datetime) -> None:
-        """Store the latest facts of a check-in; last_seen_at MUST become `now`."""
+    async def record_checkin(
+        self, *, site_id: int, facts: CheckInFacts | Deferred[CheckInFacts], now: dt.datetime
+    ) -> None:
+        """Store the latest facts of a check-in; last_seen_at MUST become `now`.
+        Deferred facts are resolved by the writer (server/deferred.py)."""
 
     @abc.abstractmethod
-    async def store_report(self, *, site_id: int, run: RunRecord, now: dt.datetime) -> bool:
+    async def store_report(
+        self, *, site_id: int, run: RunRecord | Deferred[RunRecord], now: dt.datetime
+    ) -> bool:
         """Store a run once by id; return True when it was already stored (a replay).
+        A Deferred run is resolved by the writer; the error it raises is this call's.
 
         A replay MUST change nothing. An id stored for another site MUST raise
         PermissionDenied. The site's summary facts MUST only move forward in time.

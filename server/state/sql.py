@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from common.clock import utc
 from common.errors import NotFound, PermissionDenied, Unauthenticated
+from server.deferred import Deferred, resolve
 from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
 from server.services import credentials
 from server.services.status import Disk
@@ -232,28 +233,18 @@ class SqlFleetState(FleetState):
 
     # -- agent traffic --------------------------------------------------------
 
-    async def record_checkin(self, *, site_id: int, facts: CheckInFacts, now: dt.datetime) -> None:
-        skew = (facts.agent_time - now).total_seconds() if facts.agent_time else 0.0
-        values: dict[str, Any] = {
-            "last_seen_at": now,
-            "agent_version": facts.agent_version,
-            "hostname": facts.hostname,
-            "os": facts.os,
-            "clock_skew_seconds": skew,
-            "config_revision_applied": facts.config_revision,
-            "outbox_pending": facts.outbox_pending,
-            "disks_json": json.dumps([d._asdict() for d in facts.disks]),
-        }
-        if facts.firebird is not None:
-            values["firebird_json"] = json.dumps(facts.firebird)
-        values["b_site_id"] = site_id
+    async def record_checkin(
+        self, *, site_id: int, facts: CheckInFacts | Deferred[CheckInFacts], now: dt.datetime
+    ) -> None:
         # A check-in is a heartbeat: answered once queued (the writer commits it within
         # milliseconds; reads of sites pass a barrier first). If it is lost in a crash,
         # the next one (a minute later) says the same. Under a backlog the caller waits
         # for the commit, which slows agents down instead of growing the queue.
-        await self.write_soon(_CheckIn(values))
+        await self.write_soon(_CheckIn(site_id, facts, now))
 
-    async def store_report(self, *, site_id: int, run: RunRecord, now: dt.datetime) -> bool:
+    async def store_report(
+        self, *, site_id: int, run: RunRecord | Deferred[RunRecord], now: dt.datetime
+    ) -> bool:
         return await self._writer.submit(_Report(site_id, run, now))
 
     # -- queries ----------------------------------------------------------------
@@ -434,21 +425,60 @@ _RUN_OWNERS = select(RUNS.c.id, RUNS.c.site_id).where(
 )
 
 
+def checkin_values(site_id: int, facts: CheckInFacts, now: dt.datetime) -> dict[str, Any]:
+    """The sites columns a check-in sets (and `b_site_id`, the row)."""
+    skew = (facts.agent_time - now).total_seconds() if facts.agent_time else 0.0
+    values: dict[str, Any] = {
+        "last_seen_at": now,
+        "agent_version": facts.agent_version,
+        "hostname": facts.hostname,
+        "os": facts.os,
+        "clock_skew_seconds": skew,
+        "config_revision_applied": facts.config_revision,
+        "outbox_pending": facts.outbox_pending,
+        "disks_json": json.dumps([d._asdict() for d in facts.disks]),
+    }
+    if facts.firebird is not None:
+        values["firebird_json"] = json.dumps(facts.firebird)
+    values["b_site_id"] = site_id
+    return values
+
+
 class _CheckIn:
     """One site's check-in facts (a writer Bulk op: a batch's check-ins run together
-    through bulk.update_sites, with the meaning of running them in order)."""
+    through bulk.update_sites, with the meaning of running them in order).
 
-    __slots__ = ("bulk_key", "params")
+    `prepare()` (the writer calls it before the transaction, in the writer's process)
+    resolves deferred facts into the row's values; pickling carries the inputs only.
+    """
+
+    __slots__ = ("bulk_key", "facts", "now", "params", "site_id")
     portable = True  # may run in the writer process
 
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
-        self.bulk_key = ("checkin", "firebird_json" in params)
+    def __init__(
+        self, site_id: int, facts: CheckInFacts | Deferred[CheckInFacts], now: dt.datetime
+    ) -> None:
+        self.site_id = site_id
+        self.facts = facts
+        self.now = now
+        self.params: dict[str, Any] = {}
+        self.bulk_key: tuple[str, bool] = ("checkin", False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_CheckIn, (self.site_id, self.facts, self.now))
+
+    def prepare(self) -> None:
+        if not self.params:
+            self.params = checkin_values(self.site_id, resolve(self.facts), self.now)
+            self.bulk_key = ("checkin", "firebird_json" in self.params)
 
     def __call__(self, conn: Connection) -> None:
+        self.prepare()
         conn.execute(_CHECKIN, self.params)
 
     def run_many(self, conn: Connection, ops: Sequence[_CheckIn]) -> list[Any]:
+        for op in ops:
+            op.prepare()
         bulk.update_sites(conn, [op.params for op in ops])
         return [None] * len(ops)
 
@@ -467,18 +497,33 @@ class _Report:
     their summary UPDATEs run together with their one-by-one meaning; if that count
     shows that another transaction got in between, the group raises and the writer
     retries every write alone, as above.
+
+    `prepare()` resolves a deferred run (decoding and validating it: its error is
+    the write's) before the transaction, in the writer's process.
     """
 
-    __slots__ = ("params", "run", "site_id")
+    __slots__ = ("now", "params", "pending", "run", "site_id")
     bulk_key = "report"
     portable = True  # may run in the writer process
 
-    def __init__(self, site_id: int, run: RunRecord, now: dt.datetime) -> None:
+    def __init__(
+        self, site_id: int, run: RunRecord | Deferred[RunRecord], now: dt.datetime
+    ) -> None:
         self.site_id = site_id
-        self.run = run
+        self.now = now
+        self.pending = run
+        self.params: dict[str, Any] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Report, (self.site_id, self.pending, self.now))
+
+    def prepare(self) -> None:
+        if self.params:
+            return
+        run = self.run = resolve(self.pending)
         self.params = {
             "id": run.id,
-            "site_id": site_id,
+            "site_id": self.site_id,
             "kind": run.kind,
             "started_at": run.started_at,
             "finished_at": run.finished_at,
@@ -487,11 +532,12 @@ class _Report:
             "error_class": run.error_class,
             "error_message": run.error_message,
             "trigger": run.trigger,
-            "received_at": now,
+            "received_at": self.now,
             "details_json": json.dumps(run.details),
         }
 
     def __call__(self, conn: Connection) -> bool:
+        self.prepare()
         stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
         if conn.execute(stmt, self.params).first() is not None:
             _advance_summary(conn, self.site_id, self.run)
@@ -502,6 +548,8 @@ class _Report:
         return True
 
     def run_many(self, conn: Connection, ops: Sequence[_Report]) -> list[Any]:
+        for op in ops:
+            op.prepare()
         ids = list({op.run.id for op in ops})
         owners: dict[str, int] = {r[0]: r[1] for r in conn.execute(_RUN_OWNERS, {"b_ids": ids})}
         fresh: list[_Report] = []

@@ -14,6 +14,10 @@ the fixed cost of each transaction (begin, commit, fsync, and the thread
 switches of handing the GIL back and forth) took about as much CPU as the
 writes themselves. The pause costs a write at most `group_window` of latency.
 
+A write may have a `prepare()`: the work of turning its input into parameters
+(decoding and validating a report), run just before the batch's transaction, where the
+batch runs; if it fails, that write fails alone (see server/deferred.py).
+
 A write may also be a `Bulk` op: consecutive ones with the same `bulk_key` in a
 batch run together through their `run_many` (one executemany instead of many
 statements), in the same order and the same transaction; calling the op alone
@@ -198,10 +202,35 @@ class BatchWriter:
 
 
 def run_batch(engine: Engine, ops: Sequence[Any]) -> list[Outcome]:
-    """Run `ops` in one transaction; if that fails, each alone, so a bad write fails alone."""
+    """Run `ops` in one transaction; if that fails, each alone, so a bad write fails alone.
+
+    An op with a `prepare()` (decoding and checking its input) has it called first,
+    outside the transaction; an op whose prepare fails fails alone, and the others run.
+    """
+    outcomes: list[Outcome | None] = [_prepared(op) for op in ops]
+    ready = [op for op, outcome in zip(ops, outcomes, strict=True) if outcome is None]
+    if not ready:
+        return [outcome for outcome in outcomes if outcome is not None]
+    done = iter(_run_ready(engine, ready))
+    return [next(done) if outcome is None else outcome for outcome in outcomes]
+
+
+def _prepared(op: Any) -> Outcome | None:
+    """None when `op` is ready to run, or the error its prepare() failed with."""
+    prepare = getattr(op, "prepare", None)
+    if prepare is None:
+        return None
+    try:
+        prepare()
+    except Exception as exc:  # noqa: BLE001 - handed to the caller
+        return None, exc
+    return None
+
+
+def _run_ready(engine: Engine, ops: list[Any]) -> list[Outcome]:
     try:
         with engine.begin() as conn:
-            return [(result, None) for result in _run_ops(conn, list(ops))]
+            return [(result, None) for result in _run_ops(conn, ops)]
     except Exception as exc:  # noqa: BLE001 - each write is retried alone below
         if len(ops) == 1:
             return [(None, exc)]

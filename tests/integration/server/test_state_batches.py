@@ -13,14 +13,18 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.dialects import sqlite
+from storesafe.v1 import agent_pb2, types_pb2
 
-from common.errors import PermissionDenied
+from common.errors import InvalidArgument, PermissionDenied
 from server.db.engine import make_engine, migrate
+from server.deferred import Deferred
 from server.domain import CheckInFacts, RunRecord
+from server.rpc import convert
+from server.services.agents import valid_run
 from server.services.status import Disk
 from server.state import bulk, sql
 from server.state.sql import SqlFleetState
-from server.state.writer import _run_ops
+from server.state.writer import run_batch
 from tests.integration.server.test_state import NOW, enroll, make_token
 
 SUMMARY = [
@@ -160,6 +164,64 @@ def test_writer_batch_isolates_foreign_ids_and_replays(engine: Engine, in_proces
         state.close()
 
 
+def _report_msg(
+    run_id: str, *, finished: bool = True, kind: int = types_pb2.RUN_KIND_BACKUP
+) -> Any:
+    msg = types_pb2.RunReport(
+        id=run_id,
+        kind=kind,
+        outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
+        backup=types_pb2.BackupDetails(method="gbak", size_compressed=7),
+    )
+    msg.started_at.FromDatetime(NOW - dt.timedelta(minutes=2))
+    if finished:
+        msg.finished_at.FromDatetime(NOW - dt.timedelta(minutes=1))
+    return msg
+
+
+@WHERE
+def test_deferred_writes_are_decoded_by_the_writer(engine: Engine, in_process: bool) -> None:
+    """Reports and check-ins handed over undecoded (as the servicer does) are decoded
+    and validated where the batch runs; one that cannot be decoded or is invalid fails
+    alone with its own error, and the rest of its batch is stored."""
+    state = SqlFleetState(engine, writer_process=in_process)
+    try:
+
+        async def body() -> None:
+            site, _ = await enroll(state, "dfr", await make_token(state, "dfr"), "d1")
+
+            def report(msg: Any) -> Any:
+                run = Deferred(valid_run, Deferred(convert.run_record, msg), NOW)
+                return state.store_report(site_id=site, run=run, now=NOW)
+
+            calls = [report(_report_msg(f"d-{i}")) for i in range(40)]
+            calls.insert(10, report(_report_msg("no-end", finished=False)))
+            calls.insert(20, report(_report_msg("no-kind", kind=types_pb2.RUN_KIND_UNSPECIFIED)))
+            checkin = agent_pb2.CheckInRequest(agent_version="9.9", hostname="pos-dfr")
+            calls.append(
+                state.record_checkin(
+                    site_id=site, facts=Deferred(convert.checkin_facts, checkin), now=NOW
+                )
+            )
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert isinstance(results[10], InvalidArgument)
+            assert "started_at and finished_at" in str(results[10])
+            assert isinstance(results[20], InvalidArgument)
+            assert "run kind" in str(results[20])
+            rest = [r for i, r in enumerate(results[:-1]) if i not in (10, 20)]
+            assert rest == [False] * 40
+            runs = await state.list_runs(site="dfr", kind="", limit=100)
+            assert sorted(r.id for r in runs) == sorted(f"d-{i}" for i in range(40))
+            assert runs[0].details == {"backup": {"method": "gbak", "size_compressed": "7"}}
+            row = await state.get_site("dfr")
+            assert row.agent_version == "9.9" and row.hostname == "pos-dfr"
+            assert row.last_backup_size == 7
+
+        asyncio.run(body())
+    finally:
+        state.close()
+
+
 @WHERE
 def test_grouped_checkins_keep_order(engine: Engine, in_process: bool) -> None:
     state = SqlFleetState(engine, writer_process=in_process)
@@ -183,20 +245,11 @@ def test_grouped_checkins_keep_order(engine: Engine, in_process: bool) -> None:
                 outbox_pending=i,
             )
 
-        ops: list[Any] = []
-        for i in range(30):
-            values: dict[str, Any] = {
-                "last_seen_at": NOW + dt.timedelta(seconds=i),
-                "agent_version": f"1.{i}",
-                "config_revision_applied": i,
-                "outbox_pending": i,
-                "b_site_id": site,
-            }
-            if i % 7 == 0:
-                values["firebird_json"] = f'{{"oit": "{i}"}}'
-            ops.append(sql._CheckIn(values))
-        with engine.begin() as conn:
-            _run_ops(conn, ops)
+        ops = [
+            sql._CheckIn(site, facts(i, i % 7 == 0), NOW + dt.timedelta(seconds=i))
+            for i in range(30)
+        ]
+        assert all(exc is None for _result, exc in run_batch(engine, ops))
         row = asyncio.run(state.get_site("ck"))
         assert row.agent_version == "1.29" and row.outbox_pending == 29
         assert row.firebird == {"oit": "28"}

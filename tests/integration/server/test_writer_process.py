@@ -213,19 +213,30 @@ def test_the_server_writes_through_its_child_which_ends_with_it(tmp_path: Path, 
     assert not alive
 
 
-def test_by_default_postgresql_gets_a_writer_process_and_sqlite_a_thread(
+def test_by_default_writes_go_through_a_child_and_the_log_says_so(
     tmp_path: Path, db_url: str
 ) -> None:
     url = "" if db_url.startswith("sqlite") else db_url
     handle = start_server(tmp_path, db_url=url)
     try:
         assert handle.proc is not None
-        want = 1 if url else 0
-        assert len(_writer_children(handle.proc.pid)) == want
-        said = "written by a child process" if url else "written by a thread"
+        assert len(_writer_children(handle.proc.pid)) == 1
         deadline = time.monotonic() + 10
-        while said not in handle.log() and time.monotonic() < deadline:
+        while "written by a child process" not in handle.log() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert said in handle.log()
+        assert "written by a child process" in handle.log()
+    finally:
+        handle.stop()
+
+
+def test_writer_thread_on_request(tmp_path: Path) -> None:
+    handle = start_server(tmp_path, extra_args=("--writer-thread",))
+    try:
+        assert handle.proc is not None
+        assert _writer_children(handle.proc.pid) == []
+        deadline = time.monotonic() + 10
+        while "written by a thread" not in handle.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "written by a thread" in handle.log()
     finally:
         handle.stop()
