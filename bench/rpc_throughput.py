@@ -389,7 +389,7 @@ def run_phase(
     t0, t1 = start_at + args.warmup, start_at + args.warmup + args.duration
     profiler = None
     time.sleep(max(0.0, t0 - time.time()))
-    cpu0, sys0 = _tree_cpu(server), psutil.cpu_times()
+    cpu0, sys0, db0 = _tree_cpu(server), psutil.cpu_times(), _postgres_cpu()
     if args.profile:
         out = benchlib.RESULTS / f"profile-{label}-{method}.txt"
         profiler = subprocess.Popen(
@@ -415,7 +415,7 @@ def run_phase(
             stderr=subprocess.DEVNULL,
         )
     time.sleep(max(0.0, t1 - time.time()))
-    cpu1, sys1 = _tree_cpu(server), psutil.cpu_times()
+    cpu1, sys1, db1 = _tree_cpu(server), psutil.cpu_times(), _postgres_cpu()
     results = []
     for p in procs:
         out_text, _ = p.communicate(timeout=120)
@@ -448,6 +448,7 @@ def run_phase(
         "server_cpu_ms_per_call": server_cpu * 1000 / ok if ok else 0.0,
         "server_cpu_cores": server_cpu / args.duration,
         "server_child_cpu_cores": child_cpu / args.duration,
+        "postgres_cpu_cores": _cpu_delta(db0, db1) / args.duration,
         "server_loop_cpu_ms_per_call": loop_cpu * 1000 / ok if ok else 0.0,
         "server_system_ms_per_call": server_sys * 1000 / ok if ok else 0.0,
         "client_cpu_cores": sum(r["cpu_s"] for r in results) / args.duration,
@@ -478,6 +479,20 @@ def _tree_cpu(proc: psutil.Process) -> tuple[float, float, float, float]:
         if p.pid != proc.pid:
             children += t.user + t.system
     return total, system, children, main
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL server process on this machine, by pid."""
+    out = {}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        if p.info["name"] in ("postgres", "postmaster") and p.info["cpu_times"] is not None:
+            out[p.pid] = p.info["cpu_times"].user + p.info["cpu_times"].system
+    return out
+
+
+def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two _postgres_cpu() readings (processes that ended are missed)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def _busy(a: Any, b: Any) -> float:
@@ -680,6 +695,7 @@ def report(
         "loop ms/call",
         "srv cores",
         "writer cores",
+        "postgres cores",
         "client cores",
         "box busy %",
         "load avg",
@@ -701,6 +717,7 @@ def report(
                 r.get("server_loop_cpu_ms_per_call", 0.0),
                 r["server_cpu_cores"],
                 r.get("server_child_cpu_cores", 0.0),
+                r.get("postgres_cpu_cores", 0.0),
                 r["client_cpu_cores"],
                 r["machine_busy_pct"],
                 r["load_avg_1m"],

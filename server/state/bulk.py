@@ -6,9 +6,11 @@ parameters, formatting its datetimes) on top of the database's own work; on a
 busy server that was as much CPU as the gRPC calls that brought the rows.
 
 - PostgreSQL: one statement over `json_to_recordset` of a single JSON parameter,
-  so a batch costs one C-speed json.dumps here and the parsing happens in the
-  server (an executemany also costs psycopg Python time per row, and a multi-row
-  INSERT .. RETURNING is too long for psycopg's statement cache).
+  so a batch costs one orjson.dumps here (datetimes included; the standard json
+  module, calling back into Python for each datetime, took 8x as long) and the
+  parsing happens in the server (an executemany also costs psycopg Python time
+  per row, and a multi-row INSERT .. RETURNING is too long for psycopg's statement
+  cache).
 - SQLite: the driver's own executemany over plain parameter dicts (a loop in C;
   SQLite's json_each was slower, as json_extract parses each row once per field).
 
@@ -27,10 +29,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql
 
@@ -61,13 +63,8 @@ def sqlite_time(value: dt.datetime) -> str:
 
 
 def _pg_json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=_pg_default, separators=(",", ":"))
-
-
-def _pg_default(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+    """The rows as one JSON array; datetimes as ISO 8601 (what PostgreSQL parses)."""
+    return orjson.dumps(rows).decode()
 
 
 def _pg_rows(table: Table, keys: Sequence[str]) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -86,7 +86,8 @@ class SqlFleetState(FleetState):
         return await self._writer.submit(op)
 
     async def write_soon(self, op: Callable[[Connection], Any]) -> None:
-        """Queue a write that may be answered before it commits (see record_checkin)."""
+        """Queue a write that may be answered before it commits (config acks: a fan-out
+        brings thousands at once); under a backlog the caller waits for the commit."""
         if self._writer.backlog() < SOON_BACKLOG:
             self._writer.enqueue(op)
         else:
@@ -236,11 +237,10 @@ class SqlFleetState(FleetState):
     async def record_checkin(
         self, *, site_id: int, facts: CheckInFacts | Deferred[CheckInFacts], now: dt.datetime
     ) -> None:
-        # A check-in is a heartbeat: answered once queued (the writer commits it within
-        # milliseconds; reads of sites pass a barrier first). If it is lost in a crash,
-        # the next one (a minute later) says the same. Under a backlog the caller waits
-        # for the commit, which slows agents down instead of growing the queue.
-        await self.write_soon(_CheckIn(site_id, facts, now))
+        # Answered once committed, like a report. Answering at once (before the commit)
+        # measured slower under load: callers resumed together by their batch's commit
+        # send their answers together, in fewer writes to each connection.
+        await self._writer.submit(_CheckIn(site_id, facts, now))
 
     async def store_report(
         self, *, site_id: int, run: RunRecord | Deferred[RunRecord], now: dt.datetime
@@ -425,6 +425,11 @@ _RUN_OWNERS = select(RUNS.c.id, RUNS.c.site_id).where(
 )
 
 
+def _json(value: Any) -> str:
+    """JSON text of a column (orjson: several times the speed of json.dumps)."""
+    return orjson.dumps(value).decode()
+
+
 def checkin_values(site_id: int, facts: CheckInFacts, now: dt.datetime) -> dict[str, Any]:
     """The sites columns a check-in sets (and `b_site_id`, the row)."""
     skew = (facts.agent_time - now).total_seconds() if facts.agent_time else 0.0
@@ -436,10 +441,10 @@ def checkin_values(site_id: int, facts: CheckInFacts, now: dt.datetime) -> dict[
         "clock_skew_seconds": skew,
         "config_revision_applied": facts.config_revision,
         "outbox_pending": facts.outbox_pending,
-        "disks_json": json.dumps([d._asdict() for d in facts.disks]),
+        "disks_json": _json([d._asdict() for d in facts.disks]),
     }
     if facts.firebird is not None:
-        values["firebird_json"] = json.dumps(facts.firebird)
+        values["firebird_json"] = _json(facts.firebird)
     values["b_site_id"] = site_id
     return values
 
@@ -533,7 +538,7 @@ class _Report:
             "error_message": run.error_message,
             "trigger": run.trigger,
             "received_at": self.now,
-            "details_json": json.dumps(run.details),
+            "details_json": _json(run.details),
         }
 
     def __call__(self, conn: Connection) -> bool:
@@ -598,7 +603,7 @@ _FIREBIRD_AT = [c.name for c in _ROW_COLUMNS].index("firebird_json")
 def _site_rows(rows: Iterable[Sequence[Any]]) -> list[SiteRow]:
     """SiteRows from rows of `_ROW_COLUMNS`: datetimes in UTC, the JSON columns parsed."""
     out = []
-    loads = json.loads
+    loads = orjson.loads
     for r in rows:
         v = list(r)
         for i in _DATETIME_AT:
@@ -625,7 +630,7 @@ def _run_record(r: Any, site: str) -> RunRecord:
         error_class=r.error_class,
         error_message=r.error_message,
         trigger=r.trigger,
-        details=json.loads(r.details_json or "{}"),
+        details=orjson.loads(r.details_json or "{}"),
         site=site,
         received_at=utc(r.received_at),
     )

@@ -28,7 +28,7 @@ A write whose op is `portable` (a module-level class that pickles) may run in
 another process: the writer hands such batches to its `runner` (see
 writer_process.py) and waits for their outcomes; other writes run in this thread.
 
-`enqueue` queues a write without waiting for its commit (check-ins: the caller
+`enqueue` queues a write without waiting for its commit (config acks: the caller
 answers at once, the commit follows within the same few milliseconds; a failure
 is logged). Because batches commit in queue order, awaiting `barrier()` makes
 every write queued before it visible to readers.
