@@ -37,6 +37,17 @@ def db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for what only PostgreSQL can show (a dropped connection)."""
+    if not os.environ.get(PG_ENV):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs the PostgreSQL tests: set {PG_ENV}")
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run and scripts/test)")
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerHandle]:
     """A fresh server on SQLite for one test."""
     handle = start_server(tmp_path)

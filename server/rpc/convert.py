@@ -67,11 +67,19 @@ def ts(when: dt.datetime | None) -> Timestamp | None:
     return out
 
 
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def from_ts(msg: Any, field: str) -> dt.datetime | None:
+    """The timestamp field as an aware UTC datetime, None when unset; one out of the
+    datetime range is an InvalidArgument (what ToDatetime computes, at half its cost)."""
     if not msg.HasField(field):
         return None
-    value: dt.datetime = getattr(msg, field).ToDatetime(tzinfo=dt.UTC)
-    return value
+    stamp = getattr(msg, field)
+    try:
+        return _EPOCH_UTC + dt.timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    except OverflowError:
+        raise InvalidArgument(f"{field} is not a valid timestamp") from None
 
 
 def scalar_dict_converter(descriptor: Any) -> Any:

@@ -197,3 +197,20 @@ def insert_runs(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
         params = [_sqlite_row(row, RUN_COLUMNS) for row in rows]
         return int(conn.exec_driver_sql(_SQLITE_INSERT_RUNS, params).rowcount)
     return int(conn.exec_driver_sql(_PG_INSERT_RUNS, {"rows": _pg_json(rows)}).rowcount)
+
+
+_PG_RUN_OWNERS = f"SELECT id, site_id FROM {_q(RUNS.name)} WHERE id = ANY(%(ids)s)"  # noqa: S608
+_SQLITE_RUN_OWNERS = (
+    f"SELECT id, site_id FROM {_q(RUNS.name)} "  # noqa: S608 - the table's own name
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+
+
+def run_owners(conn: Connection, ids: Sequence[str]) -> dict[str, int]:
+    """{run id: site id} of those of `ids` already stored (one statement, whatever the
+    number of ids: an expanding IN is compiled anew for every length)."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql(_SQLITE_RUN_OWNERS, (orjson.dumps(list(ids)).decode(),))
+    else:
+        rows = conn.exec_driver_sql(_PG_RUN_OWNERS, {"ids": list(ids)})
+    return {r[0]: r[1] for r in rows}

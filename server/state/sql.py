@@ -420,9 +420,6 @@ _AGENT_CREDENTIALS = (
 )
 _AGENT_CREDENTIAL = _AGENT_CREDENTIALS.where(AGENTS.c.id == bindparam("b_id"))
 _RUN_OWNER = select(RUNS.c.site_id).where(RUNS.c.id == bindparam("b_id"))
-_RUN_OWNERS = select(RUNS.c.id, RUNS.c.site_id).where(
-    RUNS.c.id.in_(bindparam("b_ids", expanding=True))
-)
 
 
 def _json(value: Any) -> str:
@@ -556,7 +553,7 @@ class _Report:
         for op in ops:
             op.prepare()
         ids = list({op.run.id for op in ops})
-        owners: dict[str, int] = {r[0]: r[1] for r in conn.execute(_RUN_OWNERS, {"b_ids": ids})}
+        owners = bulk.run_owners(conn, ids)
         fresh: list[_Report] = []
         replay: list[bool] = []
         for op in ops:

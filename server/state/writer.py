@@ -37,15 +37,18 @@ every write queued before it visible to readers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +183,7 @@ class BatchWriter:
         ops = [op for op, _fut, _loop in batch]
         for remote, group in itertools.groupby(ops, key=self._remote):
             stretch = list(group)
-            run = self._run_remote(stretch) if remote else run_batch(self._engine, stretch)
+            run = self._run_remote(stretch) if remote else run_batch(self._engine.begin, stretch)
             outcomes.extend(run)
         _deliver(
             [
@@ -201,7 +204,36 @@ class BatchWriter:
             return [(None, exc)] * len(ops)
 
 
-def run_batch(engine: Engine, ops: Sequence[Any]) -> list[Outcome]:
+Begin = Callable[[], AbstractContextManager[Connection]]
+"""Opens a transaction and yields its connection: `engine.begin`, or `HeldConnection.begin`."""
+
+
+class HeldConnection:
+    """One connection kept open for every batch (the writer process's): a transaction
+    per batch without a pool checkout and its liveness ping. A connection that broke is
+    replaced at the next batch; the batch it broke under is retried (see run_batch)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self._conn = self._engine.connect()
+        with conn.begin():
+            yield conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def run_batch(begin: Begin, ops: Sequence[Any]) -> list[Outcome]:
     """Run `ops` in one transaction; if that fails, each alone, so a bad write fails alone.
 
     An op with a `prepare()` (decoding and checking its input) has it called first,
@@ -211,7 +243,7 @@ def run_batch(engine: Engine, ops: Sequence[Any]) -> list[Outcome]:
     ready = [op for op, outcome in zip(ops, outcomes, strict=True) if outcome is None]
     if not ready:
         return [outcome for outcome in outcomes if outcome is not None]
-    done = iter(_run_ready(engine, ready))
+    done = iter(_run_ready(begin, ready))
     return [next(done) if outcome is None else outcome for outcome in outcomes]
 
 
@@ -227,19 +259,24 @@ def _prepared(op: Any) -> Outcome | None:
     return None
 
 
-def _run_ready(engine: Engine, ops: list[Any]) -> list[Outcome]:
+def _run_ready(begin: Begin, ops: list[Any]) -> list[Outcome]:
     try:
-        with engine.begin() as conn:
+        with begin() as conn:
             return [(result, None) for result in _run_ops(conn, ops)]
     except Exception as exc:  # noqa: BLE001 - each write is retried alone below
-        if len(ops) == 1:
+        if len(ops) == 1 and not _connection_lost(exc):
             return [(None, exc)]
-    return [_run_one(engine, op) for op in ops]
+    return [_run_one(begin, op) for op in ops]
 
 
-def _run_one(engine: Engine, op: Any) -> Outcome:
+def _connection_lost(exc: Exception) -> bool:
+    """The database connection broke under the batch (worth one more try on a new one)."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _run_one(begin: Begin, op: Any) -> Outcome:
     try:
-        with engine.begin() as conn:
+        with begin() as conn:
             return op(conn), None
     except Exception as exc:  # noqa: BLE001 - handed to the caller
         return None, exc

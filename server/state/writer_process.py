@@ -15,7 +15,8 @@ batch to commit before it starts the next, so ordering, the barrier and the
 one-by-one retry of a failing batch mean exactly what they meant in one process.
 Other writes (admin actions, config) are rare and run in the writer thread itself.
 
-The child has its own engine on the same database URL; it ignores SIGINT and
+The child has its own engine on the same database URL, and holds one connection of
+it for every batch (no pool checkout and ping per batch); it ignores SIGINT and
 SIGTERM (the server shuts down gracefully and finishes its queue first) and exits
 when its pipe closes, so it never outlives the server. If it dies, the batch it
 was running is sent again to a new child: a batch the child died in was rolled
@@ -37,7 +38,7 @@ from sqlalchemy import Engine
 
 from common.errors import StoreSafeError
 from server.db.engine import make_engine
-from server.state.writer import Outcome, run_batch
+from server.state.writer import HeldConnection, Outcome, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def _main(url: str, conn: multiprocessing.connection.Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         engine = make_engine(url)
-        with engine.connect():
+        held = HeldConnection(engine)
+        with held.begin():
             pass
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
         conn.send(f"{type(exc).__name__}: {exc}")
@@ -130,8 +132,9 @@ def _main(url: str, conn: multiprocessing.connection.Connection) -> None:
                 ops = conn.recv()
             except EOFError:
                 break
-            conn.send([_portable(outcome) for outcome in run_batch(engine, ops)])
+            conn.send([_portable(outcome) for outcome in run_batch(held.begin, ops)])
     finally:
+        held.close()
         engine.dispose()
 
 

@@ -249,7 +249,7 @@ def test_grouped_checkins_keep_order(engine: Engine, in_process: bool) -> None:
             sql._CheckIn(site, facts(i, i % 7 == 0), NOW + dt.timedelta(seconds=i))
             for i in range(30)
         ]
-        assert all(exc is None for _result, exc in run_batch(engine, ops))
+        assert all(exc is None for _result, exc in run_batch(engine.begin, ops))
         row = asyncio.run(state.get_site("ck"))
         assert row.agent_version == "1.29" and row.outbox_pending == 29
         assert row.firebird == {"oit": "28"}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
-from server.state.writer import BatchWriter
+from server.state.writer import BatchWriter, HeldConnection, run_batch
 
 
 @pytest.fixture
@@ -126,3 +126,30 @@ def test_a_lone_write_does_not_wait_for_the_group_window(engine: Engine) -> None
 
         asyncio.run(body())
     assert len(commits) == 5
+
+
+def test_a_held_connection_that_the_database_dropped_is_replaced(pg_url: str) -> None:
+    """The writer process's one connection, killed by the server between batches: the
+    next batch (alone or with others) reconnects and commits, nothing fails."""
+    eng = create_engine(pg_url)
+    with eng.begin() as conn:
+        conn.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+    held = HeldConnection(eng)
+    try:
+
+        def drop_held() -> None:
+            with held.begin() as conn:
+                pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with eng.begin() as other:
+                other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+
+        assert run_batch(held.begin, [_insert(1)]) == [(1, None)]
+        drop_held()
+        assert run_batch(held.begin, [_insert(2)]) == [(2, None)]
+        drop_held()
+        assert run_batch(held.begin, [_insert(3), _insert(4)]) == [(3, None), (4, None)]
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 4
+    finally:
+        held.close()
+        eng.dispose()

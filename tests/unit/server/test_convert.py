@@ -1,7 +1,8 @@
-"""The server's fast proto -> dict conversion gives exactly what MessageToDict gives."""
+"""The server's fast proto conversions give exactly what protobuf's own give."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from typing import Any
 
@@ -9,7 +10,8 @@ import pytest
 from google.protobuf import json_format
 from storesafe.v1 import types_pb2
 
-from server.rpc.convert import message_dict
+from common.errors import InvalidArgument
+from server.rpc.convert import from_ts, message_dict
 
 
 def _reference(msg: Any) -> dict[str, Any]:
@@ -68,3 +70,19 @@ def test_message_dict_matches_on_random_subsets() -> None:
         for name in rng.sample(names, rng.randrange(len(names) + 1)):
             msg.ClearField(name)  # type: ignore[arg-type]
         assert message_dict(msg) == _reference(msg)
+
+
+def test_from_ts_matches_to_datetime_and_refuses_what_it_cannot_hold() -> None:
+    rng = random.Random(7)
+    low, high = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31
+    for seconds in [low, high, 0, -1, *(rng.randint(low, high) for _ in range(500))]:
+        report = types_pb2.RunReport()
+        report.started_at.seconds = seconds
+        report.started_at.nanos = rng.randrange(1_000_000_000)
+        want = report.started_at.ToDatetime(tzinfo=dt.UTC)
+        assert from_ts(report, "started_at") == want
+    assert from_ts(types_pb2.RunReport(), "started_at") is None
+    report = types_pb2.RunReport()
+    report.finished_at.seconds = 10**12
+    with pytest.raises(InvalidArgument, match="finished_at is not a valid timestamp"):
+        from_ts(report, "finished_at")
