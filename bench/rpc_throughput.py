@@ -639,7 +639,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         echo_round("before")
         if args.echo_await != "none":
             echo_round("diagnosis", args.echo_await)
-        if not args.echo_only:
+        if not args.echo_only and not args.skip_sqlite:
             checks["sqlite"] = measure_backend(args, "sqlite", work, "", rows)
             if args.compare_writer:
                 checks["sqlite-process"] = measure_backend(
@@ -817,6 +817,7 @@ def main() -> int:
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "/var/tmp/pyspy/bin/py-spy")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
     p.add_argument("--echo-only", action="store_true", help="diagnosis: skip the real server")
+    p.add_argument("--skip-sqlite", action="store_true", help="with --pg: measure PostgreSQL only")
     p.add_argument(
         "--compare-writer",
         "--compare-writer-thread",
