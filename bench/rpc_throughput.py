@@ -642,8 +642,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         if not args.echo_only and not args.skip_sqlite:
             checks["sqlite"] = measure_backend(args, "sqlite", work, "", rows)
             if args.compare_writer:
-                checks["sqlite-process"] = measure_backend(
-                    args, "sqlite-process", work, "", rows, ["--writer-process"]
+                checks["sqlite-thread"] = measure_backend(
+                    args, "sqlite-thread", work, "", rows, ["--writer-thread"]
                 )
         if args.pg and not args.echo_only:
             with benchlib.fresh_pg_database(args.pg) as url:
@@ -823,8 +823,9 @@ def main() -> int:
         "--compare-writer-thread",
         dest="compare_writer",
         action="store_true",
-        help="also measure each backend with the writer it does not use by default: "
-        "SQLite with `serve --writer-process`, PostgreSQL with `--writer-thread`",
+        help="also measure each backend with `serve --writer-thread` (check-ins and "
+        "reports decoded and written by a thread of the server instead of its default "
+        "child process)",
     )
     p.add_argument(
         "--echo-await",
