@@ -9,7 +9,9 @@ RPC benchmark, the same server that acknowledged writes without a database ran a
 
 So the writer thread hands every batch of *portable* ops (check-ins, reports, the
 barrier: module-level classes that pickle) to this child process over a pipe and
-waits for the outcomes; the event loop keeps the GIL to itself. The writer thread
+waits for the outcomes; the event loop keeps the GIL to itself. Check-ins and reports
+travel undecoded (server/deferred.py): the child also turns them from protobuf into
+rows and validates them, which is most of their Python work. The writer thread
 still decides what goes into which batch and in which order, and it waits for each
 batch to commit before it starts the next, so ordering, the barrier and the
 one-by-one retry of a failing batch mean exactly what they meant in one process.
