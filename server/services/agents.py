@@ -207,10 +207,11 @@ async def _until_failed(
                 return
             yield item
     finally:
-        if step is not None and not step.done():
-            step.cancel()
+        if step is not None:
+            if not step.done():
+                step.cancel()
             with contextlib.suppress(BaseException):
-                await step
+                await step  # also marks an end or error it finished with as seen
         await source.aclose()
 
 
