@@ -51,7 +51,7 @@ class ServeOptions:
     grace_seconds: float = 5.0
     poll_seconds: float = 10.0
     reconnects_per_second: float = RECONNECTS_PER_SECOND
-    writer_process: bool | None = None  # None: a child process where the database allows
+    writer_process: bool = True  # see SqlFleetState; in-memory SQLite keeps a thread
 
     @property
     def database(self) -> str:
@@ -83,7 +83,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     box = SecretBox.for_data_dir(options.data_dir)
     engine = make_engine(options.database)
     await asyncio.to_thread(migrate, engine)
-    state = SqlFleetState(engine, writer_process=_writer_process(options))
+    state = SqlFleetState(engine, writer_process=options.writer_process)
     config_state = SqlConfigState(state)
     clock = clock or SystemClock()
     auth = Authenticator(state)
@@ -171,16 +171,6 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await server.stop(options.grace_seconds)
     await asyncio.to_thread(state.close)
     log.info("stopped")
-
-
-def _writer_process(options: ServeOptions) -> bool:
-    """Whether check-ins and reports are written by a child process: the option, else
-    yes. The child also decodes and validates them (server/deferred.py), which takes
-    that work off the event loop; measured on both databases, see bench/README.md.
-    In-memory SQLite, which a second process cannot open, keeps a thread regardless."""
-    if options.writer_process is not None:
-        return options.writer_process
-    return True
 
 
 async def _say_goodbye(hub: ConfigHub, per_second: float) -> None:

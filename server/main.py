@@ -135,15 +135,14 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         ),
     ] = RECONNECTS_PER_SECOND,
     writer_process: Annotated[
-        bool | None,
+        bool,
         typer.Option(
             "--writer-process/--writer-thread",
             help="Where check-ins and reports are decoded and written to the database: a "
-            "child process (the default: it keeps that work off the gRPC loop) or a thread "
-            "of this process.",
-            show_default=False,
+            "child process (it keeps that work off the gRPC loop; measured in "
+            "bench/README.md) or a thread of this process.",
         ),
-    ] = None,
+    ] = True,
 ) -> None:
     """Serve the agent and admin gRPC APIs until SIGTERM."""
     _logging()

@@ -62,9 +62,10 @@ def sqlite_time(value: dt.datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def _pg_json(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as one JSON array; datetimes as ISO 8601 (what PostgreSQL parses)."""
-    return orjson.dumps(rows).decode()
+def json_text(value: Any) -> str:
+    """`value` as JSON text (orjson: several times the speed of json.dumps); datetimes
+    as ISO 8601, which PostgreSQL parses."""
+    return orjson.dumps(value).decode()
 
 
 def _pg_rows(table: Table, keys: Sequence[str]) -> str:
@@ -150,7 +151,7 @@ def update_sites(
         rounds[k].append(params)
     for rows_k in rounds:
         conn.exec_driver_sql(
-            _pg_update_sql(_columns(rows_k), advance), {"rows": _pg_json(rows_k), "b_now": now}
+            _pg_update_sql(_columns(rows_k), advance), {"rows": json_text(rows_k), "b_now": now}
         )
 
 
@@ -196,7 +197,7 @@ def insert_runs(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
     if conn.dialect.name == "sqlite":
         params = [_sqlite_row(row, RUN_COLUMNS) for row in rows]
         return int(conn.exec_driver_sql(_SQLITE_INSERT_RUNS, params).rowcount)
-    return int(conn.exec_driver_sql(_PG_INSERT_RUNS, {"rows": _pg_json(rows)}).rowcount)
+    return int(conn.exec_driver_sql(_PG_INSERT_RUNS, {"rows": json_text(rows)}).rowcount)
 
 
 _PG_RUN_OWNERS = f"SELECT id, site_id FROM {_q(RUNS.name)} WHERE id = ANY(%(ids)s)"  # noqa: S608
@@ -210,7 +211,7 @@ def run_owners(conn: Connection, ids: Sequence[str]) -> dict[str, int]:
     """{run id: site id} of those of `ids` already stored (one statement, whatever the
     number of ids: an expanding IN is compiled anew for every length)."""
     if conn.dialect.name == "sqlite":
-        rows = conn.exec_driver_sql(_SQLITE_RUN_OWNERS, (orjson.dumps(list(ids)).decode(),))
+        rows = conn.exec_driver_sql(_SQLITE_RUN_OWNERS, (json_text(list(ids)),))
     else:
         rows = conn.exec_driver_sql(_PG_RUN_OWNERS, {"ids": list(ids)})
     return {r[0]: r[1] for r in rows}

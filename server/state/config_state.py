@@ -133,8 +133,8 @@ class SqlConfigState:
         """Applied: the running revision moves, and an older refusal is cleared. Refused:
         the reason is kept (the site shows it) until a newer revision is applied."""
         if applied:
-            # Answered once queued: a lost ack is repaired by the agent's
-            # next check-in, which carries its running revision.
+            # Answered once queued: a lost ack is repaired by the agent's next check-in,
+            # which carries its running revision.
             await self._fleet.write_soon(_Ack(_ACK_APPLIED, {"b_site": site_id, "b_rev": revision}))
         else:
             params = {

@@ -48,9 +48,9 @@ class SqlFleetState(FleetState):
     """All writes go through one BatchWriter; reads run in worker threads."""
 
     def __init__(self, engine: Engine, *, writer_process: bool = False) -> None:
-        """`writer_process`: run the hot writes' database work in a child process
-        (writer_process.py; `serve` asks for it on PostgreSQL). In-memory SQLite,
-        which a second process cannot open, keeps them in the thread."""
+        """`writer_process`: decode and write check-ins and reports in a child process
+        (writer_process.py; `serve` does unless told --writer-thread). In-memory
+        SQLite, which a second process cannot open, keeps them in the thread."""
         self._engine = engine
         runner = None
         if writer_process and usable(engine):
@@ -422,12 +422,7 @@ _AGENT_CREDENTIAL = _AGENT_CREDENTIALS.where(AGENTS.c.id == bindparam("b_id"))
 _RUN_OWNER = select(RUNS.c.site_id).where(RUNS.c.id == bindparam("b_id"))
 
 
-def _json(value: Any) -> str:
-    """JSON text of a column (orjson: several times the speed of json.dumps)."""
-    return orjson.dumps(value).decode()
-
-
-def checkin_values(site_id: int, facts: CheckInFacts, now: dt.datetime) -> dict[str, Any]:
+def _checkin_values(site_id: int, facts: CheckInFacts, now: dt.datetime) -> dict[str, Any]:
     """The sites columns a check-in sets (and `b_site_id`, the row)."""
     skew = (facts.agent_time - now).total_seconds() if facts.agent_time else 0.0
     values: dict[str, Any] = {
@@ -438,10 +433,10 @@ def checkin_values(site_id: int, facts: CheckInFacts, now: dt.datetime) -> dict[
         "clock_skew_seconds": skew,
         "config_revision_applied": facts.config_revision,
         "outbox_pending": facts.outbox_pending,
-        "disks_json": _json([d._asdict() for d in facts.disks]),
+        "disks_json": bulk.json_text([d._asdict() for d in facts.disks]),
     }
     if facts.firebird is not None:
-        values["firebird_json"] = _json(facts.firebird)
+        values["firebird_json"] = bulk.json_text(facts.firebird)
     values["b_site_id"] = site_id
     return values
 
@@ -471,7 +466,7 @@ class _CheckIn:
 
     def prepare(self) -> None:
         if not self.params:
-            self.params = checkin_values(self.site_id, resolve(self.facts), self.now)
+            self.params = _checkin_values(self.site_id, resolve(self.facts), self.now)
             self.bulk_key = ("checkin", "firebird_json" in self.params)
 
     def __call__(self, conn: Connection) -> None:
@@ -535,7 +530,7 @@ class _Report:
             "error_message": run.error_message,
             "trigger": run.trigger,
             "received_at": self.now,
-            "details_json": _json(run.details),
+            "details_json": bulk.json_text(run.details),
         }
 
     def __call__(self, conn: Connection) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from common.errors import PermissionDenied
 from server.state.writer import BatchWriter
 from server.state.writer_process import WriterProcess, usable
+from tests.support.agent import wait_for
 from tests.support.server import create_enrollment_token, start_server
 from tests.support.writes import Insert, WhereAmI
 
@@ -221,10 +221,8 @@ def test_by_default_writes_go_through_a_child_and_the_log_says_so(
     try:
         assert handle.proc is not None
         assert len(_writer_children(handle.proc.pid)) == 1
-        deadline = time.monotonic() + 10
-        while "written by a child process" not in handle.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "written by a child process" in handle.log()
+        said = "written by a child process"
+        wait_for(lambda: said in handle.log(), timeout=10, what=f"{said!r} in the log")
     finally:
         handle.stop()
 
@@ -234,9 +232,7 @@ def test_writer_thread_on_request(tmp_path: Path) -> None:
     try:
         assert handle.proc is not None
         assert _writer_children(handle.proc.pid) == []
-        deadline = time.monotonic() + 10
-        while "written by a thread" not in handle.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "written by a thread" in handle.log()
+        said = "written by a thread"
+        wait_for(lambda: said in handle.log(), timeout=10, what=f"{said!r} in the log")
     finally:
         handle.stop()
