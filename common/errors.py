@@ -84,3 +84,10 @@ class Internal(StoreSafeError):
 
     code = "internal"
     exit_code = 1
+
+
+def quote(value: object, limit: int = 60) -> str:
+    """`value` quoted for an error message, cut to about `limit` characters: an error
+    text never repeats a long value (it travels in gRPC metadata, which is small)."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from common.errors import InvalidArgument
+from common.errors import InvalidArgument, quote
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -15,6 +15,6 @@ def check_name(text: str, what: str = "site") -> str:
     cleaned = text.strip()
     if not NAME.fullmatch(cleaned):
         raise InvalidArgument(
-            f"'{text}' is not a valid {what} name: use 1-64 letters, digits, '.', '_' or '-'"
+            f"{quote(text)} is not a valid {what} name: use 1-64 letters, digits, '.', '_' or '-'"
         )
     return cleaned

@@ -20,6 +20,7 @@ from server import tls
 from server.db.engine import make_engine, migrate, sqlite_url
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
+from server.rpc.gate import Gate
 from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.changefeed import ChangeFeed
@@ -106,6 +107,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     )
     fleet = FleetQueries(state, clock, auth, hub, policy)
     server = grpc.aio.server(
+        interceptors=[Gate(auth)],
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE),
             ("grpc.max_send_message_length", MAX_SEND),

@@ -1,4 +1,5 @@
-"""AgentService: unpack, authenticate, call one service function, pack."""
+"""AgentService: unpack, call one service function, pack (the gate authenticated the
+caller before the request was decoded: server/rpc/gate.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
 from server.deferred import Deferred
 from server.rpc import convert
-from server.rpc.errors import bearer, guarded, guarded_stream
+from server.rpc.errors import guarded, guarded_stream
+from server.rpc.gate import agent_caller
 from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.enrollment import Enrollment
@@ -57,7 +59,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.EnrollRequest, context: Ctx
     ) -> agent_pb2.EnrollResponse:
         done = await self._enrollment.enroll(
-            token=request.token, site=request.site, hostname=request.hostname
+            token=request.token,
+            site=request.site,
+            hostname=request.hostname,
+            agent_version=request.agent_version,
+            os=request.os,
         )
         self._auth.forget_site(done.site)
         return agent_pb2.EnrollResponse(
@@ -68,9 +74,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def CheckIn(
         self, request: agent_pb2.CheckInRequest, context: Ctx
     ) -> agent_pb2.CheckInResponse:
-        who = await self._auth.agent(bearer(context))
-        # converted by the writer (server/deferred.py), off the event loop
-        facts = Deferred(convert.checkin_facts, request)
+        who = agent_caller()
+        # converted and judged by the writer (server/deferred.py), off the event loop
+        facts = Deferred(convert.checkin_input, request)
         reply = await self._traffic.check_in(who, facts, claimed_site=request.site)
         return agent_pb2.CheckInResponse(
             server_time=convert.ts(reply.server_time),
@@ -82,8 +88,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def ReportRun(
         self, request: agent_pb2.ReportRunRequest, context: Ctx
     ) -> agent_pb2.ReportRunResponse:
-        who = await self._auth.agent(bearer(context))
-        run = Deferred(convert.run_record, request.report)  # converted by the writer
+        who = agent_caller()
+        run = Deferred(convert.run_input, request.report)  # converted by the writer
         duplicate = await self._traffic.report(who, run, claimed_site=request.site)
         return agent_pb2.ReportRunResponse(duplicate=duplicate)
 
@@ -91,7 +97,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Session(
         self, request_iterator: AsyncIterator[agent_pb2.AgentEvent], context: Ctx
     ) -> AsyncIterator[agent_pb2.AgentDirective]:
-        who = await self._auth.agent(bearer(context))
+        who = agent_caller()
         opened = await convert.session_open(request_iterator)
         directives = self._traffic.session(
             who,
@@ -106,7 +112,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def WatchConfig(
         self, request: agent_pb2.WatchConfigRequest, context: Ctx
     ) -> AsyncIterator[agent_pb2.AgentDirective]:
-        who = await self._auth.agent(bearer(context))
+        who = agent_caller()
         directives = self._traffic.watch(
             who, running_revision=request.running_revision, claimed_site=request.site
         )
@@ -117,12 +123,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def AckConfig(
         self, request: agent_pb2.AckConfigRequest, context: Ctx
     ) -> agent_pb2.AckConfigResponse:
-        who = await self._auth.agent(bearer(context))
+        who = agent_caller()
         await self._traffic.ack_config(
             who,
             revision=request.revision,
             applied=request.applied,
-            error=request.error[:500],
+            error=request.error,
             claimed_site=request.site,
         )
         return agent_pb2.AckConfigResponse()
@@ -131,11 +137,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def AckCommand(
         self, request: agent_pb2.AckCommandRequest, context: Ctx
     ) -> agent_pb2.AckCommandResponse:
-        who = await self._auth.agent(bearer(context))
+        who = agent_caller()
         await self._traffic.ack_command(
             who,
             command_id=request.command_id,
-            outcome=convert.COMMAND_OUTCOME_NAMES.get(request.outcome, ""),
+            outcome=convert.command_outcome(request.outcome),
             message=request.message,
             claimed_site=request.site,
         )

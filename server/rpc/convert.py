@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from google.protobuf import json_format
@@ -15,7 +15,8 @@ from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 from common import config_schema
 from common.config_schema import Value
 from common.errors import InvalidArgument
-from server.domain import AuditRecord, CheckInFacts, CommandRecord, RevisionRecord, RunRecord
+from server import ingest
+from server.domain import AuditRecord, CommandRecord, RevisionRecord, RunRecord
 from server.services.agents import AgentEvent, CommandAck, ConfigAck
 from server.services.config import SiteConfig
 from server.services.fleet import RolloutRow, SiteDetail, SiteView
@@ -67,19 +68,11 @@ def ts(when: dt.datetime | None) -> Timestamp | None:
     return out
 
 
-_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 def from_ts(msg: Any, field: str) -> dt.datetime | None:
-    """The timestamp field as an aware UTC datetime, None when unset; one out of the
-    datetime range is an InvalidArgument (what ToDatetime computes, at half its cost)."""
-    if not msg.HasField(field):
-        return None
-    stamp = getattr(msg, field)
-    try:
-        return _EPOCH_UTC + dt.timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
-    except OverflowError:
-        raise InvalidArgument(f"{field} is not a valid timestamp") from None
+    """The timestamp field as an aware UTC datetime, None when unset; one outside the
+    Timestamp range is an InvalidArgument (ingest.timestamp)."""
+    stamp = _stamp(msg, field)
+    return None if stamp is None else ingest.timestamp(field, *stamp)
 
 
 def scalar_dict_converter(descriptor: Any) -> Any:
@@ -218,17 +211,32 @@ def _to_slow(_value: Any) -> Any:
     return _SLOW
 
 
-def checkin_facts(req: agent_pb2.CheckInRequest) -> CheckInFacts:
-    disks = tuple(
-        Disk(d.label[:32], d.path[:260], int(d.total_bytes), int(d.free_bytes))
-        for d in req.disks[:16]
-    )
+def _stamp(msg: Any, field: str) -> ingest.Stamp:
+    """A timestamp field as sent (seconds, nanos), None when unset; judged by ingest."""
+    if not msg.HasField(field):
+        return None
+    stamp = getattr(msg, field)
+    return (stamp.seconds, stamp.nanos)
+
+
+def _enum_name(names: Mapping[Any, str], value: int) -> str:
+    """The domain name of an enum value: "" when unset, the number as text when unknown
+    (ingest refuses it, saying which)."""
+    found = names.get(value)
+    if found is not None:
+        return found
+    return "" if value == 0 else str(value)
+
+
+def checkin_input(req: agent_pb2.CheckInRequest) -> ingest.CheckInInput:
+    """A check-in's fields as sent (ingest.checkin_facts judges them)."""
+    disks = tuple(Disk(d.label, d.path, int(d.total_bytes), int(d.free_bytes)) for d in req.disks)
     firebird = _FIREBIRD_TO_DICT(req.firebird) if req.HasField("firebird") else None
-    return CheckInFacts(
-        agent_version=req.agent_version[:64],
-        hostname=req.hostname[:255],
-        os=req.os[:255],
-        agent_time=from_ts(req, "agent_time"),
+    return ingest.CheckInInput(
+        agent_version=req.agent_version,
+        hostname=req.hostname,
+        os=req.os,
+        agent_time=_stamp(req, "agent_time"),
         config_revision=req.config_revision,
         disks=disks,
         firebird=firebird,
@@ -248,42 +256,45 @@ async def session_open(events: AsyncIterator[agent_pb2.AgentEvent]) -> agent_pb2
 
 
 async def agent_events(events: AsyncIterator[agent_pb2.AgentEvent]) -> AsyncIterator[AgentEvent]:
-    """The acks that follow a Session's open message, as domain events."""
+    """The acks that follow a Session's open message, as domain events (judged by the
+    service, as the same acks sent by AckConfig and AckCommand are)."""
     async for event in events:
         kind = event.WhichOneof("kind")
         if kind == "config_ack":
             ack = event.config_ack
-            yield ConfigAck(ack.revision, ack.applied, ack.error[:500], ack.site)
+            yield ConfigAck(ack.revision, ack.applied, ack.error, ack.site)
         elif kind == "command_ack":
             cmd = event.command_ack
-            outcome = COMMAND_OUTCOME_NAMES.get(cmd.outcome, "")
-            yield CommandAck(cmd.command_id, outcome, cmd.message, cmd.site)
+            yield CommandAck(cmd.command_id, command_outcome(cmd.outcome), cmd.message, cmd.site)
         else:
             raise InvalidArgument("a session is opened once; later messages must be acks")
 
 
-def run_record(report: types_pb2.RunReport) -> RunRecord:
-    started, finished = from_ts(report, "started_at"), from_ts(report, "finished_at")
-    if started is None or finished is None:
-        raise InvalidArgument("a run report needs started_at and finished_at")
+def command_outcome(value: int) -> str:
+    return _enum_name(COMMAND_OUTCOME_NAMES, value)
+
+
+def run_input(report: types_pb2.RunReport) -> ingest.RunInput:
+    """A run report's fields as sent (ingest.run_record judges them)."""
     which = report.WhichOneof("details")
     details: dict[str, Any] = {}
     verification = ""
     if which is not None:
-        details = {which: message_dict(getattr(report, which))}
+        details = message_dict(getattr(report, which))
         if which == "backup":
-            verification = VERIFICATION_NAMES.get(report.backup.verification, "")
-    return RunRecord(
+            verification = _enum_name(VERIFICATION_NAMES, report.backup.verification)
+    return ingest.RunInput(
         id=report.id,
-        kind=KIND_NAMES.get(report.kind, ""),
-        started_at=started,
-        finished_at=finished,
-        outcome=OUTCOME_NAMES.get(report.outcome, ""),
-        verification=verification,
-        error_class=report.error_class[:64],
-        error_message=report.error_message[:2000],
-        trigger=report.trigger[:16],
+        kind=_enum_name(KIND_NAMES, report.kind),
+        started_at=_stamp(report, "started_at"),
+        finished_at=_stamp(report, "finished_at"),
+        outcome=_enum_name(OUTCOME_NAMES, report.outcome),
+        error_class=report.error_class,
+        error_message=report.error_message,
+        trigger=report.trigger,
+        details_kind=which,
         details=details,
+        verification=verification,
     )
 
 

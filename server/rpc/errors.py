@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import grpc
@@ -78,9 +78,15 @@ def guarded_stream(method: G) -> G:
 
 def bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The bearer credential from call metadata, or Unauthenticated."""
-    for key, value in context.invocation_metadata() or ():
+    return bearer_from(context.invocation_metadata())
+
+
+def bearer_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The bearer credential from call metadata (as a server interceptor sees it too),
+    or Unauthenticated."""
+    for key, value in metadata or ():
         if key == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
             scheme, _, cred = text.partition(" ")
             if scheme.lower() == "bearer" and cred:
                 return cred

@@ -10,17 +10,13 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from common.clock import Clock
-from common.errors import InvalidArgument, PermissionDenied
+from common.errors import PermissionDenied, quote
+from server import ingest
 from server.deferred import Deferred, resolve
 from server.domain import AgentIdentity, CheckInFacts, RunRecord
 from server.services.push import ConfigHub, Directive
 from server.state.base import FleetState
 from server.state.config_state import SqlConfigState
-
-KINDS = ("backup", "image-sync", "upload", "validation")
-OUTCOMES = ("succeeded", "failed")
-COMMAND_OUTCOMES = ("succeeded", "failed", "rejected")
-_MAX_FUTURE = dt.timedelta(days=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,20 +68,23 @@ class AgentTraffic:
     async def check_in(
         self,
         who: AgentIdentity,
-        facts: CheckInFacts | Deferred[CheckInFacts],
+        facts: ingest.CheckInInput | Deferred[ingest.CheckInInput],
         *,
         claimed_site: str = "",
     ) -> CheckInReply:
+        """Record a check-in; its facts are decoded and judged by the writer (see
+        server/deferred.py), and their errors come back from there."""
         _own_site(who, claimed_site)
         now = self._clock.now()
-        await self._state.record_checkin(site_id=who.site_id, facts=facts, now=now)
+        checked = Deferred(valid_checkin, facts)
+        await self._state.record_checkin(site_id=who.site_id, facts=checked, now=now)
         desired = self._hub.snapshot.desired_revision(who.site, who.group)
         return CheckInReply(now, desired, self._interval)
 
     async def report(
         self,
         who: AgentIdentity,
-        run: RunRecord | Deferred[RunRecord],
+        run: ingest.RunInput | Deferred[ingest.RunInput],
         *,
         claimed_site: str = "",
     ) -> bool:
@@ -102,6 +101,7 @@ class AgentTraffic:
     ) -> AsyncGenerator[Directive, None]:
         """The directives for one agent's stream, until the caller stops reading."""
         _own_site(who, claimed_site)
+        ingest.revision("running_revision", running_revision)
         sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision)
         try:
             async for directive in self._hub.directives(sub):
@@ -121,6 +121,7 @@ class AgentTraffic:
         they arrive. A bad ack ends the stream with its error; the agent closing its
         side ends nothing (it may still listen)."""
         _own_site(who, claimed_site)
+        ingest.revision("open.running_revision", running_revision)
         acks = asyncio.ensure_future(self._record(who, events))
         try:
             async for directive in _until_failed(
@@ -159,8 +160,8 @@ class AgentTraffic:
         claimed_site: str = "",
     ) -> None:
         _own_site(who, claimed_site)
-        if revision < 0:
-            raise InvalidArgument("a configuration revision cannot be negative")
+        ingest.revision("revision", revision)
+        error = ingest.config_ack_error(error)
         await self._config.record_ack(
             site_id=who.site_id, revision=revision, applied=applied, error=error
         )
@@ -175,11 +176,10 @@ class AgentTraffic:
         claimed_site: str = "",
     ) -> None:
         _own_site(who, claimed_site)
-        if outcome not in COMMAND_OUTCOMES:
-            raise InvalidArgument(f"a command outcome must be one of {', '.join(COMMAND_OUTCOMES)}")
+        command_id, outcome, message = ingest.command_ack(command_id, outcome, message)
         await self._config.finish_command(
             site_id=who.site_id,
-            command_id=command_id[:64],
+            command_id=command_id,
             outcome=outcome,
             message=message,
             now=self._clock.now(),
@@ -218,25 +218,17 @@ async def _until_failed(
 def _own_site(who: AgentIdentity, claimed: str) -> None:
     if claimed and claimed != who.site:
         raise PermissionDenied(
-            f"this agent is enrolled for site {who.site!r} and may not act for {claimed!r}"
+            f"this agent is enrolled for site {who.site!r} and may not act for {quote(claimed)}"
         )
 
 
-def valid_run(run: RunRecord | Deferred[RunRecord], now: dt.datetime) -> RunRecord:
-    """The run, once it passed the checks below (InvalidArgument otherwise)."""
-    record = resolve(run)
-    _validate(record, now)
-    return record
+def valid_run(run: ingest.RunInput | Deferred[ingest.RunInput], now: dt.datetime) -> RunRecord:
+    """The run, once every field passed ingest's rules (InvalidArgument otherwise)."""
+    return ingest.run_record(resolve(run), now)
 
 
-def _validate(run: RunRecord, now: dt.datetime) -> None:
-    if not run.id or len(run.id) > 64 or not run.id.replace("-", "").isalnum():
-        raise InvalidArgument("a run report needs an id of 1-64 letters, digits and '-'")
-    if run.kind not in KINDS:
-        raise InvalidArgument(f"run kind {run.kind!r} is not one of {', '.join(KINDS)}")
-    if run.outcome not in OUTCOMES:
-        raise InvalidArgument("a run report needs an outcome (succeeded or failed)")
-    if run.finished_at < run.started_at:
-        raise InvalidArgument("a run cannot finish before it started")
-    if run.finished_at > now + _MAX_FUTURE:
-        raise InvalidArgument("a run report is dated more than a day in the future")
+def valid_checkin(
+    checkin: ingest.CheckInInput | Deferred[ingest.CheckInInput],
+) -> CheckInFacts:
+    """The check-in's facts, once every field passed ingest's rules."""
+    return ingest.checkin_facts(resolve(checkin))

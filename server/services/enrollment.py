@@ -8,6 +8,7 @@ import datetime as dt
 from common.clock import Clock
 from common.errors import InvalidArgument
 from common.names import check_name
+from server import ingest
 from server.domain import AdminIdentity, AuditRecord
 from server.services import credentials
 from server.state.base import FleetState
@@ -63,8 +64,11 @@ class Enrollment:
         )
         return IssuedToken(minted.text, expires)
 
-    async def enroll(self, *, token: str, site: str, hostname: str) -> Enrolled:
-        check_name(site, "site")
+    async def enroll(
+        self, *, token: str, site: str, hostname: str, agent_version: str = "", os: str = ""
+    ) -> Enrolled:
+        request = ingest.enroll(ingest.EnrollInput(token, site, hostname, agent_version, os))
+        site, hostname = request.site, request.hostname
         token_id, presented = credentials.parse(token, credentials.ENROLLMENT, "enrollment token")
         minted = credentials.mint(credentials.AGENT)
         now = self._clock.now()
@@ -74,7 +78,7 @@ class Enrollment:
             site=site,
             agent_id=minted.id,
             agent_secret_hash=minted.secret_hash,
-            hostname=hostname[:255],
+            hostname=hostname,
             now=now,
         )
         await self._state.audit(

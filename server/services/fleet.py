@@ -8,7 +8,7 @@ import datetime as dt
 from common.clock import Clock
 from common.errors import InvalidArgument
 from server.domain import AdminIdentity, AuditRecord, RunRecord, SiteRow
-from server.services.agents import KINDS
+from server.ingest import KINDS
 from server.services.auth import Authenticator
 from server.services.push import ConfigHub
 from server.services.sitecache import SiteCache

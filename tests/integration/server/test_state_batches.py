@@ -20,7 +20,7 @@ from server.db.engine import make_engine, migrate
 from server.deferred import Deferred
 from server.domain import CheckInFacts, RunRecord
 from server.rpc import convert
-from server.services.agents import valid_run
+from server.services.agents import valid_checkin, valid_run
 from server.services.status import Disk
 from server.state import bulk, sql
 from server.state.sql import SqlFleetState
@@ -191,7 +191,7 @@ def test_deferred_writes_are_decoded_by_the_writer(engine: Engine, in_process: b
             site, _ = await enroll(state, "dfr", await make_token(state, "dfr"), "d1")
 
             def report(msg: Any) -> Any:
-                run = Deferred(valid_run, Deferred(convert.run_record, msg), NOW)
+                run = Deferred(valid_run, Deferred(convert.run_input, msg), NOW)
                 return state.store_report(site_id=site, run=run, now=NOW)
 
             calls = [report(_report_msg(f"d-{i}")) for i in range(40)]
@@ -200,14 +200,16 @@ def test_deferred_writes_are_decoded_by_the_writer(engine: Engine, in_process: b
             checkin = agent_pb2.CheckInRequest(agent_version="9.9", hostname="pos-dfr")
             calls.append(
                 state.record_checkin(
-                    site_id=site, facts=Deferred(convert.checkin_facts, checkin), now=NOW
+                    site_id=site,
+                    facts=Deferred(valid_checkin, Deferred(convert.checkin_input, checkin)),
+                    now=NOW,
                 )
             )
             results = await asyncio.gather(*calls, return_exceptions=True)
             assert isinstance(results[10], InvalidArgument)
             assert "started_at and finished_at" in str(results[10])
             assert isinstance(results[20], InvalidArgument)
-            assert "run kind" in str(results[20])
+            assert "report.kind: is missing" in str(results[20])
             rest = [r for i, r in enumerate(results[:-1]) if i not in (10, 20)]
             assert rest == [False] * 40
             runs = await state.list_runs(site="dfr", kind="", limit=100)

@@ -84,5 +84,5 @@ def test_from_ts_matches_to_datetime_and_refuses_what_it_cannot_hold() -> None:
     assert from_ts(types_pb2.RunReport(), "started_at") is None
     report = types_pb2.RunReport()
     report.finished_at.seconds = 10**12
-    with pytest.raises(InvalidArgument, match="finished_at is not a valid timestamp"):
+    with pytest.raises(InvalidArgument, match="finished_at: is not a valid timestamp"):
         from_ts(report, "finished_at")
