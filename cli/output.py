@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,8 +48,21 @@ _CONTROL = {code: " " for code in [*range(32), *range(127, 160)]}
 
 
 def print_json(value: Any) -> None:
-    """Write `value` as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    """Write `value` as indented JSON on stdout: always valid JSON, whatever the server
+    stored (a NaN or infinite number, which JSON cannot hold, is written as null)."""
+    sys.stdout.write(json.dumps(finite(value), indent=2, allow_nan=False) + "\n")
+
+
+def finite(value: Any) -> Any:
+    """`value` with every float that is not finite replaced by None (through dicts,
+    lists and tuples)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def print_error(message: str) -> None:

@@ -113,7 +113,7 @@ class _Run:
             level=m.level
             if m
             else (self.settings.level if self.settings.method == "nbackup" else 0),
-            file=str(self.settings.backup_dir / m.file) if m else "",
+            file=m.file if m else "",  # a bare name in backup.dir (the server refuses paths)
             size_raw=m.size_raw if m else 0,
             size_compressed=m.size_compressed if m else 0,
             checksum=f"sha256:{m.sha256}" if m else "",

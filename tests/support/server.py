@@ -200,3 +200,16 @@ def rollout(h: ServerHandle) -> dict[str, admin_pb2.RolloutRow]:
         admin_pb2.ConfigRolloutRequest(), metadata=h.admin_metadata, timeout=30
     )
     return {r.site: r for r in reply.sites}
+
+
+def enroll_agent(handle: ServerHandle, site: str) -> str:
+    """Enroll one agent for `site` through the real API; its credential."""
+    from storesafe.v1 import agent_pb2, agent_pb2_grpc
+
+    token = create_enrollment_token(handle, site)
+    creds = grpc.ssl_channel_credentials(handle.ca_path.read_bytes())
+    with grpc.secure_channel(handle.address, creds) as ch:
+        reply = agent_pb2_grpc.AgentServiceStub(ch).Enroll(
+            agent_pb2.EnrollRequest(token=token, site=site, hostname="pos-1"), timeout=10
+        )
+    return reply.credential

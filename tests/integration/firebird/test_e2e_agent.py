@@ -89,7 +89,8 @@ def test_pushed_config_remote_backup_verified_then_a_failing_one(
         assert report.trigger == "remote"
         assert report.backup.verification == types_pb2.VERIFICATION_PASSED
         assert report.backup.checksum.startswith("sha256:")
-        assert Path(report.backup.file).exists()
+        assert report.backup.file == Path(report.backup.file).name  # a bare name
+        assert (backup_dir / report.backup.file).exists()
         assert report.backup.table_counts and report.backup.size_compressed > 0
         assert shop.password not in server.log() and shop.password not in agent.log()
 
