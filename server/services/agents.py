@@ -194,13 +194,12 @@ async def _until_failed(
     step: asyncio.Future[Directive] | None = None
     try:
         while True:
+            _raise_if_failed(task)  # it may have failed while the last item was being sent
             step = asyncio.ensure_future(anext(source))
             if not task.done():
                 both: set[asyncio.Future[Any]] = {step, task}
                 await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
-                failure = task.exception() if task.done() and not task.cancelled() else None
-                if failure is not None:
-                    raise failure
+                _raise_if_failed(task)
             try:
                 item = await step
             except StopAsyncIteration:
@@ -213,6 +212,12 @@ async def _until_failed(
             with contextlib.suppress(BaseException):
                 await step  # also marks an end or error it finished with as seen
         await source.aclose()
+
+
+def _raise_if_failed(task: asyncio.Future[None]) -> None:
+    failure = task.exception() if task.done() and not task.cancelled() else None
+    if failure is not None:
+        raise failure
 
 
 def _own_site(who: AgentIdentity, claimed: str) -> None:

@@ -55,3 +55,35 @@ def test_a_failure_ending_with_the_source_is_raised_and_nothing_is_left_unseen()
     asyncio.run(body())
     gc.collect()
     assert unseen == []
+
+
+def test_a_failure_while_a_directive_is_being_sent_is_raised() -> None:
+    """The acks fail while the consumer holds a directive (the server is writing it): the
+    next step raises their error instead of waiting for another directive forever."""
+
+    async def body() -> list[str]:
+        sent = asyncio.Event()
+
+        async def fails_once_sent() -> None:
+            await sent.wait()
+            await _fails()
+
+        acks = asyncio.ensure_future(fails_once_sent())
+        source = _directives("a")
+        got: list[str] = []
+
+        async def forever() -> AsyncGenerator[str, None]:
+            async for item in source:
+                yield item
+            await asyncio.Event().wait()  # an open stream: no more directives, no end
+            yield "never"
+
+        with pytest.raises(RuntimeError, match="ack stream broke"):
+            async for item in _until_failed(forever(), acks):
+                got.append(item)
+                sent.set()
+                await asyncio.wait({acks})  # the acks fail meanwhile
+
+        return got
+
+    assert asyncio.run(asyncio.wait_for(body(), 10)) == ["a"]
