@@ -233,5 +233,5 @@ def test_unknown_enum_values_reach_ingest_as_numbers() -> None:
     )
     raw = convert.run_input(msg)
     assert (raw.kind, raw.outcome, raw.verification) == ("77", "", "5")
-    with pytest.raises(InvalidArgument, match="report.kind: '77' is not one of"):
+    with pytest.raises(InvalidArgument, match=r"report\.kind: '77' is not one of"):
         ingest.run_record(raw, NOW)
