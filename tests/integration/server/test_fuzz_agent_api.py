@@ -8,7 +8,9 @@ Reproducible: derandomized, a fixed number of examples per RPC, no deadline.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,14 @@ from hypothesis import strategies as st
 from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
 from tests.support.protofuzz import NASTY_TEXT, hostile_bytes
-from tests.support.server import ServerHandle, enroll_agent, set_config, start_server
+from tests.support.server import (
+    PG_ENV,
+    ServerHandle,
+    enroll_agent,
+    fresh_pg_database,
+    set_config,
+    start_server,
+)
 
 SITE = "fuzz-a"
 SERVICE = "/storesafe.v1.AgentService/"
@@ -128,11 +137,30 @@ def payload(rpc: str) -> Any:
 SESSION_MESSAGES = st.tuples(st.booleans(), st.lists(payload("Session"), min_size=1, max_size=4))
 
 
-@pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerHandle, str, Any]]:
-    """A server with one agent, a fleet config revision and an open command for its
-    site: a stream the server accepts always gets a first directive at once."""
-    server = start_server(tmp_path_factory.mktemp("fuzz"))
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def fuzzed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerHandle, str, Any]]:
+    """A server (on SQLite, then on PostgreSQL, which refuses NUL in text) with one agent,
+    a fleet config revision and an open command for its site: a stream the server
+    accepts always gets a first directive at once."""
+    with contextlib.ExitStack() as stack:
+        db_url = ""
+        if request.param == "postgres":
+            if not os.environ.get(PG_ENV):
+                if os.environ.get("CI"):
+                    pytest.fail(f"CI runs the PostgreSQL tests: set {PG_ENV}")
+                pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+            db_url = stack.enter_context(fresh_pg_database())
+        yield from _fuzzed_server(tmp_path_factory, db_url)
+
+
+def _fuzzed_server(
+    tmp_path_factory: pytest.TempPathFactory, db_url: str
+) -> Iterator[tuple[ServerHandle, str, Any]]:
+    server = start_server(tmp_path_factory.mktemp("fuzz"), db_url=db_url)
     creds = grpc.ssl_channel_credentials(server.ca_path.read_bytes())
     try:
         credential = enroll_agent(server, SITE)
