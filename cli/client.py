@@ -207,6 +207,12 @@ class AdminClient:
         request = admin_pb2.RevokeAgentsRequest(site=site)
         return self._call(self._connect().RevokeAgents, request).revoked
 
+    def accept_change(self, site: str, run_id: str = "") -> tuple[str, str]:
+        """Accept a good backup's figures as `site`'s baseline; (run id, cleared problem)."""
+        request = admin_pb2.AcceptChangeRequest(site=site, run_id=run_id)
+        answer = self._call(self._connect().AcceptChange, request)
+        return answer.run_id, answer.cleared
+
     def list_audit(self, limit: int = 50) -> list[AuditEntry]:
         """The newest admin actions, at most `limit`."""
         answer = self._call(self._connect().ListAudit, admin_pb2.ListAuditRequest(limit=limit))
@@ -227,7 +233,7 @@ class AdminClient:
         )
         answer = self._call(self._connect().SetConfig, request)
         layer = f"{scope}:{target}" if target else scope
-        return ConfigChange(layer, answer.revision, tuple(answer.changed))
+        return ConfigChange(layer, answer.revision, tuple(answer.changed), answer.sites)
 
     def get_config(self, site: str) -> SiteConfig:
         """The effective configuration of `site`, secrets masked, with each key's layer."""

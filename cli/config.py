@@ -136,7 +136,8 @@ def rollout(
     group: Annotated[str | None, typer.Option(help="Only sites in this group.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show each site's desired vs applied revision: applied, pending, refused or offline.
+    """Show each site's desired vs applied revision: applied, pending, refused, offline,
+    or no agent (no agent enrolled yet, so nothing has applied it).
 
     Exits 0 even while some sites are pending: a rollout in progress is not an error.
     """

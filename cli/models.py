@@ -139,7 +139,7 @@ class CheckResult:
 SCOPES: tuple[str, ...] = ("fleet", "group", "site")
 """The configuration layers, lowest first; a later layer wins."""
 
-ROLLOUT_STATES: tuple[str, ...] = ("applied", "pending", "refused", "offline")
+ROLLOUT_STATES: tuple[str, ...] = ("applied", "pending", "refused", "offline", "no agent")
 """Where a site stands with the configuration revision it should run."""
 
 COMMAND_KINDS: tuple[str, ...] = ("backup-now", "sync-now")
@@ -163,6 +163,7 @@ class ConfigChange:
     layer: str
     revision: int
     changed: tuple[str, ...] = ()
+    sites: int | None = None  # how many sites the layer reaches now (None: not told)
 
 
 @dataclass(frozen=True, slots=True)

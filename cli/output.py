@@ -56,6 +56,11 @@ def print_error(message: str) -> None:
     sys.stderr.write(f"error: {clean(message)}\n")
 
 
+def print_warning(message: str) -> None:
+    """Write `warning: <message>` on stderr, one line (the command still succeeds)."""
+    sys.stderr.write(f"warning: {clean(message)}\n")
+
+
 def print_line(message: str) -> None:
     """Write plain text and a newline on stdout."""
     sys.stdout.write(message + "\n")

@@ -91,6 +91,7 @@ class SiteRow:
     firebird: dict[str, Any] | None
     config_refused: str = ""
     config_refused_revision: int = 0
+    figures_change: str = ""
 
     @property
     def health(self) -> Health | None:
@@ -104,6 +105,15 @@ class SiteRow:
             forced_writes=bool(f.get("forced_writes", True)),
             backup_state=int(f.get("backup_state", 0)),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class FiguresAccepted:
+    """A technician accepted a good backup's figures as the site's baseline
+    (services/figures.py): that run, and the change it cleared ("" when none was open)."""
+
+    run_id: str
+    cleared: str
 
 
 @dataclasses.dataclass(frozen=True)

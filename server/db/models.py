@@ -52,6 +52,14 @@ class Site(SQLModel, table=True):
     last_validation_summary: str = ""
     config_refused: str = ""
     config_refused_revision: int = 0
+    # The wrong-database guard (server/services/figures.py): the accepted baseline's
+    # figures (JSON, "" before the first good backup), the open change ("" when none)
+    # and the finish time of the newest good backup compared (older ones are ignored).
+    figures_baseline_json: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="")
+    )
+    figures_change: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    figures_checked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
     # Bumped by every insert and update (SQLAlchemy default/onupdate): the fleet
     # view's cache refreshes only the rows changed since it last looked.
     updated_at: dt.datetime | None = Field(

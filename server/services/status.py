@@ -76,6 +76,7 @@ class SiteFacts:
     config_refused: str = ""
     disks: tuple[Disk, ...] = ()
     health: Health | None = None
+    figures_change: str = ""  # an unaccepted sharp change of backup figures (figures.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +99,7 @@ def compute_status(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime) -> 
                 f"last verified backup {_ago(age)} ago (limit {policy.stale_after_hours:g} h)"
             )
     _warnings(facts, policy, now, found[Status.WARNING])
+    _figures_changed(facts, found[Status.WARNING])
     status = next((s for s in PRECEDENCE if found[s]), Status.OK)
     problems = tuple(p for s in PRECEDENCE for p in found[s])
     return SiteStatus(status, problems)
@@ -152,6 +154,12 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
     if facts.outbox_pending > policy.outbox_pending_max:
         out.append(f"{facts.outbox_pending} reports waiting in the agent's outbox")
     _health(facts.health, policy, out)
+
+
+def _figures_changed(facts: SiteFacts, out: list[str]) -> None:
+    """A good backup whose figures differ sharply from the accepted ones: another database?"""
+    if facts.figures_change:
+        out.append(facts.figures_change)
 
 
 def _health(health: Health | None, policy: StatusPolicy, out: list[str]) -> None:

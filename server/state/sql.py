@@ -25,10 +25,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from common.clock import utc
 from common.errors import NotFound, PermissionDenied, Unauthenticated
 from server.deferred import Deferred, resolve
-from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
+from server.domain import (
+    AdminIdentity,
+    AuditRecord,
+    CheckInFacts,
+    FiguresAccepted,
+    RunRecord,
+    SiteRow,
+)
 from server.services import credentials
 from server.services.status import Disk
-from server.state import bulk
+from server.state import bulk, figures_state
 from server.state.base import FleetState
 from server.state.notify import notify
 from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
@@ -299,6 +306,14 @@ class SqlFleetState(FleetState):
 
         return await self._read(fn)
 
+    async def accept_figures(
+        self, *, site: str, run_id: str, by: str, now: dt.datetime
+    ) -> FiguresAccepted:
+        def op(conn: Connection) -> FiguresAccepted:
+            return figures_state.accept(conn, site=site, run_id=run_id, by=by, now=now)
+
+        return await self._writer.submit(op)
+
     async def audit(self, record: AuditRecord) -> None:
         stmt = insert(AUDIT).values(
             at=record.at,
@@ -538,6 +553,7 @@ class _Report:
         stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
         if conn.execute(stmt, self.params).first() is not None:
             _advance_summary(conn, self.site_id, self.run)
+            figures_state.check_report(conn, self.site_id, self.run)
             return False
         owner = conn.execute(_RUN_OWNER, {"b_id": self.run.id}).scalar()
         if owner != self.site_id:
@@ -574,6 +590,8 @@ class _Report:
                     by_stmt.setdefault(stmt, []).append(params)
             for stmt, params_list in by_stmt.items():
                 bulk.update_sites(conn, params_list, advance=_BULK_ADVANCE[stmt])
+            for op in fresh:  # good backups are rare (one a day a site): one by one
+                figures_state.check_report(conn, op.site_id, op.run)
         return replay
 
 
