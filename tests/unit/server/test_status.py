@@ -163,6 +163,12 @@ def test_warnings(overrides: dict[str, object], expected: str) -> None:
     assert problems == (expected,)
 
 
+def test_an_unaccepted_change_of_backup_figures_keeps_the_site_from_ok() -> None:
+    change = "backup r2 from database /x.fdb (was /y.fdb) differs sharply from ..."
+    assert status(healthy(figures_change=change)) == (Status.WARNING, (change,))
+    assert status(healthy(figures_change=""))[0] is Status.OK
+
+
 def test_agent_out_of_date_is_a_warning() -> None:
     policy = StatusPolicy(minimum_agent_version="1.2.0")
     assert status(healthy(agent_version="1.1.9"), policy)[0] is Status.WARNING
