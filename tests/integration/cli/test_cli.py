@@ -112,7 +112,7 @@ def test_check_of_a_group_that_matches_nothing_is_unknown(server: ServerHandle) 
     assert typo.stdout.startswith("STORESAFE UNKNOWN - no site in group 'nrth'")
     as_json = run(server, "check", "--group", "nrth", "--json")
     assert as_json.exit_code == 3
-    assert json.loads(as_json.stdout)["state"] == "UNKNOWN"
+    assert json.loads(as_json.stdout)["state"] == "unknown"
     assert run(server, "check", "--group", "north").exit_code == 2  # shop-a: never
 
 

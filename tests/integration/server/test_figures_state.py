@@ -45,7 +45,9 @@ def good(
         error_class="",
         error_message="",
         trigger="schedule",
-        details={"backup": {"database": database, "table_counts": {k: str(v) for k, v in counts.items()}}},
+        details={
+            "backup": {"database": database, "table_counts": {k: str(v) for k, v in counts.items()}}
+        },
     )
 
 

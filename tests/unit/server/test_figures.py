@@ -64,7 +64,10 @@ def test_total_rows_dropping_more_than_a_fifth_is_a_change() -> None:
 
 def test_missing_and_new_tables_are_a_change() -> None:
     other = {"ACCOUNTS": 10_000, "CUSTOMERS": 2_000, "DEMO_ITEMS": 5}
-    assert compare(fig(), fig(other, run_id="r2")) == ["tables gone: RATES", "new tables: DEMO_ITEMS"]
+    assert compare(fig(), fig(other, run_id="r2")) == [
+        "tables gone: RATES",
+        "new tables: DEMO_ITEMS",
+    ]
 
 
 def test_the_database_shrinking_by_more_than_half_is_a_change() -> None:
