@@ -110,7 +110,7 @@ class SiteRow:
 @dataclasses.dataclass(frozen=True)
 class FiguresAccepted:
     """A technician accepted a good backup's figures as the site's baseline
-    (services/figures.py): that run, and the change it cleared ("" when none was open)."""
+    (server/figures.py): that run, and the change it cleared ("" when none was open)."""
 
     run_id: str
     cleared: str

@@ -52,7 +52,7 @@ class Site(SQLModel, table=True):
     last_validation_summary: str = ""
     config_refused: str = ""
     config_refused_revision: int = 0
-    # The wrong-database guard (server/services/figures.py): the accepted baseline's
+    # The wrong-database guard (server/figures.py): the accepted baseline's
     # figures (JSON, "" before the first good backup), the open change ("" when none)
     # and the finish time of the newest good backup compared (older ones are ignored).
     figures_baseline_json: str = Field(

@@ -171,7 +171,7 @@ class FleetQueries:
         self, admin: AdminIdentity, site: str, *, run_id: str
     ) -> FiguresAccepted:
         """Accept a good backup's figures (`run_id`, or the newest) as the site's baseline
-        for the wrong-database guard (figures.py); who and what is audited."""
+        for the wrong-database guard (server/figures.py); who and what is audited."""
         now = self._clock.now()
         done = await self._state.accept_figures(site=site, run_id=run_id, by=admin.name, now=now)
         cleared = f" cleared={done.cleared[:200]!r}" if done.cleared else ""

@@ -76,7 +76,7 @@ class SiteFacts:
     config_refused: str = ""
     disks: tuple[Disk, ...] = ()
     health: Health | None = None
-    figures_change: str = ""  # an unaccepted sharp change of backup figures (figures.py)
+    figures_change: str = ""  # an unaccepted sharp change of backup figures (server/figures.py)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,16 +22,16 @@ below):
   least SIZE_MIN_BYTES (Firebird never gives pages back to the file system, so
   a shop's database does not shrink on its own).
 
-Pure: no I/O, no clock; the state layer calls it inside the report's write.
+Pure: no I/O, no clock, no server imports (it sits on the domain floor beside
+server/domain.py, see .importlinter); the state layer calls it inside the
+report's write.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
-
-from server.domain import RunRecord
+from typing import Any, Protocol
 
 TABLE_DROP_FRACTION = 0.5
 TABLE_MIN_ROWS = 100
@@ -83,7 +83,22 @@ class Judgement:
     change: str
 
 
-def figures_of(run: RunRecord) -> Figures | None:
+class Run(Protocol):
+    """What the rule reads of a stored run (server.domain.RunRecord has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def good(self) -> bool: ...
+    @property
+    def finished_at(self) -> dt.datetime: ...
+    @property
+    def details(self) -> dict[str, Any]: ...
+
+
+def figures_of(run: Run) -> Figures | None:
     """The figures of a good backup run that carries row counts; None for any other run."""
     if run.kind != "backup" or not run.good:
         return None
