@@ -99,21 +99,23 @@ class Run(Protocol):
 
 
 def figures_of(run: Run) -> Figures | None:
-    """The figures of a good backup run that carries row counts; None for any other run."""
+    """The figures of a good backup run that carries row counts; None for any other run
+    (or for details whose figures are not numbers: nothing to compare)."""
     if run.kind != "backup" or not run.good:
         return None
-    backup = run.details.get("backup", {})
-    counts = backup.get("table_counts") or {}
+    backup = run.details.get("backup")
+    if not isinstance(backup, dict):
+        return None
+    counts = backup.get("table_counts")
     if not isinstance(counts, dict) or not counts:
         return None
-    health = backup.get("health") or {}
-    return Figures(
-        run_id=run.id,
-        at=run.finished_at,
-        database=str(backup.get("database", "")),
-        tables={str(k): int(v) for k, v in counts.items()},
-        size_bytes=int(health.get("size_bytes", 0) or 0) if isinstance(health, dict) else 0,
-    )
+    health = backup.get("health")
+    try:
+        tables = {str(k): int(v) for k, v in counts.items()}
+        size = int(health.get("size_bytes", 0) or 0) if isinstance(health, dict) else 0
+    except (TypeError, ValueError):
+        return None
+    return Figures(run.id, run.finished_at, str(backup.get("database", "")), tables, size)
 
 
 def compare(baseline: Figures, current: Figures) -> list[str]:

@@ -155,6 +155,8 @@ def test_figures_of_a_good_backup_as_stored() -> None:
         {"kind": "image-sync"},
         {"details": {"backup": {"database": "/x"}}},  # no row counts: nothing to compare
         {"details": {}},
+        {"details": {"backup": {"table_counts": {"A": "many"}}}},
+        {"details": {"backup": "garbage"}},
     ],
 )
 def test_only_good_backups_with_row_counts_have_figures(changes: dict[str, object]) -> None:
