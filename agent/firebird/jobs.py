@@ -103,6 +103,8 @@ class _Run:
     verification: Verification = Verification.NOT_RUN
     verification_seconds: float = 0.0
     verification_message: str = ""
+    validation_errors: int = 0
+    validation_warnings: int = 0
     backup_seconds: float = 0.0
     deleted: tuple[str, ...] = ()
 
@@ -126,6 +128,8 @@ class _Run:
             health=self.health,
             problems=tuple(self.problems[:MAX_PROBLEMS]),
             backup_seconds=round(self.backup_seconds, 3),
+            validation_errors=self.validation_errors,
+            validation_warnings=self.validation_warnings,
         )
 
 
@@ -272,6 +276,8 @@ def _verify(
     except FirebirdJobError as exc:
         run.verification = Verification.FAILED
         run.verification_message = exc.message
+        if isinstance(exc, ValidationFailed):
+            run.validation_errors, run.validation_warnings = exc.errors, exc.warnings
         if isinstance(exc, _VERDICTS):  # the backup itself is wrong, not the run
             damaged = exc.file if isinstance(exc, BackupCorrupt) and exc.file else manifest.file
             victim = next((m for m in [*before, manifest] if m.file == damaged), manifest)
@@ -280,6 +286,7 @@ def _verify(
     run.verification = Verification.PASSED
     run.verification_seconds = result.seconds
     run.verification_message = result.message
+    run.validation_warnings = result.findings.warnings
     previous = next(
         (
             m
