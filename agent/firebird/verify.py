@@ -46,7 +46,7 @@ class VerifyResult:
     seconds: float
     restored_counts: dict[str, int]
     message: str
-    findings: Findings = Findings()
+    findings: Findings = dataclasses.field(default_factory=Findings)
 
 
 def verify(
@@ -220,7 +220,7 @@ def _logged(svc: Any, database: Path) -> Findings | None:
     try:
         svc.get_log()
         lines = [str(line) for line in svc]
-    except Exception:
+    except Exception:  # noqa: BLE001 - the log is a better source, not a required one
         return None
     return parse_log(lines, os.path.realpath(database)) or parse_log(lines, str(database))
 

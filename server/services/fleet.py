@@ -62,6 +62,8 @@ def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
         config_refused=refused,
         disks=row.disks,
         health=row.health,
+        damaged_backup_at=row.damaged_backup_at,
+        damaged_backup_file=row.damaged_backup_file,
     )
 
 
