@@ -326,7 +326,9 @@ def test_file_changes_mark_runs_and_a_damaged_newest_good_backup(state: SqlFleet
             *(state.store_report(site_id=site_id, run=r, now=NOW) for r in (old, mid))
         )
         await state.store_report(site_id=site_id, run=pruning, now=NOW)
-        states = {r.id: r.file_state for r in await state.list_runs(site="shop-r", kind="", limit=9)}
+        states = {
+            r.id: r.file_state for r in await state.list_runs(site="shop-r", kind="", limit=9)
+        }
         assert states == {"r1": "pruned", "r2": "kept", "r3": "kept"}
         assert (await state.get_site("shop-r")).damaged_backup_at is None
 
@@ -349,7 +351,9 @@ def test_file_changes_mark_runs_and_a_damaged_newest_good_backup(state: SqlFleet
         row = await state.get_site("shop-r")
         assert (row.damaged_backup_at, row.damaged_backup_file) == (NOW, "c.fbk.zst")
         verdict = compute_status(facts_of(row), StatusPolicy(), NOW + dt.timedelta(hours=1))
-        assert any(p.startswith("newest good backup c.fbk.zst is damaged") for p in verdict.problems)
+        assert any(
+            p.startswith("newest good backup c.fbk.zst is damaged") for p in verdict.problems
+        )
         # an older damaged backup does not move the mark back
         older = dataclasses.replace(
             check, id="fc2", file_changes=(FileChange("b.fbk.zst", "damaged", "x"),)

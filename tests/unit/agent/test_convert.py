@@ -11,15 +11,18 @@ from agent.messages import CheckIn, Enrollment, EnrollRequest
 from agent.reports import (
     BackupDetails,
     DiskUsage,
+    FileChange,
+    FileCheckDetails,
+    FileState,
     FirebirdHealth,
     ImageSyncDetails,
     Outcome,
     RunKind,
+    RunReport,
     UploadDetails,
     ValidationDetails,
     Verification,
 )
-from agent.reports import FileChange, FileCheckDetails, FileState, RunReport
 from agent.transport import convert
 from common.errors import InvalidArgument
 from tests.unit.agent.fakes import T0, report
