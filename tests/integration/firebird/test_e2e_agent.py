@@ -14,7 +14,11 @@ from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 from typer.testing import CliRunner
 
 from agent.firebird.connection import FirebirdTarget
+from agent.firebird.files import list_backups
+from agent.firebird.jobs import BackupSettings, run_backup_job
+from agent.firebird.retention import RetentionPolicy
 from cli.main import app
+from common.clock import SystemClock
 from tests.support.agent import AgentProcess, enroll_agent, wait_for
 from tests.support.damage import damage
 from tests.support.server import ServerHandle, set_config
@@ -174,5 +178,49 @@ def test_pruned_and_rotten_backups_show_in_runs_and_keep_the_site_from_ok(
         assert checks[0]["details"]["files_damaged"] == 1
         assert (backup_dir / f"{newest}.bad").exists() and not (backup_dir / newest).exists()
         assert agent.alive()
+    finally:
+        agent.stop()
+
+
+def test_a_backup_left_unverified_is_verified_and_reported_when_the_agent_starts(
+    server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
+) -> None:
+    site = "fb-resume"
+    state = tmp_path / "agent"
+    assert enroll_agent(server, state, site).returncode == 0
+    agent = AgentProcess.start(state, interval=0.5)
+    try:
+        rev = set_config(
+            server,
+            admin_pb2.CONFIG_SCOPE_SITE,
+            site,
+            firebird__database=shop.database,
+            firebird__password=shop.password,
+            backup__dir=str(backup_dir),
+        ).revision
+        wait_for(lambda: agent.status().get("config_revision") == rev, 30, "config applied")
+    finally:
+        agent.stop()
+    # what a kill during verification leaves: a complete backup, never verified or reported
+    unverified = BackupSettings(backup_dir, verify=False, retention=RetentionPolicy(0, 0, 0))
+    assert run_backup_job(shop, unverified, clock=SystemClock()).succeeded
+    [pending] = list_backups(backup_dir)
+    assert pending.file.endswith(".unverified")
+
+    agent = AgentProcess.start(state, interval=0.5)
+    try:
+        wait_for(lambda: bool(cli_json(server, "runs", site)), 60, "the resumed run's report")
+        [row] = cli_json(server, "runs", site)
+        assert (row["kind"], row["trigger"], row["outcome"]) == ("backup", "resume", "succeeded")
+        assert row["details"]["verification"] == "passed"
+        assert row["file_state"] == "kept"
+        [kept] = list_backups(backup_dir)
+        assert Path(row["details"]["file"]).name == kept.file
+        assert kept.status.value == "good" and (backup_dir / kept.file).is_file()
+        wait_for(
+            lambda: site_summary(server, site).status == types_pb2.SITE_STATUS_OK,
+            30,
+            "the site to turn ok",
+        )
     finally:
         agent.stop()
