@@ -177,6 +177,9 @@ def test_pruned_and_rotten_backups_show_in_runs_and_keep_the_site_from_ok(
         assert checks[0]["outcome"] == "failed"
         assert checks[0]["details"]["files_damaged"] == 1
         assert (backup_dir / f"{newest}.bad").exists() and not (backup_dir / newest).exists()
+        local = agent.status_cli()  # the agent's own status says so too
+        assert local["backups_bad"] == [f"{newest}.bad"]
+        assert local["newest_good_backup"] is None and local["backups_good"] == 0
         assert agent.alive()
     finally:
         agent.stop()
