@@ -12,6 +12,29 @@ RAISED_WARNINGS_ONLY = (
     "- Summary of validation errors\n- \tNumber of pointer page warnings\t: 2"
 )
 
+# The same for a restored nbackup copy whose only finding was one orphan back version
+# (a transaction in flight while the pages were copied): a summary with no count at all,
+# which the old parser took for an error (the intermittent false "failing").
+RAISED_ORPHAN_BACKVERSION = (
+    "Unable to perform the requested Service API action:\n- SQLCODE: -999\n"
+    "- Summary of validation errors"
+)
+SCRATCH = "/var/tmp/storesafe-fbtests/64e43fbb/backups-5d2f2290/.storesafe-spool/scratch-0f25.fdb"
+ORPHAN_LOG = [
+    "vm\tFri Dec  4 20:22:55 2026",
+    f"\tDatabase: {SCRATCH}",
+    "\tValidation started",
+    "",
+    "vm\tFri Dec  4 20:22:55 2026",
+    f"\tDatabase: {SCRATCH}",
+    "\tWarning: Relation has 1 orphan backversions {0 in use} in table ACCOUNTS (129)",
+    "",
+    "vm\tFri Dec  4 20:22:55 2026",
+    f"\tDatabase: {SCRATCH}",
+    "\tValidation finished: 0 errors, 1 warnings, 0 fixed",
+    "",
+]
+
 # svc.get_log() lines around two validations, as Firebird 3.0.11 wrote them.
 LOG = [
     "vm\tFri Dec  4 20:04:35 2026",
@@ -58,7 +81,19 @@ def test_the_raised_summary_of_warnings_alone_counts_no_error() -> None:
     assert (found.errors, found.warnings) == (0, 2)
 
 
-def test_a_summary_that_calls_warnings_errors_loses_to_the_log() -> None:
+def test_a_summary_without_counts_loses_to_the_logs_verdict() -> None:
+    text = fdb_message(Exception(RAISED_ORPHAN_BACKVERSION, -999, 335740952))
+    assert (parse_summary(text).errors, parse_summary(text).warnings) == (1, 0)  # unknown
+    found = parse_log(ORPHAN_LOG, SCRATCH)
+    assert found is not None
+    assert (found.errors, found.warnings) == (0, 1)
+    assert found.describe() == (
+        "0 errors and 1 warning (Warning: Relation has 1 orphan backversions {0 in use} "
+        "in table ACCOUNTS (129))"
+    )
+
+
+def test_the_log_counts_pointer_page_warnings_with_their_lines() -> None:
     # The raised counters are per category; the log's "Validation finished" is the verdict.
     found = parse_log(LOG, "/var/tmp/af-exp/w.fdb")
     assert found is not None
