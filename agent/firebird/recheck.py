@@ -163,6 +163,9 @@ def _missing(backup_dir: Path, check: _Check) -> None:
             continue
         if (backup_dir / (manifest.file + UNVERIFIED_SUFFIX)).exists():
             continue
+        if manifest.status == Status.UNVERIFIED:  # a kill before its file left the spool
+            remove_quietly(entry)
+            continue
         name = final_file(manifest.file)
         reason = f"{name} is gone from backup.dir (not deleted by retention)"
         log.error("backup %s is missing: %s", name, reason)

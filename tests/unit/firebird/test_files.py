@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.firebird.connection import FirebirdTarget
 from agent.firebird.errors import BackupBusy, BackupDirMissing, CountMismatch
 from agent.firebird.files import (
     NAME_RE,
@@ -26,10 +27,12 @@ from agent.firebird.files import (
     write_manifest,
 )
 from agent.firebird.health import Schema
-from agent.firebird.jobs import apply_retention, prune
+from agent.firebird.jobs import BackupSettings, apply_retention, prune
+from agent.firebird.recheck import run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.verify import compare_counts, drop_problems
 from agent.reports import FileState
+from common.clock import FakeClock
 
 WHEN = dt.datetime(2026, 11, 26, 21, 30, tzinfo=dt.UTC)
 
@@ -224,3 +227,17 @@ def test_retention_logs_each_deletion_with_its_reason(
     logged = [r.getMessage() for r in caplog.records if "retention deleted" in r.getMessage()]
     assert len(logged) == 2
     assert f"retention deleted {same_day[2].file} (good): a newer good backup" in logged[0]
+
+
+def test_a_file_check_reports_gone_files_and_forgets_unfinished_manifests(tmp_path: Path) -> None:
+    prepare_spool(tmp_path)
+    gone = put_backup(tmp_path, WHEN - dt.timedelta(days=1))
+    (tmp_path / gone.file).unlink()  # deleted by hand, not by retention
+    unfinished = put_backup(tmp_path, WHEN, Status.UNVERIFIED)  # killed before the rename
+    (tmp_path / unfinished.file).unlink()
+    target = FirebirdTarget("localhost", "/db/shop.fdb", "SYSDBA", "unused")
+    settings = BackupSettings(tmp_path, retention=RetentionPolicy(0, 0, 0))
+    outcome = run_recheck_job(target, settings, clock=FakeClock(WHEN))  # no good one: no restore
+    assert [(c.file, c.state) for c in outcome.file_changes] == [(gone.file, FileState.MISSING)]
+    assert outcome.error_class == "backup.corrupt"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".json") == []
