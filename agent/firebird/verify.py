@@ -202,7 +202,12 @@ def validate_copy(target: FirebirdTarget, database: Path) -> Findings:
                 raise ValidationFailed(
                     f"Validation of the restored copy failed: {err.message}"
                 ) from exc
-            findings = _logged(svc, database) or parse_summary(fdb_message(exc))
+            logged = _logged(svc, database)
+            # a log that calls it clean contradicts the raise: then the summary decides
+            if logged is not None and not logged.clean:
+                findings = logged
+            else:
+                findings = parse_summary(fdb_message(exc))
             if findings.errors:
                 failed = ValidationFailed(
                     f"Firebird's validation of the restored copy found {findings.describe()}."
