@@ -366,6 +366,15 @@ def _kind_name(value: int) -> str:
     return _enum_name(types_pb2.RunKind, value, "RUN_KIND_", KINDS)
 
 
+FILE_STATES = ("kept", "pruned", "damaged", "missing")
+
+
+def _file_state_name(value: int) -> str | None:
+    if value == types_pb2.BACKUP_FILE_STATE_UNSPECIFIED:
+        return None
+    return _enum_name(types_pb2.BackupFileState, value, "BACKUP_FILE_STATE_", FILE_STATES)
+
+
 def _outcome_name(value: int) -> str:
     return _enum_name(types_pb2.RunOutcome, value, "RUN_OUTCOME_", ("succeeded", "failed"))
 
@@ -448,6 +457,8 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
             "database": b.database,
             "health": dataclasses.asdict(_health(b.health)) if b.HasField("health") else None,
             "problems": list(b.problems),
+            "validation_errors": b.validation_errors,
+            "validation_warnings": b.validation_warnings,
         }
     if which == "image_sync":
         s = report.image_sync
@@ -462,6 +473,15 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
         return {"errors": v.errors, "warnings": v.warnings, "summary": v.summary}
     if which == "upload":
         return {"file": report.upload.file, "bytes": report.upload.bytes}
+    if which == "file_check":
+        f = report.file_check
+        return {
+            "files_checked": f.files_checked,
+            "bytes_checked": f.bytes_checked,
+            "files_damaged": f.files_damaged,
+            "restored": f.restored,
+            "summary": f.summary,
+        }
     return {}
 
 
@@ -479,4 +499,5 @@ def _run(row: admin_pb2.Run) -> Run:
         error_class=report.error_class,
         error_message=report.error_message,
         details=_details(report),
+        file_state=_file_state_name(row.file_state),
     )

@@ -68,6 +68,8 @@ def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
         disks=row.disks,
         health=row.health,
         figures_change=row.figures_change,
+        damaged_backup_at=row.damaged_backup_at,
+        damaged_backup_file=row.damaged_backup_file,
     )
 
 

@@ -319,7 +319,10 @@ class Run(_message.Message):
     SITE_FIELD_NUMBER: _builtins.int
     REPORT_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    FILE_STATE_FIELD_NUMBER: _builtins.int
     site: _builtins.str
+    file_state: _types_pb2.BackupFileState.ValueType
+    """For a backup run with a file: what became of it (kept, pruned, damaged, missing)."""
     @_builtins.property
     def report(self) -> _types_pb2.RunReport: ...
     @_builtins.property
@@ -330,10 +333,11 @@ class Run(_message.Message):
         site: _builtins.str = ...,
         report: _types_pb2.RunReport | None = ...,
         received_at: _timestamp_pb2.Timestamp | None = ...,
+        file_state: _types_pb2.BackupFileState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at", "report", b"report"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at", "report", b"report", "site", b"site"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_state", b"file_state", "received_at", b"received_at", "report", b"report", "site", b"site"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
