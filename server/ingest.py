@@ -31,10 +31,10 @@ from typing import Any
 
 from common.errors import InvalidArgument, quote
 from common.names import NAME
-from server.domain import CheckInFacts, RunRecord
+from server.domain import CheckInFacts, FileChange, RunRecord
 from server.services.status import Disk
 
-KINDS = ("backup", "image-sync", "upload", "validation")
+KINDS = ("backup", "image-sync", "upload", "validation", "file-check")
 OUTCOMES = ("succeeded", "failed")
 VERIFICATIONS = ("passed", "failed", "not-run")
 COMMAND_OUTCOMES = ("succeeded", "failed", "rejected")
@@ -43,13 +43,16 @@ DETAILS_OF_KIND = {
     "image-sync": "image_sync",
     "validation": "validation",
     "upload": "upload",
+    "file-check": "file_check",
 }
+CHANGED_FILE_STATES = ("pruned", "damaged", "missing")  # what a file change may report
 
 MAX_INT64 = 2**63 - 1
 MAX_REVISION = 2**31 - 1
 MAX_DISKS = 16
 MAX_TABLES = 2000
 MAX_PROBLEMS = 50
+MAX_FILE_CHANGES = 1000
 MAX_SECONDS = 10_000_000.0  # a duration of ~115 days is already absurd
 MAX_RUN_LENGTH = dt.timedelta(days=30)
 MAX_FUTURE = dt.timedelta(days=1)
@@ -87,6 +90,7 @@ class RunInput:
     details_kind: str | None
     details: dict[str, Any]
     verification: str = ""
+    file_changes: tuple[FileChange, ...] = ()  # as sent: a state unknown is its number
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -342,6 +346,8 @@ BACKUP_DETAILS: dict[str, Rule] = {
     "health": _message(FIREBIRD_HEALTH),
     "problems": _problems,
     "backup_seconds": _duration,
+    "validation_errors": _count(2**31 - 1),
+    "validation_warnings": _count(2**31 - 1),
 }
 IMAGE_SYNC_DETAILS: dict[str, Rule] = {
     "files_scanned": _count(),
@@ -355,11 +361,19 @@ VALIDATION_DETAILS: dict[str, Rule] = {
     "summary": _text(2000),
 }
 UPLOAD_DETAILS: dict[str, Rule] = {"file": _file, "bytes": _count()}
+FILE_CHECK_DETAILS: dict[str, Rule] = {
+    "files_checked": _count(2**32 - 1),
+    "bytes_checked": _count(),
+    "files_damaged": _count(2**32 - 1),
+    "restored": _file,
+    "summary": _text(2000),
+}
 DETAILS: dict[str, dict[str, Rule]] = {
     "backup": BACKUP_DETAILS,
     "image_sync": IMAGE_SYNC_DETAILS,
     "validation": VALIDATION_DETAILS,
     "upload": UPLOAD_DETAILS,
+    "file_check": FILE_CHECK_DETAILS,
 }
 """The rules of each details message of a run report, by its field name in RunReport."""
 
@@ -406,7 +420,27 @@ def run_record(run: RunInput, now: dt.datetime) -> RunRecord:
         error_message=text("report.error_message", run.error_message, 2000),
         trigger=_pattern(_TRIGGER, "a trigger")("report.trigger", run.trigger),
         details=details,
+        file_changes=_file_changes(run.file_changes),
     )
+
+
+def _file_changes(changes: tuple[FileChange, ...]) -> tuple[FileChange, ...]:
+    """Earlier backups whose file changed state: each names one file by its bare name."""
+    if len(changes) > MAX_FILE_CHANGES:
+        raise _bad("report.file_changes", f"{len(changes)} entries; at most {MAX_FILE_CHANGES}")
+    out = []
+    for i, change in enumerate(changes):
+        field = f"report.file_changes[{i}]"
+        if not change.file:
+            raise _bad(f"{field}.file", "is required")
+        out.append(
+            FileChange(
+                file_name(f"{field}.file", change.file),
+                choice(f"{field}.state", change.state, CHANGED_FILE_STATES),
+                text(f"{field}.reason", change.reason, 500),
+            )
+        )
+    return tuple(out)
 
 
 def checkin_facts(checkin: CheckInInput) -> CheckInFacts:
