@@ -357,3 +357,27 @@ def test_a_huge_field_gets_a_short_reason(api: tuple[ServerHandle, str]) -> None
             code, details = status_of(call)
             assert code.name == want, details[:200]
             assert len(details) < 200, details[:200]
+
+
+def test_reflection_works_through_the_gate_and_refuses_garbage(
+    api: tuple[ServerHandle, str],
+) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    server, _cred = api
+    with channel(server) as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        [reply] = list(stub.ServerReflectionInfo(iter([ask]), timeout=10))
+        names = {s.name for s in reply.list_services_response.service}
+        assert {"storesafe.v1.AgentService", "storesafe.v1.AdminService"} <= names
+        method = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        code, _ = status_of(lambda: raw_stream_bidi(ch, method, [GARBAGE]))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    log = full_log(server)
+    assert "Traceback" not in log and " ERROR " not in log
+
+
+def raw_stream_bidi(ch: grpc.Channel, method: str, messages: list[bytes]) -> list[bytes]:
+    call = ch.stream_stream(method, request_serializer=None, response_deserializer=None)
+    return list(call(iter(messages), timeout=10))
