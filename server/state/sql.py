@@ -258,16 +258,20 @@ class SqlFleetState(FleetState):
             target = next((r for r in active if r.name == name), None)
             if target is None:
                 raise NotFound(f"there is no active admin token named {name!r}")
-            if len(active) == 1:
+            done = conn.execute(
+                update(ADMINS)
+                .where(ADMINS.c.id == target.id, ADMINS.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_by=revoked_by[:64])
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"there is no active admin token named {name!r}")
+            # Counted after the update, under the write lock (SQLite) or the row locks
+            # (PostgreSQL): the answer holds whatever runs at the same time.
+            if conn.execute(_ACTIVE_ADMIN).first() is None:
                 raise FailedPrecondition(
                     f"{name!r} is the last active admin token: revoking it would lock everyone "
                     "out; create another one first (storesafe-server admin-token create)"
-                )
-            conn.execute(
-                update(ADMINS)
-                .where(ADMINS.c.id == target.id)
-                .values(revoked_at=now, revoked_by=revoked_by[:64])
-            )
+                )  # raised inside the transaction: the update is rolled back
             row = conn.execute(select(ADMINS).where(ADMINS.c.id == target.id)).one()
             return _admin_record(row)
 

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from common.errors import NotFound, PermissionDenied, Unauthenticated
+from common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from server.db.engine import make_engine, migrate
 from server.domain import AuditRecord, CheckInFacts, RunRecord
 from server.services import credentials
@@ -302,3 +308,82 @@ def test_preloaded_credentials_need_no_read_per_agent_and_exclude_revoked(
             await auth.agent(minted["pre-b"].text)  # revoked: not cached, so it is looked up
 
     asyncio.run(body())
+
+
+async def make_admin(st: SqlFleetState, name: str) -> str:
+    minted = credentials.mint(credentials.ADMIN)
+    await st.create_admin_token(
+        token_id=minted.id, name=name, secret_hash=minted.secret_hash, created_by="t", now=NOW
+    )
+    return minted.id
+
+
+def test_admin_token_names_are_unique_among_active_tokens_even_under_a_race(
+    state: SqlFleetState, db_url: str
+) -> None:
+    other = SqlFleetState(make_engine(db_url))  # another replica on the same database
+
+    async def body() -> None:
+        first = await make_admin(state, "alice")
+        with pytest.raises(AlreadyExists, match="'alice' exists already"):
+            await make_admin(other, "alice")
+        results = await asyncio.gather(
+            make_admin(state, "bob"), make_admin(other, "bob"), return_exceptions=True
+        )
+        assert sorted(type(r).__name__ for r in results) == ["AlreadyExists", "str"]
+        await make_admin(state, "carol")
+        revoked = await state.revoke_admin_token(name="alice", revoked_by="carol", now=NOW)
+        assert (revoked.id, revoked.active, revoked.revoked_by) == (first, False, "carol")
+        await make_admin(other, "alice")  # the name is free again
+        listed = await state.list_admin_tokens()
+        assert [(t.name, t.active) for t in listed].count(("alice", True)) == 1
+        assert await state.admin_credential(first) is None
+
+    try:
+        run(body)
+    finally:
+        other.close()
+
+
+def test_the_last_active_admin_token_is_never_revoked_even_under_a_race(
+    state: SqlFleetState, db_url: str
+) -> None:
+    other = SqlFleetState(make_engine(db_url))
+
+    async def body() -> None:
+        await make_admin(state, "a")
+        await make_admin(state, "b")
+        with pytest.raises(NotFound):
+            await state.revoke_admin_token(name="nobody", revoked_by="t", now=NOW)
+        results = await asyncio.gather(
+            state.revoke_admin_token(name="a", revoked_by="b", now=NOW),
+            other.revoke_admin_token(name="b", revoked_by="a", now=NOW),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(failed) == 1 and isinstance(failed[0], FailedPrecondition), results
+        left = [t.name for t in await state.list_admin_tokens() if t.active]
+        assert len(left) == 1
+        with pytest.raises(FailedPrecondition, match="last active admin token"):
+            await other.revoke_admin_token(name=left[0], revoked_by="t", now=NOW)
+
+    try:
+        run(body)
+    finally:
+        other.close()
+
+
+def test_revoking_a_site_marks_it_until_an_agent_enrolls_again(state: SqlFleetState) -> None:
+    async def body() -> None:
+        await enroll(state, "rv-a", await make_token(state, "rv-a"), agent_id="ra1")
+        assert (await state.get_site("rv-a")).agent_revoked_at is None
+        later = NOW + dt.timedelta(minutes=5)
+        assert await state.revoke_agents(site="rv-a", now=later) == 1
+        assert (await state.get_site("rv-a")).agent_revoked_at == later
+        assert await state.revocations_since(NOW) == [("rv-a", None)]
+        assert await state.revocations_since(later + dt.timedelta(seconds=1)) == []
+        await enroll(state, "rv-a", await make_token(state, "rv-a"), agent_id="ra2")
+        assert (await state.get_site("rv-a")).agent_revoked_at is None
+        assert await state.revocations_since(NOW) == [("rv-a", "ra2")]
+
+    run(body)
