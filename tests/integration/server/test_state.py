@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -385,5 +386,86 @@ def test_revoking_a_site_marks_it_until_an_agent_enrolls_again(state: SqlFleetSt
         await enroll(state, "rv-a", await make_token(state, "rv-a"), agent_id="ra2")
         assert (await state.get_site("rv-a")).agent_revoked_at is None
         assert await state.revocations_since(NOW) == [("rv-a", "ra2")]
+
+    run(body)
+
+
+async def enrolled_agent(st: SqlFleetState, site: str) -> credentials.Minted:
+    token = await make_token(st, site)
+    cred = credentials.mint(credentials.AGENT)
+    await st.enroll(
+        token_id=token[0],
+        presented_hash=token[1],
+        site=site,
+        agent_id=cred.id,
+        agent_secret_hash=cred.secret_hash,
+        hostname="pc",
+        now=NOW,
+    )
+    return cred
+
+
+def test_a_credential_read_overtaken_by_a_revocation_is_not_cached(
+    state: SqlFleetState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice of a revocation arrives while a cache miss is reading the credential
+    (the read saw it still active): the answer is read again, not cached for minutes."""
+    from server.services.auth import Authenticator
+
+    async def body() -> None:
+        cred = await enrolled_agent(state, "race-a")
+        auth = Authenticator(state)
+        real = state.agent_credential
+        reads = 0
+
+        async def overtaken(agent_id: str) -> Any:
+            nonlocal reads
+            reads += 1
+            found = await real(agent_id)
+            if reads == 1:  # revoked (and its notice heard) just after this read
+                await state.revoke_agents(site="race-a", now=NOW)
+                auth.forget_site("race-a")
+            return found
+
+        monkeypatch.setattr(state, "agent_credential", overtaken)
+        with pytest.raises(Unauthenticated, match="revoked"):
+            await auth.agent(cred.text)
+        assert reads == 2
+
+    run(body)
+
+
+def test_a_lost_revocation_notice_is_caught_up_by_the_poll(
+    state: SqlFleetState, tmp_path: Path
+) -> None:
+    """Another replica revoked (its notice never arrived): the feed's poll finds the
+    revocation in the database, ends the stream and drops the cached credential."""
+    from common.clock import FakeClock
+    from server.services.auth import Authenticator
+    from server.services.push import ConfigHub
+    from server.services.revocation import Revocations
+    from server.services.secretbox import SecretBox
+    from server.state.config_state import SqlConfigState
+
+    async def body() -> None:
+        cred = await enrolled_agent(state, "lost-a")
+        kept = await enrolled_agent(state, "lost-b")
+        clock = FakeClock(NOW)
+        hub = ConfigHub(SqlConfigState(state), SecretBox.for_data_dir(tmp_path, create=True), clock)
+        auth = Authenticator(state)
+        revocations = Revocations(state, auth, hub, clock)
+        who = await auth.agent(cred.text)
+        sub = hub.subscribe(who.site_id, who.site, who.group, 0, who.agent_id)
+        other = await auth.agent(kept.text)
+        sub_b = hub.subscribe(other.site_id, other.site, other.group, 0, other.agent_id)
+        clock.advance(dt.timedelta(seconds=30))
+        await state.revoke_agents(site="lost-a", now=clock.now())  # no notice here
+        await revocations.catch_up()
+        assert sub.revoked and not sub_b.revoked
+        with pytest.raises(Unauthenticated, match="revoked"):
+            await anext(hub.directives(sub))
+        with pytest.raises(Unauthenticated):
+            await auth.agent(cred.text)
+        assert (await auth.agent(kept.text)).site == "lost-b"
 
     run(body)
