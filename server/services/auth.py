@@ -10,6 +10,7 @@ from server.services import credentials
 from server.state.base import FleetState
 
 REVOKED = "the agent credential is unknown or revoked; re-enroll the agent"
+_READS = 5  # reads of one credential while revocations keep arriving; the last is not cached
 
 
 class Authenticator:
@@ -42,16 +43,18 @@ class Authenticator:
             if credentials.same(cached[0], presented):
                 return cached[1]
             raise Unauthenticated("the agent credential is not valid")
-        while True:
+        for _ in range(_READS):
             heard = self._revocations
             found = await self._state.agent_credential(agent_id)
-            if heard == self._revocations:
-                break  # no revocation arrived while reading: the answer stands
+            settled = heard == self._revocations  # no revocation arrived while reading
+            if settled:
+                break
         if found is None or not credentials.same(found[0], presented):
             self._agents.pop(agent_id, None)
             raise Unauthenticated(REVOKED)
         identity = AgentIdentity(agent_id=agent_id, site_id=found[1], site=found[2], group=found[3])
-        self._agents[agent_id] = (found[0], identity, time.monotonic() + self._ttl)
+        if settled:
+            self._agents[agent_id] = (found[0], identity, time.monotonic() + self._ttl)
         return identity
 
     async def preload(self) -> int:
