@@ -11,6 +11,7 @@ from server.domain import (
     AdminTokenRecord,
     AuditRecord,
     CheckInFacts,
+    FiguresAccepted,
     RunRecord,
     SiteRow,
 )
@@ -140,6 +141,18 @@ class FleetState(abc.ABC):
     async def revocations_since(self, since: dt.datetime) -> list[tuple[str, str | None]]:
         """(site, its active agent id or None) of every site with an agent revoked at
         or after `since` (the safety net for a lost revocation notice)."""
+
+    @abc.abstractmethod
+    async def accept_figures(
+        self, *, site: str, run_id: str, by: str, now: dt.datetime
+    ) -> FiguresAccepted:
+        """Make a good backup's figures (`run_id`, or the newest good backup's) the
+        site's baseline for the wrong-database guard, recording who accepted them.
+
+        MUST raise NotFound for an unknown site or run, FailedPrecondition for a run
+        that is not a verified backup with figures; MUST clear the site's open change
+        unless the newest good backup still differs sharply from the new baseline.
+        """
 
     @abc.abstractmethod
     async def audit(self, record: AuditRecord) -> None:

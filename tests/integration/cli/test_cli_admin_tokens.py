@@ -132,4 +132,3 @@ def test_admin_tokens_over_the_api_and_the_last_one_is_never_revoked(
         (e["actor"], e["action"], e["target"]) for e in audit
     ]
     assert secrets_in(server.log(), bob, server.admin_token) == []
-

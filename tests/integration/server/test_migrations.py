@@ -20,7 +20,7 @@ def test_migrations_match_models(db_url: str) -> None:
 
 
 def test_active_admin_tokens_that_shared_a_name_get_unique_names(db_url: str) -> None:
-    """Duplicate names were allowed before 0004: the oldest keeps the name, the others
+    """Duplicate names were allowed before 0006: the oldest keeps the name, the others
     get their id appended, so the unique index can be made and revoke-by-name works."""
     import datetime as dt
 
@@ -35,7 +35,7 @@ def test_active_admin_tokens_that_shared_a_name_get_unique_names(db_url: str) ->
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
+        command.upgrade(cfg, "0005")
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     with engine.begin() as conn:
         for i, (token_id, name, revoked) in enumerate(

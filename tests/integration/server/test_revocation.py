@@ -128,8 +128,7 @@ def test_revocation_ends_the_open_stream_and_nothing_later_gets_through(
         shown = site_status(server, site)
         assert shown.status == types_pb2.SITE_STATUS_WARNING
         assert any(
-            p.startswith("agent revoked at ")
-            and f"storesafe token create --site {site}" in p
+            p.startswith("agent revoked at ") and f"storesafe token create --site {site}" in p
             for p in shown.problems
         ), shown.problems
         token = create_enrollment_token(server, site)
