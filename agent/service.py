@@ -18,6 +18,7 @@ from agent.backupjob import FirebirdTasks, command_result
 from agent.commands import CommandResult, CommandRunner, Handler
 from agent.configsync import ConfigStore
 from agent.directives import DirectiveLoop
+from agent.enroll import reenroll_command
 from agent.lock import StateLock
 from agent.outbox import Outbox
 from agent.reports import FirebirdHealth
@@ -139,6 +140,7 @@ async def serve(
             config_revision=lambda: store.revision,
             health=lambda: health() or firebird.health(),
             credential_stamp=credential_stamp,
+            reenroll=reenroll_command(state, creds),
         )
         await runner.run(stop)
 

@@ -28,6 +28,7 @@ from cli.models import (
     KINDS,
     SCOPES,
     STATUSES,
+    AdminToken,
     AuditEntry,
     Command,
     ConfigChange,
@@ -267,6 +268,17 @@ class AdminClient:
         request = admin_pb2.ListCommandsRequest(site=site, limit=limit)
         answer = self._call(self._connect().ListCommands, request)
         return [_record(Command, c, kind=_command_kind_name(c.kind)) for c in answer.commands]
+
+    def list_admin_tokens(self) -> list[AdminToken]:
+        """Every admin token, active and revoked, oldest first."""
+        request = admin_pb2.ListAdminTokensRequest()
+        answer = self._call(self._connect().ListAdminTokens, request)
+        return [_record(AdminToken, t) for t in answer.tokens]
+
+    def revoke_admin_token(self, name: str) -> AdminToken:
+        """Revoke the active admin token `name`; return it as revoked."""
+        request = admin_pb2.RevokeAdminTokenRequest(name=name)
+        return _record(AdminToken, self._call(self._connect().RevokeAdminToken, request).token)
 
     # --- plumbing ----------------------------------------------------------
 

@@ -235,3 +235,19 @@ class Command:
     created_by: str = ""
     delivered_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """An admin token as the server lists it: its name and id, never its secret."""
+
+    name: str
+    id: str
+    created_at: dt.datetime | None = None
+    created_by: str = ""
+    revoked_at: dt.datetime | None = None
+    revoked_by: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

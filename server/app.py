@@ -21,6 +21,7 @@ from server.db.engine import make_engine, migrate, sqlite_url
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
 from server.rpc.gate import Gate
+from server.services.admin_tokens import AdminTokens
 from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.changefeed import ChangeFeed
@@ -29,6 +30,7 @@ from server.services.config import ConfigService
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
+from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
 from server.services.status import StatusPolicy
 from server.state.config_state import SqlConfigState
@@ -93,19 +95,25 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await hub.refresh()
     await hub.load_command_sites()
     log.info("cached the credentials of %d active agent(s)", await auth.preload())
+    revocations = Revocations(state, auth, hub, clock)
     feed = ChangeFeed(
         hub,
         config_state,
         clock,
         db_url=options.database,
         poll_seconds=options.poll_seconds,
-        auth=auth,
+        revocations=revocations,
     )
-    policy = StatusPolicy(
-        stale_after_hours=options.stale_after_hours,
-        offline_after_minutes=options.offline_after_minutes,
+    fleet = FleetQueries(
+        state,
+        clock,
+        revocations,
+        hub,
+        StatusPolicy(
+            stale_after_hours=options.stale_after_hours,
+            offline_after_minutes=options.offline_after_minutes,
+        ),
     )
-    fleet = FleetQueries(state, clock, auth, hub, policy)
     server = grpc.aio.server(
         interceptors=[Gate(auth)],
         options=[
@@ -122,7 +130,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
         state, config_state, hub, clock, checkin_interval=options.checkin_interval
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentServicer(auth, enrollment, traffic), server
+        AgentServicer(auth, enrollment, traffic, revocations), server
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(
@@ -131,6 +139,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
             fleet,
             ConfigService(state, config_state, box, clock, hub),
             Commands(state, config_state, hub, clock),
+            admin_tokens=AdminTokens(state, clock),
         ),
         server,
     )

@@ -28,6 +28,22 @@ class AdminIdentity:
 
 
 @dataclasses.dataclass(frozen=True)
+class AdminTokenRecord:
+    """An admin token as listed: never its secret or its hash."""
+
+    id: str
+    name: str
+    created_at: dt.datetime
+    created_by: str = ""
+    revoked_at: dt.datetime | None = None
+    revoked_by: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclasses.dataclass(frozen=True)
 class CheckInFacts:
     agent_version: str
     hostname: str
@@ -114,6 +130,7 @@ class SiteRow:
     firebird: dict[str, Any] | None
     config_refused: str = ""
     config_refused_revision: int = 0
+    agent_revoked_at: dt.datetime | None = None
     figures_change: str = ""
     damaged_backup_at: dt.datetime | None = None
     damaged_backup_file: str = ""

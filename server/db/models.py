@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, DateTime, Index, Text
+from sqlalchemy import Column, DateTime, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -52,6 +52,9 @@ class Site(SQLModel, table=True):
     last_validation_summary: str = ""
     config_refused: str = ""
     config_refused_revision: int = 0
+    # Set when the site's agents were revoked, cleared when an agent enrolls again:
+    # a site whose agent is cut off is a problem, not `ok`.
+    agent_revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
     # The wrong-database guard (server/figures.py): the accepted baseline's
     # figures (JSON, "" before the first good backup), the open change ("" when none)
     # and the finish time of the newest good backup compared (older ones are ignored).
@@ -83,7 +86,7 @@ class Agent(SQLModel, table=True):
     secret_hash: str = Field(max_length=64)
     hostname: str = ""
     created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
-    revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    revoked_at: dt.datetime | None = _ts(index=True)  # type: ignore[assignment]
 
 
 class EnrollmentToken(SQLModel, table=True):
@@ -102,15 +105,29 @@ class EnrollmentToken(SQLModel, table=True):
 
 
 class AdminToken(SQLModel, table=True):
-    """A token that lets a technician drive the fleet with the admin CLI."""
+    """A token that lets a technician drive the fleet with the admin CLI.
+
+    The name of an active (unrevoked) token is unique: tokens are revoked by name.
+    """
 
     __tablename__ = "admin_tokens"
+    __table_args__ = (
+        Index(
+            "ux_admin_tokens_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     name: str = Field(max_length=64)
     secret_hash: str = Field(max_length=64)
     created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    created_by: str = Field(default="", max_length=64)
     revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    revoked_by: str = Field(default="", max_length=64)
 
 
 class Run(SQLModel, table=True):

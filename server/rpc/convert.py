@@ -16,7 +16,14 @@ from common import config_schema
 from common.config_schema import Value
 from common.errors import InvalidArgument
 from server import ingest
-from server.domain import AuditRecord, CommandRecord, FileChange, RevisionRecord, RunRecord
+from server.domain import (
+    AdminTokenRecord,
+    AuditRecord,
+    CommandRecord,
+    FileChange,
+    RevisionRecord,
+    RunRecord,
+)
 from server.services.agents import AgentEvent, CommandAck, ConfigAck
 from server.services.config import SiteConfig
 from server.services.fleet import RolloutRow, SiteDetail, SiteView
@@ -403,6 +410,17 @@ def site_detail(detail: SiteDetail) -> admin_pb2.GetSiteResponse:
 def audit_entry(rec: AuditRecord) -> admin_pb2.AuditEntry:
     return admin_pb2.AuditEntry(
         at=ts(rec.at), actor=rec.actor, action=rec.action, target=rec.target, details=rec.details
+    )
+
+
+def admin_token(rec: AdminTokenRecord) -> admin_pb2.AdminToken:
+    return admin_pb2.AdminToken(
+        name=rec.name,
+        id=rec.id,
+        created_at=ts(rec.created_at),
+        created_by=rec.created_by,
+        revoked_at=ts(rec.revoked_at),
+        revoked_by=rec.revoked_by,
     )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from common.clock import Clock
@@ -97,13 +97,25 @@ class AgentTraffic:
         return await self._state.store_report(site_id=who.site_id, run=checked, now=now)
 
     async def watch(
-        self, who: AgentIdentity, *, running_revision: int, claimed_site: str = ""
+        self,
+        who: AgentIdentity,
+        *,
+        running_revision: int,
+        claimed_site: str = "",
+        recheck: Callable[[], Awaitable[object]] | None = None,
     ) -> AsyncGenerator[Directive, None]:
-        """The directives for one agent's stream, until the caller stops reading."""
+        """The directives for one agent's stream, until the caller stops reading.
+
+        `recheck` authenticates the caller again once the stream is subscribed: a
+        revocation that arrived since the call was authenticated then refuses it,
+        and one that arrives later ends it (the hub cuts the subscription off).
+        """
         _own_site(who, claimed_site)
         ingest.revision("running_revision", running_revision)
-        sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision)
+        sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision, who.agent_id)
         try:
+            if recheck is not None:
+                await recheck()
             async for directive in self._hub.directives(sub):
                 yield directive
         finally:
@@ -116,6 +128,7 @@ class AgentTraffic:
         running_revision: int,
         events: AsyncIterator[AgentEvent],
         claimed_site: str = "",
+        recheck: Callable[[], Awaitable[object]] | None = None,
     ) -> AsyncIterator[Directive]:
         """`watch`, while the acks the agent sends on the same stream are recorded as
         they arrive. A bad ack ends the stream with its error; the agent closing its
@@ -125,7 +138,7 @@ class AgentTraffic:
         acks = asyncio.ensure_future(self._record(who, events))
         try:
             async for directive in _until_failed(
-                self.watch(who, running_revision=running_revision), acks
+                self.watch(who, running_revision=running_revision, recheck=recheck), acks
             ):
                 yield directive
         finally:

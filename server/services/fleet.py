@@ -10,8 +10,8 @@ from common.clock import Clock
 from common.errors import InvalidArgument
 from server.domain import AdminIdentity, AuditRecord, FiguresAccepted, RunRecord, SiteRow
 from server.ingest import KINDS
-from server.services.auth import Authenticator
 from server.services.push import ConfigHub
+from server.services.revocation import Revocations
 from server.services.sitecache import SiteCache
 from server.services.status import SiteFacts, SiteStatus, Status, StatusPolicy, compute_status
 from server.state.base import FleetState
@@ -49,6 +49,8 @@ class SiteDetail:
 def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
     refused = row.config_refused if row.config_refused_revision >= desired_revision else ""
     return SiteFacts(
+        site=row.name,
+        agent_revoked_at=row.agent_revoked_at,
         enrolled_at=row.enrolled_at,
         last_seen_at=row.last_seen_at,
         last_backup_at=row.last_backup_at,
@@ -78,13 +80,13 @@ class FleetQueries:
         self,
         state: FleetState,
         clock: Clock,
-        auth: Authenticator,
+        revocations: Revocations,
         hub: ConfigHub,
         policy: StatusPolicy | None = None,
     ) -> None:
         self._state = state
         self._clock = clock
-        self._auth = auth
+        self._revocations = revocations
         self._hub = hub
         self._policy = policy or StatusPolicy()
         self._policies: dict[tuple[float, float], StatusPolicy] = {}
@@ -163,7 +165,7 @@ class FleetQueries:
 
     async def revoke(self, admin: AdminIdentity, site: str) -> int:
         count = await self._state.revoke_agents(site=site, now=self._clock.now())
-        self._auth.forget_site(site)
+        await self._revocations.apply(site)  # other replicas: by the notice
         await self._state.audit(
             AuditRecord(self._clock.now(), admin.name, "agent.revoke", site, f"revoked={count}")
         )

@@ -58,6 +58,8 @@ class Health:
 class SiteFacts:
     """Everything the status depends on, as stored for one site."""
 
+    site: str = ""
+    agent_revoked_at: dt.datetime | None = None
     enrolled_at: dt.datetime | None = None
     last_seen_at: dt.datetime | None = None
     last_backup_at: dt.datetime | None = None
@@ -132,6 +134,8 @@ def _failing(facts: SiteFacts, out: list[str]) -> None:
 def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: list[str]) -> None:
     if facts.enrolled_at is None:
         out.append("no agent enrolled yet")
+    if facts.agent_revoked_at is not None:
+        out.append(revoked_problem(facts.site, facts.agent_revoked_at))
     if facts.last_image_sync_ok is False:
         out.append(f"image sync failing: {facts.last_image_sync_error or 'unknown error'}")
     elif facts.last_image_sync_at is not None:
@@ -158,6 +162,15 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
     if facts.outbox_pending > policy.outbox_pending_max:
         out.append(f"{facts.outbox_pending} reports waiting in the agent's outbox")
     _health(facts.health, policy, out)
+
+
+def revoked_problem(site: str, at: dt.datetime) -> str:
+    """The problem of a site whose agent was revoked and has not enrolled again."""
+    name = site or "SITE"
+    return (
+        f"agent revoked at {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC; re-enroll with "
+        f"`storesafe token create --site {name}`, then `storesafe-agent enroll` on its PC"
+    )
 
 
 def _figures_changed(facts: SiteFacts, out: list[str]) -> None:

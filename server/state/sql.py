@@ -21,12 +21,20 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from common.clock import utc
-from common.errors import NotFound, PermissionDenied, Unauthenticated
+from common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from server.deferred import Deferred, resolve
 from server.domain import (
     AdminIdentity,
+    AdminTokenRecord,
     AuditRecord,
     CheckInFacts,
     FiguresAccepted,
@@ -162,7 +170,7 @@ class SqlFleetState(FleetState):
             if claimed.rowcount != 1:
                 raise Unauthenticated("the enrollment token was already used")
             site_id, group = _ensure_site(conn, site, row.group or "default", now)
-            notify(conn, f"revoke:{site}")
+            notify(conn, f"revoke:{site}:{agent_id}")  # every agent of the site but the new one
             conn.execute(
                 update(AGENTS)
                 .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))
@@ -184,6 +192,7 @@ class SqlFleetState(FleetState):
                     enrolled_at=now,
                     last_seen_at=now,
                     hostname=hostname,
+                    agent_revoked_at=None,
                 )
             )
             return site_id, group
@@ -212,19 +221,62 @@ class SqlFleetState(FleetState):
 
         return await self._read(fn)
 
-    def create_admin_token_sync(
-        self, *, token_id: str, name: str, secret_hash: str, now: dt.datetime
+    async def create_admin_token(
+        self, *, token_id: str, name: str, secret_hash: str, created_by: str, now: dt.datetime
     ) -> None:
-        self._writer.run_sync(
-            lambda conn: conn.execute(
-                insert(ADMINS).values(
-                    id=token_id,
-                    name=name,
-                    secret_hash=secret_hash,
-                    created_at=now,
+        def op(conn: Connection) -> None:
+            if conn.execute(_ACTIVE_ADMIN.where(ADMINS.c.name == name)).first() is not None:
+                raise _admin_name_taken(name)
+            try:  # the unique index decides a race with another replica
+                conn.execute(
+                    insert(ADMINS).values(
+                        id=token_id,
+                        name=name,
+                        secret_hash=secret_hash,
+                        created_at=now,
+                        created_by=created_by[:64],
+                    )
                 )
+            except IntegrityError:
+                raise _admin_name_taken(name) from None
+
+        await self._writer.submit(op)
+
+    async def list_admin_tokens(self) -> list[AdminTokenRecord]:
+        def fn(conn: Connection) -> list[AdminTokenRecord]:
+            rows = conn.execute(select(ADMINS).order_by(ADMINS.c.created_at, ADMINS.c.id))
+            return [_admin_record(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def revoke_admin_token(
+        self, *, name: str, revoked_by: str, now: dt.datetime
+    ) -> AdminTokenRecord:
+        def op(conn: Connection) -> AdminTokenRecord:
+            # Lock every active token (PostgreSQL): two replicas revoking the last two
+            # tokens at once cannot both see another one left.
+            active = conn.execute(_ACTIVE_ADMIN.with_for_update()).all()
+            target = next((r for r in active if r.name == name), None)
+            if target is None:
+                raise NotFound(f"there is no active admin token named {name!r}")
+            done = conn.execute(
+                update(ADMINS)
+                .where(ADMINS.c.id == target.id, ADMINS.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_by=revoked_by[:64])
             )
-        )
+            if done.rowcount != 1:
+                raise NotFound(f"there is no active admin token named {name!r}")
+            # Counted after the update, under the write lock (SQLite) or the row locks
+            # (PostgreSQL): the answer holds whatever runs at the same time.
+            if conn.execute(_ACTIVE_ADMIN).first() is None:
+                raise FailedPrecondition(
+                    f"{name!r} is the last active admin token: revoking it would lock everyone "
+                    "out; create another one first (storesafe-server admin-token create)"
+                )  # raised inside the transaction: the update is rolled back
+            row = conn.execute(select(ADMINS).where(ADMINS.c.id == target.id)).one()
+            return _admin_record(row)
+
+        return await self._writer.submit(op)
 
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
         def op(conn: Connection) -> int:
@@ -235,9 +287,35 @@ class SqlFleetState(FleetState):
                 .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+            if result.rowcount:
+                conn.execute(
+                    update(SITES).where(SITES.c.id == site_id).values(agent_revoked_at=now)
+                )
             return int(result.rowcount)
 
         return await self._writer.submit(op)
+
+    async def revocations_since(self, since: dt.datetime) -> list[tuple[str, str | None]]:
+        def fn(conn: Connection) -> list[tuple[str, str | None]]:
+            sites = (
+                select(AGENTS.c.site_id)
+                .where(AGENTS.c.revoked_at.is_not(None), AGENTS.c.revoked_at >= since)
+                .distinct()
+                .subquery()
+            )
+            active = (
+                select(AGENTS.c.site_id, AGENTS.c.id)
+                .where(AGENTS.c.revoked_at.is_(None))
+                .subquery()
+            )
+            stmt = (
+                select(SITES.c.name, active.c.id)
+                .join(sites, sites.c.site_id == SITES.c.id)
+                .outerjoin(active, active.c.site_id == SITES.c.id)
+            )
+            return [(r[0], r[1]) for r in conn.execute(stmt)]
+
+        return await self._read(fn)
 
     # -- agent traffic --------------------------------------------------------
 
@@ -330,6 +408,27 @@ class SqlFleetState(FleetState):
             return [AuditRecord(utc(r.at), r.actor, r.action, r.target, r.details) for r in rows]
 
         return await self._read(fn)
+
+
+_ACTIVE_ADMIN = select(ADMINS.c.id, ADMINS.c.name).where(ADMINS.c.revoked_at.is_(None))
+
+
+def _admin_name_taken(name: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"an active admin token named {name!r} exists already; choose another name "
+        "(or revoke that one first)"
+    )
+
+
+def _admin_record(r: Any) -> AdminTokenRecord:
+    return AdminTokenRecord(
+        id=r.id,
+        name=r.name,
+        created_at=utc(r.created_at),
+        created_by=r.created_by,
+        revoked_at=utc(r.revoked_at) if r.revoked_at is not None else None,
+        revoked_by=r.revoked_by,
+    )
 
 
 def _insert_ignore(conn: Connection, table: Table) -> Any:

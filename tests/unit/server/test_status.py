@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -186,6 +187,19 @@ def test_precedence_lists_every_problem_in_order() -> None:
     st, problems = status(facts)
     assert st is Status.OFFLINE
     assert [p.split()[0] for p in problems] == ["agent", "latest", "last", "configuration"]
+
+
+def test_a_site_whose_agent_was_revoked_is_not_ok_and_says_how_to_re_enroll() -> None:
+    revoked = healthy(site="shop-r", agent_revoked_at=ago(minutes=3))
+    st, problems = status(revoked)
+    assert st is Status.WARNING
+    assert problems == (
+        "agent revoked at 2026-06-01 11:57 UTC; re-enroll with "
+        "`storesafe token create --site shop-r`, then `storesafe-agent enroll` on its PC",
+    )
+    # worse statuses still win, and the revocation stays listed
+    st, problems = status(dataclasses.replace(revoked, last_seen_at=ago(hours=1)))
+    assert st is Status.OFFLINE and any(p.startswith("agent revoked") for p in problems)
 
 
 def test_a_damaged_newest_good_backup_keeps_the_site_from_ok() -> None:
