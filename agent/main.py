@@ -1,4 +1,4 @@
-"""The `storesafe-agent` command line: enroll, run, status, backup-now, sync-now."""
+"""The `storesafe-agent` command line: enroll, run, status, backup-now, sync-now, service."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from agent.configsync import ConfigStore
 from agent.enroll import enroll as do_enroll
 from agent.errors import JobNotConfigured
 from agent.lock import StateLock
+from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
 from agent.runner import RunnerConfig
+from agent.servicecli import service_app
 from agent.service import install_stop_signals, serve
 from agent.settings import StateDir, read_ca_file, resolve_state_dir
 from agent.status import StatusFile
@@ -73,6 +75,8 @@ app = typer.Typer(
     "5 not possible now (not enrolled, already running, job not configured); "
     "6 server unreachable.",
 )
+
+app.add_typer(service_app, name="service")
 
 StateDirOption = Annotated[
     Path | None,
@@ -175,7 +179,7 @@ def run(
     ] = 60.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Run the unattended agent loop until SIGTERM or Ctrl-C."""
+    """Run the unattended agent loop until SIGTERM or Ctrl-C (logging to stderr and agent.log)."""
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     config = RunnerConfig(
         interval_override=interval,
@@ -184,6 +188,7 @@ def run(
     )
     state = StateDir(resolve_state_dir(state_dir))
     state.ensure()
+    log_to([stderr_handler(), file_handler(state.root)], logging.getLogger().level)
     state.load_credentials()  # fail fast, before the loop, when not enrolled
     asyncio.run(_run(state, config))
 
