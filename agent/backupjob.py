@@ -1,4 +1,4 @@
-"""The agent's Firebird tasks: settings from the running config, jobs in a worker thread.
+"""The agent's Firebird tasks: settings from the running config, jobs in a low-priority thread.
 
 Backup (with verification by restore and retention) and online validation of
 the live database run here for the scheduler, for remote commands and for the
@@ -8,7 +8,6 @@ are kept for the next check-in.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
@@ -20,6 +19,7 @@ from agent.configsync import AgentConfig, ConfigStore
 from agent.firebird.connection import FirebirdTarget
 from agent.firebird.files import Status, list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job
+from agent.firebird.priority import in_background
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.validate import run_validation_job
 from agent.reports import BackupDetails, FirebirdHealth, RunReport
@@ -113,9 +113,7 @@ class FirebirdTasks:
             settings.level,
             settings.backup_dir,
         )
-        outcome = await asyncio.to_thread(
-            run_backup_job, target_of(cfg), settings, clock=self._clock
-        )
+        outcome = await in_background(run_backup_job, target_of(cfg), settings, clock=self._clock)
         self._log(outcome)
         if isinstance(outcome.details, BackupDetails) and outcome.details.health is not None:
             self.latest_health = outcome.details.health
@@ -123,7 +121,7 @@ class FirebirdTasks:
 
     async def validate(self, trigger: str) -> RunReport:
         cfg = self._config.current
-        outcome = await asyncio.to_thread(run_validation_job, target_of(cfg), clock=self._clock)
+        outcome = await in_background(run_validation_job, target_of(cfg), clock=self._clock)
         self._log(outcome)
         return outcome.to_report(trigger=trigger)
 

@@ -34,10 +34,9 @@ def mask_secrets(text: str) -> str:
 class MaskSecrets(logging.Formatter):
     """A UTC formatter whose output never contains a credential's secret."""
 
-    converter = time.gmtime
-
     def __init__(self) -> None:
         super().__init__(FORMAT, DATE_FORMAT)
+        self.converter = time.gmtime
 
     def format(self, record: logging.LogRecord) -> str:
         return mask_secrets(super().format(record))

@@ -23,8 +23,8 @@ from agent.lock import StateLock
 from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
 from agent.runner import RunnerConfig
-from agent.servicecli import service_app
 from agent.service import install_stop_signals, serve
+from agent.servicecli import service_app
 from agent.settings import StateDir, read_ca_file, resolve_state_dir
 from agent.status import StatusFile
 from common.clock import SystemClock, iso

@@ -117,7 +117,8 @@ class ServiceManager(Protocol):
 def agent_command() -> list[str]:
     """How the service starts this agent: the console script beside this Python, if any."""
     python = Path(sys.executable)
-    script = python.with_name("storesafe-agent.exe" if sys.platform == "win32" else "storesafe-agent")
+    name = "storesafe-agent.exe" if sys.platform == "win32" else "storesafe-agent"
+    script = python.with_name(name)
     if script.exists():
         return [str(script.absolute())]
     return [str(python.absolute()), "-m", "agent"]

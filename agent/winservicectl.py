@@ -10,6 +10,7 @@ manager is tested everywhere with the fake in tests/support/services.py.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from typing import Any, Protocol
@@ -218,10 +219,8 @@ class WindowsServiceManager:
         )
 
     def _undo_install(self) -> None:
-        try:
+        with contextlib.suppress(Win32Error):  # the configure error is the one to report
             self._api.remove(SERVICE_NAME)
-        except Win32Error:
-            pass  # the configure error is the one to report
 
     def _explain(self, exc: Win32Error, verb: str) -> ServiceError:
         messages = {
@@ -238,8 +237,11 @@ class WindowsServiceManager:
             ERROR_SERVICE_LOGON_FAILED: f"{SERVICE_NAME} could not log on as its account: "
             "check the password and that the account may log on as a service",
         }
-        text = messages.get(exc.winerror, f"cannot {verb} the service {SERVICE_NAME}: "
-                            f"{exc.message.rstrip('.')} (Windows error {exc.winerror})")
+        text = messages.get(
+            exc.winerror,
+            f"cannot {verb} the service {SERVICE_NAME}: "
+            f"{exc.message.rstrip('.')} (Windows error {exc.winerror})",
+        )
         return ServiceError(text)
 
 
@@ -360,7 +362,9 @@ class PyWin32Api:
                 svc.QueryServiceConfig2, handle, svc.SERVICE_CONFIG_FAILURE_ACTIONS
             )
             restarts = sum(
-                1 for kind, _ in (failure or {}).get("Actions") or () if kind == svc.SC_ACTION_RESTART
+                1
+                for kind, _ in (failure or {}).get("Actions") or ()
+                if kind == svc.SC_ACTION_RESTART
             )
             return WinServiceConfig(int(cfg[1]), bool(delayed), str(cfg[7]), restarts)
 

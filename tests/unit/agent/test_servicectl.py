@@ -156,7 +156,7 @@ def test_systemd_a_failing_start_is_reported(tmp_path: Path) -> None:
 def test_systemd_an_unwritable_unit_dir_says_run_as_root(tmp_path: Path) -> None:
     fake = FakeSystemctl(tmp_path)
     manager = SystemdManager(fake, unit_dir=tmp_path / "missing", command=COMMAND)
-    with pytest.raises(ServiceError, match="cannot write .*; run it as root"):
+    with pytest.raises(ServiceError, match=r"cannot write .*; run it as root"):
         manager.install(ServiceSpec(state_dir=tmp_path / "state"))
 
 
