@@ -1,4 +1,4 @@
-"""`storesafe-server`: initialise a data dir, serve gRPC, manage admin tokens."""
+"""`storesafe-server`: initialise a data dir, serve gRPC, manage admin tokens (and opscli's)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import typer
 
 from common.clock import SystemClock
 from common.errors import FailedPrecondition, StoreSafeError
-from server import tls
+from server import opscli, tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
 from server.services import credentials
@@ -189,3 +189,6 @@ def _logging() -> None:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+opscli.register(app)  # health, migrate, backup-state, restore-state
