@@ -92,7 +92,7 @@ def test_health_fails_with_exit_1_and_one_line(server: ServerHandle, tmp_path: P
         "health", "--address", f"127.0.0.1:{free_port()}", "--data-dir", str(server.data_dir)
     )
     assert nobody.returncode == 1
-    assert f"UNREACHABLE: cannot reach 127.0.0.1:" in one_line_error(nobody)
+    assert "UNREACHABLE: cannot reach 127.0.0.1:" in one_line_error(nobody)
     no_ca = server_cli("health", "--address", server.address, "--data-dir", str(tmp_path))
     assert no_ca.returncode == 2
     assert "cannot read the CA certificate" in one_line_error(no_ca)
