@@ -89,7 +89,10 @@ def backup_state(data_dir: Path, to: Path, *, db_url: str = "", now: dt.datetime
             "files": files,
             "skipped": skipped,
         }
-        _write_archive(to, data_dir, files, db_file, manifest)
+        try:
+            _write_archive(to, data_dir, files, db_file, manifest)
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot write {to} ({exc.strerror or exc})") from exc
     return BackupResult(to, kind, tuple(files), tuple(skipped), revision)
 
 
@@ -117,8 +120,11 @@ def restore_state(archive: Path, data_dir: Path, *, db_url: str = "") -> dict[st
         if kind == "postgresql":
             _require_empty(db_url)
         made_dir = not data_dir.exists()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        data_dir.chmod(0o700)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.chmod(0o700)
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot create {data_dir} ({exc.strerror or exc})") from exc
         written: list[Path] = []
         try:
             for member in tar.getmembers():
@@ -137,11 +143,15 @@ def restore_state(archive: Path, data_dir: Path, *, db_url: str = "") -> dict[st
                 dump = data_dir / PG_DUMP_NAME
                 _pg("pg_restore", db_url, ["--no-owner", "--no-acl", "--exit-on-error", str(dump)])
                 dump.unlink()
-        except BaseException:
+        except BaseException as exc:
             for path in written:  # leave no half-restored data dir behind
                 path.unlink(missing_ok=True)
             if made_dir:
                 data_dir.rmdir()
+            if isinstance(exc, OSError):
+                raise FailedPrecondition(
+                    f"cannot restore into {data_dir} ({exc.strerror or exc})"
+                ) from exc
             raise
     return manifest
 

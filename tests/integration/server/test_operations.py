@@ -296,3 +296,29 @@ def test_backup_refuses_a_data_dir_without_its_keys(tmp_path: Path, missing: str
     )
     assert done.returncode == 5
     assert f"lacks {missing}" in one_line_error(done)
+
+
+def test_backup_and_restore_into_unwritable_places_are_one_line(tmp_path: Path) -> None:
+    # Found trying the Dockerfile's steps as an unprivileged user: a folder the
+    # server may not write was a traceback. A file in the way fails the same
+    # code path, and does so for root too.
+    handle = init_server(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    archive = tmp_path / "s.tar.gz"
+    ok = server_cli("backup-state", "--data-dir", str(handle.data_dir), "--to", str(archive))
+    assert ok.returncode == 0, ok.stderr
+    cases = (
+        (
+            ["backup-state", "--data-dir", str(handle.data_dir), "--to", str(blocker / "s.tgz")],
+            f"cannot write {blocker / 's.tgz'} (Not a directory)",
+        ),
+        (
+            ["restore-state", "--from", str(archive), "--data-dir", str(blocker / "new")],
+            f"cannot create {blocker / 'new'} (Not a directory)",
+        ),
+    )
+    for args, words in cases:
+        done = server_cli(*args)
+        assert done.returncode == 5, done.stderr
+        assert words in one_line_error(done)
