@@ -17,6 +17,7 @@ from croniter import croniter
 from agent.commands import CommandResult
 from agent.configsync import AgentConfig, ConfigStore
 from agent.firebird.connection import FirebirdTarget
+from agent.firebird.errors import BackupBusy
 from agent.firebird.files import Status, list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job
 from agent.firebird.priority import in_background
@@ -129,6 +130,8 @@ class FirebirdTasks:
     def _log(outcome: JobOutcome) -> None:
         if outcome.succeeded:
             log.info("%s succeeded", outcome.kind.value)
+        elif outcome.error_class == BackupBusy.error_class:  # another job has it: not a fault
+            log.info("%s not started: %s", outcome.kind.value, outcome.error_message)
         else:
             log.error(
                 "%s failed (%s): %s", outcome.kind.value, outcome.error_class, outcome.error_message

@@ -18,7 +18,8 @@ from typer.core import TyperGroup
 from agent.backupjob import FirebirdTasks, command_result
 from agent.configsync import ConfigStore
 from agent.enroll import enroll as do_enroll
-from agent.errors import JobNotConfigured
+from agent.errors import AlreadyRunning, JobNotConfigured
+from agent.firebird.errors import BackupBusy
 from agent.lock import StateLock
 from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
@@ -30,6 +31,8 @@ from agent.status import StatusFile
 from common.clock import SystemClock, iso
 from common.errors import StoreSafeError
 from common.version import VERSION
+
+BACKUP_BUSY = BackupBusy.error_class
 
 
 class AgentGroup(TyperGroup):
@@ -278,6 +281,11 @@ def backup_now(state_dir: StateDirOption = None) -> None:
     console = Console(stderr=True)
     with console.status(f"Backing up {store.current.text('firebird.database')} ..."):
         report = asyncio.run(tasks.backup("local"))
+    if report.error_class == BACKUP_BUSY:  # another job has this backup.dir: not a failure
+        raise AlreadyRunning(
+            f"another backup job is running in {store.current.text('backup.dir')}; "
+            "nothing was queued, try again when it has finished"
+        )
     with Outbox(state.outbox_path) as outbox:
         outbox.put(report)
     result = command_result(report, None)
