@@ -338,3 +338,17 @@ def test_cli_password_file_reaches_the_windows_manager(
     assert "hunter2" not in done.output
     svc = scm.services[SERVICE_NAME]
     assert (svc.account, svc.password, svc.state) == ("CORP\\svc", "hunter2", 1)
+
+
+def test_the_service_command_is_this_installation_of_the_agent() -> None:
+    import sys
+
+    from agent.servicectl import agent_command
+
+    [script] = agent_command()
+    assert Path(script) == Path(sys.executable).absolute().with_name("storesafe-agent")
+    # Without the console script a service can still run `python -m agent`.
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "--version"], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout.split()[0]) == (0, "storesafe-agent"), done.stderr
