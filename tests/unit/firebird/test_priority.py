@@ -66,7 +66,7 @@ def test_errors_of_a_background_job_reach_the_caller() -> None:
         asyncio.run(in_background(fail))
 
 
-def test_the_backup_and_validation_jobs_run_in_the_background(
+def test_every_firebird_job_runs_in_the_background(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The real job functions need Firebird; a probe in their place shows where they run.
@@ -83,6 +83,14 @@ def test_the_backup_and_validation_jobs_run_in_the_background(
     monkeypatch.setattr(
         backupjob, "run_validation_job", probe(RunKind.VALIDATION, ValidationDetails())
     )
+    monkeypatch.setattr(backupjob, "run_recheck_job", probe(RunKind.FILE_CHECK, BackupDetails()))
+    resume = probe(RunKind.BACKUP, BackupDetails())
+
+    def pending(*args: Any, **kwargs: Any) -> list[JobOutcome]:
+        seen["resume"] = thread_priority()
+        return [resume()]
+
+    monkeypatch.setattr(backupjob, "run_pending_verifications", pending)
     store = ConfigStore(tmp_path, path_check=lambda k, v: None)
     store.apply(1, {"firebird.database": "/db/shop.fdb", "backup.dir": str(tmp_path / "b")})
     tasks = FirebirdTasks(store, FakeClock(T0))
@@ -91,9 +99,11 @@ def test_the_backup_and_validation_jobs_run_in_the_background(
     async def body() -> None:
         await tasks.backup("local")
         await tasks.validate("schedule")
+        await tasks.recheck("schedule")
+        await tasks.resume()
 
     asyncio.run(body())
-    assert set(seen) == {"backup", "validation"}
+    assert set(seen) == {"backup", "validation", RunKind.FILE_CHECK.value, "resume"}
     for kind, prio in seen.items():
         assert prio["nice"] >= BACKGROUND_NICE, kind
         assert (prio["ioclass"], prio["iolevel"]) == (
