@@ -4,9 +4,9 @@ Every Firebird job (backup with its verification, online validation, the
 re-check of kept backups) runs in `in_background`: a thread of its own at nice
 10 and the lowest best-effort IO priority on Linux, Windows' background mode
 (low CPU, IO and memory priority) on Windows; threads it starts inherit that.
-The agent's other threads (check-in, the config stream) keep their priority. The restore and validation work done by
-the Firebird server itself runs in the server's process, which the agent leaves
-alone: it serves the shop too.
+The agent's other threads (check-in, the config stream) keep their priority.
+The restore and validation work done by the Firebird server itself runs in the
+server's process, which the agent leaves alone: it serves the shop too.
 """
 
 from __future__ import annotations
