@@ -1,15 +1,15 @@
-"""The agent's Firebird tasks: settings from the running config, jobs in a worker thread.
+"""The agent's Firebird tasks: settings from the running config, jobs in a low-priority thread.
 
 Backup (with verification by restore and retention), online validation of
 the live database and the re-check of kept backup files run here for the
 scheduler, for remote commands and for the local `backup-now`; at the start,
-backups a kill left unverified are verified. Each returns its RunReport; the
-latest database figures are kept for the next check-in.
+backups a kill left unverified are verified. Every job runs through
+`priority.in_background` (low CPU and IO priority). Each returns its
+RunReport; the latest database figures are kept for the next check-in.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
@@ -19,9 +19,10 @@ from croniter import croniter
 from agent.commands import CommandResult
 from agent.configsync import AgentConfig, ConfigStore
 from agent.firebird.connection import FirebirdTarget
-from agent.firebird.errors import FirebirdJobError
+from agent.firebird.errors import BackupBusy, FirebirdJobError
 from agent.firebird.files import Status, list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job
+from agent.firebird.priority import in_background
 from agent.firebird.recheck import run_pending_verifications, run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.validate import run_validation_job
@@ -117,9 +118,7 @@ class FirebirdTasks:
             settings.level,
             settings.backup_dir,
         )
-        outcome = await asyncio.to_thread(
-            run_backup_job, target_of(cfg), settings, clock=self._clock
-        )
+        outcome = await in_background(run_backup_job, target_of(cfg), settings, clock=self._clock)
         self._log(outcome)
         if isinstance(outcome.details, BackupDetails) and outcome.details.health is not None:
             self.latest_health = outcome.details.health
@@ -129,9 +128,7 @@ class FirebirdTasks:
         """Checksums of the kept backups again, and a restore of the newest good one if due."""
         cfg = self._config.current
         settings = settings_of(cfg, self._clock.now().astimezone(), self._server_user)
-        outcome = await asyncio.to_thread(
-            run_recheck_job, target_of(cfg), settings, clock=self._clock
-        )
+        outcome = await in_background(run_recheck_job, target_of(cfg), settings, clock=self._clock)
         self._log(outcome)
         return outcome.to_report(trigger=trigger)
 
@@ -142,7 +139,7 @@ class FirebirdTasks:
             return []
         settings = settings_of(cfg, self._clock.now().astimezone(), self._server_user)
         try:
-            outcomes = await asyncio.to_thread(
+            outcomes = await in_background(
                 run_pending_verifications, target_of(cfg), settings, clock=self._clock
             )
         except FirebirdJobError as exc:
@@ -154,7 +151,7 @@ class FirebirdTasks:
 
     async def validate(self, trigger: str) -> RunReport:
         cfg = self._config.current
-        outcome = await asyncio.to_thread(run_validation_job, target_of(cfg), clock=self._clock)
+        outcome = await in_background(run_validation_job, target_of(cfg), clock=self._clock)
         self._log(outcome)
         return outcome.to_report(trigger=trigger)
 
@@ -162,6 +159,8 @@ class FirebirdTasks:
     def _log(outcome: JobOutcome) -> None:
         if outcome.succeeded:
             log.info("%s succeeded", outcome.kind.value)
+        elif outcome.error_class == BackupBusy.error_class:  # another job has it: not a fault
+            log.info("%s not started: %s", outcome.kind.value, outcome.error_message)
         else:
             log.error(
                 "%s failed (%s): %s", outcome.kind.value, outcome.error_class, outcome.error_message

@@ -1,4 +1,4 @@
-"""`storesafe-server`: initialise a data dir, serve gRPC, manage admin tokens."""
+"""`storesafe-server`: initialise a data dir, serve gRPC, manage admin tokens (and opscli's)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import typer
 
 from common.clock import SystemClock, iso
 from common.errors import FailedPrecondition, StoreSafeError
-from server import tls
+from server import opscli, tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
 from server.domain import AdminTokenRecord
@@ -266,3 +266,6 @@ def _logging() -> None:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+opscli.register(app)  # health, migrate, backup-state, restore-state

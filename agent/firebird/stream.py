@@ -188,11 +188,12 @@ def compress_pipe(
     fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
     try:
         busy_at_start = shop_busy is not None and shop_busy()
-        if busy_at_start:
-            pipes.resize_pipe(fd, pipes.NARROW)
-        else:
+        # A writer that got in first may have queued more than NARROW: then the
+        # narrowing is refused, and the sizer empties the pipe and narrows it later.
+        narrowed = busy_at_start and pipes.resize_pipe(fd, pipes.NARROW)
+        if not busy_at_start:
             pipes.widen_pipe(fd)
-        sizer = _PipeSizer(fd, shop_busy, narrow=busy_at_start)
+        sizer = _PipeSizer(fd, shop_busy, narrow=narrowed, want=busy_at_start)
         pacer = _Pacer()
         level = _PipeLevel()
         poller = select.poll()
@@ -240,9 +241,11 @@ class _PipeSizer:
     caller empties it first (`narrowing_due`, then `apply`).
     """
 
-    def __init__(self, fd: int, shop_busy: Callable[[], bool] | None, *, narrow: bool) -> None:
+    def __init__(
+        self, fd: int, shop_busy: Callable[[], bool] | None, *, narrow: bool, want: bool
+    ) -> None:
         self._fd, self._busy = fd, shop_busy
-        self._narrow = self._want = narrow  # as compress_pipe set it up
+        self._narrow, self._want = narrow, want  # as compress_pipe set it up
         self._next = 0.0
 
     def narrowing_due(self) -> bool:

@@ -85,6 +85,9 @@ def test_enroll_then_run_checks_in_and_delivers(
         assert agent.stop() == 0
     assert "Traceback" not in agent.log()
     assert StateDir(state).load_credentials().credential not in agent.log()
+    kept = (state / "agent.log").read_text()  # the rotating log in the state dir
+    assert "agent running for site shop-ok" in kept
+    assert StateDir(state).load_credentials().credential not in kept
 
 
 def test_bad_enrollment_tokens_are_one_line_errors(

@@ -16,6 +16,7 @@ from agent.firebird.errors import BackupCorrupt
 from agent.firebird.pipes import BUFFER, NARROW, make_pipe
 from agent.firebird.pipes import SUPPORTED as PIPE_SUPPORTED
 from agent.firebird.stream import compress_following, compress_pipe
+from tests.support.agent import wait_for
 from tests.support.damage import damage
 
 
@@ -350,6 +351,8 @@ def test_the_pipe_stays_narrow_while_the_shop_is_busy(
 
     def server() -> None:
         with open(pipe, "wb", buffering=0) as w:
+            # the reader sizes the pipe right after it opened it: write once it has
+            wait_for(lambda: fcntl.fcntl(w.fileno(), 1032) == size, timeout=10)
             for at in range(0, len(data), 256 << 10):
                 w.write(data[at : at + (256 << 10)])
                 sizes.append(fcntl.fcntl(w.fileno(), 1032))  # F_GETPIPE_SZ
@@ -362,6 +365,38 @@ def test_the_pipe_stays_narrow_while_the_shop_is_busy(
     assert sizes[-1] == size
     if busy:
         assert set(sizes) == {NARROW}  # never widened
+    assert got.size_raw == len(data) and got.sha256 == sha256_file(out)
+
+
+@pipes
+@pytest.mark.skipif(sys.platform != "linux", reason="pipe sizes are Linux's")
+def test_a_pipe_the_writer_filled_before_it_could_narrow_narrows_once_emptied(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+
+    pipe, out = tmp_path / "f.pipe", tmp_path / "f.zst"
+    make_pipe(pipe, 0o620)
+    data = os.urandom(200_000) + b"shop data " * 200_000
+    head = 3 * NARROW  # queued before the reader opens: narrowing at open is refused
+    sizes: list[int] = []
+    w = os.open(pipe, os.O_RDWR)  # a writer end that exists before any reader
+    os.write(w, data[:head])
+
+    def server() -> None:
+        try:
+            for at in range(head, len(data), 64 << 10):
+                os.write(w, data[at : at + (64 << 10)])
+                sizes.append(fcntl.fcntl(w, 1032))  # F_GETPIPE_SZ
+                time.sleep(0.02)
+        finally:
+            os.close(w)
+
+    writer = threading.Thread(target=server)
+    writer.start()
+    got = compress_pipe(pipe, out, finished=lambda: False, shop_busy=lambda: True)
+    writer.join()
+    assert sizes[-1] == NARROW
     assert got.size_raw == len(data) and got.sha256 == sha256_file(out)
 
 
