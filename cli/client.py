@@ -84,6 +84,13 @@ _FALLBACK = "the StoreSafe server refused the request ({code})"
 _TLS_FAILURE = "cannot make a TLS connection to " + _SERVER + ": is --ca (STORESAFE_CA) the "
 _TLS_FAILURE += "CA certificate from the server's data dir?"
 _TLS = re.compile(r"handshake|certificate|ssl|tsi_|alpn", re.IGNORECASE)
+_NO_HOST = "cannot resolve the host name '{host}': check --server or STORESAFE_SERVER"
+# What gRPC's resolvers (c-ares and the system's) say when a host name does not resolve.
+_DNS = re.compile(
+    r"resolv|dns resolution|lookup|name or service not known|domain name not found"
+    r"|nodename nor servname",
+    re.IGNORECASE,
+)
 # What gRPC itself says when there is no connection (unlike a reason the server gives).
 _NO_CONNECTION = re.compile(
     r"connect|socket|dns|resolution|broken pipe|goaway|endpoint|keepalive|unreachable|backends",
@@ -111,6 +118,8 @@ def error_for(
 ) -> errors.StoreSafeError:
     """Turn a gRPC status into the matching StoreSafe error with one sentence."""
     text = (details or "").strip().splitlines()[0] if (details or "").strip() else ""
+    if code is grpc.StatusCode.UNAVAILABLE and _DNS.search(text):
+        return errors.Unavailable(_NO_HOST.format(host=server.rpartition(":")[0].strip("[]")))
     if code is grpc.StatusCode.UNAVAILABLE and _TLS.search(text):
         return errors.Unavailable(_TLS_FAILURE.format(server=server))
     if code is grpc.StatusCode.UNAVAILABLE and text and not _NO_CONNECTION.search(text):

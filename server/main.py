@@ -13,6 +13,7 @@ import typer
 
 from common.clock import SystemClock
 from common.errors import FailedPrecondition, StoreSafeError
+from common.version import VERSION
 from server import tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
@@ -25,7 +26,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="The StoreSafe server: fleet state, agent check-ins, admin API.",
+    # Plain help: rich's option table cut long option names short at 80 columns.
+    rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"storesafe-server {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """The StoreSafe server: fleet state, agent check-ins, admin API."""
+
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="Folder for the database, keys and certificates.")

@@ -5,6 +5,8 @@ Callers above the transport catch `common.errors` classes, never grpc.RpcError.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 from grpc import aio
 
@@ -41,6 +43,12 @@ STATUS_TO_ERROR: dict[grpc.StatusCode, type[StoreSafeError]] = {
 }
 
 _TLS_HINTS = ("handshake", "CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSL")
+# What gRPC's resolvers (c-ares and the system's) say when a host name does not resolve.
+_DNS = re.compile(
+    r"resolv|dns resolution|lookup|name or service not known|domain name not found"
+    r"|nodename nor servname",
+    re.IGNORECASE,
+)
 
 
 def error_from_rpc(exc: grpc.RpcError, *, address: str) -> StoreSafeError:
@@ -68,6 +76,9 @@ def _code_and_details(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
 
 
 def _unavailable_message(code: grpc.StatusCode, details: str, address: str) -> str:
+    if _DNS.search(details):
+        host = address.rpartition(":")[0].strip("[]")
+        return f"cannot resolve the host name '{host}' of the server {address}: check --server"
     if any(hint in details for hint in _TLS_HINTS):
         return (
             f"the TLS handshake with the server at {address} failed: its certificate is not "

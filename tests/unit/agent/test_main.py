@@ -154,6 +154,17 @@ def test_enroll_with_the_server_down(tmp_path: Path) -> None:
     assert not StateDir(tmp_path).is_enrolled()
 
 
+def test_enroll_with_a_host_name_that_does_not_resolve(tmp_path: Path) -> None:
+    args = ["enroll", "--server", "no-such-host.invalid:7443", "--token", "t", "--site", "s"]
+    result = runner.invoke(app, [*args, "--state-dir", str(tmp_path)])
+    assert result.exit_code == 6
+    assert one_line_error(result) == (
+        "error: cannot resolve the host name 'no-such-host.invalid' of the server "
+        "no-such-host.invalid:7443: check --server"
+    )
+    assert not StateDir(tmp_path).is_enrolled()
+
+
 def test_enroll_with_a_ca_that_is_not_pem(tmp_path: Path) -> None:
     bad = tmp_path / "ca.pem"
     bad.write_text("hello")

@@ -162,6 +162,16 @@ def test_insecure_only_on_loopback() -> None:
     )
 
 
+def test_a_host_name_that_does_not_resolve_is_one_sentence() -> None:
+    env = {"STORESAFE_SERVER": "no-such-host.invalid:7443", "STORESAFE_TOKEN": "t"}
+    result = CliRunner().invoke(app, ["sites"], env=env)
+    assert result.exit_code == 6
+    assert result.stderr == (
+        "error: cannot resolve the host name 'no-such-host.invalid': "
+        "check --server or STORESAFE_SERVER\n"
+    )
+
+
 def test_help_works_without_settings() -> None:
     result = CliRunner().invoke(app, ["sites", "--help"], env={"STORESAFE_SERVER": None})
     assert result.exit_code == 0
