@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import sys
@@ -25,7 +26,7 @@ from agent.runner import RunnerConfig
 from agent.service import install_stop_signals, serve
 from agent.settings import StateDir, read_ca_file, resolve_state_dir
 from agent.status import StatusFile
-from common.clock import SystemClock, iso
+from common.clock import SystemClock, human_time, iso
 from common.errors import StoreSafeError
 from common.version import VERSION
 
@@ -217,6 +218,8 @@ def _human(key: str, value: object) -> str:
         return "never" if key.endswith("_at") else "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if key.endswith("_at") and isinstance(value, str):
+        return human_time(dt.datetime.fromisoformat(value))  # the `storesafe` CLI's format
     return str(value)
 
 

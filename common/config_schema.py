@@ -248,6 +248,15 @@ def defaults() -> dict[str, Value]:
     return {k.name: k.default for k in KEYS.values()}
 
 
+def text(value: Value) -> str:
+    """`value` written the way `config set` takes it: `true`, `14`, `26`, `0.5`, `0 21 * * *`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def masked(name: str, value: Value) -> Value:
     """The value as it may be shown or logged."""
     if KEYS[name].secret if name in KEYS else False:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,15 @@ def test_status_of_a_fresh_enrollment_says_never(tmp_path: Path) -> None:
     assert "shop-1" in result.stdout
     assert "never" in result.stdout
     assert "s3cr3t" not in result.stdout
+
+
+def test_status_text_shows_times_as_the_admin_cli_does(tmp_path: Path) -> None:
+    state = enrolled(tmp_path)
+    StatusFile(state.status_path).save(CheckInStatus(last_attempt_at=T0, last_checkin_at=T0))
+    result = runner.invoke(app, ["status", "--state-dir", str(state.root)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"last checkin at +2026-11-26 12:00 UTC *$", result.stdout, re.M)
+    assert "2026-11-26T12:00:00" not in result.stdout
 
 
 def test_status_before_enrollment_is_one_line(tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ def test_token_create_refuses_a_bad_duration(fake: FakeAdminClient) -> None:
 def test_revoke(fake: FakeAdminClient) -> None:
     result = invoke(fake, "revoke", "shop-a")
     assert result.exit_code == 0
-    assert "Revoked 1 agent credential(s) of site shop-a" in result.stdout
+    assert "Revoked 1 agent credential of site shop-a;" in result.stdout
     assert json.loads(invoke(fake, "revoke", "shop-a", "--json").stdout) == {
         "site": "shop-a",
         "revoked": 1,
