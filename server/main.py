@@ -104,10 +104,12 @@ def init(
             data_dir.chmod(0o700)
         except OSError as exc:
             raise FailedPrecondition(f"cannot create {data_dir}: {exc.strerror}") from exc
+        url = db or sqlite_url(data_dir)
+        migrate(make_engine(url))  # first: an unusable --db leaves no half-made data dir
         names = list(hostname or []) + tls.default_hostnames()
         ca = tls.create_pki(data_dir, names, SystemClock().now())
         SecretBox.for_data_dir(data_dir, create=True)
-        token = _admin_token(db or sqlite_url(data_dir), "admin")
+        token = _admin_token(url, "admin")
     except StoreSafeError as exc:
         raise _fail(exc) from None
     if as_json:
