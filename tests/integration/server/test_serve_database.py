@@ -43,9 +43,9 @@ def test_serve_db_on_a_sqlite_initialised_dir_says_what_to_do(tmp_path: Path) ->
     assert told in line
 
     # Doing what it says works: the new token drives a server on that database.
+    told_args = ["--data-dir", str(handle.data_dir), "--db", other, "--name", "admin"]
     created = subprocess.run(
-        [SERVER, "admin-token", "create", "--data-dir", str(handle.data_dir), "--db", other]
-        + ["--name", "admin", "--json"],
+        [SERVER, "admin-token", "create", *told_args, "--json"],
         capture_output=True,
         text=True,
         check=True,
@@ -88,7 +88,7 @@ def test_an_unreachable_database_is_one_sentence_for_init_and_serve(tmp_path: Pa
     assert done.returncode == 6
     line = _one_sentence(done)
     assert line.startswith(
-        f"error: cannot use the database postgresql+psycopg://storesafe:***@127.0.0.1:"
+        "error: cannot use the database postgresql+psycopg://storesafe:***@127.0.0.1:"
     )
     assert "s3cretpw" not in line
 
