@@ -86,7 +86,11 @@ def test_status_text_shows_times_as_the_admin_cli_does(tmp_path: Path) -> None:
 def test_status_before_enrollment_is_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--state-dir", str(tmp_path)])
     assert result.exit_code == 5
-    assert "not enrolled" in one_line_error(result)
+    line = one_line_error(result)
+    assert "not enrolled" in line
+    assert line.endswith(
+        "or name the state dir it was enrolled into with --state-dir or STORESAFE_STATE_DIR"
+    )
 
 
 def test_state_dir_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
