@@ -48,13 +48,17 @@ def main(
 
 
 DataDir = Annotated[
-    Path, typer.Option("--data-dir", help="Folder for the database, keys and certificates.")
+    Path,
+    typer.Option(
+        "--data-dir", metavar="DIR", help="Folder for the database, keys and certificates."
+    ),
 ]
 DbUrl = Annotated[
     str,
     typer.Option(
         "--db",
         envvar="STORESAFE_DB",
+        metavar="URL",
         help="Database URL; default: SQLite in the data dir. "
         "e.g. postgresql+psycopg://user@host/db",
     ),
@@ -83,7 +87,7 @@ def _admin_token(db_url: str, name: str) -> str:
         state.close()
 
 
-@app.command()
+@app.command(short_help="Create a data dir: database, private CA, first admin token.")
 def init(
     data_dir: DataDir,
     hostname: Annotated[
@@ -123,24 +127,30 @@ def init(
 @app.command("serve")
 def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
     data_dir: DataDir,
-    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "0.0.0.0:7443",
+    listen: Annotated[
+        str, typer.Option(metavar="HOST:PORT", help="Address to listen on.")
+    ] = "0.0.0.0:7443",
     db: DbUrl = "",
     insecure: Annotated[
         bool,
         typer.Option("--insecure", help="Plaintext, no TLS; allowed only on a loopback address."),
     ] = False,
     checkin_interval: Annotated[
-        int, typer.Option(help="Seconds between agent check-ins.", min=1, max=3600)
+        int,
+        typer.Option(metavar="SECONDS", help="Seconds between agent check-ins.", min=1, max=3600),
     ] = 60,
     offline_after_minutes: Annotated[
-        float, typer.Option(help="Default for status.offline_after_minutes.", min=0.01)
+        float,
+        typer.Option(metavar="MINUTES", help="Default for status.offline_after_minutes.", min=0.01),
     ] = 15.0,
     stale_after_hours: Annotated[
-        float, typer.Option(help="Default for status.stale_after_hours.", min=0.01)
+        float,
+        typer.Option(metavar="HOURS", help="Default for status.stale_after_hours.", min=0.01),
     ] = 26.0,
     poll_seconds: Annotated[
         float,
         typer.Option(
+            metavar="SECONDS",
             help="How often to look for changes made by other replicas "
             "(the safety net under PostgreSQL LISTEN/NOTIFY).",
             min=0.5,
@@ -150,6 +160,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
     reconnect_rate: Annotated[
         float,
         typer.Option(
+            metavar="RATE",
             help="Agents per second this server takes back after a restart: on stop, each "
             "connected agent is told to return at a random moment within "
             "(connected agents / this) seconds.",
