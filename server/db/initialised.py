@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from common.errors import FailedPrecondition
 from server.db.engine import migrate, reaching
-from server.db.models import AdminToken
+from server.db.models import AdminToken, Site
 
 
 def migrate_initialised(engine: Engine, *, data_dir: Path, db_url: str) -> None:
@@ -29,13 +29,13 @@ def require_admin_token(engine: Engine, *, data_dir: Path, db_url: str) -> None:
 
     `db_url` is what `serve --db` was given ("" for the data dir's SQLite file).
     Call before migrating: a database without the tables counts as never set up.
-    Revoked tokens still count: their database was set up by `init`.
+    Revoked tokens and enrolled sites count too: their database is in use.
     """
     shown = make_url(engine.url).render_as_string(hide_password=True)
     if engine.dialect.name == "sqlite" and not _sqlite_file_exists(engine):
         count = 0
     else:
-        count = _admin_tokens(engine)
+        count = _in_use(engine)
     if count:
         return
     if db_url:
@@ -56,8 +56,12 @@ def _sqlite_file_exists(engine: Engine) -> bool:
     return database not in ("", ":memory:") and Path(database).exists()
 
 
-def _admin_tokens(engine: Engine) -> int:
+def _in_use(engine: Engine) -> int:
+    """Admin tokens (revoked ones too) plus sites: either shows the database was set up."""
     with reaching(engine), engine.connect() as conn:
         if not inspect(conn).has_table(AdminToken.__tablename__):
             return 0
-        return int(conn.execute(select(func.count()).select_from(AdminToken)).scalar_one())
+        count = select(func.count()).select_from
+        return int(conn.execute(count(AdminToken)).scalar_one()) + int(
+            conn.execute(count(Site)).scalar_one()
+        )
