@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def test_the_demo_then_what_it_says_to_paste_work(tmp_path: Path) -> None:
     for name in ("STORESAFE_SERVER", "STORESAFE_TOKEN", "STORESAFE_CA", "STORESAFE_STATE_DIR"):
         env.pop(name, None)
     demo = [str(REPO / "scripts" / "demo")]
+    done = None
     try:
         done = subprocess.run(demo, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -49,3 +51,6 @@ def test_the_demo_then_what_it_says_to_paste_work(tmp_path: Path) -> None:
             [*demo, "stop"], env=env, capture_output=True, text=True, timeout=120
         )
         assert stopped.returncode == 0, stopped.stderr
+        moved = re.search(r"backups go to (\S+)$", done.stdout if done else "", re.M)
+        if moved:  # the shop database and backups, outside tmp_path
+            shutil.rmtree(moved[1], ignore_errors=True)
