@@ -21,6 +21,7 @@ from agent.configsync import ConfigStore
 from agent.delivery import deliver_now
 from agent.enroll import enroll as do_enroll
 from agent.errors import JobNotConfigured
+from agent.firebird.files import Status, list_backups
 from agent.lock import StateLock
 from agent.outbox import Outbox
 from agent.reports import RunReport
@@ -203,7 +204,7 @@ def status(
     state_dir: StateDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show this agent's local state: site, server, last check-in, outbox."""
+    """Show this agent's local state: site, server, last check-in, outbox, backup files."""
     setup_logging(logging.WARNING)
     data = local_status(StateDir(resolve_state_dir(state_dir)))
     if as_json:
@@ -223,6 +224,8 @@ def _human(key: str, value: object) -> str:
         return "yes" if value else "no"
     if key.endswith("_at") and isinstance(value, str):
         return human_time(dt.datetime.fromisoformat(value))  # the `storesafe` CLI's format
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
     return str(value)
 
 
@@ -254,6 +257,20 @@ def local_status(state: StateDir) -> dict[str, Any]:
         "last_delivery_at": iso(checkin.last_delivery_at),
         "config_revision": checkin.config_revision,
         "desired_config_revision": checkin.desired_config_revision,
+        **backup_files(ConfigStore(state.root).current.text("backup.dir")),
+    }
+
+
+def backup_files(backup_dir: str) -> dict[str, Any]:
+    """What backup.dir holds: the newest good backup, and how many are unverified or bad."""
+    manifests = list_backups(Path(backup_dir)) if backup_dir else []
+    good = [m for m in manifests if m.status == Status.GOOD]
+    return {
+        "newest_good_backup": good[-1].file if good else None,
+        "newest_good_backup_at": iso(good[-1].finished) if good else None,
+        "backups_good": len(good),
+        "backups_unverified": sum(m.status == Status.UNVERIFIED for m in manifests),
+        "backups_bad": [m.file for m in manifests if m.status == Status.BAD],
     }
 
 

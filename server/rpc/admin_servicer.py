@@ -94,14 +94,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.SetConfigRequest, context: Ctx
     ) -> admin_pb2.SetConfigResponse:
         admin = await self._auth.admin(bearer(context))
-        revision, changed = await self._config.set(
+        change = await self._config.set(
             admin,
             scope=convert.SCOPE_NAMES.get(request.scope, ""),
             target=request.target,
             values=dict(request.values),
             unset=list(request.unset),
         )
-        return admin_pb2.SetConfigResponse(revision=revision, changed=changed)
+        return admin_pb2.SetConfigResponse(
+            revision=change.revision, changed=change.changed, sites=change.sites
+        )
 
     @guarded
     async def GetConfig(
@@ -145,3 +147,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await self._auth.admin(bearer(context))
         cmds = await self._commands.list(site=request.site, limit=request.limit)
         return admin_pb2.ListCommandsResponse(commands=[convert.command_state(c) for c in cmds])
+
+    @guarded
+    async def AcceptChange(
+        self, request: admin_pb2.AcceptChangeRequest, context: Ctx
+    ) -> admin_pb2.AcceptChangeResponse:
+        admin = await self._auth.admin(bearer(context))
+        done = await self._fleet.accept_change(admin, request.site, run_id=request.run_id)
+        return admin_pb2.AcceptChangeResponse(run_id=done.run_id, cleared=done.cleared)

@@ -12,12 +12,12 @@ from typing import Any
 from common.clock import Clock
 from common.errors import InvalidArgument, PermissionDenied
 from server.deferred import Deferred, resolve
-from server.domain import AgentIdentity, CheckInFacts, RunRecord
+from server.domain import FILE_STATES, AgentIdentity, CheckInFacts, RunRecord
 from server.services.push import ConfigHub, Directive
 from server.state.base import FleetState
 from server.state.config_state import SqlConfigState
 
-KINDS = ("backup", "image-sync", "upload", "validation")
+KINDS = ("backup", "image-sync", "upload", "validation", "file-check")
 OUTCOMES = ("succeeded", "failed")
 COMMAND_OUTCOMES = ("succeeded", "failed", "rejected")
 _MAX_FUTURE = dt.timedelta(days=1)
@@ -226,7 +226,28 @@ def valid_run(run: RunRecord | Deferred[RunRecord], now: dt.datetime) -> RunReco
     """The run, once it passed the checks below (InvalidArgument otherwise)."""
     record = resolve(run)
     _validate(record, now)
+    _validate_file_changes(record)
     return record
+
+
+MAX_FILE_CHANGES = 1000
+MAX_REASON = 500
+
+
+def _validate_file_changes(run: RunRecord) -> None:
+    """Each change names one backup file (a base name) and a known state."""
+    if len(run.file_changes) > MAX_FILE_CHANGES:
+        raise InvalidArgument(f"file_changes: at most {MAX_FILE_CHANGES} per report")
+    for change in run.file_changes:
+        name = change.file
+        if not name or len(name) > 200 or "/" in name or "\\" in name or name in (".", ".."):
+            raise InvalidArgument("file_changes.file must be a backup file's base name")
+        if not name.isprintable():
+            raise InvalidArgument("file_changes.file must be printable")
+        if change.state not in FILE_STATES or change.state == "kept":
+            raise InvalidArgument("file_changes.state must be pruned, damaged or missing")
+        if len(change.reason) > MAX_REASON:
+            raise InvalidArgument(f"file_changes.reason must be at most {MAX_REASON} characters")
 
 
 def _validate(run: RunRecord, now: dt.datetime) -> None:

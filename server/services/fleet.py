@@ -1,4 +1,5 @@
-"""The admin's view of the fleet: sites with their computed status, runs, audit, revocation."""
+"""The admin's view of the fleet: sites with their computed status, runs, audit, revocation,
+and accepting a site's changed backup figures."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 
 from common.clock import Clock
 from common.errors import InvalidArgument
-from server.domain import AdminIdentity, AuditRecord, RunRecord, SiteRow
+from server.domain import AdminIdentity, AuditRecord, FiguresAccepted, RunRecord, SiteRow
 from server.services.agents import KINDS
 from server.services.auth import Authenticator
 from server.services.push import ConfigHub
@@ -23,13 +24,17 @@ class SiteView:
     config_revision_desired: int = 0
 
 
+NO_AGENT = "no agent"
+"""The rollout state of a site no agent has enrolled for yet."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RolloutRow:
     site: str
     group: str
     desired_revision: int
     applied_revision: int
-    state: str  # applied | pending | refused | offline
+    state: str  # applied | pending | refused | offline | no agent
     refused: str
     last_seen_at: dt.datetime | None
 
@@ -62,6 +67,9 @@ def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
         config_refused=refused,
         disks=row.disks,
         health=row.health,
+        figures_change=row.figures_change,
+        damaged_backup_at=row.damaged_backup_at,
+        damaged_backup_file=row.damaged_backup_file,
     )
 
 
@@ -116,7 +124,9 @@ class FleetQueries:
             r = view.row
             desired, applied = view.config_revision_desired, r.config_revision_applied
             refused = r.config_refused if r.config_refused_revision >= desired else ""
-            if desired == 0 or applied >= desired:
+            if r.enrolled_at is None:
+                state = NO_AGENT  # nothing to apply it: not "applied"
+            elif desired == 0 or applied >= desired:
                 state = "applied"
             elif refused:
                 state = "refused"
@@ -158,6 +168,19 @@ class FleetQueries:
             AuditRecord(self._clock.now(), admin.name, "agent.revoke", site, f"revoked={count}")
         )
         return count
+
+    async def accept_change(
+        self, admin: AdminIdentity, site: str, *, run_id: str
+    ) -> FiguresAccepted:
+        """Accept a good backup's figures (`run_id`, or the newest) as the site's baseline
+        for the wrong-database guard (server/figures.py); who and what is audited."""
+        now = self._clock.now()
+        done = await self._state.accept_figures(site=site, run_id=run_id, by=admin.name, now=now)
+        cleared = f" cleared={done.cleared[:200]!r}" if done.cleared else ""
+        await self._state.audit(
+            AuditRecord(now, admin.name, "figures.accept", site, f"run={done.run_id}{cleared}")
+        )
+        return done
 
     async def audit_log(self, *, limit: int) -> list[AuditRecord]:
         limit = limit or 50

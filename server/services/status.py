@@ -76,6 +76,10 @@ class SiteFacts:
     config_refused: str = ""
     disks: tuple[Disk, ...] = ()
     health: Health | None = None
+    figures_change: str = ""  # an unaccepted sharp change of backup figures (server/figures.py)
+    # the newest good backup run whose file the agent found damaged, and that file
+    damaged_backup_at: dt.datetime | None = None
+    damaged_backup_file: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +102,8 @@ def compute_status(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime) -> 
                 f"last verified backup {_ago(age)} ago (limit {policy.stale_after_hours:g} h)"
             )
     _warnings(facts, policy, now, found[Status.WARNING])
+    _figures_changed(facts, found[Status.WARNING])
+    _damaged_backup(facts, found[Status.WARNING])
     status = next((s for s in PRECEDENCE if found[s]), Status.OK)
     problems = tuple(p for s in PRECEDENCE for p in found[s])
     return SiteStatus(status, problems)
@@ -152,6 +158,22 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
     if facts.outbox_pending > policy.outbox_pending_max:
         out.append(f"{facts.outbox_pending} reports waiting in the agent's outbox")
     _health(facts.health, policy, out)
+
+
+def _figures_changed(facts: SiteFacts, out: list[str]) -> None:
+    """A good backup whose figures differ sharply from the accepted ones: another database?"""
+    if facts.figures_change:
+        out.append(facts.figures_change)
+
+
+def _damaged_backup(facts: SiteFacts, out: list[str]) -> None:
+    """The newest good backup no longer matches its checksum (or no longer restores)."""
+    damaged, good = facts.damaged_backup_at, facts.last_good_backup_at
+    if damaged is not None and (good is None or damaged >= good):
+        out.append(
+            f"newest good backup {facts.damaged_backup_file} is damaged (no longer matches "
+            "its checksum or no longer restores); take a new backup"
+        )
 
 
 def _health(health: Health | None, policy: StatusPolicy, out: list[str]) -> None:

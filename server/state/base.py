@@ -6,7 +6,14 @@ import abc
 import datetime as dt
 
 from server.deferred import Deferred
-from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
+from server.domain import (
+    AdminIdentity,
+    AuditRecord,
+    CheckInFacts,
+    FiguresAccepted,
+    RunRecord,
+    SiteRow,
+)
 
 
 class FleetState(abc.ABC):
@@ -108,6 +115,18 @@ class FleetState(abc.ABC):
     @abc.abstractmethod
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
         """Revoke every active agent of the site; return how many."""
+
+    @abc.abstractmethod
+    async def accept_figures(
+        self, *, site: str, run_id: str, by: str, now: dt.datetime
+    ) -> FiguresAccepted:
+        """Make a good backup's figures (`run_id`, or the newest good backup's) the
+        site's baseline for the wrong-database guard, recording who accepted them.
+
+        MUST raise NotFound for an unknown site or run, FailedPrecondition for a run
+        that is not a verified backup with figures; MUST clear the site's open change
+        unless the newest good backup still differs sharply from the new baseline.
+        """
 
     @abc.abstractmethod
     async def audit(self, record: AuditRecord) -> None:

@@ -25,10 +25,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from common.clock import utc
 from common.errors import NotFound, PermissionDenied, Unauthenticated
 from server.deferred import Deferred, resolve
-from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
+from server.domain import (
+    AdminIdentity,
+    AuditRecord,
+    CheckInFacts,
+    FiguresAccepted,
+    RunRecord,
+    SiteRow,
+)
 from server.services import credentials
 from server.services.status import Disk
-from server.state import bulk
+from server.state import bulk, figures_state
 from server.state.base import FleetState
 from server.state.notify import notify
 from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
@@ -299,6 +306,14 @@ class SqlFleetState(FleetState):
 
         return await self._read(fn)
 
+    async def accept_figures(
+        self, *, site: str, run_id: str, by: str, now: dt.datetime
+    ) -> FiguresAccepted:
+        def op(conn: Connection) -> FiguresAccepted:
+            return figures_state.accept(conn, site=site, run_id=run_id, by=by, now=now)
+
+        return await self._writer.submit(op)
+
     async def audit(self, record: AuditRecord) -> None:
         stmt = insert(AUDIT).values(
             at=record.at,
@@ -531,6 +546,7 @@ class _Report:
             "trigger": run.trigger,
             "received_at": self.now,
             "details_json": bulk.json_text(run.details),
+            **_file_columns(run),
         }
 
     def __call__(self, conn: Connection) -> bool:
@@ -538,6 +554,8 @@ class _Report:
         stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
         if conn.execute(stmt, self.params).first() is not None:
             _advance_summary(conn, self.site_id, self.run)
+            figures_state.check_report(conn, self.site_id, self.run)
+            _apply_file_changes(conn, self.site_id, self.run)
             return False
         owner = conn.execute(_RUN_OWNER, {"b_id": self.run.id}).scalar()
         if owner != self.site_id:
@@ -574,7 +592,62 @@ class _Report:
                     by_stmt.setdefault(stmt, []).append(params)
             for stmt, params_list in by_stmt.items():
                 bulk.update_sites(conn, params_list, advance=_BULK_ADVANCE[stmt])
+            for op in fresh:  # good backups and file changes are rare: one by one
+                figures_state.check_report(conn, op.site_id, op.run)
+                _apply_file_changes(conn, op.site_id, op.run)
         return replay
+
+
+# -- what became of backup files (retention, re-checks) ------------------------------
+
+
+def _file_columns(run: RunRecord) -> dict[str, str]:
+    """`backup_file` and its first `file_state` for a stored run: a backup run's file is
+    kept, or damaged when its own verification marked it bad."""
+    name = run.backup_file
+    if not name:
+        return {"backup_file": "", "file_state": ""}
+    path = str(run.details.get("backup", {}).get("file", ""))
+    return {"backup_file": name, "file_state": "damaged" if path.endswith(".bad") else "kept"}
+
+
+_RUN_FILE_STATE = update(RUNS).where(
+    RUNS.c.site_id == bindparam("b_site_id"),
+    RUNS.c.kind == "backup",
+    RUNS.c.backup_file == bindparam("b_file"),
+)
+_DAMAGED_GOOD_AT = (
+    select(func.max(RUNS.c.finished_at))
+    .where(
+        RUNS.c.site_id == bindparam("b_site_id"),
+        RUNS.c.kind == "backup",
+        RUNS.c.backup_file == bindparam("b_file"),
+        RUNS.c.outcome == "succeeded",
+        RUNS.c.verification == "passed",
+    )
+    .scalar_subquery()
+)
+_SITE_DAMAGED = update(SITES).where(
+    _SITE_BY_ID,
+    _DAMAGED_GOOD_AT.is_not(None),
+    SITES.c.damaged_backup_at.is_(None) | (SITES.c.damaged_backup_at <= _DAMAGED_GOOD_AT),
+)
+
+
+def _apply_file_changes(conn: Connection, site_id: int, run: RunRecord) -> None:
+    """Mark the site's backup runs whose file the agent pruned or found damaged or missing;
+    a damaged good backup newer than any damaged before is remembered on the site (the
+    status shows it while it is the newest good backup)."""
+    for change in run.file_changes:
+        where = {"b_site_id": site_id, "b_file": change.file}
+        conn.execute(_RUN_FILE_STATE.values(file_state=change.state), where)
+        if change.state == "damaged":
+            conn.execute(
+                _SITE_DAMAGED.values(
+                    damaged_backup_at=_DAMAGED_GOOD_AT, damaged_backup_file=change.file
+                ),
+                where,
+            )
 
 
 def _site_row(r: Any) -> SiteRow:
@@ -625,4 +698,5 @@ def _run_record(r: Any, site: str) -> RunRecord:
         details=orjson.loads(r.details_json or "{}"),
         site=site,
         received_at=utc(r.received_at),
+        file_state=r.file_state,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -11,9 +12,10 @@ import pytest
 
 from common.errors import NotFound, PermissionDenied, Unauthenticated
 from server.db.engine import make_engine, migrate
-from server.domain import AuditRecord, CheckInFacts, RunRecord
+from server.domain import AuditRecord, CheckInFacts, FileChange, RunRecord
 from server.services import credentials
-from server.services.status import Disk
+from server.services.fleet import facts_of
+from server.services.status import Disk, StatusPolicy, compute_status
 from server.state.sql import SqlFleetState
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -302,3 +304,62 @@ def test_preloaded_credentials_need_no_read_per_agent_and_exclude_revoked(
             await auth.agent(minted["pre-b"].text)  # revoked: not cached, so it is looked up
 
     asyncio.run(body())
+
+
+def backup_file(run_id: str, finished: dt.datetime, file: str, **changes: Any) -> RunRecord:
+    rec = backup(run_id, finished)
+    details = {"backup": {**rec.details["backup"], "file": f"C:\\Backups\\{file}"}}
+    return dataclasses.replace(rec, details=details, **changes)
+
+
+def test_file_changes_mark_runs_and_a_damaged_newest_good_backup(state: SqlFleetState) -> None:
+    async def body() -> None:
+        site_id, _ = await enroll(state, "shop-r", await make_token(state, "shop-r"))
+        day = dt.timedelta(days=1)
+        old = backup_file("r1", NOW - 2 * day, "a.fbk.zst")
+        mid = backup_file("r2", NOW - day, "b.fbk.zst")
+        pruning = backup_file(
+            "r3", NOW, "c.fbk.zst", file_changes=(FileChange("a.fbk.zst", "pruned", "old"),)
+        )
+        # stored together: the writer's grouped path applies the changes too
+        await asyncio.gather(
+            *(state.store_report(site_id=site_id, run=r, now=NOW) for r in (old, mid))
+        )
+        await state.store_report(site_id=site_id, run=pruning, now=NOW)
+        states = {
+            r.id: r.file_state for r in await state.list_runs(site="shop-r", kind="", limit=9)
+        }
+        assert states == {"r1": "pruned", "r2": "kept", "r3": "kept"}
+        assert (await state.get_site("shop-r")).damaged_backup_at is None
+
+        check = RunRecord(
+            id="fc1",
+            kind="file-check",
+            started_at=NOW + dt.timedelta(hours=1),
+            finished_at=NOW + dt.timedelta(hours=1),
+            outcome="failed",
+            verification="",
+            error_class="backup.corrupt",
+            error_message="1 kept backup(s) damaged",
+            trigger="schedule",
+            details={"file_check": {"files_checked": 2, "files_damaged": 1}},
+            file_changes=(FileChange("c.fbk.zst", "damaged", "no longer matches its checksum"),),
+        )
+        assert await state.store_report(site_id=site_id, run=check, now=NOW) is False
+        runs = {r.id: r for r in await state.list_runs(site="shop-r", kind="", limit=9)}
+        assert runs["r3"].file_state == "damaged" and runs["fc1"].file_state == ""
+        row = await state.get_site("shop-r")
+        assert (row.damaged_backup_at, row.damaged_backup_file) == (NOW, "c.fbk.zst")
+        verdict = compute_status(facts_of(row), StatusPolicy(), NOW + dt.timedelta(hours=1))
+        assert any(
+            p.startswith("newest good backup c.fbk.zst is damaged") for p in verdict.problems
+        )
+        # an older damaged backup does not move the mark back
+        older = dataclasses.replace(
+            check, id="fc2", file_changes=(FileChange("b.fbk.zst", "damaged", "x"),)
+        )
+        await state.store_report(site_id=site_id, run=older, now=NOW)
+        row = await state.get_site("shop-r")
+        assert (row.damaged_backup_at, row.damaged_backup_file) == (NOW, "c.fbk.zst")
+
+    run(body)

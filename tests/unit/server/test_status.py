@@ -163,6 +163,12 @@ def test_warnings(overrides: dict[str, object], expected: str) -> None:
     assert problems == (expected,)
 
 
+def test_an_unaccepted_change_of_backup_figures_keeps_the_site_from_ok() -> None:
+    change = "backup r2 from database /x.fdb (was /y.fdb) differs sharply from ..."
+    assert status(healthy(figures_change=change)) == (Status.WARNING, (change,))
+    assert status(healthy(figures_change=""))[0] is Status.OK
+
+
 def test_agent_out_of_date_is_a_warning() -> None:
     policy = StatusPolicy(minimum_agent_version="1.2.0")
     assert status(healthy(agent_version="1.1.9"), policy)[0] is Status.WARNING
@@ -180,3 +186,19 @@ def test_precedence_lists_every_problem_in_order() -> None:
     st, problems = status(facts)
     assert st is Status.OFFLINE
     assert [p.split()[0] for p in problems] == ["agent", "latest", "last", "configuration"]
+
+
+def test_a_damaged_newest_good_backup_keeps_the_site_from_ok() -> None:
+    damaged = healthy(
+        damaged_backup_at=ago(hours=2), damaged_backup_file="storesafe-shop-x.fbk.zst"
+    )
+    st, problems = status(damaged)
+    assert st == Status.WARNING
+    assert problems == (
+        "newest good backup storesafe-shop-x.fbk.zst is damaged (no longer matches its "
+        "checksum or no longer restores); take a new backup",
+    )
+    # a newer good backup since: the newest good one is sound again
+    assert status(healthy(damaged_backup_at=ago(hours=30), damaged_backup_file="old"))[0] == (
+        Status.OK
+    )
