@@ -8,7 +8,6 @@ again all the same, so that no change on the server can ever print one.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from typing import Any
 
@@ -16,9 +15,7 @@ from cli.humanize import ago, plural, timestamp
 from cli.models import Command, ConfigChange, ConfigRevision, RolloutRow, SiteConfig
 from cli.output import Cell, Paint, columns, painter, print_json, print_line, print_warning
 from common.clock import iso
-from common.config_schema import KEYS, MASK
-from common.config_schema import text as config_text
-from common.errors import InvalidArgument
+from common.config_schema import KEYS, MASK, shown_as_typed
 
 CONFIG_COLUMNS = ("KEY", "VALUE")
 EXPLAIN_COLUMNS = ("KEY", "VALUE", "SET BY")
@@ -124,12 +121,9 @@ def command_json(command: Command) -> dict[str, Any]:
 
 def _change_value(key: str, value: str) -> str:
     """A value in a revision, in `config set` syntax (older servers wrote `True` for true)."""
-    if value == "(unset)":
-        return value
-    if key in KEYS and not KEYS[key].secret:
-        with contextlib.suppress(InvalidArgument):
-            value = config_text(KEYS[key].parse(value))
-    return shown(key, value)
+    if value == "(unset)" or (key in KEYS and KEYS[key].secret):
+        return shown(key, value)
+    return shown_as_typed(key, value)
 
 
 # --- text views ------------------------------------------------------------

@@ -335,6 +335,21 @@ def text(value: Value) -> str:
     return str(value)
 
 
+def shown_as_typed(name: str, stored: str) -> str:
+    """A value stored as text (older servers wrote `True`, `30.0`) in `config set` syntax.
+
+    Only the value's form is read, not whether it may be set now: history shows
+    what was set then. Text that does not parse is shown as it is.
+    """
+    found = KEYS.get(name)
+    if found is None:
+        return stored
+    try:
+        return text(_PARSERS[found.kind](found, stored))
+    except (InvalidArgument, TypeError, ValueError):
+        return stored
+
+
 def masked(name: str, value: Value) -> Value:
     """The value as it may be shown or logged."""
     if KEYS[name].secret if name in KEYS else False:
