@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import sys
@@ -17,6 +18,7 @@ from typer.core import TyperGroup
 
 from agent.backupjob import FirebirdTasks, command_result
 from agent.configsync import ConfigStore
+from agent.delivery import deliver_now
 from agent.enroll import enroll as do_enroll
 from agent.errors import AlreadyRunning, JobNotConfigured
 from agent.firebird.errors import BackupBusy
@@ -24,12 +26,14 @@ from agent.firebird.files import Status, list_backups
 from agent.lock import StateLock
 from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
+from agent.reports import RunReport
 from agent.runner import RunnerConfig
 from agent.service import install_stop_signals, serve
 from agent.servicecli import service_app
-from agent.settings import StateDir, read_ca_file, resolve_state_dir
+from agent.settings import Credentials, StateDir, read_ca_file, resolve_state_dir
 from agent.status import StatusFile
-from common.clock import SystemClock, iso
+from agent.transport.link import ServerLink
+from common.clock import SystemClock, human_time, iso
 from common.errors import StoreSafeError
 from common.version import VERSION
 
@@ -226,6 +230,8 @@ def _human(key: str, value: object) -> str:
         return "never" if key.endswith("_at") else "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if key.endswith("_at") and isinstance(value, str):
+        return human_time(dt.datetime.fromisoformat(value))  # the `storesafe` CLI's format
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "none"
     return str(value)
@@ -284,12 +290,13 @@ def _not_configured(job: str, why: str) -> NoReturn:
 def backup_now(state_dir: StateDirOption = None) -> None:
     """Take a verified backup of the shop database now (with the configuration from the server).
 
-    The report goes to the outbox; the running agent delivers it. Exit code 0 when
+    The report goes to the outbox, then straight to the server; when the server
+    cannot take it now, `storesafe-agent run` delivers it later. Exit code 0 when
     the backup was verified good, 1 when it failed.
     """
     setup_logging(logging.WARNING)
     state = StateDir(resolve_state_dir(state_dir))
-    state.load_credentials()  # a clear error when not enrolled
+    creds = state.load_credentials()  # a clear error when not enrolled
     store = ConfigStore(state.root)
     tasks = FirebirdTasks(store, SystemClock())
     why_not = tasks.backup_missing(store.current)
@@ -305,14 +312,22 @@ def backup_now(state_dir: StateDirOption = None) -> None:
         )
     with Outbox(state.outbox_path) as outbox:
         outbox.put(report)
+        with console.status(f"Reporting to {creds.server} ..."):
+            delivered = asyncio.run(_deliver(state, creds, outbox, report))
     result = command_result(report, None)
     typer.echo(
         result.message
         if report.outcome.value == "succeeded"
         else f"backup failed ({report.error_class}): {report.error_message}"
     )
+    typer.echo(delivered[:1].upper() + delivered[1:] + ".")
     if report.outcome.value != "succeeded":
         raise typer.Exit(1)
+
+
+async def _deliver(state: StateDir, creds: Credentials, outbox: Outbox, report: RunReport) -> str:
+    async with ServerLink.for_agent(state, creds) as link:
+        return await deliver_now(link, outbox, report)
 
 
 @app.command("sync-now")

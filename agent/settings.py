@@ -127,7 +127,8 @@ class StateDir:
         except FileNotFoundError:
             raise NotEnrolled(
                 f"this agent is not enrolled (no {path}); run "
-                "`storesafe-agent enroll --server HOST:PORT --token TOKEN --site SITE` first"
+                "`storesafe-agent enroll --server HOST:PORT --token TOKEN --site SITE` first, "
+                f"or name the state dir it was enrolled into with --state-dir or {ENV_STATE_DIR}"
             ) from None
         except OSError as exc:
             raise StateDirUnusable(f"cannot read {path} ({exc.strerror or exc})") from exc

@@ -16,6 +16,7 @@ from typer.core import TyperCommand
 
 from cli import output, values
 from cli.context import admin
+from cli.humanize import plural
 from cli.models import STATUSES, CheckResult, SiteSummary
 from common.errors import StoreSafeError
 
@@ -49,13 +50,13 @@ def evaluate(sites: list[SiteSummary], *, group: str | None = None) -> CheckResu
     code = max((severity(s.status) for s in attention), default=OK)
     total = len(sites)
     if not attention:
-        text = f"all {total} sites ok"
+        text = "1 site ok" if total == 1 else f"all {total} sites ok"
     else:
         named = ", ".join(f"{s.site} {s.status}" for s in attention[:MAX_NAMED])
         if len(attention) > MAX_NAMED:
             named += f", and {len(attention) - MAX_NAMED} more"
         verb = "needs" if len(attention) == 1 else "need"
-        text = f"{len(attention)} of {total} sites {verb} attention: {named}"
+        text = f"{len(attention)} of {plural(total, 'site')} {verb} attention: {named}"
     perfdata = " ".join(f"{status}={n}" for status, n in counts.items())
     return CheckResult(
         state=STATES[code],

@@ -85,6 +85,10 @@ _FALLBACK = "the StoreSafe server refused the request ({code})"
 _TLS_FAILURE = "cannot make a TLS connection to " + _SERVER + ": is --ca (STORESAFE_CA) the "
 _TLS_FAILURE += "CA certificate from the server's data dir?"
 _TLS = re.compile(r"handshake|certificate|ssl|tsi_|alpn", re.IGNORECASE)
+_NO_HOST = "cannot resolve the host name '{host}': check --server or STORESAFE_SERVER"
+# What gRPC's resolvers (c-ares and the system's) say when the server's host name does not
+# resolve; it names the address, unlike a reason the server gives (its database's host).
+_DNS = re.compile(r"(?:dns resolution failed for|errors resolving) (?P<target>\S+?):? ", re.I)
 # What gRPC itself says when there is no connection (unlike a reason the server gives).
 _NO_CONNECTION = re.compile(
     r"connect|socket|dns|resolution|broken pipe|goaway|endpoint|keepalive|unreachable|backends",
@@ -112,6 +116,8 @@ def error_for(
 ) -> errors.StoreSafeError:
     """Turn a gRPC status into the matching StoreSafe error with one sentence."""
     text = (details or "").strip().splitlines()[0] if (details or "").strip() else ""
+    if code is grpc.StatusCode.UNAVAILABLE and _resolves_not(text, server):
+        return errors.Unavailable(_NO_HOST.format(host=server.rpartition(":")[0].strip("[]")))
     if code is grpc.StatusCode.UNAVAILABLE and _TLS.search(text):
         return errors.Unavailable(_TLS_FAILURE.format(server=server))
     if code is grpc.StatusCode.UNAVAILABLE and text and not _NO_CONNECTION.search(text):
@@ -120,6 +126,12 @@ def error_for(
     if "{details}" in template and not text:
         template = _FALLBACK
     return cls(template.format(server=server, details=text, timeout=timeout, code=code.name))
+
+
+def _resolves_not(details: str, server: str) -> bool:
+    """Whether gRPC says the host name of `server` did not resolve."""
+    found = _DNS.search(details)
+    return found is not None and found["target"].removeprefix("dns:///") == server
 
 
 def split_address(address: str) -> tuple[str, int]:

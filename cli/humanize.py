@@ -1,4 +1,4 @@
-"""How values read for people: ages like "3h ago", timestamps, sizes, durations, runs.
+"""How values read for people: ages like "3h ago", timestamps, counts, sizes, durations, runs.
 
 Pure functions of their arguments (the current time is passed in), used by
 `cli.output` for the text views.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from cli.models import Run
+from common.clock import human_time
 
 
 def ago(when: dt.datetime | None, now: dt.datetime) -> str:
@@ -28,7 +29,12 @@ def timestamp(when: dt.datetime | None, now: dt.datetime) -> str:
     """`2026-11-26 19:04 UTC (3h ago)`, or `never`."""
     if when is None:
         return "never"
-    return f"{when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC ({ago(when, now)})"
+    return f"{human_time(when)} ({ago(when, now)})"
+
+
+def plural(count: int, noun: str, nouns: str = "") -> str:
+    """`1 site`, `3 sites` (`nouns` for an irregular plural)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def size(count: int) -> str:

@@ -21,9 +21,9 @@ from rich.cells import cell_len
 from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
 
-from cli.humanize import ago, run_summary, seconds_text, size, timestamp
+from cli.humanize import ago, plural, run_summary, seconds_text, size, timestamp
 from cli.models import AuditEntry, CheckResult, EnrollmentToken, Run, SiteDetail, SiteSummary
-from common.clock import iso
+from common.clock import human_time, iso
 
 Cell = tuple[str, str]
 """A table cell: its text and a rich style ("" for none)."""
@@ -155,8 +155,7 @@ def _counts(sites: list[SiteSummary]) -> str:
     tally: dict[str, int] = {}
     for site in sites:
         tally[site.status] = tally.get(site.status, 0) + 1
-    noun = "site" if len(sites) == 1 else "sites"
-    return f"{len(sites)} {noun}: " + ", ".join(f"{n} {status}" for status, n in tally.items())
+    return f"{plural(len(sites), 'site')}: " + ", ".join(f"{n} {s}" for s, n in tally.items())
 
 
 # --- JSON rows (the contract) ---------------------------------------------
@@ -305,7 +304,7 @@ def site_text(detail: SiteDetail, now: dt.datetime, paint: Paint) -> str:
         ("Active agents", (str(detail.active_agents), "")),
         ("Enrolled", (timestamp(detail.enrolled_at, now), "")),
         ("Config revision", config_cell(s)),
-        ("Clock skew", (f"{round(detail.clock_skew_seconds, 1) + 0.0:+.1f}s", "")),
+        ("Clock skew", (_skew(detail), "")),
         ("Outbox pending", (str(detail.outbox_pending), "")),
     ]
     parts = [_pairs(facts, paint)]
@@ -338,6 +337,13 @@ def site_text(detail: SiteDetail, now: dt.datetime, paint: Paint) -> str:
         ]
         parts.append(_pairs([(key, (value, "")) for key, value in health], paint))
     return "\n\n".join(parts)
+
+
+def _skew(detail: SiteDetail) -> str:
+    """`+1.5s` once the agent has checked in; nothing is known before that."""
+    if detail.summary.last_seen_at is None:
+        return "never seen"
+    return f"{round(detail.clock_skew_seconds, 1) + 0.0:+.1f}s"
 
 
 def print_site(detail: SiteDetail, now: dt.datetime) -> None:
@@ -388,7 +394,7 @@ def print_audit(entries: list[AuditEntry], now: dt.datetime) -> None:
 
 def print_token(token: EnrollmentToken, lifetime: str, server: str, ca: Path | None) -> None:
     """Show a new enrollment token with the command that uses it."""
-    until = f"{token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else "unknown"
+    until = human_time(token.expires_at) if token.expires_at else "unknown"
     group = f" (group {token.group})" if token.group else ""
     ca_option = f" --ca {ca.name}" if ca else ""
     print_line(
@@ -412,7 +418,7 @@ def print_revoked(site: str, count: int) -> None:
     """Say what `revoke` did."""
     if count:
         print_line(
-            f"Revoked {count} agent credential(s) of site {site}; "
+            f"Revoked {plural(count, 'agent credential')} of site {site}; "
             "its agents must enroll again with a new token."
         )
     else:

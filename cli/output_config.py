@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cli.humanize import ago, timestamp
+from cli.humanize import ago, plural, timestamp
 from cli.models import Command, ConfigChange, ConfigRevision, RolloutRow, SiteConfig
 from cli.output import Cell, Paint, columns, painter, print_json, print_line, print_warning
 from common.clock import iso
-from common.config_schema import KEYS, MASK
+from common.config_schema import KEYS, MASK, shown_as_typed
 
 CONFIG_COLUMNS = ("KEY", "VALUE")
 EXPLAIN_COLUMNS = ("KEY", "VALUE", "SET BY")
@@ -120,7 +120,10 @@ def command_json(command: Command) -> dict[str, Any]:
 
 
 def _change_value(key: str, value: str) -> str:
-    return value if value == "(unset)" else shown(key, value)
+    """A value in a revision, in `config set` syntax (older servers wrote `True` for true)."""
+    if value == "(unset)" or (key in KEYS and KEYS[key].secret):
+        return shown(key, value)
+    return shown_as_typed(key, value)
 
 
 # --- text views ------------------------------------------------------------
@@ -185,8 +188,7 @@ def rollout_tally(rows: list[RolloutRow]) -> str:
     tally: dict[str, int] = {}
     for row in rows:
         tally[row.state] = tally.get(row.state, 0) + 1
-    noun = "site" if len(rows) == 1 else "sites"
-    return f"{len(rows)} {noun}: " + ", ".join(f"{n} {state}" for state, n in tally.items())
+    return f"{plural(len(rows), 'site')}: " + ", ".join(f"{n} {s}" for s, n in tally.items())
 
 
 def rollout_text(rows: list[RolloutRow], now: dt.datetime, paint: Paint) -> str:

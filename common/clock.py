@@ -1,4 +1,4 @@
-"""Time, read through a clock that tests replace."""
+"""Time, read through a clock that tests replace, and written for people and for JSON."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ def utc(when: dt.datetime) -> dt.datetime:
     if when.tzinfo is None:
         return when.replace(tzinfo=dt.UTC)
     return when.astimezone(dt.UTC)
+
+
+def human_time(when: dt.datetime) -> str:
+    """The one time format of human output: `2026-11-26 19:04 UTC` (JSON uses `iso`)."""
+    return f"{utc(when):%Y-%m-%d %H:%M} UTC"
 
 
 def iso(when: dt.datetime | None) -> str | None:

@@ -326,6 +326,30 @@ def defaults() -> dict[str, Value]:
     return {k.name: k.default for k in KEYS.values()}
 
 
+def text(value: Value) -> str:
+    """`value` written the way `config set` takes it: `true`, `14`, `26`, `0.5`, `0 21 * * *`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def shown_as_typed(name: str, stored: str) -> str:
+    """A value stored as text (older servers wrote `True`, `30.0`) in `config set` syntax.
+
+    Only the value's form is read, not whether it may be set now: history shows
+    what was set then. Text that does not parse is shown as it is.
+    """
+    found = KEYS.get(name)
+    if found is None:
+        return stored
+    try:
+        return text(_PARSERS[found.kind](found, stored))
+    except (InvalidArgument, TypeError, ValueError):
+        return stored
+
+
 def masked(name: str, value: Value) -> Value:
     """The value as it may be shown or logged."""
     if KEYS[name].secret if name in KEYS else False:

@@ -17,7 +17,8 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 from common.clock import Clock, SystemClock
 from common.errors import InvalidArgument
 from server import tls
-from server.db.engine import make_engine, migrate, sqlite_url
+from server.db.engine import make_engine, sqlite_url
+from server.db.initialised import migrate_initialised
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
 from server.rpc.gate import Gate
@@ -85,7 +86,9 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     credentials = None if options.insecure else _server_credentials(options.data_dir)
     box = SecretBox.for_data_dir(options.data_dir)
     engine = make_engine(options.database)
-    await asyncio.to_thread(migrate, engine)
+    await asyncio.to_thread(
+        migrate_initialised, engine, data_dir=options.data_dir, db_url=options.db_url
+    )
     state = SqlFleetState(engine, writer_process=options.writer_process)
     config_state = SqlConfigState(state)
     clock = clock or SystemClock()

@@ -14,6 +14,7 @@ import typer
 
 from common.clock import SystemClock, iso
 from common.errors import FailedPrecondition, StoreSafeError
+from common.version import VERSION
 from server import opscli, tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
@@ -29,16 +30,39 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="The StoreSafe server: fleet state, agent check-ins, admin API.",
+    # Plain help: rich's option table cut long option names short at 80 columns.
+    rich_markup_mode=None,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"storesafe-server {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """The StoreSafe server: fleet state, agent check-ins, admin API."""
+
+
 DataDir = Annotated[
-    Path, typer.Option("--data-dir", help="Folder for the database, keys and certificates.")
+    Path,
+    typer.Option(
+        "--data-dir", metavar="DIR", help="Folder for the database, keys and certificates."
+    ),
 ]
 DbUrl = Annotated[
     str,
     typer.Option(
         "--db",
         envvar="STORESAFE_DB",
+        metavar="URL",
         help="Database URL; default: SQLite in the data dir. "
         "e.g. postgresql+psycopg://user@host/db",
     ),
@@ -69,7 +93,7 @@ def _admin_token(db_url: str, name: str) -> str:
     return _with_tokens(db_url, lambda tokens: tokens.create(actor=local_actor(), name=name))
 
 
-@app.command()
+@app.command(short_help="Create a data dir: database, private CA, first admin token.")
 def init(
     data_dir: DataDir,
     hostname: Annotated[
@@ -90,10 +114,12 @@ def init(
             data_dir.chmod(0o700)
         except OSError as exc:
             raise FailedPrecondition(f"cannot create {data_dir}: {exc.strerror}") from exc
+        url = db or sqlite_url(data_dir)
+        migrate(make_engine(url))  # first: an unusable --db leaves no half-made data dir
         names = list(hostname or []) + tls.default_hostnames()
         ca = tls.create_pki(data_dir, names, SystemClock().now())
         SecretBox.for_data_dir(data_dir, create=True)
-        token = _admin_token(db or sqlite_url(data_dir), "admin")
+        token = _admin_token(url, "admin")
     except StoreSafeError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -107,24 +133,30 @@ def init(
 @app.command("serve")
 def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
     data_dir: DataDir,
-    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "0.0.0.0:7443",
+    listen: Annotated[
+        str, typer.Option(metavar="HOST:PORT", help="Address to listen on.")
+    ] = "0.0.0.0:7443",
     db: DbUrl = "",
     insecure: Annotated[
         bool,
         typer.Option("--insecure", help="Plaintext, no TLS; allowed only on a loopback address."),
     ] = False,
     checkin_interval: Annotated[
-        int, typer.Option(help="Seconds between agent check-ins.", min=1, max=3600)
+        int,
+        typer.Option(metavar="SECONDS", help="Seconds between agent check-ins.", min=1, max=3600),
     ] = 60,
     offline_after_minutes: Annotated[
-        float, typer.Option(help="Default for status.offline_after_minutes.", min=0.01)
+        float,
+        typer.Option(metavar="MINUTES", help="Default for status.offline_after_minutes.", min=0.01),
     ] = 15.0,
     stale_after_hours: Annotated[
-        float, typer.Option(help="Default for status.stale_after_hours.", min=0.01)
+        float,
+        typer.Option(metavar="HOURS", help="Default for status.stale_after_hours.", min=0.01),
     ] = 26.0,
     poll_seconds: Annotated[
         float,
         typer.Option(
+            metavar="SECONDS",
             help="How often to look for changes made by other replicas "
             "(the safety net under PostgreSQL LISTEN/NOTIFY).",
             min=0.5,
@@ -134,6 +166,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
     reconnect_rate: Annotated[
         float,
         typer.Option(
+            metavar="RATE",
             help="Agents per second this server takes back after a restart: on stop, each "
             "connected agent is told to return at a random moment within "
             "(connected agents / this) seconds.",

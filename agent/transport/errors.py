@@ -5,6 +5,8 @@ Callers above the transport catch `common.errors` classes, never grpc.RpcError.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 from grpc import aio
 
@@ -41,6 +43,9 @@ STATUS_TO_ERROR: dict[grpc.StatusCode, type[StoreSafeError]] = {
 }
 
 _TLS_HINTS = ("handshake", "CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSL")
+# What gRPC's resolvers (c-ares and the system's) say when the server's host name does not
+# resolve; it names the address, unlike a reason the server gives (its database's host).
+_DNS = re.compile(r"(?:dns resolution failed for|errors resolving) (?P<target>\S+?):? ", re.I)
 
 
 def error_from_rpc(exc: grpc.RpcError, *, address: str) -> StoreSafeError:
@@ -68,6 +73,10 @@ def _code_and_details(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
 
 
 def _unavailable_message(code: grpc.StatusCode, details: str, address: str) -> str:
+    found = _DNS.search(details)
+    if found is not None and found["target"].removeprefix("dns:///") == address:
+        host = address.rpartition(":")[0].strip("[]")
+        return f"cannot resolve the host name '{host}' of the server {address}: check --server"
     if any(hint in details for hint in _TLS_HINTS):
         return (
             f"the TLS handshake with the server at {address} failed: its certificate is not "

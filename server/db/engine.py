@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
-from common.errors import InvalidArgument
+from common.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextlib.contextmanager
+def reaching(engine: Engine) -> Iterator[None]:
+    """Turn "cannot connect" (no such database, server down, bad password) into one sentence."""
+    try:
+        yield
+    except OperationalError as exc:
+        shown = engine.url.render_as_string(hide_password=True)
+        reason = " ".join(str(exc.orig or exc).split("\n", 1)[0].split())
+        raise Unavailable(f"cannot use the database {shown}: {reason}") from exc
+
+
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest Alembic revision.
 
@@ -73,7 +87,7 @@ def migrate(engine: Engine) -> None:
     """
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
+    with reaching(engine), engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
         cfg.attributes["connection"] = conn

@@ -482,19 +482,13 @@ def site_config(cfg: SiteConfig) -> admin_pb2.GetConfigResponse:
         entries=[
             admin_pb2.ConfigEntry(
                 key=k,
-                value=_text(e.value),
+                value=config_schema.text(e.value),
                 layer=e.layer,
                 secret=config_schema.KEYS[k].secret,
             )
             for k, e in sorted(cfg.entries.items())
         ],
     )
-
-
-def _text(value: Value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def revision_msg(rev: RevisionRecord) -> admin_pb2.ConfigRevision:

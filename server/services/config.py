@@ -150,7 +150,7 @@ class ConfigService:
             stored[name] = (
                 json.dumps({"sealed": self._box.seal(str(value))}) if secret else json.dumps(value)
             )
-            shown[name] = str(config_schema.masked(name, value))
+            shown[name] = config_schema.text(config_schema.masked(name, value))
         now = self._clock.now()
         revision, changed = await self._config.set_layer(
             scope=scope,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from common.clock import Clock
+from common.clock import Clock, human_time
 from common.errors import InvalidArgument
 from common.names import check_name
 from server import ingest
@@ -59,7 +59,11 @@ class Enrollment:
         )
         await self._state.audit(
             AuditRecord(
-                now, admin.name, "token.create", site, f"group={group or '-'} expires={expires:%c}"
+                now,
+                admin.name,
+                "token.create",
+                site,
+                f"group={group or '-'} expires={human_time(expires)}",
             )
         )
         return IssuedToken(minted.text, expires)

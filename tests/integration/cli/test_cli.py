@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -195,6 +196,18 @@ def test_audit_records_admin_actions(shared_server: ServerHandle) -> None:
     text = run(shared_server, "audit", "--limit", "5")
     assert text.exit_code == 0
     assert site in text.stdout
+
+
+def test_audit_times_read_like_every_other_time(shared_server: ServerHandle) -> None:
+    """One format in human output: `2026-11-26 19:04 UTC`, in the WHEN column and in details."""
+    site = unique()
+    run(shared_server, "token", "create", "--site", site, "--expires", "2h")
+    line = next(line for line in run(shared_server, "audit").stdout.splitlines() if site in line)
+    minute = r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
+    assert re.fullmatch(
+        rf"{minute} \(just now\) +\S+ +token\.create +{site} +group=- expires={minute}",
+        line,
+    ), line
 
 
 def test_wrong_admin_token(shared_server: ServerHandle) -> None:

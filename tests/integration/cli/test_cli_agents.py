@@ -78,7 +78,7 @@ def test_a_checked_in_agent_is_shown_then_revoked(
 
     revoked = CliRunner().invoke(app, ["revoke", site], env=shared_server.cli_env)
     assert revoked.exit_code == 0, revoked.output
-    assert f"Revoked 1 agent credential(s) of site {site}" in revoked.stdout
+    assert f"Revoked 1 agent credential of site {site};" in revoked.stdout
     assert cli_json(shared_server, "site", site)["active_agents"] == 0
     actions = [e["action"] for e in cli_json(shared_server, "audit") if e["target"] == site]
     assert any("revoke" in action for action in actions)

@@ -227,6 +227,30 @@ def test_history_is_newest_first(server: ServerHandle) -> None:
     assert text[1].startswith("3 ") and "backup.dir=/srv/backups" in text[1]
 
 
+def test_values_read_as_typed_in_history_show_explain_and_audit(
+    shared_server: ServerHandle,
+) -> None:
+    site = unique()
+    new_site(shared_server, site)
+    typed = ["status.stale_after_hours=30", "status.offline_after_minutes=7.5"]
+    assert run(shared_server, "config", "set", "--site", site, *typed).exit_code == 0
+    as_typed = "status.offline_after_minutes=7.5, status.stale_after_hours=30"
+
+    history = run(shared_server, "config", "history", "--limit", "1000").stdout
+    assert next(line for line in history.splitlines() if f"site:{site}" in line).endswith(as_typed)
+    rows = ok_json(shared_server, "config", "history", "--limit", "1000")
+    mine = [r["changes"] for r in rows if r["layer"] == f"site:{site}"]
+    assert mine == [{"status.offline_after_minutes": "7.5", "status.stale_after_hours": "30"}]
+    explain = run(shared_server, "config", "show", site, "--explain").stdout
+    assert re.search(rf"^status\.stale_after_hours +30 +site:{site}$", explain, re.M)
+    assert re.search(r"^status\.offline_after_minutes +7.5 +site:", explain, re.M)
+    assert re.search(r"^upload\.enabled +false +default$", explain, re.M)
+    assert layers(shared_server, site)["status.stale_after_hours"] == ("30", f"site:{site}")
+    audit = run(shared_server, "audit", "--limit", "1000").stdout
+    line = next(line for line in audit.splitlines() if "config.set" in line and site in line)
+    assert line.endswith(as_typed)
+
+
 async def _rollout(server: ServerHandle) -> tuple[list[Any], str, dict[str, Any]]:
     good, bad = await enroll_many(
         server.address,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -73,10 +74,23 @@ def test_status_of_a_fresh_enrollment_says_never(tmp_path: Path) -> None:
     assert "s3cr3t" not in result.stdout
 
 
+def test_status_text_shows_times_as_the_admin_cli_does(tmp_path: Path) -> None:
+    state = enrolled(tmp_path)
+    StatusFile(state.status_path).save(CheckInStatus(last_attempt_at=T0, last_checkin_at=T0))
+    result = runner.invoke(app, ["status", "--state-dir", str(state.root)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"last checkin at +2026-11-26 12:00 UTC *$", result.stdout, re.M)
+    assert "2026-11-26T12:00:00" not in result.stdout
+
+
 def test_status_before_enrollment_is_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--state-dir", str(tmp_path)])
     assert result.exit_code == 5
-    assert "not enrolled" in one_line_error(result)
+    line = one_line_error(result)
+    assert "not enrolled" in line
+    assert line.endswith(
+        "or name the state dir it was enrolled into with --state-dir or STORESAFE_STATE_DIR"
+    )
 
 
 def test_state_dir_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,6 +165,17 @@ def test_enroll_with_the_server_down(tmp_path: Path) -> None:
     )
     assert result.exit_code == 6
     assert "cannot reach the StoreSafe server at 127.0.0.1:1" in one_line_error(result)
+    assert not StateDir(tmp_path).is_enrolled()
+
+
+def test_enroll_with_a_host_name_that_does_not_resolve(tmp_path: Path) -> None:
+    args = ["enroll", "--server", "no-such-host.invalid:7443", "--token", "t", "--site", "s"]
+    result = runner.invoke(app, [*args, "--state-dir", str(tmp_path)])
+    assert result.exit_code == 6
+    assert one_line_error(result) == (
+        "error: cannot resolve the host name 'no-such-host.invalid' of the server "
+        "no-such-host.invalid:7443: check --server"
+    )
     assert not StateDir(tmp_path).is_enrolled()
 
 

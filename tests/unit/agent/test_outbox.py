@@ -172,3 +172,60 @@ def test_an_outbox_that_cannot_be_opened_is_a_typed_error(tmp_path: Path) -> Non
     (tmp_path / "file").write_text("x")
     with pytest.raises(StateDirUnusable):
         Outbox(tmp_path / "file" / "o.sqlite")
+
+
+def _start(code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_processes_delivering_from_one_outbox_keep_it_whole(tmp_path: Path) -> None:
+    """`storesafe-agent run` and a local `backup-now` may both deliver from one outbox: every
+    report is put once, delivered at least once, and the file stays sound."""
+    path, done = tmp_path / "o.sqlite", tmp_path / "producer-done"
+    producer = _start(
+        f"""
+        import pathlib
+        from agent.outbox import Outbox
+        from tests.unit.agent.fakes import report
+        with Outbox(pathlib.Path({str(path)!r})) as box:
+            for n in range(200):
+                box.put(report(n))
+        pathlib.Path({str(done)!r}).touch()
+        """
+    )
+    consumer = f"""
+        import pathlib
+        from agent.outbox import Outbox
+        done = pathlib.Path({str(done)!r})
+        with Outbox(pathlib.Path({str(path)!r})) as box:
+            while True:
+                item = box.oldest()
+                if item is None:
+                    if done.exists() and box.pending() == 0:
+                        break
+                    continue
+                box.record_failure(item.report.id, "a first try failed")
+                if item.report.id.endswith("7"):
+                    box.reject(item.report.id, "refused for good")
+                else:
+                    box.remove(item.report.id)
+                print(item.report.id, flush=True)
+        """
+    consumers = [_start(consumer) for _ in range(2)]
+    assert producer.wait(timeout=120) == 0, producer.stderr.read() if producer.stderr else ""
+    seen: set[str] = set()
+    for proc in consumers:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        seen.update(out.split())
+    assert seen == {f"report-{n:04d}" for n in range(200)}
+    with Outbox(path) as box:
+        assert box.pending() == 0
+        assert box.rejected() == 20
+        assert box._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -30,6 +30,12 @@ def test_all_ok_is_ok() -> None:
     assert result.attention == ()
 
 
+def test_one_site_reads_as_one_site() -> None:
+    assert evaluate([site("a")]).summary.startswith("STORESAFE OK - 1 site ok |")
+    critical = evaluate([site("a", "never")]).summary
+    assert critical.startswith("STORESAFE CRITICAL - 1 of 1 site needs attention: a never |")
+
+
 def test_any_warning_is_warning() -> None:
     result = evaluate([site("a"), site("b", "warning")])
     assert (result.exit_code, result.state) == (1, "WARNING")

@@ -337,6 +337,12 @@ def test_transport_failures_are_told_apart_from_server_reasons() -> None:
     assert msg("") == "cannot reach the StoreSafe server at h:1: is it running?"
     assert msg("Tls handshake failed (TSI_PROTOCOL_FAILURE)").startswith("cannot make a TLS")
     assert msg("the database is down\nmore") == "the database is down"
+    no_host = "cannot resolve the host name 'h': check --server or STORESAFE_SERVER"
+    assert msg("DNS resolution failed for h:1: C-ares status is not ARES_SUCCESS") == no_host
+    assert msg("errors resolving h:1: [address lookup failed: Domain name not found]") == no_host
+    assert msg("DNS resolution failed for h:1: Name or service not known") == no_host
+    db_down = 'cannot use the database postgresql://s@db/s: "db": Name or service not known'
+    assert msg(db_down) == db_down  # the server's own reason: its database's host
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,7 @@ def test_token_create_refuses_a_bad_duration(fake: FakeAdminClient) -> None:
 def test_revoke(fake: FakeAdminClient) -> None:
     result = invoke(fake, "revoke", "shop-a")
     assert result.exit_code == 0
-    assert "Revoked 1 agent credential(s) of site shop-a" in result.stdout
+    assert "Revoked 1 agent credential of site shop-a;" in result.stdout
     assert json.loads(invoke(fake, "revoke", "shop-a", "--json").stdout) == {
         "site": "shop-a",
         "revoked": 1,
@@ -159,6 +159,16 @@ def test_insecure_only_on_loopback() -> None:
     assert result.exit_code == 2
     assert result.stderr == (
         "error: --insecure is allowed only for loopback addresses, not 'backup.example.com'\n"
+    )
+
+
+def test_a_host_name_that_does_not_resolve_is_one_sentence() -> None:
+    env = {"STORESAFE_SERVER": "no-such-host.invalid:7443", "STORESAFE_TOKEN": "t"}
+    result = CliRunner().invoke(app, ["sites"], env=env)
+    assert result.exit_code == 6
+    assert result.stderr == (
+        "error: cannot resolve the host name 'no-such-host.invalid': "
+        "check --server or STORESAFE_SERVER\n"
     )
 
 

@@ -203,6 +203,19 @@ def test_site_view_lists_facts_disks_and_health() -> None:
     )
 
 
+def test_clock_skew_of_a_site_never_seen_is_not_a_number() -> None:
+    never = SiteDetail(summary=site(status="never", last_seen_at=None))
+    assert re.search(r"^Clock skew +never seen$", output.site_text(never, NOW, plain), re.M)
+    seen = SiteDetail(summary=site(), clock_skew_seconds=-1.54)
+    assert re.search(r"^Clock skew +-1.5s$", output.site_text(seen, NOW, plain), re.M)
+    assert re.search(r"^Clock skew +\+0.0s$", output.site_text(SiteDetail(site()), NOW, plain), re.M)
+
+
+def test_counts_read_as_english() -> None:
+    assert output.sites_text([site()], NOW, plain).endswith("\n\n1 site: 1 ok")
+    assert output.sites_text([site(), site("b")], NOW, plain).endswith("\n\n2 sites: 2 ok")
+
+
 def test_empty_fleet_says_how_to_start(capsys: pytest.CaptureFixture[str]) -> None:
     output.print_sites([], NOW, filtered=False)
     output.print_sites([], NOW, filtered=True)

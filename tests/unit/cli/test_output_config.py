@@ -110,6 +110,17 @@ def test_history_json_and_text() -> None:
     assert lines[2].startswith("2 ")
 
 
+def test_history_shows_values_in_config_set_syntax() -> None:
+    """Servers before 0.2 stored `True` and `26.0`; values read as a technician types them."""
+    old = revision(changes={"upload.enabled": "True", "status.stale_after_hours": "30.0"})
+    assert output_config.revision_json(old)["changes"] == {
+        "status.stale_after_hours": "30",
+        "upload.enabled": "true",
+    }
+    text = output_config.history_text([old], NOW, plain)
+    assert "status.stale_after_hours=30, upload.enabled=true" in text
+
+
 def test_rollout_json_text_and_tally() -> None:
     rows = [
         rollout_row("shop-a"),
