@@ -28,6 +28,8 @@ from cli.models import (
     KINDS,
     SCOPES,
     STATUSES,
+    AlertDelivery,
+    AlertList,
     AuditEntry,
     Command,
     ConfigChange,
@@ -261,6 +263,18 @@ class AdminClient:
         request = admin_pb2.ListCommandsRequest(site=site, limit=limit)
         answer = self._call(self._connect().ListCommands, request)
         return [_record(Command, c, kind=_command_kind_name(c.kind)) for c in answer.commands]
+
+    def list_alerts(self, site: str = "", limit: int = 50) -> AlertList:
+        """The newest alert deliveries (of one site, or all), with totals."""
+        request = admin_pb2.ListAlertsRequest(site=site, limit=limit)
+        answer = self._call(self._connect().ListAlerts, request)
+        return AlertList(
+            deliveries=[_record(AlertDelivery, d) for d in answer.deliveries],
+            pending=answer.pending,
+            delivered=answer.delivered,
+            failed=answer.failed,
+            errors=answer.errors,
+        )
 
     # --- plumbing ----------------------------------------------------------
 

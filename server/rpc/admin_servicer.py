@@ -8,6 +8,8 @@ from typing import Any
 import grpc
 from storesafe.v1 import admin_pb2, admin_pb2_grpc
 
+from common.errors import FailedPrecondition
+from server.alerting.queries import AlertQueries
 from server.rpc import convert
 from server.rpc.errors import bearer, guarded
 from server.services.auth import Authenticator
@@ -27,12 +29,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         fleet: FleetQueries,
         config: ConfigService,
         commands: Commands,
+        *,
+        alerts: AlertQueries | None = None,
     ) -> None:
         self._auth = auth
         self._enrollment = enrollment
         self._fleet = fleet
         self._config = config
         self._commands = commands
+        self._alerts = alerts
         self._summaries = convert.SummaryEncoder()
 
     @guarded
@@ -145,3 +150,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await self._auth.admin(bearer(context))
         cmds = await self._commands.list(site=request.site, limit=request.limit)
         return admin_pb2.ListCommandsResponse(commands=[convert.command_state(c) for c in cmds])
+
+    @guarded
+    async def ListAlerts(
+        self, request: admin_pb2.ListAlertsRequest, context: Ctx
+    ) -> admin_pb2.ListAlertsResponse:
+        await self._auth.admin(bearer(context))
+        if self._alerts is None:
+            raise FailedPrecondition("alerting is not running on this server")
+        found = await self._alerts.deliveries(site=request.site, limit=request.limit)
+        return convert.alert_list(found)

@@ -96,6 +96,11 @@ class AdminServiceStub:
                 request_serializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/storesafe.v1.AdminService/ListAlerts',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -187,6 +192,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Alert deliveries and failures, newest first, with totals by state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -249,6 +261,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListCommands,
                     request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -577,6 +594,33 @@ class AdminService:
             '/storesafe.v1.AdminService/ListCommands',
             storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.SerializeToString,
             storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/ListAlerts',
+            storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

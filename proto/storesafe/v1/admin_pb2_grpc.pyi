@@ -59,6 +59,8 @@ class AdminServiceStub:
     """Queue a remote command for a site's agent."""
     ListCommands: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListCommandsRequest, _admin_pb2.ListCommandsResponse]
     """Recent commands of a site, newest first."""
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAlertsRequest, _admin_pb2.ListAlertsResponse]
+    """Alert deliveries and failures, newest first, with totals by state."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -91,6 +93,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Queue a remote command for a site's agent."""
     ListCommands: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListCommandsRequest, _admin_pb2.ListCommandsResponse]  # type: ignore[assignment]
     """Recent commands of a site, newest first."""
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAlertsRequest, _admin_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """Alert deliveries and failures, newest first, with totals by state."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The service the admin CLI calls. Every call carries an admin token as
@@ -192,5 +196,13 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListCommandsResponse, _abc.Awaitable[_admin_pb2.ListCommandsResponse]]:
         """Recent commands of a site, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _admin_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListAlertsResponse, _abc.Awaitable[_admin_pb2.ListAlertsResponse]]:
+        """Alert deliveries and failures, newest first, with totals by state."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
