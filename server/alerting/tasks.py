@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from common.clock import Clock
 from server.alerting.channels.base import Channel
 from server.alerting.channels.email import EmailChannel
+from server.alerting.channels.http import TIMEOUT_SECONDS
 from server.alerting.channels.slack import SlackChannel
 from server.alerting.channels.teams import TeamsChannel
 from server.alerting.channels.webhook import WebhookChannel
@@ -35,12 +36,15 @@ EVALUATE_SECONDS = 15.0
 POLL_SECONDS = 5.0
 
 
-def channels(session: aiohttp.ClientSession) -> dict[str, Channel]:
+def channels(
+    session: aiohttp.ClientSession, timeout: float = TIMEOUT_SECONDS
+) -> dict[str, Channel]:
+    """Every channel, each giving up on an endpoint after `timeout` seconds."""
     return {
-        "webhook": WebhookChannel(session),
-        "slack": SlackChannel(session),
-        "teams": TeamsChannel(session),
-        "email": EmailChannel(),
+        "webhook": WebhookChannel(session, timeout),
+        "slack": SlackChannel(session, timeout),
+        "teams": TeamsChannel(session, timeout),
+        "email": EmailChannel(timeout),
     }
 
 

@@ -114,7 +114,7 @@ class _SinkHandler:
         self, server: Any, session: Any, envelope: Any
     ) -> str:
         if self._sink.mode == "drop":
-            session.transport.close()  # hang up before answering the message
+            server.transport.close()  # hang up before answering the message
             return "421 closing"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self._sink.messages.append(msg)
@@ -155,7 +155,9 @@ class AlertStack:
         clock: FakeClock,
         *,
         retry: Retry | None = None,
+        timeout: float = 2.0,
     ) -> None:
+        self.timeout = timeout
         self.db_url = db_url
         self.data_dir = data_dir
         self.clock = clock
@@ -178,7 +180,7 @@ class AlertStack:
         self.store = SqlAlertStore(self.engine)
         self.evaluator = Evaluator(self.fleet, self.hub, self.store, self.box, self.clock)
         self.deliverer = Deliverer(
-            self.store, self.box, self.clock, channels(self.session), retry=self.retry
+            self.store, self.box, self.clock, channels(self.session, self.timeout), retry=self.retry
         )
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import aiohttp
@@ -35,7 +36,8 @@ async def post_json(
     except TimeoutError:
         raise DeliveryError(f"{host} did not answer within {seconds:g} s") from None
     except aiohttp.ClientConnectorError as exc:
-        why = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else "refused"
+        errno = exc.os_error.errno if exc.os_error else None
+        why = os.strerror(errno) if errno else "no connection"
         raise DeliveryError(f"cannot connect to {host}: {why}") from None
     except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
         raise DeliveryError(f"{host}: {type(exc).__name__}") from None

@@ -12,7 +12,7 @@ import aiohttp
 
 from common.clock import iso
 from server.alerting.channels.base import Target
-from server.alerting.channels.http import post_json
+from server.alerting.channels.http import TIMEOUT_SECONDS, post_json
 from server.alerting.message import Notice, lines, title
 
 CARD_VERSION = "1.4"
@@ -62,8 +62,9 @@ def payload(n: Notice) -> dict[str, Any]:
 class TeamsChannel:
     name = "teams"
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, timeout: float = TIMEOUT_SECONDS) -> None:
         self._session = session
+        self._timeout = timeout
 
     async def send(self, target: Target, notice: Notice) -> None:
-        await post_json(self._session, str(target["url"]), payload(notice))
+        await post_json(self._session, str(target["url"]), payload(notice), seconds=self._timeout)
