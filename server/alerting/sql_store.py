@@ -85,25 +85,23 @@ class SqlAlertStore(AlertStore):
         applied = 0
         rows: list[dict[str, Any]] = []
         for c in changes:
+            stmt: Any
             if c.expected is None and c.state is not None:
-                result = conn.execute(
-                    self._insert_ignore(STATES).values(site_id=c.site_id, **_state(c.state))
-                )
+                stmt = self._insert_ignore(STATES).values(site_id=c.site_id, **_state(c.state))
             elif c.expected is not None and c.state is not None:
-                result = conn.execute(
+                stmt = (
                     update(STATES)
                     .where(STATES.c.site_id == c.site_id, STATES.c.token == c.expected)
                     .values(**_state(c.state))
                 )
             elif c.expected is not None:
-                result = conn.execute(
-                    delete(STATES).where(
-                        STATES.c.site_id == c.site_id, STATES.c.token == c.expected
-                    )
+                stmt = delete(STATES).where(
+                    STATES.c.site_id == c.site_id, STATES.c.token == c.expected
                 )
             else:
                 continue
-            if result.rowcount == 1:
+            # RETURNING, not rowcount: the one answer both drivers give for ON CONFLICT
+            if conn.execute(stmt.returning(STATES.c.site_id)).first() is not None:
                 applied += 1
                 rows += [_delivery(d, now) for d in c.deliveries]
         if rows:
@@ -114,10 +112,8 @@ class SqlAlertStore(AlertStore):
         self, day: str, now: dt.datetime, sites: int, deliveries: list[NewDelivery]
     ) -> bool:
         def fn(conn: Connection) -> bool:
-            result = conn.execute(
-                self._insert_ignore(DIGESTS).values(day=day, sent_at=now, sites=sites)
-            )
-            if result.rowcount != 1:
+            stmt = self._insert_ignore(DIGESTS).values(day=day, sent_at=now, sites=sites)
+            if conn.execute(stmt.returning(DIGESTS.c.day)).first() is None:
                 return False
             if deliveries:
                 conn.execute(insert(DELIVERIES), [_delivery(d, now) for d in deliveries])
