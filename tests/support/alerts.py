@@ -102,7 +102,7 @@ class _SinkHandler:
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         if self._sink.mode == "refuse":
@@ -110,9 +110,7 @@ class _SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
-        self, server: Any, session: Any, envelope: Any
-    ) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self._sink.mode == "drop":
             server.transport.close()  # hang up before answering the message
             return "421 closing"
@@ -251,5 +249,9 @@ class AlertStack:
     def backup_failed(self, name: str, error: str = "gbak: I/O error on the backup disk") -> None:
         now = self.clock.now()
         self.set_facts(
-            name, last_seen_at=now, last_backup_at=now, last_backup_ok=False, last_backup_error=error
+            name,
+            last_seen_at=now,
+            last_backup_at=now,
+            last_backup_ok=False,
+            last_backup_error=error,
         )

@@ -58,7 +58,7 @@ def test_a_scripted_sequence_gets_exactly_the_expected_alerts(tmp_path: Path) ->
     asyncio.run(_sequence(tmp_path))
 
 
-async def _sequence(tmp_path: Path) -> None:  # noqa: PLR0915 - one story, step by step
+async def _sequence(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     hook, sink = WebhookReceiver(), SmtpSink()
     await hook.start()
@@ -170,7 +170,7 @@ async def _sequence(tmp_path: Path) -> None:  # noqa: PLR0915 - one story, step 
             assert {d.state for d in listed} == {"delivered"}
             assert {d.destination for d in listed} == {
                 f"127.0.0.1:{hook.port}",
-                f"ops@example.org via 127.0.0.1",
+                "ops@example.org via 127.0.0.1",
             }
     finally:
         sink.stop()
