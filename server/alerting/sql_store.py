@@ -29,7 +29,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from common.clock import utc
 from server.alerting.policy import Alerted
-from server.alerting.store import AlertStore, Change, DeliveryRecord, Job, NewDelivery
+from server.alerting.store import (
+    AlertStore,
+    Change,
+    DeliveryRecord,
+    Job,
+    NewDelivery,
+    Outcome,
+)
 from server.db import models
 from server.services.status import Status
 
@@ -150,28 +157,30 @@ class SqlAlertStore(AlertStore):
 
         return await self._write(fn)
 
-    def _finish(self, job: Job, **values: Any) -> Callable[[Connection], None]:
+    async def finish(self, outcomes: list[Outcome], now: dt.datetime) -> None:
+        if not outcomes:
+            return
+
         def fn(conn: Connection) -> None:
-            conn.execute(
-                update(DELIVERIES)
-                .where(
-                    DELIVERIES.c.id == job.id,
-                    DELIVERIES.c.claimed_until == job.claimed_until,
-                    DELIVERIES.c.state == "pending",
+            for o in outcomes:
+                values: dict[str, Any] = {"claimed_until": None}
+                if not o.error:
+                    values |= {"state": "delivered", "delivered_at": now}
+                elif o.retry_at is None:
+                    values |= {"state": "failed", "last_error": o.error}
+                else:
+                    values |= {"last_error": o.error, "next_attempt_at": o.retry_at}
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(
+                        DELIVERIES.c.id == o.job.id,
+                        DELIVERIES.c.claimed_until == o.job.claimed_until,
+                        DELIVERIES.c.state == "pending",
+                    )
+                    .values(**values)
                 )
-                .values(claimed_until=None, **values)
-            )
 
-        return fn
-
-    async def delivered(self, job: Job, now: dt.datetime) -> None:
-        await self._write(self._finish(job, state="delivered", delivered_at=now))
-
-    async def failed(self, job: Job, error: str, retry_at: dt.datetime | None) -> None:
-        if retry_at is None:
-            await self._write(self._finish(job, state="failed", last_error=error))
-        else:
-            await self._write(self._finish(job, last_error=error, next_attempt_at=retry_at))
+        await self._write(fn)
 
     async def deliveries(self, *, site: str, limit: int) -> list[DeliveryRecord]:
         query = select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)

@@ -49,6 +49,15 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one attempt went: `error` empty when delivered."""
+
+    job: Job
+    error: str = ""
+    retry_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class DeliveryRecord:
     id: int
     created_at: dt.datetime
@@ -97,12 +106,10 @@ class AlertStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def delivered(self, job: Job, now: dt.datetime) -> None:
-        """Mark a leased delivery as delivered."""
-
-    @abc.abstractmethod
-    async def failed(self, job: Job, error: str, retry_at: dt.datetime | None) -> None:
-        """Record a failed attempt: due again at `retry_at`, or failed for good (None)."""
+    async def finish(self, outcomes: list[Outcome], now: dt.datetime) -> None:
+        """Record how leased deliveries went, all in one transaction: delivered (no
+        error), due again at `retry_at`, or failed for good (an error, no retry_at).
+        An outcome MUST be ignored when its lease is no longer the delivery's."""
 
     @abc.abstractmethod
     async def deliveries(self, *, site: str, limit: int) -> list[DeliveryRecord]:

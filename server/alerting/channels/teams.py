@@ -52,7 +52,6 @@ def payload(n: Notice) -> dict[str, Any]:
         "attachments": [
             {
                 "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": None,
                 "content": card(n),
             }
         ],

@@ -62,7 +62,6 @@ def test_teams_gets_a_workflows_message_with_an_adaptive_card_1_4() -> None:
         "attachments": [
             {
                 "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": None,
                 "content": {
                     "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
                     "type": "AdaptiveCard",
