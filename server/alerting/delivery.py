@@ -86,7 +86,7 @@ class Deliverer:
                 return self._failed(job, exc.message, permanent=exc.permanent)
             except StoreSafeError as exc:  # e.g. a target sealed with another config.key
                 return self._failed(job, exc.message, permanent=True)
-            except Exception as exc:  # noqa: BLE001 - one bad send must not stop the others
+            except Exception as exc:  # one bad send must not stop the others
                 log.exception("alert delivery %d: unexpected error", job.id)
                 return self._failed(job, f"internal error: {type(exc).__name__}", permanent=False)
             return Outcome(job)
