@@ -89,13 +89,17 @@ class SqlAlertStore(AlertStore):
         return applied
 
     def _apply(self, conn: Connection, *, changes: list[Change], now: dt.datetime) -> int:
-        applied = 0
-        rows: list[dict[str, Any]] = []
+        won: list[Change] = []
+        fresh = [c for c in changes if c.expected is None and c.state is not None]
+        if fresh:  # new alerted states: one INSERT, the conflicting rows lost their race
+            stmt = self._insert_ignore(STATES).values(
+                [{"site_id": c.site_id, **_state(c.state)} for c in fresh if c.state]
+            )
+            inserted = {r[0] for r in conn.execute(stmt.returning(STATES.c.site_id))}
+            won += [c for c in fresh if c.site_id in inserted]
         for c in changes:
             stmt: Any
-            if c.expected is None and c.state is not None:
-                stmt = self._insert_ignore(STATES).values(site_id=c.site_id, **_state(c.state))
-            elif c.expected is not None and c.state is not None:
+            if c.expected is not None and c.state is not None:
                 stmt = (
                     update(STATES)
                     .where(STATES.c.site_id == c.site_id, STATES.c.token == c.expected)
@@ -107,13 +111,13 @@ class SqlAlertStore(AlertStore):
                 )
             else:
                 continue
-            # RETURNING, not rowcount: the one answer both drivers give for ON CONFLICT
+            # RETURNING, not rowcount: the one answer both drivers give alike
             if conn.execute(stmt.returning(STATES.c.site_id)).first() is not None:
-                applied += 1
-                rows += [_delivery(d, now) for d in c.deliveries]
+                won.append(c)
+        rows = [_delivery(d, now) for c in won for d in c.deliveries]
         if rows:
             conn.execute(insert(DELIVERIES), rows)
-        return applied
+        return len(won)
 
     async def claim_digest(
         self, day: str, now: dt.datetime, sites: int, deliveries: list[NewDelivery]
@@ -161,22 +165,28 @@ class SqlAlertStore(AlertStore):
         if not outcomes:
             return
 
+        delivered = [o.job for o in outcomes if not o.error]
+        failed = [o for o in outcomes if o.error]
+
         def fn(conn: Connection) -> None:
-            for o in outcomes:
-                values: dict[str, Any] = {"claimed_until": None}
-                if not o.error:
-                    values |= {"state": "delivered", "delivered_at": now}
-                elif o.retry_at is None:
-                    values |= {"state": "failed", "last_error": o.error}
-                else:
-                    values |= {"last_error": o.error, "next_attempt_at": o.retry_at}
+            leases: dict[dt.datetime, list[int]] = {}
+            for job in delivered:  # one statement per lease (a claim leases its batch alike)
+                leases.setdefault(job.claimed_until, []).append(job.id)
+            for until, ids in leases.items():
                 conn.execute(
                     update(DELIVERIES)
-                    .where(
-                        DELIVERIES.c.id == o.job.id,
-                        DELIVERIES.c.claimed_until == o.job.claimed_until,
-                        DELIVERIES.c.state == "pending",
-                    )
+                    .where(_leased(ids, until))
+                    .values(claimed_until=None, state="delivered", delivered_at=now)
+                )
+            for o in failed:
+                values: dict[str, Any] = {"claimed_until": None, "last_error": o.error}
+                if o.retry_at is None:
+                    values["state"] = "failed"
+                else:
+                    values["next_attempt_at"] = o.retry_at
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(_leased([o.job.id], o.job.claimed_until))
                     .values(**values)
                 )
 
@@ -232,6 +242,15 @@ class SqlAlertStore(AlertStore):
             return out
 
         return await self._read(fn)
+
+
+def _leased(ids: list[int], until: dt.datetime) -> Any:
+    """Deliveries still pending under the lease that ends at `until`."""
+    return and_(
+        DELIVERIES.c.id.in_(ids),
+        DELIVERIES.c.claimed_until == until,
+        DELIVERIES.c.state == "pending",
+    )
 
 
 def _state(s: Alerted) -> dict[str, Any]:
