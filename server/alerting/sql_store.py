@@ -92,10 +92,10 @@ class SqlAlertStore(AlertStore):
         won: list[Change] = []
         fresh = [c for c in changes if c.expected is None and c.state is not None]
         if fresh:  # new alerted states: one INSERT, the conflicting rows lost their race
-            stmt = self._insert_ignore(STATES).values(
+            many = self._insert_ignore(STATES).values(
                 [{"site_id": c.site_id, **_state(c.state)} for c in fresh if c.state]
             )
-            inserted = {r[0] for r in conn.execute(stmt.returning(STATES.c.site_id))}
+            inserted = {r[0] for r in conn.execute(many.returning(STATES.c.site_id))}
             won += [c for c in fresh if c.site_id in inserted]
         for c in changes:
             stmt: Any
