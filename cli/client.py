@@ -29,6 +29,8 @@ from cli.models import (
     SCOPES,
     STATUSES,
     AdminToken,
+    AlertDelivery,
+    AlertList,
     AuditEntry,
     Command,
     ConfigChange,
@@ -291,6 +293,18 @@ class AdminClient:
         """Revoke the active admin token `name`; return it as revoked."""
         request = admin_pb2.RevokeAdminTokenRequest(name=name)
         return _record(AdminToken, self._call(self._connect().RevokeAdminToken, request).token)
+
+    def list_alerts(self, site: str = "", limit: int = 50) -> AlertList:
+        """The newest alert deliveries (of one site, or all), with totals."""
+        request = admin_pb2.ListAlertsRequest(site=site, limit=limit)
+        answer = self._call(self._connect().ListAlerts, request)
+        return AlertList(
+            deliveries=[_record(AlertDelivery, d) for d in answer.deliveries],
+            pending=answer.pending,
+            delivered=answer.delivered,
+            failed=answer.failed,
+            errors=answer.errors,
+        )
 
     # --- plumbing ----------------------------------------------------------
 

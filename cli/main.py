@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from cli import (
     accept,
     admin_tokens,
+    alerts,
     audit,
     check,
     commands,
@@ -82,6 +83,7 @@ app.add_typer(config.app)
 app.add_typer(commands.app)
 app.add_typer(admin_tokens.app)
 app.add_typer(accept.app)
+app.add_typer(alerts.app)
 
 
 def _show_version(value: bool) -> None:

@@ -251,3 +251,33 @@ class AdminToken:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDelivery:
+    """One alert notification to one destination, and how its delivery went."""
+
+    id: int
+    site: str
+    kind: str
+    status_from: str
+    status_to: str
+    channel: str
+    destination: str
+    attempts: int
+    state: str
+    last_error: str = ""
+    created_at: dt.datetime | None = None
+    next_attempt_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertList:
+    """The newest deliveries, and totals over all of them."""
+
+    deliveries: list[AlertDelivery]
+    pending: int = 0
+    delivered: int = 0
+    failed: int = 0
+    errors: int = 0

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from croniter import CroniterBadDateError, croniter
 
@@ -23,6 +24,8 @@ _FORBIDDEN_PATH_CHARS = set('<>"|?*') | {chr(c) for c in range(32)}
 _WINDOWS_ABS = re.compile(r"^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+)")
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(?:/(\d{1,5}))?$")
+_EMAIL = re.compile(r"^[^@\s,<>]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 CRON_HORIZON_YEARS = 8
 """A schedule must fire within this many years of now (8: 29 February always does,
@@ -32,10 +35,12 @@ across the century years that are not leap years); a later or no next time is re
 @dataclasses.dataclass(frozen=True)
 class Key:
     name: str
-    kind: str  # "str", "int", "float", "bool", "path", "cron", "choice", "window", "host"
+    kind: str  # "str", "int", "float", "bool", "path", "cron", "choice", "window", "host",
+    # "url", "emails", "hhmm"
     default: Value
     help: str
     secret: bool = False
+    server_only: bool = False  # never sent to agents (alert destinations)
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
@@ -172,6 +177,37 @@ NOT_BUILT_UPLOAD = (
     "off-site upload is not built yet, so it cannot be turned on (backups stay on the shop PC)"
 )
 
+
+def _url(key: Key, raw: Any) -> str:
+    text = _str(key, raw).strip()
+    if text == "":
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise key.bad(raw, "expected an http:// or https:// URL")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise key.bad(raw, "the URL's port is not a number") from None
+    return text
+
+
+def _emails(key: Key, raw: Any) -> str:
+    text = _str(key, raw)
+    found = [a.strip() for a in text.split(",") if a.strip()]
+    for address in found:
+        if not _EMAIL.match(address):
+            raise key.bad(raw, f"{address!r} is not an e-mail address")
+    return ", ".join(found)
+
+
+def _hhmm(key: Key, raw: Any) -> str:
+    text = _str(key, raw).strip()
+    if text and not _HHMM.match(text):
+        raise key.bad(raw, "expected HH:MM (24 h, UTC) or empty for never")
+    return text
+
+
 _EXPECTED = {"int": "expected a whole number", "float": "expected a number"}
 
 _PARSERS: dict[str, Callable[[Key, Any], Value]] = {
@@ -184,7 +220,105 @@ _PARSERS: dict[str, Callable[[Key, Any], Value]] = {
     "choice": _choice,
     "window": _window,
     "host": _host,
+    "url": _url,
+    "emails": _emails,
+    "hhmm": _hhmm,
 }
+
+# Where and when the server tells people about status changes (server/alerting/).
+# Webhook URLs carry their credential in the path, so they are secrets.
+ALERT_KEYS = (
+    Key(
+        "alerts.webhook_url",
+        "url",
+        "",
+        "Generic JSON webhook for alerts (http/https); empty: none.",
+        secret=True,
+        server_only=True,
+    ),
+    Key(
+        "alerts.slack_url",
+        "url",
+        "",
+        "Slack incoming-webhook URL for alerts; empty: none.",
+        secret=True,
+        server_only=True,
+    ),
+    Key(
+        "alerts.teams_url",
+        "url",
+        "",
+        "Microsoft Teams Workflows webhook URL for alerts; empty: none.",
+        secret=True,
+        server_only=True,
+    ),
+    Key(
+        "alerts.email_to",
+        "emails",
+        "",
+        "Comma-separated e-mail addresses for alerts; empty: none.",
+        server_only=True,
+    ),
+    Key("alerts.smtp_host", "str", "", "SMTP server for alert e-mail.", server_only=True),
+    Key(
+        "alerts.smtp_port",
+        "int",
+        25,
+        "SMTP port.",
+        minimum=1,
+        maximum=65535,
+        server_only=True,
+    ),
+    Key(
+        "alerts.smtp_security",
+        "choice",
+        "starttls",
+        "none, starttls or tls (implicit TLS).",
+        choices=("none", "starttls", "tls"),
+        server_only=True,
+    ),
+    Key("alerts.smtp_user", "str", "", "SMTP user; empty: no login.", server_only=True),
+    Key(
+        "alerts.smtp_password",
+        "str",
+        "",
+        "SMTP password (write-only).",
+        secret=True,
+        server_only=True,
+    ),
+    Key(
+        "alerts.smtp_from",
+        "emails",
+        "",
+        "Sender address of alert e-mail; empty: storesafe@<smtp host>.",
+        server_only=True,
+    ),
+    Key(
+        "alerts.reminder_hours",
+        "float",
+        24.0,
+        "Remind this often while a site stays bad (not offline); 0: never.",
+        minimum=0,
+        maximum=24 * 31,
+        server_only=True,
+    ),
+    Key(
+        "alerts.offline_grace_minutes",
+        "float",
+        60.0,
+        "Alert an offline site only after it has been offline this long.",
+        minimum=0,
+        maximum=60 * 24 * 14,
+        server_only=True,
+    ),
+    Key(
+        "alerts.digest_time",
+        "hhmm",
+        "08:00",
+        "When the daily digest of sites not ok is sent (HH:MM UTC); empty: no digest.",
+        server_only=True,
+    ),
+)
 
 KEYS: dict[str, Key] = {
     k.name: k
@@ -293,6 +427,7 @@ KEYS: dict[str, Key] = {
             minimum=1,
             maximum=60 * 24 * 30,
         ),
+        *ALERT_KEYS,
     )
 }
 
@@ -320,6 +455,11 @@ def settable(name: str) -> Key:
     if found.not_built:
         raise InvalidArgument(f"{name} cannot be set: {found.not_built}")
     return found
+
+
+def agent_values(values: Mapping[str, Value]) -> dict[str, Value]:
+    """The values an agent may receive: server-only keys (alert destinations) left out."""
+    return {k: v for k, v in values.items() if not (k in KEYS and KEYS[k].server_only)}
 
 
 def defaults() -> dict[str, Value]:

@@ -17,6 +17,7 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 from common.clock import Clock, SystemClock
 from common.errors import InvalidArgument
 from server import tls
+from server.alerting.tasks import AlertTasks
 from server.db.engine import make_engine, sqlite_url
 from server.db.initialised import migrate_initialised
 from server.rpc.admin_servicer import AdminServicer
@@ -56,6 +57,7 @@ class ServeOptions:
     poll_seconds: float = 10.0
     reconnects_per_second: float = RECONNECTS_PER_SECOND
     writer_process: bool = True  # see SqlFleetState; in-memory SQLite keeps a thread
+    alert_interval: float = 15.0  # seconds between alert evaluations
 
     @property
     def database(self) -> str:
@@ -78,7 +80,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
+async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # noqa: PLR0915
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     host, _port = split_listen(options.listen)
     if options.insecure and not is_loopback(host):
@@ -117,6 +119,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
             offline_after_minutes=options.offline_after_minutes,
         ),
     )
+    alerts = AlertTasks(engine, fleet, hub, box, clock, interval=options.alert_interval)
     server = grpc.aio.server(
         interceptors=[Gate(auth)],
         options=[
@@ -143,6 +146,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
             ConfigService(state, config_state, box, clock, hub),
             Commands(state, config_state, hub, clock),
             admin_tokens=AdminTokens(state, clock),
+            alerts=alerts.queries,
         ),
         server,
     )
@@ -164,6 +168,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
         raise InvalidArgument(f"cannot listen on {options.listen}: is the port in use?")
     await server.start()
     feed.start()
+    alerts.start()
     warm = asyncio.create_task(fleet.list_sites(), name="warm-fleet-view")  # first `sites` fast
     for name in names[:2]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -181,6 +186,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await health_servicer.enter_graceful_shutdown()
     await _say_goodbye(hub, options.reconnects_per_second)
     warm.cancel()
+    await alerts.stop()
     await feed.stop()
     await server.stop(options.grace_seconds)
     await asyncio.to_thread(state.close)

@@ -182,6 +182,14 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
             "bench/README.md) or a thread of this process.",
         ),
     ] = True,
+    alert_interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between alert evaluations (status transitions, reminders).",
+            min=0.1,
+            max=3600,
+        ),
+    ] = 15.0,
 ) -> None:
     """Serve the agent and admin gRPC APIs until SIGTERM."""
     _logging()
@@ -196,6 +204,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         poll_seconds=poll_seconds,
         reconnects_per_second=reconnect_rate,
         writer_process=writer_process,
+        alert_interval=alert_interval,
     )
     try:
         asyncio.run(serve(options))

@@ -211,3 +211,53 @@ class Command(SQLModel, table=True):
     finished_at: dt.datetime | None = _ts()  # type: ignore[assignment]
     outcome: str = Field(default="", max_length=16)
     message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class AlertState(SQLModel, table=True):
+    """The status last alerted for a site that is not ok (no row: ok, nothing owed).
+
+    `token` changes with every update: a replica changes the row only if it still
+    holds the token it read, so one replica wins each transition.
+    """
+
+    __tablename__ = "alert_states"
+
+    site_id: int = Field(primary_key=True, foreign_key="sites.id")
+    status: str = Field(max_length=16)
+    since: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    notified_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    token: str = Field(max_length=32)
+
+
+class AlertDelivery(SQLModel, table=True):
+    """One notification to one destination: queued, retried, delivered or failed."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_due", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: dt.datetime = _ts(nullable=False, index=True)  # type: ignore[assignment]
+    site: str = Field(default="", index=True, max_length=64)  # empty for a digest
+    kind: str = Field(max_length=16)  # transition | reminder | resolved | digest
+    status_from: str = Field(default="", max_length=16)
+    status_to: str = Field(default="", max_length=16)
+    channel: str = Field(max_length=16)  # webhook | slack | teams | email
+    destination: str = Field(default="", max_length=255)  # host only, for display
+    target_sealed: str = Field(sa_column=Column(Text, nullable=False))
+    message_json: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(default="pending", max_length=16)  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    claimed_until: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    delivered_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+
+
+class AlertDigest(SQLModel, table=True):
+    """The daily digest of one UTC day: inserted once, by the replica that sends it."""
+
+    __tablename__ = "alert_digests"
+
+    day: str = Field(primary_key=True, max_length=10)
+    sent_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    sites: int = 0

@@ -8,6 +8,8 @@ from typing import Any
 import grpc
 from storesafe.v1 import admin_pb2, admin_pb2_grpc
 
+from common.errors import FailedPrecondition
+from server.alerting.queries import AlertQueries
 from server.rpc import convert
 from server.rpc.errors import bearer, guarded
 from server.services.admin_tokens import AdminTokens
@@ -30,6 +32,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         commands: Commands,
         *,
         admin_tokens: AdminTokens,
+        alerts: AlertQueries | None = None,
     ) -> None:
         self._admin_tokens = admin_tokens
         self._auth = auth
@@ -37,6 +40,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._fleet = fleet
         self._config = config
         self._commands = commands
+        self._alerts = alerts
         self._summaries = convert.SummaryEncoder()
 
     @guarded
@@ -175,3 +179,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         admin = await self._auth.admin(bearer(context))
         revoked = await self._admin_tokens.revoke(actor=admin.name, name=request.name)
         return admin_pb2.RevokeAdminTokenResponse(token=convert.admin_token(revoked))
+
+    @guarded
+    async def ListAlerts(
+        self, request: admin_pb2.ListAlertsRequest, context: Ctx
+    ) -> admin_pb2.ListAlertsResponse:
+        await self._auth.admin(bearer(context))
+        if self._alerts is None:
+            raise FailedPrecondition("alerting is not running on this server")
+        found = await self._alerts.deliveries(site=request.site, limit=request.limit)
+        return convert.alert_list(found)

@@ -16,6 +16,7 @@ from common import config_schema
 from common.config_schema import Value
 from common.errors import InvalidArgument
 from server import ingest
+from server.alerting.queries import DeliveryList
 from server.domain import (
     AdminTokenRecord,
     AuditRecord,
@@ -563,3 +564,31 @@ def _varint(n: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+def alert_list(found: DeliveryList) -> admin_pb2.ListAlertsResponse:
+    totals = found.totals
+    return admin_pb2.ListAlertsResponse(
+        deliveries=[
+            admin_pb2.AlertDelivery(
+                id=d.id,
+                created_at=ts(d.created_at),
+                site=d.site,
+                kind=d.kind,
+                status_from=d.status_from,
+                status_to=d.status_to,
+                channel=d.channel,
+                destination=d.destination,
+                attempts=d.attempts,
+                state=d.state,
+                last_error=d.last_error,
+                next_attempt_at=ts(d.next_attempt_at),
+                delivered_at=ts(d.delivered_at),
+            )
+            for d in found.deliveries
+        ],
+        pending=totals.get("pending", 0),
+        delivered=totals.get("delivered", 0),
+        failed=totals.get("failed", 0),
+        errors=totals.get("errors", 0),
+    )

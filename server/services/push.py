@@ -47,7 +47,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from common.clock import Clock
-from common.config_schema import Value
+from common.config_schema import Value, agent_values
 from common.errors import Unauthenticated
 from server.domain import CommandRecord
 from server.services.config import SITE, ConfigSnapshot, build_snapshot
@@ -246,7 +246,7 @@ class ConfigHub:
         key = (desired, group, own)
         found = self._built.get(key)
         if found is None:
-            values = {k: e.value for k, e in snap.effective(site, group).items()}
+            values = agent_values({k: e.value for k, e in snap.effective(site, group).items()})
             found = self._built[key] = ConfigDirective(desired, values)
         return found
 

@@ -111,6 +111,11 @@ class AdminServiceStub:
                 request_serializer=storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenResponse.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/storesafe.v1.AdminService/ListAlerts',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -223,6 +228,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Alert deliveries and failures, newest first, with totals by state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -300,6 +312,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeAdminToken,
                     request_deserializer=storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -709,6 +726,33 @@ class AdminService:
             '/storesafe.v1.AdminService/RevokeAdminToken',
             storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenRequest.SerializeToString,
             storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/ListAlerts',
+            storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

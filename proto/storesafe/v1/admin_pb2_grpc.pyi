@@ -65,6 +65,8 @@ class AdminServiceStub:
     """Every admin token, active and revoked (names and ids, never a secret or hash)."""
     RevokeAdminToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeAdminTokenRequest, _admin_pb2.RevokeAdminTokenResponse]
     """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one."""
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAlertsRequest, _admin_pb2.ListAlertsResponse]
+    """Alert deliveries and failures, newest first, with totals by state."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -103,6 +105,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Every admin token, active and revoked (names and ids, never a secret or hash)."""
     RevokeAdminToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeAdminTokenRequest, _admin_pb2.RevokeAdminTokenResponse]  # type: ignore[assignment]
     """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one."""
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAlertsRequest, _admin_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """Alert deliveries and failures, newest first, with totals by state."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The service the admin CLI calls. Every call carries an admin token as
@@ -228,5 +232,13 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.RevokeAdminTokenResponse, _abc.Awaitable[_admin_pb2.RevokeAdminTokenResponse]]:
         """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one."""
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _admin_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListAlertsResponse, _abc.Awaitable[_admin_pb2.ListAlertsResponse]]:
+        """Alert deliveries and failures, newest first, with totals by state."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

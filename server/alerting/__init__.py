@@ -1,0 +1,1 @@
+"""Alerts on status transitions: the pure policy, messages, channels, storage and the tasks."""
