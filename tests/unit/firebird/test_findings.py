@@ -130,3 +130,42 @@ def test_describe_lists_at_most_three_lines() -> None:
     assert many.describe() == (
         "0 errors and 5 warnings (Warning: w0; Warning: w1; Warning: w2; +2 more)"
     )
+
+
+def test_a_log_read_without_the_verdict_yet_is_read_again() -> None:
+    from pathlib import Path
+
+    from agent.firebird.connection import FirebirdTarget
+    from agent.firebird.verify import _logged
+
+    reads: list[int] = []
+
+    def read(_target: FirebirdTarget) -> list[str]:
+        reads.append(1)
+        if len(reads) == 1:
+            raise OSError("service is busy")  # the validating connection was still busy
+        if len(reads) == 2:
+            return ORPHAN_LOG[:3]  # the entry is not finished yet
+        return ORPHAN_LOG
+
+    target = FirebirdTarget(host="localhost", database="/x.fdb", user="SYSDBA", password="")
+    found = _logged(target, Path(SCRATCH), pause=0, read=read)
+    assert found is not None and found.errors == 0 and found.warnings == 1
+    assert len(reads) == 3
+
+
+def test_a_log_that_never_holds_the_verdict_gives_none_after_its_tries() -> None:
+    from pathlib import Path
+
+    from agent.firebird.connection import FirebirdTarget
+    from agent.firebird.verify import _logged
+
+    reads: list[int] = []
+
+    def read(_target: FirebirdTarget) -> list[str]:
+        reads.append(1)
+        return []
+
+    target = FirebirdTarget(host="localhost", database="/x.fdb", user="SYSDBA", password="")
+    assert _logged(target, Path(SCRATCH), tries=3, pause=0, read=read) is None
+    assert len(reads) == 3
