@@ -213,7 +213,9 @@ def site_detail_json(detail: SiteDetail) -> dict[str, Any]:
         "os": detail.os,
         "enrolled_at": iso(detail.enrolled_at),
         "active_agents": detail.active_agents,
-        "clock_skew_seconds": detail.clock_skew_seconds,
+        "clock_skew_seconds": (
+            None if detail.summary.last_seen_at is None else detail.clock_skew_seconds
+        ),
         "outbox_pending": detail.outbox_pending,
         "disks": disks,
         "firebird": None if fb is None else {k: getattr(fb, k) for k in fb.__slots__},

@@ -224,3 +224,10 @@ def test_empty_fleet_says_how_to_start(capsys: pytest.CaptureFixture[str]) -> No
         "No sites yet: create an enrollment token with 'storesafe token create --site SITE'." in out
     )
     assert "No sites match this filter." in out
+
+
+def test_clock_skew_of_a_site_never_seen_is_null_in_json() -> None:
+    never = SiteDetail(summary=site(status="never", last_seen_at=None))
+    assert output.site_detail_json(never)["clock_skew_seconds"] is None
+    seen = SiteDetail(summary=site(), clock_skew_seconds=-1.5)
+    assert output.site_detail_json(seen)["clock_skew_seconds"] == -1.5
