@@ -7,7 +7,6 @@ that a password never has to be on the command line (or in shell history).
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -15,7 +14,7 @@ import typer
 
 from cli import output_config, values
 from cli.context import admin, invocation
-from common.config_schema import KEYS
+from common.config_schema import KEYS, text
 from common.errors import InvalidArgument
 
 app = typer.Typer(
@@ -28,7 +27,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 FROM_STDIN = "-"
 SECRET_KEYS = [k.name for k in KEYS.values() if k.secret]
 KEY_LIST = "\n".join(
-    f"{k.name}: {k.help} Default: {json.dumps(k.default) if k.default != '' else 'empty'}."
+    f"{k.name}: {k.help} Default: {text(k.default) if k.default != '' else 'empty'}."
     for k in KEYS.values()
 )
 KEEP_RULES = (

@@ -200,3 +200,11 @@ def test_commands_list(client: FakeConfigClient) -> None:
     assert "backup is not configured" in result.stdout
     rows = json.loads(invoke(client, "commands", "shop-a", "--json").stdout)
     assert [r["state"] for r in rows] == ["rejected", "queued"]
+
+
+def test_config_set_help_shows_defaults_as_config_set_takes_them() -> None:
+    from cli.config import KEY_LIST
+
+    assert "status.stale_after_hours:" in KEY_LIST
+    assert "Default: 26." in KEY_LIST and "Default: 26.0" not in KEY_LIST
+    assert "Default: false." in KEY_LIST and "Default: False" not in KEY_LIST
