@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select, update
@@ -20,6 +19,7 @@ from common.clock import utc
 from common.errors import FailedPrecondition, NotFound
 from server.domain import FiguresAccepted, RunRecord
 from server.figures import Figures, figures_of, judge
+from server.state.rows import run_record
 from server.state.tables import RUNS, SITES
 
 
@@ -111,7 +111,7 @@ def _newest_good(conn: Connection, site_id: int) -> RunRecord | None:
         .order_by(RUNS.c.finished_at.desc())
         .limit(1)
     ).first()
-    return None if row is None else _record(row)
+    return None if row is None else run_record(row)
 
 
 def _run(conn: Connection, site_id: int, site: str, run_id: str) -> RunRecord:
@@ -120,19 +120,4 @@ def _run(conn: Connection, site_id: int, site: str, run_id: str) -> RunRecord:
     ).first()
     if row is None:
         raise NotFound(f"site {site!r} has no run {run_id[:64]!r}")
-    return _record(row)
-
-
-def _record(r: Any) -> RunRecord:
-    return RunRecord(
-        id=r.id,
-        kind=r.kind,
-        started_at=utc(r.started_at),
-        finished_at=utc(r.finished_at),
-        outcome=r.outcome,
-        verification=r.verification,
-        error_class=r.error_class,
-        error_message=r.error_message,
-        trigger=r.trigger,
-        details=orjson.loads(r.details_json or "{}"),
-    )
+    return run_record(row)

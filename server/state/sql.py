@@ -46,6 +46,7 @@ from server.services.status import Disk
 from server.state import bulk, figures_state
 from server.state.base import FleetState
 from server.state.notify import notify
+from server.state.rows import run_record
 from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
 from server.state.writer import BatchWriter
 from server.state.writer_process import WriterProcess, usable
@@ -380,7 +381,7 @@ class SqlFleetState(FleetState):
             if kind:
                 stmt = stmt.where(RUNS.c.kind == kind)
             stmt = stmt.order_by(RUNS.c.finished_at.desc()).limit(limit)
-            return [_run_record(r, site) for r in conn.execute(stmt)]
+            return [run_record(r, site) for r in conn.execute(stmt)]
 
         return await self._read(fn)
 
@@ -781,21 +782,3 @@ def _site_rows(rows: Iterable[Sequence[Any]]) -> list[SiteRow]:
         v[_FIREBIRD_AT] = loads(firebird) if firebird else None
         out.append(SiteRow(*v))
     return out
-
-
-def _run_record(r: Any, site: str) -> RunRecord:
-    return RunRecord(
-        id=r.id,
-        kind=r.kind,
-        started_at=utc(r.started_at),
-        finished_at=utc(r.finished_at),
-        outcome=r.outcome,
-        verification=r.verification,
-        error_class=r.error_class,
-        error_message=r.error_message,
-        trigger=r.trigger,
-        details=orjson.loads(r.details_json or "{}"),
-        site=site,
-        received_at=utc(r.received_at),
-        file_state=r.file_state,
-    )
