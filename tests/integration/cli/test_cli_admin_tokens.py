@@ -33,8 +33,11 @@ def cli(h: ServerHandle, *args: str, token: str | None = None) -> Result:
 
 
 def secrets_in(text: str, *tokens: str) -> list[str]:
-    """Which of `tokens` (or the secret part of them) appear in `text`."""
-    return [t for t in tokens if t in text or t.rsplit("_", 1)[-1] in text]
+    """Which of `tokens` (or their secret part, after `<prefix>_<id>_`) appear in `text`.
+
+    The secret is token_urlsafe, so it may hold "_" itself: split on the first two only.
+    """
+    return [t for t in tokens if t in text or t.split("_", 2)[2] in text]
 
 
 def test_offline_admin_tokens_are_unique_listed_revoked_and_audited(server: ServerHandle) -> None:
