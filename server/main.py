@@ -1,4 +1,4 @@
-"""`storesafe-server`: initialise a data dir, serve gRPC, manage admin tokens."""
+"""`storesafe-server`: initialise a data dir, serve gRPC (and HTTP), manage admin tokens."""
 
 from __future__ import annotations
 
@@ -143,8 +143,17 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
             "bench/README.md) or a thread of this process.",
         ),
     ] = True,
+    http_listen: Annotated[
+        str,
+        typer.Option(
+            "--http-listen",
+            help="HOST:PORT for HTTP: /metrics (Prometheus), /healthz and the fleet status "
+            "page (admin token). TLS with the server certificate; plaintext only with "
+            "--insecure on loopback. Off when not given.",
+        ),
+    ] = "",
 ) -> None:
-    """Serve the agent and admin gRPC APIs until SIGTERM."""
+    """Serve the agent and admin gRPC APIs (and HTTP with --http-listen) until SIGTERM."""
     _logging()
     options = ServeOptions(
         data_dir=data_dir,
@@ -157,6 +166,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         poll_seconds=poll_seconds,
         reconnects_per_second=reconnect_rate,
         writer_process=writer_process,
+        http_listen=http_listen,
     )
     try:
         asyncio.run(serve(options))
