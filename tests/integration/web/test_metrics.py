@@ -153,4 +153,3 @@ def test_plaintext_http_is_refused_off_loopback(tmp_path: Path) -> None:
     assert out.stderr.strip().splitlines()[-1] == (
         "error: plaintext (--insecure) HTTP is allowed only on a loopback address"
     )
-
