@@ -32,6 +32,7 @@ from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.metered import MeteredTraffic
 from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
+from server.services.readers import PageReaders
 from server.services.secretbox import SecretBox
 from server.services.status import Status, StatusPolicy
 from server.state.config_state import SqlConfigState
@@ -242,7 +243,7 @@ async def _start_http(  # noqa: PLR0917 - the wiring's parts, passed on by name
             database_probe=lambda: state.read(_select_one),
             fleet=fleet,
             hub=hub,
-            auth=auth,
+            readers=PageReaders(auth, state),
             metrics=metrics,
         )
         await edge.start(host, port)

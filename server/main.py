@@ -16,7 +16,7 @@ from common.errors import FailedPrecondition, StoreSafeError
 from server import tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
-from server.services import credentials
+from server.services import credentials, readers
 from server.services.push import RECONNECTS_PER_SECOND
 from server.services.secretbox import SecretBox
 from server.state.sql import SqlFleetState
@@ -46,12 +46,12 @@ def _fail(exc: StoreSafeError) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
-def _admin_token(db_url: str, name: str) -> str:
+def _admin_token(db_url: str, name: str, *, read_only: bool = False) -> str:
     engine = make_engine(db_url)
     migrate(engine)
     state = SqlFleetState(engine)
     try:
-        minted = credentials.mint(credentials.ADMIN)
+        minted = readers.mint() if read_only else credentials.mint(credentials.ADMIN)
         state.create_admin_token_sync(
             token_id=minted.id,
             name=name,
@@ -184,10 +184,17 @@ def admin_token_create(
     name: Annotated[str, typer.Option(help="Who the token is for (shown in the audit log).")],
     db: DbUrl = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="A token that opens the fleet status page (--http-listen) and nothing else.",
+        ),
+    ] = False,
 ) -> None:
-    """Create another admin token (printed once)."""
+    """Create another admin token (printed once); --read-only for the status page only."""
     try:
-        token = _admin_token(db or sqlite_url(data_dir), name[:64])
+        token = _admin_token(db or sqlite_url(data_dir), name[:64], read_only=read_only)
     except StoreSafeError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps({"admin_token": token}) if as_json else token)
