@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from storesafe.v1 import admin_pb2
@@ -56,6 +61,11 @@ def test_metrics_count_real_check_ins_reports_streams_and_rollout(web: WebServer
         assert await report(ok, good) is True  # a replay
         assert await report(failing, backup_report(now - dt.timedelta(hours=1))) is False
         assert await report(failing, backup_report(now, good=False, error="disk full")) is False
+        backwards = backup_report(now)
+        backwards.started_at.FromDatetime(now + dt.timedelta(minutes=1))
+        with pytest.raises(grpc.RpcError) as err:
+            await report(failing, backwards)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         return SimSession(never), agents
 
     async def run() -> None:
@@ -65,6 +75,7 @@ def test_metrics_count_real_check_ins_reports_streams_and_rollout(web: WebServer
         assert value(samples, "storesafe_checkins_total") == 4
         assert value(samples, "storesafe_reports_total", result="stored") == 3
         assert value(samples, "storesafe_reports_total", result="replay") == 1
+        assert value(samples, "storesafe_reports_total", result="refused") == 1
         assert value(samples, "storesafe_report_ingest_seconds_count") == 4
         assert value(samples, "storesafe_report_ingest_seconds_sum") > 0
         assert value(samples, "storesafe_report_ingest_seconds_bucket", le="+Inf") == 4
@@ -153,3 +164,61 @@ def test_plaintext_http_is_refused_off_loopback(tmp_path: Path) -> None:
     assert out.stderr.strip().splitlines()[-1] == (
         "error: plaintext (--insecure) HTTP is allowed only on a loopback address"
     )
+
+
+def test_insecure_serves_plain_http_on_loopback_without_a_secure_cookie(tmp_path: Path) -> None:
+    h = init_server(tmp_path)
+    http_port = free_port()
+    log = (tmp_path / "insecure.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            str(BIN / "storesafe-server"),
+            "serve",
+            "--data-dir",
+            str(h.data_dir),
+            "--listen",
+            h.address,
+            "--insecure",
+            "--http-listen",
+            f"127.0.0.1:{http_port}",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        health = _wait_for_http(base + "/healthz", proc)
+        assert json.loads(health)["checks"] == {"grpc": "ok", "database": "ok"}
+        form = urllib.parse.urlencode({"token": h.admin_token}).encode()
+        request = urllib.request.Request(base + "/login", data=form, method="POST")
+        opener = urllib.request.build_opener(_NoRedirect())
+        try:
+            opener.open(request, timeout=30)
+            raise AssertionError("sign-in did not redirect")
+        except urllib.error.HTTPError as err:
+            assert err.code == 303
+            cookie = err.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "Secure" not in cookie  # a browser would drop a Secure cookie over plain HTTP
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _wait_for_http(url: str, proc: subprocess.Popen[bytes], attempts: int = 600) -> bytes:
+    """GET `url` once the server listens (each failed attempt is a refused connection,
+    bounded by 0.1 s), or fail when the server exits."""
+    for _ in range(attempts):
+        assert proc.poll() is None, "the server exited"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                return bytes(reply.read())
+        except urllib.error.URLError:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+    raise AssertionError(f"{url} never answered")
