@@ -45,6 +45,9 @@ def application(pages: Pages, probes: Probes) -> web.Application:
             response = pages.error_page(request, exc)
         except web.HTTPException as exc:
             response = exc
+        except Exception:  # logged; the client gets a plain 500 without details
+            log.exception("HTTP %s %s failed", request.method, request.path)
+            response = web.Response(status=500, text="internal error\n")
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
