@@ -149,7 +149,16 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     if bound == 0:
         state.close()
         raise InvalidArgument(f"cannot listen on {options.listen}: is the port in use?")
-    edge = await _start_http(options, host, bound, state, fleet, hub, auth, metrics)
+    edge = await _start_http(
+        options,
+        grpc_host=host,
+        grpc_port=bound,
+        state=state,
+        fleet=fleet,
+        hub=hub,
+        auth=auth,
+        metrics=metrics,
+    )
     await server.start()
     feed.start()
     warm = asyncio.create_task(fleet.list_sites(), name="warm-fleet-view")  # first `sites` fast
@@ -215,8 +224,9 @@ def _server_credentials(data_dir: Path) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
 
 
-async def _start_http(  # noqa: PLR0917 - the wiring's parts, passed on by name
+async def _start_http(
     options: ServeOptions,
+    *,
     grpc_host: str,
     grpc_port: int,
     state: SqlFleetState,
@@ -229,9 +239,14 @@ async def _start_http(  # noqa: PLR0917 - the wiring's parts, passed on by name
     loopback only, as for gRPC); an edge that serves nothing without it."""
     if not options.http_listen:
         return HttpEdge.off()
-    host, port = split_listen(options.http_listen)
     ca = None if options.insecure else (options.data_dir / tls.CA_CERT).read_bytes()
     try:
+        try:
+            host, port = split_listen(options.http_listen)
+        except InvalidArgument:
+            raise InvalidArgument(
+                f"--http-listen {options.http_listen!r} must be HOST:PORT"
+            ) from None
         if options.insecure and not is_loopback(host):
             raise InvalidArgument(
                 "plaintext (--insecure) HTTP is allowed only on a loopback address"

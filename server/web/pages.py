@@ -15,7 +15,7 @@ from server.services.readers import PageReaders
 from server.web import access, present
 from server.web.chart import line_chart
 from server.web.errors import exc_status
-from server.web.listing import SEVERITY, Query, parse_query, select
+from server.web.listing import SEVERITY, parse_query, select
 
 RECENT_RUNS = 50
 CHART_RUNS = 90
@@ -95,7 +95,6 @@ class Pages:
             runs=runs,
             size_chart=line_chart("Backup size", sizes, present.size),
             duration_chart=line_chart("Backup duration", durations, present.duration),
-            back=Query(),
         )
 
     async def login_form(self, request: web.Request) -> web.Response:

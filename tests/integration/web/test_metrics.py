@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -17,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from storesafe.v1 import admin_pb2
 
-from tests.support.server import BIN, free_port, init_server, set_config
+from tests.support.server import BIN, ServerHandle, free_port, init_server, set_config
 from tests.support.simagent import SimAgent, SimSession, close_all, enroll_many, next_config
 from tests.support.web import WebServer, backup_report, check_in, report, start_web_server
 
@@ -142,8 +143,7 @@ def test_healthz_answers_503_naming_the_database_when_it_is_gone(
         web.handle.stop()
 
 
-def test_plaintext_http_is_refused_off_loopback(tmp_path: Path) -> None:
-    h = init_server(tmp_path)
+def _serve_fails(h: ServerHandle, *args: str) -> str:
     out = subprocess.run(
         [
             str(BIN / "storesafe-server"),
@@ -152,18 +152,33 @@ def test_plaintext_http_is_refused_off_loopback(tmp_path: Path) -> None:
             str(h.data_dir),
             "--listen",
             f"127.0.0.1:{free_port()}",
-            "--insecure",
-            "--http-listen",
-            f"0.0.0.0:{free_port()}",
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert out.returncode != 0
-    assert out.stderr.strip().splitlines()[-1] == (
-        "error: plaintext (--insecure) HTTP is allowed only on a loopback address"
-    )
+    assert "Traceback" not in out.stderr
+    return out.stderr.strip().splitlines()[-1]
+
+
+def test_plaintext_http_is_refused_off_loopback(tmp_path: Path) -> None:
+    h = init_server(tmp_path)
+    last = _serve_fails(h, "--insecure", "--http-listen", f"0.0.0.0:{free_port()}")
+    assert last == "error: plaintext (--insecure) HTTP is allowed only on a loopback address"
+
+
+def test_a_bad_or_busy_http_address_is_one_clear_sentence(tmp_path: Path) -> None:
+    h = init_server(tmp_path)
+    last = _serve_fails(h, "--http-listen", "nonsense")
+    assert last == "error: --http-listen 'nonsense' must be HOST:PORT"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        last = _serve_fails(h, "--http-listen", f"127.0.0.1:{port}")
+    assert last == f"error: cannot listen for HTTP on 127.0.0.1:{port}: is the port in use?"
 
 
 def test_insecure_serves_plain_http_on_loopback_without_a_secure_cookie(tmp_path: Path) -> None:
