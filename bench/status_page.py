@@ -143,6 +143,8 @@ def main() -> int:
             "round_trip": None,
             "cpu_median_ms": statistics.median(churn_cpu),
             "bytes": None,
+            "samples_ms": churn_server,
+            "cpu_samples_ms": churn_cpu,
         }
     finally:
         server.stop()
