@@ -1,8 +1,12 @@
-"""Enrollment: trade a one-time token for this agent's own credential and store it."""
+"""Enrollment: trade a one-time token for this agent's own credential and store it,
+and the command that enrolls this agent again."""
 
 from __future__ import annotations
 
 import logging
+import shlex
+import subprocess
+import sys
 
 from agent import facts
 from agent.messages import EnrollRequest
@@ -74,3 +78,26 @@ async def enroll(
             "create a new one and enroll again"
         ) from exc
     return creds
+
+
+def reenroll_command(state: StateDir, creds: Credentials) -> str:
+    """The `storesafe-agent enroll` command that enrolls this agent again, as it runs now:
+    its server, site, state dir and CA certificate (or --insecure); only the new token
+    is left to fill in (NEW_TOKEN)."""
+    args = [
+        "storesafe-agent",
+        "enroll",
+        "--server",
+        creds.server,
+        "--token",
+        "NEW_TOKEN",
+        "--site",
+        creds.site,
+        "--state-dir",
+        str(state.root.absolute()),
+    ]
+    if creds.ca_file is not None:
+        args += ["--ca", str((state.root / creds.ca_file).absolute())]
+    if creds.insecure:
+        args.append("--insecure")
+    return subprocess.list2cmdline(args) if sys.platform == "win32" else shlex.join(args)

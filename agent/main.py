@@ -1,4 +1,4 @@
-"""The `storesafe-agent` command line: enroll, run, status, backup-now, sync-now."""
+"""The `storesafe-agent` command line: enroll, run, status, backup-now, sync-now, service."""
 
 from __future__ import annotations
 
@@ -18,16 +18,22 @@ from typer.core import TyperGroup
 from agent.backupjob import FirebirdTasks, command_result
 from agent.configsync import ConfigStore
 from agent.enroll import enroll as do_enroll
-from agent.errors import JobNotConfigured
+from agent.errors import AlreadyRunning, JobNotConfigured
+from agent.firebird.errors import BackupBusy
+from agent.firebird.files import Status, list_backups
 from agent.lock import StateLock
+from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
 from agent.runner import RunnerConfig
 from agent.service import install_stop_signals, serve
+from agent.servicecli import service_app
 from agent.settings import StateDir, read_ca_file, resolve_state_dir
 from agent.status import StatusFile
 from common.clock import SystemClock, iso
 from common.errors import StoreSafeError
 from common.version import VERSION
+
+BACKUP_BUSY = BackupBusy.error_class
 
 
 class AgentGroup(TyperGroup):
@@ -73,6 +79,8 @@ app = typer.Typer(
     "5 not possible now (not enrolled, already running, job not configured); "
     "6 server unreachable.",
 )
+
+app.add_typer(service_app, name="service")
 
 StateDirOption = Annotated[
     Path | None,
@@ -175,7 +183,7 @@ def run(
     ] = 60.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Run the unattended agent loop until SIGTERM or Ctrl-C."""
+    """Run the unattended agent loop until SIGTERM or Ctrl-C (logging to stderr and agent.log)."""
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     config = RunnerConfig(
         interval_override=interval,
@@ -184,6 +192,7 @@ def run(
     )
     state = StateDir(resolve_state_dir(state_dir))
     state.ensure()
+    log_to([stderr_handler(), file_handler(state.root)], logging.getLogger().level)
     state.load_credentials()  # fail fast, before the loop, when not enrolled
     asyncio.run(_run(state, config))
 
@@ -199,7 +208,7 @@ def status(
     state_dir: StateDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show this agent's local state: site, server, last check-in, outbox."""
+    """Show this agent's local state: site, server, last check-in, outbox, backup files."""
     setup_logging(logging.WARNING)
     data = local_status(StateDir(resolve_state_dir(state_dir)))
     if as_json:
@@ -217,6 +226,8 @@ def _human(key: str, value: object) -> str:
         return "never" if key.endswith("_at") else "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
     return str(value)
 
 
@@ -248,6 +259,20 @@ def local_status(state: StateDir) -> dict[str, Any]:
         "last_delivery_at": iso(checkin.last_delivery_at),
         "config_revision": checkin.config_revision,
         "desired_config_revision": checkin.desired_config_revision,
+        **backup_files(ConfigStore(state.root).current.text("backup.dir")),
+    }
+
+
+def backup_files(backup_dir: str) -> dict[str, Any]:
+    """What backup.dir holds: the newest good backup, and how many are unverified or bad."""
+    manifests = list_backups(Path(backup_dir)) if backup_dir else []
+    good = [m for m in manifests if m.status == Status.GOOD]
+    return {
+        "newest_good_backup": good[-1].file if good else None,
+        "newest_good_backup_at": iso(good[-1].finished) if good else None,
+        "backups_good": len(good),
+        "backups_unverified": sum(m.status == Status.UNVERIFIED for m in manifests),
+        "backups_bad": [m.file for m in manifests if m.status == Status.BAD],
     }
 
 
@@ -273,6 +298,11 @@ def backup_now(state_dir: StateDirOption = None) -> None:
     console = Console(stderr=True)
     with console.status(f"Backing up {store.current.text('firebird.database')} ..."):
         report = asyncio.run(tasks.backup("local"))
+    if report.error_class == BACKUP_BUSY:  # another job has this backup.dir: not a failure
+        raise AlreadyRunning(
+            f"another backup job is running in {store.current.text('backup.dir')}; "
+            "nothing was queued, try again when it has finished"
+        )
     with Outbox(state.outbox_path) as outbox:
         outbox.put(report)
     result = command_result(report, None)

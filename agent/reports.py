@@ -18,6 +18,7 @@ class RunKind(enum.StrEnum):
     IMAGE_SYNC = "image-sync"
     UPLOAD = "upload"
     VALIDATION = "validation"
+    FILE_CHECK = "file-check"
 
 
 class Outcome(enum.StrEnum):
@@ -29,6 +30,24 @@ class Verification(enum.StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     NOT_RUN = "not-run"
+
+
+class FileState(enum.StrEnum):
+    """What became of an earlier backup's file in backup.dir."""
+
+    KEPT = "kept"
+    PRUNED = "pruned"
+    DAMAGED = "damaged"
+    MISSING = "missing"
+
+
+@dataclasses.dataclass(frozen=True)
+class FileChange:
+    """One earlier backup's file changed state; `file` is its name as first reported."""
+
+    file: str
+    state: FileState
+    reason: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +90,9 @@ class BackupDetails:
     health: FirebirdHealth | None = None
     problems: tuple[str, ...] = ()
     backup_seconds: float = 0.0
+    # what Firebird's validation of the restored copy counted (warnings are not damage)
+    validation_errors: int = 0
+    validation_warnings: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,13 +116,25 @@ class UploadDetails:
     bytes: int = 0
 
 
-Details = BackupDetails | ImageSyncDetails | ValidationDetails | UploadDetails
+@dataclasses.dataclass(frozen=True)
+class FileCheckDetails:
+    """A re-check of the kept backup files: checksums, and now and then one full restore."""
+
+    files_checked: int = 0
+    bytes_checked: int = 0
+    files_damaged: int = 0
+    restored: str = ""  # the backup verified again by restore in this check
+    summary: str = ""
+
+
+Details = BackupDetails | ImageSyncDetails | ValidationDetails | UploadDetails | FileCheckDetails
 
 _DETAIL_TYPES: dict[str, type[Any]] = {
     "backup": BackupDetails,
     "image_sync": ImageSyncDetails,
     "validation": ValidationDetails,
     "upload": UploadDetails,
+    "file_check": FileCheckDetails,
 }
 
 
@@ -117,6 +151,7 @@ class RunReport:
     error_message: str = ""
     trigger: str = "schedule"
     id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    file_changes: tuple[FileChange, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (times as ISO 8601 UTC) for the outbox."""
@@ -130,6 +165,10 @@ class RunReport:
             "error_message": self.error_message,
             "trigger": self.trigger,
             "details": None,
+            "file_changes": [
+                {"file": c.file, "state": c.state.value, "reason": c.reason}
+                for c in self.file_changes
+            ],
         }
         if self.details is not None:
             name = next(k for k, t in _DETAIL_TYPES.items() if isinstance(self.details, t))
@@ -160,6 +199,10 @@ class RunReport:
             error_message=data.get("error_message", ""),
             trigger=data.get("trigger", "schedule"),
             details=details,
+            file_changes=tuple(
+                FileChange(c["file"], FileState(c["state"]), c.get("reason", ""))
+                for c in data.get("file_changes", ())
+            ),
         )
 
 

@@ -106,7 +106,10 @@ class Runner:
         health: Callable[[], FirebirdHealth | None] = lambda: None,
         credential_stamp: Callable[[], object] = lambda: None,
         jobs: Sequence[Job] = (),
+        reenroll: str = "",
     ) -> None:
+        """`reenroll` is the command that enrolls this agent again (with NEW_TOKEN in it),
+        printed when the server refuses the credential."""
         self._connect = connect
         self._outbox = outbox
         self._status_file = status
@@ -120,6 +123,9 @@ class Runner:
         self._health = health
         self._credential_stamp = credential_stamp
         self._jobs = tuple(jobs)
+        self._reenroll = reenroll or (
+            f"storesafe-agent enroll --server {server} --token NEW_TOKEN --site {site}"
+        )
         self._link: Link | None = None
         self._wake = asyncio.Event()
         self._status = status.load()
@@ -273,13 +279,13 @@ class Runner:
     async def _on_refused(self, exc: StoreSafeError) -> None:
         if not self._refused:
             log.error(
-                "the server at %s refused this agent's credential (%s); to fix it, re-enroll "
-                "with `storesafe-agent enroll --server %s --token NEW_TOKEN --site %s`; "
+                "the server at %s refused this agent's credential (%s); to fix it, make a "
+                "token with `storesafe token create --site %s` and re-enroll with `%s`; "
                 "retrying every %.0f s meanwhile",
                 self._server,
                 exc,
-                self._server,
                 self._site,
+                self._reenroll,
                 self._config.refused_retry,
             )
         self._refused = True

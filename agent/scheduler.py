@@ -13,11 +13,12 @@ through the same lock: one job at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from croniter import croniter
@@ -128,6 +129,12 @@ class Scheduler:
             if report is not None and self._sink is not None:
                 self._sink.submit(report)
             return report
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the one-job-at-a-time lock for work that is not a scheduled task."""
+        async with self._lock:
+            yield
 
     def _mark(self, name: str, expr: str, slot: dt.datetime) -> None:
         self._marks[name] = (expr, slot)

@@ -18,10 +18,11 @@ from agent.backupjob import FirebirdTasks, command_result
 from agent.commands import CommandResult, CommandRunner, Handler
 from agent.configsync import ConfigStore
 from agent.directives import DirectiveLoop
+from agent.enroll import reenroll_command
 from agent.lock import StateLock
 from agent.outbox import Outbox
 from agent.reports import FirebirdHealth
-from agent.runner import Job, Runner, RunnerConfig
+from agent.runner import Job, ReportSink, Runner, RunnerConfig
 from agent.scheduler import Scheduler
 from agent.settings import StateDir
 from agent.status import StatusFile
@@ -41,6 +42,18 @@ def not_configured(job: str) -> Handler:
 DEFAULT_HANDLERS: Mapping[str, Handler] = {
     "sync-now": not_configured("image sync"),
 }
+
+
+def resume_unverified(scheduler: Scheduler, firebird: FirebirdTasks) -> Job:
+    """A runner job: at the start, verify the backups an interrupted job left unverified."""
+
+    async def resume(sink: ReportSink) -> None:
+        async with scheduler.exclusive():
+            reports = await firebird.resume()
+        for report in reports:
+            sink.submit(report)
+
+    return resume
 
 
 def run_now(scheduler: Scheduler, task: str, why_not: Callable[[], str | None]) -> Handler:
@@ -123,10 +136,11 @@ async def serve(
             server=creds.server,
             site=creds.site,
             config=config,
-            jobs=[directives, scheduler, *jobs],
+            jobs=[directives, resume_unverified(scheduler, firebird), scheduler, *jobs],
             config_revision=lambda: store.revision,
             health=lambda: health() or firebird.health(),
             credential_stamp=credential_stamp,
+            reenroll=reenroll_command(state, creds),
         )
         await runner.run(stop)
 

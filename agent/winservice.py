@@ -3,10 +3,10 @@
 `ServiceController` holds the logic and speaks to the service control manager
 only through the small `ServiceHost` interface, so it is tested on any OS with
 a fake. The pywin32 class is built on first use (module `__getattr__`), so
-nothing here imports pywin32 unless Windows asks for the service:
-
-    python -m agent.winservice --startup auto install
-    python -m agent.winservice start
+nothing here imports pywin32 unless Windows asks for the service. Install it
+with `storesafe-agent service install` (agent/winservicectl.py); the state dir
+travels as the service parameter `StateDir`. `python -m agent.winservice debug`
+runs it in a console.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import asyncio
 import functools
 import importlib
 import logging
-import logging.handlers
 import threading
-import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from common.errors import StoreSafeError
@@ -27,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "StoreSafeAgent"
 DISPLAY_NAME = "StoreSafe Agent"
+STATE_DIR_OPTION = "StateDir"  # a service parameter (registry: Services\StoreSafeAgent\Parameters)
 DESCRIPTION = "Hot backups of the shop database, verified by restore, reported to StoreSafe."
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
@@ -91,23 +91,23 @@ class ServiceController:
                 self._loop = self._event = None
 
 
-def default_main(stop: asyncio.Event) -> Awaitable[None]:
-    """The agent loop on the default (or $STORESAFE_STATE_DIR) state dir, logging to a file."""
+def default_main(stop: asyncio.Event, state_root: Path | None = None) -> Awaitable[None]:
+    """The agent loop on `state_root` (the service's StateDir parameter, else the default
+    or $STORESAFE_STATE_DIR), logging to the rotating `agent.log` in that state dir."""
+    from agent.logfile import file_handler, log_to
     from agent.service import serve
     from agent.settings import StateDir, resolve_state_dir
 
-    state = StateDir(resolve_state_dir())
+    state = StateDir(resolve_state_dir(state_root))
     state.ensure()
-    handler = logging.handlers.RotatingFileHandler(
-        state.root / "agent.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
-    )
-    formatter = logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
-    )
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log_to([file_handler(state.root)])
     return serve(state, stop)
+
+
+def main_for(state_dir: str | None) -> Main:
+    """The service's main for its StateDir parameter (None or empty: the default)."""
+    root = Path(state_dir) if state_dir else None
+    return functools.partial(default_main, state_root=root)
 
 
 # -- pywin32, only on Windows and only when asked for --------------------------
@@ -145,10 +145,14 @@ def _service_class() -> type[Any]:
 
         def __init__(self, args: Any) -> None:
             super().__init__(args)
-            self._controller = ServiceController(_ScmHost(self), default_main)
+            state_dir = win32serviceutil.GetServiceCustomOption(SERVICE_NAME, STATE_DIR_OPTION)
+            self._controller = ServiceController(_ScmHost(self), main_for(state_dir))
 
         def SvcDoRun(self) -> None:
-            self._controller.run()
+            if self._controller.run() != 0:
+                # pywin32 then reports STOPPED with an error code: the SCM's
+                # failure actions (set by `service install`) restart the service.
+                raise RuntimeError("the StoreSafe agent stopped with an error; see agent.log")
 
         def SvcStop(self) -> None:
             self._controller.stop()

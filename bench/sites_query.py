@@ -303,6 +303,7 @@ def in_process(data_dir: Path, reps: int) -> dict[str, dict[str, float]]:
     from server.services.auth import Authenticator
     from server.services.fleet import FleetQueries
     from server.services.push import ConfigHub
+    from server.services.revocation import Revocations
     from server.services.secretbox import SecretBox
     from server.state.config_state import SqlConfigState
     from server.state.sql import SqlFleetState
@@ -314,7 +315,8 @@ def in_process(data_dir: Path, reps: int) -> dict[str, dict[str, float]]:
         clock = SystemClock()
         hub = ConfigHub(SqlConfigState(state), SecretBox.for_data_dir(data_dir), clock)
         await hub.refresh()
-        fleet = FleetQueries(state, clock, Authenticator(state), hub)
+        revocations = Revocations(state, Authenticator(state), hub, clock)
+        fleet = FleetQueries(state, clock, revocations, hub)
         wall: dict[str, list[float]] = {k: [] for k in names}
         cpu: dict[str, list[float]] = {k: [] for k in names}
 

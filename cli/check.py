@@ -2,7 +2,9 @@
 
 0 OK: every site ok. 1 WARNING: some site warning. 2 CRITICAL: some site
 stale, failing, never backed up or offline. 3 UNKNOWN: the server could not
-be asked (unreachable, token refused, ...).
+be asked (unreachable, token refused, ...), or there is no site to judge (none
+enrolled, or none in the group asked for: a filter that matches nothing is
+never "all ok").
 """
 
 from __future__ import annotations
@@ -36,17 +38,17 @@ def _order(site: SiteSummary) -> tuple[int, int, str]:
     return (-severity(site.status), rank, site.site)
 
 
-def evaluate(sites: list[SiteSummary]) -> CheckResult:
-    """Judge the fleet: exit code, state and the one summary line."""
+def evaluate(sites: list[SiteSummary], *, group: str | None = None) -> CheckResult:
+    """Judge the fleet (or `group`): exit code, state and the one summary line."""
+    if not sites:
+        return unknown(f"no site in group {group!r}" if group else "no sites enrolled")
     counts = {status: 0 for status in STATUSES}
     for site in sites:
         counts[site.status] = counts.get(site.status, 0) + 1
     attention = sorted((s for s in sites if severity(s.status) != OK), key=_order)
     code = max((severity(s.status) for s in attention), default=OK)
     total = len(sites)
-    if not sites:
-        text = "no sites enrolled"
-    elif not attention:
+    if not attention:
         text = f"all {total} sites ok"
     else:
         named = ", ".join(f"{s.site} {s.status}" for s in attention[:MAX_NAMED])
@@ -94,11 +96,12 @@ def check(
 
     Prints one line and exits 0 when every site is ok, 1 when any site has a
     warning, 2 when any site is stale, failing, never backed up or offline,
-    and 3 when the server cannot be asked or the arguments are wrong.
+    and 3 when the server cannot be asked, the arguments are wrong, or there
+    is no site to judge (none enrolled, or none in the group).
     """
     try:
         group = values.name(group, "group") if group is not None else None
-        result = evaluate(admin(ctx).list_sites(group=group))
+        result = evaluate(admin(ctx).list_sites(group=group), group=group)
     except StoreSafeError as err:
         result = unknown(err.message)
     output.print_check(result, as_json=as_json)

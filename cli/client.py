@@ -28,6 +28,7 @@ from cli.models import (
     KINDS,
     SCOPES,
     STATUSES,
+    AdminToken,
     AuditEntry,
     Command,
     ConfigChange,
@@ -207,6 +208,12 @@ class AdminClient:
         request = admin_pb2.RevokeAgentsRequest(site=site)
         return self._call(self._connect().RevokeAgents, request).revoked
 
+    def accept_change(self, site: str, run_id: str = "") -> tuple[str, str]:
+        """Accept a good backup's figures as `site`'s baseline; (run id, cleared problem)."""
+        request = admin_pb2.AcceptChangeRequest(site=site, run_id=run_id)
+        answer = self._call(self._connect().AcceptChange, request)
+        return answer.run_id, answer.cleared
+
     def list_audit(self, limit: int = 50) -> list[AuditEntry]:
         """The newest admin actions, at most `limit`."""
         answer = self._call(self._connect().ListAudit, admin_pb2.ListAuditRequest(limit=limit))
@@ -227,7 +234,7 @@ class AdminClient:
         )
         answer = self._call(self._connect().SetConfig, request)
         layer = f"{scope}:{target}" if target else scope
-        return ConfigChange(layer, answer.revision, tuple(answer.changed))
+        return ConfigChange(layer, answer.revision, tuple(answer.changed), answer.sites)
 
     def get_config(self, site: str) -> SiteConfig:
         """The effective configuration of `site`, secrets masked, with each key's layer."""
@@ -261,6 +268,17 @@ class AdminClient:
         request = admin_pb2.ListCommandsRequest(site=site, limit=limit)
         answer = self._call(self._connect().ListCommands, request)
         return [_record(Command, c, kind=_command_kind_name(c.kind)) for c in answer.commands]
+
+    def list_admin_tokens(self) -> list[AdminToken]:
+        """Every admin token, active and revoked, oldest first."""
+        request = admin_pb2.ListAdminTokensRequest()
+        answer = self._call(self._connect().ListAdminTokens, request)
+        return [_record(AdminToken, t) for t in answer.tokens]
+
+    def revoke_admin_token(self, name: str) -> AdminToken:
+        """Revoke the active admin token `name`; return it as revoked."""
+        request = admin_pb2.RevokeAdminTokenRequest(name=name)
+        return _record(AdminToken, self._call(self._connect().RevokeAdminToken, request).token)
 
     # --- plumbing ----------------------------------------------------------
 
@@ -360,6 +378,15 @@ def _kind_name(value: int) -> str:
     return _enum_name(types_pb2.RunKind, value, "RUN_KIND_", KINDS)
 
 
+FILE_STATES = ("kept", "pruned", "damaged", "missing")
+
+
+def _file_state_name(value: int) -> str | None:
+    if value == types_pb2.BACKUP_FILE_STATE_UNSPECIFIED:
+        return None
+    return _enum_name(types_pb2.BackupFileState, value, "BACKUP_FILE_STATE_", FILE_STATES)
+
+
 def _outcome_name(value: int) -> str:
     return _enum_name(types_pb2.RunOutcome, value, "RUN_OUTCOME_", ("succeeded", "failed"))
 
@@ -442,6 +469,8 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
             "database": b.database,
             "health": dataclasses.asdict(_health(b.health)) if b.HasField("health") else None,
             "problems": list(b.problems),
+            "validation_errors": b.validation_errors,
+            "validation_warnings": b.validation_warnings,
         }
     if which == "image_sync":
         s = report.image_sync
@@ -456,6 +485,15 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
         return {"errors": v.errors, "warnings": v.warnings, "summary": v.summary}
     if which == "upload":
         return {"file": report.upload.file, "bytes": report.upload.bytes}
+    if which == "file_check":
+        f = report.file_check
+        return {
+            "files_checked": f.files_checked,
+            "bytes_checked": f.bytes_checked,
+            "files_damaged": f.files_damaged,
+            "restored": f.restored,
+            "summary": f.summary,
+        }
     return {}
 
 
@@ -473,4 +511,5 @@ def _run(row: admin_pb2.Run) -> Run:
         error_class=report.error_class,
         error_message=report.error_message,
         details=_details(report),
+        file_state=_file_state_name(row.file_state),
     )

@@ -31,6 +31,16 @@ KEY_LIST = "\n".join(
     f"{k.name}: {k.help} Default: {json.dumps(k.default) if k.default != '' else 'empty'}."
     for k in KEYS.values()
 )
+KEEP_RULES = (
+    "Retention (after every backup, in backup.dir): the newest good (verified) backup "
+    "is never deleted; of the good ones, the newest of each of the last "
+    "backup.keep_daily days, backup.keep_weekly ISO weeks and backup.keep_monthly "
+    "months (UTC) is kept, and the lower nbackup levels a kept one builds on; of the "
+    "unverified or bad ones, the newest of each day is kept while it is newer than the "
+    "newest good backup or its day is a kept day. Everything else is deleted and the "
+    "agent logs each deletion with the rule that no longer holds it; `storesafe runs` "
+    "then shows that run's file as pruned. All three at 0 turns retention off."
+)
 
 
 def read_secret(key: str) -> str:
@@ -61,7 +71,7 @@ def with_secrets(given: dict[str, str]) -> dict[str, str]:
 @app.command(
     "set",
     epilog="Keys (the server checks every value and names the key and the reason if it "
-    "refuses one):\n" + KEY_LIST,
+    "refuses one):\n" + KEY_LIST + "\n\n" + KEEP_RULES,
 )
 def set_config(
     ctx: typer.Context,
@@ -136,7 +146,8 @@ def rollout(
     group: Annotated[str | None, typer.Option(help="Only sites in this group.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show each site's desired vs applied revision: applied, pending, refused or offline.
+    """Show each site's desired vs applied revision: applied, pending, refused, offline,
+    or no agent (no agent enrolled yet, so nothing has applied it).
 
     Exits 0 even while some sites are pending: a rollout in progress is not an error.
     """

@@ -73,6 +73,8 @@ def run_summary(run: Run) -> str:
         parts.append(f"{d.get('file', '')} {size(d.get('bytes', 0))}".strip())
     elif run.kind == "validation" and d:
         parts.append(f"{d.get('errors', 0)} errors, {d.get('warnings', 0)} warnings")
+    elif run.kind == "file-check" and d and not run.error_message:
+        parts.append(str(d.get("summary", "")))
     if run.error_message:
         cls = f" [{run.error_class}]" if run.error_class else ""
         parts.append(run.error_message + cls)

@@ -13,7 +13,18 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from cli import audit, check, commands, config, output, runs, sites, tokens
+from cli import (
+    accept,
+    admin_tokens,
+    audit,
+    check,
+    commands,
+    config,
+    output,
+    runs,
+    sites,
+    tokens,
+)
 from cli.client import DEFAULT_TIMEOUT, AdminClient, Settings
 from cli.context import Invocation
 from common.errors import StoreSafeError
@@ -69,6 +80,8 @@ app.add_typer(check.app)
 app.add_typer(audit.app)
 app.add_typer(config.app)
 app.add_typer(commands.app)
+app.add_typer(admin_tokens.app)
+app.add_typer(accept.app)
 
 
 def _show_version(value: bool) -> None:

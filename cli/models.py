@@ -13,7 +13,7 @@ from typing import Any
 STATUSES: tuple[str, ...] = ("ok", "warning", "stale", "failing", "never", "offline")
 """Every site status the server computes, from best to worst by check severity."""
 
-KINDS: tuple[str, ...] = ("backup", "image-sync", "upload", "validation")
+KINDS: tuple[str, ...] = ("backup", "image-sync", "upload", "validation", "file-check")
 """Every kind of run an agent reports."""
 
 
@@ -82,6 +82,8 @@ class Run:
     error_class: str = ""
     error_message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # a backup run's file: kept, pruned, damaged or missing (None: the run has no file)
+    file_state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ class CheckResult:
 SCOPES: tuple[str, ...] = ("fleet", "group", "site")
 """The configuration layers, lowest first; a later layer wins."""
 
-ROLLOUT_STATES: tuple[str, ...] = ("applied", "pending", "refused", "offline")
+ROLLOUT_STATES: tuple[str, ...] = ("applied", "pending", "refused", "offline", "no agent")
 """Where a site stands with the configuration revision it should run."""
 
 COMMAND_KINDS: tuple[str, ...] = ("backup-now", "sync-now")
@@ -163,6 +165,7 @@ class ConfigChange:
     layer: str
     revision: int
     changed: tuple[str, ...] = ()
+    sites: int | None = None  # how many sites the layer reaches now (None: not told)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,3 +235,19 @@ class Command:
     created_by: str = ""
     delivered_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """An admin token as the server lists it: its name and id, never its secret."""
+
+    name: str
+    id: str
+    created_at: dt.datetime | None = None
+    created_by: str = ""
+    revoked_at: dt.datetime | None = None
+    revoked_by: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -30,7 +30,8 @@ Paint = Callable[[str, str], str]
 """Renders text in a style: ANSI codes on a colour terminal, else the text as is."""
 
 SITE_COLUMNS = ("SITE", "GROUP", "STATUS", "VERIFIED", "SEEN", "IMAGES", "REV", "PROBLEMS")
-RUN_COLUMNS = ("FINISHED", "KIND", "RESULT", "TOOK", "TRIGGER", "DETAILS")
+RUN_COLUMNS = ("FINISHED", "KIND", "RESULT", "FILE", "TOOK", "TRIGGER", "DETAILS")
+FILE_STATE_STYLES = {"kept": "", "pruned": "dim", "damaged": "bold red", "missing": "bold red"}
 AUDIT_COLUMNS = ("WHEN", "ACTOR", "ACTION", "TARGET", "DETAILS")
 DISK_COLUMNS = ("DISK", "FREE", "TOTAL", "FREE %", "PATH")
 STATUS_STYLES = {
@@ -54,6 +55,11 @@ def print_json(value: Any) -> None:
 def print_error(message: str) -> None:
     """Write `error: <message>` on stderr, one line."""
     sys.stderr.write(f"error: {clean(message)}\n")
+
+
+def print_warning(message: str) -> None:
+    """Write `warning: <message>` on stderr, one line (the command still succeeds)."""
+    sys.stderr.write(f"warning: {clean(message)}\n")
 
 
 def print_line(message: str) -> None:
@@ -178,6 +184,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "error_class": run.error_class,
         "error_message": run.error_message,
         "details": run.details,
+        "file_state": run.file_state,
     }
 
 
@@ -336,6 +343,7 @@ def runs_text(runs: list[Run], now: dt.datetime, paint: Paint) -> str:
                 (ago(run.finished_at, now), ""),
                 (run.kind, ""),
                 run_result(run),
+                (run.file_state or "-", FILE_STATE_STYLES.get(run.file_state or "", "")),
                 (took, ""),
                 (run.trigger or "-", ""),
                 (run_summary(run), ""),

@@ -13,7 +13,7 @@ from typing import Any
 
 from cli.humanize import ago, timestamp
 from cli.models import Command, ConfigChange, ConfigRevision, RolloutRow, SiteConfig
-from cli.output import Cell, Paint, columns, painter, print_json, print_line
+from cli.output import Cell, Paint, columns, painter, print_json, print_line, print_warning
 from common.clock import iso
 from common.config_schema import KEYS, MASK
 
@@ -22,7 +22,13 @@ EXPLAIN_COLUMNS = ("KEY", "VALUE", "SET BY")
 HISTORY_COLUMNS = ("REV", "WHEN", "AUTHOR", "LAYER", "CHANGES")
 ROLLOUT_COLUMNS = ("SITE", "GROUP", "DESIRED", "APPLIED", "STATE", "SEEN", "REFUSED")
 COMMAND_COLUMNS = ("CREATED", "KIND", "STATE", "FINISHED", "BY", "ID", "MESSAGE")
-ROLLOUT_STYLES = {"applied": "green", "pending": "yellow", "refused": "bold red", "offline": "red"}
+ROLLOUT_STYLES = {
+    "applied": "green",
+    "pending": "yellow",
+    "refused": "bold red",
+    "offline": "red",
+    "no agent": "dim",
+}
 COMMAND_STYLES = {
     "queued": "yellow",
     "delivered": "yellow",
@@ -229,11 +235,29 @@ def sent_text(site: str, kind: str, command_id: str) -> str:
 
 
 def print_change(change: ConfigChange, *, as_json: bool) -> None:
-    """Say what `config set` did."""
+    """Say what `config set` did (and warn on stderr when the layer reaches no site)."""
     if as_json:
         print_json(change_json(change))
     else:
         print_line(change_text(change))
+    warning = reach_warning(change)
+    if warning:
+        print_warning(warning)
+
+
+def reach_warning(change: ConfigChange) -> str:
+    """A warning for a change that reaches no site now (a group name typo?), or ""."""
+    if change.sites != 0:
+        return ""
+    scope, _, target = change.layer.partition(":")
+    if scope == "group":
+        return (
+            f"no site is in group {target!r}: the change applies only to sites that join "
+            "it later (see 'storesafe sites' for the groups in use)"
+        )
+    if scope == "fleet":
+        return "no site is enrolled yet: the change applies to sites as they enroll"
+    return ""
 
 
 def print_site_config(config: SiteConfig, *, explain: bool, as_json: bool) -> None:

@@ -7,12 +7,13 @@ Server and agent both validate with this one table: the server at
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from common.errors import InvalidArgument
 
@@ -21,7 +22,11 @@ Value = str | int | float | bool
 _FORBIDDEN_PATH_CHARS = set('<>"|?*') | {chr(c) for c in range(32)}
 _WINDOWS_ABS = re.compile(r"^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+)")
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(?:/\d{1,5})?$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(?:/(\d{1,5}))?$")
+
+CRON_HORIZON_YEARS = 8
+"""A schedule must fire within this many years of now (8: 29 February always does,
+across the century years that are not leap years); a later or no next time is refused."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +39,8 @@ class Key:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    required: bool = False  # text that may not be empty
+    not_built: str = ""  # why the key cannot be set yet (it stays known, at its default)
 
     def parse(self, raw: Any) -> Value:
         """Turn a raw value (string from the CLI, or typed from JSON) into a valid value."""
@@ -43,6 +50,10 @@ class Key:
             raise
         except (TypeError, ValueError):
             raise self.bad(raw, _EXPECTED.get(self.kind, "wrong type")) from None
+        if self.required and value == "":
+            raise self.bad(raw, "may not be empty")
+        if self.not_built and value != self.default:
+            raise self.bad(raw, self.not_built)
         return value
 
     def bad(self, raw: Any, why: str) -> InvalidArgument:
@@ -112,7 +123,25 @@ def _cron(key: Key, raw: Any) -> str:
     text = " ".join(_str(key, raw).split())
     if len(text.split()) != 5 or not croniter.is_valid(text):
         raise key.bad(raw, "expected a 5-field cron expression such as '0 21 * * *'")
+    if not fires(text):
+        raise key.bad(raw, f"it never fires (no time within {CRON_HORIZON_YEARS} years)")
     return text
+
+
+def fires(expression: str, *, now: dt.datetime | None = None) -> bool:
+    """Whether a valid cron expression has a next time within CRON_HORIZON_YEARS of `now`.
+
+    croniter gives up by itself after `max_years_between_matches` years without a
+    match (CroniterBadDateError), so this search is bounded whatever the expression.
+    """
+    start = now or dt.datetime.now(dt.UTC)
+    try:
+        nxt = croniter(expression, start, max_years_between_matches=CRON_HORIZON_YEARS).get_next(
+            dt.datetime
+        )
+    except CroniterBadDateError:
+        return False
+    return bool(nxt - start <= dt.timedelta(days=366 * CRON_HORIZON_YEARS))
 
 
 def _choice(key: Key, raw: Any) -> str:
@@ -131,10 +160,17 @@ def _window(key: Key, raw: Any) -> str:
 
 def _host(key: Key, raw: Any) -> str:
     text = _str(key, raw).strip()
-    if not _HOST.match(text):
+    found = _HOST.match(text)
+    if not found:
         raise key.bad(raw, "expected a host name or address, optionally host/port")
+    if found.group(1) is not None and not 1 <= int(found.group(1)) <= 65535:
+        raise key.bad(raw, "the port must be between 1 and 65535")
     return text
 
+
+NOT_BUILT_UPLOAD = (
+    "off-site upload is not built yet, so it cannot be turned on (backups stay on the shop PC)"
+)
 
 _EXPECTED = {"int": "expected a whole number", "float": "expected a number"}
 
@@ -160,7 +196,7 @@ KEYS: dict[str, Key] = {
             "The live database file, as the Firebird server sees it.",
         ),
         Key("firebird.host", "host", "localhost", "Firebird server host (host or host/port)."),
-        Key("firebird.user", "str", "SYSDBA", "Firebird user for backups."),
+        Key("firebird.user", "str", "SYSDBA", "Firebird user for backups.", required=True),
         Key("firebird.password", "str", "", "Firebird password (write-only).", secret=True),
         Key(
             "firebird.client_library",
@@ -184,9 +220,37 @@ KEYS: dict[str, Key] = {
             "0 21 * * 0",
             "With nbackup: when a level-0 base is taken; other runs are incremental.",
         ),
-        Key("backup.keep_daily", "int", 7, "Daily backups to keep.", minimum=0, maximum=366),
-        Key("backup.keep_weekly", "int", 4, "Weekly backups to keep.", minimum=0, maximum=520),
-        Key("backup.keep_monthly", "int", 6, "Monthly backups to keep.", minimum=0, maximum=240),
+        Key(
+            "backup.recheck_schedule",
+            "cron",
+            "30 4 * * *",
+            "When kept backups are checked against their checksums (a full restore of the "
+            "newest good one weekly).",
+        ),
+        Key(
+            "backup.keep_daily",
+            "int",
+            7,
+            "Days whose newest good backup is kept.",
+            minimum=0,
+            maximum=366,
+        ),
+        Key(
+            "backup.keep_weekly",
+            "int",
+            4,
+            "ISO weeks whose newest good backup is kept.",
+            minimum=0,
+            maximum=520,
+        ),
+        Key(
+            "backup.keep_monthly",
+            "int",
+            6,
+            "Months whose newest good backup is kept.",
+            minimum=0,
+            maximum=240,
+        ),
         Key("images.dir", "path", "", "The scanned-image folder to keep in sync."),
         Key("images.schedule", "cron", "*/30 * * * *", "When the image folder is synced."),
         Key(
@@ -197,7 +261,13 @@ KEYS: dict[str, Key] = {
             minimum=0,
             maximum=86400,
         ),
-        Key("upload.enabled", "bool", False, "Ship backups off site."),
+        Key(
+            "upload.enabled",
+            "bool",
+            False,
+            "Ship backups off site (not built yet: cannot be set).",
+            not_built=NOT_BUILT_UPLOAD,
+        ),
         Key(
             "upload.bandwidth_kbps",
             "int",
@@ -242,6 +312,14 @@ def key(name: str) -> Key:
 def validate(values: Mapping[str, Any]) -> dict[str, Value]:
     """Parse every key=value; raise on the first unknown key or bad value."""
     return {name: key(name).parse(raw) for name, raw in values.items()}
+
+
+def settable(name: str) -> Key:
+    """The key named `name`, if a technician may set it now (`config set`)."""
+    found = key(name)
+    if found.not_built:
+        raise InvalidArgument(f"{name} cannot be set: {found.not_built}")
+    return found
 
 
 def defaults() -> dict[str, Value]:

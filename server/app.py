@@ -24,6 +24,7 @@ from server.metrics import ServerMetrics
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
 from server.rpc.selfprobe import SelfProbe
+from server.services.admin_tokens import AdminTokens
 from server.services.auth import Authenticator
 from server.services.changefeed import ChangeFeed
 from server.services.commands import Commands
@@ -32,7 +33,7 @@ from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.metered import MeteredTraffic
 from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
-from server.services.readers import PageReaders
+from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
 from server.services.status import Status, StatusPolicy
 from server.state.config_state import SqlConfigState
@@ -100,19 +101,25 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
     await hub.refresh()
     await hub.load_command_sites()
     log.info("cached the credentials of %d active agent(s)", await auth.preload())
+    revocations = Revocations(state, auth, hub, clock)
     feed = ChangeFeed(
         hub,
         config_state,
         clock,
         db_url=options.database,
         poll_seconds=options.poll_seconds,
-        auth=auth,
+        revocations=revocations,
     )
-    policy = StatusPolicy(
-        stale_after_hours=options.stale_after_hours,
-        offline_after_minutes=options.offline_after_minutes,
+    fleet = FleetQueries(
+        state,
+        clock,
+        revocations,
+        hub,
+        StatusPolicy(
+            stale_after_hours=options.stale_after_hours,
+            offline_after_minutes=options.offline_after_minutes,
+        ),
     )
-    fleet = FleetQueries(state, clock, auth, hub, policy)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE),
@@ -129,7 +136,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
         state, config_state, hub, clock, metrics, checkin_interval=options.checkin_interval
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentServicer(auth, enrollment, traffic), server
+        AgentServicer(auth, enrollment, traffic, revocations), server
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(
@@ -138,6 +145,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:
             fleet,
             ConfigService(state, config_state, box, clock, hub),
             Commands(state, config_state, hub, clock),
+            admin_tokens=AdminTokens(state, clock),
         ),
         server,
     )
@@ -258,7 +266,7 @@ async def _start_http(
             database_probe=lambda: state.read(_select_one),
             fleet=fleet,
             hub=hub,
-            readers=PageReaders(auth, state),
+            auth=auth,
             metrics=metrics,
         )
         await edge.start(host, port)

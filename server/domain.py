@@ -28,6 +28,22 @@ class AdminIdentity:
 
 
 @dataclasses.dataclass(frozen=True)
+class AdminTokenRecord:
+    """An admin token as listed: never its secret or its hash."""
+
+    id: str
+    name: str
+    created_at: dt.datetime
+    created_by: str = ""
+    revoked_at: dt.datetime | None = None
+    revoked_by: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclasses.dataclass(frozen=True)
 class CheckInFacts:
     agent_version: str
     hostname: str
@@ -37,6 +53,18 @@ class CheckInFacts:
     disks: tuple[Disk, ...]
     firebird: dict[str, Any] | None
     outbox_pending: int
+
+
+FILE_STATES = ("kept", "pruned", "damaged", "missing")
+
+
+@dataclasses.dataclass(frozen=True)
+class FileChange:
+    """An agent says an earlier backup run's file changed state (pruned, damaged, missing)."""
+
+    file: str  # the backup's data file name in backup.dir, as its run reported it
+    state: str  # one of FILE_STATES
+    reason: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +83,17 @@ class RunRecord:
     details: dict[str, Any]
     site: str = ""
     received_at: dt.datetime | None = None
+    file_changes: tuple[FileChange, ...] = ()
+    file_state: str = ""  # a stored backup run's file: one of FILE_STATES, "" without a file
+
+    @property
+    def backup_file(self) -> str:
+        """The base name of this backup run's data file ("" for none), without `.bad`."""
+        if self.kind != "backup":
+            return ""
+        path = str(self.details.get("backup", {}).get("file", "") or "")
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        return name.removesuffix(".bad").removesuffix(".unverified")
 
     @property
     def good(self) -> bool:
@@ -91,6 +130,10 @@ class SiteRow:
     firebird: dict[str, Any] | None
     config_refused: str = ""
     config_refused_revision: int = 0
+    agent_revoked_at: dt.datetime | None = None
+    figures_change: str = ""
+    damaged_backup_at: dt.datetime | None = None
+    damaged_backup_file: str = ""
 
     @property
     def health(self) -> Health | None:
@@ -104,6 +147,15 @@ class SiteRow:
             forced_writes=bool(f.get("forced_writes", True)),
             backup_state=int(f.get("backup_state", 0)),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class FiguresAccepted:
+    """A technician accepted a good backup's figures as the site's baseline
+    (server/figures.py): that run, and the change it cleared ("" when none was open)."""
+
+    run_id: str
+    cleared: str
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`storesafe-server`: initialise a data dir, serve gRPC (and HTTP), manage admin tokens."""
+"""`storesafe-server`: initialise a data dir, serve gRPC, manage admin tokens (and opscli's)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,24 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
-from common.clock import SystemClock
+from common.clock import SystemClock, iso
 from common.errors import FailedPrecondition, StoreSafeError
-from server import tls
+from server import opscli, tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
-from server.services import credentials, readers
+from server.domain import AdminTokenRecord
+from server.services.admin_tokens import AdminTokens, local_actor
 from server.services.push import RECONNECTS_PER_SECOND
 from server.services.secretbox import SecretBox
 from server.state.sql import SqlFleetState
+
+T = TypeVar("T")
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -46,21 +50,23 @@ def _fail(exc: StoreSafeError) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
-def _admin_token(db_url: str, name: str, *, read_only: bool = False) -> str:
+def _with_tokens(db_url: str, use: Callable[[AdminTokens], Awaitable[T]]) -> T:
+    """Run `use` on the admin tokens of the database at `db_url` (offline: no server)."""
     engine = make_engine(db_url)
     migrate(engine)
     state = SqlFleetState(engine)
+
+    async def run() -> T:
+        return await use(AdminTokens(state, SystemClock()))
+
     try:
-        minted = readers.mint() if read_only else credentials.mint(credentials.ADMIN)
-        state.create_admin_token_sync(
-            token_id=minted.id,
-            name=name,
-            secret_hash=minted.secret_hash,
-            now=SystemClock().now(),
-        )
-        return minted.text
+        return asyncio.run(run())
     finally:
         state.close()
+
+
+def _admin_token(db_url: str, name: str) -> str:
+    return _with_tokens(db_url, lambda tokens: tokens.create(actor=local_actor(), name=name))
 
 
 @app.command()
@@ -181,23 +187,87 @@ app.add_typer(token_app, name="admin-token")
 @token_app.command("create")
 def admin_token_create(
     data_dir: DataDir,
-    name: Annotated[str, typer.Option(help="Who the token is for (shown in the audit log).")],
+    name: Annotated[
+        str,
+        typer.Option(help="Who the token is for (unique among active tokens; in the audit log)."),
+    ],
     db: DbUrl = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    read_only: Annotated[
-        bool,
-        typer.Option(
-            "--read-only",
-            help="A token that opens the fleet status page (--http-listen) and nothing else.",
-        ),
-    ] = False,
 ) -> None:
-    """Create another admin token (printed once); --read-only for the status page only."""
+    """Create another admin token (printed once, stored only as a hash; audited)."""
     try:
-        token = _admin_token(db or sqlite_url(data_dir), name[:64], read_only=read_only)
+        token = _admin_token(db or sqlite_url(data_dir), name)
     except StoreSafeError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps({"admin_token": token}) if as_json else token)
+
+
+@token_app.command("list")
+def admin_token_list(
+    data_dir: DataDir,
+    db: DbUrl = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List every admin token, active and revoked (names and ids only, never a secret)."""
+    try:
+        found = _with_tokens(db or sqlite_url(data_dir), lambda tokens: tokens.list())
+    except StoreSafeError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([admin_token_json(t) for t in found], indent=2))
+        return
+    for line in admin_token_lines(found):
+        typer.echo(line)
+
+
+@token_app.command("revoke")
+def admin_token_revoke(
+    name: Annotated[str, typer.Argument(help="Name of the active token to revoke.")],
+    data_dir: DataDir,
+    db: DbUrl = "",
+) -> None:
+    """Revoke the active admin token NAME at once (refused for the last active one; audited)."""
+    try:
+        revoked = _with_tokens(
+            db or sqlite_url(data_dir),
+            lambda tokens: tokens.revoke(actor=local_actor(), name=name),
+        )
+    except StoreSafeError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Revoked admin token {revoked.name} ({revoked.id}); it is refused from now on.")
+
+
+def admin_token_json(token: AdminTokenRecord) -> dict[str, object]:
+    """One `admin-token list --json` row."""
+    return {
+        "name": token.name,
+        "id": token.id,
+        "active": token.active,
+        "created_at": iso(token.created_at),
+        "created_by": token.created_by or None,
+        "revoked_at": iso(token.revoked_at),
+        "revoked_by": token.revoked_by or None,
+    }
+
+
+def admin_token_lines(tokens: list[AdminTokenRecord]) -> list[str]:
+    """The `admin-token list` table as text lines."""
+    if not tokens:
+        return ["No admin tokens."]
+    rows = [("NAME", "ID", "STATE", "CREATED", "BY", "REVOKED")]
+    for t in tokens:
+        rows.append(
+            (
+                t.name,
+                t.id,
+                "active" if t.active else "revoked",
+                f"{t.created_at:%Y-%m-%d %H:%M}",
+                t.created_by or "-",
+                f"{t.revoked_at:%Y-%m-%d %H:%M} by {t.revoked_by or '-'}" if t.revoked_at else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def _logging() -> None:
@@ -206,3 +276,6 @@ def _logging() -> None:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+opscli.register(app)  # health, migrate, backup-state, restore-state

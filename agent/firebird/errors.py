@@ -105,6 +105,8 @@ class UnsafeRestoreTarget(FirebirdJobError):
 class ValidationFailed(FirebirdJobError):
     code = "failed_precondition"
     error_class = "verify.validation_failed"
+    errors: int = 0  # what Firebird counted, when it said
+    warnings: int = 0
 
 
 class SchemaMismatch(FirebirdJobError):

@@ -2,16 +2,23 @@
 
 Layout of `backup.dir`:
 
-    storesafe-<db>-<UTC stamp>-<method>[-L<level>]-<id>.fbk.zst|.nbk.zst   the backup
-    storesafe-<db>-<UTC stamp>-<method>[-L<level>]-<id>.json               its manifest
-    .storesafe-spool/                                                      work area
+    storesafe-<db>-<UTC stamp>-<method>[-L<level>]-<id>.fbk.zst|.nbk.zst  a verified backup
+    storesafe-<...>-<id>.fbk.zst.unverified                               complete, unverified
+    storesafe-<...>-<id>.fbk.zst.bad                                      found damaged
+    storesafe-<db>-<UTC stamp>-<method>[-L<level>]-<id>.json              its manifest
+    .storesafe-spool/                                                     work area
 
 Everything unfinished lives in the spool folder: the file the Firebird server
-writes, the compressed `.partial`, scratch restores. A backup gets its final
-name by one rename after it was fsynced, and its manifest is written (also
-atomically) just before, so a file with a final name is always complete. A
-backup whose verification found it damaged is kept, renamed with a `.bad`
-suffix, and its manifest says `status: bad`.
+writes, the compressed `.partial`, scratch restores. A complete backup leaves
+the spool by one rename after it was fsynced, as `<name>.unverified` (its
+manifest written atomically just before, `status: unverified`), and is
+verified from that very file. Only once verification passed does it get its
+final name (manifest first, `status: good`, then the rename), so a file that
+looks like a finished backup is always a verified one, and the newest such
+file is the one a technician restoring by hand should pick. A backup whose
+verification or re-check found it damaged is kept, renamed with a `.bad`
+suffix, and its manifest says `status: bad`. A kill between the manifest
+and the rename is finished by `recover_names` at the next job.
 
 The Firebird server runs as another OS user (`firebird` on Linux), so the
 spool folder is handed to that user's group (mode 2770) when the agent may do
@@ -37,6 +44,8 @@ from typing import Any
 from agent.firebird.errors import BackupBusy, BackupDirMissing, BackupDirNotWritable, translate
 
 SPOOL = ".storesafe-spool"
+UNVERIFIED_SUFFIX = ".unverified"
+BAD_SUFFIX = ".bad"
 SHARED_DIR_MODE = 0o2770  # setgid: files the server creates keep its group
 FALLBACK_DIR_MODE = 0o733
 MANIFEST_VERSION = 1
@@ -284,10 +293,15 @@ def list_backups(backup_dir: Path) -> list[Manifest]:
     return found
 
 
+def final_file(file: str) -> str:
+    """A backup's data file name without its `.unverified` / `.bad` suffix (as reported)."""
+    return file.removesuffix(BAD_SUFFIX).removesuffix(UNVERIFIED_SUFFIX)
+
+
 def mark_bad(backup_dir: Path, manifest: Manifest, reason: str) -> Manifest:
     """Keep a damaged backup for inspection, renamed `.bad` so nothing restores it."""
-    if not manifest.file.endswith(".bad"):
-        bad = f"{manifest.file}.bad"
+    if not manifest.file.endswith(BAD_SUFFIX):
+        bad = final_file(manifest.file) + BAD_SUFFIX
         with contextlib.suppress(FileNotFoundError):
             os.replace(backup_dir / manifest.file, backup_dir / bad)
         manifest.file = bad
@@ -295,3 +309,30 @@ def mark_bad(backup_dir: Path, manifest: Manifest, reason: str) -> Manifest:
     manifest.bad_reason = reason
     write_manifest(backup_dir, manifest)
     return manifest
+
+
+def mark_good(backup_dir: Path, manifest: Manifest) -> Manifest:
+    """A verified backup gets its final name: the manifest says so first, then the rename."""
+    current = manifest.file
+    manifest.status = Status.GOOD
+    manifest.file = final_file(current)
+    write_manifest(backup_dir, manifest)
+    if current != manifest.file:
+        publish(backup_dir / current, backup_dir / manifest.file)
+    return manifest
+
+
+def recover_names(backup_dir: Path) -> list[str]:
+    """Finish renames a kill interrupted (a good manifest beside its `.unverified` file)."""
+    done: list[str] = []
+    for entry in backup_dir.iterdir() if backup_dir.is_dir() else ():
+        if not NAME_RE.match(entry.name):
+            continue
+        manifest = read_manifest(entry)
+        if manifest is None or manifest.status != Status.GOOD:
+            continue
+        pending = backup_dir / (manifest.file + UNVERIFIED_SUFFIX)
+        if not (backup_dir / manifest.file).exists() and pending.is_file():
+            publish(pending, backup_dir / manifest.file)
+            done.append(manifest.file)
+    return done

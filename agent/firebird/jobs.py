@@ -24,28 +24,34 @@ from agent.firebird.errors import (
     ValidationFailed,
 )
 from agent.firebird.files import (
+    UNVERIFIED_SUFFIX,
     Manifest,
     Spool,
     Status,
     backup_name,
     clean_spool,
     data_suffix,
+    final_file,
     job_lock,
     list_backups,
     mark_bad,
+    mark_good,
     prepare_spool,
     publish,
+    recover_names,
     remove_quietly,
     write_manifest,
 )
 from agent.firebird.health import BACKUP_STATE_NORMAL, Schema, health_problems, read_live
 from agent.firebird.outcome import JobOutcome
-from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_retention
+from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_deletions
 from agent.firebird.stream import Compressed
 from agent.firebird.validate import run_validation_job
 from agent.firebird.verify import drop_problems, verify
 from agent.reports import (
     BackupDetails,
+    FileChange,
+    FileState,
     FirebirdHealth,
     RunKind,
     Verification,
@@ -58,7 +64,7 @@ NBACKUP_COUNT_TOLERANCE = 0.02  # nbackup counts are read beside, not inside, th
 MAX_PROBLEMS = 10
 METHODS = ("gbak", "nbackup")
 MAX_LEVEL = 9  # the manifest name pattern holds one digit
-_VERDICTS = (BackupCorrupt, CountMismatch, RestoreFailed, SchemaMismatch, ValidationFailed)
+VERDICTS = (BackupCorrupt, CountMismatch, RestoreFailed, SchemaMismatch, ValidationFailed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,18 +87,23 @@ class BackupSettings:
 
 BackupOutcome = JobOutcome
 __all__ = [
+    "VERDICTS",
     "BackupOutcome",
     "BackupSettings",
     "JobOutcome",
+    "JobRun",
+    "Pruned",
     "apply_retention",
+    "prune",
     "run_backup_job",
     "run_validation_job",
     "run_verify_job",
+    "verify_and_mark",
 ]
 
 
 @dataclasses.dataclass
-class _Run:
+class JobRun:
     """What a backup job has learned so far (turned into BackupDetails at the end)."""
 
     settings: BackupSettings
@@ -103,8 +114,11 @@ class _Run:
     verification: Verification = Verification.NOT_RUN
     verification_seconds: float = 0.0
     verification_message: str = ""
+    validation_errors: int = 0
+    validation_warnings: int = 0
     backup_seconds: float = 0.0
     deleted: tuple[str, ...] = ()
+    file_changes: tuple[FileChange, ...] = ()
 
     def details(self) -> BackupDetails:
         m = self.manifest
@@ -126,13 +140,15 @@ class _Run:
             health=self.health,
             problems=tuple(self.problems[:MAX_PROBLEMS]),
             backup_seconds=round(self.backup_seconds, 3),
+            validation_errors=self.validation_errors,
+            validation_warnings=self.validation_warnings,
         )
 
 
 def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *, clock: Clock) -> JobOutcome:
     """Back up the live database, verify the backup by restore, apply retention."""
     started = clock.now()
-    run = _Run(settings=settings, target=target)
+    run = JobRun(settings=settings, target=target)
     error: FirebirdJobError | None = None
     try:
         require_ascii(target.database, what="database")
@@ -141,6 +157,7 @@ def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *, clock: C
         with job_lock(spool):
             try:
                 clean_spool(spool)
+                recover_names(settings.backup_dir)
                 _backup_verify_retain(run, spool, clock)
             finally:
                 clean_spool(spool)
@@ -155,6 +172,7 @@ def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *, clock: C
         finished_at=clock.now(),
         details=run.details(),
         deleted=run.deleted,
+        file_changes=run.file_changes,
         error_class=error.error_class if error else "",
         error_message=error.message if error else "",
     )
@@ -174,7 +192,7 @@ class _Taken:
     seconds: float
 
 
-def _live_state(run: _Run) -> tuple[FirebirdHealth, Schema, dict[str, int]]:
+def _live_state(run: JobRun) -> tuple[FirebirdHealth, Schema, dict[str, int]]:
     """Health, schema (and for nbackup row counts); ends a stalled nbackup state first."""
     counts = run.settings.method == "nbackup"
     health, schema, rows = read_live(run.target, counts=counts)
@@ -185,7 +203,7 @@ def _live_state(run: _Run) -> tuple[FirebirdHealth, Schema, dict[str, int]]:
     return health, schema, rows
 
 
-def _take_gbak(run: _Run, spool: Spool, partial: Path) -> _Taken:
+def _take_gbak(run: JobRun, spool: Spool, partial: Path) -> _Taken:
     # The live figures first (about 20 ms). Read while gbak started, they collided
     # with it in Firebird's lock manager in about half the runs, and one of the two
     # waited a whole second. gbak's own log gives the row counts of the very
@@ -196,7 +214,7 @@ def _take_gbak(run: _Run, spool: Spool, partial: Path) -> _Taken:
     return _Taken(gb.compressed, health, schema, counts, {}, [], "", gb.seconds)
 
 
-def _take_nbackup(run: _Run, spool: Spool, partial: Path, before: list[Manifest]) -> _Taken:
+def _take_nbackup(run: JobRun, spool: Spool, partial: Path, before: list[Manifest]) -> _Taken:
     health, schema, counts = _live_state(run)  # preconditions first (CORE-6498)
     nb = nbackup.backup(
         run.target,
@@ -210,7 +228,7 @@ def _take_nbackup(run: _Run, spool: Spool, partial: Path, before: list[Manifest]
     return _Taken(nb.compressed, health, schema, counts, after, nb.chain, nb.guid, nb.seconds)
 
 
-def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
+def _backup_verify_retain(run: JobRun, spool: Spool, clock: Clock) -> None:
     settings, target = run.settings, run.target
     nbackup_job = settings.method == "nbackup"
     before = list_backups(settings.backup_dir)
@@ -218,6 +236,7 @@ def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
     started_at = clock.now()
     name = backup_name(target.database, settings.method, settings.level, started_at)
     final_name = name + data_suffix(settings.method)
+    unverified = final_name + UNVERIFIED_SUFFIX  # its name until verification passed
     partial = spool.partial(final_name)
     if nbackup_job:
         taken = _take_nbackup(run, spool, partial, before)
@@ -228,7 +247,7 @@ def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
     run.problems.extend(health_problems(health))
     manifest = Manifest(
         name=name,
-        file=final_name,
+        file=unverified,
         database=target.database,
         method=settings.method,
         level=settings.level if nbackup_job else 0,
@@ -248,17 +267,24 @@ def _backup_verify_retain(run: _Run, spool: Spool, clock: Clock) -> None:
         chain=taken.chain,
         nbackup_guid=taken.guid,
     )
-    publish(partial, settings.backup_dir / final_name)
     write_manifest(settings.backup_dir, manifest)
+    publish(partial, settings.backup_dir / unverified)
     run.manifest = manifest
     if settings.verify:
-        _verify(run, spool, manifest, before, clock)
-    run.deleted = apply_retention(settings.backup_dir, settings.retention, protect={manifest.name})
+        verify_and_mark(run, spool, manifest, before, clock)
+    pruned = prune(settings.backup_dir, settings.retention, protect={manifest.name})
+    run.file_changes = tuple(pruned)
+    run.deleted = tuple(sorted(c.name for c in pruned))
 
 
-def _verify(
-    run: _Run, spool: Spool, manifest: Manifest, before: list[Manifest], clock: Clock
+def verify_and_mark(
+    run: JobRun, spool: Spool, manifest: Manifest, before: list[Manifest], clock: Clock
 ) -> None:
+    """Verify `manifest`'s backup: good ones get their final name, damaged ones `.bad`.
+
+    Raises the typed error when verification failed (a VERDICTS one when the
+    backup itself is wrong, after marking the damaged file bad).
+    """
     tolerance = NBACKUP_COUNT_TOLERANCE if manifest.method == "nbackup" else 0.0
     try:
         result = verify(
@@ -272,7 +298,9 @@ def _verify(
     except FirebirdJobError as exc:
         run.verification = Verification.FAILED
         run.verification_message = exc.message
-        if isinstance(exc, _VERDICTS):  # the backup itself is wrong, not the run
+        if isinstance(exc, ValidationFailed):
+            run.validation_errors, run.validation_warnings = exc.errors, exc.warnings
+        if isinstance(exc, VERDICTS):  # the backup itself is wrong, not the run
             damaged = exc.file if isinstance(exc, BackupCorrupt) and exc.file else manifest.file
             victim = next((m for m in [*before, manifest] if m.file == damaged), manifest)
             mark_bad(run.settings.backup_dir, victim, exc.message)
@@ -280,6 +308,7 @@ def _verify(
     run.verification = Verification.PASSED
     run.verification_seconds = result.seconds
     run.verification_message = result.message
+    run.validation_warnings = result.findings.warnings
     previous = next(
         (
             m
@@ -290,10 +319,9 @@ def _verify(
     )
     if previous is not None:
         run.problems.extend(drop_problems(previous.table_counts, manifest.table_counts))
-    manifest.status = Status.GOOD
     manifest.verified_at = clock.now().isoformat()
     manifest.verification_seconds = round(result.seconds, 3)
-    write_manifest(run.settings.backup_dir, manifest)
+    mark_good(run.settings.backup_dir, manifest)
 
 
 def run_verify_job(
@@ -301,7 +329,7 @@ def run_verify_job(
 ) -> JobOutcome:
     """Verify an existing backup again (e.g. before relying on it); damaged ones are marked bad."""
     started = clock.now()
-    run = _Run(settings=settings, target=target)
+    run = JobRun(settings=settings, target=target)
     error: FirebirdJobError | None = None
     try:
         spool = prepare_spool(settings.backup_dir, server_user=settings.server_user)
@@ -314,7 +342,7 @@ def run_verify_job(
                     raise BackupCorrupt(f"No usable backup named {name} in backup.dir.")
                 run.manifest = manifest
                 run.health, _, _ = read_live(target)
-                _verify(run, spool, manifest, backups, clock)
+                verify_and_mark(run, spool, manifest, backups, clock)
             finally:
                 clean_spool(spool)
     except FirebirdJobError as exc:
@@ -342,10 +370,16 @@ def _space_problems(backup_dir: Path, before: list[Manifest]) -> list[str]:
     return []
 
 
-def apply_retention(
-    backup_dir: Path, policy: RetentionPolicy, *, protect: set[str]
-) -> tuple[str, ...]:
-    """Delete what the retention plan says (data file, then manifest); return the names."""
+@dataclasses.dataclass(frozen=True)
+class Pruned(FileChange):
+    """A backup retention deleted; `name` is its manifest's base name."""
+
+    name: str = ""
+
+
+def prune(backup_dir: Path, policy: RetentionPolicy, *, protect: set[str]) -> list[Pruned]:
+    """Delete what the retention plan says (data file, then manifest), logging each with
+    its reason; return them as file changes for the server."""
     manifests = list_backups(backup_dir)
     entries = [
         BackupEntry(
@@ -356,11 +390,21 @@ def apply_retention(
         )
         for m in manifests
     ]
-    doomed = set(plan_retention(entries, policy, protect=protect))
-    for m in manifests:
-        if m.name in doomed:
-            remove_quietly(backup_dir / m.file, backup_dir / f"{m.name}.json")
-    return tuple(sorted(doomed))
+    by_name = {m.name: m for m in manifests}
+    out: list[Pruned] = []
+    for deletion in plan_deletions(entries, policy, protect=protect):
+        m = by_name[deletion.name]
+        remove_quietly(backup_dir / m.file, backup_dir / f"{m.name}.json")
+        log.info("retention deleted %s (%s): %s", m.file, m.status.value, deletion.reason)
+        out.append(Pruned(final_file(m.file), FileState.PRUNED, deletion.reason, name=m.name))
+    return out
+
+
+def apply_retention(
+    backup_dir: Path, policy: RetentionPolicy, *, protect: set[str]
+) -> tuple[str, ...]:
+    """Delete what the retention plan says; return the names."""
+    return tuple(sorted(p.name for p in prune(backup_dir, policy, protect=protect)))
 
 
 def _name_of(manifests: list[Manifest], file: str) -> str:

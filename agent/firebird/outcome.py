@@ -5,20 +5,29 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from agent.reports import BackupDetails, Outcome, RunKind, RunReport, ValidationDetails
+from agent.reports import (
+    BackupDetails,
+    FileChange,
+    FileCheckDetails,
+    Outcome,
+    RunKind,
+    RunReport,
+    ValidationDetails,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class JobOutcome:
-    """Everything a RunReport needs; `details` is BackupDetails or ValidationDetails."""
+    """Everything a RunReport needs: details, and the earlier backups whose file changed."""
 
     kind: RunKind
     started_at: dt.datetime
     finished_at: dt.datetime
-    details: BackupDetails | ValidationDetails
+    details: BackupDetails | ValidationDetails | FileCheckDetails
     error_class: str = ""
     error_message: str = ""
     deleted: tuple[str, ...] = ()
+    file_changes: tuple[FileChange, ...] = ()  # earlier backups pruned or found damaged
 
     @property
     def succeeded(self) -> bool:
@@ -34,4 +43,5 @@ class JobOutcome:
             error_class=self.error_class,
             error_message=self.error_message,
             trigger=trigger,
+            file_changes=tuple(FileChange(c.file, c.state, c.reason) for c in self.file_changes),
         )

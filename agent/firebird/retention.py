@@ -7,10 +7,14 @@ Rules, in order of strength:
   verified), and the lower nbackup levels a kept backup builds on.
 - Good backups: the newest one of each of the last `keep_daily` days,
   `keep_weekly` ISO weeks and `keep_monthly` months (UTC) that have one is kept.
-- Not-good backups (unverified, bad) newer than the newest good one are kept
-  (they may still be verified, or be evidence); older ones are kept while their
-  day is one of the kept days, so bad files stay around for inspection a while.
+- Not-good backups (unverified, bad) count too, one per day: the newest of
+  them on each day is kept while it is newer than the newest good backup (it
+  may still be verified, or be evidence) or its day is one of the kept days
+  (so bad files stay around for inspection a while); every older one of the
+  same day goes, so killed or failed runs never pile up.
 - A policy of all zeros deletes nothing (retention off).
+
+Every deletion comes with its reason: which keep rule no longer holds it.
 """
 
 from __future__ import annotations
@@ -41,10 +45,25 @@ class BackupEntry:
     chain: tuple[str, ...] = ()  # names this backup builds on (nbackup lower levels)
 
 
+@dataclasses.dataclass(frozen=True)
+class Deletion:
+    """One backup to delete and the keep rule that no longer holds it."""
+
+    name: str
+    reason: str
+
+
 def plan_retention(
     entries: Iterable[BackupEntry], policy: RetentionPolicy, *, protect: Iterable[str] = ()
 ) -> list[str]:
     """Names of the backups to delete, oldest first."""
+    return [d.name for d in plan_deletions(entries, policy, protect=protect)]
+
+
+def plan_deletions(
+    entries: Iterable[BackupEntry], policy: RetentionPolicy, *, protect: Iterable[str] = ()
+) -> list[Deletion]:
+    """The backups to delete, oldest first, each with its reason."""
     items = sorted(entries, key=lambda e: (e.finished_at, e.name), reverse=True)
     if not policy.enabled or not items:
         return []
@@ -60,14 +79,48 @@ def plan_retention(
         newest_good_at = good[0].finished_at
     else:
         newest_good_at = None
+    not_good_days: set[dt.date] = set()
     for entry in items:
         if entry.good:
             continue
+        day = _utc(entry.finished_at).date()
         recent = newest_good_at is None or entry.finished_at > newest_good_at
-        if recent or _utc(entry.finished_at).date() in kept_days:
+        if (recent or day in kept_days) and day not in not_good_days:
             keep.add(entry.name)
+        not_good_days.add(day)
     _keep_chains(items, keep)
-    return [e.name for e in reversed(items) if e.name not in keep]
+    return [
+        Deletion(e.name, _reason(e, items, policy, keep))
+        for e in reversed(items)
+        if e.name not in keep
+    ]
+
+
+def _reason(
+    entry: BackupEntry, items: list[BackupEntry], policy: RetentionPolicy, keep: set[str]
+) -> str:
+    day = _utc(entry.finished_at).date()
+    newer_same_day = any(
+        o.good == entry.good
+        and o.name in keep
+        and o.finished_at > entry.finished_at
+        and _utc(o.finished_at).date() == day
+        for o in items
+    )
+    rules = (
+        f"keep_daily={policy.keep_daily}, keep_weekly={policy.keep_weekly}, "
+        f"keep_monthly={policy.keep_monthly}"
+    )
+    if entry.good:
+        if newer_same_day:
+            return f"a newer good backup of {day} is kept (one per day; {rules})"
+        return f"older than the good backups that {rules} keep"
+    if newer_same_day:
+        return f"a newer unverified or bad backup of {day} is kept (one per day)"
+    return (
+        f"unverified or bad, older than the newest good backup and outside the "
+        f"keep_daily={policy.keep_daily} kept days"
+    )
 
 
 def _newest_per_bucket(

@@ -13,24 +13,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from agent.firebird import gbak, nbackup
 from agent.firebird.connection import FirebirdTarget, attach, services
 from agent.firebird.decompress import decompress_niced
 from agent.firebird.errors import (
+    GDS_VALIDATION,
     BackupCorrupt,
     CountMismatch,
+    FirebirdJobError,
     SchemaMismatch,
     UnsafeRestoreTarget,
     ValidationFailed,
     fdb_message,
+    gdscode,
     translate,
 )
 from agent.firebird.files import Manifest, Spool, remove_quietly
+from agent.firebird.findings import Findings, parse_log, parse_summary
 from agent.firebird.health import Schema, count_rows, read_schema
 
 DROP_RATIO = 0.5  # a table at half its rows of the previous good backup is a problem
@@ -42,6 +46,7 @@ class VerifyResult:
     seconds: float
     restored_counts: dict[str, int]
     message: str
+    findings: Findings = dataclasses.field(default_factory=Findings)
 
 
 def verify(
@@ -67,7 +72,7 @@ def verify(
         restored = _restore(
             target, spool, chain, database, scratch=scratch, server_version=server_version
         )
-        warnings = validate_copy(target, database)
+        findings = validate_copy(target, database)
         with attach(target, str(database), what="reading the restored copy") as con:
             schema = read_schema(con)
             if manifest.method == "nbackup":
@@ -90,8 +95,9 @@ def verify(
     return VerifyResult(
         seconds=time.monotonic() - started,
         restored_counts=counts,
-        message=f"Restored {len(counts)} tables with {rows} rows; validation clean"
-        + (f" ({warnings} warnings)." if warnings else "."),
+        message=f"Restored {len(counts)} tables with {rows} rows; validation "
+        + (f"found {findings.describe()}." if not findings.clean else "clean."),
+        findings=findings,
     )
 
 
@@ -169,13 +175,16 @@ def check_scratch_target(target: FirebirdTarget, spool: Spool, database: Path) -
         raise UnsafeRestoreTarget(f"Refusing to restore into attached database {database}.")
 
 
-def validate_copy(target: FirebirdTarget, database: Path) -> int:
+def validate_copy(target: FirebirdTarget, database: Path) -> Findings:
     """Firebird's full read-only validation of a database nobody else has open.
 
-    Raises ValidationFailed on any error; returns the number of warnings.
-    Warnings alone (e.g. record versions of transactions that were in flight
-    when an nbackup copied the pages, pointer pages marking a page full) are
-    not damage, so they do not fail the verification.
+    Raises ValidationFailed when Firebird counted errors, quoting what it found;
+    returns the findings otherwise. Warnings alone (record versions of
+    transactions in flight when the pages were copied, swept or full bits out
+    of step on pointer pages) are not damage, so they do not fail the
+    verification: they are reported as figures. The counts come from
+    firebird.log's "Validation finished" line for this database (see
+    agent.firebird.findings), the raised summary only when the log has none.
     """
     with services(target, what="validating the restored copy") as svc:
         try:
@@ -186,33 +195,45 @@ def validate_copy(target: FirebirdTarget, database: Path) -> int:
                 validate_record_fragments=1,
             )
         except Exception as exc:
-            text = fdb_message(exc)
-            errors, warnings = validation_summary(text)
-            if warnings and not errors:
-                return warnings
-            err = translate(exc, what="validation of the restored copy")
-            if not isinstance(err, ValidationFailed):
-                err = ValidationFailed(f"Validation of the restored copy failed: {err.message}")
-            raise err from exc
+            if gdscode(exc) != GDS_VALIDATION:
+                err = translate(exc, what="validation of the restored copy")
+                if type(err) is not FirebirdJobError:  # e.g. unreachable, busy: not a verdict
+                    raise err from exc
+                raise ValidationFailed(
+                    f"Validation of the restored copy failed: {err.message}"
+                ) from exc
+            logged = _logged(svc, database)
+            # a log that calls it clean contradicts the raise: then the summary decides
+            if logged is not None and not logged.clean:
+                findings = logged
+            else:
+                findings = parse_summary(fdb_message(exc))
+            if findings.errors:
+                failed = ValidationFailed(
+                    f"Firebird's validation of the restored copy found {findings.describe()}."
+                )
+                failed.errors, failed.warnings = findings.errors, findings.warnings
+                raise failed from exc
+            return findings
     if result and str(result).strip():
         raise ValidationFailed(f"Validation of the restored copy reported: {str(result).strip()}")
-    return 0
+    return Findings()
 
 
-_SUMMARY = re.compile(r"Number of [\w ]+? (errors|warnings)\s*:\s*(\d+)", re.IGNORECASE)
+def _logged(svc: Any, database: Path) -> Findings | None:
+    """This database's last validation verdict in firebird.log (None if unreadable)."""
+    try:
+        svc.get_log()
+        lines = [str(line) for line in svc]
+    except Exception:  # noqa: BLE001 - the log is a better source, not a required one
+        return None
+    return parse_log(lines, os.path.realpath(database)) or parse_log(lines, str(database))
 
 
 def validation_summary(text: str) -> tuple[int, int]:
     """(errors, warnings) from the "Summary of validation errors" of gfix/svc.repair."""
-    errors = warnings = 0
-    for kind, count in _SUMMARY.findall(text):
-        if kind.lower() == "errors":
-            errors += int(count)
-        else:
-            warnings += int(count)
-    if errors == warnings == 0 and "error" in text.lower():
-        errors = 1  # a failure without a summary we understand counts as an error
-    return errors, warnings
+    found = parse_summary(text)
+    return found.errors, found.warnings
 
 
 def compare_counts(

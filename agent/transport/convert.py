@@ -25,6 +25,9 @@ from agent.reports import (
     BackupDetails,
     Details,
     DiskUsage,
+    FileChange,
+    FileCheckDetails,
+    FileState,
     FirebirdHealth,
     ImageSyncDetails,
     Outcome,
@@ -43,7 +46,15 @@ _KIND = {
     RunKind.IMAGE_SYNC: types_pb2.RUN_KIND_IMAGE_SYNC,
     RunKind.UPLOAD: types_pb2.RUN_KIND_UPLOAD,
     RunKind.VALIDATION: types_pb2.RUN_KIND_VALIDATION,
+    RunKind.FILE_CHECK: types_pb2.RUN_KIND_FILE_CHECK,
 }
+_FILE_STATE = {
+    FileState.KEPT: types_pb2.BACKUP_FILE_STATE_KEPT,
+    FileState.PRUNED: types_pb2.BACKUP_FILE_STATE_PRUNED,
+    FileState.DAMAGED: types_pb2.BACKUP_FILE_STATE_DAMAGED,
+    FileState.MISSING: types_pb2.BACKUP_FILE_STATE_MISSING,
+}
+_FILE_STATE_BACK = {v: k for k, v in _FILE_STATE.items()}
 _OUTCOME = {
     Outcome.SUCCEEDED: types_pb2.RUN_OUTCOME_SUCCEEDED,
     Outcome.FAILED: types_pb2.RUN_OUTCOME_FAILED,
@@ -83,6 +94,10 @@ def report_to_proto(report: RunReport) -> types_pb2.RunReport:
             error_class=report.error_class,
             error_message=report.error_message,
             trigger=report.trigger,
+            file_changes=[
+                types_pb2.BackupFileChange(file=c.file, state=_FILE_STATE[c.state], reason=c.reason)
+                for c in report.file_changes
+            ],
         )
         _details_to_proto(report.details, msg)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -110,6 +125,16 @@ def _details_to_proto(details: Details | None, msg: types_pb2.RunReport) -> None
         )
     elif isinstance(details, UploadDetails):
         msg.upload.CopyFrom(types_pb2.UploadDetails(file=details.file, bytes=details.bytes))
+    elif isinstance(details, FileCheckDetails):
+        msg.file_check.CopyFrom(
+            types_pb2.FileCheckDetails(
+                files_checked=details.files_checked,
+                bytes_checked=details.bytes_checked,
+                files_damaged=details.files_damaged,
+                restored=details.restored,
+                summary=details.summary,
+            )
+        )
 
 
 def backup_to_proto(d: BackupDetails) -> types_pb2.BackupDetails:
@@ -128,6 +153,8 @@ def backup_to_proto(d: BackupDetails) -> types_pb2.BackupDetails:
         database=d.database,
         problems=list(d.problems),
         backup_seconds=d.backup_seconds,
+        validation_errors=d.validation_errors,
+        validation_warnings=d.validation_warnings,
     )
     if d.health is not None:
         msg.health.CopyFrom(health_to_proto(d.health))
@@ -166,6 +193,11 @@ def report_from_proto(msg: types_pb2.RunReport) -> RunReport:
         error_message=msg.error_message,
         trigger=msg.trigger,
         details=_details_from_proto(msg),
+        file_changes=tuple(
+            FileChange(c.file, _FILE_STATE_BACK[c.state], c.reason)
+            for c in msg.file_changes
+            if c.state in _FILE_STATE_BACK
+        ),
     )
 
 
@@ -186,6 +218,15 @@ def _details_from_proto(msg: types_pb2.RunReport) -> Details | None:
         return ValidationDetails(errors=v.errors, warnings=v.warnings, summary=v.summary)
     if which == "upload":
         return UploadDetails(file=msg.upload.file, bytes=msg.upload.bytes)
+    if which == "file_check":
+        f = msg.file_check
+        return FileCheckDetails(
+            files_checked=f.files_checked,
+            bytes_checked=f.bytes_checked,
+            files_damaged=f.files_damaged,
+            restored=f.restored,
+            summary=f.summary,
+        )
     return None
 
 
@@ -206,6 +247,8 @@ def backup_from_proto(b: types_pb2.BackupDetails) -> BackupDetails:
         health=health_from_proto(b.health) if b.HasField("health") else None,
         problems=tuple(b.problems),
         backup_seconds=b.backup_seconds,
+        validation_errors=b.validation_errors,
+        validation_warnings=b.validation_warnings,
     )
 
 

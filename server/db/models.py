@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, DateTime, Index, Text
+from sqlalchemy import Column, DateTime, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -52,6 +52,20 @@ class Site(SQLModel, table=True):
     last_validation_summary: str = ""
     config_refused: str = ""
     config_refused_revision: int = 0
+    # Set when the site's agents were revoked, cleared when an agent enrolls again:
+    # a site whose agent is cut off is a problem, not `ok`.
+    agent_revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    # The wrong-database guard (server/figures.py): the accepted baseline's
+    # figures (JSON, "" before the first good backup), the open change ("" when none)
+    # and the finish time of the newest good backup compared (older ones are ignored).
+    figures_baseline_json: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="")
+    )
+    figures_change: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    figures_checked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    # The newest good backup run whose file the agent found damaged (its finish time).
+    damaged_backup_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    damaged_backup_file: str = ""
     # Bumped by every insert and update (SQLAlchemy default/onupdate): the fleet
     # view's cache refreshes only the rows changed since it last looked.
     updated_at: dt.datetime | None = Field(
@@ -72,7 +86,7 @@ class Agent(SQLModel, table=True):
     secret_hash: str = Field(max_length=64)
     hostname: str = ""
     created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
-    revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    revoked_at: dt.datetime | None = _ts(index=True)  # type: ignore[assignment]
 
 
 class EnrollmentToken(SQLModel, table=True):
@@ -91,22 +105,39 @@ class EnrollmentToken(SQLModel, table=True):
 
 
 class AdminToken(SQLModel, table=True):
-    """A token that lets a technician drive the fleet with the admin CLI."""
+    """A token that lets a technician drive the fleet with the admin CLI.
+
+    The name of an active (unrevoked) token is unique: tokens are revoked by name.
+    """
 
     __tablename__ = "admin_tokens"
+    __table_args__ = (
+        Index(
+            "ux_admin_tokens_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     name: str = Field(max_length=64)
     secret_hash: str = Field(max_length=64)
     created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    created_by: str = Field(default="", max_length=64)
     revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    revoked_by: str = Field(default="", max_length=64)
 
 
 class Run(SQLModel, table=True):
     """One finished job reported by an agent, stored once by its id."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_site_finished", "site_id", "finished_at"),)
+    __table_args__ = (
+        Index("ix_runs_site_finished", "site_id", "finished_at"),
+        Index("ix_runs_site_backup_file", "site_id", "backup_file"),
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     site_id: int = Field(foreign_key="sites.id")
@@ -120,6 +151,10 @@ class Run(SQLModel, table=True):
     trigger: str = Field(default="", max_length=16)
     received_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
     details_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    # A backup run's data file (base name) and what became of it: kept, pruned, damaged,
+    # missing ("" for runs without a file).
+    backup_file: str = Field(default="", max_length=200)
+    file_state: str = Field(default="", max_length=16)
 
 
 class AuditEntry(SQLModel, table=True):

@@ -10,6 +10,7 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc
 
 from server.rpc import convert
 from server.rpc.errors import bearer, guarded
+from server.services.admin_tokens import AdminTokens
 from server.services.auth import Authenticator
 from server.services.commands import Commands
 from server.services.config import ConfigService
@@ -27,7 +28,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         fleet: FleetQueries,
         config: ConfigService,
         commands: Commands,
+        *,
+        admin_tokens: AdminTokens,
     ) -> None:
+        self._admin_tokens = admin_tokens
         self._auth = auth
         self._enrollment = enrollment
         self._fleet = fleet
@@ -94,14 +98,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.SetConfigRequest, context: Ctx
     ) -> admin_pb2.SetConfigResponse:
         admin = await self._auth.admin(bearer(context))
-        revision, changed = await self._config.set(
+        change = await self._config.set(
             admin,
             scope=convert.SCOPE_NAMES.get(request.scope, ""),
             target=request.target,
             values=dict(request.values),
             unset=list(request.unset),
         )
-        return admin_pb2.SetConfigResponse(revision=revision, changed=changed)
+        return admin_pb2.SetConfigResponse(
+            revision=change.revision, changed=change.changed, sites=change.sites
+        )
 
     @guarded
     async def GetConfig(
@@ -145,3 +151,27 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await self._auth.admin(bearer(context))
         cmds = await self._commands.list(site=request.site, limit=request.limit)
         return admin_pb2.ListCommandsResponse(commands=[convert.command_state(c) for c in cmds])
+
+    @guarded
+    async def AcceptChange(
+        self, request: admin_pb2.AcceptChangeRequest, context: Ctx
+    ) -> admin_pb2.AcceptChangeResponse:
+        admin = await self._auth.admin(bearer(context))
+        done = await self._fleet.accept_change(admin, request.site, run_id=request.run_id)
+        return admin_pb2.AcceptChangeResponse(run_id=done.run_id, cleared=done.cleared)
+
+    @guarded
+    async def ListAdminTokens(
+        self, request: admin_pb2.ListAdminTokensRequest, context: Ctx
+    ) -> admin_pb2.ListAdminTokensResponse:
+        await self._auth.admin(bearer(context))
+        found = await self._admin_tokens.list()
+        return admin_pb2.ListAdminTokensResponse(tokens=[convert.admin_token(t) for t in found])
+
+    @guarded
+    async def RevokeAdminToken(
+        self, request: admin_pb2.RevokeAdminTokenRequest, context: Ctx
+    ) -> admin_pb2.RevokeAdminTokenResponse:
+        admin = await self._auth.admin(bearer(context))
+        revoked = await self._admin_tokens.revoke(actor=admin.name, name=request.name)
+        return admin_pb2.RevokeAdminTokenResponse(token=convert.admin_token(revoked))

@@ -15,6 +15,7 @@ from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.enrollment import Enrollment
 from server.services.push import ConfigDirective, Directive
+from server.services.revocation import Revocations
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -46,8 +47,15 @@ class _PackedDirectives:
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, auth: Authenticator, enrollment: Enrollment, traffic: AgentTraffic) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        enrollment: Enrollment,
+        traffic: AgentTraffic,
+        revocations: Revocations,
+    ) -> None:
         self._auth = auth
+        self._revocations = revocations
         self._enrollment = enrollment
         self._traffic = traffic
         self._packed = _PackedDirectives()
@@ -59,7 +67,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         done = await self._enrollment.enroll(
             token=request.token, site=request.site, hostname=request.hostname
         )
-        self._auth.forget_site(done.site)
+        await self._revocations.apply(done.site, keep=done.agent_id)  # the earlier agents
         return agent_pb2.EnrollResponse(
             agent_id=done.agent_id, credential=done.credential, site=done.site, group=done.group
         )
@@ -91,13 +99,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Session(
         self, request_iterator: AsyncIterator[agent_pb2.AgentEvent], context: Ctx
     ) -> AsyncIterator[agent_pb2.AgentDirective]:
-        who = await self._auth.agent(bearer(context))
+        credential = bearer(context)
+        who = await self._auth.agent(credential)
         opened = await convert.session_open(request_iterator)
         directives = self._traffic.session(
             who,
             running_revision=opened.running_revision,
             events=convert.agent_events(request_iterator),
             claimed_site=opened.site,
+            recheck=lambda: self._auth.agent(credential),
         )
         async for directive in directives:
             yield self._packed.pack(directive)
@@ -106,9 +116,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def WatchConfig(
         self, request: agent_pb2.WatchConfigRequest, context: Ctx
     ) -> AsyncIterator[agent_pb2.AgentDirective]:
-        who = await self._auth.agent(bearer(context))
+        credential = bearer(context)
+        who = await self._auth.agent(credential)
         directives = self._traffic.watch(
-            who, running_revision=request.running_revision, claimed_site=request.site
+            who,
+            running_revision=request.running_revision,
+            claimed_site=request.site,
+            recheck=lambda: self._auth.agent(credential),
         )
         async for directive in directives:
             yield self._packed.pack(directive)

@@ -15,7 +15,15 @@ from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 from common import config_schema
 from common.config_schema import Value
 from common.errors import InvalidArgument
-from server.domain import AuditRecord, CheckInFacts, CommandRecord, RevisionRecord, RunRecord
+from server.domain import (
+    AdminTokenRecord,
+    AuditRecord,
+    CheckInFacts,
+    CommandRecord,
+    FileChange,
+    RevisionRecord,
+    RunRecord,
+)
 from server.services.agents import AgentEvent, CommandAck, ConfigAck
 from server.services.config import SiteConfig
 from server.services.fleet import RolloutRow, SiteDetail, SiteView
@@ -27,6 +35,7 @@ KIND_NAMES = {
     types_pb2.RUN_KIND_IMAGE_SYNC: "image-sync",
     types_pb2.RUN_KIND_UPLOAD: "upload",
     types_pb2.RUN_KIND_VALIDATION: "validation",
+    types_pb2.RUN_KIND_FILE_CHECK: "file-check",
 }
 KIND_VALUES = {v: k for k, v in KIND_NAMES.items()}
 OUTCOME_NAMES = {
@@ -284,6 +293,24 @@ def run_record(report: types_pb2.RunReport) -> RunRecord:
         error_message=report.error_message[:2000],
         trigger=report.trigger[:16],
         details=details,
+        file_changes=file_changes(report),
+    )
+
+
+FILE_STATE_NAMES = {
+    types_pb2.BACKUP_FILE_STATE_KEPT: "kept",
+    types_pb2.BACKUP_FILE_STATE_PRUNED: "pruned",
+    types_pb2.BACKUP_FILE_STATE_DAMAGED: "damaged",
+    types_pb2.BACKUP_FILE_STATE_MISSING: "missing",
+}
+FILE_STATE_VALUES = {v: k for k, v in FILE_STATE_NAMES.items()}
+
+
+def file_changes(report: types_pb2.RunReport) -> tuple[FileChange, ...]:
+    """The earlier backups whose file changed state; an unknown state is kept as "" (refused
+    by the validation, which names the field)."""
+    return tuple(
+        FileChange(c.file, FILE_STATE_NAMES.get(c.state, ""), c.reason) for c in report.file_changes
     )
 
 
@@ -304,7 +331,12 @@ def run_report(run: RunRecord) -> types_pb2.RunReport:
 
 
 def run_msg(run: RunRecord) -> admin_pb2.Run:
-    return admin_pb2.Run(site=run.site, report=run_report(run), received_at=ts(run.received_at))
+    return admin_pb2.Run(
+        site=run.site,
+        report=run_report(run),
+        received_at=ts(run.received_at),
+        file_state=FILE_STATE_VALUES.get(run.file_state, types_pb2.BACKUP_FILE_STATE_UNSPECIFIED),
+    )
 
 
 def site_summary(view: SiteView) -> admin_pb2.SiteSummary:
@@ -367,6 +399,17 @@ def site_detail(detail: SiteDetail) -> admin_pb2.GetSiteResponse:
 def audit_entry(rec: AuditRecord) -> admin_pb2.AuditEntry:
     return admin_pb2.AuditEntry(
         at=ts(rec.at), actor=rec.actor, action=rec.action, target=rec.target, details=rec.details
+    )
+
+
+def admin_token(rec: AdminTokenRecord) -> admin_pb2.AdminToken:
+    return admin_pb2.AdminToken(
+        name=rec.name,
+        id=rec.id,
+        created_at=ts(rec.created_at),
+        created_by=rec.created_by,
+        revoked_at=ts(rec.revoked_at),
+        revoked_by=rec.revoked_by,
     )
 
 

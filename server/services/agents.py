@@ -6,18 +6,18 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from common.clock import Clock
 from common.errors import InvalidArgument, PermissionDenied
 from server.deferred import Deferred, resolve
-from server.domain import AgentIdentity, CheckInFacts, RunRecord
+from server.domain import FILE_STATES, AgentIdentity, CheckInFacts, RunRecord
 from server.services.push import ConfigHub, Directive
 from server.state.base import FleetState
 from server.state.config_state import SqlConfigState
 
-KINDS = ("backup", "image-sync", "upload", "validation")
+KINDS = ("backup", "image-sync", "upload", "validation", "file-check")
 OUTCOMES = ("succeeded", "failed")
 COMMAND_OUTCOMES = ("succeeded", "failed", "rejected")
 _MAX_FUTURE = dt.timedelta(days=1)
@@ -98,12 +98,24 @@ class AgentTraffic:
         return await self._state.store_report(site_id=who.site_id, run=checked, now=now)
 
     async def watch(
-        self, who: AgentIdentity, *, running_revision: int, claimed_site: str = ""
+        self,
+        who: AgentIdentity,
+        *,
+        running_revision: int,
+        claimed_site: str = "",
+        recheck: Callable[[], Awaitable[object]] | None = None,
     ) -> AsyncGenerator[Directive, None]:
-        """The directives for one agent's stream, until the caller stops reading."""
+        """The directives for one agent's stream, until the caller stops reading.
+
+        `recheck` authenticates the caller again once the stream is subscribed: a
+        revocation that arrived since the call was authenticated then refuses it,
+        and one that arrives later ends it (the hub cuts the subscription off).
+        """
         _own_site(who, claimed_site)
-        sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision)
+        sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision, who.agent_id)
         try:
+            if recheck is not None:
+                await recheck()
             async for directive in self._hub.directives(sub):
                 yield directive
         finally:
@@ -116,6 +128,7 @@ class AgentTraffic:
         running_revision: int,
         events: AsyncIterator[AgentEvent],
         claimed_site: str = "",
+        recheck: Callable[[], Awaitable[object]] | None = None,
     ) -> AsyncIterator[Directive]:
         """`watch`, while the acks the agent sends on the same stream are recorded as
         they arrive. A bad ack ends the stream with its error; the agent closing its
@@ -124,7 +137,7 @@ class AgentTraffic:
         acks = asyncio.ensure_future(self._record(who, events))
         try:
             async for directive in _until_failed(
-                self.watch(who, running_revision=running_revision), acks
+                self.watch(who, running_revision=running_revision, recheck=recheck), acks
             ):
                 yield directive
         finally:
@@ -226,7 +239,28 @@ def valid_run(run: RunRecord | Deferred[RunRecord], now: dt.datetime) -> RunReco
     """The run, once it passed the checks below (InvalidArgument otherwise)."""
     record = resolve(run)
     _validate(record, now)
+    _validate_file_changes(record)
     return record
+
+
+MAX_FILE_CHANGES = 1000
+MAX_REASON = 500
+
+
+def _validate_file_changes(run: RunRecord) -> None:
+    """Each change names one backup file (a base name) and a known state."""
+    if len(run.file_changes) > MAX_FILE_CHANGES:
+        raise InvalidArgument(f"file_changes: at most {MAX_FILE_CHANGES} per report")
+    for change in run.file_changes:
+        name = change.file
+        if not name or len(name) > 200 or "/" in name or "\\" in name or name in (".", ".."):
+            raise InvalidArgument("file_changes.file must be a backup file's base name")
+        if not name.isprintable():
+            raise InvalidArgument("file_changes.file must be printable")
+        if change.state not in FILE_STATES or change.state == "kept":
+            raise InvalidArgument("file_changes.state must be pruned, damaged or missing")
+        if len(change.reason) > MAX_REASON:
+            raise InvalidArgument(f"file_changes.reason must be at most {MAX_REASON} characters")
 
 
 def _validate(run: RunRecord, now: dt.datetime) -> None:

@@ -2,9 +2,13 @@
 
 On PostgreSQL each replica LISTENs on the channel that config and command
 writes NOTIFY inside their transaction; on SQLite (one process) nothing else
-can write. On both, a periodic poll of the newest revision and of open
-commands is the safety net for a notification lost while reconnecting. The
-same loop expires commands no agent picked up in time.
+can write. On both, a periodic poll of the newest revision, of open
+commands and of recent revocations is the safety net for a notification lost
+while reconnecting. The same loop expires commands no agent picked up in time.
+
+A revocation notice (`revoke:SITE`, or `revoke:SITE:KEEP` from an enrollment,
+which revokes every agent of the site but the new one) ends the revoked
+agents' open streams on this replica and drops their cached credentials.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import logging
 from sqlalchemy.engine import make_url
 
 from common.clock import Clock
-from server.services.auth import Authenticator
 from server.services.push import COMMAND_LIFETIME, ConfigHub
+from server.services.revocation import Revocations
 from server.state.config_state import SqlConfigState
 from server.state.notify import CHANNEL as NOTIFY_CHANNEL
 
@@ -33,9 +37,9 @@ class ChangeFeed:
         *,
         db_url: str,
         poll_seconds: float = 10.0,
-        auth: Authenticator | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
-        self._auth = auth
+        self._revocations = revocations
         self._hub = hub
         self._config = config
         self._clock = clock
@@ -62,8 +66,9 @@ class ChangeFeed:
             await self._hub.refresh()
         elif kind == "command" and arg.isdigit():
             await self._hub.commands_changed(int(arg))
-        elif kind == "revoke" and self._auth is not None:
-            self._auth.forget_site(arg)
+        elif kind == "revoke" and self._revocations is not None:
+            site, _, keep = arg.partition(":")
+            await self._revocations.apply(site, keep=keep or None)
 
     async def _poll(self) -> None:
         while True:
@@ -71,6 +76,8 @@ class ChangeFeed:
             try:
                 await self._hub.refresh_if_newer()
                 await self._hub.load_command_sites()
+                if self._revocations is not None:
+                    await self._revocations.catch_up()
                 now = self._clock.now()
                 if await self._config.expire_commands(before=now - COMMAND_LIFETIME, now=now):
                     log.info("expired remote commands that no agent picked up in 24 h")
@@ -91,6 +98,8 @@ class ChangeFeed:
                     await self._hub.refresh_if_newer()  # what was missed while away
                     await self._hub.commands_changed(None)
                     await self._hub.load_command_sites()
+                    if self._revocations is not None:
+                        await self._revocations.catch_up()
                     async for note in conn.notifies():
                         await self.handle(note.payload)
             except asyncio.CancelledError:

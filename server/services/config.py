@@ -28,6 +28,16 @@ SCOPES = (FLEET, GROUP, SITE)
 
 
 @dataclasses.dataclass(frozen=True)
+class LayerChange:
+    """What `config set` did: the new revision (0: nothing changed), the keys changed,
+    and how many sites the layer reaches now (0 for a group no site is in)."""
+
+    revision: int
+    changed: list[str]
+    sites: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Effective:
     value: Value
     layer: str  # "default", "fleet", "group:<g>", "site:<s>"
@@ -125,10 +135,12 @@ class ConfigService:
         target: str,
         values: dict[str, str],
         unset: list[str],
-    ) -> tuple[int, list[str]]:
+    ) -> LayerChange:
         target = await self._check_layer(scope, target)
         if not values and not unset:
             raise InvalidArgument("give at least one KEY=VALUE or --unset KEY")
+        for name in values:
+            config_schema.settable(name)
         parsed = config_schema.validate(values)
         for name in unset:
             config_schema.key(name)
@@ -161,7 +173,12 @@ class ConfigService:
                 )
             )
             await self._hub.refresh()
-        return revision, changed
+        return LayerChange(revision, changed, await self._sites_in(scope, target))
+
+    async def _sites_in(self, scope: str, target: str) -> int:
+        if scope == SITE:
+            return 1
+        return len(await self._fleet.list_sites(group=target if scope == GROUP else ""))
 
     async def show(self, site: str) -> SiteConfig:
         row = await self._fleet.get_site(site)
@@ -188,6 +205,11 @@ class ConfigService:
         if scope not in SCOPES:
             raise InvalidArgument("choose one layer: --fleet, --group G or --site S")
         if scope == FLEET:
+            if target:
+                raise InvalidArgument(
+                    f"a fleet-wide change takes no target (got {target[:64]!r}); "
+                    "name a group or a site as the scope instead"
+                )
             return ""
         check_name(target, scope)
         if scope == SITE:

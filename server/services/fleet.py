@@ -1,4 +1,5 @@
-"""The admin's view of the fleet: sites with their computed status, runs, audit, revocation."""
+"""The admin's view of the fleet: sites with their computed status, runs, audit, revocation,
+and accepting a site's changed backup figures."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import datetime as dt
 
 from common.clock import Clock
 from common.errors import InvalidArgument
-from server.domain import AdminIdentity, AuditRecord, RunRecord, SiteRow
+from server.domain import AdminIdentity, AuditRecord, FiguresAccepted, RunRecord, SiteRow
 from server.services.agents import KINDS
-from server.services.auth import Authenticator
 from server.services.push import ConfigHub
+from server.services.revocation import Revocations
 from server.services.sitecache import SiteCache
 from server.services.status import SiteFacts, SiteStatus, Status, StatusPolicy, compute_status
 from server.state.base import FleetState
@@ -23,13 +24,17 @@ class SiteView:
     config_revision_desired: int = 0
 
 
+NO_AGENT = "no agent"
+"""The rollout state of a site no agent has enrolled for yet."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RolloutRow:
     site: str
     group: str
     desired_revision: int
     applied_revision: int
-    state: str  # applied | pending | refused | offline
+    state: str  # applied | pending | refused | offline | no agent
     refused: str
     last_seen_at: dt.datetime | None
 
@@ -44,6 +49,8 @@ class SiteDetail:
 def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
     refused = row.config_refused if row.config_refused_revision >= desired_revision else ""
     return SiteFacts(
+        site=row.name,
+        agent_revoked_at=row.agent_revoked_at,
         enrolled_at=row.enrolled_at,
         last_seen_at=row.last_seen_at,
         last_backup_at=row.last_backup_at,
@@ -62,6 +69,9 @@ def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
         config_refused=refused,
         disks=row.disks,
         health=row.health,
+        figures_change=row.figures_change,
+        damaged_backup_at=row.damaged_backup_at,
+        damaged_backup_file=row.damaged_backup_file,
     )
 
 
@@ -70,13 +80,13 @@ class FleetQueries:
         self,
         state: FleetState,
         clock: Clock,
-        auth: Authenticator,
+        revocations: Revocations,
         hub: ConfigHub,
         policy: StatusPolicy | None = None,
     ) -> None:
         self._state = state
         self._clock = clock
-        self._auth = auth
+        self._revocations = revocations
         self._hub = hub
         self._policy = policy or StatusPolicy()
         self._policies: dict[tuple[float, float], StatusPolicy] = {}
@@ -116,7 +126,9 @@ class FleetQueries:
             r = view.row
             desired, applied = view.config_revision_desired, r.config_revision_applied
             refused = r.config_refused if r.config_refused_revision >= desired else ""
-            if desired == 0 or applied >= desired:
+            if r.enrolled_at is None:
+                state = NO_AGENT  # nothing to apply it: not "applied"
+            elif desired == 0 or applied >= desired:
                 state = "applied"
             elif refused:
                 state = "refused"
@@ -153,11 +165,24 @@ class FleetQueries:
 
     async def revoke(self, admin: AdminIdentity, site: str) -> int:
         count = await self._state.revoke_agents(site=site, now=self._clock.now())
-        self._auth.forget_site(site)
+        await self._revocations.apply(site)  # other replicas: by the notice
         await self._state.audit(
             AuditRecord(self._clock.now(), admin.name, "agent.revoke", site, f"revoked={count}")
         )
         return count
+
+    async def accept_change(
+        self, admin: AdminIdentity, site: str, *, run_id: str
+    ) -> FiguresAccepted:
+        """Accept a good backup's figures (`run_id`, or the newest) as the site's baseline
+        for the wrong-database guard (server/figures.py); who and what is audited."""
+        now = self._clock.now()
+        done = await self._state.accept_figures(site=site, run_id=run_id, by=admin.name, now=now)
+        cleared = f" cleared={done.cleared[:200]!r}" if done.cleared else ""
+        await self._state.audit(
+            AuditRecord(now, admin.name, "figures.accept", site, f"run={done.run_id}{cleared}")
+        )
+        return done
 
     async def audit_log(self, *, limit: int) -> list[AuditRecord]:
         limit = limit or 50

@@ -28,6 +28,10 @@ Design (after Elastic fleet-server's policy monitor):
   a server holding 10,000 agents is not followed by 10,000 TLS handshakes in
   the same second (agents that lost the server without a goodbye use their
   own jittered backoff).
+- A revocation ends the revoked agents' streams at once: the replica that
+  made it cuts them off directly, the others when the change feed brings its
+  notice. A cut-off stream sends nothing more (no configuration, no command)
+  and ends with Unauthenticated; the agent's next calls are refused.
 - Commands ride the same stream. Open commands of the site (not finished,
   not expired) are sent on connect and whenever a new one is queued; each
   is sent once per stream, and the agent runs each id at most once, so a
@@ -44,6 +48,7 @@ from collections.abc import AsyncIterator, Callable
 
 from common.clock import Clock
 from common.config_schema import Value
+from common.errors import Unauthenticated
 from server.domain import CommandRecord
 from server.services.config import SITE, ConfigSnapshot, build_snapshot
 from server.services.secretbox import SecretBox
@@ -53,6 +58,7 @@ log = logging.getLogger(__name__)
 
 COMMAND_LIFETIME = dt.timedelta(hours=24)
 WAKE_SLICE = 500
+CUT_OFF = "this agent's credential was revoked; re-enroll the agent"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +93,14 @@ def reconnect_window(streams: int, per_second: float = RECONNECTS_PER_SECOND) ->
 class Subscriber:
     """One open WatchConfig stream."""
 
-    def __init__(self, site_id: int, site: str, group: str, running_revision: int) -> None:
+    def __init__(
+        self, site_id: int, site: str, group: str, running_revision: int, agent_id: str = ""
+    ) -> None:
         self.site_id = site_id
         self.site = site
         self.group = group
+        self.agent_id = agent_id
+        self.revoked = False
         self.sent_revision = running_revision
         self.sent_commands: set[str] = set()
         self.commands_dirty = True
@@ -173,8 +183,23 @@ class ConfigHub:
 
         await self._wake(hit)
 
-    def subscribe(self, site_id: int, site: str, group: str, running: int) -> Subscriber:
-        sub = Subscriber(site_id, site, group, running)
+    async def cut_off(self, site: str, keep: str | None = None) -> int:
+        """End the streams of `site`'s agents (all but agent `keep`) at once; return how many.
+
+        A cut-off stream yields nothing more and ends with Unauthenticated."""
+
+        def hit(sub: Subscriber) -> bool:
+            if sub.site == site and (keep is None or sub.agent_id != keep):
+                sub.revoked = True
+                return True
+            return False
+
+        return await self._wake(hit)
+
+    def subscribe(
+        self, site_id: int, site: str, group: str, running: int, agent_id: str = ""
+    ) -> Subscriber:
+        sub = Subscriber(site_id, site, group, running, agent_id)
         sub.commands_dirty = self._command_sites is None or site_id in self._command_sites
         self._subs.setdefault(site_id, set()).add(sub)
         return sub
@@ -191,6 +216,8 @@ class ConfigHub:
         while True:
             await sub.wake.wait()
             sub.wake.clear()
+            if sub.revoked:
+                raise Unauthenticated(CUT_OFF)
             if self._goodbye is not None:
                 yield self._goodbye
                 return
@@ -202,6 +229,8 @@ class ConfigHub:
             if sub.commands_dirty:
                 sub.commands_dirty = False
                 async for cmd in self._new_commands(sub):
+                    if sub.revoked:
+                        raise Unauthenticated(CUT_OFF)
                     yield CommandDirective(cmd)
 
     def _config_directive(
@@ -225,7 +254,7 @@ class ConfigHub:
         now = self._clock.now()
         found = await self._config.open_commands(site_id=sub.site_id, since=now - COMMAND_LIFETIME)
         fresh = [c for c in found if c.id not in sub.sent_commands]
-        if not fresh:
+        if not fresh or sub.revoked:
             return
         await self._config.mark_delivered(ids=[c.id for c in fresh], now=now)
         for cmd in fresh:
@@ -236,7 +265,7 @@ class ConfigHub:
         desired = self._snapshot.desired_revision(sub.site, sub.group)
         return bool(desired) and desired != sub.sent_revision
 
-    async def _wake(self, predicate: Callable[[Subscriber], bool]) -> None:
+    async def _wake(self, predicate: Callable[[Subscriber], bool]) -> int:
         woken = 0
         for subs in list(self._subs.values()):
             for sub in list(subs):
@@ -247,3 +276,4 @@ class ConfigHub:
                         await asyncio.sleep(0)
         if woken:
             log.debug("woke %d stream(s)", woken)
+        return woken

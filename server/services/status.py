@@ -58,6 +58,8 @@ class Health:
 class SiteFacts:
     """Everything the status depends on, as stored for one site."""
 
+    site: str = ""
+    agent_revoked_at: dt.datetime | None = None
     enrolled_at: dt.datetime | None = None
     last_seen_at: dt.datetime | None = None
     last_backup_at: dt.datetime | None = None
@@ -76,6 +78,10 @@ class SiteFacts:
     config_refused: str = ""
     disks: tuple[Disk, ...] = ()
     health: Health | None = None
+    figures_change: str = ""  # an unaccepted sharp change of backup figures (server/figures.py)
+    # the newest good backup run whose file the agent found damaged, and that file
+    damaged_backup_at: dt.datetime | None = None
+    damaged_backup_file: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +104,8 @@ def compute_status(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime) -> 
                 f"last verified backup {_ago(age)} ago (limit {policy.stale_after_hours:g} h)"
             )
     _warnings(facts, policy, now, found[Status.WARNING])
+    _figures_changed(facts, found[Status.WARNING])
+    _damaged_backup(facts, found[Status.WARNING])
     status = next((s for s in PRECEDENCE if found[s]), Status.OK)
     problems = tuple(p for s in PRECEDENCE for p in found[s])
     return SiteStatus(status, problems)
@@ -126,6 +134,8 @@ def _failing(facts: SiteFacts, out: list[str]) -> None:
 def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: list[str]) -> None:
     if facts.enrolled_at is None:
         out.append("no agent enrolled yet")
+    if facts.agent_revoked_at is not None:
+        out.append(revoked_problem(facts.site, facts.agent_revoked_at))
     if facts.last_image_sync_ok is False:
         out.append(f"image sync failing: {facts.last_image_sync_error or 'unknown error'}")
     elif facts.last_image_sync_at is not None:
@@ -152,6 +162,31 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
     if facts.outbox_pending > policy.outbox_pending_max:
         out.append(f"{facts.outbox_pending} reports waiting in the agent's outbox")
     _health(facts.health, policy, out)
+
+
+def revoked_problem(site: str, at: dt.datetime) -> str:
+    """The problem of a site whose agent was revoked and has not enrolled again."""
+    name = site or "SITE"
+    return (
+        f"agent revoked at {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC; re-enroll with "
+        f"`storesafe token create --site {name}`, then `storesafe-agent enroll` on its PC"
+    )
+
+
+def _figures_changed(facts: SiteFacts, out: list[str]) -> None:
+    """A good backup whose figures differ sharply from the accepted ones: another database?"""
+    if facts.figures_change:
+        out.append(facts.figures_change)
+
+
+def _damaged_backup(facts: SiteFacts, out: list[str]) -> None:
+    """The newest good backup no longer matches its checksum (or no longer restores)."""
+    damaged, good = facts.damaged_backup_at, facts.last_good_backup_at
+    if damaged is not None and (good is None or damaged >= good):
+        out.append(
+            f"newest good backup {facts.damaged_backup_file} is damaged (no longer matches "
+            "its checksum or no longer restores); take a new backup"
+        )
 
 
 def _health(health: Health | None, policy: StatusPolicy, out: list[str]) -> None:

@@ -6,7 +6,15 @@ import abc
 import datetime as dt
 
 from server.deferred import Deferred
-from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
+from server.domain import (
+    AdminIdentity,
+    AdminTokenRecord,
+    AuditRecord,
+    CheckInFacts,
+    FiguresAccepted,
+    RunRecord,
+    SiteRow,
+)
 
 
 class FleetState(abc.ABC):
@@ -59,10 +67,26 @@ class FleetState(abc.ABC):
         """(secret hash, identity) of an active admin token, or None."""
 
     @abc.abstractmethod
-    def create_admin_token_sync(
-        self, *, token_id: str, name: str, secret_hash: str, now: dt.datetime
+    async def create_admin_token(
+        self, *, token_id: str, name: str, secret_hash: str, created_by: str, now: dt.datetime
     ) -> None:
-        """Store an admin token (used by `storesafe-server init`, outside the event loop)."""
+        """Store an admin token. MUST raise AlreadyExists when an active token has the
+        name, even under concurrent creation (names of active tokens are unique)."""
+
+    @abc.abstractmethod
+    async def list_admin_tokens(self) -> list[AdminTokenRecord]:
+        """Every admin token, active and revoked, oldest first (never a hash)."""
+
+    @abc.abstractmethod
+    async def revoke_admin_token(
+        self, *, name: str, revoked_by: str, now: dt.datetime
+    ) -> AdminTokenRecord:
+        """Revoke the active token named `name`; return it as revoked.
+
+        MUST raise NotFound when no active token has the name, and FailedPrecondition
+        when it is the last active one (the fleet is never left without an admin),
+        also when two revocations race.
+        """
 
     @abc.abstractmethod
     async def record_checkin(
@@ -107,7 +131,28 @@ class FleetState(abc.ABC):
 
     @abc.abstractmethod
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
-        """Revoke every active agent of the site; return how many."""
+        """Revoke every active agent of the site; return how many.
+
+        When any was revoked the site's `agent_revoked_at` MUST become `now` (until an
+        agent enrolls again), and other replicas MUST be told (a `revoke:SITE` notice).
+        """
+
+    @abc.abstractmethod
+    async def revocations_since(self, since: dt.datetime) -> list[tuple[str, str | None]]:
+        """(site, its active agent id or None) of every site with an agent revoked at
+        or after `since` (the safety net for a lost revocation notice)."""
+
+    @abc.abstractmethod
+    async def accept_figures(
+        self, *, site: str, run_id: str, by: str, now: dt.datetime
+    ) -> FiguresAccepted:
+        """Make a good backup's figures (`run_id`, or the newest good backup's) the
+        site's baseline for the wrong-database guard, recording who accepted them.
+
+        MUST raise NotFound for an unknown site or run, FailedPrecondition for a run
+        that is not a verified backup with figures; MUST clear the site's open change
+        unless the newest good backup still differs sharply from the new baseline.
+        """
 
     @abc.abstractmethod
     async def audit(self, record: AuditRecord) -> None:

@@ -177,6 +177,8 @@ RUN_COLUMNS = (
     "trigger",
     "received_at",
     "details_json",
+    "backup_file",
+    "file_state",
 )
 _COLS = ", ".join(_q(c) for c in RUN_COLUMNS)
 _PG_INSERT_RUNS = (

@@ -21,14 +21,29 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from common.clock import utc
-from common.errors import NotFound, PermissionDenied, Unauthenticated
+from common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from server.deferred import Deferred, resolve
-from server.domain import AdminIdentity, AuditRecord, CheckInFacts, RunRecord, SiteRow
+from server.domain import (
+    AdminIdentity,
+    AdminTokenRecord,
+    AuditRecord,
+    CheckInFacts,
+    FiguresAccepted,
+    RunRecord,
+    SiteRow,
+)
 from server.services import credentials
 from server.services.status import Disk
-from server.state import bulk
+from server.state import bulk, figures_state
 from server.state.base import FleetState
 from server.state.notify import notify
 from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
@@ -155,7 +170,7 @@ class SqlFleetState(FleetState):
             if claimed.rowcount != 1:
                 raise Unauthenticated("the enrollment token was already used")
             site_id, group = _ensure_site(conn, site, row.group or "default", now)
-            notify(conn, f"revoke:{site}")
+            notify(conn, f"revoke:{site}:{agent_id}")  # every agent of the site but the new one
             conn.execute(
                 update(AGENTS)
                 .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))
@@ -177,6 +192,7 @@ class SqlFleetState(FleetState):
                     enrolled_at=now,
                     last_seen_at=now,
                     hostname=hostname,
+                    agent_revoked_at=None,
                 )
             )
             return site_id, group
@@ -205,19 +221,62 @@ class SqlFleetState(FleetState):
 
         return await self._read(fn)
 
-    def create_admin_token_sync(
-        self, *, token_id: str, name: str, secret_hash: str, now: dt.datetime
+    async def create_admin_token(
+        self, *, token_id: str, name: str, secret_hash: str, created_by: str, now: dt.datetime
     ) -> None:
-        self._writer.run_sync(
-            lambda conn: conn.execute(
-                insert(ADMINS).values(
-                    id=token_id,
-                    name=name,
-                    secret_hash=secret_hash,
-                    created_at=now,
+        def op(conn: Connection) -> None:
+            if conn.execute(_ACTIVE_ADMIN.where(ADMINS.c.name == name)).first() is not None:
+                raise _admin_name_taken(name)
+            try:  # the unique index decides a race with another replica
+                conn.execute(
+                    insert(ADMINS).values(
+                        id=token_id,
+                        name=name,
+                        secret_hash=secret_hash,
+                        created_at=now,
+                        created_by=created_by[:64],
+                    )
                 )
+            except IntegrityError:
+                raise _admin_name_taken(name) from None
+
+        await self._writer.submit(op)
+
+    async def list_admin_tokens(self) -> list[AdminTokenRecord]:
+        def fn(conn: Connection) -> list[AdminTokenRecord]:
+            rows = conn.execute(select(ADMINS).order_by(ADMINS.c.created_at, ADMINS.c.id))
+            return [_admin_record(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def revoke_admin_token(
+        self, *, name: str, revoked_by: str, now: dt.datetime
+    ) -> AdminTokenRecord:
+        def op(conn: Connection) -> AdminTokenRecord:
+            # Lock every active token (PostgreSQL): two replicas revoking the last two
+            # tokens at once cannot both see another one left.
+            active = conn.execute(_ACTIVE_ADMIN.with_for_update()).all()
+            target = next((r for r in active if r.name == name), None)
+            if target is None:
+                raise NotFound(f"there is no active admin token named {name!r}")
+            done = conn.execute(
+                update(ADMINS)
+                .where(ADMINS.c.id == target.id, ADMINS.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_by=revoked_by[:64])
             )
-        )
+            if done.rowcount != 1:
+                raise NotFound(f"there is no active admin token named {name!r}")
+            # Counted after the update, under the write lock (SQLite) or the row locks
+            # (PostgreSQL): the answer holds whatever runs at the same time.
+            if conn.execute(_ACTIVE_ADMIN).first() is None:
+                raise FailedPrecondition(
+                    f"{name!r} is the last active admin token: revoking it would lock everyone "
+                    "out; create another one first (storesafe-server admin-token create)"
+                )  # raised inside the transaction: the update is rolled back
+            row = conn.execute(select(ADMINS).where(ADMINS.c.id == target.id)).one()
+            return _admin_record(row)
+
+        return await self._writer.submit(op)
 
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
         def op(conn: Connection) -> int:
@@ -228,9 +287,35 @@ class SqlFleetState(FleetState):
                 .where(AGENTS.c.site_id == site_id, AGENTS.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+            if result.rowcount:
+                conn.execute(
+                    update(SITES).where(SITES.c.id == site_id).values(agent_revoked_at=now)
+                )
             return int(result.rowcount)
 
         return await self._writer.submit(op)
+
+    async def revocations_since(self, since: dt.datetime) -> list[tuple[str, str | None]]:
+        def fn(conn: Connection) -> list[tuple[str, str | None]]:
+            sites = (
+                select(AGENTS.c.site_id)
+                .where(AGENTS.c.revoked_at.is_not(None), AGENTS.c.revoked_at >= since)
+                .distinct()
+                .subquery()
+            )
+            active = (
+                select(AGENTS.c.site_id, AGENTS.c.id)
+                .where(AGENTS.c.revoked_at.is_(None))
+                .subquery()
+            )
+            stmt = (
+                select(SITES.c.name, active.c.id)
+                .join(sites, sites.c.site_id == SITES.c.id)
+                .outerjoin(active, active.c.site_id == SITES.c.id)
+            )
+            return [(r[0], r[1]) for r in conn.execute(stmt)]
+
+        return await self._read(fn)
 
     # -- agent traffic --------------------------------------------------------
 
@@ -299,6 +384,14 @@ class SqlFleetState(FleetState):
 
         return await self._read(fn)
 
+    async def accept_figures(
+        self, *, site: str, run_id: str, by: str, now: dt.datetime
+    ) -> FiguresAccepted:
+        def op(conn: Connection) -> FiguresAccepted:
+            return figures_state.accept(conn, site=site, run_id=run_id, by=by, now=now)
+
+        return await self._writer.submit(op)
+
     async def audit(self, record: AuditRecord) -> None:
         stmt = insert(AUDIT).values(
             at=record.at,
@@ -315,6 +408,27 @@ class SqlFleetState(FleetState):
             return [AuditRecord(utc(r.at), r.actor, r.action, r.target, r.details) for r in rows]
 
         return await self._read(fn)
+
+
+_ACTIVE_ADMIN = select(ADMINS.c.id, ADMINS.c.name).where(ADMINS.c.revoked_at.is_(None))
+
+
+def _admin_name_taken(name: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"an active admin token named {name!r} exists already; choose another name "
+        "(or revoke that one first)"
+    )
+
+
+def _admin_record(r: Any) -> AdminTokenRecord:
+    return AdminTokenRecord(
+        id=r.id,
+        name=r.name,
+        created_at=utc(r.created_at),
+        created_by=r.created_by,
+        revoked_at=utc(r.revoked_at) if r.revoked_at is not None else None,
+        revoked_by=r.revoked_by,
+    )
 
 
 def _insert_ignore(conn: Connection, table: Table) -> Any:
@@ -531,6 +645,7 @@ class _Report:
             "trigger": run.trigger,
             "received_at": self.now,
             "details_json": bulk.json_text(run.details),
+            **_file_columns(run),
         }
 
     def __call__(self, conn: Connection) -> bool:
@@ -538,6 +653,8 @@ class _Report:
         stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
         if conn.execute(stmt, self.params).first() is not None:
             _advance_summary(conn, self.site_id, self.run)
+            figures_state.check_report(conn, self.site_id, self.run)
+            _apply_file_changes(conn, self.site_id, self.run)
             return False
         owner = conn.execute(_RUN_OWNER, {"b_id": self.run.id}).scalar()
         if owner != self.site_id:
@@ -574,7 +691,62 @@ class _Report:
                     by_stmt.setdefault(stmt, []).append(params)
             for stmt, params_list in by_stmt.items():
                 bulk.update_sites(conn, params_list, advance=_BULK_ADVANCE[stmt])
+            for op in fresh:  # good backups and file changes are rare: one by one
+                figures_state.check_report(conn, op.site_id, op.run)
+                _apply_file_changes(conn, op.site_id, op.run)
         return replay
+
+
+# -- what became of backup files (retention, re-checks) ------------------------------
+
+
+def _file_columns(run: RunRecord) -> dict[str, str]:
+    """`backup_file` and its first `file_state` for a stored run: a backup run's file is
+    kept, or damaged when its own verification marked it bad."""
+    name = run.backup_file
+    if not name:
+        return {"backup_file": "", "file_state": ""}
+    path = str(run.details.get("backup", {}).get("file", ""))
+    return {"backup_file": name, "file_state": "damaged" if path.endswith(".bad") else "kept"}
+
+
+_RUN_FILE_STATE = update(RUNS).where(
+    RUNS.c.site_id == bindparam("b_site_id"),
+    RUNS.c.kind == "backup",
+    RUNS.c.backup_file == bindparam("b_file"),
+)
+_DAMAGED_GOOD_AT = (
+    select(func.max(RUNS.c.finished_at))
+    .where(
+        RUNS.c.site_id == bindparam("b_site_id"),
+        RUNS.c.kind == "backup",
+        RUNS.c.backup_file == bindparam("b_file"),
+        RUNS.c.outcome == "succeeded",
+        RUNS.c.verification == "passed",
+    )
+    .scalar_subquery()
+)
+_SITE_DAMAGED = update(SITES).where(
+    _SITE_BY_ID,
+    _DAMAGED_GOOD_AT.is_not(None),
+    SITES.c.damaged_backup_at.is_(None) | (SITES.c.damaged_backup_at <= _DAMAGED_GOOD_AT),
+)
+
+
+def _apply_file_changes(conn: Connection, site_id: int, run: RunRecord) -> None:
+    """Mark the site's backup runs whose file the agent pruned or found damaged or missing;
+    a damaged good backup newer than any damaged before is remembered on the site (the
+    status shows it while it is the newest good backup)."""
+    for change in run.file_changes:
+        where = {"b_site_id": site_id, "b_file": change.file}
+        conn.execute(_RUN_FILE_STATE.values(file_state=change.state), where)
+        if change.state == "damaged":
+            conn.execute(
+                _SITE_DAMAGED.values(
+                    damaged_backup_at=_DAMAGED_GOOD_AT, damaged_backup_file=change.file
+                ),
+                where,
+            )
 
 
 def _site_row(r: Any) -> SiteRow:
@@ -625,4 +797,5 @@ def _run_record(r: Any, site: str) -> RunRecord:
         details=orjson.loads(r.details_json or "{}"),
         site=site,
         received_at=utc(r.received_at),
+        file_state=r.file_state,
     )

@@ -1,10 +1,10 @@
 """How a browser or script shows its token to the status page: a Bearer header or a login cookie.
 
-Admin tokens are checked by the same Authenticator as the admin gRPC API, read-only
-tokens by server/services/readers.py (hashed, compared in constant time). An agent's
-credential is refused with 403. The
-login form puts the token in an HttpOnly, SameSite=Strict cookie (Secure when
-the page is served over TLS); the page itself only reads.
+Admin tokens are checked by the same Authenticator as the admin gRPC API (hashed,
+compared in constant time; a revoked token is refused at once). An agent's credential
+is refused with 403. There is no read-only token kind yet. The login form puts the
+token in an HttpOnly, SameSite=Strict cookie (Secure when the page is served over
+TLS); the page itself only reads.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from common.errors import Unauthenticated
+from common.errors import PermissionDenied, Unauthenticated
 from server.domain import AdminIdentity
-from server.services.readers import PageReaders
+from server.services import credentials
+from server.services.auth import Authenticator
 
 COOKIE = "storesafe_session"
 MAX_TOKEN = 256
@@ -32,11 +33,18 @@ def presented_token(request: web.Request) -> str:
     return request.cookies.get(COOKIE, "")
 
 
-async def check_token(readers: PageReaders, token: str) -> AdminIdentity:
-    """Who a token belongs to; Unauthenticated or PermissionDenied otherwise."""
+async def check_token(auth: Authenticator, token: str) -> AdminIdentity:
+    """The admin a token belongs to; Unauthenticated or PermissionDenied otherwise."""
+    token = token.strip()
+    if not token:
+        raise Unauthenticated("sign in with an admin token to see the fleet")
     if len(token) > MAX_TOKEN:
-        raise Unauthenticated("that is not a valid admin or read-only token")
-    return await readers.identity(token)
+        raise Unauthenticated("that is not a valid admin token")
+    if token.startswith(credentials.AGENT + "_"):
+        raise PermissionDenied(
+            "an agent credential cannot open the status page; use an admin token"
+        )
+    return await auth.admin(token)
 
 
 def set_login_cookie(response: web.StreamResponse, token: str, *, secure: bool) -> None:

@@ -9,9 +9,9 @@ import jinja2
 from aiohttp import web
 
 from common.errors import StoreSafeError
+from server.services.auth import Authenticator
 from server.services.fleet import FleetQueries
 from server.services.push import ConfigHub
-from server.services.readers import PageReaders
 from server.web import access, present
 from server.web.chart import line_chart
 from server.web.errors import exc_status
@@ -37,11 +37,11 @@ def templates() -> jinja2.Environment:
 
 class Pages:
     def __init__(
-        self, fleet: FleetQueries, hub: ConfigHub, readers: PageReaders, *, tls: bool
+        self, fleet: FleetQueries, hub: ConfigHub, auth: Authenticator, *, tls: bool
     ) -> None:
         self._fleet = fleet
         self._hub = hub
-        self._readers = readers
+        self._auth = auth
         self._tls = tls
         self._env = templates()
 
@@ -105,7 +105,7 @@ class Pages:
         target = access.safe_next(form.get("next"))
         token = str(form.get("token", "")).strip()
         try:
-            await access.check_token(self._readers, token)
+            await access.check_token(self._auth, token)
         except StoreSafeError as exc:
             return self.render("login.html", status=exc_status(exc), error=exc.message, next=target)
         response = web.HTTPSeeOther(target)
@@ -118,7 +118,7 @@ class Pages:
         return response
 
     async def _signed_in(self, request: web.Request) -> None:
-        await access.check_token(self._readers, access.presented_token(request))
+        await access.check_token(self._auth, access.presented_token(request))
 
     def error_page(self, request: web.Request, exc: StoreSafeError) -> web.Response:
         status = exc_status(exc)

@@ -10,10 +10,10 @@ from aiohttp import web
 
 from server import tls
 from server.metrics import ServerMetrics
+from server.services.auth import Authenticator
 from server.services.fleet import FleetQueries
 from server.services.health import HealthCheck, Probe
 from server.services.push import ConfigHub
-from server.services.readers import PageReaders
 from server.web.edge import HttpEdge, application, tls_context
 from server.web.pages import Pages
 from server.web.probes import Probes
@@ -35,7 +35,7 @@ def http_edge(
     database_probe: Probe,
     fleet: FleetQueries,
     hub: ConfigHub,
-    readers: PageReaders,
+    auth: Authenticator,
     metrics: ServerMetrics,
 ) -> HttpEdge:
     """The edge over TLS from the data dir's server certificate, or plaintext when the
@@ -45,7 +45,7 @@ def http_edge(
         context = tls_context(data_dir / tls.SERVER_CERT, data_dir / tls.SERVER_KEY)
     health = HealthCheck({"grpc": grpc_probe, "database": database_probe})
     app = application(
-        Pages(fleet, hub, readers, tls=context is not None),
+        Pages(fleet, hub, auth, tls=context is not None),
         Probes(metrics, fleet, hub, health),
     )
 

@@ -96,6 +96,21 @@ class AdminServiceStub:
                 request_serializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.FromString,
                 _registered_method=True)
+        self.AcceptChange = channel.unary_unary(
+                '/storesafe.v1.AdminService/AcceptChange',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.AcceptChangeRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.AcceptChangeResponse.FromString,
+                _registered_method=True)
+        self.ListAdminTokens = channel.unary_unary(
+                '/storesafe.v1.AdminService/ListAdminTokens',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.ListAdminTokensRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAdminTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeAdminToken = channel.unary_unary(
+                '/storesafe.v1.AdminService/RevokeAdminToken',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -187,6 +202,27 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcceptChange(self, request, context):
+        """Accept a site's changed backup figures (the wrong-database guard) as its baseline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdminTokens(self, request, context):
+        """Every admin token, active and revoked (names and ids, never a secret or hash).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAdminToken(self, request, context):
+        """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -249,6 +285,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListCommands,
                     request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.SerializeToString,
+            ),
+            'AcceptChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptChange,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.AcceptChangeRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.AcceptChangeResponse.SerializeToString,
+            ),
+            'ListAdminTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdminTokens,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAdminTokensRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.ListAdminTokensResponse.SerializeToString,
+            ),
+            'RevokeAdminToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAdminToken,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -577,6 +628,87 @@ class AdminService:
             '/storesafe.v1.AdminService/ListCommands',
             storesafe_dot_v1_dot_admin__pb2.ListCommandsRequest.SerializeToString,
             storesafe_dot_v1_dot_admin__pb2.ListCommandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/AcceptChange',
+            storesafe_dot_v1_dot_admin__pb2.AcceptChangeRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.AcceptChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdminTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/ListAdminTokens',
+            storesafe_dot_v1_dot_admin__pb2.ListAdminTokensRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.ListAdminTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAdminToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/RevokeAdminToken',
+            storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.RevokeAdminTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

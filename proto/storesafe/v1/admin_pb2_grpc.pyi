@@ -59,6 +59,12 @@ class AdminServiceStub:
     """Queue a remote command for a site's agent."""
     ListCommands: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListCommandsRequest, _admin_pb2.ListCommandsResponse]
     """Recent commands of a site, newest first."""
+    AcceptChange: _grpc.UnaryUnaryMultiCallable[_admin_pb2.AcceptChangeRequest, _admin_pb2.AcceptChangeResponse]
+    """Accept a site's changed backup figures (the wrong-database guard) as its baseline."""
+    ListAdminTokens: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAdminTokensRequest, _admin_pb2.ListAdminTokensResponse]
+    """Every admin token, active and revoked (names and ids, never a secret or hash)."""
+    RevokeAdminToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeAdminTokenRequest, _admin_pb2.RevokeAdminTokenResponse]
+    """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -91,6 +97,12 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Queue a remote command for a site's agent."""
     ListCommands: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListCommandsRequest, _admin_pb2.ListCommandsResponse]  # type: ignore[assignment]
     """Recent commands of a site, newest first."""
+    AcceptChange: _aio.UnaryUnaryMultiCallable[_admin_pb2.AcceptChangeRequest, _admin_pb2.AcceptChangeResponse]  # type: ignore[assignment]
+    """Accept a site's changed backup figures (the wrong-database guard) as its baseline."""
+    ListAdminTokens: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAdminTokensRequest, _admin_pb2.ListAdminTokensResponse]  # type: ignore[assignment]
+    """Every admin token, active and revoked (names and ids, never a secret or hash)."""
+    RevokeAdminToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeAdminTokenRequest, _admin_pb2.RevokeAdminTokenResponse]  # type: ignore[assignment]
+    """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The service the admin CLI calls. Every call carries an admin token as
@@ -192,5 +204,29 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListCommandsResponse, _abc.Awaitable[_admin_pb2.ListCommandsResponse]]:
         """Recent commands of a site, newest first."""
+
+    @_abc_1.abstractmethod
+    def AcceptChange(
+        self,
+        request: _admin_pb2.AcceptChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.AcceptChangeResponse, _abc.Awaitable[_admin_pb2.AcceptChangeResponse]]:
+        """Accept a site's changed backup figures (the wrong-database guard) as its baseline."""
+
+    @_abc_1.abstractmethod
+    def ListAdminTokens(
+        self,
+        request: _admin_pb2.ListAdminTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListAdminTokensResponse, _abc.Awaitable[_admin_pb2.ListAdminTokensResponse]]:
+        """Every admin token, active and revoked (names and ids, never a secret or hash)."""
+
+    @_abc_1.abstractmethod
+    def RevokeAdminToken(
+        self,
+        request: _admin_pb2.RevokeAdminTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RevokeAdminTokenResponse, _abc.Awaitable[_admin_pb2.RevokeAdminTokenResponse]]:
+        """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

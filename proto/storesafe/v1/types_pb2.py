@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18storesafe/v1/types.proto\x12\x0cstoresafe.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\tDiskUsage\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x12\n\nfree_bytes\x18\x04 \x01(\x04\"\xe2\x01\n\x0e\x46irebirdHealth\x12\x0b\n\x03oit\x18\x01 \x01(\x03\x12\x0b\n\x03oat\x18\x02 \x01(\x03\x12\x0b\n\x03ost\x18\x03 \x01(\x03\x12\x18\n\x10next_transaction\x18\x04 \x01(\x03\x12\x16\n\x0esweep_interval\x18\x05 \x01(\x03\x12\x15\n\rforced_writes\x18\x06 \x01(\x08\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x0b\n\x03ods\x18\x08 \x01(\t\x12\x12\n\nsize_bytes\x18\t \x01(\x03\x12\x14\n\x0c\x62\x61\x63kup_state\x18\n \x01(\x05\x12\x16\n\x0eserver_version\x18\x0b \x01(\t\"\xe3\x03\n\rBackupDetails\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x10\n\x08size_raw\x18\x04 \x01(\x04\x12\x17\n\x0fsize_compressed\x18\x05 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x06 \x01(\t\x12\x30\n\x0cverification\x18\x07 \x01(\x0e\x32\x1a.storesafe.v1.Verification\x12\x1c\n\x14verification_seconds\x18\x08 \x01(\x01\x12\x1c\n\x14verification_message\x18\t \x01(\t\x12\x42\n\x0ctable_counts\x18\n \x03(\x0b\x32,.storesafe.v1.BackupDetails.TableCountsEntry\x12\x18\n\x10\x66irebird_version\x18\x0b \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x0c \x01(\t\x12,\n\x06health\x18\r \x01(\x0b\x32\x1c.storesafe.v1.FirebirdHealth\x12\x10\n\x08problems\x18\x0e \x03(\t\x12\x16\n\x0e\x62\x61\x63kup_seconds\x18\x0f \x01(\x01\x1a\x32\n\x10TableCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"k\n\x10ImageSyncDetails\x12\x15\n\rfiles_scanned\x18\x01 \x01(\x04\x12\x14\n\x0c\x66iles_copied\x18\x02 \x01(\x04\x12\x14\n\x0c\x62ytes_copied\x18\x03 \x01(\x04\x12\x14\n\x0c\x66iles_failed\x18\x04 \x01(\x04\"F\n\x11ValidationDetails\x12\x0e\n\x06\x65rrors\x18\x01 \x01(\x05\x12\x10\n\x08warnings\x18\x02 \x01(\x05\x12\x0f\n\x07summary\x18\x03 \x01(\t\",\n\rUploadDetails\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\xdb\x03\n\tRunReport\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.storesafe.v1.RunKind\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07outcome\x18\x05 \x01(\x0e\x32\x18.storesafe.v1.RunOutcome\x12\x13\n\x0b\x65rror_class\x18\x06 \x01(\t\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x0f\n\x07trigger\x18\x08 \x01(\t\x12-\n\x06\x62\x61\x63kup\x18\n \x01(\x0b\x32\x1b.storesafe.v1.BackupDetailsH\x00\x12\x34\n\nimage_sync\x18\x0b \x01(\x0b\x32\x1e.storesafe.v1.ImageSyncDetailsH\x00\x12\x35\n\nvalidation\x18\x0c \x01(\x0b\x32\x1f.storesafe.v1.ValidationDetailsH\x00\x12-\n\x06upload\x18\r \x01(\x0b\x32\x1b.storesafe.v1.UploadDetailsH\x00\x42\t\n\x07\x64\x65tails*\xb6\x01\n\nSiteStatus\x12\x1b\n\x17SITE_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSITE_STATUS_OK\x10\x01\x12\x17\n\x13SITE_STATUS_WARNING\x10\x02\x12\x15\n\x11SITE_STATUS_STALE\x10\x03\x12\x17\n\x13SITE_STATUS_FAILING\x10\x04\x12\x15\n\x11SITE_STATUS_NEVER\x10\x05\x12\x17\n\x13SITE_STATUS_OFFLINE\x10\x06*\x7f\n\x07RunKind\x12\x18\n\x14RUN_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fRUN_KIND_BACKUP\x10\x01\x12\x17\n\x13RUN_KIND_IMAGE_SYNC\x10\x02\x12\x13\n\x0fRUN_KIND_UPLOAD\x10\x03\x12\x17\n\x13RUN_KIND_VALIDATION\x10\x04*\\\n\nRunOutcome\x12\x1b\n\x17RUN_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15RUN_OUTCOME_SUCCEEDED\x10\x01\x12\x16\n\x12RUN_OUTCOME_FAILED\x10\x02*x\n\x0cVerification\x12\x1c\n\x18VERIFICATION_UNSPECIFIED\x10\x00\x12\x17\n\x13VERIFICATION_PASSED\x10\x01\x12\x17\n\x13VERIFICATION_FAILED\x10\x02\x12\x18\n\x14VERIFICATION_NOT_RUN\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18storesafe/v1/types.proto\x12\x0cstoresafe.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x10\x42\x61\x63kupFileChange\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.storesafe.v1.BackupFileState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"Q\n\tDiskUsage\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x12\n\nfree_bytes\x18\x04 \x01(\x04\"\xe2\x01\n\x0e\x46irebirdHealth\x12\x0b\n\x03oit\x18\x01 \x01(\x03\x12\x0b\n\x03oat\x18\x02 \x01(\x03\x12\x0b\n\x03ost\x18\x03 \x01(\x03\x12\x18\n\x10next_transaction\x18\x04 \x01(\x03\x12\x16\n\x0esweep_interval\x18\x05 \x01(\x03\x12\x15\n\rforced_writes\x18\x06 \x01(\x08\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x0b\n\x03ods\x18\x08 \x01(\t\x12\x12\n\nsize_bytes\x18\t \x01(\x03\x12\x14\n\x0c\x62\x61\x63kup_state\x18\n \x01(\x05\x12\x16\n\x0eserver_version\x18\x0b \x01(\t\"\x9b\x04\n\rBackupDetails\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x10\n\x08size_raw\x18\x04 \x01(\x04\x12\x17\n\x0fsize_compressed\x18\x05 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x06 \x01(\t\x12\x30\n\x0cverification\x18\x07 \x01(\x0e\x32\x1a.storesafe.v1.Verification\x12\x1c\n\x14verification_seconds\x18\x08 \x01(\x01\x12\x1c\n\x14verification_message\x18\t \x01(\t\x12\x42\n\x0ctable_counts\x18\n \x03(\x0b\x32,.storesafe.v1.BackupDetails.TableCountsEntry\x12\x18\n\x10\x66irebird_version\x18\x0b \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x0c \x01(\t\x12,\n\x06health\x18\r \x01(\x0b\x32\x1c.storesafe.v1.FirebirdHealth\x12\x10\n\x08problems\x18\x0e \x03(\t\x12\x16\n\x0e\x62\x61\x63kup_seconds\x18\x0f \x01(\x01\x12\x19\n\x11validation_errors\x18\x10 \x01(\x05\x12\x1b\n\x13validation_warnings\x18\x11 \x01(\x05\x1a\x32\n\x10TableCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"k\n\x10ImageSyncDetails\x12\x15\n\rfiles_scanned\x18\x01 \x01(\x04\x12\x14\n\x0c\x66iles_copied\x18\x02 \x01(\x04\x12\x14\n\x0c\x62ytes_copied\x18\x03 \x01(\x04\x12\x14\n\x0c\x66iles_failed\x18\x04 \x01(\x04\"F\n\x11ValidationDetails\x12\x0e\n\x06\x65rrors\x18\x01 \x01(\x05\x12\x10\n\x08warnings\x18\x02 \x01(\x05\x12\x0f\n\x07summary\x18\x03 \x01(\t\"z\n\x10\x46ileCheckDetails\x12\x15\n\rfiles_checked\x18\x01 \x01(\r\x12\x15\n\rbytes_checked\x18\x02 \x01(\x04\x12\x15\n\rfiles_damaged\x18\x03 \x01(\r\x12\x10\n\x08restored\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\",\n\rUploadDetails\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\xc7\x04\n\tRunReport\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.storesafe.v1.RunKind\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07outcome\x18\x05 \x01(\x0e\x32\x18.storesafe.v1.RunOutcome\x12\x13\n\x0b\x65rror_class\x18\x06 \x01(\t\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x0f\n\x07trigger\x18\x08 \x01(\t\x12-\n\x06\x62\x61\x63kup\x18\n \x01(\x0b\x32\x1b.storesafe.v1.BackupDetailsH\x00\x12\x34\n\nimage_sync\x18\x0b \x01(\x0b\x32\x1e.storesafe.v1.ImageSyncDetailsH\x00\x12\x35\n\nvalidation\x18\x0c \x01(\x0b\x32\x1f.storesafe.v1.ValidationDetailsH\x00\x12-\n\x06upload\x18\r \x01(\x0b\x32\x1b.storesafe.v1.UploadDetailsH\x00\x12\x34\n\nfile_check\x18\x0e \x01(\x0b\x32\x1e.storesafe.v1.FileCheckDetailsH\x00\x12\x34\n\x0c\x66ile_changes\x18\x0f \x03(\x0b\x32\x1e.storesafe.v1.BackupFileChangeB\t\n\x07\x64\x65tails*\xb6\x01\n\nSiteStatus\x12\x1b\n\x17SITE_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSITE_STATUS_OK\x10\x01\x12\x17\n\x13SITE_STATUS_WARNING\x10\x02\x12\x15\n\x11SITE_STATUS_STALE\x10\x03\x12\x17\n\x13SITE_STATUS_FAILING\x10\x04\x12\x15\n\x11SITE_STATUS_NEVER\x10\x05\x12\x17\n\x13SITE_STATUS_OFFLINE\x10\x06*\x98\x01\n\x07RunKind\x12\x18\n\x14RUN_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fRUN_KIND_BACKUP\x10\x01\x12\x17\n\x13RUN_KIND_IMAGE_SYNC\x10\x02\x12\x13\n\x0fRUN_KIND_UPLOAD\x10\x03\x12\x17\n\x13RUN_KIND_VALIDATION\x10\x04\x12\x17\n\x13RUN_KIND_FILE_CHECK\x10\x05*\\\n\nRunOutcome\x12\x1b\n\x17RUN_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15RUN_OUTCOME_SUCCEEDED\x10\x01\x12\x16\n\x12RUN_OUTCOME_FAILED\x10\x02*x\n\x0cVerification\x12\x1c\n\x18VERIFICATION_UNSPECIFIED\x10\x00\x12\x17\n\x13VERIFICATION_PASSED\x10\x01\x12\x17\n\x13VERIFICATION_FAILED\x10\x02\x12\x18\n\x14VERIFICATION_NOT_RUN\x10\x03*\xac\x01\n\x0f\x42\x61\x63kupFileState\x12!\n\x1d\x42\x41\x43KUP_FILE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41\x43KUP_FILE_STATE_KEPT\x10\x01\x12\x1c\n\x18\x42\x41\x43KUP_FILE_STATE_PRUNED\x10\x02\x12\x1d\n\x19\x42\x41\x43KUP_FILE_STATE_DAMAGED\x10\x03\x12\x1d\n\x19\x42\x41\x43KUP_FILE_STATE_MISSING\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,28 +34,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BACKUPDETAILS_TABLECOUNTSENTRY']._loaded_options = None
   _globals['_BACKUPDETAILS_TABLECOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_SITESTATUS']._serialized_start=1579
-  _globals['_SITESTATUS']._serialized_end=1761
-  _globals['_RUNKIND']._serialized_start=1763
-  _globals['_RUNKIND']._serialized_end=1890
-  _globals['_RUNOUTCOME']._serialized_start=1892
-  _globals['_RUNOUTCOME']._serialized_end=1984
-  _globals['_VERIFICATION']._serialized_start=1986
-  _globals['_VERIFICATION']._serialized_end=2106
-  _globals['_DISKUSAGE']._serialized_start=75
-  _globals['_DISKUSAGE']._serialized_end=156
-  _globals['_FIREBIRDHEALTH']._serialized_start=159
-  _globals['_FIREBIRDHEALTH']._serialized_end=385
-  _globals['_BACKUPDETAILS']._serialized_start=388
-  _globals['_BACKUPDETAILS']._serialized_end=871
-  _globals['_BACKUPDETAILS_TABLECOUNTSENTRY']._serialized_start=821
-  _globals['_BACKUPDETAILS_TABLECOUNTSENTRY']._serialized_end=871
-  _globals['_IMAGESYNCDETAILS']._serialized_start=873
-  _globals['_IMAGESYNCDETAILS']._serialized_end=980
-  _globals['_VALIDATIONDETAILS']._serialized_start=982
-  _globals['_VALIDATIONDETAILS']._serialized_end=1052
-  _globals['_UPLOADDETAILS']._serialized_start=1054
-  _globals['_UPLOADDETAILS']._serialized_end=1098
-  _globals['_RUNREPORT']._serialized_start=1101
-  _globals['_RUNREPORT']._serialized_end=1576
+  _globals['_SITESTATUS']._serialized_start=1963
+  _globals['_SITESTATUS']._serialized_end=2145
+  _globals['_RUNKIND']._serialized_start=2148
+  _globals['_RUNKIND']._serialized_end=2300
+  _globals['_RUNOUTCOME']._serialized_start=2302
+  _globals['_RUNOUTCOME']._serialized_end=2394
+  _globals['_VERIFICATION']._serialized_start=2396
+  _globals['_VERIFICATION']._serialized_end=2516
+  _globals['_BACKUPFILESTATE']._serialized_start=2519
+  _globals['_BACKUPFILESTATE']._serialized_end=2691
+  _globals['_BACKUPFILECHANGE']._serialized_start=75
+  _globals['_BACKUPFILECHANGE']._serialized_end=169
+  _globals['_DISKUSAGE']._serialized_start=171
+  _globals['_DISKUSAGE']._serialized_end=252
+  _globals['_FIREBIRDHEALTH']._serialized_start=255
+  _globals['_FIREBIRDHEALTH']._serialized_end=481
+  _globals['_BACKUPDETAILS']._serialized_start=484
+  _globals['_BACKUPDETAILS']._serialized_end=1023
+  _globals['_BACKUPDETAILS_TABLECOUNTSENTRY']._serialized_start=973
+  _globals['_BACKUPDETAILS_TABLECOUNTSENTRY']._serialized_end=1023
+  _globals['_IMAGESYNCDETAILS']._serialized_start=1025
+  _globals['_IMAGESYNCDETAILS']._serialized_end=1132
+  _globals['_VALIDATIONDETAILS']._serialized_start=1134
+  _globals['_VALIDATIONDETAILS']._serialized_end=1204
+  _globals['_FILECHECKDETAILS']._serialized_start=1206
+  _globals['_FILECHECKDETAILS']._serialized_end=1328
+  _globals['_UPLOADDETAILS']._serialized_start=1330
+  _globals['_UPLOADDETAILS']._serialized_end=1374
+  _globals['_RUNREPORT']._serialized_start=1377
+  _globals['_RUNREPORT']._serialized_end=1960
 # @@protoc_insertion_point(module_scope)

@@ -73,6 +73,8 @@ class _RunKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunKind.Value
     """Shipping a finished backup off site."""
     RUN_KIND_VALIDATION: _RunKind.ValueType  # 4
     """Online validation of the live database."""
+    RUN_KIND_FILE_CHECK: _RunKind.ValueType  # 5
+    """A re-check of the kept backup files (checksums, now and then a restore)."""
 
 class RunKind(_RunKind, metaclass=_RunKindEnumTypeWrapper):
     """What kind of job a run was."""
@@ -86,6 +88,8 @@ RUN_KIND_UPLOAD: RunKind.ValueType  # 3
 """Shipping a finished backup off site."""
 RUN_KIND_VALIDATION: RunKind.ValueType  # 4
 """Online validation of the live database."""
+RUN_KIND_FILE_CHECK: RunKind.ValueType  # 5
+"""A re-check of the kept backup files (checksums, now and then a restore)."""
 Global___RunKind: _TypeAlias = RunKind  # noqa: Y015
 
 class _RunOutcome:
@@ -131,6 +135,65 @@ VERIFICATION_FAILED: Verification.ValueType  # 2
 VERIFICATION_NOT_RUN: Verification.ValueType  # 3
 """Verification was not attempted (the backup itself failed)."""
 Global___Verification: _TypeAlias = Verification  # noqa: Y015
+
+class _BackupFileState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BackupFileStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BackupFileState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BACKUP_FILE_STATE_UNSPECIFIED: _BackupFileState.ValueType  # 0
+    BACKUP_FILE_STATE_KEPT: _BackupFileState.ValueType  # 1
+    """Still in backup.dir as it was verified."""
+    BACKUP_FILE_STATE_PRUNED: _BackupFileState.ValueType  # 2
+    """Deleted by retention."""
+    BACKUP_FILE_STATE_DAMAGED: _BackupFileState.ValueType  # 3
+    """No longer matches its checksum or no longer restores: marked bad, never counted good."""
+    BACKUP_FILE_STATE_MISSING: _BackupFileState.ValueType  # 4
+    """Gone from backup.dir without retention deleting it."""
+
+class BackupFileState(_BackupFileState, metaclass=_BackupFileStateEnumTypeWrapper):
+    """What became of a backup run's file in backup.dir."""
+
+BACKUP_FILE_STATE_UNSPECIFIED: BackupFileState.ValueType  # 0
+BACKUP_FILE_STATE_KEPT: BackupFileState.ValueType  # 1
+"""Still in backup.dir as it was verified."""
+BACKUP_FILE_STATE_PRUNED: BackupFileState.ValueType  # 2
+"""Deleted by retention."""
+BACKUP_FILE_STATE_DAMAGED: BackupFileState.ValueType  # 3
+"""No longer matches its checksum or no longer restores: marked bad, never counted good."""
+BACKUP_FILE_STATE_MISSING: BackupFileState.ValueType  # 4
+"""Gone from backup.dir without retention deleting it."""
+Global___BackupFileState: _TypeAlias = BackupFileState  # noqa: Y015
+
+@_typing.final
+class BackupFileChange(_message.Message):
+    """A change of state of one earlier backup's file, reported by the agent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    file: _builtins.str
+    """The backup's file name in backup.dir as its backup run reported it (base name)."""
+    state: Global___BackupFileState.ValueType
+    reason: _builtins.str
+    """Why: the keep rule that no longer holds it, or what the check found."""
+    def __init__(
+        self,
+        *,
+        file: _builtins.str = ...,
+        state: Global___BackupFileState.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file", "reason", b"reason", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackupFileChange: _TypeAlias = BackupFileChange  # noqa: Y015
 
 @_typing.final
 class DiskUsage(_message.Message):
@@ -263,6 +326,8 @@ class BackupDetails(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     PROBLEMS_FIELD_NUMBER: _builtins.int
     BACKUP_SECONDS_FIELD_NUMBER: _builtins.int
+    VALIDATION_ERRORS_FIELD_NUMBER: _builtins.int
+    VALIDATION_WARNINGS_FIELD_NUMBER: _builtins.int
     method: _builtins.str
     """"gbak" or "nbackup"."""
     level: _builtins.int
@@ -281,6 +346,9 @@ class BackupDetails(_message.Message):
     database: _builtins.str
     """The database path as configured."""
     backup_seconds: _builtins.float
+    validation_errors: _builtins.int
+    """What Firebird's validation of the restored copy counted; warnings are not damage."""
+    validation_warnings: _builtins.int
     @_builtins.property
     def table_counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Rows per table captured from the live database at backup time."""
@@ -309,10 +377,12 @@ class BackupDetails(_message.Message):
         health: Global___FirebirdHealth | None = ...,
         problems: _abc.Iterable[_builtins.str] | None = ...,
         backup_seconds: _builtins.float = ...,
+        validation_errors: _builtins.int = ...,
+        validation_warnings: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_seconds", b"backup_seconds", "checksum", b"checksum", "database", b"database", "file", b"file", "firebird_version", b"firebird_version", "health", b"health", "level", b"level", "method", b"method", "problems", b"problems", "size_compressed", b"size_compressed", "size_raw", b"size_raw", "table_counts", b"table_counts", "verification", b"verification", "verification_message", b"verification_message", "verification_seconds", b"verification_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_seconds", b"backup_seconds", "checksum", b"checksum", "database", b"database", "file", b"file", "firebird_version", b"firebird_version", "health", b"health", "level", b"level", "method", b"method", "problems", b"problems", "size_compressed", b"size_compressed", "size_raw", b"size_raw", "table_counts", b"table_counts", "validation_errors", b"validation_errors", "validation_warnings", b"validation_warnings", "verification", b"verification", "verification_message", b"verification_message", "verification_seconds", b"verification_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -377,6 +447,42 @@ class ValidationDetails(_message.Message):
 Global___ValidationDetails: _TypeAlias = ValidationDetails  # noqa: Y015
 
 @_typing.final
+class FileCheckDetails(_message.Message):
+    """Details of a re-check of the kept backup files."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_CHECKED_FIELD_NUMBER: _builtins.int
+    BYTES_CHECKED_FIELD_NUMBER: _builtins.int
+    FILES_DAMAGED_FIELD_NUMBER: _builtins.int
+    RESTORED_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    files_checked: _builtins.int
+    """Files whose checksum was computed again."""
+    bytes_checked: _builtins.int
+    files_damaged: _builtins.int
+    """Files found damaged (or missing) in this check."""
+    restored: _builtins.str
+    """The backup verified again by a full restore in this check, if any."""
+    summary: _builtins.str
+    def __init__(
+        self,
+        *,
+        files_checked: _builtins.int = ...,
+        bytes_checked: _builtins.int = ...,
+        files_damaged: _builtins.int = ...,
+        restored: _builtins.str = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_checked", b"bytes_checked", "files_checked", b"files_checked", "files_damaged", b"files_damaged", "restored", b"restored", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FileCheckDetails: _TypeAlias = FileCheckDetails  # noqa: Y015
+
+@_typing.final
 class UploadDetails(_message.Message):
     """Details of an off-site upload."""
 
@@ -418,6 +524,8 @@ class RunReport(_message.Message):
     IMAGE_SYNC_FIELD_NUMBER: _builtins.int
     VALIDATION_FIELD_NUMBER: _builtins.int
     UPLOAD_FIELD_NUMBER: _builtins.int
+    FILE_CHECK_FIELD_NUMBER: _builtins.int
+    FILE_CHANGES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Chosen by the agent (a UUID); a replay with the same id changes nothing."""
     kind: Global___RunKind.ValueType
@@ -440,6 +548,12 @@ class RunReport(_message.Message):
     def validation(self) -> Global___ValidationDetails: ...
     @_builtins.property
     def upload(self) -> Global___UploadDetails: ...
+    @_builtins.property
+    def file_check(self) -> Global___FileCheckDetails: ...
+    @_builtins.property
+    def file_changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BackupFileChange]:
+        """Earlier backups whose file changed state (pruned by retention, found damaged)."""
+
     def __init__(
         self,
         *,
@@ -455,12 +569,14 @@ class RunReport(_message.Message):
         image_sync: Global___ImageSyncDetails | None = ...,
         validation: Global___ValidationDetails | None = ...,
         upload: Global___UploadDetails | None = ...,
+        file_check: Global___FileCheckDetails | None = ...,
+        file_changes: _abc.Iterable[Global___BackupFileChange] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backup", b"backup", "details", b"details", "finished_at", b"finished_at", "image_sync", b"image_sync", "started_at", b"started_at", "upload", b"upload", "validation", b"validation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backup", b"backup", "details", b"details", "file_check", b"file_check", "finished_at", b"finished_at", "image_sync", b"image_sync", "started_at", b"started_at", "upload", b"upload", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup", b"backup", "details", b"details", "error_class", b"error_class", "error_message", b"error_message", "finished_at", b"finished_at", "id", b"id", "image_sync", b"image_sync", "kind", b"kind", "outcome", b"outcome", "started_at", b"started_at", "trigger", b"trigger", "upload", b"upload", "validation", b"validation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup", b"backup", "details", b"details", "error_class", b"error_class", "error_message", b"error_message", "file_changes", b"file_changes", "file_check", b"file_check", "finished_at", b"finished_at", "id", b"id", "image_sync", b"image_sync", "kind", b"kind", "outcome", b"outcome", "started_at", b"started_at", "trigger", b"trigger", "upload", b"upload", "validation", b"validation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["backup", "image_sync", "validation", "upload"]  # noqa: Y015
+    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["backup", "image_sync", "validation", "upload", "file_check"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 

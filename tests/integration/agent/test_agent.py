@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
+import shlex
 import time
 from pathlib import Path
 
@@ -83,6 +85,9 @@ def test_enroll_then_run_checks_in_and_delivers(
         assert agent.stop() == 0
     assert "Traceback" not in agent.log()
     assert StateDir(state).load_credentials().credential not in agent.log()
+    kept = (state / "agent.log").read_text()  # the rotating log in the state dir
+    assert "agent running for site shop-ok" in kept
+    assert StateDir(state).load_credentials().credential not in kept
 
 
 def test_bad_enrollment_tokens_are_one_line_errors(
@@ -210,7 +215,15 @@ def test_a_revoked_agent_says_to_re_enroll_and_recovers_after_it(
         time.sleep(2)
         assert agent.alive()
         assert agent.log().count("refused this agent's credential") == 1
-        assert enroll_agent(shared_server, state, "shop-revoked").returncode == 0
+        # The hint is a command that works as printed, once given a new token.
+        hint = re.search(r"re-enroll with `([^`]+)`", agent.log())
+        assert hint is not None, agent.log()
+        args = shlex.split(hint[1])
+        assert args[:2] == ["storesafe-agent", "enroll"]
+        assert {"--server", "--site", "--state-dir", "--ca"} <= set(args)
+        token = create_enrollment_token(shared_server, "shop-revoked")
+        again = agent_cli(*[token if a == "NEW_TOKEN" else a for a in args[1:]])
+        assert again.returncode == 0, again.stderr
         wait_for(lambda: agent.status()["outbox_pending"] == 0, what="delivery after re-enroll")
         assert agent.status()["last_result"] == "ok"
     finally:

@@ -101,8 +101,19 @@ def test_empty_fleet(server: ServerHandle) -> None:
     assert "No sites yet" in result.stdout
     assert json.loads(run(server, "sites", "--json").stdout) == []
     check = run(server, "check")
-    assert check.exit_code == 0
-    assert check.stdout.startswith("STORESAFE OK - no sites enrolled")
+    assert check.exit_code == 3, check.output
+    assert check.stdout.startswith("STORESAFE UNKNOWN - no sites enrolled")
+
+
+def test_check_of_a_group_that_matches_nothing_is_unknown(server: ServerHandle) -> None:
+    assert run(server, "token", "create", "--site", "shop-a", "--group", "north").exit_code == 0
+    typo = run(server, "check", "--group", "nrth")
+    assert typo.exit_code == 3, typo.output
+    assert typo.stdout.startswith("STORESAFE UNKNOWN - no site in group 'nrth'")
+    as_json = run(server, "check", "--group", "nrth", "--json")
+    assert as_json.exit_code == 3
+    assert json.loads(as_json.stdout)["state"] == "unknown"
+    assert run(server, "check", "--group", "north").exit_code == 2  # shop-a: never
 
 
 def test_sites_after_tokens_are_never_backed_up(server: ServerHandle) -> None:

@@ -99,6 +99,20 @@ def test_each_layer_then_show_explain(server: ServerHandle) -> None:
             "backup.schedule='0 25 * * *' is not valid: expected a 5-field cron expression",
         ),
         ("images.dir=C:\\RTOwin\\Ima*ges", "images.dir='C:\\\\RTOwin\\\\Ima*ges' is not valid: "),
+        (
+            "firebird.host=host/99999",
+            "firebird.host='host/99999' is not valid: the port must be between 1 and 65535",
+        ),
+        ("firebird.user=", "firebird.user='' is not valid: may not be empty"),
+        (
+            "backup.schedule=0 0 31 2 *",
+            "backup.schedule='0 0 31 2 *' is not valid: it never fires (no time within 8 years)",
+        ),
+        (
+            "upload.enabled=true",
+            "upload.enabled cannot be set: off-site upload is not built yet, so it cannot be "
+            "turned on (backups stay on the shop PC)",
+        ),
     ],
 )
 def test_bad_keys_and_values_get_the_servers_sentence(
@@ -114,6 +128,29 @@ def test_bad_keys_and_values_get_the_servers_sentence(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: " + sentence), lines[0]
     assert layers(shared_server, site)["backup.dir"] == ("", "default")  # nothing stored
+
+
+def test_a_change_for_a_group_no_site_is_in_is_made_with_a_warning(server: ServerHandle) -> None:
+    new_site(server, "shop-n", "north")
+    typo = run(server, "config", "set", "--group", "nrth", "backup.keep_daily=9")
+    assert typo.exit_code == 0, typo.output
+    assert typo.stdout.startswith("Revision 1 on group:nrth changed backup.keep_daily.")
+    assert typo.stderr == (
+        "warning: no site is in group 'nrth': the change applies only to sites that join it "
+        "later (see 'storesafe sites' for the groups in use)\n"
+    )
+    known = run(server, "config", "set", "--group", "north", "backup.keep_daily=9")
+    assert known.exit_code == 0 and known.stderr == ""
+    fleet = run(server, "config", "set", "--fleet", "backup.keep_daily=8")
+    assert fleet.exit_code == 0 and fleet.stderr == ""
+
+
+def test_a_fleet_change_before_any_site_says_so(server: ServerHandle) -> None:
+    result = run(server, "config", "set", "--fleet", "backup.keep_daily=8")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: no site is enrolled yet: the change applies to sites as they enroll\n"
+    )
 
 
 def test_path_with_forbidden_character_names_the_character(shared_server: ServerHandle) -> None:
@@ -201,7 +238,7 @@ async def _rollout(server: ServerHandle) -> tuple[list[Any], str, dict[str, Any]
     try:
         for agent in (good, bad):
             await agent.check_in()
-        new_site(server, "shop-idle", "north")  # no agent: stays pending
+        new_site(server, "shop-idle", "north")  # no agent: nothing applies the revision
         change = ok_json(server, "config", "set", "--group", "north", "backup.dir=/srv/backups")
         for agent, applied in ((good, True), (bad, False)):
             call = agent.watch()
@@ -228,13 +265,22 @@ def test_rollout_shows_applied_refused_and_pending(server: ServerHandle) -> None
     assert by_site["shop-bad"]["state"] == "refused"
     assert by_site["shop-bad"]["refused"] == "/srv/backups is missing"
     assert by_site["shop-bad"]["desired_revision"] == revision
-    assert by_site["shop-idle"]["state"] == "pending"
+    assert by_site["shop-idle"]["state"] == "no agent"
     assert re.search(r"^shop-bad +north .*refused .*/srv/backups is missing$", text, re.M)
-    assert text.rstrip().endswith("3 sites: 1 refused, 1 applied, 1 pending")
+    assert re.search(r"^shop-idle +north .*no agent", text, re.M)
+    assert text.rstrip().endswith("3 sites: 1 refused, 1 applied, 1 no agent")
     shown = ok_json(server, "config", "show", "shop-bad")
     assert shown["refused"] == "/srv/backups is missing"
     assert (shown["desired_revision"], shown["applied_revision"]) == (revision, 0)
     assert ok_json(server, "config", "rollout", "--group", "south") == []
+
+
+def test_rollout_before_any_change_shows_a_site_without_agent_as_no_agent(
+    server: ServerHandle,
+) -> None:
+    new_site(server, "shop-new")
+    (row,) = ok_json(server, "config", "rollout")
+    assert (row["site"], row["state"]) == ("shop-new", "no agent")
 
 
 def test_backup_now_on_an_unknown_site_exits_3(shared_server: ServerHandle) -> None:

@@ -35,10 +35,8 @@ FLEET, GROUP, SITE = (
             {"backup.keep_daily": "seven"},
             "backup.keep_daily='seven' is not valid: expected a whole",
         ),
-        (
-            {"upload.enabled": "maybe"},
-            "upload.enabled='maybe' is not valid: expected true or false",
-        ),
+        # upload.enabled is known but cannot be set until off-site upload is built
+        ({"upload.enabled": "maybe"}, "upload.enabled cannot be set: off-site upload is not built"),
         (
             {"backup.schedule": "0 25 * * *"},
             "backup.schedule='0 25 * * *' is not valid: expected a",
@@ -50,6 +48,11 @@ FLEET, GROUP, SITE = (
         ({"backup.dir": "Backups"}, "expected an absolute path"),
         ({"backup.method": "copy"}, "expected one of gbak, nbackup"),
         ({"backup.keep_daily": "-1"}, "must be at least 0"),
+        ({"firebird.host": "db/99999"}, "the port must be between 1 and 65535"),
+        ({"firebird.user": ""}, "firebird.user='' is not valid: may not be empty"),
+        ({"backup.schedule": "0 0 31 2 *"}, "'0 0 31 2 *' is not valid: it never fires"),
+        ({"upload.enabled": "true"}, "upload.enabled cannot be set: off-site upload is not built"),
+        ({"upload.enabled": "false"}, "upload.enabled cannot be set: off-site upload is not built"),
     ],
 )
 def test_bad_values_are_refused_with_the_key_and_reason(
@@ -63,6 +66,25 @@ def test_bad_values_are_refused_with_the_key_and_reason(
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in (err.value.details() or "")
+
+
+def test_a_fleet_change_with_a_target_is_refused_not_applied_fleet_wide(
+    shared_server: ServerHandle,
+) -> None:
+    stub, md = shared_server.admin_stub(), shared_server.admin_metadata
+    before = stub.ConfigHistory(admin_pb2.ConfigHistoryRequest(limit=1), metadata=md, timeout=10)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SetConfig(
+            admin_pb2.SetConfigRequest(
+                scope=FLEET, target="shop-1", values={"backup.keep_daily": "3"}
+            ),
+            metadata=md,
+            timeout=10,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "a fleet-wide change takes no target (got 'shop-1')" in (err.value.details() or "")
+    after = stub.ConfigHistory(admin_pb2.ConfigHistoryRequest(limit=1), metadata=md, timeout=10)
+    assert after == before  # no revision was made
 
 
 def test_layers_explain_and_secrets_stay_masked(server: ServerHandle) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import random
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from storesafe.v1 import admin_pb2, agent_pb2
 
 from tests.support.server import (
+    BIN,
     PG_ENV,
     ServerHandle,
     free_port,
@@ -22,7 +25,7 @@ from tests.support.server import (
     init_server,
     set_config,
 )
-from tests.support.simagent import SimAgent, close_all, enroll_many, next_config
+from tests.support.simagent import SimAgent, SimSession, close_all, enroll_many, next_config
 
 
 async def follow(agent: SimAgent, want: int, *, deadline: float) -> int:
@@ -163,3 +166,82 @@ def test_a_change_made_on_one_replica_reaches_agents_on_the_other(replicas: Repl
         await close_all([agent.channel, on_b.channel])
 
     asyncio.run(body())
+
+
+@pytest.mark.postgres
+def test_a_revocation_on_one_replica_ends_the_stream_on_the_other(replicas: Replicas) -> None:
+    a, b = replicas.a, replicas.b
+
+    async def body() -> None:
+        [agent] = await enroll_many(a.address, a.ca_path.read_bytes(), a.admin_token, ["rep-rv"])
+        on_b = SimAgent(
+            agent.site,
+            agent.credential,
+            grpc.aio.secure_channel(
+                b.address, grpc.ssl_channel_credentials(b.ca_path.read_bytes())
+            ),
+        )
+        await on_b.check_in()  # B has the credential cached
+        stream = SimSession(on_b)
+        rev = set_config(a, admin_pb2.CONFIG_SCOPE_FLEET, backup__keep_daily="9").revision
+        assert (await next_config(stream)).revision == rev  # the stream on B is live
+        a.admin_stub().RevokeAgents(
+            admin_pb2.RevokeAgentsRequest(site="rep-rv"), metadata=a.admin_metadata, timeout=10
+        )
+        set_config(a, admin_pb2.CONFIG_SCOPE_FLEET, firebird__password="after-revoke")
+        seen: list[str] = []
+
+        async def rest() -> grpc.StatusCode | None:
+            try:
+                async for d in stream:
+                    seen.append(str(d.WhichOneof("kind")))
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return None
+
+        # well under the 30 s poll: the NOTIFY ends it
+        assert await asyncio.wait_for(rest(), 10) == grpc.StatusCode.UNAUTHENTICATED
+        assert seen == []
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await on_b.check_in()
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        shown = b.admin_stub().GetSite(
+            admin_pb2.GetSiteRequest(site="rep-rv"), metadata=b.admin_metadata, timeout=10
+        )
+        assert any(p.startswith("agent revoked") for p in shown.summary.problems)
+        await close_all([agent.channel, on_b.channel])
+
+    asyncio.run(body())
+
+
+@pytest.mark.postgres
+def test_an_admin_token_revoked_on_one_replica_is_refused_on_the_other(
+    replicas: Replicas,
+) -> None:
+    a, b = replicas.a, replicas.b
+    made = subprocess.run(
+        [
+            str(BIN / "storesafe-server"),
+            "admin-token",
+            "create",
+            "--data-dir",
+            str(a.data_dir),
+            "--db",
+            a.db_url,
+            "--name",
+            "temp-tech",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    temp = json.loads(made.stdout)["admin_token"]
+    temp_md = [("authorization", f"Bearer {temp}")]
+    b.admin_stub().ListAudit(admin_pb2.ListAuditRequest(limit=1), metadata=temp_md, timeout=10)
+    a.admin_stub().RevokeAdminToken(
+        admin_pb2.RevokeAdminTokenRequest(name="temp-tech"), metadata=a.admin_metadata, timeout=10
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        b.admin_stub().ListAudit(admin_pb2.ListAuditRequest(limit=1), metadata=temp_md, timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

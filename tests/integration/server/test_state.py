@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.errors import NotFound, PermissionDenied, Unauthenticated
+from common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from server.db.engine import make_engine, migrate
-from server.domain import AuditRecord, CheckInFacts, RunRecord
+from server.domain import AuditRecord, CheckInFacts, FileChange, RunRecord
 from server.services import credentials
-from server.services.status import Disk
+from server.services.fleet import facts_of
+from server.services.status import Disk, StatusPolicy, compute_status
 from server.state.sql import SqlFleetState
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -302,3 +311,220 @@ def test_preloaded_credentials_need_no_read_per_agent_and_exclude_revoked(
             await auth.agent(minted["pre-b"].text)  # revoked: not cached, so it is looked up
 
     asyncio.run(body())
+
+
+async def make_admin(st: SqlFleetState, name: str) -> str:
+    minted = credentials.mint(credentials.ADMIN)
+    await st.create_admin_token(
+        token_id=minted.id, name=name, secret_hash=minted.secret_hash, created_by="t", now=NOW
+    )
+    return minted.id
+
+
+def test_admin_token_names_are_unique_among_active_tokens_even_under_a_race(
+    state: SqlFleetState, db_url: str
+) -> None:
+    other = SqlFleetState(make_engine(db_url))  # another replica on the same database
+
+    async def body() -> None:
+        first = await make_admin(state, "alice")
+        with pytest.raises(AlreadyExists, match="'alice' exists already"):
+            await make_admin(other, "alice")
+        results = await asyncio.gather(
+            make_admin(state, "bob"), make_admin(other, "bob"), return_exceptions=True
+        )
+        assert sorted(type(r).__name__ for r in results) == ["AlreadyExists", "str"]
+        await make_admin(state, "carol")
+        revoked = await state.revoke_admin_token(name="alice", revoked_by="carol", now=NOW)
+        assert (revoked.id, revoked.active, revoked.revoked_by) == (first, False, "carol")
+        await make_admin(other, "alice")  # the name is free again
+        listed = await state.list_admin_tokens()
+        assert [(t.name, t.active) for t in listed].count(("alice", True)) == 1
+        assert await state.admin_credential(first) is None
+
+    try:
+        run(body)
+    finally:
+        other.close()
+
+
+def test_the_last_active_admin_token_is_never_revoked_even_under_a_race(
+    state: SqlFleetState, db_url: str
+) -> None:
+    other = SqlFleetState(make_engine(db_url))
+
+    async def body() -> None:
+        await make_admin(state, "a")
+        await make_admin(state, "b")
+        with pytest.raises(NotFound):
+            await state.revoke_admin_token(name="nobody", revoked_by="t", now=NOW)
+        results = await asyncio.gather(
+            state.revoke_admin_token(name="a", revoked_by="b", now=NOW),
+            other.revoke_admin_token(name="b", revoked_by="a", now=NOW),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(failed) == 1 and isinstance(failed[0], FailedPrecondition), results
+        left = [t.name for t in await state.list_admin_tokens() if t.active]
+        assert len(left) == 1
+        with pytest.raises(FailedPrecondition, match="last active admin token"):
+            await other.revoke_admin_token(name=left[0], revoked_by="t", now=NOW)
+
+    try:
+        run(body)
+    finally:
+        other.close()
+
+
+def test_revoking_a_site_marks_it_until_an_agent_enrolls_again(state: SqlFleetState) -> None:
+    async def body() -> None:
+        await enroll(state, "rv-a", await make_token(state, "rv-a"), agent_id="ra1")
+        assert (await state.get_site("rv-a")).agent_revoked_at is None
+        later = NOW + dt.timedelta(minutes=5)
+        assert await state.revoke_agents(site="rv-a", now=later) == 1
+        assert (await state.get_site("rv-a")).agent_revoked_at == later
+        assert await state.revocations_since(NOW) == [("rv-a", None)]
+        assert await state.revocations_since(later + dt.timedelta(seconds=1)) == []
+        await enroll(state, "rv-a", await make_token(state, "rv-a"), agent_id="ra2")
+        assert (await state.get_site("rv-a")).agent_revoked_at is None
+        assert await state.revocations_since(NOW) == [("rv-a", "ra2")]
+
+    run(body)
+
+
+async def enrolled_agent(st: SqlFleetState, site: str) -> credentials.Minted:
+    token = await make_token(st, site)
+    cred = credentials.mint(credentials.AGENT)
+    await st.enroll(
+        token_id=token[0],
+        presented_hash=token[1],
+        site=site,
+        agent_id=cred.id,
+        agent_secret_hash=cred.secret_hash,
+        hostname="pc",
+        now=NOW,
+    )
+    return cred
+
+
+def test_a_credential_read_overtaken_by_a_revocation_is_not_cached(
+    state: SqlFleetState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice of a revocation arrives while a cache miss is reading the credential
+    (the read saw it still active): the answer is read again, not cached for minutes."""
+    from server.services.auth import Authenticator
+
+    async def body() -> None:
+        cred = await enrolled_agent(state, "race-a")
+        auth = Authenticator(state)
+        real = state.agent_credential
+        reads = 0
+
+        async def overtaken(agent_id: str) -> Any:
+            nonlocal reads
+            reads += 1
+            found = await real(agent_id)
+            if reads == 1:  # revoked (and its notice heard) just after this read
+                await state.revoke_agents(site="race-a", now=NOW)
+                auth.forget_site("race-a")
+            return found
+
+        monkeypatch.setattr(state, "agent_credential", overtaken)
+        with pytest.raises(Unauthenticated, match="revoked"):
+            await auth.agent(cred.text)
+        assert reads == 2
+
+    run(body)
+
+
+def test_a_lost_revocation_notice_is_caught_up_by_the_poll(
+    state: SqlFleetState, tmp_path: Path
+) -> None:
+    """Another replica revoked (its notice never arrived): the feed's poll finds the
+    revocation in the database, ends the stream and drops the cached credential."""
+    from common.clock import FakeClock
+    from server.services.auth import Authenticator
+    from server.services.push import ConfigHub
+    from server.services.revocation import Revocations
+    from server.services.secretbox import SecretBox
+    from server.state.config_state import SqlConfigState
+
+    async def body() -> None:
+        cred = await enrolled_agent(state, "lost-a")
+        kept = await enrolled_agent(state, "lost-b")
+        clock = FakeClock(NOW)
+        hub = ConfigHub(SqlConfigState(state), SecretBox.for_data_dir(tmp_path, create=True), clock)
+        auth = Authenticator(state)
+        revocations = Revocations(state, auth, hub, clock)
+        who = await auth.agent(cred.text)
+        sub = hub.subscribe(who.site_id, who.site, who.group, 0, who.agent_id)
+        other = await auth.agent(kept.text)
+        sub_b = hub.subscribe(other.site_id, other.site, other.group, 0, other.agent_id)
+        clock.advance(dt.timedelta(seconds=30))
+        await state.revoke_agents(site="lost-a", now=clock.now())  # no notice here
+        await revocations.catch_up()
+        assert sub.revoked and not sub_b.revoked
+        with pytest.raises(Unauthenticated, match="revoked"):
+            await anext(hub.directives(sub))
+        with pytest.raises(Unauthenticated):
+            await auth.agent(cred.text)
+        assert (await auth.agent(kept.text)).site == "lost-b"
+
+
+def backup_file(run_id: str, finished: dt.datetime, file: str, **changes: Any) -> RunRecord:
+    rec = backup(run_id, finished)
+    details = {"backup": {**rec.details["backup"], "file": f"C:\\Backups\\{file}"}}
+    return dataclasses.replace(rec, details=details, **changes)
+
+
+def test_file_changes_mark_runs_and_a_damaged_newest_good_backup(state: SqlFleetState) -> None:
+    async def body() -> None:
+        site_id, _ = await enroll(state, "shop-r", await make_token(state, "shop-r"))
+        day = dt.timedelta(days=1)
+        old = backup_file("r1", NOW - 2 * day, "a.fbk.zst")
+        mid = backup_file("r2", NOW - day, "b.fbk.zst")
+        pruning = backup_file(
+            "r3", NOW, "c.fbk.zst", file_changes=(FileChange("a.fbk.zst", "pruned", "old"),)
+        )
+        # stored together: the writer's grouped path applies the changes too
+        await asyncio.gather(
+            *(state.store_report(site_id=site_id, run=r, now=NOW) for r in (old, mid))
+        )
+        await state.store_report(site_id=site_id, run=pruning, now=NOW)
+        states = {
+            r.id: r.file_state for r in await state.list_runs(site="shop-r", kind="", limit=9)
+        }
+        assert states == {"r1": "pruned", "r2": "kept", "r3": "kept"}
+        assert (await state.get_site("shop-r")).damaged_backup_at is None
+
+        check = RunRecord(
+            id="fc1",
+            kind="file-check",
+            started_at=NOW + dt.timedelta(hours=1),
+            finished_at=NOW + dt.timedelta(hours=1),
+            outcome="failed",
+            verification="",
+            error_class="backup.corrupt",
+            error_message="1 kept backup(s) damaged",
+            trigger="schedule",
+            details={"file_check": {"files_checked": 2, "files_damaged": 1}},
+            file_changes=(FileChange("c.fbk.zst", "damaged", "no longer matches its checksum"),),
+        )
+        assert await state.store_report(site_id=site_id, run=check, now=NOW) is False
+        runs = {r.id: r for r in await state.list_runs(site="shop-r", kind="", limit=9)}
+        assert runs["r3"].file_state == "damaged" and runs["fc1"].file_state == ""
+        row = await state.get_site("shop-r")
+        assert (row.damaged_backup_at, row.damaged_backup_file) == (NOW, "c.fbk.zst")
+        verdict = compute_status(facts_of(row), StatusPolicy(), NOW + dt.timedelta(hours=1))
+        assert any(
+            p.startswith("newest good backup c.fbk.zst is damaged") for p in verdict.problems
+        )
+        # an older damaged backup does not move the mark back
+        older = dataclasses.replace(
+            check, id="fc2", file_changes=(FileChange("b.fbk.zst", "damaged", "x"),)
+        )
+        await state.store_report(site_id=site_id, run=older, now=NOW)
+        row = await state.get_site("shop-r")
+        assert (row.damaged_backup_at, row.damaged_backup_file) == (NOW, "c.fbk.zst")
+
+    run(body)

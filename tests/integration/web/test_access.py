@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from tests.integration.web.fleet import SCRIPT, build_fleet
 from tests.support.web import WebServer
 
@@ -76,3 +78,19 @@ def test_bad_query_parameters_and_unknown_sites_get_precise_answers(web: WebServ
 def test_metrics_and_healthz_need_no_token(web: WebServer) -> None:
     assert web.get("/metrics").status == 200
     assert web.get("/healthz").status == 200
+
+
+def test_a_revoked_admin_token_is_refused_at_once(web: WebServer) -> None:
+    from tests.support.server import BIN
+
+    def admin_token(*args: str) -> str:
+        cmd = [str(BIN / "storesafe-server"), "admin-token", *args]
+        cmd += ["--data-dir", str(web.handle.data_dir)]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+    token = admin_token("create", "--name", "wallboard")
+    assert web.get("/", token=token).status == 200
+    admin_token("revoke", "wallboard")
+    refused = web.get("/", token=token)
+    assert refused.status == 401
+    assert "unknown or revoked" in refused.text

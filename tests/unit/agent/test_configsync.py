@@ -35,6 +35,10 @@ def test_applies_persists_and_reloads(tmp_path: Path) -> None:
         ({"backup.dir": "C:\\Backups"}, "backup.dir=C:\\Backups is a Windows path"),
         ({"backup.dir": "/no/such/place/backups"}, "neither the folder nor its parent exists"),
         ({"images.dir": "/no/such/images"}, "images.dir=/no/such/images: no such folder"),
+        ({"firebird.host": "db/99999"}, "the port must be between 1 and 65535"),
+        ({"firebird.user": ""}, "firebird.user='' is not valid: may not be empty"),
+        ({"backup.schedule": "0 0 31 2 *"}, "it never fires"),
+        ({"upload.enabled": True}, "off-site upload is not built yet"),
     ],
 )
 def test_refuses_and_keeps_the_last_good_revision(

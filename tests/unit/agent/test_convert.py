@@ -11,10 +11,14 @@ from agent.messages import CheckIn, Enrollment, EnrollRequest
 from agent.reports import (
     BackupDetails,
     DiskUsage,
+    FileChange,
+    FileCheckDetails,
+    FileState,
     FirebirdHealth,
     ImageSyncDetails,
     Outcome,
     RunKind,
+    RunReport,
     UploadDetails,
     ValidationDetails,
     Verification,
@@ -56,12 +60,21 @@ DETAILS = [
         health=HEALTH,
         problems=("large row drop", "slow"),
         backup_seconds=301.25,
+        validation_errors=0,
+        validation_warnings=2,
     ),
     BackupDetails(verification=Verification.PASSED),
     ImageSyncDetails(files_scanned=10_000, files_copied=12, bytes_copied=5 * 2**30, files_failed=1),
     ValidationDetails(errors=2, warnings=5, summary="2 errors in table X"),
     UploadDetails(file="shop.fbk.zst", bytes=2**35),
+    FileCheckDetails(
+        files_checked=9, bytes_checked=2**34, files_damaged=1, restored="a.fbk.zst", summary="s"
+    ),
 ]
+CHANGES = (
+    FileChange("storesafe-x-20261126T210000Z-gbak-0123abcd.fbk.zst", FileState.PRUNED, "old"),
+    FileChange("storesafe-x-20261127T210000Z-gbak-4567abcd.fbk.zst", FileState.DAMAGED, "sum"),
+)
 
 
 @pytest.mark.parametrize("details", DETAILS, ids=lambda d: type(d).__name__)
@@ -80,6 +93,15 @@ def test_run_report_round_trip(details: object, kind: RunKind) -> None:
     wire = convert.report_to_proto(original)
     again = convert.report_from_proto(types_pb2.RunReport.FromString(wire.SerializeToString()))
     assert again == original
+
+
+@pytest.mark.parametrize("details", DETAILS[-1:] + DETAILS[3:4], ids=lambda d: type(d).__name__)
+def test_file_changes_travel_on_the_wire_and_through_the_outbox(details: object) -> None:
+    original = report(8, kind=RunKind.FILE_CHECK, details=details, file_changes=CHANGES)
+    wire = convert.report_to_proto(original)
+    again = convert.report_from_proto(types_pb2.RunReport.FromString(wire.SerializeToString()))
+    assert again == original
+    assert RunReport.from_json(original.to_json()) == original
 
 
 def test_times_in_other_zones_arrive_as_utc() -> None:

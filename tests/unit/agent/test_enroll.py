@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.enroll import enroll
-from agent.settings import StateDir
+from agent.settings import Credentials, StateDir
 from common.clock import FakeClock
 from common.errors import InvalidArgument, Unavailable
 from tests.unit.agent.fakes import T0, make_tls, recording_server
@@ -74,3 +74,37 @@ def test_empty_token_or_site_is_refused_before_any_call(
 ) -> None:
     with pytest.raises(InvalidArgument, match="empty"):
         run_enroll(StateDir(tmp_path), ca_pem=b"right", token=token, site=site)
+
+
+@pytest.mark.parametrize(("ca_file", "insecure"), [("ca.pem", False), (None, False), (None, True)])
+def test_the_re_enroll_command_parses_as_enroll_with_this_agents_settings(
+    tmp_path: Path, ca_file: str | None, insecure: bool
+) -> None:
+    import shlex
+
+    from typer.main import get_command
+
+    from agent.enroll import reenroll_command
+    from agent.main import app
+
+    state = StateDir(tmp_path / "state dir")
+    creds = Credentials(
+        server="backup.msp.example:7443",
+        agent_id="a1",
+        credential="ssa_a1_secret",
+        site="shop-a",
+        group="default",
+        ca_file=ca_file,
+        insecure=insecure,
+    )
+    args = shlex.split(reenroll_command(state, creds))
+    assert args[:2] == ["storesafe-agent", "enroll"]
+    enroll = get_command(app).commands["enroll"]  # type: ignore[attr-defined]
+    params = enroll.make_context("enroll", args[2:]).params
+    assert params["server"] == "backup.msp.example:7443"
+    assert params["site"] == "shop-a"
+    assert params["token"] == "NEW_TOKEN"
+    assert params["state_dir"] == state.root.absolute()
+    assert params["ca"] == (state.root / "ca.pem" if ca_file else None)
+    assert params["insecure"] is insecure
+    assert "ssa_a1_secret" not in " ".join(args)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from agent.winservice import ServiceController
 from common.errors import FailedPrecondition
@@ -72,3 +75,40 @@ def test_a_crash_is_reported_too() -> None:
 def test_importing_the_wrapper_does_not_import_pywin32() -> None:
     assert "win32serviceutil" not in sys.modules
     assert "servicemanager" not in sys.modules
+
+
+def test_the_service_refuses_a_state_dir_another_agent_holds(tmp_path: Path) -> None:
+    # A second, real process holds the single-instance lock, like `storesafe-agent run`.
+    from agent.logfile import LOG_FILE
+    from agent.winservice import main_for
+    from tests.unit.agent.test_main import enrolled
+
+    state = enrolled(tmp_path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from agent.lock import StateLock; lock = StateLock("
+            f"__import__('pathlib').Path({str(state.root)!r})); lock.acquire(); "
+            "print('locked', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        host = FakeServiceHost()
+        assert ServiceController(host, main_for(str(state.root))).run() == 1
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers, root.level = saved
+        holder.communicate("")
+    [error] = host.errors
+    assert "already running with the state dir" in error
+    assert f"(pid {holder.pid})" in error
+    assert (state.root / LOG_FILE).exists()  # the service logs into its own state dir

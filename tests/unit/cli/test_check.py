@@ -11,10 +11,16 @@ from common.errors import Unauthenticated, Unavailable
 from tests.unit.cli.fakes import FakeAdminClient, invoke, site
 
 
-def test_no_sites_is_ok() -> None:
+def test_no_sites_is_unknown_not_ok() -> None:
     result = evaluate([])
-    assert (result.exit_code, result.state) == (0, "OK")
-    assert result.summary.startswith("STORESAFE OK - no sites enrolled |")
+    assert (result.exit_code, result.state) == (3, "UNKNOWN")
+    assert result.summary == "STORESAFE UNKNOWN - no sites enrolled"
+
+
+def test_a_group_that_matches_nothing_is_unknown_and_says_so() -> None:
+    result = evaluate([], group="nrth")
+    assert (result.exit_code, result.state) == (3, "UNKNOWN")
+    assert result.summary == "STORESAFE UNKNOWN - no site in group 'nrth'"
 
 
 def test_all_ok_is_ok() -> None:

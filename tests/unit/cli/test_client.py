@@ -62,6 +62,12 @@ class Scripted(admin_pb2_grpc.AdminServiceServicer):
     def ListAudit(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._handle("ListAudit", request, context)
 
+    def ListAdminTokens(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._handle("ListAdminTokens", request, context)
+
+    def RevokeAdminToken(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._handle("RevokeAdminToken", request, context)
+
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[Scripted, str]]:
@@ -373,3 +379,35 @@ def test_ca_file_problems_are_one_sentence(tmp_path: Path) -> None:
 def test_tokens_a_header_cannot_carry_are_refused_before_sending(token: str) -> None:
     with pytest.raises(errors.InvalidArgument, match="admin token"):
         client("127.0.0.1:1", token=token).list_sites()
+
+
+def test_admin_tokens_are_listed_and_revoked_by_name(scripted: tuple[Scripted, str]) -> None:
+    service, address = scripted
+    active = admin_pb2.AdminToken(name="alice", id="a1", created_at=ts(WHEN), created_by="bob")
+    gone = admin_pb2.AdminToken(
+        name="old", id="o1", created_at=ts(WHEN), revoked_at=ts(WHEN), revoked_by="alice"
+    )
+
+    def answer(method: str, request: Any, context: grpc.ServicerContext) -> Any:
+        if method == "ListAdminTokens":
+            return admin_pb2.ListAdminTokensResponse(tokens=[active, gone])
+        if request.name == "last":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "'last' is the last active one")
+        return admin_pb2.RevokeAdminTokenResponse(token=gone)
+
+    service.answer = answer
+    c = client(address)
+    a, o = c.list_admin_tokens()
+    assert (a.name, a.id, a.created_at, a.created_by, a.active) == (
+        "alice",
+        "a1",
+        WHEN,
+        "bob",
+        True,
+    )
+    assert (o.revoked_at, o.revoked_by, o.active) == (WHEN, "alice", False)
+    assert c.revoke_admin_token("old").name == "old"
+    assert service.requests[-1].name == "old"
+    with pytest.raises(errors.FailedPrecondition, match="last active one"):
+        c.revoke_admin_token("last")
+    c.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 
@@ -142,8 +143,21 @@ def test_run_result_words() -> None:
 def test_runs_table() -> None:
     lines = output.runs_text([backup_run()], NOW, plain).splitlines()
     assert lines[1] == (
-        "1h ago     backup   verified   2m00s   schedule   gbak 3.0 MiB shop-20261126.fbk.zst"
+        "1h ago     backup   verified   -      2m00s   schedule   gbak 3.0 MiB shop-20261126.fbk.zst"
     )
+
+
+def test_runs_show_what_became_of_each_backup_file() -> None:
+    runs = [
+        dataclasses.replace(backup_run(), file_state="pruned"),
+        dataclasses.replace(backup_run(), file_state="damaged"),
+    ]
+    lines = output.runs_text(runs, NOW, plain).splitlines()
+    assert lines[0].split()[:4] == ["FINISHED", "KIND", "RESULT", "FILE"]
+    assert "verified   pruned" in lines[1]
+    assert "verified   damaged" in lines[2]
+    assert output.run_json(runs[0])["file_state"] == "pruned"
+    assert output.run_json(backup_run())["file_state"] is None
 
 
 def test_run_summary_says_what_happened_and_why_it_failed() -> None:

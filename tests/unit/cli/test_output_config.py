@@ -174,3 +174,15 @@ def test_control_characters_from_agents_do_not_reach_the_terminal() -> None:
     assert "\x1b" not in output_config.commands_text([evil], NOW, plain)
     refused = rollout_row("shop-a", "refused", refused="bad\x1b]0;x\x07")
     assert "\x1b" not in output_config.rollout_text([refused], NOW, plain)
+
+
+def test_a_change_that_reaches_no_site_is_warned_about() -> None:
+    warn = output_config.reach_warning
+    assert warn(ConfigChange("group:nrth", 4, ("backup.dir",), sites=0)).startswith(
+        "no site is in group 'nrth': the change applies only to sites that join it later"
+    )
+    assert warn(ConfigChange("fleet", 4, ("backup.dir",), sites=0)).startswith(
+        "no site is enrolled yet"
+    )
+    assert warn(ConfigChange("group:north", 4, ("backup.dir",), sites=3)) == ""
+    assert warn(ConfigChange("group:north", 4, ("backup.dir",))) == ""  # not told: no guess

@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 from pathlib import Path
 
 import pytest
 
+from agent.firebird.connection import FirebirdTarget
 from agent.firebird.errors import BackupBusy, BackupDirMissing, CountMismatch
 from agent.firebird.files import (
     NAME_RE,
+    UNVERIFIED_SUFFIX,
     Manifest,
     Status,
     backup_name,
+    final_file,
     job_lock,
     list_backups,
     mark_bad,
+    mark_good,
     prepare_spool,
+    recover_names,
     write_manifest,
 )
 from agent.firebird.health import Schema
-from agent.firebird.jobs import apply_retention
+from agent.firebird.jobs import BackupSettings, apply_retention, prune
+from agent.firebird.recheck import run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.verify import compare_counts, drop_problems
+from agent.reports import FileState
+from common.clock import FakeClock
 
 WHEN = dt.datetime(2026, 11, 26, 21, 30, tzinfo=dt.UTC)
 
@@ -159,3 +169,75 @@ def test_backup_settings_refuse_bad_values(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         BackupSettings(tmp_path, method="nbackup", level=10)
     assert BackupSettings(tmp_path, method="nbackup", level=2).level == 2
+
+
+def put_unverified(folder: Path, when: dt.datetime) -> Manifest:
+    m = put_backup(folder, when, Status.UNVERIFIED)
+    os.replace(folder / m.file, folder / (m.file + UNVERIFIED_SUFFIX))
+    m.file += UNVERIFIED_SUFFIX
+    write_manifest(folder, m)
+    return m
+
+
+def test_an_unverified_backup_never_looks_like_a_finished_one(tmp_path: Path) -> None:
+    prepare_spool(tmp_path)
+    good = put_backup(tmp_path, WHEN - dt.timedelta(days=1))
+    pending = put_unverified(tmp_path, WHEN)
+    finished = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".fbk.zst"))
+    assert finished == [good.file]  # the newest file that looks like a backup is verified
+    [_, listed] = list_backups(tmp_path)
+    assert listed.status == Status.UNVERIFIED  # still counted, by retention too
+    mark_good(tmp_path, listed)
+    assert (tmp_path / final_file(pending.file)).read_bytes() == b"data"
+    assert not (tmp_path / pending.file).exists()
+    assert [m.status for m in list_backups(tmp_path)] == [Status.GOOD, Status.GOOD]
+
+
+def test_a_kill_between_manifest_and_rename_is_finished_later(tmp_path: Path) -> None:
+    prepare_spool(tmp_path)
+    pending = put_unverified(tmp_path, WHEN)
+    pending.status, pending.file = Status.GOOD, final_file(pending.file)
+    write_manifest(tmp_path, pending)  # the manifest said good, then the kill
+    assert list_backups(tmp_path) == []
+    assert recover_names(tmp_path) == [pending.file]
+    [listed] = list_backups(tmp_path)
+    assert listed.status == Status.GOOD and (tmp_path / listed.file).is_file()
+
+
+def test_a_bad_unverified_backup_is_renamed_bad_without_the_unverified_suffix(
+    tmp_path: Path,
+) -> None:
+    prepare_spool(tmp_path)
+    pending = put_unverified(tmp_path, WHEN)
+    mark_bad(tmp_path, pending, "restore failed")
+    [listed] = list_backups(tmp_path)
+    assert listed.file == final_file(pending.file) + ".bad"
+
+
+def test_retention_logs_each_deletion_with_its_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    prepare_spool(tmp_path)
+    same_day = [put_backup(tmp_path, WHEN - dt.timedelta(hours=h)) for h in (0, 1, 2)]
+    caplog.set_level(logging.INFO, logger="agent.firebird.jobs")
+    pruned = prune(tmp_path, RetentionPolicy(7, 4, 6), protect=set())
+    assert [p.file for p in pruned] == [same_day[2].file, same_day[1].file]
+    assert {p.state for p in pruned} == {FileState.PRUNED}
+    assert all("a newer good backup of 2026-11-26 is kept" in p.reason for p in pruned)
+    logged = [r.getMessage() for r in caplog.records if "retention deleted" in r.getMessage()]
+    assert len(logged) == 2
+    assert f"retention deleted {same_day[2].file} (good): a newer good backup" in logged[0]
+
+
+def test_a_file_check_reports_gone_files_and_forgets_unfinished_manifests(tmp_path: Path) -> None:
+    prepare_spool(tmp_path)
+    gone = put_backup(tmp_path, WHEN - dt.timedelta(days=1))
+    (tmp_path / gone.file).unlink()  # deleted by hand, not by retention
+    unfinished = put_backup(tmp_path, WHEN, Status.UNVERIFIED)  # killed before the rename
+    (tmp_path / unfinished.file).unlink()
+    target = FirebirdTarget("localhost", "/db/shop.fdb", "SYSDBA", "unused")
+    settings = BackupSettings(tmp_path, retention=RetentionPolicy(0, 0, 0))
+    outcome = run_recheck_job(target, settings, clock=FakeClock(WHEN))  # no good one: no restore
+    assert [(c.file, c.state) for c in outcome.file_changes] == [(gone.file, FileState.MISSING)]
+    assert outcome.error_class == "backup.corrupt"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".json") == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_retention
+from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_deletions, plan_retention
 
 T0 = dt.datetime(2026, 3, 31, 22, 0, tzinfo=dt.UTC)
 
@@ -66,3 +66,29 @@ def test_all_zero_policy_deletes_nothing() -> None:
 
 def test_no_entries() -> None:
     assert plan_retention([], RetentionPolicy()) == []
+
+
+def test_killed_runs_of_one_day_do_not_pile_up() -> None:
+    good = BackupEntry("good", T0 - dt.timedelta(days=1), True)
+    killed = [BackupEntry(f"k{i}", T0 + dt.timedelta(minutes=i), False) for i in range(10)]
+    doomed = plan_retention([good, *killed], RetentionPolicy(7, 0, 0))
+    assert doomed == [f"k{i}" for i in range(9)]  # the newest unverified one stays
+
+
+def test_every_deletion_says_which_keep_rule_no_longer_holds_it() -> None:
+    morning = BackupEntry("morning", T0 - dt.timedelta(hours=5), True)
+    noon = BackupEntry("noon", T0 - dt.timedelta(hours=2), True)
+    evening = BackupEntry("evening", T0, True)
+    old = BackupEntry("old", T0 - dt.timedelta(days=20), True)
+    old_bad = BackupEntry("oldbad", T0 - dt.timedelta(days=19), False)
+    plan = plan_deletions([old, old_bad, morning, noon, evening], RetentionPolicy(1, 0, 0))
+    reasons = {d.name: d.reason for d in plan}
+    assert set(reasons) == {"old", "oldbad", "morning", "noon"}
+    assert reasons["noon"] == (
+        "a newer good backup of 2026-03-31 is kept "
+        "(one per day; keep_daily=1, keep_weekly=0, keep_monthly=0)"
+    )
+    assert reasons["old"] == (
+        "older than the good backups that keep_daily=1, keep_weekly=0, keep_monthly=0 keep"
+    )
+    assert "outside the keep_daily=1 kept days" in reasons["oldbad"]

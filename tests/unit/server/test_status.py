@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -163,6 +164,12 @@ def test_warnings(overrides: dict[str, object], expected: str) -> None:
     assert problems == (expected,)
 
 
+def test_an_unaccepted_change_of_backup_figures_keeps_the_site_from_ok() -> None:
+    change = "backup r2 from database /x.fdb (was /y.fdb) differs sharply from ..."
+    assert status(healthy(figures_change=change)) == (Status.WARNING, (change,))
+    assert status(healthy(figures_change=""))[0] is Status.OK
+
+
 def test_agent_out_of_date_is_a_warning() -> None:
     policy = StatusPolicy(minimum_agent_version="1.2.0")
     assert status(healthy(agent_version="1.1.9"), policy)[0] is Status.WARNING
@@ -180,3 +187,32 @@ def test_precedence_lists_every_problem_in_order() -> None:
     st, problems = status(facts)
     assert st is Status.OFFLINE
     assert [p.split()[0] for p in problems] == ["agent", "latest", "last", "configuration"]
+
+
+def test_a_site_whose_agent_was_revoked_is_not_ok_and_says_how_to_re_enroll() -> None:
+    revoked = healthy(site="shop-r", agent_revoked_at=ago(minutes=3))
+    st, problems = status(revoked)
+    assert st is Status.WARNING
+    assert problems == (
+        "agent revoked at 2026-06-01 11:57 UTC; re-enroll with "
+        "`storesafe token create --site shop-r`, then `storesafe-agent enroll` on its PC",
+    )
+    # worse statuses still win, and the revocation stays listed
+    st, problems = status(dataclasses.replace(revoked, last_seen_at=ago(hours=1)))
+    assert st is Status.OFFLINE and any(p.startswith("agent revoked") for p in problems)
+
+
+def test_a_damaged_newest_good_backup_keeps_the_site_from_ok() -> None:
+    damaged = healthy(
+        damaged_backup_at=ago(hours=2), damaged_backup_file="storesafe-shop-x.fbk.zst"
+    )
+    st, problems = status(damaged)
+    assert st == Status.WARNING
+    assert problems == (
+        "newest good backup storesafe-shop-x.fbk.zst is damaged (no longer matches its "
+        "checksum or no longer restores); take a new backup",
+    )
+    # a newer good backup since: the newest good one is sound again
+    assert status(healthy(damaged_backup_at=ago(hours=30), damaged_backup_file="old"))[0] == (
+        Status.OK
+    )

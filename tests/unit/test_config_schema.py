@@ -1,0 +1,92 @@
+"""The configuration schema refuses values that can never work (server and agent share it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from common import config_schema
+from common.config_schema import KEYS, fires, settable, validate
+from common.errors import InvalidArgument
+
+
+@pytest.mark.parametrize(
+    ("values", "sentence"),
+    [
+        (
+            {"firebird.host": "db.shop/99999"},
+            "firebird.host='db.shop/99999' is not valid: the port must be between 1 and 65535",
+        ),
+        (
+            {"firebird.host": "db.shop/0"},
+            "firebird.host='db.shop/0' is not valid: the port must be between 1 and 65535",
+        ),
+        ({"firebird.user": ""}, "firebird.user='' is not valid: may not be empty"),
+        (
+            {"backup.schedule": "0 0 31 2 *"},
+            "backup.schedule='0 0 31 2 *' is not valid: it never fires (no time within 8 years)",
+        ),
+        (
+            {"images.schedule": "0 0 30 2 *"},
+            "images.schedule='0 0 30 2 *' is not valid: it never fires",
+        ),
+        (
+            {"validate.schedule": "0 0 31 4,6,9,11 *"},
+            "validate.schedule='0 0 31 4,6,9,11 *' is not valid: it never fires",
+        ),
+        (
+            {"upload.enabled": "true"},
+            "upload.enabled='true' is not valid: off-site upload is not built yet",
+        ),
+    ],
+)
+def test_values_that_can_never_work_are_refused(values: dict[str, str], sentence: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate(values)
+    assert err.value.message.startswith(sentence), err.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "value"),
+    [
+        ("firebird.host", "db.shop/3050", "db.shop/3050"),
+        ("firebird.host", "db.shop/65535", "db.shop/65535"),
+        ("firebird.host", "10.0.0.5/1", "10.0.0.5/1"),
+        ("firebird.host", "localhost", "localhost"),
+        ("firebird.user", "BACKUP", "BACKUP"),
+        ("backup.schedule", "0 0 29 2 *", "0 0 29 2 *"),  # leap days come
+        ("backup.schedule", "0 0 31 2 1", "0 0 31 2 1"),  # cron ORs the days: Mondays in Feb
+        ("upload.enabled", "false", False),  # the default is what agents receive
+    ],
+)
+def test_values_that_work_are_kept(name: str, raw: str, value: object) -> None:
+    assert validate({name: raw}) == {name: value}
+
+
+def test_the_never_firing_check_is_bounded_and_fast_for_every_rare_schedule() -> None:
+    """croniter stops after max_years_between_matches years: no endless search."""
+    start = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    assert not fires("0 0 31 2 *", now=start)
+    assert not fires("59 23 31 11 *", now=start)
+    assert fires("0 0 29 2 *", now=dt.datetime(2097, 3, 1, tzinfo=dt.UTC))  # 2104: 7 years
+    assert fires("0 21 * * *", now=start)
+
+
+def test_upload_enabled_stays_known_but_cannot_be_set() -> None:
+    assert KEYS["upload.enabled"].default is False
+    assert "not built yet" in KEYS["upload.enabled"].help
+    with pytest.raises(InvalidArgument) as err:
+        settable("upload.enabled")
+    assert err.value.message == (
+        "upload.enabled cannot be set: off-site upload is not built yet, so it cannot be "
+        "turned on (backups stay on the shop PC)"
+    )
+    assert settable("backup.dir").name == "backup.dir"
+    with pytest.raises(InvalidArgument, match="unknown configuration key"):
+        settable("upload.turbo")
+
+
+def test_the_defaults_pass_their_own_validation() -> None:
+    """Agents validate the whole effective configuration, defaults included."""
+    assert validate(config_schema.defaults()) == config_schema.defaults()
