@@ -8,10 +8,12 @@ import ipaddress
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy import Connection
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 from common.clock import Clock, SystemClock
@@ -20,23 +22,27 @@ from server import tls
 from server.alerting.tasks import AlertTasks
 from server.db.engine import make_engine, sqlite_url
 from server.db.initialised import migrate_initialised
+from server.metrics import ServerMetrics
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
 from server.rpc.gate import Gate
+from server.rpc.selfprobe import SelfProbe
 from server.services.admin_tokens import AdminTokens
-from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.changefeed import ChangeFeed
 from server.services.commands import Commands
 from server.services.config import ConfigService
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
+from server.services.metered import MeteredTraffic
 from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
 from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
-from server.services.status import StatusPolicy
+from server.services.status import Status, StatusPolicy
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
+from server.web.edge import HttpEdge
+from server.web.wiring import http_edge
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class ServeOptions:
     reconnects_per_second: float = RECONNECTS_PER_SECOND
     writer_process: bool = True  # see SqlFleetState; in-memory SQLite keeps a thread
     alert_interval: float = 15.0  # seconds between alert evaluations
+    http_listen: str = ""  # HOST:PORT for /metrics, /healthz and the status page; "" = off
 
     @property
     def database(self) -> str:
@@ -119,7 +126,6 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
             offline_after_minutes=options.offline_after_minutes,
         ),
     )
-    alerts = AlertTasks(engine, fleet, hub, box, clock, interval=options.alert_interval)
     server = grpc.aio.server(
         interceptors=[Gate(auth)],
         options=[
@@ -132,8 +138,18 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
             ("grpc.http2.max_pings_without_data", 0),
         ]
     )
-    traffic = AgentTraffic(
-        state, config_state, hub, clock, checkin_interval=options.checkin_interval
+    metrics = ServerMetrics(s.value for s in Status)
+    alerts = AlertTasks(
+        engine,
+        fleet,
+        hub,
+        box,
+        clock,
+        interval=options.alert_interval,
+        on_outcome=metrics.alert_outcome,
+    )
+    traffic = MeteredTraffic(
+        state, config_state, hub, clock, metrics, checkin_interval=options.checkin_interval
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentServicer(auth, enrollment, traffic, revocations), server
@@ -150,15 +166,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
         ),
         server,
     )
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (
-        agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
-        admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-        health.SERVICE_NAME,
-        reflection.SERVICE_NAME,
-    )
-    reflection.enable_server_reflection(names, server)
+    health_servicer, names = _add_health_and_reflection(server)
     if credentials is None:
         bound = server.add_insecure_port(options.listen)
     else:
@@ -166,6 +174,16 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     if bound == 0:
         state.close()
         raise InvalidArgument(f"cannot listen on {options.listen}: is the port in use?")
+    edge = await _start_http(
+        options,
+        grpc_host=host,
+        grpc_port=bound,
+        state=state,
+        fleet=fleet,
+        hub=hub,
+        auth=auth,
+        metrics=metrics,
+    )
     await server.start()
     feed.start()
     alerts.start()
@@ -186,11 +204,27 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     await health_servicer.enter_graceful_shutdown()
     await _say_goodbye(hub, options.reconnects_per_second)
     warm.cancel()
+    await edge.stop()
     await alerts.stop()
     await feed.stop()
     await server.stop(options.grace_seconds)
     await asyncio.to_thread(state.close)
     log.info("stopped")
+
+
+def _add_health_and_reflection(server: grpc.aio.Server) -> tuple[Any, tuple[str, ...]]:
+    """gRPC health checking and reflection; returns the health servicer and the names of
+    the services served."""
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (
+        agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    return health_servicer, names
 
 
 async def _say_goodbye(hub: ConfigHub, per_second: float) -> None:
@@ -215,6 +249,54 @@ def _server_credentials(data_dir: Path) -> grpc.ServerCredentials:
             f"{data_dir}` first"
         )
     return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+
+
+async def _start_http(
+    options: ServeOptions,
+    *,
+    grpc_host: str,
+    grpc_port: int,
+    state: SqlFleetState,
+    fleet: FleetQueries,
+    hub: ConfigHub,
+    auth: Authenticator,
+    metrics: ServerMetrics,
+) -> HttpEdge:
+    """The HTTP edge started on --http-listen (TLS unless --insecure, which is for
+    loopback only, as for gRPC); an edge that serves nothing without it."""
+    if not options.http_listen:
+        return HttpEdge.off()
+    ca = None if options.insecure else (options.data_dir / tls.CA_CERT).read_bytes()
+    try:
+        try:
+            host, port = split_listen(options.http_listen)
+        except InvalidArgument:
+            raise InvalidArgument(
+                f"--http-listen {options.http_listen!r} must be HOST:PORT"
+            ) from None
+        if options.insecure and not is_loopback(host):
+            raise InvalidArgument(
+                "plaintext (--insecure) HTTP is allowed only on a loopback address"
+            )
+        edge = http_edge(
+            data_dir=options.data_dir,
+            insecure=options.insecure,
+            grpc_probe=SelfProbe(grpc_host, grpc_port, ca),
+            database_probe=lambda: state.read(_select_one),
+            fleet=fleet,
+            hub=hub,
+            auth=auth,
+            metrics=metrics,
+        )
+        await edge.start(host, port)
+    except InvalidArgument:
+        state.close()
+        raise
+    return edge
+
+
+def _select_one(conn: Connection) -> None:
+    conn.exec_driver_sql("SELECT 1").scalar_one()
 
 
 def _safe_url(url: str) -> str:

@@ -190,8 +190,17 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
             max=3600,
         ),
     ] = 15.0,
+    http_listen: Annotated[
+        str,
+        typer.Option(
+            "--http-listen",
+            help="HOST:PORT for HTTP: /metrics (Prometheus), /healthz and the fleet status "
+            "page (admin token). TLS with the server certificate; plaintext only with "
+            "--insecure on loopback. Off when not given.",
+        ),
+    ] = "",
 ) -> None:
-    """Serve the agent and admin gRPC APIs until SIGTERM."""
+    """Serve the agent and admin gRPC APIs (and HTTP with --http-listen) until SIGTERM."""
     _logging()
     options = ServeOptions(
         data_dir=data_dir,
@@ -205,6 +214,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         reconnects_per_second=reconnect_rate,
         writer_process=writer_process,
         alert_interval=alert_interval,
+        http_listen=http_listen,
     )
     try:
         asyncio.run(serve(options))

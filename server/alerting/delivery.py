@@ -15,7 +15,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from common.clock import Clock
 from common.errors import StoreSafeError
@@ -60,8 +60,10 @@ class Deliverer:
         lease: dt.timedelta = dt.timedelta(minutes=2),
         batch: int = 32,
         concurrency: int = 8,
+        on_outcome: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_outcome = on_outcome  # (channel, delivered): for /metrics
         self._box = box
         self._clock = clock
         self._channels = channels
@@ -76,6 +78,9 @@ class Deliverer:
         if jobs:
             outcomes = await asyncio.gather(*(self._attempt(job) for job in jobs))
             await self._store.finish(list(outcomes), self._clock.now())
+            if self._on_outcome is not None:
+                for outcome in outcomes:
+                    self._on_outcome(outcome.job.channel, not outcome.error)
         return len(jobs)
 
     async def _attempt(self, job: Job) -> Outcome:

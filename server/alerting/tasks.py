@@ -60,8 +60,10 @@ class AlertTasks:
         interval: float = EVALUATE_SECONDS,
         poll: float = POLL_SECONDS,
         retry: Retry | None = None,
+        on_outcome: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.store = SqlAlertStore(engine)
+        self._on_outcome = on_outcome
         self.queries = AlertQueries(self.store)
         self._fleet, self._hub, self._box, self._clock = fleet, hub, box, clock
         self._interval, self._poll, self._retry = interval, poll, retry
@@ -74,7 +76,12 @@ class AlertTasks:
     def start(self) -> None:
         self._session = aiohttp.ClientSession(headers={"User-Agent": "storesafe-server"})
         self.deliverer = Deliverer(
-            self.store, self._box, self._clock, channels(self._session), retry=self._retry
+            self.store,
+            self._box,
+            self._clock,
+            channels(self._session),
+            retry=self._retry,
+            on_outcome=self._on_outcome,
         )
         self._tasks = [
             asyncio.create_task(self._evaluate_loop(), name="alert-evaluator"),

@@ -24,6 +24,7 @@ from server.alerting.sql_store import SqlAlertStore
 from server.alerting.tasks import channels
 from server.db.engine import make_engine, migrate
 from server.domain import AdminIdentity
+from server.metrics import ServerMetrics
 from server.services import credentials
 from server.services.auth import Authenticator
 from server.services.config import ConfigService
@@ -177,8 +178,14 @@ class AlertStack:
         self.session = aiohttp.ClientSession()
         self.store = SqlAlertStore(self.engine)
         self.evaluator = Evaluator(self.fleet, self.hub, self.store, self.box, self.clock)
+        self.metrics = ServerMetrics()
         self.deliverer = Deliverer(
-            self.store, self.box, self.clock, channels(self.session, self.timeout), retry=self.retry
+            self.store,
+            self.box,
+            self.clock,
+            channels(self.session, self.timeout),
+            retry=self.retry,
+            on_outcome=self.metrics.alert_outcome,
         )
         return self
 

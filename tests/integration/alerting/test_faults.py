@@ -63,6 +63,9 @@ def test_a_webhook_answering_500_is_retried_with_backoff_until_it_works(tmp_path
                     "failed": 0,
                     "errors": 2,
                 }
+                sample = s.metrics.registry.get_sample_value
+                assert sample("storesafe_alert_deliveries_total", {"channel": "webhook"}) == 1
+                assert sample("storesafe_alert_failures_total", {"channel": "webhook"}) == 2
                 clock.advance(10 * MINUTE)
                 await s.tick()
                 assert len(hook.hits) == 3  # delivered once, never again
