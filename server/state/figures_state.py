@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from common.clock import utc
 from common.errors import FailedPrecondition, NotFound
@@ -25,18 +26,55 @@ from server.state.tables import RUNS, SITES
 
 def check_report(conn: Connection, site_id: int, run: RunRecord) -> None:
     """Compare a newly stored good backup with the site's baseline and record the verdict."""
-    current = figures_of(run)
-    if current is None:
+    check_reports(conn, [(site_id, run)])
+
+
+def check_reports(conn: Connection, stored: Sequence[tuple[int, RunRecord]]) -> None:
+    """`check_report` for a batch of newly stored runs: one read and one write in all.
+
+    Runs that are not good backups with figures are passed over; several of one site
+    are judged in the order they finished, each against the verdict of the one before.
+    """
+    good = [(site_id, run, f) for site_id, run in stored if (f := figures_of(run)) is not None]
+    if not good:
         return
-    row = conn.execute(
-        select(SITES.c.name, SITES.c.figures_baseline_json, SITES.c.figures_checked_at).where(
-            SITES.c.id == site_id
-        )
-    ).one()
-    if row.figures_checked_at is not None and utc(row.figures_checked_at) >= run.finished_at:
-        return
-    verdict = judge(_baseline(row.figures_baseline_json), current, site=row.name)
-    _store(conn, site_id, verdict.baseline, verdict.change, run.finished_at)
+    ids = sorted({site_id for site_id, _, _ in good})
+    rows = conn.execute(_SITE_FIGURES, {"ids": ids}).all()
+    sites = {
+        r.id: _SiteFigures(r.name, _baseline(r.figures_baseline_json), r.figures_checked_at)
+        for r in rows
+    }
+    changed: dict[int, dict[str, object]] = {}
+    for site_id, run, current in sorted(good, key=lambda g: g[1].finished_at):
+        site = sites[site_id]
+        if site.checked_at is not None and utc(site.checked_at) >= run.finished_at:
+            continue
+        verdict = judge(site.baseline, current, site=site.name)
+        site.baseline, site.checked_at = verdict.baseline, run.finished_at
+        changed[site_id] = _values(site_id, verdict.baseline, verdict.change, run.finished_at)
+    if changed:
+        conn.execute(_STORE, list(changed.values()))
+
+
+@dataclasses.dataclass
+class _SiteFigures:
+    name: str
+    baseline: Figures | None
+    checked_at: dt.datetime | None
+
+
+_SITE_FIGURES = select(
+    SITES.c.id, SITES.c.name, SITES.c.figures_baseline_json, SITES.c.figures_checked_at
+).where(SITES.c.id.in_(bindparam("ids", expanding=True)))
+_STORE = (
+    update(SITES)
+    .where(SITES.c.id == bindparam("b_id"))
+    .values(
+        figures_baseline_json=bindparam("b_baseline"),
+        figures_change=bindparam("b_change"),
+        figures_checked_at=bindparam("b_checked"),
+    )
+)
 
 
 def accept(
@@ -79,15 +117,18 @@ def accept(
 def _store(
     conn: Connection, site_id: int, baseline: Figures, change: str, checked: dt.datetime
 ) -> None:
-    conn.execute(
-        update(SITES)
-        .where(SITES.c.id == site_id)
-        .values(
-            figures_baseline_json=orjson.dumps(baseline.to_json()).decode(),
-            figures_change=change,
-            figures_checked_at=checked,
-        )
-    )
+    conn.execute(_STORE, [_values(site_id, baseline, change, checked)])
+
+
+def _values(
+    site_id: int, baseline: Figures, change: str, checked: dt.datetime
+) -> dict[str, object]:
+    return {
+        "b_id": site_id,
+        "b_baseline": orjson.dumps(baseline.to_json()).decode(),
+        "b_change": change,
+        "b_checked": checked,
+    }
 
 
 def _baseline(text: str) -> Figures | None:

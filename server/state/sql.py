@@ -692,8 +692,8 @@ class _Report:
                     by_stmt.setdefault(stmt, []).append(params)
             for stmt, params_list in by_stmt.items():
                 bulk.update_sites(conn, params_list, advance=_BULK_ADVANCE[stmt])
-            for op in fresh:  # good backups and file changes are rare: one by one
-                figures_state.check_report(conn, op.site_id, op.run)
+            figures_state.check_reports(conn, [(op.site_id, op.run) for op in fresh])
+            for op in fresh:  # file changes are rare (retention, re-checks): one by one
                 _apply_file_changes(conn, op.site_id, op.run)
         return replay
 
