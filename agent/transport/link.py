@@ -2,7 +2,7 @@
 
 Every call has a deadline; every call but Enroll sends the credential as
 "authorization: Bearer <credential>"; every gRPC failure comes out as a
-`common.errors` class (see `errors.STATUS_TO_ERROR`).
+`common.errors` class (see `errors.error_from_rpc`).
 """
 
 from __future__ import annotations
