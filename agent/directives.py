@@ -28,7 +28,7 @@ from typing import Protocol
 from agent.backoff import Backoff
 from agent.commands import CommandRunner
 from agent.configsync import ConfigStore
-from agent.messages import ConfigPush, Directive, RemoteCommand, ServerGoingAway
+from agent.domain.messages import ConfigPush, Directive, RemoteCommand, ServerGoingAway
 from agent.runner import ReportSink, sleep_until_changed
 from common.errors import PermissionDenied, StoreSafeError, Unauthenticated
 

@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from agent.backoff import Backoff
+from agent.domain.messages import CheckIn, CheckInReply
+from agent.domain.reports import RunReport
 from agent.facts import HostFacts
-from agent.messages import CheckIn, CheckInReply
 from agent.outbox import Outbox
-from agent.reports import FirebirdHealth, RunReport
 from agent.status import CheckInStatus, StatusFile
 from common.clock import Clock
 from common.errors import (
@@ -103,7 +103,7 @@ class Runner:
         config: RunnerConfig | None = None,
         backoff: Backoff | None = None,
         config_revision: Callable[[], int] = lambda: 0,
-        health: Callable[[], FirebirdHealth | None] = lambda: None,
+        checkin_facts: Callable[[CheckIn], CheckIn] = lambda checkin: checkin,
         credential_stamp: Callable[[], object] = lambda: None,
         jobs: Sequence[Job] = (),
         reenroll: str = "",
@@ -120,7 +120,7 @@ class Runner:
         self._config = config or RunnerConfig()
         self._backoff = backoff or Backoff(base=self._config.retry_base, cap=self._config.retry_cap)
         self._config_revision = config_revision
-        self._health = health
+        self._checkin_facts = checkin_facts
         self._credential_stamp = credential_stamp
         self._jobs = tuple(jobs)
         self._reenroll = reenroll or (
@@ -226,15 +226,16 @@ class Runner:
 
     def _checkin(self) -> CheckIn:
         facts = self._facts()
-        return CheckIn(
-            agent_version=facts.agent_version,
-            hostname=facts.hostname,
-            os=facts.os,
-            agent_time=facts.agent_time,
-            config_revision=self._config_revision(),
-            disks=facts.disks,
-            firebird=self._health(),
-            outbox_pending=self._outbox.pending(),
+        return self._checkin_facts(
+            CheckIn(
+                agent_version=facts.agent_version,
+                hostname=facts.hostname,
+                os=facts.os,
+                agent_time=facts.agent_time,
+                config_revision=self._config_revision(),
+                disks=facts.disks,
+                outbox_pending=self._outbox.pending(),
+            )
         )
 
     def _on_checked_in(self, now: dt.datetime, reply: CheckInReply) -> float:

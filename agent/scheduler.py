@@ -24,7 +24,7 @@ from pathlib import Path
 from croniter import croniter
 
 from agent.configsync import AgentConfig, ConfigStore
-from agent.reports import RunReport
+from agent.domain.reports import RunReport
 from agent.runner import ReportSink
 from agent.settings import write_atomic
 from common.clock import Clock

@@ -20,9 +20,9 @@ import grpc
 from grpc import aio
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
+from agent.domain.messages import CheckIn, CheckInReply, Directive
+from agent.domain.reports import Outcome, RunKind, RunReport
 from agent.facts import HostFacts
-from agent.messages import CheckIn, CheckInReply, Directive
-from agent.reports import Outcome, RunKind, RunReport
 from common.errors import StoreSafeError, Unavailable
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)

@@ -9,7 +9,7 @@ from agent.backoff import Backoff
 from agent.commands import CommandResult, CommandRunner
 from agent.configsync import ConfigStore
 from agent.directives import DirectiveLoop
-from agent.messages import ConfigPush, RemoteCommand, ServerGoingAway
+from agent.domain.messages import ConfigPush, RemoteCommand, ServerGoingAway
 from common.errors import Unauthenticated
 from tests.unit.agent.fakes import DOWN, FakeLink
 

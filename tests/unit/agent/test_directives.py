@@ -9,7 +9,7 @@ import grpc
 import pytest
 from storesafe.v1 import agent_pb2
 
-from agent.messages import ConfigPush, RemoteCommand, ServerGoingAway
+from agent.domain.messages import ConfigPush, RemoteCommand, ServerGoingAway
 from agent.transport import convert
 from agent.transport.link import ServerLink
 from common import errors

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StateDirUnusable
+from agent.domain.errors import StateDirUnusable
+from agent.domain.reports import BackupDetails, Verification
 from agent.outbox import Outbox
-from agent.reports import BackupDetails, Verification
 from tests.unit.agent.fakes import report
 
 REPO = Path(__file__).resolve().parents[3]

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from agent.backoff import Backoff
+from agent.domain.reports import FirebirdHealth
 from agent.outbox import Outbox
-from agent.reports import FirebirdHealth
 from agent.runner import ReportSink, Runner, RunnerConfig
 from agent.status import StatusFile
 from common.clock import FakeClock

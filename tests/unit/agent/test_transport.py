@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 import pytest
 
-from agent.messages import CheckIn, EnrollRequest
-from agent.reports import BackupDetails
+from agent.domain.messages import CheckIn, EnrollRequest
+from agent.domain.reports import BackupDetails
 from agent.transport.channel import MAX_MESSAGE_BYTES, parse_address
 from agent.transport.errors import STATUS_TO_ERROR
 from agent.transport.link import ServerLink
