@@ -27,8 +27,8 @@ from agent.runner import Job, Runner, RunnerConfig
 from agent.scheduler import Scheduler
 from agent.settings import StateDir
 from agent.status import StatusFile
+from agent.timer import SystemTimer, Timer
 from agent.transport.link import ServerLink
-from common.clock import Clock, SystemClock
 
 
 async def serve(
@@ -36,7 +36,7 @@ async def serve(
     stop: asyncio.Event,
     *,
     config: RunnerConfig | None = None,
-    clock: Clock | None = None,
+    clock: Timer | None = None,
     capabilities: Sequence[CapabilityFactory] = CAPABILITIES,
     jobs: Sequence[Job] = (),
 ) -> None:
@@ -48,7 +48,7 @@ async def serve(
     always reported). `jobs` are extra runner jobs (see `agent.runner.Job`).
     """
     config = config or RunnerConfig()
-    clock = clock or SystemClock()
+    clock = clock or SystemTimer()
     state.ensure()
     creds = state.load_credentials()
 
@@ -78,6 +78,7 @@ async def serve(
             backoff=Backoff(base=config.retry_base, cap=config.retry_cap),
             refused_retry=config.refused_retry,
             credential_stamp=credential_stamp,
+            timer=clock,
         )
         runner = Runner(
             connect=connect,

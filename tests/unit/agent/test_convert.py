@@ -26,7 +26,7 @@ from agent.domain.reports import (
 from agent.transport import convert
 from common.errors import InvalidArgument
 from tests.support import agentwire
-from tests.unit.agent.fakes import T0, report
+from tests.support.agentfakes import T0, report
 
 HEALTH = FirebirdHealth(
     oit=10,

@@ -125,7 +125,8 @@ def test_one_job_at_a_time(tmp_path: Path) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.05)
+        for _ in range(10):  # the other two ask for the lock meanwhile
+            await asyncio.sleep(0)
         running -= 1
 
     task = Task("backup", "backup.schedule", lambda cfg: None, slow)
