@@ -88,3 +88,21 @@ class VirtualClock(FakeClock):
                     await self.settle()
                     return
                 self._move_to(self._parked[0][0])
+
+
+class SteppedTime:
+    """Monotonic seconds for thread code that takes `clock` and `sleep` callables.
+
+    The test moves `now` by hand; `sleep` records the pause and moves `now` by it.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
