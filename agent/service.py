@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from agent.settings import StateDir
 from agent.status import StatusFile
 from agent.timer import SystemTimer, Timer
 from agent.transport.link import ServerLink
+
+log = logging.getLogger(__name__)
 
 
 async def serve(
@@ -69,6 +72,8 @@ async def serve(
         store = ConfigStore(state.root)
         setup = Setup(config=store, clock=clock, state_dir=state.root)
         seam = Seam([build(setup) for build in capabilities])
+        for name, why in seam.not_configured().items():
+            log.info("%s is not configured yet: %s", name, why)
         scheduler = Scheduler(config=store, tasks=seam.tasks(), clock=clock, state_dir=state.root)
         directives = DirectiveLoop(
             connect=connect,
