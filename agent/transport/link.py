@@ -15,8 +15,8 @@ from typing import TypeVar
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
-from agent.messages import CheckIn, CheckInReply, Directive, Enrollment, EnrollRequest
-from agent.reports import RunReport
+from agent.domain.messages import CheckIn, CheckInReply, Directive, Enrollment, EnrollRequest
+from agent.domain.reports import RunReport
 from agent.settings import Credentials, StateDir
 from agent.transport import convert
 from agent.transport.channel import open_channel

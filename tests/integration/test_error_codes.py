@@ -19,7 +19,7 @@ import pytest
 from grpc import aio
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
-from agent.messages import CheckIn
+from agent.domain.messages import CheckIn
 from agent.transport.link import ServerLink
 from cli.client import AdminClient, Settings
 from common import errors

@@ -9,12 +9,12 @@ from typing import Any
 import grpc
 import pytest
 
-from agent.messages import CheckIn, EnrollRequest
-from agent.reports import BackupDetails
+from agent.domain.messages import CheckIn, EnrollRequest
+from agent.domain.reports import BackupDetails
 from agent.transport.channel import MAX_MESSAGE_BYTES, parse_address
 from agent.transport.link import ServerLink
 from common import errors
-from tests.unit.agent.fakes import T0, make_tls, recording_server, report
+from tests.support.agentfakes import T0, make_tls, recording_server, report
 
 CHECKIN = CheckIn(agent_version="0.1.0", hostname="pc1", os="Linux", agent_time=T0)
 
