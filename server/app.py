@@ -22,6 +22,7 @@ from server import tls
 from server.alerting.tasks import AlertTasks
 from server.db.engine import make_engine, sqlite_url
 from server.db.initialised import migrate_initialised
+from server.domain.status import Status, StatusPolicy
 from server.metrics import ServerMetrics
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
@@ -38,7 +39,6 @@ from server.services.metered import MeteredTraffic
 from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
 from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
-from server.services.status import Status, StatusPolicy
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
 from server.web.edge import HttpEdge

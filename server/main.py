@@ -18,7 +18,7 @@ from common.version import VERSION
 from server import opscli, tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
-from server.domain import AdminTokenRecord
+from server.domain.records import AdminTokenRecord
 from server.services.admin_tokens import AdminTokens, local_actor
 from server.services.push import RECONNECTS_PER_SECOND
 from server.services.secretbox import SecretBox

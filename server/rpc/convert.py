@@ -15,9 +15,9 @@ from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 from common import config_schema
 from common.config_schema import Value
 from common.errors import InvalidArgument
-from server import ingest
 from server.alerting.queries import DeliveryList
-from server.domain import (
+from server.domain import ingest, rules
+from server.domain.records import (
     AdminTokenRecord,
     AuditRecord,
     CommandRecord,
@@ -25,11 +25,11 @@ from server.domain import (
     RevisionRecord,
     RunRecord,
 )
+from server.domain.status import Disk, Status
 from server.services.agents import AgentEvent, CommandAck, ConfigAck
 from server.services.config import SiteConfig
 from server.services.fleet import RolloutRow, SiteDetail, SiteView
 from server.services.push import ConfigDirective, Directive, ReconnectDirective
-from server.services.status import Disk, Status
 
 KIND_NAMES = {
     types_pb2.RUN_KIND_BACKUP: "backup",
@@ -79,9 +79,9 @@ def ts(when: dt.datetime | None) -> Timestamp | None:
 
 def from_ts(msg: Any, field: str) -> dt.datetime | None:
     """The timestamp field as an aware UTC datetime, None when unset; one outside the
-    Timestamp range is an InvalidArgument (ingest.timestamp)."""
+    Timestamp range is an InvalidArgument (rules.timestamp)."""
     stamp = _stamp(msg, field)
-    return None if stamp is None else ingest.timestamp(field, *stamp)
+    return None if stamp is None else rules.timestamp(field, *stamp)
 
 
 def scalar_dict_converter(descriptor: Any) -> Any:

@@ -11,9 +11,9 @@ from typing import Any
 
 from common.clock import Clock
 from common.errors import PermissionDenied, quote
-from server import ingest
 from server.deferred import Deferred, resolve
-from server.domain import AgentIdentity, CheckInFacts, RunRecord
+from server.domain import ingest, rules
+from server.domain.records import AgentIdentity, CheckInFacts, RunRecord
 from server.services.push import ConfigHub, Directive
 from server.state.base import FleetState
 from server.state.config_state import SqlConfigState
@@ -111,7 +111,7 @@ class AgentTraffic:
         and one that arrives later ends it (the hub cuts the subscription off).
         """
         _own_site(who, claimed_site)
-        ingest.revision("running_revision", running_revision)
+        rules.revision("running_revision", running_revision)
         sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision, who.agent_id)
         try:
             if recheck is not None:
@@ -134,7 +134,7 @@ class AgentTraffic:
         they arrive. A bad ack ends the stream with its error; the agent closing its
         side ends nothing (it may still listen)."""
         _own_site(who, claimed_site)
-        ingest.revision("open.running_revision", running_revision)
+        rules.revision("open.running_revision", running_revision)
         acks = asyncio.ensure_future(self._record(who, events))
         try:
             async for directive in _until_failed(
@@ -173,7 +173,7 @@ class AgentTraffic:
         claimed_site: str = "",
     ) -> None:
         _own_site(who, claimed_site)
-        ingest.revision("revision", revision)
+        rules.revision("revision", revision)
         error = ingest.config_ack_error(error)
         await self._config.record_ack(
             site_id=who.site_id, revision=revision, applied=applied, error=error

@@ -6,7 +6,7 @@ import uuid
 
 from common.clock import Clock
 from common.errors import InvalidArgument
-from server.domain import AdminIdentity, AuditRecord, CommandRecord
+from server.domain.records import AdminIdentity, AuditRecord, CommandRecord
 from server.services.push import ConfigHub
 from server.state.base import FleetState
 from server.state.config_state import SqlConfigState

@@ -15,7 +15,7 @@ from common.clock import Clock
 from common.config_schema import Value
 from common.errors import InvalidArgument
 from common.names import check_name
-from server.domain import AdminIdentity, AuditRecord, LayerValue, RevisionRecord
+from server.domain.records import AdminIdentity, AuditRecord, LayerValue, RevisionRecord
 from server.services.secretbox import SecretBox
 from server.state.base import FleetState
 from server.state.config_state import SqlConfigState

@@ -8,12 +8,12 @@ import datetime as dt
 
 from common.clock import Clock
 from common.errors import InvalidArgument
-from server.domain import AdminIdentity, AuditRecord, FiguresAccepted, RunRecord, SiteRow
-from server.ingest import KINDS
+from server.domain.ingest import KINDS
+from server.domain.records import AdminIdentity, AuditRecord, FiguresAccepted, RunRecord, SiteRow
+from server.domain.status import SiteFacts, SiteStatus, Status, StatusPolicy, compute_status
 from server.services.push import ConfigHub
 from server.services.revocation import Revocations
 from server.services.sitecache import SiteCache
-from server.services.status import SiteFacts, SiteStatus, Status, StatusPolicy, compute_status
 from server.state.base import FleetState
 
 
@@ -175,7 +175,7 @@ class FleetQueries:
         self, admin: AdminIdentity, site: str, *, run_id: str
     ) -> FiguresAccepted:
         """Accept a good backup's figures (`run_id`, or the newest) as the site's baseline
-        for the wrong-database guard (server/figures.py); who and what is audited."""
+        for the wrong-database guard (server/domain/figures.py); who and what is audited."""
         now = self._clock.now()
         done = await self._state.accept_figures(site=site, run_id=run_id, by=admin.name, now=now)
         cleared = f" cleared={done.cleared[:200]!r}" if done.cleared else ""

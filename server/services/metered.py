@@ -6,9 +6,9 @@ import time
 
 from common.clock import Clock
 from common.errors import StoreSafeError
-from server import ingest
 from server.deferred import Deferred
-from server.domain import AgentIdentity
+from server.domain import ingest
+from server.domain.records import AgentIdentity
 from server.metrics import ServerMetrics
 from server.services.agents import AgentTraffic, CheckInReply
 from server.services.push import ConfigHub

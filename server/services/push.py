@@ -49,7 +49,7 @@ from collections.abc import AsyncIterator, Callable
 from common.clock import Clock
 from common.config_schema import Value, agent_values
 from common.errors import Unauthenticated
-from server.domain import CommandRecord
+from server.domain.records import CommandRecord
 from server.services.config import SITE, ConfigSnapshot, build_snapshot
 from server.services.secretbox import SecretBox
 from server.state.config_state import SqlConfigState

@@ -17,8 +17,8 @@ import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Protocol
 
-from server.domain import SiteRow
-from server.services.status import Status, StatusPolicy
+from server.domain.records import SiteRow
+from server.domain.status import Status, StatusPolicy
 from server.state.base import FleetState
 
 if TYPE_CHECKING:

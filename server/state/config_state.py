@@ -20,7 +20,7 @@ from sqlalchemy import (
 
 from common.clock import utc
 from common.errors import NotFound
-from server.domain import CommandRecord, LayerValue, RevisionRecord
+from server.domain.records import CommandRecord, LayerValue, RevisionRecord
 from server.state.notify import notify
 from server.state.sql import SqlFleetState, _site_id
 from server.state.tables import COMMANDS, REVISIONS, SITES, VALUES

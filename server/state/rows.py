@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from common.clock import utc
-from server.domain import RunRecord
+from server.domain.records import RunRecord
 
 
 def run_record(r: Any, site: str = "") -> RunRecord:

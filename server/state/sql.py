@@ -32,7 +32,8 @@ from common.errors import (
     Unauthenticated,
 )
 from server.deferred import Deferred, resolve
-from server.domain import (
+from server.domain import backups, credentials
+from server.domain.records import (
     AdminIdentity,
     AdminTokenRecord,
     AuditRecord,
@@ -41,8 +42,7 @@ from server.domain import (
     RunRecord,
     SiteRow,
 )
-from server.services import credentials
-from server.services.status import Disk
+from server.domain.status import Disk
 from server.state import bulk, figures_state
 from server.state.base import FleetState
 from server.state.notify import notify
@@ -459,29 +459,14 @@ def _advance_summary(conn: Connection, site_id: int, run: RunRecord) -> None:
 
 def _summary_steps(site_id: int, run: RunRecord) -> list[tuple[Any, dict[str, Any]]]:
     """The UPDATEs of `_advance_summary` as (prepared statement, parameters)."""
-    col = _SUMMARY_COL.get(run.kind)
-    if col is None:
+    values = backups.summary_values(run)
+    if not values:
         return []
-    values: dict[str, Any] = {col: run.finished_at}
-    ok = run.good if run.kind == "backup" else run.outcome == "succeeded"
-    error = run.error_message or run.details.get("backup", {}).get("verification_message", "")
-    if run.kind == "backup":
-        values.update(last_backup_ok=ok, last_backup_error="" if ok else error)
-        size = run.details.get("backup", {}).get("size_compressed")
-        if size:
-            values["last_backup_size"] = int(size)
-    elif run.kind == "image-sync":
-        values.update(last_image_sync_ok=ok, last_image_sync_error="" if ok else error)
-    else:
-        found = run.details.get("validation", {})
-        values.update(
-            last_validation_errors=int(found.get("errors", 0 if ok else 1)),
-            last_validation_summary=str(found.get("summary", error))[:500],
-        )
+    col = next(iter(values))
     # SET comes from the column-named keys, WHERE from the b_ ones
     values.update(b_site_id=site_id, b_finished=run.finished_at)
     steps: list[tuple[Any, dict[str, Any]]] = [(_ADVANCE[col], values)]
-    if run.kind == "backup" and ok:
+    if backups.good_backup(run):
         steps.append(
             (
                 _ADVANCE_GOOD,
@@ -501,18 +486,13 @@ def _summary_steps(site_id: int, run: RunRecord) -> list[tuple[Any, dict[str, An
 # executing it. UPDATEs take their SET columns from the parameter keys named after
 # columns and their WHERE values from the `b_` keys.
 
-_SUMMARY_COL = {
-    "backup": "last_backup_at",
-    "image-sync": "last_image_sync_at",
-    "validation": "last_validation_at",
-}
 _SITE_BY_ID = SITES.c.id == bindparam("b_site_id")
 _CHECKIN = update(SITES).where(_SITE_BY_ID)
 _ADVANCE = {
     col: update(SITES).where(
         _SITE_BY_ID, SITES.c[col].is_(None) | (SITES.c[col] <= bindparam("b_finished"))
     )
-    for col in _SUMMARY_COL.values()
+    for col in backups.SUMMARY_COLUMN.values()
 }
 _ADVANCE_GOOD = update(SITES).where(
     _SITE_BY_ID,
@@ -646,7 +626,7 @@ class _Report:
             "trigger": run.trigger,
             "received_at": self.now,
             "details_json": bulk.json_text(run.details),
-            **_file_columns(run),
+            **backups.file_columns(run),
         }
 
     def __call__(self, conn: Connection) -> bool:
@@ -699,16 +679,6 @@ class _Report:
 
 
 # -- what became of backup files (retention, re-checks) ------------------------------
-
-
-def _file_columns(run: RunRecord) -> dict[str, str]:
-    """`backup_file` and its first `file_state` for a stored run: a backup run's file is
-    kept, or damaged when its own verification marked it bad."""
-    name = run.backup_file
-    if not name:
-        return {"backup_file": "", "file_state": ""}
-    path = str(run.details.get("backup", {}).get("file", ""))
-    return {"backup_file": name, "file_state": "damaged" if path.endswith(".bad") else "kept"}
 
 
 _RUN_FILE_STATE = update(RUNS).where(

@@ -23,9 +23,9 @@ from server.alerting.evaluator import Evaluator
 from server.alerting.sql_store import SqlAlertStore
 from server.alerting.tasks import channels
 from server.db.engine import make_engine, migrate
-from server.domain import AdminIdentity
+from server.domain import credentials
+from server.domain.records import AdminIdentity
 from server.metrics import ServerMetrics
-from server.services import credentials
 from server.services.auth import Authenticator
 from server.services.config import ConfigService
 from server.services.fleet import FleetQueries

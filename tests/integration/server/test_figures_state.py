@@ -12,7 +12,7 @@ import pytest
 
 from common.errors import FailedPrecondition, NotFound
 from server.db.engine import make_engine, migrate
-from server.domain import RunRecord
+from server.domain.records import RunRecord
 from server.state.sql import SqlFleetState
 from tests.integration.server.test_state import NOW, enroll, make_token
 

@@ -19,10 +19,10 @@ from common.errors import (
     Unauthenticated,
 )
 from server.db.engine import make_engine, migrate
-from server.domain import AuditRecord, CheckInFacts, FileChange, RunRecord
-from server.services import credentials
+from server.domain import credentials
+from server.domain.records import AuditRecord, CheckInFacts, FileChange, RunRecord
+from server.domain.status import Disk, StatusPolicy, compute_status
 from server.services.fleet import facts_of
-from server.services.status import Disk, StatusPolicy, compute_status
 from server.state.sql import SqlFleetState
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)

@@ -18,10 +18,10 @@ from storesafe.v1 import agent_pb2, types_pb2
 from common.errors import InvalidArgument, PermissionDenied
 from server.db.engine import make_engine, migrate
 from server.deferred import Deferred
-from server.domain import CheckInFacts, RunRecord
+from server.domain.records import CheckInFacts, RunRecord
+from server.domain.status import Disk
 from server.rpc import convert
 from server.services.agents import valid_checkin, valid_run
-from server.services.status import Disk
 from server.state import bulk, sql
 from server.state.sql import SqlFleetState
 from server.state.writer import run_batch

@@ -9,7 +9,7 @@ import pytest
 from storesafe.v1 import types_pb2
 
 from common.errors import InvalidArgument
-from server.domain import FileChange, RunRecord
+from server.domain.records import FileChange, RunRecord
 from server.rpc.convert import run_input, run_msg
 from server.services.agents import valid_run
 

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from server.services.status import Disk, Health
+from server.domain.status import Disk, Health
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +152,7 @@ class SiteRow:
 @dataclasses.dataclass(frozen=True)
 class FiguresAccepted:
     """A technician accepted a good backup's figures as the site's baseline
-    (server/figures.py): that run, and the change it cleared ("" when none was open)."""
+    (server/domain/figures.py): that run, and the change it cleared ("" when none was open)."""
 
     run_id: str
     cleared: str

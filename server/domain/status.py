@@ -78,7 +78,7 @@ class SiteFacts:
     config_refused: str = ""
     disks: tuple[Disk, ...] = ()
     health: Health | None = None
-    figures_change: str = ""  # an unaccepted sharp change of backup figures (server/figures.py)
+    figures_change: str = ""  # an unaccepted sharp change of figures (domain/figures.py)
     # the newest good backup run whose file the agent found damaged, and that file
     damaged_backup_at: dt.datetime | None = None
     damaged_backup_file: str = ""
