@@ -16,7 +16,7 @@ from server.domain import ingest, rules
 from server.domain.records import AgentIdentity, CheckInFacts, RunRecord
 from server.services.push import ConfigHub, Directive
 from server.state.base import FleetState
-from server.state.config_state import SqlConfigState
+from server.state.config_base import ConfigState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ class AgentTraffic:
     def __init__(
         self,
         state: FleetState,
-        config: SqlConfigState,
+        config: ConfigState,
         hub: ConfigHub,
         clock: Clock,
         *,

@@ -18,7 +18,7 @@ from common.names import check_name
 from server.domain.records import AdminIdentity, AuditRecord, LayerValue, RevisionRecord
 from server.services.secretbox import SecretBox
 from server.state.base import FleetState
-from server.state.config_state import SqlConfigState
+from server.state.config_base import ConfigState
 
 if TYPE_CHECKING:
     from server.services.push import ConfigHub
@@ -116,7 +116,7 @@ class ConfigService:
     def __init__(
         self,
         fleet: FleetState,
-        config: SqlConfigState,
+        config: ConfigState,
         box: SecretBox,
         clock: Clock,
         hub: ConfigHub,

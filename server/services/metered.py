@@ -13,7 +13,7 @@ from server.metrics import ServerMetrics
 from server.services.agents import AgentTraffic, CheckInReply
 from server.services.push import ConfigHub
 from server.state.base import FleetState
-from server.state.config_state import SqlConfigState
+from server.state.config_base import ConfigState
 
 
 class MeteredTraffic(AgentTraffic):
@@ -26,7 +26,7 @@ class MeteredTraffic(AgentTraffic):
     def __init__(
         self,
         state: FleetState,
-        config: SqlConfigState,
+        config: ConfigState,
         hub: ConfigHub,
         clock: Clock,
         metrics: ServerMetrics,

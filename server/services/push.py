@@ -52,7 +52,7 @@ from common.errors import Unauthenticated
 from server.domain.records import CommandRecord
 from server.services.config import SITE, ConfigSnapshot, build_snapshot
 from server.services.secretbox import SecretBox
-from server.state.config_state import SqlConfigState
+from server.state.config_base import ConfigState
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Subscriber:
 
 
 class ConfigHub:
-    def __init__(self, config: SqlConfigState, box: SecretBox, clock: Clock) -> None:
+    def __init__(self, config: ConfigState, box: SecretBox, clock: Clock) -> None:
         self._config = config
         self._box = box
         self._clock = clock

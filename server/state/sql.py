@@ -13,7 +13,6 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
-    Table,
     bindparam,
     func,
     insert,
@@ -47,6 +46,7 @@ from server.state import bulk, figures_state
 from server.state.base import FleetState
 from server.state.notify import notify
 from server.state.rows import run_record
+from server.state.sites import ensure_site, site_id_of
 from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
 from server.state.writer import BatchWriter
 from server.state.writer_process import WriterProcess, usable
@@ -123,7 +123,7 @@ class SqlFleetState(FleetState):
         expires_at: dt.datetime,
     ) -> None:
         def op(conn: Connection) -> None:
-            _ensure_site(conn, site, group or "default", now)
+            ensure_site(conn, site, group or "default", now)
             if group:
                 conn.execute(update(SITES).where(SITES.c.name == site).values(group=group))
             conn.execute(
@@ -170,7 +170,7 @@ class SqlFleetState(FleetState):
             )
             if claimed.rowcount != 1:
                 raise Unauthenticated("the enrollment token was already used")
-            site_id, group = _ensure_site(conn, site, row.group or "default", now)
+            site_id, group = ensure_site(conn, site, row.group or "default", now)
             notify(conn, f"revoke:{site}:{agent_id}")  # every agent of the site but the new one
             conn.execute(
                 update(AGENTS)
@@ -281,7 +281,7 @@ class SqlFleetState(FleetState):
 
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
         def op(conn: Connection) -> int:
-            site_id = _site_id(conn, site)
+            site_id = site_id_of(conn, site)
             notify(conn, f"revoke:{site}")
             result = conn.execute(
                 update(AGENTS)
@@ -376,7 +376,7 @@ class SqlFleetState(FleetState):
 
     async def list_runs(self, *, site: str, kind: str, limit: int) -> list[RunRecord]:
         def fn(conn: Connection) -> list[RunRecord]:
-            site_id = _site_id(conn, site)
+            site_id = site_id_of(conn, site)
             stmt = select(RUNS).where(RUNS.c.site_id == site_id)
             if kind:
                 stmt = stmt.where(RUNS.c.kind == kind)
@@ -430,25 +430,6 @@ def _admin_record(r: Any) -> AdminTokenRecord:
         revoked_at=utc(r.revoked_at) if r.revoked_at is not None else None,
         revoked_by=r.revoked_by,
     )
-
-
-def _insert_ignore(conn: Connection, table: Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
-
-
-def _ensure_site(conn: Connection, name: str, group: str, now: dt.datetime) -> tuple[int, str]:
-    conn.execute(_insert_ignore(conn, SITES).values(name=name, group=group, created_at=now))
-    row = conn.execute(select(SITES.c.id, SITES.c.group).where(SITES.c.name == name)).one()
-    return int(row[0]), str(row[1])
-
-
-def _site_id(conn: Connection, name: str) -> int:
-    site_id = conn.execute(select(SITES.c.id).where(SITES.c.name == name)).scalar()
-    if site_id is None:
-        raise NotFound(f"there is no site named {name!r}")
-    return int(site_id)
 
 
 def _advance_summary(conn: Connection, site_id: int, run: RunRecord) -> None:
