@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from server.domain.status import Disk, Health
+from server.domain.status import Disk, Health, SiteStatus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +147,15 @@ class SiteRow:
             forced_writes=bool(f.get("forced_writes", True)),
             backup_state=int(f.get("backup_state", 0)),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteView:
+    """A site's row with its computed status and the configuration revision it should run."""
+
+    row: SiteRow
+    status: SiteStatus
+    config_revision_desired: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,11 +24,12 @@ from server.domain.records import (
     FileChange,
     RevisionRecord,
     RunRecord,
+    SiteView,
 )
 from server.domain.status import Disk, Status
 from server.services.agents import AgentEvent, CommandAck, ConfigAck
 from server.services.config import SiteConfig
-from server.services.fleet import RolloutRow, SiteDetail, SiteView
+from server.services.fleet import RolloutRow, SiteDetail
 from server.services.push import ConfigDirective, Directive, ReconnectDirective
 
 KIND_NAMES = {

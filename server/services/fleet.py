@@ -9,20 +9,19 @@ import datetime as dt
 from common.clock import Clock
 from common.errors import InvalidArgument
 from server.domain.ingest import KINDS
-from server.domain.records import AdminIdentity, AuditRecord, FiguresAccepted, RunRecord, SiteRow
-from server.domain.status import SiteFacts, SiteStatus, Status, StatusPolicy, compute_status
+from server.domain.records import (
+    AdminIdentity,
+    AuditRecord,
+    FiguresAccepted,
+    RunRecord,
+    SiteRow,
+    SiteView,
+)
+from server.domain.status import SiteFacts, Status, StatusPolicy, compute_status
 from server.services.push import ConfigHub
 from server.services.revocation import Revocations
 from server.services.sitecache import SiteCache
 from server.state.base import FleetState
-
-
-@dataclasses.dataclass(frozen=True)
-class SiteView:
-    row: SiteRow
-    status: SiteStatus
-    config_revision_desired: int = 0
-
 
 NO_AGENT = "no agent"
 """The rollout state of a site no agent has enrolled for yet."""
