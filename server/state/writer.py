@@ -103,6 +103,11 @@ class BatchWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
+    @property
+    def uses_runner(self) -> bool:
+        """Whether portable batches run elsewhere (a writer process), not in this thread."""
+        return self._runner is not None
+
     def start(self) -> None:
         if self._thread is None:
             if self._runner is not None:

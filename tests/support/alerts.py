@@ -34,6 +34,7 @@ from server.services.secretbox import SecretBox
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
 from server.state.tables import SITES
+from server.state.writer import BatchWriter
 from tests.support.server import free_port
 
 ADMIN = AdminIdentity("t-admin", "tester")
@@ -168,7 +169,7 @@ class AlertStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(self.db_url)
         await asyncio.to_thread(migrate, self.engine)
-        self.state = SqlFleetState(self.engine)
+        self.state = SqlFleetState(self.engine, BatchWriter(self.engine))
         config_state = SqlConfigState(self.state)
         self.box = SecretBox.for_data_dir(self.data_dir, create=True)
         self.hub = ConfigHub(config_state, self.box, self.clock)
