@@ -299,7 +299,7 @@ def in_process(data_dir: Path, reps: int) -> dict[str, dict[str, float]]:
     """FleetQueries.list_sites and its parts, in this process on the same database."""
     from common.clock import SystemClock
     from server.db.engine import make_engine, sqlite_url
-    from server.rpc import convert
+    from server.rpc.convert import admin as convert
     from server.services.auth import Authenticator
     from server.services.fleet import FleetQueries
     from server.services.push import ConfigHub

@@ -20,7 +20,7 @@ from server.db.engine import make_engine, migrate
 from server.deferred import Deferred
 from server.domain.records import CheckInFacts, RunRecord
 from server.domain.status import Disk
-from server.rpc import convert
+from server.rpc.convert import agent as convert
 from server.services.agents import valid_checkin, valid_run
 from server.state import bulk, hot_writes
 from server.state.sql import SqlFleetState

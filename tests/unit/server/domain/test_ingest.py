@@ -15,7 +15,7 @@ from common.errors import InvalidArgument
 from server.domain import details as detail_rules
 from server.domain import ingest, rules
 from server.domain.status import Disk
-from server.rpc import convert
+from server.rpc.convert import agent as convert
 
 NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 START = (int((NOW - dt.timedelta(minutes=5)).timestamp()), 0)
