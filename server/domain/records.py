@@ -137,16 +137,7 @@ class SiteRow:
 
     @property
     def health(self) -> Health | None:
-        if not self.firebird:
-            return None
-        f = self.firebird
-        return Health(
-            oit=int(f.get("oit", 0)),
-            oat=int(f.get("oat", 0)),
-            next_transaction=int(f.get("next_transaction", 0)),
-            forced_writes=bool(f.get("forced_writes", True)),
-            backup_state=int(f.get("backup_state", 0)),
-        )
+        return Health.of(self.firebird) if self.firebird else None
 
 
 @dataclasses.dataclass(frozen=True)

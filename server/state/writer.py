@@ -147,11 +147,6 @@ class BatchWriter:
         """Return once every write queued before this call has been committed (or failed)."""
         await self.submit(_NOTHING)
 
-    def run_sync(self, op: Callable[[Connection], T]) -> T:
-        """Run one write in its own transaction from a plain thread (set-up commands)."""
-        with self._engine.begin() as conn:
-            return op(conn)
-
     def _loop(self) -> None:
         batch: list[Any] = []
         started = 0.0
