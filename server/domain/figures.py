@@ -84,7 +84,7 @@ class Judgement:
 
 
 class Run(Protocol):
-    """What the rule reads of a stored run (server.domain.RunRecord has it)."""
+    """What the rule reads of a stored run (server.domain.records.RunRecord has it)."""
 
     @property
     def id(self) -> str: ...

@@ -1,4 +1,10 @@
-"""What agents do once enrolled: check in and deliver run reports."""
+"""What agents do once enrolled: check in, deliver run reports, acknowledge directives.
+
+The one ingest seam: the rpc edge converts a message (server/rpc/convert/agent.py),
+server/domain/ingest.py judges it (one function per message), the state stores it.
+For check-ins and reports the first two run in the writer, wrapped in Deferreds
+(server/deferred.py), so that decoding and validation cost the event loop nothing.
+"""
 
 from __future__ import annotations
 
