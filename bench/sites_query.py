@@ -299,7 +299,7 @@ def in_process(data_dir: Path, reps: int) -> dict[str, dict[str, float]]:
     """FleetQueries.list_sites and its parts, in this process on the same database."""
     from common.clock import SystemClock
     from server.db.engine import make_engine, sqlite_url
-    from server.rpc import convert
+    from server.rpc.convert import admin as convert
     from server.services.auth import Authenticator
     from server.services.fleet import FleetQueries
     from server.services.push import ConfigHub
@@ -307,11 +307,13 @@ def in_process(data_dir: Path, reps: int) -> dict[str, dict[str, float]]:
     from server.services.secretbox import SecretBox
     from server.state.config_state import SqlConfigState
     from server.state.sql import SqlFleetState
+    from server.state.writer import BatchWriter
 
     names = ("list_sites", "sql_rows", "status", "proto", "serialize", "total")
 
     async def run() -> dict[str, dict[str, float]]:
-        state = SqlFleetState(make_engine(sqlite_url(data_dir)))
+        engine = make_engine(sqlite_url(data_dir))
+        state = SqlFleetState(engine, BatchWriter(engine))
         clock = SystemClock()
         hub = ConfigHub(SqlConfigState(state), SecretBox.for_data_dir(data_dir), clock)
         await hub.refresh()

@@ -22,6 +22,7 @@ from server import tls
 from server.alerting.tasks import AlertTasks
 from server.db.engine import make_engine, sqlite_url
 from server.db.initialised import migrate_initialised
+from server.domain.status import Status, StatusPolicy
 from server.metrics import ServerMetrics
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
@@ -38,9 +39,9 @@ from server.services.metered import MeteredTraffic
 from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
 from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
-from server.services.status import Status, StatusPolicy
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
+from server.state.writer_process import batch_writer
 from server.web.edge import HttpEdge
 from server.web.wiring import http_edge
 
@@ -62,7 +63,7 @@ class ServeOptions:
     grace_seconds: float = 5.0
     poll_seconds: float = 10.0
     reconnects_per_second: float = RECONNECTS_PER_SECOND
-    writer_process: bool = True  # see SqlFleetState; in-memory SQLite keeps a thread
+    writer_process: bool = True  # see state/writer_process.batch_writer
     alert_interval: float = 15.0  # seconds between alert evaluations
     http_listen: str = ""  # HOST:PORT for /metrics, /healthz and the status page; "" = off
 
@@ -98,7 +99,8 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     await asyncio.to_thread(
         migrate_initialised, engine, data_dir=options.data_dir, db_url=options.db_url
     )
-    state = SqlFleetState(engine, writer_process=options.writer_process)
+    writer = batch_writer(engine, child=options.writer_process)
+    state = SqlFleetState(engine, writer)
     config_state = SqlConfigState(state)
     clock = clock or SystemClock()
     auth = Authenticator(state)
@@ -197,7 +199,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
         bound,
         "plaintext" if credentials is None else "TLS",
         _safe_url(options.database),
-        "a child process" if state.writes_in_child else "a thread",
+        "a child process" if writer.uses_runner else "a thread",
     )
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)

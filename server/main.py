@@ -18,11 +18,12 @@ from common.version import VERSION
 from server import opscli, tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
-from server.domain import AdminTokenRecord
+from server.domain.records import AdminTokenRecord
 from server.services.admin_tokens import AdminTokens, local_actor
 from server.services.push import RECONNECTS_PER_SECOND
 from server.services.secretbox import SecretBox
 from server.state.sql import SqlFleetState
+from server.state.writer import BatchWriter
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ def _with_tokens(db_url: str, use: Callable[[AdminTokens], Awaitable[T]]) -> T:
     """Run `use` on the admin tokens of the database at `db_url` (offline: no server)."""
     engine = make_engine(db_url)
     migrate(engine)
-    state = SqlFleetState(engine)
+    state = SqlFleetState(engine, BatchWriter(engine))
 
     async def run() -> T:
         return await use(AdminTokens(state, SystemClock()))

@@ -13,7 +13,7 @@ from typing import Any
 from common.config_schema import Value
 from server.alerting.channels.base import host_of
 from server.alerting.policy import Rules
-from server.services.config import ConfigSnapshot
+from server.domain.layers import ConfigSnapshot
 
 
 @dataclasses.dataclass(frozen=True)

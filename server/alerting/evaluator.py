@@ -21,10 +21,11 @@ from server.alerting.destinations import Destination, SiteSettings
 from server.alerting.message import DigestLine, Notice
 from server.alerting.policy import Kind, Observed, decide, digest_day
 from server.alerting.store import AlertStore, Change, NewDelivery
-from server.services.fleet import FleetQueries, SiteView
+from server.domain.records import SiteView
+from server.domain.status import Status
+from server.services.fleet import FleetQueries
 from server.services.push import ConfigHub
 from server.services.secretbox import SecretBox
-from server.services.status import Status
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import dataclasses
 import datetime as dt
 import enum
 
-from server.services.status import Status
+from server.domain.status import Status
 
 
 class Kind(enum.StrEnum):

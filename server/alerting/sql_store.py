@@ -38,7 +38,7 @@ from server.alerting.store import (
     Outcome,
 )
 from server.db import models
-from server.services.status import Status
+from server.domain.status import Status
 
 T = TypeVar("T")
 

@@ -55,7 +55,7 @@ class Site(SQLModel, table=True):
     # Set when the site's agents were revoked, cleared when an agent enrolls again:
     # a site whose agent is cut off is a problem, not `ok`.
     agent_revoked_at: dt.datetime | None = _ts()  # type: ignore[assignment]
-    # The wrong-database guard (server/figures.py): the accepted baseline's
+    # The wrong-database guard (server/domain/figures.py): the accepted baseline's
     # figures (JSON, "" before the first good backup), the open change ("" when none)
     # and the finish time of the newest good backup compared (older ones are ignored).
     figures_baseline_json: str = Field(

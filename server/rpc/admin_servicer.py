@@ -10,7 +10,10 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc
 
 from common.errors import FailedPrecondition
 from server.alerting.queries import AlertQueries
-from server.rpc import convert
+from server.rpc.convert import admin as convert
+from server.rpc.convert import enums
+from server.rpc.convert.sitelist import SummaryEncoder
+from server.rpc.convert.stamps import ts
 from server.rpc.errors import bearer, guarded
 from server.services.admin_tokens import AdminTokens
 from server.services.auth import Authenticator
@@ -41,7 +44,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._config = config
         self._commands = commands
         self._alerts = alerts
-        self._summaries = convert.SummaryEncoder()
+        self._summaries = SummaryEncoder()
 
     @guarded
     async def CreateEnrollmentToken(
@@ -53,7 +56,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             admin, site=request.site, group=request.group, ttl=ttl
         )
         return admin_pb2.CreateEnrollmentTokenResponse(
-            token=issued.token, expires_at=convert.ts(issued.expires_at)
+            token=issued.token, expires_at=ts(issued.expires_at)
         )
 
     @guarded
@@ -61,7 +64,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListSitesRequest, context: Ctx
     ) -> admin_pb2.ListSitesResponse:
         await self._auth.admin(bearer(context))
-        status = convert.STATUS_NAMES.get(request.status)
+        status = enums.STATUS_NAMES.get(request.status)
         views = await self._fleet.list_sites(status=status, group=request.group)
         return self._summaries.response(views)
 
@@ -78,7 +81,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListRunsResponse:
         await self._auth.admin(bearer(context))
         runs = await self._fleet.runs(
-            site=request.site, kind=convert.KIND_NAMES.get(request.kind, ""), limit=request.limit
+            site=request.site,
+            kind=enums.enum_name(enums.KIND_NAMES, request.kind),  # unknown: its number
+            limit=request.limit,
         )
         return admin_pb2.ListRunsResponse(runs=[convert.run_msg(r) for r in runs])
 
@@ -104,7 +109,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         admin = await self._auth.admin(bearer(context))
         change = await self._config.set(
             admin,
-            scope=convert.SCOPE_NAMES.get(request.scope, ""),
+            scope=enums.SCOPE_NAMES.get(request.scope, ""),
             target=request.target,
             values=dict(request.values),
             unset=list(request.unset),
@@ -144,7 +149,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.SendCommandResponse:
         admin = await self._auth.admin(bearer(context))
         cmd = await self._commands.send(
-            admin, site=request.site, kind=convert.COMMAND_KIND_NAMES.get(request.kind, "")
+            admin, site=request.site, kind=enums.enum_name(enums.COMMAND_KIND_NAMES, request.kind)
         )
         return admin_pb2.SendCommandResponse(command_id=cmd.id)
 

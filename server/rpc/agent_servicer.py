@@ -10,7 +10,8 @@ import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
 from server.deferred import Deferred
-from server.rpc import convert
+from server.rpc.convert import agent as convert
+from server.rpc.convert.stamps import ts
 from server.rpc.errors import bearer, guarded, guarded_stream
 from server.rpc.gate import agent_caller
 from server.services.agents import AgentTraffic
@@ -87,7 +88,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         facts = Deferred(convert.checkin_input, request)
         reply = await self._traffic.check_in(who, facts, claimed_site=request.site)
         return agent_pb2.CheckInResponse(
-            server_time=convert.ts(reply.server_time),
+            server_time=ts(reply.server_time),
             desired_config_revision=reply.desired_config_revision,
             checkin_interval_seconds=reply.checkin_interval_seconds,
         )

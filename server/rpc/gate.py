@@ -28,10 +28,10 @@ import grpc
 from storesafe.v1 import admin_pb2, agent_pb2
 
 from common import errors
-from server.domain import AgentIdentity
+from server.domain import credentials
+from server.domain.records import AgentIdentity
 from server.rpc.errors import UNEXPECTED, abort_with, bearer_from
 from server.rpc.ratelog import RateLimitedLog
-from server.services import credentials
 from server.services.auth import Authenticator
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import re
 
 from common.clock import Clock
 from common.errors import InvalidArgument
-from server.domain import AdminTokenRecord, AuditRecord
-from server.services import credentials
+from server.domain import credentials
+from server.domain.records import AdminTokenRecord, AuditRecord
 from server.state.base import FleetState
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")

@@ -1,4 +1,10 @@
-"""What agents do once enrolled: check in and deliver run reports."""
+"""What agents do once enrolled: check in, deliver run reports, acknowledge directives.
+
+The one ingest seam: the rpc edge converts a message (server/rpc/convert/agent.py),
+server/domain/ingest.py judges it (one function per message), the state stores it.
+For check-ins and reports the first two run in the writer, wrapped in Deferreds
+(server/deferred.py), so that decoding and validation cost the event loop nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,12 @@ from typing import Any
 
 from common.clock import Clock
 from common.errors import PermissionDenied, quote
-from server import ingest
 from server.deferred import Deferred, resolve
-from server.domain import AgentIdentity, CheckInFacts, RunRecord
+from server.domain import ingest, rules
+from server.domain.records import AgentIdentity, CheckInFacts, RunRecord
 from server.services.push import ConfigHub, Directive
 from server.state.base import FleetState
-from server.state.config_state import SqlConfigState
+from server.state.config_base import ConfigState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +59,7 @@ class AgentTraffic:
     def __init__(
         self,
         state: FleetState,
-        config: SqlConfigState,
+        config: ConfigState,
         hub: ConfigHub,
         clock: Clock,
         *,
@@ -111,7 +117,7 @@ class AgentTraffic:
         and one that arrives later ends it (the hub cuts the subscription off).
         """
         _own_site(who, claimed_site)
-        ingest.revision("running_revision", running_revision)
+        rules.revision("running_revision", running_revision)
         sub = self._hub.subscribe(who.site_id, who.site, who.group, running_revision, who.agent_id)
         try:
             if recheck is not None:
@@ -134,7 +140,7 @@ class AgentTraffic:
         they arrive. A bad ack ends the stream with its error; the agent closing its
         side ends nothing (it may still listen)."""
         _own_site(who, claimed_site)
-        ingest.revision("open.running_revision", running_revision)
+        rules.revision("open.running_revision", running_revision)
         acks = asyncio.ensure_future(self._record(who, events))
         try:
             async for directive in _until_failed(
@@ -173,7 +179,7 @@ class AgentTraffic:
         claimed_site: str = "",
     ) -> None:
         _own_site(who, claimed_site)
-        ingest.revision("revision", revision)
+        rules.revision("revision", revision)
         error = ingest.config_ack_error(error)
         await self._config.record_ack(
             site_id=who.site_id, revision=revision, applied=applied, error=error

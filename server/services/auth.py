@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from common.errors import Unauthenticated
-from server.domain import AdminIdentity, AgentIdentity
-from server.services import credentials
+from server.domain import credentials
+from server.domain.records import AdminIdentity, AgentIdentity
 from server.state.base import FleetState
 
 REVOKED = "the agent credential is unknown or revoked; re-enroll the agent"

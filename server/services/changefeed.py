@@ -1,6 +1,6 @@
 """Keeps one replica's push hub current with changes made anywhere.
 
-On PostgreSQL each replica LISTENs on the channel that config and command
+On PostgreSQL each replica LISTENs (server/state/notify.py) on the channel that config and command
 writes NOTIFY inside their transaction; on SQLite (one process) nothing else
 can write. On both, a periodic poll of the newest revision, of open
 commands and of recent revocations is the safety net for a notification lost
@@ -17,13 +17,11 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy.engine import make_url
-
 from common.clock import Clock
 from server.services.push import COMMAND_LIFETIME, ConfigHub
 from server.services.revocation import Revocations
-from server.state.config_state import SqlConfigState
-from server.state.notify import CHANNEL as NOTIFY_CHANNEL
+from server.state import notify
+from server.state.config_base import ConfigState
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +30,7 @@ class ChangeFeed:
     def __init__(
         self,
         hub: ConfigHub,
-        config: SqlConfigState,
+        config: ConfigState,
         clock: Clock,
         *,
         db_url: str,
@@ -49,7 +47,7 @@ class ChangeFeed:
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._poll(), name="changefeed-poll"))
-        if make_url(self._db_url).get_backend_name() == "postgresql":
+        if notify.can_listen(self._db_url):
             self._tasks.append(asyncio.create_task(self._listen(), name="changefeed-listen"))
 
     async def stop(self) -> None:
@@ -85,26 +83,12 @@ class ChangeFeed:
                 log.exception("config poll failed; retrying in %.0f s", self._poll_seconds)
 
     async def _listen(self) -> None:
-        import psycopg
+        await notify.listen(self._db_url, on_connect=self._catch_up, on_notice=self.handle)
 
-        url = make_url(self._db_url).set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        delay = 1.0
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    delay = 1.0
-                    await self._hub.refresh_if_newer()  # what was missed while away
-                    await self._hub.commands_changed(None)
-                    await self._hub.load_command_sites()
-                    if self._revocations is not None:
-                        await self._revocations.catch_up()
-                    async for note in conn.notifies():
-                        await self.handle(note.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - logged, then retried
-                log.warning("lost the PostgreSQL change feed (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+    async def _catch_up(self) -> None:
+        """What was missed while the change feed was away."""
+        await self._hub.refresh_if_newer()
+        await self._hub.commands_changed(None)
+        await self._hub.load_command_sites()
+        if self._revocations is not None:
+            await self._revocations.catch_up()

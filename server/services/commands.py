@@ -6,17 +6,17 @@ import uuid
 
 from common.clock import Clock
 from common.errors import InvalidArgument
-from server.domain import AdminIdentity, AuditRecord, CommandRecord
+from server.domain.records import AdminIdentity, AuditRecord, CommandRecord
 from server.services.push import ConfigHub
 from server.state.base import FleetState
-from server.state.config_state import SqlConfigState
+from server.state.config_base import ConfigState
 
 COMMAND_KINDS = ("backup-now", "sync-now")
 
 
 class Commands:
     def __init__(
-        self, fleet: FleetState, config: SqlConfigState, hub: ConfigHub, clock: Clock
+        self, fleet: FleetState, config: ConfigState, hub: ConfigHub, clock: Clock
     ) -> None:
         self._fleet = fleet
         self._config = config

@@ -1,30 +1,24 @@
 """Layered configuration: fleet, group and site layers over the key defaults.
 
-The merge is pure (ConfigSnapshot); persistence lives in the config state and
-the push to agents in server/services/push.py.
+The merge is pure (server/domain/layers.py); persistence lives in the config state
+and the push to agents in server/services/push.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING
 
 from common import config_schema
 from common.clock import Clock
-from common.config_schema import Value
 from common.errors import InvalidArgument
 from common.names import check_name
-from server.domain import AdminIdentity, AuditRecord, LayerValue, RevisionRecord
+from server.domain.layers import FLEET, GROUP, SCOPES, SITE, Effective
+from server.domain.records import AdminIdentity, AuditRecord, RevisionRecord
+from server.services.push import ConfigHub
 from server.services.secretbox import SecretBox
 from server.state.base import FleetState
-from server.state.config_state import SqlConfigState
-
-if TYPE_CHECKING:
-    from server.services.push import ConfigHub
-
-FLEET, GROUP, SITE = "fleet", "group", "site"
-SCOPES = (FLEET, GROUP, SITE)
+from server.state.config_base import ConfigState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,70 +29,6 @@ class LayerChange:
     revision: int
     changed: list[str]
     sites: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Effective:
-    value: Value
-    layer: str  # "default", "fleet", "group:<g>", "site:<s>"
-
-
-@dataclasses.dataclass(frozen=True)
-class ConfigSnapshot:
-    """All layers at one moment; answers per site without touching the database."""
-
-    layers: dict[tuple[str, str], dict[str, Value]]
-    newest: dict[tuple[str, str], int]
-
-    @classmethod
-    def empty(cls) -> ConfigSnapshot:
-        return cls({}, {})
-
-    @property
-    def revision(self) -> int:
-        return max(self.newest.values(), default=0)
-
-    def desired_revision(self, site: str, group: str) -> int:
-        return max(
-            self.newest.get((FLEET, ""), 0),
-            self.newest.get((GROUP, group), 0),
-            self.newest.get((SITE, site), 0),
-        )
-
-    def effective(self, site: str, group: str) -> dict[str, Effective]:
-        out = {k: Effective(v, "default") for k, v in config_schema.defaults().items()}
-        for scope, target, label in (
-            (FLEET, "", "fleet"),
-            (GROUP, group, f"group:{group}"),
-            (SITE, site, f"site:{site}"),
-        ):
-            for k, v in self.layers.get((scope, target), {}).items():
-                out[k] = Effective(v, label)
-        return out
-
-    def lookup(self, site: str, group: str, key: str) -> Value | None:
-        """The value a layer sets for the site, or None where only the default applies."""
-        for layer in ((SITE, site), (GROUP, group), (FLEET, "")):
-            found = self.layers.get(layer)
-            if found and key in found:
-                return found[key]
-        return None
-
-    def value(self, site: str, group: str, key: str) -> Value:
-        found = self.lookup(site, group, key)
-        return config_schema.KEYS[key].default if found is None else found
-
-
-def build_snapshot(
-    values: list[LayerValue], newest: dict[tuple[str, str], int], box: SecretBox
-) -> ConfigSnapshot:
-    layers: dict[tuple[str, str], dict[str, Value]] = {}
-    for v in values:
-        stored = json.loads(v.value_json)
-        if isinstance(stored, dict) and "sealed" in stored:
-            stored = box.open(stored["sealed"])
-        layers.setdefault((v.scope, v.target), {})[v.key] = stored
-    return ConfigSnapshot(layers, newest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +46,7 @@ class ConfigService:
     def __init__(
         self,
         fleet: FleetState,
-        config: SqlConfigState,
+        config: ConfigState,
         box: SecretBox,
         clock: Clock,
         hub: ConfigHub,

@@ -8,9 +8,8 @@ import datetime as dt
 from common.clock import Clock, human_time
 from common.errors import InvalidArgument
 from common.names import check_name
-from server import ingest
-from server.domain import AdminIdentity, AuditRecord
-from server.services import credentials
+from server.domain import credentials, ingest
+from server.domain.records import AdminIdentity, AuditRecord
 from server.state.base import FleetState
 
 DEFAULT_TTL = dt.timedelta(hours=24)

@@ -8,21 +8,21 @@ import datetime as dt
 
 from common.clock import Clock
 from common.errors import InvalidArgument
-from server.domain import AdminIdentity, AuditRecord, FiguresAccepted, RunRecord, SiteRow
-from server.ingest import KINDS
+from server.domain import rules
+from server.domain.ingest import KINDS
+from server.domain.records import (
+    AdminIdentity,
+    AuditRecord,
+    FiguresAccepted,
+    RunRecord,
+    SiteRow,
+    SiteView,
+)
+from server.domain.status import SiteFacts, Status, StatusPolicy, compute_status
 from server.services.push import ConfigHub
 from server.services.revocation import Revocations
 from server.services.sitecache import SiteCache
-from server.services.status import SiteFacts, SiteStatus, Status, StatusPolicy, compute_status
 from server.state.base import FleetState
-
-
-@dataclasses.dataclass(frozen=True)
-class SiteView:
-    row: SiteRow
-    status: SiteStatus
-    config_revision_desired: int = 0
-
 
 NO_AGENT = "no agent"
 """The rollout state of a site no agent has enrolled for yet."""
@@ -156,8 +156,7 @@ class FleetQueries:
         return SiteDetail(self.view(row), agents, runs[0] if runs else None)
 
     async def runs(self, *, site: str, kind: str, limit: int) -> list[RunRecord]:
-        if kind and kind not in KINDS:
-            raise InvalidArgument(f"run kind {kind!r} is not one of {', '.join(KINDS)}")
+        rules.choice("kind", kind, KINDS, required=False)  # "" lists every kind
         limit = limit or 20
         if not 1 <= limit <= 1000:
             raise InvalidArgument("limit must be between 1 and 1000")
@@ -175,7 +174,7 @@ class FleetQueries:
         self, admin: AdminIdentity, site: str, *, run_id: str
     ) -> FiguresAccepted:
         """Accept a good backup's figures (`run_id`, or the newest) as the site's baseline
-        for the wrong-database guard (server/figures.py); who and what is audited."""
+        for the wrong-database guard (server/domain/figures.py); who and what is audited."""
         now = self._clock.now()
         done = await self._state.accept_figures(site=site, run_id=run_id, by=admin.name, now=now)
         cleared = f" cleared={done.cleared[:200]!r}" if done.cleared else ""

@@ -6,14 +6,14 @@ import time
 
 from common.clock import Clock
 from common.errors import StoreSafeError
-from server import ingest
 from server.deferred import Deferred
-from server.domain import AgentIdentity
+from server.domain import ingest
+from server.domain.records import AgentIdentity
 from server.metrics import ServerMetrics
 from server.services.agents import AgentTraffic, CheckInReply
 from server.services.push import ConfigHub
 from server.state.base import FleetState
-from server.state.config_state import SqlConfigState
+from server.state.config_base import ConfigState
 
 
 class MeteredTraffic(AgentTraffic):
@@ -26,7 +26,7 @@ class MeteredTraffic(AgentTraffic):
     def __init__(
         self,
         state: FleetState,
-        config: SqlConfigState,
+        config: ConfigState,
         hub: ConfigHub,
         clock: Clock,
         metrics: ServerMetrics,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from server.domain.records import SiteView
+from server.domain.status import Status
 from server.metrics import FleetFigures
-from server.services.fleet import FleetQueries, SiteView
+from server.services.fleet import FleetQueries
 from server.services.push import ConfigHub
-from server.services.status import Status
 
 
 def behind(view: SiteView) -> bool:

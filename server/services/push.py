@@ -43,16 +43,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 
 from common.clock import Clock
 from common.config_schema import Value, agent_values
 from common.errors import Unauthenticated
-from server.domain import CommandRecord
-from server.services.config import SITE, ConfigSnapshot, build_snapshot
+from server.domain.layers import SITE, ConfigSnapshot
+from server.domain.records import CommandRecord, LayerValue
 from server.services.secretbox import SecretBox
-from server.state.config_state import SqlConfigState
+from server.state.config_base import ConfigState
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class Subscriber:
 
 
 class ConfigHub:
-    def __init__(self, config: SqlConfigState, box: SecretBox, clock: Clock) -> None:
+    def __init__(self, config: ConfigState, box: SecretBox, clock: Clock) -> None:
         self._config = config
         self._box = box
         self._clock = clock
@@ -277,3 +278,16 @@ class ConfigHub:
         if woken:
             log.debug("woke %d stream(s)", woken)
         return woken
+
+
+def build_snapshot(
+    values: list[LayerValue], newest: dict[tuple[str, str], int], box: SecretBox
+) -> ConfigSnapshot:
+    """The snapshot of the stored layers, their secrets opened."""
+    layers: dict[tuple[str, str], dict[str, Value]] = {}
+    for v in values:
+        stored = json.loads(v.value_json)
+        if isinstance(stored, dict) and "sealed" in stored:
+            stored = box.open(stored["sealed"])
+        layers.setdefault((v.scope, v.target), {})[v.key] = stored
+    return ConfigSnapshot(layers, newest)

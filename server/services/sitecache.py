@@ -15,14 +15,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from server.domain import SiteRow
-from server.services.status import Status, StatusPolicy
+from server.domain.records import SiteRow, SiteView
+from server.domain.status import Status, StatusPolicy
 from server.state.base import FleetState
-
-if TYPE_CHECKING:
-    from server.services.fleet import SiteView
 
 OVERLAP = dt.timedelta(seconds=2)
 TEXT_REFRESH = dt.timedelta(minutes=1)

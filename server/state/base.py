@@ -6,7 +6,7 @@ import abc
 import datetime as dt
 
 from server.deferred import Deferred
-from server.domain import (
+from server.domain.records import (
     AdminIdentity,
     AdminTokenRecord,
     AuditRecord,

@@ -20,13 +20,15 @@ from sqlalchemy import (
 
 from common.clock import utc
 from common.errors import NotFound
-from server.domain import CommandRecord, LayerValue, RevisionRecord
+from server.domain.records import CommandRecord, LayerValue, RevisionRecord
+from server.state.config_base import ConfigState
 from server.state.notify import notify
-from server.state.sql import SqlFleetState, _site_id
+from server.state.sites import site_id_of
+from server.state.sql import SqlFleetState
 from server.state.tables import COMMANDS, REVISIONS, SITES, VALUES
 
 
-class SqlConfigState:
+class SqlConfigState(ConfigState):
     """Config and command storage sharing the fleet state's engine and writer.
 
     Every write that agents must hear about also sends a PostgreSQL NOTIFY on
@@ -164,7 +166,7 @@ class SqlConfigState:
         self, *, command_id: str, site: str, kind: str, author: str, now: dt.datetime
     ) -> CommandRecord:
         def op(conn: Connection) -> CommandRecord:
-            site_id = _site_id(conn, site)
+            site_id = site_id_of(conn, site)
             conn.execute(
                 insert(COMMANDS).values(
                     id=command_id, site_id=site_id, kind=kind, created_at=now, created_by=author
@@ -250,7 +252,7 @@ class SqlConfigState:
 
     async def list_commands(self, *, site: str, limit: int) -> list[CommandRecord]:
         def fn(conn: Connection) -> list[CommandRecord]:
-            site_id = _site_id(conn, site)
+            site_id = site_id_of(conn, site)
             rows = conn.execute(
                 select(COMMANDS, SITES.c.name)
                 .join(SITES, SITES.c.id == COMMANDS.c.site_id)

@@ -1,4 +1,4 @@
-"""Where the wrong-database guard keeps its baseline: the SQL steps around server/figures.py.
+"""Where the wrong-database guard keeps its baseline: the SQL steps around server/domain/figures.py.
 
 `check_report` runs inside a report's write, for a newly stored good backup;
 `accept` runs as one write of its own. Both keep each site's accepted baseline,
@@ -18,8 +18,8 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from common.clock import utc
 from common.errors import FailedPrecondition, NotFound
-from server.domain import FiguresAccepted, RunRecord
-from server.figures import Figures, figures_of, judge
+from server.domain.figures import Figures, figures_of, judge
+from server.domain.records import FiguresAccepted, RunRecord
 from server.state.rows import run_record
 from server.state.tables import RUNS, SITES
 

@@ -1,26 +1,25 @@
-"""FleetState on SQLAlchemy Core over the SQLModel tables (SQLite or PostgreSQL)."""
+"""FleetState on SQLAlchemy Core over the SQLModel tables (SQLite or PostgreSQL).
+
+The facade: enrollment, credentials, queries and the audit log. The hot writes
+are hot_writes.py, the row mapping rows.py, and the writer (injected) writer.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-import orjson
 from sqlalchemy import (
     Connection,
-    DateTime,
     Engine,
-    Table,
     bindparam,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from common.clock import utc
@@ -31,8 +30,9 @@ from common.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from server.deferred import Deferred, resolve
-from server.domain import (
+from server.deferred import Deferred
+from server.domain import credentials
+from server.domain.records import (
     AdminIdentity,
     AdminTokenRecord,
     AuditRecord,
@@ -41,15 +41,13 @@ from server.domain import (
     RunRecord,
     SiteRow,
 )
-from server.services import credentials
-from server.services.status import Disk
-from server.state import bulk, figures_state
+from server.state import figures_state, hot_writes
 from server.state.base import FleetState
 from server.state.notify import notify
-from server.state.rows import run_record
+from server.state.rows import ROW_COLUMNS, admin_record, run_record, site_row, site_rows
+from server.state.sites import ensure_site, site_id_of
 from server.state.tables import ADMINS, AGENTS, AUDIT, RUNS, SITES, TOKENS
 from server.state.writer import BatchWriter
-from server.state.writer_process import WriterProcess, usable
 
 T = TypeVar("T")
 
@@ -63,17 +61,13 @@ SOON_BACKLOG = 5000
 class SqlFleetState(FleetState):
     """All writes go through one BatchWriter; reads run in worker threads."""
 
-    def __init__(self, engine: Engine, *, writer_process: bool = False) -> None:
-        """`writer_process`: decode and write check-ins and reports in a child process
-        (writer_process.py; `serve` does unless told --writer-thread). In-memory
-        SQLite, which a second process cannot open, keeps them in the thread."""
+    def __init__(self, engine: Engine, writer: BatchWriter) -> None:
+        """`writer` commits every write of `engine`'s database; the wiring chooses it
+        (writer_process.batch_writer: a thread, or a thread with a child process for the
+        hot writes) and this state starts it now and stops it in close()."""
         self._engine = engine
-        runner = None
-        if writer_process and usable(engine):
-            runner = WriterProcess(engine.url.render_as_string(hide_password=False))
-        self._writer = BatchWriter(engine, runner=runner)
+        self._writer = writer
         self._writer.start()
-        self.writes_in_child = runner is not None
 
     # -- helpers -------------------------------------------------------------
 
@@ -123,7 +117,7 @@ class SqlFleetState(FleetState):
         expires_at: dt.datetime,
     ) -> None:
         def op(conn: Connection) -> None:
-            _ensure_site(conn, site, group or "default", now)
+            ensure_site(conn, site, group or "default", now)
             if group:
                 conn.execute(update(SITES).where(SITES.c.name == site).values(group=group))
             conn.execute(
@@ -170,7 +164,7 @@ class SqlFleetState(FleetState):
             )
             if claimed.rowcount != 1:
                 raise Unauthenticated("the enrollment token was already used")
-            site_id, group = _ensure_site(conn, site, row.group or "default", now)
+            site_id, group = ensure_site(conn, site, row.group or "default", now)
             notify(conn, f"revoke:{site}:{agent_id}")  # every agent of the site but the new one
             conn.execute(
                 update(AGENTS)
@@ -246,7 +240,7 @@ class SqlFleetState(FleetState):
     async def list_admin_tokens(self) -> list[AdminTokenRecord]:
         def fn(conn: Connection) -> list[AdminTokenRecord]:
             rows = conn.execute(select(ADMINS).order_by(ADMINS.c.created_at, ADMINS.c.id))
-            return [_admin_record(r) for r in rows]
+            return [admin_record(r) for r in rows]
 
         return await self._read(fn)
 
@@ -275,13 +269,13 @@ class SqlFleetState(FleetState):
                     "out; create another one first (storesafe-server admin-token create)"
                 )  # raised inside the transaction: the update is rolled back
             row = conn.execute(select(ADMINS).where(ADMINS.c.id == target.id)).one()
-            return _admin_record(row)
+            return admin_record(row)
 
         return await self._writer.submit(op)
 
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
         def op(conn: Connection) -> int:
-            site_id = _site_id(conn, site)
+            site_id = site_id_of(conn, site)
             notify(conn, f"revoke:{site}")
             result = conn.execute(
                 update(AGENTS)
@@ -326,30 +320,30 @@ class SqlFleetState(FleetState):
         # Answered once committed, like a report. Answering at once (before the commit)
         # measured slower under load: callers resumed together by their batch's commit
         # send their answers together, in fewer writes to each connection.
-        await self._writer.submit(_CheckIn(site_id, facts, now))
+        await self._writer.submit(hot_writes.CheckIn(site_id, facts, now))
 
     async def store_report(
         self, *, site_id: int, run: RunRecord | Deferred[RunRecord], now: dt.datetime
     ) -> bool:
-        return await self._writer.submit(_Report(site_id, run, now))
+        return await self._writer.submit(hot_writes.Report(site_id, run, now))
 
     # -- queries ----------------------------------------------------------------
 
     async def list_sites(self, *, group: str = "") -> list[SiteRow]:
         def fn(conn: Connection) -> list[SiteRow]:
-            stmt = select(*_ROW_COLUMNS).order_by(SITES.c.name)
+            stmt = select(*ROW_COLUMNS).order_by(SITES.c.name)
             if group:
                 stmt = stmt.where(SITES.c.group == group)
-            return _site_rows(conn.execute(stmt))
+            return site_rows(conn.execute(stmt))
 
         return await self._read_sites(fn)
 
     async def sites_changed_since(self, since: dt.datetime | None) -> list[SiteRow]:
         def fn(conn: Connection) -> list[SiteRow]:
-            stmt = select(*_ROW_COLUMNS)
+            stmt = select(*ROW_COLUMNS)
             if since is not None:
                 stmt = stmt.where(SITES.c.updated_at >= since)
-            return _site_rows(conn.execute(stmt))
+            return site_rows(conn.execute(stmt))
 
         return await self._read_sites(fn)
 
@@ -358,7 +352,7 @@ class SqlFleetState(FleetState):
             row = conn.execute(select(*_SUMMARY_COLUMNS).where(SITES.c.name == name)).first()
             if row is None:
                 raise NotFound(f"there is no site named {name!r}")
-            return _site_row(row)
+            return site_row(row)
 
         return await self._read_sites(fn)
 
@@ -376,7 +370,7 @@ class SqlFleetState(FleetState):
 
     async def list_runs(self, *, site: str, kind: str, limit: int) -> list[RunRecord]:
         def fn(conn: Connection) -> list[RunRecord]:
-            site_id = _site_id(conn, site)
+            site_id = site_id_of(conn, site)
             stmt = select(RUNS).where(RUNS.c.site_id == site_id)
             if kind:
                 stmt = stmt.where(RUNS.c.kind == kind)
@@ -414,6 +408,14 @@ class SqlFleetState(FleetState):
 _ACTIVE_ADMIN = select(ADMINS.c.id, ADMINS.c.name).where(ADMINS.c.revoked_at.is_(None))
 
 
+_AGENT_CREDENTIALS = (
+    select(AGENTS.c.id, AGENTS.c.secret_hash, AGENTS.c.site_id, SITES.c.name, SITES.c.group)
+    .join(SITES, SITES.c.id == AGENTS.c.site_id)
+    .where(AGENTS.c.revoked_at.is_(None))
+)
+_AGENT_CREDENTIAL = _AGENT_CREDENTIALS.where(AGENTS.c.id == bindparam("b_id"))
+
+
 def _admin_name_taken(name: str) -> AlreadyExists:
     return AlreadyExists(
         f"an active admin token named {name!r} exists already; choose another name "
@@ -421,364 +423,3 @@ def _admin_name_taken(name: str) -> AlreadyExists:
     )
 
 
-def _admin_record(r: Any) -> AdminTokenRecord:
-    return AdminTokenRecord(
-        id=r.id,
-        name=r.name,
-        created_at=utc(r.created_at),
-        created_by=r.created_by,
-        revoked_at=utc(r.revoked_at) if r.revoked_at is not None else None,
-        revoked_by=r.revoked_by,
-    )
-
-
-def _insert_ignore(conn: Connection, table: Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
-
-
-def _ensure_site(conn: Connection, name: str, group: str, now: dt.datetime) -> tuple[int, str]:
-    conn.execute(_insert_ignore(conn, SITES).values(name=name, group=group, created_at=now))
-    row = conn.execute(select(SITES.c.id, SITES.c.group).where(SITES.c.name == name)).one()
-    return int(row[0]), str(row[1])
-
-
-def _site_id(conn: Connection, name: str) -> int:
-    site_id = conn.execute(select(SITES.c.id).where(SITES.c.name == name)).scalar()
-    if site_id is None:
-        raise NotFound(f"there is no site named {name!r}")
-    return int(site_id)
-
-
-def _advance_summary(conn: Connection, site_id: int, run: RunRecord) -> None:
-    """Move the site's latest facts forward; an older run never overwrites a newer one."""
-    for stmt, params in _summary_steps(site_id, run):
-        conn.execute(stmt, params)
-
-
-def _summary_steps(site_id: int, run: RunRecord) -> list[tuple[Any, dict[str, Any]]]:
-    """The UPDATEs of `_advance_summary` as (prepared statement, parameters)."""
-    col = _SUMMARY_COL.get(run.kind)
-    if col is None:
-        return []
-    values: dict[str, Any] = {col: run.finished_at}
-    ok = run.good if run.kind == "backup" else run.outcome == "succeeded"
-    error = run.error_message or run.details.get("backup", {}).get("verification_message", "")
-    if run.kind == "backup":
-        values.update(last_backup_ok=ok, last_backup_error="" if ok else error)
-        size = run.details.get("backup", {}).get("size_compressed")
-        if size:
-            values["last_backup_size"] = int(size)
-    elif run.kind == "image-sync":
-        values.update(last_image_sync_ok=ok, last_image_sync_error="" if ok else error)
-    else:
-        found = run.details.get("validation", {})
-        values.update(
-            last_validation_errors=int(found.get("errors", 0 if ok else 1)),
-            last_validation_summary=str(found.get("summary", error))[:500],
-        )
-    # SET comes from the column-named keys, WHERE from the b_ ones
-    values.update(b_site_id=site_id, b_finished=run.finished_at)
-    steps: list[tuple[Any, dict[str, Any]]] = [(_ADVANCE[col], values)]
-    if run.kind == "backup" and ok:
-        steps.append(
-            (
-                _ADVANCE_GOOD,
-                {
-                    "last_good_backup_at": run.finished_at,
-                    "b_site_id": site_id,
-                    "b_finished": run.finished_at,
-                },
-            )
-        )
-    return steps
-
-
-# -- prepared statements for the hot writes (check-ins and reports) -------------------
-#
-# Built once: building a statement with literal values costs more Python time than
-# executing it. UPDATEs take their SET columns from the parameter keys named after
-# columns and their WHERE values from the `b_` keys.
-
-_SUMMARY_COL = {
-    "backup": "last_backup_at",
-    "image-sync": "last_image_sync_at",
-    "validation": "last_validation_at",
-}
-_SITE_BY_ID = SITES.c.id == bindparam("b_site_id")
-_CHECKIN = update(SITES).where(_SITE_BY_ID)
-_ADVANCE = {
-    col: update(SITES).where(
-        _SITE_BY_ID, SITES.c[col].is_(None) | (SITES.c[col] <= bindparam("b_finished"))
-    )
-    for col in _SUMMARY_COL.values()
-}
-_ADVANCE_GOOD = update(SITES).where(
-    _SITE_BY_ID,
-    SITES.c.last_good_backup_at.is_(None) | (SITES.c.last_good_backup_at < bindparam("b_finished")),
-)
-# The same conditions for bulk.update_sites.
-_BULK_ADVANCE: dict[Any, bulk.Advance] = {
-    **{stmt: (col, "<=") for col, stmt in _ADVANCE.items()},
-    _ADVANCE_GOOD: ("last_good_backup_at", "<"),
-}
-_RUN_INSERT_IGNORE = {
-    "sqlite": sqlite.insert(RUNS).on_conflict_do_nothing(),
-    "postgresql": postgresql.insert(RUNS).on_conflict_do_nothing(),
-}
-_RUN_INSERT_RETURNING = {k: v.returning(RUNS.c.id) for k, v in _RUN_INSERT_IGNORE.items()}
-_AGENT_CREDENTIALS = (
-    select(AGENTS.c.id, AGENTS.c.secret_hash, AGENTS.c.site_id, SITES.c.name, SITES.c.group)
-    .join(SITES, SITES.c.id == AGENTS.c.site_id)
-    .where(AGENTS.c.revoked_at.is_(None))
-)
-_AGENT_CREDENTIAL = _AGENT_CREDENTIALS.where(AGENTS.c.id == bindparam("b_id"))
-_RUN_OWNER = select(RUNS.c.site_id).where(RUNS.c.id == bindparam("b_id"))
-
-
-def _checkin_values(site_id: int, facts: CheckInFacts, now: dt.datetime) -> dict[str, Any]:
-    """The sites columns a check-in sets (and `b_site_id`, the row)."""
-    skew = (facts.agent_time - now).total_seconds() if facts.agent_time else 0.0
-    values: dict[str, Any] = {
-        "last_seen_at": now,
-        "agent_version": facts.agent_version,
-        "hostname": facts.hostname,
-        "os": facts.os,
-        "clock_skew_seconds": skew,
-        "config_revision_applied": facts.config_revision,
-        "outbox_pending": facts.outbox_pending,
-        "disks_json": bulk.json_text([d._asdict() for d in facts.disks]),
-    }
-    if facts.firebird is not None:
-        values["firebird_json"] = bulk.json_text(facts.firebird)
-    values["b_site_id"] = site_id
-    return values
-
-
-class _CheckIn:
-    """One site's check-in facts (a writer Bulk op: a batch's check-ins run together
-    through bulk.update_sites, with the meaning of running them in order).
-
-    `prepare()` (the writer calls it before the transaction, in the writer's process)
-    resolves deferred facts into the row's values; pickling carries the inputs only.
-    """
-
-    __slots__ = ("bulk_key", "facts", "now", "params", "site_id")
-    portable = True  # may run in the writer process
-
-    def __init__(
-        self, site_id: int, facts: CheckInFacts | Deferred[CheckInFacts], now: dt.datetime
-    ) -> None:
-        self.site_id = site_id
-        self.facts = facts
-        self.now = now
-        self.params: dict[str, Any] = {}
-        self.bulk_key: tuple[str, bool] = ("checkin", False)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_CheckIn, (self.site_id, self.facts, self.now))
-
-    def prepare(self) -> None:
-        if not self.params:
-            self.params = _checkin_values(self.site_id, resolve(self.facts), self.now)
-            self.bulk_key = ("checkin", "firebird_json" in self.params)
-
-    def __call__(self, conn: Connection) -> None:
-        self.prepare()
-        conn.execute(_CHECKIN, self.params)
-
-    def run_many(self, conn: Connection, ops: Sequence[_CheckIn]) -> list[Any]:
-        for op in ops:
-            op.prepare()
-        bulk.update_sites(conn, [op.params for op in ops])
-        return [None] * len(ops)
-
-
-class _RaceLost(Exception):
-    """Another transaction stored one of a bulk group's report ids meanwhile."""
-
-
-class _Report:
-    """Store one run by id (a writer Bulk op).
-
-    Alone: INSERT .. ON CONFLICT DO NOTHING RETURNING; when nothing was inserted the
-    report is a replay (PermissionDenied when the id is another site's); otherwise
-    the site's summary moves forward. Grouped: one SELECT finds the ids already
-    stored, one bulk INSERT stores the new ones (counting the rows it stored) and
-    their summary UPDATEs run together with their one-by-one meaning; if that count
-    shows that another transaction got in between, the group raises and the writer
-    retries every write alone, as above.
-
-    `prepare()` resolves a deferred run (decoding and validating it: its error is
-    the write's) before the transaction, in the writer's process.
-    """
-
-    __slots__ = ("now", "params", "pending", "run", "site_id")
-    bulk_key = "report"
-    portable = True  # may run in the writer process
-
-    def __init__(
-        self, site_id: int, run: RunRecord | Deferred[RunRecord], now: dt.datetime
-    ) -> None:
-        self.site_id = site_id
-        self.now = now
-        self.pending = run
-        self.params: dict[str, Any] = {}
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Report, (self.site_id, self.pending, self.now))
-
-    def prepare(self) -> None:
-        if self.params:
-            return
-        run = self.run = resolve(self.pending)
-        self.params = {
-            "id": run.id,
-            "site_id": self.site_id,
-            "kind": run.kind,
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "outcome": run.outcome,
-            "verification": run.verification,
-            "error_class": run.error_class,
-            "error_message": run.error_message,
-            "trigger": run.trigger,
-            "received_at": self.now,
-            "details_json": bulk.json_text(run.details),
-            **_file_columns(run),
-        }
-
-    def __call__(self, conn: Connection) -> bool:
-        self.prepare()
-        stmt = _RUN_INSERT_RETURNING[conn.dialect.name]
-        if conn.execute(stmt, self.params).first() is not None:
-            _advance_summary(conn, self.site_id, self.run)
-            figures_state.check_report(conn, self.site_id, self.run)
-            _apply_file_changes(conn, self.site_id, self.run)
-            return False
-        owner = conn.execute(_RUN_OWNER, {"b_id": self.run.id}).scalar()
-        if owner != self.site_id:
-            raise PermissionDenied(f"report {self.run.id} belongs to another site")
-        return True
-
-    def run_many(self, conn: Connection, ops: Sequence[_Report]) -> list[Any]:
-        for op in ops:
-            op.prepare()
-        ids = list({op.run.id for op in ops})
-        owners = bulk.run_owners(conn, ids)
-        fresh: list[_Report] = []
-        replay: list[bool] = []
-        for op in ops:
-            owner = owners.get(op.run.id)
-            if owner is None:
-                owners[op.run.id] = op.site_id
-                fresh.append(op)
-                replay.append(False)
-                continue
-            if owner != op.site_id:
-                raise PermissionDenied(f"report {op.run.id} belongs to another site")
-            replay.append(True)
-        if fresh:
-            inserted = bulk.insert_runs(conn, [op.params for op in fresh])
-            if inserted != len(fresh):
-                raise _RaceLost(f"{len(fresh) - inserted} report ids were stored meanwhile")
-            # Each summary statement sets and tests its own columns only (last_backup_*,
-            # last_good_backup_at, last_image_sync_*, last_validation_*), so running each
-            # statement's updates together, in their original order, gives the same rows.
-            by_stmt: dict[Any, list[dict[str, Any]]] = {}
-            for op in fresh:
-                for stmt, params in _summary_steps(op.site_id, op.run):
-                    by_stmt.setdefault(stmt, []).append(params)
-            for stmt, params_list in by_stmt.items():
-                bulk.update_sites(conn, params_list, advance=_BULK_ADVANCE[stmt])
-            figures_state.check_reports(conn, [(op.site_id, op.run) for op in fresh])
-            for op in fresh:  # file changes are rare (retention, re-checks): one by one
-                _apply_file_changes(conn, op.site_id, op.run)
-        return replay
-
-
-# -- what became of backup files (retention, re-checks) ------------------------------
-
-
-def _file_columns(run: RunRecord) -> dict[str, str]:
-    """`backup_file` and its first `file_state` for a stored run: a backup run's file is
-    kept, or damaged when its own verification marked it bad."""
-    name = run.backup_file
-    if not name:
-        return {"backup_file": "", "file_state": ""}
-    path = str(run.details.get("backup", {}).get("file", ""))
-    return {"backup_file": name, "file_state": "damaged" if path.endswith(".bad") else "kept"}
-
-
-_RUN_FILE_STATE = update(RUNS).where(
-    RUNS.c.site_id == bindparam("b_site_id"),
-    RUNS.c.kind == "backup",
-    RUNS.c.backup_file == bindparam("b_file"),
-)
-_DAMAGED_GOOD_AT = (
-    select(func.max(RUNS.c.finished_at))
-    .where(
-        RUNS.c.site_id == bindparam("b_site_id"),
-        RUNS.c.kind == "backup",
-        RUNS.c.backup_file == bindparam("b_file"),
-        RUNS.c.outcome == "succeeded",
-        RUNS.c.verification == "passed",
-    )
-    .scalar_subquery()
-)
-_SITE_DAMAGED = update(SITES).where(
-    _SITE_BY_ID,
-    _DAMAGED_GOOD_AT.is_not(None),
-    SITES.c.damaged_backup_at.is_(None) | (SITES.c.damaged_backup_at <= _DAMAGED_GOOD_AT),
-)
-
-
-def _apply_file_changes(conn: Connection, site_id: int, run: RunRecord) -> None:
-    """Mark the site's backup runs whose file the agent pruned or found damaged or missing;
-    a damaged good backup newer than any damaged before is remembered on the site (the
-    status shows it while it is the newest good backup)."""
-    for change in run.file_changes:
-        where = {"b_site_id": site_id, "b_file": change.file}
-        conn.execute(_RUN_FILE_STATE.values(file_state=change.state), where)
-        if change.state == "damaged":
-            conn.execute(
-                _SITE_DAMAGED.values(
-                    damaged_backup_at=_DAMAGED_GOOD_AT, damaged_backup_file=change.file
-                ),
-                where,
-            )
-
-
-def _site_row(r: Any) -> SiteRow:
-    return _site_rows([tuple(r._mapping[c] for c in _ROW_COLUMNS)])[0]
-
-
-# SiteRow's fields as columns, in its field order: ListSites turns 10,000 rows into
-# SiteRows by position, without a Python call per field.
-_ROW_COLUMNS = [
-    SITES.c[{"disks": "disks_json", "firebird": "firebird_json"}.get(f.name, f.name)]
-    for f in dataclasses.fields(SiteRow)
-]
-_DATETIME_AT = [i for i, c in enumerate(_ROW_COLUMNS) if isinstance(c.type, DateTime)]
-_DISKS_AT = [c.name for c in _ROW_COLUMNS].index("disks_json")
-_FIREBIRD_AT = [c.name for c in _ROW_COLUMNS].index("firebird_json")
-
-
-def _site_rows(rows: Iterable[Sequence[Any]]) -> list[SiteRow]:
-    """SiteRows from rows of `_ROW_COLUMNS`: datetimes in UTC, the JSON columns parsed."""
-    out = []
-    loads = orjson.loads
-    for r in rows:
-        v = list(r)
-        for i in _DATETIME_AT:
-            if v[i] is not None:
-                v[i] = utc(v[i])
-        v[_DISKS_AT] = tuple(
-            Disk(d["label"], d["path"], d["total_bytes"], d["free_bytes"])
-            for d in loads(v[_DISKS_AT] or "[]")
-        )
-        firebird = v[_FIREBIRD_AT]
-        v[_FIREBIRD_AT] = loads(firebird) if firebird else None
-        out.append(SiteRow(*v))
-    return out

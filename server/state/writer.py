@@ -103,6 +103,11 @@ class BatchWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
+    @property
+    def uses_runner(self) -> bool:
+        """Whether portable batches run elsewhere (a writer process), not in this thread."""
+        return self._runner is not None
+
     def start(self) -> None:
         if self._thread is None:
             if self._runner is not None:
@@ -141,11 +146,6 @@ class BatchWriter:
     async def barrier(self) -> None:
         """Return once every write queued before this call has been committed (or failed)."""
         await self.submit(_NOTHING)
-
-    def run_sync(self, op: Callable[[Connection], T]) -> T:
-        """Run one write in its own transaction from a plain thread (set-up commands)."""
-        with self._engine.begin() as conn:
-            return op(conn)
 
     def _loop(self) -> None:
         batch: list[Any] = []

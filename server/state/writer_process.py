@@ -40,7 +40,7 @@ from sqlalchemy import Engine
 
 from common.errors import StoreSafeError
 from server.db.engine import make_engine
-from server.state.writer import HeldConnection, Outcome, run_batch
+from server.state.writer import BatchWriter, HeldConnection, Outcome, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +163,13 @@ def usable(engine: Engine) -> bool:
     if url.get_backend_name() != "sqlite":
         return True
     return bool(url.database) and url.database != ":memory:" and "mode=memory" not in str(url)
+
+
+def batch_writer(engine: Engine, *, child: bool) -> BatchWriter:
+    """The writer for `engine`: with `child`, one that hands the hot writes to a
+    WriterProcess (`serve` does, unless told --writer-thread); without it, or for an
+    in-memory SQLite database that a second process cannot open, a thread alone."""
+    runner = None
+    if child and usable(engine):
+        runner = WriterProcess(engine.url.render_as_string(hide_password=False))
+    return BatchWriter(engine, runner=runner)

@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from common.errors import PermissionDenied, Unauthenticated
-from server.domain import AdminIdentity
-from server.services import credentials
+from server.domain import credentials
+from server.domain.records import AdminIdentity
 from server.services.auth import Authenticator
 
 COOKIE = "storesafe_session"

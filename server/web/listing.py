@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from common.errors import InvalidArgument
-from server.services.fleet import SiteView
-from server.services.status import PRECEDENCE, Status
+from server.domain.records import SiteView
+from server.domain.status import PRECEDENCE, Status
 
 PER_PAGE = 500
 # Worst first: the order a technician reads a fleet in.

@@ -23,9 +23,9 @@ from server.alerting.evaluator import Evaluator
 from server.alerting.sql_store import SqlAlertStore
 from server.alerting.tasks import channels
 from server.db.engine import make_engine, migrate
-from server.domain import AdminIdentity
+from server.domain import credentials
+from server.domain.records import AdminIdentity
 from server.metrics import ServerMetrics
-from server.services import credentials
 from server.services.auth import Authenticator
 from server.services.config import ConfigService
 from server.services.fleet import FleetQueries
@@ -34,6 +34,7 @@ from server.services.secretbox import SecretBox
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
 from server.state.tables import SITES
+from server.state.writer import BatchWriter
 from tests.support.server import free_port
 
 ADMIN = AdminIdentity("t-admin", "tester")
@@ -168,7 +169,7 @@ class AlertStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(self.db_url)
         await asyncio.to_thread(migrate, self.engine)
-        self.state = SqlFleetState(self.engine)
+        self.state = SqlFleetState(self.engine, BatchWriter(self.engine))
         config_state = SqlConfigState(self.state)
         self.box = SecretBox.for_data_dir(self.data_dir, create=True)
         self.hub = ConfigHub(config_state, self.box, self.clock)

@@ -4,8 +4,11 @@ writer process can unpickle them (it imports this module by name)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from sqlalchemy import Connection, text
+
+from common.errors import PermissionDenied
 
 
 class Insert:
@@ -29,3 +32,21 @@ class WhereAmI:
 
     def __call__(self, conn: Connection) -> int:
         return os.getpid()
+
+
+class Deny:
+    """Fails with PermissionDenied (a typed error must come back from the writer process)."""
+
+    portable = True
+
+    def __call__(self, conn: Connection) -> None:
+        raise PermissionDenied("not yours")
+
+
+class Unsendable:
+    """Returns a live result, which does not pickle back to the writer thread."""
+
+    portable = True
+
+    def __call__(self, conn: Connection) -> Any:
+        return conn.execute(text("SELECT 1"))

@@ -118,3 +118,34 @@ def test_malformed_oversized_and_foreign_reports(shared_server: ServerHandle) ->
     )
     # the server lived through all of it
     assert s.CheckIn(agent_pb2.CheckInRequest(), metadata=md_a, timeout=10).server_time.seconds
+
+
+def test_an_unknown_run_kind_is_refused_alike_in_a_report_and_a_listing(
+    shared_server: ServerHandle,
+) -> None:
+    """One rule judges a run kind: a number the server does not know is refused, naming
+    it, whether an agent reports it or an admin filters by it (never read as "all")."""
+
+    async def body() -> str:
+        (a,) = await enroll_many(
+            shared_server.address,
+            shared_server.ca_path.read_bytes(),
+            shared_server.admin_token,
+            ["api-kind"],
+        )
+        await close_all([a.channel])
+        return a.credential
+
+    md = [("authorization", f"Bearer {asyncio.run(body())}")]
+    with pytest.raises(grpc.RpcError) as sent:
+        stub(shared_server).ReportRun(
+            agent_pb2.ReportRunRequest(report=report(kind=77)), metadata=md, timeout=10
+        )
+    with pytest.raises(grpc.RpcError) as listed:
+        shared_server.admin_stub().ListRuns(
+            admin_pb2.ListRunsRequest(site="api-kind", kind=77),  # type: ignore[arg-type]
+            metadata=shared_server.admin_metadata,
+        )
+    for err, field in ((sent, "report.kind"), (listed, "kind")):
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details().startswith(f"{field}: '77' is not one of backup")

@@ -12,8 +12,9 @@ import pytest
 
 from common.errors import FailedPrecondition, NotFound
 from server.db.engine import make_engine, migrate
-from server.domain import RunRecord
+from server.domain.records import RunRecord
 from server.state.sql import SqlFleetState
+from server.state.writer import BatchWriter
 from tests.integration.server.test_state import NOW, enroll, make_token
 
 SHOP = {"ACCOUNTS": 10_000, "CUSTOMERS": 2_000, "RATES": 12}
@@ -24,7 +25,7 @@ DEMO = {"ACCOUNTS": 40, "CUSTOMERS": 3, "RATES": 12}
 def state(db_url: str) -> Iterator[SqlFleetState]:
     engine = make_engine(db_url)
     migrate(engine)
-    st = SqlFleetState(engine)
+    st = SqlFleetState(engine, BatchWriter(engine))
     try:
         yield st
     finally:

@@ -125,8 +125,7 @@ def test_a_change_made_on_one_replica_reaches_agents_on_the_other(replicas: Repl
                 b.address, grpc.ssl_channel_credentials(b.ca_path.read_bytes())
             ),
         )
-        call = on_b.watch()
-        await asyncio.sleep(0.5)
+        call = on_b.watch()  # subscribed before or after the change: the update comes either way
         rev = set_config(a, admin_pb2.CONFIG_SCOPE_FLEET, backup__keep_daily="21").revision
         update = await next_config(call, timeout=5)  # well under the 30 s poll: LISTEN/NOTIFY
         assert update.revision == rev and update.values["backup.keep_daily"].integer == 21

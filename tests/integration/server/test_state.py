@@ -19,11 +19,12 @@ from common.errors import (
     Unauthenticated,
 )
 from server.db.engine import make_engine, migrate
-from server.domain import AuditRecord, CheckInFacts, FileChange, RunRecord
-from server.services import credentials
+from server.domain import credentials
+from server.domain.records import AuditRecord, CheckInFacts, FileChange, RunRecord
+from server.domain.status import Disk, StatusPolicy, compute_status
 from server.services.fleet import facts_of
-from server.services.status import Disk, StatusPolicy, compute_status
 from server.state.sql import SqlFleetState
+from server.state.writer import BatchWriter
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -33,7 +34,7 @@ def state(db_url: str) -> Iterator[SqlFleetState]:
     engine = make_engine(db_url)
     migrate(engine)
     migrate(engine)  # a second upgrade is a no-op
-    st = SqlFleetState(engine)
+    st = SqlFleetState(engine, BatchWriter(engine))
     try:
         yield st
     finally:
@@ -324,7 +325,8 @@ async def make_admin(st: SqlFleetState, name: str) -> str:
 def test_admin_token_names_are_unique_among_active_tokens_even_under_a_race(
     state: SqlFleetState, db_url: str
 ) -> None:
-    other = SqlFleetState(make_engine(db_url))  # another replica on the same database
+    replica = make_engine(db_url)
+    other = SqlFleetState(replica, BatchWriter(replica))  # another replica, same database
 
     async def body() -> None:
         first = await make_admin(state, "alice")
@@ -351,7 +353,8 @@ def test_admin_token_names_are_unique_among_active_tokens_even_under_a_race(
 def test_the_last_active_admin_token_is_never_revoked_even_under_a_race(
     state: SqlFleetState, db_url: str
 ) -> None:
-    other = SqlFleetState(make_engine(db_url))
+    replica = make_engine(db_url)
+    other = SqlFleetState(replica, BatchWriter(replica))
 
     async def body() -> None:
         await make_admin(state, "a")

@@ -18,13 +18,14 @@ from storesafe.v1 import agent_pb2, types_pb2
 from common.errors import InvalidArgument, PermissionDenied
 from server.db.engine import make_engine, migrate
 from server.deferred import Deferred
-from server.domain import CheckInFacts, RunRecord
-from server.rpc import convert
+from server.domain.records import CheckInFacts, RunRecord
+from server.domain.status import Disk
+from server.rpc.convert import agent as convert
 from server.services.agents import valid_checkin, valid_run
-from server.services.status import Disk
-from server.state import bulk, sql
+from server.state import bulk, hot_writes
 from server.state.sql import SqlFleetState
-from server.state.writer import run_batch
+from server.state.writer import BatchWriter, run_batch
+from server.state.writer_process import batch_writer
 from tests.integration.server.test_state import NOW, enroll, make_token
 
 SUMMARY = [
@@ -91,7 +92,7 @@ def _summary(state: SqlFleetState, site: str) -> dict[str, Any]:
 
 def test_grouped_reports_equal_one_by_one(engine: Engine) -> None:
     """run_many over a mixed group leaves the same rows and answers as calling each op."""
-    state = SqlFleetState(engine)
+    state = SqlFleetState(engine, BatchWriter(engine))
     try:
 
         async def setup() -> tuple[int, int]:
@@ -105,9 +106,9 @@ def test_grouped_reports_equal_one_by_one(engine: Engine) -> None:
             runs = _random_runs(rng, f"s{seed}", 60)
             runs += runs[:5]  # replays within the same group
             later = NOW + dt.timedelta(minutes=1)
-            one = [sql._Report(site_a, r, later) for r in runs]
+            one = [hot_writes.Report(site_a, r, later) for r in runs]
             grouped = [
-                sql._Report(site_b, dataclasses.replace(r, id=r.id + "b"), later) for r in runs
+                hot_writes.Report(site_b, dataclasses.replace(r, id=r.id + "b"), later) for r in runs
             ]
             with engine.begin() as conn:
                 answers_one = [op(conn) for op in one]
@@ -125,7 +126,7 @@ WHERE = pytest.mark.parametrize("in_process", [True, False], ids=["writer-proces
 
 @WHERE
 def test_writer_batch_isolates_foreign_ids_and_replays(engine: Engine, in_process: bool) -> None:
-    state = SqlFleetState(engine, writer_process=in_process)
+    state = SqlFleetState(engine, batch_writer(engine, child=in_process))
     try:
 
         async def body() -> None:
@@ -184,7 +185,7 @@ def test_deferred_writes_are_decoded_by_the_writer(engine: Engine, in_process: b
     """Reports and check-ins handed over undecoded (as the servicer does) are decoded
     and validated where the batch runs; one that cannot be decoded or is invalid fails
     alone with its own error, and the rest of its batch is stored."""
-    state = SqlFleetState(engine, writer_process=in_process)
+    state = SqlFleetState(engine, batch_writer(engine, child=in_process))
     try:
 
         async def body() -> None:
@@ -226,7 +227,7 @@ def test_deferred_writes_are_decoded_by_the_writer(engine: Engine, in_process: b
 
 @WHERE
 def test_grouped_checkins_keep_order(engine: Engine, in_process: bool) -> None:
-    state = SqlFleetState(engine, writer_process=in_process)
+    state = SqlFleetState(engine, batch_writer(engine, child=in_process))
     try:
 
         async def setup() -> int:
@@ -248,7 +249,7 @@ def test_grouped_checkins_keep_order(engine: Engine, in_process: bool) -> None:
             )
 
         ops = [
-            sql._CheckIn(site, facts(i, i % 7 == 0), NOW + dt.timedelta(seconds=i))
+            hot_writes.CheckIn(site, facts(i, i % 7 == 0), NOW + dt.timedelta(seconds=i))
             for i in range(30)
         ]
         assert all(exc is None for _result, exc in run_batch(engine.begin, ops))

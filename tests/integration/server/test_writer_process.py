@@ -21,7 +21,7 @@ from server.state.writer import BatchWriter
 from server.state.writer_process import WriterProcess, usable
 from tests.support.agent import wait_for
 from tests.support.server import create_enrollment_token, start_server
-from tests.support.writes import Insert, WhereAmI
+from tests.support.writes import Deny, Insert, Unsendable, WhereAmI
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +92,9 @@ def test_typed_errors_keep_their_class_across_the_process(
     db: tuple[Engine, BatchWriter],
 ) -> None:
     _engine, writer = db
-    outcomes = _runner(writer).run([_Deny()])
+    outcomes = _runner(writer).run([Deny()])
     assert isinstance(outcomes[0][1], PermissionDenied)
     assert str(outcomes[0][1]) == "not yours"
-
-
-class _Deny:
-    portable = True
-
-    def __call__(self, conn: Connection) -> None:
-        raise PermissionDenied("not yours")
 
 
 def test_enqueued_portable_writes_are_visible_after_the_barrier(
@@ -171,19 +164,12 @@ def test_in_memory_sqlite_keeps_its_writes_in_the_thread() -> None:
     assert usable(create_engine("sqlite:////tmp/x.db"))
 
 
-class _Unsendable:
-    portable = True
-
-    def __call__(self, conn: Connection) -> Any:
-        return conn.execute(text("SELECT 1"))  # a live result: does not pickle
-
-
 def test_a_result_that_cannot_be_sent_back_fails_that_write_alone(
     db: tuple[Engine, BatchWriter],
 ) -> None:
     _engine, writer = db
     pid = _runner(writer).pid
-    outcomes = _runner(writer).run([_Unsendable(), WhereAmI()])
+    outcomes = _runner(writer).run([Unsendable(), WhereAmI()])
     assert outcomes[0][0] is None and "cannot be sent back" in str(outcomes[0][1])
     assert outcomes[1] == (pid, None)
 

@@ -9,8 +9,9 @@ import pytest
 from storesafe.v1 import types_pb2
 
 from common.errors import InvalidArgument
-from server.domain import FileChange, RunRecord
-from server.rpc.convert import run_input, run_msg
+from server.domain.records import FileChange, RunRecord
+from server.rpc.convert.admin import run_msg
+from server.rpc.convert.agent import run_input
 from server.services.agents import valid_run
 
 NOW = dt.datetime(2026, 12, 4, 21, 0, tzinfo=dt.UTC)

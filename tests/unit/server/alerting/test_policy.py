@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from server.alerting.policy import Alerted, Kind, Observed, Rules, decide, digest_day
-from server.services.status import Status
+from server.domain.status import Status
 
 T0 = dt.datetime(2026, 3, 6, 17, 0, tzinfo=dt.UTC)  # a Friday evening
 H = dt.timedelta(hours=1)

@@ -7,9 +7,8 @@ import datetime as dt
 import pytest
 
 from common.errors import InvalidArgument
-from server.domain import SiteRow
-from server.services.fleet import SiteView
-from server.services.status import SiteStatus, Status
+from server.domain.records import SiteRow, SiteView
+from server.domain.status import SiteStatus, Status
 from server.web.listing import Query, parse_query, select
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)

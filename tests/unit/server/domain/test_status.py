@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from server.services.status import (
+from server.domain.status import (
     Disk,
     Health,
     SiteFacts,

@@ -11,7 +11,8 @@ from google.protobuf import json_format
 from storesafe.v1 import types_pb2
 
 from common.errors import InvalidArgument
-from server.rpc.convert import from_ts, message_dict
+from server.rpc.convert.protodict import message_dict
+from server.rpc.convert.stamps import from_ts
 
 
 def _reference(msg: Any) -> dict[str, Any]:

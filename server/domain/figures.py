@@ -23,7 +23,7 @@ below):
   a shop's database does not shrink on its own).
 
 Pure: no I/O, no clock, no server imports (it sits on the domain floor beside
-server/domain.py, see .importlinter); the state layer calls it inside the
+server/domain/records.py, see .importlinter); the state layer calls it inside the
 report's write.
 """
 
@@ -84,7 +84,7 @@ class Judgement:
 
 
 class Run(Protocol):
-    """What the rule reads of a stored run (server.domain.RunRecord has it)."""
+    """What the rule reads of a stored run (server.domain.records.RunRecord has it)."""
 
     @property
     def id(self) -> str: ...

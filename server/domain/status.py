@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 
 class Status(enum.StrEnum):
@@ -47,11 +48,29 @@ class Disk(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Health:
+    """What the status reads of the live database's Firebird health (the server's one
+    definition; a field the agent did not send takes its default here)."""
+
     oit: int = 0
     oat: int = 0
     next_transaction: int = 0
     forced_writes: bool = True
     backup_state: int = 0
+
+    @classmethod
+    def of(cls, firebird: Mapping[str, Any]) -> Health:
+        """The health in a check-in's stored JSON form (64-bit integers as text)."""
+        default = _NO_HEALTH
+        return cls(
+            oit=int(firebird.get("oit", default.oit)),
+            oat=int(firebird.get("oat", default.oat)),
+            next_transaction=int(firebird.get("next_transaction", default.next_transaction)),
+            forced_writes=bool(firebird.get("forced_writes", default.forced_writes)),
+            backup_state=int(firebird.get("backup_state", default.backup_state)),
+        )
+
+
+_NO_HEALTH = Health()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +97,7 @@ class SiteFacts:
     config_refused: str = ""
     disks: tuple[Disk, ...] = ()
     health: Health | None = None
-    figures_change: str = ""  # an unaccepted sharp change of backup figures (server/figures.py)
+    figures_change: str = ""  # an unaccepted sharp change of figures (domain/figures.py)
     # the newest good backup run whose file the agent found damaged, and that file
     damaged_backup_at: dt.datetime | None = None
     damaged_backup_file: str = ""

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from server.services.status import Disk, Health
+from server.domain.status import Disk, Health, SiteStatus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,22 +137,22 @@ class SiteRow:
 
     @property
     def health(self) -> Health | None:
-        if not self.firebird:
-            return None
-        f = self.firebird
-        return Health(
-            oit=int(f.get("oit", 0)),
-            oat=int(f.get("oat", 0)),
-            next_transaction=int(f.get("next_transaction", 0)),
-            forced_writes=bool(f.get("forced_writes", True)),
-            backup_state=int(f.get("backup_state", 0)),
-        )
+        return Health.of(self.firebird) if self.firebird else None
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteView:
+    """A site's row with its computed status and the configuration revision it should run."""
+
+    row: SiteRow
+    status: SiteStatus
+    config_revision_desired: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class FiguresAccepted:
     """A technician accepted a good backup's figures as the site's baseline
-    (server/figures.py): that run, and the change it cleared ("" when none was open)."""
+    (server/domain/figures.py): that run, and the change it cleared ("" when none was open)."""
 
     run_id: str
     cleared: str

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from server import figures
-from server.domain import RunRecord
-from server.figures import Figures, compare, figures_of, judge
+from server.domain import figures
+from server.domain.figures import Figures, compare, figures_of, judge
+from server.domain.records import RunRecord
 
 AT = dt.datetime(2026, 6, 1, 21, 0, tzinfo=dt.UTC)
 SHOP = {"ACCOUNTS": 10_000, "CUSTOMERS": 2_000, "RATES": 12}

@@ -1,4 +1,4 @@
-"""server/ingest.py: every field of every agent message has one rule, and absurd values
+"""server/domain/ingest.py (with rules.py, details.py): every field of every agent message has one rule, and absurd values
 are refused naming the field, in a short text."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from google.protobuf.descriptor import Descriptor
 from storesafe.v1 import agent_pb2, types_pb2
 
 from common.errors import InvalidArgument
-from server import ingest
-from server.rpc import convert
-from server.services.status import Disk
+from server.domain import details as detail_rules
+from server.domain import ingest, rules
+from server.domain.status import Disk
+from server.rpc.convert import agent as convert
 
 NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 START = (int((NOW - dt.timedelta(minutes=5)).timestamp()), 0)
@@ -173,8 +174,8 @@ def test_absurd_check_ins_are_refused_naming_the_field(
 
 
 def test_acks_enrollment_and_revisions() -> None:
-    refused(lambda: ingest.revision("revision", -3), "revision")
-    refused(lambda: ingest.revision("running_revision", 2**31), "running_revision")
+    refused(lambda: rules.revision("revision", -3), "revision")
+    refused(lambda: rules.revision("running_revision", 2**31), "running_revision")
     refused(lambda: ingest.command_ack("../x", "succeeded", ""), "command_id")
     refused(lambda: ingest.command_ack("c-1", "9", ""), "outcome")
     refused(lambda: ingest.command_ack("c-1", "failed", "a\x00b"), "message")
@@ -209,17 +210,17 @@ def test_every_details_field_has_a_rule() -> None:
     server refuses reports that set it: nothing unjudged is stored)."""
     report = types_pb2.RunReport.DESCRIPTOR
     details = {f.name: f.message_type for f in report.oneofs_by_name["details"].fields}
-    assert set(details) == set(ingest.DETAILS)
+    assert set(details) == set(detail_rules.DETAILS)
     for name, descriptor in details.items():
-        assert _fields(descriptor) == set(ingest.DETAILS[name]), name
-    assert _fields(types_pb2.FirebirdHealth.DESCRIPTOR) == set(ingest.FIREBIRD_HEALTH)
+        assert _fields(descriptor) == set(detail_rules.DETAILS[name]), name
+    assert _fields(types_pb2.FirebirdHealth.DESCRIPTOR) == set(detail_rules.FIREBIRD_HEALTH)
     assert set(ingest.DETAILS_OF_KIND) == set(ingest.KINDS)
 
 
 def test_convert_hands_every_field_over() -> None:
     """The ...Input records carry every field the agent sends (none silently dropped)."""
     run_fields = {f.name for f in dataclasses.fields(ingest.RunInput)}
-    sent = _fields(types_pb2.RunReport.DESCRIPTOR) - set(ingest.DETAILS)
+    sent = _fields(types_pb2.RunReport.DESCRIPTOR) - set(detail_rules.DETAILS)
     assert sent <= run_fields
     checkin_fields = {f.name for f in dataclasses.fields(ingest.CheckInInput)}
     assert _fields(agent_pb2.CheckInRequest.DESCRIPTOR) - {"site"} <= checkin_fields

@@ -1,0 +1,61 @@
+"""What a stored run says about its site: a good backup, the summary facts it moves, its file.
+
+A backup is good once it succeeded and its verification passed (RunRecord.good);
+only a good backup moves `last_good_backup_at`. Each run kind with a summary moves
+its own time column and the facts beside it (an older run never overwrites a
+newer one: the state applies these values only forward in time). A backup run's
+data file starts `kept`, or `damaged` when its own verification marked it `.bad`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.domain.records import RunRecord
+
+SUMMARY_COLUMN = {
+    "backup": "last_backup_at",
+    "image-sync": "last_image_sync_at",
+    "validation": "last_validation_at",
+}
+"""The site column each kind of run moves forward; other kinds move none."""
+
+
+def good_backup(run: RunRecord) -> bool:
+    """A backup run that counts: it succeeded and its verification passed."""
+    return run.kind == "backup" and run.good
+
+
+def summary_values(run: RunRecord) -> dict[str, Any]:
+    """The site columns the run sets, its kind's time column first; empty for a kind
+    without a summary (upload, file-check)."""
+    col = SUMMARY_COLUMN.get(run.kind)
+    if col is None:
+        return {}
+    values: dict[str, Any] = {col: run.finished_at}
+    ok = run.good if run.kind == "backup" else run.outcome == "succeeded"
+    error = run.error_message or run.details.get("backup", {}).get("verification_message", "")
+    if run.kind == "backup":
+        values.update(last_backup_ok=ok, last_backup_error="" if ok else error)
+        size = run.details.get("backup", {}).get("size_compressed")
+        if size:
+            values["last_backup_size"] = int(size)
+    elif run.kind == "image-sync":
+        values.update(last_image_sync_ok=ok, last_image_sync_error="" if ok else error)
+    else:
+        found = run.details.get("validation", {})
+        values.update(
+            last_validation_errors=int(found.get("errors", 0 if ok else 1)),
+            last_validation_summary=str(found.get("summary", error))[:500],
+        )
+    return values
+
+
+def file_columns(run: RunRecord) -> dict[str, str]:
+    """`backup_file` and its first `file_state` for a stored run: a backup run's file is
+    kept, or damaged when its own verification marked it bad ("" for no file)."""
+    name = run.backup_file
+    if not name:
+        return {"backup_file": "", "file_state": ""}
+    path = str(run.details.get("backup", {}).get("file", ""))
+    return {"backup_file": name, "file_state": "damaged" if path.endswith(".bad") else "kept"}
