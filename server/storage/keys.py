@@ -14,7 +14,7 @@ _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def check_key(key: str) -> str:
-    """Return `key` if it is a valid blob name like `sites/<site>/chunks/<id>`, else InvalidArgument."""
+    """`key` itself if it is a valid blob name like sites/S/chunks/ID, else InvalidArgument."""
     if not isinstance(key, str) or not key:
         raise InvalidArgument("a blob name must be a non-empty string")
     if len(key) > MAX_KEY_LENGTH:
