@@ -36,7 +36,6 @@ _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 _UNREACHABLE = (
     botocore.exceptions.EndpointConnectionError,
     botocore.exceptions.ConnectTimeoutError,
-    botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectionClosedError,
 )
 
@@ -59,6 +58,7 @@ class S3Backend(Backend):
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.endpoint = endpoint
+        self.read_timeout = read_timeout
         config = botocore.config.Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -164,6 +164,11 @@ class S3Backend(Backend):
 
     def _error(self, exc: BaseException, action: str, key: str = "") -> Exception:
         where = self.describe()
+        if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+            return StoreUnavailable(
+                f"the S3 endpoint {self.endpoint or 'of AWS'} did not answer within "
+                f"{self.read_timeout:g} s; could not {action}"
+            )
         if isinstance(exc, _UNREACHABLE):
             return StoreUnavailable(
                 f"the S3 endpoint {self.endpoint or 'of AWS'} cannot be reached; could not {action}"

@@ -23,6 +23,7 @@ class FaultyBackend(Backend):
         self._faults: dict[str, collections.deque[Exception]] = collections.defaultdict(
             collections.deque
         )
+        self._gates: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def fail(self, op: str, error: Exception, times: int = 1) -> None:
@@ -32,11 +33,19 @@ class FaultyBackend(Backend):
         with self._lock:
             self._faults[op].extend([error] * times)
 
+    def gate(self, op: str) -> threading.Event:
+        """Make calls of `op` wait (in their worker thread) until the returned event is set."""
+        with self._lock:
+            return self._gates.setdefault(op, threading.Event())
+
     def _enter(self, op: str) -> None:
         with self._lock:
             self.calls[op] += 1
             queue = self._faults[op]
             error = queue.popleft() if queue else None
+            gate = self._gates.get(op)
+        if gate is not None and not gate.wait(timeout=30):
+            raise TimeoutError(f"the gate of {op} was never opened")
         if error is not None:
             raise error
 
