@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -86,6 +87,8 @@ def start_seaweedfs(workdir: Path) -> S3Server:
     """`weed server -s3` (master, volume, filer, S3 gateway) on free loopback ports."""
     data = workdir / "weed-data"
     data.mkdir(parents=True, exist_ok=True)
+    identities = workdir / "s3-identities.json"  # checks credentials, as a deployment does
+    identities.write_text(json.dumps(_identities()))
 
     def command(port: int) -> list[str]:
         ports = {
@@ -113,10 +116,28 @@ def start_seaweedfs(workdir: Path) -> S3Server:
             "-volume.max=0",
             "-master.volumeSizeLimitMB=64",
             "-volume.preStopSeconds=0",
+            f"-s3.config={identities}",
             *(f"-{name}={value}" for name, value in ports.items()),
         ]
 
     return _start("seaweedfs", workdir, command)
+
+
+def _identities() -> dict[str, object]:
+    return {
+        "identities": [
+            {
+                "name": "storesafe-test",
+                "credentials": [
+                    {
+                        "accessKey": TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        "secretKey": TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    }
+                ],
+                "actions": ["Admin", "Read", "Write", "List"],
+            }
+        ]
+    }
 
 
 def _start(name: str, workdir: Path, command: Callable[[int], list[str]]) -> S3Server:

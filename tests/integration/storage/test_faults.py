@@ -139,7 +139,23 @@ def test_a_missing_bucket_is_unavailable_at_check(moto_server: S3Server, tmp_pat
         run(store.close())
 
 
-def test_wrong_credentials_are_unavailable_naming_the_store(
+def test_a_wrong_secret_is_unavailable_naming_the_store(
+    seaweedfs_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    store = open_store(seaweedfs_server.url("p"), tmp_path)
+    try:
+        with pytest.raises(
+            StoreUnavailable, match=r"S3 store s3://storesafe-test/p/ at .* refused access"
+        ):
+            run(save(store, KEY, b"data"))
+        with pytest.raises(StoreUnavailable, match="check the credentials"):
+            run(store.check())
+    finally:
+        run(store.close())
+
+
+def test_no_credentials_are_unavailable_naming_the_store(
     moto_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
