@@ -15,9 +15,12 @@ ways, each into its own fresh prefix:
   store     BlobStore.save from asyncio tasks: key check, sha256 of what arrived,
             create-only write, through the store's bounded thread pool (--workers)
 
-Columns: MiB/s and blobs/s over the wall time of the writes; `client CPU s` is this
-process's CPU; `server CPU s` that of the S3 server process (none for filesystem).
-Prints a table and writes JSON to bench/results/store_write[-quick].json.
+Each mode runs --rounds times (default 3), the order alternating between rounds (the
+second writer into a filesystem is often slower than the first on this shared box);
+the table shows the median run per mode. Columns: MiB/s and blobs/s over the wall time
+of the writes; `client CPU s` is this process's CPU; `server CPU s` that of the S3
+server process (none for filesystem). Prints a table and writes every run and the
+medians to bench/results/store_write[-quick].json.
 """
 
 from __future__ import annotations
@@ -94,42 +97,63 @@ def write_store(
 
 def measure(
     name: str, url: str, server: S3Server | None, args: argparse.Namespace, work_dir: Path
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every (round, mode) run of one backend, and per mode the run of median throughput."""
     store = open_store(url, work_dir, workers=args.workers)
     asyncio.run(store.check())
     server_proc = psutil.Process(server.proc.pid) if server else None
-    rows = []
+    runs: list[dict[str, Any]] = []
     try:
-        for mode, writer in (("backend", write_backend), ("store", write_store)):
-            buffer, names = blobs(args.count, args.size, f"{name}-{mode}".encode())
-            prefix = f"sites/bench-{mode}/chunks"
-            srv_before = _cpu(server_proc)
-            cpu_before = time.process_time()
-            began = time.perf_counter()
-            writer(store, prefix, buffer, names, args.size, args.concurrency)
-            wall = time.perf_counter() - began
-            cpu = time.process_time() - cpu_before
-            srv = _cpu(server_proc) - srv_before if server_proc else None
-            total = args.count * args.size
-            rows.append(
-                {
-                    "backend": name,
-                    "mode": mode,
-                    "blobs": args.count,
-                    "blob_bytes": args.size,
-                    "concurrency": args.concurrency,
-                    "workers": args.workers,
-                    "seconds": round(wall, 3),
-                    "mib_per_s": round(total / wall / 2**20, 1),
-                    "blobs_per_s": round(args.count / wall, 1),
-                    "client_cpu_s": round(cpu, 2),
-                    "server_cpu_s": round(srv, 2) if srv is not None else None,
-                }
-            )
-            print(f"  {name:<10} {mode:<8} {rows[-1]['mib_per_s']:>8} MiB/s", flush=True)
+        for round_ in range(args.rounds):
+            order = args.modes if round_ % 2 == 0 else list(reversed(args.modes))
+            for mode in order:
+                runs.append(one_run(store, name, mode, round_, server_proc, args))
+                print(
+                    f"  {name:<10} {mode:<8} round {round_ + 1}: {runs[-1]['mib_per_s']:>7} MiB/s",
+                    flush=True,
+                )
     finally:
         asyncio.run(store.close())
-    return rows
+    medians = []
+    for mode in args.modes:
+        mine = sorted((r for r in runs if r["mode"] == mode), key=lambda r: r["mib_per_s"])
+        medians.append(mine[len(mine) // 2])
+    return runs, medians
+
+
+def one_run(
+    store: BlobStore,
+    name: str,
+    mode: str,
+    round_: int,
+    server_proc: psutil.Process | None,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    writer = write_backend if mode == "backend" else write_store
+    buffer, names = blobs(args.count, args.size, f"{name}-{mode}-{round_}".encode())
+    prefix = f"sites/bench-{mode}-{round_}/chunks"
+    srv_before = _cpu(server_proc)
+    cpu_before = time.process_time()
+    began = time.perf_counter()
+    writer(store, prefix, buffer, names, args.size, args.concurrency)
+    wall = time.perf_counter() - began
+    cpu = time.process_time() - cpu_before
+    srv = _cpu(server_proc) - srv_before if server_proc else None
+    total = args.count * args.size
+    return {
+        "backend": name,
+        "mode": mode,
+        "round": round_ + 1,
+        "blobs": args.count,
+        "blob_bytes": args.size,
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "seconds": round(wall, 3),
+        "mib_per_s": round(total / wall / 2**20, 1),
+        "blobs_per_s": round(args.count / wall, 1),
+        "client_cpu_s": round(cpu, 2),
+        "server_cpu_s": round(srv, 2) if srv is not None else None,
+    }
 
 
 def _cpu(proc: psutil.Process | None) -> float:
@@ -155,10 +179,22 @@ def main() -> None:
         default=Path("/var/tmp"),
         help="where the filesystem store and the S3 servers' data go",
     )
+    parser.add_argument(
+        "--modes", default="backend,store", help="which writes, in this order (backend, store)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs per mode, the order alternating; the median is shown",
+    )
     parser.add_argument("--quick", action="store_true", help="200 blobs of 64 KiB")
     args = parser.parse_args()
     if args.quick:
-        args.count, args.size = 200, 64 * 1024
+        args.count, args.size, args.rounds = 200, 64 * 1024, 1
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not args.modes or set(args.modes) - {"backend", "store"}:
+        parser.error("--modes takes backend and/or store")
     chosen = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(chosen) - set(BACKENDS)
     if unknown:
@@ -168,6 +204,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="storesafe-bench-store-", dir=args.dir))
     rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     print(f"{args.count} blobs of {args.size:,} bytes, {args.concurrency} in flight, per mode")
     try:
         for name in chosen:
@@ -178,7 +215,9 @@ def main() -> None:
                 server = start_seaweedfs(work)
             try:
                 url = server.url("bench") if server else str(work / "fs-store")
-                rows += measure(name, url, server, args, work)
+                backend_runs, medians = measure(name, url, server, args, work)
+                runs += backend_runs
+                rows += medians
             finally:
                 if server:
                     server.stop()
@@ -216,7 +255,8 @@ def main() -> None:
         "machine": benchlib.machine(),
         "args": {k: str(v) for k, v in vars(args).items()},
         "load": [load_before, load_after],
-        "rows": rows,
+        "medians": rows,
+        "runs": runs,
     }
     path = benchlib.write_json(f"store_write{'-quick' if args.quick else ''}.json", payload)
     print(f"JSON: {path}")
