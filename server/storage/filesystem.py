@@ -147,11 +147,18 @@ class FilesystemBackend(Backend):
             return
         missing: list[Path] = []
         probe = folder
-        while not probe.is_dir():
-            if probe.exists():
+        while True:  # one stat per level: another writer may be creating the same folders
+            try:
+                mode = os.stat(probe).st_mode
+            except FileNotFoundError:
+                missing.append(probe)
+                probe = probe.parent
+                continue
+            except NotADirectoryError:
+                raise _folder_clash(key) from None
+            if not st.S_ISDIR(mode):
                 raise _folder_clash(key)
-            missing.append(probe)
-            probe = probe.parent
+            break
         for path in reversed(missing):
             try:
                 path.mkdir()

@@ -149,6 +149,16 @@ def test_concurrent_writers_of_one_name_one_wins_untorn(store: BlobStore) -> Non
     assert run(store.load(KEY)) == contents[winners[0]]
 
 
+def test_concurrent_writers_into_new_folders_all_succeed(store: BlobStore) -> None:
+    keys = [f"sites/s{n % 4}/chunks/{n % 16:02x}/{n:04d}" for n in range(256)]
+
+    async def fill() -> list[bool]:
+        return await asyncio.gather(*(save(store, key, key.encode()) for key in keys))
+
+    assert run(fill()) == [True] * len(keys)
+    assert run(listed(store)) == {key: len(key) for key in keys}
+
+
 def test_concurrent_retries_of_the_same_blob_all_succeed(store: BlobStore) -> None:
     data = os.urandom(100_000)
 

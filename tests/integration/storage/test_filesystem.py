@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,13 @@ def test_a_name_cannot_be_both_a_blob_and_a_folder(tmp_path: Path) -> None:
         assert run(listed(store)) == {"sites/s/a": 1, "sites/s/b/c": 1}
     finally:
         run(store.close())
+
+
+def test_many_threads_creating_the_same_new_folders_never_clash(tmp_path: Path) -> None:
+    backend = FilesystemBackend(tmp_path / "store")
+    # 16 writers at a time race to create each new chain of folders
+    keys = [f"sites/r{n // 16}/chunks/{n % 4}/{n:05d}" for n in range(1600)]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        created = list(pool.map(lambda key: backend.create(key, b"x"), keys))
+    assert created == [True] * len(keys)
+    assert {info.key for info in backend.list("")} == set(keys)
