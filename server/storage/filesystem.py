@@ -56,6 +56,10 @@ class FilesystemBackend(Backend):
             self.check()
         try:
             self._ensure_dir(target.parent, key)
+            if os.path.lexists(target):  # a retry: skip the write; the link below decides races
+                if target.is_dir():
+                    raise _folder_clash(key)
+                return False
             temp = self._write_temp(data)
             try:
                 os.link(temp, target)
