@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from pyfastcdc import FastCDC
 
@@ -25,7 +25,7 @@ MIB = 1024 * KIB
 class Readable(Protocol):
     """A binary stream: a file opened with 'rb', a pipe, a socket file."""
 
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
+    def readinto(self, buffer: memoryview, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,7 @@ class Profile:
     max_size: int
 
     def chunker(self, seed: int) -> FastCDC:
-        return FastCDC(
-            self.avg_size, min_size=self.min_size, max_size=self.max_size, seed=seed
-        )
+        return FastCDC(self.avg_size, min_size=self.min_size, max_size=self.max_size, seed=seed)
 
 
 IMAGES = Profile("images", min_size=256 * KIB, avg_size=768 * KIB, max_size=8 * MIB)
@@ -50,7 +48,7 @@ MANIFESTS = Profile("manifests", min_size=16 * KIB, avg_size=48 * KIB, max_size=
 
 def chunk_stream(stream: Readable, profile: Profile, seed: int) -> Iterator[bytes]:
     """The chunks of `stream` in order, each its own bytes object, in bounded memory."""
-    for chunk in profile.chunker(seed).cut_stream(stream):
+    for chunk in profile.chunker(seed).cut_stream(cast(Any, stream)):
         yield bytes(chunk.data)
 
 

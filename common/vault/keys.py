@@ -45,7 +45,9 @@ class FleetPublicKey:
         try:  # a low-order point gives an all-zero secret, which cryptography refuses
             X25519PrivateKey.generate().exchange(key)
         except ValueError:
-            raise BadKeyText("this fleet public key is a weak X25519 point; make a new key pair")
+            raise BadKeyText(
+                "this fleet public key is a weak X25519 point; make a new key pair"
+            ) from None
         return cls(raw, key)
 
     @classmethod

@@ -56,7 +56,8 @@ class SiteKeys:
         site = check_name(site)
         if len(data_key) != DATA_KEY_BYTES:
             raise BadKeyText(f"a site data key has {DATA_KEY_BYTES} bytes, not {len(data_key)}")
-        seed = int.from_bytes(_derive(data_key, "chunker-seed", site, 8), "little")
+        # 63 bits: pyfastcdc shifts the seed left by one into a uint64
+        seed = int.from_bytes(_derive(data_key, "chunker-seed", site, 8), "little") >> 1
         return cls(
             site=site,
             key_id=key_id_of(site, data_key),
