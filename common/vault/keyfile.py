@@ -51,7 +51,7 @@ def key_file_text(key: FleetPrivateKey, created: dt.datetime) -> str:
     return (
         _HEADER
         + f"{FORMAT_LINE}: {VERSION}\n"
-        + f"created: {iso(created)}\n"
+        + f"created: {iso(created.replace(microsecond=0))}\n"
         + f"fingerprint: {key.fingerprint}\n"
         + f"public: {key.public.text}\n"
         + f"private: {textcode.encode(PRIVATE_PREFIX, raw)}\n"
