@@ -23,7 +23,10 @@ from common.vault.snapshot import open_record
 from tests.unit.common.vault.conftest import flip
 
 PROPS = settings(
-    max_examples=100, deadline=None, derandomize=True, database=None,
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 TEXT = b"Invoice 2026-0042, customer 17, total 129.90 EUR\n" * 400

@@ -65,8 +65,14 @@ def test_key_sealed_for_another_site(fleet: FleetPrivateKey) -> None:
 def _region(raw: bytes, name: str) -> int:
     site_end = 29 + raw[28]
     return {
-        "magic": 0, "version": 3, "fingerprint": 4, "key id": 20, "site length": 28,
-        "site": 29, "ephemeral key": site_end, "ciphertext": site_end + 32,
+        "magic": 0,
+        "version": 3,
+        "fingerprint": 4,
+        "key id": 20,
+        "site length": 28,
+        "site": 29,
+        "ephemeral key": site_end,
+        "ciphertext": site_end + 32,
         "tag": len(raw) - 1,
     }[name]
 

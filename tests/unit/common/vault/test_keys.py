@@ -11,7 +11,10 @@ from common.vault.errors import BadKeyText
 from common.vault.keys import FleetPrivateKey, FleetPublicKey, fingerprint_of
 
 PROPS = settings(
-    max_examples=200, deadline=None, derandomize=True, database=None,
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 

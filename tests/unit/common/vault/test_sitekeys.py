@@ -29,9 +29,7 @@ def test_derivation_is_deterministic(keys: SiteKeys) -> None:
     assert SiteKeys.derive("shop-a", DATA_KEY_A) == keys
 
 
-def test_keyed_ids_differ_per_site_and_leak_no_plain_hash(
-    keys: SiteKeys, keys_b: SiteKeys
-) -> None:
+def test_keyed_ids_differ_per_site_and_leak_no_plain_hash(keys: SiteKeys, keys_b: SiteKeys) -> None:
     import hashlib
 
     import blake3
