@@ -5,11 +5,14 @@ AVIF, ZIP and the Office/OpenDocument files built on it, gzip, zstd, xz,
 bzip2, 7z, RAR, MP4) are recognised by their first bytes and stored as they
 are. PDF and TIFF are not sniffed: a scanned PDF is mostly JPEG inside but a
 text PDF compresses, and TIFF may be raw or packed, so zstd is tried. Large
-chunks are probed first (their first 64 KiB); a chunk is kept compressed only
+chunks are probed first (their first quarter, at most 64 KiB): when that does
+not compress, neither is the rest tried. A chunk is kept compressed only
 when that saves at least 1/32 of it and 64 bytes.
 """
 
 from __future__ import annotations
+
+import threading
 
 import zstandard
 
@@ -17,6 +20,7 @@ from common.vault.errors import Tampered
 
 LEVEL = 3
 PROBE_BYTES = 64 * 1024
+PROBE_MIN_BYTES = 4 * 1024
 MAX_PLAIN_BYTES = 16 * 1024 * 1024  # the largest chunk any profile makes
 
 _SIGNATURES: tuple[tuple[int, bytes], ...] = (
@@ -46,6 +50,18 @@ def is_packed_format(head: bytes | memoryview) -> bool:
     return head[4:8] == b"ftyp" and any(head[8:12].startswith(b) for b in _FTYP_BRANDS)
 
 
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    """This thread's compressor (one costs as much to make as compressing 20 KiB)."""
+    compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _compressor()
+        _local.compressor = compressor
+    return compressor
+
+
 def _pays(plain_len: int, packed_len: int) -> bool:
     return packed_len <= plain_len - max(64, plain_len // 32)
 
@@ -54,9 +70,9 @@ def pack(plain: bytes | memoryview, *, try_compress: bool = True) -> tuple[bool,
     """(compressed?, body): the zstd frame when it pays, else the bytes as they are."""
     if try_compress and len(plain) > 128:
         compressor = zstandard.ZstdCompressor(level=LEVEL, write_content_size=True)
-        if len(plain) > 2 * PROBE_BYTES:
-            probe = compressor.compress(plain[:PROBE_BYTES])
-            if not _pays(PROBE_BYTES, len(probe)):
+        if len(plain) >= 4 * PROBE_MIN_BYTES:
+            size = min(PROBE_BYTES, len(plain) // 4)
+            if not _pays(size, len(compressor.compress(plain[:size]))):
                 return False, bytes(plain)
         packed = compressor.compress(plain)
         if _pays(len(plain), len(packed)):
