@@ -18,13 +18,14 @@ Format, in layers (each module's docstring has the byte layout):
 
 Threat model: the server, its operator, its object store and the network
 see only sealed blobs, keyed ids, sizes, counts and times; they cannot read
-content, file names or sizes of files, nor tell that two sites hold the same
-file. Whoever holds the fleet key file can read every site's data; a lost
+content or file names, tell which chunks make up a file, or tell that two
+sites hold the same file. Whoever holds the fleet key file can read every site's data; a lost
 key file loses it all. A blob altered, truncated, swapped for another id,
 sealed for another site or under another key is refused, named, by a typed
-error, never returned. Not hidden: chunk sizes after compression (the keyed
-chunker seed keeps them from matching a known file's cut points), how many
-chunks change per day, and when. The shop PC holds its site's data key in
+error, never returned. Not hidden: chunk sizes after compression (so a file
+smaller than one chunk shows its rough size; the keyed chunker seed keeps
+larger files' cut points from matching a known file's), how many chunks
+change per day, and when. The shop PC holds its site's data key in
 clear (it holds the data too); ransomware there can add, never rewrite
 what the server keeps (the store is append-only for agents).
 """

@@ -57,7 +57,7 @@ def _compressor() -> zstandard.ZstdCompressor:
     """This thread's compressor (one costs as much to make as compressing 20 KiB)."""
     compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
     if compressor is None:
-        compressor = _compressor()
+        compressor = zstandard.ZstdCompressor(level=LEVEL, write_content_size=True)
         _local.compressor = compressor
     return compressor
 
@@ -69,7 +69,7 @@ def _pays(plain_len: int, packed_len: int) -> bool:
 def pack(plain: bytes | memoryview, *, try_compress: bool = True) -> tuple[bool, bytes]:
     """(compressed?, body): the zstd frame when it pays, else the bytes as they are."""
     if try_compress and len(plain) > 128:
-        compressor = zstandard.ZstdCompressor(level=LEVEL, write_content_size=True)
+        compressor = _compressor()
         if len(plain) >= 4 * PROBE_MIN_BYTES:
             size = min(PROBE_BYTES, len(plain) // 4)
             if not _pays(size, len(compressor.compress(plain[:size]))):

@@ -26,7 +26,7 @@ MAX_PART_CHARS = 255
 def check_path(path: str) -> str:
     """`path` when it follows every rule, else `BadPath` naming it and the rule it breaks."""
     if not isinstance(path, str) or not path:
-        raise BadPath("a snapshot entry has an empty path", "")
+        raise BadPath("a snapshot entry has no path", "")
     if _PLAIN.fullmatch(path) and len(path) <= MAX_PATH_CHARS and _parts_ok(path):
         return path  # the common case, checked fast
     shown = quote(path)

@@ -19,7 +19,7 @@ PROPS = settings(max_examples=500, deadline=None, derandomize=True, database=Non
 @pytest.mark.parametrize(
     ("path", "words"),
     [
-        ("", "empty path"),
+        ("", "has no path"),
         ("/etc/passwd", "is absolute"),
         ("../x", "a '..' part"),
         ("a/../../x", "a '..' part"),
