@@ -8,8 +8,9 @@
     private: ssrs1:...
 
 The file is written with mode 0600 (on Windows the folder's ACL decides who
-may read it) and never over an existing file unless asked to. Reading checks that the private key gives the public key and the
-fingerprint written beside it, so a damaged file is named as damaged.
+may read it) and never over an existing file unless asked to. Reading checks
+that the private key gives the public key and the fingerprint written beside
+it, so a damaged file is named as damaged.
 """
 
 from __future__ import annotations
