@@ -7,6 +7,8 @@ import unicodedata
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from common.vault import envelope
 from common.vault.chunks import seal_chunk
@@ -246,3 +248,42 @@ def test_bad_info(keys: SiteKeys) -> None:
         seal_snapshot(keys, SnapshotInfo("shop-a", dt.datetime(2026, 1, 1), "S"), [])
     with pytest.raises(BadManifest, match="is not a printable name"):
         seal_snapshot(keys, SnapshotInfo("shop-a", WHEN, "a\nb"), [])
+
+
+_NAME = st.text(
+    alphabet=st.characters(
+        codec="utf-8", exclude_categories=["Cc", "Cs"], exclude_characters="/\\:"
+    ),
+    min_size=1,
+    max_size=12,
+).filter(lambda part: part not in (".", ".."))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    files=st.dictionaries(
+        st.lists(_NAME, min_size=1, max_size=3).map("/".join),
+        st.tuples(st.binary(max_size=64), st.integers(-(2**63) + 1, 2**63 - 1)),
+        max_size=20,
+    )
+)
+def test_any_folder_round_trips(keys: SiteKeys, files: dict[str, tuple[bytes, int]]) -> None:
+    entries = sorted_entries(
+        Entry(path, len(data), mtime, ((keys.chunk_id(data), len(data)),) if data else ())
+        for path, (data, mtime) in files.items()
+    )
+    folders = {
+        "/".join(e.path.split("/")[:i]) for e in entries for i in range(1, e.path.count("/") + 1)
+    }
+    if any(e.path in folders for e in entries):
+        with pytest.raises(BadPath, match="is a file and also the folder"):
+            seal_snapshot(keys, _info(), entries)
+        return
+    sealed = seal_snapshot(keys, _info(), entries)
+    assert _open(keys, sealed).entries == entries
