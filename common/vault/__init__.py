@@ -31,7 +31,14 @@ what the server keeps (the store is append-only for agents).
 """
 
 from common.vault.chunking import BACKUPS, IMAGES, MANIFESTS, Profile, chunk_stream
-from common.vault.chunks import SealedChunk, open_chunk, seal_chunk, seal_stream
+from common.vault.chunks import (
+    PlainChunk,
+    SealedChunk,
+    cut_stream,
+    open_chunk,
+    seal_chunk,
+    seal_stream,
+)
 from common.vault.datakey import SealedDataKey, open_data_key, seal_data_key
 from common.vault.errors import (
     BadChunkId,
@@ -63,6 +70,7 @@ __all__ = [
     "Entry",
     "FleetPrivateKey",
     "FleetPublicKey",
+    "PlainChunk",
     "Profile",
     "SealedChunk",
     "SealedDataKey",
@@ -77,6 +85,7 @@ __all__ = [
     "VaultError",
     "WrongKey",
     "chunk_stream",
+    "cut_stream",
     "new_data_key",
     "open_chunk",
     "open_data_key",

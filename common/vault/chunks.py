@@ -23,9 +23,20 @@ class SealedChunk:
     blob: bytes
 
 
-def seal_chunk(keys: SiteKeys, plain: bytes, *, try_compress: bool = True) -> SealedChunk:
-    """`plain` sealed under the site's content key, bound to its keyed id."""
-    chunk_id = keys.chunk_id(plain)
+@dataclass(frozen=True)
+class PlainChunk:
+    """A chunk cut from a stream and named, not sealed yet: the uploader seals only
+    those the server lacks (hashing is cheap, compressing and sealing is not)."""
+
+    chunk_id: str
+    data: bytes
+    try_compress: bool
+
+    def seal(self, keys: SiteKeys) -> SealedChunk:
+        return _seal(keys, self.chunk_id, self.data, self.try_compress)
+
+
+def _seal(keys: SiteKeys, chunk_id: str, plain: bytes, try_compress: bool) -> SealedChunk:
     compressed, blob = envelope.seal(
         envelope.Kind.CHUNK,
         keys.content_key,
@@ -37,6 +48,11 @@ def seal_chunk(keys: SiteKeys, plain: bytes, *, try_compress: bool = True) -> Se
     return SealedChunk(chunk_id, len(plain), compressed, blob)
 
 
+def seal_chunk(keys: SiteKeys, plain: bytes, *, try_compress: bool = True) -> SealedChunk:
+    """`plain` sealed under the site's content key, bound to its keyed id."""
+    return _seal(keys, keys.chunk_id(plain), plain, try_compress)
+
+
 def open_chunk(keys: SiteKeys, chunk_id: str, blob: bytes) -> bytes:
     """The plaintext of the chunk stored as `chunk_id`; every failure names the chunk."""
     plain = envelope.open_blob(envelope.Kind.CHUNK, keys.content_key, keys.key_id, chunk_id, blob)
@@ -45,8 +61,8 @@ def open_chunk(keys: SiteKeys, chunk_id: str, blob: bytes) -> bytes:
     return plain
 
 
-def seal_stream(keys: SiteKeys, stream: Readable, profile: Profile) -> Iterator[SealedChunk]:
-    """Chunk `stream` with the site's chunker and seal each chunk, in bounded memory.
+def cut_stream(keys: SiteKeys, stream: Readable, profile: Profile) -> Iterator[PlainChunk]:
+    """Chunk `stream` with the site's chunker and name each chunk, in bounded memory.
 
     The first chunk's leading bytes decide, for the whole stream, whether
     compression is tried at all (a JPEG or ZIP is stored as it is).
@@ -55,4 +71,10 @@ def seal_stream(keys: SiteKeys, stream: Readable, profile: Profile) -> Iterator[
     for plain in chunk_stream(stream, profile, keys.chunker_seed):
         if try_compress is None:
             try_compress = not is_packed_format(plain[:32])
-        yield seal_chunk(keys, plain, try_compress=try_compress)
+        yield PlainChunk(keys.chunk_id(plain), plain, try_compress)
+
+
+def seal_stream(keys: SiteKeys, stream: Readable, profile: Profile) -> Iterator[SealedChunk]:
+    """Every chunk of `stream`, sealed (`cut_stream`, then `PlainChunk.seal`)."""
+    for chunk in cut_stream(keys, stream, profile):
+        yield chunk.seal(keys)

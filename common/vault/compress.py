@@ -62,6 +62,13 @@ def _compressor() -> zstandard.ZstdCompressor:
     return compressor
 
 
+def _decompressor() -> zstandard.ZstdDecompressor:
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
+    if decompressor is None:
+        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
+    return decompressor
+
+
 def _pays(plain_len: int, packed_len: int) -> bool:
     return packed_len <= plain_len - max(64, plain_len // 32)
 
@@ -91,7 +98,7 @@ def unpack(compressed: bool, body: bytes, subject: str) -> bytes:
     if size <= 0 or size > MAX_PLAIN_BYTES:
         raise Tampered(f"{subject} holds a compressed frame without a sane size", subject)
     try:
-        plain = zstandard.ZstdDecompressor().decompress(body, max_output_size=size)
+        plain = _decompressor().decompress(body, max_output_size=size)
     except zstandard.ZstdError:
         raise Tampered(f"{subject} holds a damaged compressed frame", subject) from None
     if len(plain) != size:

@@ -19,7 +19,7 @@ from common.vault.chunking import (
     chunk_bytes,
     chunk_stream,
 )
-from common.vault.chunks import open_chunk, seal_stream
+from common.vault.chunks import cut_stream, open_chunk, seal_stream
 from common.vault.sitekeys import SiteKeys
 
 
@@ -128,3 +128,14 @@ def test_a_jpeg_stream_is_never_compressed(keys: SiteKeys) -> None:
     assert not any(s.compressed for s in sealed)
     plain = b"%PDF-1.4\n" + bytes(3 * MIB)
     assert all(s.compressed for s in seal_stream(keys, io.BytesIO(plain), IMAGES))
+
+
+def test_cut_then_seal_only_what_is_missing(keys: SiteKeys) -> None:
+    data = _data(1 * MIB)
+    known = {s.chunk_id for s in seal_stream(keys, io.BytesIO(data[: MIB // 2]), BACKUPS)}
+    plain = list(cut_stream(keys, io.BytesIO(data), BACKUPS))
+    assert [p.chunk_id for p in plain] == [keys.chunk_id(p.data) for p in plain]
+    missing = [p.seal(keys) for p in plain if p.chunk_id not in known]
+    assert 0 < len(missing) < len(plain) * 0.6
+    for sealed in missing:
+        assert keys.chunk_id(open_chunk(keys, sealed.chunk_id, sealed.blob)) == sealed.chunk_id
