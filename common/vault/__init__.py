@@ -27,7 +27,9 @@ smaller than one chunk shows its rough size; the keyed chunker seed keeps
 larger files' cut points from matching a known file's), how many chunks
 change per day, and when. The shop PC holds its site's data key in
 clear (it holds the data too); ransomware there can add, never rewrite
-what the server keeps (the store is append-only for agents).
+what the server keeps (the store is append-only for agents). The server can
+withhold or delete data, or offer an older snapshot as the newest; it cannot
+change a snapshot's sealed time or contents.
 """
 
 from common.vault.chunking import BACKUPS, IMAGES, MANIFESTS, Profile, chunk_stream
