@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from agent.domain.reports import RunReport
 from agent.outbox import Outbox
-from agent.reports import RunReport
 from common.errors import InvalidArgument, ResourceExhausted, StoreSafeError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ It runs as one of the runner's jobs (`agent.runner.Job`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -28,8 +27,9 @@ from typing import Protocol
 from agent.backoff import Backoff
 from agent.commands import CommandRunner
 from agent.configsync import ConfigStore
-from agent.messages import ConfigPush, Directive, RemoteCommand, ServerGoingAway
+from agent.domain.messages import ConfigPush, Directive, RemoteCommand, ServerGoingAway
 from agent.runner import ReportSink, sleep_until_changed
+from agent.timer import SystemTimer, Timer
 from common.errors import PermissionDenied, StoreSafeError, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class DirectiveLoop:
         reopen_delay: float = 1.0,
         credential_stamp: Callable[[], object] = lambda: None,
         rand: Callable[[], float] = random.random,
+        timer: Timer | None = None,
     ) -> None:
         self._connect = connect
         self._config = config
@@ -78,6 +79,7 @@ class DirectiveLoop:
         self._reopen_delay = reopen_delay
         self._credential_stamp = credential_stamp
         self._rand = rand
+        self._timer = timer or SystemTimer()
         self._return_window = 0.0  # seconds, from the server's last goodbye
         self._refused = False
         self._link: DirectiveLink | None = None
@@ -87,9 +89,9 @@ class DirectiveLoop:
             while True:
                 delay = await self.watch_once()
                 if self._refused:
-                    await sleep_until_changed(delay, self._credential_stamp)
+                    await sleep_until_changed(self._timer, delay, self._credential_stamp)
                 else:
-                    await asyncio.sleep(delay)
+                    await self._timer.sleep(delay)
         finally:
             await self._drop_link()
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from agent import facts
-from agent.messages import EnrollRequest
+from agent.domain.messages import EnrollRequest
 from agent.settings import CA_FILE, Credentials, StateDir
 from agent.transport.link import ServerLink
 from common.clock import Clock

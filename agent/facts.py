@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from agent.reports import DiskUsage
+from agent.domain.reports import DiskUsage
 from common.clock import Clock
 from common.version import VERSION
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from agent.errors import AlreadyRunning, StateDirUnusable
+from agent.domain.errors import AlreadyRunning, StateDirUnusable
 
 LOCK_FILE = "agent.lock"
 

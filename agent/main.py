@@ -16,17 +16,17 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from agent.backupjob import FirebirdTasks, command_result
 from agent.configsync import ConfigStore
 from agent.delivery import deliver_now
+from agent.domain.errors import AlreadyRunning, JobNotConfigured
+from agent.domain.reports import RunReport
 from agent.enroll import enroll as do_enroll
-from agent.errors import AlreadyRunning, JobNotConfigured
+from agent.firebird.capability import FirebirdTasks, command_result
 from agent.firebird.errors import BackupBusy
 from agent.firebird.files import Status, list_backups
 from agent.lock import StateLock
 from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
-from agent.reports import RunReport
 from agent.runner import RunnerConfig
 from agent.service import install_stop_signals, serve
 from agent.servicecli import service_app

@@ -24,8 +24,8 @@ import sqlite3
 from pathlib import Path
 from types import TracebackType
 
-from agent.errors import StateDirUnusable
-from agent.reports import RunReport
+from agent.domain.errors import StateDirUnusable
+from agent.domain.reports import RunReport
 from common.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)

@@ -25,12 +25,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from agent.backoff import Backoff
+from agent.domain.messages import CheckIn, CheckInReply
+from agent.domain.reports import RunReport
 from agent.facts import HostFacts
-from agent.messages import CheckIn, CheckInReply
 from agent.outbox import Outbox
-from agent.reports import FirebirdHealth, RunReport
 from agent.status import CheckInStatus, StatusFile
-from common.clock import Clock
+from agent.timer import Timer
 from common.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -75,13 +75,14 @@ class RunnerConfig:
     stop_grace: float = 5.0
 
 
-async def sleep_until_changed(delay: float, stamp: Callable[[], object]) -> bool:
+async def sleep_until_changed(timer: Timer, delay: float, stamp: Callable[[], object]) -> bool:
     """Sleep up to `delay` seconds; return True early when `stamp()` changes (a re-enrollment)."""
     before = stamp()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + delay
-    while (left := deadline - loop.time()) > 0:
-        await asyncio.sleep(min(left, CREDENTIAL_POLL_SECONDS))
+    left = delay
+    while left > 0:
+        step = min(left, CREDENTIAL_POLL_SECONDS)
+        await timer.sleep(step)
+        left -= step
         if stamp() != before:
             return True
     return False
@@ -97,13 +98,13 @@ class Runner:
         outbox: Outbox,
         status: StatusFile,
         facts: Callable[[], HostFacts],
-        clock: Clock,
+        clock: Timer,
         server: str,
         site: str,
         config: RunnerConfig | None = None,
         backoff: Backoff | None = None,
         config_revision: Callable[[], int] = lambda: 0,
-        health: Callable[[], FirebirdHealth | None] = lambda: None,
+        checkin_facts: Callable[[CheckIn], CheckIn] = lambda checkin: checkin,
         credential_stamp: Callable[[], object] = lambda: None,
         jobs: Sequence[Job] = (),
         reenroll: str = "",
@@ -120,7 +121,7 @@ class Runner:
         self._config = config or RunnerConfig()
         self._backoff = backoff or Backoff(base=self._config.retry_base, cap=self._config.retry_cap)
         self._config_revision = config_revision
-        self._health = health
+        self._checkin_facts = checkin_facts
         self._credential_stamp = credential_stamp
         self._jobs = tuple(jobs)
         self._reenroll = reenroll or (
@@ -169,8 +170,10 @@ class Runner:
                 # Let a report in flight get its acknowledgement, briefly, to spare a replay.
                 self._stopping = True
                 self._wake.set()
-                await asyncio.wait({delivery}, timeout=self._config.stop_grace)
+                grace = tg.create_task(self._clock.sleep(self._config.stop_grace))
+                await asyncio.wait({delivery, grace}, return_when=asyncio.FIRST_COMPLETED)
                 delivery.cancel()
+                grace.cancel()
         finally:
             await self._drop_link()
         log.info("stopped (%d report(s) queued)", self._outbox.pending())
@@ -181,10 +184,10 @@ class Runner:
             if self._refused:
                 await self._wait_for_new_credential(delay)
             else:
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
 
     async def _wait_for_new_credential(self, delay: float) -> None:
-        if await sleep_until_changed(delay, self._credential_stamp):
+        if await sleep_until_changed(self._clock, delay, self._credential_stamp):
             log.info("the credential file changed; checking in with the new credential")
 
     async def _delivery_loop(self) -> None:
@@ -226,15 +229,16 @@ class Runner:
 
     def _checkin(self) -> CheckIn:
         facts = self._facts()
-        return CheckIn(
-            agent_version=facts.agent_version,
-            hostname=facts.hostname,
-            os=facts.os,
-            agent_time=facts.agent_time,
-            config_revision=self._config_revision(),
-            disks=facts.disks,
-            firebird=self._health(),
-            outbox_pending=self._outbox.pending(),
+        return self._checkin_facts(
+            CheckIn(
+                agent_version=facts.agent_version,
+                hostname=facts.hostname,
+                os=facts.os,
+                agent_time=facts.agent_time,
+                config_revision=self._config_revision(),
+                disks=facts.disks,
+                outbox_pending=self._outbox.pending(),
+            )
         )
 
     def _on_checked_in(self, now: dt.datetime, reply: CheckInReply) -> float:

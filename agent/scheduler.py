@@ -24,10 +24,10 @@ from pathlib import Path
 from croniter import croniter
 
 from agent.configsync import AgentConfig, ConfigStore
-from agent.reports import RunReport
+from agent.domain.reports import RunReport
 from agent.runner import ReportSink
 from agent.settings import write_atomic
-from common.clock import Clock
+from agent.timer import Timer
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Scheduler:
         *,
         config: ConfigStore,
         tasks: list[Task],
-        clock: Clock,
+        clock: Timer,
         state_dir: Path,
         tz: dt.tzinfo | None = None,
     ) -> None:
@@ -76,7 +76,7 @@ class Scheduler:
         while True:
             for name in self.due():
                 await self.run(name, trigger=self._trigger(name))
-            await asyncio.sleep(self.seconds_to_next())
+            await self._clock.sleep(self.seconds_to_next())
 
     def due(self) -> list[str]:
         """Names of tasks with a slot not yet run (marks are initialised on first sight)."""

@@ -1,69 +1,37 @@
 """Wiring for the unattended agent: the real runner for a state dir, and stop signals.
 
-Shared by `storesafe-agent run` and the Windows service wrapper.
+It joins the installed capabilities (agent.installed) through the seam
+(agent.capability) and knows none of them by name. Shared by
+`storesafe-agent run` and the Windows service wrapper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from agent import facts
 from agent.backoff import Backoff
-from agent.backupjob import FirebirdTasks, command_result
-from agent.commands import CommandResult, CommandRunner, Handler
+from agent.capability import CapabilityFactory, Seam, Setup
+from agent.commands import CommandRunner
 from agent.configsync import ConfigStore
 from agent.directives import DirectiveLoop
 from agent.enroll import reenroll_command
+from agent.installed import CAPABILITIES
 from agent.lock import StateLock
 from agent.outbox import Outbox
-from agent.reports import FirebirdHealth
-from agent.runner import Job, ReportSink, Runner, RunnerConfig
+from agent.runner import Job, Runner, RunnerConfig
 from agent.scheduler import Scheduler
 from agent.settings import StateDir
 from agent.status import StatusFile
+from agent.timer import SystemTimer, Timer
 from agent.transport.link import ServerLink
-from common.clock import Clock, SystemClock
 
-
-def not_configured(job: str) -> Handler:
-    """A command handler for a job this agent cannot run yet."""
-
-    async def handler() -> CommandResult:
-        return CommandResult("rejected", f"no {job} job is configured on this agent yet")
-
-    return handler
-
-
-DEFAULT_HANDLERS: Mapping[str, Handler] = {
-    "sync-now": not_configured("image sync"),
-}
-
-
-def resume_unverified(scheduler: Scheduler, firebird: FirebirdTasks) -> Job:
-    """A runner job: at the start, verify the backups an interrupted job left unverified."""
-
-    async def resume(sink: ReportSink) -> None:
-        async with scheduler.exclusive():
-            reports = await firebird.resume()
-        for report in reports:
-            sink.submit(report)
-
-    return resume
-
-
-def run_now(scheduler: Scheduler, task: str, why_not: Callable[[], str | None]) -> Handler:
-    """A command handler that runs a scheduled task now, through the scheduler's lock."""
-
-    async def handler() -> CommandResult:
-        report = await scheduler.run(task, trigger="remote")
-        return command_result(report, why_not())
-
-    return handler
+log = logging.getLogger(__name__)
 
 
 async def serve(
@@ -71,22 +39,19 @@ async def serve(
     stop: asyncio.Event,
     *,
     config: RunnerConfig | None = None,
-    clock: Clock | None = None,
+    clock: Timer | None = None,
+    capabilities: Sequence[CapabilityFactory] = CAPABILITIES,
     jobs: Sequence[Job] = (),
-    commands: Mapping[str, Handler] = DEFAULT_HANDLERS,
-    volumes: Callable[[], Mapping[str, Path]] | None = None,
-    health: Callable[[], FirebirdHealth | None] = lambda: None,
 ) -> None:
     """Run the agent for the enrolled `state` until `stop` is set.
 
-    `jobs` are the scheduled work (see `agent.runner.Job`); `commands` maps a
-    remote command kind ("backup-now", "sync-now") to its handler; `volumes`
-    names the paths whose disk space goes into each check-in (label -> path,
-    e.g. "data", "backup"; the state dir is always included); `health` gives
-    the latest live-database figures.
+    Each of `capabilities` is built with the running configuration and
+    contributes, through `agent.capability.Seam`, its scheduled tasks, remote
+    commands, start jobs, check-in facts and volumes (the state dir's volume is
+    always reported). `jobs` are extra runner jobs (see `agent.runner.Job`).
     """
     config = config or RunnerConfig()
-    clock = clock or SystemClock()
+    clock = clock or SystemTimer()
     state.ensure()
     creds = state.load_credentials()
 
@@ -103,42 +68,35 @@ async def serve(
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def watched(extra: Callable[[], Mapping[str, Path]]) -> dict[str, Path]:
-        return {"state": state.root, **extra(), **(volumes() if volumes else {})}
-
     with StateLock(state.root), Outbox(state.outbox_path, clock=clock) as outbox:
         store = ConfigStore(state.root)
-        firebird = FirebirdTasks(store, clock)
-        scheduler = Scheduler(
-            config=store, tasks=firebird.tasks(), clock=clock, state_dir=state.root
-        )
-        handlers = {
-            "backup-now": run_now(
-                scheduler, "backup", lambda: firebird.backup_missing(store.current)
-            ),
-            **commands,
-        }
+        setup = Setup(config=store, clock=clock, state_dir=state.root)
+        seam = Seam([build(setup) for build in capabilities])
+        for name, why in seam.not_configured().items():
+            log.info("%s is not configured yet: %s", name, why)
+        scheduler = Scheduler(config=store, tasks=seam.tasks(), clock=clock, state_dir=state.root)
         directives = DirectiveLoop(
             connect=connect,
             config=store,
-            commands=CommandRunner(state.root, handlers),
+            commands=CommandRunner(state.root, seam.commands(scheduler)),
             site=creds.site,
             backoff=Backoff(base=config.retry_base, cap=config.retry_cap),
             refused_retry=config.refused_retry,
             credential_stamp=credential_stamp,
+            timer=clock,
         )
         runner = Runner(
             connect=connect,
             outbox=outbox,
             status=StatusFile(state.status_path),
-            facts=lambda: facts.collect(clock, watched(firebird.backup_volume)),
+            facts=lambda: facts.collect(clock, {"state": state.root, **seam.volumes()}),
             clock=clock,
             server=creds.server,
             site=creds.site,
             config=config,
-            jobs=[directives, resume_unverified(scheduler, firebird), scheduler, *jobs],
+            jobs=[directives, *seam.start_jobs(scheduler), scheduler, *jobs],
             config_revision=lambda: store.revision,
-            health=lambda: health() or firebird.health(),
+            checkin_facts=seam.checkin,
             credential_stamp=credential_stamp,
             reenroll=reenroll_command(state, creds),
         )

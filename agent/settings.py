@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agent.errors import NotEnrolled, StateDirUnusable
+from agent.domain.errors import NotEnrolled, StateDirUnusable
 from common.clock import iso
 from common.errors import InvalidArgument
 

@@ -2,7 +2,7 @@
 
     flock /tmp/storesafe-bench.lock .venv/bin/python bench/backup_writer_parts.py --rounds 6
 
-One shop writer (agent/firebird/shopsim.py) commits throughout; the contenders run
+One shop writer (tests/support/shopsim.py) commits throughout; the contenders run
 in rounds, in an order that rotates from round to round, each after sync() and a
 short settle, and every commit counts for the window it started in:
 
@@ -45,7 +45,7 @@ import firebird_backup as fb  # noqa: E402
 from agent.firebird import gbak  # noqa: E402
 from agent.firebird.connection import FirebirdTarget  # noqa: E402
 from agent.firebird.files import prepare_spool  # noqa: E402
-from agent.firebird.shopsim import ShopWriter  # noqa: E402
+from tests.support.shopsim import ShopWriter  # noqa: E402
 
 
 class Parts:

@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.firebird.connection import FirebirdTarget, attach  # noqa: E402
-from agent.firebird.shopsim import ShopWriter, create_shop, percentile  # noqa: E402
+from tests.support.shopsim import ShopWriter, create_shop, percentile  # noqa: E402
 
 CACHE = Path("/var/tmp/storesafe-bench")
 RESULTS = REPO / "bench" / "results"

@@ -11,7 +11,7 @@ id check (`open_chunk`), in MB/s of plaintext, for incompressible bytes
 (os.urandom) and compressible bytes (a real gbak backup when Firebird is
 here, else shop-like text), with the backup and the image chunking profiles.
 
-Dedup: builds a shop database (agent.firebird.shopsim) of --filler-mb MB,
+Dedup: builds a shop database (tests/support/shopsim.py) of --filler-mb MB,
 takes a gbak backup (day 1), applies a shop day (new transfers, ~1% of the
 item rows updated, scattered), takes another (day 2), and for several
 average chunk sizes reports the share of day 2's bytes already in day 1's
@@ -164,7 +164,7 @@ def shop_day(database: Path, pw: str, *, transfers: int, share: float, seed: int
 
 def make_backups(filler_mb: int, pw: str) -> tuple[Path, Path, dict[str, float]]:
     from agent.firebird.connection import FirebirdTarget
-    from agent.firebird.shopsim import create_shop
+    from tests.support.shopsim import create_shop
 
     CACHE.mkdir(parents=True, exist_ok=True)
     shutil.chown(CACHE, "firebird", "firebird")

@@ -1,7 +1,9 @@
 """The plain records the admin CLI works with, free of gRPC and protobuf.
 
-`cli.client` builds them from server answers; `cli.output` renders them. Times
-are aware UTC datetimes, and `None` means "never".
+`cli.client.convert` builds them from server answers; `cli.output` renders them.
+Times are aware UTC datetimes, and `None` means "never". These are the CLI's
+only definitions of its domain types (the agent and the server have their own,
+on their side of the wire); a default means what it means on the server.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ STATUSES: tuple[str, ...] = ("ok", "warning", "stale", "failing", "never", "offl
 
 KINDS: tuple[str, ...] = ("backup", "image-sync", "upload", "validation", "file-check")
 """Every kind of run an agent reports."""
+
+FILE_STATES: tuple[str, ...] = ("kept", "pruned", "damaged", "missing")
+"""Where a backup run's file stands now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +42,7 @@ class SiteSummary:
 
 @dataclass(frozen=True, slots=True)
 class Disk:
-    """Space on one volume an agent watches (data, backup or state)."""
+    """Space on one volume an agent watches (`label`: data, backup or state), in bytes."""
 
     label: str
     path: str
@@ -47,14 +52,19 @@ class Disk:
 
 @dataclass(frozen=True, slots=True)
 class FirebirdHealth:
-    """Figures from the live database's header and monitoring tables."""
+    """Figures from the live database's header and monitoring tables.
+
+    Defaults are the server's reading of a figure the agent did not tell: forced
+    writes count as on (no "forced writes off" problem without a reading), and
+    `backup_state` 0 is normal (1 stalled, 2 merge; MON$BACKUP_STATE).
+    """
 
     oit: int = 0
     oat: int = 0
     ost: int = 0
     next_transaction: int = 0
     sweep_interval: int = 0
-    forced_writes: bool = False
+    forced_writes: bool = True
     page_size: int = 0
     ods: str = ""
     size_bytes: int = 0

@@ -1,5 +1,7 @@
-"""Hot backup, verification by restore, health and online validation of a shop's Firebird database.
+"""The Firebird capability: hot backup, verification by restore, health, online validation.
 
-Entry points for the scheduler: `jobs.run_backup_job` and `jobs.run_validation_job`.
-Pure domain code: no gRPC here; results are `agent.reports` dataclasses.
+`capability.FirebirdBackup` is what the agent wires (agent.installed); the jobs
+behind it are `jobs.run_backup_job`, `validate.run_validation_job` and
+`recheck.run_recheck_job`. No transport here (a contract in .importlinter):
+results are `agent.domain.reports` dataclasses.
 """

@@ -68,14 +68,6 @@ class GbakLog:
             self._table = None  # a new section: counts that follow are not this table's
 
 
-def parse_counts(lines: list[str], *, restore: bool = False) -> dict[str, int]:
-    """Per-table record counts from a verbose gbak backup (or restore) log."""
-    log = GbakLog(restore=restore)
-    for line in lines:
-        log.feed(line)
-    return log.counts
-
-
 class _Drain(threading.Thread):
     """Reads a running service's output to its end, parsing it and keeping any error."""
 

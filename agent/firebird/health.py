@@ -7,8 +7,8 @@ from typing import Any
 
 import fdb
 
+from agent.domain.reports import FirebirdHealth
 from agent.firebird.connection import FirebirdTarget, attach
-from agent.reports import FirebirdHealth
 
 # MON$DATABASE.MON$BACKUP_STATE values.
 BACKUP_STATE_NORMAL = 0

@@ -13,6 +13,14 @@ import logging
 import shutil
 from pathlib import Path
 
+from agent.domain.reports import (
+    BackupDetails,
+    FileChange,
+    FileState,
+    FirebirdHealth,
+    RunKind,
+    Verification,
+)
 from agent.firebird import gbak, nbackup
 from agent.firebird.connection import FirebirdTarget, require_ascii
 from agent.firebird.errors import (
@@ -48,14 +56,6 @@ from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_deletion
 from agent.firebird.stream import Compressed
 from agent.firebird.validate import run_validation_job
 from agent.firebird.verify import drop_problems, verify
-from agent.reports import (
-    BackupDetails,
-    FileChange,
-    FileState,
-    FirebirdHealth,
-    RunKind,
-    Verification,
-)
 from common.clock import Clock
 from common.errors import InvalidArgument
 

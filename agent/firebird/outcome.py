@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from agent.reports import (
+from agent.domain.reports import (
     BackupDetails,
     FileChange,
     FileCheckDetails,

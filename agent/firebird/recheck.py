@@ -23,6 +23,7 @@ import functools
 import logging
 from pathlib import Path
 
+from agent.domain.reports import FileChange, FileCheckDetails, FileState, RunKind
 from agent.firebird.connection import FirebirdTarget
 from agent.firebird.decompress import sha256_file
 from agent.firebird.errors import BackupCorrupt, FirebirdJobError
@@ -46,7 +47,6 @@ from agent.firebird.health import read_live
 from agent.firebird.jobs import VERDICTS, BackupSettings, JobRun, prune, verify_and_mark
 from agent.firebird.outcome import JobOutcome
 from agent.firebird.priority import run_niced
-from agent.reports import FileChange, FileCheckDetails, FileState, RunKind
 from common.clock import Clock
 
 log = logging.getLogger(__name__)

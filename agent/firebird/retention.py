@@ -53,13 +53,6 @@ class Deletion:
     reason: str
 
 
-def plan_retention(
-    entries: Iterable[BackupEntry], policy: RetentionPolicy, *, protect: Iterable[str] = ()
-) -> list[str]:
-    """Names of the backups to delete, oldest first."""
-    return [d.name for d in plan_deletions(entries, policy, protect=protect)]
-
-
 def plan_deletions(
     entries: Iterable[BackupEntry], policy: RetentionPolicy, *, protect: Iterable[str] = ()
 ) -> list[Deletion]:

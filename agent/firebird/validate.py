@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import re
 
+from agent.domain.reports import RunKind, ValidationDetails
 from agent.firebird.connection import FirebirdTarget, require_ascii, services
 from agent.firebird.errors import FirebirdJobError, LiveValidationErrors, translate
 from agent.firebird.outcome import JobOutcome
-from agent.reports import RunKind, ValidationDetails
 from common.clock import Clock
 
 log = logging.getLogger(__name__)

@@ -265,12 +265,6 @@ def _read_log(target: FirebirdTarget) -> list[str]:
         return [str(line) for line in svc]
 
 
-def validation_summary(text: str) -> tuple[int, int]:
-    """(errors, warnings) from the "Summary of validation errors" of gfix/svc.repair."""
-    found = parse_summary(text)
-    return found.errors, found.warnings
-
-
 def compare_counts(
     expected: dict[str, int],
     actual: dict[str, int],

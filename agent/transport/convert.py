@@ -1,7 +1,8 @@
 """Conversion between the agent's domain dataclasses and `storesafe.v1` messages.
 
-Both directions exist for run reports (the round trip is tested); check-in and
-enrollment go out as requests and come back as replies.
+Run reports, check-ins and enrollment requests go out; replies, configuration
+pushes and commands come back. (The test of the report round trip decodes with
+its own oracle in tests/support/agentwire.py.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import datetime as dt
 from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import agent_pb2, types_pb2
 
-from agent.messages import (
+from agent.domain.messages import (
     CheckIn,
     CheckInReply,
     ConfigPush,
@@ -21,11 +22,10 @@ from agent.messages import (
     RemoteCommand,
     ServerGoingAway,
 )
-from agent.reports import (
+from agent.domain.reports import (
     BackupDetails,
     Details,
     DiskUsage,
-    FileChange,
     FileCheckDetails,
     FileState,
     FirebirdHealth,
@@ -54,7 +54,6 @@ _FILE_STATE = {
     FileState.DAMAGED: types_pb2.BACKUP_FILE_STATE_DAMAGED,
     FileState.MISSING: types_pb2.BACKUP_FILE_STATE_MISSING,
 }
-_FILE_STATE_BACK = {v: k for k, v in _FILE_STATE.items()}
 _OUTCOME = {
     Outcome.SUCCEEDED: types_pb2.RUN_OUTCOME_SUCCEEDED,
     Outcome.FAILED: types_pb2.RUN_OUTCOME_FAILED,
@@ -64,9 +63,6 @@ _VERIFICATION = {
     Verification.FAILED: types_pb2.VERIFICATION_FAILED,
     Verification.NOT_RUN: types_pb2.VERIFICATION_NOT_RUN,
 }
-_KIND_BACK = {v: k for k, v in _KIND.items()}
-_OUTCOME_BACK = {v: k for k, v in _OUTCOME.items()}
-_VERIFICATION_BACK = {v: k for k, v in _VERIFICATION.items()}
 
 
 def timestamp(when: dt.datetime) -> Timestamp:
@@ -163,97 +159,6 @@ def backup_to_proto(d: BackupDetails) -> types_pb2.BackupDetails:
 
 def health_to_proto(h: FirebirdHealth) -> types_pb2.FirebirdHealth:
     return types_pb2.FirebirdHealth(
-        oit=h.oit,
-        oat=h.oat,
-        ost=h.ost,
-        next_transaction=h.next_transaction,
-        sweep_interval=h.sweep_interval,
-        forced_writes=h.forced_writes,
-        page_size=h.page_size,
-        ods=h.ods,
-        size_bytes=h.size_bytes,
-        backup_state=h.backup_state,
-        server_version=h.server_version,
-    )
-
-
-def report_from_proto(msg: types_pb2.RunReport) -> RunReport:
-    """The domain form of a wire report; InvalidArgument for unset enums or times."""
-    if msg.kind not in _KIND_BACK or msg.outcome not in _OUTCOME_BACK:
-        raise InvalidArgument(f"run report {msg.id!r} has no kind or outcome")
-    if not (msg.HasField("started_at") and msg.HasField("finished_at")):
-        raise InvalidArgument(f"run report {msg.id!r} has no start or finish time")
-    return RunReport(
-        id=msg.id,
-        kind=_KIND_BACK[msg.kind],
-        started_at=from_timestamp(msg.started_at),
-        finished_at=from_timestamp(msg.finished_at),
-        outcome=_OUTCOME_BACK[msg.outcome],
-        error_class=msg.error_class,
-        error_message=msg.error_message,
-        trigger=msg.trigger,
-        details=_details_from_proto(msg),
-        file_changes=tuple(
-            FileChange(c.file, _FILE_STATE_BACK[c.state], c.reason)
-            for c in msg.file_changes
-            if c.state in _FILE_STATE_BACK
-        ),
-    )
-
-
-def _details_from_proto(msg: types_pb2.RunReport) -> Details | None:
-    which = msg.WhichOneof("details")
-    if which == "backup":
-        return backup_from_proto(msg.backup)
-    if which == "image_sync":
-        s = msg.image_sync
-        return ImageSyncDetails(
-            files_scanned=s.files_scanned,
-            files_copied=s.files_copied,
-            bytes_copied=s.bytes_copied,
-            files_failed=s.files_failed,
-        )
-    if which == "validation":
-        v = msg.validation
-        return ValidationDetails(errors=v.errors, warnings=v.warnings, summary=v.summary)
-    if which == "upload":
-        return UploadDetails(file=msg.upload.file, bytes=msg.upload.bytes)
-    if which == "file_check":
-        f = msg.file_check
-        return FileCheckDetails(
-            files_checked=f.files_checked,
-            bytes_checked=f.bytes_checked,
-            files_damaged=f.files_damaged,
-            restored=f.restored,
-            summary=f.summary,
-        )
-    return None
-
-
-def backup_from_proto(b: types_pb2.BackupDetails) -> BackupDetails:
-    return BackupDetails(
-        method=b.method,
-        level=b.level,
-        file=b.file,
-        size_raw=b.size_raw,
-        size_compressed=b.size_compressed,
-        checksum=b.checksum,
-        verification=_VERIFICATION_BACK.get(b.verification, Verification.NOT_RUN),
-        verification_seconds=b.verification_seconds,
-        verification_message=b.verification_message,
-        table_counts=dict(b.table_counts),
-        firebird_version=b.firebird_version,
-        database=b.database,
-        health=health_from_proto(b.health) if b.HasField("health") else None,
-        problems=tuple(b.problems),
-        backup_seconds=b.backup_seconds,
-        validation_errors=b.validation_errors,
-        validation_warnings=b.validation_warnings,
-    )
-
-
-def health_from_proto(h: types_pb2.FirebirdHealth) -> FirebirdHealth:
-    return FirebirdHealth(
         oit=h.oit,
         oat=h.oat,
         ost=h.ost,

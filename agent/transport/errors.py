@@ -1,83 +1,53 @@
-"""The one table that turns gRPC status codes into StoreSafe errors on the agent.
+"""The agent's reading of a failed gRPC call: the typed error and its sentence.
 
-Callers above the transport catch `common.errors` classes, never grpc.RpcError.
+The class comes from the shared client-side table (common/wire_errors.py): the
+stable code the server sent, else the status code. Callers above the transport
+catch `common.errors` classes, never grpc.RpcError.
 """
 
 from __future__ import annotations
 
-import re
-
 import grpc
 from grpc import aio
 
-from common.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    Internal,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    StoreSafeError,
-    Unauthenticated,
-    Unavailable,
-)
-
-STATUS_TO_ERROR: dict[grpc.StatusCode, type[StoreSafeError]] = {
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
-    grpc.StatusCode.CANCELLED: Unavailable,
-    grpc.StatusCode.ABORTED: Unavailable,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.UNIMPLEMENTED: Internal,
-    grpc.StatusCode.INTERNAL: Internal,
-    grpc.StatusCode.UNKNOWN: Internal,
-    grpc.StatusCode.DATA_LOSS: Internal,
-}
-
-_TLS_HINTS = ("handshake", "CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSL")
-# What gRPC's resolvers (c-ares and the system's) say when the server's host name does not
-# resolve; it names the address, unlike a reason the server gives (its database's host).
-_DNS = re.compile(r"(?:dns resolution failed for|errors resolving) (?P<target>\S+?):? ", re.I)
+from common.errors import StoreSafeError, Unavailable
+from common.wire_errors import code_in, error_class, host_of, names_unresolved_host, tells_of_tls
 
 
 def error_from_rpc(exc: grpc.RpcError, *, address: str) -> StoreSafeError:
-    """The StoreSafe error for a failed call to the server at `address`."""
-    code, details = _code_and_details(exc)
-    cls = STATUS_TO_ERROR.get(code, Internal)
-    if cls is Unavailable:
+    """The StoreSafe error for a failed call to the server at `address`.
+
+    With a stable code the server answered, and its sentence is the message; without
+    one, a failure to reach it is told as what went wrong on the way (name, TLS, time).
+    """
+    code, details, sent = _read(exc)
+    cls = error_class(sent, code.name)
+    if sent is None and cls is Unavailable:
         return Unavailable(_unavailable_message(code, details, address))
-    if details:
+    if details.strip():
         return cls(details.strip())
     return cls(f"the server at {address} answered {code.name}")
 
 
 def status_code(exc: grpc.RpcError) -> grpc.StatusCode:
     """The status code of a failed call (UNKNOWN when it carries none)."""
-    return _code_and_details(exc)[0]
+    return _read(exc)[0]
 
 
-def _code_and_details(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
-    if isinstance(exc, aio.AioRpcError):
-        return exc.code(), exc.details() or ""
-    if isinstance(exc, grpc.Call):
-        return exc.code(), exc.details() or ""
-    return grpc.StatusCode.UNKNOWN, str(exc)
+def _read(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str, str | None]:
+    """Status code, details and the server's stable error code (None: not sent)."""
+    if isinstance(exc, aio.AioRpcError | grpc.Call):
+        return exc.code(), exc.details() or "", code_in(exc.trailing_metadata())
+    return grpc.StatusCode.UNKNOWN, str(exc), None
 
 
 def _unavailable_message(code: grpc.StatusCode, details: str, address: str) -> str:
-    found = _DNS.search(details)
-    if found is not None and found["target"].removeprefix("dns:///") == address:
-        host = address.rpartition(":")[0].strip("[]")
-        return f"cannot resolve the host name '{host}' of the server {address}: check --server"
-    if any(hint in details for hint in _TLS_HINTS):
+    if names_unresolved_host(details, address):
+        return (
+            f"cannot resolve the host name '{host_of(address)}' of the server {address}: "
+            "check --server"
+        )
+    if tells_of_tls(details):
         return (
             f"the TLS handshake with the server at {address} failed: its certificate is not "
             "signed by the trusted CA or does not name this address"

@@ -2,7 +2,7 @@
 
 Every call has a deadline; every call but Enroll sends the credential as
 "authorization: Bearer <credential>"; every gRPC failure comes out as a
-`common.errors` class (see `errors.STATUS_TO_ERROR`).
+`common.errors` class (see `errors.error_from_rpc`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import TypeVar
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
-from agent.messages import CheckIn, CheckInReply, Directive, Enrollment, EnrollRequest
-from agent.reports import RunReport
+from agent.domain.messages import CheckIn, CheckInReply, Directive, Enrollment, EnrollRequest
+from agent.domain.reports import RunReport
 from agent.settings import Credentials, StateDir
 from agent.transport import convert
 from agent.transport.channel import open_channel

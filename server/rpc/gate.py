@@ -29,7 +29,7 @@ from storesafe.v1 import admin_pb2, agent_pb2
 
 from common import errors
 from server.domain import AgentIdentity
-from server.rpc.errors import bearer_from, status_of
+from server.rpc.errors import UNEXPECTED, abort_with, bearer_from
 from server.rpc.ratelog import RateLimitedLog
 from server.services import credentials
 from server.services.auth import Authenticator
@@ -108,12 +108,10 @@ class Gate(Interceptor):
             elif method.startswith(ADMIN_PREFIX):
                 credentials.parse(bearer_from(metadata), credentials.ADMIN, "admin token")
         except errors.StoreSafeError as exc:
-            return _refusal(handler, status_of(exc), exc.message)
+            return _refusal(handler, exc)
         except Exception as exc:  # the server's fault, logged as such
             log.error("checking the credential of a %s call failed", method, exc_info=exc)
-            return _refusal(
-                handler, grpc.StatusCode.INTERNAL, "the server hit an unexpected error; see its log"
-            )
+            return _refusal(handler, errors.Internal(UNEXPECTED))
         return handler
 
     # --- wrapping a method's handler -------------------------------------------
@@ -169,7 +167,7 @@ class Gate(Interceptor):
                 try:
                     return await behavior(checked(requests, context), context)
                 except UndecodableRequest as exc:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+                    await abort_with(context, exc)
 
             return stream_unary
 
@@ -181,15 +179,13 @@ class Gate(Interceptor):
                 async for item in behavior(checked(requests, context), context):
                     yield item
             except UndecodableRequest as exc:  # a servicer that did not map it itself
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+                await abort_with(context, exc)
 
         return stream_stream
 
     async def _refuse_undecodable(self, method: str, context: Ctx) -> None:
         self._note_undecodable(method, context)
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT, "the request message could not be decoded"
-        )
+        await abort_with(context, UndecodableRequest("the request message could not be decoded"))
 
     def _note_undecodable(self, method: str, context: Ctx) -> None:
         peer = context.peer()
@@ -216,11 +212,11 @@ def _decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], An
     return decode
 
 
-def _refusal(handler: Handler, code: grpc.StatusCode, details: str) -> Handler:
-    """A handler of the same shape that ends the call with `code` without decoding."""
+def _refusal(handler: Handler, exc: errors.StoreSafeError) -> Handler:
+    """A handler of the same shape that ends the call with `exc` without decoding."""
 
     async def refuse(_request: Any, context: Ctx) -> None:
-        await context.abort(code, details)
+        await abort_with(context, exc)
 
     factory = _FACTORIES[(handler.request_streaming, handler.response_streaming)]
     return factory(

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.systemdctl import Completed
+from agent.systemdctl import Completed, SystemdManager
 from agent.winservicectl import (
     ERROR_ACCESS_DENIED,
     ERROR_SERVICE_ALREADY_RUNNING,
@@ -189,3 +189,13 @@ class FakeScm:
         svc = self.services[name]
         restarts = len(svc.failure[1]) if svc.failure else 0
         return WinServiceConfig(svc.start_type, svc.delayed, svc.account or "LocalSystem", restarts)
+
+
+def fake_systemd_manager(
+    tmp_path: Path, command: Sequence[str], **kwargs: bool
+) -> tuple[SystemdManager, FakeSystemctl]:
+    """A real SystemdManager driving a FakeSystemctl, with its unit dir under `tmp_path`."""
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir(exist_ok=True)
+    fake = FakeSystemctl(unit_dir, **kwargs)
+    return SystemdManager(fake, unit_dir=unit_dir, command=tuple(command)), fake

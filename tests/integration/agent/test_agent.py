@@ -16,8 +16,8 @@ from agent.outbox import Outbox
 from agent.settings import StateDir
 from agent.transport.link import ServerLink
 from tests.support.agent import AgentProcess, agent_cli, enroll_agent, enroll_with_token, wait_for
+from tests.support.agentfakes import report
 from tests.support.server import ServerHandle, create_enrollment_token
-from tests.unit.agent.fakes import report
 
 
 def stored_run_ids(server: ServerHandle, site: str) -> list[str]:
@@ -133,7 +133,8 @@ def test_agent_started_while_the_server_is_down_queues_then_delivers(
     try:
         queue(state, 1, 2, 3)
         wait_for(lambda: agent.status()["last_result"] == "unavailable", what="a failed check-in")
-        time.sleep(2)
+        first = agent.status()["last_attempt_at"]
+        wait_for(lambda: agent.status()["last_attempt_at"] != first, what="a retried check-in")
         assert agent.alive(), agent.log()
         assert agent.status()["outbox_pending"] == 3
         server.start()

@@ -19,7 +19,7 @@ import pytest
 
 from agent.firebird.connection import FirebirdTarget, services
 from agent.firebird.errors import FirebirdJobError
-from agent.firebird.shopsim import create_shop
+from tests.support.shopsim import create_shop
 
 PASSWORD_FILE = Path("/etc/firebird/3.0/SYSDBA.password")
 ROOT = Path("/var/tmp/storesafe-fbtests")

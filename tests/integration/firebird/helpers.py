@@ -8,7 +8,7 @@ from agent.firebird import gbak, nbackup
 from agent.firebird.connection import FirebirdTarget, services
 from agent.firebird.decompress import decompress_checked
 from agent.firebird.files import Manifest, list_backups, prepare_spool, remove_quietly
-from agent.firebird.shopsim import total_balance
+from tests.support.shopsim import total_balance
 
 
 def restored_balance(

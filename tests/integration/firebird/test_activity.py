@@ -9,7 +9,7 @@ import pytest
 
 from agent.firebird.activity import ShopActivity
 from agent.firebird.connection import FirebirdTarget
-from agent.firebird.shopsim import ShopWriter
+from tests.support.shopsim import ShopWriter
 
 pytestmark = pytest.mark.firebird
 

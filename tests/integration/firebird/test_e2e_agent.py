@@ -4,7 +4,6 @@ backup reported to the server, the site turning ok; then a failing backup turns 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from cli.main import app
 from common.clock import SystemClock
 from tests.support.agent import AgentProcess, enroll_agent, wait_for
 from tests.support.damage import damage
-from tests.support.server import ServerHandle, set_config
+from tests.support.server import ServerHandle, rollout, set_config
 
 pytestmark = pytest.mark.firebird
 
@@ -36,6 +35,12 @@ def command_done(server: ServerHandle, site: str, command_id: str) -> Callable[[
         return any(c.id == command_id and c.finished_at.seconds for c in cmds)
 
     return check
+
+
+def pushed_and_applied(server: ServerHandle, site: str, before: int) -> bool:
+    """The site's agent applied a revision newer than `before`, the one it should run."""
+    row = rollout(server)[site]
+    return row.desired_revision > before and row.applied_revision == row.desired_revision
 
 
 def backup_now(server: ServerHandle, site: str) -> admin_pb2.CommandState:
@@ -103,8 +108,9 @@ def test_pushed_config_remote_backup_verified_then_a_failing_one(
         assert report.backup.table_counts and report.backup.size_compressed > 0
         assert shop.password not in server.log() and shop.password not in agent.log()
 
+        before = rollout(server)[site].desired_revision
         set_config(server, admin_pb2.CONFIG_SCOPE_SITE, site, firebird__password="wrong-password")
-        time.sleep(1.5)  # let the push land
+        wait_for(lambda: pushed_and_applied(server, site, before), 30, "the push to land")
         failed = backup_now(server, site)
         assert failed.state == "failed"
         wait_for(

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from agent.domain.reports import BackupDetails, Outcome
 from agent.firebird.connection import FirebirdTarget
 from agent.firebird.files import list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job, run_validation_job
 from agent.firebird.retention import RetentionPolicy
-from agent.firebird.shopsim import ShopWriter, total_balance
-from agent.reports import BackupDetails, Outcome
 from common.clock import SystemClock
 from tests.integration.firebird.conftest import SHOP_ACCOUNTS, new_target
 from tests.integration.firebird.helpers import final_files, spool_leftovers
+from tests.support.shopsim import ShopWriter, total_balance
 
 pytestmark = pytest.mark.firebird
 KEEP_ALL = RetentionPolicy(0, 0, 0)

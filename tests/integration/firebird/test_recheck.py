@@ -15,13 +15,13 @@ from pathlib import Path
 import fdb
 import pytest
 
+from agent.domain.reports import BackupDetails, FileCheckDetails, FileState, Outcome, RunKind
 from agent.firebird.connection import FirebirdTarget
 from agent.firebird.files import UNVERIFIED_SUFFIX, Status, list_backups, prepare_spool
 from agent.firebird.jobs import BackupSettings, run_backup_job
 from agent.firebird.recheck import run_pending_verifications, run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.verify import validate_copy
-from agent.reports import BackupDetails, FileCheckDetails, FileState, Outcome, RunKind
 from common.clock import SystemClock
 from tests.integration.firebird.conftest import new_target
 from tests.integration.firebird.helpers import spool_leftovers

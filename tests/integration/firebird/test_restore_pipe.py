@@ -12,12 +12,12 @@ from agent.firebird.errors import BackupCorrupt, RestoreFailed
 from agent.firebird.files import Manifest, list_backups, prepare_spool
 from agent.firebird.jobs import BackupSettings, run_backup_job
 from agent.firebird.retention import RetentionPolicy
-from agent.firebird.shopsim import total_balance
 from agent.firebird.verify import VerifyResult, verify
 from common.clock import SystemClock
 from tests.integration.firebird.conftest import SHOP_ACCOUNTS
 from tests.integration.firebird.helpers import spool_leftovers
 from tests.support.damage import damage
+from tests.support.shopsim import total_balance
 
 pytestmark = [
     pytest.mark.firebird,

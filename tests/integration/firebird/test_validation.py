@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.domain.reports import Outcome, ValidationDetails
 from agent.firebird.connection import FirebirdTarget, attach
 from agent.firebird.jobs import run_validation_job
-from agent.reports import Outcome, ValidationDetails
 from common.clock import SystemClock
 from tests.integration.firebird.conftest import new_target
 

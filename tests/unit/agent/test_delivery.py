@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.delivery import deliver_now
 from agent.outbox import Outbox
 from common.errors import InvalidArgument
-from tests.unit.agent.fakes import DOWN, FakeLink, report
+from tests.support.agentfakes import DOWN, FakeLink, report
 
 
 def test_an_acknowledged_report_leaves_the_outbox(tmp_path: Path) -> None:

@@ -9,14 +9,16 @@ from agent.backoff import Backoff
 from agent.commands import CommandResult, CommandRunner
 from agent.configsync import ConfigStore
 from agent.directives import DirectiveLoop
-from agent.messages import ConfigPush, RemoteCommand, ServerGoingAway
+from agent.domain.messages import ConfigPush, RemoteCommand, ServerGoingAway
 from common.errors import Unauthenticated
-from tests.unit.agent.fakes import DOWN, FakeLink
+from tests.support.agentfakes import DOWN, FakeLink
+from tests.support.clock import VirtualClock
 
 
 class Loop:
     def __init__(self, tmp_path: Path) -> None:
         self.link = FakeLink()
+        self.clock = VirtualClock()
         self.ran: list[str] = []
         self.store = ConfigStore(tmp_path, path_check=lambda key, value: None)
 
@@ -33,6 +35,7 @@ class Loop:
             refused_retry=300.0,
             reopen_delay=0.5,
             rand=lambda: 0.25,
+            timer=self.clock,
         )
 
     def once(self) -> float:
@@ -92,7 +95,7 @@ def test_as_a_runner_job_it_stops_when_cancelled(tmp_path: Path) -> None:
 
     async def go() -> None:
         task = asyncio.create_task(t.loop(sink=None))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
+        await t.clock.run_until(lambda: len(t.link.watches) >= 2)  # reopened after its delay
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

@@ -9,11 +9,11 @@ import grpc
 import pytest
 from storesafe.v1 import agent_pb2
 
-from agent.messages import ConfigPush, RemoteCommand, ServerGoingAway
+from agent.domain.messages import ConfigPush, RemoteCommand, ServerGoingAway
 from agent.transport import convert
 from agent.transport.link import ServerLink
 from common import errors
-from tests.unit.agent.fakes import T0, recording_server
+from tests.support.agentfakes import T0, recording_server
 
 
 def config_directive(revision: int, **values: Any) -> agent_pb2.AgentDirective:
@@ -148,10 +148,8 @@ def test_config_acks_ride_the_open_stream() -> None:
                 first = await anext(stream)
                 assert isinstance(first, ConfigPush) and first.revision == 5
                 await link.ack_config(revision=5, applied=True)
-                for _ in range(100):  # the ack is a message on the stream: no reply to wait for
-                    if servicer.stream_acks:
-                        break
-                    await asyncio.sleep(0.02)
+                # the ack is a message on the stream: no reply to wait for, the servicer says
+                await asyncio.wait_for(servicer.stream_acked.wait(), 10)
                 await stream.aclose()  # type: ignore[attr-defined]
             assert servicer.acks == []  # no AckConfig call
             return servicer.stream_acks

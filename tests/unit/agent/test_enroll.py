@@ -11,7 +11,7 @@ from agent.enroll import enroll
 from agent.settings import Credentials, StateDir
 from common.clock import FakeClock
 from common.errors import InvalidArgument, Unavailable
-from tests.unit.agent.fakes import T0, make_tls, recording_server
+from tests.support.agentfakes import T0, make_tls, recording_server
 
 
 def run_enroll(state: StateDir, *, ca_pem: bytes | None, use_tls: bool = True, **kw: str) -> None:

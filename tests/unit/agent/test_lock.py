@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import AlreadyRunning
+from agent.domain.errors import AlreadyRunning
 from agent.lock import StateLock
 
 

@@ -14,7 +14,7 @@ from agent.main import app
 from agent.outbox import Outbox
 from agent.settings import Credentials, StateDir
 from agent.status import CheckInStatus, StatusFile
-from tests.unit.agent.fakes import T0, report
+from tests.support.agentfakes import T0, report
 
 runner = CliRunner()
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StateDirUnusable
+from agent.domain.errors import StateDirUnusable
+from agent.domain.reports import BackupDetails, Verification
 from agent.outbox import Outbox
-from agent.reports import BackupDetails, Verification
-from tests.unit.agent.fakes import report
+from tests.support.agentfakes import report
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -118,7 +118,7 @@ def _writer(path: Path, how: str) -> subprocess.CompletedProcess[str]:
         f"""
         import os, signal, sys
         from agent.outbox import Outbox
-        from tests.unit.agent.fakes import report
+        from tests.support.agentfakes import report
         box = Outbox({str(path)!r})
         for n in range(50):
             box.put(report(n))
@@ -192,7 +192,7 @@ def test_two_processes_delivering_from_one_outbox_keep_it_whole(tmp_path: Path) 
         f"""
         import pathlib
         from agent.outbox import Outbox
-        from tests.unit.agent.fakes import report
+        from tests.support.agentfakes import report
         with Outbox(pathlib.Path({str(path)!r})) as box:
             for n in range(200):
                 box.put(report(n))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,13 +12,13 @@ from typing import Any
 import pytest
 
 from agent.backoff import Backoff
+from agent.domain.reports import FirebirdHealth
 from agent.outbox import Outbox
-from agent.reports import FirebirdHealth
 from agent.runner import ReportSink, Runner, RunnerConfig
 from agent.status import StatusFile
-from common.clock import FakeClock
 from common.errors import InvalidArgument, Unauthenticated
-from tests.unit.agent.fakes import DOWN, T0, FakeLink, host_facts, report
+from tests.support.agentfakes import DOWN, T0, FakeLink, host_facts, report
+from tests.support.clock import VirtualClock
 
 FAST = RunnerConfig(interval_override=0.02, retry_base=0.01, retry_cap=0.02, refused_retry=0.05)
 
@@ -26,7 +27,8 @@ class Harness:
     def __init__(
         self, tmp_path: Path, config: RunnerConfig = FAST, jobs: tuple = (), **seams: Any
     ) -> None:
-        self.link = FakeLink()
+        self.clock = VirtualClock(T0)
+        self.link = FakeLink(clock=self.clock)
         self.links_made = 0
         self.outbox = Outbox(tmp_path / "outbox.sqlite")
         self.status = StatusFile(tmp_path / "status.json")
@@ -35,7 +37,7 @@ class Harness:
             outbox=self.outbox,
             status=self.status,
             facts=host_facts,
-            clock=FakeClock(T0),
+            clock=self.clock,
             server="test:1",
             site="shop-1",
             config=config,
@@ -49,25 +51,24 @@ class Harness:
         return self.link
 
     async def until(self, cond: Callable[[], bool]) -> None:
-        """Poll `cond` (state lives in SQLite and the fake, not in events) for up to 5 s."""
-        async with asyncio.timeout(5.0):
-            while not cond():  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+        """Move the virtual clock until `cond` holds (state lives in SQLite and the fake)."""
+        await self.clock.run_until(cond)
+
+    async def run(self, body: Callable[[Harness], Awaitable[None]]) -> None:
+        """Run the loop around `body`, then stop it, moving virtual time until it has ended."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.runner.run(stop))
+        try:
+            await body(self)
+        finally:
+            stop.set()
+            await self.clock.run_until(task.done)
+            await task
 
 
 def scenario(tmp_path: Path, body: Callable[[Harness], Awaitable[None]], **kw: object) -> Harness:
     h = Harness(tmp_path, **kw)  # type: ignore[arg-type]
-
-    async def go() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(h.runner.run(stop))
-        try:
-            await body(h)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 5)
-
-    asyncio.run(go())
+    asyncio.run(h.run(body))
     return h
 
 
@@ -119,7 +120,7 @@ def test_while_the_server_is_down_reports_wait_and_arrive_later(
         h.link.fault = DOWN
         h.runner.submit(report(1))
         h.runner.submit(report(2))
-        await asyncio.sleep(0.2)
+        await h.clock.run_for(0.2)
         assert h.outbox.pending() == 2
         assert h.status.load().last_result == "unavailable"
         h.link.fault = None
@@ -137,7 +138,7 @@ def test_a_refused_credential_is_logged_once_with_what_to_do(
 ) -> None:
     async def body(h: Harness) -> None:
         h.link.fault = Unauthenticated("unknown or revoked agent credential")
-        await asyncio.sleep(0.4)
+        await h.clock.run_for(0.4)
         h.link.fault = None
         await h.until(lambda: len(h.link.checkins) >= 1)
 
@@ -192,7 +193,7 @@ def test_stop_leaves_undelivered_reports_queued_and_closes_the_link(tmp_path: Pa
     async def body(h: Harness) -> None:
         h.link.fault = DOWN
         h.runner.submit(report(1))
-        await asyncio.sleep(0.05)
+        await h.until(lambda: h.link.in_flight == ["report-0001"])
 
     h = scenario(tmp_path, body)
     assert h.outbox.pending() == 1
@@ -212,7 +213,11 @@ def test_the_server_names_the_interval_unless_overridden(tmp_path: Path) -> None
 
 def test_check_in_carries_the_seams_figures(tmp_path: Path) -> None:
     health = FirebirdHealth(oit=1, oat=2, next_transaction=3)
-    h = Harness(tmp_path, health=lambda: health, config_revision=lambda: 7)
+    h = Harness(
+        tmp_path,
+        checkin_facts=lambda c: dataclasses.replace(c, firebird=health),
+        config_revision=lambda: 7,
+    )
     h.outbox.put(report(1))
     asyncio.run(h.runner.check_in_once())
     sent = h.link.checkins[-1]
@@ -235,17 +240,7 @@ def test_a_re_enrollment_ends_the_slow_retry_at_once(
 
     h = Harness(tmp_path, config=slow, credential_stamp=lambda: stamp[0])
     h.link.fault = Unauthenticated("revoked")
-
-    async def go() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(h.runner.run(stop))
-        try:
-            await body(h)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 5)
-
-    asyncio.run(go())
+    asyncio.run(h.run(body))
     assert h.status.load().last_result == "ok"
 
 

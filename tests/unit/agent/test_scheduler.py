@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 from agent.configsync import AgentConfig, ConfigStore
-from agent.reports import Outcome, RunKind, RunReport
+from agent.domain.reports import Outcome, RunKind, RunReport
 from agent.scheduler import Scheduler, Task
 from common.clock import FakeClock
 
@@ -125,7 +125,8 @@ def test_one_job_at_a_time(tmp_path: Path) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.05)
+        for _ in range(10):  # the other two ask for the lock meanwhile
+            await asyncio.sleep(0)
         running -= 1
 
     task = Task("backup", "backup.schedule", lambda cfg: None, slow)

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 from agent.configsync import AgentConfig, ConfigStore
-from agent.reports import Outcome, RunKind, RunReport
+from agent.domain.reports import Outcome, RunKind, RunReport
 from agent.scheduler import Scheduler, Task
 from common.clock import FakeClock
 

@@ -15,7 +15,7 @@ from agent.servicectl import ServiceError, ServiceSpec, ServiceState
 from agent.systemdctl import UNIT_NAME, SystemdManager, render_unit, run_command
 from agent.winservice import SERVICE_NAME, STATE_DIR_OPTION
 from agent.winservicectl import RESET_PERIOD_SECONDS, RESTART_DELAYS_MS, WindowsServiceManager
-from tests.support.services import NOT_BOOTED, FakeScm, FakeSystemctl
+from tests.support.services import NOT_BOOTED, FakeScm, FakeSystemctl, fake_systemd_manager
 from tests.unit.agent.test_main import enrolled, one_line_error
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -23,10 +23,7 @@ COMMAND = ("/opt/storesafe/.venv/bin/storesafe-agent",)
 
 
 def systemd(tmp_path: Path, **kwargs: bool) -> tuple[SystemdManager, FakeSystemctl]:
-    unit_dir = tmp_path / "units"
-    unit_dir.mkdir(exist_ok=True)
-    fake = FakeSystemctl(unit_dir, **kwargs)
-    return SystemdManager(fake, unit_dir=unit_dir, command=COMMAND), fake
+    return fake_systemd_manager(tmp_path, COMMAND, **kwargs)
 
 
 # -- systemd ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import NotEnrolled, StateDirUnusable
+from agent.domain.errors import NotEnrolled, StateDirUnusable
 from agent.settings import (
     ENV_STATE_DIR,
     Credentials,

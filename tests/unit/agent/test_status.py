@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 from agent.status import CheckInStatus, StatusFile
-from tests.unit.agent.fakes import T0
+from tests.support.agentfakes import T0
 
 
 def test_round_trip(tmp_path: Path) -> None:

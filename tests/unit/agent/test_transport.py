@@ -9,13 +9,12 @@ from typing import Any
 import grpc
 import pytest
 
-from agent.messages import CheckIn, EnrollRequest
-from agent.reports import BackupDetails
+from agent.domain.messages import CheckIn, EnrollRequest
+from agent.domain.reports import BackupDetails
 from agent.transport.channel import MAX_MESSAGE_BYTES, parse_address
-from agent.transport.errors import STATUS_TO_ERROR
 from agent.transport.link import ServerLink
 from common import errors
-from tests.unit.agent.fakes import T0, make_tls, recording_server, report
+from tests.support.agentfakes import T0, make_tls, recording_server, report
 
 CHECKIN = CheckIn(agent_version="0.1.0", hostname="pc1", os="Linux", agent_time=T0)
 
@@ -83,11 +82,6 @@ def test_status_codes_become_typed_errors_with_the_servers_sentence(
         assert "the credential was revoked" in str(caught.value)
 
     run(go)
-
-
-def test_every_status_but_ok_is_in_the_table() -> None:
-    assert set(STATUS_TO_ERROR) == set(grpc.StatusCode) - {grpc.StatusCode.OK}
-    assert STATUS_TO_ERROR[grpc.StatusCode.DEADLINE_EXCEEDED] is errors.Unavailable
 
 
 def test_a_server_that_is_down_is_unavailable_naming_the_address() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.winservice import ServiceController
 from common.errors import FailedPrecondition
-from tests.unit.agent.fakes import FakeServiceHost
+from tests.support.agentfakes import FakeServiceHost
 
 
 def test_start_runs_the_loop_and_stop_ends_it_from_another_thread() -> None:

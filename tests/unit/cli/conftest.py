@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from tests.unit.cli.fakes import NOW, FakeAdminClient, site
+from tests.support.cli import NOW, FakeAdminClient, site
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from cli.check import evaluate, unknown
 from common.errors import Unauthenticated, Unavailable
-from tests.unit.cli.fakes import FakeAdminClient, invoke, site
+from tests.support.cli import FakeAdminClient, invoke, site
 
 
 def test_no_sites_is_unknown_not_ok() -> None:

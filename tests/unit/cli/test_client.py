@@ -19,7 +19,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
-from cli.client import AdminClient, Settings, error_for, is_loopback, split_address
+from cli.client import AdminClient, Settings
+from cli.client.channel import is_loopback, split_address
+from cli.client.errors import error_for
 from common import errors
 
 WHEN = dt.datetime(2026, 11, 26, 19, 0, tzinfo=dt.UTC)
@@ -343,6 +345,23 @@ def test_transport_failures_are_told_apart_from_server_reasons() -> None:
     assert msg("DNS resolution failed for h:1: Name or service not known") == no_host
     db_down = 'cannot use the database postgresql://s@db/s: "db": Name or service not known'
     assert msg(db_down) == db_down  # the server's own reason: its database's host
+
+
+def test_a_code_from_the_server_picks_the_class_and_vouches_for_its_reason() -> None:
+    def err(code: grpc.StatusCode, details: str, sent: str | None) -> errors.StoreSafeError:
+        return error_for(code, details, server="h:1", timeout=1, error_code=sent)
+
+    # gRPC's own words without a code; the server's reason with one
+    down = "cannot connect to the database postgresql://s@db/s"
+    assert err(grpc.StatusCode.UNAVAILABLE, down, None).message.startswith("cannot reach")
+    assert err(grpc.StatusCode.UNAVAILABLE, down, "unavailable").message == down
+    assert err(grpc.StatusCode.UNAVAILABLE, "", "unavailable").message == (
+        "the StoreSafe server refused the request (UNAVAILABLE)"
+    )
+    # the code names the class; an unknown code leaves it to the status
+    assert type(err(grpc.StatusCode.FAILED_PRECONDITION, "x", "not_found")) is errors.NotFound
+    unknown = err(grpc.StatusCode.FAILED_PRECONDITION, "x", "site_on_fire")
+    assert (type(unknown), unknown.message) == (errors.FailedPrecondition, "x")
 
 
 @pytest.mark.parametrize(

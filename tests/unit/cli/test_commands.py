@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from common.errors import NotFound, PermissionDenied
-from tests.unit.cli.fakes import FakeAdminClient, invoke
+from tests.support.cli import FakeAdminClient, invoke
 
 
 def test_sites_table(fake: FakeAdminClient) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from cli import config
 from common.errors import InvalidArgument, NotFound
-from tests.unit.cli.fakes import FakeConfigClient, invoke
+from tests.support.cli import FakeConfigClient, invoke
 
 SECRET = "s3cr3t-Pa55"
 

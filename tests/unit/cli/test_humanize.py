@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from cli.humanize import ago, seconds_text, size, timestamp
-from tests.unit.cli.fakes import NOW
+from tests.support.cli import NOW
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from cli import output
 from cli.humanize import run_summary
 from cli.models import Disk, FirebirdHealth, SiteDetail
-from tests.unit.cli.fakes import NOW, backup_run, site
+from tests.support.cli import NOW, backup_run, site
 
 SITE_FIELDS = {
     "site",

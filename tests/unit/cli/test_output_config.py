@@ -6,7 +6,7 @@ import re
 
 from cli import output_config
 from cli.models import ConfigChange, ConfigEntry
-from tests.unit.cli.fakes import NOW, command, revision, rollout_row, site_config
+from tests.support.cli import NOW, command, revision, rollout_row, site_config
 
 
 def plain(text: str, style: str) -> str:

@@ -11,11 +11,7 @@ from agent.firebird.connection import (
     require_ascii,
 )
 from agent.firebird.errors import ClientLibraryMissing, NonAsciiPath
-
-
-def fake_fs(*paths: str):
-    present = {p.lower() for p in paths}
-    return lambda path: path.lower() in present
+from tests.support.agentfakes import fake_fs
 
 
 def test_windows_prefers_3_0_root_dll() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.domain.reports import FileState
 from agent.firebird.connection import FirebirdTarget
 from agent.firebird.errors import BackupBusy, BackupDirMissing, CountMismatch
 from agent.firebird.files import (
@@ -31,7 +32,6 @@ from agent.firebird.jobs import BackupSettings, apply_retention, prune
 from agent.firebird.recheck import run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.verify import compare_counts, drop_problems
-from agent.reports import FileState
 from common.clock import FakeClock
 
 WHEN = dt.datetime(2026, 11, 26, 21, 30, tzinfo=dt.UTC)
@@ -138,8 +138,8 @@ def test_schema_differences() -> None:
 
 
 def test_health_problems() -> None:
+    from agent.domain.reports import FirebirdHealth
     from agent.firebird.health import health_problems
-    from agent.reports import FirebirdHealth
 
     assert health_problems(FirebirdHealth(oit=10, oat=20, next_transaction=30)) == []
     problems = health_problems(

@@ -6,9 +6,24 @@ import pytest
 
 from agent.firebird.errors import NbackupPrecondition, RestoreFailed
 from agent.firebird.files import Manifest, Status
-from agent.firebird.gbak import check_restored, parse_counts
+from agent.firebird.findings import parse_summary
+from agent.firebird.gbak import GbakLog, check_restored
 from agent.firebird.nbackup import plan_chain, services_call_is_safe
 from agent.firebird.validate import parse_validation
+
+
+def parse_counts(lines: list[str], *, restore: bool = False) -> dict[str, int]:
+    """Feed a whole log to the line-by-line parser the jobs use."""
+    log = GbakLog(restore=restore)
+    for line in lines:
+        log.feed(line)
+    return log.counts
+
+
+def validation_summary(text: str) -> tuple[int, int]:
+    found = parse_summary(text)
+    return found.errors, found.warnings
+
 
 BACKUP_LOG = [
     "gbak:readied database /db/shop.fdb for backup",
@@ -143,8 +158,6 @@ def test_level_without_its_lower_level_is_refused_before_any_nbackup_call() -> N
 
 
 def test_restored_copy_validation_summary() -> None:
-    from agent.firebird.verify import validation_summary
-
     warnings_only = (
         "Summary of validation errors \tNumber of record level warnings\t: 1 "
         "\tNumber of pointer page warnings\t: 1"

@@ -12,12 +12,12 @@ from typing import Any
 import psutil
 import pytest
 
-from agent import backupjob
-from agent.backupjob import FirebirdTasks
 from agent.configsync import ConfigStore
+from agent.domain.reports import BackupDetails, RunKind, ValidationDetails
+from agent.firebird import capability
+from agent.firebird.capability import FirebirdTasks
 from agent.firebird.outcome import JobOutcome
 from agent.firebird.priority import BACKGROUND_IO_LEVEL, BACKGROUND_NICE, in_background
-from agent.reports import BackupDetails, RunKind, ValidationDetails
 from common.clock import FakeClock
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
@@ -79,18 +79,18 @@ def test_every_firebird_job_runs_in_the_background(
 
         return job
 
-    monkeypatch.setattr(backupjob, "run_backup_job", probe(RunKind.BACKUP, BackupDetails()))
+    monkeypatch.setattr(capability, "run_backup_job", probe(RunKind.BACKUP, BackupDetails()))
     monkeypatch.setattr(
-        backupjob, "run_validation_job", probe(RunKind.VALIDATION, ValidationDetails())
+        capability, "run_validation_job", probe(RunKind.VALIDATION, ValidationDetails())
     )
-    monkeypatch.setattr(backupjob, "run_recheck_job", probe(RunKind.FILE_CHECK, BackupDetails()))
+    monkeypatch.setattr(capability, "run_recheck_job", probe(RunKind.FILE_CHECK, BackupDetails()))
     resume = probe(RunKind.BACKUP, BackupDetails())
 
     def pending(*args: Any, **kwargs: Any) -> list[JobOutcome]:
         seen["resume"] = thread_priority()
         return [resume()]
 
-    monkeypatch.setattr(backupjob, "run_pending_verifications", pending)
+    monkeypatch.setattr(capability, "run_pending_verifications", pending)
     store = ConfigStore(tmp_path, path_check=lambda k, v: None)
     store.apply(1, {"firebird.database": "/db/shop.fdb", "backup.dir": str(tmp_path / "b")})
     tasks = FirebirdTasks(store, FakeClock(T0))

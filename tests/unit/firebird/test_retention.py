@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
-from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_deletions, plan_retention
+from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_deletions
 
 T0 = dt.datetime(2026, 3, 31, 22, 0, tzinfo=dt.UTC)
+
+
+def plan_retention(
+    entries: Iterable[BackupEntry], policy: RetentionPolicy, *, protect: Iterable[str] = ()
+) -> list[str]:
+    """Names of the backups to delete, oldest first."""
+    return [d.name for d in plan_deletions(entries, policy, protect=protect)]
 
 
 def daily(days: int, *, good: bool = True, prefix: str = "b") -> list[BackupEntry]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.firebird.shopsim import WriterStats, percentile
+from tests.support.shopsim import WriterStats, percentile
 
 
 def test_percentile() -> None:

@@ -17,6 +17,7 @@ from agent.firebird.pipes import BUFFER, NARROW, make_pipe
 from agent.firebird.pipes import SUPPORTED as PIPE_SUPPORTED
 from agent.firebird.stream import compress_following, compress_pipe
 from tests.support.agent import wait_for
+from tests.support.clock import SteppedTime
 from tests.support.damage import damage
 
 
@@ -403,29 +404,24 @@ def test_a_pipe_the_writer_filled_before_it_could_narrow_narrows_once_emptied(
 def test_a_busy_shop_gets_two_thirds_of_the_time_and_an_idle_one_all_of_it() -> None:
     from agent.firebird.stream import BUSY_DUTY, YIELD_SLICE, _Pacer
 
-    now = [100.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    pacer = _Pacer(sleep=sleep, clock=lambda: now[0])
+    stepped = SteppedTime(100.0)
+    slept = stepped.slept
+    pacer = _Pacer(sleep=stepped.sleep, clock=stepped.clock)
     for _ in range(50):  # idle: runs on, never pauses
-        now[0] += YIELD_SLICE
+        stepped.now += YIELD_SLICE
         pacer.tick(busy=False)
     assert slept == []
     ran = 0.0
     for _ in range(200):  # busy: 0.5 ms of work per chunk
-        now[0] += 0.0005
+        stepped.now += 0.0005
         ran += 0.0005
         pacer.tick(busy=True)
     assert 200 * 0.0005 / YIELD_SLICE / 1.25 <= len(slept) <= 200 * 0.0005 / YIELD_SLICE
     assert ran / (ran + sum(slept)) == pytest.approx(BUSY_DUTY, rel=0.05)
     slept.clear()
-    now[0] += 5.0  # a long idle stretch is not owed a pause once the shop is busy again
+    stepped.now += 5.0  # a long idle stretch is not owed a pause once the shop is busy again
     pacer.tick(busy=False)
-    now[0] += 0.0005
+    stepped.now += 0.0005
     pacer.tick(busy=True)
     assert slept == []
 
@@ -433,14 +429,14 @@ def test_a_busy_shop_gets_two_thirds_of_the_time_and_an_idle_one_all_of_it() -> 
 def test_the_pipe_level_follows_how_long_the_reader_waits_for_data() -> None:
     from agent.firebird.stream import PIPE_LEVEL, PIPE_LEVELS, _PipeLevel
 
-    now = [0.0]
-    level = _PipeLevel(clock=lambda: now[0])
+    stepped = SteppedTime()
+    level = _PipeLevel(clock=stepped.clock)
     level.start()
     assert level.level == PIPE_LEVEL
 
     def frame(wait_share: float, *, narrow: bool = False) -> int:
         level.waited(wait_share * 0.02)
-        now[0] += 0.02
+        stepped.now += 0.02
         return level.frame_ended(narrow=narrow)
 
     assert frame(0.0) == PIPE_LEVELS[-1]  # data always waiting: compress faster

@@ -1,10 +1,14 @@
-"""The agent's test stand-ins, all in one place.
+"""The agent's test stand-ins (the OS service managers are in services.py, the clock in clock.py).
 
 - `FakeLink`: the server connection as the runner sees it, with scripted
-  faults (down, refusing the credential, rejecting a report).
+  faults (down, refusing the credential, rejecting a report); its slow
+  deliveries sleep on the test's clock when it is given one.
 - `RecordingServicer`: a real grpc.aio AgentService on loopback that answers
   from memory, for transport tests that must not depend on the real server.
 - `FakeServiceHost`: the Windows service control manager, which cannot run here.
+- `fake_fs`: a Windows filesystem's "does this file exist", for the client
+  library search.
+- `make_tls`: a throwaway CA and server certificate for loopback servers.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,10 +24,11 @@ import grpc
 from grpc import aio
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
+from agent.domain.messages import CheckIn, CheckInReply, Directive
+from agent.domain.reports import Outcome, RunKind, RunReport
 from agent.facts import HostFacts
-from agent.messages import CheckIn, CheckInReply, Directive
-from agent.reports import Outcome, RunKind, RunReport
 from common.errors import StoreSafeError, Unavailable
+from tests.support.clock import VirtualClock
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -49,8 +54,9 @@ def host_facts() -> HostFacts:
 class FakeLink:
     """Answers check-ins and stores reports in memory; set `fault` to fail calls."""
 
-    def __init__(self, *, interval: int = 0) -> None:
+    def __init__(self, *, interval: int = 0, clock: VirtualClock | None = None) -> None:
         self.interval = interval
+        self.clock = clock
         self.fault: StoreSafeError | None = None
         self.reject: dict[str, StoreSafeError] = {}
         self.checkins: list[CheckIn] = []
@@ -72,7 +78,10 @@ class FakeLink:
 
     async def report_run(self, report: RunReport) -> bool:
         self.in_flight.append(report.id)
-        await asyncio.sleep(self.report_delay)
+        if self.clock is not None:
+            await self.clock.sleep(self.report_delay)
+        else:
+            await asyncio.sleep(self.report_delay)
         if self.fault is not None:
             raise self.fault
         if report.id in self.reject:
@@ -122,6 +131,7 @@ class RecordingServicer(agent_pb2_grpc.AgentServiceServicer):
         self.watch_requests: list[Any] = []
         self.acks: list[Any] = []
         self.stream_acks: list[Any] = []
+        self.stream_acked = asyncio.Event()
 
     async def _enter(self, context: aio.ServicerContext[Any, Any]) -> None:
         self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
@@ -162,6 +172,7 @@ class RecordingServicer(agent_pb2_grpc.AgentServiceServicer):
         async def record() -> None:
             async for event in request_iterator:
                 self.stream_acks.append(getattr(event, event.WhichOneof("kind")))
+                self.stream_acked.set()
 
         reader = asyncio.ensure_future(record())
         try:
@@ -200,6 +211,15 @@ async def recording_server(
         yield f"127.0.0.1:{port}", servicer
     finally:
         await server.stop(grace=None)
+
+
+# -- a Windows filesystem, for the Firebird client library search ----------------
+
+
+def fake_fs(*paths: str) -> Callable[[str], bool]:
+    """`exists` for these Windows paths only (case-insensitive, as on NTFS)."""
+    present = {p.lower() for p in paths}
+    return lambda path: path.lower() in present
 
 
 # -- the Windows service control manager ----------------------------------------

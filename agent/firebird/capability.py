@@ -1,23 +1,29 @@
-"""The agent's Firebird tasks: settings from the running config, jobs in a low-priority thread.
+"""The Firebird backup capability: its tasks, commands, start job, health and backup volume.
 
 Backup (with verification by restore and retention), online validation of
 the live database and the re-check of kept backup files run here for the
-scheduler, for remote commands and for the local `backup-now`; at the start,
-backups a kill left unverified are verified. Every job runs through
-`priority.in_background` (low CPU and IO priority). Each returns its
-RunReport; the latest database figures are kept for the next check-in.
+scheduler, for the "backup-now" remote command and for the local
+`storesafe-agent backup-now`; at the start, backups a kill left unverified
+are verified. Every job runs through `priority.in_background` (low CPU and
+IO priority). Each returns its RunReport; the latest database figures go
+into the next check-in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from croniter import croniter
 
-from agent.commands import CommandResult
+from agent.capability import Capability, Host, Setup
+from agent.commands import CommandResult, Handler
 from agent.configsync import AgentConfig, ConfigStore
+from agent.domain.messages import CheckIn
+from agent.domain.reports import BackupDetails, FirebirdHealth, RunReport
 from agent.firebird.connection import FirebirdTarget
 from agent.firebird.errors import BackupBusy, FirebirdJobError
 from agent.firebird.files import Status, list_backups
@@ -26,7 +32,7 @@ from agent.firebird.priority import in_background
 from agent.firebird.recheck import run_pending_verifications, run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.validate import run_validation_job
-from agent.reports import BackupDetails, FirebirdHealth, RunReport
+from agent.runner import Job, ReportSink
 from agent.scheduler import Task
 from common.clock import Clock
 
@@ -179,3 +185,43 @@ def command_result(report: RunReport | None, why_not: str | None) -> CommandResu
             extra = f": {Path(report.details.file).name} verified"
         return CommandResult("succeeded", f"{report.kind.value} succeeded{extra}")
     return CommandResult("failed", report.error_message or f"{report.kind.value} failed")
+
+
+class FirebirdBackup(Capability):
+    """Verified hot backups, online validation and re-checks of one shop database."""
+
+    name = "firebird"
+
+    def __init__(self, setup: Setup) -> None:
+        self._config = setup.config
+        self.jobs = FirebirdTasks(setup.config, setup.clock)
+
+    def why_not_configured(self) -> str | None:
+        return self.jobs.backup_missing(self._config.current)
+
+    def tasks(self) -> Sequence[Task]:
+        return self.jobs.tasks()
+
+    def commands(self, host: Host) -> Mapping[str, Handler]:
+        async def backup_now() -> CommandResult:
+            report = await host.run("backup", trigger="remote")
+            return command_result(report, self.why_not_configured())
+
+        return {"backup-now": backup_now}
+
+    def start_jobs(self, host: Host) -> Sequence[Job]:
+        async def resume_unverified(sink: ReportSink) -> None:
+            """At the start, verify the backups an interrupted job left unverified."""
+            async with host.exclusive():
+                reports = await self.jobs.resume()
+            for report in reports:
+                sink.submit(report)
+
+        return [resume_unverified]
+
+    def checkin(self, checkin: CheckIn) -> CheckIn:
+        health = self.jobs.health()
+        return checkin if health is None else dataclasses.replace(checkin, firebird=health)
+
+    def volumes(self) -> Mapping[str, Path]:
+        return self.jobs.backup_volume()

@@ -1,13 +1,14 @@
 """A simulated shop: a demo database and a writer process that moves money between accounts.
 
-Used by the integration tests (every restored copy must keep the balance total
+A test and demo tool, kept out of the agent package so it never ships to shop
+PCs; run it from the clone. Used by the integration tests (every restored copy must keep the balance total
 exactly), by the benchmark (commit latency during backups) and by the README
 demo. The writer runs in its own process with its own connection, commits
 each transfer and records how long each took.
 
-    python -m agent.firebird.shopsim create DB [--accounts N] [--filler-mb M]
-    python -m agent.firebird.shopsim write DB --seconds S
-    python -m agent.firebird.shopsim total DB
+    python -m tests.support.shopsim create DB [--accounts N] [--filler-mb M]
+    python -m tests.support.shopsim write DB --seconds S
+    python -m tests.support.shopsim total DB
 
 The password comes from STORESAFE_FB_PASSWORD (never from the command line).
 """
@@ -81,7 +82,7 @@ def create_shop(
 
 def _fill(con: Any, filler_mb: int) -> None:
     """About `filler_mb` MB of item rows with text that compresses like real data."""
-    rng = random.Random(42)  # noqa: S311 - demo data
+    rng = random.Random(42)
     words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(2000)]
     rows = filler_mb * 1024  # ~1 KB per row on disk
     cur = con.cursor()
@@ -175,7 +176,7 @@ class ShopWriter:
 def _write_loop(
     target: FirebirdTarget, think: float, stop: Any, ready: Any, send: Connection
 ) -> None:
-    rng = random.Random(os.getpid())  # noqa: S311 - simulation
+    rng = random.Random(os.getpid())
     latencies: list[float] = []
     started: list[float] = []
     errors: list[str] = []
@@ -237,7 +238,7 @@ def _server_writable_folder(folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agent.firebird.shopsim")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.shopsim")
     parser.add_argument("command", choices=("create", "write", "total"))
     parser.add_argument("database")
     parser.add_argument("--accounts", type=int, default=200)

@@ -1,7 +1,8 @@
-"""Sample records and a stand-in admin client for CLI unit tests.
+"""Sample CLI records and a stand-in admin client, for the CLI's unit tests.
 
-The real server is exercised in tests/integration/cli; here commands and
-rendering run against answers held in memory.
+The real server is exercised in tests/integration/cli and the real client over
+gRPC in tests/unit/cli/test_client*.py; with these, commands and rendering run
+against answers held in memory.
 """
 
 from __future__ import annotations

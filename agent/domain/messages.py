@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 
-from agent.reports import DiskUsage, FirebirdHealth
+from agent.domain.reports import DiskUsage, FirebirdHealth
 from common.config_schema import Value
 
 
@@ -67,6 +67,10 @@ class ConfigPush:
 
     revision: int
     values: Mapping[str, Value] = dataclasses.field(repr=False)
+
+
+# The remote command kinds the agent understands, and the job each one asks for.
+COMMAND_JOBS: Mapping[str, str] = {"backup-now": "backup", "sync-now": "image sync"}
 
 
 @dataclasses.dataclass(frozen=True)
