@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from common.vault.keyfile import read_key_file
 from common.vault.keys import FleetPublicKey
-from tests.unit.cli.fakes import FakeAdminClient, invoke
+from tests.support.cli import FakeAdminClient, invoke
 
 NO_SERVER = {"STORESAFE_SERVER": None, "STORESAFE_TOKEN": None, "STORESAFE_CA": None}
 
