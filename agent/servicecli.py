@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agent.servicectl import EXIT_NOT_RUNNING, ServiceManager, ServiceSpec, for_this_platform
+from agent.servicectl import EXIT_NOT_RUNNING, ServiceManager, ServiceSpec, agent_command
 from agent.settings import StateDir, resolve_state_dir
 from common.errors import InvalidArgument
+
+
+def for_this_platform() -> ServiceManager:
+    """The real manager of this OS: the Windows SCM, or systemd elsewhere."""
+    if sys.platform == "win32":
+        from agent.winservicectl import PyWin32Api, WindowsServiceManager
+
+        return WindowsServiceManager(PyWin32Api())
+    from agent.systemdctl import SystemdManager, run_command
+
+    return SystemdManager(run_command, command=agent_command())
+
 
 # The seam tests replace with a manager on a fake (tests/support/services.py).
 make_manager = for_this_platform

@@ -122,14 +122,3 @@ def agent_command() -> list[str]:
     if script.exists():
         return [str(script.absolute())]
     return [str(python.absolute()), "-m", "agent"]
-
-
-def for_this_platform() -> ServiceManager:
-    """The real manager of this OS: the Windows SCM, or systemd elsewhere."""
-    if sys.platform == "win32":
-        from agent.winservicectl import PyWin32Api, WindowsServiceManager
-
-        return WindowsServiceManager(PyWin32Api())
-    from agent.systemdctl import SystemdManager, run_command
-
-    return SystemdManager(run_command, command=agent_command())
