@@ -64,7 +64,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListSitesRequest, context: Ctx
     ) -> admin_pb2.ListSitesResponse:
         await self._auth.admin(bearer(context))
-        status = enums.STATUS_NAMES.get(request.status)
+        status = enums.enum_name(enums.STATUS_NAMES, request.status)  # unknown: its number
         views = await self._fleet.list_sites(status=status, group=request.group)
         return self._summaries.response(views)
 

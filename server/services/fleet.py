@@ -141,11 +141,14 @@ class FleetQueries:
             )
         return out
 
-    async def list_sites(self, *, status: Status | None = None, group: str = "") -> list[SiteView]:
+    async def list_sites(self, *, status: str = "", group: str = "") -> list[SiteView]:
+        """Sites in the group (all when ""), with the status ("" for any); a status the
+        server does not know is refused, never read as "any"."""
+        rules.choice("status", status, tuple(Status), required=False)
         views = await self._cache.views()
         if group:
             views = [v for v in views if v.row.group == group]
-        if status is not None:
+        if status:
             views = [v for v in views if v.status.status == status]
         return views
 

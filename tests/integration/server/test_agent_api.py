@@ -149,3 +149,17 @@ def test_an_unknown_run_kind_is_refused_alike_in_a_report_and_a_listing(
     for err, field in ((sent, "report.kind"), (listed, "kind")):
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.details().startswith(f"{field}: '77' is not one of backup")
+
+
+def test_an_unknown_status_filter_is_refused_not_read_as_every_site(
+    shared_server: ServerHandle,
+) -> None:
+    """ListSites with a status number the server does not know names it and lists
+    nothing: a filter that matches nothing is never read as "all sites"."""
+    with pytest.raises(grpc.RpcError) as listed:
+        shared_server.admin_stub().ListSites(
+            admin_pb2.ListSitesRequest(status=77),  # type: ignore[arg-type]
+            metadata=shared_server.admin_metadata,
+        )
+    assert listed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert listed.value.details().startswith("status: '77' is not one of ok, warning")
