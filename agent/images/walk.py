@@ -1,0 +1,86 @@
+"""The walk of the image folder: every entry below it once, in index-key order, links never entered.
+
+Iterative (a stack of listings, no recursion limit), each folder listed once
+with os.scandir and its entries visited sorted by their bytes, so the keys
+come out ascending (see agent.images.paths). Symbolic links, junctions and
+other name-surrogate reparse points are reported and neither followed nor
+entered, whether they point inside the folder or out of it; fifos, sockets and
+devices are reported and never opened. A folder that cannot be listed and an
+entry that cannot be looked at are reported as `transient`: what the index
+holds there is kept, and the next pass tries again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from collections.abc import Iterator
+
+from agent.images.errors import skip_for_os_error
+from agent.images.identity import FileState, state_of
+from agent.images.paths import SEP, link_kind
+from agent.images.result import SkipReason
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A regular file: its key, the path to open it by, and its state from lstat."""
+
+    key: bytes
+    path: str
+    state: FileState
+
+
+@dataclasses.dataclass(frozen=True)
+class Passed:
+    """An entry the walk does not read or enter, and why."""
+
+    key: bytes
+    path: str
+    reason: SkipReason
+    detail: str
+    transient: bool  # True: could not be looked at now, keep what the index holds
+
+
+Entry = Found | Passed
+
+
+def list_folder(path: str) -> list[os.DirEntry[str]]:
+    """The entries of `path`, in descending key order (the walk pops from the end)."""
+    with os.scandir(path) as it:
+        entries = list(it)
+    entries.sort(key=lambda e: os.fsencode(e.name), reverse=True)
+    return entries
+
+
+def walk(top: list[os.DirEntry[str]], *, windows: bool = os.name == "nt") -> Iterator[Entry]:
+    """Every entry below the folder whose `list_folder` is `top`, in ascending key order."""
+    stack: list[tuple[bytes, list[os.DirEntry[str]]]] = [(b"", top)]
+    while stack:
+        folder_key, entries = stack[-1]
+        if not entries:
+            stack.pop()
+            continue
+        entry = entries.pop()
+        name = os.fsencode(entry.name)
+        key = folder_key + SEP + name if folder_key else name
+        try:
+            st = os.lstat(entry.path) if windows else entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            skip = skip_for_os_error(exc, entry.path)
+            yield Passed(key, entry.path, skip.reason, skip.message, transient=True)
+            continue
+        link = link_kind(st)
+        if link is not None:
+            yield Passed(key, entry.path, SkipReason.SYMLINK, f"a {link}, not followed", False)
+        elif stat.S_ISDIR(st.st_mode):
+            try:
+                stack.append((key, list_folder(entry.path)))
+            except OSError as exc:
+                skip = skip_for_os_error(exc, entry.path)
+                yield Passed(key, entry.path, skip.reason, skip.message, transient=True)
+        elif stat.S_ISREG(st.st_mode):
+            yield Found(key, entry.path, state_of(st))
+        else:
+            yield Passed(key, entry.path, SkipReason.NOT_REGULAR, "not a regular file", False)
