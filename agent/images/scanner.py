@@ -43,7 +43,7 @@ from agent.images.index import ImageIndex, IndexEntry
 from agent.images.paths import folder_path, parts_of, relpath_of, subtree_prefix
 from agent.images.result import PassResult, SkipReason, Tally
 from agent.images.stream import BLOCK_SIZE, FileStream, Pace
-from agent.images.walk import Found, Passed, list_folder, walk
+from agent.images.walk import Found, Lister, Passed, list_folder, walk
 from common.clock import Clock, iso
 from common.errors import Internal, StoreSafeError
 
@@ -70,6 +70,7 @@ class Scanner:
         stable_after: dt.timedelta = dt.timedelta(days=1),
         keep_tombstones: dt.timedelta = dt.timedelta(days=90),
         windows: bool = os.name == "nt",
+        lister: Lister = list_folder,
     ) -> None:
         self.index = index
         self.folder = folder
@@ -81,6 +82,7 @@ class Scanner:
         self.stable_after = stable_after
         self.keep_tombstones = keep_tombstones
         self.windows = windows
+        self.lister = lister
 
     def scan(self, consumer: Consumer) -> PassResult:
         """Run one pass, handing files to store to `consumer`; never two at once per index."""
@@ -125,7 +127,7 @@ class _Pass:
         live_before = self.index.count_live()
         t.stable_before = self.index.count_stable(self.stable_cutoff)
         try:
-            for entry in walk(top, windows=self.s.windows):
+            for entry in walk(top, windows=self.s.windows, lister=self.s.lister):
                 if entry.key <= self.last_key:
                     raise Internal(f"the image walk went out of order at {relpath_of(entry.key)!r}")
                 self.last_key = entry.key
@@ -162,7 +164,7 @@ class _Pass:
             t.errors.append(f"the image folder {folder} is not a folder")
             return None
         try:
-            return list_folder(self.root)
+            return self.s.lister(self.root)
         except OSError as exc:
             t.errors.append(f"cannot list the image folder {folder} ({exc.strerror})")
             return None

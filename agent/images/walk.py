@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from agent.images.errors import skip_for_os_error
 from agent.images.identity import FileState, state_of
@@ -44,6 +44,7 @@ class Passed:
 
 
 Entry = Found | Passed
+Lister = Callable[[str], list[os.DirEntry[str]]]
 
 
 def list_folder(path: str) -> list[os.DirEntry[str]]:
@@ -54,8 +55,13 @@ def list_folder(path: str) -> list[os.DirEntry[str]]:
     return entries
 
 
-def walk(top: list[os.DirEntry[str]], *, windows: bool = os.name == "nt") -> Iterator[Entry]:
-    """Every entry below the folder whose `list_folder` is `top`, in ascending key order."""
+def walk(
+    top: list[os.DirEntry[str]],
+    *,
+    windows: bool = os.name == "nt",
+    lister: Lister = list_folder,
+) -> Iterator[Entry]:
+    """Every entry below the folder whose `lister` listing is `top`, in ascending key order."""
     stack: list[tuple[bytes, list[os.DirEntry[str]]]] = [(b"", top)]
     while stack:
         folder_key, entries = stack[-1]
@@ -76,7 +82,7 @@ def walk(top: list[os.DirEntry[str]], *, windows: bool = os.name == "nt") -> Ite
             yield Passed(key, entry.path, SkipReason.SYMLINK, f"a {link}, not followed", False)
         elif stat.S_ISDIR(st.st_mode):
             try:
-                stack.append((key, list_folder(entry.path)))
+                stack.append((key, lister(entry.path)))
             except OSError as exc:
                 skip = skip_for_os_error(exc, entry.path)
                 yield Passed(key, entry.path, skip.reason, skip.message, transient=True)
