@@ -11,10 +11,11 @@ the number of files. For each regular file:
   only once it has stayed so for `settle_seconds` by the injected clock
   (until then it is skipped as `settling`, the pass tells when the earliest
   settles: `settle_due_at`);
-- the same file id, size and mtime as a stored version elsewhere in the index
-  (renamed, moved back, hard-linked, or a deleted file come back unchanged):
-  that version's content ids are reused without reading. The same file
-  object state is what the unchanged rule trusts too;
+- the same file id, size and mtime as the stored version of a file that was
+  on disk at the last pass (renamed, moved, hard-linked), or of the deleted
+  file that had this very name (come back unchanged): that version's content
+  ids are reused without reading; it is what the unchanged rule trusts too.
+  Tombstones of other names are not used: file ids are reused once freed;
 - a file to read is opened through FileAccess, checked against the listing,
   handed to the consumer as a FileStream, checked again at its end (the
   stream) and by name afterwards; only then are the consumer's content ids
@@ -234,7 +235,11 @@ class _Pass:
         """Give a new name the content of the same file stored elsewhere; False when none."""
         if not entry.state.id_is_usable:
             return False
-        sources = self.index.with_stored(entry.state)
+        # A tombstone elsewhere is no source: its file id may have been reused since, by
+        # another file that happens to have the same size and mtime (a restore, an unzip).
+        sources = [
+            s for s in self.index.with_stored(entry.state) if s.live or s.key == entry.key
+        ]
         if not sources:
             return False
         t = self.tally
@@ -243,8 +248,8 @@ class _Pass:
             source = same[0]
             t.reappeared += 1
         else:
-            source = next((s for s in sources if s.live), sources[0])
-            if source.live and self._still_there(source):
+            source = sources[0]
+            if self._still_there(source):
                 t.new += 1  # a second name of a stored file: a hard link
             else:
                 t.renamed += 1

@@ -6,9 +6,7 @@ import datetime as dt
 import hashlib
 import os
 import unicodedata
-from pathlib import Path
 
-from agent.images.index import ImageIndex
 from agent.images.result import PassResult, SkipReason
 from common.clock import FakeClock
 from tests.integration.agent.images.conftest import put
