@@ -11,7 +11,12 @@ from agent.images.errors import FileBusy, FileUnreadable, FileVanished
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import SkipReason
 from agent.images.scanner import Scanner
-from agent.images.winfile import FILE_FLAG_SEQUENTIAL_SCAN, GENERIC_READ, OPEN_EXISTING, WindowsFileAccess
+from agent.images.winfile import (
+    FILE_FLAG_SEQUENTIAL_SCAN,
+    GENERIC_READ,
+    OPEN_EXISTING,
+    WindowsFileAccess,
+)
 from common.clock import FakeClock
 from tests.support.imagefiles import FakeWin32, RecordingConsumer
 
@@ -33,7 +38,7 @@ def test_opens_with_read_write_and_delete_sharing_and_reads(tmp_path):
 @pytest.mark.parametrize(("code", "error"), [(32, FileBusy), (33, FileBusy), (2, FileVanished), (5, FileUnreadable)])
 def test_create_file_failures(tmp_path, code, error):
     path = str(tmp_path / "a.jpg")
-    with pytest.raises(error, match="a.jpg: "):
+    with pytest.raises(error, match=r"a\.jpg: "):
         WindowsFileAccess(FakeWin32(errors={path: code})).open(path)
 
 
