@@ -6,8 +6,9 @@ plain `os.open(O_RDONLY | O_NOFOLLOW | O_NONBLOCK)` takes no lock, so the shop
 program can write, rename or delete the file while it is read; O_NOFOLLOW
 refuses a name that became a symbolic link and O_NONBLOCK keeps a name that
 became a fifo from hanging the pass. The page cache is told the read is
-sequential and, once closed, that the pages may go, so a pass over gigabytes of
-images does not push the shop program's data out of memory. Windows lives in
+sequential and, once closed, that the pages may go (files of 1 MiB and more),
+so a pass over gigabytes of images does not push the shop program's data out
+of memory. Windows lives in
 `agent.images.winfile`; `default_file_access` picks the one for this system.
 """
 
@@ -38,13 +39,20 @@ class FileAccess(Protocol):
     def open(self, path: str) -> OpenedFile: ...
 
 
+ADVISE_FROM = 1 << 20  # smaller files are not worth two more system calls each
+
+
 class FdFile:
     """An OpenedFile over an OS file descriptor (POSIX, or a Windows CRT descriptor)."""
 
-    def __init__(self, fd: int, path: str) -> None:
+    def __init__(self, fd: int, path: str, *, advise: bool = False) -> None:
         self._fd = fd
         self.path = path
         self.closed = False
+        self._advise = advise and hasattr(os, "posix_fadvise")
+        if self._advise:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
     def read(self, size: int) -> bytes:
         try:
@@ -62,22 +70,23 @@ class FdFile:
         if self.closed:
             return
         self.closed = True
-        if hasattr(os, "posix_fadvise"):
+        if self._advise:
             with contextlib.suppress(OSError):
                 os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(self._fd)
 
 
-def check_regular(fd: int, path: str) -> None:
-    """Raise NotARegularFile (closing `fd`) unless `fd` is a regular file."""
+def check_regular(fd: int, path: str) -> int:
+    """The size of `fd`; NotARegularFile (closing `fd`) unless it is a regular file."""
     try:
-        mode = os.fstat(fd).st_mode
+        st = os.fstat(fd)
     except OSError as exc:
         os.close(fd)
         raise skip_for_os_error(exc, path) from exc
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise NotARegularFile(f"{path}: not a regular file")
+    return st.st_size
 
 
 class PosixFileAccess:
@@ -95,11 +104,8 @@ class PosixFileAccess:
             fd = os.open(path, self.FLAGS)
         except OSError as exc:
             raise skip_for_os_error(exc, path) from exc
-        check_regular(fd, path)
-        if hasattr(os, "posix_fadvise"):
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        return FdFile(fd, path)
+        size = check_regular(fd, path)
+        return FdFile(fd, path, advise=size >= ADVISE_FROM)
 
 
 def default_file_access() -> FileAccess:

@@ -16,10 +16,10 @@ version in `user_version`). Per file (keyed as in agent.images.paths):
   so a live row was seen at `last_pass_at` in `meta`; a tombstone's
   `last_seen` is the last pass that found it.
 
-Writes are batched in small transactions and committed before the consumer
-is called and after each stored file; a pass cut short leaves every row
-true to what was on disk when it was written. A lost commit (power cut with
-synchronous=NORMAL) only means a file is read again. The index is a cache of
+Writes are batched in small transactions (256 rows); a pass cut short leaves
+every committed row true to what was on disk when it was written, and what
+was not committed (a crash, a power cut with synchronous=NORMAL) only means
+those files are read again next pass. The index is a cache of
 the disk and the server's snapshots: a corrupt file is moved aside and a new
 one started (`rebuilt` says so), at the cost of reading every file once more.
 """
@@ -254,9 +254,8 @@ class ImageIndex:
         since: dt.datetime,
         at: dt.datetime,
     ) -> None:
-        """Record that the consumer stored `key` as `state` with `content_ids`; commits."""
+        """Record that the consumer stored `key` as `state` with `content_ids` (batched)."""
         self._upsert_stored(key, state, tuple(content_ids), since=since, stored_at=at, at=at)
-        self.commit()
 
     def adopt(self, key: bytes, source: IndexEntry, *, at: dt.datetime) -> None:
         """Give `key` the stored version of `source` (the same file under another name)."""

@@ -176,7 +176,6 @@ class _Pass:
         if self.pos >= len(self.page):
             if self.exhausted:
                 return None
-            self.index.commit()
             self.page, self.pos = self.index.page(self.after, _PAGE), 0
             self.exhausted = len(self.page) < _PAGE
             if not self.page:
@@ -213,7 +212,7 @@ class _Pass:
         row = self._advance_to(entry.key)
         t.files_seen += 1
         if row is None or not row.live:
-            if self._reuse(entry, row, now):
+            if self._reuse(entry, now):
                 return
             if row is None:
                 t.new += 1
@@ -231,7 +230,7 @@ class _Pass:
             if not row.current:
                 self._settle_or_read(entry, since=row.unchanged_since, previous=row.content_ids)
 
-    def _reuse(self, entry: Found, row: IndexEntry | None, now: dt.datetime) -> bool:
+    def _reuse(self, entry: Found, now: dt.datetime) -> bool:
         """Give a new name the content of the same file stored elsewhere; False when none."""
         if not entry.state.id_is_usable:
             return False
@@ -290,7 +289,6 @@ class _Pass:
 
     def _read(self, entry: Found, *, since: dt.datetime, previous: tuple[str, ...] | None) -> None:
         t, rel = self.tally, relpath_of(entry.key)
-        self.index.commit()
         try:
             opened = self.s.file_access.open(entry.path)
         except FileSkipped as skip:

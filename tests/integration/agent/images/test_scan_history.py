@@ -7,7 +7,10 @@ import datetime as dt
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -119,29 +122,40 @@ def test_a_consumer_that_cannot_reach_the_server_ends_the_pass_and_keeps_what_wa
     assert (whole.stored, whole.deleted, whole.unchanged, whole.changed) == (2, 1, 2, 1)  # c.jpg: unseen
 
 
-def test_a_pass_cut_short_by_a_crash_leaves_the_index_consistent(tmp_path, folder, clock):
+_KILLED_MID_PASS = """
+import datetime as dt, os, sys
+from pathlib import Path
+from agent.images.index import ImageIndex
+from agent.images.scanner import Scanner
+from common.clock import FakeClock
+from tests.support.imagefiles import RecordingConsumer
+
+def die(file, block):
+    if file.path == "0400.jpg":
+        os._exit(9)  # the process dies: no commit, no close
+
+index = ImageIndex(Path(sys.argv[1]))
+clock = FakeClock(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+Scanner(index, sys.argv[2], settle_seconds=0, clock=clock).scan(RecordingConsumer(after_block=die))
+"""
+
+
+def test_a_pass_killed_half_way_leaves_the_index_consistent(tmp_path, folder, clock):
     for i in range(600):
         put(folder / f"{i:04d}.jpg", str(i).encode())
     path = tmp_path / INDEX_FILE
-
-    class Crash(Exception):
-        pass
-
-    def crash_at(file, block):
-        if file.path == "0400.jpg":
-            raise Crash()
-
-    index = ImageIndex(path)
-    with pytest.raises(Crash):
-        Scanner(index, str(folder), settle_seconds=0, clock=clock).scan(RecordingConsumer(after_block=crash_at))
-    del index  # the process dies: nothing closes or commits the index
+    root = Path(__file__).resolve().parents[4]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_PASS, str(path), str(folder)], cwd=root)
+    assert killed.returncode == 9
     with ImageIndex(path) as reopened:
-        assert len(list(reopened.stored_entries())) == 400
+        kept = list(reopened.stored_entries())  # what the committed batches hold
+        assert 0 < len(kept) < 400
+        for entry in kept:
+            assert entry.content_ids == (hashlib.sha256((folder / entry.path).read_bytes()).hexdigest(),)
         access = FaultyFileAccess()
         result = Scanner(reopened, str(folder), settle_seconds=0, clock=clock, file_access=access).scan(RecordingConsumer())
-        # 0400.jpg was recorded as seen before it was handed over: unchanged, then read
-        assert (result.stored, result.unchanged, result.new) == (200, 401, 199)
-        assert len(access.opened) == 200
+        assert result.stored == len(access.opened) == 600 - len(kept)
+        assert result.new + result.unchanged == 600 and len(list(reopened.stored_entries())) == 600
 
 
 def test_two_passes_at_once_are_refused(folder, index, scanner):

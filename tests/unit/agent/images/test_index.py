@@ -28,17 +28,18 @@ def test_store_then_read_back_exactly(tmp_path):
         assert sqlite3.connect(tmp_path / INDEX_FILE).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_observations_are_committed_in_batches_stores_at_once(tmp_path):
+def test_writes_are_committed_in_small_batches(tmp_path):
     path = tmp_path / INDEX_FILE
     index = ImageIndex(path)
     other = sqlite3.connect(path)
     index.observe(b"pending", A, since=T0)
-    assert other.execute("SELECT count(*) FROM files").fetchone() == (0,)
     index.store(b"stored", A, ["c"], since=T0, at=T0)
-    assert other.execute("SELECT count(*) FROM files").fetchone() == (2,)
+    assert other.execute("SELECT count(*) FROM files").fetchone() == (0,)
     for i in range(300):
         index.observe(f"{i}".encode(), A, since=T0)
-    assert other.execute("SELECT count(*) FROM files").fetchone()[0] >= 2 + 256
+    assert other.execute("SELECT count(*) FROM files").fetchone() == (256,)
+    index.commit()
+    assert other.execute("SELECT count(*) FROM files").fetchone() == (302,)
     index.close()
 
 
