@@ -8,14 +8,13 @@ values under another name are the same file renamed or hard-linked.
 
 from __future__ import annotations
 
-import dataclasses
 import os
+from typing import NamedTuple
 
 NO_FILE_ID = "0:0"  # what filesystems without stable ids report; never trusted for renames
 
 
-@dataclasses.dataclass(frozen=True)
-class FileState:
+class FileState(NamedTuple):
     """A file's size, mtime in ns and file id, as one stat saw them."""
 
     size: int

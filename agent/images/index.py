@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.images.errors import IndexUnusable
 from agent.images.identity import FileState
@@ -82,6 +82,11 @@ _SELECT_STORED_AS = (
     "stored_mtime_ns, stored_file_id, stored_at, deleted_at FROM files "
     "WHERE stored_file_id = ? AND content IS NOT NULL AND stored_size = ? "
     "AND stored_mtime_ns = ? LIMIT 8"
+)
+_SELECT_MERGE = (
+    "SELECT key, size, mtime_ns, file_id, unchanged_since, content IS NOT NULL "
+    "AND size = stored_size AND mtime_ns = stored_mtime_ns AND file_id = stored_file_id, "
+    "deleted_at IS NULL FROM files WHERE key > ? ORDER BY key LIMIT ?"
 )
 _UPSERT_STORED = (
     "INSERT OR REPLACE INTO files (key, size, mtime_ns, file_id, unchanged_since, last_seen, "
@@ -130,6 +135,19 @@ class IndexEntry:
     def stable(self, before: dt.datetime) -> bool:
         """Live, stored, and unchanged since `before` or earlier."""
         return self.live and self.current and self.unchanged_since <= before
+
+
+class MergeRow(NamedTuple):
+    """What a scan compares a file on disk with: a row read cheaply (no JSON, no datetimes)."""
+
+    key: bytes
+    seen: FileState
+    unchanged_since_us: int
+    current: bool  # the latest observation is the stored version
+    live: bool
+
+    def stable(self, before_us: int) -> bool:
+        return self.live and self.current and self.unchanged_since_us <= before_us
 
 
 def _entry(row: tuple[Any, ...]) -> IndexEntry:
@@ -342,6 +360,15 @@ class ImageIndex:
             rows = self._rows(_SELECT_AFTER, (after, limit))
         return [_entry(row) for row in rows]
 
+    def merge_page(self, after: bytes, limit: int = 512) -> list[MergeRow]:
+        """Up to `limit` rows (tombstones too) with keys above `after`, in key order."""
+        return [
+            MergeRow(bytes(k), FileState(size, mtime, fid), since, bool(current), bool(live))
+            for k, size, mtime, fid, since, current, live in self._rows(
+                _SELECT_MERGE, (after, limit)
+            )
+        ]
+
     def with_stored(self, state: FileState) -> list[IndexEntry]:
         """Rows (tombstones too) whose stored version is exactly `state`."""
         rows = self._rows(_SELECT_STORED_AS, (state.file_id, state.size, state.mtime_ns))
@@ -350,15 +377,16 @@ class ImageIndex:
     def count_live(self) -> int:
         return int(self._rows("SELECT count(*) FROM files WHERE deleted_at IS NULL")[0][0])
 
-    def count_stable(self, before: dt.datetime) -> int:
-        """Live files stored and unchanged since `before` or earlier (see IndexEntry.stable)."""
+    def count_stable(self, before: dt.datetime) -> tuple[int, int]:
+        """Live files, and those stored and unchanged since `before` or earlier (see
+        IndexEntry.stable): one read of the table."""
         rows = self._rows(
-            "SELECT count(*) FROM files WHERE deleted_at IS NULL AND content IS NOT NULL "
-            "AND size = stored_size AND mtime_ns = stored_mtime_ns "
-            "AND file_id = stored_file_id AND unchanged_since <= ?",
+            "SELECT count(*), coalesce(sum(content IS NOT NULL AND size = stored_size "
+            "AND mtime_ns = stored_mtime_ns AND file_id = stored_file_id "
+            "AND unchanged_since <= ?), 0) FROM files WHERE deleted_at IS NULL",
             (to_us(before),),
         )
-        return int(rows[0][0])
+        return int(rows[0][0]), int(rows[0][1])
 
     def stored_entries(self) -> Iterator[IndexEntry]:
         """Every live file with a stored version, in key order: what a snapshot lists."""

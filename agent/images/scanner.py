@@ -40,11 +40,11 @@ from agent.images.consumer import Consumer, FileToStore
 from agent.images.errors import FileSkipped, PassAlreadyRunning
 from agent.images.fileaccess import FileAccess, default_file_access
 from agent.images.identity import FileState, state_of
-from agent.images.index import ImageIndex, IndexEntry
+from agent.images.index import ImageIndex, IndexEntry, MergeRow, from_us, to_us
 from agent.images.paths import folder_path, parts_of, relpath_of, subtree_prefix
 from agent.images.result import PassResult, SkipReason, Tally
 from agent.images.stream import BLOCK_SIZE, FileStream, Pace
-from agent.images.walk import Found, Lister, Passed, list_folder, walk
+from agent.images.walk import Found, Lister, Listing, Passed, list_folder, walk
 from common.clock import Clock, iso
 from common.errors import Internal, StoreSafeError
 
@@ -107,9 +107,10 @@ class _Pass:
         self.tally = Tally(folder=scanner.folder, started_at=self.start)
         self.root = folder_path(scanner.folder, windows=scanner.windows)
         self.stable_cutoff = self.start - scanner.stable_after
-        self.page: list[IndexEntry] = []
+        self.cutoff_us = to_us(self.stable_cutoff)
+        self.page: list[MergeRow] = []
         self.pos = 0
-        self.after: bytes | None = None
+        self.after = b""
         self.exhausted = False
         self.last_key = b""
         self.kept_prefix: bytes | None = None
@@ -125,8 +126,7 @@ class _Pass:
         previous = self.index.meta("folder")
         if previous is not None and previous != self.s.folder:
             t.previous_folder = previous
-        live_before = self.index.count_live()
-        t.stable_before = self.index.count_stable(self.stable_cutoff)
+        live_before, t.stable_before = self.index.count_stable(self.stable_cutoff)
         try:
             for entry in walk(top, windows=self.s.windows, lister=self.s.lister):
                 if entry.key <= self.last_key:
@@ -149,7 +149,7 @@ class _Pass:
         self.index.prune_tombstones(self.start - self.s.keep_tombstones)
         return t.result(self.s.clock.now())
 
-    def _list_top(self) -> list[os.DirEntry[str]] | None:
+    def _list_top(self) -> Listing | None:
         folder, t = self.s.folder, self.tally
         try:
             st = os.stat(self.root)
@@ -172,18 +172,18 @@ class _Pass:
 
     # -- the index side of the merge ------------------------------------------------
 
-    def _peek(self) -> IndexEntry | None:
+    def _peek(self) -> MergeRow | None:
         if self.pos >= len(self.page):
             if self.exhausted:
                 return None
-            self.page, self.pos = self.index.page(self.after, _PAGE), 0
+            self.page, self.pos = self.index.merge_page(self.after, _PAGE), 0
             self.exhausted = len(self.page) < _PAGE
             if not self.page:
                 return None
             self.after = self.page[-1].key
         return self.page[self.pos]
 
-    def _advance_to(self, key: bytes | None) -> IndexEntry | None:
+    def _advance_to(self, key: bytes | None) -> MergeRow | None:
         """Pass over index rows below `key` (all rows for None); the row at `key`, if any."""
         while (row := self._peek()) is not None and (key is None or row.key < key):
             self.pos += 1
@@ -191,7 +191,7 @@ class _Pass:
                 continue
             if self.kept_prefix is not None and row.key.startswith(self.kept_prefix):
                 continue
-            self.gone.append((row.key, row.stable(self.stable_cutoff)))
+            self.gone.append((row.key, row.stable(self.cutoff_us)))
         if row is not None and row.key == key:
             self.pos += 1
             return row
@@ -205,12 +205,19 @@ class _Pass:
         if entry.transient:
             self.kept_prefix = subtree_prefix(entry.key)
         elif row is not None and row.live:
-            self.gone.append((row.key, row.stable(self.stable_cutoff)))
+            self.gone.append((row.key, row.stable(self.cutoff_us)))
 
     def _found(self, entry: Found) -> None:
-        t, now, state = self.tally, self.s.clock.now(), entry.state
+        t, state = self.tally, entry.state
         row = self._advance_to(entry.key)
         t.files_seen += 1
+        if row is not None and row.live and row.seen == state:
+            t.unchanged += 1
+            if not row.current:  # seen before, not stored yet
+                since = from_us(row.unchanged_since_us)
+                self._settle_or_read(entry, since=since, previous=self._previous(row))
+            return
+        now = self.s.clock.now()
         if row is None or not row.live:
             if self._reuse(entry, now):
                 return
@@ -218,17 +225,16 @@ class _Pass:
                 t.new += 1
             else:
                 t.reappeared += 1
-            self.index.observe(entry.key, state, since=now)
-            self._settle_or_read(entry, since=now, previous=row.content_ids if row else None)
-        elif row.seen != state:
-            t.changed += 1
-            t.stable_changed += row.stable(self.stable_cutoff)
-            self.index.observe(entry.key, state, since=now)
-            self._settle_or_read(entry, since=now, previous=row.content_ids)
         else:
-            t.unchanged += 1
-            if not row.current:
-                self._settle_or_read(entry, since=row.unchanged_since, previous=row.content_ids)
+            t.changed += 1
+            t.stable_changed += row.stable(self.cutoff_us)
+        self.index.observe(entry.key, state, since=now)
+        self._settle_or_read(entry, since=now, previous=self._previous(row))
+
+    def _previous(self, row: MergeRow | None) -> tuple[str, ...] | None:
+        """The content ids last stored under `row`'s name, if any."""
+        full = self.index.get(row.key) if row is not None else None
+        return full.content_ids if full is not None else None
 
     def _reuse(self, entry: Found, now: dt.datetime) -> bool:
         """Give a new name the content of the same file stored elsewhere; False when none."""

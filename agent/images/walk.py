@@ -12,10 +12,11 @@ holds there is kept, and the next pass tries again.
 
 from __future__ import annotations
 
-import dataclasses
+import operator
 import os
 import stat
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from agent.images.errors import skip_for_os_error
 from agent.images.identity import FileState, state_of
@@ -23,8 +24,7 @@ from agent.images.paths import SEP, link_kind
 from agent.images.result import SkipReason
 
 
-@dataclasses.dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """A regular file: its key, the path to open it by, and its state from lstat."""
 
     key: bytes
@@ -32,8 +32,7 @@ class Found:
     state: FileState
 
 
-@dataclasses.dataclass(frozen=True)
-class Passed:
+class Passed(NamedTuple):
     """An entry the walk does not read or enter, and why."""
 
     key: bytes
@@ -44,38 +43,42 @@ class Passed:
 
 
 Entry = Found | Passed
-Lister = Callable[[str], list[os.DirEntry[str]]]
+Listing = list[tuple[bytes, os.DirEntry[str]]]
+Lister = Callable[[str], Listing]
 
 
-def list_folder(path: str) -> list[os.DirEntry[str]]:
-    """The entries of `path`, in descending key order (the walk pops from the end)."""
+def list_folder(path: str) -> Listing:
+    """The entries of `path` with their names' bytes, in descending key order (the walk
+    pops from the end)."""
     with os.scandir(path) as it:
-        entries = list(it)
-    entries.sort(key=lambda e: os.fsencode(e.name), reverse=True)
+        entries = [(os.fsencode(entry.name), entry) for entry in it]
+    entries.sort(key=operator.itemgetter(0), reverse=True)
     return entries
 
 
 def walk(
-    top: list[os.DirEntry[str]],
+    top: Listing,
     *,
     windows: bool = os.name == "nt",
     lister: Lister = list_folder,
 ) -> Iterator[Entry]:
     """Every entry below the folder whose `lister` listing is `top`, in ascending key order."""
-    stack: list[tuple[bytes, list[os.DirEntry[str]]]] = [(b"", top)]
+    stack: list[tuple[bytes, Listing]] = [(b"", top)]
     while stack:
         folder_key, entries = stack[-1]
         if not entries:
             stack.pop()
             continue
-        entry = entries.pop()
-        name = os.fsencode(entry.name)
+        name, entry = entries.pop()
         key = folder_key + SEP + name if folder_key else name
         try:
             st = os.lstat(entry.path) if windows else entry.stat(follow_symlinks=False)
         except OSError as exc:
             skip = skip_for_os_error(exc, entry.path)
             yield Passed(key, entry.path, skip.reason, skip.message, transient=True)
+            continue
+        if not windows and stat.S_ISREG(st.st_mode):  # the common case, first
+            yield Found(key, entry.path, state_of(st))
             continue
         link = link_kind(st)
         if link is not None:

@@ -24,7 +24,7 @@ from agent.images.errors import skip_for_os_error
 from agent.images.fileaccess import OpenedFile, PosixFileAccess
 from agent.images.identity import FileState
 from agent.images.stream import FileStream
-from agent.images.walk import list_folder
+from agent.images.walk import Listing, list_folder
 from common.errors import StoreSafeError
 
 
@@ -156,7 +156,7 @@ class FaultyLister:
 
     errors: dict[str, OSError] = dataclasses.field(default_factory=dict)
 
-    def __call__(self, path: str) -> list[os.DirEntry[str]]:
+    def __call__(self, path: str) -> Listing:
         name = os.path.basename(path)
         if name in self.errors:
             raise self.errors[name]
