@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ImageIndex(args.state / INDEX_FILE) as index:
         scanner = Scanner(
             index,
-            args.folder,
+            os.path.abspath(args.folder),
             settle_seconds=args.settle,
             clock=SystemClock(),
             block_size=args.block_kib * 1024,

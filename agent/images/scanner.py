@@ -32,6 +32,7 @@ as it was. A missing folder fails the pass and touches nothing.
 from __future__ import annotations
 
 import datetime as dt
+import ntpath
 import os
 import stat
 from collections.abc import Sequence
@@ -151,6 +152,12 @@ class _Pass:
 
     def _list_top(self) -> Listing | None:
         folder, t = self.s.folder, self.tally
+        if not folder.strip():
+            t.errors.append("no image folder is set (images.dir)")
+            return None
+        if not (ntpath.isabs(folder) if self.s.windows else os.path.isabs(folder)):
+            t.errors.append(f"the image folder {folder} is not an absolute path")
+            return None
         try:
             st = os.stat(self.root)
         except (FileNotFoundError, NotADirectoryError):

@@ -184,3 +184,12 @@ def test_a_missing_folder_fails_the_pass_with_one_sentence_and_keeps_the_index(t
     afile = put(tmp_path / "a-file", b"x")
     result = Scanner(index, str(afile), settle_seconds=0, clock=clock).scan(RecordingConsumer())
     assert result.folder_missing and result.errors == (f"the image folder {afile} is not a folder",)
+
+
+def test_an_unset_or_relative_folder_is_refused_before_anything_is_read(index, clock, folder, scanner):
+    from agent.images.scanner import Scanner
+
+    for value, error in [("", "no image folder is set (images.dir)"),
+                         ("Images", "the image folder Images is not an absolute path")]:
+        result = Scanner(index, value, settle_seconds=0, clock=clock).scan(RecordingConsumer())
+        assert result.failed and result.errors == (error,) and result.files_seen == 0
