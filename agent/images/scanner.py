@@ -307,20 +307,23 @@ class _Pass:
         except FileSkipped as skip:
             t.skip(rel, skip.reason, skip.message)
             return
-        stream = FileStream(
-            opened, entry.state, path=rel, block_size=self.s.block_size, pace=self.s.pace
-        )
         try:
             at_open = opened.state()
         except FileSkipped as skip:
-            stream.close()
+            opened.close()
             t.skip(rel, skip.reason, skip.message)
             return
-        if at_open != entry.state:
-            stream.close()
+        # The handle's file id may be spelled unlike the name's (Windows fstat and lstat
+        # differ between Python versions): size and mtime here; the stream compares the
+        # handle with itself, `_commit` the name with the listing, file id included.
+        if (at_open.size, at_open.mtime_ns) != (entry.state.size, entry.state.mtime_ns):
+            opened.close()
             t.skip(rel, SkipReason.SETTLING, "changed after it was listed")
             self._resettle(entry, self.s.clock.now())
             return
+        stream = FileStream(
+            opened, at_open, path=rel, block_size=self.s.block_size, pace=self.s.pace
+        )
         item = FileToStore(rel, entry.state, previous)
         ids = self._hand_over(item, stream)
         if ids is None:

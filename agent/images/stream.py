@@ -1,9 +1,10 @@
 """A shop file as the consumer reads it: fixed-size blocks, paced, closed and checked at its end.
 
 Memory stays at one block whatever the file size. At the end of the file the
-stream checks the open handle again (size, mtime in ns, file id: on Windows
-the last-write time comes from the handle) against what the scanner saw before
-opening it, and checks that exactly that many bytes came out. If anything
+stream asks the open handle again (size, mtime in ns, file id: on Windows the
+last-write time comes from the handle) and compares it with what the handle
+said when the file was opened, and checks that exactly that many bytes came
+out. If anything
 differs the file changed while it was read, and the final read raises
 `ChangedWhileRead` instead of returning the end: a torn copy never looks
 complete. The file is closed as soon as its end is reached.

@@ -8,7 +8,9 @@ be made for real here (Windows' CreateFileW, files unreadable for root, a failin
   with scripted last-error codes per path (sharing violation, access denied...).
 - `FaultyFileAccess`: the real POSIX FileAccess with scripted faults: an error
   at open, an error after N blocks of reading, a hook just before opening (to
-  remove or replace the file between listing and reading); it counts opens.
+  remove or replace the file between listing and reading), file ids spelled
+  otherwise by the handle than by the name (as Windows' fstat and lstat may be);
+  it counts opens.
 - `FaultyLister`: the real folder listing, failing for chosen folders.
 """
 
@@ -108,6 +110,23 @@ class FakeWin32:
         os.close(handle)
 
 
+class _OtherIdSpelling:
+    """An OpenedFile whose handle reports the file id spelled otherwise than lstat does."""
+
+    def __init__(self, inner: OpenedFile) -> None:
+        self._inner = inner
+
+    def read(self, size: int) -> bytes:
+        return self._inner.read(size)
+
+    def state(self) -> FileState:
+        state = self._inner.state()
+        return state._replace(file_id="handle:" + state.file_id)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 class _FailingRead:
     """An OpenedFile whose reads fail with `error` after `blocks` good reads."""
 
@@ -134,6 +153,7 @@ class FaultyFileAccess:
     open_errors: dict[str, OSError] = dataclasses.field(default_factory=dict)
     read_errors: dict[str, tuple[int, OSError]] = dataclasses.field(default_factory=dict)
     before_open: Callable[[str], None] | None = None
+    other_id_spelling: bool = False
     opened: list[str] = dataclasses.field(default_factory=list)
 
     def open(self, path: str) -> OpenedFile:
@@ -147,7 +167,7 @@ class FaultyFileAccess:
         if name in self.read_errors:
             blocks, error = self.read_errors[name]
             return _FailingRead(opened, path, blocks, error)
-        return opened
+        return _OtherIdSpelling(opened) if self.other_id_spelling else opened
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ from agent.images.consumer import FileToStore
 from agent.images.identity import state_of
 from agent.images.result import SkipReason
 from tests.integration.agent.images.conftest import put
-from tests.support.imagefiles import RecordingConsumer
+from tests.support.imagefiles import FaultyFileAccess, RecordingConsumer
 
 BLOCK = 4096
 
@@ -133,3 +133,18 @@ def test_the_file_is_closed_as_soon_as_its_end_is_read(folder, index, scanner):
     assert open_fds and open_fds[0] <= before
 
 
+
+
+def test_a_handle_spelling_the_file_id_otherwise_still_stores_and_still_catches_changes(folder, index, scanner):
+    path = put(folder / "a.jpg", b"A" * (2 * BLOCK))
+    put(folder / "b.jpg", b"B" * (2 * BLOCK))
+
+    def rewrite(file: FileToStore, block: int) -> None:
+        if file.path == "a.jpg" and block == 1:
+            with open(path, "r+b") as f:
+                f.write(b"Z")
+
+    access = FaultyFileAccess(other_id_spelling=True)
+    result = scanner(block_size=BLOCK, file_access=access).scan(RecordingConsumer(after_block=rewrite))
+    assert result.stored == 1 and result.skipped == {SkipReason.CHANGED_WHILE_READ: 1}
+    assert index.get(b"b.jpg").stored == state_of(os.stat(folder / "b.jpg"))  # the name's spelling
