@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 from typing import ClassVar
 
-from agent.errors import StateDirUnusable
 from agent.images.result import SkipReason
 from common.errors import FailedPrecondition, StoreSafeError
 
@@ -21,7 +20,7 @@ ERROR_DELETE_PENDING = 303
 ERROR_CANT_ACCESS_FILE = 1920
 
 
-class IndexUnusable(StateDirUnusable):
+class IndexUnusable(FailedPrecondition):
     """The image index in the state dir cannot be opened or written."""
 
     code = "image_index_unusable"
