@@ -193,3 +193,11 @@ def test_an_unset_or_relative_folder_is_refused_before_anything_is_read(index, c
                          ("Images", "the image folder Images is not an absolute path")]:
         result = Scanner(index, value, settle_seconds=0, clock=clock).scan(RecordingConsumer())
         assert result.failed and result.errors == (error,) and result.files_seen == 0
+
+
+def test_the_pacing_hook_sees_every_block_read(folder, index, scanner):
+    put(folder / "a.jpg", b"a" * 10_000)
+    put(folder / "b.jpg", b"b" * 100)
+    paced: list[int] = []
+    result = scanner(block_size=4096, pace=paced.append).scan(RecordingConsumer())
+    assert paced == [4096, 4096, 1808, 100] and sum(paced) == result.bytes_read == 10_100
