@@ -9,7 +9,8 @@ became a fifo from hanging the pass. The page cache is told the read is
 sequential and, once closed, that the pages may go (files of 1 MiB and more),
 so a pass over gigabytes of images does not push the shop program's data out
 of memory. Windows lives in
-`agent.images.winfile`; `default_file_access` picks the one for this system.
+`agent.images.winfile`; `agent.images.platform.default_file_access` picks the one for
+this system.
 """
 
 from __future__ import annotations
@@ -106,12 +107,3 @@ class PosixFileAccess:
             raise skip_for_os_error(exc, path) from exc
         size = check_regular(fd, path)
         return FdFile(fd, path, advise=size >= ADVISE_FROM)
-
-
-def default_file_access() -> FileAccess:
-    """CreateFileW with full sharing on Windows, os.open elsewhere."""
-    if os.name == "nt":  # pragma: no cover - Windows only
-        from agent.images.winfile import Kernel32, WindowsFileAccess
-
-        return WindowsFileAccess(Kernel32())
-    return PosixFileAccess()

@@ -39,10 +39,11 @@ from collections.abc import Sequence
 
 from agent.images.consumer import Consumer, FileToStore
 from agent.images.errors import FileSkipped, PassAlreadyRunning
-from agent.images.fileaccess import FileAccess, default_file_access
+from agent.images.fileaccess import FileAccess
 from agent.images.identity import FileState, state_of
 from agent.images.index import ImageIndex, IndexEntry, MergeRow, from_us, to_us
 from agent.images.paths import folder_path, parts_of, relpath_of, subtree_prefix
+from agent.images.platform import default_file_access
 from agent.images.result import PassResult, SkipReason, Tally
 from agent.images.stream import BLOCK_SIZE, FileStream, Pace
 from agent.images.walk import Found, Lister, Listing, Passed, list_folder, walk
