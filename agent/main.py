@@ -32,6 +32,7 @@ from agent.service import install_stop_signals, serve
 from agent.servicecli import service_app
 from agent.settings import Credentials, StateDir, read_ca_file, resolve_state_dir
 from agent.status import StatusFile
+from agent.transport import aio
 from agent.transport.link import ServerLink
 from common.clock import SystemClock, human_time, iso
 from common.errors import StoreSafeError
@@ -147,7 +148,7 @@ def enroll(
     setup_logging(logging.WARNING)
     ca_pem = read_ca_file(ca) if ca is not None else None
     state = StateDir(resolve_state_dir(state_dir))
-    creds = asyncio.run(
+    creds = aio.run(
         do_enroll(
             state=state,
             server=server,
@@ -198,7 +199,7 @@ def run(
     state.ensure()
     log_to([stderr_handler(), file_handler(state.root)], logging.getLogger().level)
     state.load_credentials()  # fail fast, before the loop, when not enrolled
-    asyncio.run(_run(state, config))
+    aio.run(_run(state, config))
 
 
 async def _run(state: StateDir, config: RunnerConfig) -> None:
@@ -304,7 +305,7 @@ def backup_now(state_dir: StateDirOption = None) -> None:
         _not_configured("backup", f"{why_not}; set it for this site on the server")
     console = Console(stderr=True)
     with console.status(f"Backing up {store.current.text('firebird.database')} ..."):
-        report = asyncio.run(tasks.backup("local"))
+        report = aio.run(tasks.backup("local"))
     if report.error_class == BACKUP_BUSY:  # another job has this backup.dir: not a failure
         raise AlreadyRunning(
             f"another backup job is running in {store.current.text('backup.dir')}; "
@@ -313,7 +314,7 @@ def backup_now(state_dir: StateDirOption = None) -> None:
     with Outbox(state.outbox_path) as outbox:
         outbox.put(report)
         with console.status(f"Reporting to {creds.server} ..."):
-            delivered = asyncio.run(_deliver(state, creds, outbox, report))
+            delivered = aio.run(_deliver(state, creds, outbox, report))
     result = command_result(report, None)
     typer.echo(
         result.message

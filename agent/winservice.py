@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.transport import aio
 from common.errors import StoreSafeError
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class ServiceController:
         self._host.report("start-pending")
         code = 0
         try:
-            asyncio.run(self._run())
+            aio.run(self._run())
         except StoreSafeError as exc:
             self._host.log_error(f"StoreSafe agent stopped: {exc}")
             code = 1
