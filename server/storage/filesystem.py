@@ -1,0 +1,219 @@
+"""The filesystem backend: one file per blob under a root directory, written crash-safe.
+
+A blob is written to a temporary file in `<root>/.incoming/` (same filesystem), fsynced,
+then hard-linked to its name, which fails if the name exists, so two writers of one
+name can never overwrite each other and a reader never sees a torn blob; then the
+directory is fsynced and the temporary name unlinked. A crash leaves at most temporary
+files, which `remove_stale_temp_files` deletes once they are older than a margin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import os
+import shutil
+import stat as st
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from common.clock import Clock, SystemClock
+from common.errors import InvalidArgument, NotFound
+from server.storage.backend import Backend, BlobInfo, StoreUsage
+from server.storage.errors import StoreFull, StoreUnavailable
+
+INCOMING = ".incoming"
+TEMP_MARGIN = dt.timedelta(hours=1)
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+class FilesystemBackend(Backend):
+    """Blobs as files under `root`; a key's `/` parts are directories."""
+
+    def __init__(self, root: Path, *, clock: Clock | None = None) -> None:
+        self.root = Path(root)
+        self.incoming = self.root / INCOMING
+        self.clock = clock or SystemClock()
+        self._ready = False
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def check(self) -> None:
+        try:
+            self.incoming.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error(exc, "be created") from exc
+        if not os.access(self.incoming, os.W_OK | os.X_OK):
+            raise StoreUnavailable(f"the blob store at {self.root} is not writable by this process")
+        self._ready = True
+        self.remove_stale_temp_files()
+
+    def create(self, key: str, data: bytes) -> bool:
+        target = self.root / key
+        if not self._ready:
+            self.check()
+        try:
+            self._ensure_dir(target.parent, key)
+            if os.path.lexists(target):  # a retry: skip the write; the link below decides races
+                if target.is_dir():
+                    raise _folder_clash(key)
+                return False
+            temp = self._write_temp(data)
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                if target.is_dir():
+                    raise _folder_clash(key) from None
+                return False
+            finally:
+                os.unlink(temp)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise self._error(exc, f"store blob {key}") from exc
+        return True
+
+    def read(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(f"blob {key} is not in the store") from None
+        except OSError as exc:
+            raise self._error(exc, f"read blob {key}") from exc
+
+    def stat(self, keys: Sequence[str]) -> dict[str, BlobInfo | None]:
+        return {key: self._stat_one(key) for key in keys}
+
+    def list(self, prefix: str) -> Iterator[BlobInfo]:
+        folder, _, start = prefix.rpartition("/")
+        base = self.root / folder
+        try:
+            yield from self._walk(base, folder, start)
+        except OSError as exc:
+            raise self._error(exc, f"list blobs under {prefix or 'the root'}") from exc
+
+    def delete(self, key: str) -> None:
+        target = self.root / key
+        try:
+            if target.is_dir():
+                return
+            target.unlink()
+            _fsync_dir(target.parent)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise self._error(exc, f"remove blob {key}") from exc
+
+    def usage(self) -> StoreUsage:
+        try:
+            figures = shutil.disk_usage(self.root if self.root.exists() else self.root.parent)
+        except OSError as exc:
+            raise self._error(exc, "report its free space") from exc
+        return StoreUsage(free_bytes=figures.free, total_bytes=figures.total)
+
+    def remove_stale_temp_files(self, margin: dt.timedelta = TEMP_MARGIN) -> int:
+        """Delete temporary files older than `margin` (left by a crash); return how many."""
+        cutoff = (self.clock.now() - margin).timestamp()
+        removed = 0
+        try:
+            entries = list(os.scandir(self.incoming))
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise self._error(exc, "list its temporary files") from exc
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._error(exc, "remove its temporary files") from exc
+        return removed
+
+    def _write_temp(self, data: bytes) -> str:
+        fd, temp = tempfile.mkstemp(dir=self.incoming, prefix=".blob-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            os.unlink(temp)
+            raise
+        return temp
+
+    def _ensure_dir(self, folder: Path, key: str) -> None:
+        """Create `folder` and its parents, each new entry made durable in its parent."""
+        if folder.is_dir():
+            return
+        missing: list[Path] = []
+        probe = folder
+        while True:  # one stat per level: another writer may be creating the same folders
+            try:
+                mode = os.stat(probe).st_mode
+            except FileNotFoundError:
+                missing.append(probe)
+                probe = probe.parent
+                continue
+            except NotADirectoryError:
+                raise _folder_clash(key) from None
+            if not st.S_ISDIR(mode):
+                raise _folder_clash(key)
+            break
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except FileExistsError:
+                if not path.is_dir():
+                    raise _folder_clash(key) from None
+                continue
+            _fsync_dir(path.parent)
+
+    def _stat_one(self, key: str) -> BlobInfo | None:
+        try:
+            info = os.stat(self.root / key)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise self._error(exc, f"look up blob {key}") from exc
+        return BlobInfo(key, info.st_size) if st.S_ISREG(info.st_mode) else None
+
+    def _walk(self, base: Path, folder: str, start: str) -> Iterator[BlobInfo]:
+        try:
+            entries = sorted(os.scandir(base), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.startswith(start):
+                continue
+            key = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key, "")
+            elif entry.is_file(follow_symlinks=False):
+                yield BlobInfo(key, entry.stat(follow_symlinks=False).st_size)
+
+    def _error(self, exc: OSError, action: str) -> StoreFull | StoreUnavailable:
+        reason = exc.strerror or type(exc).__name__
+        if exc.errno in _FULL:
+            return StoreFull(
+                f"the blob store at {self.root} is full ({reason}); could not {action}"
+            )
+        return StoreUnavailable(f"the blob store at {self.root} could not {action}: {reason}")
+
+
+def _folder_clash(key: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"blob name {key} clashes with a stored name: one name cannot be both a blob "
+        "and a folder of blobs"
+    )
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,154 @@
+"""`BlobStore`: the async, create-only blob store the server calls, over any `Backend`.
+
+It owns what every backend shares: names are checked, the digest of the bytes received
+is computed and compared before anything is written, a name that exists is compared
+byte for byte (same bytes: an idempotent retry that succeeds; other bytes: refused, so
+agents can only add), and every blocking backend call runs in a bounded thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from common.errors import InvalidArgument, NotFound
+from server.storage.backend import Backend, BlobInfo, StoreUsage
+from server.storage.digest import Digest
+from server.storage.errors import BlobConflict, BlobTooLarge, DigestMismatch, StoreUnavailable
+from server.storage.keys import check_key, check_prefix
+
+# Chunks are under 16 MiB; one blob is always written in one piece (no multipart upload).
+MAX_BLOB_BYTES = 32 * 1024 * 1024
+MAX_BATCH = 1000
+LIST_PAGE = 1000
+DEFAULT_WORKERS = 8
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """The outcome of a save: `created` is False when the same bytes were there already."""
+
+    key: str
+    size: int
+    created: bool
+
+
+class BlobStore:
+    """Create-only named blobs. Safe to share between all tasks of one event loop."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        max_blob_bytes: int = MAX_BLOB_BYTES,
+    ) -> None:
+        if workers < 1:
+            raise InvalidArgument("the blob store needs at least one worker thread")
+        self.backend = backend
+        self.max_blob_bytes = max_blob_bytes
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blobstore")
+
+    def describe(self) -> str:
+        """Where the blobs live (a path or an s3:// URL)."""
+        return self.backend.describe()
+
+    async def check(self) -> None:
+        """StoreUnavailable unless the store can be used now (for `serve` at start)."""
+        await self._run(self.backend.check)
+
+    async def save(self, key: str, data: bytes, digest: Digest) -> Saved:
+        """Store `data` under `key` if it hashes to `digest`; never replaces other bytes.
+
+        DigestMismatch (nothing stored) when the bytes do not match the digest;
+        BlobConflict when the name holds other bytes; StoreFull, StoreUnavailable.
+        """
+        check_key(key)
+        if len(data) > self.max_blob_bytes:
+            raise BlobTooLarge(
+                f"blob {key} is {len(data)} bytes; the store takes at most "
+                f"{self.max_blob_bytes} bytes in one blob"
+            )
+        return await self._run(self._save, key, bytes(data), digest)
+
+    async def load(self, key: str) -> bytes:
+        """The blob's bytes; NotFound if there is none."""
+        return await self._run(self.backend.read, check_key(key))
+
+    async def stat(self, keys: Sequence[str]) -> dict[str, BlobInfo | None]:
+        """For each of up to 1000 names: its info, or None when it is absent."""
+        names = _batch(keys)
+        return await self._run(self.backend.stat, names)
+
+    async def missing(self, keys: Sequence[str]) -> list[str]:
+        """Those of up to 1000 names that are not stored, in the order given."""
+        found = await self.stat(keys)
+        return [key for key in dict.fromkeys(keys) if found[key] is None]
+
+    async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
+        """Every blob whose name starts with `prefix` (page by page, off the event loop)."""
+        blobs = await self._run(self.backend.list, check_prefix(prefix))
+        while True:
+            page = await self._run(_take, blobs, LIST_PAGE)
+            for info in page:
+                yield info
+            if len(page) < LIST_PAGE:
+                return
+
+    async def remove(self, key: str) -> None:
+        """Delete a blob (for garbage collection only; agents never reach this)."""
+        await self._run(self.backend.delete, check_key(key))
+
+    async def usage(self) -> StoreUsage:
+        """Free and total space where the backend knows them."""
+        return await self._run(self.backend.usage)
+
+    async def close(self) -> None:
+        """Release the backend and stop the worker threads."""
+        await self._run(self.backend.close)
+        self._pool.shutdown(wait=False)
+
+    def _save(self, key: str, data: bytes, digest: Digest) -> Saved:
+        received = Digest.of(data)
+        if received != digest:
+            raise DigestMismatch(
+                f"blob {key} arrived with digest {received}, not the stated {digest}; "
+                "nothing was stored"
+            )
+        if self.backend.create(key, data):
+            return Saved(key, len(data), created=True)
+        try:
+            stored = self.backend.read(key)
+        except NotFound:
+            raise StoreUnavailable(
+                f"blob {key} is being written by another upload right now; try again"
+            ) from None
+        if stored != data:
+            raise BlobConflict(
+                f"blob {key} is already stored with other content; stored blobs are never "
+                "overwritten"
+            )
+        return Saved(key, len(data), created=False)
+
+    async def _run(self, call: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(call, *args))
+
+
+def _batch(keys: Sequence[str]) -> list[str]:
+    if isinstance(keys, str):
+        raise InvalidArgument("blob names must come as a list, not one string")
+    if len(keys) > MAX_BATCH:
+        raise InvalidArgument(f"at most {MAX_BATCH} blob names per call, not {len(keys)}")
+    return [check_key(key) for key in dict.fromkeys(keys)]
+
+
+def _take(blobs: Iterator[BlobInfo], count: int) -> list[BlobInfo]:
+    return list(itertools.islice(blobs, count))
