@@ -21,6 +21,7 @@ from cli import (
     check,
     commands,
     config,
+    keys,
     output,
     runs,
     sites,
@@ -84,6 +85,7 @@ app.add_typer(commands.app)
 app.add_typer(admin_tokens.app)
 app.add_typer(accept.app)
 app.add_typer(alerts.app)
+app.add_typer(keys.app)
 
 
 def _show_version(value: bool) -> None:

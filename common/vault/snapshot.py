@@ -1,0 +1,161 @@
+"""Sealing a snapshot (record + manifest) and opening it again, checking every entry.
+
+The manifest is a stream of JSON lines, one entry each, sorted by path parts.
+That stream is cut with the `MANIFESTS` chunking profile and each piece is
+sealed as an ordinary content chunk, so consecutive snapshots of a folder
+share most of their manifest chunks. The snapshot record (site, time,
+source, tags, totals, the ids of the manifest chunks) is sealed with the
+manifest key as a `SNAPSHOT` blob under its own keyed id. Sealing streams the
+entries (memory holds only the sealed manifest chunks and the set of
+referenced ids); opening checks each entry, their order and the totals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import orjson
+
+from common.vault import envelope
+from common.vault.chunking import MANIFESTS, chunk_stream
+from common.vault.chunks import SealedChunk, open_chunk, seal_chunk
+from common.vault.errors import BadManifest, SiteMismatch, Tampered
+from common.vault.ids import check_id
+from common.vault.manifest import Entry, EntryOrder, SnapshotInfo
+from common.vault.sitekeys import SiteKeys
+
+Fetch = Callable[[str], bytes]
+
+
+@dataclass(frozen=True)
+class SealedSnapshot:
+    """What the agent sends: the record blob under its id, the manifest chunks, and the
+    ids of every chunk the snapshot needs (content and manifest) for the server's index."""
+
+    snapshot_id: str
+    record: bytes
+    parts: list[SealedChunk]
+    references: frozenset[str]
+    entries: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An opened, fully checked snapshot."""
+
+    snapshot_id: str
+    info: SnapshotInfo
+    entries: list[Entry]
+    size: int
+
+    @property
+    def site(self) -> str:
+        return self.info.site
+
+    @property
+    def created(self) -> dt.datetime:
+        return self.info.created
+
+
+class _Lines:
+    """A readable stream over the JSON lines of checked entries, for the chunker."""
+
+    def __init__(self, entries: Iterable[Entry], order: EntryOrder, refs: set[str]) -> None:
+        self._entries = iter(entries)
+        self._order = order
+        self._refs = refs
+        self._pending = memoryview(b"")
+
+    def _next_line(self) -> bool:
+        entry = next(self._entries, None)
+        if entry is None:
+            return False
+        entry.check()
+        self._order.add(entry)
+        self._refs.update(chunk_id for chunk_id, _ in entry.chunks)
+        self._pending = memoryview(entry.line())
+        return True
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        filled = 0
+        while filled < len(buffer):
+            if not self._pending and not self._next_line():
+                break
+            take = min(len(buffer) - filled, len(self._pending))
+            buffer[filled : filled + take] = self._pending[:take]
+            self._pending = self._pending[take:]
+            filled += take
+        return filled
+
+
+def seal_snapshot(keys: SiteKeys, info: SnapshotInfo, entries: Iterable[Entry]) -> SealedSnapshot:
+    """Seal a snapshot of `entries` (sorted by `path_key`); a bad entry stops it, named."""
+    info.check()
+    if info.site != keys.site:
+        raise SiteMismatch(
+            f"a snapshot of site {info.site} cannot be sealed with {keys.site}'s key"
+        )
+    order = EntryOrder()
+    refs: set[str] = set()
+    parts: list[SealedChunk] = []
+    for piece in chunk_stream(_Lines(entries, order, refs), MANIFESTS, keys.chunker_seed):
+        parts.append(seal_chunk(keys, piece))
+    part_ids = [part.chunk_id for part in parts]
+    record = info.record(entries=order.count, size=order.total, parts=part_ids)
+    snapshot_id = keys.snapshot_id(record)
+    _, blob = envelope.seal(
+        envelope.Kind.SNAPSHOT, keys.manifest_key, keys.key_id, snapshot_id, record
+    )
+    refs.update(part_ids)
+    return SealedSnapshot(snapshot_id, blob, parts, frozenset(refs), order.count, order.total)
+
+
+def open_record(
+    keys: SiteKeys, snapshot_id: str, blob: bytes
+) -> tuple[SnapshotInfo, int, int, list[str]]:
+    """(info, entries, bytes, manifest part ids) of a sealed snapshot record."""
+    check_id(snapshot_id, "snapshot id")
+    record = envelope.open_blob(
+        envelope.Kind.SNAPSHOT, keys.manifest_key, keys.key_id, snapshot_id, blob
+    )
+    if not hmac.compare_digest(keys.snapshot_id(record), snapshot_id):
+        raise Tampered(f"snapshot {snapshot_id} opened to a record with another id", snapshot_id)
+    try:
+        raw = orjson.loads(record)
+    except orjson.JSONDecodeError:
+        raise BadManifest(f"snapshot {snapshot_id} holds a record that is not JSON") from None
+    info, count, size, parts = SnapshotInfo.from_record(raw)
+    if info.site != keys.site:
+        raise SiteMismatch(f"snapshot {snapshot_id} is of site {info.site}, not {keys.site}")
+    return info, count, size, parts
+
+
+def _lines(keys: SiteKeys, parts: list[str], fetch: Fetch) -> Iterator[bytes]:
+    carry = b""
+    for part_id in parts:
+        data = carry + open_chunk(keys, part_id, fetch(part_id))
+        *lines, carry = data.split(b"\n")
+        yield from lines
+    if carry:
+        raise BadManifest("the manifest ends inside an entry")
+
+
+def open_snapshot(keys: SiteKeys, snapshot_id: str, blob: bytes, fetch: Fetch) -> Snapshot:
+    """Open and check a whole snapshot; `fetch(chunk_id)` returns a sealed manifest chunk."""
+    info, count, size, parts = open_record(keys, snapshot_id, blob)
+    order = EntryOrder()
+    entries: list[Entry] = []
+    for number, line in enumerate(_lines(keys, parts, fetch), start=1):
+        entry = Entry.from_line(line, f"manifest line {number} of snapshot {snapshot_id}")
+        order.add(entry)
+        entries.append(entry)
+    if order.count != count or order.total != size:
+        raise BadManifest(
+            f"snapshot {snapshot_id} lists {order.count} entries of {order.total} bytes, "
+            f"its record says {count} of {size}"
+        )
+    return Snapshot(snapshot_id, info, entries, size)

@@ -1,0 +1,289 @@
+"""Snapshots: manifests sealed and opened whole, every entry checked both ways."""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common.vault import envelope
+from common.vault.chunks import seal_chunk
+from common.vault.errors import (
+    BadManifest,
+    BadPath,
+    SiteMismatch,
+    Tampered,
+    UnsupportedFormat,
+    WrongKey,
+)
+from common.vault.manifest import Entry, SnapshotInfo, sorted_entries
+from common.vault.sitekeys import SiteKeys
+from common.vault.snapshot import SealedSnapshot, open_snapshot, seal_snapshot
+from tests.unit.common.vault.conftest import flip
+
+WHEN = dt.datetime(2026, 12, 7, 2, 0, tzinfo=dt.UTC)
+MTIME = 1_765_000_000_123_456_789
+
+
+def _entry(keys: SiteKeys, path: str, content: bytes = b"x") -> Entry:
+    chunks = ((keys.chunk_id(content), len(content)),) if content else ()
+    return Entry(path, len(content), MTIME, chunks)
+
+
+def _info(site: str = "shop-a") -> SnapshotInfo:
+    return SnapshotInfo(site, WHEN, "Scans", {"kind": "images"})
+
+
+def _open(keys: SiteKeys, sealed: SealedSnapshot, store: dict[str, bytes] | None = None):  # type: ignore[no-untyped-def]
+    parts = store if store is not None else {p.chunk_id: p.blob for p in sealed.parts}
+    return open_snapshot(keys, sealed.snapshot_id, sealed.record, parts.__getitem__)
+
+
+def _many(keys: SiteKeys, count: int) -> list[Entry]:
+    return sorted_entries(
+        _entry(keys, f"scans/{i // 1000:03d}/img_{i:06d}.jpg", str(i).encode())
+        for i in range(count)
+    )
+
+
+def test_round_trip_with_unicode_and_empty_files(keys: SiteKeys) -> None:
+    nfc, nfd = (unicodedata.normalize(f, "Café.pdf") for f in ("NFC", "NFD"))
+    entries = sorted_entries(
+        [
+            _entry(keys, "empty.txt", b""),
+            _entry(keys, nfc, b"one"),
+            _entry(keys, nfd, b"two"),
+            _entry(keys, "日本/契約.png", b"three"),
+            Entry("big.bin", 10, -5, ((keys.chunk_id(b"a" * 4), 4), (keys.chunk_id(b"b" * 6), 6))),
+        ]
+    )
+    sealed = seal_snapshot(keys, _info(), entries)
+    snapshot = _open(keys, sealed)
+    assert snapshot.entries == entries
+    assert snapshot.info == _info()
+    assert snapshot.created == WHEN and snapshot.site == "shop-a"
+    assert snapshot.size == sealed.size == 21
+    content_ids = {c for e in entries for c, _ in e.chunks}
+    assert sealed.references == content_ids | {p.chunk_id for p in sealed.parts}
+    assert b"Caf" not in sealed.record and all(b"Caf" not in p.blob for p in sealed.parts)
+
+
+def test_an_empty_snapshot(keys: SiteKeys) -> None:
+    sealed = seal_snapshot(keys, _info(), [])
+    assert sealed.parts == [] and sealed.entries == 0
+    assert _open(keys, sealed).entries == []
+
+
+def test_100k_entries_seal_and_open(keys: SiteKeys) -> None:
+    entries = _many(keys, 100_000)
+    sealed = seal_snapshot(keys, _info(), entries)
+    assert sealed.entries == 100_000
+    assert 50 < len(sealed.parts) < 1000
+    assert _open(keys, sealed).entries == entries
+
+
+def test_the_next_snapshot_reuses_most_manifest_chunks(keys: SiteKeys) -> None:
+    entries = _many(keys, 20_000)
+    first = seal_snapshot(keys, _info(), entries)
+    entries[10_000] = _entry(keys, entries[10_000].path, b"changed")
+    second = seal_snapshot(keys, _info(), entries)
+    old = {p.chunk_id for p in first.parts}
+    new = [p for p in second.parts if p.chunk_id not in old]
+    assert len(first.parts) > 20
+    assert 1 <= len(new) <= 3
+
+
+@pytest.mark.parametrize(
+    ("paths", "error", "words"),
+    [
+        (["a.jpg", "a.jpg"], BadPath, "'a.jpg' appears twice"),
+        (["b.jpg", "a.jpg"], BadManifest, "'a.jpg' is out of order"),
+        (["a", "a/b.jpg"], BadPath, "'a' is a file and also the folder of 'a/b.jpg'"),
+        (["ok.jpg", "../evil"], BadPath, "'../evil' has a '..' part"),
+        (["/etc/shadow"], BadPath, "is absolute"),
+    ],
+)
+def test_bad_manifests_are_refused_when_built(
+    keys: SiteKeys, paths: list[str], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        seal_snapshot(keys, _info(), [_entry(keys, p) for p in paths])
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        (Entry("a", 2, MTIME, (("0" * 64, 1),)), "has size 2 but chunks of 1 bytes"),
+        (Entry("a", 1, MTIME, (("zz", 1),)), "lists a bad chunk id"),
+        (Entry("a", 0, MTIME, (("0" * 64, 0),)), "lists a chunk of bad length"),
+        (Entry("a", -1, MTIME), "has a bad size"),
+        (Entry("a", 0, 2**64), "has a bad mtime"),
+        (Entry("a", True, MTIME), "has a bad size"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_entries_are_named(keys: SiteKeys, entry: Entry, words: str) -> None:
+    with pytest.raises(BadManifest, match=words):
+        seal_snapshot(keys, _info(), [entry])
+
+
+def _forged(
+    keys: SiteKeys, lines: list[bytes], **record: object
+) -> tuple[str, bytes, dict[str, bytes]]:
+    """A snapshot sealed with the right keys around a manifest that breaks the rules
+    (what a buggy or hostile agent could upload): opening must still refuse it."""
+    part = seal_chunk(keys, b"".join(lines))
+    raw = {
+        "format": 1,
+        "site": "shop-a",
+        "created": "2026-12-07T02:00:00Z",
+        "source": "Scans",
+        "tags": {},
+        "entries": len(lines),
+        "bytes": 1,
+        "parts": [part.chunk_id],
+    }
+    raw.update(record)
+    text = orjson.dumps(raw)
+    snapshot_id = keys.snapshot_id(text)
+    _, blob = envelope.seal(
+        envelope.Kind.SNAPSHOT, keys.manifest_key, keys.key_id, snapshot_id, text
+    )
+    return snapshot_id, blob, {part.chunk_id: part.blob}
+
+
+def _line(keys: SiteKeys, path: str) -> bytes:
+    return _entry(keys, path).line()
+
+
+@pytest.mark.parametrize(
+    ("paths", "error", "words"),
+    [
+        (["a.jpg", "a.jpg"], BadPath, "appears twice"),
+        (["../../etc/cron.d/x"], BadPath, "has a '..' part"),
+        (["C:/boot.ini"], BadPath, "holds ':'"),
+        (["b", "a"], BadManifest, "out of order"),
+        (["a", "a/b"], BadPath, "is a file and also the folder"),
+    ],
+)
+def test_bad_manifests_are_refused_when_opened(
+    keys: SiteKeys, paths: list[str], error: type[Exception], words: str
+) -> None:
+    snapshot_id, blob, store = _forged(keys, [_line(keys, p) for p in paths], bytes=len(paths))
+    with pytest.raises(error, match=words):
+        open_snapshot(keys, snapshot_id, blob, store.__getitem__)
+
+
+def test_totals_that_lie_are_refused(keys: SiteKeys) -> None:
+    snapshot_id, blob, store = _forged(keys, [_line(keys, "a")], entries=2)
+    with pytest.raises(BadManifest, match="lists 1 entries of 1 bytes, its record says 2 of 1"):
+        open_snapshot(keys, snapshot_id, blob, store.__getitem__)
+
+
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        ([b"not json\n"], "manifest line 1 of snapshot .* is not a manifest entry"),
+        ([b'{"p": "a", "s": 1}\n'], "is not a manifest entry"),
+        ([b'{"p": "a", "s": 1, "m": 1, "c": [["x"]]}\n'], "is not a manifest entry"),
+        ([b'{"p": "a", "s": 1, "m": 1, "c": []}'], "ends inside an entry"),
+    ],
+)
+def test_malformed_lines(keys: SiteKeys, lines: list[bytes], words: str) -> None:
+    snapshot_id, blob, store = _forged(keys, lines)
+    with pytest.raises(BadManifest, match=words):
+        open_snapshot(keys, snapshot_id, blob, store.__getitem__)
+
+
+@pytest.mark.parametrize(
+    ("record", "error", "words"),
+    [
+        ({"format": 2}, UnsupportedFormat, "format 2 is unknown"),
+        ({"site": "shop-b"}, SiteMismatch, "is of site shop-b, not shop-a"),
+        ({"parts": ["nope"]}, BadManifest, "record is malformed"),
+        ({"created": "yesterday"}, BadManifest, "record is malformed"),
+        ({"entries": -1}, BadManifest, "bad totals"),
+        ({"tags": {"Bad Tag": "x"}}, BadManifest, "tag name 'Bad Tag'"),
+    ],
+)
+def test_bad_records(
+    keys: SiteKeys, record: dict[str, object], error: type[Exception], words: str
+) -> None:
+    snapshot_id, blob, store = _forged(keys, [_line(keys, "a")], **record)
+    with pytest.raises(error, match=words):
+        open_snapshot(keys, snapshot_id, blob, store.__getitem__)
+
+
+def test_tampered_record_and_parts_are_named(keys: SiteKeys) -> None:
+    sealed = seal_snapshot(keys, _info(), _many(keys, 3000))
+    with pytest.raises(Tampered, match=f"snapshot {sealed.snapshot_id} failed"):
+        open_snapshot(keys, sealed.snapshot_id, flip(sealed.record, -3), {}.__getitem__)
+    store = {p.chunk_id: p.blob for p in sealed.parts}
+    victim = sealed.parts[1].chunk_id
+    store[victim] = flip(store[victim], 40)
+    with pytest.raises(Tampered, match=f"chunk {victim} failed"):
+        _open(keys, sealed, store)
+
+
+def test_swapped_snapshot_ids_fail(keys: SiteKeys) -> None:
+    one = seal_snapshot(keys, _info(), [_entry(keys, "a")])
+    two = seal_snapshot(keys, _info(), [_entry(keys, "b")])
+    with pytest.raises(Tampered, match=f"snapshot {two.snapshot_id} failed"):
+        open_snapshot(keys, two.snapshot_id, one.record, {}.__getitem__)
+
+
+def test_another_sites_snapshot(keys: SiteKeys, keys_b: SiteKeys) -> None:
+    theirs = seal_snapshot(keys_b, _info("shop-b"), [_entry(keys_b, "a")])
+    with pytest.raises(WrongKey, match=f"snapshot {theirs.snapshot_id} was sealed with"):
+        _open(keys, theirs)
+    with pytest.raises(SiteMismatch, match="cannot be sealed with shop-a's key"):
+        seal_snapshot(keys, _info("shop-b"), [])
+
+
+def test_bad_info(keys: SiteKeys) -> None:
+    with pytest.raises(BadManifest, match="must carry a time zone"):
+        seal_snapshot(keys, SnapshotInfo("shop-a", dt.datetime(2026, 1, 1), "S"), [])
+    with pytest.raises(BadManifest, match="is not a printable name"):
+        seal_snapshot(keys, SnapshotInfo("shop-a", WHEN, "a\nb"), [])
+
+
+_NAME = st.text(
+    alphabet=st.characters(
+        codec="utf-8", exclude_categories=["Cc", "Cs"], exclude_characters="/\\:"
+    ),
+    min_size=1,
+    max_size=12,
+).filter(lambda part: part not in (".", ".."))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    files=st.dictionaries(
+        st.lists(_NAME, min_size=1, max_size=3).map("/".join),
+        st.tuples(st.binary(max_size=64), st.integers(-(2**63) + 1, 2**63 - 1)),
+        max_size=20,
+    )
+)
+def test_any_folder_round_trips(keys: SiteKeys, files: dict[str, tuple[bytes, int]]) -> None:
+    entries = sorted_entries(
+        Entry(path, len(data), mtime, ((keys.chunk_id(data), len(data)),) if data else ())
+        for path, (data, mtime) in files.items()
+    )
+    folders = {
+        "/".join(e.path.split("/")[:i]) for e in entries for i in range(1, e.path.count("/") + 1)
+    }
+    if any(e.path in folders for e in entries):
+        with pytest.raises(BadPath, match="is a file and also the folder"):
+            seal_snapshot(keys, _info(), entries)
+        return
+    sealed = seal_snapshot(keys, _info(), entries)
+    assert _open(keys, sealed).entries == entries
