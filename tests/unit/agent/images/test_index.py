@@ -1,0 +1,77 @@
+"""The local index: schema version, batches, tombstones, a damaged file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import pytest
+
+from agent.images.errors import IndexUnusable
+from agent.images.identity import FileState
+from agent.images.index import INDEX_FILE, ImageIndex
+
+T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+A = FileState(10, 123_456_789_012_345_678, "803:1f")
+
+
+def test_store_then_read_back_exactly(tmp_path):
+    with ImageIndex(tmp_path / INDEX_FILE) as index:
+        index.observe(b"x\0a.jpg", A, since=T0)
+        assert index.get(b"x\0a.jpg").content_ids is None
+        index.store(b"x\0a.jpg", A, ["c1", "c2"], since=T0, at=T0 + dt.timedelta(seconds=1))
+    with ImageIndex(tmp_path / INDEX_FILE) as index:
+        entry = index.get(b"x\0a.jpg")
+        assert entry.path == "x/a.jpg" and entry.seen == entry.stored == A
+        assert entry.content_ids == ("c1", "c2") and entry.current
+        assert entry.unchanged_since == T0 and entry.stored_at == T0 + dt.timedelta(seconds=1)
+        assert sqlite3.connect(tmp_path / INDEX_FILE).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_writes_are_committed_in_small_batches(tmp_path):
+    path = tmp_path / INDEX_FILE
+    index = ImageIndex(path)
+    other = sqlite3.connect(path)
+    index.observe(b"pending", A, since=T0)
+    index.store(b"stored", A, ["c"], since=T0, at=T0)
+    assert other.execute("SELECT count(*) FROM files").fetchone() == (0,)
+    for i in range(300):
+        index.observe(f"{i}".encode(), A, since=T0)
+    assert other.execute("SELECT count(*) FROM files").fetchone() == (256,)
+    index.commit()
+    assert other.execute("SELECT count(*) FROM files").fetchone() == (302,)
+    index.close()
+
+
+def test_retire_keeps_stored_files_as_tombstones_and_drops_the_rest(tmp_path):
+    with ImageIndex(tmp_path / INDEX_FILE) as index:
+        index.observe(b"never-stored", A, since=T0)
+        index.store(b"stored", A, ["c"], since=T0, at=T0)
+        index.retire([b"never-stored", b"stored"], at=T0 + dt.timedelta(hours=1), last_seen=T0)
+        assert index.get(b"never-stored") is None
+        tomb = index.get(b"stored")
+        assert not tomb.live and tomb.last_seen == T0 and tomb.content_ids == ("c",)
+        assert index.count_live() == 0 and list(index.stored_entries()) == []
+        assert index.prune_tombstones(T0 + dt.timedelta(hours=2)) == 1
+
+
+def test_an_index_from_a_newer_agent_is_refused(tmp_path):
+    path = tmp_path / INDEX_FILE
+    ImageIndex(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version=99")
+    with pytest.raises(IndexUnusable, match="newer agent"):
+        ImageIndex(path)
+
+
+def test_a_damaged_index_is_moved_aside_and_started_anew(tmp_path):
+    path = tmp_path / INDEX_FILE
+    path.write_bytes(b"this is not a database" * 100)
+    with ImageIndex(path) as index:
+        assert index.rebuilt and index.count_live() == 0
+    assert (tmp_path / (INDEX_FILE + ".corrupt")).exists()
+
+
+def test_an_unwritable_place_is_one_clear_error(tmp_path):
+    with pytest.raises(IndexUnusable, match="cannot open the image index"):
+        ImageIndex(tmp_path / "no-such-dir" / INDEX_FILE)
