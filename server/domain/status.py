@@ -29,6 +29,8 @@ class StatusPolicy:
     stale_after_hours: float = 26.0
     offline_after_minutes: float = 15.0
     image_sync_stale_after_hours: float = 26.0
+    # images.dir is set for the site: only then do image-sync runs make problems
+    image_sync_configured: bool = False
     disk_free_min_fraction: float = 0.10
     clock_skew_max_seconds: float = 300.0
     oit_gap_max: int = 50_000
@@ -155,12 +157,8 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
         out.append("no agent enrolled yet")
     if facts.agent_revoked_at is not None:
         out.append(revoked_problem(facts.site, facts.agent_revoked_at))
-    if facts.last_image_sync_ok is False:
-        out.append(f"image sync failing: {facts.last_image_sync_error or 'unknown error'}")
-    elif facts.last_image_sync_at is not None:
-        age = now - facts.last_image_sync_at
-        if age > dt.timedelta(hours=policy.image_sync_stale_after_hours):
-            out.append(f"last image sync {_ago(age)} ago")
+    if policy.image_sync_configured:
+        _image_sync(facts, policy, now, out)
     for disk in facts.disks:
         if disk.total_bytes and disk.free_bytes < disk.total_bytes * policy.disk_free_min_fraction:
             out.append(f"disk nearly full on {disk.label} ({_gib(disk.free_bytes)} free)")
@@ -181,6 +179,16 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
     if facts.outbox_pending > policy.outbox_pending_max:
         out.append(f"{facts.outbox_pending} reports waiting in the agent's outbox")
     _health(facts.health, policy, out)
+
+
+def _image_sync(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: list[str]) -> None:
+    if facts.last_image_sync_ok is False:
+        out.append(f"image sync failing: {facts.last_image_sync_error or 'unknown error'}")
+    elif facts.last_image_sync_at is not None:
+        age = now - facts.last_image_sync_at
+        limit = policy.image_sync_stale_after_hours
+        if age > dt.timedelta(hours=limit):
+            out.append(f"last image sync {_ago(age)} ago (limit {limit:g} h)")
 
 
 def revoked_problem(site: str, at: dt.datetime) -> str:

@@ -357,3 +357,43 @@ def test_a_store_that_cannot_be_used_is_unavailable_and_unhealthy(tmp_path: Path
         assert checks["store"].startswith("failed")
     finally:
         server.stop()
+
+
+def test_image_sync_problems_show_once_images_dir_is_set(shared_server: ServerHandle) -> None:
+    import datetime as dt
+    import uuid
+
+    from storesafe.v1 import types_pb2
+
+    from tests.support.server import set_config
+    from tests.support.web import backup_report, ts
+
+    site = "off-status"
+    md = bearer(enroll_agent(shared_server, site))
+    s = agent_stub(shared_server)
+    now = dt.datetime.now(dt.UTC)
+    s.CheckIn(agent_pb2.CheckInRequest(agent_version="1.0.0"), metadata=md, timeout=10)
+    s.ReportRun(agent_pb2.ReportRunRequest(report=backup_report(now)), metadata=md, timeout=10)
+    failed = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now - dt.timedelta(minutes=1)),
+        finished_at=ts(now),
+        outcome=types_pb2.RUN_OUTCOME_FAILED,
+        error_class="images.folder_missing",
+        error_message="the image folder D:\\Scans is missing",
+        image_sync=types_pb2.ImageSyncDetails(files_scanned=0),
+    )
+    s.ReportRun(agent_pb2.ReportRunRequest(report=failed), metadata=md, timeout=10)
+    admin, amd = shared_server.admin_stub(), shared_server.admin_metadata
+
+    def site_state() -> tuple[int, list[str]]:
+        got = admin.GetSite(admin_pb2.GetSiteRequest(site=site), metadata=amd, timeout=10)
+        return got.summary.status, list(got.summary.problems)
+
+    assert site_state() == (types_pb2.SITE_STATUS_OK, [])
+    set_config(shared_server, admin_pb2.CONFIG_SCOPE_SITE, site, images__dir="D:\\Scans")
+    assert site_state() == (
+        types_pb2.SITE_STATUS_WARNING,
+        ["image sync failing: the image folder D:\\Scans is missing"],
+    )

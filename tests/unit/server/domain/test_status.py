@@ -122,14 +122,6 @@ def test_never_beats_failing() -> None:
     ("overrides", "expected"),
     [
         (
-            {"last_image_sync_ok": False, "last_image_sync_error": "denied"},
-            "image sync failing: denied",
-        ),
-        (
-            {"last_image_sync_ok": True, "last_image_sync_at": ago(hours=30)},
-            "last image sync 30 h ago",
-        ),
-        (
             {"disks": (Disk("backup", "/b", 100 * 2**30, 5 * 2**30),)},
             "disk nearly full on backup (5.0 GiB free)",
         ),
@@ -215,4 +207,42 @@ def test_a_damaged_newest_good_backup_keeps_the_site_from_ok() -> None:
     # a newer good backup since: the newest good one is sound again
     assert status(healthy(damaged_backup_at=ago(hours=30), damaged_backup_file="old"))[0] == (
         Status.OK
+    )
+
+
+IMAGES = StatusPolicy(image_sync_configured=True, image_sync_stale_after_hours=26.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"last_image_sync_ok": False, "last_image_sync_error": "denied"},
+            "image sync failing: denied",
+        ),
+        (
+            {"last_image_sync_ok": False, "last_image_sync_error": "", "last_image_sync_at": None},
+            "image sync failing: unknown error",
+        ),
+        (
+            {"last_image_sync_ok": True, "last_image_sync_at": ago(hours=30)},
+            "last image sync 30 h ago (limit 26 h)",
+        ),
+    ],
+)
+def test_image_sync_problems_once_images_dir_is_set(
+    overrides: dict[str, object], expected: str
+) -> None:
+    assert status(healthy(**overrides), IMAGES) == (Status.WARNING, (expected,))
+    # without images.dir the site does not sync images: old runs make no problem
+    assert status(healthy(**overrides)) == (Status.OK, ())
+
+
+def test_image_sync_limit_comes_from_the_policy() -> None:
+    facts = healthy(last_image_sync_ok=True, last_image_sync_at=ago(hours=30))
+    longer = dataclasses.replace(IMAGES, image_sync_stale_after_hours=48)
+    assert status(facts, longer) == (Status.OK, ())
+    assert status(healthy(last_image_sync_ok=True, last_image_sync_at=ago(hours=25)), IMAGES) == (
+        Status.OK,
+        (),
     )
