@@ -18,6 +18,11 @@ class Status(enum.StrEnum):
     OFFLINE = "offline"
 
 
+STABLE_MIN_FILES = 100
+"""A pass judges the share of stable images it changed only from this many on."""
+STABLE_CHANGED_SHARE = 0.30
+"""A pass that changed or deleted this share of the stable images is a problem."""
+
 # Precedence when several hold, first wins.
 PRECEDENCE = (Status.OFFLINE, Status.NEVER, Status.FAILING, Status.STALE, Status.WARNING)
 
@@ -91,6 +96,7 @@ class SiteFacts:
     last_image_sync_at: dt.datetime | None = None
     last_image_sync_ok: bool | None = None
     last_image_sync_error: str = ""
+    last_image_sync_warning: str = ""
     last_validation_errors: int = 0
     last_validation_summary: str = ""
     clock_skew_seconds: float = 0.0
@@ -189,6 +195,26 @@ def _image_sync(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: l
         limit = policy.image_sync_stale_after_hours
         if age > dt.timedelta(hours=limit):
             out.append(f"last image sync {_ago(age)} ago (limit {limit:g} h)")
+    if facts.last_image_sync_warning:
+        out.append(facts.last_image_sync_warning)
+
+
+def image_sync_warning(details: Mapping[str, Any]) -> str:
+    """The problem the figures of an image-sync pass show, "" for none (`details` in
+    its stored JSON form, 64-bit integers as text)."""
+    if details.get("folder_missing"):
+        return "the image folder is missing"
+    if details.get("folder_empty"):
+        return "the image folder is suddenly empty (the sync before saw files)"
+    stable = int(details.get("stable_files", 0))
+    changed = int(details.get("stable_changed", 0))
+    if stable >= STABLE_MIN_FILES and changed >= stable * STABLE_CHANGED_SHARE:
+        return (
+            f"image sync found {changed} of {stable} long-unchanged images changed or "
+            f"deleted ({changed / stable:.0%}); check the folder before the old "
+            "snapshots expire"
+        )
+    return ""
 
 
 def revoked_problem(site: str, at: dt.datetime) -> str:

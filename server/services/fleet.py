@@ -61,6 +61,7 @@ def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
         last_image_sync_at=row.last_image_sync_at,
         last_image_sync_ok=row.last_image_sync_ok,
         last_image_sync_error=row.last_image_sync_error,
+        last_image_sync_warning=row.last_image_sync_warning,
         last_validation_errors=row.last_validation_errors,
         last_validation_summary=row.last_validation_summary,
         clock_skew_seconds=row.clock_skew_seconds,

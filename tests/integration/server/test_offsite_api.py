@@ -397,3 +397,30 @@ def test_image_sync_problems_show_once_images_dir_is_set(shared_server: ServerHa
         types_pb2.SITE_STATUS_WARNING,
         ["image sync failing: the image folder D:\\Scans is missing"],
     )
+    emptied = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now),
+        finished_at=ts(now + dt.timedelta(seconds=30)),
+        outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
+        image_sync=types_pb2.ImageSyncDetails(folder_empty=True, skipped={"locked": 1}),
+    )
+    s.ReportRun(agent_pb2.ReportRunRequest(report=emptied), metadata=md, timeout=10)
+    assert site_state() == (
+        types_pb2.SITE_STATUS_WARNING,
+        ["the image folder is suddenly empty (the sync before saw files)"],
+    )
+    bad = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now),
+        finished_at=ts(now + dt.timedelta(seconds=40)),
+        outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
+        image_sync=types_pb2.ImageSyncDetails(snapshot_id="not-an-id"),
+    )
+    assert (
+        code_of(
+            lambda: s.ReportRun(agent_pb2.ReportRunRequest(report=bad), metadata=md, timeout=10)
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )

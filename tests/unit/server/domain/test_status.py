@@ -14,6 +14,7 @@ from server.domain.status import (
     Status,
     StatusPolicy,
     compute_status,
+    image_sync_warning,
 )
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -246,3 +247,36 @@ def test_image_sync_limit_comes_from_the_policy() -> None:
         Status.OK,
         (),
     )
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        ({}, ""),
+        ({"files_scanned": "500", "files_changed": "3"}, ""),
+        ({"folder_missing": True}, "the image folder is missing"),
+        (
+            {"folder_empty": True},
+            "the image folder is suddenly empty (the sync before saw files)",
+        ),
+        ({"stable_files": "99", "stable_changed": "99"}, ""),  # too few to judge
+        ({"stable_files": "100", "stable_changed": "29"}, ""),
+        (
+            {"stable_files": "100", "stable_changed": "30"},
+            "image sync found 30 of 100 long-unchanged images changed or deleted (30%); "
+            "check the folder before the old snapshots expire",
+        ),
+    ],
+)
+def test_image_sync_warning_from_a_pass(details: dict[str, object], expected: str) -> None:
+    assert image_sync_warning(details) == expected
+
+
+def test_an_image_sync_warning_needs_images_dir() -> None:
+    facts = healthy(
+        last_image_sync_ok=True,
+        last_image_sync_at=ago(hours=1),
+        last_image_sync_warning="the image folder is missing",
+    )
+    assert status(facts, IMAGES) == (Status.WARNING, ("the image folder is missing",))
+    assert status(facts) == (Status.OK, ())
