@@ -116,6 +116,26 @@ class AdminServiceStub:
                 request_serializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.FromString,
                 _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/storesafe.v1.AdminService/ListSnapshots',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.GetSnapshot = channel.unary_unary(
+                '/storesafe.v1.AdminService/GetSnapshot',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.GetSnapshotRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.GetSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ListSiteKeys = channel.unary_unary(
+                '/storesafe.v1.AdminService/ListSiteKeys',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.ListSiteKeysRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.ListSiteKeysResponse.FromString,
+                _registered_method=True)
+        self.FetchChunks = channel.unary_stream(
+                '/storesafe.v1.AdminService/FetchChunks',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.FetchChunksRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.FetchedChunk.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -235,6 +255,35 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSnapshots(self, request, context):
+        """A site's snapshots in the off-site store, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSnapshot(self, request, context):
+        """One snapshot with its sealed record, for a restore.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSiteKeys(self, request, context):
+        """A site's data keys, sealed to the fleet recovery key (opened only with the key file).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchChunks(self, request, context):
+        """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
+        NOT_FOUND names the first id the store does not hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,6 +366,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'GetSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSnapshot,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.GetSnapshotRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.GetSnapshotResponse.SerializeToString,
+            ),
+            'ListSiteKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSiteKeys,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.ListSiteKeysRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.ListSiteKeysResponse.SerializeToString,
+            ),
+            'FetchChunks': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchChunks,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.FetchChunksRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.FetchedChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -753,6 +822,114 @@ class AdminService:
             '/storesafe.v1.AdminService/ListAlerts',
             storesafe_dot_v1_dot_admin__pb2.ListAlertsRequest.SerializeToString,
             storesafe_dot_v1_dot_admin__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/ListSnapshots',
+            storesafe_dot_v1_dot_admin__pb2.ListSnapshotsRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/GetSnapshot',
+            storesafe_dot_v1_dot_admin__pb2.GetSnapshotRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.GetSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSiteKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/ListSiteKeys',
+            storesafe_dot_v1_dot_admin__pb2.ListSiteKeysRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.ListSiteKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/storesafe.v1.AdminService/FetchChunks',
+            storesafe_dot_v1_dot_admin__pb2.FetchChunksRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.FetchedChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,16 @@ class AdminServiceStub:
     """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one."""
     ListAlerts: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAlertsRequest, _admin_pb2.ListAlertsResponse]
     """Alert deliveries and failures, newest first, with totals by state."""
+    ListSnapshots: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListSnapshotsRequest, _admin_pb2.ListSnapshotsResponse]
+    """A site's snapshots in the off-site store, newest first."""
+    GetSnapshot: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSnapshotRequest, _admin_pb2.GetSnapshotResponse]
+    """One snapshot with its sealed record, for a restore."""
+    ListSiteKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListSiteKeysRequest, _admin_pb2.ListSiteKeysResponse]
+    """A site's data keys, sealed to the fleet recovery key (opened only with the key file)."""
+    FetchChunks: _grpc.UnaryStreamMultiCallable[_admin_pb2.FetchChunksRequest, _admin_pb2.FetchedChunk]
+    """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
+    NOT_FOUND names the first id the store does not hold.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -107,6 +117,16 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Revoke the active admin token with a name; FAILED_PRECONDITION for the last one."""
     ListAlerts: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAlertsRequest, _admin_pb2.ListAlertsResponse]  # type: ignore[assignment]
     """Alert deliveries and failures, newest first, with totals by state."""
+    ListSnapshots: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListSnapshotsRequest, _admin_pb2.ListSnapshotsResponse]  # type: ignore[assignment]
+    """A site's snapshots in the off-site store, newest first."""
+    GetSnapshot: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSnapshotRequest, _admin_pb2.GetSnapshotResponse]  # type: ignore[assignment]
+    """One snapshot with its sealed record, for a restore."""
+    ListSiteKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListSiteKeysRequest, _admin_pb2.ListSiteKeysResponse]  # type: ignore[assignment]
+    """A site's data keys, sealed to the fleet recovery key (opened only with the key file)."""
+    FetchChunks: _aio.UnaryStreamMultiCallable[_admin_pb2.FetchChunksRequest, _admin_pb2.FetchedChunk]  # type: ignore[assignment]
+    """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
+    NOT_FOUND names the first id the store does not hold.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The service the admin CLI calls. Every call carries an admin token as
@@ -240,5 +260,39 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListAlertsResponse, _abc.Awaitable[_admin_pb2.ListAlertsResponse]]:
         """Alert deliveries and failures, newest first, with totals by state."""
+
+    @_abc_1.abstractmethod
+    def ListSnapshots(
+        self,
+        request: _admin_pb2.ListSnapshotsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListSnapshotsResponse, _abc.Awaitable[_admin_pb2.ListSnapshotsResponse]]:
+        """A site's snapshots in the off-site store, newest first."""
+
+    @_abc_1.abstractmethod
+    def GetSnapshot(
+        self,
+        request: _admin_pb2.GetSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetSnapshotResponse, _abc.Awaitable[_admin_pb2.GetSnapshotResponse]]:
+        """One snapshot with its sealed record, for a restore."""
+
+    @_abc_1.abstractmethod
+    def ListSiteKeys(
+        self,
+        request: _admin_pb2.ListSiteKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListSiteKeysResponse, _abc.Awaitable[_admin_pb2.ListSiteKeysResponse]]:
+        """A site's data keys, sealed to the fleet recovery key (opened only with the key file)."""
+
+    @_abc_1.abstractmethod
+    def FetchChunks(
+        self,
+        request: _admin_pb2.FetchChunksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.FetchedChunk], _abc.AsyncIterator[_admin_pb2.FetchedChunk]]:
+        """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
+        NOT_FOUND names the first id the store does not hold.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -61,6 +61,28 @@ COMMAND_OUTCOME_REJECTED: CommandOutcome.ValueType  # 3
 """The agent cannot run it (for example the job is not configured)."""
 Global___CommandOutcome: _TypeAlias = CommandOutcome  # noqa: Y015
 
+class _SnapshotKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SnapshotKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SnapshotKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SNAPSHOT_KIND_UNSPECIFIED: _SnapshotKind.ValueType  # 0
+    SNAPSHOT_KIND_IMAGES: _SnapshotKind.ValueType  # 1
+    """The image folder."""
+    SNAPSHOT_KIND_DATABASE: _SnapshotKind.ValueType  # 2
+    """A verified database backup (issue 14)."""
+
+class SnapshotKind(_SnapshotKind, metaclass=_SnapshotKindEnumTypeWrapper):
+    """What a snapshot holds."""
+
+SNAPSHOT_KIND_UNSPECIFIED: SnapshotKind.ValueType  # 0
+SNAPSHOT_KIND_IMAGES: SnapshotKind.ValueType  # 1
+"""The image folder."""
+SNAPSHOT_KIND_DATABASE: SnapshotKind.ValueType  # 2
+"""A verified database backup (issue 14)."""
+Global___SnapshotKind: _TypeAlias = SnapshotKind  # noqa: Y015
+
 @_typing.final
 class EnrollRequest(_message.Message):
     """Ask to join the fleet for one site."""
@@ -592,3 +614,278 @@ class AckCommandResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AckCommandResponse: _TypeAlias = AckCommandResponse  # noqa: Y015
+
+@_typing.final
+class PutSiteKeyRequest(_message.Message):
+    """The site's data key sealed to the fleet recovery key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEALED_KEY_FIELD_NUMBER: _builtins.int
+    DATA_KEY_ID_FIELD_NUMBER: _builtins.int
+    RECOVERY_KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    SITE_FIELD_NUMBER: _builtins.int
+    sealed_key: _builtins.str
+    """"ssdk1:..." (common/vault/datakey.py)."""
+    data_key_id: _builtins.str
+    """The data key's public id (16 hex), named by every snapshot sealed with it."""
+    recovery_key_fingerprint: _builtins.str
+    """The fingerprint of the fleet recovery key it is sealed to."""
+    site: _builtins.str
+    """When set, must match the credential's site."""
+    def __init__(
+        self,
+        *,
+        sealed_key: _builtins.str = ...,
+        data_key_id: _builtins.str = ...,
+        recovery_key_fingerprint: _builtins.str = ...,
+        site: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_key_id", b"data_key_id", "recovery_key_fingerprint", b"recovery_key_fingerprint", "sealed_key", b"sealed_key", "site", b"site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutSiteKeyRequest: _TypeAlias = PutSiteKeyRequest  # noqa: Y015
+
+@_typing.final
+class PutSiteKeyResponse(_message.Message):
+    """Stored, or stored already."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    def __init__(
+        self,
+        *,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutSiteKeyResponse: _TypeAlias = PutSiteKeyResponse  # noqa: Y015
+
+@_typing.final
+class MissingChunksRequest(_message.Message):
+    """Chunk ids to look up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    SITE_FIELD_NUMBER: _builtins.int
+    site: _builtins.str
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Keyed chunk ids, 64 lowercase hex each; at most 1,000."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        site: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "site", b"site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MissingChunksRequest: _TypeAlias = MissingChunksRequest  # noqa: Y015
+
+@_typing.final
+class MissingChunksResponse(_message.Message):
+    """The ids of the request the store lacks, in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def missing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        missing: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["missing", b"missing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MissingChunksResponse: _TypeAlias = MissingChunksResponse  # noqa: Y015
+
+@_typing.final
+class PutChunkRequest(_message.Message):
+    """One sealed chunk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SITE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Keyed chunk id (64 lowercase hex)."""
+    data: _builtins.bytes
+    """The sealed chunk (common/vault/chunks.py); at most 16 MiB."""
+    sha256: _builtins.bytes
+    """SHA-256 of `data`, checked by the server before the chunk becomes visible."""
+    site: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+        sha256: _builtins.bytes = ...,
+        site: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "sha256", b"sha256", "site", b"site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutChunkRequest: _TypeAlias = PutChunkRequest  # noqa: Y015
+
+@_typing.final
+class PutChunksResponse(_message.Message):
+    """What one PutChunks stream stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORED_FIELD_NUMBER: _builtins.int
+    DUPLICATES_FIELD_NUMBER: _builtins.int
+    BYTES_STORED_FIELD_NUMBER: _builtins.int
+    stored: _builtins.int
+    duplicates: _builtins.int
+    bytes_stored: _builtins.int
+    def __init__(
+        self,
+        *,
+        stored: _builtins.int = ...,
+        duplicates: _builtins.int = ...,
+        bytes_stored: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_stored", b"bytes_stored", "duplicates", b"duplicates", "stored", b"stored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutChunksResponse: _TypeAlias = PutChunksResponse  # noqa: Y015
+
+@_typing.final
+class SnapshotHeader(_message.Message):
+    """The first message of CommitSnapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    RECORD_FIELD_NUMBER: _builtins.int
+    RECORD_SHA256_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DATA_KEY_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    BACKUP_RUN_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_COUNT_FIELD_NUMBER: _builtins.int
+    snapshot_id: _builtins.str
+    """Keyed id of the sealed snapshot record (64 lowercase hex)."""
+    record: _builtins.bytes
+    """The sealed snapshot record (common/vault/snapshot.py); at most 1 MiB."""
+    record_sha256: _builtins.bytes
+    kind: Global___SnapshotKind.ValueType
+    data_key_id: _builtins.str
+    """The data key it is sealed with (PutSiteKey registered it)."""
+    entries: _builtins.int
+    """Files (images) or streams (database) and their plaintext bytes."""
+    size: _builtins.int
+    backup_run_id: _builtins.str
+    """For SNAPSHOT_KIND_DATABASE: the id of the verified backup run it copies."""
+    reference_count: _builtins.int
+    """How many reference ids the following messages carry in all."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the agent took it (the sealed record holds the same time)."""
+
+    def __init__(
+        self,
+        *,
+        snapshot_id: _builtins.str = ...,
+        record: _builtins.bytes = ...,
+        record_sha256: _builtins.bytes = ...,
+        kind: Global___SnapshotKind.ValueType = ...,
+        data_key_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        entries: _builtins.int = ...,
+        size: _builtins.int = ...,
+        backup_run_id: _builtins.str = ...,
+        reference_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_run_id", b"backup_run_id", "created_at", b"created_at", "data_key_id", b"data_key_id", "entries", b"entries", "kind", b"kind", "record", b"record", "record_sha256", b"record_sha256", "reference_count", b"reference_count", "size", b"size", "snapshot_id", b"snapshot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotHeader: _TypeAlias = SnapshotHeader  # noqa: Y015
+
+@_typing.final
+class CommitSnapshotRequest(_message.Message):
+    """One message of a CommitSnapshot stream: the header first, then references."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    SITE_FIELD_NUMBER: _builtins.int
+    site: _builtins.str
+    @_builtins.property
+    def header(self) -> Global___SnapshotHeader: ...
+    @_builtins.property
+    def references(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of chunks the snapshot needs (content and manifest parts); at most
+        10,000 a message; the union over the stream is the snapshot's reference set.
+        """
+
+    def __init__(
+        self,
+        *,
+        header: Global___SnapshotHeader | None = ...,
+        references: _abc.Iterable[_builtins.str] | None = ...,
+        site: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "references", b"references", "site", b"site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitSnapshotRequest: _TypeAlias = CommitSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class CommitSnapshotResponse(_message.Message):
+    """The snapshot is recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    def __init__(
+        self,
+        *,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitSnapshotResponse: _TypeAlias = CommitSnapshotResponse  # noqa: Y015

@@ -72,6 +72,26 @@ class AgentServiceStub:
                 request_serializer=storesafe_dot_v1_dot_agent__pb2.AckCommandRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_agent__pb2.AckCommandResponse.FromString,
                 _registered_method=True)
+        self.PutSiteKey = channel.unary_unary(
+                '/storesafe.v1.AgentService/PutSiteKey',
+                request_serializer=storesafe_dot_v1_dot_agent__pb2.PutSiteKeyRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_agent__pb2.PutSiteKeyResponse.FromString,
+                _registered_method=True)
+        self.MissingChunks = channel.unary_unary(
+                '/storesafe.v1.AgentService/MissingChunks',
+                request_serializer=storesafe_dot_v1_dot_agent__pb2.MissingChunksRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_agent__pb2.MissingChunksResponse.FromString,
+                _registered_method=True)
+        self.PutChunks = channel.stream_unary(
+                '/storesafe.v1.AgentService/PutChunks',
+                request_serializer=storesafe_dot_v1_dot_agent__pb2.PutChunkRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_agent__pb2.PutChunksResponse.FromString,
+                _registered_method=True)
+        self.CommitSnapshot = channel.stream_unary(
+                '/storesafe.v1.AgentService/CommitSnapshot',
+                request_serializer=storesafe_dot_v1_dot_agent__pb2.CommitSnapshotRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_agent__pb2.CommitSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -133,6 +153,44 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutSiteKey(self, request, context):
+        """The off-site store, append-only for agents: an agent adds keys, chunks and
+        snapshots for its own site and can never overwrite, delete or read back.
+
+        Register the site's data key, sealed to the fleet recovery key. Create-only:
+        the same key again is a duplicate; a new data key (a reinstalled PC) is added
+        beside the old ones, which stay for the snapshots sealed with them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MissingChunks(self, request, context):
+        """Which of these chunk ids the store lacks for this site (at most 1,000 ids a call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutChunks(self, request_iterator, context):
+        """Upload sealed chunks, each checked against its SHA-256 on receipt and stored
+        create-only (a chunk already stored with the same bytes counts as a duplicate;
+        different bytes under a stored id are refused, ALREADY_EXISTS). A cut stream
+        keeps every chunk that arrived whole: resume with MissingChunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitSnapshot(self, request_iterator, context):
+        """Commit a snapshot whose every referenced chunk is stored (FAILED_PRECONDITION
+        naming the first missing ones otherwise). The first message carries the
+        header, later ones more references. Create-only and idempotent by snapshot id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +228,26 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.AckCommand,
                     request_deserializer=storesafe_dot_v1_dot_agent__pb2.AckCommandRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_agent__pb2.AckCommandResponse.SerializeToString,
+            ),
+            'PutSiteKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSiteKey,
+                    request_deserializer=storesafe_dot_v1_dot_agent__pb2.PutSiteKeyRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_agent__pb2.PutSiteKeyResponse.SerializeToString,
+            ),
+            'MissingChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.MissingChunks,
+                    request_deserializer=storesafe_dot_v1_dot_agent__pb2.MissingChunksRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_agent__pb2.MissingChunksResponse.SerializeToString,
+            ),
+            'PutChunks': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutChunks,
+                    request_deserializer=storesafe_dot_v1_dot_agent__pb2.PutChunkRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_agent__pb2.PutChunksResponse.SerializeToString,
+            ),
+            'CommitSnapshot': grpc.stream_unary_rpc_method_handler(
+                    servicer.CommitSnapshot,
+                    request_deserializer=storesafe_dot_v1_dot_agent__pb2.CommitSnapshotRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_agent__pb2.CommitSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -364,6 +442,114 @@ class AgentService:
             '/storesafe.v1.AgentService/AckCommand',
             storesafe_dot_v1_dot_agent__pb2.AckCommandRequest.SerializeToString,
             storesafe_dot_v1_dot_agent__pb2.AckCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSiteKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AgentService/PutSiteKey',
+            storesafe_dot_v1_dot_agent__pb2.PutSiteKeyRequest.SerializeToString,
+            storesafe_dot_v1_dot_agent__pb2.PutSiteKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MissingChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AgentService/MissingChunks',
+            storesafe_dot_v1_dot_agent__pb2.MissingChunksRequest.SerializeToString,
+            storesafe_dot_v1_dot_agent__pb2.MissingChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutChunks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/storesafe.v1.AgentService/PutChunks',
+            storesafe_dot_v1_dot_agent__pb2.PutChunkRequest.SerializeToString,
+            storesafe_dot_v1_dot_agent__pb2.PutChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitSnapshot(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/storesafe.v1.AgentService/CommitSnapshot',
+            storesafe_dot_v1_dot_agent__pb2.CommitSnapshotRequest.SerializeToString,
+            storesafe_dot_v1_dot_agent__pb2.CommitSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

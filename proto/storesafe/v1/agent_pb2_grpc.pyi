@@ -55,6 +55,27 @@ class AgentServiceStub:
     """The agent applied a configuration revision, or refused it and why."""
     AckCommand: _grpc.UnaryUnaryMultiCallable[_agent_pb2.AckCommandRequest, _agent_pb2.AckCommandResponse]
     """The agent ran (or declined) a remote command."""
+    PutSiteKey: _grpc.UnaryUnaryMultiCallable[_agent_pb2.PutSiteKeyRequest, _agent_pb2.PutSiteKeyResponse]
+    """The off-site store, append-only for agents: an agent adds keys, chunks and
+    snapshots for its own site and can never overwrite, delete or read back.
+
+    Register the site's data key, sealed to the fleet recovery key. Create-only:
+    the same key again is a duplicate; a new data key (a reinstalled PC) is added
+    beside the old ones, which stay for the snapshots sealed with them.
+    """
+    MissingChunks: _grpc.UnaryUnaryMultiCallable[_agent_pb2.MissingChunksRequest, _agent_pb2.MissingChunksResponse]
+    """Which of these chunk ids the store lacks for this site (at most 1,000 ids a call)."""
+    PutChunks: _grpc.StreamUnaryMultiCallable[_agent_pb2.PutChunkRequest, _agent_pb2.PutChunksResponse]
+    """Upload sealed chunks, each checked against its SHA-256 on receipt and stored
+    create-only (a chunk already stored with the same bytes counts as a duplicate;
+    different bytes under a stored id are refused, ALREADY_EXISTS). A cut stream
+    keeps every chunk that arrived whole: resume with MissingChunks.
+    """
+    CommitSnapshot: _grpc.StreamUnaryMultiCallable[_agent_pb2.CommitSnapshotRequest, _agent_pb2.CommitSnapshotResponse]
+    """Commit a snapshot whose every referenced chunk is stored (FAILED_PRECONDITION
+    naming the first missing ones otherwise). The first message carries the
+    header, later ones more references. Create-only and idempotent by snapshot id.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -83,6 +104,27 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """The agent applied a configuration revision, or refused it and why."""
     AckCommand: _aio.UnaryUnaryMultiCallable[_agent_pb2.AckCommandRequest, _agent_pb2.AckCommandResponse]  # type: ignore[assignment]
     """The agent ran (or declined) a remote command."""
+    PutSiteKey: _aio.UnaryUnaryMultiCallable[_agent_pb2.PutSiteKeyRequest, _agent_pb2.PutSiteKeyResponse]  # type: ignore[assignment]
+    """The off-site store, append-only for agents: an agent adds keys, chunks and
+    snapshots for its own site and can never overwrite, delete or read back.
+
+    Register the site's data key, sealed to the fleet recovery key. Create-only:
+    the same key again is a duplicate; a new data key (a reinstalled PC) is added
+    beside the old ones, which stay for the snapshots sealed with them.
+    """
+    MissingChunks: _aio.UnaryUnaryMultiCallable[_agent_pb2.MissingChunksRequest, _agent_pb2.MissingChunksResponse]  # type: ignore[assignment]
+    """Which of these chunk ids the store lacks for this site (at most 1,000 ids a call)."""
+    PutChunks: _aio.StreamUnaryMultiCallable[_agent_pb2.PutChunkRequest, _agent_pb2.PutChunksResponse]  # type: ignore[assignment]
+    """Upload sealed chunks, each checked against its SHA-256 on receipt and stored
+    create-only (a chunk already stored with the same bytes counts as a duplicate;
+    different bytes under a stored id are refused, ALREADY_EXISTS). A cut stream
+    keeps every chunk that arrived whole: resume with MissingChunks.
+    """
+    CommitSnapshot: _aio.StreamUnaryMultiCallable[_agent_pb2.CommitSnapshotRequest, _agent_pb2.CommitSnapshotResponse]  # type: ignore[assignment]
+    """Commit a snapshot whose every referenced chunk is stored (FAILED_PRECONDITION
+    naming the first missing ones otherwise). The first message carries the
+    header, later ones more references. Create-only and idempotent by snapshot id.
+    """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """The service agents call. Every call but Enroll carries the agent's
@@ -150,5 +192,50 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.AckCommandResponse, _abc.Awaitable[_agent_pb2.AckCommandResponse]]:
         """The agent ran (or declined) a remote command."""
+
+    @_abc_1.abstractmethod
+    def PutSiteKey(
+        self,
+        request: _agent_pb2.PutSiteKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.PutSiteKeyResponse, _abc.Awaitable[_agent_pb2.PutSiteKeyResponse]]:
+        """The off-site store, append-only for agents: an agent adds keys, chunks and
+        snapshots for its own site and can never overwrite, delete or read back.
+
+        Register the site's data key, sealed to the fleet recovery key. Create-only:
+        the same key again is a duplicate; a new data key (a reinstalled PC) is added
+        beside the old ones, which stay for the snapshots sealed with them.
+        """
+
+    @_abc_1.abstractmethod
+    def MissingChunks(
+        self,
+        request: _agent_pb2.MissingChunksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.MissingChunksResponse, _abc.Awaitable[_agent_pb2.MissingChunksResponse]]:
+        """Which of these chunk ids the store lacks for this site (at most 1,000 ids a call)."""
+
+    @_abc_1.abstractmethod
+    def PutChunks(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_pb2.PutChunkRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.PutChunksResponse, _abc.Awaitable[_agent_pb2.PutChunksResponse]]:
+        """Upload sealed chunks, each checked against its SHA-256 on receipt and stored
+        create-only (a chunk already stored with the same bytes counts as a duplicate;
+        different bytes under a stored id are refused, ALREADY_EXISTS). A cut stream
+        keeps every chunk that arrived whole: resume with MissingChunks.
+        """
+
+    @_abc_1.abstractmethod
+    def CommitSnapshot(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_pb2.CommitSnapshotRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.CommitSnapshotResponse, _abc.Awaitable[_agent_pb2.CommitSnapshotResponse]]:
+        """Commit a snapshot whose every referenced chunk is stored (FAILED_PRECONDITION
+        naming the first missing ones otherwise). The first message carries the
+        header, later ones more references. Create-only and idempotent by snapshot id.
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -112,10 +112,13 @@ def _wait_for(web: WebServer, name: str, expected: float, attempts: int = 200) -
     raise AssertionError(f"{name} stayed at {seen}, expected {expected}")
 
 
-def test_healthz_answers_200_when_grpc_and_the_database_answer(web: WebServer) -> None:
+def test_healthz_answers_200_when_grpc_the_database_and_the_store_answer(web: WebServer) -> None:
     answer = web.get("/healthz")
     assert answer.status == 200
-    assert json.loads(answer.body) == {"status": "ok", "checks": {"grpc": "ok", "database": "ok"}}
+    assert json.loads(answer.body) == {
+        "status": "ok",
+        "checks": {"grpc": "ok", "database": "ok", "store": "ok"},
+    }
     assert answer.headers["Content-Type"].startswith("application/json")
 
 
@@ -203,7 +206,7 @@ def test_insecure_serves_plain_http_on_loopback_without_a_secure_cookie(tmp_path
     try:
         base = f"http://127.0.0.1:{http_port}"
         health = _wait_for_http(base + "/healthz", proc)
-        assert json.loads(health)["checks"] == {"grpc": "ok", "database": "ok"}
+        assert json.loads(health)["checks"] == {"grpc": "ok", "database": "ok", "store": "ok"}
         form = urllib.parse.urlencode({"token": h.admin_token}).encode()
         request = urllib.request.Request(base + "/login", data=form, method="POST")
         opener = urllib.request.build_opener(_NoRedirect())
