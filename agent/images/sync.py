@@ -1,0 +1,135 @@
+"""One image-sync pass: scan the folder with the uploader, then seal and commit the snapshot.
+
+Runs in a worker thread (see agent.images.capability). The snapshot lists
+every live file the index holds a stored version of (path, size, mtime in
+ns, chunks), whether read in this pass or before; its manifest parts are
+sent like content, only when missing. It is committed only after a pass
+that was not cut short and whose every chunk is on the server (the uploader
+returns a file's ids only then), so a cut pass commits nothing and the next
+one resumes by asking which chunks are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import ntpath
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from agent.domain.offsite import SnapshotCommit, SnapshotKind
+from agent.images.bandwidth import TokenBucket
+from agent.images.index import INDEX_FILE, ImageIndex
+from agent.images.result import PassResult
+from agent.images.scanner import Scanner
+from agent.images.uploader import SendTally, SyncStore, Uploader, chunk_ref
+from common.clock import Clock
+from common.errors import StoreSafeError
+from common.vault import Entry, SiteKeys, SnapshotInfo, VaultError, seal_snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncSettings:
+    folder: str
+    settle_seconds: int
+    bandwidth_kbps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncOutcome:
+    """A pass, what it sent, and the snapshot it committed ("" when none)."""
+
+    result: PassResult
+    sent: SendTally
+    snapshot_id: str = ""
+    snapshot_entries: int = 0
+    unlisted: int = 0  # stored files whose names a manifest cannot hold
+    error: str = ""  # why no snapshot was committed after a pass that did not fail
+
+
+def run_sync(
+    state_dir: Path,
+    settings: SyncSettings,
+    keys: SiteKeys,
+    store: SyncStore,
+    *,
+    clock: Clock,
+    sleep: Callable[[float], None],
+) -> SyncOutcome:
+    """Scan, upload, and commit one snapshot of the image folder."""
+    bucket = TokenBucket.kbps(settings.bandwidth_kbps, clock=clock, sleep=sleep)
+    uploader = Uploader(keys, store, bucket)
+    with ImageIndex(state_dir / INDEX_FILE) as index:
+        scanner = Scanner(
+            index, settings.folder, settle_seconds=settings.settle_seconds, clock=clock
+        )
+        result = scanner.scan(uploader)
+        if result.failed:
+            return SyncOutcome(result, uploader.tally)
+        entries = _Entries(index)
+        try:
+            sealed = seal_snapshot(
+                keys,
+                SnapshotInfo(site=keys.site, created=clock.now(), source=_source(settings.folder)),
+                entries,
+            )
+            uploader.send_sealed(sealed.parts)
+            store.commit(
+                SnapshotCommit(
+                    snapshot_id=sealed.snapshot_id,
+                    record=sealed.record,
+                    record_sha256=hashlib.sha256(sealed.record).digest(),
+                    kind=SnapshotKind.IMAGES,
+                    data_key_id=keys.key_id_hex,
+                    created_at=clock.now(),
+                    entries=sealed.entries,
+                    size=sealed.size,
+                    references=sorted(sealed.references),
+                )
+            )
+        except StoreSafeError as exc:
+            log.error("image snapshot not committed: %s", exc.message)
+            return SyncOutcome(result, uploader.tally, unlisted=entries.unlisted, error=exc.message)
+    return SyncOutcome(
+        result,
+        uploader.tally,
+        snapshot_id=sealed.snapshot_id,
+        snapshot_entries=sealed.entries,
+        unlisted=entries.unlisted,
+    )
+
+
+def _source(folder: str) -> str:
+    name = (
+        ntpath.basename(folder.rstrip("\\/"))
+        if "\\" in folder
+        else os.path.basename(folder.rstrip("/"))
+    )
+    return (name if name and name.isprintable() else "images")[:255]
+
+
+class _Entries:
+    """The index's stored files as manifest entries; a name a manifest cannot hold is counted."""
+
+    def __init__(self, index: ImageIndex) -> None:
+        self._index = index
+        self.unlisted = 0
+
+    def __iter__(self) -> Iterator[Entry]:
+        for row in self._index.stored_entries():
+            assert row.content_ids is not None and row.stored is not None
+            entry = Entry(
+                row.path,
+                row.stored.size,
+                row.stored.mtime_ns,
+                tuple(chunk_ref(cid) for cid in row.content_ids),
+            )
+            try:
+                yield entry.check()
+            except VaultError as exc:
+                self.unlisted += 1
+                log.warning("not in the snapshot: %s", exc.message)
