@@ -15,7 +15,6 @@ from agent.capability import Capability, Host, Seam, Setup
 from agent.commands import CommandResult, CommandRunner, Handler
 from agent.configsync import ConfigStore
 from agent.domain.messages import CheckIn
-from agent.firebird.capability import FirebirdBackup
 from agent.domain.reports import (
     FirebirdHealth,
     ImageSyncDetails,
@@ -23,6 +22,7 @@ from agent.domain.reports import (
     RunKind,
     RunReport,
 )
+from agent.firebird.capability import FirebirdBackup
 from agent.installed import CAPABILITIES
 from agent.runner import RunnerConfig
 from agent.scheduler import Scheduler, Task

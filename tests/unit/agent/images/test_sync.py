@@ -128,7 +128,7 @@ def test_a_cut_connection_commits_nothing_and_the_next_pass_sends_only_what_is_m
 def test_a_file_rewritten_during_its_read_is_not_in_the_snapshot(
     tmp_path: Path, keys: SiteKeys, clock: FakeClock
 ) -> None:
-    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    folder, store = tmp_path / "img", MemoryStore()
     write(folder / "stable.jpg", os.urandom(10_000))
     target = folder / "torn.bin"
     write(target, os.urandom(3 * MIB))
