@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,10 @@ def sync_now(server: ServerHandle, site: str) -> admin_pb2.CommandState:
         admin_pb2.SendCommandRequest(site=site, kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
         metadata=server.admin_metadata,
     )
-    done: Callable[[], bool] = lambda: bool(
-        command_state(server, site, sent.command_id).finished_at.seconds
-    )
+
+    def done() -> bool:
+        return bool(command_state(server, site, sent.command_id).finished_at.seconds)
+
     wait_for(done, 120, "the sync-now command to finish")
     return command_state(server, site, sent.command_id)
 
