@@ -5,14 +5,15 @@ says (agent.proto): MissingChunks in request order, PutChunks create-only and
 digest-checked, CommitSnapshot refused while a reference is missing. It can
 be told to fail the Nth PutChunks call (a cut connection: the chunks of that
 call before `keep` arrive, the rest do not). It counts what it was sent.
-`AsyncMemoryStore` offers the same as an async StoreLink.
+`AsyncMemoryStore` offers the same as an async StoreLink. `CutBeforePut` wraps
+the real transport to cut the real connection at a chosen point.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agent.domain.offsite import (
     MAX_MISSING_IDS,
@@ -21,6 +22,7 @@ from agent.domain.offsite import (
     PutChunksResult,
     SiteKeyUpload,
     SnapshotCommit,
+    StoreLink,
 )
 from common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 
@@ -104,3 +106,35 @@ class AsyncMemoryStore:
 
     async def close(self) -> None:
         self.closed += 1
+
+
+@dataclasses.dataclass
+class CutBeforePut:
+    """A real StoreLink that runs `cut` (e.g. stops the real server) just before its Nth
+    PutChunks call; it records the chunk ids of every PutChunks call that returned."""
+
+    link: StoreLink
+    before_put: int
+    cut: Callable[[], None]
+    delivered: list[str] = dataclasses.field(default_factory=list)
+    puts: int = 0
+
+    async def put_site_key(self, key: SiteKeyUpload) -> bool:
+        return await self.link.put_site_key(key)
+
+    async def missing_chunks(self, ids: Sequence[str]) -> list[str]:
+        return await self.link.missing_chunks(ids)
+
+    async def put_chunks(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:
+        self.puts += 1
+        if self.puts == self.before_put:
+            self.cut()
+        result = await self.link.put_chunks(chunks)
+        self.delivered.extend(c.chunk_id for c in chunks)
+        return result
+
+    async def commit_snapshot(self, snapshot: SnapshotCommit) -> bool:
+        return await self.link.commit_snapshot(snapshot)
+
+    async def close(self) -> None:
+        await self.link.close()
