@@ -142,6 +142,17 @@ def report_of(outcome: SyncOutcome, *, trigger: str, finished: dt.datetime) -> R
     )
 
 
+def sync_summary(report: RunReport) -> str:
+    """One line on how a pass ended, for the console."""
+    d = report.details
+    if report.outcome is not Outcome.SUCCEEDED or not isinstance(d, ImageSyncDetails):
+        return f"image sync failed ({report.error_class}): {report.error_message}"
+    return (
+        f"image sync succeeded: {d.files_scanned:,} files seen, {d.files_copied:,} stored, "
+        f"{d.bytes_copied:,} bytes sent"
+    )
+
+
 def command_result(report: RunReport | None, why_not: str | None) -> CommandResult:
     """How a "sync-now" command ended, in one line."""
     if report is None:
@@ -149,5 +160,5 @@ def command_result(report: RunReport | None, why_not: str | None) -> CommandResu
             "rejected", f"not run on this agent: {why_not or 'image sync is not configured'}"
         )
     if report.outcome is Outcome.SUCCEEDED:
-        return CommandResult("succeeded", "image sync succeeded")
+        return CommandResult("succeeded", sync_summary(report))
     return CommandResult("failed", report.error_message or "image sync failed")

@@ -11,6 +11,7 @@ one resumes by asking which chunks are missing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -19,12 +20,15 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from agent.domain.errors import AlreadyRunning
 from agent.domain.offsite import SnapshotCommit, SnapshotKind
 from agent.images.bandwidth import TokenBucket
+from agent.images.errors import PassAlreadyRunning
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import PassResult
 from agent.images.scanner import Scanner
 from agent.images.uploader import SendTally, SyncStore, Uploader, chunk_ref
+from agent.lock import StateLock
 from common.clock import Clock
 from common.errors import StoreSafeError
 from common.vault import Entry, SiteKeys, SnapshotInfo, VaultError, seal_snapshot
@@ -61,6 +65,36 @@ def run_sync(
     sleep: Callable[[float], None],
 ) -> SyncOutcome:
     """Scan, upload, and commit one snapshot of the image folder."""
+    with _one_pass_at_a_time(state_dir):
+        return _run(state_dir, settings, keys, store, clock=clock, sleep=sleep)
+
+
+@contextlib.contextmanager
+def _one_pass_at_a_time(state_dir: Path) -> Iterator[None]:
+    """Hold the image index for this process (the agent and a local sync-now share it)."""
+    lock = StateLock(state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        raise PassAlreadyRunning(
+            "an image sync pass is running already (the agent's, or another sync-now); "
+            "try again when it has finished"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run(
+    state_dir: Path,
+    settings: SyncSettings,
+    keys: SiteKeys,
+    store: SyncStore,
+    *,
+    clock: Clock,
+    sleep: Callable[[float], None],
+) -> SyncOutcome:
     bucket = TokenBucket.kbps(settings.bandwidth_kbps, clock=clock, sleep=sleep)
     uploader = Uploader(keys, store, bucket)
     with ImageIndex(state_dir / INDEX_FILE) as index:

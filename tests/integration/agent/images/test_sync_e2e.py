@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from common.vault import FleetPrivateKey
-from tests.support.agent import AgentProcess, enroll_agent, wait_for
+from tests.support.agent import AgentProcess, agent_cli, enroll_agent, wait_for
 from tests.support.server import ServerHandle, set_config
 
 MIB = 1 << 20
@@ -119,6 +119,16 @@ def test_remote_sync_now_uploads_then_sends_nothing_then_only_a_changed_files_ch
         assert figures[1]["files_copied"] == 0 and int(figures[1].get("bytes_copied", 0)) == 0
         assert figures[2]["files_copied"] == 1
         assert 0 < int(figures[2]["bytes_copied"]) < 5 * MIB
+
+        # the local command beside the running agent: one more pass, reported at once
+        (folder / "new-scan.png").write_bytes(os.urandom(30_000))
+        local = agent_cli("sync-now", "--state-dir", str(state))
+        assert local.returncode == 0, local.stderr
+        assert "image sync succeeded: 4 files seen, 1 stored" in local.stdout
+        assert "Reported to the server." in local.stdout
+        newest = image_runs(server, site)[0]
+        assert newest["trigger"] == "local" and newest["details"]["files_copied"] == 1
+        assert len(snapshots(server, site)) == 4
         assert agent.alive()
     finally:
         agent.stop()
