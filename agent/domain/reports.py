@@ -97,10 +97,28 @@ class BackupDetails:
 
 @dataclasses.dataclass(frozen=True)
 class ImageSyncDetails:
+    """The figures of one image-sync pass (see ImageSyncDetails in types.proto)."""
+
     files_scanned: int = 0
     files_copied: int = 0
     bytes_copied: int = 0
     files_failed: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_deleted: int = 0
+    files_unchanged: int = 0
+    files_renamed: int = 0
+    files_reappeared: int = 0
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
+    bytes_read: int = 0
+    bytes_sent: int = 0
+    chunks_sent: int = 0
+    snapshot_id: str = ""
+    folder_missing: bool = False
+    folder_empty: bool = False
+    stable_before: int = 0
+    stable_changed: int = 0
+    stable_deleted: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

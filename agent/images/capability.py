@@ -128,17 +128,39 @@ def report_of(outcome: SyncOutcome, *, trigger: str, finished: dt.datetime) -> R
         started_at=r.started_at,
         finished_at=finished,
         outcome=Outcome.FAILED if failed else Outcome.SUCCEEDED,
-        details=ImageSyncDetails(
-            files_scanned=r.files_seen,
-            files_copied=r.stored,
-            bytes_copied=outcome.sent.bytes_sent,
-            files_failed=r.skipped_total,
-        ),
+        details=details_of(outcome),
         error_class=("images.folder_missing" if r.folder_missing else "images.sync_failed")
         if failed
         else "",
         error_message="; ".join(errors)[:2000] if failed else "",
         trigger=trigger,
+    )
+
+
+def details_of(outcome: SyncOutcome) -> ImageSyncDetails:
+    """The pass figures as the report carries them."""
+    r, sent = outcome.result, outcome.sent
+    return ImageSyncDetails(
+        files_scanned=r.files_seen,
+        files_copied=r.stored,
+        bytes_copied=r.bytes_stored,
+        files_failed=r.skipped_total,
+        files_new=r.new,
+        files_changed=r.changed,
+        files_deleted=r.deleted,
+        files_unchanged=r.unchanged,
+        files_renamed=r.renamed,
+        files_reappeared=r.reappeared,
+        skipped={reason.value: count for reason, count in r.skipped.items()},
+        bytes_read=r.bytes_read,
+        bytes_sent=sent.bytes_sent,
+        chunks_sent=sent.chunks_sent,
+        snapshot_id=outcome.snapshot_id,
+        folder_missing=r.folder_missing,
+        folder_empty=r.folder_empty,
+        stable_before=r.stable_before,
+        stable_changed=r.stable_changed,
+        stable_deleted=r.stable_deleted,
     )
 
 
@@ -149,7 +171,7 @@ def sync_summary(report: RunReport) -> str:
         return f"image sync failed ({report.error_class}): {report.error_message}"
     return (
         f"image sync succeeded: {d.files_scanned:,} files seen, {d.files_copied:,} stored, "
-        f"{d.bytes_copied:,} bytes sent"
+        f"{d.bytes_sent:,} bytes sent"
     )
 
 

@@ -70,6 +70,27 @@ def _flag(field: str, value: Any) -> Any:
     return value
 
 
+_SKIP_REASON = re.compile(r"[a-z_]{1,32}")
+_SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _skip_counts(field: str, value: Any) -> Any:
+    """Skipped files by reason: at most 16 reasons, each a lowercase word, with a count."""
+    if not isinstance(value, dict) or len(value) > 16:
+        raise bad(field, "is not a small map of reasons to counts")
+    for reason, count in value.items():
+        if not isinstance(reason, str) or not _SKIP_REASON.fullmatch(reason):
+            raise bad(field, f"names the reason {quote(reason)}, which is not a lowercase word")
+        _json_int(f"{field}.{reason}", count, 0, MAX_INT64)
+    return value
+
+
+def _snapshot_id(field: str, value: Any) -> Any:
+    if not isinstance(value, str) or not _SNAPSHOT_ID.fullmatch(value):
+        raise bad(field, "is not a snapshot id (64 lowercase hex)")
+    return value
+
+
 def pattern(regex: re.Pattern[str], what: str) -> Rule:
     def rule(field: str, value: Any) -> Any:
         if not regex.fullmatch(_string(field, value)):
@@ -170,6 +191,22 @@ IMAGE_SYNC_DETAILS: dict[str, Rule] = {
     "files_copied": _count(),
     "bytes_copied": _count(),
     "files_failed": _count(),
+    "files_new": _count(),
+    "files_changed": _count(),
+    "files_deleted": _count(),
+    "files_unchanged": _count(),
+    "files_renamed": _count(),
+    "files_reappeared": _count(),
+    "skipped": _skip_counts,
+    "bytes_read": _count(),
+    "bytes_sent": _count(),
+    "chunks_sent": _count(),
+    "snapshot_id": _snapshot_id,
+    "folder_missing": _flag,
+    "folder_empty": _flag,
+    "stable_before": _count(),
+    "stable_changed": _count(),
+    "stable_deleted": _count(),
 }
 VALIDATION_DETAILS: dict[str, Rule] = {
     "errors": _count(2**31 - 1),

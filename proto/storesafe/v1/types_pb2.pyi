@@ -394,14 +394,86 @@ class ImageSyncDetails(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SkippedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     FILES_SCANNED_FIELD_NUMBER: _builtins.int
     FILES_COPIED_FIELD_NUMBER: _builtins.int
     BYTES_COPIED_FIELD_NUMBER: _builtins.int
     FILES_FAILED_FIELD_NUMBER: _builtins.int
+    FILES_NEW_FIELD_NUMBER: _builtins.int
+    FILES_CHANGED_FIELD_NUMBER: _builtins.int
+    FILES_DELETED_FIELD_NUMBER: _builtins.int
+    FILES_UNCHANGED_FIELD_NUMBER: _builtins.int
+    FILES_RENAMED_FIELD_NUMBER: _builtins.int
+    FILES_REAPPEARED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    BYTES_READ_FIELD_NUMBER: _builtins.int
+    BYTES_SENT_FIELD_NUMBER: _builtins.int
+    CHUNKS_SENT_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    FOLDER_MISSING_FIELD_NUMBER: _builtins.int
+    FOLDER_EMPTY_FIELD_NUMBER: _builtins.int
+    STABLE_BEFORE_FIELD_NUMBER: _builtins.int
+    STABLE_CHANGED_FIELD_NUMBER: _builtins.int
+    STABLE_DELETED_FIELD_NUMBER: _builtins.int
     files_scanned: _builtins.int
+    """Regular files seen in the folder this pass."""
     files_copied: _builtins.int
+    """Files whose content was stored (read, sent as needed, committed to the index)."""
     bytes_copied: _builtins.int
+    """Plaintext bytes of the files stored this pass."""
     files_failed: _builtins.int
+    """Files (or folders) not read or not committed this pass: the sum of `skipped`."""
+    files_new: _builtins.int
+    """Every file seen is new, changed, unchanged, renamed or reappeared, against
+    what earlier passes saw; deleted ones were in the index and are gone.
+    """
+    files_changed: _builtins.int
+    files_deleted: _builtins.int
+    files_unchanged: _builtins.int
+    files_renamed: _builtins.int
+    files_reappeared: _builtins.int
+    bytes_read: _builtins.int
+    """Bytes read from files; sealed bytes sent to the store and their chunks."""
+    bytes_sent: _builtins.int
+    chunks_sent: _builtins.int
+    snapshot_id: _builtins.str
+    """The snapshot this pass committed ("" when none)."""
+    folder_missing: _builtins.bool
+    """The folder does not exist (or is not a folder)."""
+    folder_empty: _builtins.bool
+    """The folder had files at the last pass and has none now."""
+    stable_before: _builtins.int
+    """Files stored and unchanged for a day before this pass, and of those the
+    ones this pass found changed or deleted (a large share: ransomware or a
+    wrong folder).
+    """
+    stable_changed: _builtins.int
+    stable_deleted: _builtins.int
+    @_builtins.property
+    def skipped(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Why files were skipped, by reason: settling, busy, vanished, unreadable,
+        symlink, not_regular, too_long, changed_while_read, not_stored.
+        """
+
     def __init__(
         self,
         *,
@@ -409,10 +481,26 @@ class ImageSyncDetails(_message.Message):
         files_copied: _builtins.int = ...,
         bytes_copied: _builtins.int = ...,
         files_failed: _builtins.int = ...,
+        files_new: _builtins.int = ...,
+        files_changed: _builtins.int = ...,
+        files_deleted: _builtins.int = ...,
+        files_unchanged: _builtins.int = ...,
+        files_renamed: _builtins.int = ...,
+        files_reappeared: _builtins.int = ...,
+        skipped: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        bytes_read: _builtins.int = ...,
+        bytes_sent: _builtins.int = ...,
+        chunks_sent: _builtins.int = ...,
+        snapshot_id: _builtins.str = ...,
+        folder_missing: _builtins.bool = ...,
+        folder_empty: _builtins.bool = ...,
+        stable_before: _builtins.int = ...,
+        stable_changed: _builtins.int = ...,
+        stable_deleted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_copied", b"bytes_copied", "files_copied", b"files_copied", "files_failed", b"files_failed", "files_scanned", b"files_scanned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_copied", b"bytes_copied", "bytes_read", b"bytes_read", "bytes_sent", b"bytes_sent", "chunks_sent", b"chunks_sent", "files_changed", b"files_changed", "files_copied", b"files_copied", "files_deleted", b"files_deleted", "files_failed", b"files_failed", "files_new", b"files_new", "files_reappeared", b"files_reappeared", "files_renamed", b"files_renamed", "files_scanned", b"files_scanned", "files_unchanged", b"files_unchanged", "folder_empty", b"folder_empty", "folder_missing", b"folder_missing", "skipped", b"skipped", "snapshot_id", b"snapshot_id", "stable_before", b"stable_before", "stable_changed", b"stable_changed", "stable_deleted", b"stable_deleted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
