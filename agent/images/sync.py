@@ -14,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import logging
 import ntpath
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from agent.domain.errors import AlreadyRunning
-from agent.domain.offsite import SnapshotCommit, SnapshotKind
+from agent.domain.offsite import MAX_MISSING_IDS, SnapshotCommit, SnapshotKind
 from agent.images.bandwidth import TokenBucket
 from agent.images.errors import PassAlreadyRunning
 from agent.images.index import INDEX_FILE, ImageIndex
@@ -30,7 +31,7 @@ from agent.images.scanner import Scanner
 from agent.images.uploader import SendTally, SyncStore, Uploader, chunk_ref
 from agent.lock import StateLock
 from common.clock import Clock
-from common.errors import StoreSafeError
+from common.errors import FailedPrecondition, StoreSafeError
 from common.vault import Entry, SiteKeys, SnapshotInfo, VaultError, seal_snapshot
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def _run(
     bucket = TokenBucket.kbps(settings.bandwidth_kbps, clock=clock, sleep=sleep)
     uploader = Uploader(keys, store, bucket)
     with ImageIndex(state_dir / INDEX_FILE) as index:
+        _same_data_key(index, keys)
         scanner = Scanner(
             index, settings.folder, settle_seconds=settings.settle_seconds, clock=clock
         )
@@ -126,8 +128,11 @@ def _run(
                 )
             )
         except StoreSafeError as exc:
-            log.error("image snapshot not committed: %s", exc.message)
-            return SyncOutcome(result, uploader.tally, unlisted=entries.unlisted, error=exc.message)
+            message = exc.message
+            if isinstance(exc, FailedPrecondition):
+                message += _repair(index, store)
+            log.error("image snapshot not committed: %s", message)
+            return SyncOutcome(result, uploader.tally, unlisted=entries.unlisted, error=message)
     return SyncOutcome(
         result,
         uploader.tally,
@@ -135,6 +140,61 @@ def _run(
         snapshot_entries=sealed.entries,
         unlisted=entries.unlisted,
     )
+
+
+def _same_data_key(index: ImageIndex, keys: SiteKeys) -> None:
+    """Content ids are keyed by the site's data key: under another key (a key file made
+    anew) the index's stored versions name nothing, so every file is read again."""
+    known = index.meta("data_key_id")
+    if known is not None and known != keys.key_id_hex:
+        log.warning("the site data key changed: every image is read and sent again")
+        index.forget(_all_keys(index))
+    index.set_meta("data_key_id", keys.key_id_hex)
+    index.commit()
+
+
+def _all_keys(index: ImageIndex) -> list[bytes]:
+    out: list[bytes] = []
+    after: bytes | None = None
+    while page := index.page(after):
+        after = page[-1].key
+        out.extend(e.key for e in page)
+    return out
+
+
+def _repair(index: ImageIndex, store: SyncStore) -> str:
+    """After a commit refused for missing chunks: forget the files whose stored chunks the
+    server lacks (lost from its store), so the next pass reads and sends them again."""
+    broken: list[bytes] = []
+    lacking = 0
+    batch: list[tuple[bytes, list[str]]] = []
+    asked = 0
+    for row in itertools.chain(index.stored_entries(), [None]):
+        if row is not None and row.content_ids is not None:
+            ids = [chunk_ref(cid)[0] for cid in row.content_ids]
+            batch.append((row.key, ids))
+            asked += len(ids)
+        if batch and (row is None or asked >= MAX_MISSING_IDS - 64):
+            missing = set(_missing(store, {i for _, ids in batch for i in ids}))
+            lacking += len(missing)
+            broken.extend(key for key, ids in batch if missing.intersection(ids))
+            batch, asked = [], 0
+    if not broken:
+        return ""
+    index.forget(broken)
+    index.commit()
+    return (
+        f"; the server lacks {lacking} chunks of {len(broken)} files stored earlier: "
+        "they are read and sent again next pass"
+    )
+
+
+def _missing(store: SyncStore, ids: Iterable[str]) -> list[str]:
+    ordered = sorted(ids)
+    out: list[str] = []
+    for start in range(0, len(ordered), MAX_MISSING_IDS):
+        out.extend(store.missing(ordered[start : start + MAX_MISSING_IDS]))
+    return out
 
 
 def _source(folder: str) -> str:

@@ -155,3 +155,10 @@ def test_a_failed_store_call_is_a_failed_report_with_its_sentence(
     assert report.outcome is Outcome.FAILED
     assert "the connection was cut" in report.error_message
     assert store.snapshots == {}
+
+
+def test_the_agent_refuses_a_recovery_key_that_is_not_one(tmp_path: Path, folder: Path) -> None:
+    cap, cfg = build(tmp_path, MemoryStore())
+    result = cfg.apply(2, {"images.dir": str(folder), "upload.recovery_key": "ssrk1:nonsense"})
+    assert not result.applied and "upload.recovery_key" in result.error
+    assert cap.why_not_configured() == "images.dir is not configured"  # revision 1 still runs

@@ -183,3 +183,40 @@ def test_a_missing_folder_fails_the_pass_and_commits_nothing(
     (tmp_path / "state").mkdir()
     out = sync(tmp_path / "nope", tmp_path / "state", keys, store, clock)
     assert out.result.folder_missing and out.snapshot_id == "" and store.snapshots == {}
+
+
+def test_chunks_the_server_lost_are_read_and_sent_again_after_a_refused_commit(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    write(folder / "a.jpg", os.urandom(40_000))
+    write(folder / "b.jpg", os.urandom(40_000))
+    first = sync(folder, state, keys, store, clock)
+    entries = open_snapshot(
+        keys, first.snapshot_id, store.snapshots[first.snapshot_id].record, store.fetch
+    ).entries
+    lost = next(e for e in entries if e.path == "b.jpg").chunks[0][0]
+    del store.chunks[lost]  # gone from the server's store
+
+    refused = sync(folder, state, keys, store, clock)
+    assert refused.snapshot_id == ""
+    assert "lacks 1 chunks of 1 files stored earlier" in refused.error
+
+    repaired = sync(folder, state, keys, store, clock)
+    assert repaired.error == "" and repaired.result.stored == 1
+    assert lost in store.chunks
+    assert set(opened(store, keys, repaired.snapshot_id)) == {"a.jpg", "b.jpg"}
+
+
+def test_a_new_data_key_reads_and_sends_every_file_again(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    write(folder / "a.jpg", os.urandom(40_000))
+    sync(folder, state, keys, store, clock)
+    other = SiteKeys.derive("shop-1", new_data_key())
+    again = sync(folder, state, other, store, clock)
+    assert again.result.stored == 1 and again.sent.chunks_sent >= 2
+    assert set(opened(store, other, again.snapshot_id)) == {"a.jpg"}
