@@ -143,24 +143,23 @@ def details_of(outcome: SyncOutcome) -> ImageSyncDetails:
     return ImageSyncDetails(
         files_scanned=r.files_seen,
         files_copied=r.stored,
-        bytes_copied=r.bytes_stored,
+        bytes_copied=sent.bytes_sent,
         files_failed=r.skipped_total,
-        files_new=r.new,
+        # A file come back under a name deleted earlier was not there at the last pass:
+        # new. A renamed (moved) file is the same file; its old name is not counted
+        # deleted, so it counts unchanged.
+        files_new=r.new + r.reappeared,
         files_changed=r.changed,
         files_deleted=r.deleted,
-        files_unchanged=r.unchanged,
-        files_renamed=r.renamed,
-        files_reappeared=r.reappeared,
-        skipped={reason.value: count for reason, count in r.skipped.items()},
+        files_unchanged=r.unchanged + r.renamed,
         bytes_read=r.bytes_read,
-        bytes_sent=sent.bytes_sent,
         chunks_sent=sent.chunks_sent,
         snapshot_id=outcome.snapshot_id,
         folder_missing=r.folder_missing,
         folder_empty=r.folder_empty,
-        stable_before=r.stable_before,
-        stable_changed=r.stable_changed,
-        stable_deleted=r.stable_deleted,
+        skipped={reason.value: count for reason, count in r.skipped.items()},
+        stable_files=r.stable_before,
+        stable_changed=r.stable_changed + r.stable_deleted,
     )
 
 
@@ -171,7 +170,7 @@ def sync_summary(report: RunReport) -> str:
         return f"image sync failed ({report.error_class}): {report.error_message}"
     return (
         f"image sync succeeded: {d.files_scanned:,} files seen, {d.files_copied:,} stored, "
-        f"{d.bytes_sent:,} bytes sent"
+        f"{d.bytes_copied:,} bytes sent"
     )
 
 

@@ -183,18 +183,14 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
             "files_changed": s.files_changed,
             "files_deleted": s.files_deleted,
             "files_unchanged": s.files_unchanged,
-            "files_renamed": s.files_renamed,
-            "files_reappeared": s.files_reappeared,
-            "skipped": dict(s.skipped),
             "bytes_read": s.bytes_read,
-            "bytes_sent": s.bytes_sent,
             "chunks_sent": s.chunks_sent,
             "snapshot_id": s.snapshot_id,
             "folder_missing": s.folder_missing,
             "folder_empty": s.folder_empty,
-            "stable_before": s.stable_before,
+            "skipped": dict(s.skipped),
+            "stable_files": s.stable_files,
             "stable_changed": s.stable_changed,
-            "stable_deleted": s.stable_deleted,
         }
     if which == "validation":
         v = report.validation

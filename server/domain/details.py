@@ -16,10 +16,12 @@ from server.domain.rules import MAX_INT64, bad, file_name, integer, label, secon
 
 MAX_TABLES = 2000
 MAX_PROBLEMS = 50
+MAX_SKIP_REASONS = 20
 
 _CHECKSUM = re.compile(r"[a-z0-9]{1,16}:[0-9a-f]{16,128}")
 _ODS = re.compile(r"[0-9.]{0,16}")
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
+_SNAPSHOT_ID = re.compile(r"(?:[0-9a-f]{64})?")
 
 Rule = Callable[[str, Any], Any]
 
@@ -67,27 +69,6 @@ def _enum(*names: str) -> Rule:
 def _flag(field: str, value: Any) -> Any:
     if not isinstance(value, bool):
         raise bad(field, "is not true or false")
-    return value
-
-
-_SKIP_REASON = re.compile(r"[a-z_]{1,32}")
-_SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
-
-
-def _skip_counts(field: str, value: Any) -> Any:
-    """Skipped files by reason: at most 16 reasons, each a lowercase word, with a count."""
-    if not isinstance(value, dict) or len(value) > 16:
-        raise bad(field, "is not a small map of reasons to counts")
-    for reason, count in value.items():
-        if not isinstance(reason, str) or not _SKIP_REASON.fullmatch(reason):
-            raise bad(field, f"names the reason {quote(reason)}, which is not a lowercase word")
-        _json_int(f"{field}.{reason}", count, 0, MAX_INT64)
-    return value
-
-
-def _snapshot_id(field: str, value: Any) -> Any:
-    if not isinstance(value, str) or not _SNAPSHOT_ID.fullmatch(value):
-        raise bad(field, "is not a snapshot id (64 lowercase hex)")
     return value
 
 
@@ -186,6 +167,17 @@ BACKUP_DETAILS: dict[str, Rule] = {
     "validation_errors": _count(2**31 - 1),
     "validation_warnings": _count(2**31 - 1),
 }
+def _skipped(field: str, value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise bad(field, "is not a map")
+    if len(value) > MAX_SKIP_REASONS:
+        raise bad(field, f"{len(value)} reasons; at most {MAX_SKIP_REASONS}")
+    for reason, count in value.items():
+        label(f"{field} key", reason, 32, required=True)
+        _json_int(f"{field}[{quote(reason)}]", count, 0, MAX_INT64)
+    return value
+
+
 IMAGE_SYNC_DETAILS: dict[str, Rule] = {
     "files_scanned": _count(),
     "files_copied": _count(),
@@ -195,18 +187,14 @@ IMAGE_SYNC_DETAILS: dict[str, Rule] = {
     "files_changed": _count(),
     "files_deleted": _count(),
     "files_unchanged": _count(),
-    "files_renamed": _count(),
-    "files_reappeared": _count(),
-    "skipped": _skip_counts,
     "bytes_read": _count(),
-    "bytes_sent": _count(),
     "chunks_sent": _count(),
-    "snapshot_id": _snapshot_id,
+    "snapshot_id": pattern(_SNAPSHOT_ID, "a snapshot id (64 lowercase hex digits)"),
     "folder_missing": _flag,
     "folder_empty": _flag,
-    "stable_before": _count(),
+    "skipped": _skipped,
+    "stable_files": _count(),
     "stable_changed": _count(),
-    "stable_deleted": _count(),
 }
 VALIDATION_DETAILS: dict[str, Rule] = {
     "errors": _count(2**31 - 1),

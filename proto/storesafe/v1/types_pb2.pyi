@@ -390,7 +390,7 @@ Global___BackupDetails: _TypeAlias = BackupDetails  # noqa: Y015
 
 @_typing.final
 class ImageSyncDetails(_message.Message):
-    """Details of an image folder sync."""
+    """Details of an image folder sync (one pass)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -422,57 +422,45 @@ class ImageSyncDetails(_message.Message):
     FILES_CHANGED_FIELD_NUMBER: _builtins.int
     FILES_DELETED_FIELD_NUMBER: _builtins.int
     FILES_UNCHANGED_FIELD_NUMBER: _builtins.int
-    FILES_RENAMED_FIELD_NUMBER: _builtins.int
-    FILES_REAPPEARED_FIELD_NUMBER: _builtins.int
-    SKIPPED_FIELD_NUMBER: _builtins.int
     BYTES_READ_FIELD_NUMBER: _builtins.int
-    BYTES_SENT_FIELD_NUMBER: _builtins.int
     CHUNKS_SENT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     FOLDER_MISSING_FIELD_NUMBER: _builtins.int
     FOLDER_EMPTY_FIELD_NUMBER: _builtins.int
-    STABLE_BEFORE_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    STABLE_FILES_FIELD_NUMBER: _builtins.int
     STABLE_CHANGED_FIELD_NUMBER: _builtins.int
-    STABLE_DELETED_FIELD_NUMBER: _builtins.int
     files_scanned: _builtins.int
-    """Regular files seen in the folder this pass."""
+    """Files seen in the folder."""
     files_copied: _builtins.int
-    """Files whose content was stored (read, sent as needed, committed to the index)."""
+    """Files whose content was stored (new or changed)."""
     bytes_copied: _builtins.int
-    """Plaintext bytes of the files stored this pass."""
+    """Bytes sent to the off-site store."""
     files_failed: _builtins.int
-    """Files (or folders) not read or not committed this pass: the sum of `skipped`."""
+    """Files skipped (all reasons; by reason in `skipped`)."""
     files_new: _builtins.int
-    """Every file seen is new, changed, unchanged, renamed or reappeared, against
-    what earlier passes saw; deleted ones were in the index and are gone.
-    """
+    """How the folder changed since the previous pass."""
     files_changed: _builtins.int
     files_deleted: _builtins.int
     files_unchanged: _builtins.int
-    files_renamed: _builtins.int
-    files_reappeared: _builtins.int
     bytes_read: _builtins.int
-    """Bytes read from files; sealed bytes sent to the store and their chunks."""
-    bytes_sent: _builtins.int
+    """Bytes read from the folder, and sealed chunks sent."""
     chunks_sent: _builtins.int
     snapshot_id: _builtins.str
-    """The snapshot this pass committed ("" when none)."""
+    """The snapshot committed by this pass (empty when none was)."""
     folder_missing: _builtins.bool
     """The folder does not exist (or is not a folder)."""
     folder_empty: _builtins.bool
-    """The folder had files at the last pass and has none now."""
-    stable_before: _builtins.int
-    """Files stored and unchanged for a day before this pass, and of those the
-    ones this pass found changed or deleted (a large share: ransomware or a
-    wrong folder).
+    """The folder is empty while the previous pass saw files."""
+    stable_files: _builtins.int
+    """Files unchanged for a long while before this pass ("stable"), and how many of
+    them this pass found changed or deleted: a large share means something (a
+    program, ransomware) rewrote the archive.
     """
     stable_changed: _builtins.int
-    stable_deleted: _builtins.int
     @_builtins.property
     def skipped(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """Why files were skipped, by reason: settling, busy, vanished, unreadable,
-        symlink, not_regular, too_long, changed_while_read, not_stored.
-        """
+        """Files skipped, by reason (locked, vanished, unreadable, ...)."""
 
     def __init__(
         self,
@@ -485,22 +473,18 @@ class ImageSyncDetails(_message.Message):
         files_changed: _builtins.int = ...,
         files_deleted: _builtins.int = ...,
         files_unchanged: _builtins.int = ...,
-        files_renamed: _builtins.int = ...,
-        files_reappeared: _builtins.int = ...,
-        skipped: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         bytes_read: _builtins.int = ...,
-        bytes_sent: _builtins.int = ...,
         chunks_sent: _builtins.int = ...,
         snapshot_id: _builtins.str = ...,
         folder_missing: _builtins.bool = ...,
         folder_empty: _builtins.bool = ...,
-        stable_before: _builtins.int = ...,
+        skipped: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        stable_files: _builtins.int = ...,
         stable_changed: _builtins.int = ...,
-        stable_deleted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_copied", b"bytes_copied", "bytes_read", b"bytes_read", "bytes_sent", b"bytes_sent", "chunks_sent", b"chunks_sent", "files_changed", b"files_changed", "files_copied", b"files_copied", "files_deleted", b"files_deleted", "files_failed", b"files_failed", "files_new", b"files_new", "files_reappeared", b"files_reappeared", "files_renamed", b"files_renamed", "files_scanned", b"files_scanned", "files_unchanged", b"files_unchanged", "folder_empty", b"folder_empty", "folder_missing", b"folder_missing", "skipped", b"skipped", "snapshot_id", b"snapshot_id", "stable_before", b"stable_before", "stable_changed", b"stable_changed", "stable_deleted", b"stable_deleted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_copied", b"bytes_copied", "bytes_read", b"bytes_read", "chunks_sent", b"chunks_sent", "files_changed", b"files_changed", "files_copied", b"files_copied", "files_deleted", b"files_deleted", "files_failed", b"files_failed", "files_new", b"files_new", "files_scanned", b"files_scanned", "files_unchanged", b"files_unchanged", "folder_empty", b"folder_empty", "folder_missing", b"folder_missing", "skipped", b"skipped", "snapshot_id", b"snapshot_id", "stable_changed", b"stable_changed", "stable_files", b"stable_files"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

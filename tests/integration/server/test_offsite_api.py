@@ -189,9 +189,7 @@ def test_a_sixteen_mib_chunk_fits_and_a_bigger_one_is_refused(shared_server: Ser
     md = bearer(enroll_agent(shared_server, "off-big"))
     s = agent_stub(shared_server)
     data = bytes(range(256)) * (16 * 1024 * 4)  # exactly 16 MiB
-    big = agent_pb2.PutChunkRequest(
-        id="ab" * 32, data=data, sha256=hashlib.sha256(data).digest()
-    )
+    big = agent_pb2.PutChunkRequest(id="ab" * 32, data=data, sha256=hashlib.sha256(data).digest())
     assert s.PutChunks(iter([big]), metadata=md, timeout=60).stored == 1
     more = data + b"x"
     bigger = agent_pb2.PutChunkRequest(
@@ -220,7 +218,10 @@ def test_sites_cannot_see_or_use_each_others_chunks(shared_server: ServerHandle)
     s.PutSiteKey(up_a.site_key_request(), metadata=md_a, timeout=10)
     s.PutChunks(iter([put_request(c) for c in up_a.chunks]), metadata=md_a, timeout=30)
     header = up_a.header(reference_count=len(up_a.snapshot.references) + 1)
-    reqs = [*up_a.commit_requests(header=header), agent_pb2.CommitSnapshotRequest(references=b_ids[:1])]
+    reqs = [
+        *up_a.commit_requests(header=header),
+        agent_pb2.CommitSnapshotRequest(references=b_ids[:1]),
+    ]
     assert code_of(lambda: s.CommitSnapshot(iter(reqs), metadata=md_a, timeout=30)) == (
         grpc.StatusCode.FAILED_PRECONDITION
     )
@@ -272,9 +273,14 @@ def test_agent_and_admin_credentials_stay_apart(shared_server: ServerHandle) -> 
         assert code_of(admin_call) == grpc.StatusCode.UNAUTHENTICATED
     # a revoked agent is refused at once
     admin.RevokeAgents(admin_pb2.RevokeAgentsRequest(site=site), metadata=admin_md, timeout=10)
-    assert code_of(
-        lambda: s.PutChunks(iter([put_request(up.chunks[0])]), metadata=bearer(cred), timeout=10)
-    ) == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        code_of(
+            lambda: s.PutChunks(
+                iter([put_request(up.chunks[0])]), metadata=bearer(cred), timeout=10
+            )
+        )
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
 
 
 def test_a_cut_upload_keeps_every_chunk_that_arrived_whole(shared_server: ServerHandle) -> None:
@@ -306,3 +312,115 @@ def test_a_cut_upload_keeps_every_chunk_that_arrived_whole(shared_server: Server
     assert missing() == ids[2:]
     s.PutChunks(iter([put_request(c) for c in up.content[2:]]), metadata=md, timeout=30)
     assert missing() == []
+
+
+def test_a_store_that_cannot_be_used_is_unavailable_and_unhealthy(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from tests.support.server import BIN
+    from tests.support.web import start_web_server
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store folder should be")
+    web = start_web_server(tmp_path, extra_args=("--store", str(blocked)))
+    server = web.handle
+    try:
+        assert f"off-site store: {blocked}" in server.log()
+        md = bearer(enroll_agent(server, "off-down"))
+        up = site_upload("off-down")
+        s = agent_stub(server)
+        assert (
+            code_of(lambda: s.PutChunks(iter([put_request(up.chunks[0])]), metadata=md, timeout=10))
+            == grpc.StatusCode.UNAVAILABLE
+        )
+        done = subprocess.run(
+            [
+                str(BIN / "storesafe-server"),
+                "health",
+                "--address",
+                server.address,
+                "--ca",
+                str(server.ca_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1
+        assert done.stderr.strip() == "error: NOT_SERVING: the off-site store cannot be used now"
+        answer = web.get("/healthz")
+        assert answer.status == 503
+        checks = json.loads(answer.body)["checks"]
+        assert checks["grpc"] == checks["database"] == "ok"
+        assert checks["store"].startswith("failed")
+    finally:
+        server.stop()
+
+
+def test_image_sync_problems_show_once_images_dir_is_set(shared_server: ServerHandle) -> None:
+    import datetime as dt
+    import uuid
+
+    from storesafe.v1 import types_pb2
+
+    from tests.support.server import set_config
+    from tests.support.web import backup_report, ts
+
+    site = "off-status"
+    md = bearer(enroll_agent(shared_server, site))
+    s = agent_stub(shared_server)
+    now = dt.datetime.now(dt.UTC)
+    s.CheckIn(agent_pb2.CheckInRequest(agent_version="1.0.0"), metadata=md, timeout=10)
+    s.ReportRun(agent_pb2.ReportRunRequest(report=backup_report(now)), metadata=md, timeout=10)
+    failed = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now - dt.timedelta(minutes=1)),
+        finished_at=ts(now),
+        outcome=types_pb2.RUN_OUTCOME_FAILED,
+        error_class="images.folder_missing",
+        error_message="the image folder D:\\Scans is missing",
+        image_sync=types_pb2.ImageSyncDetails(files_scanned=0),
+    )
+    s.ReportRun(agent_pb2.ReportRunRequest(report=failed), metadata=md, timeout=10)
+    admin, amd = shared_server.admin_stub(), shared_server.admin_metadata
+
+    def site_state() -> tuple[int, list[str]]:
+        got = admin.GetSite(admin_pb2.GetSiteRequest(site=site), metadata=amd, timeout=10)
+        return got.summary.status, list(got.summary.problems)
+
+    assert site_state() == (types_pb2.SITE_STATUS_OK, [])
+    set_config(shared_server, admin_pb2.CONFIG_SCOPE_SITE, site, images__dir="D:\\Scans")
+    assert site_state() == (
+        types_pb2.SITE_STATUS_WARNING,
+        ["image sync failing: the image folder D:\\Scans is missing"],
+    )
+    emptied = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now),
+        finished_at=ts(now + dt.timedelta(seconds=30)),
+        outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
+        image_sync=types_pb2.ImageSyncDetails(folder_empty=True, skipped={"locked": 1}),
+    )
+    s.ReportRun(agent_pb2.ReportRunRequest(report=emptied), metadata=md, timeout=10)
+    assert site_state() == (
+        types_pb2.SITE_STATUS_WARNING,
+        ["the image folder is suddenly empty (the sync before saw files)"],
+    )
+    bad = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now),
+        finished_at=ts(now + dt.timedelta(seconds=40)),
+        outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
+        image_sync=types_pb2.ImageSyncDetails(snapshot_id="not-an-id"),
+    )
+    assert (
+        code_of(
+            lambda: s.ReportRun(agent_pb2.ReportRunRequest(report=bad), metadata=md, timeout=10)
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )

@@ -116,14 +116,14 @@ def test_remote_sync_now_uploads_then_sends_nothing_then_only_a_changed_files_ch
         figures = [r["details"] for r in reversed(runs)]
         assert figures[0]["files_scanned"] == 3 and figures[0]["files_copied"] == 3
         assert figures[0]["files_new"] == 3 and figures[0]["bytes_read"] == 200_000 + 5 * MIB
-        assert figures[0]["bytes_sent"] >= 5 * MIB
+        assert figures[0]["bytes_copied"] >= 5 * MIB
         assert figures[0]["snapshot_id"] == snap.snapshot_id
         assert figures[1]["files_unchanged"] == 3
-        assert (figures[1]["files_copied"], figures[1]["bytes_sent"]) == (0, 0)
+        assert (figures[1]["files_copied"], figures[1]["bytes_copied"]) == (0, 0)
         assert (figures[1]["chunks_sent"], figures[1]["bytes_read"]) == (0, 0)
         assert figures[2]["files_changed"] == 1 and figures[2]["files_copied"] == 1
-        assert figures[2]["bytes_copied"] == 5 * MIB
-        assert 0 < figures[2]["bytes_sent"] < 5 * MIB
+        assert figures[2]["bytes_read"] == 5 * MIB
+        assert 0 < figures[2]["bytes_copied"] < 5 * MIB
         assert 1 <= figures[2]["chunks_sent"] <= 3
         assert not figures[2]["folder_missing"] and not figures[2]["folder_empty"]
 

@@ -107,10 +107,10 @@ def test_sync_now_registers_the_data_key_uploads_commits_and_reports(
     assert report1.trigger == "remote"
     assert isinstance(report1.details, ImageSyncDetails)
     assert report1.details.files_scanned == 2 and report1.details.files_copied == 2
-    assert report1.details.bytes_copied == 1_000_000
-    assert report1.details.bytes_sent > 900_000 and report1.details.chunks_sent >= 2
+    assert report1.details.bytes_read == 1_000_000
+    assert report1.details.bytes_copied > 900_000 and report1.details.chunks_sent >= 2
     assert report1.details.files_new == 2 and report1.details.snapshot_id in store.snapshots
-    assert report2.details.files_copied == 0 and report2.details.bytes_sent == 0
+    assert report2.details.files_copied == 0 and report2.details.bytes_copied == 0
     assert report2.details.files_unchanged == 2 and report2.details.chunks_sent == 0
 
 
