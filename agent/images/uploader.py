@@ -17,6 +17,7 @@ agent's event loop (`LoopStore` bridges the two).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import hashlib
 from collections.abc import Coroutine, Sequence
@@ -32,7 +33,7 @@ from agent.domain.offsite import (
 from agent.images.bandwidth import TokenBucket
 from agent.images.consumer import FileToStore
 from agent.images.stream import FileStream
-from common.errors import InvalidArgument
+from common.errors import InvalidArgument, Unavailable
 from common.vault import IMAGES, PlainChunk, SealedChunk, SiteKeys, cut_stream
 
 T = TypeVar("T")
@@ -55,12 +56,26 @@ class SyncStore(Protocol):
 class LoopStore:
     """A StoreLink that lives on `loop`, called from another thread."""
 
-    def __init__(self, link: StoreLink, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, link: StoreLink, loop: asyncio.AbstractEventLoop, *, wait: float = CALL_WAIT
+    ) -> None:
         self._link = link
         self._loop = loop
+        self._wait = wait
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(CALL_WAIT)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError:  # the loop is closed: the agent is stopping
+            coro.close()
+            raise Unavailable("the agent is stopping; the image sync ends here") from None
+        try:
+            return future.result(self._wait)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise Unavailable(
+                f"the server did not answer a store call in {self._wait:g} s"
+            ) from None
 
     def missing(self, ids: Sequence[str]) -> list[str]:
         return self._run(self._link.missing_chunks(ids))
