@@ -28,7 +28,7 @@ from agent.images.errors import PassAlreadyRunning
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import PassResult
 from agent.images.scanner import Scanner
-from agent.images.uploader import SendTally, SyncStore, Uploader, chunk_ref
+from agent.images.uploader import BATCH_BYTES, SendTally, SyncStore, Uploader, chunk_ref
 from agent.lock import StateLock
 from common.clock import Clock
 from common.errors import FailedPrecondition, StoreSafeError
@@ -97,7 +97,7 @@ def _run(
     sleep: Callable[[float], None],
 ) -> SyncOutcome:
     bucket = TokenBucket.kbps(settings.bandwidth_kbps, clock=clock, sleep=sleep)
-    uploader = Uploader(keys, store, bucket)
+    uploader = Uploader(keys, store, bucket, batch_bytes=batch_bytes(bucket))
     with ImageIndex(state_dir / INDEX_FILE) as index:
         _same_data_key(index, keys)
         scanner = Scanner(
@@ -140,6 +140,14 @@ def _run(
         snapshot_entries=sealed.entries,
         unlisted=entries.unlisted,
     )
+
+
+def batch_bytes(bucket: TokenBucket) -> int:
+    """Batches of 8 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
+    tokens comes before each batch, so a small batch keeps the line from bursts."""
+    if bucket.rate <= 0:
+        return BATCH_BYTES
+    return max(1, min(BATCH_BYTES, int(bucket.rate * 4)))
 
 
 def _same_data_key(index: ImageIndex, keys: SiteKeys) -> None:

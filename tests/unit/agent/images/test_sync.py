@@ -220,3 +220,31 @@ def test_a_new_data_key_reads_and_sends_every_file_again(
     again = sync(folder, state, other, store, clock)
     assert again.result.stored == 1 and again.sent.chunks_sent >= 2
     assert set(opened(store, other, again.snapshot_id)) == {"a.jpg"}
+
+
+def test_upload_bandwidth_paces_the_pass_in_small_batches(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    write(folder / "a.bin", os.urandom(3 * MIB))
+    sizes: list[int] = []
+    real_put = store.put
+
+    def put(chunks):  # type: ignore[no-untyped-def]
+        sizes.append(len(chunks))
+        return real_put(chunks)
+
+    store.put = put  # type: ignore[method-assign]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the clock moves only while the uploader waits
+        slept.append(seconds)
+        clock.advance(dt.timedelta(seconds=seconds))
+
+    settings = SyncSettings(folder=str(folder), settle_seconds=0, bandwidth_kbps=800)
+    out = run_sync(state, settings, keys, store, clock=clock, sleep=sleep)
+    assert out.snapshot_id and out.sent.chunks_sent >= 3
+    rate, burst = 100_000, 100_000  # 800 kbit/s in bytes, one second of burst
+    assert sum(slept) == pytest.approx((out.sent.bytes_sent - burst) / rate)
+    assert max(sizes) == 1  # under the limit, each PutChunks carries one chunk
