@@ -424,3 +424,42 @@ def test_image_sync_problems_show_once_images_dir_is_set(shared_server: ServerHa
         )
         == grpc.StatusCode.INVALID_ARGUMENT
     )
+
+
+def test_upload_streams_are_authenticated_and_guarded(shared_server: ServerHandle) -> None:
+    """The gate checks the credential of the client streams before a byte is decoded,
+    and a later message that does not decode ends the stream INVALID_ARGUMENT, keeping
+    what came before it."""
+    site = "off-guard"
+    md = bearer(enroll_agent(shared_server, site))
+    up = site_upload(site)
+    agent_stub(shared_server).PutSiteKey(up.site_key_request(), metadata=md, timeout=10)
+    creds = grpc.ssl_channel_credentials(shared_server.ca_path.read_bytes())
+    with grpc.secure_channel(shared_server.address, creds) as ch:
+        raw = ch.stream_unary(
+            "/storesafe.v1.AgentService/PutChunks",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        first = put_request(up.chunks[0]).SerializeToString()
+        garbage = b"\xff\xff\xff\xff\x0f"
+        assert code_of(lambda: raw(iter([first, garbage]), metadata=md, timeout=10)) == (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+        assert code_of(lambda: raw(iter([first]), timeout=10)) == grpc.StatusCode.UNAUTHENTICATED
+        commit = ch.stream_unary(
+            "/storesafe.v1.AgentService/CommitSnapshot",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        header = up.commit_requests()[0].SerializeToString()
+        assert code_of(lambda: commit(iter([header, garbage]), metadata=md, timeout=10)) == (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+        assert code_of(lambda: commit(iter([header]), timeout=10)) == (
+            grpc.StatusCode.UNAUTHENTICATED
+        )
+    s = agent_stub(shared_server)
+    ids = [up.chunks[0].chunk_id, up.chunks[1].chunk_id]
+    reply = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=ids), metadata=md, timeout=10)
+    assert list(reply.missing) == ids[1:]
