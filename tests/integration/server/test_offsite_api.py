@@ -131,6 +131,10 @@ def test_duplicates_conflicts_digests_and_bad_input(shared_server: ServerHandle)
     assert missing(chunk.chunk_id) == [chunk.chunk_id]
     assert put(put_request(chunk)).stored == 1
     assert put(put_request(chunk)).duplicates == 1
+    # a stored chunk sent again with a wrong digest is a digest mismatch, not a conflict
+    assert code_of(lambda: put(put_request(chunk, sha256=bytes(32)))) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
     other = chunk.blob[:-1] + bytes([chunk.blob[-1] ^ 1])
     conflicting = put_request(chunk, data=other, sha256=hashlib.sha256(other).digest())
     assert code_of(lambda: put(conflicting)) == grpc.StatusCode.ALREADY_EXISTS
