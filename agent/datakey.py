@@ -99,4 +99,9 @@ class DataKeyFile:
         return dict(data)
 
     def _save(self, data: dict[str, Any]) -> None:
-        write_atomic(self.path, json.dumps(data, indent=1).encode(), mode=0o600)
+        try:
+            write_atomic(self.path, json.dumps(data, indent=1).encode(), mode=0o600)
+        except OSError as exc:
+            raise KeyFileUnusable(
+                f"cannot write the site data key file {self.path} ({exc.strerror})"
+            ) from None

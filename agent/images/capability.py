@@ -19,6 +19,7 @@ from agent.capability import Capability, Host, Setup
 from agent.commands import CommandResult, Handler
 from agent.configsync import AgentConfig
 from agent.datakey import DataKeyFile
+from agent.domain.errors import StateDirUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind, RunReport
 from agent.firebird.priority import in_background
 from agent.images.sync import SyncOutcome, SyncSettings, run_sync
@@ -54,12 +55,12 @@ class ImageSync(Capability):
         self._connect = setup.store_link
 
     def why_not_configured(self) -> str | None:
-        if self._connect is None or not self._site:
-            return "this agent has no connection to an off-site store"
-        return missing_settings(self._config.current)
+        return self._task_missing(self._config.current)
 
     def _task_missing(self, cfg: AgentConfig) -> str | None:
-        return self.why_not_configured() if self._connect is None else missing_settings(cfg)
+        if self._connect is None or not self._site:
+            return "this agent has no connection to an off-site store"
+        return missing_settings(cfg)
 
     def tasks(self) -> Sequence[Task]:
         return [Task(TASK, "images.schedule", self._task_missing, self.sync)]
@@ -100,9 +101,14 @@ class ImageSync(Capability):
         assert self._connect is not None
         recovery = FleetPublicKey.parse(cfg.text("upload.recovery_key"))
         index_dir = self._state_dir / INDEX_DIR
-        index_dir.mkdir(mode=0o700, exist_ok=True)
         key_file = DataKeyFile(self._state_dir, self._site)
-        keys = key_file.keys()
+        try:
+            index_dir.mkdir(mode=0o700, exist_ok=True)
+            keys = key_file.keys()
+        except OSError as exc:
+            raise StateDirUnusable(
+                f"cannot write the image index folder {index_dir} ({exc.strerror})"
+            ) from None
         link = self._connect()
         try:
             registration = key_file.registration(recovery)

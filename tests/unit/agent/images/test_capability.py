@@ -162,3 +162,18 @@ def test_the_agent_refuses_a_recovery_key_that_is_not_one(tmp_path: Path, folder
     result = cfg.apply(2, {"images.dir": str(folder), "upload.recovery_key": "ssrk1:nonsense"})
     assert not result.applied and "upload.recovery_key" in result.error
     assert cap.why_not_configured() == "images.dir is not configured"  # revision 1 still runs
+
+
+def test_a_state_dir_it_cannot_write_is_a_failed_report_with_its_sentence(
+    tmp_path: Path, folder: Path
+) -> None:
+    fleet = FleetPrivateKey.generate()
+    cap, _ = build(
+        tmp_path,
+        MemoryStore(),
+        **{"images.dir": str(folder), "upload.recovery_key": fleet.public.text},
+    )
+    (tmp_path / "state" / "images").write_text("a file where the index folder goes")
+    report = asyncio.run(cap.sync("local"))
+    assert report.outcome is Outcome.FAILED
+    assert report.error_message.startswith("cannot write the image index folder")
