@@ -172,6 +172,7 @@ class Uploader:
             for chunk in group:
                 if chunk.chunk_id not in missing:
                     continue
+                missing.discard(chunk.chunk_id)  # a part twice in the manifest goes once
                 batch.append(self._upload(chunk))
                 size += len(chunk.blob)
                 if size >= self.batch_bytes:
