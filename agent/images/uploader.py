@@ -2,7 +2,7 @@
 
 Files are cut with the IMAGES chunking profile under the site's keyed
 chunker and named by keyed ids (common.vault). Chunks wait in a batch of at
-most `batch_bytes` (and MAX_MISSING_IDS ids); a full batch, and the end of
+most `batch_bytes` or one chunk (and MAX_MISSING_IDS ids); a full batch, and the end of
 each file, asks MissingChunks about the batch, seals the missing ones and
 sends them on one PutChunks stream, paced by the token bucket. So memory
 holds one batch whatever the file sizes, a cut connection loses at most one
@@ -148,10 +148,13 @@ class Uploader:
                 ids.append(content_id(chunk.chunk_id, len(chunk.data)))
                 if chunk.chunk_id in self._known:
                     continue
+                if self._pending and (
+                    self._pending_bytes + len(chunk.data) > self.batch_bytes
+                    or len(self._pending) >= MAX_MISSING_IDS
+                ):
+                    self._flush()  # a batch is at most batch_bytes, or one chunk
                 self._pending.append(chunk)
                 self._pending_bytes += len(chunk.data)
-                if self._pending_bytes >= self.batch_bytes or len(self._pending) >= MAX_MISSING_IDS:
-                    self._flush()
         except BaseException:
             self._pending.clear()
             self._pending_bytes = 0

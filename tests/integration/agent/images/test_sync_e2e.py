@@ -15,8 +15,10 @@ from typing import Any
 from storesafe.v1 import admin_pb2, agent_pb2
 from typer.testing import CliRunner
 
+from agent.datakey import DataKeyFile
 from cli.main import app
-from common.vault import FleetPrivateKey
+from common.vault import IMAGES, FleetPrivateKey, SiteKeys
+from common.vault.chunking import chunk_bytes
 from tests.support.agent import AgentProcess, agent_cli, enroll_agent, wait_for
 from tests.support.server import ServerHandle, set_config
 
@@ -43,6 +45,11 @@ def sync_now(server: ServerHandle, site: str) -> admin_pb2.CommandState:
 
     wait_for(done, 120, "the sync-now command to finish")
     return command_state(server, site, sent.command_id)
+
+
+def chunk_ids(keys: SiteKeys, data: bytes) -> set[str]:
+    """The keyed ids of `data`'s chunks as the site's image chunker cuts it."""
+    return {keys.chunk_id(c) for c in chunk_bytes(data, IMAGES, keys.chunker_seed)}
 
 
 def stored_chunks(server: ServerHandle, site: str) -> set[str]:
@@ -103,12 +110,17 @@ def test_remote_sync_now_uploads_then_sends_nothing_then_only_a_changed_files_ch
         assert second.state == "succeeded", second.message
         assert stored_chunks(server, site) == after_first  # nothing new was stored
 
+        keys = DataKeyFile(state, site).keys()  # the agent's, to cut as it cuts
+        old_ids = chunk_ids(keys, bytes(big))
         big[100:200] = os.urandom(100)
         (folder / "2026" / "contract.pdf").write_bytes(bytes(big))
+        new_ids = chunk_ids(keys, bytes(big))
+        assert 1 <= len(new_ids - old_ids) < len(new_ids)
         third = sync_now(server, site)
         assert third.state == "succeeded", third.message
         new = stored_chunks(server, site) - after_first
-        assert 1 <= len(new) <= 3  # the changed chunk(s) and the new manifest part
+        assert new_ids - old_ids <= new  # the changed chunks, and the new manifest part
+        assert len(new) == len(new_ids - old_ids) + 1
 
         wait_for(lambda: len(image_runs(server, site)) == 3, 30, "three image-sync runs")
         runs = image_runs(server, site)  # newest first
@@ -123,8 +135,12 @@ def test_remote_sync_now_uploads_then_sends_nothing_then_only_a_changed_files_ch
         assert (figures[1]["chunks_sent"], figures[1]["bytes_read"]) == (0, 0)
         assert figures[2]["files_changed"] == 1 and figures[2]["files_copied"] == 1
         assert figures[2]["bytes_read"] == 5 * MIB
-        assert 0 < figures[2]["bytes_copied"] < 5 * MIB
-        assert 1 <= figures[2]["chunks_sent"] <= 3
+        assert figures[2]["chunks_sent"] == len(new)
+        assert figures[2]["bytes_copied"] == sum(
+            p.stat().st_size
+            for p in (server.data_dir / "store" / "sites" / site / "chunks").rglob("*")
+            if p.name in new
+        )
         assert not figures[2]["folder_missing"] and not figures[2]["folder_empty"]
 
         # the local command beside the running agent: one more pass, reported at once

@@ -15,7 +15,8 @@ from agent.images.scanner import Scanner
 from agent.images.sync import SyncOutcome, SyncSettings, run_sync
 from agent.images.uploader import Uploader
 from common.clock import FakeClock
-from common.vault import SiteKeys, new_data_key, open_chunk, open_snapshot
+from common.vault import IMAGES, SiteKeys, new_data_key, open_chunk, open_snapshot
+from common.vault.chunking import chunk_bytes
 from tests.support.offsitestore import MemoryStore
 
 MIB = 1 << 20
@@ -42,6 +43,11 @@ def sync(
     clock.advance(dt.timedelta(minutes=30))
     settings = SyncSettings(folder=str(folder), settle_seconds=0, bandwidth_kbps=0)
     return run_sync(state, settings, keys, store, clock=clock, sleep=lambda s: None)
+
+
+def chunk_ids(keys: SiteKeys, data: bytes) -> set[str]:
+    """The keyed ids of `data`'s chunks as the site's image chunker cuts it."""
+    return {keys.chunk_id(c) for c in chunk_bytes(data, IMAGES, keys.chunker_seed)}
 
 
 def opened(store: MemoryStore, keys: SiteKeys, snapshot_id: str) -> dict[str, bytes]:
@@ -93,13 +99,15 @@ def test_nothing_changed_sends_no_chunk_and_a_changed_file_only_its_new_chunks(
     assert again.sent.chunks_sent == 0  # manifest parts are stored already too
     assert again.snapshot_id and not again.error
 
+    old_ids = chunk_ids(keys, bytes(big))
     big[-1000:] = os.urandom(1000)
     write(folder / "big.bin", bytes(big))
+    new_ids = chunk_ids(keys, bytes(big))
     changed = sync(folder, state, keys, store, clock)
     assert changed.result.changed == 1
-    # the file's last chunk and the changed manifest part, not the whole 6 MiB
-    assert 1 <= changed.sent.chunks_sent <= 3
-    assert changed.sent.bytes_sent < 6 * MIB // 2
+    # exactly the file's new chunks (its tail) and the changed manifest part
+    assert 1 <= len(new_ids - old_ids) < len(new_ids)
+    assert changed.sent.chunks_sent == len(new_ids - old_ids) + 1
     assert opened(store, keys, changed.snapshot_id)["big.bin"] == bytes(big)
 
 
@@ -173,7 +181,7 @@ def test_memory_holds_one_batch_whatever_the_file_size(
         )
         assert scanner.scan(uploader).stored == 1
     assert len(largest) >= 4
-    assert max(largest) <= 2 * MIB + 4 * MIB  # a batch plus at most one chunk (4 MiB max)
+    assert max(largest) <= 4 * MIB + 1024  # a 2 MiB batch, or one chunk (4 MiB at most)
 
 
 def test_a_missing_folder_fails_the_pass_and_commits_nothing(
@@ -228,11 +236,11 @@ def test_upload_bandwidth_paces_the_pass_in_small_batches(
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
     write(folder / "a.bin", os.urandom(3 * MIB))
-    sizes: list[int] = []
+    puts: list[tuple[int, int]] = []  # (chunks, sealed bytes) of each PutChunks
     real_put = store.put
 
     def put(chunks):  # type: ignore[no-untyped-def]
-        sizes.append(len(chunks))
+        puts.append((len(chunks), sum(len(c.data) for c in chunks)))
         return real_put(chunks)
 
     store.put = put  # type: ignore[method-assign]
@@ -247,4 +255,7 @@ def test_upload_bandwidth_paces_the_pass_in_small_batches(
     assert out.snapshot_id and out.sent.chunks_sent >= 3
     rate, burst = 100_000, 100_000  # 800 kbit/s in bytes, one second of burst
     assert sum(slept) == pytest.approx((out.sent.bytes_sent - burst) / rate)
-    assert max(sizes) == 1  # under the limit, each PutChunks carries one chunk
+    # under the limit a batch holds about 4 s of sending (400,000 bytes), or one chunk;
+    # sealing adds well under 1 KiB a chunk
+    assert len(puts) >= 3
+    assert all(n == 1 or size <= 400_000 + 1024 * n for n, size in puts)
