@@ -30,6 +30,7 @@ from typing import Protocol
 from agent.commands import CommandResult, Handler
 from agent.configsync import ConfigStore
 from agent.domain.messages import COMMAND_JOBS, CheckIn
+from agent.domain.offsite import StoreLink
 from agent.domain.reports import RunReport
 from agent.runner import Job
 from agent.scheduler import Task
@@ -38,11 +39,14 @@ from common.clock import Clock
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """What every capability is built with: the running configuration, the clock, the state dir."""
+    """What every capability is built with: the running configuration, the clock, the state dir;
+    the enrolled site and a way to open the off-site store calls (None: no server to send to)."""
 
     config: ConfigStore
     clock: Clock
     state_dir: Path
+    site: str = ""
+    store_link: Callable[[], StoreLink] | None = None
 
 
 class Host(Protocol):

@@ -6,5 +6,6 @@ from collections.abc import Sequence
 
 from agent.capability import CapabilityFactory
 from agent.firebird.capability import FirebirdBackup
+from agent.images.capability import ImageSync
 
-CAPABILITIES: Sequence[CapabilityFactory] = (FirebirdBackup,)
+CAPABILITIES: Sequence[CapabilityFactory] = (FirebirdBackup, ImageSync)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from agent.capability import Setup
 from agent.configsync import ConfigStore
 from agent.delivery import deliver_now
 from agent.domain.errors import AlreadyRunning, JobNotConfigured
@@ -24,6 +25,8 @@ from agent.enroll import enroll as do_enroll
 from agent.firebird.capability import FirebirdTasks, command_result
 from agent.firebird.errors import BackupBusy
 from agent.firebird.files import Status, list_backups
+from agent.images.capability import ImageSync, missing_settings, sync_summary
+from agent.images.errors import PassAlreadyRunning
 from agent.lock import StateLock
 from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
@@ -34,6 +37,7 @@ from agent.settings import Credentials, StateDir, read_ca_file, resolve_state_di
 from agent.status import StatusFile
 from agent.transport import aio
 from agent.transport.link import ServerLink
+from agent.transport.store import StoreCalls
 from common.clock import SystemClock, human_time, iso
 from common.errors import StoreSafeError
 from common.version import VERSION
@@ -333,5 +337,38 @@ async def _deliver(state: StateDir, creds: Credentials, outbox: Outbox, report: 
 
 @app.command("sync-now")
 def sync_now(state_dir: StateDirOption = None) -> None:
-    """Sync the image folder now."""
-    _not_configured("image sync", "image sync is not built into this agent version yet")
+    """Sync the image folder into the off-site store now (with the configuration from the server).
+
+    One pass: new and changed files are read, only the chunks the server lacks
+    are sent, and a snapshot is committed. The report goes to the outbox, then
+    straight to the server. Exit code 0 when the pass succeeded, 1 when it failed.
+    """
+    setup_logging(logging.WARNING)
+    state = StateDir(resolve_state_dir(state_dir))
+    creds = state.load_credentials()  # a clear error when not enrolled
+    store = ConfigStore(state.root)
+    why_not = missing_settings(store.current)
+    if why_not is not None:
+        _not_configured("image sync", f"{why_not}; set it for this site on the server")
+    sync = ImageSync(
+        Setup(
+            config=store,
+            clock=SystemClock(),
+            state_dir=state.root,
+            site=creds.site,
+            store_link=lambda: StoreCalls(ServerLink.for_agent(state, creds)),
+        )
+    )
+    console = Console(stderr=True)
+    with console.status(f"Syncing {store.current.text('images.dir')} ..."):
+        report = asyncio.run(sync.sync("local"))
+    if report.error_class == PassAlreadyRunning.code:  # the agent is at it: not a failure
+        raise AlreadyRunning(report.error_message)
+    with Outbox(state.outbox_path) as outbox:
+        outbox.put(report)
+        with console.status(f"Reporting to {creds.server} ..."):
+            delivered = asyncio.run(_deliver(state, creds, outbox, report))
+    typer.echo(sync_summary(report))
+    typer.echo(delivered[:1].upper() + delivered[1:] + ".")
+    if report.outcome.value != "succeeded":
+        raise typer.Exit(1)

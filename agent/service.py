@@ -30,6 +30,7 @@ from agent.settings import StateDir
 from agent.status import StatusFile
 from agent.timer import SystemTimer, Timer
 from agent.transport.link import ServerLink
+from agent.transport.store import StoreCalls
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,13 @@ async def serve(
 
     with StateLock(state.root), Outbox(state.outbox_path, clock=clock) as outbox:
         store = ConfigStore(state.root)
-        setup = Setup(config=store, clock=clock, state_dir=state.root)
+        setup = Setup(
+            config=store,
+            clock=clock,
+            state_dir=state.root,
+            site=creds.site,
+            store_link=lambda: StoreCalls(connect()),
+        )
         seam = Seam([build(setup) for build in capabilities])
         for name, why in seam.not_configured().items():
             log.info("%s is not configured yet: %s", name, why)

@@ -97,10 +97,24 @@ class BackupDetails:
 
 @dataclasses.dataclass(frozen=True)
 class ImageSyncDetails:
+    """The figures of one image-sync pass (see ImageSyncDetails in types.proto)."""
+
     files_scanned: int = 0
     files_copied: int = 0
-    bytes_copied: int = 0
-    files_failed: int = 0
+    bytes_copied: int = 0  # sealed bytes sent to the off-site store
+    files_failed: int = 0  # skipped, all reasons
+    files_new: int = 0
+    files_changed: int = 0
+    files_deleted: int = 0
+    files_unchanged: int = 0
+    bytes_read: int = 0
+    chunks_sent: int = 0
+    snapshot_id: str = ""
+    folder_missing: bool = False
+    folder_empty: bool = False
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
+    stable_files: int = 0
+    stable_changed: int = 0  # of the stable files, changed or deleted by this pass
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ its own oracle in tests/support/agentwire.py.)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -105,14 +106,7 @@ def _details_to_proto(details: Details | None, msg: types_pb2.RunReport) -> None
     if isinstance(details, BackupDetails):
         msg.backup.CopyFrom(backup_to_proto(details))
     elif isinstance(details, ImageSyncDetails):
-        msg.image_sync.CopyFrom(
-            types_pb2.ImageSyncDetails(
-                files_scanned=details.files_scanned,
-                files_copied=details.files_copied,
-                bytes_copied=details.bytes_copied,
-                files_failed=details.files_failed,
-            )
-        )
+        msg.image_sync.CopyFrom(types_pb2.ImageSyncDetails(**dataclasses.asdict(details)))
     elif isinstance(details, ValidationDetails):
         msg.validation.CopyFrom(
             types_pb2.ValidationDetails(

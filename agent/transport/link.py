@@ -166,6 +166,19 @@ class ServerLink:
     ) -> None:
         await self.close()
 
+    @property
+    def stub(self) -> agent_pb2_grpc.AgentServiceAsyncStub:
+        """The generated stub, for the call modules of this package (agent.transport.store)."""
+        return self._stub
+
+    def auth(self) -> tuple[tuple[str, str], ...]:
+        """The call metadata that carries this agent's credential."""
+        return self._auth()
+
+    async def call(self, call: Awaitable[T]) -> T:
+        """Await `call`; a gRPC failure comes out as its `common.errors` class."""
+        return await self._call(call)
+
     def _auth(self) -> tuple[tuple[str, str], ...]:
         if not self._credential:
             raise Unauthenticated("this agent has no credential; enroll it first")

@@ -179,6 +179,18 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
             "files_copied": s.files_copied,
             "bytes_copied": s.bytes_copied,
             "files_failed": s.files_failed,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_deleted": s.files_deleted,
+            "files_unchanged": s.files_unchanged,
+            "bytes_read": s.bytes_read,
+            "chunks_sent": s.chunks_sent,
+            "snapshot_id": s.snapshot_id,
+            "folder_missing": s.folder_missing,
+            "folder_empty": s.folder_empty,
+            "skipped": dict(s.skipped),
+            "stable_files": s.stable_files,
+            "stable_changed": s.stable_changed,
         }
     if which == "validation":
         v = report.validation

@@ -22,6 +22,7 @@ from agent.domain.reports import (
     RunKind,
     RunReport,
 )
+from agent.firebird.capability import FirebirdBackup
 from agent.installed import CAPABILITIES
 from agent.runner import RunnerConfig
 from agent.scheduler import Scheduler, Task
@@ -104,10 +105,22 @@ def run_command(tmp_path: Path, seam: Seam, kind: str) -> CommandResult:
 def test_a_command_no_capability_claims_is_answered_not_configured_by_the_seam(
     tmp_path: Path,
 ) -> None:
+    firebird_only = Seam([FirebirdBackup(setup(tmp_path))])
+    result = run_command(tmp_path, firebird_only, "sync-now")
+    assert result == CommandResult("rejected", "no image sync job is configured on this agent yet")
+    assert "backup-now" in firebird_only.commands(host=None)  # type: ignore[arg-type]
+
+
+def test_the_installed_image_sync_rejects_sync_now_until_it_is_configured(
+    tmp_path: Path,
+) -> None:
     installed = Seam([build(setup(tmp_path)) for build in CAPABILITIES])
     result = run_command(tmp_path, installed, "sync-now")
-    assert result == CommandResult("rejected", "no image sync job is configured on this agent yet")
-    assert "backup-now" in installed.commands(host=None)  # type: ignore[arg-type]
+    assert result.outcome == "rejected"
+    assert "no connection to an off-site store" in result.message
+    assert installed.not_configured()["images"] == (
+        "this agent has no connection to an off-site store"
+    )
 
 
 def test_a_command_kind_outside_the_vocabulary_stays_unknown(tmp_path: Path) -> None:
@@ -127,7 +140,7 @@ def test_the_seam_joins_volumes_facts_and_reasons(tmp_path: Path) -> None:
 def test_the_firebird_capability_adds_its_health_and_backup_volume(tmp_path: Path) -> None:
     s = setup(tmp_path)
     s.config.apply(1, {"firebird.database": "/db/shop.fdb", "backup.dir": str(tmp_path / "b")})
-    [firebird] = [build(s) for build in CAPABILITIES]
+    firebird = FirebirdBackup(s)
     seam = Seam([firebird])
     assert seam.volumes() == {"backup": tmp_path / "b"}
     assert seam.not_configured() == {}
@@ -197,7 +210,7 @@ def test_a_new_capability_is_scheduled_and_answered_through_serve(tmp_path: Path
                     stop,
                     config=RunnerConfig(interval_override=60.0),
                     clock=clock,
-                    capabilities=[*CAPABILITIES, Tiny],
+                    capabilities=[FirebirdBackup, Tiny],
                 )
             )
             try:

@@ -1,0 +1,140 @@
+"""An in-memory off-site store for the uploader's unit tests (the real one runs in the server).
+
+`MemoryStore` answers the agent's store calls the way the server's contract
+says (agent.proto): MissingChunks in request order, PutChunks create-only and
+digest-checked, CommitSnapshot refused while a reference is missing. It can
+be told to fail the Nth PutChunks call (a cut connection: the chunks of that
+call before `keep` arrive, the rest do not). It counts what it was sent.
+`AsyncMemoryStore` offers the same as an async StoreLink. `CutBeforePut` wraps
+the real transport to cut the real connection at a chosen point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+
+from agent.domain.offsite import (
+    MAX_MISSING_IDS,
+    MAX_REFERENCES,
+    ChunkUpload,
+    PutChunksResult,
+    SiteKeyUpload,
+    SnapshotCommit,
+    StoreLink,
+)
+from common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
+
+
+@dataclasses.dataclass
+class MemoryStore:
+    chunks: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    snapshots: dict[str, SnapshotCommit] = dataclasses.field(default_factory=dict)
+    site_keys: list[SiteKeyUpload] = dataclasses.field(default_factory=list)
+    put_calls: int = 0
+    chunks_received: int = 0
+    asked: int = 0
+    fail_put_call: int | None = None  # 1-based number of the PutChunks call that is cut
+    keep: int = 0  # chunks of the cut call that arrive before the cut
+
+    def missing(self, ids: Sequence[str]) -> list[str]:
+        if len(ids) > MAX_MISSING_IDS:
+            raise InvalidArgument("too many ids")
+        self.asked += len(ids)
+        return [i for i in ids if i not in self.chunks]
+
+    def put(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:
+        self.put_calls += 1
+        cut = self.put_calls == self.fail_put_call
+        stored = duplicates = size = 0
+        for n, chunk in enumerate(chunks):
+            if cut and n >= self.keep:
+                raise Unavailable("the connection was cut (test)")
+            if hashlib.sha256(chunk.data).digest() != chunk.sha256:
+                raise InvalidArgument(f"chunk {chunk.chunk_id} does not match its sha256")
+            self.chunks_received += 1
+            if chunk.chunk_id in self.chunks:
+                if self.chunks[chunk.chunk_id] != chunk.data:
+                    raise AlreadyExists(f"chunk {chunk.chunk_id} is stored with other bytes")
+                duplicates += 1
+                continue
+            self.chunks[chunk.chunk_id] = chunk.data
+            stored += 1
+            size += len(chunk.data)
+        if cut:
+            raise Unavailable("the connection was cut (test)")
+        return PutChunksResult(stored, duplicates, size)
+
+    def commit(self, snapshot: SnapshotCommit) -> bool:
+        if len(snapshot.references) > 100 * MAX_REFERENCES:
+            raise InvalidArgument("too many references")
+        if hashlib.sha256(snapshot.record).digest() != snapshot.record_sha256:
+            raise InvalidArgument("the record does not match its sha256")
+        lacking = [r for r in snapshot.references if r not in self.chunks]
+        if lacking:
+            raise FailedPrecondition(f"{len(lacking)} referenced chunks are missing")
+        duplicate = snapshot.snapshot_id in self.snapshots
+        self.snapshots[snapshot.snapshot_id] = snapshot
+        return duplicate
+
+    def fetch(self, chunk_id: str) -> bytes:
+        return self.chunks[chunk_id]
+
+
+@dataclasses.dataclass
+class AsyncMemoryStore:
+    """A StoreLink over a MemoryStore; `closed` counts closes."""
+
+    store: MemoryStore
+    closed: int = 0
+
+    async def put_site_key(self, key: SiteKeyUpload) -> bool:
+        duplicate = key in self.store.site_keys
+        if not duplicate:
+            self.store.site_keys.append(key)
+        return duplicate
+
+    async def missing_chunks(self, ids: Sequence[str]) -> list[str]:
+        return self.store.missing(ids)
+
+    async def put_chunks(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:
+        return self.store.put(chunks)
+
+    async def commit_snapshot(self, snapshot: SnapshotCommit) -> bool:
+        return self.store.commit(snapshot)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+@dataclasses.dataclass
+class CutBeforePut:
+    """A real StoreLink that runs `cut` (e.g. stops the real server) just before its Nth
+    PutChunks call; it records the chunk ids of every PutChunks call that returned."""
+
+    link: StoreLink
+    before_put: int
+    cut: Callable[[], None]
+    delivered: list[str] = dataclasses.field(default_factory=list)
+    puts: int = 0
+
+    async def put_site_key(self, key: SiteKeyUpload) -> bool:
+        return await self.link.put_site_key(key)
+
+    async def missing_chunks(self, ids: Sequence[str]) -> list[str]:
+        return await self.link.missing_chunks(ids)
+
+    async def put_chunks(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:
+        self.puts += 1
+        if self.puts == self.before_put:
+            self.cut()
+        result = await self.link.put_chunks(chunks)
+        self.delivered.extend(c.chunk_id for c in chunks)
+        return result
+
+    async def commit_snapshot(self, snapshot: SnapshotCommit) -> bool:
+        return await self.link.commit_snapshot(snapshot)
+
+    async def close(self) -> None:
+        await self.link.close()
