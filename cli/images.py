@@ -68,6 +68,7 @@ def _progress(enabled: bool) -> Iterator[Progress]:
 @app.command("restore")
 def restore_images(
     ctx: typer.Context,
+    *,
     site: Annotated[str, typer.Argument(help="Name of the site.")],
     to: Annotated[
         Path, typer.Option("--to", metavar="DIR", help="Folder to restore into (made if missing).")

@@ -201,40 +201,93 @@ class _Open:
     handle: BinaryIO
 
 
-def write_files(
-    chunks: Chunks, target: Target, todo: list[tuple[Entry, Path]], outcome: Outcome, advance: Advance
-) -> None:
-    """Write `todo` in order from batches of chunks; a bad chunk fails the files needing it."""
+class _Writer:
+    """Writes the files to restore in order, one open at a time, chunk by chunk."""
+
+    def __init__(self, target: Target, todo: list[tuple[Entry, Path]], outcome: Outcome) -> None:
+        self.target = target
+        self.todo = todo
+        self.outcome = outcome
+        self.done = 0  # files completed, or failed, so far
+        self.current: _Open | None = None
+        self.failed = False
+
+    def complete_before(self, n: int) -> None:
+        """Complete every file before file `n` (their chunks are all written)."""
+        while self.done < n:
+            if not self.failed:
+                current = self.current or self._open(self.done)
+                try:
+                    Target.commit(
+                        current.temp, current.handle, current.final, current.entry.mtime_ns
+                    )
+                except OSError as err:
+                    Target.discard(current.temp, current.handle)
+                    raise FailedPrecondition(
+                        f"cannot write {current.final}: {err.strerror}"
+                    ) from None
+                self.outcome.restored += 1
+                self.outcome.bytes_written += current.entry.size
+            self.current, self.failed = None, False
+            self.done += 1
+
+    def write(self, n: int, plain: bytes | None) -> bool:
+        """Append `plain` to file `n`; None fails the file. Whether the file still stands."""
+        self.complete_before(n)
+        if self.failed:
+            return False
+        current = self.current or self._open(n)
+        self.current = current
+        if plain is None:
+            Target.discard(current.temp, current.handle)
+            self.current, self.failed = None, True
+            return False
+        try:
+            current.handle.write(plain)
+        except OSError as err:
+            Target.discard(current.temp, current.handle)
+            raise FailedPrecondition(f"cannot write {current.final}: {err.strerror}") from None
+        return True
+
+    def _open(self, n: int) -> _Open:
+        entry, final = self.todo[n]
+        try:
+            temp, handle = self.target.open_temp(final)
+        except OSError as err:
+            raise FailedPrecondition(f"cannot write {final}: {err.strerror}") from None
+        return _Open(entry, final, temp, handle)
+
+    def discard(self) -> None:
+        """Remove the file left open by a restore that stopped."""
+        if self.current is not None:
+            Target.discard(self.current.temp, self.current.handle)
+            self.current = None
+
+
+def write_files(chunks: Chunks, writer: _Writer, outcome: Outcome, advance: Advance) -> None:
+    """Write the files in order from batches of chunks; a bad chunk fails the files needing it."""
+    todo = writer.todo
     refs = [(n, cid, length) for n, (e, _) in enumerate(todo) for cid, length in e.chunks]
     broken: dict[str, list[str]] = {}
-    done = 0  # files handled so far
-    current: _Open | None = None
-    failed = False
     start = 0
-    while start < len(refs) or done < len(todo):
-        end = _batch_end(chunks, refs, start)
-        chunks.load(cid for _, cid, _ in refs[start:end])
-        upto = refs[end][0] if end < len(refs) else len(todo)  # files wholly in hand
-        for n, cid, length in refs[start:end]:
-            while done < n:  # files with no chunk left (or none at all) are complete
-                current, failed = _close(target, todo, done, current, failed, outcome), False
-                done += 1
-            if failed:
-                continue
-            if current is None:
-                current = _open(target, todo[n])
-            plain = chunks.take(cid, length)
-            if plain is None:
-                broken.setdefault(cid, []).append(todo[n][0].path)
-                Target.discard(current.temp, current.handle)
-                current, failed = None, True
-                continue
-            _write(current, plain)
-            advance(len(plain))
-        while done < upto:
-            current, failed = _close(target, todo, done, current, failed, outcome), False
-            done += 1
-        start = end
+    try:
+        while True:
+            end = _batch_end(chunks, refs, start)
+            chunks.load(cid for _, cid, _ in refs[start:end])
+            for n, cid, length in refs[start:end]:
+                if writer.done > n or (writer.done == n and writer.failed):
+                    continue
+                plain = chunks.take(cid, length)
+                if not writer.write(n, plain):
+                    broken.setdefault(cid, []).append(todo[n][0].path)
+                elif plain is not None:
+                    advance(len(plain))
+            writer.complete_before(refs[end][0] if end < len(refs) else len(todo))
+            start = end
+            if start >= len(refs):
+                break
+    finally:
+        writer.discard()
     for cid, paths in broken.items():
         files = ", ".join(quote(p) for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
         outcome.failures.append(
@@ -256,46 +309,6 @@ def _batch_end(chunks: Chunks, refs: list[tuple[int, str, int]], start: int) -> 
             size += length
         end += 1
     return end
-
-
-def _open(target: Target, item: tuple[Entry, Path]) -> _Open:
-    entry, final = item
-    try:
-        temp, handle = target.open_temp(final)
-    except OSError as err:
-        raise FailedPrecondition(f"cannot write {final}: {err.strerror}") from None
-    return _Open(entry, final, temp, handle)
-
-
-def _write(current: _Open, plain: bytes) -> None:
-    try:
-        current.handle.write(plain)
-    except OSError as err:
-        Target.discard(current.temp, current.handle)
-        raise FailedPrecondition(f"cannot write {current.final}: {err.strerror}") from None
-
-
-def _close(
-    target: Target,
-    todo: list[tuple[Entry, Path]],
-    n: int,
-    current: _Open | None,
-    failed: bool,
-    outcome: Outcome,
-) -> None:
-    """Complete file `n` (opened, or empty and not opened yet) unless it failed."""
-    if failed:
-        return None
-    if current is None:
-        current = _open(target, todo[n])
-    try:
-        Target.commit(current.temp, current.handle, current.final, current.entry.mtime_ns)
-    except OSError as err:
-        Target.discard(current.temp, current.handle)
-        raise FailedPrecondition(f"cannot write {current.final}: {err.strerror}") from None
-    outcome.restored += 1
-    outcome.bytes_written += current.entry.size
-    return None
 
 
 def restore(
@@ -320,5 +333,5 @@ def restore(
     todo = triage(keys, target, entries, force, outcome)
     uses = Counter(cid for entry, _ in todo for cid, _ in entry.chunks)
     advance = start(sum(entry.size for entry, _ in todo))
-    write_files(Chunks(source, keys, uses), target, todo, outcome, advance)
+    write_files(Chunks(source, keys, uses), _Writer(target, todo, outcome), outcome, advance)
     return outcome

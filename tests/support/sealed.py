@@ -88,7 +88,9 @@ def seal_files(site: SealedSite, files: Files, created: dt.datetime = TAKEN) -> 
     return Sealed(snap.snapshot_id, snap.record, created, snap.entries, snap.size, chunks, parts)
 
 
-def seal_lines(site: SealedSite, lines: list[bytes], size: int, created: dt.datetime = TAKEN) -> Sealed:
+def seal_lines(
+    site: SealedSite, lines: list[bytes], size: int, created: dt.datetime = TAKEN
+) -> Sealed:
     """A snapshot whose manifest is `lines` as given (JSON lines, no check), one part."""
     part = seal_chunk(site.keys, b"".join(lines))
     info = SnapshotInfo(site.site, created, "images")

@@ -43,7 +43,9 @@ def key_file(tmp_path: Path, site: SealedSite) -> Path:
 
 
 def _run(client: FakeStoreClient, key: Path, to: Path, *more: str) -> tuple[int, str, str]:
-    result = invoke(client, "images", "restore", "shop-a", "--to", str(to), "--key", str(key), *more)
+    result = invoke(
+        client, "images", "restore", "shop-a", "--to", str(to), "--key", str(key), *more
+    )
     return result.exit_code, result.stdout, result.stderr
 
 
