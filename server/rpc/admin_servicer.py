@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -14,7 +15,7 @@ from server.rpc.convert import admin as convert
 from server.rpc.convert import enums
 from server.rpc.convert.sitelist import SummaryEncoder
 from server.rpc.convert.stamps import ts
-from server.rpc.errors import bearer, guarded
+from server.rpc.errors import bearer, guarded, guarded_stream
 from server.services.admin_tokens import AdminTokens
 from server.services.auth import Authenticator
 from server.services.commands import Commands
@@ -194,3 +195,32 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise FailedPrecondition("alerting is not running on this server")
         found = await self._alerts.deliveries(site=request.site, limit=request.limit)
         return convert.alert_list(found)
+
+    @guarded
+    async def ListSnapshots(
+        self, request: admin_pb2.ListSnapshotsRequest, context: Ctx
+    ) -> admin_pb2.ListSnapshotsResponse:
+        await self._auth.admin(bearer(context))
+        raise FailedPrecondition("the off-site store is not available on this server yet")
+
+    @guarded
+    async def GetSnapshot(
+        self, request: admin_pb2.GetSnapshotRequest, context: Ctx
+    ) -> admin_pb2.GetSnapshotResponse:
+        await self._auth.admin(bearer(context))
+        raise FailedPrecondition("the off-site store is not available on this server yet")
+
+    @guarded
+    async def ListSiteKeys(
+        self, request: admin_pb2.ListSiteKeysRequest, context: Ctx
+    ) -> admin_pb2.ListSiteKeysResponse:
+        await self._auth.admin(bearer(context))
+        raise FailedPrecondition("the off-site store is not available on this server yet")
+
+    @guarded_stream
+    async def FetchChunks(
+        self, request: admin_pb2.FetchChunksRequest, context: Ctx
+    ) -> AsyncIterator[admin_pb2.FetchedChunk]:
+        await self._auth.admin(bearer(context))
+        raise FailedPrecondition("the off-site store is not available on this server yet")
+        yield admin_pb2.FetchedChunk()

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
+from common.errors import FailedPrecondition
 from server.deferred import Deferred
 from server.rpc.convert import agent as convert
 from server.rpc.convert.stamps import ts
@@ -161,3 +162,31 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             claimed_site=request.site,
         )
         return agent_pb2.AckCommandResponse()
+
+    @guarded
+    async def PutSiteKey(
+        self, request: agent_pb2.PutSiteKeyRequest, context: Ctx
+    ) -> agent_pb2.PutSiteKeyResponse:
+        agent_caller()
+        raise FailedPrecondition("the off-site store is not available on this server yet")
+
+    @guarded
+    async def MissingChunks(
+        self, request: agent_pb2.MissingChunksRequest, context: Ctx
+    ) -> agent_pb2.MissingChunksResponse:
+        agent_caller()
+        raise FailedPrecondition("the off-site store is not available on this server yet")
+
+    @guarded
+    async def PutChunks(
+        self, request_iterator: AsyncIterator[agent_pb2.PutChunkRequest], context: Ctx
+    ) -> agent_pb2.PutChunksResponse:
+        agent_caller()
+        raise FailedPrecondition("the off-site store is not available on this server yet")
+
+    @guarded
+    async def CommitSnapshot(
+        self, request_iterator: AsyncIterator[agent_pb2.CommitSnapshotRequest], context: Ctx
+    ) -> agent_pb2.CommitSnapshotResponse:
+        agent_caller()
+        raise FailedPrecondition("the off-site store is not available on this server yet")
