@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from croniter import CroniterBadDateError, croniter
 
 from common.errors import InvalidArgument
+from common.vault.errors import VaultError
+from common.vault.keys import FleetPublicKey
 
 Value = str | int | float | bool
 
@@ -36,7 +38,7 @@ across the century years that are not leap years); a later or no next time is re
 class Key:
     name: str
     kind: str  # "str", "int", "float", "bool", "path", "cron", "choice", "window", "host",
-    # "url", "emails", "hhmm"
+    # "url", "emails", "hhmm", "recovery_key"
     default: Value
     help: str
     secret: bool = False
@@ -208,6 +210,17 @@ def _hhmm(key: Key, raw: Any) -> str:
     return text
 
 
+def _recovery_key(key: Key, raw: Any) -> str:
+    """A fleet recovery public key (`ssrk1:...`, from `storesafe keys create`), or empty."""
+    text = _str(key, raw).strip()
+    if not text:
+        return ""
+    try:
+        return FleetPublicKey.parse(text).text
+    except VaultError as err:
+        raise key.bad(raw, err.message) from None
+
+
 _EXPECTED = {"int": "expected a whole number", "float": "expected a number"}
 
 _PARSERS: dict[str, Callable[[Key, Any], Value]] = {
@@ -223,6 +236,7 @@ _PARSERS: dict[str, Callable[[Key, Any], Value]] = {
     "url": _url,
     "emails": _emails,
     "hhmm": _hhmm,
+    "recovery_key": _recovery_key,
 }
 
 # Where and when the server tells people about status changes (server/alerting/).
@@ -411,6 +425,13 @@ KEYS: dict[str, Key] = {
             maximum=10_000_000,
         ),
         Key("upload.window", "window", "", "When uploads may run, HH:MM-HH:MM; empty is always."),
+        Key(
+            "upload.recovery_key",
+            "recovery_key",
+            "",
+            "The fleet recovery public key (ssrk1:..., from `storesafe keys create`) "
+            "that each site's data key is sealed to; image sync needs it.",
+        ),
         Key(
             "status.stale_after_hours",
             "float",

@@ -9,6 +9,7 @@ import pytest
 from common import config_schema
 from common.config_schema import KEYS, fires, settable, validate
 from common.errors import InvalidArgument
+from common.vault import FleetPrivateKey
 
 
 @pytest.mark.parametrize(
@@ -90,3 +91,14 @@ def test_upload_enabled_stays_known_but_cannot_be_set() -> None:
 def test_the_defaults_pass_their_own_validation() -> None:
     """Agents validate the whole effective configuration, defaults included."""
     assert validate(config_schema.defaults()) == config_schema.defaults()
+
+
+def test_upload_recovery_key_takes_only_a_fleet_public_key() -> None:
+    key = KEYS["upload.recovery_key"]
+    text = FleetPrivateKey.generate().public.text
+    assert key.parse(f"  {text} ") == text
+    assert key.parse("") == ""
+    with pytest.raises(InvalidArgument, match="is not a fleet public key"):
+        key.parse("ssdk1:AAAA")
+    with pytest.raises(InvalidArgument, match="upload.recovery_key"):
+        key.parse(text[:-3])
