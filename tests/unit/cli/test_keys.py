@@ -19,7 +19,9 @@ NO_SERVER = {"STORESAFE_SERVER": None, "STORESAFE_TOKEN": None, "STORESAFE_CA": 
 
 def test_create_writes_the_key_file_and_prints_the_public_key(tmp_path: Path) -> None:
     path = tmp_path / "fleet.key"
-    result = CliRunner().invoke(app, ["keys", "create", "--out", str(path), "--no-register"], env=NO_SERVER)
+    result = CliRunner().invoke(
+        app, ["keys", "create", "--out", str(path), "--no-register"], env=NO_SERVER
+    )
     assert result.exit_code == 0, result.output
     key = read_key_file(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -45,7 +47,9 @@ def test_create_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     path = tmp_path / "fleet.key"
     CliRunner().invoke(app, ["keys", "create", "--out", str(path), "--no-register"], env=NO_SERVER)
     before = path.read_text()
-    result = CliRunner().invoke(app, ["keys", "create", "--out", str(path), "--no-register"], env=NO_SERVER)
+    result = CliRunner().invoke(
+        app, ["keys", "create", "--out", str(path), "--no-register"], env=NO_SERVER
+    )
     assert result.exit_code == 3
     assert result.stderr == (
         f"error: {path} exists; pass --force to replace it (the key in it is then gone for good)\n"
@@ -60,7 +64,9 @@ def test_create_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 
 def test_create_in_a_missing_folder_is_one_sentence(tmp_path: Path) -> None:
     path = tmp_path / "no" / "fleet.key"
-    result = CliRunner().invoke(app, ["keys", "create", "--out", str(path), "--no-register"], env=NO_SERVER)
+    result = CliRunner().invoke(
+        app, ["keys", "create", "--out", str(path), "--no-register"], env=NO_SERVER
+    )
     assert result.exit_code == 5
     assert result.stderr == f"error: cannot create {path}: No such file or directory\n"
 
@@ -76,7 +82,9 @@ def test_show_reads_the_key_file(tmp_path: Path) -> None:
 
 def test_show_names_a_wrong_file(tmp_path: Path) -> None:
     path = tmp_path / "public.txt"
-    CliRunner().invoke(app, ["keys", "create", "--out", str(tmp_path / "k"), "--no-register"], env=NO_SERVER)
+    CliRunner().invoke(
+        app, ["keys", "create", "--out", str(tmp_path / "k"), "--no-register"], env=NO_SERVER
+    )
     path.write_text(read_key_file(tmp_path / "k").public.text + "\n")
     result = CliRunner().invoke(app, ["keys", "show", "--key", str(path)], env=NO_SERVER)
     assert result.exit_code == 2
