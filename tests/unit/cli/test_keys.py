@@ -9,10 +9,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli.main import app
+from common.errors import Unavailable
 from common.vault.keyfile import read_key_file
 from common.vault.keys import FleetPublicKey
-from common.errors import Unavailable
-from tests.support.cli import FakeAdminClient, FakeConfigClient, invoke
+from tests.support.cli import FakeConfigClient, invoke
 
 NO_SERVER = {"STORESAFE_SERVER": None, "STORESAFE_TOKEN": None, "STORESAFE_CA": None}
 
