@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 from common.clock import Clock, SystemClock
-from common.errors import InvalidArgument
+from common.errors import InvalidArgument, StoreSafeError
 from server import tls
 from server.alerting.tasks import AlertTasks
 from server.db.engine import make_engine, sqlite_url
@@ -36,18 +36,24 @@ from server.services.config import ConfigService
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.metered import MeteredTraffic
+from server.services.offsite import OffsiteUploads
 from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
 from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
+from server.services.snapshots import SnapshotQueries
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
+from server.state.store_state import SqlStoreState
 from server.state.writer_process import batch_writer
+from server.storage import BlobStore, open_store
 from server.web.edge import HttpEdge
 from server.web.wiring import http_edge
 
 log = logging.getLogger(__name__)
 
-MAX_RECEIVE = 4 * 1024 * 1024
+MAX_RECEIVE = 16 * 1024 * 1024 + 64 * 1024
+"""A 16 MiB sealed chunk (PutChunks) and its message overhead; every other method is held
+to SMALL_REQUEST_BYTES by the gate (server/rpc/gate.py) before it is decoded."""
 MAX_SEND = 64 * 1024 * 1024
 
 
@@ -66,6 +72,7 @@ class ServeOptions:
     writer_process: bool = True  # see state/writer_process.batch_writer
     alert_interval: float = 15.0  # seconds between alert evaluations
     http_listen: str = ""  # HOST:PORT for /metrics, /healthz and the status page; "" = off
+    store_url: str = ""  # the off-site blob store; "" = <data_dir>/store
 
     @property
     def database(self) -> str:
@@ -103,6 +110,8 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     state = SqlFleetState(engine, writer)
     config_state = SqlConfigState(state)
     clock = clock or SystemClock()
+    store = await _open_store(options)
+    store_state = SqlStoreState(engine)
     auth = Authenticator(state)
     enrollment = Enrollment(state, clock)
     hub = ConfigHub(config_state, box, clock)
@@ -154,7 +163,10 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
         state, config_state, hub, clock, metrics, checkin_interval=options.checkin_interval
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentServicer(auth, enrollment, traffic, revocations), server
+        AgentServicer(
+            auth, enrollment, traffic, revocations, OffsiteUploads(store_state, store, clock)
+        ),
+        server,
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(
@@ -165,6 +177,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
             Commands(state, config_state, hub, clock),
             admin_tokens=AdminTokens(state, clock),
             alerts=alerts.queries,
+            snapshots=SnapshotQueries(store_state, store),
         ),
         server,
     )
@@ -185,6 +198,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
         hub=hub,
         auth=auth,
         metrics=metrics,
+        store=store,
     )
     await server.start()
     feed.start()
@@ -201,6 +215,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
         _safe_url(options.database),
         "a child process" if writer.uses_runner else "a thread",
     )
+    log.info("off-site store: %s", store.describe())
     await _wait_for_signal()
     log.info("stopping: finishing calls in flight (up to %.0f s)", options.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
@@ -211,6 +226,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     await feed.stop()
     await server.stop(options.grace_seconds)
     await asyncio.to_thread(state.close)
+    await store.close()
     log.info("stopped")
 
 
@@ -263,6 +279,7 @@ async def _start_http(
     hub: ConfigHub,
     auth: Authenticator,
     metrics: ServerMetrics,
+    store: BlobStore,
 ) -> HttpEdge:
     """The HTTP edge started on --http-listen (TLS unless --insecure, which is for
     loopback only, as for gRPC); an edge that serves nothing without it."""
@@ -285,6 +302,7 @@ async def _start_http(
             insecure=options.insecure,
             grpc_probe=SelfProbe(grpc_host, grpc_port, ca),
             database_probe=lambda: state.read(_select_one),
+            store_probe=store.check,
             fleet=fleet,
             hub=hub,
             auth=auth,
@@ -295,6 +313,17 @@ async def _start_http(
         state.close()
         raise
     return edge
+
+
+async def _open_store(options: ServeOptions) -> BlobStore:
+    """The off-site blob store named by --store; one that cannot be used now is logged
+    (uploads answer UNAVAILABLE until it can) and does not stop the server."""
+    store = open_store(options.store_url, options.data_dir)
+    try:
+        await store.check()
+    except StoreSafeError as err:
+        log.error("the off-site store %s cannot be used now: %s", store.describe(), err)
+    return store
 
 
 def _select_one(conn: Connection) -> None:

@@ -24,6 +24,7 @@ from server.services.push import RECONNECTS_PER_SECOND
 from server.services.secretbox import SecretBox
 from server.state.sql import SqlFleetState
 from server.state.writer import BatchWriter
+from server.storage.factory import DEFAULT_DIR as DEFAULT_STORE_DIR
 
 T = TypeVar("T")
 
@@ -120,6 +121,7 @@ def init(
         names = list(hostname or []) + tls.default_hostnames()
         ca = tls.create_pki(data_dir, names, SystemClock().now())
         SecretBox.for_data_dir(data_dir, create=True)
+        (data_dir / DEFAULT_STORE_DIR).mkdir(mode=0o700, exist_ok=True)
         token = _admin_token(url, "admin")
     except StoreSafeError as exc:
         raise _fail(exc) from None
@@ -200,6 +202,18 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
             "--insecure on loopback. Off when not given.",
         ),
     ] = "",
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            envvar="STORESAFE_STORE",
+            metavar="URL",
+            help="The off-site blob store: a path, file:PATH or "
+            "s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION (S3 credentials from the "
+            "environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Default: "
+            "<data-dir>/store.",
+        ),
+    ] = "",
 ) -> None:
     """Serve the agent and admin gRPC APIs (and HTTP with --http-listen) until SIGTERM."""
     _logging()
@@ -216,6 +230,7 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         writer_process=writer_process,
         alert_interval=alert_interval,
         http_listen=http_listen,
+        store_url=store,
     )
     try:
         asyncio.run(serve(options))

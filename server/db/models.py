@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, DateTime, Index, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -261,3 +261,51 @@ class AlertDigest(SQLModel, table=True):
     day: str = Field(primary_key=True, max_length=10)
     sent_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
     sites: int = 0
+
+
+def _big() -> object:
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class SiteKey(SQLModel, table=True):
+    """A site's data key sealed to the fleet recovery key (create-only; never changed)."""
+
+    __tablename__ = "site_keys"
+
+    site_id: int = Field(primary_key=True, foreign_key="sites.id")
+    data_key_id: str = Field(primary_key=True, max_length=16)
+    sealed_key: str = Field(sa_column=Column(Text, nullable=False))
+    recovery_key_fingerprint: str = Field(max_length=64)
+    created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+
+
+class StoreChunk(SQLModel, table=True):
+    """The blob index: a sealed chunk of a site, durable in the store when its row exists."""
+
+    __tablename__ = "store_chunks"
+
+    site_id: int = Field(primary_key=True, foreign_key="sites.id")
+    chunk_id: str = Field(primary_key=True, max_length=64)
+    size: int = _big()  # type: ignore[assignment]
+    sha256: str = Field(max_length=64)
+    stored_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+
+
+class StoreSnapshot(SQLModel, table=True):
+    """A committed snapshot: its sealed record and reference list are in the store."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (Index("ix_snapshots_site_kind_created", "site_id", "kind", "created_at"),)
+
+    site_id: int = Field(primary_key=True, foreign_key="sites.id")
+    snapshot_id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)  # images | database
+    created_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    committed_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    entries: int = _big()  # type: ignore[assignment]
+    size: int = _big()  # type: ignore[assignment]
+    data_key_id: str = Field(max_length=16)
+    backup_run_id: str = Field(default="", max_length=64)
+    chunks: int = _big()  # type: ignore[assignment]
+    stored_bytes: int = _big()  # type: ignore[assignment]
+    record_sha256: str = Field(max_length=64)

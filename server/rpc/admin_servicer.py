@@ -12,7 +12,7 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc
 from common.errors import FailedPrecondition
 from server.alerting.queries import AlertQueries
 from server.rpc.convert import admin as convert
-from server.rpc.convert import enums
+from server.rpc.convert import enums, offsite
 from server.rpc.convert.sitelist import SummaryEncoder
 from server.rpc.convert.stamps import ts
 from server.rpc.errors import bearer, guarded, guarded_stream
@@ -22,6 +22,7 @@ from server.services.commands import Commands
 from server.services.config import ConfigService
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
+from server.services.snapshots import SnapshotQueries
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -37,7 +38,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         *,
         admin_tokens: AdminTokens,
         alerts: AlertQueries | None = None,
+        snapshots: SnapshotQueries | None = None,
     ) -> None:
+        self._snapshot_queries = snapshots
         self._admin_tokens = admin_tokens
         self._auth = auth
         self._enrollment = enrollment
@@ -201,26 +204,43 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListSnapshotsRequest, context: Ctx
     ) -> admin_pb2.ListSnapshotsResponse:
         await self._auth.admin(bearer(context))
-        raise FailedPrecondition("the off-site store is not available on this server yet")
+        found = await self._snapshots().list_snapshots(
+            request.site, kind=offsite.kind_name(request.kind), limit=request.limit
+        )
+        return admin_pb2.ListSnapshotsResponse(
+            snapshots=[offsite.snapshot_summary(s) for s in found]
+        )
 
     @guarded
     async def GetSnapshot(
         self, request: admin_pb2.GetSnapshotRequest, context: Ctx
     ) -> admin_pb2.GetSnapshotResponse:
         await self._auth.admin(bearer(context))
-        raise FailedPrecondition("the off-site store is not available on this server yet")
+        found = await self._snapshots().get_snapshot(
+            request.site, snapshot_id=request.snapshot_id, kind=offsite.kind_name(request.kind)
+        )
+        return admin_pb2.GetSnapshotResponse(
+            snapshot=offsite.snapshot_summary(found.snapshot), record=found.record
+        )
 
     @guarded
     async def ListSiteKeys(
         self, request: admin_pb2.ListSiteKeysRequest, context: Ctx
     ) -> admin_pb2.ListSiteKeysResponse:
         await self._auth.admin(bearer(context))
-        raise FailedPrecondition("the off-site store is not available on this server yet")
+        keys = await self._snapshots().site_keys(request.site)
+        return admin_pb2.ListSiteKeysResponse(keys=[offsite.site_key(k) for k in keys])
 
     @guarded_stream
     async def FetchChunks(
         self, request: admin_pb2.FetchChunksRequest, context: Ctx
     ) -> AsyncIterator[admin_pb2.FetchedChunk]:
         await self._auth.admin(bearer(context))
-        raise FailedPrecondition("the off-site store is not available on this server yet")
-        yield admin_pb2.FetchedChunk()
+        chunks = await self._snapshots().fetch_chunks(request.site, request.ids)
+        async for chunk_id, data in chunks:
+            yield admin_pb2.FetchedChunk(id=chunk_id, data=data)
+
+    def _snapshots(self) -> SnapshotQueries:
+        if self._snapshot_queries is None:
+            raise FailedPrecondition("the off-site store is not running on this server")
+        return self._snapshot_queries

@@ -9,15 +9,16 @@ from typing import Any
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
-from common.errors import FailedPrecondition
 from server.deferred import Deferred
 from server.rpc.convert import agent as convert
+from server.rpc.convert import offsite
 from server.rpc.convert.stamps import ts
 from server.rpc.errors import bearer, guarded, guarded_stream
 from server.rpc.gate import agent_caller
 from server.services.agents import AgentTraffic
 from server.services.auth import Authenticator
 from server.services.enrollment import Enrollment
+from server.services.offsite import OffsiteUploads
 from server.services.push import ConfigDirective, Directive
 from server.services.revocation import Revocations
 
@@ -57,8 +58,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         enrollment: Enrollment,
         traffic: AgentTraffic,
         revocations: Revocations,
+        offsite: OffsiteUploads,
     ) -> None:
         self._auth = auth
+        self._offsite = offsite
         self._revocations = revocations
         self._enrollment = enrollment
         self._traffic = traffic
@@ -167,26 +170,40 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def PutSiteKey(
         self, request: agent_pb2.PutSiteKeyRequest, context: Ctx
     ) -> agent_pb2.PutSiteKeyResponse:
-        agent_caller()
-        raise FailedPrecondition("the off-site store is not available on this server yet")
+        duplicate = await self._offsite.put_site_key(
+            agent_caller(),
+            sealed_key=request.sealed_key,
+            data_key_id=request.data_key_id,
+            recovery_key_fingerprint=request.recovery_key_fingerprint,
+            claimed_site=request.site,
+        )
+        return agent_pb2.PutSiteKeyResponse(duplicate=duplicate)
 
     @guarded
     async def MissingChunks(
         self, request: agent_pb2.MissingChunksRequest, context: Ctx
     ) -> agent_pb2.MissingChunksResponse:
-        agent_caller()
-        raise FailedPrecondition("the off-site store is not available on this server yet")
+        missing = await self._offsite.missing_chunks(
+            agent_caller(), request.ids, claimed_site=request.site
+        )
+        return agent_pb2.MissingChunksResponse(missing=missing)
 
     @guarded
     async def PutChunks(
         self, request_iterator: AsyncIterator[agent_pb2.PutChunkRequest], context: Ctx
     ) -> agent_pb2.PutChunksResponse:
-        agent_caller()
-        raise FailedPrecondition("the off-site store is not available on this server yet")
+        done = await self._offsite.put_chunks(
+            agent_caller(), offsite.chunk_uploads(request_iterator)
+        )
+        return agent_pb2.PutChunksResponse(
+            stored=done.stored, duplicates=done.duplicates, bytes_stored=done.bytes_stored
+        )
 
     @guarded
     async def CommitSnapshot(
         self, request_iterator: AsyncIterator[agent_pb2.CommitSnapshotRequest], context: Ctx
     ) -> agent_pb2.CommitSnapshotResponse:
-        agent_caller()
-        raise FailedPrecondition("the off-site store is not available on this server yet")
+        who = agent_caller()
+        header, references = await offsite.commit_stream(request_iterator)
+        duplicate = await self._offsite.commit_snapshot(who, header, references)
+        return agent_pb2.CommitSnapshotResponse(duplicate=duplicate)

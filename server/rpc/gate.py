@@ -13,6 +13,9 @@ is decoded, and requests that cannot be decoded answered with INVALID_ARGUMENT.
   (random bytes, a flipped bit) ends the call with INVALID_ARGUMENT, in unary and in
   streaming requests alike (a later message of a Session can be the bad one), and
   is logged as one WARNING line per method per minute at most, without a traceback.
+- Every request message is held to SMALL_REQUEST_BYTES before it is decoded, except
+  PutChunks messages (a sealed chunk of up to 16 MiB), which gRPC's own receive limit
+  (server/app.py) bounds: bigger ones end the call with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -47,7 +50,13 @@ AGENT_CALLS = frozenset(
 """The methods that need an agent credential."""
 ADMIN_PREFIX = f"/{admin_pb2.DESCRIPTOR.services_by_name['AdminService'].full_name}/"
 
+SMALL_REQUEST_BYTES = 4 * 1024 * 1024
+"""The largest request message of any method but the chunk upload."""
+LARGE_REQUESTS = frozenset({f"/{_AGENT.full_name}/PutChunks"})
+"""Methods whose messages only gRPC's receive limit bounds."""
+
 _UNDECODABLE = object()
+_OVERSIZED = object()
 Ctx = grpc.aio.ServicerContext[Any, Any]
 if TYPE_CHECKING:  # generic in the type stubs only
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -73,6 +82,10 @@ def agent_caller() -> AgentIdentity:
 
 class UndecodableRequest(errors.InvalidArgument):
     """A request message that is not a valid encoding of its type."""
+
+
+class OversizedRequest(errors.ResourceExhausted):
+    """A request message bigger than its method takes."""
 
 
 class Gate(Interceptor):
@@ -125,7 +138,10 @@ class Gate(Interceptor):
             wrapped = self._unary_in(method, behavior, streaming_out=streaming_out)
         return _FACTORIES[(streaming_in, streaming_out)](
             wrapped,
-            request_deserializer=_decoder(handler.request_deserializer),
+            request_deserializer=_decoder(
+                handler.request_deserializer,
+                None if method in LARGE_REQUESTS else SMALL_REQUEST_BYTES,
+            ),
             response_serializer=handler.response_serializer,
         )
 
@@ -135,6 +151,8 @@ class Gate(Interceptor):
             async def unary(request: Any, context: Ctx) -> Any:
                 if request is _UNDECODABLE:
                     await self._refuse_undecodable(method, context)
+                if request is _OVERSIZED:
+                    await abort_with(context, _oversized())
                 return await behavior(request, context)
 
             return unary
@@ -142,6 +160,8 @@ class Gate(Interceptor):
         async def unary_stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
             if request is _UNDECODABLE:
                 await self._refuse_undecodable(method, context)
+            if request is _OVERSIZED:
+                await abort_with(context, _oversized())
             if inspect.iscoroutinefunction(behavior):
                 await behavior(request, context)
                 return
@@ -157,6 +177,8 @@ class Gate(Interceptor):
                     if request is _UNDECODABLE:
                         self._note_undecodable(method, context)
                         raise UndecodableRequest("a message of this stream could not be decoded")
+                    if request is _OVERSIZED:
+                        raise _oversized()
                     yield request
 
             return each()
@@ -166,7 +188,7 @@ class Gate(Interceptor):
             async def stream_unary(requests: AsyncIterator[Any], context: Ctx) -> Any:
                 try:
                     return await behavior(checked(requests, context), context)
-                except UndecodableRequest as exc:
+                except (UndecodableRequest, OversizedRequest) as exc:
                     await abort_with(context, exc)
 
             return stream_unary
@@ -178,7 +200,7 @@ class Gate(Interceptor):
                     return
                 async for item in behavior(checked(requests, context), context):
                     yield item
-            except UndecodableRequest as exc:  # a servicer that did not map it itself
+            except (UndecodableRequest, OversizedRequest) as exc:  # not mapped by the servicer
                 await abort_with(context, exc)
 
         return stream_stream
@@ -198,12 +220,24 @@ def _behavior_of(handler: Handler) -> Any:
     return handler.unary_stream if handler.response_streaming else handler.unary_unary
 
 
-def _decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    """`deserialize`, giving a marker instead of raising on bytes it cannot decode."""
+def _oversized() -> OversizedRequest:
+    return OversizedRequest(
+        f"the request message is larger than the {SMALL_REQUEST_BYTES // (1024 * 1024)} MiB "
+        "this method takes"
+    )
+
+
+def _decoder(
+    deserialize: Callable[[bytes], Any] | None, limit: int | None
+) -> Callable[[bytes], Any] | None:
+    """`deserialize`, giving a marker instead of raising on bytes it cannot decode, and
+    another for a message longer than `limit` bytes (not decoded at all)."""
     if deserialize is None:
         return None
 
     def decode(data: bytes) -> Any:
+        if limit is not None and len(data) > limit:
+            return _OVERSIZED
         try:
             return deserialize(data)
         except Exception:  # noqa: BLE001 - any failure to decode is the sender's

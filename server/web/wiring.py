@@ -33,6 +33,7 @@ def http_edge(
     insecure: bool,
     grpc_probe: ClosingProbe,
     database_probe: Probe,
+    store_probe: Probe,
     fleet: FleetQueries,
     hub: ConfigHub,
     auth: Authenticator,
@@ -43,7 +44,7 @@ def http_edge(
     context = None
     if not insecure:
         context = tls_context(data_dir / tls.SERVER_CERT, data_dir / tls.SERVER_KEY)
-    health = HealthCheck({"grpc": grpc_probe, "database": database_probe})
+    health = HealthCheck({"grpc": grpc_probe, "database": database_probe, "store": store_probe})
     app = application(
         Pages(fleet, hub, auth, tls=context is not None),
         Probes(metrics, fleet, hub, health),

@@ -1,0 +1,94 @@
+"""Off-site store messages <-> service inputs and records (chunks, snapshots, site keys)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from storesafe.v1 import admin_pb2, agent_pb2
+
+from common.errors import InvalidArgument
+from server.domain.offsite import SiteKeyRecord, SnapshotRecord
+from server.rpc.convert.stamps import from_ts, ts
+from server.services.offsite import ChunkUpload, SnapshotHeader
+
+KIND_NAMES: dict[int, str] = {
+    agent_pb2.SNAPSHOT_KIND_IMAGES: "images",
+    agent_pb2.SNAPSHOT_KIND_DATABASE: "database",
+}
+KIND_VALUES = {name: value for value, name in KIND_NAMES.items()}
+
+
+def kind_name(value: int) -> str:
+    """The kind's name; "" for unspecified; an unknown number is refused."""
+    if value == agent_pb2.SNAPSHOT_KIND_UNSPECIFIED:
+        return ""
+    name = KIND_NAMES.get(value)
+    if name is None:
+        raise InvalidArgument(f"snapshot kind {value} is unknown (use images or database)")
+    return name
+
+
+async def chunk_uploads(
+    requests: AsyncIterator[agent_pb2.PutChunkRequest],
+) -> AsyncIterator[ChunkUpload]:
+    async for req in requests:
+        yield ChunkUpload(req.id, req.data, req.sha256, req.site)
+
+
+async def commit_stream(
+    requests: AsyncIterator[agent_pb2.CommitSnapshotRequest],
+) -> tuple[SnapshotHeader, AsyncIterator[Sequence[str]]]:
+    """The header of a CommitSnapshot stream and the reference batches that follow
+    (the first message's own references count too)."""
+    first = await anext(aiter(requests), None)
+    if first is None or not first.HasField("header"):
+        raise InvalidArgument("a CommitSnapshot stream must start with its header")
+    h = first.header
+    header = SnapshotHeader(
+        snapshot_id=h.snapshot_id,
+        record=h.record,
+        record_sha256=h.record_sha256,
+        kind=kind_name(h.kind) or "unspecified",
+        data_key_id=h.data_key_id,
+        created_at=from_ts(h, "created_at"),
+        entries=h.entries,
+        size=h.size,
+        backup_run_id=h.backup_run_id,
+        reference_count=h.reference_count,
+        claimed_site=first.site,
+    )
+
+    async def batches() -> AsyncIterator[Sequence[str]]:
+        yield list(first.references)
+        async for req in requests:
+            if req.HasField("header"):
+                raise InvalidArgument("a CommitSnapshot stream carries one header, first")
+            if req.site and req.site != first.site:
+                raise InvalidArgument("every message of a CommitSnapshot stream names one site")
+            yield list(req.references)
+
+    return header, batches()
+
+
+def snapshot_summary(snap: SnapshotRecord) -> admin_pb2.SnapshotSummary:
+    return admin_pb2.SnapshotSummary(
+        snapshot_id=snap.snapshot_id,
+        kind=KIND_VALUES.get(snap.kind, agent_pb2.SNAPSHOT_KIND_UNSPECIFIED),  # type: ignore[arg-type]
+        created_at=ts(snap.created_at),
+        committed_at=ts(snap.committed_at),
+        entries=snap.entries,
+        size=snap.size,
+        data_key_id=snap.data_key_id,
+        backup_run_id=snap.backup_run_id,
+        chunks=snap.chunks,
+        stored_bytes=snap.stored_bytes,
+    )
+
+
+def site_key(key: SiteKeyRecord) -> admin_pb2.SiteKey:
+    return admin_pb2.SiteKey(
+        data_key_id=key.data_key_id,
+        sealed_key=key.sealed_key,
+        recovery_key_fingerprint=key.recovery_key_fingerprint,
+        created_at=ts(key.created_at),
+    )

@@ -1,0 +1,74 @@
+"""The admin side of the off-site store: a site's snapshots, data keys and sealed chunks,
+read for a restore (the server hands out sealed bytes; only the key file opens them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+
+from common.errors import NotFound
+from common.names import check_name
+from server.domain import offsite as rules
+from server.domain.offsite import SiteKeyRecord, SnapshotRecord
+from server.state.store_base import StoreState
+from server.storage import BlobStore
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotWithRecord:
+    """A snapshot and its sealed record."""
+
+    snapshot: SnapshotRecord
+    record: bytes
+
+
+class SnapshotQueries:
+    """The four admin reads of the off-site store."""
+
+    def __init__(self, state: StoreState, store: BlobStore) -> None:
+        self._state = state
+        self._store = store
+
+    async def list_snapshots(self, site: str, *, kind: str, limit: int) -> list[SnapshotRecord]:
+        """The site's snapshots of `kind` ("" for every kind), newest first."""
+        site = check_name(site)
+        if kind:
+            rules.check_kind(kind)
+        limit = min(limit or rules.SNAPSHOT_LIST_DEFAULT, rules.SNAPSHOT_LIST_MAX)
+        return await self._state.list_snapshots(site, kind=kind, limit=limit)
+
+    async def get_snapshot(self, site: str, *, snapshot_id: str, kind: str) -> SnapshotWithRecord:
+        """One snapshot with its sealed record; without an id, the newest of `kind`."""
+        site = check_name(site)
+        if snapshot_id:
+            snap = await self._state.find_snapshot(site, rules.check_id(snapshot_id, "snapshot id"))
+        else:
+            if kind:
+                rules.check_kind(kind)
+            newest = await self._state.list_snapshots(site, kind=kind, limit=1)
+            if not newest:
+                what = f"{kind} snapshot" if kind else "snapshot"
+                raise NotFound(f"site {site} has no {what} yet")
+            snap = newest[0]
+        record = await self._store.load(rules.snapshot_name(site, snap.snapshot_id))
+        return SnapshotWithRecord(snap, record)
+
+    async def site_keys(self, site: str) -> list[SiteKeyRecord]:
+        """The site's sealed data keys, oldest first."""
+        return await self._state.site_keys(check_name(site))
+
+    async def fetch_chunks(self, site: str, ids: Sequence[str]) -> AsyncIterator[tuple[str, bytes]]:
+        """The site's sealed chunks in request order; NotFound names the first id the
+        site's index lacks, before anything is sent."""
+        site = check_name(site)
+        wanted = rules.check_ids(ids)
+        site_id = await self._state.site_id(site)
+        found = await self._state.chunks(site_id, wanted)
+        for one in wanted:
+            if one not in found:
+                raise NotFound(f"site {site} has no stored chunk {one}")
+        return self._stream(site, wanted)
+
+    async def _stream(self, site: str, ids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
+        for one in ids:
+            yield one, await self._store.load(rules.chunk_name(site, one))

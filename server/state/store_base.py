@@ -1,0 +1,60 @@
+"""The storage contract of the off-site store's index: site data keys, the blob index
+and committed snapshots (the sealed bytes themselves live in the blob store)."""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Sequence
+
+from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
+
+
+class StoreState(abc.ABC):
+    """Durable index of the off-site store. Every write MUST be durable when it returns,
+    and MUST NOT wait behind (or delay) the batches of check-ins and reports. Rows are
+    create-only: no method changes or deletes a stored row. Every method that names a
+    site by id takes it from the agent's credential; those taking a name MUST raise
+    NotFound for an unknown site."""
+
+    @abc.abstractmethod
+    async def add_site_key(self, site_id: int, key: SiteKeyRecord) -> bool:
+        """Store a data key; False (nothing changed) when the site has that key id
+        already. The caller compares the stored text when it gets False."""
+
+    @abc.abstractmethod
+    async def site_key(self, site_id: int, data_key_id: str) -> SiteKeyRecord | None:
+        """The site's data key with that id, or None."""
+
+    @abc.abstractmethod
+    async def site_keys(self, site: str) -> list[SiteKeyRecord]:
+        """The site's data keys, oldest first."""
+
+    @abc.abstractmethod
+    async def chunks(self, site_id: int, ids: Sequence[str]) -> dict[str, ChunkRecord]:
+        """Those of `ids` in the site's index (any number of ids; only this site's rows
+        MUST be seen)."""
+
+    @abc.abstractmethod
+    async def add_chunk(self, site_id: int, chunk: ChunkRecord, now: dt.datetime) -> bool:
+        """Index a chunk whose blob is durable; False when the site had that id already."""
+
+    @abc.abstractmethod
+    async def snapshot(self, site_id: int, snapshot_id: str) -> SnapshotRecord | None:
+        """The site's committed snapshot with that id, or None."""
+
+    @abc.abstractmethod
+    async def add_snapshot(self, site_id: int, snap: SnapshotRecord) -> bool:
+        """Record a committed snapshot; False when the site had that id already."""
+
+    @abc.abstractmethod
+    async def find_snapshot(self, site: str, snapshot_id: str) -> SnapshotRecord:
+        """The named snapshot of the site; NotFound when there is none."""
+
+    @abc.abstractmethod
+    async def list_snapshots(self, site: str, *, kind: str, limit: int) -> list[SnapshotRecord]:
+        """The site's snapshots of `kind` ("" for all), newest (created_at) first."""
+
+    @abc.abstractmethod
+    async def site_id(self, site: str) -> int:
+        """The id of the site named `site`; NotFound when there is none."""

@@ -1,0 +1,209 @@
+"""The off-site store's index (site keys, blob index, snapshots) in SQL.
+
+These writes run in their own short transactions in worker threads, never in the
+batch writer's queue: a chunk upload never holds up check-ins and reports, and a
+burst of uploads is not slowed by the group-commit pause of the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy.exc import IntegrityError
+
+from common.clock import utc
+from common.errors import NotFound
+from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
+from server.state.sites import insert_ignore, site_id_of
+from server.state.store_base import StoreState
+from server.state.tables import CHUNKS, SITE_KEYS, SNAPSHOTS
+
+T = TypeVar("T")
+_IN_BATCH = 500  # ids per IN (...) query
+
+
+class SqlStoreState(StoreState):
+    """StoreState on the fleet's database (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self._engine.connect() as conn:
+                return fn(conn)
+
+        return await asyncio.to_thread(run)
+
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self._engine.begin() as conn:
+                return fn(conn)
+
+        return await asyncio.to_thread(run)
+
+    async def _insert(self, table: Any, values: dict[str, Any]) -> bool:
+        def fn(conn: Connection) -> bool:
+            try:
+                stmt = insert_ignore(conn, table).values(**values).returning(table.c.site_id)
+                # RETURNING, not rowcount: through SQLAlchemy on PostgreSQL the rowcount
+                # of a conflicting insert here was not 0 (test_store_state caught it)
+                return conn.execute(stmt).first() is not None
+            except IntegrityError:  # the site row is gone: a foreign key refused it
+                raise NotFound("the site of this agent no longer exists") from None
+
+        return await self._write(fn)
+
+    async def site_id(self, site: str) -> int:
+        return await self._read(lambda conn: site_id_of(conn, site))
+
+    async def add_site_key(self, site_id: int, key: SiteKeyRecord) -> bool:
+        return await self._insert(
+            SITE_KEYS,
+            {
+                "site_id": site_id,
+                "data_key_id": key.data_key_id,
+                "sealed_key": key.sealed_key,
+                "recovery_key_fingerprint": key.recovery_key_fingerprint,
+                "created_at": key.created_at,
+            },
+        )
+
+    async def site_key(self, site_id: int, data_key_id: str) -> SiteKeyRecord | None:
+        def fn(conn: Connection) -> SiteKeyRecord | None:
+            row = conn.execute(
+                select(SITE_KEYS).where(
+                    SITE_KEYS.c.site_id == site_id, SITE_KEYS.c.data_key_id == data_key_id
+                )
+            ).first()
+            return None if row is None else _key(row)
+
+        return await self._read(fn)
+
+    async def site_keys(self, site: str) -> list[SiteKeyRecord]:
+        def fn(conn: Connection) -> list[SiteKeyRecord]:
+            site_id = site_id_of(conn, site)
+            rows = conn.execute(
+                select(SITE_KEYS)
+                .where(SITE_KEYS.c.site_id == site_id)
+                .order_by(SITE_KEYS.c.created_at, SITE_KEYS.c.data_key_id)
+            )
+            return [_key(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def chunks(self, site_id: int, ids: Sequence[str]) -> dict[str, ChunkRecord]:
+        wanted = list(dict.fromkeys(ids))
+
+        def fn(conn: Connection) -> dict[str, ChunkRecord]:
+            found: dict[str, ChunkRecord] = {}
+            for at in range(0, len(wanted), _IN_BATCH):
+                rows = conn.execute(
+                    select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256).where(
+                        CHUNKS.c.site_id == site_id,
+                        CHUNKS.c.chunk_id.in_(wanted[at : at + _IN_BATCH]),
+                    )
+                )
+                for r in rows:
+                    found[r.chunk_id] = ChunkRecord(r.chunk_id, int(r.size), r.sha256)
+            return found
+
+        return await self._read(fn) if wanted else {}
+
+    async def add_chunk(self, site_id: int, chunk: ChunkRecord, now: dt.datetime) -> bool:
+        return await self._insert(
+            CHUNKS,
+            {
+                "site_id": site_id,
+                "chunk_id": chunk.chunk_id,
+                "size": chunk.size,
+                "sha256": chunk.sha256,
+                "stored_at": now,
+            },
+        )
+
+    async def snapshot(self, site_id: int, snapshot_id: str) -> SnapshotRecord | None:
+        def fn(conn: Connection) -> SnapshotRecord | None:
+            row = conn.execute(
+                select(SNAPSHOTS).where(
+                    SNAPSHOTS.c.site_id == site_id, SNAPSHOTS.c.snapshot_id == snapshot_id
+                )
+            ).first()
+            return None if row is None else _snapshot(row)
+
+        return await self._read(fn)
+
+    async def add_snapshot(self, site_id: int, snap: SnapshotRecord) -> bool:
+        return await self._insert(
+            SNAPSHOTS,
+            {
+                "site_id": site_id,
+                "snapshot_id": snap.snapshot_id,
+                "kind": snap.kind,
+                "created_at": snap.created_at,
+                "committed_at": snap.committed_at,
+                "entries": snap.entries,
+                "size": snap.size,
+                "data_key_id": snap.data_key_id,
+                "backup_run_id": snap.backup_run_id,
+                "chunks": snap.chunks,
+                "stored_bytes": snap.stored_bytes,
+                "record_sha256": snap.record_sha256,
+            },
+        )
+
+    async def find_snapshot(self, site: str, snapshot_id: str) -> SnapshotRecord:
+        def fn(conn: Connection) -> SnapshotRecord:
+            site_id = site_id_of(conn, site)
+            row = conn.execute(
+                select(SNAPSHOTS).where(
+                    SNAPSHOTS.c.site_id == site_id, SNAPSHOTS.c.snapshot_id == snapshot_id
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"site {site} has no snapshot {snapshot_id}")
+            return _snapshot(row)
+
+        return await self._read(fn)
+
+    async def list_snapshots(self, site: str, *, kind: str, limit: int) -> list[SnapshotRecord]:
+        def fn(conn: Connection) -> list[SnapshotRecord]:
+            site_id = site_id_of(conn, site)
+            query = select(SNAPSHOTS).where(SNAPSHOTS.c.site_id == site_id)
+            if kind:
+                query = query.where(SNAPSHOTS.c.kind == kind)
+            query = query.order_by(
+                SNAPSHOTS.c.created_at.desc(), SNAPSHOTS.c.committed_at.desc()
+            ).limit(limit)
+            return [_snapshot(r) for r in conn.execute(query)]
+
+        return await self._read(fn)
+
+
+def _key(row: Row[Any]) -> SiteKeyRecord:
+    return SiteKeyRecord(
+        data_key_id=row.data_key_id,
+        sealed_key=row.sealed_key,
+        recovery_key_fingerprint=row.recovery_key_fingerprint,
+        created_at=utc(row.created_at),
+    )
+
+
+def _snapshot(row: Row[Any]) -> SnapshotRecord:
+    return SnapshotRecord(
+        snapshot_id=row.snapshot_id,
+        kind=row.kind,
+        created_at=utc(row.created_at),
+        committed_at=utc(row.committed_at),
+        entries=int(row.entries),
+        size=int(row.size),
+        data_key_id=row.data_key_id,
+        backup_run_id=row.backup_run_id,
+        chunks=int(row.chunks),
+        stored_bytes=int(row.stored_bytes),
+        record_sha256=row.record_sha256,
+    )

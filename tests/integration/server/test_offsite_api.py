@@ -1,0 +1,308 @@
+"""The off-site store RPCs end to end: a real server on loopback (SQLite and PostgreSQL),
+its filesystem store, real grpc channels, sealed data from the real vault."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from storesafe.v1 import admin_pb2, agent_pb2, agent_pb2_grpc
+
+from common.vault.chunks import open_chunk
+from common.vault.datakey import open_data_key
+from common.vault.sitekeys import SiteKeys
+from common.vault.snapshot import open_snapshot
+from tests.support.offsite import SiteUpload, put_request, site_upload
+from tests.support.server import ServerHandle, enroll_agent, start_server
+
+
+def agent_stub(server: ServerHandle) -> agent_pb2_grpc.AgentServiceStub:
+    creds = grpc.ssl_channel_credentials(server.ca_path.read_bytes())
+    return agent_pb2_grpc.AgentServiceStub(grpc.secure_channel(server.address, creds))
+
+
+def bearer(credential: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {credential}")]
+
+
+def code_of(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as err:
+        call()  # type: ignore[operator]
+    return err.value.code()  # type: ignore[no-any-return]
+
+
+def upload(s: agent_pb2_grpc.AgentServiceStub, md: list[tuple[str, str]], up: SiteUpload) -> None:
+    s.PutSiteKey(up.site_key_request(), metadata=md, timeout=10)
+    s.PutChunks(iter([put_request(c) for c in up.chunks]), metadata=md, timeout=30)
+    s.CommitSnapshot(iter(up.commit_requests()), metadata=md, timeout=30)
+
+
+def test_upload_commit_and_restore_round_trip(db_url: str, tmp_path: Path) -> None:
+    server = start_server(tmp_path, db_url=db_url)
+    try:
+        site = "off-round"
+        md = bearer(enroll_agent(server, site))
+        s = agent_stub(server)
+        up = site_upload(site)
+        ids = [c.chunk_id for c in up.chunks]
+
+        assert not s.PutSiteKey(up.site_key_request(), metadata=md, timeout=10).duplicate
+        assert s.PutSiteKey(up.site_key_request(site), metadata=md, timeout=10).duplicate
+        missing = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=ids), metadata=md, timeout=10)
+        assert list(missing.missing) == ids
+
+        first = s.PutChunks(iter([put_request(c) for c in up.chunks]), metadata=md, timeout=30)
+        assert (first.stored, first.duplicates) == (len(ids), 0)
+        assert first.bytes_stored == sum(len(c.blob) for c in up.chunks)
+        again = s.PutChunks(iter([put_request(c) for c in up.chunks]), metadata=md, timeout=30)
+        assert (again.stored, again.duplicates, again.bytes_stored) == (0, len(ids), 0)
+        missing = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=ids), metadata=md, timeout=10)
+        assert list(missing.missing) == []
+
+        commit = up.commit_requests(batch=2)
+        assert len(commit) > 2  # header and more than one reference batch
+        assert not s.CommitSnapshot(iter(commit), metadata=md, timeout=30).duplicate
+        assert s.CommitSnapshot(iter(commit), metadata=md, timeout=30).duplicate
+
+        store = server.data_dir / "store" / "sites" / site
+        snap_id = up.snapshot.snapshot_id
+        assert (store / "snapshots" / snap_id).read_bytes() == up.snapshot.record
+        assert (store / "refs" / snap_id).is_file()
+        assert (store / "chunks" / ids[0][:2] / ids[0]).read_bytes() == up.chunks[0].blob
+
+        # the restore side: an admin reads it all back and the key file opens it
+        admin, amd = server.admin_stub(), server.admin_metadata
+        listed = admin.ListSnapshots(
+            admin_pb2.ListSnapshotsRequest(site=site), metadata=amd, timeout=10
+        ).snapshots
+        assert [x.snapshot_id for x in listed] == [snap_id]
+        assert listed[0].chunks == len(up.snapshot.references)
+        assert listed[0].stored_bytes == sum(len(c.blob) for c in up.chunks)
+        assert listed[0].entries == len(up.files)
+        got = admin.GetSnapshot(
+            admin_pb2.GetSnapshotRequest(site=site, kind=agent_pb2.SNAPSHOT_KIND_IMAGES),
+            metadata=amd,
+            timeout=10,
+        )
+        assert got.snapshot.snapshot_id == snap_id and got.record == up.snapshot.record
+        keys = admin.ListSiteKeys(
+            admin_pb2.ListSiteKeysRequest(site=site), metadata=amd, timeout=10
+        ).keys
+        assert [k.data_key_id for k in keys] == [up.keys.key_id_hex]
+        site_keys = SiteKeys.derive(site, open_data_key(keys[0].sealed_key, site, up.fleet))
+        fetched = {
+            c.id: c.data
+            for c in admin.FetchChunks(
+                admin_pb2.FetchChunksRequest(site=site, ids=ids), metadata=amd, timeout=30
+            )
+        }
+        assert list(fetched) == ids
+        opened = open_snapshot(site_keys, snap_id, got.record, fetched.__getitem__)
+        for entry in opened.entries:
+            plain = b"".join(open_chunk(site_keys, cid, fetched[cid]) for cid, _ in entry.chunks)
+            assert plain == up.files[entry.path]
+    finally:
+        server.stop()
+
+
+def test_duplicates_conflicts_digests_and_bad_input(shared_server: ServerHandle) -> None:
+    site = "off-bad"
+    md = bearer(enroll_agent(shared_server, site))
+    s = agent_stub(shared_server)
+    up = site_upload(site)
+    chunk = up.chunks[0]
+
+    def put(*reqs: agent_pb2.PutChunkRequest) -> agent_pb2.PutChunksResponse:
+        return s.PutChunks(iter(reqs), metadata=md, timeout=30)
+
+    def missing(*ids: str) -> list[str]:
+        reply = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=ids), metadata=md, timeout=10)
+        return list(reply.missing)
+
+    # a digest that does not match stores nothing
+    assert code_of(lambda: put(put_request(chunk, sha256=bytes(32)))) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert missing(chunk.chunk_id) == [chunk.chunk_id]
+    assert put(put_request(chunk)).stored == 1
+    assert put(put_request(chunk)).duplicates == 1
+    other = chunk.blob[:-1] + bytes([chunk.blob[-1] ^ 1])
+    conflicting = put_request(chunk, data=other, sha256=hashlib.sha256(other).digest())
+    assert code_of(lambda: put(conflicting)) == grpc.StatusCode.ALREADY_EXISTS
+    for bad in (
+        put_request(chunk, id="ABC"),
+        put_request(chunk, id="../" + chunk.chunk_id[3:]),
+        put_request(chunk, sha256=b"short"),
+    ):
+        assert code_of(lambda bad=bad: put(bad)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: put(put_request(chunk, site="off-other"))) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    too_many = [f"{i:064x}" for i in range(1001)]
+    assert code_of(lambda: missing(*too_many)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert code_of(lambda: missing("nothex")) == grpc.StatusCode.INVALID_ARGUMENT
+
+    def commit(reqs: list[agent_pb2.CommitSnapshotRequest]) -> bool:
+        return s.CommitSnapshot(iter(reqs), metadata=md, timeout=30).duplicate
+
+    # the data key must be registered first
+    assert code_of(lambda: commit(up.commit_requests())) == grpc.StatusCode.FAILED_PRECONDITION
+    s.PutSiteKey(up.site_key_request(), metadata=md, timeout=10)
+    # every reference must be stored: the refusal names the missing ones
+    with pytest.raises(grpc.RpcError) as err:
+        commit(up.commit_requests())
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert up.chunks[1].chunk_id in (err.value.details() or "")
+    assert chunk.chunk_id not in (err.value.details() or "")
+    put(*[put_request(c) for c in up.chunks[1:]])
+    for bad_header in (
+        up.header(reference_count=len(up.snapshot.references) + 1),
+        up.header(record_sha256=bytes(32)),
+        up.header(kind=agent_pb2.SNAPSHOT_KIND_UNSPECIFIED),
+        up.header(snapshot_id="x" * 64),
+        up.header(record=b"x" * (1024 * 1024 + 1)),
+    ):
+        reqs = up.commit_requests(header=bad_header)
+        assert code_of(lambda reqs=reqs: commit(reqs)) == grpc.StatusCode.INVALID_ARGUMENT
+    no_header = up.commit_requests()[1:]
+    assert code_of(lambda: commit(no_header)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert commit(up.commit_requests()) is False
+    assert commit(up.commit_requests(batch=1000)) is True
+    changed = up.header(record=b"other", record_sha256=hashlib.sha256(b"other").digest())
+    assert code_of(lambda: commit(up.commit_requests(header=changed))) == (
+        grpc.StatusCode.ALREADY_EXISTS
+    )
+    # a key sealed for another site is not this site's
+    foreign = site_upload("off-elsewhere")
+    req = foreign.site_key_request()
+    assert code_of(lambda: s.PutSiteKey(req, metadata=md, timeout=10)) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+
+
+def test_a_sixteen_mib_chunk_fits_and_a_bigger_one_is_refused(shared_server: ServerHandle) -> None:
+    md = bearer(enroll_agent(shared_server, "off-big"))
+    s = agent_stub(shared_server)
+    data = bytes(range(256)) * (16 * 1024 * 4)  # exactly 16 MiB
+    big = agent_pb2.PutChunkRequest(
+        id="ab" * 32, data=data, sha256=hashlib.sha256(data).digest()
+    )
+    assert s.PutChunks(iter([big]), metadata=md, timeout=60).stored == 1
+    more = data + b"x"
+    bigger = agent_pb2.PutChunkRequest(
+        id="cd" * 32, data=more, sha256=hashlib.sha256(more).digest()
+    )
+    assert code_of(lambda: s.PutChunks(iter([bigger]), metadata=md, timeout=60)) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+    # other methods keep their small limit
+    huge = agent_pb2.MissingChunksRequest(site="x" * (5 * 1024 * 1024))
+    assert code_of(lambda: s.MissingChunks(huge, metadata=md, timeout=30)) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+
+
+def test_sites_cannot_see_or_use_each_others_chunks(shared_server: ServerHandle) -> None:
+    md_a = bearer(enroll_agent(shared_server, "off-a"))
+    md_b = bearer(enroll_agent(shared_server, "off-b"))
+    s = agent_stub(shared_server)
+    up_a, up_b = site_upload("off-a"), site_upload("off-b")
+    upload(s, md_b, up_b)
+    b_ids = [c.chunk_id for c in up_b.chunks]
+    reply = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=b_ids), metadata=md_a, timeout=10)
+    assert list(reply.missing) == b_ids
+    # A's snapshot naming B's chunks (B's id as A's reference) is refused
+    s.PutSiteKey(up_a.site_key_request(), metadata=md_a, timeout=10)
+    s.PutChunks(iter([put_request(c) for c in up_a.chunks]), metadata=md_a, timeout=30)
+    header = up_a.header(reference_count=len(up_a.snapshot.references) + 1)
+    reqs = [*up_a.commit_requests(header=header), agent_pb2.CommitSnapshotRequest(references=b_ids[:1])]
+    assert code_of(lambda: s.CommitSnapshot(iter(reqs), metadata=md_a, timeout=30)) == (
+        grpc.StatusCode.FAILED_PRECONDITION
+    )
+    admin, amd = shared_server.admin_stub(), shared_server.admin_metadata
+    fetch = admin_pb2.FetchChunksRequest(site="off-a", ids=[up_a.chunks[0].chunk_id, b_ids[0]])
+    with pytest.raises(grpc.RpcError) as err:
+        list(admin.FetchChunks(fetch, metadata=amd, timeout=30))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert b_ids[0] in (err.value.details() or "")
+    listed = admin.ListSnapshots(
+        admin_pb2.ListSnapshotsRequest(site="off-a"), metadata=amd, timeout=10
+    ).snapshots
+    assert list(listed) == []
+    # B's snapshot under A's key-file listing shows only B's own
+    listed = admin.ListSnapshots(
+        admin_pb2.ListSnapshotsRequest(site="off-b"), metadata=amd, timeout=10
+    ).snapshots
+    assert [x.snapshot_id for x in listed] == [up_b.snapshot.snapshot_id]
+
+
+def test_agent_and_admin_credentials_stay_apart(shared_server: ServerHandle) -> None:
+    site = "off-creds"
+    cred = enroll_agent(shared_server, site)
+    s = agent_stub(shared_server)
+    up = site_upload(site)
+    admin_md = shared_server.admin_metadata
+    for call in (
+        lambda md: s.PutSiteKey(up.site_key_request(), metadata=md, timeout=10),
+        lambda md: s.PutChunks(iter([put_request(up.chunks[0])]), metadata=md, timeout=10),
+        lambda md: s.CommitSnapshot(iter(up.commit_requests()), metadata=md, timeout=10),
+        lambda md: s.MissingChunks(agent_pb2.MissingChunksRequest(), metadata=md, timeout=10),
+    ):
+        assert code_of(lambda call=call: call(admin_md)) == grpc.StatusCode.UNAUTHENTICATED
+        assert code_of(lambda call=call: call([])) == grpc.StatusCode.UNAUTHENTICATED
+    admin = shared_server.admin_stub()
+    for admin_call in (
+        lambda: admin.ListSnapshots(
+            admin_pb2.ListSnapshotsRequest(site=site), metadata=bearer(cred), timeout=10
+        ),
+        lambda: list(
+            admin.FetchChunks(
+                admin_pb2.FetchChunksRequest(site=site), metadata=bearer(cred), timeout=10
+            )
+        ),
+        lambda: admin.ListSiteKeys(
+            admin_pb2.ListSiteKeysRequest(site=site), metadata=bearer(cred), timeout=10
+        ),
+    ):
+        assert code_of(admin_call) == grpc.StatusCode.UNAUTHENTICATED
+    # a revoked agent is refused at once
+    admin.RevokeAgents(admin_pb2.RevokeAgentsRequest(site=site), metadata=admin_md, timeout=10)
+    assert code_of(
+        lambda: s.PutChunks(iter([put_request(up.chunks[0])]), metadata=bearer(cred), timeout=10)
+    ) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_cut_upload_keeps_every_chunk_that_arrived_whole(shared_server: ServerHandle) -> None:
+    site = "off-cut"
+    md = bearer(enroll_agent(shared_server, site))
+    s = agent_stub(shared_server)
+    up = site_upload(site)
+    ids = [c.chunk_id for c in up.content]
+    arrived = threading.Event()
+
+    def missing() -> list[str]:
+        reply = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=ids), metadata=md, timeout=10)
+        return list(reply.missing)
+
+    def requests() -> Iterator[agent_pb2.PutChunkRequest]:
+        yield put_request(up.content[0])
+        yield put_request(up.content[1])
+        deadline = time.monotonic() + 30  # wait until the server stored both (not a timing test)
+        while missing() != ids[2:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        arrived.set()
+        raise ConnectionResetError("the shop's line dropped")
+
+    assert code_of(lambda: s.PutChunks(requests(), metadata=md, timeout=60)) in (
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,  # grpcio's client side reports the iterator's exception
+    )
+    assert arrived.is_set()
+    assert missing() == ids[2:]
+    s.PutChunks(iter([put_request(c) for c in up.content[2:]]), metadata=md, timeout=30)
+    assert missing() == []

@@ -1,0 +1,91 @@
+"""The off-site store's index in SQL (SQLite and PostgreSQL): create-only rows, one site's
+rows invisible to another, newest-first snapshot lists."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from sqlalchemy import insert
+
+from common.errors import NotFound
+from server.db.engine import make_engine, migrate
+from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
+from server.state.store_state import SqlStoreState
+from server.state.tables import SITES
+
+T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def snap(snapshot_id: str, created: dt.datetime, kind: str = "images") -> SnapshotRecord:
+    return SnapshotRecord(
+        snapshot_id=snapshot_id,
+        kind=kind,
+        created_at=created,
+        committed_at=created,
+        entries=3,
+        size=300,
+        data_key_id="0" * 16,
+        backup_run_id="",
+        chunks=2,
+        stored_bytes=200,
+        record_sha256="f" * 64,
+    )
+
+
+def test_rows_are_create_only_and_per_site(db_url: str) -> None:
+    engine = make_engine(db_url)
+    migrate(engine)
+    with engine.begin() as conn:
+        for name in ("st-a", "st-b"):
+            conn.execute(insert(SITES).values(name=name, group="default", created_at=T0))
+    state = SqlStoreState(engine)
+
+    async def body() -> None:
+        a, b = await state.site_id("st-a"), await state.site_id("st-b")
+        key = SiteKeyRecord("1" * 16, "ssdk1:x", "ab-cd", T0)
+        assert await state.add_site_key(a, key) is True
+        assert await state.add_site_key(a, dataclass_replace(key, sealed_key="ssdk1:y")) is False
+        assert await state.site_key(a, "1" * 16) == key
+        assert await state.site_key(b, "1" * 16) is None
+        assert await state.site_keys("st-a") == [key]
+        assert await state.site_keys("st-b") == []
+
+        c1 = ChunkRecord("a" * 64, 10, "0" * 64)
+        assert await state.add_chunk(a, c1, T0) is True
+        assert await state.add_chunk(a, ChunkRecord("a" * 64, 11, "1" * 64), T0) is False
+        assert await state.chunks(a, ["a" * 64, "b" * 64]) == {"a" * 64: c1}
+        assert await state.chunks(b, ["a" * 64]) == {}
+        many = [f"{i:064x}" for i in range(1200)]  # past one IN batch
+        for one in many[:3]:
+            await state.add_chunk(a, ChunkRecord(one, 1, "0" * 64), T0)
+        assert set(await state.chunks(a, many)) == set(many[:3])
+
+        old, new = snap("1" * 64, T0), snap("2" * 64, T0 + dt.timedelta(days=1))
+        db = snap("3" * 64, T0 + dt.timedelta(days=2), kind="database")
+        for one in (old, new, db):
+            assert await state.add_snapshot(a, one) is True
+        assert await state.add_snapshot(a, old) is False
+        listed = await state.list_snapshots("st-a", kind="images", limit=10)
+        assert [x.snapshot_id for x in listed] == [new.snapshot_id, old.snapshot_id]
+        every = await state.list_snapshots("st-a", kind="", limit=2)
+        assert [x.snapshot_id for x in every] == [db.snapshot_id, new.snapshot_id]
+        assert await state.snapshot(a, old.snapshot_id) == old
+        assert await state.snapshot(b, old.snapshot_id) is None
+        assert await state.find_snapshot("st-a", new.snapshot_id) == new
+        with pytest.raises(NotFound):
+            await state.find_snapshot("st-b", new.snapshot_id)
+        with pytest.raises(NotFound):
+            await state.list_snapshots("nosuch", kind="", limit=5)
+
+    try:
+        asyncio.run(body())
+    finally:
+        engine.dispose()
+
+
+def dataclass_replace(key: SiteKeyRecord, **changes: str) -> SiteKeyRecord:
+    import dataclasses
+
+    return dataclasses.replace(key, **changes)
