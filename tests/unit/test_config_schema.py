@@ -100,5 +100,5 @@ def test_upload_recovery_key_takes_only_a_fleet_public_key() -> None:
     assert key.parse("") == ""
     with pytest.raises(InvalidArgument, match="is not a fleet public key"):
         key.parse("ssdk1:AAAA")
-    with pytest.raises(InvalidArgument, match="upload.recovery_key"):
+    with pytest.raises(InvalidArgument, match=r"upload\.recovery_key"):
         key.parse(text[:-3])
