@@ -34,7 +34,7 @@ from tests.support.upload import upload
 
 FILES = {
     "2026/11/scan-001.jpg": random.Random(1).randbytes(30_000),
-    "2026/11/scan-002.pdf": random.Random(2).randbytes(1_200_000),
+    "2026/11/scan-002.pdf": random.Random(2).randbytes(5_000_000),  # two chunks or more
     "2026/12/scan-001-copy.jpg": random.Random(1).randbytes(30_000),
     "empty.txt": b"",
     "notes/é ü.txt": "ünïcode\n".encode(),

@@ -189,9 +189,7 @@ def test_a_sixteen_mib_chunk_fits_and_a_bigger_one_is_refused(shared_server: Ser
     md = bearer(enroll_agent(shared_server, "off-big"))
     s = agent_stub(shared_server)
     data = bytes(range(256)) * (16 * 1024 * 4)  # exactly 16 MiB
-    big = agent_pb2.PutChunkRequest(
-        id="ab" * 32, data=data, sha256=hashlib.sha256(data).digest()
-    )
+    big = agent_pb2.PutChunkRequest(id="ab" * 32, data=data, sha256=hashlib.sha256(data).digest())
     assert s.PutChunks(iter([big]), metadata=md, timeout=60).stored == 1
     more = data + b"x"
     bigger = agent_pb2.PutChunkRequest(
@@ -220,7 +218,10 @@ def test_sites_cannot_see_or_use_each_others_chunks(shared_server: ServerHandle)
     s.PutSiteKey(up_a.site_key_request(), metadata=md_a, timeout=10)
     s.PutChunks(iter([put_request(c) for c in up_a.chunks]), metadata=md_a, timeout=30)
     header = up_a.header(reference_count=len(up_a.snapshot.references) + 1)
-    reqs = [*up_a.commit_requests(header=header), agent_pb2.CommitSnapshotRequest(references=b_ids[:1])]
+    reqs = [
+        *up_a.commit_requests(header=header),
+        agent_pb2.CommitSnapshotRequest(references=b_ids[:1]),
+    ]
     assert code_of(lambda: s.CommitSnapshot(iter(reqs), metadata=md_a, timeout=30)) == (
         grpc.StatusCode.FAILED_PRECONDITION
     )
@@ -272,9 +273,14 @@ def test_agent_and_admin_credentials_stay_apart(shared_server: ServerHandle) -> 
         assert code_of(admin_call) == grpc.StatusCode.UNAUTHENTICATED
     # a revoked agent is refused at once
     admin.RevokeAgents(admin_pb2.RevokeAgentsRequest(site=site), metadata=admin_md, timeout=10)
-    assert code_of(
-        lambda: s.PutChunks(iter([put_request(up.chunks[0])]), metadata=bearer(cred), timeout=10)
-    ) == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        code_of(
+            lambda: s.PutChunks(
+                iter([put_request(up.chunks[0])]), metadata=bearer(cred), timeout=10
+            )
+        )
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
 
 
 def test_a_cut_upload_keeps_every_chunk_that_arrived_whole(shared_server: ServerHandle) -> None:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from cli import restore
+from common.vault.chunks import open_chunk
 from common.vault.keyfile import write_key_file
 from common.vault.keys import FleetPrivateKey
 from tests.support.cli import NOW, FakeStoreClient, invoke
@@ -23,7 +24,7 @@ def _bytes(seed: int, size: int) -> bytes:
 
 FILES: Files = {
     "2026/11/scan-001.jpg": _bytes(1, 40_000),
-    "2026/11/scan-002.jpg": _bytes(2, 1_500_000),  # several chunks
+    "2026/11/scan-002.jpg": _bytes(2, 5_000_000),  # over 4 MiB: two chunks or more
     "2026/12/copy-of-001.jpg": _bytes(1, 40_000),  # the same bytes as scan-001
     "empty.txt": b"",
     "readme.txt": b"hello\n",
@@ -71,7 +72,7 @@ def test_restores_every_file_with_its_bytes_and_mtime(
     assert _tree(tmp_path / "out") == _expected(FILES)
     assert out == (
         f"Snapshot {snap.snapshot_id[:12]} (taken 2026-11-26T21:00:00Z) to {tmp_path / 'out'}: "
-        "5 files restored (1.5 MiB), 0 already there and checked, 0 not restored.\n"
+        "5 files restored (4.8 MiB), 0 already there and checked, 0 not restored.\n"
     )
     fetched = [i for batch in client.fetches for i in batch]
     assert len(fetched) == len(set(fetched))  # the shared chunk came once
@@ -137,6 +138,7 @@ def test_batches_stay_small_and_split_files(
     assert (code, err) == (0, "")
     assert _tree(tmp_path / "out") == _expected(FILES)
     content = client.fetches[1:]
+    assert len(_chunks_of(site, client, "2026/11/scan-002.jpg")) >= 2  # a file split by batches
     assert all(len(batch) == 1 for batch in content)
     assert len(content) == len(snap.chunks) - len(snap.parts) + 1
 
@@ -145,7 +147,7 @@ def test_a_tampered_chunk_is_named_with_the_files_it_breaks(
     tmp_path: Path, site: SealedSite, key_file: Path
 ) -> None:
     client = FakeStoreClient(site, seal_files(site, FILES))
-    shared = orjson.loads(_manifest_line(site, client, "2026/11/scan-001.jpg"))["c"][0][0]
+    (shared,) = _chunks_of(site, client, "2026/11/scan-001.jpg")
     blob = bytearray(client.chunks[shared])
     blob[-20] ^= 1
     client.chunks[shared] = bytes(blob)
@@ -164,7 +166,7 @@ def test_a_tampered_chunk_is_named_with_the_files_it_breaks(
 
 def test_a_missing_chunk_is_named(tmp_path: Path, site: SealedSite, key_file: Path) -> None:
     client = FakeStoreClient(site, seal_files(site, FILES))
-    gone = orjson.loads(_manifest_line(site, client, "readme.txt"))["c"][0][0]
+    (gone,) = _chunks_of(site, client, "readme.txt")
     del client.chunks[gone]
     code, _, err = _run(client, key_file, tmp_path / "out")
     assert code == 5
@@ -241,9 +243,9 @@ def test_a_snapshot_is_chosen_by_the_start_of_its_id(
     assert (code, err) == (2, "error: 'zz' is not a snapshot id (hex, as listed)\n")
 
 
-def _manifest_line(site: SealedSite, client: FakeStoreClient, path: str) -> bytes:
-    from common.vault.chunks import open_chunk
-
+def _chunks_of(site: SealedSite, client: FakeStoreClient, path: str) -> list[str]:
+    """The chunk ids of `path` in the newest snapshot, read from its manifest."""
     snap = client.snapshots[0]
     manifest = b"".join(open_chunk(site.keys, p, client.chunks[p]) for p in snap.parts)
-    return next(line for line in manifest.splitlines() if orjson.loads(line)["p"] == path)
+    entry = next(orjson.loads(x) for x in manifest.splitlines() if orjson.loads(x)["p"] == path)
+    return [chunk_id for chunk_id, _ in entry["c"]]
