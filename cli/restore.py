@@ -325,6 +325,11 @@ def restore(
     """Restore the snapshot `snapshot_id` of `site` (the newest when empty) into `folder`."""
     wanted = find_snapshot(source, site, snapshot_id) if snapshot_id else ""
     sealed = source.get_snapshot(site, wanted, kind=KIND)
+    if wanted and sealed.snapshot.snapshot_id != wanted:
+        raise FailedPrecondition(
+            f"asked for snapshot {wanted[:SHORT_ID]}, the server sent "
+            f"{sealed.snapshot.snapshot_id[:SHORT_ID]}: nothing was written"
+        )
     keys = site_keys(source, site, key, sealed.snapshot.data_key_id)
     snapshot = open_sealed(source, keys, sealed)
     entries = select(snapshot.entries, prefix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -228,8 +229,6 @@ def test_a_link_in_the_target_is_never_followed(
 def test_a_snapshot_is_chosen_by_the_start_of_its_id(
     tmp_path: Path, site: SealedSite, key_file: Path
 ) -> None:
-    import datetime as dt
-
     old = seal_files(site, {"a.txt": b"old\n"}, NOW - dt.timedelta(days=2))
     new = seal_files(site, {"a.txt": b"new\n"}, NOW - dt.timedelta(days=1))
     client = FakeStoreClient(site, old, new)
@@ -241,6 +240,23 @@ def test_a_snapshot_is_chosen_by_the_start_of_its_id(
     assert (tmp_path / "old" / "a.txt").read_bytes() == b"old\n"
     code, _, err = _run(client, key_file, tmp_path / "x", "--snapshot", "zz")
     assert (code, err) == (2, "error: 'zz' is not a snapshot id (hex, as listed)\n")
+
+
+def test_another_snapshot_than_the_one_asked_for_is_refused(
+    tmp_path: Path, site: SealedSite, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = seal_files(site, {"a.txt": b"old\n"}, NOW - dt.timedelta(days=2))
+    new = seal_files(site, {"a.txt": b"new\n"}, NOW - dt.timedelta(days=1))
+    client = FakeStoreClient(site, old, new)
+    newest = client.get_snapshot("shop-a")
+    monkeypatch.setattr(client, "get_snapshot", lambda *args, **kwargs: newest)
+    code, _, err = _run(client, key_file, tmp_path / "x", "--snapshot", old.snapshot_id)
+    assert code == 5
+    assert err == (
+        f"error: asked for snapshot {old.snapshot_id[:12]}, the server sent "
+        f"{new.snapshot_id[:12]}: nothing was written\n"
+    )
+    assert not (tmp_path / "x").exists()
 
 
 def _chunks_of(site: SealedSite, client: FakeStoreClient, path: str) -> list[str]:
