@@ -167,3 +167,31 @@ def test_a_path_attack_in_a_manifest_is_refused(server: ServerHandle, tmp_path: 
     assert "'a/../../escaped.txt' has a '..' part" in result.stderr
     assert not (tmp_path / "nest" / "escaped.txt").exists()
     assert not out.exists()
+
+
+def test_a_chunk_gone_from_the_store_is_named(server: ServerHandle, tmp_path: Path) -> None:
+    site, key_file, credential = _site(server, tmp_path)
+    snap = seal_files(site, FILES)
+    upload(server, credential, site, snap)
+    manifest = b"".join(open_chunk(site.keys, p, snap.chunks[p]) for p in snap.parts)
+    entry = next(
+        orjson.loads(line)
+        for line in manifest.splitlines()
+        if orjson.loads(line)["p"] == "empty.txt"
+    )
+    assert entry["c"] == []
+    lost = next(
+        orjson.loads(line)["c"][0][0]
+        for line in manifest.splitlines()
+        if orjson.loads(line)["p"] == "notes/é ü.txt"
+    )
+    _stored(server, lost).unlink()
+
+    out = tmp_path / "restored"
+    result = cli(server, "images", "restore", site.site, "--to", str(out), "--key", str(key_file))
+    assert result.exit_code == 5, result.output
+    assert result.stderr.splitlines()[0] == (
+        f"error: chunk {lost} is missing from the store; it breaks 1 file(s), not restored: "
+        "'notes/é ü.txt'"
+    )
+    assert set(_tree(out)) == set(FILES) - {"notes/é ü.txt"}
