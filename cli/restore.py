@@ -30,7 +30,7 @@ from common.vault.datakey import open_data_key
 from common.vault.errors import BadKeyText, VaultError, WrongKey
 from common.vault.keys import FleetPrivateKey
 from common.vault.manifest import Entry
-from common.vault.paths import check_path
+from common.vault.paths import check_path, collision_key
 from common.vault.sitekeys import SiteKeys
 from common.vault.snapshot import Snapshot, open_record, open_snapshot
 
@@ -163,7 +163,17 @@ def triage(
 ) -> list[tuple[Entry, Path]]:
     """The files to write; those already restored are counted, those in the way named."""
     todo: list[tuple[Entry, Path]] = []
+    folds = target.folds_names()
+    names: dict[str, str] = {}  # collision key -> the path that has it
     for entry in entries:
+        if folds:
+            first = names.setdefault(collision_key(entry.path), entry.path)
+            if first != entry.path:
+                outcome.failures.append(
+                    f"{quote(entry.path)} is not restored: this file system takes it for "
+                    f"{quote(first)} (same name but for case or Unicode form)"
+                )
+                continue
         try:
             final = target.path_of(entry.path)
             st = os.lstat(final)

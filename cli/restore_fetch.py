@@ -2,9 +2,10 @@
 
 A batch asks for at most 1,000 distinct ids (the server's limit) and at most
 `BATCH_BYTES` of plaintext, so memory holds one batch and the cache, never a
-file. Each chunk is opened with the site's keys (`open_chunk` checks its
-seal and its keyed id); a chunk that fails, or that the store does not hold,
-is remembered with its one sentence and never asked for again. A chunk used
+file, and one call ends within the CLI's deadline on a slow link. Each chunk
+is opened with the site's keys (`open_chunk` checks its seal and its keyed
+id); a chunk that fails, or that the store does not hold, is remembered with
+its one sentence and never asked for again. A chunk used
 again later in the restore stays in a least-recently-used cache of
 `CACHE_BYTES`; one that falls out of it is fetched again when needed.
 """
@@ -21,7 +22,7 @@ from common.vault.errors import VaultError
 from common.vault.sitekeys import SiteKeys
 
 BATCH_IDS = 1000
-BATCH_BYTES = 32 * 1024 * 1024
+BATCH_BYTES = 8 * 1024 * 1024  # one call must end within the CLI's --timeout (30 s default)
 CACHE_BYTES = 32 * 1024 * 1024
 
 

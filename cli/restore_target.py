@@ -44,6 +44,19 @@ class Target:
             raise FailedPrecondition(f"{folder} exists and is not a folder")
         self.shown = str(folder)
 
+    def folds_names(self) -> bool:
+        """Whether this folder's file system takes two spellings of a name (case, Unicode
+        form) for one file, found by a probe file; then `collision_key` decides clashes."""
+        probe = self.root / f"{TEMP_PREFIX}probe-{secrets.token_hex(4)}-Ab.tmp"
+        try:
+            probe.touch(exist_ok=False)
+        except OSError as err:
+            raise FailedPrecondition(f"cannot write in {self.shown}: {err.strerror}") from None
+        try:
+            return (self.root / probe.name.swapcase()).exists()
+        finally:
+            probe.unlink(missing_ok=True)
+
     def path_of(self, path: str) -> Path:
         """Where snapshot `path` goes; UnsafePath when a link or a file is in the way."""
         parts = check_path(path).split("/")

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from cli.client import AdminClient, Settings
@@ -33,6 +34,7 @@ from cli.models import (
     SiteSummary,
     SnapshotSummary,
 )
+from cli.restore_target import Target
 from common.clock import FakeClock
 from common.errors import NotFound
 from tests.support.sealed import Sealed, SealedSite
@@ -269,3 +271,9 @@ class FakeStoreClient(FakeAdminClient):
             if chunk_id not in self.chunks:
                 raise NotFound(f"the store holds no chunk {chunk_id} for site {site}")
             yield chunk_id, self.chunks[chunk_id]
+
+
+def pretend_names_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restores see a target file system that folds case and Unicode form (NTFS, APFS),
+    which a Linux test machine's file systems do not."""
+    monkeypatch.setattr(Target, "folds_names", lambda self: True)

@@ -15,7 +15,7 @@ from cli import restore
 from common.vault.chunks import open_chunk
 from common.vault.keyfile import write_key_file
 from common.vault.keys import FleetPrivateKey
-from tests.support.cli import NOW, FakeStoreClient, invoke
+from tests.support.cli import NOW, FakeStoreClient, invoke, pretend_names_fold
 from tests.support.sealed import Files, SealedSite, mtime_of, new_site, seal_files, seal_lines
 
 
@@ -265,3 +265,28 @@ def _chunks_of(site: SealedSite, client: FakeStoreClient, path: str) -> list[str
     manifest = b"".join(open_chunk(site.keys, p, client.chunks[p]) for p in snap.parts)
     entry = next(orjson.loads(x) for x in manifest.splitlines() if orjson.loads(x)["p"] == path)
     return [chunk_id for chunk_id, _ in entry["c"]]
+
+
+def test_names_a_folding_file_system_takes_for_one_are_not_merged(
+    tmp_path: Path, site: SealedSite, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"Scan.jpg": b"upper\n", "scan.jpg": b"lower\n", "other.jpg": b"x\n"}
+    client = FakeStoreClient(site, seal_files(site, files))
+    pretend_names_fold(monkeypatch)
+    code, _, err = _run(client, key_file, tmp_path / "out")
+    assert code == 5
+    assert err.splitlines()[0] == (
+        "error: 'scan.jpg' is not restored: this file system takes it for 'Scan.jpg' "
+        "(same name but for case or Unicode form)"
+    )
+    assert _tree(tmp_path / "out") == {
+        p: (files[p], mtime_of(p)) for p in ("Scan.jpg", "other.jpg")
+    }
+
+
+def test_the_probe_finds_that_this_file_system_does_not_fold(tmp_path: Path) -> None:
+    from cli.restore_target import Target
+
+    target = Target(tmp_path / "t")
+    assert target.folds_names() is False
+    assert list((tmp_path / "t").iterdir()) == []
