@@ -20,18 +20,19 @@ class FaultyBackend(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.calls: collections.Counter[str] = collections.Counter()
-        self._faults: dict[str, collections.deque[Exception]] = collections.defaultdict(
+        self._faults: dict[str, collections.deque[Exception | None]] = collections.defaultdict(
             collections.deque
         )
         self._gates: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def fail(self, op: str, error: Exception, times: int = 1) -> None:
-        """Queue `error` for the next `times` calls of `op` ("create", "read", ...)."""
+    def fail(self, op: str, error: Exception, times: int = 1, *, after: int = 0) -> None:
+        """Queue `error` for the next `times` calls of `op` ("create", "read", ...), once
+        `after` calls of it have passed."""
         if not hasattr(Backend, op):
             raise ValueError(f"no backend operation {op!r}")
         with self._lock:
-            self._faults[op].extend([error] * times)
+            self._faults[op].extend([None] * after + [error] * times)
 
     def gate(self, op: str) -> threading.Event:
         """Make calls of `op` wait (in their worker thread) until the returned event is set."""

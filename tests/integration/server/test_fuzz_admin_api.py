@@ -47,9 +47,14 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
 
 
 def send(ch: grpc.Channel, method: str, data: bytes, metadata: Any) -> grpc.StatusCode:
-    call = ch.unary_unary(method, request_serializer=None, response_deserializer=None)
     try:
-        call(data, metadata=metadata, timeout=10)
+        if method.endswith("/FetchChunks"):  # the one server stream
+            stream = ch.unary_stream(method, request_serializer=None, response_deserializer=None)
+            for _ in stream(data, metadata=metadata, timeout=10):
+                pass
+        else:
+            call = ch.unary_unary(method, request_serializer=None, response_deserializer=None)
+            call(data, metadata=metadata, timeout=10)
     except grpc.RpcError as err:
         return err.code()
     return grpc.StatusCode.OK

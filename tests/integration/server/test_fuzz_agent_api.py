@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
+from tests.support.offsite import put_request, site_upload
 from tests.support.protofuzz import NASTY_TEXT, hostile_bytes
 from tests.support.server import (
     PG_ENV,
@@ -97,7 +98,16 @@ def _seeds() -> dict[str, list[bytes]]:
     ack = agent_pb2.AckConfigRequest(revision=1, applied=False, error="bad value", site=SITE)
     cmd = agent_pb2.AckCommandRequest(command_id="c-0", outcome=1, message="done", site=SITE)
     watch = agent_pb2.WatchConfigRequest(running_revision=0, site=SITE)
+    up = site_upload(SITE)
     return {
+        "PutSiteKey": [up.site_key_request(SITE).SerializeToString()],
+        "MissingChunks": [
+            agent_pb2.MissingChunksRequest(
+                ids=[c.chunk_id for c in up.chunks], site=SITE
+            ).SerializeToString()
+        ],
+        "PutChunks": [put_request(c, site=SITE).SerializeToString() for c in up.chunks],
+        "CommitSnapshot": [m.SerializeToString() for m in up.commit_requests(batch=3)],
         "Enroll": [
             agent_pb2.EnrollRequest(
                 token="sset_00_11", site=SITE, hostname="pos", agent_version="1", os="w"
@@ -125,7 +135,12 @@ TYPES = {
     "AckCommand": agent_pb2.AckCommandRequest,
     "WatchConfig": agent_pb2.WatchConfigRequest,
     "Session": agent_pb2.AgentEvent,
+    "PutSiteKey": agent_pb2.PutSiteKeyRequest,
+    "MissingChunks": agent_pb2.MissingChunksRequest,
+    "PutChunks": agent_pb2.PutChunkRequest,
+    "CommitSnapshot": agent_pb2.CommitSnapshotRequest,
 }
+UPLOAD_STREAMS = ("PutChunks", "CommitSnapshot")
 # A second open ends any Session the server accepted, once it read every message before.
 END_SESSION = agent_pb2.AgentEvent(open=agent_pb2.WatchConfigRequest()).SerializeToString()
 
@@ -135,6 +150,10 @@ def payload(rpc: str) -> Any:
 
 
 SESSION_MESSAGES = st.tuples(st.booleans(), st.lists(payload("Session"), min_size=1, max_size=4))
+UPLOAD_MESSAGES = {
+    rpc: st.tuples(st.booleans(), st.lists(payload(rpc), min_size=0, max_size=4))
+    for rpc in UPLOAD_STREAMS
+}
 
 
 @pytest.fixture(
@@ -185,6 +204,9 @@ def send(ch: grpc.Channel, rpc: str, messages: list[bytes], metadata: Any) -> gr
             call = ch.stream_stream(method, request_serializer=None, response_deserializer=None)
             for _ in call(iter([*messages, END_SESSION]), metadata=metadata, timeout=10):
                 pass
+        elif rpc in UPLOAD_STREAMS:
+            call = ch.stream_unary(method, request_serializer=None, response_deserializer=None)
+            call(iter(messages), metadata=metadata, timeout=10)
         elif rpc == "WatchConfig":
             call = ch.unary_stream(method, request_serializer=None, response_deserializer=None)
             stream = call(messages[0], metadata=metadata, timeout=10)
@@ -218,7 +240,10 @@ def assert_server_healthy(server: ServerHandle, ch: grpc.Channel) -> None:
     assert " ERROR " not in log and " CRITICAL " not in log, log[-4000:]
 
 
-@pytest.mark.parametrize("rpc", ["Enroll", "CheckIn", "ReportRun", "AckConfig", "AckCommand"])
+@pytest.mark.parametrize(
+    "rpc",
+    ["Enroll", "CheckIn", "ReportRun", "AckConfig", "AckCommand", "PutSiteKey", "MissingChunks"],
+)
 def test_fuzz_unary_rpcs(fuzzed: tuple[ServerHandle, str, Any], rpc: str) -> None:
     @FUZZ
     @given(data=payload(rpc))
@@ -245,6 +270,20 @@ def test_fuzz_session(fuzzed: tuple[ServerHandle, str, Any]) -> None:
     def one(drawn: tuple[bool, list[bytes]]) -> None:
         opened, rest = drawn
         check(fuzzed, "Session", [SEEDS["Session"][0], *rest] if opened else rest)
+
+    one()
+    assert_server_healthy(fuzzed[0], fuzzed[2])
+
+
+@pytest.mark.parametrize("rpc", UPLOAD_STREAMS)
+def test_fuzz_upload_streams(fuzzed: tuple[ServerHandle, str, Any], rpc: str) -> None:
+    """Client streams of hostile messages, some after the valid first one (the header)."""
+
+    @FUZZ
+    @given(drawn=UPLOAD_MESSAGES[rpc])
+    def one(drawn: tuple[bool, list[bytes]]) -> None:
+        valid_first, rest = drawn
+        check(fuzzed, rpc, [SEEDS[rpc][0], *rest] if valid_first else rest)
 
     one()
     assert_server_healthy(fuzzed[0], fuzzed[2])
