@@ -158,6 +158,16 @@ def same_file(keys: SiteKeys, path: Path, entry: Entry) -> bool:
         return handle.read(1) == b""
 
 
+def _already_there(keys: SiteKeys, final: Path, st: os.stat_result, entry: Entry) -> bool:
+    """Whether the file at `final` has `entry`'s size, mtime and bytes."""
+    if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+        return False
+    try:
+        return same_file(keys, final, entry)
+    except OSError as err:
+        raise FailedPrecondition(f"cannot read {final} to check it: {err.strerror}") from None
+
+
 def triage(
     keys: SiteKeys, target: Target, entries: list[Entry], force: bool, outcome: Outcome
 ) -> list[tuple[Entry, Path]]:
@@ -183,15 +193,18 @@ def triage(
         except FailedPrecondition as err:
             outcome.failures.append(err.message)
             continue
+        except OSError as err:
+            outcome.failures.append(f"{quote(entry.path)} is not restored: {err.strerror}")
+            continue
         shown = quote(entry.path)
+        try:
+            there = _already_there(keys, final, st, entry)
+        except FailedPrecondition as err:
+            outcome.failures.append(f"{shown} is not restored: {err.message}")
+            continue
         if stat.S_ISDIR(st.st_mode):
             outcome.failures.append(f"{shown} is not restored: a folder has its name")
-        elif (
-            stat.S_ISREG(st.st_mode)
-            and st.st_size == entry.size
-            and st.st_mtime_ns == entry.mtime_ns
-            and same_file(keys, final, entry)
-        ):
+        elif there:
             outcome.skipped += 1
         elif force:
             todo.append((entry, final))
