@@ -108,7 +108,17 @@ def test_a_snapshot_is_listed_and_restored_byte_for_byte(
     assert "5 files restored" in result.stdout
 
     again = cli(
-        server, "images", "restore", site.site, "--to", str(out), "--key", str(key_file), "--json"
+        server,
+        "images",
+        "restore",
+        site.site,
+        "--to",
+        str(out),
+        "--key",
+        str(key_file),
+        "--snapshot",
+        snap.snapshot_id[:10],
+        "--json",
     )
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["skipped"] == 5
