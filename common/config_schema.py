@@ -448,6 +448,14 @@ KEYS: dict[str, Key] = {
             minimum=1,
             maximum=60 * 24 * 30,
         ),
+        Key(
+            "status.image_sync_stale_hours",
+            "float",
+            26.0,
+            "Warning after this long without a successful image sync (once images.dir is set).",
+            minimum=0.1,
+            maximum=24 * 366,
+        ),
         *ALERT_KEYS,
     )
 }

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 from common.clock import Clock, SystemClock
-from common.errors import InvalidArgument, StoreSafeError
+from common.errors import InvalidArgument
 from server import tls
 from server.alerting.tasks import AlertTasks
 from server.db.engine import make_engine, sqlite_url
@@ -28,6 +28,7 @@ from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
 from server.rpc.gate import Gate
 from server.rpc.selfprobe import SelfProbe
+from server.rpc.storehealth import probe_once, watch_store
 from server.services.admin_tokens import AdminTokens
 from server.services.auth import Authenticator
 from server.services.changefeed import ChangeFeed
@@ -207,6 +208,8 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     for name in names[:2]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await probe_once(health_servicer, store.check)
+    store_watch = asyncio.create_task(watch_store(health_servicer, store.check), name="store")
     log.info(
         "serving on %s:%d (%s), state %s, written by %s",
         host,
@@ -221,6 +224,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     await health_servicer.enter_graceful_shutdown()
     await _say_goodbye(hub, options.reconnects_per_second)
     warm.cancel()
+    store_watch.cancel()
     await edge.stop()
     await alerts.stop()
     await feed.stop()
@@ -316,14 +320,10 @@ async def _start_http(
 
 
 async def _open_store(options: ServeOptions) -> BlobStore:
-    """The off-site blob store named by --store; one that cannot be used now is logged
-    (uploads answer UNAVAILABLE until it can) and does not stop the server."""
-    store = open_store(options.store_url, options.data_dir)
-    try:
-        await store.check()
-    except StoreSafeError as err:
-        log.error("the off-site store %s cannot be used now: %s", store.describe(), err)
-    return store
+    """The off-site blob store named by --store (a bad URL stops `serve`); one that
+    cannot be used now does not: uploads answer UNAVAILABLE and the health service
+    storesafe.v1.OffsiteStore says NOT_SERVING until it can (server/rpc/storehealth.py)."""
+    return open_store(options.store_url, options.data_dir)
 
 
 def _select_one(conn: Connection) -> None:

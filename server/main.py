@@ -208,10 +208,9 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
             "--store",
             envvar="STORESAFE_STORE",
             metavar="URL",
-            help="The off-site blob store: a path, file:PATH or "
-            "s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION (S3 credentials from the "
-            "environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Default: "
-            "<data-dir>/store.",
+            help="The off-site blob store: a path, file:PATH, or s3://BUCKET/PREFIX with "
+            "?endpoint=URL&region=NAME (S3 credentials from the environment: "
+            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Default: <data-dir>/store.",
         ),
     ] = "",
 ) -> None:

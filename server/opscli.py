@@ -7,6 +7,7 @@ one-shot job calls `migrate` before the replicas start, and `backup-state` /
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from common.errors import InvalidArgument, StoreSafeError, Unavailable
 from server import tls
 from server.db.engine import head_revision, make_engine, migrate, schema_revision, sqlite_url
 from server.rpc.healthcheck import check
+from server.rpc.storehealth import STORE_SERVICE
 from server.statebackup import backup_state, restore_state
 
 EXIT_UNHEALTHY = 1
@@ -85,6 +87,18 @@ def health(  # noqa: PLR0917 - typer passes options positionally
     answer = check(
         address, ca_pem=ca_pem, service=service, timeout=timeout, server_name=server_name
     )
+    if answer.serving and not service:  # the whole server: its off-site store too
+        store = check(
+            address,
+            ca_pem=ca_pem,
+            service=STORE_SERVICE,
+            timeout=timeout,
+            server_name=server_name,
+        )
+        if not store.serving and store.status != "NOT_FOUND":  # NOT_FOUND: an older server
+            answer = dataclasses.replace(
+                store, detail=store.detail or "the off-site store cannot be used now"
+            )
     if answer.serving:
         typer.echo(answer.status)
         return

@@ -47,6 +47,10 @@ class Site(SQLModel, table=True):
     last_image_sync_at: dt.datetime | None = _ts()  # type: ignore[assignment]
     last_image_sync_ok: bool | None = None
     last_image_sync_error: str = ""
+    # what the newest image-sync pass's figures show (domain/status.image_sync_warning)
+    last_image_sync_warning: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="", server_default="")
+    )
     last_validation_at: dt.datetime | None = _ts()  # type: ignore[assignment]
     last_validation_errors: int = 0
     last_validation_summary: str = ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.domain.records import RunRecord
+from server.domain.status import image_sync_warning
 
 SUMMARY_COLUMN = {
     "backup": "last_backup_at",
@@ -41,7 +42,11 @@ def summary_values(run: RunRecord) -> dict[str, Any]:
         if size:
             values["last_backup_size"] = int(size)
     elif run.kind == "image-sync":
-        values.update(last_image_sync_ok=ok, last_image_sync_error="" if ok else error)
+        values.update(
+            last_image_sync_ok=ok,
+            last_image_sync_error="" if ok else error,
+            last_image_sync_warning=image_sync_warning(run.details.get("image_sync", {})),
+        )
     else:
         found = run.details.get("validation", {})
         values.update(

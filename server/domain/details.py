@@ -16,10 +16,12 @@ from server.domain.rules import MAX_INT64, bad, file_name, integer, label, secon
 
 MAX_TABLES = 2000
 MAX_PROBLEMS = 50
+MAX_SKIP_REASONS = 20
 
 _CHECKSUM = re.compile(r"[a-z0-9]{1,16}:[0-9a-f]{16,128}")
 _ODS = re.compile(r"[0-9.]{0,16}")
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
+_SNAPSHOT_ID = re.compile(r"(?:[0-9a-f]{64})?")
 
 Rule = Callable[[str, Any], Any]
 
@@ -165,11 +167,34 @@ BACKUP_DETAILS: dict[str, Rule] = {
     "validation_errors": _count(2**31 - 1),
     "validation_warnings": _count(2**31 - 1),
 }
+def _skipped(field: str, value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise bad(field, "is not a map")
+    if len(value) > MAX_SKIP_REASONS:
+        raise bad(field, f"{len(value)} reasons; at most {MAX_SKIP_REASONS}")
+    for reason, count in value.items():
+        label(f"{field} key", reason, 32, required=True)
+        _json_int(f"{field}[{quote(reason)}]", count, 0, MAX_INT64)
+    return value
+
+
 IMAGE_SYNC_DETAILS: dict[str, Rule] = {
     "files_scanned": _count(),
     "files_copied": _count(),
     "bytes_copied": _count(),
     "files_failed": _count(),
+    "files_new": _count(),
+    "files_changed": _count(),
+    "files_deleted": _count(),
+    "files_unchanged": _count(),
+    "bytes_read": _count(),
+    "chunks_sent": _count(),
+    "snapshot_id": pattern(_SNAPSHOT_ID, "a snapshot id (64 lowercase hex digits)"),
+    "folder_missing": _flag,
+    "folder_empty": _flag,
+    "skipped": _skipped,
+    "stable_files": _count(),
+    "stable_changed": _count(),
 }
 VALIDATION_DETAILS: dict[str, Rule] = {
     "errors": _count(2**31 - 1),

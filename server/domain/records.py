@@ -134,6 +134,7 @@ class SiteRow:
     figures_change: str = ""
     damaged_backup_at: dt.datetime | None = None
     damaged_backup_file: str = ""
+    last_image_sync_warning: str = ""
 
     @property
     def health(self) -> Health | None:

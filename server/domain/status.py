@@ -18,6 +18,11 @@ class Status(enum.StrEnum):
     OFFLINE = "offline"
 
 
+STABLE_MIN_FILES = 100
+"""A pass judges the share of stable images it changed only from this many on."""
+STABLE_CHANGED_SHARE = 0.30
+"""A pass that changed or deleted this share of the stable images is a problem."""
+
 # Precedence when several hold, first wins.
 PRECEDENCE = (Status.OFFLINE, Status.NEVER, Status.FAILING, Status.STALE, Status.WARNING)
 
@@ -29,6 +34,8 @@ class StatusPolicy:
     stale_after_hours: float = 26.0
     offline_after_minutes: float = 15.0
     image_sync_stale_after_hours: float = 26.0
+    # images.dir is set for the site: only then do image-sync runs make problems
+    image_sync_configured: bool = False
     disk_free_min_fraction: float = 0.10
     clock_skew_max_seconds: float = 300.0
     oit_gap_max: int = 50_000
@@ -89,6 +96,7 @@ class SiteFacts:
     last_image_sync_at: dt.datetime | None = None
     last_image_sync_ok: bool | None = None
     last_image_sync_error: str = ""
+    last_image_sync_warning: str = ""
     last_validation_errors: int = 0
     last_validation_summary: str = ""
     clock_skew_seconds: float = 0.0
@@ -155,12 +163,8 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
         out.append("no agent enrolled yet")
     if facts.agent_revoked_at is not None:
         out.append(revoked_problem(facts.site, facts.agent_revoked_at))
-    if facts.last_image_sync_ok is False:
-        out.append(f"image sync failing: {facts.last_image_sync_error or 'unknown error'}")
-    elif facts.last_image_sync_at is not None:
-        age = now - facts.last_image_sync_at
-        if age > dt.timedelta(hours=policy.image_sync_stale_after_hours):
-            out.append(f"last image sync {_ago(age)} ago")
+    if policy.image_sync_configured:
+        _image_sync(facts, policy, now, out)
     for disk in facts.disks:
         if disk.total_bytes and disk.free_bytes < disk.total_bytes * policy.disk_free_min_fraction:
             out.append(f"disk nearly full on {disk.label} ({_gib(disk.free_bytes)} free)")
@@ -181,6 +185,36 @@ def _warnings(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: lis
     if facts.outbox_pending > policy.outbox_pending_max:
         out.append(f"{facts.outbox_pending} reports waiting in the agent's outbox")
     _health(facts.health, policy, out)
+
+
+def _image_sync(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime, out: list[str]) -> None:
+    if facts.last_image_sync_ok is False:
+        out.append(f"image sync failing: {facts.last_image_sync_error or 'unknown error'}")
+    elif facts.last_image_sync_at is not None:
+        age = now - facts.last_image_sync_at
+        limit = policy.image_sync_stale_after_hours
+        if age > dt.timedelta(hours=limit):
+            out.append(f"last image sync {_ago(age)} ago (limit {limit:g} h)")
+    if facts.last_image_sync_warning:
+        out.append(facts.last_image_sync_warning)
+
+
+def image_sync_warning(details: Mapping[str, Any]) -> str:
+    """The problem the figures of an image-sync pass show, "" for none (`details` in
+    its stored JSON form, 64-bit integers as text)."""
+    if details.get("folder_missing"):
+        return "the image folder is missing"
+    if details.get("folder_empty"):
+        return "the image folder is suddenly empty (the sync before saw files)"
+    stable = int(details.get("stable_files", 0))
+    changed = int(details.get("stable_changed", 0))
+    if stable >= STABLE_MIN_FILES and changed >= stable * STABLE_CHANGED_SHARE:
+        return (
+            f"image sync found {changed} of {stable} long-unchanged images changed or "
+            f"deleted ({changed / stable:.0%}); check the folder before the old "
+            "snapshots expire"
+        )
+    return ""
 
 
 def revoked_problem(site: str, at: dt.datetime) -> str:

@@ -61,6 +61,7 @@ def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
         last_image_sync_at=row.last_image_sync_at,
         last_image_sync_ok=row.last_image_sync_ok,
         last_image_sync_error=row.last_image_sync_error,
+        last_image_sync_warning=row.last_image_sync_warning,
         last_validation_errors=row.last_validation_errors,
         last_validation_summary=row.last_validation_summary,
         clock_skew_seconds=row.clock_skew_seconds,
@@ -89,7 +90,7 @@ class FleetQueries:
         self._revocations = revocations
         self._hub = hub
         self._policy = policy or StatusPolicy()
-        self._policies: dict[tuple[float, float], StatusPolicy] = {}
+        self._policies: dict[tuple[float, float, float, bool], StatusPolicy] = {}
         self._cache = SiteCache(state, self)
 
     def now(self) -> dt.datetime:
@@ -103,14 +104,23 @@ class FleetQueries:
         snap = self._hub.snapshot
         stale = snap.lookup(row.name, row.group, "status.stale_after_hours")
         offline = snap.lookup(row.name, row.group, "status.offline_after_minutes")
+        images_stale = snap.lookup(row.name, row.group, "status.image_sync_stale_hours")
         key = (
             self._policy.stale_after_hours if stale is None else float(stale),
             self._policy.offline_after_minutes if offline is None else float(offline),
+            self._policy.image_sync_stale_after_hours
+            if images_stale is None
+            else float(images_stale),
+            bool(snap.lookup(row.name, row.group, "images.dir")),
         )
         policy = self._policies.get(key)
         if policy is None:
             policy = dataclasses.replace(
-                self._policy, stale_after_hours=key[0], offline_after_minutes=key[1]
+                self._policy,
+                stale_after_hours=key[0],
+                offline_after_minutes=key[1],
+                image_sync_stale_after_hours=key[2],
+                image_sync_configured=key[3],
             )
             self._policies[key] = policy
         return policy

@@ -25,7 +25,7 @@ from server.domain import offsite as rules
 from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
 from server.domain.records import AgentIdentity
 from server.state.store_base import StoreState
-from server.storage import BlobStore, Digest
+from server.storage import BlobStore, Digest, DigestMismatch
 
 _ZSTD_LEVEL = 3
 
@@ -155,15 +155,15 @@ class OffsiteUploads:
             )
         digest = rules.check_sha256(up.sha256, f"the sha256 of chunk {up.chunk_id}")
         known = (await self._state.chunks(who.site_id, [up.chunk_id])).get(up.chunk_id)
-        if known is not None:
+        if known is not None:  # checked here as the store checks a new one (off the loop)
+            if not await asyncio.to_thread(Digest("sha256", digest).matches, up.data):
+                raise DigestMismatch(
+                    f"chunk {up.chunk_id} does not hash to its stated sha256; nothing was stored"
+                )
             if known.sha256 != digest or known.size != len(up.data):
                 raise AlreadyExists(
                     f"chunk {up.chunk_id} is already stored with other content; stored "
                     "chunks are never overwritten"
-                )
-            if not Digest("sha256", digest).matches(up.data):
-                raise InvalidArgument(
-                    f"chunk {up.chunk_id} does not hash to its stated sha256; nothing was stored"
                 )
             return False
         saved = await self._store.save(

@@ -390,18 +390,78 @@ Global___BackupDetails: _TypeAlias = BackupDetails  # noqa: Y015
 
 @_typing.final
 class ImageSyncDetails(_message.Message):
-    """Details of an image folder sync."""
+    """Details of an image folder sync (one pass)."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SkippedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     FILES_SCANNED_FIELD_NUMBER: _builtins.int
     FILES_COPIED_FIELD_NUMBER: _builtins.int
     BYTES_COPIED_FIELD_NUMBER: _builtins.int
     FILES_FAILED_FIELD_NUMBER: _builtins.int
+    FILES_NEW_FIELD_NUMBER: _builtins.int
+    FILES_CHANGED_FIELD_NUMBER: _builtins.int
+    FILES_DELETED_FIELD_NUMBER: _builtins.int
+    FILES_UNCHANGED_FIELD_NUMBER: _builtins.int
+    BYTES_READ_FIELD_NUMBER: _builtins.int
+    CHUNKS_SENT_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    FOLDER_MISSING_FIELD_NUMBER: _builtins.int
+    FOLDER_EMPTY_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    STABLE_FILES_FIELD_NUMBER: _builtins.int
+    STABLE_CHANGED_FIELD_NUMBER: _builtins.int
     files_scanned: _builtins.int
+    """Files seen in the folder."""
     files_copied: _builtins.int
+    """Files whose content was stored (new or changed)."""
     bytes_copied: _builtins.int
+    """Bytes sent to the off-site store."""
     files_failed: _builtins.int
+    """Files skipped (all reasons; by reason in `skipped`)."""
+    files_new: _builtins.int
+    """How the folder changed since the previous pass."""
+    files_changed: _builtins.int
+    files_deleted: _builtins.int
+    files_unchanged: _builtins.int
+    bytes_read: _builtins.int
+    """Bytes read from the folder, and sealed chunks sent."""
+    chunks_sent: _builtins.int
+    snapshot_id: _builtins.str
+    """The snapshot committed by this pass (empty when none was)."""
+    folder_missing: _builtins.bool
+    """The folder does not exist (or is not a folder)."""
+    folder_empty: _builtins.bool
+    """The folder is empty while the previous pass saw files."""
+    stable_files: _builtins.int
+    """Files unchanged for a long while before this pass ("stable"), and how many of
+    them this pass found changed or deleted: a large share means something (a
+    program, ransomware) rewrote the archive.
+    """
+    stable_changed: _builtins.int
+    @_builtins.property
+    def skipped(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Files skipped, by reason (locked, vanished, unreadable, ...)."""
+
     def __init__(
         self,
         *,
@@ -409,10 +469,22 @@ class ImageSyncDetails(_message.Message):
         files_copied: _builtins.int = ...,
         bytes_copied: _builtins.int = ...,
         files_failed: _builtins.int = ...,
+        files_new: _builtins.int = ...,
+        files_changed: _builtins.int = ...,
+        files_deleted: _builtins.int = ...,
+        files_unchanged: _builtins.int = ...,
+        bytes_read: _builtins.int = ...,
+        chunks_sent: _builtins.int = ...,
+        snapshot_id: _builtins.str = ...,
+        folder_missing: _builtins.bool = ...,
+        folder_empty: _builtins.bool = ...,
+        skipped: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        stable_files: _builtins.int = ...,
+        stable_changed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_copied", b"bytes_copied", "files_copied", b"files_copied", "files_failed", b"files_failed", "files_scanned", b"files_scanned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_copied", b"bytes_copied", "bytes_read", b"bytes_read", "chunks_sent", b"chunks_sent", "files_changed", b"files_changed", "files_copied", b"files_copied", "files_deleted", b"files_deleted", "files_failed", b"files_failed", "files_new", b"files_new", "files_scanned", b"files_scanned", "files_unchanged", b"files_unchanged", "folder_empty", b"folder_empty", "folder_missing", b"folder_missing", "skipped", b"skipped", "snapshot_id", b"snapshot_id", "stable_changed", b"stable_changed", "stable_files", b"stable_files"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -131,6 +131,10 @@ def test_duplicates_conflicts_digests_and_bad_input(shared_server: ServerHandle)
     assert missing(chunk.chunk_id) == [chunk.chunk_id]
     assert put(put_request(chunk)).stored == 1
     assert put(put_request(chunk)).duplicates == 1
+    # a stored chunk sent again with a wrong digest is a digest mismatch, not a conflict
+    assert code_of(lambda: put(put_request(chunk, sha256=bytes(32)))) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
     other = chunk.blob[:-1] + bytes([chunk.blob[-1] ^ 1])
     conflicting = put_request(chunk, data=other, sha256=hashlib.sha256(other).digest())
     assert code_of(lambda: put(conflicting)) == grpc.StatusCode.ALREADY_EXISTS
@@ -312,3 +316,154 @@ def test_a_cut_upload_keeps_every_chunk_that_arrived_whole(shared_server: Server
     assert missing() == ids[2:]
     s.PutChunks(iter([put_request(c) for c in up.content[2:]]), metadata=md, timeout=30)
     assert missing() == []
+
+
+def test_a_store_that_cannot_be_used_is_unavailable_and_unhealthy(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from tests.support.server import BIN
+    from tests.support.web import start_web_server
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store folder should be")
+    web = start_web_server(tmp_path, extra_args=("--store", str(blocked)))
+    server = web.handle
+    try:
+        assert f"off-site store: {blocked}" in server.log()
+        md = bearer(enroll_agent(server, "off-down"))
+        up = site_upload("off-down")
+        s = agent_stub(server)
+        assert (
+            code_of(lambda: s.PutChunks(iter([put_request(up.chunks[0])]), metadata=md, timeout=10))
+            == grpc.StatusCode.UNAVAILABLE
+        )
+        done = subprocess.run(
+            [
+                str(BIN / "storesafe-server"),
+                "health",
+                "--address",
+                server.address,
+                "--ca",
+                str(server.ca_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1
+        assert done.stderr.strip() == "error: NOT_SERVING: the off-site store cannot be used now"
+        answer = web.get("/healthz")
+        assert answer.status == 503
+        checks = json.loads(answer.body)["checks"]
+        assert checks["grpc"] == checks["database"] == "ok"
+        assert checks["store"].startswith("failed")
+    finally:
+        server.stop()
+
+
+def test_image_sync_problems_show_once_images_dir_is_set(shared_server: ServerHandle) -> None:
+    import datetime as dt
+    import uuid
+
+    from storesafe.v1 import types_pb2
+
+    from tests.support.server import set_config
+    from tests.support.web import backup_report, ts
+
+    site = "off-status"
+    md = bearer(enroll_agent(shared_server, site))
+    s = agent_stub(shared_server)
+    now = dt.datetime.now(dt.UTC)
+    s.CheckIn(agent_pb2.CheckInRequest(agent_version="1.0.0"), metadata=md, timeout=10)
+    s.ReportRun(agent_pb2.ReportRunRequest(report=backup_report(now)), metadata=md, timeout=10)
+    failed = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now - dt.timedelta(minutes=1)),
+        finished_at=ts(now),
+        outcome=types_pb2.RUN_OUTCOME_FAILED,
+        error_class="images.folder_missing",
+        error_message="the image folder D:\\Scans is missing",
+        image_sync=types_pb2.ImageSyncDetails(files_scanned=0),
+    )
+    s.ReportRun(agent_pb2.ReportRunRequest(report=failed), metadata=md, timeout=10)
+    admin, amd = shared_server.admin_stub(), shared_server.admin_metadata
+
+    def site_state() -> tuple[int, list[str]]:
+        got = admin.GetSite(admin_pb2.GetSiteRequest(site=site), metadata=amd, timeout=10)
+        return got.summary.status, list(got.summary.problems)
+
+    assert site_state() == (types_pb2.SITE_STATUS_OK, [])
+    set_config(shared_server, admin_pb2.CONFIG_SCOPE_SITE, site, images__dir="D:\\Scans")
+    assert site_state() == (
+        types_pb2.SITE_STATUS_WARNING,
+        ["image sync failing: the image folder D:\\Scans is missing"],
+    )
+    emptied = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now),
+        finished_at=ts(now + dt.timedelta(seconds=30)),
+        outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
+        image_sync=types_pb2.ImageSyncDetails(folder_empty=True, skipped={"locked": 1}),
+    )
+    s.ReportRun(agent_pb2.ReportRunRequest(report=emptied), metadata=md, timeout=10)
+    assert site_state() == (
+        types_pb2.SITE_STATUS_WARNING,
+        ["the image folder is suddenly empty (the sync before saw files)"],
+    )
+    bad = types_pb2.RunReport(
+        id=str(uuid.uuid4()),
+        kind=types_pb2.RUN_KIND_IMAGE_SYNC,
+        started_at=ts(now),
+        finished_at=ts(now + dt.timedelta(seconds=40)),
+        outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
+        image_sync=types_pb2.ImageSyncDetails(snapshot_id="not-an-id"),
+    )
+    assert (
+        code_of(
+            lambda: s.ReportRun(agent_pb2.ReportRunRequest(report=bad), metadata=md, timeout=10)
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
+def test_upload_streams_are_authenticated_and_guarded(shared_server: ServerHandle) -> None:
+    """The gate checks the credential of the client streams before a byte is decoded,
+    and a later message that does not decode ends the stream INVALID_ARGUMENT, keeping
+    what came before it."""
+    site = "off-guard"
+    md = bearer(enroll_agent(shared_server, site))
+    up = site_upload(site)
+    agent_stub(shared_server).PutSiteKey(up.site_key_request(), metadata=md, timeout=10)
+    creds = grpc.ssl_channel_credentials(shared_server.ca_path.read_bytes())
+    with grpc.secure_channel(shared_server.address, creds) as ch:
+        raw = ch.stream_unary(
+            "/storesafe.v1.AgentService/PutChunks",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        first = put_request(up.chunks[0]).SerializeToString()
+        garbage = b"\xff\xff\xff\xff\x0f"
+        assert code_of(lambda: raw(iter([first, garbage]), metadata=md, timeout=10)) == (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+        assert code_of(lambda: raw(iter([first]), timeout=10)) == grpc.StatusCode.UNAUTHENTICATED
+        commit = ch.stream_unary(
+            "/storesafe.v1.AgentService/CommitSnapshot",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        header = up.commit_requests()[0].SerializeToString()
+        assert code_of(lambda: commit(iter([header, garbage]), metadata=md, timeout=10)) == (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+        assert code_of(lambda: commit(iter([header]), timeout=10)) == (
+            grpc.StatusCode.UNAUTHENTICATED
+        )
+    s = agent_stub(shared_server)
+    ids = [up.chunks[0].chunk_id, up.chunks[1].chunk_id]
+    reply = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=ids), metadata=md, timeout=10)
+    assert list(reply.missing) == ids[1:]

@@ -117,4 +117,3 @@ def test_a_full_or_unreachable_store_commits_nothing(db_url: str, tmp_path: Path
     finally:
         asyncio.run(store.close())
         engine.dispose()
-

@@ -37,6 +37,7 @@ SUMMARY = [
     "last_image_sync_at",
     "last_image_sync_ok",
     "last_image_sync_error",
+    "last_image_sync_warning",
     "last_validation_errors",
     "last_validation_summary",
 ]

@@ -112,10 +112,13 @@ def _wait_for(web: WebServer, name: str, expected: float, attempts: int = 200) -
     raise AssertionError(f"{name} stayed at {seen}, expected {expected}")
 
 
-def test_healthz_answers_200_when_grpc_and_the_database_answer(web: WebServer) -> None:
+def test_healthz_answers_200_when_grpc_the_database_and_the_store_answer(web: WebServer) -> None:
     answer = web.get("/healthz")
     assert answer.status == 200
-    assert json.loads(answer.body) == {"status": "ok", "checks": {"grpc": "ok", "database": "ok"}}
+    assert json.loads(answer.body) == {
+        "status": "ok",
+        "checks": {"grpc": "ok", "database": "ok", "store": "ok"},
+    }
     assert answer.headers["Content-Type"].startswith("application/json")
 
 

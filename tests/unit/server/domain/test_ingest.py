@@ -132,6 +132,30 @@ def test_a_sane_report_and_check_in_pass_unchanged() -> None:
             "report.image_sync.files_failed",
         ),
         (
+            run(kind="image-sync", details_kind="image_sync", details={"snapshot_id": "x" * 64}),
+            "report.image_sync.snapshot_id",
+        ),
+        (
+            run(kind="image-sync", details_kind="image_sync", details={"folder_empty": "yes"}),
+            "report.image_sync.folder_empty",
+        ),
+        (
+            run(
+                kind="image-sync",
+                details_kind="image_sync",
+                details={"skipped": {f"r{i}": "1" for i in range(21)}},
+            ),
+            "report.image_sync.skipped",
+        ),
+        (
+            run(kind="image-sync", details_kind="image_sync", details={"skipped": {"\x00": "1"}}),
+            "report.image_sync.skipped key",
+        ),
+        (
+            run(kind="image-sync", details_kind="image_sync", details={"stable_changed": "-1"}),
+            "report.image_sync.stable_changed",
+        ),
+        (
             run(kind="validation", details_kind="validation", details={"errors": -2}),
             "report.validation.errors",
         ),
@@ -236,3 +260,28 @@ def test_unknown_enum_values_reach_ingest_as_numbers() -> None:
     assert (raw.kind, raw.outcome, raw.verification) == ("77", "", "5")
     with pytest.raises(InvalidArgument, match=r"report\.kind: '77' is not one of"):
         ingest.run_record(raw, NOW)
+
+
+def test_an_image_sync_report_with_every_figure_is_taken() -> None:
+    details = {
+        "files_scanned": "500",
+        "files_copied": "4",
+        "bytes_copied": "123456",
+        "files_failed": "2",
+        "files_new": "3",
+        "files_changed": "1",
+        "files_deleted": "0",
+        "files_unchanged": "494",
+        "bytes_read": "234567",
+        "chunks_sent": "9",
+        "snapshot_id": "ab" * 32,
+        "folder_missing": False,
+        "folder_empty": False,
+        "skipped": {"locked": "1", "vanished": "1"},
+        "stable_files": "480",
+        "stable_changed": "1",
+    }
+    record = ingest.run_record(
+        run(kind="image-sync", details_kind="image_sync", details=details), NOW
+    )
+    assert record.details == {"image_sync": details}

@@ -14,6 +14,7 @@ from server.domain.status import (
     Status,
     StatusPolicy,
     compute_status,
+    image_sync_warning,
 )
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -122,14 +123,6 @@ def test_never_beats_failing() -> None:
     ("overrides", "expected"),
     [
         (
-            {"last_image_sync_ok": False, "last_image_sync_error": "denied"},
-            "image sync failing: denied",
-        ),
-        (
-            {"last_image_sync_ok": True, "last_image_sync_at": ago(hours=30)},
-            "last image sync 30 h ago",
-        ),
-        (
             {"disks": (Disk("backup", "/b", 100 * 2**30, 5 * 2**30),)},
             "disk nearly full on backup (5.0 GiB free)",
         ),
@@ -216,3 +209,74 @@ def test_a_damaged_newest_good_backup_keeps_the_site_from_ok() -> None:
     assert status(healthy(damaged_backup_at=ago(hours=30), damaged_backup_file="old"))[0] == (
         Status.OK
     )
+
+
+IMAGES = StatusPolicy(image_sync_configured=True, image_sync_stale_after_hours=26.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"last_image_sync_ok": False, "last_image_sync_error": "denied"},
+            "image sync failing: denied",
+        ),
+        (
+            {"last_image_sync_ok": False, "last_image_sync_error": "", "last_image_sync_at": None},
+            "image sync failing: unknown error",
+        ),
+        (
+            {"last_image_sync_ok": True, "last_image_sync_at": ago(hours=30)},
+            "last image sync 30 h ago (limit 26 h)",
+        ),
+    ],
+)
+def test_image_sync_problems_once_images_dir_is_set(
+    overrides: dict[str, object], expected: str
+) -> None:
+    assert status(healthy(**overrides), IMAGES) == (Status.WARNING, (expected,))
+    # without images.dir the site does not sync images: old runs make no problem
+    assert status(healthy(**overrides)) == (Status.OK, ())
+
+
+def test_image_sync_limit_comes_from_the_policy() -> None:
+    facts = healthy(last_image_sync_ok=True, last_image_sync_at=ago(hours=30))
+    longer = dataclasses.replace(IMAGES, image_sync_stale_after_hours=48)
+    assert status(facts, longer) == (Status.OK, ())
+    assert status(healthy(last_image_sync_ok=True, last_image_sync_at=ago(hours=25)), IMAGES) == (
+        Status.OK,
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        ({}, ""),
+        ({"files_scanned": "500", "files_changed": "3"}, ""),
+        ({"folder_missing": True}, "the image folder is missing"),
+        (
+            {"folder_empty": True},
+            "the image folder is suddenly empty (the sync before saw files)",
+        ),
+        ({"stable_files": "99", "stable_changed": "99"}, ""),  # too few to judge
+        ({"stable_files": "100", "stable_changed": "29"}, ""),
+        (
+            {"stable_files": "100", "stable_changed": "30"},
+            "image sync found 30 of 100 long-unchanged images changed or deleted (30%); "
+            "check the folder before the old snapshots expire",
+        ),
+    ],
+)
+def test_image_sync_warning_from_a_pass(details: dict[str, object], expected: str) -> None:
+    assert image_sync_warning(details) == expected
+
+
+def test_an_image_sync_warning_needs_images_dir() -> None:
+    facts = healthy(
+        last_image_sync_ok=True,
+        last_image_sync_at=ago(hours=1),
+        last_image_sync_warning="the image folder is missing",
+    )
+    assert status(facts, IMAGES) == (Status.WARNING, ("the image folder is missing",))
+    assert status(facts) == (Status.OK, ())
