@@ -206,7 +206,7 @@ def test_insecure_serves_plain_http_on_loopback_without_a_secure_cookie(tmp_path
     try:
         base = f"http://127.0.0.1:{http_port}"
         health = _wait_for_http(base + "/healthz", proc)
-        assert json.loads(health)["checks"] == {"grpc": "ok", "database": "ok"}
+        assert json.loads(health)["checks"] == {"grpc": "ok", "database": "ok", "store": "ok"}
         form = urllib.parse.urlencode({"token": h.admin_token}).encode()
         request = urllib.request.Request(base + "/login", data=form, method="POST")
         opener = urllib.request.build_opener(_NoRedirect())
