@@ -21,6 +21,7 @@ from cli import (
     check,
     commands,
     config,
+    images,
     keys,
     output,
     runs,
@@ -86,6 +87,7 @@ app.add_typer(admin_tokens.app)
 app.add_typer(accept.app)
 app.add_typer(alerts.app)
 app.add_typer(keys.app)
+app.add_typer(images.app)
 
 
 def _show_version(value: bool) -> None:

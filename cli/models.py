@@ -291,3 +291,41 @@ class AlertList:
     delivered: int = 0
     failed: int = 0
     errors: int = 0
+
+
+SNAPSHOT_KINDS: tuple[str, ...] = ("images", "database")
+"""Every kind of snapshot in the off-site store."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotSummary:
+    """One snapshot as the server knows it (it cannot read the sealed record)."""
+
+    snapshot_id: str
+    kind: str
+    created_at: dt.datetime | None
+    committed_at: dt.datetime | None
+    entries: int
+    size: int
+    data_key_id: str
+    backup_run_id: str = ""
+    chunks: int = 0
+    stored_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSnapshotRecord:
+    """A snapshot and its sealed record, for a restore."""
+
+    snapshot: SnapshotSummary
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDataKey:
+    """One of a site's data keys, sealed to the fleet recovery key (`ssdk1:...`)."""
+
+    data_key_id: str
+    sealed_key: str
+    recovery_key_fingerprint: str
+    created_at: dt.datetime | None = None

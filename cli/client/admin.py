@@ -8,6 +8,7 @@ error `errors.error_from_rpc` reads from it. The channel opens on first use.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 import grpc
@@ -28,9 +29,12 @@ from cli.models import (
     EnrollmentToken,
     RolloutRow,
     Run,
+    SealedSnapshotRecord,
     SiteConfig,
+    SiteDataKey,
     SiteDetail,
     SiteSummary,
+    SnapshotSummary,
 )
 
 Req = TypeVar("Req")
@@ -182,6 +186,46 @@ class AdminClient:
             failed=answer.failed,
             errors=answer.errors,
         )
+
+    def list_snapshots(
+        self, site: str, kind: str | None = None, limit: int = 50
+    ) -> list[SnapshotSummary]:
+        """The snapshots of `site` in the off-site store (optionally of one kind), newest first."""
+        request = admin_pb2.ListSnapshotsRequest(
+            site=site, kind=convert.snapshot_kind_value(kind), limit=limit
+        )
+        answer = self._call(self._connect().ListSnapshots, request)
+        return [convert.snapshot(row) for row in answer.snapshots]
+
+    def get_snapshot(
+        self, site: str, snapshot_id: str = "", kind: str | None = None
+    ) -> SealedSnapshotRecord:
+        """One snapshot of `site` with its sealed record; the newest of `kind` when no id."""
+        request = admin_pb2.GetSnapshotRequest(
+            site=site, snapshot_id=snapshot_id, kind=convert.snapshot_kind_value(kind)
+        )
+        answer = self._call(self._connect().GetSnapshot, request)
+        return SealedSnapshotRecord(convert.snapshot(answer.snapshot), answer.record)
+
+    def list_site_keys(self, site: str) -> list[SiteDataKey]:
+        """The sealed data keys of `site`, oldest first."""
+        request = admin_pb2.ListSiteKeysRequest(site=site)
+        answer = self._call(self._connect().ListSiteKeys, request)
+        return [convert.record(SiteDataKey, k) for k in answer.keys]
+
+    def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """The sealed chunks `ids` of `site` as (id, blob), in request order (<= 1,000 ids);
+        a missing one stops the stream with NotFound naming it."""
+        request = admin_pb2.FetchChunksRequest(site=site, ids=list(ids))
+        metadata = (("authorization", f"Bearer {token_of(self.settings)}"),)
+        try:
+            stream = self._connect().FetchChunks(
+                request, timeout=self.settings.timeout, metadata=metadata
+            )
+            for chunk in stream:
+                yield chunk.id, chunk.data
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, self.settings) from None
 
     # --- plumbing ----------------------------------------------------------
 

@@ -19,12 +19,14 @@ from cli.models import (
     FILE_STATES,
     KINDS,
     SCOPES,
+    SNAPSHOT_KINDS,
     STATUSES,
     Disk,
     FirebirdHealth,
     Run,
     SiteDetail,
     SiteSummary,
+    SnapshotSummary,
 )
 
 R = TypeVar("R")
@@ -56,6 +58,13 @@ def scope_value(scope: str) -> admin_pb2.ConfigScope.ValueType:
 def command_kind_value(kind: str) -> agent_pb2.CommandKind.ValueType:
     """`backup-now` -> COMMAND_KIND_BACKUP_NOW."""
     return agent_pb2.CommandKind.Value("COMMAND_KIND_" + kind.upper().replace("-", "_"))
+
+
+def snapshot_kind_value(kind: str | None) -> agent_pb2.SnapshotKind.ValueType:
+    """`images` -> SNAPSHOT_KIND_IMAGES; None or "" -> unspecified (every kind)."""
+    if not kind:
+        return agent_pb2.SNAPSHOT_KIND_UNSPECIFIED
+    return agent_pb2.SnapshotKind.Value("SNAPSHOT_KIND_" + kind.upper())
 
 
 # --- proto -> CLI words and records ---------------------------------------
@@ -241,3 +250,9 @@ def run(row: admin_pb2.Run) -> Run:
         details=_details(report),
         file_state=_file_state_name(row.file_state),
     )
+
+
+def snapshot(row: admin_pb2.SnapshotSummary) -> SnapshotSummary:
+    """One snapshot of the off-site store, its kind as the CLI's word."""
+    kind = _enum_name(agent_pb2.SnapshotKind, row.kind, "SNAPSHOT_KIND_", SNAPSHOT_KINDS)
+    return record(SnapshotSummary, row, kind=kind)

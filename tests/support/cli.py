@@ -8,9 +8,11 @@ against answers held in memory.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from cli.client import AdminClient, Settings
@@ -25,11 +27,17 @@ from cli.models import (
     EnrollmentToken,
     RolloutRow,
     Run,
+    SealedSnapshotRecord,
     SiteConfig,
+    SiteDataKey,
     SiteDetail,
     SiteSummary,
+    SnapshotSummary,
 )
+from cli.restore_target import Target
 from common.clock import FakeClock
+from common.errors import NotFound
+from tests.support.sealed import Sealed, SealedSite
 
 NOW = dt.datetime(2026, 11, 26, 22, 0, tzinfo=dt.UTC)
 
@@ -204,3 +212,68 @@ class FakeConfigClient(FakeAdminClient):
 def invoke(client: FakeAdminClient, *args: str, stdin: str | None = None) -> Result:
     """Run `storesafe ARGS` against `client` at the fixed time NOW."""
     return CliRunner().invoke(app, list(args), input=stdin, obj=Invocation(client, FakeClock(NOW)))
+
+
+class FakeStoreClient(FakeAdminClient):
+    """Serves one site's sealed snapshots and chunks from memory, as the server would.
+
+    `chunks` may be changed by a test (a chunk dropped or altered); `fetches`
+    records the ids of each FetchChunks call.
+    """
+
+    def __init__(self, site: SealedSite, *snapshots: Sealed) -> None:
+        super().__init__([])
+        self.sealed_site = site
+        self.snapshots = sorted(snapshots, key=lambda s: s.created, reverse=True)
+        self.chunks: dict[str, bytes] = {}
+        for snap in snapshots:
+            self.chunks.update(snap.chunks)
+        self.fetches: list[list[str]] = []
+
+    def _summary(self, snap: Sealed) -> SnapshotSummary:
+        return SnapshotSummary(
+            snapshot_id=snap.snapshot_id,
+            kind="images",
+            created_at=snap.created,
+            committed_at=snap.created + dt.timedelta(minutes=1),
+            entries=snap.entries,
+            size=snap.size,
+            data_key_id=self.sealed_site.data_key_id,
+            chunks=len(snap.chunks),
+            stored_bytes=sum(len(b) for b in snap.chunks.values()),
+        )
+
+    def list_snapshots(
+        self, site: str, kind: str | None = None, limit: int = 50
+    ) -> list[SnapshotSummary]:
+        self._seen("list_snapshots", site, kind, limit)
+        return [self._summary(s) for s in self.snapshots[:limit]]
+
+    def get_snapshot(
+        self, site: str, snapshot_id: str = "", kind: str | None = None
+    ) -> SealedSnapshotRecord:
+        self._seen("get_snapshot", site, snapshot_id, kind)
+        for snap in self.snapshots:
+            if snapshot_id in ("", snap.snapshot_id):
+                return SealedSnapshotRecord(self._summary(snap), snap.record)
+        raise NotFound(f"site {site} has no snapshot {snapshot_id or 'yet'}")
+
+    def list_site_keys(self, site: str) -> list[SiteDataKey]:
+        self._seen("list_site_keys", site)
+        s = self.sealed_site
+        return [SiteDataKey(s.data_key_id, s.sealed_key, s.fleet.fingerprint, NOW)]
+
+    def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        self._seen("fetch_chunks", site, len(ids))
+        assert 0 < len(ids) <= 1000, len(ids)
+        self.fetches.append(list(ids))
+        for chunk_id in ids:
+            if chunk_id not in self.chunks:
+                raise NotFound(f"the store holds no chunk {chunk_id} for site {site}")
+            yield chunk_id, self.chunks[chunk_id]
+
+
+def pretend_names_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restores see a target file system that folds case and Unicode form (NTFS, APFS),
+    which a Linux test machine's file systems do not."""
+    monkeypatch.setattr(Target, "folds_names", lambda self: True)

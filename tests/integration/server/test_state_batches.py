@@ -109,7 +109,8 @@ def test_grouped_reports_equal_one_by_one(engine: Engine) -> None:
             later = NOW + dt.timedelta(minutes=1)
             one = [hot_writes.Report(site_a, r, later) for r in runs]
             grouped = [
-                hot_writes.Report(site_b, dataclasses.replace(r, id=r.id + "b"), later) for r in runs
+                hot_writes.Report(site_b, dataclasses.replace(r, id=r.id + "b"), later)
+                for r in runs
             ]
             with engine.begin() as conn:
                 answers_one = [op(conn) for op in one]

@@ -44,7 +44,9 @@ def test_a_full_disk_is_store_full_and_leaves_nothing(small_disk: Path) -> None:
     store = open_store(str(small_disk / "store"), small_disk)
     try:
         run(store.check())
-        with pytest.raises(StoreFull, match=r"blob store at .* is full \(No space left on device\)"):
+        with pytest.raises(
+            StoreFull, match=r"blob store at .* is full \(No space left on device\)"
+        ):
             run(save(store, KEY, os.urandom(2 * 1024 * 1024)))
         assert run(listed(store)) == {}
         assert list((small_disk / "store" / INCOMING).iterdir()) == []

@@ -208,7 +208,9 @@ def test_clock_skew_of_a_site_never_seen_is_not_a_number() -> None:
     assert re.search(r"^Clock skew +never seen$", output.site_text(never, NOW, plain), re.M)
     seen = SiteDetail(summary=site(), clock_skew_seconds=-1.54)
     assert re.search(r"^Clock skew +-1.5s$", output.site_text(seen, NOW, plain), re.M)
-    assert re.search(r"^Clock skew +\+0.0s$", output.site_text(SiteDetail(site()), NOW, plain), re.M)
+    assert re.search(
+        r"^Clock skew +\+0.0s$", output.site_text(SiteDetail(site()), NOW, plain), re.M
+    )
 
 
 def test_counts_read_as_english() -> None:

@@ -61,7 +61,9 @@ def test_changed_and_deleted_files(folder, index, scanner):
     assert tomb is not None and tomb.deleted_at is not None and tomb.content_ids == (sha(b"g"),)
 
 
-def test_a_new_file_waits_until_unchanged_for_settle_seconds(folder, index, scanner, clock: FakeClock):
+def test_a_new_file_waits_until_unchanged_for_settle_seconds(
+    folder, index, scanner, clock: FakeClock
+):
     put(folder / "scan.jpg", b"part")
     scan = scanner(settle_seconds=60)
     consumer = RecordingConsumer()
@@ -95,8 +97,17 @@ def test_names_are_kept_exactly_nfc_and_nfd_side_by_side_and_odd_characters(fold
     nfc = unicodedata.normalize("NFC", "Müller-Ausweis.jpg")
     nfd = unicodedata.normalize("NFD", "Müller-Ausweis.jpg")
     assert nfc != nfd
-    odd = ["space name.jpg", "semi;colon,comma.jpg", "quote'\"back\\slash.jpg", "tab\tnew\nline.jpg",
-           "emoji 📄.jpg", "日本語.png", "-leading-dash", ".hidden", "trailing.dot."]
+    odd = [
+        "space name.jpg",
+        "semi;colon,comma.jpg",
+        "quote'\"back\\slash.jpg",
+        "tab\tnew\nline.jpg",
+        "emoji 📄.jpg",
+        "日本語.png",
+        "-leading-dash",
+        ".hidden",
+        "trailing.dot.",
+    ]
     for i, name in enumerate([nfc, nfd, *odd]):
         put(folder / "Kunden" / name, f"content {i}".encode())
     consumer = RecordingConsumer()
@@ -137,7 +148,9 @@ def test_a_very_deep_path_over_260_characters(folder, index, scanner):
     assert entry.path.count("/") == 20 and entry.path.endswith("/deep.jpg")
 
 
-def test_a_path_longer_than_the_system_allows_is_skipped_and_the_rest_scanned(folder, index, scanner):
+def test_a_path_longer_than_the_system_allows_is_skipped_and_the_rest_scanned(
+    folder, index, scanner
+):
     put(folder / "ok.jpg", b"ok")
     name = "d" * 250
     fd = os.open(folder, os.O_RDONLY)
@@ -168,10 +181,16 @@ def test_the_pass_classifies_every_file_once(folder, index, scanner, clock):
     put(folder / "f9.jpg", b"brand new")
     result = scanner(settle_seconds=10).scan(RecordingConsumer())
     assert result.files_seen == 6 == classified(result)
-    assert (result.new, result.changed, result.deleted) == (2, 1, 2)  # nothing was stored: no rename
+    assert (result.new, result.changed, result.deleted) == (
+        2,
+        1,
+        2,
+    )  # nothing was stored: no rename
 
 
-def test_a_missing_folder_fails_the_pass_with_one_sentence_and_keeps_the_index(tmp_path, index, clock, folder, scanner):
+def test_a_missing_folder_fails_the_pass_with_one_sentence_and_keeps_the_index(
+    tmp_path, index, clock, folder, scanner
+):
     put(folder / "a.jpg")
     scanner().scan(RecordingConsumer())
     from agent.images.scanner import Scanner
@@ -186,11 +205,15 @@ def test_a_missing_folder_fails_the_pass_with_one_sentence_and_keeps_the_index(t
     assert result.folder_missing and result.errors == (f"the image folder {afile} is not a folder",)
 
 
-def test_an_unset_or_relative_folder_is_refused_before_anything_is_read(index, clock, folder, scanner):
+def test_an_unset_or_relative_folder_is_refused_before_anything_is_read(
+    index, clock, folder, scanner
+):
     from agent.images.scanner import Scanner
 
-    for value, error in [("", "no image folder is set (images.dir)"),
-                         ("Images", "the image folder Images is not an absolute path")]:
+    for value, error in [
+        ("", "no image folder is set (images.dir)"),
+        ("Images", "the image folder Images is not an absolute path"),
+    ]:
         result = Scanner(index, value, settle_seconds=0, clock=clock).scan(RecordingConsumer())
         assert result.failed and result.errors == (error,) and result.files_seen == 0
 

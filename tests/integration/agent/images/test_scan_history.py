@@ -47,7 +47,9 @@ def test_a_hard_link_is_a_new_name_with_the_same_content(folder, index, scanner)
     assert index.get(b"b.jpg").content_ids == index.get(b"a.jpg").content_ids
 
 
-def test_a_suddenly_empty_folder_is_reported_and_its_restore_is_not_new(folder, index, scanner, clock):
+def test_a_suddenly_empty_folder_is_reported_and_its_restore_is_not_new(
+    folder, index, scanner, clock
+):
     for i in range(20):
         put(folder / "2026" / f"{i:03d}.jpg", f"image {i}".encode())
     put(folder / "moved-back.jpg", b"kept inode")
@@ -79,7 +81,9 @@ def test_a_suddenly_empty_folder_is_reported_and_its_restore_is_not_new(folder, 
     for path, ids in previous.items():  # read again: the same content ids as before
         assert index.get(path.replace("/", "\0").encode()).content_ids == ids
     for entry in index.stored_entries():  # and every entry names what is on disk
-        assert entry.content_ids == (hashlib.sha256((folder / entry.path).read_bytes()).hexdigest(),)
+        assert entry.content_ids == (
+            hashlib.sha256((folder / entry.path).read_bytes()).hexdigest(),
+        )
     assert len(list(index.stored_entries())) == 21
 
 
@@ -103,7 +107,9 @@ def test_the_share_of_stable_files_changed_or_deleted(folder, index, scanner, cl
     assert result.stable_changed_share == pytest.approx(8 / 11)
 
 
-def test_a_consumer_that_cannot_reach_the_server_ends_the_pass_and_keeps_what_was_stored(folder, index, scanner):
+def test_a_consumer_that_cannot_reach_the_server_ends_the_pass_and_keeps_what_was_stored(
+    folder, index, scanner
+):
     for name in ["a.jpg", "b.jpg", "c.jpg"]:
         put(folder / name, name.encode())
     put(folder / "old.jpg")
@@ -119,7 +125,12 @@ def test_a_consumer_that_cannot_reach_the_server_ends_the_pass_and_keeps_what_wa
     assert index.get(b"a.jpg").current and not index.get(b"b.jpg").current
     assert index.get(b"old.jpg").live
     whole = scanner().scan(RecordingConsumer())
-    assert (whole.stored, whole.deleted, whole.unchanged, whole.changed) == (2, 1, 2, 1)  # c.jpg: unseen
+    assert (whole.stored, whole.deleted, whole.unchanged, whole.changed) == (
+        2,
+        1,
+        2,
+        1,
+    )  # c.jpg: unseen
 
 
 _KILLED_MID_PASS = """
@@ -145,15 +156,21 @@ def test_a_pass_killed_half_way_leaves_the_index_consistent(tmp_path, folder, cl
         put(folder / f"{i:04d}.jpg", str(i).encode())
     path = tmp_path / INDEX_FILE
     root = Path(__file__).resolve().parents[4]
-    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_PASS, str(path), str(folder)], cwd=root)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_PASS, str(path), str(folder)], cwd=root
+    )
     assert killed.returncode == 9
     with ImageIndex(path) as reopened:
         kept = list(reopened.stored_entries())  # what the committed batches hold
         assert 0 < len(kept) < 400
         for entry in kept:
-            assert entry.content_ids == (hashlib.sha256((folder / entry.path).read_bytes()).hexdigest(),)
+            assert entry.content_ids == (
+                hashlib.sha256((folder / entry.path).read_bytes()).hexdigest(),
+            )
         access = FaultyFileAccess()
-        result = Scanner(reopened, str(folder), settle_seconds=0, clock=clock, file_access=access).scan(RecordingConsumer())
+        result = Scanner(
+            reopened, str(folder), settle_seconds=0, clock=clock, file_access=access
+        ).scan(RecordingConsumer())
         assert result.stored == len(access.opened) == 600 - len(kept)
         assert result.new + result.unchanged == 600 and len(list(reopened.stored_entries())) == 600
 
@@ -178,7 +195,9 @@ def test_two_passes_at_once_are_refused(folder, index, scanner):
         thread.join(10)
 
 
-def test_a_new_folder_setting_is_reported_with_the_previous_one(tmp_path, folder, index, clock, scanner):
+def test_a_new_folder_setting_is_reported_with_the_previous_one(
+    tmp_path, folder, index, clock, scanner
+):
     put(folder / "a.jpg", b"a")
     scanner().scan(RecordingConsumer())
     moved = tmp_path / "Moved"

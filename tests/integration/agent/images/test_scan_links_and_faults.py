@@ -11,7 +11,9 @@ from tests.integration.agent.images.conftest import put
 from tests.support.imagefiles import FaultyFileAccess, FaultyLister, RecordingConsumer
 
 
-def test_symlinks_inside_and_out_and_loops_are_recorded_and_never_followed(tmp_path: Path, folder, index, scanner):
+def test_symlinks_inside_and_out_and_loops_are_recorded_and_never_followed(
+    tmp_path: Path, folder, index, scanner
+):
     outside = tmp_path / "outside"
     put(outside / "secret.txt", b"not ours")
     put(folder / "real.jpg", b"real")
@@ -27,7 +29,12 @@ def test_symlinks_inside_and_out_and_loops_are_recorded_and_never_followed(tmp_p
     assert consumer.stored == ["real.jpg"]
     assert result.files_seen == 1 and result.skipped == {SkipReason.SYMLINK: 6}
     assert {s.path for s in result.skipped_examples} == {
-        "to-file-outside", "to-dir-outside", "to-inside", "loop/back", "self", "dangling"
+        "to-file-outside",
+        "to-dir-outside",
+        "to-inside",
+        "loop/back",
+        "self",
+        "dangling",
     }
     assert all("symbolic link, not followed" in s.detail for s in result.skipped_examples)
     assert not result.failed
@@ -53,7 +60,9 @@ def test_an_unreadable_file_is_skipped_with_its_reason_and_read_next_pass(folder
     put(folder / "a.jpg", b"a")
     put(folder / "locked.jpg", b"locked")
     put(folder / "z.jpg", b"z")
-    access = FaultyFileAccess(open_errors={"locked.jpg": PermissionError(errno.EACCES, "Permission denied")})
+    access = FaultyFileAccess(
+        open_errors={"locked.jpg": PermissionError(errno.EACCES, "Permission denied")}
+    )
     consumer = RecordingConsumer()
     result = scanner(file_access=access).scan(consumer)
     assert consumer.stored == ["a.jpg", "z.jpg"]
@@ -66,7 +75,9 @@ def test_an_unreadable_file_is_skipped_with_its_reason_and_read_next_pass(folder
 
 def test_a_disk_error_mid_read_skips_the_file_and_commits_nothing(folder, index, scanner):
     put(folder / "bad.jpg", b"x" * 5000)
-    access = FaultyFileAccess(read_errors={"bad.jpg": (2, OSError(errno.EIO, "Input/output error"))})
+    access = FaultyFileAccess(
+        read_errors={"bad.jpg": (2, OSError(errno.EIO, "Input/output error"))}
+    )
     consumer = RecordingConsumer()
     result = scanner(file_access=access, block_size=1024).scan(consumer)
     assert result.skipped == {SkipReason.UNREADABLE: 1} and result.stored == 0
@@ -75,7 +86,9 @@ def test_a_disk_error_mid_read_skips_the_file_and_commits_nothing(folder, index,
     assert scanner().scan(consumer).stored == 1
 
 
-def test_a_file_that_vanishes_between_listing_and_reading_is_skipped_not_an_error(folder, index, scanner):
+def test_a_file_that_vanishes_between_listing_and_reading_is_skipped_not_an_error(
+    folder, index, scanner
+):
     put(folder / "a.jpg", b"a")
     put(folder / "moved-away.jpg", b"m")
 

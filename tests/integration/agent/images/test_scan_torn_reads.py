@@ -71,7 +71,9 @@ def test_a_file_replaced_by_rename_during_the_read_is_not_committed(folder, inde
     consumer = RecordingConsumer(after_block=save_by_rename)
     result = scanner(block_size=BLOCK).scan(consumer)
     assert result.stored == 0 and result.skipped == {SkipReason.CHANGED_WHILE_READ: 1}
-    assert consumer.discarded == [("a.jpg", "it was changed, replaced or removed while it was read")]
+    assert consumer.discarded == [
+        ("a.jpg", "it was changed, replaced or removed while it was read")
+    ]
     entry = index.get(b"a.jpg")  # re-observed as the new file, to settle and be read next pass
     assert entry.stored is None and entry.seen == state_of(os.stat(path))
 
@@ -107,7 +109,9 @@ def test_a_writer_thread_rewriting_the_file_during_the_read(folder, index, scann
     assert clean.blobs[index.get(b"busy.jpg").content_ids[0]] == b"1" * (8 * BLOCK)
 
 
-def test_a_consumer_that_stops_reading_early_is_an_error_and_nothing_is_committed(folder, index, scanner):
+def test_a_consumer_that_stops_reading_early_is_an_error_and_nothing_is_committed(
+    folder, index, scanner
+):
     put(folder / "a.jpg", b"A" * (4 * BLOCK))
     consumer = RecordingConsumer(stop_after_bytes=BLOCK)
     result = scanner(block_size=BLOCK).scan(consumer)
@@ -133,9 +137,9 @@ def test_the_file_is_closed_as_soon_as_its_end_is_read(folder, index, scanner):
     assert open_fds and open_fds[0] <= before
 
 
-
-
-def test_a_handle_spelling_the_file_id_otherwise_still_stores_and_still_catches_changes(folder, index, scanner):
+def test_a_handle_spelling_the_file_id_otherwise_still_stores_and_still_catches_changes(
+    folder, index, scanner
+):
     path = put(folder / "a.jpg", b"A" * (2 * BLOCK))
     put(folder / "b.jpg", b"B" * (2 * BLOCK))
 
@@ -145,6 +149,8 @@ def test_a_handle_spelling_the_file_id_otherwise_still_stores_and_still_catches_
                 f.write(b"Z")
 
     access = FaultyFileAccess(other_id_spelling=True)
-    result = scanner(block_size=BLOCK, file_access=access).scan(RecordingConsumer(after_block=rewrite))
+    result = scanner(block_size=BLOCK, file_access=access).scan(
+        RecordingConsumer(after_block=rewrite)
+    )
     assert result.stored == 1 and result.skipped == {SkipReason.CHANGED_WHILE_READ: 1}
     assert index.get(b"b.jpg").stored == state_of(os.stat(folder / "b.jpg"))  # the name's spelling

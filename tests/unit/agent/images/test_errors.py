@@ -12,9 +12,16 @@ from agent.images.result import SkipReason
 
 @pytest.mark.parametrize(
     ("code", "reason"),
-    [(32, SkipReason.BUSY), (33, SkipReason.BUSY), (2, SkipReason.VANISHED), (3, SkipReason.VANISHED),
-     (303, SkipReason.VANISHED), (5, SkipReason.UNREADABLE), (206, SkipReason.TOO_LONG),
-     (1234, SkipReason.UNREADABLE)],
+    [
+        (32, SkipReason.BUSY),
+        (33, SkipReason.BUSY),
+        (2, SkipReason.VANISHED),
+        (3, SkipReason.VANISHED),
+        (303, SkipReason.VANISHED),
+        (5, SkipReason.UNREADABLE),
+        (206, SkipReason.TOO_LONG),
+        (1234, SkipReason.UNREADABLE),
+    ],
 )
 def test_windows_codes(code, reason):
     skip = skip_for_winerror(code, "C:\\Images\\a.jpg")
@@ -23,9 +30,15 @@ def test_windows_codes(code, reason):
 
 @pytest.mark.parametrize(
     ("err", "reason"),
-    [(errno.ENOENT, SkipReason.VANISHED), (errno.ELOOP, SkipReason.SYMLINK), (errno.EACCES, SkipReason.UNREADABLE),
-     (errno.EIO, SkipReason.UNREADABLE), (errno.ENAMETOOLONG, SkipReason.TOO_LONG), (errno.EAGAIN, SkipReason.BUSY),
-     (errno.ENOSPC, SkipReason.UNREADABLE)],
+    [
+        (errno.ENOENT, SkipReason.VANISHED),
+        (errno.ELOOP, SkipReason.SYMLINK),
+        (errno.EACCES, SkipReason.UNREADABLE),
+        (errno.EIO, SkipReason.UNREADABLE),
+        (errno.ENAMETOOLONG, SkipReason.TOO_LONG),
+        (errno.EAGAIN, SkipReason.BUSY),
+        (errno.ENOSPC, SkipReason.UNREADABLE),
+    ],
 )
 def test_errnos(err, reason):
     assert skip_for_os_error(OSError(err, "x"), "/img/a").reason is reason

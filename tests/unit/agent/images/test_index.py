@@ -25,7 +25,9 @@ def test_store_then_read_back_exactly(tmp_path):
         assert entry.path == "x/a.jpg" and entry.seen == entry.stored == A
         assert entry.content_ids == ("c1", "c2") and entry.current
         assert entry.unchanged_since == T0 and entry.stored_at == T0 + dt.timedelta(seconds=1)
-        assert sqlite3.connect(tmp_path / INDEX_FILE).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert sqlite3.connect(tmp_path / INDEX_FILE).execute("PRAGMA journal_mode").fetchone() == (
+            "wal",
+        )
 
 
 def test_writes_are_committed_in_small_batches(tmp_path):

@@ -18,7 +18,9 @@ from agent.images.paths import (
     windows_long_path,
 )
 
-names = st.text(st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=1, max_size=6)
+names = st.text(
+    st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=1, max_size=6
+)
 
 
 @given(st.lists(st.lists(names, min_size=1, max_size=4), min_size=2, max_size=8))
@@ -29,7 +31,9 @@ def test_key_order_is_component_tuple_order(paths):
 
 
 def test_a_subtree_sorts_right_after_its_folder():
-    keys = sorted(key_of(p) for p in [("a",), ("a", "z"), ("a!",), ("a.b",), ("a", "b", "c"), ("b",)])
+    keys = sorted(
+        key_of(p) for p in [("a",), ("a", "z"), ("a!",), ("a.b",), ("a", "b", "c"), ("b",)]
+    )
     assert [relpath_of(k) for k in keys] == ["a", "a/b/c", "a/z", "a!", "a.b", "b"]
 
 
@@ -47,8 +51,13 @@ def fake_stat(mode: int, attributes: int = 0, tag: int = 0) -> types.SimpleNames
 def test_links_and_reparse_points():
     assert link_kind(fake_stat(stat.S_IFLNK | 0o777)) == "symbolic link"
     assert link_kind(fake_stat(stat.S_IFREG)) is None
-    assert link_kind(fake_stat(stat.S_IFDIR, 0x400, IO_REPARSE_TAG_MOUNT_POINT)) == "junction or mount point"
+    assert (
+        link_kind(fake_stat(stat.S_IFDIR, 0x400, IO_REPARSE_TAG_MOUNT_POINT))
+        == "junction or mount point"
+    )
     assert link_kind(fake_stat(stat.S_IFDIR, 0x400, IO_REPARSE_TAG_SYMLINK)) == "symbolic link"
-    assert "tag 0xa000001d" in link_kind(fake_stat(stat.S_IFREG, 0x400, 0xA000001D))  # name surrogate
+    assert "tag 0xa000001d" in link_kind(
+        fake_stat(stat.S_IFREG, 0x400, 0xA000001D)
+    )  # name surrogate
     assert link_kind(fake_stat(stat.S_IFREG, 0x400, 0x80000013)) is None  # deduplicated file: data
     assert link_kind(fake_stat(stat.S_IFREG, 0x400, 0x9000001A)) is None  # cloud file: data

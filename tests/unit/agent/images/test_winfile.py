@@ -35,7 +35,9 @@ def test_opens_with_read_write_and_delete_sharing_and_reads(tmp_path):
     assert share == 0x1 | 0x2 | 0x4 and flags == FILE_FLAG_SEQUENTIAL_SCAN
 
 
-@pytest.mark.parametrize(("code", "error"), [(32, FileBusy), (33, FileBusy), (2, FileVanished), (5, FileUnreadable)])
+@pytest.mark.parametrize(
+    ("code", "error"), [(32, FileBusy), (33, FileBusy), (2, FileVanished), (5, FileUnreadable)]
+)
 def test_create_file_failures(tmp_path, code, error):
     path = str(tmp_path / "a.jpg")
     with pytest.raises(error, match=r"a\.jpg: "):
@@ -64,14 +66,20 @@ def test_a_sharing_violation_is_busy_this_pass_and_read_the_next(tmp_path):
     api = FakeWin32(errors={str(folder / "open-in-shop.jpg"): 32})
     clock = FakeClock(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
     with ImageIndex(tmp_path / INDEX_FILE) as index:
-        scan = Scanner(index, str(folder), settle_seconds=0, clock=clock, file_access=WindowsFileAccess(api))
+        scan = Scanner(
+            index, str(folder), settle_seconds=0, clock=clock, file_access=WindowsFileAccess(api)
+        )
         consumer = RecordingConsumer()
         first = scan.scan(consumer)
         assert consumer.stored == ["free.jpg"] and first.skipped == {SkipReason.BUSY: 1}
         assert not first.failed
-        assert first.skipped_examples[0].detail.endswith("another program has it open without sharing")
+        assert first.skipped_examples[0].detail.endswith(
+            "another program has it open without sharing"
+        )
         api.errors.clear()
         second = scan.scan(consumer)
         assert consumer.stored[-1] == "open-in-shop.jpg" and second.stored == 1
     assert all(call[2] == 7 for call in api.calls)
-    assert not any(os.path.basename(c[0]) == "free.jpg" for c in api.calls[2:])  # unchanged: not opened
+    assert not any(
+        os.path.basename(c[0]) == "free.jpg" for c in api.calls[2:]
+    )  # unchanged: not opened

@@ -1,0 +1,365 @@
+"""Restoring an image snapshot of the off-site store into a folder, every byte checked.
+
+The steps: the key file opens the site's data key that the snapshot names
+(ListSiteKeys); that key opens the snapshot record and its manifest (every
+entry checked by the vault); the files under the chosen prefix are sorted
+into those to write, those already there (same size and mtime, and their
+keyed chunk ids recomputed and equal: skipped), and those that differ
+(refused, one sentence each, unless `force`). The files to write are then
+filled in order from chunks fetched in batches (`restore_fetch`) through
+the target folder's rules (`restore_target`). A chunk that is missing or
+fails its check fails every file that needs it; the others are restored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import stat
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from cli.models import SealedSnapshotRecord, SiteDataKey, SnapshotSummary
+from cli.restore_fetch import BATCH_BYTES, BATCH_IDS, Chunks
+from cli.restore_target import Target
+from common.errors import FailedPrecondition, InvalidArgument, NotFound, quote
+from common.vault.datakey import open_data_key
+from common.vault.errors import BadKeyText, VaultError, WrongKey
+from common.vault.keys import FleetPrivateKey
+from common.vault.manifest import Entry
+from common.vault.paths import check_path, collision_key
+from common.vault.sitekeys import SiteKeys
+from common.vault.snapshot import Snapshot, open_record, open_snapshot
+
+KIND = "images"
+SHORT_ID = 12
+
+
+class Source(Protocol):
+    """What a restore asks the server for (the admin client has these calls)."""
+
+    def list_snapshots(
+        self, site: str, kind: str | None = None, limit: int = 50
+    ) -> list[SnapshotSummary]: ...
+
+    def get_snapshot(
+        self, site: str, snapshot_id: str = "", kind: str | None = None
+    ) -> SealedSnapshotRecord: ...
+
+    def list_site_keys(self, site: str) -> list[SiteDataKey]: ...
+
+    def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]: ...
+
+
+class RestoreIncomplete(FailedPrecondition):
+    """Some files of the snapshot were not restored (each was named)."""
+
+    code = "restore.incomplete"
+
+
+@dataclass
+class Outcome:
+    """What a restore did: files written and skipped, and one sentence per failure."""
+
+    snapshot: SnapshotSummary
+    selected: int = 0
+    restored: int = 0
+    skipped: int = 0
+    bytes_written: int = 0
+    bytes_fetched: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+Advance = Callable[[int], None]
+
+
+def find_snapshot(source: Source, site: str, wanted: str) -> str:
+    """The full id of the snapshot `wanted` names: a full id, or the start of exactly one."""
+    wanted = wanted.strip().lower()
+    if not wanted or any(c not in "0123456789abcdef" for c in wanted) or len(wanted) > 64:
+        raise InvalidArgument(f"{quote(wanted)} is not a snapshot id (hex, as listed)")
+    if len(wanted) == 64:
+        return wanted
+    found = [
+        s.snapshot_id
+        for s in source.list_snapshots(site, kind=KIND, limit=1000)
+        if s.snapshot_id.startswith(wanted)
+    ]
+    if not found:
+        raise NotFound(f"site {site} has no image snapshot whose id starts with {wanted}")
+    if len(found) > 1:
+        raise InvalidArgument(f"{wanted} starts {len(found)} snapshot ids of {site}; give more")
+    return found[0]
+
+
+def site_keys(source: Source, site: str, key: FleetPrivateKey, data_key_id: str) -> SiteKeys:
+    """The site's keys from the data key `data_key_id`, opened with the key file's key."""
+    held = [k for k in source.list_site_keys(site) if k.data_key_id == data_key_id]
+    if not held:
+        raise FailedPrecondition(
+            f"the server holds no data key {data_key_id} for site {site}: "
+            "the snapshot cannot be opened"
+        )
+    return SiteKeys.derive(site, open_data_key(held[-1].sealed_key, site, key))
+
+
+def open_sealed(source: Source, keys: SiteKeys, sealed: SealedSnapshotRecord) -> Snapshot:
+    """The snapshot's entries, its record and manifest parts fetched and checked."""
+    snapshot_id = sealed.snapshot.snapshot_id
+    try:
+        _, _, _, parts = open_record(keys, snapshot_id, sealed.record)
+        blobs: dict[str, bytes] = {}
+        for at in range(0, len(parts), BATCH_IDS):
+            batch = list(dict.fromkeys(parts[at : at + BATCH_IDS]))
+            try:
+                blobs.update(source.fetch_chunks(keys.site, batch))
+            except NotFound as err:
+                raise FailedPrecondition(f"a manifest part is missing ({err.message})") from None
+
+        def fetch(part: str) -> bytes:
+            if part not in blobs:
+                raise FailedPrecondition(f"manifest part {part} was not sent by the server")
+            return blobs[part]
+
+        return open_snapshot(keys, snapshot_id, sealed.record, fetch)
+    except (VaultError, FailedPrecondition) as err:
+        if isinstance(err, WrongKey | BadKeyText):
+            raise
+        raise FailedPrecondition(
+            f"snapshot {snapshot_id[:SHORT_ID]} of site {keys.site} cannot be opened, "
+            f"nothing was written: {err.message}"
+        ) from None
+
+
+def select(entries: list[Entry], prefix: str | None) -> list[Entry]:
+    """The entries at or under `prefix` ('/'-separated, as the snapshot names paths)."""
+    if not prefix:
+        return entries
+    try:
+        prefix = check_path(prefix.strip("/"))
+    except VaultError as err:
+        raise InvalidArgument(f"--path: {err.message}") from None
+    chosen = [e for e in entries if e.path == prefix or e.path.startswith(prefix + "/")]
+    if not chosen:
+        raise NotFound(f"the snapshot holds no file at or under {quote(prefix)}")
+    return chosen
+
+
+def same_file(keys: SiteKeys, path: Path, entry: Entry) -> bool:
+    """Whether the regular file at `path` holds exactly `entry`'s chunks (ids recomputed)."""
+    with path.open("rb") as handle:
+        for chunk_id, length in entry.chunks:
+            data = handle.read(length)
+            if len(data) != length or not hmac.compare_digest(keys.chunk_id(data), chunk_id):
+                return False
+        return handle.read(1) == b""
+
+
+def _already_there(keys: SiteKeys, final: Path, st: os.stat_result, entry: Entry) -> bool:
+    """Whether the file at `final` has `entry`'s size, mtime and bytes."""
+    if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+        return False
+    try:
+        return same_file(keys, final, entry)
+    except OSError as err:
+        raise FailedPrecondition(f"cannot read {final} to check it: {err.strerror}") from None
+
+
+def triage(
+    keys: SiteKeys, target: Target, entries: list[Entry], force: bool, outcome: Outcome
+) -> list[tuple[Entry, Path]]:
+    """The files to write; those already restored are counted, those in the way named."""
+    todo: list[tuple[Entry, Path]] = []
+    folds = target.folds_names()
+    names: dict[str, str] = {}  # collision key -> the path that has it
+    for entry in entries:
+        if folds:
+            first = names.setdefault(collision_key(entry.path), entry.path)
+            if first != entry.path:
+                outcome.failures.append(
+                    f"{quote(entry.path)} is not restored: this file system takes it for "
+                    f"{quote(first)} (same name but for case or Unicode form)"
+                )
+                continue
+        try:
+            final = target.path_of(entry.path)
+            st = os.lstat(final)
+        except FileNotFoundError:
+            todo.append((entry, final))
+            continue
+        except FailedPrecondition as err:
+            outcome.failures.append(err.message)
+            continue
+        except OSError as err:
+            outcome.failures.append(f"{quote(entry.path)} is not restored: {err.strerror}")
+            continue
+        shown = quote(entry.path)
+        try:
+            there = _already_there(keys, final, st, entry)
+        except FailedPrecondition as err:
+            outcome.failures.append(f"{shown} is not restored: {err.message}")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            outcome.failures.append(f"{shown} is not restored: a folder has its name")
+        elif there:
+            outcome.skipped += 1
+        elif force:
+            todo.append((entry, final))
+        else:
+            outcome.failures.append(
+                f"{shown} is not restored: {final} exists and differs from the snapshot "
+                "(--force replaces it)"
+            )
+    return todo
+
+
+@dataclass
+class _Open:
+    entry: Entry
+    final: Path
+    temp: Path
+    handle: BinaryIO
+
+
+class _Writer:
+    """Writes the files to restore in order, one open at a time, chunk by chunk."""
+
+    def __init__(self, target: Target, todo: list[tuple[Entry, Path]], outcome: Outcome) -> None:
+        self.target = target
+        self.todo = todo
+        self.outcome = outcome
+        self.done = 0  # files completed, or failed, so far
+        self.current: _Open | None = None
+        self.failed = False
+
+    def complete_before(self, n: int) -> None:
+        """Complete every file before file `n` (their chunks are all written)."""
+        while self.done < n:
+            if not self.failed:
+                current = self.current or self._open(self.done)
+                try:
+                    Target.commit(
+                        current.temp, current.handle, current.final, current.entry.mtime_ns
+                    )
+                except OSError as err:
+                    Target.discard(current.temp, current.handle)
+                    raise FailedPrecondition(
+                        f"cannot write {current.final}: {err.strerror}"
+                    ) from None
+                self.outcome.restored += 1
+                self.outcome.bytes_written += current.entry.size
+            self.current, self.failed = None, False
+            self.done += 1
+
+    def write(self, n: int, plain: bytes | None) -> bool:
+        """Append `plain` to file `n`; None fails the file. Whether the file still stands."""
+        self.complete_before(n)
+        if self.failed:
+            return False
+        current = self.current or self._open(n)
+        self.current = current
+        if plain is None:
+            Target.discard(current.temp, current.handle)
+            self.current, self.failed = None, True
+            return False
+        try:
+            current.handle.write(plain)
+        except OSError as err:
+            Target.discard(current.temp, current.handle)
+            raise FailedPrecondition(f"cannot write {current.final}: {err.strerror}") from None
+        return True
+
+    def _open(self, n: int) -> _Open:
+        entry, final = self.todo[n]
+        try:
+            temp, handle = self.target.open_temp(final)
+        except OSError as err:
+            raise FailedPrecondition(f"cannot write {final}: {err.strerror}") from None
+        return _Open(entry, final, temp, handle)
+
+    def discard(self) -> None:
+        """Remove the file left open by a restore that stopped."""
+        if self.current is not None:
+            Target.discard(self.current.temp, self.current.handle)
+            self.current = None
+
+
+def write_files(chunks: Chunks, writer: _Writer, outcome: Outcome, advance: Advance) -> None:
+    """Write the files in order from batches of chunks; a bad chunk fails the files needing it."""
+    todo = writer.todo
+    refs = [(n, cid, length) for n, (e, _) in enumerate(todo) for cid, length in e.chunks]
+    broken: dict[str, list[str]] = {}
+    start = 0
+    try:
+        while True:
+            end = _batch_end(chunks, refs, start)
+            chunks.load(cid for _, cid, _ in refs[start:end])
+            for n, cid, length in refs[start:end]:
+                if writer.done > n or (writer.done == n and writer.failed):
+                    continue
+                plain = chunks.take(cid, length)
+                if not writer.write(n, plain):
+                    broken.setdefault(cid, []).append(todo[n][0].path)
+                elif plain is not None:
+                    advance(len(plain))
+            writer.complete_before(refs[end][0] if end < len(refs) else len(todo))
+            start = end
+            if start >= len(refs):
+                break
+    finally:
+        writer.discard()
+    for cid, paths in broken.items():
+        files = ", ".join(quote(p) for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
+        outcome.failures.append(
+            f"{chunks.bad[cid]}; it breaks {len(paths)} file(s), not restored: {files}"
+        )
+    outcome.bytes_fetched = chunks.fetched
+
+
+def _batch_end(chunks: Chunks, refs: list[tuple[int, str, int]], start: int) -> int:
+    ids: set[str] = set()
+    size = 0
+    end = start
+    while end < len(refs):
+        _, cid, length = refs[end]
+        if cid not in ids and not chunks.has(cid):
+            if len(ids) == BATCH_IDS or (ids and size + length > BATCH_BYTES):
+                break
+            ids.add(cid)
+            size += length
+        end += 1
+    return end
+
+
+def restore(
+    source: Source,
+    site: str,
+    key: FleetPrivateKey,
+    *,
+    folder: Path,
+    snapshot_id: str = "",
+    prefix: str | None = None,
+    force: bool = False,
+    start: Callable[[int], Advance] = lambda total: lambda n: None,
+) -> Outcome:
+    """Restore the snapshot `snapshot_id` of `site` (the newest when empty) into `folder`."""
+    wanted = find_snapshot(source, site, snapshot_id) if snapshot_id else ""
+    sealed = source.get_snapshot(site, wanted, kind=KIND)
+    if wanted and sealed.snapshot.snapshot_id != wanted:
+        raise FailedPrecondition(
+            f"asked for snapshot {wanted[:SHORT_ID]}, the server sent "
+            f"{sealed.snapshot.snapshot_id[:SHORT_ID]}: nothing was written"
+        )
+    keys = site_keys(source, site, key, sealed.snapshot.data_key_id)
+    snapshot = open_sealed(source, keys, sealed)
+    entries = select(snapshot.entries, prefix)
+    outcome = Outcome(sealed.snapshot, selected=len(entries))
+    target = Target(folder)
+    todo = triage(keys, target, entries, force, outcome)
+    uses = Counter(cid for entry, _ in todo for cid, _ in entry.chunks)
+    advance = start(sum(entry.size for entry, _ in todo))
+    write_files(Chunks(source, keys, uses), _Writer(target, todo, outcome), outcome, advance)
+    return outcome

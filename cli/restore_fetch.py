@@ -1,0 +1,113 @@
+"""Fetching a restore's chunks in batches, opening and checking each, with a bounded cache.
+
+A batch asks for at most 1,000 distinct ids (the server's limit) and at most
+`BATCH_BYTES` of plaintext, so memory holds one batch and the cache, never a
+file, and one call ends within the CLI's deadline on a slow link. Each chunk
+is opened with the site's keys (`open_chunk` checks its seal and its keyed
+id); a chunk that fails, or that the store does not hold, is remembered with
+its one sentence and never asked for again. A chunk used
+again later in the restore stays in a least-recently-used cache of
+`CACHE_BYTES`; one that falls out of it is fetched again when needed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
+
+from common.errors import NotFound
+from common.vault.chunks import open_chunk
+from common.vault.errors import VaultError
+from common.vault.sitekeys import SiteKeys
+
+BATCH_IDS = 1000
+BATCH_BYTES = 8 * 1024 * 1024  # one call must end within the CLI's --timeout (30 s default)
+CACHE_BYTES = 32 * 1024 * 1024
+
+
+class ChunkSource(Protocol):
+    """Where sealed chunks come from (the admin client's FetchChunks)."""
+
+    def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]: ...
+
+
+class Chunks:
+    """The plaintext of a site's chunks, fetched in batches and checked."""
+
+    def __init__(self, source: ChunkSource, keys: SiteKeys, uses: Counter[str]) -> None:
+        self._source = source
+        self._keys = keys
+        self._uses = uses  # how many more times each id will be read
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cached = 0
+        self._batch: dict[str, bytes] = {}
+        self.bad: dict[str, str] = {}  # chunk id -> why it cannot be used
+        self.fetched = 0
+
+    def has(self, chunk_id: str) -> bool:
+        """Whether `chunk_id` is at hand without a call (or known to be bad)."""
+        return chunk_id in self._cache or chunk_id in self.bad
+
+    def load(self, ids: Iterable[str]) -> None:
+        """Fetch the batch `ids` (distinct, in order of use), replacing the previous batch."""
+        self._batch = {}
+        self._batch = self._fetch([i for i in dict.fromkeys(ids) if not self.has(i)])
+
+    def take(self, chunk_id: str, length: int) -> bytes | None:
+        """The plaintext of `chunk_id` for its next use, or None when it is bad."""
+        plain = self._batch.get(chunk_id)
+        if plain is None and chunk_id in self._cache:
+            self._cache.move_to_end(chunk_id)
+            plain = self._cache[chunk_id]
+        if plain is None and chunk_id not in self.bad:
+            plain = self._fetch([chunk_id]).get(chunk_id)  # fell out of the cache
+        if plain is not None and len(plain) != length:
+            self.bad[chunk_id] = (
+                f"chunk {chunk_id} holds {len(plain)} bytes where the manifest says {length}"
+            )
+            plain = None
+        self._uses[chunk_id] -= 1
+        if plain is not None and self._uses[chunk_id] > 0:
+            self._keep(chunk_id, plain)
+        return plain
+
+    def _keep(self, chunk_id: str, plain: bytes) -> None:
+        if chunk_id in self._cache or len(plain) > CACHE_BYTES:
+            return
+        self._cache[chunk_id] = plain
+        self._cached += len(plain)
+        while self._cached > CACHE_BYTES:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached -= len(dropped)
+
+    def _fetch(self, ids: list[str]) -> dict[str, bytes]:
+        got: dict[str, bytes] = {}
+        pending = ids
+        while pending:
+            asked = set(pending)
+            seen: set[str] = set()
+            try:
+                for chunk_id, blob in self._source.fetch_chunks(self._keys.site, pending):
+                    if chunk_id not in asked or chunk_id in seen:
+                        continue  # not asked for: never trusted, never used
+                    seen.add(chunk_id)
+                    self.fetched += len(blob)
+                    try:
+                        got[chunk_id] = open_chunk(self._keys, chunk_id, blob)
+                    except VaultError as err:
+                        self.bad[chunk_id] = err.message
+            except NotFound as err:
+                named = [i for i in pending if i not in seen and i in err.message]
+                if not named:
+                    raise
+                self.bad[named[0]] = f"chunk {named[0]} is missing from the store"
+                pending = [i for i in pending if i not in seen and i not in self.bad]
+                continue
+            if not seen:
+                break  # the stream ended early, for no reason: the rest are named below
+            pending = [i for i in pending if i not in seen and i not in self.bad]
+        for chunk_id in ids:
+            if chunk_id not in got and chunk_id not in self.bad:
+                self.bad[chunk_id] = f"chunk {chunk_id} was not sent by the server"
+        return got
