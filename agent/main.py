@@ -361,13 +361,13 @@ def sync_now(state_dir: StateDirOption = None) -> None:
     )
     console = Console(stderr=True)
     with console.status(f"Syncing {store.current.text('images.dir')} ..."):
-        report = asyncio.run(sync.sync("local"))
+        report = aio.run(sync.sync("local"))
     if report.error_class == PassAlreadyRunning.code:  # the agent is at it: not a failure
         raise AlreadyRunning(report.error_message)
     with Outbox(state.outbox_path) as outbox:
         outbox.put(report)
         with console.status(f"Reporting to {creds.server} ..."):
-            delivered = asyncio.run(_deliver(state, creds, outbox, report))
+            delivered = aio.run(_deliver(state, creds, outbox, report))
     typer.echo(sync_summary(report))
     typer.echo(delivered[:1].upper() + delivered[1:] + ".")
     if report.outcome.value != "succeeded":

@@ -21,22 +21,6 @@ class SystemClock:
         return dt.datetime.now(dt.UTC)
 
 
-class FakeClock:
-    """A clock that moves only when told to (for tests)."""
-
-    def __init__(self, start: dt.datetime | None = None) -> None:
-        self._now = start or dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
-
-    def now(self) -> dt.datetime:
-        return self._now
-
-    def advance(self, delta: dt.timedelta) -> None:
-        self._now += delta
-
-    def set(self, when: dt.datetime) -> None:
-        self._now = when
-
-
 def utc(when: dt.datetime) -> dt.datetime:
     """Return `when` as an aware UTC datetime (naive values are taken as UTC)."""
     if when.tzinfo is None:

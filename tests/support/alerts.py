@@ -17,7 +17,6 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
-from common.clock import FakeClock
 from server.alerting.delivery import Deliverer, Retry
 from server.alerting.evaluator import Evaluator
 from server.alerting.sql_store import SqlAlertStore
@@ -35,6 +34,7 @@ from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
 from server.state.tables import SITES
 from server.state.writer import BatchWriter
+from tests.support.clock import FakeClock
 from tests.support.server import free_port
 
 ADMIN = AdminIdentity("t-admin", "tester")

@@ -35,8 +35,8 @@ from cli.models import (
     SnapshotSummary,
 )
 from cli.restore_target import Target
-from common.clock import FakeClock
 from common.errors import NotFound
+from tests.support.clock import FakeClock
 from tests.support.sealed import Sealed, SealedSite
 
 NOW = dt.datetime(2026, 11, 26, 22, 0, tzinfo=dt.UTC)

@@ -1,4 +1,4 @@
-"""A virtual clock for the agent's loops: they sleep on it, and the test moves its time.
+"""Test clocks: FakeClock (moves only when told) and a virtual clock for the agent's loops.
 
 Like a real machine it keeps two times: the wall clock (`now()`, moved only by
 `advance`/`set`, as FakeClock) and the time sleeps wait on (`elapsed`, in
@@ -12,14 +12,29 @@ hung test into a failure; it never decides a pass.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import heapq
 import itertools
 from collections.abc import Callable
 
-from common.clock import FakeClock
-
 SETTLE_ROUNDS = 20  # event-loop turns given to ready tasks before time moves
 GUARD_SECONDS = 30.0
+
+
+class FakeClock:
+    """A clock that moves only when told to (for tests)."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self._now = start or dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self._now += delta
+
+    def set(self, when: dt.datetime) -> None:
+        self._now = when
 
 
 class VirtualClock(FakeClock):

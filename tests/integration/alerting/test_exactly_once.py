@@ -9,8 +9,8 @@ import datetime as dt
 from collections import Counter
 from pathlib import Path
 
-from common.clock import FakeClock
 from tests.support.alerts import AlertStack, WebhookReceiver
+from tests.support.clock import FakeClock
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

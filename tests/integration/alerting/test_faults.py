@@ -7,8 +7,8 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
-from common.clock import FakeClock
 from tests.support.alerts import AlertStack, SmtpSink, WebhookReceiver
+from tests.support.clock import FakeClock
 from tests.support.server import free_port
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)

@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common.clock import FakeClock
 from tests.support.alerts import AlertStack, SmtpSink, WebhookReceiver
+from tests.support.clock import FakeClock
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -14,7 +14,6 @@ import grpc
 import pytest
 from sqlalchemy import insert
 
-from common.clock import FakeClock
 from common.errors import StoreSafeError
 from server.db.engine import make_engine, migrate
 from server.domain.records import AgentIdentity
@@ -24,6 +23,7 @@ from server.state.store_state import SqlStoreState
 from server.state.tables import SITES
 from server.storage import BlobStore, StoreFull, StoreUnavailable
 from server.storage.filesystem import FilesystemBackend
+from tests.support.clock import FakeClock
 from tests.support.faulty_storage import FaultyBackend
 from tests.support.offsite import WHEN, site_upload
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from common.clock import FakeClock
 from common.errors import InvalidArgument
 from server.storage import BlobStore, StoreFull, StoreUnavailable, open_store
 from server.storage.filesystem import INCOMING, FilesystemBackend
 from tests.integration.storage.test_conformance import KEY, listed, run, save
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture

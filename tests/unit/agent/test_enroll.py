@@ -9,9 +9,9 @@ import pytest
 
 from agent.enroll import enroll
 from agent.settings import Credentials, StateDir
-from common.clock import FakeClock
 from common.errors import InvalidArgument, Unavailable
 from tests.support.agentfakes import T0, make_tls, recording_server
+from tests.support.clock import FakeClock
 
 
 def run_enroll(state: StateDir, *, ca_pem: bytes | None, use_tls: bool = True, **kw: str) -> None:

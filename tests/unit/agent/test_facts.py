@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from agent import facts
-from common.clock import FakeClock
 from common.version import VERSION
 from tests.support.agentfakes import T0
+from tests.support.clock import FakeClock
 
 
 def test_collect_reports_each_volume_and_the_injected_clock(tmp_path: Path) -> None:

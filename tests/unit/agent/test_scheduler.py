@@ -9,7 +9,7 @@ from pathlib import Path
 from agent.configsync import AgentConfig, ConfigStore
 from agent.domain.reports import Outcome, RunKind, RunReport
 from agent.scheduler import Scheduler, Task
-from common.clock import FakeClock
+from tests.support.clock import FakeClock
 
 UTC = dt.UTC
 START = dt.datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday

@@ -32,7 +32,7 @@ from agent.firebird.jobs import BackupSettings, apply_retention, prune
 from agent.firebird.recheck import run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.verify import compare_counts, drop_problems
-from common.clock import FakeClock
+from tests.support.clock import FakeClock
 
 WHEN = dt.datetime(2026, 11, 26, 21, 30, tzinfo=dt.UTC)
 

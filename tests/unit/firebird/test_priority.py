@@ -18,7 +18,7 @@ from agent.firebird import capability
 from agent.firebird.capability import FirebirdTasks
 from agent.firebird.outcome import JobOutcome
 from agent.firebird.priority import BACKGROUND_IO_LEVEL, BACKGROUND_NICE, in_background
-from common.clock import FakeClock
+from tests.support.clock import FakeClock
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 

@@ -12,7 +12,7 @@ import pytest
 
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.scanner import Scanner
-from common.clock import FakeClock
+from tests.support.clock import FakeClock
 
 OLD_NS = 1_600_000_000 * 10**9  # a settled file's mtime, long before any test writes
 

@@ -8,8 +8,8 @@ import os
 import unicodedata
 
 from agent.images.result import PassResult, SkipReason
-from common.clock import FakeClock
 from tests.integration.agent.images.conftest import put
+from tests.support.clock import FakeClock
 from tests.support.imagefiles import FaultyFileAccess, RecordingConsumer
 
 

@@ -138,7 +138,7 @@ import datetime as dt, os, sys
 from pathlib import Path
 from agent.images.index import ImageIndex
 from agent.images.scanner import Scanner
-from common.clock import FakeClock
+from tests.support.clock import FakeClock
 from tests.support.imagefiles import RecordingConsumer
 
 def die(file, block):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from agent.images.bandwidth import TokenBucket
-from common.clock import FakeClock
+from tests.support.clock import FakeClock
 
 
 def bucket(kbps: int) -> tuple[TokenBucket, FakeClock, list[float]]:

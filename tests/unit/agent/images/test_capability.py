@@ -17,8 +17,8 @@ from agent.datakey import KEY_FILE, DataKeyFile, KeyFileUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind
 from agent.images.capability import ImageSync
 from agent.scheduler import Scheduler
-from common.clock import FakeClock
 from common.vault import FleetPrivateKey, open_data_key
+from tests.support.clock import FakeClock
 from tests.support.offsitestore import AsyncMemoryStore, MemoryStore
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)

@@ -14,9 +14,9 @@ from agent.images.result import SkipReason
 from agent.images.scanner import Scanner
 from agent.images.sync import SyncOutcome, SyncSettings, run_sync
 from agent.images.uploader import Uploader
-from common.clock import FakeClock
 from common.vault import IMAGES, SiteKeys, new_data_key, open_chunk, open_snapshot
 from common.vault.chunking import chunk_bytes
+from tests.support.clock import FakeClock
 from tests.support.offsitestore import MemoryStore
 
 MIB = 1 << 20

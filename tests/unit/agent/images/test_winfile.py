@@ -17,7 +17,7 @@ from agent.images.winfile import (
     OPEN_EXISTING,
     WindowsFileAccess,
 )
-from common.clock import FakeClock
+from tests.support.clock import FakeClock
 from tests.support.imagefiles import FakeWin32, RecordingConsumer
 
 
