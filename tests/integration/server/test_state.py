@@ -445,12 +445,12 @@ def test_a_lost_revocation_notice_is_caught_up_by_the_poll(
 ) -> None:
     """Another replica revoked (its notice never arrived): the feed's poll finds the
     revocation in the database, ends the stream and drops the cached credential."""
-    from tests.support.clock import FakeClock
     from server.services.auth import Authenticator
     from server.services.push import ConfigHub
     from server.services.revocation import Revocations
     from server.services.secretbox import SecretBox
     from server.state.config_state import SqlConfigState
+    from tests.support.clock import FakeClock
 
     async def body() -> None:
         cred = await enrolled_agent(state, "lost-a")
