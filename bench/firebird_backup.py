@@ -224,9 +224,11 @@ class Bench:
         if mode == "backup":
             self.rss.append(usage.ru_maxrss * 1024)
             if not keep:
-                file = Path(result["file"])
+                # The report names the bare file (since session 6), `.unverified` until checked.
+                file = self.backups / result["file"]
                 file.unlink()
-                file.with_name(file.name.removesuffix(".fbk.zst") + ".json").unlink()
+                stem = file.name.removesuffix(".unverified").removesuffix(".fbk.zst")
+                file.with_name(stem + ".json").unlink()
         t0, t1 = result["t0"], result["t1"]
         return Run(t0, t1, self.cpu.foreign(before, t1 - t0), result)
 
@@ -321,7 +323,8 @@ def main() -> None:
         {
             "raw_verify": bench.raw_verify,
             "agent_verify": lambda: bench.agent(
-                "verify", Path(next(names)).name.removesuffix(".fbk.zst")
+                "verify",
+                Path(next(names)).name.removesuffix(".unverified").removesuffix(".fbk.zst"),
             ),
         },
         args.repeat,
