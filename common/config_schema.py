@@ -19,12 +19,12 @@ from croniter import CroniterBadDateError, croniter
 from common.errors import InvalidArgument
 from common.vault.errors import VaultError
 from common.vault.keys import FleetPublicKey
+from common.window import UploadWindow
 
 Value = str | int | float | bool
 
 _FORBIDDEN_PATH_CHARS = set('<>"|?*') | {chr(c) for c in range(32)}
 _WINDOWS_ABS = re.compile(r"^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+)")
-_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(?:/(\d{1,5}))?$")
 _EMAIL = re.compile(r"^[^@\s,<>]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -160,8 +160,10 @@ def _choice(key: Key, raw: Any) -> str:
 
 def _window(key: Key, raw: Any) -> str:
     text = _str(key, raw).strip()
-    if text and not _WINDOW.match(text):
-        raise key.bad(raw, "expected HH:MM-HH:MM (24 h, local time) or empty for always")
+    try:
+        UploadWindow.parse(text)
+    except InvalidArgument:
+        raise key.bad(raw, "expected HH:MM-HH:MM (24 h, local time) or empty for always") from None
     return text
 
 
