@@ -166,7 +166,10 @@ BACKUP_DETAILS: dict[str, Rule] = {
     "backup_seconds": _duration,
     "validation_errors": _count(2**31 - 1),
     "validation_warnings": _count(2**31 - 1),
+    "raw_checksum": pattern(_CHECKSUM, "an algorithm:hex checksum"),
 }
+
+
 def _skipped(field: str, value: Any) -> Any:
     if not isinstance(value, dict):
         raise bad(field, "is not a map")
@@ -201,7 +204,44 @@ VALIDATION_DETAILS: dict[str, Rule] = {
     "warnings": _count(2**31 - 1),
     "summary": _text(2000),
 }
-UPLOAD_DETAILS: dict[str, Rule] = {"file": _file, "bytes": _count()}
+UPLOAD_DETAILS: dict[str, Rule] = {
+    "file": _file,
+    "bytes": _count(),
+    "backup_run_id": _label(64),
+    "snapshot_id": pattern(_SNAPSHOT_ID, "a snapshot id (64 lowercase hex digits)"),
+    "backup_size": _count(),
+    "bytes_sent": _count(),
+    "chunks_sent": _count(),
+    "chunks_present": _count(),
+    "complete": _flag,
+    "paused_reason": _text(500),
+}
+# Drills are recorded by the admin CLI and store checks by the server itself; agents never
+# send these kinds (ingest refuses them), so their rules judge what the admin side stores.
+DRILL_DETAILS: dict[str, Rule] = {
+    "snapshot_id": pattern(_SNAPSHOT_ID, "a snapshot id (64 lowercase hex digits)"),
+    "backup_run_id": _label(64),
+    "bytes_fetched": _count(),
+    "backup_bytes": _count(),
+    "checksum_ok": _flag,
+    "restored": _flag,
+    "validation_errors": _count(2**31 - 1),
+    "table_counts": _table_counts,
+    "host": _label(255),
+    "fetch_seconds": _duration,
+    "restore_seconds": _duration,
+}
+STORE_CHECK_DETAILS: dict[str, Rule] = {
+    "sample_percent": _duration,
+    "chunks_checked": _count(),
+    "bytes_checked": _count(),
+    "damaged_chunks": _problems,
+    "missing_chunks": _problems,
+    "damaged_count": _count(),
+    "missing_count": _count(),
+    "broken_snapshots": _problems,
+    "broken_backup_runs": _problems,
+}
 FILE_CHECK_DETAILS: dict[str, Rule] = {
     "files_checked": _count(2**32 - 1),
     "bytes_checked": _count(),
@@ -215,5 +255,7 @@ DETAILS: dict[str, dict[str, Rule]] = {
     "validation": VALIDATION_DETAILS,
     "upload": UPLOAD_DETAILS,
     "file_check": FILE_CHECK_DETAILS,
+    "drill": DRILL_DETAILS,
+    "store_check": STORE_CHECK_DETAILS,
 }
 """The rules of each details message of a run report, by its field name in RunReport."""

@@ -240,6 +240,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         async for chunk_id, data in chunks:
             yield admin_pb2.FetchedChunk(id=chunk_id, data=data)
 
+    @guarded
+    async def RecordDrill(
+        self, request: admin_pb2.RecordDrillRequest, context: Ctx
+    ) -> admin_pb2.RecordDrillResponse:
+        await self._auth.admin(bearer(context))
+        raise FailedPrecondition("this server does not record restore drills yet (issue 14)")
+
+    @guarded_stream
+    async def VerifyStore(
+        self, request: admin_pb2.VerifyStoreRequest, context: Ctx
+    ) -> AsyncIterator[admin_pb2.VerifyStoreUpdate]:
+        await self._auth.admin(bearer(context))
+        raise FailedPrecondition("this server cannot verify its store yet (issue 14)")
+        yield  # pragma: no cover - makes this an async generator
+
     def _snapshots(self) -> SnapshotQueries:
         if self._snapshot_queries is None:
             raise FailedPrecondition("the off-site store is not running on this server")

@@ -140,6 +140,15 @@ class SiteSummary(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     PROBLEMS_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
+    LAST_OFFSITE_AT_FIELD_NUMBER: _builtins.int
+    LAST_OFFSITE_BACKUP_RUN_ID_FIELD_NUMBER: _builtins.int
+    LAST_OFFSITE_BYTES_SENT_FIELD_NUMBER: _builtins.int
+    LAST_OFFSITE_BACKUP_SIZE_FIELD_NUMBER: _builtins.int
+    LAST_DRILL_OK_AT_FIELD_NUMBER: _builtins.int
+    LAST_DRILL_AT_FIELD_NUMBER: _builtins.int
+    LAST_DRILL_OUTCOME_FIELD_NUMBER: _builtins.int
+    LAST_STORE_CHECK_AT_FIELD_NUMBER: _builtins.int
+    STORE_DAMAGED_CHUNKS_FIELD_NUMBER: _builtins.int
     site: _builtins.str
     group: _builtins.str
     status: _types_pb2.SiteStatus.ValueType
@@ -147,6 +156,11 @@ class SiteSummary(_message.Message):
     config_revision_applied: _builtins.int
     agent_version: _builtins.str
     hostname: _builtins.str
+    last_offsite_backup_run_id: _builtins.str
+    last_offsite_bytes_sent: _builtins.int
+    last_offsite_backup_size: _builtins.int
+    last_drill_outcome: _types_pb2.RunOutcome.ValueType
+    store_damaged_chunks: _builtins.int
     @_builtins.property
     def last_good_backup_at(self) -> _timestamp_pb2.Timestamp:
         """Unset timestamps mean "never"."""
@@ -160,6 +174,24 @@ class SiteSummary(_message.Message):
     @_builtins.property
     def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every reason the status is not ok."""
+
+    @_builtins.property
+    def last_offsite_at(self) -> _timestamp_pb2.Timestamp:
+        """The newest database copy committed to the off-site store (snapshot time), the backup
+        run it copies, and the last upload's sealed bytes sent vs that backup's file size.
+        """
+
+    @_builtins.property
+    def last_drill_ok_at(self) -> _timestamp_pb2.Timestamp:
+        """The newest restore drill that passed ("last proven restorable from off site"), and
+        the newest drill's outcome whatever it was.
+        """
+
+    @_builtins.property
+    def last_drill_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_store_check_at(self) -> _timestamp_pb2.Timestamp:
+        """The newest store check of this site and the damaged + missing chunks it found."""
 
     def __init__(
         self,
@@ -176,10 +208,19 @@ class SiteSummary(_message.Message):
         agent_version: _builtins.str = ...,
         problems: _abc.Iterable[_builtins.str] | None = ...,
         hostname: _builtins.str = ...,
+        last_offsite_at: _timestamp_pb2.Timestamp | None = ...,
+        last_offsite_backup_run_id: _builtins.str = ...,
+        last_offsite_bytes_sent: _builtins.int = ...,
+        last_offsite_backup_size: _builtins.int = ...,
+        last_drill_ok_at: _timestamp_pb2.Timestamp | None = ...,
+        last_drill_at: _timestamp_pb2.Timestamp | None = ...,
+        last_drill_outcome: _types_pb2.RunOutcome.ValueType = ...,
+        last_store_check_at: _timestamp_pb2.Timestamp | None = ...,
+        store_damaged_chunks: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_backup_at", b"last_backup_at", "last_good_backup_at", b"last_good_backup_at", "last_image_sync_at", b"last_image_sync_at", "last_seen_at", b"last_seen_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_backup_at", b"last_backup_at", "last_drill_at", b"last_drill_at", "last_drill_ok_at", b"last_drill_ok_at", "last_good_backup_at", b"last_good_backup_at", "last_image_sync_at", b"last_image_sync_at", "last_offsite_at", b"last_offsite_at", "last_seen_at", b"last_seen_at", "last_store_check_at", b"last_store_check_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "config_revision_applied", b"config_revision_applied", "config_revision_desired", b"config_revision_desired", "group", b"group", "hostname", b"hostname", "last_backup_at", b"last_backup_at", "last_good_backup_at", b"last_good_backup_at", "last_image_sync_at", b"last_image_sync_at", "last_seen_at", b"last_seen_at", "problems", b"problems", "site", b"site", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "config_revision_applied", b"config_revision_applied", "config_revision_desired", b"config_revision_desired", "group", b"group", "hostname", b"hostname", "last_backup_at", b"last_backup_at", "last_drill_at", b"last_drill_at", "last_drill_ok_at", b"last_drill_ok_at", "last_drill_outcome", b"last_drill_outcome", "last_good_backup_at", b"last_good_backup_at", "last_image_sync_at", b"last_image_sync_at", "last_offsite_at", b"last_offsite_at", "last_offsite_backup_run_id", b"last_offsite_backup_run_id", "last_offsite_backup_size", b"last_offsite_backup_size", "last_offsite_bytes_sent", b"last_offsite_bytes_sent", "last_seen_at", b"last_seen_at", "last_store_check_at", b"last_store_check_at", "problems", b"problems", "site", b"site", "status", b"status", "store_damaged_chunks", b"store_damaged_chunks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1389,26 +1430,31 @@ Global___ListSnapshotsResponse: _TypeAlias = ListSnapshotsResponse  # noqa: Y015
 
 @_typing.final
 class GetSnapshotRequest(_message.Message):
-    """Ask for one snapshot; an empty id means the newest of the kind."""
+    """Ask for one snapshot; an empty id means the newest of the kind (or, with
+    backup_run_id, the newest database snapshot copying that backup run).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SITE_FIELD_NUMBER: _builtins.int
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    BACKUP_RUN_ID_FIELD_NUMBER: _builtins.int
     site: _builtins.str
     snapshot_id: _builtins.str
     kind: _agent_pb2.SnapshotKind.ValueType
+    backup_run_id: _builtins.str
     def __init__(
         self,
         *,
         site: _builtins.str = ...,
         snapshot_id: _builtins.str = ...,
         kind: _agent_pb2.SnapshotKind.ValueType = ...,
+        backup_run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "site", b"site", "snapshot_id", b"snapshot_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_run_id", b"backup_run_id", "kind", b"kind", "site", b"site", "snapshot_id", b"snapshot_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1561,3 +1607,113 @@ class FetchedChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FetchedChunk: _TypeAlias = FetchedChunk  # noqa: Y015
+
+@_typing.final
+class RecordDrillRequest(_message.Message):
+    """A drill to record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SITE_FIELD_NUMBER: _builtins.int
+    REPORT_FIELD_NUMBER: _builtins.int
+    site: _builtins.str
+    @_builtins.property
+    def report(self) -> _types_pb2.RunReport:
+        """kind RUN_KIND_DRILL, details.drill set; trigger "drill" or "restore"."""
+
+    def __init__(
+        self,
+        *,
+        site: _builtins.str = ...,
+        report: _types_pb2.RunReport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report", "site", b"site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordDrillRequest: _TypeAlias = RecordDrillRequest  # noqa: Y015
+
+@_typing.final
+class RecordDrillResponse(_message.Message):
+    """Recorded (or recorded already: a replay with the same report id changes nothing)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    def __init__(
+        self,
+        *,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordDrillResponse: _TypeAlias = RecordDrillResponse  # noqa: Y015
+
+@_typing.final
+class VerifyStoreRequest(_message.Message):
+    """Which sites to check and how much of each."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SITE_FIELD_NUMBER: _builtins.int
+    SAMPLE_PERCENT_FIELD_NUMBER: _builtins.int
+    site: _builtins.str
+    """Empty: every site with stored chunks."""
+    sample_percent: _builtins.float
+    """Percent of each site's chunks to read (0 < p <= 100; 0 means 100)."""
+    def __init__(
+        self,
+        *,
+        site: _builtins.str = ...,
+        sample_percent: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sample_percent", b"sample_percent", "site", b"site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyStoreRequest: _TypeAlias = VerifyStoreRequest  # noqa: Y015
+
+@_typing.final
+class VerifyStoreUpdate(_message.Message):
+    """Progress of a store check; the message for a finished site carries its result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SITE_FIELD_NUMBER: _builtins.int
+    CHUNKS_CHECKED_FIELD_NUMBER: _builtins.int
+    CHUNKS_TOTAL_FIELD_NUMBER: _builtins.int
+    BYTES_CHECKED_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    site: _builtins.str
+    chunks_checked: _builtins.int
+    chunks_total: _builtins.int
+    bytes_checked: _builtins.int
+    @_builtins.property
+    def result(self) -> _types_pb2.RunReport:
+        """Set once the site is done: the run recorded for it."""
+
+    def __init__(
+        self,
+        *,
+        site: _builtins.str = ...,
+        chunks_checked: _builtins.int = ...,
+        chunks_total: _builtins.int = ...,
+        bytes_checked: _builtins.int = ...,
+        result: _types_pb2.RunReport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_checked", b"bytes_checked", "chunks_checked", b"chunks_checked", "chunks_total", b"chunks_total", "result", b"result", "site", b"site"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyStoreUpdate: _TypeAlias = VerifyStoreUpdate  # noqa: Y015

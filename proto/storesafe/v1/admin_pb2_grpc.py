@@ -136,6 +136,16 @@ class AdminServiceStub:
                 request_serializer=storesafe_dot_v1_dot_admin__pb2.FetchChunksRequest.SerializeToString,
                 response_deserializer=storesafe_dot_v1_dot_admin__pb2.FetchedChunk.FromString,
                 _registered_method=True)
+        self.RecordDrill = channel.unary_unary(
+                '/storesafe.v1.AdminService/RecordDrill',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.RecordDrillRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.RecordDrillResponse.FromString,
+                _registered_method=True)
+        self.VerifyStore = channel.unary_stream(
+                '/storesafe.v1.AdminService/VerifyStore',
+                request_serializer=storesafe_dot_v1_dot_admin__pb2.VerifyStoreRequest.SerializeToString,
+                response_deserializer=storesafe_dot_v1_dot_admin__pb2.VerifyStoreUpdate.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -284,6 +294,22 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordDrill(self, request, context):
+        """Record a restore drill the CLI ran (a RunReport of kind RUN_KIND_DRILL with
+        DrillDetails; idempotent by the report id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyStore(self, request, context):
+        """Re-read a share of the stored chunks and check them against their recorded sha256;
+        progress messages, then one with the result per site. Recorded as store-check runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -386,6 +412,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.FetchChunks,
                     request_deserializer=storesafe_dot_v1_dot_admin__pb2.FetchChunksRequest.FromString,
                     response_serializer=storesafe_dot_v1_dot_admin__pb2.FetchedChunk.SerializeToString,
+            ),
+            'RecordDrill': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordDrill,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.RecordDrillRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.RecordDrillResponse.SerializeToString,
+            ),
+            'VerifyStore': grpc.unary_stream_rpc_method_handler(
+                    servicer.VerifyStore,
+                    request_deserializer=storesafe_dot_v1_dot_admin__pb2.VerifyStoreRequest.FromString,
+                    response_serializer=storesafe_dot_v1_dot_admin__pb2.VerifyStoreUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -930,6 +966,60 @@ class AdminService:
             '/storesafe.v1.AdminService/FetchChunks',
             storesafe_dot_v1_dot_admin__pb2.FetchChunksRequest.SerializeToString,
             storesafe_dot_v1_dot_admin__pb2.FetchedChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordDrill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storesafe.v1.AdminService/RecordDrill',
+            storesafe_dot_v1_dot_admin__pb2.RecordDrillRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.RecordDrillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/storesafe.v1.AdminService/VerifyStore',
+            storesafe_dot_v1_dot_admin__pb2.VerifyStoreRequest.SerializeToString,
+            storesafe_dot_v1_dot_admin__pb2.VerifyStoreUpdate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,14 @@ class AdminServiceStub:
     """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
     NOT_FOUND names the first id the store does not hold.
     """
+    RecordDrill: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RecordDrillRequest, _admin_pb2.RecordDrillResponse]
+    """Record a restore drill the CLI ran (a RunReport of kind RUN_KIND_DRILL with
+    DrillDetails; idempotent by the report id).
+    """
+    VerifyStore: _grpc.UnaryStreamMultiCallable[_admin_pb2.VerifyStoreRequest, _admin_pb2.VerifyStoreUpdate]
+    """Re-read a share of the stored chunks and check them against their recorded sha256;
+    progress messages, then one with the result per site. Recorded as store-check runs.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -126,6 +134,14 @@ class AdminServiceAsyncStub(AdminServiceStub):
     FetchChunks: _aio.UnaryStreamMultiCallable[_admin_pb2.FetchChunksRequest, _admin_pb2.FetchedChunk]  # type: ignore[assignment]
     """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
     NOT_FOUND names the first id the store does not hold.
+    """
+    RecordDrill: _aio.UnaryUnaryMultiCallable[_admin_pb2.RecordDrillRequest, _admin_pb2.RecordDrillResponse]  # type: ignore[assignment]
+    """Record a restore drill the CLI ran (a RunReport of kind RUN_KIND_DRILL with
+    DrillDetails; idempotent by the report id).
+    """
+    VerifyStore: _aio.UnaryStreamMultiCallable[_admin_pb2.VerifyStoreRequest, _admin_pb2.VerifyStoreUpdate]  # type: ignore[assignment]
+    """Re-read a share of the stored chunks and check them against their recorded sha256;
+    progress messages, then one with the result per site. Recorded as store-check runs.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -293,6 +309,26 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_admin_pb2.FetchedChunk], _abc.AsyncIterator[_admin_pb2.FetchedChunk]]:
         """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
         NOT_FOUND names the first id the store does not hold.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordDrill(
+        self,
+        request: _admin_pb2.RecordDrillRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RecordDrillResponse, _abc.Awaitable[_admin_pb2.RecordDrillResponse]]:
+        """Record a restore drill the CLI ran (a RunReport of kind RUN_KIND_DRILL with
+        DrillDetails; idempotent by the report id).
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyStore(
+        self,
+        request: _admin_pb2.VerifyStoreRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.VerifyStoreUpdate], _abc.AsyncIterator[_admin_pb2.VerifyStoreUpdate]]:
+        """Re-read a share of the stored chunks and check them against their recorded sha256;
+        progress messages, then one with the result per site. Recorded as store-check runs.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -75,6 +75,12 @@ class _RunKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunKind.Value
     """Online validation of the live database."""
     RUN_KIND_FILE_CHECK: _RunKind.ValueType  # 5
     """A re-check of the kept backup files (checksums, now and then a restore)."""
+    RUN_KIND_DRILL: _RunKind.ValueType  # 6
+    """A restore drill from the off-site store (`storesafe restore --database`, `storesafe
+    drill`), recorded by the admin CLI that ran it.
+    """
+    RUN_KIND_STORE_CHECK: _RunKind.ValueType  # 7
+    """A check of the off-site store's stored chunks (`storesafe verify-store`), run by the server."""
 
 class RunKind(_RunKind, metaclass=_RunKindEnumTypeWrapper):
     """What kind of job a run was."""
@@ -90,6 +96,12 @@ RUN_KIND_VALIDATION: RunKind.ValueType  # 4
 """Online validation of the live database."""
 RUN_KIND_FILE_CHECK: RunKind.ValueType  # 5
 """A re-check of the kept backup files (checksums, now and then a restore)."""
+RUN_KIND_DRILL: RunKind.ValueType  # 6
+"""A restore drill from the off-site store (`storesafe restore --database`, `storesafe
+drill`), recorded by the admin CLI that ran it.
+"""
+RUN_KIND_STORE_CHECK: RunKind.ValueType  # 7
+"""A check of the off-site store's stored chunks (`storesafe verify-store`), run by the server."""
 Global___RunKind: _TypeAlias = RunKind  # noqa: Y015
 
 class _RunOutcome:
@@ -328,6 +340,7 @@ class BackupDetails(_message.Message):
     BACKUP_SECONDS_FIELD_NUMBER: _builtins.int
     VALIDATION_ERRORS_FIELD_NUMBER: _builtins.int
     VALIDATION_WARNINGS_FIELD_NUMBER: _builtins.int
+    RAW_CHECKSUM_FIELD_NUMBER: _builtins.int
     method: _builtins.str
     """"gbak" or "nbackup"."""
     level: _builtins.int
@@ -349,6 +362,11 @@ class BackupDetails(_message.Message):
     validation_errors: _builtins.int
     """What Firebird's validation of the restored copy counted; warnings are not damage."""
     validation_warnings: _builtins.int
+    raw_checksum: _builtins.str
+    """"sha256:<hex>" of the logical backup stream (gbak output before compression; for
+    nbackup the level file), recorded at backup time; a restore from the off-site
+    store is checked against it.
+    """
     @_builtins.property
     def table_counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Rows per table captured from the live database at backup time."""
@@ -379,10 +397,11 @@ class BackupDetails(_message.Message):
         backup_seconds: _builtins.float = ...,
         validation_errors: _builtins.int = ...,
         validation_warnings: _builtins.int = ...,
+        raw_checksum: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_seconds", b"backup_seconds", "checksum", b"checksum", "database", b"database", "file", b"file", "firebird_version", b"firebird_version", "health", b"health", "level", b"level", "method", b"method", "problems", b"problems", "size_compressed", b"size_compressed", "size_raw", b"size_raw", "table_counts", b"table_counts", "validation_errors", b"validation_errors", "validation_warnings", b"validation_warnings", "verification", b"verification", "verification_message", b"verification_message", "verification_seconds", b"verification_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_seconds", b"backup_seconds", "checksum", b"checksum", "database", b"database", "file", b"file", "firebird_version", b"firebird_version", "health", b"health", "level", b"level", "method", b"method", "problems", b"problems", "raw_checksum", b"raw_checksum", "size_compressed", b"size_compressed", "size_raw", b"size_raw", "table_counts", b"table_counts", "validation_errors", b"validation_errors", "validation_warnings", b"validation_warnings", "verification", b"verification", "verification_message", b"verification_message", "verification_seconds", b"verification_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -556,27 +575,196 @@ Global___FileCheckDetails: _TypeAlias = FileCheckDetails  # noqa: Y015
 
 @_typing.final
 class UploadDetails(_message.Message):
-    """Details of an off-site upload."""
+    """Details of an off-site upload of one verified backup."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     FILE_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
+    BACKUP_RUN_ID_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    BACKUP_SIZE_FIELD_NUMBER: _builtins.int
+    BYTES_SENT_FIELD_NUMBER: _builtins.int
+    CHUNKS_SENT_FIELD_NUMBER: _builtins.int
+    CHUNKS_PRESENT_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    PAUSED_REASON_FIELD_NUMBER: _builtins.int
     file: _builtins.str
+    """The backup's final file name in backup.dir."""
     bytes: _builtins.int
+    """Bytes of the logical stream read and chunked (the uncompressed backup)."""
+    backup_run_id: _builtins.str
+    """The id of the backup run whose file this copies."""
+    snapshot_id: _builtins.str
+    """The database snapshot committed (empty when the run did not finish)."""
+    backup_size: _builtins.int
+    """The compressed backup file's size in backup.dir (what "bytes sent vs backup size"
+    compares against).
+    """
+    bytes_sent: _builtins.int
+    """Sealed bytes sent to the store in this run, and chunks sent / already stored."""
+    chunks_sent: _builtins.int
+    chunks_present: _builtins.int
+    complete: _builtins.bool
+    """False when the run stopped before committing (window closed, time budget, stopped);
+    the next run continues without re-sending what arrived.
+    """
+    paused_reason: _builtins.str
+    """Why it stopped early, when it did ("window closed", ...)."""
     def __init__(
         self,
         *,
         file: _builtins.str = ...,
         bytes: _builtins.int = ...,
+        backup_run_id: _builtins.str = ...,
+        snapshot_id: _builtins.str = ...,
+        backup_size: _builtins.int = ...,
+        bytes_sent: _builtins.int = ...,
+        chunks_sent: _builtins.int = ...,
+        chunks_present: _builtins.int = ...,
+        complete: _builtins.bool = ...,
+        paused_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "file", b"file"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_run_id", b"backup_run_id", "backup_size", b"backup_size", "bytes", b"bytes", "bytes_sent", b"bytes_sent", "chunks_present", b"chunks_present", "chunks_sent", b"chunks_sent", "complete", b"complete", "file", b"file", "paused_reason", b"paused_reason", "snapshot_id", b"snapshot_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UploadDetails: _TypeAlias = UploadDetails  # noqa: Y015
+
+@_typing.final
+class DrillDetails(_message.Message):
+    """Details of a restore drill: the off-site copy restored into a scratch database."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TableCountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    BACKUP_RUN_ID_FIELD_NUMBER: _builtins.int
+    BYTES_FETCHED_FIELD_NUMBER: _builtins.int
+    BACKUP_BYTES_FIELD_NUMBER: _builtins.int
+    CHECKSUM_OK_FIELD_NUMBER: _builtins.int
+    RESTORED_FIELD_NUMBER: _builtins.int
+    VALIDATION_ERRORS_FIELD_NUMBER: _builtins.int
+    TABLE_COUNTS_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    FETCH_SECONDS_FIELD_NUMBER: _builtins.int
+    RESTORE_SECONDS_FIELD_NUMBER: _builtins.int
+    snapshot_id: _builtins.str
+    """The database snapshot restored and the backup run it copies."""
+    backup_run_id: _builtins.str
+    bytes_fetched: _builtins.int
+    """Bytes fetched from the store and the logical backup size reassembled."""
+    backup_bytes: _builtins.int
+    checksum_ok: _builtins.bool
+    """The reassembled stream matched the checksum recorded at backup time."""
+    restored: _builtins.bool
+    """Restored through the services API, and Firebird's validation of the copy."""
+    validation_errors: _builtins.int
+    host: _builtins.str
+    """Where the CLI ran (host name), for the record."""
+    fetch_seconds: _builtins.float
+    restore_seconds: _builtins.float
+    @_builtins.property
+    def table_counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Rows per table in the restored copy."""
+
+    def __init__(
+        self,
+        *,
+        snapshot_id: _builtins.str = ...,
+        backup_run_id: _builtins.str = ...,
+        bytes_fetched: _builtins.int = ...,
+        backup_bytes: _builtins.int = ...,
+        checksum_ok: _builtins.bool = ...,
+        restored: _builtins.bool = ...,
+        validation_errors: _builtins.int = ...,
+        table_counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        host: _builtins.str = ...,
+        fetch_seconds: _builtins.float = ...,
+        restore_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_bytes", b"backup_bytes", "backup_run_id", b"backup_run_id", "bytes_fetched", b"bytes_fetched", "checksum_ok", b"checksum_ok", "fetch_seconds", b"fetch_seconds", "host", b"host", "restore_seconds", b"restore_seconds", "restored", b"restored", "snapshot_id", b"snapshot_id", "table_counts", b"table_counts", "validation_errors", b"validation_errors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrillDetails: _TypeAlias = DrillDetails  # noqa: Y015
+
+@_typing.final
+class StoreCheckDetails(_message.Message):
+    """Details of an off-site store check for one site."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLE_PERCENT_FIELD_NUMBER: _builtins.int
+    CHUNKS_CHECKED_FIELD_NUMBER: _builtins.int
+    BYTES_CHECKED_FIELD_NUMBER: _builtins.int
+    DAMAGED_CHUNKS_FIELD_NUMBER: _builtins.int
+    MISSING_CHUNKS_FIELD_NUMBER: _builtins.int
+    DAMAGED_COUNT_FIELD_NUMBER: _builtins.int
+    MISSING_COUNT_FIELD_NUMBER: _builtins.int
+    BROKEN_SNAPSHOTS_FIELD_NUMBER: _builtins.int
+    BROKEN_BACKUP_RUNS_FIELD_NUMBER: _builtins.int
+    sample_percent: _builtins.float
+    """Share of the site's chunks read, in percent (100 = all)."""
+    chunks_checked: _builtins.int
+    bytes_checked: _builtins.int
+    damaged_count: _builtins.int
+    missing_count: _builtins.int
+    @_builtins.property
+    def damaged_chunks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Chunk ids found damaged (bytes do not match the recorded sha256) or missing, at most 100."""
+
+    @_builtins.property
+    def missing_chunks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def broken_snapshots(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Snapshots that reference a damaged or missing chunk, and the backup runs they copy."""
+
+    @_builtins.property
+    def broken_backup_runs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        sample_percent: _builtins.float = ...,
+        chunks_checked: _builtins.int = ...,
+        bytes_checked: _builtins.int = ...,
+        damaged_chunks: _abc.Iterable[_builtins.str] | None = ...,
+        missing_chunks: _abc.Iterable[_builtins.str] | None = ...,
+        damaged_count: _builtins.int = ...,
+        missing_count: _builtins.int = ...,
+        broken_snapshots: _abc.Iterable[_builtins.str] | None = ...,
+        broken_backup_runs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broken_backup_runs", b"broken_backup_runs", "broken_snapshots", b"broken_snapshots", "bytes_checked", b"bytes_checked", "chunks_checked", b"chunks_checked", "damaged_chunks", b"damaged_chunks", "damaged_count", b"damaged_count", "missing_chunks", b"missing_chunks", "missing_count", b"missing_count", "sample_percent", b"sample_percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoreCheckDetails: _TypeAlias = StoreCheckDetails  # noqa: Y015
 
 @_typing.final
 class RunReport(_message.Message):
@@ -597,6 +785,8 @@ class RunReport(_message.Message):
     VALIDATION_FIELD_NUMBER: _builtins.int
     UPLOAD_FIELD_NUMBER: _builtins.int
     FILE_CHECK_FIELD_NUMBER: _builtins.int
+    DRILL_FIELD_NUMBER: _builtins.int
+    STORE_CHECK_FIELD_NUMBER: _builtins.int
     FILE_CHANGES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Chosen by the agent (a UUID); a replay with the same id changes nothing."""
@@ -623,6 +813,10 @@ class RunReport(_message.Message):
     @_builtins.property
     def file_check(self) -> Global___FileCheckDetails: ...
     @_builtins.property
+    def drill(self) -> Global___DrillDetails: ...
+    @_builtins.property
+    def store_check(self) -> Global___StoreCheckDetails: ...
+    @_builtins.property
     def file_changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BackupFileChange]:
         """Earlier backups whose file changed state (pruned by retention, found damaged)."""
 
@@ -642,13 +836,15 @@ class RunReport(_message.Message):
         validation: Global___ValidationDetails | None = ...,
         upload: Global___UploadDetails | None = ...,
         file_check: Global___FileCheckDetails | None = ...,
+        drill: Global___DrillDetails | None = ...,
+        store_check: Global___StoreCheckDetails | None = ...,
         file_changes: _abc.Iterable[Global___BackupFileChange] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backup", b"backup", "details", b"details", "file_check", b"file_check", "finished_at", b"finished_at", "image_sync", b"image_sync", "started_at", b"started_at", "upload", b"upload", "validation", b"validation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backup", b"backup", "details", b"details", "drill", b"drill", "file_check", b"file_check", "finished_at", b"finished_at", "image_sync", b"image_sync", "started_at", b"started_at", "store_check", b"store_check", "upload", b"upload", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup", b"backup", "details", b"details", "error_class", b"error_class", "error_message", b"error_message", "file_changes", b"file_changes", "file_check", b"file_check", "finished_at", b"finished_at", "id", b"id", "image_sync", b"image_sync", "kind", b"kind", "outcome", b"outcome", "started_at", b"started_at", "trigger", b"trigger", "upload", b"upload", "validation", b"validation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup", b"backup", "details", b"details", "drill", b"drill", "error_class", b"error_class", "error_message", b"error_message", "file_changes", b"file_changes", "file_check", b"file_check", "finished_at", b"finished_at", "id", b"id", "image_sync", b"image_sync", "kind", b"kind", "outcome", b"outcome", "started_at", b"started_at", "store_check", b"store_check", "trigger", b"trigger", "upload", b"upload", "validation", b"validation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["backup", "image_sync", "validation", "upload", "file_check"]  # noqa: Y015
+    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["backup", "image_sync", "validation", "upload", "file_check", "drill", "store_check"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 
