@@ -96,8 +96,12 @@ def test_nothing_changed_sends_no_chunk_and_a_changed_file_only_its_new_chunks(
 
     again = sync(folder, state, keys, store, clock)
     assert again.result.unchanged == 2 and again.result.bytes_read == 0
-    assert again.sent.chunks_sent == 0  # manifest parts are stored already too
-    assert again.snapshot_id and not again.error
+    assert again.sent.chunks_sent == 0
+    # the folder is as the last snapshot lists it: no new snapshot, that one stays current
+    assert again.snapshot_id == "" and not again.error and again.unchanged
+    assert again.current_snapshot_id == first.snapshot_id
+    assert again.summary == f"unchanged since snapshot {first.snapshot_id[:12]}"
+    assert list(store.snapshots) == [first.snapshot_id]
 
     old_ids = chunk_ids(keys, bytes(big))
     big[-1000:] = os.urandom(1000)
@@ -206,6 +210,7 @@ def test_chunks_the_server_lost_are_read_and_sent_again_after_a_refused_commit(
     ).entries
     lost = next(e for e in entries if e.path == "b.jpg").chunks[0][0]
     del store.chunks[lost]  # gone from the server's store
+    write(folder / "c.jpg", os.urandom(40_000))  # a change, so the pass commits
 
     refused = sync(folder, state, keys, store, clock)
     assert refused.snapshot_id == ""
@@ -214,7 +219,7 @@ def test_chunks_the_server_lost_are_read_and_sent_again_after_a_refused_commit(
     repaired = sync(folder, state, keys, store, clock)
     assert repaired.error == "" and repaired.result.stored == 1
     assert lost in store.chunks
-    assert set(opened(store, keys, repaired.snapshot_id)) == {"a.jpg", "b.jpg"}
+    assert set(opened(store, keys, repaired.snapshot_id)) == {"a.jpg", "b.jpg", "c.jpg"}
 
 
 def test_a_new_data_key_reads_and_sends_every_file_again(
