@@ -29,7 +29,7 @@ from agent.configsync import AgentConfig
 from agent.datakey import DataKeyFile
 from agent.domain.errors import StateDirUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind, RunReport
-from agent.firebird.priority import in_background
+from agent.priority import in_background
 from agent.images.sync import SHORT_ID, SyncOutcome, SyncSettings, run_sync
 from agent.images.uploader import LoopStore
 from agent.scheduler import Task
