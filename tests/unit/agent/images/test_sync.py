@@ -15,8 +15,8 @@ from agent.images.scanner import Scanner
 from agent.images.sync import SyncOutcome, SyncSettings, run_sync
 from agent.images.uploader import Uploader
 from common.vault import IMAGES, SiteKeys, new_data_key, open_chunk, open_snapshot
-from common.window import UploadWindow
 from common.vault.chunking import chunk_bytes
+from common.window import UploadWindow
 from tests.support.clock import FakeClock
 from tests.support.offsitestore import MemoryStore
 
@@ -310,9 +310,7 @@ def test_a_pass_stops_at_its_time_budget_and_the_next_completes_without_reading_
 
     cut = budget_sync(folder, state, keys, store, clock, max_pass_minutes=30)
     assert not cut.result.failed and cut.error == ""
-    assert cut.incomplete == (
-        "the pass used its time budget of 30 min (images.max_pass_minutes)"
-    )
+    assert cut.incomplete == "the pass used its time budget of 30 min (images.max_pass_minutes)"
     assert cut.result.stored == 3 and cut.snapshot_id == cut.current_snapshot_id == ""
     assert store.snapshots == {}  # a partial manifest would look like mass deletion
     assert cut.summary.startswith("incomplete: the pass used its time budget of 30 min")
