@@ -183,24 +183,11 @@ def seal_lines(
 
 
 @dataclass(frozen=True)
-class SiteUpload:
+class SiteUpload(SealedSite):
     """Everything one site's agent sends for one snapshot of a few small files."""
 
-    site: SealedSite
     snapshot: Sealed
     files: Files
-
-    @property
-    def fleet(self) -> FleetPrivateKey:
-        return self.site.fleet
-
-    @property
-    def keys(self) -> SiteKeys:
-        return self.site.keys
-
-    @property
-    def sealed_key(self) -> str:
-        return self.site.sealed_key
 
     @property
     def content(self) -> tuple[SealedChunk, ...]:
@@ -210,9 +197,6 @@ class SiteUpload:
     def chunks(self) -> tuple[SealedChunk, ...]:
         """Content chunks and manifest parts: what PutChunks must store."""
         return self.snapshot.sealed
-
-    def site_key_request(self, site: str = "") -> agent_pb2.PutSiteKeyRequest:
-        return self.site.site_key_request(site)
 
     def header(self, **overrides: object) -> agent_pb2.SnapshotHeader:
         return self.snapshot.header(**overrides)
@@ -227,8 +211,8 @@ def site_upload(site: str, files: Files | None = None) -> SiteUpload:
     """A sealed snapshot of `files` (a few small ones by default) for `site` under a fresh
     fleet key, taken at WHEN."""
     files = files or {f"img/{i:02d}.jpg": f"{site} picture {i} ".encode() * 50 for i in range(3)}
-    sealed_site = new_site(site)
-    return SiteUpload(sealed_site, seal_files(sealed_site, files, WHEN), files)
+    s = new_site(site)
+    return SiteUpload(s.site, s.fleet, s.keys, s.sealed_key, seal_files(s, files, WHEN), files)
 
 
 def put_request(chunk: SealedChunk, **overrides: object) -> agent_pb2.PutChunkRequest:
