@@ -29,9 +29,9 @@ from agent.configsync import AgentConfig
 from agent.datakey import DataKeyFile
 from agent.domain.errors import StateDirUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind, RunReport
-from agent.priority import in_background
 from agent.images.sync import SHORT_ID, SyncOutcome, SyncSettings, run_sync
 from agent.images.uploader import LoopStore
+from agent.priority import in_background
 from agent.scheduler import Task
 from common.errors import StoreSafeError
 from common.vault import FleetPublicKey

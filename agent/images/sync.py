@@ -61,7 +61,7 @@ class SyncSettings:
     settle_seconds: int
     bandwidth_kbps: int
     max_pass_minutes: int = 30  # 0: no budget
-    window: UploadWindow = UploadWindow()
+    window: UploadWindow = dataclasses.field(default_factory=UploadWindow)
 
 
 @dataclasses.dataclass(frozen=True)
