@@ -12,9 +12,8 @@ from google.protobuf.descriptor import Descriptor
 from storesafe.v1 import agent_pb2, types_pb2
 
 from common.errors import InvalidArgument
-from server.domain import backups
+from server.domain import backups, ingest, rules
 from server.domain import details as detail_rules
-from server.domain import ingest, rules
 from server.domain.status import Disk
 from server.rpc.convert import agent as convert
 
