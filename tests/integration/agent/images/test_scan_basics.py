@@ -262,7 +262,8 @@ def test_a_copy_that_kept_an_old_mtime_waits_for_its_fresh_ctime(
 
 
 def test_a_time_in_the_future_does_not_settle_a_file(folder, index, scanner, clock: FakeClock):
-    # the clock runs behind the file system's times (the conftest clock is in the past)
+    # the agent's clock runs an hour behind the file system's times
     put(folder / "skewed.jpg", b"from a PC whose clock is ahead", old=False)
+    clock.set(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     first = scanner(settle_seconds=60).scan(RecordingConsumer())
     assert first.stored == 0 and first.settle_due_at == clock.now() + dt.timedelta(seconds=60)
