@@ -26,7 +26,7 @@ from agent.firebird.capability import FirebirdTasks, command_result
 from agent.firebird.errors import BackupBusy
 from agent.firebird.files import Status, list_backups
 from agent.images.capability import ImageSync, missing_settings, sync_summary
-from agent.images.errors import PassAlreadyRunning
+from agent.images.errors import OutsideUploadWindow, PassAlreadyRunning
 from agent.lock import StateLock
 from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
@@ -340,8 +340,10 @@ def sync_now(state_dir: StateDirOption = None) -> None:
     """Sync the image folder into the off-site store now (with the configuration from the server).
 
     One pass: new and changed files are read, only the chunks the server lacks
-    are sent, and a snapshot is committed. The report goes to the outbox, then
-    straight to the server. Exit code 0 when the pass succeeded, 1 when it failed.
+    are sent, and a snapshot is committed (none when nothing changed since the
+    last). The report goes to the outbox, then straight to the server. Exit code 0
+    when the pass succeeded (or stopped incomplete at its time budget), 1 when it
+    failed; outside upload.window nothing runs and the exit code is non-zero.
     """
     setup_logging(logging.WARNING)
     state = StateDir(resolve_state_dir(state_dir))
@@ -362,6 +364,8 @@ def sync_now(state_dir: StateDirOption = None) -> None:
     console = Console(stderr=True)
     with console.status(f"Syncing {store.current.text('images.dir')} ..."):
         report = aio.run(sync.sync("local"))
+    if report is None:  # outside the upload window: nothing ran, nothing to report
+        raise OutsideUploadWindow(f"image sync not run: {sync.not_run}")
     if report.error_class == PassAlreadyRunning.code:  # the agent is at it: not a failure
         raise AlreadyRunning(report.error_message)
     with Outbox(state.outbox_path) as outbox:

@@ -75,6 +75,7 @@ def run_summary(run: Run) -> str:
             f"{d.get('files_copied', 0)} of {d.get('files_scanned', 0)} files copied "
             f"({size(d.get('bytes_copied', 0))}), {d.get('files_failed', 0)} failed"
         )
+        parts.append(str(d.get("summary", "")))
     elif run.kind == "upload" and d:
         parts.append(f"{d.get('file', '')} {size(d.get('bytes', 0))}".strip())
     elif run.kind == "validation" and d:

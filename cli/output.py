@@ -132,9 +132,12 @@ def config_cell(site: SiteSummary) -> Cell:
 
 
 def run_result(run: Run) -> Cell:
-    """`verified`, `verify failed`, `unverified`, `succeeded` or `failed`, coloured."""
+    """`verified`, `verify failed`, `unverified`, `incomplete` (an image sync cut short),
+    `succeeded` or `failed`, coloured."""
     if run.outcome == "failed":
         return "failed", "bold red"
+    if run.kind == "image-sync" and run.details.get("incomplete"):
+        return "incomplete", "yellow"
     if run.kind == "backup":
         verification = run.details.get("verification")
         if verification == "passed":

@@ -412,6 +412,14 @@ KEYS: dict[str, Key] = {
             maximum=86400,
         ),
         Key(
+            "images.max_pass_minutes",
+            "int",
+            30,
+            "Longest one image-sync pass holds the agent; a longer sync goes on next pass.",
+            minimum=1,
+            maximum=24 * 60,
+        ),
+        Key(
             "upload.enabled",
             "bool",
             False,

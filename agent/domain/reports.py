@@ -115,6 +115,9 @@ class ImageSyncDetails:
     skipped: dict[str, int] = dataclasses.field(default_factory=dict)
     stable_files: int = 0
     stable_changed: int = 0  # of the stable files, changed or deleted by this pass
+    current_snapshot_id: str = ""  # committed now, or the last one when nothing changed
+    incomplete: str = ""  # why the pass stopped before it could commit ("" when complete)
+    summary: str = ""  # one line on how the pass ended
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,10 +28,10 @@ from agent.firebird.connection import FirebirdTarget
 from agent.firebird.errors import BackupBusy, FirebirdJobError
 from agent.firebird.files import Status, list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job
-from agent.firebird.priority import in_background
 from agent.firebird.recheck import run_pending_verifications, run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.validate import run_validation_job
+from agent.priority import in_background
 from agent.runner import Job, ReportSink
 from agent.scheduler import Task
 from common.clock import Clock

@@ -16,8 +16,8 @@ import zstandard
 
 from agent.firebird.errors import BackupCorrupt
 from agent.firebird.pipes import PipeWriter
-from agent.firebird.priority import run_niced
 from agent.firebird.stream import CHUNK, new_file, write_all
+from agent.priority import run_niced
 
 
 def sha256_file(path: Path) -> str:

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.firebird import decompress, pipes, priority, stream
+from agent import priority
+from agent.firebird import decompress, pipes, stream
 from agent.firebird.activity import ShopActivity
 from agent.firebird.connection import FirebirdTarget, require_ascii, services
 from agent.firebird.errors import (

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.firebird import priority, stream
+from agent import priority
+from agent.firebird import stream
 from agent.firebird.connection import FirebirdTarget, attach, parse_version, services
 from agent.firebird.errors import (
     AuthFailed,

@@ -46,7 +46,7 @@ from agent.firebird.files import (
 from agent.firebird.health import read_live
 from agent.firebird.jobs import VERDICTS, BackupSettings, JobRun, prune, verify_and_mark
 from agent.firebird.outcome import JobOutcome
-from agent.firebird.priority import run_niced
+from agent.priority import run_niced
 from common.clock import Clock
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,14 @@ makes sure the site's data key is registered sealed to the configured
 recovery key (agent.datakey), then runs one pass (agent.images.sync) in a
 worker thread at low CPU and IO priority, and returns an image-sync
 RunReport with the pass figures; the runner's outbox delivers it.
+
+Outside the upload window (`upload.window`) no pass starts: a scheduled run
+does nothing and leaves no report (a run row every half hour of every night
+would bury the real ones, and the status's "image sync older than its limit"
+already tells when a window is too short), and "sync-now" is answered
+"rejected" with when the window next opens. A pass stops at its next batch
+boundary when the window closes or its time budget (`images.max_pass_minutes`)
+is spent: its report is a succeeded run marked `incomplete`, with the reason.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ from agent.configsync import AgentConfig
 from agent.datakey import DataKeyFile
 from agent.domain.errors import StateDirUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind, RunReport
-from agent.firebird.priority import in_background
-from agent.images.sync import SyncOutcome, SyncSettings, run_sync
+from agent.images.sync import SHORT_ID, SyncOutcome, SyncSettings, run_sync
 from agent.images.uploader import LoopStore
+from agent.priority import in_background
 from agent.scheduler import Task
 from common.errors import StoreSafeError
 from common.vault import FleetPublicKey
+from common.window import UploadWindow
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,7 @@ class ImageSync(Capability):
         self._state_dir = setup.state_dir
         self._site = setup.site
         self._connect = setup.store_link
+        self.not_run = ""  # why the last call of `sync` did not run a pass ("" when it did)
 
     def why_not_configured(self) -> str | None:
         return self._task_missing(self._config.current)
@@ -67,19 +77,38 @@ class ImageSync(Capability):
 
     def commands(self, host: Host) -> Mapping[str, Handler]:
         async def sync_now() -> CommandResult:
+            self.not_run = ""
             report = await host.run(TASK, trigger="remote")
-            return command_result(report, self.why_not_configured())
+            return command_result(report, self.not_run or self.why_not_configured())
 
         return {"sync-now": sync_now}
 
-    async def sync(self, trigger: str) -> RunReport:
-        """One pass over the image folder, uploaded and committed; its report."""
+    def outside_window(self) -> str | None:
+        """Why no pass may start now (outside `upload.window`), or None."""
+        window = UploadWindow.parse(self._config.current.text("upload.window"))
+        wait = window.seconds_until_open(self._clock.now())
+        if wait <= 0:
+            return None
+        return (
+            f"outside the upload window ({window.describe()}); "
+            f"it next opens in {max(1, round(wait / 60))} min"
+        )
+
+    async def sync(self, trigger: str) -> RunReport | None:
+        """One pass over the image folder, uploaded and committed; its report. None, with
+        the reason in `not_run`, outside the upload window."""
+        self.not_run = self.outside_window() or ""
+        if self.not_run:
+            log.info("image sync not run (%s): %s", trigger, self.not_run)
+            return None
         started = self._clock.now()
         cfg = self._config.current
         settings = SyncSettings(
             folder=cfg.text("images.dir"),
             settle_seconds=int(cfg["images.settle_seconds"]),
             bandwidth_kbps=int(cfg["upload.bandwidth_kbps"]),
+            max_pass_minutes=int(cfg["images.max_pass_minutes"]),
+            window=UploadWindow.parse(cfg.text("upload.window")),
         )
         try:
             outcome = await self._run(cfg, settings)
@@ -166,6 +195,9 @@ def details_of(outcome: SyncOutcome) -> ImageSyncDetails:
         skipped={reason.value: count for reason, count in r.skipped.items()},
         stable_files=r.stable_before,
         stable_changed=r.stable_changed + r.stable_deleted,
+        current_snapshot_id=outcome.current_snapshot_id,
+        incomplete=outcome.incomplete,
+        summary=outcome.summary,
     )
 
 
@@ -174,10 +206,18 @@ def sync_summary(report: RunReport) -> str:
     d = report.details
     if report.outcome is not Outcome.SUCCEEDED or not isinstance(d, ImageSyncDetails):
         return f"image sync failed ({report.error_class}): {report.error_message}"
-    return (
-        f"image sync succeeded: {d.files_scanned:,} files seen, {d.files_copied:,} stored, "
+    head = "image sync incomplete" if d.incomplete else "image sync succeeded"
+    line = (
+        f"{head}: {d.files_scanned:,} files seen, {d.files_copied:,} stored, "
         f"{d.bytes_copied:,} bytes sent"
     )
+    if d.incomplete:
+        return f"{line}; {d.incomplete}; the next pass goes on"
+    if d.current_snapshot_id and not d.snapshot_id:
+        return f"{line}; unchanged since snapshot {d.current_snapshot_id[:SHORT_ID]}"
+    if d.snapshot_id:
+        return f"{line}; snapshot {d.snapshot_id[:SHORT_ID]}"
+    return line
 
 
 def command_result(report: RunReport | None, why_not: str | None) -> CommandResult:

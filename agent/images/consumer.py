@@ -13,7 +13,11 @@ Errors: a `FileSkipped` raised by the stream (the file changed while read,
 became unreadable or busy) may propagate out of `store`: the file is skipped
 and retried next pass. Any other `StoreSafeError` from `store` (the server
 is unreachable, its store is full) ends the pass: what was committed stays,
-nothing else is, and the result says `aborted`.
+nothing else is, and the result says `aborted`. A `PassCut` from `store`
+ends the pass cleanly, not failed (its time budget is spent, the upload
+window closed): the files stored so far stay committed, this one is not,
+deletions are not applied (the walk did not finish), and the result says
+`cut_short` with the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from typing import Protocol
 
 from agent.images.identity import FileState
 from agent.images.stream import FileStream
+
+
+class PassCut(Exception):
+    """The consumer stops the pass here, cleanly; the message says why (one sentence)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,12 @@ class PassAlreadyRunning(FailedPrecondition):
     code = "image_pass_running"
 
 
+class OutsideUploadWindow(FailedPrecondition):
+    """No image-sync pass starts outside `upload.window`."""
+
+    code = "outside_upload_window"
+
+
 class FileSkipped(StoreSafeError):
     """A file that cannot be read in this pass; `reason` says why, the pass goes on."""
 

@@ -69,6 +69,7 @@ class PassResult:
     folder_missing: bool = False
     folder_empty: bool = False
     aborted: bool = False
+    cut_short: str = ""  # why the pass stopped early without failing (see consumer.PassCut)
     stable_before: int = 0
     stable_changed: int = 0
     stable_deleted: int = 0
@@ -116,6 +117,7 @@ class Tally:
     folder_missing: bool = False
     folder_empty: bool = False
     aborted: bool = False
+    cut_short: str = ""  # why the pass stopped early without failing (see consumer.PassCut)
     stable_before: int = 0
     stable_changed: int = 0
     stable_deleted: int = 0
@@ -154,6 +156,7 @@ class Tally:
             folder_missing=self.folder_missing,
             folder_empty=self.folder_empty,
             aborted=self.aborted,
+            cut_short=self.cut_short,
             stable_before=self.stable_before,
             stable_changed=self.stable_changed,
             stable_deleted=self.stable_deleted,

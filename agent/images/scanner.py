@@ -8,9 +8,13 @@ the number of files. For each regular file:
 - same size, mtime in ns and file id as the index's latest observation, and
   that observation stored: unchanged, not opened, nothing written;
 - new or changed: recorded with the time it was first seen so; it is read
-  only once it has stayed so for `settle_seconds` by the injected clock
-  (until then it is skipped as `settling`, the pass tells when the earliest
-  settles: `settle_due_at`);
+  once it has not changed for `settle_seconds`: by its own mtime (and, on
+  POSIX, ctime) against the injected clock, or else by having been seen
+  unchanged that long across passes (until then it is skipped as
+  `settling`, the pass tells when the earliest settles: `settle_due_at`).
+  So the first pass over a folder of old files stores them at once, while a
+  file still being written waits; a time in the future (a skewed clock)
+  counts for nothing;
 - the same file id, size and mtime as the stored version of a file that was
   on disk at the last pass (renamed, moved, hard-linked), or of the deleted
   file that had this very name (come back unchanged): that version's content
@@ -37,7 +41,7 @@ import os
 import stat
 from collections.abc import Sequence
 
-from agent.images.consumer import Consumer, FileToStore
+from agent.images.consumer import Consumer, FileToStore, PassCut
 from agent.images.errors import FileSkipped, PassAlreadyRunning
 from agent.images.fileaccess import FileAccess
 from agent.images.identity import FileState, state_of
@@ -51,6 +55,11 @@ from common.clock import Clock, iso
 from common.errors import Internal, StoreSafeError
 
 _PAGE = 512
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _from_ns(ns: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
 
 
 class _Stop(Exception):
@@ -141,6 +150,9 @@ class _Pass:
         except _Stop as stop:
             t.aborted = True
             t.errors.append(str(stop))
+            return t.result(self.s.clock.now())
+        except PassCut as cut:  # not failed: what was stored stays; no deletions applied
+            t.cut_short = str(cut)
             return t.result(self.s.clock.now())
         self._advance_to(None)
         self._apply_deletions(previous_pass=self.index.meta("last_pass_at"))
@@ -250,9 +262,7 @@ class _Pass:
             return False
         # A tombstone elsewhere is no source: its file id may have been reused since, by
         # another file that happens to have the same size and mtime (a restore, an unzip).
-        sources = [
-            s for s in self.index.with_stored(entry.state) if s.live or s.key == entry.key
-        ]
+        sources = [s for s in self.index.with_stored(entry.state) if s.live or s.key == entry.key]
         if not sources:
             return False
         t = self.tally
@@ -282,6 +292,8 @@ class _Pass:
     ) -> None:
         now = self.s.clock.now()
         due = since + self.s.settle
+        if entry.changed_ns > 0:  # the file system's own times say it settled earlier
+            due = min(due, _from_ns(entry.changed_ns) + self.s.settle)
         if now < due:
             self.tally.skip(
                 relpath_of(entry.key),

@@ -7,12 +7,24 @@ sent like content, only when missing. It is committed only after a pass
 that was not cut short and whose every chunk is on the server (the uploader
 returns a file's ids only then), so a cut pass commits nothing and the next
 one resumes by asking which chunks are missing.
+
+A pass whose entries are exactly those of the last committed snapshot (the
+index keeps that snapshot's id and a digest of its entries) commits
+nothing: the folder is "unchanged since" that snapshot, which stays current.
+
+A pass has limits (`SyncSettings.max_pass_minutes`, the upload window): the
+uploader stops at the next batch boundary once one is reached. Such a pass
+is incomplete, not failed: the chunks it sent stay on the server, the files
+it stored stay in the index with their content ids (the next pass neither
+reads nor sends them again), and no snapshot is committed (a partial
+manifest would look like mass deletion).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import itertools
 import logging
@@ -33,8 +45,14 @@ from agent.lock import StateLock
 from common.clock import Clock
 from common.errors import FailedPrecondition, StoreSafeError
 from common.vault import Entry, SiteKeys, SnapshotInfo, VaultError, seal_snapshot
+from common.window import UploadWindow
 
 log = logging.getLogger(__name__)
+
+
+SHORT_ID = 12  # a snapshot id as the CLI lists it (and `--snapshot` accepts)
+LAST_SNAPSHOT = "snapshot_id"  # index meta: the last snapshot this index committed
+LAST_DIGEST = "snapshot_digest"  # index meta: the digest of its entries (see _Entries)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +60,8 @@ class SyncSettings:
     folder: str
     settle_seconds: int
     bandwidth_kbps: int
+    max_pass_minutes: int = 30  # 0: no budget
+    window: UploadWindow = dataclasses.field(default_factory=UploadWindow)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +74,29 @@ class SyncOutcome:
     snapshot_entries: int = 0
     unlisted: int = 0  # stored files whose names a manifest cannot hold
     error: str = ""  # why no snapshot was committed after a pass that did not fail
+    current_snapshot_id: str = ""  # committed now, or the last one when nothing changed
+    incomplete: str = ""  # why the pass stopped before it could commit ("" when complete)
+
+    @property
+    def unchanged(self) -> bool:
+        """Complete, and the folder is as the last committed snapshot lists it."""
+        return bool(self.current_snapshot_id) and not self.snapshot_id
+
+    @property
+    def summary(self) -> str:
+        """One line on how the pass ended ("" for a failed pass: its error says it)."""
+        if self.result.failed or self.error:
+            return ""
+        if self.incomplete:
+            return (
+                f"incomplete: {self.incomplete}; {self.result.stored:,} files stored in "
+                "this pass are kept, the next pass goes on; no snapshot committed"
+            )
+        if self.snapshot_id:
+            return f"snapshot {self.snapshot_id[:SHORT_ID]} committed"
+        if self.current_snapshot_id:
+            return f"unchanged since snapshot {self.current_snapshot_id[:SHORT_ID]}"
+        return "no snapshot committed"
 
 
 def run_sync(
@@ -97,7 +140,8 @@ def _run(
     sleep: Callable[[float], None],
 ) -> SyncOutcome:
     bucket = TokenBucket.kbps(settings.bandwidth_kbps, clock=clock, sleep=sleep)
-    uploader = Uploader(keys, store, bucket, batch_bytes=batch_bytes(bucket))
+    limits = _Limits(settings, clock)
+    uploader = Uploader(keys, store, bucket, batch_bytes=batch_bytes(bucket), stop=limits)
     with ImageIndex(state_dir / INDEX_FILE) as index:
         _same_data_key(index, keys)
         scanner = Scanner(
@@ -106,11 +150,22 @@ def _run(
         result = scanner.scan(uploader)
         if result.failed:
             return SyncOutcome(result, uploader.tally)
+        if result.cut_short:
+            log.info("image sync pass stopped early: %s", result.cut_short)
+            return SyncOutcome(result, uploader.tally, incomplete=result.cut_short)
+        source = _source(settings.folder)
+        entries = _Entries(index)
+        digest = entries.digest(source)
+        last = index.meta(LAST_SNAPSHOT) or ""
+        if last and index.meta(LAST_DIGEST) == digest:
+            return SyncOutcome(
+                result, uploader.tally, unlisted=entries.unlisted, current_snapshot_id=last
+            )
         entries = _Entries(index)
         try:
             sealed = seal_snapshot(
                 keys,
-                SnapshotInfo(site=keys.site, created=clock.now(), source=_source(settings.folder)),
+                SnapshotInfo(site=keys.site, created=clock.now(), source=source),
                 entries,
             )
             uploader.send_sealed(sealed.parts)
@@ -133,13 +188,38 @@ def _run(
                 message += _repair(index, store)
             log.error("image snapshot not committed: %s", message)
             return SyncOutcome(result, uploader.tally, unlisted=entries.unlisted, error=message)
+        index.set_meta(LAST_SNAPSHOT, sealed.snapshot_id)
+        index.set_meta(LAST_DIGEST, digest)
+        index.commit()
     return SyncOutcome(
         result,
         uploader.tally,
         snapshot_id=sealed.snapshot_id,
         snapshot_entries=sealed.entries,
         unlisted=entries.unlisted,
+        current_snapshot_id=sealed.snapshot_id,
     )
+
+
+class _Limits:
+    """Why the pass must stop now, or None: its time budget, the upload window (the
+    uploader asks before each file and each batch)."""
+
+    def __init__(self, settings: SyncSettings, clock: Clock) -> None:
+        self._clock = clock
+        self._minutes = settings.max_pass_minutes
+        self._deadline = (
+            clock.now() + dt.timedelta(minutes=self._minutes) if self._minutes > 0 else None
+        )
+        self._window = settings.window
+
+    def __call__(self) -> str | None:
+        now = self._clock.now()
+        if self._deadline is not None and now >= self._deadline:
+            return f"the pass used its time budget of {self._minutes} min (images.max_pass_minutes)"
+        if not self._window.is_open(now):
+            return f"the upload window ({self._window.describe()}) closed"
+        return None
 
 
 def batch_bytes(bucket: TokenBucket) -> int:
@@ -235,3 +315,11 @@ class _Entries:
             except VaultError as exc:
                 self.unlisted += 1
                 log.warning("not in the snapshot: %s", exc.message)
+
+    def digest(self, source: str) -> str:
+        """A sha256 of the manifest's entry lines (and the source folder's name): equal
+        digests, equal manifests."""
+        h = hashlib.sha256(f"storesafe-images-1\0{source}\n".encode())
+        for entry in self:
+            h.update(entry.line())
+        return h.hexdigest()

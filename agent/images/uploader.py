@@ -10,6 +10,10 @@ batch, and a resumed pass re-sends nothing that arrived. `store` returns
 only once every chunk of the file is on the server; its content ids are
 `<chunk id>:<length>`, which is what a manifest entry needs.
 
+`stop` is asked before each file and each batch: a reason (the pass's time
+budget is spent, the upload window closed) raises PassCut there, at a batch
+boundary, so what was sent stays sent and nothing is half stored.
+
 The consumer runs in the scan's worker thread; the store calls run on the
 agent's event loop (`LoopStore` bridges the two).
 """
@@ -20,7 +24,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import hashlib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 from agent.domain.offsite import (
@@ -31,7 +35,7 @@ from agent.domain.offsite import (
     StoreLink,
 )
 from agent.images.bandwidth import TokenBucket
-from agent.images.consumer import FileToStore
+from agent.images.consumer import FileToStore, PassCut
 from agent.images.stream import FileStream
 from common.errors import InvalidArgument, Unavailable
 from common.vault import IMAGES, PlainChunk, SealedChunk, SiteKeys, cut_stream
@@ -131,8 +135,10 @@ class Uploader:
         bucket: TokenBucket,
         *,
         batch_bytes: int = BATCH_BYTES,
+        stop: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.keys = keys
+        self.stop = stop
         self.remote = store
         self.bucket = bucket
         self.batch_bytes = batch_bytes
@@ -142,6 +148,7 @@ class Uploader:
         self._known: set[str] = set()  # stored on the server, as learned in this pass
 
     def store(self, file: FileToStore, stream: FileStream) -> Sequence[str]:
+        self._check_stop()
         ids: list[str] = []
         try:
             for chunk in cut_stream(self.keys, _Readable(stream), IMAGES):
@@ -183,10 +190,16 @@ class Uploader:
                     batch, size = [], 0
             self._put(batch)
 
+    def _check_stop(self) -> None:
+        why = self.stop()
+        if why:
+            raise PassCut(why)
+
     def _flush(self) -> None:
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         if not pending:
             return
+        self._check_stop()
         ids = list(dict.fromkeys(c.chunk_id for c in pending))
         missing = set(self.remote.missing(ids))
         self.tally.chunks_present += len(ids) - len(missing)

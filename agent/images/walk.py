@@ -25,11 +25,20 @@ from agent.images.result import SkipReason
 
 
 class Found(NamedTuple):
-    """A regular file: its key, the path to open it by, and its state from lstat."""
+    """A regular file: its key, the path to open it by, its state from lstat, and when it
+    last changed by the file system's own times (`changed_ns`, see `changed_ns`)."""
 
     key: bytes
     path: str
     state: FileState
+    changed_ns: int = 0
+
+
+def changed_ns(st: os.stat_result, *, windows: bool) -> int:
+    """When a file's content or inode last changed (ns since the epoch): its mtime and, on
+    POSIX, its ctime too (a copy that keeps an old mtime, `cp -p` or an unzip, still has a
+    fresh ctime). Windows' st_ctime is the creation time, which says nothing of writes."""
+    return st.st_mtime_ns if windows else max(st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Passed(NamedTuple):
@@ -78,7 +87,7 @@ def walk(
             yield Passed(key, entry.path, skip.reason, skip.message, transient=True)
             continue
         if not windows and stat.S_ISREG(st.st_mode):  # the common case, first
-            yield Found(key, entry.path, state_of(st))
+            yield Found(key, entry.path, state_of(st), changed_ns(st, windows=False))
             continue
         link = link_kind(st)
         if link is not None:
@@ -90,6 +99,6 @@ def walk(
                 skip = skip_for_os_error(exc, entry.path)
                 yield Passed(key, entry.path, skip.reason, skip.message, transient=True)
         elif stat.S_ISREG(st.st_mode):
-            yield Found(key, entry.path, state_of(st))
+            yield Found(key, entry.path, state_of(st), changed_ns(st, windows=windows))
         else:
             yield Passed(key, entry.path, SkipReason.NOT_REGULAR, "not a regular file", False)

@@ -200,6 +200,9 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
             "skipped": dict(s.skipped),
             "stable_files": s.stable_files,
             "stable_changed": s.stable_changed,
+            "current_snapshot_id": s.current_snapshot_id,
+            "incomplete": s.incomplete,
+            "summary": s.summary,
         }
     if which == "validation":
         v = report.validation

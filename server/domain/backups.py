@@ -27,11 +27,18 @@ def good_backup(run: RunRecord) -> bool:
     return run.kind == "backup" and run.good
 
 
+def incomplete_image_sync(run: RunRecord) -> bool:
+    """An image-sync pass that stopped at its time budget or the upload window's end
+    before it could commit: not failed, but the off-site copy is no newer for it, so it
+    moves no site fact (the last complete pass's time keeps counting toward staleness)."""
+    return run.kind == "image-sync" and bool(run.details.get("image_sync", {}).get("incomplete"))
+
+
 def summary_values(run: RunRecord) -> dict[str, Any]:
     """The site columns the run sets, its kind's time column first; empty for a kind
-    without a summary (upload, file-check)."""
+    without a summary (upload, file-check) and for an incomplete image sync."""
     col = SUMMARY_COLUMN.get(run.kind)
-    if col is None:
+    if col is None or incomplete_image_sync(run):
         return {}
     values: dict[str, Any] = {col: run.finished_at}
     ok = run.good if run.kind == "backup" else run.outcome == "succeeded"

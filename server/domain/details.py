@@ -198,6 +198,9 @@ IMAGE_SYNC_DETAILS: dict[str, Rule] = {
     "skipped": _skipped,
     "stable_files": _count(),
     "stable_changed": _count(),
+    "current_snapshot_id": pattern(_SNAPSHOT_ID, "a snapshot id (64 lowercase hex digits)"),
+    "incomplete": _text(2000),
+    "summary": _text(2000),
 }
 VALIDATION_DETAILS: dict[str, Rule] = {
     "errors": _count(2**31 - 1),

@@ -449,6 +449,9 @@ class ImageSyncDetails(_message.Message):
     SKIPPED_FIELD_NUMBER: _builtins.int
     STABLE_FILES_FIELD_NUMBER: _builtins.int
     STABLE_CHANGED_FIELD_NUMBER: _builtins.int
+    CURRENT_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    INCOMPLETE_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
     files_scanned: _builtins.int
     """Files seen in the folder."""
     files_copied: _builtins.int
@@ -477,6 +480,20 @@ class ImageSyncDetails(_message.Message):
     program, ransomware) rewrote the archive.
     """
     stable_changed: _builtins.int
+    current_snapshot_id: _builtins.str
+    """The snapshot the off-site copy is current with: the one this pass committed, or,
+    when the folder is as the last committed snapshot lists it, that one (no new
+    snapshot is committed then). Empty when there is none yet, or when the pass stopped
+    before it could commit (`incomplete`).
+    """
+    incomplete: _builtins.str
+    """Why the pass stopped before it could commit, in one sentence (its time budget
+    `images.max_pass_minutes`, the upload window closing); empty when it completed.
+    Such a pass has not failed: the chunks it sent and the files it stored are kept and
+    the next pass goes on from there; no snapshot is committed from a partial pass.
+    """
+    summary: _builtins.str
+    """One line on how the pass ended for the technician ("unchanged since snapshot ...")."""
     @_builtins.property
     def skipped(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Files skipped, by reason (locked, vanished, unreadable, ...)."""
@@ -500,10 +517,13 @@ class ImageSyncDetails(_message.Message):
         skipped: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         stable_files: _builtins.int = ...,
         stable_changed: _builtins.int = ...,
+        current_snapshot_id: _builtins.str = ...,
+        incomplete: _builtins.str = ...,
+        summary: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_copied", b"bytes_copied", "bytes_read", b"bytes_read", "chunks_sent", b"chunks_sent", "files_changed", b"files_changed", "files_copied", b"files_copied", "files_deleted", b"files_deleted", "files_failed", b"files_failed", "files_new", b"files_new", "files_scanned", b"files_scanned", "files_unchanged", b"files_unchanged", "folder_empty", b"folder_empty", "folder_missing", b"folder_missing", "skipped", b"skipped", "snapshot_id", b"snapshot_id", "stable_changed", b"stable_changed", "stable_files", b"stable_files"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_copied", b"bytes_copied", "bytes_read", b"bytes_read", "chunks_sent", b"chunks_sent", "current_snapshot_id", b"current_snapshot_id", "files_changed", b"files_changed", "files_copied", b"files_copied", "files_deleted", b"files_deleted", "files_failed", b"files_failed", "files_new", b"files_new", "files_scanned", b"files_scanned", "files_unchanged", b"files_unchanged", "folder_empty", b"folder_empty", "folder_missing", b"folder_missing", "incomplete", b"incomplete", "skipped", b"skipped", "snapshot_id", b"snapshot_id", "stable_changed", b"stable_changed", "stable_files", b"stable_files", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

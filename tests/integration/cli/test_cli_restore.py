@@ -28,9 +28,9 @@ from tests.support.sealed import (
     new_site,
     seal_files,
     seal_lines,
+    upload,
 )
 from tests.support.server import ServerHandle, enroll_agent, start_server
-from tests.support.upload import upload
 
 FILES = {
     "2026/11/scan-001.jpg": random.Random(1).randbytes(30_000),

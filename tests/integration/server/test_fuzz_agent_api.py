@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
-from tests.support.offsite import put_request, site_upload
 from tests.support.protofuzz import NASTY_TEXT, hostile_bytes
+from tests.support.sealed import put_request, site_upload
 from tests.support.server import (
     PG_ENV,
     ServerHandle,

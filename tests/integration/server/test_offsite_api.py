@@ -17,7 +17,7 @@ from common.vault.chunks import open_chunk
 from common.vault.datakey import open_data_key
 from common.vault.sitekeys import SiteKeys
 from common.vault.snapshot import open_snapshot
-from tests.support.offsite import SiteUpload, put_request, site_upload
+from tests.support.sealed import SiteUpload, put_request, site_upload
 from tests.support.server import ServerHandle, enroll_agent, start_server
 
 

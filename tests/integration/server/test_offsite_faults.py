@@ -25,7 +25,7 @@ from server.storage import BlobStore, StoreFull, StoreUnavailable
 from server.storage.filesystem import FilesystemBackend
 from tests.support.clock import FakeClock
 from tests.support.faulty_storage import FaultyBackend
-from tests.support.offsite import WHEN, site_upload
+from tests.support.sealed import WHEN, site_upload
 
 SITE = "fault-site"
 

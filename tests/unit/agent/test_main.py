@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from agent.configsync import ConfigStore
 from agent.main import app
 from agent.outbox import Outbox
 from agent.settings import Credentials, StateDir
 from agent.status import CheckInStatus, StatusFile
+from common.vault import FleetPrivateKey
 from tests.support.agentfakes import T0, report
 
 runner = CliRunner()
@@ -236,3 +238,33 @@ def test_usage_errors_are_one_line(args: list[str], words: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert words in one_line_error(result)
+
+
+def test_sync_now_outside_the_upload_window_runs_nothing_and_says_when_it_opens(
+    tmp_path: Path,
+) -> None:
+    state = enrolled(tmp_path)
+    (tmp_path / "Images").mkdir()
+    soon = dt.datetime.now().astimezone() + dt.timedelta(minutes=62)
+    later = soon + dt.timedelta(minutes=60)
+    window = f"{soon:%H:%M}-{later:%H:%M}"
+    applied = ConfigStore(state.root).apply(
+        1,
+        {
+            "images.dir": str(tmp_path / "Images"),
+            "upload.recovery_key": FleetPrivateKey.generate().public.text,
+            "upload.window": window,
+        },
+    )
+    assert applied.applied, applied.error
+    result = runner.invoke(app, ["sync-now", "--state-dir", str(state.root)])
+    assert result.exit_code == 5
+    line = one_line_error(result)
+    assert re.fullmatch(
+        rf"error: image sync not run: outside the upload window \({window} local time\); "
+        r"it next opens in 6[012] min",
+        line,
+    ), line
+    assert not (state.root / "images").exists()  # no index, no data key: nothing ran
+    with Outbox(state.outbox_path) as box:
+        assert box.pending() == 0

@@ -138,6 +138,8 @@ def test_run_result_words() -> None:
     assert output.run_result(backup_run(details={})) == ("unverified", "yellow")
     sync = backup_run(kind="image-sync", details={})
     assert output.run_result(sync) == ("succeeded", "green")
+    cut = backup_run(kind="image-sync", details={"incomplete": "the upload window closed"})
+    assert output.run_result(cut) == ("incomplete", "yellow")
 
 
 def test_runs_table() -> None:
@@ -179,6 +181,13 @@ def test_run_summary_says_what_happened_and_why_it_failed() -> None:
         },
     )
     assert run_summary(sync) == "12 of 3400 files copied (2.0 KiB), 1 failed"
+    same = backup_run(
+        kind="image-sync",
+        details={"files_scanned": 3400, "summary": "unchanged since snapshot 0e517bf04c70"},
+    )
+    assert run_summary(same) == (
+        "0 of 3400 files copied (0 B), 0 failed; unchanged since snapshot 0e517bf04c70"
+    )
 
 
 def test_site_view_lists_facts_disks_and_health() -> None:

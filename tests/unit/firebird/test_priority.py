@@ -17,7 +17,7 @@ from agent.domain.reports import BackupDetails, RunKind, ValidationDetails
 from agent.firebird import capability
 from agent.firebird.capability import FirebirdTasks
 from agent.firebird.outcome import JobOutcome
-from agent.firebird.priority import BACKGROUND_IO_LEVEL, BACKGROUND_NICE, in_background
+from agent.priority import BACKGROUND_IO_LEVEL, BACKGROUND_NICE, in_background
 from tests.support.clock import FakeClock
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)

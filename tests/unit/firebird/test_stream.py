@@ -124,7 +124,7 @@ def test_many_frames_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread scheduling policy is Linux's")
 def test_idle_priority_applies_to_the_worker_thread_only() -> None:
-    from agent.firebird.priority import run_niced
+    from agent.priority import run_niced
 
     caller = os.sched_getscheduler(0)
     assert run_niced(lambda: os.sched_getscheduler(0), idle=True) == os.SCHED_IDLE
@@ -133,7 +133,7 @@ def test_idle_priority_applies_to_the_worker_thread_only() -> None:
 
 
 def test_worker_errors_reach_the_caller() -> None:
-    from agent.firebird.priority import run_niced
+    from agent.priority import run_niced
 
     def fail() -> None:
         raise OSError("disk full")
@@ -144,7 +144,7 @@ def test_worker_errors_reach_the_caller() -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread scheduling policy is Linux's")
 def test_follower_leaves_idle_priority_once_the_writer_is_done(tmp_path: Path) -> None:
-    from agent.firebird.priority import leave_idle, run_niced
+    from agent.priority import leave_idle, run_niced
 
     src, dst = tmp_path / "src", tmp_path / "out"
     src.write_bytes(b"backup " * 100_000)

@@ -224,3 +224,46 @@ def test_the_pacing_hook_sees_every_block_read(folder, index, scanner):
     paced: list[int] = []
     result = scanner(block_size=4096, pace=paced.append).scan(RecordingConsumer())
     assert paced == [4096, 4096, 1808, 100] and sum(paced) == result.bytes_read == 10_100
+
+
+def test_the_first_pass_stores_old_files_at_once_and_a_fresh_one_waits(
+    folder, index, scanner, clock: FakeClock
+):
+    # the clock a while after this test's writes: their ctime (which a test cannot date
+    # back) is then older than settle_seconds, as on a folder configured long after
+    clock.set(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+    put(folder / "2019" / "old-1.jpg", b"old one")
+    put(folder / "old-2.pdf", b"old two")
+    fresh = put(folder / "fresh.jpg", b"still being scanned", old=False)
+    fresh_ns = int((clock.now() - dt.timedelta(seconds=10)).timestamp()) * 10**9
+    os.utime(fresh, ns=(fresh_ns, fresh_ns))  # written 10 s ago by the clock
+    consumer = RecordingConsumer()
+    first = scanner(settle_seconds=60).scan(consumer)
+    assert (first.new, first.stored) == (3, 2)
+    assert sorted(consumer.stored) == ["2019/old-1.jpg", "old-2.pdf"]
+    assert first.skipped == {SkipReason.SETTLING: 1}
+    assert first.settle_due_at == dt.datetime.fromtimestamp(fresh_ns / 1e9, dt.UTC) + dt.timedelta(
+        seconds=60
+    )
+    clock.advance(dt.timedelta(seconds=50))
+    second = scanner(settle_seconds=60).scan(consumer)
+    assert second.stored == 1 and consumer.stored[-1] == "fresh.jpg"
+
+
+def test_a_copy_that_kept_an_old_mtime_waits_for_its_fresh_ctime(
+    folder, index, scanner, clock: FakeClock
+):
+    put(folder / "copied.jpg", b"cp -p keeps the mtime, not the ctime")  # mtime in 2020
+    clock.set(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20))
+    first = scanner(settle_seconds=60).scan(RecordingConsumer())
+    assert first.stored == 0 and first.skipped == {SkipReason.SETTLING: 1}
+    clock.advance(dt.timedelta(seconds=45))
+    assert scanner(settle_seconds=60).scan(RecordingConsumer()).stored == 1
+
+
+def test_a_time_in_the_future_does_not_settle_a_file(folder, index, scanner, clock: FakeClock):
+    # the agent's clock runs an hour behind the file system's times
+    put(folder / "skewed.jpg", b"from a PC whose clock is ahead", old=False)
+    clock.set(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    first = scanner(settle_seconds=60).scan(RecordingConsumer())
+    assert first.stored == 0 and first.settle_due_at == clock.now() + dt.timedelta(seconds=60)

@@ -108,7 +108,9 @@ def test_remote_sync_now_uploads_then_sends_nothing_then_only_a_changed_files_ch
 
         second = sync_now(server, site)
         assert second.state == "succeeded", second.message
+        assert f"unchanged since snapshot {snap.snapshot_id[:12]}" in second.message
         assert stored_chunks(server, site) == after_first  # nothing new was stored
+        assert len(snapshots(server, site)) == 1  # and no snapshot committed
 
         keys = DataKeyFile(state, site).keys()  # the agent's, to cut as it cuts
         old_ids = chunk_ids(keys, bytes(big))
@@ -131,6 +133,10 @@ def test_remote_sync_now_uploads_then_sends_nothing_then_only_a_changed_files_ch
         assert figures[0]["bytes_copied"] >= 5 * MIB
         assert figures[0]["snapshot_id"] == snap.snapshot_id
         assert figures[1]["files_unchanged"] == 3
+        assert figures[1]["snapshot_id"] == "" and not figures[1]["incomplete"]
+        assert figures[1]["current_snapshot_id"] == snap.snapshot_id
+        assert figures[1]["summary"] == f"unchanged since snapshot {snap.snapshot_id[:12]}"
+        assert figures[2]["current_snapshot_id"] == figures[2]["snapshot_id"] != ""
         assert (figures[1]["files_copied"], figures[1]["bytes_copied"]) == (0, 0)
         assert (figures[1]["chunks_sent"], figures[1]["bytes_read"]) == (0, 0)
         assert figures[2]["files_changed"] == 1 and figures[2]["files_copied"] == 1
@@ -151,7 +157,7 @@ def test_remote_sync_now_uploads_then_sends_nothing_then_only_a_changed_files_ch
         assert "Reported to the server." in local.stdout
         newest = image_runs(server, site)[0]
         assert newest["trigger"] == "local" and newest["details"]["files_copied"] == 1
-        assert len(snapshots(server, site)) == 4
+        assert len(snapshots(server, site)) == 3  # the first, the third, the local pass
         assert agent.alive()
     finally:
         agent.stop()

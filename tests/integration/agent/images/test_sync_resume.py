@@ -1,24 +1,30 @@
 """A pass cut by a lost server mid-upload commits nothing; the next pass sends only what is
-missing. The capability runs in-process with the real transport; the server is real and is
-stopped for real in the middle of the upload."""
+missing. A chunk the server lost (collected) is found at the next commit and sent again.
+The capability runs in-process with the real transport; the server is real and is stopped
+for real in the middle of the upload."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 
 from storesafe.v1 import admin_pb2
 
 from agent.capability import Setup
 from agent.configsync import ConfigStore
-from agent.domain.reports import Outcome
+from agent.datakey import DataKeyFile
+from agent.domain.reports import ImageSyncDetails, Outcome
 from agent.images.capability import ImageSync
 from agent.settings import StateDir
 from agent.transport.link import ServerLink
 from agent.transport.store import StoreCalls
 from common.clock import SystemClock
-from common.vault import FleetPrivateKey
+from common.vault import IMAGES, FleetPrivateKey
+from common.vault.chunking import chunk_bytes
+from server.domain.offsite import chunk_name
+from server.statebackup import SQLITE_NAME
 from tests.support.agent import enroll_agent
 from tests.support.offsitestore import CutBeforePut
 from tests.support.server import ServerHandle
@@ -91,3 +97,72 @@ def test_a_cut_upload_resumes_without_resending_what_arrived(
     assert len(sent_again) == len(set(sent_again))
     assert stored_chunks(server, site) == set(arrived) | set(sent_again)
     assert len(snapshot_ids(server, site)) == 1
+
+
+def test_a_chunk_the_server_lost_is_sent_again_and_only_it(
+    shared_server: ServerHandle, tmp_path: Path
+) -> None:
+    server = shared_server  # its own site; the server keeps no cache of the blob index
+    site = "img-lost"
+    folder = tmp_path / "Images"
+    folder.mkdir()
+    lost_file = os.urandom(40_000)
+    (folder / "a.jpg").write_bytes(os.urandom(40_000))
+    (folder / "b.jpg").write_bytes(lost_file)
+    state = StateDir(tmp_path / "agent")
+    assert enroll_agent(server, state.root, site).returncode == 0
+    creds = state.load_credentials()
+    config = ConfigStore(state.root)
+    values = {
+        "images.dir": str(folder),
+        "images.settle_seconds": 0,
+        "upload.recovery_key": FleetPrivateKey.generate().public.text,
+    }
+    config.apply(1, values)  # type: ignore[arg-type]
+    links: list[CutBeforePut] = []
+
+    def connect() -> CutBeforePut:  # never cut: it records what each pass sent
+        real = StoreCalls(ServerLink.for_agent(state, creds))
+        links.append(CutBeforePut(real, before_put=0, cut=lambda: None))
+        return links[-1]
+
+    sync = ImageSync(
+        Setup(
+            config=config,
+            clock=SystemClock(),
+            state_dir=state.root,
+            site=site,
+            store_link=connect,
+        )
+    )
+    first = asyncio.run(sync.sync("local"))
+    assert first is not None and first.outcome is Outcome.SUCCEEDED, first.error_message
+
+    # the server loses b.jpg's chunk (what a collection of a chunk no snapshot of the
+    # server's own references looks like): its row in the blob index and its blob
+    keys = DataKeyFile(state.root, site).keys()
+    [lost] = {keys.chunk_id(c) for c in chunk_bytes(lost_file, IMAGES, keys.chunker_seed)}
+    db = sqlite3.connect(server.data_dir / SQLITE_NAME, timeout=30)
+    try:
+        with db:
+            deleted = db.execute("DELETE FROM store_chunks WHERE chunk_id = ?", (lost,))
+            assert deleted.rowcount == 1
+    finally:
+        db.close()
+    (server.data_dir / "store" / chunk_name(site, lost)).unlink()
+    (folder / "c.jpg").write_bytes(os.urandom(30_000))  # a change, so the next pass commits
+
+    refused = asyncio.run(sync.sync("local"))
+    assert refused is not None and refused.outcome is Outcome.FAILED
+    assert "references 1 chunk(s) this site has not stored" in refused.error_message
+    assert "the server lacks 1 chunks of 1 files stored earlier" in refused.error_message
+    assert len(snapshot_ids(server, site)) == 1
+
+    repaired = asyncio.run(sync.sync("local"))
+    assert repaired is not None and repaired.outcome is Outcome.SUCCEEDED
+    assert isinstance(repaired.details, ImageSyncDetails)
+    assert repaired.details.files_copied == 1  # b.jpg read again; a.jpg and c.jpg not
+    # only the lost chunk: the manifest part went with the refused commit already
+    assert links[-1].delivered == [lost]
+    assert lost in stored_chunks(server, site)
+    assert len(snapshot_ids(server, site)) == 2

@@ -15,7 +15,7 @@ from agent.commands import CommandRunner
 from agent.configsync import ConfigStore
 from agent.datakey import KEY_FILE, DataKeyFile, KeyFileUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind
-from agent.images.capability import ImageSync
+from agent.images.capability import ImageSync, sync_summary
 from agent.scheduler import Scheduler
 from common.vault import FleetPrivateKey, open_data_key
 from tests.support.clock import FakeClock
@@ -152,7 +152,7 @@ def test_a_failed_store_call_is_a_failed_report_with_its_sentence(
         },
     )
     report = asyncio.run(cap.sync("local"))
-    assert report.outcome is Outcome.FAILED
+    assert report is not None and report.outcome is Outcome.FAILED
     assert "the connection was cut" in report.error_message
     assert store.snapshots == {}
 
@@ -175,5 +175,89 @@ def test_a_state_dir_it_cannot_write_is_a_failed_report_with_its_sentence(
     )
     (tmp_path / "state" / "images").write_text("a file where the index folder goes")
     report = asyncio.run(cap.sync("local"))
-    assert report.outcome is Outcome.FAILED
+    assert report is not None and report.outcome is Outcome.FAILED
     assert report.error_message.startswith("cannot write the image index folder")
+
+
+def _window_from(start: dt.datetime, minutes: int) -> str:
+    """HH:MM-HH:MM in this machine's local time (what upload.window means) from `start`."""
+    a, b = start.astimezone(), (start + dt.timedelta(minutes=minutes)).astimezone()
+    return f"{a:%H:%M}-{b:%H:%M}"
+
+
+def test_outside_the_upload_window_no_pass_starts_and_sync_now_says_when_it_opens(
+    tmp_path: Path, folder: Path
+) -> None:
+    store = MemoryStore()
+    fleet = FleetPrivateKey.generate()
+    cap, _ = build(
+        tmp_path,
+        store,
+        **{
+            "images.dir": str(folder),
+            "upload.recovery_key": fleet.public.text,
+            "images.settle_seconds": 0,
+            "upload.window": _window_from(T0 + dt.timedelta(minutes=90), 60),
+        },
+    )
+    seam = Seam([cap])
+    submitted: list[object] = []
+
+    async def main() -> object:
+        scheduler = Scheduler(
+            config=cap._config, tasks=seam.tasks(), clock=FakeClock(T0), state_dir=tmp_path
+        )
+        scheduler._sink = type("Sink", (), {"submit": staticmethod(submitted.append)})()
+        assert await scheduler.run("image-sync", trigger="schedule") is None
+        return await CommandRunner(tmp_path, seam.commands(scheduler)).run("c1", "sync-now")
+
+    answer = asyncio.run(main())
+    assert answer.outcome == "rejected"  # type: ignore[attr-defined]
+    assert answer.message == (  # type: ignore[attr-defined]
+        f"not run on this agent: outside the upload window "
+        f"({_window_from(T0 + dt.timedelta(minutes=90), 60)} local time); "
+        "it next opens in 90 min"
+    )
+    assert submitted == [] and store.put_calls == 0 and store.site_keys == []
+
+
+def test_a_pass_cut_by_its_budget_is_a_succeeded_report_marked_incomplete(
+    tmp_path: Path, folder: Path
+) -> None:
+    store = MemoryStore()
+    fleet = FleetPrivateKey.generate()
+    cap, _ = build(
+        tmp_path,
+        store,
+        **{
+            "images.dir": str(folder),
+            "upload.recovery_key": fleet.public.text,
+            "images.settle_seconds": 0,
+            "images.max_pass_minutes": 1,
+        },
+    )
+    clock = cap._clock
+    assert isinstance(clock, FakeClock)
+    real_put = store.put
+
+    def slow_put(chunks):  # type: ignore[no-untyped-def]
+        clock.advance(dt.timedelta(minutes=2))
+        return real_put(chunks)
+
+    store.put = slow_put  # type: ignore[method-assign]
+    report = asyncio.run(cap.sync("schedule"))
+    assert report is not None and report.outcome is Outcome.SUCCEEDED
+    d = report.details
+    assert isinstance(d, ImageSyncDetails)
+    assert d.files_copied == 1 and d.snapshot_id == "" and d.current_snapshot_id == ""
+    assert d.incomplete == "the pass used its time budget of 1 min (images.max_pass_minutes)"
+    assert d.summary.startswith("incomplete: ")
+    assert sync_summary(report).startswith("image sync incomplete: 2 files seen, 1 stored")
+    assert store.snapshots == {}
+
+    store.put = real_put  # type: ignore[method-assign]
+    again = asyncio.run(cap.sync("schedule"))
+    assert again is not None and isinstance(again.details, ImageSyncDetails)
+    assert again.details.files_copied == 1 and again.details.snapshot_id in store.snapshots
+    assert again.details.incomplete == ""
+    assert sync_summary(again).endswith(f"snapshot {again.details.snapshot_id[:12]}")

@@ -17,6 +17,7 @@ from agent.images.paths import (
     relpath_of,
     windows_long_path,
 )
+from agent.images.walk import changed_ns
 
 names = st.text(
     st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=1, max_size=6
@@ -61,3 +62,12 @@ def test_links_and_reparse_points():
     )  # name surrogate
     assert link_kind(fake_stat(stat.S_IFREG, 0x400, 0x80000013)) is None  # deduplicated file: data
     assert link_kind(fake_stat(stat.S_IFREG, 0x400, 0x9000001A)) is None  # cloud file: data
+
+
+def test_a_file_changed_when_its_mtime_or_posix_ctime_says_windows_ctime_is_creation():
+    found = os.stat_result(
+        (0o100644, 1, 1, 1, 0, 0, 5, 0, 0, 0),
+        {"st_mtime_ns": 100, "st_ctime_ns": 900, "st_atime_ns": 0},
+    )
+    assert changed_ns(found, windows=False) == 900
+    assert changed_ns(found, windows=True) == 100

@@ -16,6 +16,7 @@ from agent.images.sync import SyncOutcome, SyncSettings, run_sync
 from agent.images.uploader import Uploader
 from common.vault import IMAGES, SiteKeys, new_data_key, open_chunk, open_snapshot
 from common.vault.chunking import chunk_bytes
+from common.window import UploadWindow
 from tests.support.clock import FakeClock
 from tests.support.offsitestore import MemoryStore
 
@@ -96,8 +97,12 @@ def test_nothing_changed_sends_no_chunk_and_a_changed_file_only_its_new_chunks(
 
     again = sync(folder, state, keys, store, clock)
     assert again.result.unchanged == 2 and again.result.bytes_read == 0
-    assert again.sent.chunks_sent == 0  # manifest parts are stored already too
-    assert again.snapshot_id and not again.error
+    assert again.sent.chunks_sent == 0
+    # the folder is as the last snapshot lists it: no new snapshot, that one stays current
+    assert again.snapshot_id == "" and not again.error and again.unchanged
+    assert again.current_snapshot_id == first.snapshot_id
+    assert again.summary == f"unchanged since snapshot {first.snapshot_id[:12]}"
+    assert list(store.snapshots) == [first.snapshot_id]
 
     old_ids = chunk_ids(keys, bytes(big))
     big[-1000:] = os.urandom(1000)
@@ -206,6 +211,7 @@ def test_chunks_the_server_lost_are_read_and_sent_again_after_a_refused_commit(
     ).entries
     lost = next(e for e in entries if e.path == "b.jpg").chunks[0][0]
     del store.chunks[lost]  # gone from the server's store
+    write(folder / "c.jpg", os.urandom(40_000))  # a change, so the pass commits
 
     refused = sync(folder, state, keys, store, clock)
     assert refused.snapshot_id == ""
@@ -214,7 +220,7 @@ def test_chunks_the_server_lost_are_read_and_sent_again_after_a_refused_commit(
     repaired = sync(folder, state, keys, store, clock)
     assert repaired.error == "" and repaired.result.stored == 1
     assert lost in store.chunks
-    assert set(opened(store, keys, repaired.snapshot_id)) == {"a.jpg", "b.jpg"}
+    assert set(opened(store, keys, repaired.snapshot_id)) == {"a.jpg", "b.jpg", "c.jpg"}
 
 
 def test_a_new_data_key_reads_and_sends_every_file_again(
@@ -259,3 +265,116 @@ def test_upload_bandwidth_paces_the_pass_in_small_batches(
     # sealing adds well under 1 KiB a chunk
     assert len(puts) >= 3
     assert all(n == 1 or size <= 400_000 + 1024 * n for n, size in puts)
+
+
+def budget_sync(
+    folder: Path,
+    state: Path,
+    keys: SiteKeys,
+    store: MemoryStore,
+    clock: FakeClock,
+    **settings: object,
+) -> SyncOutcome:
+    return run_sync(
+        state,
+        SyncSettings(folder=str(folder), settle_seconds=0, bandwidth_kbps=0, **settings),  # type: ignore[arg-type]
+        keys,
+        store,
+        clock=clock,
+        sleep=lambda s: None,
+    )
+
+
+def slow_puts(store: MemoryStore, clock: FakeClock, minutes: float) -> list[int]:
+    """Each PutChunks call takes `minutes` by the clock (a slow uplink); the call numbers."""
+    real_put, calls = store.put, []
+
+    def put(chunks):  # type: ignore[no-untyped-def]
+        calls.append(len(chunks))
+        clock.advance(dt.timedelta(minutes=minutes))
+        return real_put(chunks)
+
+    store.put = put  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_pass_stops_at_its_time_budget_and_the_next_completes_without_reading_or_sending_again(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    files = {f"f{n}.bin": os.urandom(300_000 + n) for n in range(6)}
+    for name, data in files.items():
+        write(folder / name, data)
+    slow_puts(store, clock, minutes=10)  # one PutChunks per file (each is one batch)
+
+    cut = budget_sync(folder, state, keys, store, clock, max_pass_minutes=30)
+    assert not cut.result.failed and cut.error == ""
+    assert cut.incomplete == "the pass used its time budget of 30 min (images.max_pass_minutes)"
+    assert cut.result.stored == 3 and cut.snapshot_id == cut.current_snapshot_id == ""
+    assert store.snapshots == {}  # a partial manifest would look like mass deletion
+    assert cut.summary.startswith("incomplete: the pass used its time budget of 30 min")
+    assert cut.result.deleted == 0
+    arrived = len(store.chunks)
+    with ImageIndex(state / INDEX_FILE) as index:  # stored files are remembered, with ids
+        assert sorted(e.path for e in index.stored_entries()) == ["f0.bin", "f1.bin", "f2.bin"]
+
+    done = budget_sync(folder, state, keys, store, clock, max_pass_minutes=120)
+    assert done.incomplete == "" and done.snapshot_id and not done.result.failed
+    # f0-f2 stored, f3 seen when the budget ran out, f4 and f5 not reached
+    assert (done.result.stored, done.result.unchanged, done.result.new) == (3, 4, 2)
+    assert done.result.bytes_read == sum(len(files[f"f{n}.bin"]) for n in (3, 4, 5))
+    assert store.chunks_received == len(store.chunks)  # nothing was sent twice
+    assert done.sent.chunks_sent == len(store.chunks) - arrived
+    assert opened(store, keys, done.snapshot_id) == files
+
+
+def test_a_cut_mid_file_keeps_its_sent_chunks_and_the_next_pass_does_not_send_them_again(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    data = os.urandom(8 * MIB)
+    write(folder / "big.bin", data)
+    calls = slow_puts(store, clock, minutes=0)
+    reason = "the upload window (test) closed"
+    with ImageIndex(state / INDEX_FILE) as index:
+        scanner = Scanner(index, str(folder), settle_seconds=0, clock=clock)
+        uploader = Uploader(
+            keys,
+            store,
+            TokenBucket(0, clock=clock, sleep=lambda s: None),
+            batch_bytes=1,  # every chunk its own batch
+            stop=lambda: reason if len(calls) >= 2 else None,
+        )
+        result = scanner.scan(uploader)
+        assert result.cut_short == reason and not result.failed and result.stored == 0
+        assert list(index.stored_entries()) == []
+    assert len(calls) == 2 and len(store.chunks) == 2  # two batches went before the stop
+
+    done = sync(folder, state, keys, store, clock)
+    assert done.snapshot_id and done.result.stored == 1
+    assert store.chunks_received == len(store.chunks)  # the two were not sent again
+    assert done.sent.chunks_present == 2
+    assert opened(store, keys, done.snapshot_id) == {"big.bin": data}
+
+
+def test_a_pass_stops_when_the_upload_window_closes_and_goes_on_when_it_opens(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    for n in range(4):
+        write(folder / f"f{n}.bin", os.urandom(200_000 + n))
+    slow_puts(store, clock, minutes=10)
+    window = UploadWindow.parse("08:00-09:45", tz=dt.UTC)
+    clock.set(dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC))
+
+    cut = budget_sync(folder, state, keys, store, clock, window=window)
+    assert cut.incomplete == "the upload window (08:00-09:45 local time) closed"
+    assert cut.result.stored == 2 and store.snapshots == {} and not cut.result.failed
+
+    clock.set(dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC))  # the next evening's window
+    done = budget_sync(folder, state, keys, store, clock, window=window)
+    assert done.incomplete == "" and done.snapshot_id and done.result.stored == 2
+    assert store.chunks_received == len(store.chunks)

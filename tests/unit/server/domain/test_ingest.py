@@ -12,8 +12,8 @@ from google.protobuf.descriptor import Descriptor
 from storesafe.v1 import agent_pb2, types_pb2
 
 from common.errors import InvalidArgument
+from server.domain import backups, ingest, rules
 from server.domain import details as detail_rules
-from server.domain import ingest, rules
 from server.domain.status import Disk
 from server.rpc.convert import agent as convert
 
@@ -280,8 +280,34 @@ def test_an_image_sync_report_with_every_figure_is_taken() -> None:
         "skipped": {"locked": "1", "vanished": "1"},
         "stable_files": "480",
         "stable_changed": "1",
+        "current_snapshot_id": "ab" * 32,
+        "incomplete": "",
+        "summary": "snapshot abababababab committed",
     }
     record = ingest.run_record(
         run(kind="image-sync", details_kind="image_sync", details=details), NOW
     )
     assert record.details == {"image_sync": details}
+
+
+def test_an_unchanged_image_sync_counts_and_an_incomplete_one_moves_no_site_fact() -> None:
+    unchanged = {"current_snapshot_id": "ab" * 32, "summary": "unchanged since snapshot ab"}
+    record = ingest.run_record(
+        run(kind="image-sync", details_kind="image_sync", details=unchanged), NOW
+    )
+    values = backups.summary_values(record)
+    assert values["last_image_sync_ok"] is True and values["last_image_sync_error"] == ""
+    assert "last_image_sync_at" in values
+    cut = {"incomplete": "the pass used its time budget of 30 min (images.max_pass_minutes)"}
+    record = ingest.run_record(run(kind="image-sync", details_kind="image_sync", details=cut), NOW)
+    assert record.outcome == "succeeded"
+    assert backups.summary_values(record) == {}
+    with pytest.raises(InvalidArgument, match="current_snapshot_id"):
+        ingest.run_record(
+            run(
+                kind="image-sync",
+                details_kind="image_sync",
+                details={"current_snapshot_id": "not-an-id"},
+            ),
+            NOW,
+        )

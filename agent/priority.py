@@ -1,7 +1,8 @@
 """Lower CPU and IO priority for the agent's own heavy work, so the shop's work goes first.
 
-Every Firebird job (backup with its verification, online validation, the
-re-check of kept backups) runs in `in_background`: a thread of its own at nice
+Shared by the capabilities: every Firebird job (backup with its verification,
+online validation, the re-check of kept backups) and every image-sync pass runs
+in `in_background`: a thread of its own at nice
 10 and the lowest best-effort IO priority on Linux, Windows' background mode
 (low CPU, IO and memory priority) on Windows; threads it starts inherit that.
 The agent's other threads (check-in, the config stream) keep their priority.
