@@ -99,8 +99,12 @@ class StoreMaintenance:
         margin: dt.timedelta,
         owner: str | None = None,
         lease_seconds: float = LEASE_SECONDS,
+        wall_clock: Clock | None = None,
     ) -> None:
         self._state = state
+        # the clock compared with the database's (default: `clock`); tests that move
+        # `clock` hours ahead keep the machine's clock here
+        self._wall = wall_clock or clock
         self._store = store
         self._clock = clock
         self._keys_for = keys_for
@@ -108,16 +112,16 @@ class StoreMaintenance:
         self.owner = owner or new_owner()
         self._lease = dt.timedelta(seconds=lease_seconds)
         self._lost = False
-        self.stop_after_deleting = False  # tests: stop as a crash would, after the move
+        self.crash_site = ""  # tests: stop as a crash would, after this site's move
 
     async def run(self, *, dry_run: bool = False) -> MaintenanceReport:
         """Retention, then garbage collection, over every site; recorded and logged.
         FailedPrecondition when another runner owns the lease or the clocks disagree."""
-        now = self._clock.now()
+        now, wall = self._clock.now(), self._wall.now()
         report = MaintenanceReport(now, self.owner, dry_run, self.margin.total_seconds() / 3600)
-        check_clock(now, await self._state.database_now())
+        check_clock(wall, await self._state.database_now())
         if not dry_run and not await self._state.take_lease(
-            LEASE_NAME, self.owner, now=now, until=now + self._lease
+            LEASE_NAME, self.owner, now=wall, until=wall + self._lease
         ):
             raise FailedPrecondition(
                 "another server is running the off-site store's maintenance now; "
@@ -137,14 +141,14 @@ class StoreMaintenance:
                     await renewer
             report.finished_at = self._clock.now()
             if not dry_run:
-                await self._state.release_lease(LEASE_NAME, self.owner, now=report.finished_at)
+                await self._state.release_lease(LEASE_NAME, self.owner)
         await self._record(report)
         return report
 
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self._lease.total_seconds() / 3)
-            until = self._clock.now() + self._lease
+            until = self._wall.now() + self._lease
             if not await self._state.renew_lease(LEASE_NAME, self.owner, until=until):
                 self._lost = True
                 return
@@ -262,7 +266,7 @@ class StoreMaintenance:
             out.chunks_rescued += await self._state.acquit(site_id, acquit)
             self._check_lease()
             moved = await self._state.begin_deleting(site_id, sweep, condemned_before=cutoff)
-            if self.stop_after_deleting and moved:
+            if moved and site == self.crash_site:
                 raise LeaseLost("stopped after the move to deleting (a simulated crash)")
             doomed = [*finish, *moved]
             await self._delete_chunks(site_id, site, doomed)

@@ -76,14 +76,15 @@ class StoreGcState(abc.ABC):
     async def take_lease(
         self, name: str, owner: str, *, now: dt.datetime, until: dt.datetime
     ) -> bool:
-        """Own the lease `name` until `until` if it is free, expired at `now` or ours."""
+        """Own the lease `name` until `until` if it is free (released or never taken),
+        expired at `now`, or ours; MUST give it to one caller when several race."""
 
     @abc.abstractmethod
     async def renew_lease(self, name: str, owner: str, *, until: dt.datetime) -> bool:
         """Extend our lease; False when it is not ours any more."""
 
     @abc.abstractmethod
-    async def release_lease(self, name: str, owner: str, *, now: dt.datetime) -> None:
+    async def release_lease(self, name: str, owner: str) -> None:
         """Give the lease up (if ours) so the next runner need not wait for it to expire."""
 
     @abc.abstractmethod

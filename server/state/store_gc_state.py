@@ -236,7 +236,9 @@ class SqlStoreGcState(StoreGcState):
                 update(LEASES)
                 .where(
                     LEASES.c.name == name,
-                    or_(LEASES.c.owner == owner, LEASES.c.expires_at < now),
+                    or_(
+                        LEASES.c.owner == owner, LEASES.c.owner == "", LEASES.c.expires_at < now
+                    ),
                 )
                 .values(owner=owner, expires_at=until)
             ).rowcount
@@ -263,12 +265,12 @@ class SqlStoreGcState(StoreGcState):
 
         return await self._write(fn)
 
-    async def release_lease(self, name: str, owner: str, *, now: dt.datetime) -> None:
+    async def release_lease(self, name: str, owner: str) -> None:
         def fn(conn: Connection) -> None:
             conn.execute(
                 update(LEASES)
                 .where(LEASES.c.name == name, LEASES.c.owner == owner)
-                .values(expires_at=now - dt.timedelta(seconds=1))
+                .values(owner="")
             )
 
         await self._write(fn)

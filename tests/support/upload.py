@@ -20,8 +20,16 @@ def _timestamp(when: dt.datetime) -> Timestamp:
     return ts
 
 
-def upload(server: ServerHandle, credential: str, site: SealedSite, snap: Sealed) -> None:
-    """PutSiteKey, MissingChunks, PutChunks of the missing ones, CommitSnapshot."""
+def upload(
+    server: ServerHandle,
+    credential: str,
+    site: SealedSite,
+    snap: Sealed,
+    *,
+    backup_run_id: str = "",
+) -> None:
+    """PutSiteKey, MissingChunks, PutChunks of the missing ones, CommitSnapshot (a
+    database snapshot of that backup run when `backup_run_id` is given)."""
     metadata = (("authorization", f"Bearer {credential}"),)
     creds = grpc.ssl_channel_credentials(server.ca_path.read_bytes())
     with grpc.secure_channel(server.address, creds) as channel:
@@ -59,7 +67,10 @@ def upload(server: ServerHandle, credential: str, site: SealedSite, snap: Sealed
                 snapshot_id=snap.snapshot_id,
                 record=snap.record,
                 record_sha256=hashlib.sha256(snap.record).digest(),
-                kind=agent_pb2.SNAPSHOT_KIND_IMAGES,
+                kind=agent_pb2.SNAPSHOT_KIND_DATABASE
+                if backup_run_id
+                else agent_pb2.SNAPSHOT_KIND_IMAGES,
+                backup_run_id=backup_run_id,
                 data_key_id=site.data_key_id,
                 created_at=_timestamp(snap.created),
                 entries=snap.entries,
