@@ -117,7 +117,8 @@ async def _main(
                 lambda site, group: retention_keys(snapshot, site, group),
                 margin=margin,
             )
-            return await maintenance.run(dry_run=dry_run), []
+            with reaching(engine):
+                return await maintenance.run(dry_run=dry_run), []
         finally:
             await blobs.close()
     finally:

@@ -190,6 +190,9 @@ class StoreMaintenance:
             raise
         except StoreSafeError as err:
             out.error = err.message
+        except Exception as exc:  # a damaged refs blob, a database error: this site waits
+            log.exception("store maintenance of site %s failed", site)
+            out.error = f"unexpected {type(exc).__name__}: {str(exc)[:200]}"
         return out
 
     async def _retention(
@@ -226,8 +229,8 @@ class StoreMaintenance:
             except NotFound:
                 raise FailedPrecondition(
                     f"the reference list of snapshot {snapshot_id} is missing from the store, "
-                    "so which chunks it needs is unknown; nothing of this site was collected "
-                    "(run `storesafe verify-store --site` and restore the blob)"
+                    "so which chunks it needs is unknown; no chunk of this site is collected "
+                    "until the blob is back (restore it from a backup of the store)"
                 ) from None
             await asyncio.to_thread(_add_refs, found, packed)
         return found

@@ -236,9 +236,7 @@ class SqlStoreGcState(StoreGcState):
                 update(LEASES)
                 .where(
                     LEASES.c.name == name,
-                    or_(
-                        LEASES.c.owner == owner, LEASES.c.owner == "", LEASES.c.expires_at < now
-                    ),
+                    or_(LEASES.c.owner == owner, LEASES.c.owner == "", LEASES.c.expires_at < now),
                 )
                 .values(owner=owner, expires_at=until)
             ).rowcount

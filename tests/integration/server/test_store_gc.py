@@ -187,6 +187,11 @@ def test_forget_condemn_sweep_keeps_what_is_referenced_and_restore_works(
         assert dry.exit_code == 0, dry.output
         (mine,) = [x for x in json.loads(dry.stdout)["sites"] if x["site"] == site.name]
         assert mine["snapshots_forgotten"] == 0  # the default keys keep all three
+        shown = CliRunner().invoke(
+            server_cli, ["store-gc", "--data-dir", str(gc_server.data_dir), "--dry-run", *db]
+        )
+        assert shown.exit_code == 0, shown.output
+        assert shown.stdout.startswith("store maintenance (dry run, margin 24 h,")
 
         first = part(gc.run(1), site)  # s1 and s2 go; their chunks are too young to condemn
         assert (first.snapshots_forgotten, first.chunks_condemned, first.error) == (2, 0, "")
@@ -240,6 +245,17 @@ def test_forget_condemn_sweep_keeps_what_is_referenced_and_restore_works(
     finally:
         asyncio.run(store.close())
         gc.close()
+
+
+def test_store_gc_refuses_bad_input_in_one_sentence(tmp_path: Path) -> None:
+    for args, says in (
+        ([], "give --data-dir DIR or --db URL"),
+        (["--db", f"sqlite:///{tmp_path / 'x.db'}"], "give --data-dir DIR or --store URL"),
+        (["--data-dir", str(tmp_path), "--margin-hours", "0.5"], "greater than or equal to 1"),
+    ):
+        result = CliRunner().invoke(server_cli, ["store-gc", *args])
+        assert result.exit_code == 2, result.output
+        assert says in result.output
 
 
 def _stub(server: ServerHandle) -> agent_pb2_grpc.AgentServiceStub:
