@@ -58,7 +58,7 @@ def store_gc(  # noqa: PLR0917 - typer passes options positionally
     margin_hours: Annotated[
         float,
         typer.Option(
-            "--margin-hours",
+            "--gc-margin-hours",
             min=1,
             help="The safety margin: nothing stored or condemned less than this long ago goes.",
         ),

@@ -251,7 +251,7 @@ def test_store_gc_refuses_bad_input_in_one_sentence(tmp_path: Path) -> None:
     for args, says in (
         ([], "give --data-dir DIR or --db URL"),
         (["--db", f"sqlite:///{tmp_path / 'x.db'}"], "give --data-dir DIR or --store URL"),
-        (["--data-dir", str(tmp_path), "--margin-hours", "0.5"], "greater than or equal to 1"),
+        (["--data-dir", str(tmp_path), "--gc-margin-hours", "0.5"], "greater than or equal to 1"),
     ):
         result = CliRunner().invoke(server_cli, ["store-gc", *args])
         assert result.exit_code == 2, result.output
