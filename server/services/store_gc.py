@@ -149,7 +149,12 @@ class StoreMaintenance:
         while True:
             await asyncio.sleep(self._lease.total_seconds() / 3)
             until = self._wall.now() + self._lease
-            if not await self._state.renew_lease(LEASE_NAME, self.owner, until=until):
+            try:
+                renewed = await self._state.renew_lease(LEASE_NAME, self.owner, until=until)
+            except Exception:  # cannot prove the lease is still ours: stop deleting
+                log.exception("could not renew the store maintenance lease")
+                renewed = False
+            if not renewed:
                 self._lost = True
                 return
 

@@ -344,3 +344,57 @@ def test_the_row_locks_order_a_commit_and_a_sweep_either_way(engine: Engine) -> 
 def test_orphans_go_and_database_copies_follow_their_runs(engine: Engine, tmp_path: Path) -> None:
     _orphan_blobs_older_than_the_margin_are_deleted(engine, tmp_path)
     _database_copies_follow_their_backup_runs(engine, tmp_path / "second")
+
+
+def test_a_runner_whose_lease_was_taken_over_stops_before_deleting(tmp_path: Path) -> None:
+    """The lease is renewed while a run lasts; once another runner owns it, the first
+    stops before its next deletion (the next run finishes its work)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(SITES).values(name=SITE, group="default", created_at=OLD))
+    first, second = add_chunk(engine, 30, condemned=OLD), add_chunk(engine, 31, condemned=OLD)
+    removing = asyncio.Event()
+    stolen = asyncio.Event()
+
+    class SlowStore(BlobStore):
+        async def remove(self, key: str) -> None:
+            removing.set()
+            await stolen.wait()  # the other runner owns the lease now
+            await asyncio.sleep(0.5)  # and our renewal (every 0.1 s) has found out
+            await super().remove(key)
+
+    async def body() -> None:
+        fs = open_store(str(tmp_path / "store"), tmp_path)
+        store = SlowStore(fs.backend)
+        state = SqlStoreGcState(engine)
+        gc = StoreMaintenance(
+            state,
+            store,
+            FakeClock(NOW),
+            lambda site, group: RetentionKeys(),
+            margin=MARGIN,
+            owner="slow",
+            lease_seconds=0.3,
+            wall_clock=SystemClock(),
+        )
+
+        async def steal() -> None:
+            await removing.wait()
+            later = dt.datetime.now(dt.UTC) + MARGIN  # as if ours had expired
+            assert await state.take_lease(LEASE_NAME, "thief", now=later, until=later + MARGIN)
+            stolen.set()
+
+        thief = asyncio.create_task(steal())
+        report = await gc.run()
+        await thief
+        assert "lease was lost" in report.error
+        # one blob deleted, the other not: both rows stay `deleting` for the next run
+        rows = [state_of(engine, c) for c in (first, second)]
+        assert [row[0] if row else None for row in rows] == ["deleting", "deleting"]
+        await store.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        engine.dispose()
