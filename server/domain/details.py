@@ -167,8 +167,6 @@ BACKUP_DETAILS: dict[str, Rule] = {
     "validation_errors": _count(2**31 - 1),
     "validation_warnings": _count(2**31 - 1),
 }
-
-
 def _skipped(field: str, value: Any) -> Any:
     if not isinstance(value, dict):
         raise bad(field, "is not a map")

@@ -60,7 +60,6 @@ def scalar_dict_converter(descriptor: Any) -> Any:
     stringified = {name for name, s in spec if s}
     return fast
 
-
 _INT64 = {
     FieldDescriptor.TYPE_INT64,
     FieldDescriptor.TYPE_UINT64,
