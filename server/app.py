@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import ipaddress
 import logging
 import signal
@@ -23,6 +24,7 @@ from server.alerting.tasks import AlertTasks
 from server.db.engine import make_engine, sqlite_url
 from server.db.initialised import migrate_initialised
 from server.domain.status import Status, StatusPolicy
+from server.domain.store_gc import DEFAULT_MARGIN_HOURS, check_margin
 from server.metrics import ServerMetrics
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.agent_servicer import AgentServicer
@@ -42,8 +44,10 @@ from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
 from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
 from server.services.snapshots import SnapshotQueries
+from server.services.store_gc import MaintenanceSchedule, StoreMaintenance, retention_keys
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
+from server.state.store_gc_state import SqlStoreGcState
 from server.state.store_state import SqlStoreState
 from server.state.writer_process import batch_writer
 from server.storage import BlobStore, open_store
@@ -74,6 +78,8 @@ class ServeOptions:
     alert_interval: float = 15.0  # seconds between alert evaluations
     http_listen: str = ""  # HOST:PORT for /metrics, /healthz and the status page; "" = off
     store_url: str = ""  # the off-site blob store; "" = <data_dir>/store
+    maintenance_every: float = 24.0  # hours between store maintenance runs; 0 = off
+    gc_margin_hours: float = DEFAULT_MARGIN_HOURS  # garbage collection's time margin
 
     @property
     def database(self) -> str:
@@ -99,6 +105,9 @@ def is_loopback(host: str) -> bool:
 async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # noqa: PLR0915
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     host, _port = split_listen(options.listen)
+    margin = check_margin(options.gc_margin_hours)
+    if options.maintenance_every < 0:
+        raise InvalidArgument("--maintenance-every takes hours (0 turns maintenance off)")
     if options.insecure and not is_loopback(host):
         raise InvalidArgument("plaintext (--insecure) is allowed only on a loopback address")
     credentials = None if options.insecure else _server_credentials(options.data_dir)
@@ -201,8 +210,19 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
         metrics=metrics,
         store=store,
     )
+    maintenance = MaintenanceSchedule(
+        StoreMaintenance(
+            SqlStoreGcState(engine),
+            store,
+            clock,
+            lambda site, group: retention_keys(hub.snapshot, site, group),
+            margin=margin,
+        ),
+        dt.timedelta(hours=options.maintenance_every),
+    )
     await server.start()
     feed.start()
+    maintenance.start()
     alerts.start()
     warm = asyncio.create_task(fleet.list_sites(), name="warm-fleet-view")  # first `sites` fast
     for name in names[:2]:
@@ -225,6 +245,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     await _say_goodbye(hub, options.reconnects_per_second)
     warm.cancel()
     store_watch.cancel()
+    await maintenance.stop()
     await edge.stop()
     await alerts.stop()
     await feed.stop()

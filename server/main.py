@@ -213,6 +213,26 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
             "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Default: <data-dir>/store.",
         ),
     ] = "",
+    maintenance_every: Annotated[
+        float,
+        typer.Option(
+            "--maintenance-every",
+            metavar="HOURS",
+            min=0,
+            help="Hours between runs of the off-site store's maintenance (retention, then "
+            "garbage collection; the first run 5 minutes after start); 0: off.",
+        ),
+    ] = 24.0,
+    gc_margin_hours: Annotated[
+        float,
+        typer.Option(
+            "--gc-margin-hours",
+            metavar="HOURS",
+            min=1,
+            help="Garbage collection's safety margin: chunks stored or condemned less than "
+            "this long ago are never deleted.",
+        ),
+    ] = 24.0,
 ) -> None:
     """Serve the agent and admin gRPC APIs (and HTTP with --http-listen) until SIGTERM."""
     _logging()
@@ -230,6 +250,8 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
         alert_interval=alert_interval,
         http_listen=http_listen,
         store_url=store,
+        maintenance_every=maintenance_every,
+        gc_margin_hours=gc_margin_hours,
     )
     try:
         asyncio.run(serve(options))

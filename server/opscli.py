@@ -1,4 +1,5 @@
-"""`storesafe-server` operations commands: health, migrate, backup-state, restore-state.
+"""`storesafe-server` operations commands: health, migrate, backup-state, restore-state,
+store-gc.
 
 For deployment: the container's HEALTHCHECK and compose call `health`, a
 one-shot job calls `migrate` before the replicas start, and `backup-state` /
@@ -22,6 +23,7 @@ from server.db.engine import head_revision, make_engine, migrate, schema_revisio
 from server.rpc.healthcheck import check
 from server.rpc.storehealth import STORE_SERVICE
 from server.statebackup import backup_state, restore_state
+from server.storegc import store_gc
 
 EXIT_UNHEALTHY = 1
 
@@ -181,6 +183,7 @@ def register(app: typer.Typer) -> None:
     app.command("migrate")(migrate_cmd)
     app.command("backup-state")(backup_state_cmd)
     app.command("restore-state")(restore_state_cmd)
+    app.command("store-gc")(store_gc)
 
 
 def _url(data_dir: Path | None, db: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.s3servers import S3Server, start_moto, use_test_credentials
 from tests.support.server import PG_ENV, ServerHandle, fresh_pg_database, start_server
 
 
@@ -65,3 +66,15 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHa
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server on loopback, once per session (the storage suite and the store's
+    garbage collection use it; each test takes its own prefix)."""
+    use_test_credentials()
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+
+from common import periods
+from common.periods import utc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +65,11 @@ def plan_deletions(
         return []
     good = [e for e in items if e.good]
     keep: set[str] = set(protect)
-    daily = _newest_per_bucket(good, policy.keep_daily, lambda t: t.date())
-    weekly = _newest_per_bucket(good, policy.keep_weekly, lambda t: t.isocalendar()[:2])
-    monthly = _newest_per_bucket(good, policy.keep_monthly, lambda t: (t.year, t.month))
+    daily = periods.newest_per_period(good, policy.keep_daily, periods.day, _finished)
+    weekly = periods.newest_per_period(good, policy.keep_weekly, periods.iso_week, _finished)
+    monthly = periods.newest_per_period(good, policy.keep_monthly, periods.month, _finished)
     keep.update(e.name for e in (*daily, *weekly, *monthly))
-    kept_days = {_utc(e.finished_at).date() for e in daily}
+    kept_days = {utc(e.finished_at).date() for e in daily}
     if good:
         keep.add(good[0].name)
         newest_good_at = good[0].finished_at
@@ -76,7 +79,7 @@ def plan_deletions(
     for entry in items:
         if entry.good:
             continue
-        day = _utc(entry.finished_at).date()
+        day = utc(entry.finished_at).date()
         recent = newest_good_at is None or entry.finished_at > newest_good_at
         if (recent or day in kept_days) and day not in not_good_days:
             keep.add(entry.name)
@@ -92,12 +95,12 @@ def plan_deletions(
 def _reason(
     entry: BackupEntry, items: list[BackupEntry], policy: RetentionPolicy, keep: set[str]
 ) -> str:
-    day = _utc(entry.finished_at).date()
+    day = utc(entry.finished_at).date()
     newer_same_day = any(
         o.good == entry.good
         and o.name in keep
         and o.finished_at > entry.finished_at
-        and _utc(o.finished_at).date() == day
+        and utc(o.finished_at).date() == day
         for o in items
     )
     rules = (
@@ -116,21 +119,8 @@ def _reason(
     )
 
 
-def _newest_per_bucket(
-    good: list[BackupEntry], count: int, bucket: Callable[[dt.datetime], object]
-) -> list[BackupEntry]:
-    """The newest entry of each of the `count` newest buckets (entries newest first)."""
-    chosen: list[BackupEntry] = []
-    seen: set[object] = set()
-    for entry in good:
-        key = bucket(_utc(entry.finished_at))
-        if key in seen:
-            continue
-        if len(seen) >= count:
-            break
-        seen.add(key)
-        chosen.append(entry)
-    return chosen
+def _finished(entry: BackupEntry) -> dt.datetime:
+    return entry.finished_at
 
 
 def _keep_chains(items: list[BackupEntry], keep: set[str]) -> None:
@@ -144,7 +134,3 @@ def _keep_chains(items: list[BackupEntry], keep: set[str]) -> None:
             if name not in keep:
                 keep.add(name)
                 pending.append(name)
-
-
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, String, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -293,6 +293,14 @@ class StoreChunk(SQLModel, table=True):
     size: int = _big()  # type: ignore[assignment]
     sha256: str = Field(max_length=64)
     stored_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    # Garbage collection (server/services/store_gc.py): set when a run found the chunk
+    # unreferenced (cleared when a commit or an upload uses it again); `state` becomes
+    # "deleting" just before the blob is deleted, and the row goes after the blob.
+    condemned_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    state: str = Field(
+        default="stored",
+        sa_column=Column(String(16), nullable=False, default="stored", server_default="stored"),
+    )
 
 
 class StoreSnapshot(SQLModel, table=True):
@@ -313,3 +321,32 @@ class StoreSnapshot(SQLModel, table=True):
     chunks: int = _big()  # type: ignore[assignment]
     stored_bytes: int = _big()  # type: ignore[assignment]
     record_sha256: str = Field(max_length=64)
+
+
+class MaintenanceLease(SQLModel, table=True):
+    """Who runs a named maintenance job now: one owner at a time across replicas.
+
+    Taken with a conditional UPDATE (or the first INSERT) when free or expired, and
+    renewed by its owner while the job runs.
+    """
+
+    __tablename__ = "maintenance_lease"
+
+    name: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=128)
+    expires_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+
+
+class MaintenanceRun(SQLModel, table=True):
+    """One run of the off-site store's maintenance (retention, then garbage collection)."""
+
+    __tablename__ = "maintenance_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: dt.datetime = _ts(nullable=False, index=True)  # type: ignore[assignment]
+    finished_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
+    owner: str = Field(max_length=128)
+    dry_run: bool = False
+    outcome: str = Field(max_length=16)  # succeeded | failed
+    summary_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

@@ -42,11 +42,13 @@ class SiteKeyRecord:
 
 @dataclasses.dataclass(frozen=True)
 class ChunkRecord:
-    """A chunk in a site's blob index: stored (durably) with this size and digest."""
+    """A chunk in a site's blob index: stored (durably) with this size and digest, or
+    `deleting` while garbage collection removes it."""
 
     chunk_id: str
     size: int
     sha256: str
+    state: str = "stored"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from common.errors import (
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
+    Unavailable,
     quote,
 )
 from common.vault.datakey import SealedDataKey
@@ -24,6 +25,7 @@ from common.vault.errors import VaultError
 from server.domain import offsite as rules
 from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
 from server.domain.records import AgentIdentity
+from server.domain.store_gc import STORED
 from server.state.store_base import StoreState
 from server.storage import BlobStore, Digest, DigestMismatch
 
@@ -130,7 +132,8 @@ class OffsiteUploads:
         own_site(who, claimed_site)
         wanted = rules.check_ids(ids)
         found = await self._state.chunks(who.site_id, wanted)
-        return [one for one in wanted if one not in found]
+        # a chunk being deleted by garbage collection is as good as gone: send it again
+        return [one for one in wanted if one not in found or found[one].state != STORED]
 
     async def put_chunks(
         self, who: AgentIdentity, uploads: AsyncIterator[ChunkUpload]
@@ -156,6 +159,8 @@ class OffsiteUploads:
         digest = rules.check_sha256(up.sha256, f"the sha256 of chunk {up.chunk_id}")
         known = (await self._state.chunks(who.site_id, [up.chunk_id])).get(up.chunk_id)
         if known is not None:  # checked here as the store checks a new one (off the loop)
+            if known.state != STORED:
+                raise _being_collected(up.chunk_id)
             if not await asyncio.to_thread(Digest("sha256", digest).matches, up.data):
                 raise DigestMismatch(
                     f"chunk {up.chunk_id} does not hash to its stated sha256; nothing was stored"
@@ -165,14 +170,22 @@ class OffsiteUploads:
                     f"chunk {up.chunk_id} is already stored with other content; stored "
                     "chunks are never overwritten"
                 )
+            if not await self._state.rescue_chunk(
+                who.site_id, up.chunk_id
+            ):  # condemned: used again
+                raise _being_collected(up.chunk_id)
             return False
         saved = await self._store.save(
             rules.chunk_name(who.site, up.chunk_id), up.data, Digest("sha256", digest)
         )
         # the blob is durable: now the index may say so
-        await self._state.add_chunk(
+        added = await self._state.add_chunk(
             who.site_id, ChunkRecord(up.chunk_id, len(up.data), digest), self._clock.now()
         )
+        if not added:  # another upload indexed it meanwhile, or GC is deleting it as an orphan
+            now = (await self._state.chunks(who.site_id, [up.chunk_id])).get(up.chunk_id)
+            if now is None or now.state != STORED:
+                raise _being_collected(up.chunk_id)
         return saved.created
 
     async def commit_snapshot(
@@ -194,8 +207,8 @@ class OffsiteUploads:
                 )
             return True
         found = await self._state.chunks(who.site_id, references)
-        missing = [ref for ref in references if ref not in found]
-        if missing:
+        missing = [ref for ref in references if found.get(ref, _GONE).state != STORED]
+        if missing:  # refused before anything is written
             raise FailedPrecondition(rules.missing_sentence(missing, len(missing)))
         await self._store.save(
             rules.snapshot_name(who.site, header.snapshot_id),
@@ -203,9 +216,7 @@ class OffsiteUploads:
             Digest("sha256", record_sha),
         )
         refs = await asyncio.to_thread(_packed_refs, references)
-        await self._store.save(
-            rules.refs_name(who.site, header.snapshot_id), refs, Digest.of(refs)
-        )
+        await self._store.save(rules.refs_name(who.site, header.snapshot_id), refs, Digest.of(refs))
         snap = SnapshotRecord(
             snapshot_id=header.snapshot_id,
             kind=header.kind,
@@ -216,10 +227,15 @@ class OffsiteUploads:
             data_key_id=header.data_key_id,
             backup_run_id=header.backup_run_id,
             chunks=len(references),
-            stored_bytes=sum(c.size for c in found.values()),
+            stored_bytes=0,  # summed by the state from the rows it checks
             record_sha256=record_sha,
         )
-        return not await self._state.add_snapshot(who.site_id, snap)
+        # checked again, condemned chunks rescued and the row inserted in one transaction:
+        # garbage collection may have started deleting a chunk since the check above
+        inserted, missing = await self._state.commit_snapshot(who.site_id, snap, references)
+        if missing:
+            raise FailedPrecondition(rules.missing_sentence(missing, len(missing)))
+        return not inserted
 
     async def _check_header(
         self, who: AgentIdentity, header: SnapshotHeader
@@ -264,8 +280,7 @@ async def _collect(batches: AsyncIterator[Sequence[str]], expected: int) -> list
     async for batch in batches:
         if len(batch) > rules.MAX_REFERENCES_PER_MESSAGE:
             raise InvalidArgument(
-                f"at most {rules.MAX_REFERENCES_PER_MESSAGE} references a message, "
-                f"not {len(batch)}"
+                f"at most {rules.MAX_REFERENCES_PER_MESSAGE} references a message, not {len(batch)}"
             )
         for ref in batch:
             rules.check_id(ref, "chunk id")
@@ -280,6 +295,16 @@ async def _collect(batches: AsyncIterator[Sequence[str]], expected: int) -> list
             "its header announced"
         )
     return list(seen)
+
+
+_GONE = ChunkRecord("", 0, "", state="gone")
+
+
+def _being_collected(chunk_id: str) -> Unavailable:
+    return Unavailable(
+        f"chunk {chunk_id} is being collected (garbage collection is deleting it); "
+        "retry later and send it again"
+    )
 
 
 def _packed_refs(references: Sequence[str]) -> bytes:

@@ -12,8 +12,9 @@ from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
 
 class StoreState(abc.ABC):
     """Durable index of the off-site store. Every write MUST be durable when it returns,
-    and MUST NOT wait behind (or delay) the batches of check-ins and reports. Rows are
-    create-only: no method changes or deletes a stored row. Every method that names a
+    and MUST NOT wait behind (or delay) the batches of check-ins and reports. Agents'
+    calls only add rows (and rescue condemned chunks); only maintenance
+    (store_gc_base.StoreGcState) deletes them. Every method that names a
     site by id takes it from the agent's credential; those taking a name MUST raise
     NotFound for an unknown site."""
 
@@ -32,12 +33,28 @@ class StoreState(abc.ABC):
 
     @abc.abstractmethod
     async def chunks(self, site_id: int, ids: Sequence[str]) -> dict[str, ChunkRecord]:
-        """Those of `ids` in the site's index (any number of ids; only this site's rows
-        MUST be seen)."""
+        """Those of `ids` in the site's index, with their state (`stored` or `deleting`;
+        any number of ids; only this site's rows MUST be seen)."""
 
     @abc.abstractmethod
     async def add_chunk(self, site_id: int, chunk: ChunkRecord, now: dt.datetime) -> bool:
         """Index a chunk whose blob is durable; False when the site had that id already."""
+
+    @abc.abstractmethod
+    async def rescue_chunk(self, site_id: int, chunk_id: str) -> bool:
+        """Clear the chunk's condemnation if it is stored; whether it is stored now (False:
+        it is being deleted or gone)."""
+
+    @abc.abstractmethod
+    async def commit_snapshot(
+        self, site_id: int, snap: SnapshotRecord, references: Sequence[str]
+    ) -> tuple[bool, list[str]]:
+        """In ONE transaction: rescue the condemned chunks among `references`, check that
+        every reference is stored (not `deleting`, not gone), and insert the snapshot with
+        their stored bytes. The rows MUST be locked (or the write lock held) from the
+        rescue to the insert, so that a sweep's move to `deleting` cannot interleave.
+        Returns (inserted, missing): missing references mean nothing was inserted;
+        inserted is False when the site had that snapshot id already."""
 
     @abc.abstractmethod
     async def snapshot(self, site_id: int, snapshot_id: str) -> SnapshotRecord | None:

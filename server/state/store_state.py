@@ -8,16 +8,18 @@ burst of uploads is not slowed by the group-commit pause of the hot path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.clock import utc
 from common.errors import NotFound
 from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
+from server.domain.store_gc import STORED
 from server.state.sites import insert_ignore, site_id_of
 from server.state.store_base import StoreState
 from server.state.tables import CHUNKS, SITE_KEYS, SNAPSHOTS
@@ -103,13 +105,13 @@ class SqlStoreState(StoreState):
             found: dict[str, ChunkRecord] = {}
             for at in range(0, len(wanted), _IN_BATCH):
                 rows = conn.execute(
-                    select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256).where(
+                    select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256, CHUNKS.c.state).where(
                         CHUNKS.c.site_id == site_id,
                         CHUNKS.c.chunk_id.in_(wanted[at : at + _IN_BATCH]),
                     )
                 )
                 for r in rows:
-                    found[r.chunk_id] = ChunkRecord(r.chunk_id, int(r.size), r.sha256)
+                    found[r.chunk_id] = ChunkRecord(r.chunk_id, int(r.size), r.sha256, r.state)
             return found
 
         return await self._read(fn) if wanted else {}
@@ -126,6 +128,49 @@ class SqlStoreState(StoreState):
             },
         )
 
+    async def rescue_chunk(self, site_id: int, chunk_id: str) -> bool:
+        def fn(conn: Connection) -> bool:
+            acquit_chunks(conn, site_id, [chunk_id])
+            state = conn.execute(
+                select(CHUNKS.c.state).where(
+                    CHUNKS.c.site_id == site_id, CHUNKS.c.chunk_id == chunk_id
+                )
+            ).scalar()
+            return state == STORED
+
+        return await self._write(fn)
+
+    async def commit_snapshot(
+        self, site_id: int, snap: SnapshotRecord, references: Sequence[str]
+    ) -> tuple[bool, list[str]]:
+        def fn(conn: Connection) -> tuple[bool, list[str]]:
+            # the UPDATE first: it takes SQLite's write lock (and PostgreSQL's row locks)
+            # before anything is read, so a sweep cannot move these rows to `deleting`
+            # between the check below and the insert
+            acquit_chunks(conn, site_id, references)
+            found: dict[str, int] = {}
+            for batch in batches(references):
+                rows = conn.execute(
+                    select(CHUNKS.c.chunk_id, CHUNKS.c.size).where(
+                        CHUNKS.c.site_id == site_id,
+                        CHUNKS.c.chunk_id.in_(batch),
+                        CHUNKS.c.state == STORED,
+                    )
+                )
+                found.update((r.chunk_id, int(r.size)) for r in rows)
+            missing = [ref for ref in references if ref not in found]
+            if missing:
+                return False, missing
+            row = dataclasses.replace(snap, stored_bytes=sum(found.values()))
+            stmt = (
+                insert_ignore(conn, SNAPSHOTS)
+                .values(site_id=site_id, **_snapshot_values(row))
+                .returning(SNAPSHOTS.c.site_id)
+            )
+            return conn.execute(stmt).first() is not None, []
+
+        return await self._write(fn)
+
     async def snapshot(self, site_id: int, snapshot_id: str) -> SnapshotRecord | None:
         def fn(conn: Connection) -> SnapshotRecord | None:
             row = conn.execute(
@@ -133,28 +178,12 @@ class SqlStoreState(StoreState):
                     SNAPSHOTS.c.site_id == site_id, SNAPSHOTS.c.snapshot_id == snapshot_id
                 )
             ).first()
-            return None if row is None else _snapshot(row)
+            return None if row is None else snapshot_of(row)
 
         return await self._read(fn)
 
     async def add_snapshot(self, site_id: int, snap: SnapshotRecord) -> bool:
-        return await self._insert(
-            SNAPSHOTS,
-            {
-                "site_id": site_id,
-                "snapshot_id": snap.snapshot_id,
-                "kind": snap.kind,
-                "created_at": snap.created_at,
-                "committed_at": snap.committed_at,
-                "entries": snap.entries,
-                "size": snap.size,
-                "data_key_id": snap.data_key_id,
-                "backup_run_id": snap.backup_run_id,
-                "chunks": snap.chunks,
-                "stored_bytes": snap.stored_bytes,
-                "record_sha256": snap.record_sha256,
-            },
-        )
+        return await self._insert(SNAPSHOTS, {"site_id": site_id, **_snapshot_values(snap)})
 
     async def find_snapshot(self, site: str, snapshot_id: str) -> SnapshotRecord:
         def fn(conn: Connection) -> SnapshotRecord:
@@ -166,7 +195,7 @@ class SqlStoreState(StoreState):
             ).first()
             if row is None:
                 raise NotFound(f"site {site} has no snapshot {snapshot_id}")
-            return _snapshot(row)
+            return snapshot_of(row)
 
         return await self._read(fn)
 
@@ -179,7 +208,7 @@ class SqlStoreState(StoreState):
             query = query.order_by(
                 SNAPSHOTS.c.created_at.desc(), SNAPSHOTS.c.committed_at.desc()
             ).limit(limit)
-            return [_snapshot(r) for r in conn.execute(query)]
+            return [snapshot_of(r) for r in conn.execute(query)]
 
         return await self._read(fn)
 
@@ -193,7 +222,7 @@ def _key(row: Row[Any]) -> SiteKeyRecord:
     )
 
 
-def _snapshot(row: Row[Any]) -> SnapshotRecord:
+def snapshot_of(row: Row[Any]) -> SnapshotRecord:
     return SnapshotRecord(
         snapshot_id=row.snapshot_id,
         kind=row.kind,
@@ -207,3 +236,42 @@ def _snapshot(row: Row[Any]) -> SnapshotRecord:
         stored_bytes=int(row.stored_bytes),
         record_sha256=row.record_sha256,
     )
+
+
+def _snapshot_values(snap: SnapshotRecord) -> dict[str, Any]:
+    return {
+        "snapshot_id": snap.snapshot_id,
+        "kind": snap.kind,
+        "created_at": snap.created_at,
+        "committed_at": snap.committed_at,
+        "entries": snap.entries,
+        "size": snap.size,
+        "data_key_id": snap.data_key_id,
+        "backup_run_id": snap.backup_run_id,
+        "chunks": snap.chunks,
+        "stored_bytes": snap.stored_bytes,
+        "record_sha256": snap.record_sha256,
+    }
+
+
+def acquit_chunks(conn: Connection, site_id: int, ids: Sequence[str]) -> int:
+    """Clear the condemnation of those of `ids` still stored (rows locked as updated)."""
+    done = 0
+    for batch in batches(ids):
+        done += conn.execute(
+            update(CHUNKS)
+            .where(
+                CHUNKS.c.site_id == site_id,
+                CHUNKS.c.chunk_id.in_(batch),
+                CHUNKS.c.state == STORED,
+                CHUNKS.c.condemned_at.is_not(None),
+            )
+            .values(condemned_at=None)
+        ).rowcount
+    return done
+
+
+def batches(ids: Sequence[str]) -> list[list[str]]:
+    """The distinct ids in groups small enough for one IN (...)."""
+    unique = list(dict.fromkeys(ids))
+    return [unique[at : at + _IN_BATCH] for at in range(0, len(unique), _IN_BATCH)]

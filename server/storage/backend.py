@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
 class BlobInfo:
-    """A stored blob: its name and size in bytes."""
+    """A stored blob: its name, size in bytes and (where listing tells) when it was written."""
 
     key: str
     size: int
+    modified: dt.datetime | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +65,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def list(self, prefix: str) -> Iterator[BlobInfo]:
-        """Every blob whose name starts with `prefix`, in no promised order, each once."""
+        """Every blob whose name starts with `prefix`, in no promised order, each once,
+        with its modification time (garbage collection leaves young orphans alone)."""
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

@@ -193,7 +193,9 @@ class FilesystemBackend(Backend):
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(Path(entry.path), key, "")
             elif entry.is_file(follow_symlinks=False):
-                yield BlobInfo(key, entry.stat(follow_symlinks=False).st_size)
+                info = entry.stat(follow_symlinks=False)
+                when = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
+                yield BlobInfo(key, info.st_size, when)
 
     def _error(self, exc: OSError, action: str) -> StoreFull | StoreUnavailable:
         reason = exc.strerror or type(exc).__name__

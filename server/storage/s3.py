@@ -113,7 +113,7 @@ class S3Backend(Backend):
         try:
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield BlobInfo(item["Key"][cut:], item["Size"])
+                    yield BlobInfo(item["Key"][cut:], item["Size"], item.get("LastModified"))
         except Exception as exc:
             raise self._error(exc, f"list blobs under {prefix or 'the root'}") from exc
 

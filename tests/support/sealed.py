@@ -227,8 +227,16 @@ def each(requests: list[agent_pb2.PutChunkRequest]) -> Iterator[agent_pb2.PutChu
     yield from requests
 
 
-def upload(server: ServerHandle, credential: str, site: SealedSite, snap: Sealed) -> None:
-    """PutSiteKey, MissingChunks, PutChunks of the missing ones, CommitSnapshot."""
+def upload(
+    server: ServerHandle,
+    credential: str,
+    site: SealedSite,
+    snap: Sealed,
+    *,
+    backup_run_id: str = "",
+) -> None:
+    """PutSiteKey, MissingChunks, PutChunks of the missing ones, CommitSnapshot (a
+    database snapshot of that backup run when `backup_run_id` is given)."""
     metadata = (("authorization", f"Bearer {credential}"),)
     creds = grpc.ssl_channel_credentials(server.ca_path.read_bytes())
     with grpc.secure_channel(server.address, creds) as channel:
@@ -245,4 +253,10 @@ def upload(server: ServerHandle, credential: str, site: SealedSite, snap: Sealed
             missing.update(answer.missing)
         puts = [put_request(c) for c in snap.sealed if c.chunk_id in missing]
         stub.PutChunks(iter(puts), metadata=metadata, timeout=60)
-        stub.CommitSnapshot(iter(snap.commit_requests(batch=10_000)), metadata=metadata, timeout=60)
+        header = (
+            snap.header(kind=agent_pb2.SNAPSHOT_KIND_DATABASE, backup_run_id=backup_run_id)
+            if backup_run_id
+            else None
+        )
+        requests = snap.commit_requests(batch=10_000, header=header)
+        stub.CommitSnapshot(iter(requests), metadata=metadata, timeout=60)

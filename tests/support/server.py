@@ -49,6 +49,10 @@ class ServerHandle:
             str(self.data_dir),
             "--listen",
             self.address,
+            # store maintenance only where a test runs it itself (tests/integration/server/
+            # test_store_gc.py): a scheduled run must not forget a test's snapshots
+            "--maintenance-every",
+            "0",
             *self.extra_args,
         ]
         if self.db_url:

@@ -1,7 +1,7 @@
 """Fixtures of the storage conformance suite: one store per test on each real backend.
 
-The S3 servers start once per session on loopback (moto fast, SeaweedFS the real
-distributed store); each test gets its own prefix in their bucket, or its own folder.
+The S3 servers start once per session on loopback (moto fast, from tests/conftest.py;
+SeaweedFS the real distributed store); each test gets its own prefix in their bucket, or its own folder.
 """
 
 from __future__ import annotations
@@ -14,19 +14,9 @@ from pathlib import Path
 import pytest
 
 from server.storage import BlobStore, open_store
-from tests.support.s3servers import S3Server, start_moto, start_seaweedfs, use_test_credentials
+from tests.support.s3servers import S3Server, start_seaweedfs, use_test_credentials
 
 BACKENDS = ["filesystem", "moto", "seaweedfs"]
-
-
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    use_test_credentials()
-    server = start_moto(tmp_path_factory.mktemp("moto"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

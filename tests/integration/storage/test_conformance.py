@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -109,6 +110,20 @@ def test_remove_deletes_and_is_idempotent(store: BlobStore) -> None:
     run(store.remove(KEY))  # garbage collection may retry
     assert run(save(store, KEY, b"new")) is True  # removed by GC: the name may be used again
     assert run(store.load(KEY)) == b"new"
+
+
+def test_listing_tells_when_each_blob_was_written(store: BlobStore) -> None:
+    """Garbage collection deletes orphan blobs only once they are older than its margin."""
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    run(save(store, KEY, b"dated"))
+    after = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+
+    async def infos() -> list[BlobInfo]:
+        return [info async for info in store.list("sites/shop-1/")]
+
+    (info,) = run(infos())
+    assert info.key == KEY and info.modified is not None
+    assert before <= info.modified <= after
 
 
 def test_loading_a_missing_blob_is_not_found(store: BlobStore) -> None:
