@@ -23,7 +23,7 @@ from agent.domain.errors import StateDirUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind, RunReport
 from agent.firebird.priority import in_background
 from agent.images.sync import SyncOutcome, SyncSettings, run_sync
-from agent.images.uploader import LoopStore
+from agent.offsite.uploader import LoopStore
 from agent.scheduler import Task
 from common.errors import StoreSafeError
 from common.vault import FleetPublicKey

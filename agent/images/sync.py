@@ -23,12 +23,12 @@ from pathlib import Path
 
 from agent.domain.errors import AlreadyRunning
 from agent.domain.offsite import MAX_MISSING_IDS, SnapshotCommit, SnapshotKind
-from agent.images.bandwidth import TokenBucket
+from agent.offsite.bandwidth import TokenBucket
 from agent.images.errors import PassAlreadyRunning
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import PassResult
 from agent.images.scanner import Scanner
-from agent.images.uploader import BATCH_BYTES, SendTally, SyncStore, Uploader, chunk_ref
+from agent.offsite.uploader import BATCH_BYTES, SendTally, SyncStore, Uploader, chunk_ref
 from agent.lock import StateLock
 from common.clock import Clock
 from common.errors import FailedPrecondition, StoreSafeError

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.images.bandwidth import TokenBucket
+from agent.offsite.bandwidth import TokenBucket
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import SkipReason
 from agent.images.scanner import Scanner
 from agent.images.sync import SyncOutcome, SyncSettings, run_sync
-from agent.images.uploader import Uploader
+from agent.offsite.uploader import Uploader
 from common.vault import IMAGES, SiteKeys, new_data_key, open_chunk, open_snapshot
 from common.vault.chunking import chunk_bytes
 from tests.support.clock import FakeClock

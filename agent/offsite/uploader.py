@@ -30,7 +30,7 @@ from agent.domain.offsite import (
     SnapshotCommit,
     StoreLink,
 )
-from agent.images.bandwidth import TokenBucket
+from agent.offsite.bandwidth import TokenBucket
 from agent.images.consumer import FileToStore
 from agent.images.stream import FileStream
 from common.errors import InvalidArgument, Unavailable
