@@ -23,13 +23,14 @@ from pathlib import Path
 
 from agent.domain.errors import AlreadyRunning
 from agent.domain.offsite import MAX_MISSING_IDS, SnapshotCommit, SnapshotKind
-from agent.offsite.bandwidth import TokenBucket
 from agent.images.errors import PassAlreadyRunning
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import PassResult
 from agent.images.scanner import Scanner
-from agent.offsite.uploader import BATCH_BYTES, SendTally, SyncStore, Uploader, chunk_ref
+from agent.images.uploader import ImageUploader
 from agent.lock import StateLock
+from agent.offsite.bandwidth import TokenBucket
+from agent.offsite.uploader import SendTally, SyncStore, Uploader, batch_bytes, chunk_ref
 from common.clock import Clock
 from common.errors import FailedPrecondition, StoreSafeError
 from common.vault import Entry, SiteKeys, SnapshotInfo, VaultError, seal_snapshot
@@ -103,7 +104,7 @@ def _run(
         scanner = Scanner(
             index, settings.folder, settle_seconds=settings.settle_seconds, clock=clock
         )
-        result = scanner.scan(uploader)
+        result = scanner.scan(ImageUploader(uploader))
         if result.failed:
             return SyncOutcome(result, uploader.tally)
         entries = _Entries(index)
@@ -140,14 +141,6 @@ def _run(
         snapshot_entries=sealed.entries,
         unlisted=entries.unlisted,
     )
-
-
-def batch_bytes(bucket: TokenBucket) -> int:
-    """Batches of 8 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
-    tokens comes before each batch, so a small batch keeps the line from bursts."""
-    if bucket.rate <= 0:
-        return BATCH_BYTES
-    return max(1, min(BATCH_BYTES, int(bucket.rate * 4)))
 
 
 def _same_data_key(index: ImageIndex, keys: SiteKeys) -> None:

@@ -1,1 +1,1 @@
-"""The off-site upload shared by every capability that ships data into the store: batching, sending, pacing."""
+"""The off-site upload every capability shares: batching, asking, sealing, sending, pacing."""

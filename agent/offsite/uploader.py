@@ -1,17 +1,17 @@
-"""The image-sync Consumer: cut each file, ask which chunks the store lacks, seal, send those.
+"""The off-site uploader: name chunks, ask which the store lacks, seal and send only those.
 
-Files are cut with the IMAGES chunking profile under the site's keyed
-chunker and named by keyed ids (common.vault). Chunks wait in a batch of at
-most `batch_bytes` or one chunk (and MAX_MISSING_IDS ids); a full batch, and the end of
-each file, asks MissingChunks about the batch, seals the missing ones and
-sends them on one PutChunks stream, paced by the token bucket. So memory
-holds one batch whatever the file sizes, a cut connection loses at most one
-batch, and a resumed pass re-sends nothing that arrived. `store` returns
-only once every chunk of the file is on the server; its content ids are
-`<chunk id>:<length>`, which is what a manifest entry needs.
+Chunks (cut and named under the site's keys, common.vault) wait in a batch
+of at most `batch_bytes` or one chunk (and MAX_MISSING_IDS ids); a full
+batch, and `flush`, asks MissingChunks about the batch, seals the missing
+ones and sends them on one PutChunks stream, paced by the token bucket. So
+memory holds one batch whatever the data size, a cut connection loses at most
+one batch, and a resumed upload re-sends nothing that arrived. Before each
+batch goes out, `should_stop` is asked: a reason ("the upload window
+closed") ends the upload there with `UploadStopped`.
 
-The consumer runs in the scan's worker thread; the store calls run on the
-agent's event loop (`LoopStore` bridges the two).
+Callers: the image sync's consumer (agent.images.uploader) and the database
+backup upload (agent.firebird.upload). The uploader runs in a worker thread;
+the store calls run on the agent's event loop (`LoopStore` bridges the two).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import hashlib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 from agent.domain.offsite import (
@@ -31,14 +31,14 @@ from agent.domain.offsite import (
     StoreLink,
 )
 from agent.offsite.bandwidth import TokenBucket
-from agent.images.consumer import FileToStore
-from agent.images.stream import FileStream
-from common.errors import InvalidArgument, Unavailable
-from common.vault import IMAGES, PlainChunk, SealedChunk, SiteKeys, cut_stream
+from common.errors import InvalidArgument, StoreSafeError, Unavailable
+from common.vault import PlainChunk, SealedChunk, SiteKeys
 
 T = TypeVar("T")
 
 BATCH_BYTES = 8 << 20
+KNOWN_IDS = 50_000
+"""Ids learned stored that an uploader remembers (a few MB); beyond, it asks again."""
 CALL_WAIT = 900.0
 """Longest a worker thread waits for one store call (each call has its own deadline)."""
 
@@ -68,7 +68,7 @@ class LoopStore:
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         except RuntimeError:  # the loop is closed: the agent is stopping
             coro.close()
-            raise Unavailable("the agent is stopping; the image sync ends here") from None
+            raise Unavailable("the agent is stopping; the upload ends here") from None
         try:
             return future.result(self._wait)
         except concurrent.futures.TimeoutError:
@@ -94,7 +94,7 @@ class SendTally:
     chunks_sent: int = 0
     bytes_sent: int = 0  # sealed bytes on the wire
     chunks_present: int = 0  # asked about and already stored
-    files_discarded: int = 0
+    files_discarded: int = 0  # image sync: files stored but not committed
 
 
 def content_id(chunk_id: str, length: int) -> str:
@@ -109,20 +109,30 @@ def chunk_ref(cid: str) -> tuple[str, int]:
     return chunk_id, int(length)
 
 
-class _Readable:
-    """A FileStream as pyfastcdc reads it (readinto)."""
+class UploadStopped(StoreSafeError):
+    """The upload stopped early at a batch boundary, for `reason` (window, time budget)."""
 
-    def __init__(self, stream: FileStream) -> None:
-        self._stream = stream
+    code = "agent.upload_stopped"
 
-    def readinto(self, buffer: memoryview, /) -> int:
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the upload stopped early: {reason}")
+        self.reason = reason
+
+
+def never() -> str:
+    return ""
+
+
+def batch_bytes(bucket: TokenBucket) -> int:
+    """Batches of 8 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
+    tokens comes before each batch, so a small batch keeps the line from bursts."""
+    if bucket.rate <= 0:
+        return BATCH_BYTES
+    return max(1, min(BATCH_BYTES, int(bucket.rate * 4)))
 
 
 class Uploader:
-    """Stores each file's chunks in the off-site store (a scanner Consumer)."""
+    """Sends chunks the store lacks, batch by batch; `tally` counts what it did."""
 
     def __init__(
         self,
@@ -131,44 +141,60 @@ class Uploader:
         bucket: TokenBucket,
         *,
         batch_bytes: int = BATCH_BYTES,
+        should_stop: Callable[[], str] = never,
     ) -> None:
         self.keys = keys
         self.remote = store
         self.bucket = bucket
         self.batch_bytes = batch_bytes
+        self.should_stop = should_stop
         self.tally = SendTally()
         self._pending: list[PlainChunk] = []
         self._pending_bytes = 0
         self._known: set[str] = set()  # stored on the server, as learned in this pass
 
-    def store(self, file: FileToStore, stream: FileStream) -> Sequence[str]:
-        ids: list[str] = []
-        try:
-            for chunk in cut_stream(self.keys, _Readable(stream), IMAGES):
-                ids.append(content_id(chunk.chunk_id, len(chunk.data)))
-                if chunk.chunk_id in self._known:
-                    continue
-                if self._pending and (
-                    self._pending_bytes + len(chunk.data) > self.batch_bytes
-                    or len(self._pending) >= MAX_MISSING_IDS
-                ):
-                    self._flush()  # a batch is at most batch_bytes, or one chunk
-                self._pending.append(chunk)
-                self._pending_bytes += len(chunk.data)
-        except BaseException:
-            self._pending.clear()
-            self._pending_bytes = 0
-            raise
-        self._flush()
-        return ids
+    def add(self, chunk: PlainChunk) -> None:
+        """Queue `chunk`; a full batch is sent first (a batch is at most batch_bytes, or one
+        chunk)."""
+        if chunk.chunk_id in self._known:
+            return
+        if self._pending and (
+            self._pending_bytes + len(chunk.data) > self.batch_bytes
+            or len(self._pending) >= MAX_MISSING_IDS
+        ):
+            self.flush()
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk.data)
 
-    def discard(self, file: FileToStore, reason: str) -> None:
-        self.tally.files_discarded += 1
+    def drop_pending(self) -> None:
+        """Forget the queued chunks (their stream failed)."""
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def flush(self) -> None:
+        """Send the queued chunks the store lacks; on return every queued chunk is stored."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if not pending:
+            return
+        self._check_stop()
+        ids = list(dict.fromkeys(c.chunk_id for c in pending))
+        missing = set(self.remote.missing(ids))
+        self.tally.chunks_present += len(ids) - len(missing)
+        batch: list[ChunkUpload] = []
+        for chunk in pending:
+            if chunk.chunk_id in missing:
+                missing.discard(chunk.chunk_id)  # a chunk twice in one batch goes once
+                batch.append(self._upload(chunk.seal(self.keys)))
+        self._put(batch)
+        if len(self._known) + len(ids) > KNOWN_IDS:
+            self._known.clear()
+        self._known.update(ids)
 
     def send_sealed(self, chunks: Sequence[SealedChunk]) -> None:
         """Store chunks sealed elsewhere (a snapshot's manifest parts), only the missing ones."""
         for start in range(0, len(chunks), MAX_MISSING_IDS):
             group = chunks[start : start + MAX_MISSING_IDS]
+            self._check_stop()
             missing = set(self.remote.missing([c.chunk_id for c in group]))
             batch: list[ChunkUpload] = []
             size = 0
@@ -183,20 +209,10 @@ class Uploader:
                     batch, size = [], 0
             self._put(batch)
 
-    def _flush(self) -> None:
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
-        if not pending:
-            return
-        ids = list(dict.fromkeys(c.chunk_id for c in pending))
-        missing = set(self.remote.missing(ids))
-        self.tally.chunks_present += len(ids) - len(missing)
-        batch: list[ChunkUpload] = []
-        for chunk in pending:
-            if chunk.chunk_id in missing:
-                missing.discard(chunk.chunk_id)  # a chunk twice in one batch goes once
-                batch.append(self._upload(chunk.seal(self.keys)))
-        self._put(batch)
-        self._known.update(ids)
+    def _check_stop(self) -> None:
+        reason = self.should_stop()
+        if reason:
+            raise UploadStopped(reason)
 
     def _upload(self, sealed: SealedChunk) -> ChunkUpload:
         self.bucket.take(len(sealed.blob))

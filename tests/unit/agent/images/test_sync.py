@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.offsite.bandwidth import TokenBucket
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import SkipReason
 from agent.images.scanner import Scanner
 from agent.images.sync import SyncOutcome, SyncSettings, run_sync
+from agent.images.uploader import ImageUploader
+from agent.offsite.bandwidth import TokenBucket
 from agent.offsite.uploader import Uploader
 from common.vault import IMAGES, SiteKeys, new_data_key, open_chunk, open_snapshot
 from common.vault.chunking import chunk_bytes
@@ -155,7 +156,7 @@ def test_a_file_rewritten_during_its_read_is_not_in_the_snapshot(
             index, str(folder), settle_seconds=0, clock=clock, block_size=MIB, pace=rewrite
         )
         uploader = Uploader(keys, store, TokenBucket(0, clock=clock, sleep=lambda s: None))
-        result = scanner.scan(uploader)
+        result = scanner.scan(ImageUploader(uploader))
         assert result.skipped.get(SkipReason.CHANGED_WHILE_READ) == 1
         assert result.stored == 1
         assert [e.path for e in index.stored_entries()] == ["stable.jpg"]
@@ -179,7 +180,7 @@ def test_memory_holds_one_batch_whatever_the_file_size(
         uploader = Uploader(
             keys, store, TokenBucket(0, clock=clock, sleep=lambda s: None), batch_bytes=2 * MIB
         )
-        assert scanner.scan(uploader).stored == 1
+        assert scanner.scan(ImageUploader(uploader)).stored == 1
     assert len(largest) >= 4
     assert max(largest) <= 4 * MIB + 1024  # a 2 MiB batch, or one chunk (4 MiB at most)
 
