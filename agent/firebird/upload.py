@@ -234,12 +234,13 @@ def upload_backup(
     )
     spool_dir.mkdir(mode=0o700, exist_ok=True)
     spools: list[_RefSpool] = []
-    read = 0
+    read: list[_Decompressed] = []  # the streams read so far, for the byte count
     try:
         for number, member in enumerate(choice.streams):
             spool = _RefSpool(spool_dir / f"refs-{number:02d}.bin")
             spools.append(spool)
-            read += _send_stream(member, backup_dir, keys, uploader, spool)
+            _send_stream(member, backup_dir, keys, uploader, spool, read)
+            spool.close()  # written: read back when the manifest is sealed
         info = _backup_info(choice, m)
         sealed = seal_snapshot(
             keys,
@@ -282,8 +283,13 @@ def upload_backup(
 
 
 def _send_stream(
-    member: Manifest, backup_dir: Path, keys: SiteKeys, uploader: Uploader, spool: _RefSpool
-) -> int:
+    member: Manifest,
+    backup_dir: Path,
+    keys: SiteKeys,
+    uploader: Uploader,
+    spool: _RefSpool,
+    read: list[_Decompressed],
+) -> None:
     """Chunk one backup file's plaintext into the uploader; its refs into `spool`."""
     path = backup_dir / member.file
     try:
@@ -294,6 +300,7 @@ def _send_stream(
         ) from None
     with fh:
         stream = _Decompressed(fh, member.file)
+        read.append(stream)
         try:
             for chunk in cut_stream(keys, stream, BACKUPS):
                 spool.add(chunk.chunk_id, len(chunk.data))
@@ -307,7 +314,6 @@ def _send_stream(
             f"The backup file {member.file} holds {stream.size} bytes of backup, its manifest "
             f"{member.size_raw}: it is damaged or cut short."
         )
-    return stream.size
 
 
 def _backup_info(choice: Choice, m: Manifest) -> BackupInfo:
@@ -328,7 +334,7 @@ def _backup_info(choice: Choice, m: Manifest) -> BackupInfo:
 def _details(
     base: UploadDetails,
     uploader: Uploader,
-    read: int,
+    read: list[_Decompressed],
     *,
     complete: bool,
     paused: str = "",
@@ -337,7 +343,7 @@ def _details(
     tally = uploader.tally
     return dataclasses.replace(
         base,
-        bytes=read,
+        bytes=sum(s.size for s in read),
         bytes_sent=tally.bytes_sent + extra_bytes,
         chunks_sent=tally.chunks_sent,
         chunks_present=tally.chunks_present,
