@@ -239,7 +239,7 @@ def upload_backup(
         for number, member in enumerate(choice.streams):
             spool = _RefSpool(spool_dir / f"refs-{number:02d}.bin")
             spools.append(spool)
-            _send_stream(member, backup_dir, keys, uploader, spool, read)
+            _send_stream(member, backup_dir, keys, uploader, spool, read=read)
             spool.close()  # written: read back when the manifest is sealed
         info = _backup_info(choice, m)
         sealed = seal_snapshot(
@@ -288,6 +288,7 @@ def _send_stream(
     keys: SiteKeys,
     uploader: Uploader,
     spool: _RefSpool,
+    *,
     read: list[_Decompressed],
 ) -> None:
     """Chunk one backup file's plaintext into the uploader; its refs into `spool`."""
