@@ -60,9 +60,11 @@ from common.vault import SiteKeys, new_data_key  # noqa: E402
 from common.vault.chunking import KIB, MIB, Profile  # noqa: E402
 from common.window import UploadWindow  # noqa: E402
 
+DEFAULT_MANIFESTS = upload_module.database_manifests
 WORK = Path("/var/tmp/storesafe-bench-offsite")
 PASSWORD_FILE = Path("/etc/firebird/3.0/SYSDBA.password")
 AVERAGES_KIB = (4, 8, 16)
+MANIFEST_KIB = (48, 16, 8, 4)  # average manifest piece sizes tried at the chosen chunk size
 
 
 def password() -> str:
@@ -206,8 +208,23 @@ def upload(
     return got, time.process_time() - c0
 
 
-def measure(folder: Path, day1: Manifest, day2: Manifest, avg_kib: int, spool: Path) -> Sent:
+def manifest_profile(avg_kib: int) -> Profile:
+    return Profile("database-manifests", avg_kib * KIB // 3, avg_kib * KIB, avg_kib * 6 * KIB)
+
+
+def measure(
+    folder: Path,
+    day1: Manifest,
+    day2: Manifest,
+    avg_kib: int,
+    spool: Path,
+    *,
+    manifest_kib: int | None = None,
+) -> Sent:
     upload_module.BACKUPS = profile(avg_kib)  # type: ignore[attr-defined]
+    upload_module.database_manifests = DEFAULT_MANIFESTS  # type: ignore[attr-defined]
+    if manifest_kib is not None:
+        upload_module.database_manifests = lambda _: manifest_profile(manifest_kib)  # type: ignore[attr-defined,assignment]
     keys = SiteKeys.derive("bench-shop", new_data_key())
     store = CountingStore()
     upload(folder, day1, keys, store, spool)
@@ -339,6 +356,12 @@ def main() -> None:
     for avg in AVERAGES_KIB:
         print(f"  upload at {avg} KiB average chunks ...", flush=True)
         rows.append(measure(folder, day1, day2, avg, spool))
+    manifests = []
+    for kib in MANIFEST_KIB:
+        print(f"  manifest pieces of {kib} KiB average ...", flush=True)
+        got = measure(folder, day1, day2, 4, spool, manifest_kib=kib)
+        manifests.append({"manifest_avg_kib": kib, **dataclasses.asdict(got)})
+    upload_module.database_manifests = DEFAULT_MANIFESTS  # type: ignore[attr-defined]
     memory = peak_memory(folder, day1, day2, 4, spool)
     print("  restic ...", flush=True)
     restic = restic_added(
@@ -356,6 +379,7 @@ def main() -> None:
         "day2_zstd_bytes": day2.size_compressed,
         "day2_backup_s": day2_backup_s,
         "profiles": [dataclasses.asdict(r) for r in rows],
+        "manifest_profiles": manifests,
         "upload_cpu_vs_backup": round(default.cpu_s / day2_backup_s, 3),
         "upload_peak_python_mib": memory,
         "restic": restic,
@@ -395,6 +419,21 @@ def main() -> None:
                     r.cpu_s,
                 ]
                 for r in rows
+            ],
+        )
+    )
+    print(
+        table(
+            ["manifest avg KiB", "sent KiB", "manifest KiB", "% of zstd", "manifest %"],
+            [
+                [
+                    m["manifest_avg_kib"],
+                    m["sent_bytes"] // KIB,
+                    m["manifest_bytes"] // KIB,
+                    m["sent_vs_zstd_pct"],
+                    m["manifest_share_pct"],
+                ]
+                for m in manifests
             ],
         )
     )

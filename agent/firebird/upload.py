@@ -49,6 +49,7 @@ from agent.settings import write_atomic
 from common.clock import Clock
 from common.vault import BACKUPS, ChunkRef, SiteKeys, cut_stream, seal_snapshot
 from common.vault.backupset import BackupInfo, StreamInfo, stream_entries
+from common.vault.chunking import database_manifests
 from common.window import UploadWindow
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ def upload_backup(
             keys,
             info.snapshot_info(keys.site, clock.now()),
             (e for number, s in enumerate(spools) for e in stream_entries(number, s.refs())),
+            profile=database_manifests(info.size),
         )
         uploader.send_sealed(sealed.parts)
         store.commit(
