@@ -88,8 +88,10 @@ class CountingStore:
         self.ids: set[str] = set()
         self.bytes = 0
         self.record_bytes = 0
+        self.asked = 0  # ids sent in MissingChunks questions
 
     def missing(self, ids: Sequence[str]) -> list[str]:
+        self.asked += len(ids)
         return [i for i in ids if i not in self.ids]
 
     def put(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:
@@ -188,6 +190,8 @@ class Sent:
     sent_vs_zstd_pct: float
     manifest_share_pct: float
     cpu_s: float
+    asked_ids: int  # MissingChunks: ids asked about (64 hex each on the wire)
+    asked_vs_zstd_pct: float
 
 
 def upload(
@@ -228,7 +232,7 @@ def measure(
     keys = SiteKeys.derive("bench-shop", new_data_key())
     store = CountingStore()
     upload(folder, day1, keys, store, spool)
-    bytes_before, records_before = store.bytes, store.record_bytes
+    bytes_before, records_before, asked_before = store.bytes, store.record_bytes, store.asked
     got, cpu = upload(folder, day2, keys, store, spool)
     chunks = got.chunks_sent + got.chunks_present
     sent = store.bytes - bytes_before + store.record_bytes - records_before
@@ -243,6 +247,8 @@ def measure(
         sent_vs_zstd_pct=round(100 * sent / day2.size_compressed, 2),
         manifest_share_pct=round(100 * manifest / max(sent, 1), 1),
         cpu_s=round(cpu, 3),
+        asked_ids=store.asked - asked_before,
+        asked_vs_zstd_pct=round(100 * (store.asked - asked_before) * 66 / day2.size_compressed, 2),
     )
 
 
@@ -405,6 +411,8 @@ def main() -> None:
                 "% of zstd",
                 "manifest %",
                 "cpu s",
+                "ids asked",
+                "asked % of zstd",
             ],
             [
                 [
@@ -417,6 +425,8 @@ def main() -> None:
                     r.sent_vs_zstd_pct,
                     r.manifest_share_pct,
                     r.cpu_s,
+                    r.asked_ids,
+                    r.asked_vs_zstd_pct,
                 ]
                 for r in rows
             ],
