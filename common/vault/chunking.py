@@ -44,9 +44,10 @@ class Profile:
 # Scanned images are written once and rarely edited: chunks near 1 MiB keep the
 # per-chunk costs (id, index row, upload call) low; 4 MiB at most bounds memory.
 IMAGES = Profile("images", min_size=256 * KIB, avg_size=768 * KIB, max_size=4 * MIB)
-# gbak output of a shop day (bench/vault_throughput.py, 40 MB database, 1% of item
-# rows updated): mean 5 KiB chunks keep 92% and send 14% of the zstd file (manifest
-# included); mean 9 KiB keep 86% and send 21%; mean 17 KiB keep 76% and send 32%.
+# gbak output of a shop day (bench/offsite_dedup.py: 214 MB database, 1% of the item
+# rows touched, mostly new and recent rows): the day-2 upload sends, manifest included,
+# 3.9% of the zstd file at 4 KiB average chunks (mean 5.3 KiB), 4.1% at 8 KiB, 5.1% at
+# 16 KiB (bench/README.md); 4 KiB sends least, at twice the ids of 8 KiB.
 BACKUPS = Profile("backups", min_size=2 * KIB, avg_size=4 * KIB, max_size=32 * KIB)
 MANIFESTS = Profile("manifests", min_size=16 * KIB, avg_size=48 * KIB, max_size=256 * KIB)
 MANIFEST_REF_BYTES = 80  # one chunk ref in a manifest line, about
