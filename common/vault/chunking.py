@@ -46,7 +46,7 @@ class Profile:
 IMAGES = Profile("images", min_size=256 * KIB, avg_size=768 * KIB, max_size=4 * MIB)
 # gbak output of a shop day (bench/offsite_dedup.py: 214 MB database, 1% of the item
 # rows touched, mostly new and recent rows): the day-2 upload sends, manifest included,
-# 3.9% of the zstd file at 4 KiB average chunks (mean 5.3 KiB), 4.1% at 8 KiB, 5.1% at
+# 3.2% of the zstd file at 4 KiB average chunks (mean 5.3 KiB), 4.2% at 8 KiB, 5.0% at
 # 16 KiB (bench/README.md); 4 KiB sends least, at twice the ids of 8 KiB.
 BACKUPS = Profile("backups", min_size=2 * KIB, avg_size=4 * KIB, max_size=32 * KIB)
 MANIFESTS = Profile("manifests", min_size=16 * KIB, avg_size=48 * KIB, max_size=256 * KIB)
