@@ -177,11 +177,6 @@ def _host(key: Key, raw: Any) -> str:
     return text
 
 
-NOT_BUILT_UPLOAD = (
-    "off-site upload is not built yet, so it cannot be turned on (backups stay on the shop PC)"
-)
-
-
 def _url(key: Key, raw: Any) -> str:
     text = _str(key, raw).strip()
     if text == "":
@@ -441,8 +436,15 @@ KEYS: dict[str, Key] = {
             "upload.enabled",
             "bool",
             False,
-            "Ship backups off site (not built yet: cannot be set).",
-            not_built=NOT_BUILT_UPLOAD,
+            "Ship each verified backup into the off-site store (needs upload.recovery_key).",
+        ),
+        Key(
+            "upload.max_run_minutes",
+            "int",
+            60,
+            "Longest one upload run lasts before it yields to other jobs (it resumes later).",
+            minimum=1,
+            maximum=24 * 60,
         ),
         Key(
             "upload.bandwidth_kbps",

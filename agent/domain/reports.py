@@ -80,7 +80,8 @@ class BackupDetails:
     file: str = ""
     size_raw: int = 0
     size_compressed: int = 0
-    checksum: str = ""
+    checksum: str = ""  # "sha256:<hex>" of the compressed file in backup.dir
+    raw_checksum: str = ""  # "sha256:<hex>" of the uncompressed backup stream
     verification: Verification = Verification.NOT_RUN
     verification_seconds: float = 0.0
     verification_message: str = ""
@@ -129,8 +130,18 @@ class ValidationDetails:
 
 @dataclasses.dataclass(frozen=True)
 class UploadDetails:
-    file: str = ""
-    bytes: int = 0
+    """One off-site upload run of a verified backup (see UploadDetails in types.proto)."""
+
+    file: str = ""  # the backup's final file name in backup.dir
+    bytes: int = 0  # of the logical stream(s) read and chunked
+    backup_run_id: str = ""
+    snapshot_id: str = ""  # the database snapshot committed; "" when the run did not finish
+    backup_size: int = 0  # the compressed file(s) in backup.dir
+    bytes_sent: int = 0  # sealed bytes sent in this run (manifest included)
+    chunks_sent: int = 0
+    chunks_present: int = 0  # asked about and already stored
+    complete: bool = False
+    paused_reason: str = ""  # why it stopped early (window closed, time budget)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,9 +4,10 @@ Backup (with verification by restore and retention), online validation of
 the live database and the re-check of kept backup files run here for the
 scheduler, for the "backup-now" remote command and for the local
 `storesafe-agent backup-now`; at the start, backups a kill left unverified
-are verified. Every job runs through `priority.in_background` (low CPU and
-IO priority). Each returns its RunReport; the latest database figures go
-into the next check-in.
+are verified. Each backup that passed verification wakes the off-site upload
+(agent.firebird.offsite), a runner job of this capability. Every job runs
+through `priority.in_background` (low CPU and IO priority). Each returns its
+RunReport; the latest database figures go into the next check-in.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from croniter import croniter
@@ -23,11 +24,12 @@ from agent.capability import Capability, Host, Setup
 from agent.commands import CommandResult, Handler
 from agent.configsync import AgentConfig, ConfigStore
 from agent.domain.messages import CheckIn
-from agent.domain.reports import BackupDetails, FirebirdHealth, RunReport
+from agent.domain.reports import BackupDetails, FirebirdHealth, RunReport, Verification
 from agent.firebird.connection import FirebirdTarget
 from agent.firebird.errors import BackupBusy, FirebirdJobError
 from agent.firebird.files import Status, list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job
+from agent.firebird.offsite import BackupUploads
 from agent.firebird.recheck import run_pending_verifications, run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.validate import run_validation_job
@@ -82,10 +84,18 @@ def settings_of(cfg: AgentConfig, now: dt.datetime, server_user: str) -> BackupS
 class FirebirdTasks:
     """The backup and validation tasks of one agent."""
 
-    def __init__(self, config: ConfigStore, clock: Clock, *, server_user: str = "firebird") -> None:
+    def __init__(
+        self,
+        config: ConfigStore,
+        clock: Clock,
+        *,
+        server_user: str = "firebird",
+        on_verified: Callable[[], None] = lambda: None,
+    ) -> None:
         self._config = config
         self._clock = clock
         self._server_user = server_user
+        self._on_verified = on_verified  # a backup passed verification
         self.latest_health: FirebirdHealth | None = None
 
     def health(self) -> FirebirdHealth | None:
@@ -128,6 +138,7 @@ class FirebirdTasks:
         self._log(outcome)
         if isinstance(outcome.details, BackupDetails) and outcome.details.health is not None:
             self.latest_health = outcome.details.health
+        self._verified(outcome)
         return outcome.to_report(trigger=trigger)
 
     async def recheck(self, trigger: str) -> RunReport:
@@ -153,6 +164,7 @@ class FirebirdTasks:
             return []
         for outcome in outcomes:
             self._log(outcome)
+            self._verified(outcome)
         return [o.to_report(trigger="resume") for o in outcomes]
 
     async def validate(self, trigger: str) -> RunReport:
@@ -160,6 +172,11 @@ class FirebirdTasks:
         outcome = await in_background(run_validation_job, target_of(cfg), clock=self._clock)
         self._log(outcome)
         return outcome.to_report(trigger=trigger)
+
+    def _verified(self, outcome: JobOutcome) -> None:
+        details = outcome.details
+        if isinstance(details, BackupDetails) and details.verification is Verification.PASSED:
+            self._on_verified()
 
     @staticmethod
     def _log(outcome: JobOutcome) -> None:
@@ -194,7 +211,10 @@ class FirebirdBackup(Capability):
 
     def __init__(self, setup: Setup) -> None:
         self._config = setup.config
-        self.jobs = FirebirdTasks(setup.config, setup.clock)
+        self.uploads = BackupUploads(setup)
+        self.jobs = FirebirdTasks(
+            setup.config, setup.clock, on_verified=self.uploads.backup_verified
+        )
 
     def why_not_configured(self) -> str | None:
         return self.jobs.backup_missing(self._config.current)
@@ -217,7 +237,11 @@ class FirebirdBackup(Capability):
             for report in reports:
                 sink.submit(report)
 
-        return [resume_unverified]
+        async def upload_verified(sink: ReportSink) -> None:
+            """Ship each verified backup into the off-site store (agent.firebird.offsite)."""
+            await self.uploads.loop(host, sink)
+
+        return [resume_unverified, upload_verified]
 
     def checkin(self, checkin: CheckIn) -> CheckIn:
         health = self.jobs.health()

@@ -78,7 +78,11 @@ class Manifest:
     database_size: int = 0
     size_raw: int = 0
     size_compressed: int = 0
-    sha256: str = ""
+    sha256: str = ""  # of the compressed file
+    # of the uncompressed stream (gbak output, nbackup level file); "" in older manifests
+    raw_sha256: str = ""
+    # the id of the backup run's report (an off-site copy names it); "" in older manifests
+    run_id: str = ""
     compression: str = "zstd"
     table_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     # nbackup: counts read again right after the backup (the backup lies between)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import uuid
 from pathlib import Path
 
 from agent.domain.reports import (
@@ -108,6 +109,8 @@ class JobRun:
 
     settings: BackupSettings
     target: FirebirdTarget
+    # the id of this run's report, also kept in the backup's manifest (an off-site copy names it)
+    run_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     problems: list[str] = dataclasses.field(default_factory=list)
     health: FirebirdHealth | None = None
     manifest: Manifest | None = None
@@ -131,6 +134,7 @@ class JobRun:
             size_raw=m.size_raw if m else 0,
             size_compressed=m.size_compressed if m else 0,
             checksum=f"sha256:{m.sha256}" if m else "",
+            raw_checksum=f"sha256:{m.raw_sha256}" if m and m.raw_sha256 else "",
             verification=self.verification,
             verification_seconds=round(self.verification_seconds, 3),
             verification_message=self.verification_message,
@@ -175,6 +179,7 @@ def run_backup_job(target: FirebirdTarget, settings: BackupSettings, *, clock: C
         file_changes=run.file_changes,
         error_class=error.error_class if error else "",
         error_message=error.message if error else "",
+        report_id=run.run_id,
     )
 
 
@@ -260,6 +265,8 @@ def _backup_verify_retain(run: JobRun, spool: Spool, clock: Clock) -> None:
         size_raw=compressed.size_raw,
         size_compressed=compressed.size_compressed,
         sha256=compressed.sha256,
+        raw_sha256=compressed.raw_sha256,
+        run_id=run.run_id,
         table_counts=taken.counts,
         table_counts_after=taken.counts_after,
         tables=list(taken.schema.tables),

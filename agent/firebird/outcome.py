@@ -28,13 +28,14 @@ class JobOutcome:
     error_message: str = ""
     deleted: tuple[str, ...] = ()
     file_changes: tuple[FileChange, ...] = ()  # earlier backups pruned or found damaged
+    report_id: str = ""  # the report's id when fixed beforehand (a backup's manifest names it)
 
     @property
     def succeeded(self) -> bool:
         return not self.error_class
 
     def to_report(self, *, trigger: str = "schedule") -> RunReport:
-        return RunReport(
+        report = RunReport(
             kind=self.kind,
             started_at=self.started_at,
             finished_at=self.finished_at,
@@ -45,3 +46,4 @@ class JobOutcome:
             trigger=trigger,
             file_changes=tuple(FileChange(c.file, c.state, c.reason) for c in self.file_changes),
         )
+        return dataclasses.replace(report, id=self.report_id) if self.report_id else report

@@ -263,4 +263,5 @@ def _verify_pending(
         details=run.details(),
         error_class=error.error_class if error else "",
         error_message=error.message if error else "",
+        report_id=manifest.run_id,  # the backup run this verification finishes
     )

@@ -1,5 +1,9 @@
 """Streaming zstd compression of a backup, with a SHA-256 of the output.
 
+Both also hash the uncompressed stream (SHA-256, `Compressed.raw_sha256`) in
+the same pass: the checksum a restore from the off-site copy checks the
+reassembled gbak stream (or nbackup level file) against.
+
 `compress_following` reads a file while another process is still appending to
 it (gbak writes its backup strictly sequentially, which is what lets it write
 to stdout), so compression and hashing overlap the backup instead of following
@@ -50,7 +54,8 @@ WRITEBACK_EVERY = 8 << 20
 class Compressed:
     size_raw: int
     size_compressed: int
-    sha256: str
+    sha256: str  # of the compressed file
+    raw_sha256: str = ""  # of the uncompressed stream
 
 
 def compress_following(
@@ -106,6 +111,7 @@ class _FramedOutput:
         self.raw = 0
         self._writer = writer
         self._digest = hashlib.sha256()
+        self._raw_digest = hashlib.sha256()
         self._compressors: dict[int, zstandard.ZstdCompressor] = {}
         self._cobj: Any = None
         self._out = self._synced = self._in_frame = 0
@@ -114,6 +120,7 @@ class _FramedOutput:
         """Compress `chunk`; True when it completed a frame."""
         self.raw += len(chunk)
         self._in_frame += len(chunk)
+        self._raw_digest.update(chunk)
         self._put(self._frame().compress(chunk))
         ended = self._in_frame >= SEGMENT
         if ended:
@@ -125,10 +132,12 @@ class _FramedOutput:
         return ended
 
     def finish(self) -> Compressed:
-        """End the last frame, fsync, and return the sizes and the output's SHA-256."""
+        """End the last frame, fsync, and return the sizes and both SHA-256s."""
         self._put(self._frame().flush())
         os.fsync(self._writer.fileno())
-        return Compressed(self.raw, self._out, self._digest.hexdigest())
+        return Compressed(
+            self.raw, self._out, self._digest.hexdigest(), self._raw_digest.hexdigest()
+        )
 
     def _put(self, data: bytes) -> None:
         self._out += write_all(self._writer, data, self._digest)

@@ -30,7 +30,8 @@ from agent.datakey import DataKeyFile
 from agent.domain.errors import StateDirUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind, RunReport
 from agent.images.sync import SHORT_ID, SyncOutcome, SyncSettings, run_sync
-from agent.images.uploader import LoopStore
+from agent.offsite.sitekey import site_keys
+from agent.offsite.uploader import LoopStore
 from agent.priority import in_background
 from agent.scheduler import Task
 from common.errors import StoreSafeError
@@ -140,11 +141,7 @@ class ImageSync(Capability):
             ) from None
         link = self._connect()
         try:
-            registration = key_file.registration(recovery)
-            if registration is not None:
-                await link.put_site_key(registration)
-                key_file.registered(registration.recovery_key_fingerprint)
-                log.info("site data key registered under recovery key %s", recovery.fingerprint)
+            await site_keys(link, key_file, recovery)
             store = LoopStore(link, asyncio.get_running_loop())
             return await in_background(
                 run_sync, index_dir, settings, keys, store, clock=self._clock, sleep=time.sleep

@@ -35,13 +35,21 @@ from pathlib import Path
 
 from agent.domain.errors import AlreadyRunning
 from agent.domain.offsite import MAX_MISSING_IDS, SnapshotCommit, SnapshotKind
-from agent.images.bandwidth import TokenBucket
 from agent.images.errors import PassAlreadyRunning
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import PassResult
 from agent.images.scanner import Scanner
-from agent.images.uploader import BATCH_BYTES, SendTally, SyncStore, Uploader, chunk_ref
+from agent.images.uploader import ImageUploader
 from agent.lock import StateLock
+from agent.offsite.bandwidth import TokenBucket
+from agent.offsite.uploader import (
+    SendTally,
+    SyncStore,
+    Uploader,
+    UploadStopped,
+    batch_bytes,
+    chunk_ref,
+)
 from common.clock import Clock
 from common.errors import FailedPrecondition, StoreSafeError
 from common.vault import Entry, SiteKeys, SnapshotInfo, VaultError, seal_snapshot
@@ -141,13 +149,13 @@ def _run(
 ) -> SyncOutcome:
     bucket = TokenBucket.kbps(settings.bandwidth_kbps, clock=clock, sleep=sleep)
     limits = _Limits(settings, clock)
-    uploader = Uploader(keys, store, bucket, batch_bytes=batch_bytes(bucket), stop=limits)
+    uploader = Uploader(keys, store, bucket, batch_bytes=batch_bytes(bucket), should_stop=limits)
     with ImageIndex(state_dir / INDEX_FILE) as index:
         _same_data_key(index, keys)
         scanner = Scanner(
             index, settings.folder, settle_seconds=settings.settle_seconds, clock=clock
         )
-        result = scanner.scan(uploader)
+        result = scanner.scan(ImageUploader(uploader))
         if result.failed:
             return SyncOutcome(result, uploader.tally)
         if result.cut_short:
@@ -182,6 +190,9 @@ def _run(
                     references=sorted(sealed.references),
                 )
             )
+        except UploadStopped as stopped:
+            log.info("image sync pass stopped before its commit: %s", stopped.reason)
+            return SyncOutcome(result, uploader.tally, incomplete=stopped.reason)
         except StoreSafeError as exc:
             message = exc.message
             if isinstance(exc, FailedPrecondition):
@@ -202,7 +213,7 @@ def _run(
 
 
 class _Limits:
-    """Why the pass must stop now, or None: its time budget, the upload window (the
+    """Why the pass must stop now, or "": its time budget, the upload window (the
     uploader asks before each file and each batch)."""
 
     def __init__(self, settings: SyncSettings, clock: Clock) -> None:
@@ -213,21 +224,13 @@ class _Limits:
         )
         self._window = settings.window
 
-    def __call__(self) -> str | None:
+    def __call__(self) -> str:
         now = self._clock.now()
         if self._deadline is not None and now >= self._deadline:
             return f"the pass used its time budget of {self._minutes} min (images.max_pass_minutes)"
         if not self._window.is_open(now):
             return f"the upload window ({self._window.describe()}) closed"
-        return None
-
-
-def batch_bytes(bucket: TokenBucket) -> int:
-    """Batches of 8 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
-    tokens comes before each batch, so a small batch keeps the line from bursts."""
-    if bucket.rate <= 0:
-        return BATCH_BYTES
-    return max(1, min(BATCH_BYTES, int(bucket.rate * 4)))
+        return ""
 
 
 def _same_data_key(index: ImageIndex, keys: SiteKeys) -> None:

@@ -114,7 +114,7 @@ def _details_to_proto(details: Details | None, msg: types_pb2.RunReport) -> None
             )
         )
     elif isinstance(details, UploadDetails):
-        msg.upload.CopyFrom(types_pb2.UploadDetails(file=details.file, bytes=details.bytes))
+        msg.upload.CopyFrom(types_pb2.UploadDetails(**dataclasses.asdict(details)))
     elif isinstance(details, FileCheckDetails):
         msg.file_check.CopyFrom(
             types_pb2.FileCheckDetails(
@@ -135,6 +135,7 @@ def backup_to_proto(d: BackupDetails) -> types_pb2.BackupDetails:
         size_raw=d.size_raw,
         size_compressed=d.size_compressed,
         checksum=d.checksum,
+        raw_checksum=d.raw_checksum,
         verification=_VERIFICATION[d.verification],
         verification_seconds=d.verification_seconds,
         verification_message=d.verification_message,

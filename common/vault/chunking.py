@@ -44,11 +44,31 @@ class Profile:
 # Scanned images are written once and rarely edited: chunks near 1 MiB keep the
 # per-chunk costs (id, index row, upload call) low; 4 MiB at most bounds memory.
 IMAGES = Profile("images", min_size=256 * KIB, avg_size=768 * KIB, max_size=4 * MIB)
-# gbak output of a shop day (bench/vault_throughput.py, 40 MB database, 1% of item
-# rows updated): mean 5 KiB chunks keep 92% and send 14% of the zstd file (manifest
-# included); mean 9 KiB keep 86% and send 21%; mean 17 KiB keep 76% and send 32%.
+# gbak output of a shop day (bench/offsite_dedup.py: 214 MB database, 1% of the item
+# rows touched, mostly new and recent rows): the day-2 upload sends, manifest included,
+# 3.2% of the zstd file at 4 KiB average chunks (mean 5.3 KiB), 4.2% at 8 KiB, 5.0% at
+# 16 KiB (bench/README.md); 4 KiB sends least, at twice the ids of 8 KiB.
 BACKUPS = Profile("backups", min_size=2 * KIB, avg_size=4 * KIB, max_size=32 * KIB)
 MANIFESTS = Profile("manifests", min_size=16 * KIB, avg_size=48 * KIB, max_size=256 * KIB)
+MANIFEST_REF_BYTES = 80  # one chunk ref in a manifest line, about
+MANIFEST_PARTS = 4096  # database manifests aim at no more pieces (the record lists each)
+
+
+def database_manifests(stream_bytes: int) -> Profile:
+    """How a database snapshot's manifest is cut, for backup streams of `stream_bytes`.
+
+    The manifest is one long list of chunk refs that a shop day changes in many
+    places: small pieces re-send less of it (day 2 of a 214 MB shop database: the
+    manifest was 28% of the bytes sent with 48 KiB pieces, 9% with 4 KiB). Pieces
+    of 4 KiB average, larger for backups so big that the record (which names every
+    piece) would pass MANIFEST_PARTS of them; at most the MANIFESTS size.
+    """
+    refs = stream_bytes // (BACKUPS.avg_size + BACKUPS.min_size) + 1
+    avg = 4 * KIB
+    while avg < MANIFESTS.avg_size and refs * MANIFEST_REF_BYTES > avg * MANIFEST_PARTS:
+        avg *= 2
+    avg = min(avg, MANIFESTS.avg_size)
+    return Profile("database-manifests", avg // 3, avg, avg * 6)
 
 
 def chunk_stream(stream: Readable, profile: Profile, seed: int) -> Iterator[bytes]:

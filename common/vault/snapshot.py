@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import orjson
 
 from common.vault import envelope
-from common.vault.chunking import MANIFESTS, chunk_stream
+from common.vault.chunking import MANIFESTS, Profile, chunk_stream
 from common.vault.chunks import SealedChunk, open_chunk, seal_chunk
 from common.vault.errors import BadManifest, SiteMismatch, Tampered
 from common.vault.ids import check_id
@@ -92,8 +92,14 @@ class _Lines:
         return filled
 
 
-def seal_snapshot(keys: SiteKeys, info: SnapshotInfo, entries: Iterable[Entry]) -> SealedSnapshot:
-    """Seal a snapshot of `entries` (sorted by `path_key`); a bad entry stops it, named."""
+def seal_snapshot(
+    keys: SiteKeys, info: SnapshotInfo, entries: Iterable[Entry], *, profile: Profile = MANIFESTS
+) -> SealedSnapshot:
+    """Seal a snapshot of `entries` (sorted by `path_key`); a bad entry stops it, named.
+
+    `profile` cuts the manifest (opening does not depend on it: the record lists the parts);
+    database snapshots use smaller pieces (DATABASE_MANIFESTS).
+    """
     info.check()
     if info.site != keys.site:
         raise SiteMismatch(
@@ -102,7 +108,7 @@ def seal_snapshot(keys: SiteKeys, info: SnapshotInfo, entries: Iterable[Entry]) 
     order = EntryOrder()
     refs: set[str] = set()
     parts: list[SealedChunk] = []
-    for piece in chunk_stream(_Lines(entries, order, refs), MANIFESTS, keys.chunker_seed):
+    for piece in chunk_stream(_Lines(entries, order, refs), profile, keys.chunker_seed):
         parts.append(seal_chunk(keys, piece))
     part_ids = [part.chunk_id for part in parts]
     record = info.record(entries=order.count, size=order.total, parts=part_ids)

@@ -37,8 +37,12 @@ from common.vault import FleetPrivateKey
             "validate.schedule='0 0 31 4,6,9,11 *' is not valid: it never fires",
         ),
         (
-            {"upload.enabled": "true"},
-            "upload.enabled='true' is not valid: off-site upload is not built yet",
+            {"upload.enabled": "maybe"},
+            "upload.enabled='maybe' is not valid: expected true or false",
+        ),
+        (
+            {"upload.max_run_minutes": "0"},
+            "upload.max_run_minutes='0' is not valid: must be at least 1",
         ),
     ],
 )
@@ -59,6 +63,8 @@ def test_values_that_can_never_work_are_refused(values: dict[str, str], sentence
         ("backup.schedule", "0 0 29 2 *", "0 0 29 2 *"),  # leap days come
         ("backup.schedule", "0 0 31 2 1", "0 0 31 2 1"),  # cron ORs the days: Mondays in Feb
         ("upload.enabled", "false", False),  # the default is what agents receive
+        ("upload.enabled", "true", True),
+        ("upload.max_run_minutes", "30", 30),
     ],
 )
 def test_values_that_work_are_kept(name: str, raw: str, value: object) -> None:
@@ -74,15 +80,10 @@ def test_the_never_firing_check_is_bounded_and_fast_for_every_rare_schedule() ->
     assert fires("0 21 * * *", now=start)
 
 
-def test_upload_enabled_stays_known_but_cannot_be_set() -> None:
+def test_upload_keys_can_be_set_and_unknown_keys_cannot() -> None:
     assert KEYS["upload.enabled"].default is False
-    assert "not built yet" in KEYS["upload.enabled"].help
-    with pytest.raises(InvalidArgument) as err:
-        settable("upload.enabled")
-    assert err.value.message == (
-        "upload.enabled cannot be set: off-site upload is not built yet, so it cannot be "
-        "turned on (backups stay on the shop PC)"
-    )
+    assert KEYS["upload.max_run_minutes"].default == 60
+    assert settable("upload.enabled").name == "upload.enabled"
     assert settable("backup.dir").name == "backup.dir"
     with pytest.raises(InvalidArgument, match="unknown configuration key"):
         settable("upload.turbo")

@@ -109,9 +109,8 @@ def test_each_layer_then_show_explain(server: ServerHandle) -> None:
             "backup.schedule='0 0 31 2 *' is not valid: it never fires (no time within 8 years)",
         ),
         (
-            "upload.enabled=true",
-            "upload.enabled cannot be set: off-site upload is not built yet, so it cannot be "
-            "turned on (backups stay on the shop PC)",
+            "upload.max_run_minutes=0",
+            "upload.max_run_minutes='0' is not valid: must be at least 1",
         ),
     ],
 )

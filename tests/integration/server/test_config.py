@@ -35,8 +35,7 @@ FLEET, GROUP, SITE = (
             {"backup.keep_daily": "seven"},
             "backup.keep_daily='seven' is not valid: expected a whole",
         ),
-        # upload.enabled is known but cannot be set until off-site upload is built
-        ({"upload.enabled": "maybe"}, "upload.enabled cannot be set: off-site upload is not built"),
+        ({"upload.enabled": "maybe"}, "upload.enabled='maybe' is not valid: expected true or"),
         (
             {"backup.schedule": "0 25 * * *"},
             "backup.schedule='0 25 * * *' is not valid: expected a",
@@ -51,8 +50,7 @@ FLEET, GROUP, SITE = (
         ({"firebird.host": "db/99999"}, "the port must be between 1 and 65535"),
         ({"firebird.user": ""}, "firebird.user='' is not valid: may not be empty"),
         ({"backup.schedule": "0 0 31 2 *"}, "'0 0 31 2 *' is not valid: it never fires"),
-        ({"upload.enabled": "true"}, "upload.enabled cannot be set: off-site upload is not built"),
-        ({"upload.enabled": "false"}, "upload.enabled cannot be set: off-site upload is not built"),
+        ({"upload.max_run_minutes": "0"}, "upload.max_run_minutes='0' is not valid: must be at"),
     ],
 )
 def test_bad_values_are_refused_with_the_key_and_reason(

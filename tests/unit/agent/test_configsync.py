@@ -38,7 +38,7 @@ def test_applies_persists_and_reloads(tmp_path: Path) -> None:
         ({"firebird.host": "db/99999"}, "the port must be between 1 and 65535"),
         ({"firebird.user": ""}, "firebird.user='' is not valid: may not be empty"),
         ({"backup.schedule": "0 0 31 2 *"}, "it never fires"),
-        ({"upload.enabled": True}, "off-site upload is not built yet"),
+        ({"upload.max_run_minutes": 0}, "upload.max_run_minutes=0 is not valid"),
     ],
 )
 def test_refuses_and_keeps_the_last_good_revision(

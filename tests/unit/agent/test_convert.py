@@ -52,6 +52,7 @@ DETAILS = [
         size_raw=2**40,
         size_compressed=2**33,
         checksum="sha256:" + "ab" * 32,
+        raw_checksum="sha256:" + "cd" * 32,
         verification=Verification.FAILED,
         verification_seconds=12.5,
         verification_message="row count of CUSTOMERS dropped by 40%",
@@ -68,6 +69,18 @@ DETAILS = [
     ImageSyncDetails(files_scanned=10_000, files_copied=12, bytes_copied=5 * 2**30, files_failed=1),
     ValidationDetails(errors=2, warnings=5, summary="2 errors in table X"),
     UploadDetails(file="shop.fbk.zst", bytes=2**35),
+    UploadDetails(
+        file="storesafe-shop-20261126T210000Z-gbak-0123abcd.fbk.zst",
+        bytes=2**31,
+        backup_run_id="0b6f8f8e-0c39-4c8e-9a57-5d0c7f3e2a11",
+        snapshot_id="ef" * 32,
+        backup_size=2**29,
+        bytes_sent=2**20,
+        chunks_sent=70,
+        chunks_present=400_000,
+        complete=False,
+        paused_reason="the upload window 22:00-06:00 local time closed",
+    ),
     FileCheckDetails(
         files_checked=9, bytes_checked=2**34, files_damaged=1, restored="a.fbk.zst", summary="s"
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from pathlib import Path
@@ -89,6 +90,17 @@ def test_manifest_round_trip_and_mark_bad(tmp_path: Path) -> None:
     assert listed.bad_reason == "checksum mismatch"
     assert (tmp_path / listed.file).read_bytes() == b"data"  # kept for inspection
     assert not (tmp_path / m.file.removesuffix(".bad")).exists()
+
+
+def test_a_manifest_written_before_raw_checksums_and_run_ids_still_loads(tmp_path: Path) -> None:
+    prepare_spool(tmp_path)
+    m = put_backup(tmp_path, WHEN)
+    path = tmp_path / f"{m.name}.json"
+    old = json.loads(path.read_text())
+    del old["raw_sha256"], old["run_id"]
+    path.write_text(json.dumps(old))
+    [listed] = list_backups(tmp_path)
+    assert (listed.name, listed.raw_sha256, listed.run_id) == (m.name, "", "")
 
 
 def test_only_one_job_per_backup_dir(tmp_path: Path) -> None:

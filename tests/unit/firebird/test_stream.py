@@ -43,6 +43,7 @@ def test_follows_a_file_that_is_still_being_written(tmp_path: Path) -> None:
     assert result.size_raw == len(data)
     assert result.size_compressed == dst.stat().st_size
     assert result.sha256 == sha256_file(dst)
+    assert result.raw_sha256 == hashlib.sha256(data).hexdigest()  # the logical stream's
     decompress_checked(dst, tmp_path / "back", expected_sha256=result.sha256)
     assert (tmp_path / "back").read_bytes() == data
 
@@ -192,6 +193,7 @@ def test_a_named_pipe_is_compressed_as_it_arrives_and_nothing_raw_is_kept(
     got = compress_pipe(pipe, out, finished=done.is_set)
     assert got.size_raw == len(data) and 0 < got.size_compressed < len(data)
     assert got.sha256 == sha256_file(out)
+    assert got.raw_sha256 == hashlib.sha256(data).hexdigest()
     decompress_checked(out, back, expected_sha256=got.sha256)
     assert back.read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.pipe", "b.raw", "b.zst"]

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.images.bandwidth import TokenBucket
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.result import SkipReason
 from agent.images.scanner import Scanner
 from agent.images.sync import SyncOutcome, SyncSettings, run_sync
-from agent.images.uploader import Uploader
+from agent.images.uploader import ImageUploader
+from agent.offsite.bandwidth import TokenBucket
+from agent.offsite.uploader import Uploader
 from common.vault import IMAGES, SiteKeys, new_data_key, open_chunk, open_snapshot
 from common.vault.chunking import chunk_bytes
 from common.window import UploadWindow
@@ -160,7 +161,7 @@ def test_a_file_rewritten_during_its_read_is_not_in_the_snapshot(
             index, str(folder), settle_seconds=0, clock=clock, block_size=MIB, pace=rewrite
         )
         uploader = Uploader(keys, store, TokenBucket(0, clock=clock, sleep=lambda s: None))
-        result = scanner.scan(uploader)
+        result = scanner.scan(ImageUploader(uploader))
         assert result.skipped.get(SkipReason.CHANGED_WHILE_READ) == 1
         assert result.stored == 1
         assert [e.path for e in index.stored_entries()] == ["stable.jpg"]
@@ -184,7 +185,7 @@ def test_memory_holds_one_batch_whatever_the_file_size(
         uploader = Uploader(
             keys, store, TokenBucket(0, clock=clock, sleep=lambda s: None), batch_bytes=2 * MIB
         )
-        assert scanner.scan(uploader).stored == 1
+        assert scanner.scan(ImageUploader(uploader)).stored == 1
     assert len(largest) >= 4
     assert max(largest) <= 4 * MIB + 1024  # a 2 MiB batch, or one chunk (4 MiB at most)
 
@@ -241,7 +242,9 @@ def test_upload_bandwidth_paces_the_pass_in_small_batches(
 ) -> None:
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
-    write(folder / "a.bin", os.urandom(3 * MIB))
+    # 8 MiB: at least 3 chunks whatever the keyed cut points (a chunk is at most 4 MiB and
+    # two maximal chunks in a row are practically impossible); 3 MiB could be 2 chunks
+    write(folder / "a.bin", os.urandom(8 * MIB))
     puts: list[tuple[int, int]] = []  # (chunks, sealed bytes) of each PutChunks
     real_put = store.put
 
@@ -345,9 +348,9 @@ def test_a_cut_mid_file_keeps_its_sent_chunks_and_the_next_pass_does_not_send_th
             store,
             TokenBucket(0, clock=clock, sleep=lambda s: None),
             batch_bytes=1,  # every chunk its own batch
-            stop=lambda: reason if len(calls) >= 2 else None,
+            should_stop=lambda: reason if len(calls) >= 2 else "",
         )
-        result = scanner.scan(uploader)
+        result = scanner.scan(ImageUploader(uploader))
         assert result.cut_short == reason and not result.failed and result.stored == 0
         assert list(index.stored_entries()) == []
     assert len(calls) == 2 and len(store.chunks) == 2  # two batches went before the stop

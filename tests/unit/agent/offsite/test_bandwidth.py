@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from agent.images.bandwidth import TokenBucket
+from agent.offsite.bandwidth import TokenBucket
 from tests.support.clock import FakeClock
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from agent.images.uploader import LoopStore
+from agent.offsite.uploader import LoopStore
 from common.errors import Unavailable
 from tests.support.offsitestore import AsyncMemoryStore, MemoryStore
 

@@ -1,0 +1,1 @@
+"""The off-site upload every capability shares: batching, asking, sealing, sending, pacing."""

@@ -1,0 +1,226 @@
+"""The off-site uploader: name chunks, ask which the store lacks, seal and send only those.
+
+Chunks (cut and named under the site's keys, common.vault) wait in a batch
+of at most `batch_bytes` or one chunk (and MAX_MISSING_IDS ids); a full
+batch, and `flush`, asks MissingChunks about the batch, seals the missing
+ones and sends them on one PutChunks stream, paced by the token bucket. So
+memory holds one batch whatever the data size, a cut connection loses at most
+one batch, and a resumed upload re-sends nothing that arrived. Before each
+batch goes out, `should_stop` is asked: a reason ("the upload window
+closed") ends the upload there with `UploadStopped`.
+
+Callers: the image sync's consumer (agent.images.uploader) and the database
+backup upload (agent.firebird.upload). The uploader runs in a worker thread;
+the store calls run on the agent's event loop (`LoopStore` bridges the two).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import hashlib
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
+
+from agent.domain.offsite import (
+    MAX_MISSING_IDS,
+    ChunkUpload,
+    PutChunksResult,
+    SnapshotCommit,
+    StoreLink,
+)
+from agent.offsite.bandwidth import TokenBucket
+from common.errors import InvalidArgument, StoreSafeError, Unavailable
+from common.vault import PlainChunk, SealedChunk, SiteKeys
+
+T = TypeVar("T")
+
+BATCH_BYTES = 8 << 20
+KNOWN_IDS = 50_000
+"""Ids learned stored that an uploader remembers (a few MB); beyond, it asks again."""
+CALL_WAIT = 900.0
+"""Longest a worker thread waits for one store call (each call has its own deadline)."""
+
+
+class SyncStore(Protocol):
+    """The store calls as the worker thread makes them (blocking)."""
+
+    def missing(self, ids: Sequence[str]) -> list[str]: ...
+
+    def put(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult: ...
+
+    def commit(self, snapshot: SnapshotCommit) -> bool: ...
+
+
+class LoopStore:
+    """A StoreLink that lives on `loop`, called from another thread."""
+
+    def __init__(
+        self, link: StoreLink, loop: asyncio.AbstractEventLoop, *, wait: float = CALL_WAIT
+    ) -> None:
+        self._link = link
+        self._loop = loop
+        self._wait = wait
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError:  # the loop is closed: the agent is stopping
+            coro.close()
+            raise Unavailable("the agent is stopping; the upload ends here") from None
+        try:
+            return future.result(self._wait)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise Unavailable(
+                f"the server did not answer a store call in {self._wait:g} s"
+            ) from None
+
+    def missing(self, ids: Sequence[str]) -> list[str]:
+        return self._run(self._link.missing_chunks(ids))
+
+    def put(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:
+        return self._run(self._link.put_chunks(chunks))
+
+    def commit(self, snapshot: SnapshotCommit) -> bool:
+        return self._run(self._link.commit_snapshot(snapshot))
+
+
+@dataclasses.dataclass
+class SendTally:
+    """What the uploader sent in one pass."""
+
+    chunks_sent: int = 0
+    bytes_sent: int = 0  # sealed bytes on the wire
+    chunks_present: int = 0  # asked about and already stored
+    files_discarded: int = 0  # image sync: files stored but not committed
+
+
+def content_id(chunk_id: str, length: int) -> str:
+    return f"{chunk_id}:{length}"
+
+
+def chunk_ref(cid: str) -> tuple[str, int]:
+    """(chunk id, length) of a content id this uploader returned."""
+    chunk_id, sep, length = cid.partition(":")
+    if not sep or not length.isdigit():
+        raise InvalidArgument(f"content id {cid[:80]!r} is not <chunk id>:<length>")
+    return chunk_id, int(length)
+
+
+class UploadStopped(StoreSafeError):
+    """The upload stopped early at a batch boundary, for `reason` (window, time budget)."""
+
+    code = "agent.upload_stopped"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the upload stopped early: {reason}")
+        self.reason = reason
+
+
+def never() -> str:
+    return ""
+
+
+def batch_bytes(bucket: TokenBucket) -> int:
+    """Batches of 8 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
+    tokens comes before each batch, so a small batch keeps the line from bursts."""
+    if bucket.rate <= 0:
+        return BATCH_BYTES
+    return max(1, min(BATCH_BYTES, int(bucket.rate * 4)))
+
+
+class Uploader:
+    """Sends chunks the store lacks, batch by batch; `tally` counts what it did."""
+
+    def __init__(
+        self,
+        keys: SiteKeys,
+        store: SyncStore,
+        bucket: TokenBucket,
+        *,
+        batch_bytes: int = BATCH_BYTES,
+        should_stop: Callable[[], str] = never,
+    ) -> None:
+        self.keys = keys
+        self.remote = store
+        self.bucket = bucket
+        self.batch_bytes = batch_bytes
+        self.should_stop = should_stop
+        self.tally = SendTally()
+        self._pending: list[PlainChunk] = []
+        self._pending_bytes = 0
+        self._known: set[str] = set()  # stored on the server, as learned in this pass
+
+    def add(self, chunk: PlainChunk) -> None:
+        """Queue `chunk`; a full batch is sent first (a batch is at most batch_bytes, or one
+        chunk)."""
+        if chunk.chunk_id in self._known:
+            return
+        if self._pending and (
+            self._pending_bytes + len(chunk.data) > self.batch_bytes
+            or len(self._pending) >= MAX_MISSING_IDS
+        ):
+            self.flush()
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk.data)
+
+    def drop_pending(self) -> None:
+        """Forget the queued chunks (their stream failed)."""
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def flush(self) -> None:
+        """Send the queued chunks the store lacks; on return every queued chunk is stored."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if not pending:
+            return
+        self._check_stop()
+        ids = list(dict.fromkeys(c.chunk_id for c in pending))
+        missing = set(self.remote.missing(ids))
+        self.tally.chunks_present += len(ids) - len(missing)
+        batch: list[ChunkUpload] = []
+        for chunk in pending:
+            if chunk.chunk_id in missing:
+                missing.discard(chunk.chunk_id)  # a chunk twice in one batch goes once
+                batch.append(self._upload(chunk.seal(self.keys)))
+        self._put(batch)
+        if len(self._known) + len(ids) > KNOWN_IDS:
+            self._known.clear()
+        self._known.update(ids)
+
+    def send_sealed(self, chunks: Sequence[SealedChunk]) -> None:
+        """Store chunks sealed elsewhere (a snapshot's manifest parts), only the missing ones."""
+        for start in range(0, len(chunks), MAX_MISSING_IDS):
+            group = chunks[start : start + MAX_MISSING_IDS]
+            self._check_stop()
+            missing = set(self.remote.missing([c.chunk_id for c in group]))
+            batch: list[ChunkUpload] = []
+            size = 0
+            for chunk in group:
+                if chunk.chunk_id not in missing:
+                    continue
+                missing.discard(chunk.chunk_id)  # a part twice in the manifest goes once
+                batch.append(self._upload(chunk))
+                size += len(chunk.blob)
+                if size >= self.batch_bytes:
+                    self._put(batch)
+                    batch, size = [], 0
+            self._put(batch)
+
+    def _check_stop(self) -> None:
+        reason = self.should_stop()
+        if reason:
+            raise UploadStopped(reason)
+
+    def _upload(self, sealed: SealedChunk) -> ChunkUpload:
+        self.bucket.take(len(sealed.blob))
+        return ChunkUpload(sealed.chunk_id, sealed.blob, hashlib.sha256(sealed.blob).digest())
+
+    def _put(self, batch: list[ChunkUpload]) -> None:
+        if not batch:
+            return
+        self.remote.put(batch)
+        self.tally.chunks_sent += len(batch)
+        self.tally.bytes_sent += sum(len(c.data) for c in batch)
