@@ -21,9 +21,7 @@ def ids(n: int, seed: int = 1) -> list[str]:
 
 
 def in_ranges(arc: Arc, chunk_id: str) -> bool:
-    return any(
-        chunk_id >= low and (high is None or chunk_id < high) for low, high in arc.ranges()
-    )
+    return any(chunk_id >= low and (high is None or chunk_id < high) for low, high in arc.ranges())
 
 
 @pytest.mark.parametrize("percent", [100, 50, 25, 10, 3.3, 0.5])
@@ -61,7 +59,7 @@ def test_the_share_is_checked() -> None:
     assert storecheck.check_percent(0) == 100.0
     assert storecheck.check_percent(2.5) == 2.5
     for bad in (-1, 100.01, float("nan"), float("inf")):
-        with pytest.raises(InvalidArgument, match="^sample_percent: "):
+        with pytest.raises(InvalidArgument, match=r"^sample_percent: "):
             storecheck.check_percent(bad)
 
 
