@@ -62,7 +62,7 @@ def upload_run(run_id: str, finished: dt.datetime, **details: Any) -> types_pb2.
 def database_copy(
     server: ServerHandle, md: Any, site: str, run_id: str, when: dt.datetime
 ) -> SiteUpload:
-    up = site_upload(site, {f"stream-00/part-{run_id}": f"{site} {run_id} ".encode() * 40})
+    up = site_upload(site, {f"stream-00/part-{len(run_id):06d}": f"{site} {run_id} ".encode() * 40})
     header = up.header(
         kind=agent_pb2.SNAPSHOT_KIND_DATABASE, backup_run_id=run_id, created_at=ts(when)
     )
@@ -264,3 +264,9 @@ def test_agents_cannot_report_admin_kinds_or_bad_upload_details(
         code, text = code_of(lambda rep=rep: report(shared_server, md, rep))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, text
         assert text.startswith(field), text
+    # a database snapshot naming a run id that cannot be one is refused, naming it
+    code, text = code_of(
+        lambda: database_copy(shared_server, md, "offr-bad", "b\nx", NOW - dt.timedelta(hours=1))
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and text.startswith("'b\\nx' is not a run id")
+    assert summary(shared_server, "offr-bad").last_offsite_backup_run_id == ""
