@@ -130,6 +130,7 @@ class StoreChecks:
                 await read([c for c in page if c.chunk_id not in still_indexed])
                 yield CheckProgress(site, done[0], total, done[1])
                 after = page[-1].chunk_id
+        await self._drop_collected(site_id, damage)
         findings = storecheck.Findings(damage, await self._broken(site_id, site, damage))
         now = self._clock.now()
         await self._state.record_check(
@@ -156,6 +157,16 @@ class StoreChecks:
         )
         await self._fleet.store_report(site_id=site_id, run=run, now=now)
         yield CheckProgress(site, done[0], total, done[1], result=run)
+
+    async def _drop_collected(self, site_id: int, damage: dict[str, str]) -> None:
+        """A blob absent because garbage collection removed it meanwhile is not missing:
+        only chunks still in the index count."""
+        gone = [c for c, state in damage.items() if state == storecheck.MISSING]
+        if gone:
+            indexed = await self._state.chunks(site_id, gone)
+            for chunk_id in gone:
+                if chunk_id not in indexed:
+                    del damage[chunk_id]
 
     async def _read(self, site: str, chunk: ChunkRecord) -> tuple[str, int]:
         """("" | damaged | missing, bytes read) of one stored chunk."""
