@@ -12,8 +12,9 @@ from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
 
 class StoreState(abc.ABC):
     """Durable index of the off-site store. Every write MUST be durable when it returns,
-    and MUST NOT wait behind (or delay) the batches of check-ins and reports. Rows are
-    create-only: no method changes or deletes a stored row. Every method that names a
+    and MUST NOT wait behind (or delay) the batches of check-ins and reports. Index rows
+    (keys, chunks, snapshots) are create-only: no method changes or deletes one; only
+    the store checks' findings (record_check) are replaced by each check. Every method that names a
     site by id takes it from the agent's credential; those taking a name MUST raise
     NotFound for an unknown site."""
 
