@@ -36,6 +36,7 @@ from server.services.auth import Authenticator
 from server.services.changefeed import ChangeFeed
 from server.services.commands import Commands
 from server.services.config import ConfigService
+from server.services.drills import Drills
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.metered import MeteredTraffic
@@ -45,6 +46,7 @@ from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
 from server.services.snapshots import SnapshotQueries
 from server.services.store_gc import MaintenanceSchedule, StoreMaintenance, retention_keys
+from server.services.storecheck import StoreChecks
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
 from server.state.store_gc_state import SqlStoreGcState
@@ -157,7 +159,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
             ("grpc.http2.max_pings_without_data", 0),
-        ]
+        ],
     )
     metrics = ServerMetrics(s.value for s in Status)
     alerts = AlertTasks(
@@ -188,6 +190,8 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
             admin_tokens=AdminTokens(state, clock),
             alerts=alerts.queries,
             snapshots=SnapshotQueries(store_state, store),
+            drills=Drills(state, clock),
+            store_checks=StoreChecks(state, store_state, store, clock),
         ),
         server,
     )

@@ -13,6 +13,7 @@ from common.errors import FailedPrecondition
 from server.alerting.queries import AlertQueries
 from server.rpc.convert import admin as convert
 from server.rpc.convert import enums, offsite
+from server.rpc.convert.agent import run_input
 from server.rpc.convert.sitelist import SummaryEncoder
 from server.rpc.convert.stamps import ts
 from server.rpc.errors import bearer, guarded, guarded_stream
@@ -20,9 +21,11 @@ from server.services.admin_tokens import AdminTokens
 from server.services.auth import Authenticator
 from server.services.commands import Commands
 from server.services.config import ConfigService
+from server.services.drills import Drills
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.snapshots import SnapshotQueries
+from server.services.storecheck import StoreChecks
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -39,7 +42,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         admin_tokens: AdminTokens,
         alerts: AlertQueries | None = None,
         snapshots: SnapshotQueries | None = None,
+        drills: Drills | None = None,
+        store_checks: StoreChecks | None = None,
     ) -> None:
+        self._store_checks = store_checks
+        self._drills = drills
         self._snapshot_queries = snapshots
         self._admin_tokens = admin_tokens
         self._auth = auth
@@ -217,7 +224,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.GetSnapshotResponse:
         await self._auth.admin(bearer(context))
         found = await self._snapshots().get_snapshot(
-            request.site, snapshot_id=request.snapshot_id, kind=offsite.kind_name(request.kind)
+            request.site,
+            snapshot_id=request.snapshot_id,
+            kind=offsite.kind_name(request.kind),
+            backup_run_id=request.backup_run_id,
         )
         return admin_pb2.GetSnapshotResponse(
             snapshot=offsite.snapshot_summary(found.snapshot), record=found.record
@@ -244,16 +254,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def RecordDrill(
         self, request: admin_pb2.RecordDrillRequest, context: Ctx
     ) -> admin_pb2.RecordDrillResponse:
-        await self._auth.admin(bearer(context))
-        raise FailedPrecondition("this server does not record restore drills yet (issue 14)")
+        admin = await self._auth.admin(bearer(context))
+        if self._drills is None:
+            raise FailedPrecondition("this server does not record restore drills")
+        duplicate = await self._drills.record(admin, request.site, run_input(request.report))
+        return admin_pb2.RecordDrillResponse(duplicate=duplicate)
 
     @guarded_stream
     async def VerifyStore(
         self, request: admin_pb2.VerifyStoreRequest, context: Ctx
     ) -> AsyncIterator[admin_pb2.VerifyStoreUpdate]:
-        await self._auth.admin(bearer(context))
-        raise FailedPrecondition("this server cannot verify its store yet (issue 14)")
-        yield  # pragma: no cover - makes this an async generator
+        admin = await self._auth.admin(bearer(context))
+        if self._store_checks is None:
+            raise FailedPrecondition("the off-site store is not running on this server")
+        updates = await self._store_checks.verify(admin, request.site, request.sample_percent)
+        async for update in updates:
+            yield offsite.verify_update(update)
 
     def _snapshots(self) -> SnapshotQueries:
         if self._snapshot_queries is None:

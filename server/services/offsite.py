@@ -258,8 +258,8 @@ class OffsiteUploads:
             raise InvalidArgument("the snapshot header has no created_at")
         if header.kind == "database" and not header.backup_run_id:
             raise InvalidArgument("a database snapshot must name its backup_run_id")
-        if len(header.backup_run_id) > 64:
-            raise InvalidArgument("backup_run_id is longer than 64 characters")
+        if header.backup_run_id:
+            rules.check_run_id(header.backup_run_id)
         if header.reference_count > rules.MAX_REFERENCES:
             raise InvalidArgument(
                 f"a snapshot references at most {rules.MAX_REFERENCES} chunks, "

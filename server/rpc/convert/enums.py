@@ -20,6 +20,8 @@ KIND_NAMES = {
     types_pb2.RUN_KIND_UPLOAD: "upload",
     types_pb2.RUN_KIND_VALIDATION: "validation",
     types_pb2.RUN_KIND_FILE_CHECK: "file-check",
+    types_pb2.RUN_KIND_DRILL: "drill",
+    types_pb2.RUN_KIND_STORE_CHECK: "store-check",
 }
 KIND_VALUES = {v: k for k, v in KIND_NAMES.items()}
 OUTCOME_NAMES = {
@@ -66,6 +68,7 @@ SCOPE_NAMES = {
     admin_pb2.CONFIG_SCOPE_SITE: "site",
 }
 SCOPE_VALUES = {v: k for k, v in SCOPE_NAMES.items()}
+
 
 def enum_name(names: Mapping[Any, str], value: int) -> str:
     """The domain name of an enum value: "" when unset, the number as text when unknown

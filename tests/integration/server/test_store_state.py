@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from common.errors import NotFound
 from server.db.engine import make_engine, migrate
@@ -89,3 +89,72 @@ def dataclass_replace(key: SiteKeyRecord, **changes: str) -> SiteKeyRecord:
     import dataclasses
 
     return dataclasses.replace(key, **changes)
+
+
+def test_a_copy_committed_while_its_upload_run_is_stored_counts_that_run(pg_url: str) -> None:
+    """PostgreSQL, two transactions at once: an upload run stored (not yet committed) and
+    the database snapshot it made committed meanwhile. Each locks the site row before it
+    reads the other's rows, so the site's last off-site copy counts the run's bytes
+    whichever commits first (without the lock the snapshot's transaction misses the
+    uncommitted run and the run's transaction reads the site before the copy)."""
+    import dataclasses
+    import threading
+
+    from server.domain.records import RunRecord
+    from server.state import bulk, offsite_facts
+    from server.state.tables import RUNS
+
+    engine = make_engine(pg_url)
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(SITES).values(name="st-race", group="default", created_at=T0))
+    state = SqlStoreState(engine)
+    site_id = asyncio.run(state.site_id("st-race"))
+    upload = {"backup_run_id": "b-1", "bytes_sent": "700", "backup_size": "900"}
+    run = RunRecord(
+        id="u-1",
+        kind="upload",
+        started_at=T0,
+        finished_at=T0,
+        outcome="succeeded",
+        verification="",
+        error_class="",
+        error_message="",
+        trigger="",
+        details={"upload": upload},
+    )
+    copy = dataclasses.replace(snap("c" * 64, T0, kind="database"), backup_run_id="b-1")
+    committed = threading.Event()
+
+    def commit_copy() -> None:
+        asyncio.run(state.add_snapshot(site_id, copy))
+        committed.set()
+
+    with engine.begin() as conn:  # the report's transaction
+        conn.execute(
+            insert(RUNS).values(
+                id=run.id,
+                site_id=site_id,
+                kind=run.kind,
+                started_at=T0,
+                finished_at=T0,
+                outcome=run.outcome,
+                received_at=T0,
+                details_json=bulk.json_text(run.details),
+                backup_run_id="b-1",
+            )
+        )
+        offsite_facts.after_report(conn, site_id, run)  # locks the site row
+        worker = threading.Thread(target=commit_copy)
+        worker.start()
+        assert not committed.wait(1.0)  # the commit waits for the site row
+    worker.join(30)
+    assert committed.is_set()
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(SITES.c.last_offsite_backup_run_id, SITES.c.last_offsite_bytes_sent).where(
+                SITES.c.id == site_id
+            )
+        ).one()
+    engine.dispose()
+    assert tuple(row) == ("b-1", 700)

@@ -131,6 +131,14 @@ def test_loading_a_missing_blob_is_not_found(store: BlobStore) -> None:
         run(store.load(KEY))
 
 
+def test_digest_reads_the_size_and_sha256_of_what_is_stored(store: BlobStore) -> None:
+    data = os.urandom(3000)
+    assert run(save(store, KEY, data))
+    assert run(store.digest(KEY)) == (3000, Digest.of(data).hex)
+    with pytest.raises(NotFound):
+        run(store.digest(KEY + "ff"))
+
+
 BAD_NAMES = ["", "/abs/x", "a/../b", "..", "a//b", "a/", "a/.hidden", "a b", "a\\b", "ä", "x" * 600]
 
 

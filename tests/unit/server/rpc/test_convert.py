@@ -87,3 +87,60 @@ def test_from_ts_matches_to_datetime_and_refuses_what_it_cannot_hold() -> None:
     report.finished_at.seconds = 10**12
     with pytest.raises(InvalidArgument, match="finished_at: is not a valid timestamp"):
         from_ts(report, "finished_at")
+
+
+def test_a_site_summary_carries_every_field_the_row_has() -> None:
+    """Every SiteSummary field is filled from the site's row (nothing the CLI could show
+    is dropped on the way): a row with every fact set gives a message with every field set."""
+    from storesafe.v1 import admin_pb2
+
+    from server.domain.records import SiteRow, SiteView
+    from server.domain.status import SiteStatus, Status
+    from server.rpc.convert.admin import site_summary
+
+    when = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    row = SiteRow(
+        id=1,
+        name="shop-1",
+        group="north",
+        hostname="pos-1",
+        os="Windows 10",
+        agent_version="1.2.0",
+        enrolled_at=when,
+        last_seen_at=when,
+        last_backup_at=when,
+        last_backup_ok=True,
+        last_backup_error="",
+        last_backup_size=5,
+        last_good_backup_at=when,
+        last_image_sync_at=when,
+        last_image_sync_ok=True,
+        last_image_sync_error="",
+        last_validation_errors=0,
+        last_validation_summary="",
+        clock_skew_seconds=0.0,
+        config_revision_applied=3,
+        outbox_pending=0,
+        disks=(),
+        firebird=None,
+        last_offsite_at=when,
+        last_offsite_backup_run_id="b-1",
+        last_offsite_backup_at=when,
+        last_offsite_bytes_sent=100,
+        last_offsite_backup_size=1000,
+        last_drill_at=when,
+        last_drill_outcome="failed",
+        last_drill_ok_at=when - dt.timedelta(days=30),
+        last_store_check_at=when,
+        store_damaged_chunks=2,
+        store_damage_summary="backup b-1 cannot be restored",
+    )
+    msg = site_summary(SiteView(row, SiteStatus(Status.WARNING, ("p",)), 4))
+    unset = [
+        f.name
+        for f in admin_pb2.SiteSummary.DESCRIPTOR.fields
+        if not (msg.HasField(f.name) if f.message_type else bool(getattr(msg, f.name)))
+    ]
+    assert unset == []
+    assert msg.last_drill_outcome == types_pb2.RUN_OUTCOME_FAILED
+    assert msg.last_offsite_at.ToDatetime(dt.UTC) == when
