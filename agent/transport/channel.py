@@ -11,7 +11,10 @@ from grpc import aio
 from common.errors import InvalidArgument
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-"""Largest message sent or accepted, both ways."""
+"""Largest message accepted, and sent but for PutChunks (the link checks its reports)."""
+MAX_CHUNK_MESSAGE_BYTES = 16 * 1024 * 1024 + 64 * 1024
+"""Largest message sent: a PutChunks message, a sealed chunk of up to 16 MiB (the server's
+limit; an images chunk of 4 MiB seals to a little more than 4 MiB) and its fields."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +58,7 @@ def parse_address(text: str) -> Address:
 def channel_options(*, max_reconnect_seconds: float = 30.0) -> list[tuple[str, int]]:
     """Message limits, keepalive and reconnect pacing shared by every agent channel."""
     return [
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_CHUNK_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         # Ping only while a call is open: servers refuse idle pings more often than 5 min.
         ("grpc.keepalive_time_ms", 60_000),

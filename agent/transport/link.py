@@ -19,9 +19,9 @@ from agent.domain.messages import CheckIn, CheckInReply, Directive, Enrollment, 
 from agent.domain.reports import RunReport
 from agent.settings import Credentials, StateDir
 from agent.transport import convert
-from agent.transport.channel import open_channel
+from agent.transport.channel import MAX_MESSAGE_BYTES, open_channel
 from agent.transport.errors import error_from_rpc, status_code
-from common.errors import Unauthenticated
+from common.errors import ResourceExhausted, Unauthenticated
 
 T = TypeVar("T")
 
@@ -87,6 +87,12 @@ class ServerLink:
     async def report_run(self, report: RunReport) -> bool:
         """Deliver one report; True when the server already had it (a replay)."""
         request = agent_pb2.ReportRunRequest(report=convert.report_to_proto(report))
+        size = request.ByteSize()
+        if size > MAX_MESSAGE_BYTES:  # the channel would send it (PutChunks may be larger)
+            raise ResourceExhausted(
+                f"the run report is {size} bytes; the server takes at most "
+                f"{MAX_MESSAGE_BYTES} bytes a report"
+            )
         reply = await self._call(
             self._stub.ReportRun(request, timeout=REPORT_TIMEOUT, metadata=self._auth())
         )

@@ -6,6 +6,7 @@ for real in the middle of the upload."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -15,6 +16,7 @@ from storesafe.v1 import admin_pb2
 from agent.capability import Setup
 from agent.configsync import ConfigStore
 from agent.datakey import DataKeyFile
+from agent.domain.offsite import ChunkUpload
 from agent.domain.reports import ImageSyncDetails, Outcome
 from agent.images.capability import ImageSync
 from agent.settings import StateDir
@@ -166,3 +168,26 @@ def test_a_chunk_the_server_lost_is_sent_again_and_only_it(
     assert links[-1].delivered == [lost]
     assert lost in stored_chunks(server, site)
     assert len(snapshot_ids(server, site)) == 2
+
+
+def test_a_sealed_chunk_over_4_mib_goes_through_the_agent_transport(
+    shared_server: ServerHandle, tmp_path: Path
+) -> None:
+    """An incompressible images chunk of the profile's largest size (4 MiB) seals to a
+    little more than 4 MiB: the agent's channel must send it (the server takes 16 MiB)."""
+    site = "img-large-chunk"
+    state = StateDir(tmp_path / "agent")
+    assert enroll_agent(shared_server, state.root, site).returncode == 0
+    creds = state.load_credentials()
+    data = os.urandom(4 * MIB + 4096)
+    chunk = ChunkUpload(hashlib.sha256(data).hexdigest(), data, hashlib.sha256(data).digest())
+
+    async def go() -> tuple[int, list[str]]:
+        calls = StoreCalls(ServerLink.for_agent(state, creds))
+        try:
+            put = await calls.put_chunks([chunk])
+            return put.stored, await calls.missing_chunks([chunk.chunk_id])
+        finally:
+            await calls.close()
+
+    assert asyncio.run(go()) == (1, [])

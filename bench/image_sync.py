@@ -1,0 +1,915 @@
+"""Image sync end to end (the agent's real pass, real gRPC, a real server) vs `restic backup`.
+
+    .venv/bin/python bench/image_sync.py                 # the issue-13 figures, a few minutes
+    .venv/bin/python bench/image_sync.py --quick         # smoke run, about a minute
+    .venv/bin/python bench/image_sync.py --only first,ingest --files 5000
+
+One `storesafe-server serve` (TLS on loopback, its embedded SQLite, the filesystem store
+under the work dir) runs for the whole benchmark. Each agent pass is a fresh process
+(`bench/image_sync.py --child sync`) that runs the image-sync capability exactly as the
+agent does (agent.images.capability.ImageSync: site key registration, the pass at low CPU
+and IO priority in a worker thread, uploads through agent.transport to the server); its
+wall time, CPU time (wait4) and peak RSS (the kernel's VmHWM: reported by the pass at its
+end, and read from /proc every 20 ms for restic) are its own; ru_maxrss is in the JSON but
+not used (it includes the spawning benchmark's RSS). restic (Debian's package; `apt-get
+install -y restic`) backs up the same folder into a local repository (encrypting,
+compressing where it pays, as it always does), each run a fresh process, by default at
+the same CPU and IO priority as the agent's pass (`--restic-priority normal`: normal).
+
+Phases (`--only` picks some; each prints its table, all go into one JSON file):
+
+  first    first sync of --files files of random bytes (sizes like scans: --min-kib to
+           --max-kib, skewed to the small end, plus --large files of 8-32 MiB): agent
+           (fresh site) vs restic (fresh repository); goal at most 1.0x restic.
+  changed  then --change-pct % of those files rewritten (same size, new bytes), and a
+           re-sync of each; goal at most 1.0x restic.
+  nochange --resync-files small files (1-8 KiB), a first sync of each side (shown), then
+           --repeat no-change re-syncs of each, interleaved; goal at most 0.5x restic.
+  big      one pass over a folder holding one --big-gb GB file of random bytes (its
+           peak RSS; restic is not run). Goal, over every agent pass: under 150 MB.
+  ingest   --agents processes, each an enrolled agent of its own site, seal --ingest-mib
+           MiB of image-like chunks in memory first, then at one signal send them with the
+           agent's uploader (Uploader.send_sealed: MissingChunks, PutChunks in 8 MiB
+           batches) at once; against the same number and sizes of blobs written straight
+           into the server's filesystem backend (Backend.create, --agents threads; as
+           bench/store_write.py). --ingest-rounds rounds, the order alternating; medians.
+           Goal: ingest at least 0.5x the backend's MiB/s.
+
+Server CPU is the server process's and its children's (psutil), measured per phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import benchlib
+import psutil
+
+sys.path.insert(0, str(benchlib.ROOT))
+
+MIB = 1 << 20
+KIB = 1 << 10
+RSS_GOAL_MB = 150
+PHASES = ("first", "changed", "nochange", "big", "ingest")
+PASSWORD = "bench-image-sync"
+
+
+# -- data ---------------------------------------------------------------------------
+
+
+def scan_sizes(count: int, min_kib: int, max_kib: int, large: int, seed: int) -> list[int]:
+    """Sizes like a scan folder: log-spread from min to max, skewed to the small end (median
+    about 3x min), and `large` files of 8-32 MiB."""
+    rng = random.Random(seed)
+    lo, hi = math.log(min_kib * KIB), math.log(max_kib * KIB)
+    sizes = [int(math.exp(lo + rng.random() ** 2 * (hi - lo))) for _ in range(count - large)]
+    sizes += [rng.randint(8 * MIB, 32 * MIB) for _ in range(min(large, count))]
+    rng.shuffle(sizes)
+    return sizes
+
+
+def write_folder(folder: Path, sizes: Sequence[int], per_dir: int, ext: str = "jpg") -> int:
+    """Files of random bytes (incompressible); total bytes."""
+    total = 0
+    for i, size in enumerate(sizes):
+        sub = folder / f"{i // per_dir:04d}"
+        if i % per_dir == 0:
+            sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"scan-{i:06d}.{ext}").write_bytes(os.urandom(size))
+        total += size
+    return total
+
+
+def rewrite_some(folder: Path, pct: float, seed: int) -> tuple[int, int]:
+    """Rewrite `pct` % of the files with new random bytes of the same size (mtime moves)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    rng = random.Random(seed)
+    chosen = rng.sample(files, max(1, round(len(files) * pct / 100)))
+    total = 0
+    for path in chosen:
+        size = path.stat().st_size
+        path.write_bytes(os.urandom(size))
+        total += size
+    return len(chosen), total
+
+
+def write_big(path: Path, size: int) -> None:
+    block = 16 * MIB
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(block, left)
+            f.write(os.urandom(n))
+            left -= n
+
+
+# -- measured processes -----------------------------------------------------------
+
+
+def run_child(args: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a process to its end: wall s, CPU s and ru_maxrss (wait4), sampled peak RSS."""
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out_file, stderr=err_file, env=env)
+        peak = [0]
+        done = threading.Event()
+        sampler = threading.Thread(target=_sample_rss, args=(proc.pid, peak, done), daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        sampler.join()
+        out_file.seek(0)
+        err_file.seek(0)
+        out = out_file.read().decode(errors="replace")
+        err = err_file.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"{Path(args[0]).name} {' '.join(args[1:4])} failed ({proc.returncode}): "
+            f"{err.strip()[-3000:]}"
+        )
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "maxrss_kib": usage.ru_maxrss,
+        "sampled_rss_kib": peak[0] // KIB,
+        "stdout": out,
+    }
+
+
+def peak_kib(run: dict[str, Any]) -> int:
+    """A process's peak RSS: the kernel's VmHWM, as the agent reports it at its end or as
+    sampled. Not ru_maxrss: Linux folds the spawning process's high-water mark into it at
+    exec, so it shows at least the benchmark's own RSS (about 100 MiB here)."""
+    return int(max(run.get("hwm_kib", 0), run["sampled_rss_kib"]))
+
+
+def _sample_rss(pid: int, peak: list[int], done: threading.Event) -> None:
+    """The process's peak RSS in bytes as the kernel keeps it (VmHWM of its current
+    program), read every 20 ms until it ends."""
+    path = f"/proc/{pid}/status"
+    while not done.is_set():
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(("VmHWM:", "VmRSS:")):
+                        peak[0] = max(peak[0], int(line.split()[1]) * KIB)
+        except (OSError, ValueError, IndexError):
+            return
+        done.wait(0.02)
+
+
+def vm_hwm_kib() -> int:
+    """This process's peak RSS (VmHWM) in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def server_cpu(server: benchlib.Server) -> float:
+    assert server.proc is not None
+    total = 0.0
+    try:
+        main = psutil.Process(server.proc.pid)
+        for p in [main, *main.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+    except psutil.Error:
+        pass
+    return total
+
+
+# -- the two sides ------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.server: benchlib.Server | None = None
+        self.sites = 0
+        self.profiles = 0
+        self.priority: list[str] = []
+        if args.restic_priority == "same":  # the agent's pass: nice 10, IO best-effort 7
+            self.priority = ["nice", "-n", "10", "ionice", "-c", "2", "-n", "7"]
+
+    # the server
+    def start_server(self) -> None:
+        data = self.work / "server"
+        data.mkdir()
+        self.server = benchlib.init_server(data, tls=True)
+        self.server.start()
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def enroll(self, site: str) -> Path:
+        """A new agent state dir enrolled for `site` (a new site: a new data key)."""
+        from storesafe.v1 import admin_pb2, admin_pb2_grpc
+
+        assert self.server is not None
+        state = self.work / "agents" / site
+        state.mkdir(parents=True)
+        with benchlib.channel(self.server.address, self.server.credentials()) as ch:
+            token = (
+                admin_pb2_grpc.AdminServiceStub(ch)
+                .CreateEnrollmentToken(
+                    admin_pb2.CreateEnrollmentTokenRequest(site=site, group="default"),
+                    metadata=self.server.admin_metadata,
+                    timeout=30,
+                )
+                .token
+            )
+        args = [str(benchlib.BIN / "storesafe-agent"), "enroll", "--server"]
+        args += [self.server.address, "--token", token, "--site", site]
+        args += ["--state-dir", str(state), "--ca", str(self.server.ca_path)]
+        done = subprocess.run(args, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"enroll {site} failed: {done.stderr.strip()}")
+        return state
+
+    def new_site(self, name: str) -> tuple[str, Path]:
+        self.sites += 1
+        site = f"{name}-{self.sites}"
+        return site, self.enroll(site)
+
+    def agent_pass(self, site: str, state: Path, folder: Path) -> dict[str, Any]:
+        assert self.server is not None
+        settle_disk()
+        before = server_cpu(self.server)
+        args = [sys.executable, __file__, "--child", "sync", "--state", str(state)]
+        args += ["--site", site, "--folder", str(folder), "--recovery-key", self.recovery_key()]
+        if self.args.profile:
+            args = [*py_spy(f"{self.profile_prefix(site)}-agent.txt"), "--", *args]
+        with self.spy_on_server(site):
+            out = run_child(args)
+        out["server_cpu_s"] = server_cpu(self.server) - before
+        out.update(_json_line(out.pop("stdout")))
+        if out["outcome"] != "succeeded":
+            raise SystemExit(f"the agent pass failed: {out}")
+        return out
+
+    def profile_prefix(self, name: str) -> Path:
+        self.profiles += 1
+        return benchlib.RESULTS / f"profile-image-sync-{self.profiles}-{name}"
+
+    @contextlib.contextmanager
+    def spy_on_server(self, name: str) -> Iterator[None]:
+        """With --profile: py-spy records the server meanwhile."""
+        if not self.args.profile:
+            yield
+            return
+        assert self.server is not None and self.server.proc is not None
+        out = f"{self.profile_prefix(name)}-server.txt"
+        spy = subprocess.Popen(
+            [*py_spy(out), "--pid", str(self.server.proc.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
+
+    def recovery_key(self) -> str:
+        path = self.work / "fleet.pub"
+        if not path.exists():
+            from common.vault import FleetPrivateKey
+
+            path.write_text(FleetPrivateKey.generate().public.text)
+        return path.read_text().strip()
+
+    def restic_env(self, repo: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            RESTIC_REPOSITORY=str(repo),
+            RESTIC_PASSWORD=PASSWORD,
+            RESTIC_CACHE_DIR=str(self.work / "restic-cache"),
+        )
+        return env
+
+    def restic_init(self, repo: Path) -> None:
+        subprocess.run(
+            ["restic", "init", "--quiet"],
+            env=self.restic_env(repo),
+            check=True,
+            capture_output=True,
+        )
+
+    def restic_pass(self, repo: Path, folder: Path) -> dict[str, Any]:
+        settle_disk()
+        out = run_child(
+            [*self.priority, "restic", "backup", "--quiet", str(folder)], self.restic_env(repo)
+        )
+        out.pop("stdout")
+        return out
+
+
+# -- phases ----------------------------------------------------------------------
+
+
+def _json_line(text: str) -> dict[str, Any]:
+    """The child's JSON line (py-spy, when it wraps the child, prints lines of its own)."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    raise SystemExit(f"no figures from the agent pass: {text[-2000:]}")
+
+
+def settle_disk() -> None:
+    """Write back what earlier steps left dirty (GBs after a first sync), so that neither
+    side's fsyncs wait behind the other's data (not timed)."""
+    os.sync()
+
+
+def py_spy(out: str) -> list[str]:
+    benchlib.RESULTS.mkdir(parents=True, exist_ok=True)
+    return [
+        str(benchlib.BIN / "py-spy"),
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--subprocesses",
+        "--threads",
+        "-o",
+        out,
+    ]
+
+
+def ratio(ours: float, theirs: float) -> float:
+    return ours / theirs if theirs else float("nan")
+
+
+def side_rows(label: str, ours: dict[str, Any], restic: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [
+            f"{label}: agent",
+            ours["wall_s"],
+            ours["cpu_s"],
+            ours["server_cpu_s"],
+            peak_kib(ours) / KIB,
+            f"{ratio(ours['wall_s'], restic['wall_s']):.2f}",
+        ],
+        [
+            f"{label}: restic",
+            restic["wall_s"],
+            restic["cpu_s"],
+            "-",
+            peak_kib(restic) / KIB,
+            "1.00",
+        ],
+    ]
+
+
+HEAD = ["", "wall s", "CPU s", "server CPU s", "peak RSS MiB", "x restic"]
+
+
+def phase_first_and_changed(b: Bench, report: dict[str, Any], run_changed: bool) -> None:
+    a = b.args
+    folder = b.work / "Images"
+    sizes = scan_sizes(a.files, a.min_kib, a.max_kib, a.large, seed=13)
+    t = time.perf_counter()
+    total = write_folder(folder, sizes, a.per_dir)
+    print(
+        f"built {a.files:,} files, {total / 1e9:.2f} GB (median "
+        f"{statistics.median(sizes) / KIB:.0f} KiB) in {time.perf_counter() - t:.1f} s",
+        flush=True,
+    )
+    site, state = b.new_site("first")
+    repo = b.work / "restic-first"
+    b.restic_init(repo)
+    ours = b.agent_pass(site, state, folder)
+    theirs = b.restic_pass(repo, folder)
+    assert ours["files_copied"] == a.files, ours
+    rows = side_rows("first sync", ours, theirs)
+    report["first"] = {
+        "files": a.files,
+        "bytes": total,
+        "agent": ours,
+        "restic": theirs,
+        "ratio": ratio(ours["wall_s"], theirs["wall_s"]),
+        "load_1m": os.getloadavg()[0],
+    }
+    print(f"\nfirst sync, {a.files:,} files, {total / 1e9:.2f} GB (goal at most 1.0x):")
+    print(benchlib.table(HEAD, rows), flush=True)
+    if not run_changed:
+        return
+    changed, changed_bytes = rewrite_some(folder, a.change_pct, seed=17)
+    time.sleep(0.05)
+    theirs = b.restic_pass(repo, folder)  # restic first this time
+    ours = b.agent_pass(site, state, folder)
+    assert ours["files_changed"] == changed, ours
+    report["changed"] = {
+        "files": changed,
+        "bytes": changed_bytes,
+        "agent": ours,
+        "restic": theirs,
+        "ratio": ratio(ours["wall_s"], theirs["wall_s"]),
+        "load_1m": os.getloadavg()[0],
+    }
+    print(
+        f"\nre-sync after {changed:,} of {a.files:,} files changed "
+        f"({changed_bytes / 1e6:.0f} MB; goal at most 1.0x):"
+    )
+    print(benchlib.table(HEAD, side_rows("1% changed", ours, theirs)), flush=True)
+
+
+def phase_nochange(b: Bench, report: dict[str, Any]) -> None:
+    a = b.args
+    folder = b.work / "Many"
+    rng = random.Random(29)
+    sizes = [rng.randint(1 * KIB, 8 * KIB) for _ in range(a.resync_files)]
+    t = time.perf_counter()
+    total = write_folder(folder, sizes, 1000)
+    print(
+        f"\nbuilt {a.resync_files:,} files, {total / 1e6:.0f} MB in "
+        f"{time.perf_counter() - t:.1f} s",
+        flush=True,
+    )
+    site, state = b.new_site("many")
+    repo = b.work / "restic-many"
+    b.restic_init(repo)
+    first_ours = b.agent_pass(site, state, folder)
+    first_theirs = b.restic_pass(repo, folder)
+    ours, theirs = [], []
+    for i in range(a.repeat):  # interleaved, the order alternating
+        if i % 2:
+            theirs.append(b.restic_pass(repo, folder))
+            ours.append(b.agent_pass(site, state, folder))
+        else:
+            ours.append(b.agent_pass(site, state, folder))
+            theirs.append(b.restic_pass(repo, folder))
+        assert ours[-1]["bytes_read"] == 0 and ours[-1]["files_copied"] == 0, ours[-1]
+    med_ours = _median_run(ours)
+    med_theirs = _median_run(theirs)
+    report["nochange"] = {
+        "files": a.resync_files,
+        "bytes": total,
+        "first": {"agent": first_ours, "restic": first_theirs},
+        "agent": ours,
+        "restic": theirs,
+        "ratio": ratio(med_ours["wall_s"], med_theirs["wall_s"]),
+        "load_1m": os.getloadavg()[0],
+    }
+    print(f"\n{a.resync_files:,} small files ({total / 1e6:.0f} MB):")
+    rows = side_rows("first sync", first_ours, first_theirs)
+    rows += side_rows(f"no change, median of {a.repeat}", med_ours, med_theirs)
+    print(benchlib.table(HEAD, rows))
+    print("goal for the no-change re-sync: at most 0.5x", flush=True)
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
+
+
+def phase_big(b: Bench, report: dict[str, Any]) -> None:
+    a = b.args
+    folder = b.work / "Big"
+    folder.mkdir()
+    size = int(a.big_gb * 1e9)
+    t = time.perf_counter()
+    write_big(folder / "archive.tif", size)
+    print(f"\nwrote one {size / 1e9:.2f} GB file in {time.perf_counter() - t:.1f} s", flush=True)
+    site, state = b.new_site("big")
+    ours = b.agent_pass(site, state, folder)
+    report["big"] = {"bytes": size, "agent": ours, "load_1m": os.getloadavg()[0]}
+    rss = peak_kib(ours) / KIB
+    print(
+        f"one {size / 1e9:.2f} GB file: agent pass {ours['wall_s']:.1f} s, CPU "
+        f"{ours['cpu_s']:.1f} s, server CPU {ours['server_cpu_s']:.1f} s, peak RSS {rss:.0f} MiB",
+        flush=True,
+    )
+    shutil.rmtree(folder)
+
+
+def phase_ingest(b: Bench, report: dict[str, Any]) -> None:
+    a = b.args
+    assert b.server is not None
+    runs: list[dict[str, Any]] = []
+    for round_ in range(a.ingest_rounds):
+        order = ["backend", "ingest"] if round_ % 2 == 0 else ["ingest", "backend"]
+        sizes: list[int] | None = None
+        for mode in order:
+            if mode == "ingest":
+                run = ingest_round(b, round_)
+                sizes = run.pop("blob_sizes")
+            else:
+                run = {}
+            runs.append({"mode": mode, "round": round_ + 1, **run})
+        # the reference writes the very blob sizes the agents sent, in this round's order slot
+        ref = next(r for r in runs[-2:] if r["mode"] == "backend")
+        assert sizes is not None
+        ref.update(backend_round(b, sizes, round_))
+        for r in runs[-2:]:
+            print(f"  ingest round {round_ + 1} {r['mode']:<8} {r['mib_per_s']:>7.1f} MiB/s")
+    ingest = _median_mibs([r for r in runs if r["mode"] == "ingest"])
+    backend = _median_mibs([r for r in runs if r["mode"] == "backend"])
+    rows = [
+        [
+            f"{a.agents} agents uploading",
+            ingest["mib_per_s"],
+            ingest["seconds"],
+            ingest["client_cpu_s"],
+            ingest["server_cpu_s"],
+            f"{ingest['mib_per_s'] / backend['mib_per_s']:.2f}",
+        ],
+        [
+            f"Backend.create, {a.agents} threads",
+            backend["mib_per_s"],
+            backend["seconds"],
+            backend["client_cpu_s"],
+            "-",
+            "1.00",
+        ],
+    ]
+    print(
+        f"\nserver ingest, {ingest['blobs']:,} blobs, {ingest['bytes'] / MIB:.0f} MiB a round, "
+        f"median of {a.ingest_rounds} (goal at least 0.5x):"
+    )
+    print(
+        benchlib.table(["", "MiB/s", "seconds", "client CPU s", "server CPU s", "x backend"], rows),
+        flush=True,
+    )
+    report["ingest"] = {
+        "agents": a.agents,
+        "mib_per_agent": a.ingest_mib,
+        "runs": runs,
+        "ratio": ingest["mib_per_s"] / backend["mib_per_s"],
+        "load_1m": os.getloadavg()[0],
+    }
+
+
+def _median_mibs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r["mib_per_s"])[len(runs) // 2]
+
+
+def ingest_round(b: Bench, round_: int) -> dict[str, Any]:
+    a = b.args
+    assert b.server is not None
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        enrolled = list(pool.map(lambda i: b.enroll(f"ingest-{round_}-{i}"), range(a.agents)))
+    procs = []
+    for i, state in enumerate(enrolled):
+        args = [sys.executable, __file__, "--child", "ingest", "--state", str(state)]
+        args += ["--site", f"ingest-{round_}-{i}", "--recovery-key", b.recovery_key()]
+        args += ["--mib", str(a.ingest_mib), "--seed", str(round_ * 1000 + i)]
+        args += ["--min-kib", str(a.min_kib), "--max-kib", str(a.max_kib)]
+        procs.append(
+            subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        )
+    for p in procs:  # each has sealed its chunks and registered its key
+        assert p.stdout is not None
+        line = p.stdout.readline().decode()
+        if line.strip() != "ready":
+            p.wait()
+            assert p.stderr is not None
+            raise SystemExit(f"an ingest agent failed: {line}{p.stderr.read().decode()[-3000:]}")
+    with b.spy_on_server(f"ingest-{round_}"):
+        srv_before = server_cpu(b.server)
+        started = time.perf_counter()
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(b"go\n")
+            p.stdin.flush()
+        results = []
+        cpu = 0.0
+        for p in procs:
+            out, err = p.communicate()
+            if p.returncode != 0:
+                raise SystemExit(f"an ingest agent failed: {err.decode()[-3000:]}")
+            results.append(json.loads(out))
+            cpu += results[-1]["send_cpu_s"]
+        wall = time.perf_counter() - started
+        srv = server_cpu(b.server) - srv_before
+    total = sum(r["bytes"] for r in results)
+    sent = sum(r["bytes_sent"] for r in results)
+    assert sent == total, (sent, total)
+    sizes = [s for r in results for s in r["blob_sizes"]]
+    return {
+        "blobs": len(sizes),
+        "bytes": total,
+        "seconds": wall,
+        "mib_per_s": total / wall / MIB,
+        "client_cpu_s": cpu,
+        "server_cpu_s": srv,
+        "blob_sizes": sizes,
+    }
+
+
+def backend_round(b: Bench, sizes: list[int], round_: int) -> dict[str, Any]:
+    """The same number and sizes of blobs straight into the server's filesystem backend."""
+    import hashlib
+
+    from server.storage.filesystem import FilesystemBackend
+
+    assert b.server is not None
+    backend = FilesystemBackend(b.server.data_dir / "store")
+    backend.check()
+    pool_bytes = os.urandom(max(sizes) + len(sizes))
+    names = []
+    for i in range(len(sizes)):
+        h = hashlib.sha256(b"%d-%d" % (round_, i)).hexdigest()
+        names.append(f"bench-reference/r{round_}/chunks/{h[:2]}/{h}")
+
+    def one(i: int) -> None:
+        if not backend.create(names[i], pool_bytes[i : i + sizes[i]]):
+            raise RuntimeError(f"{names[i]} existed already")
+
+    cpu = time.process_time()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=b.args.agents) as pool:
+        list(pool.map(one, range(len(sizes))))
+    wall = time.perf_counter() - started
+    total = sum(sizes)
+    return {
+        "blobs": len(sizes),
+        "bytes": total,
+        "seconds": wall,
+        "mib_per_s": total / wall / MIB,
+        "client_cpu_s": time.process_time() - cpu,
+        "server_cpu_s": None,
+    }
+
+
+# -- children: the agent side ------------------------------------------------------
+
+
+def child_sync(args: argparse.Namespace) -> None:
+    """One image-sync pass of the agent's capability; prints its figures as JSON."""
+    from agent.capability import Setup
+    from agent.configsync import ConfigStore
+    from agent.images.capability import ImageSync
+    from agent.settings import StateDir
+    from agent.transport.link import ServerLink
+    from agent.transport.store import StoreCalls
+    from common.clock import SystemClock
+
+    state = StateDir(args.state)
+    creds = state.load_credentials()
+    config = ConfigStore(state.root)
+    values = {
+        "images.dir": str(args.folder),
+        "images.settle_seconds": 0,
+        "upload.recovery_key": args.recovery_key,
+    }
+    config.apply(config.current.revision + 1, values)  # type: ignore[arg-type]
+    setup = Setup(
+        config=config,
+        clock=SystemClock(),
+        state_dir=state.root,
+        site=args.site,
+        store_link=lambda: StoreCalls(ServerLink.for_agent(state, creds)),
+    )
+    started = time.perf_counter()
+    report = asyncio.run(ImageSync(setup).sync("local"))
+    seconds = time.perf_counter() - started
+    d = report.details
+    print(
+        json.dumps(
+            {
+                "pass_s": seconds,
+                "outcome": report.outcome.value,
+                "error": report.error_message,
+                "files_scanned": getattr(d, "files_scanned", 0),
+                "files_copied": getattr(d, "files_copied", 0),
+                "files_changed": getattr(d, "files_changed", 0),
+                "bytes_read": getattr(d, "bytes_read", 0),
+                "bytes_sent": getattr(d, "bytes_copied", 0),
+                "chunks_sent": getattr(d, "chunks_sent", 0),
+                "hwm_kib": vm_hwm_kib(),
+            }
+        )
+    )
+
+
+def child_ingest(args: argparse.Namespace) -> None:
+    """Seal image-like chunks in memory, say "ready", wait for "go", send them; figures."""
+    from agent.datakey import DataKeyFile
+    from agent.images.bandwidth import TokenBucket
+    from agent.images.uploader import LoopStore, Uploader
+    from agent.settings import StateDir
+    from agent.transport.link import ServerLink
+    from agent.transport.store import StoreCalls
+    from common.clock import SystemClock
+    from common.vault import IMAGES, FleetPublicKey, cut_stream
+
+    state = StateDir(args.state)
+    creds = state.load_credentials()
+    key_file = DataKeyFile(state.root, args.site)
+    keys = key_file.keys()
+    rng = random.Random(args.seed)
+    lo, hi = math.log(args.min_kib * KIB), math.log(args.max_kib * KIB)
+    sealed = []
+    total = 0
+    while total < args.mib * MIB:
+        size = int(math.exp(lo + rng.random() ** 2 * (hi - lo)))
+        for chunk in cut_stream(keys, io.BytesIO(os.urandom(size)), IMAGES):
+            sealed.append(chunk.seal(keys))
+            total += len(sealed[-1].blob)
+
+    async def main() -> dict[str, Any]:
+        link = StoreCalls(ServerLink.for_agent(state, creds))
+        try:
+            registration = key_file.registration(FleetPublicKey.parse(args.recovery_key))
+            if registration is not None:
+                await link.put_site_key(registration)
+            loop = asyncio.get_running_loop()
+            print("ready", flush=True)
+            await loop.run_in_executor(None, sys.stdin.readline)
+            clock = SystemClock()
+            uploader = Uploader(
+                keys, LoopStore(link, loop), TokenBucket.kbps(0, clock=clock, sleep=time.sleep)
+            )
+            cpu, began = time.process_time(), time.perf_counter()
+            await asyncio.to_thread(uploader.send_sealed, sealed)
+            return {
+                "send_s": time.perf_counter() - began,
+                "send_cpu_s": time.process_time() - cpu,
+                "bytes": total,
+                "bytes_sent": uploader.tally.bytes_sent,
+                "chunks_sent": uploader.tally.chunks_sent,
+                "blob_sizes": [len(c.blob) for c in sealed],
+            }
+        finally:
+            await link.close()
+
+    print(json.dumps(asyncio.run(main())))
+
+
+# -- main -------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--only", default=",".join(PHASES), help="phases, comma-separated")
+    ap.add_argument("--files", type=int, default=20_000, help="first sync: files")
+    ap.add_argument("--min-kib", type=int, default=20, help="smallest image file")
+    ap.add_argument("--max-kib", type=int, default=2048, help="largest ordinary image file")
+    ap.add_argument("--large", type=int, default=10, help="files of 8-32 MiB among --files")
+    ap.add_argument("--per-dir", type=int, default=500, help="files a folder")
+    ap.add_argument("--change-pct", type=float, default=1.0, help="changed: share rewritten")
+    ap.add_argument("--resync-files", type=int, default=100_000, help="no-change: files")
+    ap.add_argument("--repeat", type=int, default=3, help="no-change re-syncs of each side")
+    ap.add_argument("--big-gb", type=float, default=2.0, help="big: the one file's size")
+    ap.add_argument("--agents", type=int, default=10, help="ingest: agents at once")
+    ap.add_argument("--ingest-mib", type=int, default=32, help="ingest: MiB each agent sends")
+    ap.add_argument("--ingest-rounds", type=int, default=3, help="ingest: rounds")
+    ap.add_argument(
+        "--restic-priority",
+        choices=("same", "normal"),
+        default="same",
+        help="restic at the agent pass's priority (nice 10, IO best-effort 7) or normal",
+    )
+    ap.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="where the work dir goes")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profiles of each agent pass and of the server meanwhile, into "
+        "bench/results/profile-image-sync-*.txt (diagnosis only: py-spy's CPU is counted)",
+    )
+    ap.add_argument("--quick", action="store_true", help="a smoke run of every phase")
+    ap.add_argument("--child", choices=("sync", "ingest"), help=argparse.SUPPRESS)
+    ap.add_argument("--state", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--site", help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--recovery-key", help=argparse.SUPPRESS)
+    ap.add_argument("--mib", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child == "sync":
+        child_sync(args)
+        return
+    if args.child == "ingest":
+        child_ingest(args)
+        return
+    if args.quick:
+        args.files, args.large, args.resync_files, args.repeat = 1000, 2, 5000, 2
+        args.big_gb, args.ingest_mib, args.ingest_rounds = 0.2, 4, 1
+    phases = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        ap.error(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
+    for name in ("files", "resync_files", "repeat", "agents", "ingest_mib", "ingest_rounds"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.min_kib <= args.max_kib:
+        ap.error("--min-kib must be positive and at most --max-kib")
+    if "big" in phases and args.big_gb <= 0:
+        ap.error("--big-gb must be positive")
+    if shutil.which("restic") is None and {"first", "changed", "nochange"} & set(phases):
+        raise SystemExit("restic is not installed: apt-get install -y restic (Debian's package)")
+    if args.restic_priority == "same" and not (shutil.which("nice") and shutil.which("ionice")):
+        raise SystemExit("nice and ionice are needed for --restic-priority same")
+
+    load_before = os.getloadavg()[0]
+    print(f"1-minute load average at start: {load_before:.2f}{_loaded(load_before)}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="storesafe-image-sync-", dir=args.dir))
+    bench = Bench(args, work)
+    report: dict[str, Any] = {
+        "machine": benchlib.machine(),
+        "args": vars(args) | {"dir": str(args.dir)},
+    }
+    report["args"].pop("child", None)
+    try:
+        bench.start_server()
+        if "first" in phases or "changed" in phases:
+            phase_first_and_changed(bench, report, "changed" in phases)
+        if "nochange" in phases:
+            phase_nochange(bench, report)
+        if "big" in phases:
+            phase_big(bench, report)
+        if "ingest" in phases:
+            phase_ingest(bench, report)
+    finally:
+        bench.stop_server()
+        if args.keep:
+            print(f"work dir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    summary(report)
+    load_after = os.getloadavg()[0]
+    report["load"] = [load_before, load_after]
+    print(f"1-minute load average at the end: {load_after:.2f}{_loaded(load_after)}")
+    name = "image_sync-quick.json" if args.quick else "image_sync.json"
+    print(f"JSON: {benchlib.write_json(name, report)}")
+
+
+def _loaded(load: float) -> str:
+    return (
+        "  (WARNING: the box is loaded; wall times are inflated, compare CPU)" if load > 1.5 else ""
+    )
+
+
+def summary(report: dict[str, Any]) -> None:
+    rows = []
+    goals = {"first": ("<=", 1.0), "changed": ("<=", 1.0), "nochange": ("<=", 0.5)}
+    for phase, (_, goal) in goals.items():
+        if phase in report:
+            r = report[phase]["ratio"]
+            rows.append([f"{phase} (x restic wall)", f"{r:.2f}", f"<= {goal}", _met(r <= goal)])
+    rss = [peak_kib(p) / KIB for p in _agent_passes(report)]
+    if rss:
+        peak = max(rss)
+        rows.append(
+            [
+                "agent peak RSS MiB",
+                f"{peak:.0f}",
+                f"< {RSS_GOAL_MB} MB",
+                _met(peak * 1.048576 < RSS_GOAL_MB),
+            ]
+        )
+    if "ingest" in report:
+        r = report["ingest"]["ratio"]
+        rows.append(["ingest (x backend)", f"{r:.2f}", ">= 0.5", _met(r >= 0.5)])
+    if rows:
+        print("\nsummary:")
+        print(benchlib.table(["", "figure", "goal", ""], rows))
+    report["summary"] = rows
+
+
+def _agent_passes(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for phase in ("first", "changed", "big"):
+        if phase in report:
+            yield report[phase]["agent"]
+    if "nochange" in report:
+        yield report["nochange"]["first"]["agent"]
+        yield from report["nochange"]["agent"]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+if __name__ == "__main__":
+    main()
