@@ -60,6 +60,17 @@ def test_a_verified_backup_is_uploaded_by_the_running_agent_and_reported(
         )
         [snap] = snaps.snapshots
         assert (snap.snapshot_id, snap.backup_run_id) == (details.snapshot_id, backup.report.id)
+        # the fleet view tells the truth about the copy, with upload.enabled on
+        row = (
+            server.admin_stub()
+            .GetSite(admin_pb2.GetSiteRequest(site=site), metadata=server.admin_metadata)
+            .summary
+        )
+        assert row.last_offsite_backup_run_id == backup.report.id
+        assert row.last_offsite_at == snap.created_at
+        assert row.last_offsite_bytes_sent == details.bytes_sent > 0
+        assert row.last_offsite_backup_size == details.backup_size > 0
+        assert not [p for p in row.problems if "off-site" in p or "left the shop" in p]
         assert agent.alive()
     finally:
         agent.stop()
