@@ -148,7 +148,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
             ("grpc.http2.max_pings_without_data", 0),
-        ]
+        ],
     )
     metrics = ServerMetrics(s.value for s in Status)
     alerts = AlertTasks(

@@ -24,8 +24,6 @@ from agent.commands import CommandResult, Handler
 from agent.configsync import AgentConfig, ConfigStore
 from agent.domain.messages import CheckIn
 from agent.domain.reports import BackupDetails, FirebirdHealth, RunReport
-from agent.firebird.connection import FirebirdTarget
-from agent.firebird.errors import BackupBusy, FirebirdJobError
 from agent.firebird.files import Status, list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job
 from agent.firebird.priority import in_background
@@ -35,6 +33,8 @@ from agent.firebird.validate import run_validation_job
 from agent.runner import Job, ReportSink
 from agent.scheduler import Task
 from common.clock import Clock
+from common.firebird.connection import FirebirdTarget
+from common.firebird.errors import BackupBusy, FirebirdJobError
 
 log = logging.getLogger(__name__)
 

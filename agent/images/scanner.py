@@ -250,9 +250,7 @@ class _Pass:
             return False
         # A tombstone elsewhere is no source: its file id may have been reused since, by
         # another file that happens to have the same size and mtime (a restore, an unzip).
-        sources = [
-            s for s in self.index.with_stored(entry.state) if s.live or s.key == entry.key
-        ]
+        sources = [s for s in self.index.with_stored(entry.state) if s.live or s.key == entry.key]
         if not sources:
             return False
         t = self.tally

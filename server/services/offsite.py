@@ -203,9 +203,7 @@ class OffsiteUploads:
             Digest("sha256", record_sha),
         )
         refs = await asyncio.to_thread(_packed_refs, references)
-        await self._store.save(
-            rules.refs_name(who.site, header.snapshot_id), refs, Digest.of(refs)
-        )
+        await self._store.save(rules.refs_name(who.site, header.snapshot_id), refs, Digest.of(refs))
         snap = SnapshotRecord(
             snapshot_id=header.snapshot_id,
             kind=header.kind,
@@ -264,8 +262,7 @@ async def _collect(batches: AsyncIterator[Sequence[str]], expected: int) -> list
     async for batch in batches:
         if len(batch) > rules.MAX_REFERENCES_PER_MESSAGE:
             raise InvalidArgument(
-                f"at most {rules.MAX_REFERENCES_PER_MESSAGE} references a message, "
-                f"not {len(batch)}"
+                f"at most {rules.MAX_REFERENCES_PER_MESSAGE} references a message, not {len(batch)}"
             )
         for ref in batch:
             rules.check_id(ref, "chunk id")

@@ -421,5 +421,3 @@ def _admin_name_taken(name: str) -> AlreadyExists:
         f"an active admin token named {name!r} exists already; choose another name "
         "(or revoke that one first)"
     )
-
-

@@ -74,6 +74,7 @@ def fill_site_summary(out: admin_pb2.SiteSummary, view: SiteView) -> None:
     out.problems.extend(view.status.problems)
     out.hostname = r.hostname
 
+
 def site_detail(detail: SiteDetail) -> admin_pb2.GetSiteResponse:
     r = detail.view.row
     msg = admin_pb2.GetSiteResponse(
@@ -112,6 +113,7 @@ def admin_token(rec: AdminTokenRecord) -> admin_pb2.AdminToken:
         revoked_at=ts(rec.revoked_at),
         revoked_by=rec.revoked_by,
     )
+
 
 def site_config(cfg: SiteConfig) -> admin_pb2.GetConfigResponse:
     return admin_pb2.GetConfigResponse(
@@ -166,6 +168,7 @@ def command_state(cmd: CommandRecord) -> admin_pb2.CommandState:
         state=cmd.state,
         message=cmd.message,
     )
+
 
 def alert_list(found: DeliveryList) -> admin_pb2.ListAlertsResponse:
     totals = found.totals

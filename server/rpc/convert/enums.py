@@ -67,6 +67,7 @@ SCOPE_NAMES = {
 }
 SCOPE_VALUES = {v: k for k, v in SCOPE_NAMES.items()}
 
+
 def enum_name(names: Mapping[Any, str], value: int) -> str:
     """The domain name of an enum value: "" when unset, the number as text when unknown
     (ingest refuses it, saying which)."""
