@@ -111,3 +111,20 @@ class Chunks:
             if chunk_id not in got and chunk_id not in self.bad:
                 self.bad[chunk_id] = f"chunk {chunk_id} was not sent by the server"
         return got
+
+
+def batch_end(chunks: Chunks, refs: Sequence[tuple[int, str, int]], start: int) -> int:
+    """Where the batch of `refs` (item, chunk id, length) starting at `start` ends: at most
+    `BATCH_IDS` ids and `BATCH_BYTES` not yet at hand (a single larger chunk alone)."""
+    ids: set[str] = set()
+    size = 0
+    end = start
+    while end < len(refs):
+        _, cid, length = refs[end]
+        if cid not in ids and not chunks.has(cid):
+            if len(ids) == BATCH_IDS or (ids and size + length > BATCH_BYTES):
+                break
+            ids.add(cid)
+            size += length
+        end += 1
+    return end
