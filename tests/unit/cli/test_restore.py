@@ -11,7 +11,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cli import restore
 from common.vault.chunks import open_chunk
 from common.vault.keyfile import write_key_file
 from common.vault.keys import FleetPrivateKey
