@@ -34,12 +34,18 @@ NBACKUP_FIXED_IN = (3, 0, 12)
 
 
 def restore_fbk(
-    target: FirebirdTarget, fbk: Path, database: Path, *, what: str = "the test restore"
+    target: FirebirdTarget,
+    fbk: Path,
+    database: Path,
+    *,
+    what: str = "the test restore",
+    replace: bool = False,
 ) -> dict[str, int]:
-    """Restore the gbak file `fbk` into a new `database`; return restored record counts."""
+    """Restore the gbak file `fbk` into a new `database` (over an existing one only with
+    `replace`); return restored record counts."""
     with services(target, what=f"starting {what}") as svc:
         try:
-            svc.restore(str(fbk), str(database), replace=0)
+            svc.restore(str(fbk), str(database), replace=int(replace))
             log = GbakLog(restore=True)
             for line in svc:
                 log.feed(line)
