@@ -20,7 +20,15 @@ def _timestamp(when: dt.datetime) -> Timestamp:
     return ts
 
 
-def upload(server: ServerHandle, credential: str, site: SealedSite, snap: Sealed) -> None:
+def upload(
+    server: ServerHandle,
+    credential: str,
+    site: SealedSite,
+    snap: Sealed,
+    *,
+    kind: agent_pb2.SnapshotKind.ValueType = agent_pb2.SNAPSHOT_KIND_IMAGES,
+    backup_run_id: str = "",
+) -> None:
     """PutSiteKey, MissingChunks, PutChunks of the missing ones, CommitSnapshot."""
     metadata = (("authorization", f"Bearer {credential}"),)
     creds = grpc.ssl_channel_credentials(server.ca_path.read_bytes())
@@ -59,7 +67,8 @@ def upload(server: ServerHandle, credential: str, site: SealedSite, snap: Sealed
                 snapshot_id=snap.snapshot_id,
                 record=snap.record,
                 record_sha256=hashlib.sha256(snap.record).digest(),
-                kind=agent_pb2.SNAPSHOT_KIND_IMAGES,
+                kind=kind,
+                backup_run_id=backup_run_id,
                 data_key_id=site.data_key_id,
                 created_at=_timestamp(snap.created),
                 entries=snap.entries,
