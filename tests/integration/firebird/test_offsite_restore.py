@@ -1,6 +1,6 @@
 """`storesafe restore` and `drill` of a real gbak backup from a real server's off-site store.
 
-The shared shop database is backed up with gbak by the real Firebird server,
+A tiny shop database is backed up with gbak by the real Firebird server,
 the stream sealed as a database snapshot with common.vault + backupset and
 uploaded with the agent RPCs under a real agent credential, its backup run
 reported with the raw checksum; the CLI then restores it over gRPC into a
@@ -30,6 +30,7 @@ from common.firebird.schema import count_rows, read_schema
 from common.vault.backupset import BackupInfo, stream_refs
 from common.vault.keyfile import read_key_file
 from common.vault.snapshot import open_snapshot
+from tests.integration.firebird.conftest import new_target
 from tests.support.dbsnapshot import new_run_id, report_backup, seal_backup, upload_database
 from tests.support.sealed import Sealed, SealedSite, new_site
 from tests.support.server import ServerHandle, enroll_agent, start_server
@@ -60,8 +61,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 
 
 @pytest.fixture(scope="module")
-def backup(shop: FirebirdTarget, fb_root: Path) -> Shop:
-    """One gbak backup of the shared shop database, written by the server, and its counts."""
+def backup(fb_root: Path, fb_password: str) -> Shop:
+    """One gbak backup of a tiny shop database, written by the server, and its counts."""
+    shop = new_target(fb_root, fb_password, f"offsite-{uuid.uuid4().hex[:8]}", accounts=3000)
     fbk = fb_root / "db" / f"offsite-{uuid.uuid4().hex[:8]}.fbk"
     with services(shop) as svc:
         svc.backup(shop.database, str(fbk), collect_garbage=0)
@@ -263,7 +265,7 @@ def test_a_restore_cut_by_the_server_going_away_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     up = _upload(server, tmp_path, backup)
-    monkeypatch.setattr("cli.restore_fetch.BATCH_BYTES", 256 * 1024)  # several batches
+    monkeypatch.setattr("cli.restore_fetch.BATCH_BYTES", 32 * 1024)  # several batches
     saved = backup_fetch._save
     batches: list[int] = []
 
