@@ -34,6 +34,7 @@ from server.services.auth import Authenticator
 from server.services.changefeed import ChangeFeed
 from server.services.commands import Commands
 from server.services.config import ConfigService
+from server.services.drills import Drills
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.metered import MeteredTraffic
@@ -179,6 +180,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
             admin_tokens=AdminTokens(state, clock),
             alerts=alerts.queries,
             snapshots=SnapshotQueries(store_state, store),
+            drills=Drills(state, clock),
         ),
         server,
     )

@@ -22,6 +22,7 @@ _CHECKSUM = re.compile(r"[a-z0-9]{1,16}:[0-9a-f]{16,128}")
 _ODS = re.compile(r"[0-9.]{0,16}")
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
 _SNAPSHOT_ID = re.compile(r"(?:[0-9a-f]{64})?")
+_RUN_ID_OR_EMPTY = re.compile(r"[A-Za-z0-9-]{0,64}")
 
 Rule = Callable[[str, Any], Any]
 
@@ -207,7 +208,7 @@ VALIDATION_DETAILS: dict[str, Rule] = {
 UPLOAD_DETAILS: dict[str, Rule] = {
     "file": _file,
     "bytes": _count(),
-    "backup_run_id": _label(64),
+    "backup_run_id": pattern(_RUN_ID_OR_EMPTY, "a run id"),
     "snapshot_id": pattern(_SNAPSHOT_ID, "a snapshot id (64 lowercase hex digits)"),
     "backup_size": _count(),
     "bytes_sent": _count(),
@@ -220,7 +221,7 @@ UPLOAD_DETAILS: dict[str, Rule] = {
 # send these kinds (ingest refuses them), so their rules judge what the admin side stores.
 DRILL_DETAILS: dict[str, Rule] = {
     "snapshot_id": pattern(_SNAPSHOT_ID, "a snapshot id (64 lowercase hex digits)"),
-    "backup_run_id": _label(64),
+    "backup_run_id": pattern(_RUN_ID_OR_EMPTY, "a run id"),
     "bytes_fetched": _count(),
     "backup_bytes": _count(),
     "checksum_ok": _flag,
@@ -231,16 +232,45 @@ DRILL_DETAILS: dict[str, Rule] = {
     "fetch_seconds": _duration,
     "restore_seconds": _duration,
 }
+MAX_NAMED_CHUNKS = 100
+"""Chunk ids a store check names of each kind (damaged, missing); the counts say the rest."""
+MAX_NAMED_SNAPSHOTS = 1000
+_CHUNK_ID = re.compile(r"[0-9a-f]{64}")
+_RUN_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def _percent(field: str, value: Any) -> Any:
+    if isinstance(value, str) or not isinstance(value, int | float) or isinstance(value, bool):
+        raise bad(field, "is not a finite number")
+    if not 0 < value <= 100:
+        raise bad(field, f"{value} is not a share in percent (more than 0, at most 100)")
+    return value
+
+
+def _ids(regex: re.Pattern[str], what: str, limit: int) -> Rule:
+    def rule(field: str, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise bad(field, "is not a list")
+        if len(value) > limit:
+            raise bad(field, f"{len(value)} entries; at most {limit}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not regex.fullmatch(item):
+                raise bad(f"{field}[{i}]", f"{quote(item)} is not {what}")
+        return value
+
+    return rule
+
+
 STORE_CHECK_DETAILS: dict[str, Rule] = {
-    "sample_percent": _duration,
+    "sample_percent": _percent,
     "chunks_checked": _count(),
     "bytes_checked": _count(),
-    "damaged_chunks": _problems,
-    "missing_chunks": _problems,
+    "damaged_chunks": _ids(_CHUNK_ID, "a chunk id", MAX_NAMED_CHUNKS),
+    "missing_chunks": _ids(_CHUNK_ID, "a chunk id", MAX_NAMED_CHUNKS),
     "damaged_count": _count(),
     "missing_count": _count(),
-    "broken_snapshots": _problems,
-    "broken_backup_runs": _problems,
+    "broken_snapshots": _ids(_CHUNK_ID, "a snapshot id", MAX_NAMED_SNAPSHOTS),
+    "broken_backup_runs": _ids(_RUN_ID, "a run id", MAX_NAMED_SNAPSHOTS),
 }
 FILE_CHECK_DETAILS: dict[str, Rule] = {
     "files_checked": _count(2**32 - 1),

@@ -34,6 +34,11 @@ from server.domain.rules import (
 from server.domain.status import Disk
 
 KINDS = ("backup", "image-sync", "upload", "validation", "file-check")
+"""The run kinds an agent reports."""
+ADMIN_KINDS = ("drill", "store-check")
+"""The run kinds the admin side records: restore drills (the admin CLI) and store checks
+(the server itself). Agents never send these."""
+ALL_KINDS = KINDS + ADMIN_KINDS
 OUTCOMES = ("succeeded", "failed")
 VERIFICATIONS = ("passed", "failed", "not-run")
 COMMAND_OUTCOMES = ("succeeded", "failed", "rejected")
@@ -43,6 +48,8 @@ DETAILS_OF_KIND = {
     "validation": "validation",
     "upload": "upload",
     "file-check": "file_check",
+    "drill": "drill",
+    "store-check": "store_check",
 }
 CHANGED_FILE_STATES = ("pruned", "damaged", "missing")  # what a file change may report
 
@@ -55,6 +62,7 @@ MAX_TOKEN = 256
 _RUN_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _ERROR_CLASS = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
 _TRIGGER = re.compile(r"[a-z-]{0,16}")
+DRILL_TRIGGERS = ("drill", "restore")
 
 Stamp = tuple[int, int] | None
 """A timestamp as sent: (seconds, nanos), or None when it was not set."""
@@ -104,11 +112,12 @@ class EnrollInput:
     os: str = ""
 
 
-def run_record(run: RunInput, now: dt.datetime) -> RunRecord:
-    """The run report as the server stores it, once every field passed its rule."""
+def run_record(run: RunInput, now: dt.datetime, *, kinds: tuple[str, ...] = KINDS) -> RunRecord:
+    """The run report as the server stores it, once every field passed its rule;
+    `kinds` are the run kinds this sender may report (an agent's by default)."""
     if not _RUN_ID.fullmatch(run.id):
         raise bad("report.id", "needs 1-64 letters, digits and '-'")
-    kind = choice("report.kind", run.kind, KINDS)
+    kind = choice("report.kind", run.kind, kinds)
     outcome = choice("report.outcome", run.outcome, OUTCOMES)
     if run.started_at is None or run.finished_at is None:
         raise bad("report", "a run report needs started_at and finished_at")
@@ -145,6 +154,25 @@ def run_record(run: RunInput, now: dt.datetime) -> RunRecord:
         details=details,
         file_changes=_file_changes(run.file_changes),
     )
+
+
+def drill_record(run: RunInput, now: dt.datetime) -> RunRecord:
+    """A restore drill the admin CLI ran, as the server stores it: a run of kind drill
+    carrying its drill details, triggered by "drill" or "restore", without file changes."""
+    record = run_record(run, now, kinds=("drill",))
+    if "drill" not in record.details:
+        raise bad("report.drill", "a drill run needs its drill details")
+    choice("report.trigger", record.trigger, DRILL_TRIGGERS)
+    if record.file_changes:
+        raise bad("report.file_changes", "a drill run changes no backup file")
+    drill = record.details["drill"]
+    passed = drill.get("checksum_ok") is True and drill.get("restored") is True
+    if record.outcome == "succeeded" and not (passed and not drill.get("validation_errors")):
+        raise bad(
+            "report.outcome",
+            "a drill succeeds only with checksum_ok, restored and no validation errors",
+        )
+    return record
 
 
 def _file_changes(changes: tuple[FileChange, ...]) -> tuple[FileChange, ...]:

@@ -13,6 +13,7 @@ from common.errors import FailedPrecondition
 from server.alerting.queries import AlertQueries
 from server.rpc.convert import admin as convert
 from server.rpc.convert import enums, offsite
+from server.rpc.convert.agent import run_input
 from server.rpc.convert.sitelist import SummaryEncoder
 from server.rpc.convert.stamps import ts
 from server.rpc.errors import bearer, guarded, guarded_stream
@@ -20,6 +21,7 @@ from server.services.admin_tokens import AdminTokens
 from server.services.auth import Authenticator
 from server.services.commands import Commands
 from server.services.config import ConfigService
+from server.services.drills import Drills
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.snapshots import SnapshotQueries
@@ -39,7 +41,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         admin_tokens: AdminTokens,
         alerts: AlertQueries | None = None,
         snapshots: SnapshotQueries | None = None,
+        drills: Drills | None = None,
     ) -> None:
+        self._drills = drills
         self._snapshot_queries = snapshots
         self._admin_tokens = admin_tokens
         self._auth = auth
@@ -244,8 +248,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def RecordDrill(
         self, request: admin_pb2.RecordDrillRequest, context: Ctx
     ) -> admin_pb2.RecordDrillResponse:
-        await self._auth.admin(bearer(context))
-        raise FailedPrecondition("this server does not record restore drills yet (issue 14)")
+        admin = await self._auth.admin(bearer(context))
+        if self._drills is None:
+            raise FailedPrecondition("this server does not record restore drills")
+        duplicate = await self._drills.record(admin, request.site, run_input(request.report))
+        return admin_pb2.RecordDrillResponse(duplicate=duplicate)
 
     @guarded_stream
     async def VerifyStore(

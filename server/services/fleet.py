@@ -9,7 +9,7 @@ import datetime as dt
 from common.clock import Clock
 from common.errors import InvalidArgument
 from server.domain import rules
-from server.domain.ingest import KINDS
+from server.domain.ingest import ALL_KINDS
 from server.domain.records import (
     AdminIdentity,
     AuditRecord,
@@ -169,7 +169,7 @@ class FleetQueries:
         return SiteDetail(self.view(row), agents, runs[0] if runs else None)
 
     async def runs(self, *, site: str, kind: str, limit: int) -> list[RunRecord]:
-        rules.choice("kind", kind, KINDS, required=False)  # "" lists every kind
+        rules.choice("kind", kind, ALL_KINDS, required=False)  # "" lists every kind
         limit = limit or 20
         if not 1 <= limit <= 1000:
             raise InvalidArgument("limit must be between 1 and 1000")

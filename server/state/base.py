@@ -130,6 +130,11 @@ class FleetState(abc.ABC):
         """A site's runs, newest first; MUST raise NotFound for an unknown site."""
 
     @abc.abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run stored under `run_id` (its `site` set), whatever its site; None when
+        there is none."""
+
+    @abc.abstractmethod
     async def revoke_agents(self, *, site: str, now: dt.datetime) -> int:
         """Revoke every active agent of the site; return how many.
 

@@ -379,6 +379,18 @@ class SqlFleetState(FleetState):
 
         return await self._read(fn)
 
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        def fn(conn: Connection) -> RunRecord | None:
+            stmt = (
+                select(RUNS, SITES.c.name.label("site_name"))
+                .join(SITES, SITES.c.id == RUNS.c.site_id)
+                .where(RUNS.c.id == run_id)
+            )
+            row = conn.execute(stmt).first()
+            return None if row is None else run_record(row, row.site_name)
+
+        return await self._read(fn)
+
     async def accept_figures(
         self, *, site: str, run_id: str, by: str, now: dt.datetime
     ) -> FiguresAccepted:

@@ -20,6 +20,8 @@ KIND_NAMES = {
     types_pb2.RUN_KIND_UPLOAD: "upload",
     types_pb2.RUN_KIND_VALIDATION: "validation",
     types_pb2.RUN_KIND_FILE_CHECK: "file-check",
+    types_pb2.RUN_KIND_DRILL: "drill",
+    types_pb2.RUN_KIND_STORE_CHECK: "store-check",
 }
 KIND_VALUES = {v: k for k, v in KIND_NAMES.items()}
 OUTCOME_NAMES = {

@@ -238,7 +238,7 @@ def test_every_details_field_has_a_rule() -> None:
     for name, descriptor in details.items():
         assert _fields(descriptor) == set(detail_rules.DETAILS[name]), name
     assert _fields(types_pb2.FirebirdHealth.DESCRIPTOR) == set(detail_rules.FIREBIRD_HEALTH)
-    assert set(ingest.DETAILS_OF_KIND) == set(ingest.KINDS)
+    assert set(ingest.DETAILS_OF_KIND) == set(ingest.ALL_KINDS)
 
 
 def test_convert_hands_every_field_over() -> None:
@@ -285,3 +285,75 @@ def test_an_image_sync_report_with_every_figure_is_taken() -> None:
         run(kind="image-sync", details_kind="image_sync", details=details), NOW
     )
     assert record.details == {"image_sync": details}
+
+
+def drill(outcome: str = "succeeded", trigger: str = "drill", **details: Any) -> ingest.RunInput:
+    body: dict[str, Any] = {
+        "snapshot_id": "ab" * 32,
+        "backup_run_id": "b-1",
+        "checksum_ok": True,
+        "restored": True,
+        "table_counts": {"CUSTOMERS": "12"},
+        "fetch_seconds": 1.5,
+        **details,
+    }
+    return run(kind="drill", outcome=outcome, trigger=trigger, details_kind="drill", details=body)
+
+
+def test_a_drill_is_an_admin_kind_with_its_details_and_consistent_outcome() -> None:
+    record = ingest.drill_record(drill(), NOW)
+    assert record.kind == "drill" and record.details["drill"]["backup_run_id"] == "b-1"
+    assert ingest.drill_record(drill("failed", checksum_ok=False), NOW).outcome == "failed"
+    # agents never report the admin kinds
+    refused(lambda: ingest.run_record(drill(), NOW), "report.kind")
+    refused(lambda: ingest.run_record(run(kind="store-check"), NOW), "report.kind")
+    refused(lambda: ingest.drill_record(backup(), NOW), "report.kind")
+    refused(lambda: ingest.drill_record(run(kind="drill"), NOW), "report.drill")
+    refused(lambda: ingest.drill_record(drill(trigger="schedule"), NOW), "report.trigger")
+    refused(lambda: ingest.drill_record(drill(checksum_ok=False), NOW), "report.outcome")
+    refused(lambda: ingest.drill_record(drill(validation_errors=2), NOW), "report.outcome")
+    refused(lambda: ingest.drill_record(drill(restored=False), NOW), "report.outcome")
+    many = {f"T{i}": "1" for i in range(detail_rules.MAX_TABLES + 1)}
+    refused(lambda: ingest.drill_record(drill(table_counts=many), NOW), "report.drill.table_counts")
+    refused(
+        lambda: ingest.drill_record(drill(backup_run_id="../x"), NOW), "report.drill.backup_run_id"
+    )
+    refused(lambda: ingest.drill_record(drill(host="h\x00"), NOW), "report.drill.host")
+    refused(
+        lambda: ingest.drill_record(drill(fetch_seconds=1e12), NOW), "report.drill.fetch_seconds"
+    )
+    refused(
+        lambda: ingest.drill_record(drill(fetch_seconds="NaN"), NOW), "report.drill.fetch_seconds"
+    )
+    refused(
+        lambda: ingest.drill_record(drill(table_counts={"T": "-5"}), NOW),
+        "report.drill.table_counts['T']",
+    )
+
+
+def test_store_check_details_are_judged() -> None:
+    def check(**details: Any) -> dict[str, Any]:
+        return detail_rules.checked_fields(
+            "report.store_check", details, detail_rules.STORE_CHECK_DETAILS
+        )
+
+    good = {
+        "sample_percent": 12.5,
+        "damaged_chunks": ["0" * 64],
+        "broken_snapshots": ["a" * 64],
+        "broken_backup_runs": ["r-1"],
+        "chunks_checked": "40",
+    }
+    assert check(**good) == good
+    for field, value in (
+        ("sample_percent", 0),
+        ("sample_percent", 100.5),
+        ("sample_percent", "NaN"),
+        ("damaged_chunks", ["../x"]),
+        ("missing_chunks", ["0" * 64] * 101),
+        ("broken_snapshots", [""]),
+        ("broken_backup_runs", ["a b"]),
+    ):
+        with pytest.raises(InvalidArgument) as err:
+            check(**{field: value})
+        assert str(err.value).startswith(f"report.store_check.{field}"), (field, err.value)
