@@ -239,7 +239,7 @@ def _plain(message: Any) -> dict[str, Any]:
         value = getattr(message, f.name)
         if f.message_type is not None and f.message_type.GetOptions().map_entry:
             value = dict(value)
-        elif f.label == f.LABEL_REPEATED:
+        elif f.is_repeated:
             value = list(value)
         out[f.name] = value
     return out

@@ -297,3 +297,128 @@ def test_a_restore_cut_by_the_server_going_away_resumes(
     assert shown["bytes_written"] == len(backup.raw) - state["bytes"]
     assert fbk.read_bytes() == backup.raw
     assert not partial.exists()
+
+
+def _runs(server: ServerHandle, site: str, kind: str) -> list[dict[str, object]]:
+    shown = cli(server, "", "runs", site, "--kind", kind, "--json")
+    assert shown.exit_code == 0, shown.output
+    rows: list[dict[str, object]] = json.loads(shown.stdout)
+    return rows
+
+
+def test_a_restore_into_a_database_is_validated_counted_and_recorded_as_a_drill(
+    server: ServerHandle, backup: Shop, work: Path, fb_password: str, tmp_path: Path
+) -> None:
+    up = _upload(server, tmp_path, backup)
+    database = work / "restored.fdb"
+    result = _restore(
+        server,
+        fb_password,
+        up,
+        "--to",
+        str(work / "shop.fbk"),
+        "--database",
+        str(database),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["database"]["restored"] is True
+    assert shown["database"]["validation_errors"] == 0
+    assert shown["database"]["table_counts"] == backup.counts
+    assert shown["drill_recorded"] is True
+    target = FirebirdTarget("localhost", str(database), "SYSDBA", fb_password)
+    with attach(target) as con:
+        assert count_rows(con, read_schema(con).tables) == backup.counts
+
+    (drill,) = _runs(server, up.site.site, "drill")
+    assert (drill["outcome"], drill["trigger"]) == ("succeeded", "restore")
+    details = drill["details"]
+    assert isinstance(details, dict)
+    assert details["backup_run_id"] == up.info.run_id
+    assert details["snapshot_id"] == up.snap.snapshot_id
+    assert (details["checksum_ok"], details["restored"]) == (True, True)
+    assert details["table_counts"] == backup.counts
+    assert details["backup_bytes"] == len(backup.raw)
+
+    again = _restore(
+        server, fb_password, up, "--to", str(work / "shop.fbk"), "--database", str(database)
+    )
+    assert again.exit_code == 5
+    assert again.stderr == f"error: {work / 'shop.fbk'} exists; --force replaces it\n" or (
+        again.stderr == f"error: {database} exists; --force replaces it\n"
+    )
+    forced = _restore(
+        server,
+        fb_password,
+        up,
+        "--to",
+        str(work / "shop.fbk"),
+        "--database",
+        str(database),
+        "--force",
+    )
+    assert forced.exit_code == 0, forced.output
+    assert "validation clean" in forced.stdout
+    assert "Drill recorded on the server (passed)." in forced.stdout
+    assert len(_runs(server, up.site.site, "drill")) == 2
+
+
+def test_a_failed_restore_into_a_database_is_recorded_as_a_failed_drill(
+    server: ServerHandle, backup: Shop, work: Path, fb_password: str, tmp_path: Path
+) -> None:
+    up = _upload(server, tmp_path, backup)
+    lost = _content_chunk(up, 0.3)
+    _stored(server, lost).unlink()
+    result = _restore(
+        server, fb_password, up, "--to", str(work / "shop.fbk"), "--database", str(work / "x.fdb")
+    )
+    assert result.exit_code == 5
+    assert f"chunk {lost} is missing from the store" in result.stderr
+    assert not (work / "x.fdb").exists()
+    (drill,) = _runs(server, up.site.site, "drill")
+    assert drill["outcome"] == "failed"
+    assert drill["error_class"] == "restore.chunk"
+    details = drill["details"]
+    assert isinstance(details, dict)
+    assert (details["checksum_ok"], details["restored"]) == (False, False)
+
+
+def test_drill_restores_each_site_into_scratch_and_removes_it(
+    server: ServerHandle, backup: Shop, work: Path, fb_password: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    good = _upload(server, tmp_path / "a", backup)
+    bad = _upload(server, tmp_path / "b", backup)
+    _stored(server, _content_chunk(bad, 0.5)).unlink()
+    result = cli(
+        server,
+        fb_password,
+        "drill",
+        good.site.site,
+        "--key",
+        str(good.key_file),
+        "--scratch",
+        str(work),
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 drill: 1 passed, 0 failed." in result.stdout
+    assert list(work.iterdir()) == []
+    failed = cli(
+        server,
+        fb_password,
+        "drill",
+        bad.site.site,
+        "--key",
+        str(bad.key_file),
+        "--scratch",
+        str(work),
+        "--json",
+    )
+    assert failed.exit_code == 2, failed.output
+    (row,) = json.loads(failed.stdout)
+    assert row["ok"] is False and "is missing from the store" in row["error"]
+    assert list(work.iterdir()) == []
+    assert [r["trigger"] for r in _runs(server, good.site.site, "drill")] == ["drill"]
+    assert [r["outcome"] for r in _runs(server, bad.site.site, "drill")] == ["failed"]
