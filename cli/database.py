@@ -161,9 +161,8 @@ def _raise(result: Restore) -> None:
         )
 
 
-def _sites(ctx: typer.Context, site: str | None, every: bool) -> list[str]:
-    if (site is None) == (not every):
-        raise InvalidArgument("give one SITE or --all, not both")
+def _sites(ctx: typer.Context, site: str | None) -> list[str]:
+    """SITE, or every site with a database snapshot in the store."""
     if site is not None:
         return [values.name(site, "site")]
     client = admin(ctx)
@@ -203,13 +202,15 @@ def drill(
     Prints a table of results. Exit 0 when every drill passed, 2 when any failed
     (like `check`); a site whose drill failed is named with the reason.
     """
+    if (site is None) == (not every):
+        raise InvalidArgument("give one SITE or --all (not both)")
     server = _server(fb_host, fb_user, fb_password)
     fleet_key = read_key_file(key)
     scratch = scratch.absolute()
     if not scratch.is_dir():
         raise FailedPrecondition(f"--scratch {scratch} is not a folder")
     results = []
-    for name in _sites(ctx, site, every):
+    for name in _sites(ctx, site):
         stem = scratch / f"{name}-drill-{uuid.uuid4().hex[:8]}"
         to, database = stem.with_suffix(".fbk"), stem.with_suffix(".fdb")
         with progress(not as_json, f"{name}") as start:
