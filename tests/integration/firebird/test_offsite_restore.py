@@ -422,3 +422,58 @@ def test_drill_restores_each_site_into_scratch_and_removes_it(
     assert list(work.iterdir()) == []
     assert [r["trigger"] for r in _runs(server, good.site.site, "drill")] == ["drill"]
     assert [r["outcome"] for r in _runs(server, bad.site.site, "drill")] == ["failed"]
+
+
+def test_an_nbackup_chain_is_written_level_by_level_and_restored_in_order(
+    server: ServerHandle, fb_root: Path, work: Path, fb_password: str, tmp_path: Path
+) -> None:
+    shop = new_target(fb_root, fb_password, f"nbk-{uuid.uuid4().hex[:8]}", accounts=200)
+    env = {**os.environ, "ISC_USER": "SYSDBA", "ISC_PASSWORD": fb_password}
+    levels = []
+    for level in (0, 1):
+        if level:
+            with attach(shop) as con:
+                con.cursor().execute("UPDATE ACCOUNTS SET BALANCE = BALANCE + 1 WHERE ID <= 20")
+                con.commit()
+        out = fb_root / "db" / f"nbk-{uuid.uuid4().hex[:8]}.nbk"
+        subprocess.run(["nbackup", "-B", str(level), shop.dsn, str(out)], env=env, check=True)
+        levels.append((f"shop-l{level}.nbk.zst", out.read_bytes()))
+        out.unlink()
+    with attach(shop) as con:
+        counts = count_rows(con, read_schema(con).tables)
+        balance = con.cursor().execute("SELECT SUM(BALANCE) FROM ACCOUNTS").fetchone()[0]
+
+    name = f"shop-{uuid.uuid4().hex[:8]}"
+    key_file = tmp_path / "fleet.key"
+    assert cli(server, "", "keys", "create", "--out", str(key_file)).exit_code == 0
+    site = new_site(name, read_key_file(key_file))
+    credential = enroll_agent(server, name)
+    snap, info = seal_backup(site, levels, run_id=new_run_id(), method="nbackup")
+    upload_database(server, credential, site, snap, info)
+    report_backup(server, credential, info)
+
+    chain, database = work / "chain", work / "nbk.fdb"
+    result = cli(
+        server,
+        fb_password,
+        "restore",
+        name,
+        "--key",
+        str(key_file),
+        "--to",
+        str(chain),
+        "--database",
+        str(database),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["method"] == "nbackup"
+    assert shown["files"] == [str(chain / "shop-l0.nbk"), str(chain / "shop-l1.nbk")]
+    assert [(chain / n).read_bytes() for n in ("shop-l0.nbk", "shop-l1.nbk")] == [
+        data for _, data in levels
+    ]
+    assert shown["database"]["table_counts"] == counts
+    target = FirebirdTarget("localhost", str(database), "SYSDBA", fb_password)
+    with attach(target) as con:
+        assert con.cursor().execute("SELECT SUM(BALANCE) FROM ACCOUNTS").fetchone()[0] == balance
