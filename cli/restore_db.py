@@ -83,7 +83,7 @@ def restore_and_check(
                 database,
                 server_version=server_version(target),
                 what="the nbackup restore",
-                database_mode=0o666,  # written by the nbackup tool as this user: the server opens it
+                database_mode=0o666,  # the nbackup tool writes it as this user: the server opens it
             )
         check.restored = True
         findings = validate_copy(target, database)
