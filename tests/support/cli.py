@@ -250,7 +250,7 @@ class FakeStoreClient(FakeAdminClient):
         return [self._summary(s) for s in self.snapshots[:limit]]
 
     def get_snapshot(
-        self, site: str, snapshot_id: str = "", kind: str | None = None
+        self, site: str, snapshot_id: str = "", kind: str | None = None, backup_run_id: str = ""
     ) -> SealedSnapshotRecord:
         self._seen("get_snapshot", site, snapshot_id, kind)
         for snap in self.snapshots:
