@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from benchlib import machine, table, write_json  # noqa: E402
 from storesafe.v1 import agent_pb2, agent_pb2_grpc  # noqa: E402
+from vault_throughput import gbak, password  # noqa: E402
 
 from common.firebird.connection import FirebirdTarget  # noqa: E402
 from common.vault.backupset import BackupInfo, StreamInfo, stream_entries  # noqa: E402
@@ -60,17 +61,7 @@ from tests.support.sealed import new_site  # noqa: E402
 from tests.support.server import ServerHandle, enroll_agent, start_server  # noqa: E402
 
 CACHE = Path("/var/tmp/storesafe-restore-bench")
-PASSWORD_FILE = Path("/etc/firebird/3.0/SYSDBA.password")
 BIN = Path(sys.executable).parent
-
-
-def password() -> str:
-    if os.environ.get("STORESAFE_FB_PASSWORD"):
-        return os.environ["STORESAFE_FB_PASSWORD"]
-    for line in PASSWORD_FILE.read_text().splitlines():
-        if line.startswith("ISC_PASSWORD="):
-            return line.split("=", 1)[1].strip().strip('"')
-    raise SystemExit(f"no password in {PASSWORD_FILE}; set STORESAFE_FB_PASSWORD")
 
 
 def make_backup(filler_mb: int, pw: str) -> Path:
@@ -88,22 +79,7 @@ def make_backup(filler_mb: int, pw: str) -> Path:
     create_shop(
         FirebirdTarget("localhost", str(database), "SYSDBA", pw), accounts=1000, filler_mb=filler_mb
     )
-    subprocess.run(
-        [
-            "gbak",
-            "-b",
-            "-g",
-            "-se",
-            "localhost:service_mgr",
-            str(database),
-            str(fbk),
-            "-user",
-            "SYSDBA",
-            "-pas",
-            pw,
-        ],
-        check=True,
-    )
+    gbak(database, fbk, pw)
     database.unlink(missing_ok=True)
     return fbk
 
