@@ -477,3 +477,32 @@ def test_an_nbackup_chain_is_written_level_by_level_and_restored_in_order(
     target = FirebirdTarget("localhost", str(database), "SYSDBA", fb_password)
     with attach(target) as con:
         assert con.cursor().execute("SELECT SUM(BALANCE) FROM ACCOUNTS").fetchone()[0] == balance
+
+
+def test_drill_all_covers_every_site_with_a_copy_and_names_each_failure(
+    server: ServerHandle, backup: Shop, work: Path, fb_password: str, tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    other = _upload(server, tmp_path / "other", backup)  # sealed to another fleet key
+    up = _upload(server, tmp_path, backup)
+    without_copy = f"shop-{uuid.uuid4().hex[:8]}"
+    enroll_agent(server, without_copy)
+    result = cli(
+        server,
+        fb_password,
+        "drill",
+        "--all",
+        "--key",
+        str(up.key_file),
+        "--scratch",
+        str(work),
+        "--json",
+    )
+    rows = {row["site"]: row for row in json.loads(result.stdout)}
+    assert rows[up.site.site]["ok"] is True
+    assert without_copy not in rows
+    others = [row for name, row in rows.items() if name != up.site.site]
+    assert other.site.site in rows  # with the sites of the tests before, other fleet keys
+    assert all(row["ok"] is False and "is not the fleet key" in row["error"] for row in others)
+    assert result.exit_code == 2
+    assert list(work.iterdir()) == []
