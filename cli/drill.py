@@ -17,7 +17,15 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from cli.backup_fetch import BackupSource, Fetched, Plan, check_targets, fetch, open_plan
+from cli.backup_fetch import (
+    BackupSource,
+    Fetched,
+    Plan,
+    TargetExists,
+    check_targets,
+    fetch,
+    open_plan,
+)
 from cli.models import DrillReport
 from cli.progress import Start
 from cli.restore_db import DatabaseCheck, Server, restore_and_check
@@ -39,6 +47,7 @@ class Restore:
     site: str
     to: Path
     started_at: dt.datetime
+    target_database: Path | None = None  # asked for: then the restore is a drill
     finished_at: dt.datetime | None = None
     run_id: str = ""
     plan: Plan | None = None
@@ -75,7 +84,7 @@ def restore_site(
 ) -> Restore:
     """Restore `site`'s newest backup (or backup run `run_id`) to `to`, and into
     `database` when given (then the drill is recorded); never raises a StoreSafeError."""
-    result = Restore(site, to, clock.now(), run_id=run_id)
+    result = Restore(site, to, clock.now(), database, run_id=run_id)
     try:
         result.plan = open_plan(source, site, key, to, run_id=run_id)
         result.run_id = result.plan.info.run_id
@@ -87,6 +96,10 @@ def restore_site(
                 server, result.plan.method, paths, database, force=force
             )
             result.error = result.database.error
+    except TargetExists as err:  # refused before anything was tried: not a drill
+        result.error = err
+        result.finished_at = clock.now()
+        return result
     except StoreSafeError as err:
         result.error = err
     result.finished_at = clock.now()

@@ -53,7 +53,7 @@ def restore_json(r: Restore) -> dict[str, Any]:
             "rows": sum(db.table_counts.values()),
             "seconds": db.seconds,
         },
-        "drill_recorded": r.recorded if db is not None or r.record_error else None,
+        "drill_recorded": r.recorded if r.target_database is not None else None,
         "record_error": r.record_error.message if r.record_error else None,
     }
 
@@ -92,7 +92,7 @@ def restore_lines(r: Restore) -> list[str]:
             f"Database {db.database}: restored, {verdict}, {plural(tables, 'table')}, "
             f"{plural(rows, 'row')}, in {seconds_text(db.seconds)}."
         )
-    if db is not None and r.recorded:
+    if r.recorded:
         outcome = "passed" if r.error is None else "failed"
         lines.append(f"Drill recorded on the server ({outcome}).")
     return lines

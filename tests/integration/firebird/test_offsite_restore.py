@@ -251,6 +251,9 @@ def test_a_path_that_exists_is_refused_without_force(
     assert database.read_bytes() == b"keep me too"
     assert not (work / "new.fbk").exists()
 
+    refused = _restore(server, fb_password, up, "--to", str(fbk), "--database", str(work / "n.fdb"))
+    assert (refused.exit_code, refused.stderr) == (5, f"error: {fbk} exists; --force replaces it\n")
+    assert _runs(server, up.site.site, "drill") == []  # refused before anything: not a drill
     forced = _restore(server, fb_password, up, "--to", str(fbk), "--force")
     assert forced.exit_code == 0, forced.output
     assert fbk.read_bytes() == backup.raw
@@ -375,6 +378,7 @@ def test_a_failed_restore_into_a_database_is_recorded_as_a_failed_drill(
     )
     assert result.exit_code == 5
     assert f"chunk {lost} is missing from the store" in result.stderr
+    assert "Drill recorded on the server (failed)." in result.stdout
     assert not (work / "x.fdb").exists()
     (drill,) = _runs(server, up.site.site, "drill")
     assert drill["outcome"] == "failed"
