@@ -227,7 +227,9 @@ def check_targets(plan: Plan, to: Path, *, force: bool) -> None:
             raise TargetExists(f"{f.path} exists; --force replaces it")
 
 
-def fetch(source: BackupSource, plan: Plan, start: Start = lambda total: lambda n: None) -> Fetched:
+def fetch(
+    source: BackupSource, plan: Plan, start: Start = lambda total, name=None: lambda n: None
+) -> Fetched:
     """Write every stream of `plan` to its file, checked; resume what a cut run left."""
     began = time.monotonic()
     if plan.method != "gbak":

@@ -79,7 +79,7 @@ def restore_site(
     database: Path | None = None,
     server: Server | None = None,
     force: bool = False,
-    start: Start = lambda total: lambda n: None,
+    start: Start = lambda total, name=None: lambda n: None,
     trigger: str = "restore",
 ) -> Restore:
     """Restore `site`'s newest backup (or backup run `run_id`) to `to`, and into
@@ -91,10 +91,12 @@ def restore_site(
         check_targets(result.plan, to, force=force)
         result.fetched = fetch(source, result.plan, start)
         if database is not None and server is not None:
+            done = start(1, "restoring into the database, validating")
             paths = result.fetched.paths
             result.database = restore_and_check(
                 server, result.plan.method, paths, database, force=force
             )
+            done(1)
             result.error = result.database.error
     except TargetExists as err:  # refused before anything was tried: not a drill
         result.error = err
