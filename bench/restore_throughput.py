@@ -29,6 +29,7 @@ import cProfile
 import datetime as dt
 import hashlib
 import io
+import json
 import os
 import pstats
 import shutil
@@ -241,6 +242,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each")
     parser.add_argument("--quick", action="store_true", help="a ~20 MB backup, 2 runs each")
     parser.add_argument("--profile", action="store_true", help="cProfile one restore")
+    parser.add_argument(
+        "--reuse", action="store_true", help="the server and store the last run uploaded"
+    )
     args = parser.parse_args()
     if args.quick:
         args.filler_mb, args.repeat = 20, 2
@@ -248,13 +252,36 @@ def main() -> None:
     mb = fbk.stat().st_size / 1e6
     print(f"backup: {fbk} ({mb:.0f} MB)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="restore-bench-", dir="/var/tmp"))
-    server = start_server(work / "server")
+    kept = CACHE / f"server-{args.filler_mb}mb"
+    if args.reuse and (kept / "bench.json").exists():
+        saved = json.loads((kept / "bench.json").read_text())
+        server = ServerHandle(
+            Path(saved["data_dir"]), saved["address"], Path(saved["ca_path"]), saved["admin_token"]
+        )
+        server.start()
+        facts = json.loads((kept / "facts.json").read_text())
+        print("reusing the uploaded store in", kept, flush=True)
+    else:
+        shutil.rmtree(kept, ignore_errors=True)
+        server = start_server(kept)
+        facts = {}
     try:
-        fleet = FleetPrivateKey.generate()
-        key = work / "fleet.key"
-        write_key_file(key, fleet, dt.datetime.now(dt.UTC))
-        name = "bench-shop"
-        facts = upload(server, name, fbk, fleet)
+        key, name = kept / "fleet.key", "bench-shop"
+        if not facts:
+            fleet = FleetPrivateKey.generate()
+            write_key_file(key, fleet, dt.datetime.now(dt.UTC))
+            facts = upload(server, name, fbk, fleet)
+            (kept / "facts.json").write_text(json.dumps(facts))
+            (kept / "bench.json").write_text(
+                json.dumps(
+                    {
+                        "data_dir": str(server.data_dir),
+                        "address": server.address,
+                        "ca_path": str(server.ca_path),
+                        "admin_token": server.admin_token,
+                    }
+                )
+            )
         print(
             f"uploaded {facts['chunks']} chunks ({facts['distinct']} distinct) in "
             f"{facts['upload_s']:.1f} s",
