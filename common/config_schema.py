@@ -458,6 +458,15 @@ KEYS: dict[str, Key] = {
             minimum=0.1,
             maximum=24 * 366,
         ),
+        Key(
+            "status.offsite_lag_hours",
+            "float",
+            30.0,
+            "Warning when the off-site copy lags the last good backup by more than this "
+            "(once upload.enabled is on).",
+            minimum=0.1,
+            maximum=24 * 366,
+        ),
         *ALERT_KEYS,
     )
 }

@@ -43,6 +43,7 @@ from server.services.push import RECONNECTS_PER_SECOND, ConfigHub
 from server.services.revocation import Revocations
 from server.services.secretbox import SecretBox
 from server.services.snapshots import SnapshotQueries
+from server.services.storecheck import StoreChecks
 from server.state.config_state import SqlConfigState
 from server.state.sql import SqlFleetState
 from server.state.store_state import SqlStoreState
@@ -181,6 +182,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
             alerts=alerts.queries,
             snapshots=SnapshotQueries(store_state, store),
             drills=Drills(state, clock),
+            store_checks=StoreChecks(state, store_state, store, clock),
         ),
         server,
     )

@@ -20,6 +20,10 @@ def _ts(*, nullable: bool = True, index: bool = False) -> object:
     )
 
 
+def _big() -> object:
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
 class Site(SQLModel, table=True):
     """One shop: its identity and the latest facts the status function reads."""
 
@@ -70,6 +74,28 @@ class Site(SQLModel, table=True):
     # The newest good backup run whose file the agent found damaged (its finish time).
     damaged_backup_at: dt.datetime | None = _ts()  # type: ignore[assignment]
     damaged_backup_file: str = ""
+    # The newest database copy in the off-site store (its snapshot's created_at), the
+    # backup run it copies and that run's finish time (None until the run is known), and
+    # the sealed bytes the upload runs of that backup sent vs its compressed file size.
+    last_offsite_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_offsite_backup_run_id: str = Field(default="", max_length=64)
+    last_offsite_backup_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_offsite_bytes_sent: int = _big()  # type: ignore[assignment]
+    last_offsite_backup_size: int = _big()  # type: ignore[assignment]
+    # Restore drills (runs of kind drill): the newest, its outcome, the newest that passed.
+    last_drill_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    last_drill_outcome: str = Field(default="", max_length=16)
+    last_drill_ok_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    # The newest store check and the damage known since (store_damage rows): how many
+    # chunks, and the backup runs and snapshots they break (a short text for status).
+    last_store_check_at: dt.datetime | None = _ts()  # type: ignore[assignment]
+    store_damaged_chunks: int = _big()  # type: ignore[assignment]
+    store_damage_summary: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="", server_default="")
+    )
+    # Where the next sampled store check starts on the circle of chunk ids (16 hex digits,
+    # "" before the first: domain/storecheck.py).
+    store_check_cursor: str = Field(default="", max_length=16)
     # Bumped by every insert and update (SQLAlchemy default/onupdate): the fleet
     # view's cache refreshes only the rows changed since it last looked.
     updated_at: dt.datetime | None = Field(
@@ -141,6 +167,7 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         Index("ix_runs_site_finished", "site_id", "finished_at"),
         Index("ix_runs_site_backup_file", "site_id", "backup_file"),
+        Index("ix_runs_site_backup_run", "site_id", "backup_run_id"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -159,6 +186,8 @@ class Run(SQLModel, table=True):
     # missing ("" for runs without a file).
     backup_file: str = Field(default="", max_length=200)
     file_state: str = Field(default="", max_length=16)
+    # The backup run an upload or a drill run is about ("" for other kinds).
+    backup_run_id: str = Field(default="", max_length=64)
 
 
 class AuditEntry(SQLModel, table=True):
@@ -267,10 +296,6 @@ class AlertDigest(SQLModel, table=True):
     sites: int = 0
 
 
-def _big() -> object:
-    return Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-
-
 class SiteKey(SQLModel, table=True):
     """A site's data key sealed to the fleet recovery key (create-only; never changed)."""
 
@@ -313,3 +338,15 @@ class StoreSnapshot(SQLModel, table=True):
     chunks: int = _big()  # type: ignore[assignment]
     stored_bytes: int = _big()  # type: ignore[assignment]
     record_sha256: str = Field(max_length=64)
+
+
+class StoreDamage(SQLModel, table=True):
+    """A chunk of a site that a store check found damaged (its bytes do not match the
+    index's sha256) or missing; removed when a later check reads it fine."""
+
+    __tablename__ = "store_damage"
+
+    site_id: int = Field(primary_key=True, foreign_key="sites.id")
+    chunk_id: str = Field(primary_key=True, max_length=64)
+    state: str = Field(max_length=16)  # damaged | missing
+    found_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]

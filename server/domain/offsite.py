@@ -28,6 +28,7 @@ KINDS = ("images", "database")
 
 _ID = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
+_RUN_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,13 @@ def check_id(text: str, what: str = "chunk id") -> str:
     """`text` when it is a keyed id (64 lowercase hex digits), else InvalidArgument."""
     if not _ID.fullmatch(text):
         raise InvalidArgument(f"{quote(text, 80)} is not a {what} (64 lowercase hex digits)")
+    return text
+
+
+def check_run_id(text: str) -> str:
+    """A run id (a backup run a database snapshot copies): 1-64 letters, digits and '-'."""
+    if not _RUN_ID.fullmatch(text):
+        raise InvalidArgument(f"{quote(text)} is not a run id (1-64 letters, digits and '-')")
     return text
 
 

@@ -135,6 +135,17 @@ class SiteRow:
     damaged_backup_at: dt.datetime | None = None
     damaged_backup_file: str = ""
     last_image_sync_warning: str = ""
+    last_offsite_at: dt.datetime | None = None
+    last_offsite_backup_run_id: str = ""
+    last_offsite_backup_at: dt.datetime | None = None
+    last_offsite_bytes_sent: int = 0
+    last_offsite_backup_size: int = 0
+    last_drill_at: dt.datetime | None = None
+    last_drill_outcome: str = ""
+    last_drill_ok_at: dt.datetime | None = None
+    last_store_check_at: dt.datetime | None = None
+    store_damaged_chunks: int = 0
+    store_damage_summary: str = ""
 
     @property
     def health(self) -> Health | None:

@@ -36,6 +36,9 @@ class StatusPolicy:
     image_sync_stale_after_hours: float = 26.0
     # images.dir is set for the site: only then do image-sync runs make problems
     image_sync_configured: bool = False
+    # upload.enabled is on for the site: only then is a missing or late off-site copy a problem
+    upload_enabled: bool = False
+    offsite_lag_hours: float = 30.0
     disk_free_min_fraction: float = 0.10
     clock_skew_max_seconds: float = 300.0
     oit_gap_max: int = 50_000
@@ -109,6 +112,13 @@ class SiteFacts:
     # the newest good backup run whose file the agent found damaged, and that file
     damaged_backup_at: dt.datetime | None = None
     damaged_backup_file: str = ""
+    # the newest off-site copy (snapshot time) and the finish time of the backup it copies
+    # (None while that backup's report has not arrived)
+    last_offsite_at: dt.datetime | None = None
+    last_offsite_backup_at: dt.datetime | None = None
+    # damaged or missing chunks the store checks know of, and what they break
+    store_damaged_chunks: int = 0
+    store_damage_summary: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +143,8 @@ def compute_status(facts: SiteFacts, policy: StatusPolicy, now: dt.datetime) -> 
     _warnings(facts, policy, now, found[Status.WARNING])
     _figures_changed(facts, found[Status.WARNING])
     _damaged_backup(facts, found[Status.WARNING])
+    _offsite(facts, policy, found[Status.WARNING])
+    _store_damage(facts, found[Status.WARNING])
     status = next((s for s in PRECEDENCE if found[s]), Status.OK)
     problems = tuple(p for s in PRECEDENCE for p in found[s])
     return SiteStatus(status, problems)
@@ -239,6 +251,34 @@ def _damaged_backup(facts: SiteFacts, out: list[str]) -> None:
         out.append(
             f"newest good backup {facts.damaged_backup_file} is damaged (no longer matches "
             "its checksum or no longer restores); take a new backup"
+        )
+
+
+def _offsite(facts: SiteFacts, policy: StatusPolicy, out: list[str]) -> None:
+    """With uploads on, a good backup must leave the shop, and the off-site copy must not
+    lag the last good backup by more than the limit."""
+    good = facts.last_good_backup_at
+    if not policy.upload_enabled or good is None:
+        return
+    if facts.last_offsite_at is None:
+        out.append("no backup has left the shop yet (upload.enabled is on)")
+        return
+    copied = facts.last_offsite_backup_at or facts.last_offsite_at
+    behind = good - copied
+    if behind > dt.timedelta(hours=policy.offsite_lag_hours):
+        out.append(
+            f"off-site copy is {_ago(behind)} behind the last good backup "
+            f"(limit {policy.offsite_lag_hours:g} h)"
+        )
+
+
+def _store_damage(facts: SiteFacts, out: list[str]) -> None:
+    """A store check found chunks of the site damaged or missing; it stays a problem until
+    a later check reads them fine."""
+    if facts.store_damaged_chunks > 0:
+        what = f"; {facts.store_damage_summary}" if facts.store_damage_summary else ""
+        out.append(
+            f"off-site store: {facts.store_damaged_chunks} chunk(s) damaged or missing{what}"
         )
 
 

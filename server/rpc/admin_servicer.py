@@ -25,6 +25,7 @@ from server.services.drills import Drills
 from server.services.enrollment import Enrollment
 from server.services.fleet import FleetQueries
 from server.services.snapshots import SnapshotQueries
+from server.services.storecheck import StoreChecks
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -42,7 +43,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         alerts: AlertQueries | None = None,
         snapshots: SnapshotQueries | None = None,
         drills: Drills | None = None,
+        store_checks: StoreChecks | None = None,
     ) -> None:
+        self._store_checks = store_checks
         self._drills = drills
         self._snapshot_queries = snapshots
         self._admin_tokens = admin_tokens
@@ -221,7 +224,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.GetSnapshotResponse:
         await self._auth.admin(bearer(context))
         found = await self._snapshots().get_snapshot(
-            request.site, snapshot_id=request.snapshot_id, kind=offsite.kind_name(request.kind)
+            request.site,
+            snapshot_id=request.snapshot_id,
+            kind=offsite.kind_name(request.kind),
+            backup_run_id=request.backup_run_id,
         )
         return admin_pb2.GetSnapshotResponse(
             snapshot=offsite.snapshot_summary(found.snapshot), record=found.record
@@ -258,9 +264,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def VerifyStore(
         self, request: admin_pb2.VerifyStoreRequest, context: Ctx
     ) -> AsyncIterator[admin_pb2.VerifyStoreUpdate]:
-        await self._auth.admin(bearer(context))
-        raise FailedPrecondition("this server cannot verify its store yet (issue 14)")
-        yield  # pragma: no cover - makes this an async generator
+        admin = await self._auth.admin(bearer(context))
+        if self._store_checks is None:
+            raise FailedPrecondition("the off-site store is not running on this server")
+        updates = await self._store_checks.verify(admin, request.site, request.sample_percent)
+        async for update in updates:
+            yield offsite.verify_update(update)
 
     def _snapshots(self) -> SnapshotQueries:
         if self._snapshot_queries is None:

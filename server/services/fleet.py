@@ -73,6 +73,10 @@ def facts_of(row: SiteRow, desired_revision: int = 0) -> SiteFacts:
         figures_change=row.figures_change,
         damaged_backup_at=row.damaged_backup_at,
         damaged_backup_file=row.damaged_backup_file,
+        last_offsite_at=row.last_offsite_at,
+        last_offsite_backup_at=row.last_offsite_backup_at,
+        store_damaged_chunks=row.store_damaged_chunks,
+        store_damage_summary=row.store_damage_summary,
     )
 
 
@@ -90,7 +94,7 @@ class FleetQueries:
         self._revocations = revocations
         self._hub = hub
         self._policy = policy or StatusPolicy()
-        self._policies: dict[tuple[float, float, float, bool], StatusPolicy] = {}
+        self._policies: dict[tuple[float, float, float, bool, bool, float], StatusPolicy] = {}
         self._cache = SiteCache(state, self)
 
     def now(self) -> dt.datetime:
@@ -105,6 +109,7 @@ class FleetQueries:
         stale = snap.lookup(row.name, row.group, "status.stale_after_hours")
         offline = snap.lookup(row.name, row.group, "status.offline_after_minutes")
         images_stale = snap.lookup(row.name, row.group, "status.image_sync_stale_hours")
+        lag = snap.lookup(row.name, row.group, "status.offsite_lag_hours")
         key = (
             self._policy.stale_after_hours if stale is None else float(stale),
             self._policy.offline_after_minutes if offline is None else float(offline),
@@ -112,6 +117,8 @@ class FleetQueries:
             if images_stale is None
             else float(images_stale),
             bool(snap.lookup(row.name, row.group, "images.dir")),
+            snap.lookup(row.name, row.group, "upload.enabled") is True,
+            self._policy.offsite_lag_hours if lag is None else float(lag),
         )
         policy = self._policies.get(key)
         if policy is None:
@@ -121,6 +128,8 @@ class FleetQueries:
                 offline_after_minutes=key[1],
                 image_sync_stale_after_hours=key[2],
                 image_sync_configured=key[3],
+                upload_enabled=key[4],
+                offsite_lag_hours=key[5],
             )
             self._policies[key] = policy
         return policy

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
-from common.errors import NotFound
+from common.errors import InvalidArgument, NotFound
 from common.names import check_name
 from server.domain import offsite as rules
 from server.domain.offsite import SiteKeyRecord, SnapshotRecord
@@ -37,10 +37,23 @@ class SnapshotQueries:
         limit = min(limit or rules.SNAPSHOT_LIST_DEFAULT, rules.SNAPSHOT_LIST_MAX)
         return await self._state.list_snapshots(site, kind=kind, limit=limit)
 
-    async def get_snapshot(self, site: str, *, snapshot_id: str, kind: str) -> SnapshotWithRecord:
-        """One snapshot with its sealed record; without an id, the newest of `kind`."""
+    async def get_snapshot(
+        self, site: str, *, snapshot_id: str, kind: str, backup_run_id: str = ""
+    ) -> SnapshotWithRecord:
+        """One snapshot with its sealed record; without an id, the newest of `kind`, or
+        with `backup_run_id` the newest database snapshot copying that backup run."""
         site = check_name(site)
-        if snapshot_id:
+        if backup_run_id:
+            if snapshot_id:
+                raise InvalidArgument("give a snapshot id or a backup run id, not both")
+            if kind and rules.check_kind(kind) != "database":
+                raise InvalidArgument("a backup run is copied by database snapshots only")
+            run_id = rules.check_run_id(backup_run_id)
+            found = await self._state.copy_of_backup(site, run_id)
+            if found is None:
+                raise NotFound(f"site {site} has no off-site copy of backup run {run_id}")
+            snap = found
+        elif snapshot_id:
             snap = await self._state.find_snapshot(site, rules.check_id(snapshot_id, "snapshot id"))
         else:
             if kind:

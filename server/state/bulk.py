@@ -179,6 +179,7 @@ RUN_COLUMNS = (
     "details_json",
     "backup_file",
     "file_state",
+    "backup_run_id",
 )
 _COLS = ", ".join(_q(c) for c in RUN_COLUMNS)
 _PG_INSERT_RUNS = (

@@ -22,7 +22,7 @@ from common.errors import PermissionDenied
 from server.deferred import Deferred, resolve
 from server.domain import backups
 from server.domain.records import CheckInFacts, RunRecord
-from server.state import bulk, figures_state
+from server.state import bulk, figures_state, offsite_facts
 from server.state.tables import RUNS, SITES
 
 
@@ -41,6 +41,17 @@ def _summary_steps(site_id: int, run: RunRecord) -> list[tuple[Any, dict[str, An
     # SET comes from the column-named keys, WHERE from the b_ ones
     values.update(b_site_id=site_id, b_finished=run.finished_at)
     steps: list[tuple[Any, dict[str, Any]]] = [(_ADVANCE[col], values)]
+    if backups.passed_drill(run):
+        steps.append(
+            (
+                _ADVANCE_DRILL_OK,
+                {
+                    "last_drill_ok_at": run.finished_at,
+                    "b_site_id": site_id,
+                    "b_finished": run.finished_at,
+                },
+            )
+        )
     if backups.good_backup(run):
         steps.append(
             (
@@ -72,10 +83,15 @@ _ADVANCE_GOOD = update(SITES).where(
     _SITE_BY_ID,
     SITES.c.last_good_backup_at.is_(None) | (SITES.c.last_good_backup_at < bindparam("b_finished")),
 )
+_ADVANCE_DRILL_OK = update(SITES).where(
+    _SITE_BY_ID,
+    SITES.c.last_drill_ok_at.is_(None) | (SITES.c.last_drill_ok_at < bindparam("b_finished")),
+)
 # The same conditions for bulk.update_sites.
 _BULK_ADVANCE: dict[Any, bulk.Advance] = {
     **{stmt: (col, "<=") for col, stmt in _ADVANCE.items()},
     _ADVANCE_GOOD: ("last_good_backup_at", "<"),
+    _ADVANCE_DRILL_OK: ("last_drill_ok_at", "<"),
 }
 _RUN_INSERT_IGNORE = {
     "sqlite": sqlite.insert(RUNS).on_conflict_do_nothing(),
@@ -195,6 +211,7 @@ class Report:
             "received_at": self.now,
             "details_json": bulk.json_text(run.details),
             **backups.file_columns(run),
+            "backup_run_id": backups.backup_run_of(run),
         }
 
     def __call__(self, conn: Connection) -> bool:
@@ -204,6 +221,7 @@ class Report:
             _advance_summary(conn, self.site_id, self.run)
             figures_state.check_report(conn, self.site_id, self.run)
             _apply_file_changes(conn, self.site_id, self.run)
+            offsite_facts.after_report(conn, self.site_id, self.run)
             return False
         owner = conn.execute(_RUN_OWNER, {"b_id": self.run.id}).scalar()
         if owner != self.site_id:
@@ -243,6 +261,7 @@ class Report:
             figures_state.check_reports(conn, [(op.site_id, op.run) for op in fresh])
             for op in fresh:  # file changes are rare (retention, re-checks): one by one
                 _apply_file_changes(conn, op.site_id, op.run)
+                offsite_facts.after_report(conn, op.site_id, op.run)
         return replay
 
 

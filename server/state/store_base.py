@@ -52,8 +52,46 @@ class StoreState(abc.ABC):
         """The named snapshot of the site; NotFound when there is none."""
 
     @abc.abstractmethod
+    async def copy_of_backup(self, site: str, backup_run_id: str) -> SnapshotRecord | None:
+        """The site's newest database snapshot copying that backup run, or None."""
+
+    @abc.abstractmethod
     async def list_snapshots(self, site: str, *, kind: str, limit: int) -> list[SnapshotRecord]:
         """The site's snapshots of `kind` ("" for all), newest (created_at) first."""
+
+    # -- store checks (their findings are the one kind of row that is replaced) --
+
+    @abc.abstractmethod
+    async def sites_with_chunks(self) -> list[tuple[int, str]]:
+        """(id, name) of every site that has stored chunks, by name."""
+
+    @abc.abstractmethod
+    async def count_chunks(self, site_id: int, ranges: Sequence[tuple[str, str | None]]) -> int:
+        """How many of the site's chunks have ids in the [low, high) ranges (high None:
+        no upper bound)."""
+
+    @abc.abstractmethod
+    async def chunk_page(
+        self, site_id: int, low: str, high: str | None, after: str, limit: int
+    ) -> list[ChunkRecord]:
+        """Up to `limit` of the site's chunks with ids in [low, high) and above `after`,
+        in id order."""
+
+    @abc.abstractmethod
+    async def all_snapshots(self, site_id: int) -> list[SnapshotRecord]:
+        """Every committed snapshot of the site."""
+
+    @abc.abstractmethod
+    async def check_state(self, site_id: int) -> tuple[str, dict[str, str]]:
+        """The site's store-check cursor ("" before the first check) and the chunks the
+        checks know damaged or missing ({chunk id: state})."""
+
+    @abc.abstractmethod
+    async def record_check(
+        self, site_id: int, *, damage: dict[str, str], summary: str, cursor: str, now: dt.datetime
+    ) -> None:
+        """Replace what the checks know of the site's damage with `damage` and move its
+        cursor; the site's row shows the count and `summary` (its status reads them)."""
 
     @abc.abstractmethod
     async def site_id(self, site: str) -> int:

@@ -12,15 +12,16 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.clock import utc
 from common.errors import NotFound
 from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
+from server.state import offsite_facts
 from server.state.sites import insert_ignore, site_id_of
 from server.state.store_base import StoreState
-from server.state.tables import CHUNKS, SITE_KEYS, SNAPSHOTS
+from server.state.tables import CHUNKS, DAMAGE, SITE_KEYS, SITES, SNAPSHOTS
 
 T = TypeVar("T")
 _IN_BATCH = 500  # ids per IN (...) query
@@ -46,15 +47,27 @@ class SqlStoreState(StoreState):
 
         return await asyncio.to_thread(run)
 
-    async def _insert(self, table: Any, values: dict[str, Any]) -> bool:
+    async def _insert(
+        self,
+        table: Any,
+        values: dict[str, Any],
+        *,
+        after: Callable[[Connection, int], None] | None = None,
+    ) -> bool:
+        """Insert the row unless its key is stored; `after(conn, site_id)` runs in the same
+        transaction when it was inserted."""
+
         def fn(conn: Connection) -> bool:
             try:
                 stmt = insert_ignore(conn, table).values(**values).returning(table.c.site_id)
                 # RETURNING, not rowcount: through SQLAlchemy on PostgreSQL the rowcount
                 # of a conflicting insert here was not 0 (test_store_state caught it)
-                return conn.execute(stmt).first() is not None
+                inserted = conn.execute(stmt).first() is not None
             except IntegrityError:  # the site row is gone: a foreign key refused it
                 raise NotFound("the site of this agent no longer exists") from None
+            if inserted and after is not None:
+                after(conn, values["site_id"])
+            return inserted
 
         return await self._write(fn)
 
@@ -138,6 +151,8 @@ class SqlStoreState(StoreState):
         return await self._read(fn)
 
     async def add_snapshot(self, site_id: int, snap: SnapshotRecord) -> bool:
+        # a database copy moves the site's last off-site copy, in the same transaction
+        after = _refresh_offsite if snap.kind == "database" else None
         return await self._insert(
             SNAPSHOTS,
             {
@@ -154,6 +169,7 @@ class SqlStoreState(StoreState):
                 "stored_bytes": snap.stored_bytes,
                 "record_sha256": snap.record_sha256,
             },
+            after=after,
         )
 
     async def find_snapshot(self, site: str, snapshot_id: str) -> SnapshotRecord:
@@ -170,6 +186,108 @@ class SqlStoreState(StoreState):
 
         return await self._read(fn)
 
+    async def copy_of_backup(self, site: str, backup_run_id: str) -> SnapshotRecord | None:
+        def fn(conn: Connection) -> SnapshotRecord | None:
+            site_id = site_id_of(conn, site)
+            row = conn.execute(
+                select(SNAPSHOTS)
+                .where(
+                    SNAPSHOTS.c.site_id == site_id,
+                    SNAPSHOTS.c.kind == "database",
+                    SNAPSHOTS.c.backup_run_id == backup_run_id,
+                )
+                .order_by(SNAPSHOTS.c.created_at.desc(), SNAPSHOTS.c.committed_at.desc())
+                .limit(1)
+            ).first()
+            return None if row is None else _snapshot(row)
+
+        return await self._read(fn)
+
+    async def sites_with_chunks(self) -> list[tuple[int, str]]:
+        def fn(conn: Connection) -> list[tuple[int, str]]:
+            having = select(CHUNKS.c.site_id).where(CHUNKS.c.site_id == SITES.c.id).exists()
+            rows = conn.execute(
+                select(SITES.c.id, SITES.c.name).where(having).order_by(SITES.c.name)
+            )
+            return [(int(r.id), str(r.name)) for r in rows]
+
+        return await self._read(fn)
+
+    async def count_chunks(self, site_id: int, ranges: Sequence[tuple[str, str | None]]) -> int:
+        def fn(conn: Connection) -> int:
+            total = 0
+            for low, high in ranges:
+                query = (
+                    select(func.count()).select_from(CHUNKS).where(*_in_range(site_id, low, high))
+                )
+                total += int(conn.execute(query).scalar_one())
+            return total
+
+        return await self._read(fn)
+
+    async def chunk_page(
+        self, site_id: int, low: str, high: str | None, after: str, limit: int
+    ) -> list[ChunkRecord]:
+        def fn(conn: Connection) -> list[ChunkRecord]:
+            query = (
+                select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256)
+                .where(*_in_range(site_id, max(low, after), high))
+                .order_by(CHUNKS.c.chunk_id)
+                .limit(limit)
+            )
+            if after:
+                query = query.where(CHUNKS.c.chunk_id > after)
+            return [ChunkRecord(r.chunk_id, int(r.size), r.sha256) for r in conn.execute(query)]
+
+        return await self._read(fn)
+
+    async def all_snapshots(self, site_id: int) -> list[SnapshotRecord]:
+        def fn(conn: Connection) -> list[SnapshotRecord]:
+            rows = conn.execute(select(SNAPSHOTS).where(SNAPSHOTS.c.site_id == site_id))
+            return [_snapshot(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def check_state(self, site_id: int) -> tuple[str, dict[str, str]]:
+        def fn(conn: Connection) -> tuple[str, dict[str, str]]:
+            cursor = conn.execute(
+                select(SITES.c.store_check_cursor).where(SITES.c.id == site_id)
+            ).scalar()
+            rows = conn.execute(
+                select(DAMAGE.c.chunk_id, DAMAGE.c.state).where(DAMAGE.c.site_id == site_id)
+            )
+            return str(cursor or ""), {r.chunk_id: r.state for r in rows}
+
+        return await self._read(fn)
+
+    async def record_check(
+        self, site_id: int, *, damage: dict[str, str], summary: str, cursor: str, now: dt.datetime
+    ) -> None:
+        def fn(conn: Connection) -> None:
+            conn.execute(
+                select(SITES.c.id).where(SITES.c.id == site_id).with_for_update()
+            )  # one check's findings at a time per site (PostgreSQL)
+            conn.execute(delete(DAMAGE).where(DAMAGE.c.site_id == site_id))
+            if damage:
+                conn.execute(
+                    insert(DAMAGE),
+                    [
+                        {"site_id": site_id, "chunk_id": c, "state": s, "found_at": now}
+                        for c, s in sorted(damage.items())
+                    ],
+                )
+            conn.execute(
+                update(SITES)
+                .where(SITES.c.id == site_id)
+                .values(
+                    store_damaged_chunks=len(damage),
+                    store_damage_summary=summary,
+                    store_check_cursor=cursor,
+                )
+            )
+
+        await self._write(fn)
+
     async def list_snapshots(self, site: str, *, kind: str, limit: int) -> list[SnapshotRecord]:
         def fn(conn: Connection) -> list[SnapshotRecord]:
             site_id = site_id_of(conn, site)
@@ -182,6 +300,19 @@ class SqlStoreState(StoreState):
             return [_snapshot(r) for r in conn.execute(query)]
 
         return await self._read(fn)
+
+
+def _in_range(site_id: int, low: str, high: str | None) -> list[Any]:
+    where = [CHUNKS.c.site_id == site_id]
+    if low:
+        where.append(CHUNKS.c.chunk_id >= low)
+    if high is not None:
+        where.append(CHUNKS.c.chunk_id < high)
+    return where
+
+
+def _refresh_offsite(conn: Connection, site_id: int) -> None:
+    offsite_facts.refresh(conn, site_id)
 
 
 def _key(row: Row[Any]) -> SiteKeyRecord:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -82,6 +83,11 @@ class BlobStore:
         """The blob's bytes; NotFound if there is none."""
         return await self._run(self.backend.read, check_key(key))
 
+    async def digest(self, key: str) -> tuple[int, str]:
+        """The blob's size and the hex SHA-256 of its bytes, read and hashed in a worker
+        thread (a store check never holds the event loop); NotFound if there is none."""
+        return await self._run(_size_and_sha256, self.backend.read, check_key(key))
+
     async def stat(self, keys: Sequence[str]) -> dict[str, BlobInfo | None]:
         """For each of up to 1000 names: its info, or None when it is absent."""
         names = _batch(keys)
@@ -140,6 +146,11 @@ class BlobStore:
     async def _run(self, call: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(call, *args))
+
+
+def _size_and_sha256(read: Callable[[str], bytes], key: str) -> tuple[int, str]:
+    data = read(key)
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def _batch(keys: Sequence[str]) -> list[str]:

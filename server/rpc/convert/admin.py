@@ -73,6 +73,18 @@ def fill_site_summary(out: admin_pb2.SiteSummary, view: SiteView) -> None:
     out.agent_version = r.agent_version
     out.problems.extend(view.status.problems)
     out.hostname = r.hostname
+    put_ts(out.last_offsite_at, r.last_offsite_at)
+    out.last_offsite_backup_run_id = r.last_offsite_backup_run_id
+    out.last_offsite_bytes_sent = r.last_offsite_bytes_sent
+    out.last_offsite_backup_size = r.last_offsite_backup_size
+    put_ts(out.last_drill_ok_at, r.last_drill_ok_at)
+    put_ts(out.last_drill_at, r.last_drill_at)
+    out.last_drill_outcome = OUTCOME_VALUES.get(
+        r.last_drill_outcome, types_pb2.RUN_OUTCOME_UNSPECIFIED
+    )
+    put_ts(out.last_store_check_at, r.last_store_check_at)
+    out.store_damaged_chunks = r.store_damaged_chunks
+
 
 
 def site_detail(detail: SiteDetail) -> admin_pb2.GetSiteResponse:

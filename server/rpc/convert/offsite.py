@@ -8,8 +8,10 @@ from storesafe.v1 import admin_pb2, agent_pb2
 
 from common.errors import InvalidArgument
 from server.domain.offsite import SiteKeyRecord, SnapshotRecord
+from server.rpc.convert.admin import run_report
 from server.rpc.convert.stamps import from_ts, ts
 from server.services.offsite import ChunkUpload, SnapshotHeader
+from server.services.storecheck import CheckProgress
 
 KIND_NAMES: dict[int, str] = {
     agent_pb2.SNAPSHOT_KIND_IMAGES: "images",
@@ -92,3 +94,15 @@ def site_key(key: SiteKeyRecord) -> admin_pb2.SiteKey:
         recovery_key_fingerprint=key.recovery_key_fingerprint,
         created_at=ts(key.created_at),
     )
+
+
+def verify_update(update: CheckProgress) -> admin_pb2.VerifyStoreUpdate:
+    msg = admin_pb2.VerifyStoreUpdate(
+        site=update.site,
+        chunks_checked=update.checked,
+        chunks_total=update.total,
+        bytes_checked=update.bytes_checked,
+    )
+    if update.result is not None:
+        msg.result.CopyFrom(run_report(update.result))
+    return msg

@@ -4,7 +4,6 @@ real gRPC; drills stored as runs of kind drill, idempotent by id, audited, judge
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
 from tests.integration.server.test_offsite_api import agent_stub
-from tests.support.server import ServerHandle, create_enrollment_token, enroll_agent, start_server
+from tests.support.server import ServerHandle, create_enrollment_token, enroll_agent
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -80,71 +79,65 @@ def runs(server: ServerHandle, site: str, kind: int = 0) -> list[admin_pb2.Run]:
     )
 
 
-def test_a_drill_is_recorded_once_listed_and_audited(db_url: str, tmp_path: Path) -> None:
-    server = start_server(tmp_path, db_url=db_url)
-    try:
-        create_enrollment_token(server, "drill-a")
-        create_enrollment_token(server, "drill-b")
-        first = drill_report()
-        assert record(server, "drill-a", first).duplicate is False
-        assert record(server, "drill-a", first).duplicate is True  # a replay changes nothing
+def test_a_drill_is_recorded_once_listed_and_audited(shared_server: ServerHandle) -> None:
+    """On the shared SQLite server; test_offsite_runs_api records drills on PostgreSQL too."""
+    server = shared_server
+    create_enrollment_token(server, "drill-a")
+    create_enrollment_token(server, "drill-b")
+    first = drill_report()
+    assert record(server, "drill-a", first).duplicate is False
+    assert record(server, "drill-a", first).duplicate is True  # a replay changes nothing
 
-        listed = runs(server, "drill-a", types_pb2.RUN_KIND_DRILL)
-        assert [r.report.id for r in listed] == ["d-0001"]
-        got = listed[0].report
-        assert got.kind == types_pb2.RUN_KIND_DRILL and got.trigger == "drill"
-        assert got.drill == first.drill  # every field back as sent
-        assert runs(server, "drill-a", types_pb2.RUN_KIND_BACKUP) == []
-        assert runs(server, "drill-b") == []
+    listed = runs(server, "drill-a", types_pb2.RUN_KIND_DRILL)
+    assert [r.report.id for r in listed] == ["d-0001"]
+    got = listed[0].report
+    assert got.kind == types_pb2.RUN_KIND_DRILL and got.trigger == "drill"
+    assert got.drill == first.drill  # every field back as sent
+    assert runs(server, "drill-a", types_pb2.RUN_KIND_BACKUP) == []
+    assert runs(server, "drill-b") == []
 
-        audit = server.admin_stub().ListAudit(
-            admin_pb2.ListAuditRequest(limit=50), metadata=server.admin_metadata, timeout=10
-        )
-        recorded = [e for e in audit.entries if e.action == "drill.record"]
-        assert len(recorded) == 1  # the replay is not audited again
-        assert recorded[0].target == "drill-a" and "run=d-0001" in recorded[0].details
-        assert recorded[0].actor
+    audit = server.admin_stub().ListAudit(
+        admin_pb2.ListAuditRequest(limit=1000), metadata=server.admin_metadata, timeout=10
+    )
+    recorded = [e for e in audit.entries if e.action == "drill.record" and e.target == "drill-a"]
+    assert len(recorded) == 1  # the replay is not audited again
+    assert recorded[0].target == "drill-a" and "run=d-0001" in recorded[0].details
+    assert recorded[0].actor
 
-        # a different report under a stored id, for this site or another: refused
-        changed = drill_report(restore_seconds=99.0)
-        assert code_of(lambda: record(server, "drill-a", changed))[0] == (
-            grpc.StatusCode.ALREADY_EXISTS
-        )
-        assert code_of(lambda: record(server, "drill-b", first))[0] == (
-            grpc.StatusCode.ALREADY_EXISTS
-        )
-        assert runs(server, "drill-b") == []
-        # an agent's report id is taken too: a drill cannot overwrite it
-        md = [("authorization", f"Bearer {enroll_agent(server, 'drill-c')}")]
+    # a different report under a stored id, for this site or another: refused
+    changed = drill_report(restore_seconds=99.0)
+    assert code_of(lambda: record(server, "drill-a", changed))[0] == (
+        grpc.StatusCode.ALREADY_EXISTS
+    )
+    assert code_of(lambda: record(server, "drill-b", first))[0] == (grpc.StatusCode.ALREADY_EXISTS)
+    assert runs(server, "drill-b") == []
+    # an agent's report id is taken too: a drill cannot overwrite it
+    md = [("authorization", f"Bearer {enroll_agent(server, 'drill-c')}")]
 
-        agent_stub(server).ReportRun(
-            agent_pb2.ReportRunRequest(
-                report=types_pb2.RunReport(
-                    id="b-0009",
-                    kind=types_pb2.RUN_KIND_BACKUP,
-                    started_at=ts(NOW - dt.timedelta(minutes=1)),
-                    finished_at=ts(NOW),
-                    outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
-                )
-            ),
-            metadata=md,
-            timeout=10,
-        )
-        assert code_of(lambda: record(server, "drill-a", drill_report("b-0009")))[0] == (
-            grpc.StatusCode.ALREADY_EXISTS
-        )
-        # a drill naming another site's backup run is refused
-        code, text = code_of(
-            lambda: record(server, "drill-a", drill_report("d-0002", backup_run_id="b-0009"))
-        )
-        assert code == grpc.StatusCode.INVALID_ARGUMENT
-        assert text.startswith("report.drill.backup_run_id: run b-0009 is not a backup run")
-        # ... and the same run is fine for its own site
-        assert not record(
-            server, "drill-c", drill_report("d-0003", backup_run_id="b-0009")
-        ).duplicate
-    finally:
-        server.stop()
+    agent_stub(server).ReportRun(
+        agent_pb2.ReportRunRequest(
+            report=types_pb2.RunReport(
+                id="b-0009",
+                kind=types_pb2.RUN_KIND_BACKUP,
+                started_at=ts(NOW - dt.timedelta(minutes=1)),
+                finished_at=ts(NOW),
+                outcome=types_pb2.RUN_OUTCOME_SUCCEEDED,
+            )
+        ),
+        metadata=md,
+        timeout=10,
+    )
+    assert code_of(lambda: record(server, "drill-a", drill_report("b-0009")))[0] == (
+        grpc.StatusCode.ALREADY_EXISTS
+    )
+    # a drill naming another site's backup run is refused
+    code, text = code_of(
+        lambda: record(server, "drill-a", drill_report("d-0002", backup_run_id="b-0009"))
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert text.startswith("report.drill.backup_run_id: run b-0009 is not a backup run")
+    # ... and the same run is fine for its own site
+    assert not record(server, "drill-c", drill_report("d-0003", backup_run_id="b-0009")).duplicate
 
 
 @pytest.mark.parametrize(

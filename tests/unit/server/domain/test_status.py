@@ -280,3 +280,64 @@ def test_an_image_sync_warning_needs_images_dir() -> None:
     )
     assert status(facts, IMAGES) == (Status.WARNING, ("the image folder is missing",))
     assert status(facts) == (Status.OK, ())
+
+
+UPLOADS = StatusPolicy(upload_enabled=True, offsite_lag_hours=30)
+
+
+def test_uploads_off_ignore_the_off_site_copy() -> None:
+    assert status(healthy()) == (Status.OK, ())
+    assert status(healthy(last_offsite_at=ago(days=9), last_offsite_backup_at=ago(days=9))) == (
+        Status.OK,
+        (),
+    )
+
+
+def test_with_uploads_on_a_good_backup_that_never_left_the_shop_is_a_warning() -> None:
+    st, problems = status(healthy(), UPLOADS)
+    assert st is Status.WARNING
+    assert problems == ("no backup has left the shop yet (upload.enabled is on)",)
+    # no good backup yet: "never" says it, nothing to ship
+    st, problems = status(
+        SiteFacts(enrolled_at=ago(minutes=5), last_seen_at=ago(minutes=1)), UPLOADS
+    )
+    assert (st, problems) == (Status.NEVER, ("no verified backup yet",))
+
+
+def test_an_off_site_copy_lagging_past_its_limit_is_a_warning() -> None:
+    fresh = healthy(last_offsite_at=ago(hours=1), last_offsite_backup_at=ago(hours=2))
+    assert status(fresh, UPLOADS) == (Status.OK, ())
+    # yesterday's copy while today's upload runs: within the limit
+    behind = healthy(last_offsite_at=ago(hours=20), last_offsite_backup_at=ago(hours=26))
+    assert status(behind, UPLOADS) == (Status.OK, ())
+    late = healthy(last_offsite_at=ago(hours=40), last_offsite_backup_at=ago(hours=50))
+    st, problems = status(late, UPLOADS)
+    assert st is Status.WARNING
+    assert problems == ("off-site copy is 48 h behind the last good backup (limit 30 h)",)
+    assert status(late, dataclasses.replace(UPLOADS, offsite_lag_hours=72))[0] is Status.OK
+    # the copied backup's report not in yet: the copy's own time stands in for it
+    unknown = healthy(last_offsite_at=ago(hours=40))
+    assert status(unknown, UPLOADS)[1] == (
+        "off-site copy is 38 h behind the last good backup (limit 30 h)",
+    )
+
+
+def test_precedence_holds_with_off_site_problems() -> None:
+    stale = healthy(last_good_backup_at=ago(hours=60), last_backup_at=ago(hours=60))
+    st, problems = status(stale, UPLOADS)
+    assert st is Status.STALE
+    assert problems[-1] == "no backup has left the shop yet (upload.enabled is on)"
+    offline = dataclasses.replace(stale, last_seen_at=ago(hours=3))
+    assert status(offline, UPLOADS)[0] is Status.OFFLINE
+
+
+def test_known_store_damage_is_a_warning_whatever_the_upload_setting() -> None:
+    damaged = healthy(
+        store_damaged_chunks=3, store_damage_summary="backups b-1, b-2 cannot be restored"
+    )
+    for policy in (POLICY, dataclasses.replace(UPLOADS)):
+        st, problems = status(dataclasses.replace(damaged, last_offsite_at=ago(hours=1)), policy)
+        assert st is Status.WARNING
+        assert problems == (
+            "off-site store: 3 chunk(s) damaged or missing; backups b-1, b-2 cannot be restored",
+        )
