@@ -86,7 +86,6 @@ def fill_site_summary(out: admin_pb2.SiteSummary, view: SiteView) -> None:
     out.store_damaged_chunks = r.store_damaged_chunks
 
 
-
 def site_detail(detail: SiteDetail) -> admin_pb2.GetSiteResponse:
     r = detail.view.row
     msg = admin_pb2.GetSiteResponse(
