@@ -7,17 +7,20 @@ damaged on disk, and the CLI's store check must name what broke.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from cli.main import app
 from common.vault.backupset import stream_refs
+from common.vault.keyfile import write_key_file
 from common.vault.keys import FleetPrivateKey
 from common.vault.snapshot import open_snapshot
 from tests.support.dbsnapshot import new_run_id, report_backup, seal_backup, upload_database
@@ -113,3 +116,77 @@ def test_verify_store_refuses_bad_input_and_unknown_sites(server: ServerHandle) 
     unknown = cli(server, "verify-store", "--site", "no-such-shop")
     assert unknown.exit_code == 3, unknown.output
     assert "no-such-shop" in unknown.stderr
+
+
+def test_restore_takes_the_newest_copy_or_that_of_a_backup_run(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    name = f"shop-{uuid.uuid4().hex[:8]}"
+    fleet = FleetPrivateKey.generate()
+    key_file = tmp_path / "fleet.key"
+    write_key_file(key_file, fleet, dt.datetime.now(dt.UTC))
+    site = new_site(name, fleet)
+    credential = enroll_agent(server, name)
+    older_raw, newer_raw = RAW[:70_000], RAW[50_000:]
+    taken = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    older, older_info = seal_backup(
+        site,
+        [("day1.fbk.zst", older_raw)],
+        run_id=new_run_id(),
+        created=taken - dt.timedelta(days=1),
+    )
+    newer, newer_info = seal_backup(
+        site, [("day2.fbk.zst", newer_raw)], run_id=new_run_id(), created=taken
+    )
+    for snap, info in ((older, older_info), (newer, newer_info)):
+        report_backup(server, credential, info)
+        upload_database(server, credential, site, snap, info)
+
+    newest = cli(
+        server, "restore", name, "--key", str(key_file), "--to", str(tmp_path / "a.fbk"), "--json"
+    )
+    assert newest.exit_code == 0, newest.output
+    assert json.loads(newest.stdout)["backup_run_id"] == newer_info.run_id
+    assert (tmp_path / "a.fbk").read_bytes() == newer_raw
+
+    by_run = cli(
+        server,
+        "restore",
+        name,
+        "--key",
+        str(key_file),
+        "--to",
+        str(tmp_path / "b.fbk"),
+        "--run",
+        older_info.run_id,
+    )
+    assert by_run.exit_code == 0, by_run.output
+    assert (tmp_path / "b.fbk").read_bytes() == older_raw
+
+    unknown = cli(
+        server,
+        "restore",
+        name,
+        "--key",
+        str(key_file),
+        "--to",
+        str(tmp_path / "c"),
+        "--run",
+        "no-such-run",
+    )
+    assert unknown.exit_code == 3
+    assert unknown.stderr == (
+        f"error: site {name} has no database snapshot of backup run no-such-run in the "
+        "off-site store\n"
+    )
+    nothing = cli(
+        server,
+        "restore",
+        "shop-without-copies",
+        "--key",
+        str(key_file),
+        "--to",
+        str(tmp_path / "d"),
+    )
+    assert nothing.exit_code == 3
+    assert "shop-without-copies" in nothing.stderr
