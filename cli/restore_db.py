@@ -67,7 +67,8 @@ def restore_and_check(
     server: Server, method: str, files: list[Path], database: Path, *, force: bool = False
 ) -> DatabaseCheck:
     """Restore `files` into `database`, validate it and count its rows; never raises for
-    what the database or Firebird says (it lands in `error`)."""
+    what the database or Firebird says (it lands in `error`). A restore that fails leaves
+    no database behind; one that restored but does not validate is kept to look at."""
     check = DatabaseCheck(database)
     target = server.target(database)
     began = time.monotonic()
@@ -96,6 +97,9 @@ def restore_and_check(
         check.error = err
     except FirebirdJobError as err:
         check.error = err
+        if not check.restored:  # a restore that failed half way leaves a partial database
+            with contextlib.suppress(StoreSafeError):
+                drop(server, database)
     finally:
         check.seconds = time.monotonic() - began
     return check

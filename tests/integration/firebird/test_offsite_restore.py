@@ -510,3 +510,24 @@ def test_drill_all_covers_every_site_with_a_copy_and_names_each_failure(
     assert all(row["ok"] is False and "is not the fleet key" in row["error"] for row in others)
     assert result.exit_code == 2
     assert list(work.iterdir()) == []
+
+
+def test_a_backup_firebird_cannot_restore_fails_the_drill_and_leaves_no_database(
+    server: ServerHandle, work: Path, fb_password: str, tmp_path: Path
+) -> None:
+    not_gbak = Shop(raw=b"this is no gbak backup\n" * 2000, counts={})
+    up = _upload(server, tmp_path, not_gbak)
+    database = work / "never.fdb"
+    result = _restore(
+        server, fb_password, up, "--to", str(work / "x.fbk"), "--database", str(database), "--json"
+    )
+    assert result.exit_code != 0
+    shown = json.loads(result.stdout)
+    assert shown["checksum_ok"] is True
+    assert shown["database"]["restored"] is False
+    assert shown["drill_recorded"] is True
+    assert "not a valid gbak backup" in shown["error"]
+    assert result.stderr.startswith("error: ")
+    assert not database.exists()
+    (drill,) = _runs(server, up.site.site, "drill")
+    assert (drill["outcome"], drill["error_class"]) == ("failed", "backup.corrupt")
