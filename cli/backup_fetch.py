@@ -252,6 +252,12 @@ def fetch(
     finally:
         outcome.bytes_fetched = chunks.fetched
         outcome.seconds = time.monotonic() - began
+    for f in plan.files:  # every stream passed: each takes its name
+        try:
+            os.replace(f.partial, f.path)
+        except OSError as err:
+            raise FailedPrecondition(f"cannot write {f.path}: {err.strerror}") from None
+        f.state.unlink(missing_ok=True)
     return outcome
 
 
@@ -288,7 +294,8 @@ def _write_stream(
     digest: hashlib._Hash,
     advance: Advance,
 ) -> int:
-    """Write `f` from chunk `done` on, then check it whole and give it its name."""
+    """Write `f` from chunk `done` on, then check it whole (its partial keeps its state
+    until every stream passed, so a cut in a later stream resumes there)."""
     written = 0
     refs = [(0, cid, n) for cid, n in f.refs]
     with _open_partial(f, fresh=done == 0) as handle:
@@ -313,8 +320,6 @@ def _write_stream(
             advance(size)
             _save(f, handle, plan.snapshot.snapshot_id, start)
     _check(plan, f, digest.hexdigest())
-    os.replace(f.partial, f.path)
-    f.state.unlink(missing_ok=True)
     return written
 
 

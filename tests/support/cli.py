@@ -281,7 +281,8 @@ def pretend_names_fold(monkeypatch: pytest.MonkeyPatch) -> None:
 
 class FakeBackupStore(FakeStoreClient):
     """Serves database snapshots (with their backup run ids) and the backup runs that carry
-    their raw checksums; `cut_after` fetch calls, it raises Unavailable (a cut link);
+    their raw checksums; after `cut_after` fetch calls, or when asked for an id in
+    `cut_at`, it raises Unavailable (a cut link);
     recorded drills land in `drills`."""
 
     def __init__(
@@ -291,6 +292,7 @@ class FakeBackupStore(FakeStoreClient):
         self.run_ids = {s.snapshot_id: run for s, run in snapshots}
         self.runs = runs or []
         self.cut_after: int | None = None
+        self.cut_at: set[str] = set()  # asking for any of these ids cuts the link
         self.drills: list[Any] = []
 
     def _summary(self, snap: Sealed) -> SnapshotSummary:
@@ -315,7 +317,9 @@ class FakeBackupStore(FakeStoreClient):
         return list(self.runs)
 
     def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        if self.cut_after is not None and len(self.fetches) >= self.cut_after:
+        if (self.cut_after is not None and len(self.fetches) >= self.cut_after) or (
+            self.cut_at & set(ids)
+        ):
             raise Unavailable("the server at 127.0.0.1:7443 is unreachable")
         yield from super().fetch_chunks(site, ids)
 

@@ -111,3 +111,34 @@ def test_an_unknown_run_is_named(store: FakeBackupStore, tmp_path: Path) -> None
     assert err.value.message == (
         "site shop-a has no database snapshot of backup run run-9 in the off-site store"
     )
+
+
+def test_a_chain_cut_in_its_second_level_resumes_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cli.restore_fetch.BATCH_BYTES", 40_000)
+    site = new_site("shop-a")
+    levels = [("l0.nbk.zst", RAW[:150_000]), ("l1.nbk.zst", RAW[150_000:])]
+    snap, _ = seal_backup(site, levels, run_id="run-2", method="nbackup")
+    store = FakeBackupStore(site, (snap, "run-2"))
+    plan = open_plan(store, "shop-a", site.fleet, tmp_path / "chain")
+    second = plan.files[1].refs
+    store.cut_at = {second[len(second) // 2][0]}
+    with pytest.raises(Unavailable):
+        fetch(store, plan)
+    assert sorted(p.name for p in (tmp_path / "chain").iterdir()) == [
+        "l0.nbk.partial",
+        "l0.nbk.partial.json",
+        "l1.nbk.partial",
+        "l1.nbk.partial.json",
+    ]
+    store.cut_at = set()
+    again = open_plan(store, "shop-a", site.fleet, tmp_path / "chain")
+    backup_fetch.check_targets(again, tmp_path / "chain", force=False)  # nothing final yet
+    done = fetch(store, again)
+    assert done.bytes_resumed >= 150_000
+    assert [(tmp_path / "chain" / n).read_bytes() for n in ("l0.nbk", "l1.nbk")] == [
+        RAW[:150_000],
+        RAW[150_000:],
+    ]
+    assert sorted(p.name for p in (tmp_path / "chain").iterdir()) == ["l0.nbk", "l1.nbk"]
