@@ -23,7 +23,6 @@ from agent.domain.errors import AlreadyRunning, JobNotConfigured
 from agent.domain.reports import RunReport
 from agent.enroll import enroll as do_enroll
 from agent.firebird.capability import FirebirdTasks, command_result
-from agent.firebird.errors import BackupBusy
 from agent.firebird.files import Status, list_backups
 from agent.images.capability import ImageSync, missing_settings, sync_summary
 from agent.images.errors import OutsideUploadWindow, PassAlreadyRunning
@@ -40,6 +39,7 @@ from agent.transport.link import ServerLink
 from agent.transport.store import StoreCalls
 from common.clock import SystemClock, human_time, iso
 from common.errors import StoreSafeError
+from common.firebird.errors import BackupBusy
 from common.version import VERSION
 
 BACKUP_BUSY = BackupBusy.error_class

@@ -43,8 +43,8 @@ import fdb  # noqa: E402
 import firebird_backup as fb  # noqa: E402
 
 from agent.firebird import gbak  # noqa: E402
-from agent.firebird.connection import FirebirdTarget  # noqa: E402
 from agent.firebird.files import prepare_spool  # noqa: E402
+from common.firebird.connection import FirebirdTarget  # noqa: E402
 from tests.support.shopsim import ShopWriter  # noqa: E402
 
 

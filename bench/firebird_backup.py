@@ -47,7 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.firebird.connection import FirebirdTarget, attach  # noqa: E402
+from common.firebird.connection import FirebirdTarget, attach  # noqa: E402
 from tests.support.shopsim import ShopWriter, create_shop, percentile  # noqa: E402
 
 CACHE = Path("/var/tmp/storesafe-bench")
@@ -60,7 +60,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 AGENT_CHILD = """
 import json, os, sys, time
 from pathlib import Path
-from agent.firebird.connection import FirebirdTarget
+from common.firebird.connection import FirebirdTarget
 from agent.firebird.jobs import BackupSettings, run_backup_job, run_verify_job
 from agent.firebird.retention import RetentionPolicy
 from common.clock import SystemClock

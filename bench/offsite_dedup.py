@@ -49,13 +49,13 @@ sys.path.insert(0, str(ROOT))
 
 from agent.domain.offsite import ChunkUpload, PutChunksResult, SnapshotCommit  # noqa: E402
 from agent.firebird import upload as upload_module  # noqa: E402
-from agent.firebird.connection import FirebirdTarget, attach  # noqa: E402
 from agent.firebird.files import Manifest, list_backups, mark_good  # noqa: E402
 from agent.firebird.jobs import BackupSettings, run_backup_job  # noqa: E402
 from agent.firebird.retention import RetentionPolicy  # noqa: E402
 from agent.firebird.upload import Choice, UploadSettings, upload_backup  # noqa: E402
 from bench.benchlib import machine, table, write_json  # noqa: E402
 from common.clock import SystemClock  # noqa: E402
+from common.firebird.connection import FirebirdTarget, attach  # noqa: E402
 from common.vault import SiteKeys, new_data_key  # noqa: E402
 from common.vault.chunking import KIB, MIB, Profile  # noqa: E402
 from common.window import UploadWindow  # noqa: E402

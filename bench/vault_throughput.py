@@ -134,7 +134,7 @@ def gbak(database: Path, out: Path, pw: str) -> float:
 
 def shop_day(database: Path, pw: str, *, transfers: int, share: float, seed: int) -> int:
     """New transfers and a share of item rows updated at random; returns rows touched."""
-    from agent.firebird.connection import FirebirdTarget, attach
+    from common.firebird.connection import FirebirdTarget, attach
 
     rng = random.Random(seed)
     target = FirebirdTarget("localhost", str(database), "SYSDBA", pw)
@@ -163,7 +163,7 @@ def shop_day(database: Path, pw: str, *, transfers: int, share: float, seed: int
 
 
 def make_backups(filler_mb: int, pw: str) -> tuple[Path, Path, dict[str, float]]:
-    from agent.firebird.connection import FirebirdTarget
+    from common.firebird.connection import FirebirdTarget
     from tests.support.shopsim import create_shop
 
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ Pure functions of their arguments (the current time is passed in), used by
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from cli.models import Run
 from common.clock import human_time
@@ -77,7 +78,11 @@ def run_summary(run: Run) -> str:
         )
         parts.append(str(d.get("summary", "")))
     elif run.kind == "upload" and d:
-        parts.append(f"{d.get('file', '')} {size(d.get('bytes', 0))}".strip())
+        parts.append(_upload(d))
+    elif run.kind == "drill" and d:
+        parts.append(_drill(d))
+    elif run.kind == "store-check" and d:
+        parts.append(_store_check(d))
     elif run.kind == "validation" and d:
         parts.append(f"{d.get('errors', 0)} errors, {d.get('warnings', 0)} warnings")
     elif run.kind == "file-check" and d and not run.error_message:
@@ -86,3 +91,46 @@ def run_summary(run: Run) -> str:
         cls = f" [{run.error_class}]" if run.error_class else ""
         parts.append(run.error_message + cls)
     return "; ".join(p for p in parts if p)
+
+
+def _upload(d: dict[str, Any]) -> str:
+    """`backup run R: 1.2 MiB sent of a 40 MiB backup (300 chunks sent, 9,700 there)`."""
+    run = d.get("backup_run_id") or ""
+    text = f"backup run {run}: " if run else f"{d.get('file', '')} "
+    text += f"{size(d.get('bytes_sent', 0))} sent of a {size(d.get('backup_size', 0))} backup"
+    text += f" ({d.get('chunks_sent', 0)} chunks sent, {d.get('chunks_present', 0)} there)"
+    if not d.get("complete", True):
+        text += f", paused: {d.get('paused_reason') or 'not finished'}"
+    return text
+
+
+def _drill(d: dict[str, Any]) -> str:
+    """`backup run R restored: checksum ok, validation clean, 5 tables, 1,234 rows`."""
+    counts = d.get("table_counts") or {}
+    steps = [
+        "checksum ok" if d.get("checksum_ok") else "checksum not proven",
+        "restored" if d.get("restored") else "not restored",
+    ]
+    if d.get("restored"):
+        errors = int(d.get("validation_errors", 0))
+        steps.append(f"validation {plural(errors, 'error')}" if errors else "validation clean")
+        steps.append(f"{plural(len(counts), 'table')}, {plural(sum(counts.values()), 'row')}")
+    run = d.get("backup_run_id") or "?"
+    return f"backup run {run} ({size(d.get('backup_bytes', 0))}): " + ", ".join(steps)
+
+
+def _store_check(d: dict[str, Any]) -> str:
+    """`1,000 chunks (12 MiB, 10%) checked: 2 damaged, 1 missing; breaks 3 snapshots, ...`."""
+    text = (
+        f"{plural(int(d.get('chunks_checked', 0)), 'chunk')} "
+        f"({size(d.get('bytes_checked', 0))}, {d.get('sample_percent', 100):g}%) checked"
+    )
+    damaged, missing = int(d.get("damaged_count", 0)), int(d.get("missing_count", 0))
+    if not damaged and not missing:
+        return text + ": clean"
+    text += f": {damaged} damaged, {missing} missing"
+    snaps, runs = d.get("broken_snapshots") or [], d.get("broken_backup_runs") or []
+    text += f"; breaks {plural(len(snaps), 'snapshot')} and {plural(len(runs), 'backup run')}"
+    if runs:
+        text += f" ({', '.join(runs[:3])}{' ...' if len(runs) > 3 else ''})"
+    return text

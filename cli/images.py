@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from cli import output_images, values
 from cli.context import admin
-from cli.restore import KIND, Advance, RestoreIncomplete, restore
+from cli.progress import progress
+from cli.restore import KIND, RestoreIncomplete, restore
 from common.vault.keyfile import read_key_file
 
 app = typer.Typer(
@@ -45,24 +35,6 @@ def snapshots(
     site = values.name(site, "site")
     rows = admin(ctx).list_snapshots(site, kind=KIND, limit=values.limit(limit))
     output_images.print_snapshots(rows, site, as_json=as_json)
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress]:
-    """A bar of bytes written on stderr, shown only on a terminal."""
-    console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("restoring"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not (enabled and console.is_terminal),
-    )
-    with bar:
-        yield bar
 
 
 @app.command("restore")
@@ -104,12 +76,7 @@ def restore_images(
     """
     site = values.name(site, "site")
     fleet_key = read_key_file(key)
-    with _progress(not as_json) as bar:
-
-        def start(total: int) -> Advance:
-            task = bar.add_task("restore", total=total)
-            return lambda n: bar.advance(task, n)
-
+    with progress(not as_json) as start:
         outcome = restore(
             admin(ctx),
             site,

@@ -21,12 +21,14 @@ from cli import (
     check,
     commands,
     config,
+    database,
     images,
     keys,
     output,
     runs,
     sites,
     tokens,
+    verify_store,
 )
 from cli.client import DEFAULT_TIMEOUT, AdminClient, Settings
 from cli.context import Invocation
@@ -88,6 +90,8 @@ app.add_typer(accept.app)
 app.add_typer(alerts.app)
 app.add_typer(keys.app)
 app.add_typer(images.app)
+app.add_typer(database.app)
+app.add_typer(verify_store.app)
 
 
 def _show_version(value: bool) -> None:

@@ -15,8 +15,16 @@ from typing import Any
 STATUSES: tuple[str, ...] = ("ok", "warning", "stale", "failing", "never", "offline")
 """Every site status the server computes, from best to worst by check severity."""
 
-KINDS: tuple[str, ...] = ("backup", "image-sync", "upload", "validation", "file-check")
-"""Every kind of run an agent reports."""
+KINDS: tuple[str, ...] = (
+    "backup",
+    "image-sync",
+    "upload",
+    "validation",
+    "file-check",
+    "drill",
+    "store-check",
+)
+"""Every kind of run: those an agent reports, restore drills the CLI records, store checks."""
 
 FILE_STATES: tuple[str, ...] = ("kept", "pruned", "damaged", "missing")
 """Where a backup run's file stands now."""
@@ -38,6 +46,19 @@ class SiteSummary:
     agent_version: str = ""
     problems: tuple[str, ...] = ()
     hostname: str = ""
+    # the newest database copy in the off-site store, its backup run, and the last
+    # upload's bytes sent vs that backup's file size
+    last_offsite_at: dt.datetime | None = None
+    last_offsite_backup_run_id: str = ""
+    last_offsite_bytes_sent: int = 0
+    last_offsite_backup_size: int = 0
+    # the newest passed restore drill ("proven restorable"), and the newest drill at all
+    last_drill_ok_at: dt.datetime | None = None
+    last_drill_at: dt.datetime | None = None
+    last_drill_outcome: str = ""
+    # the newest store check and the damaged + missing chunks it found
+    last_store_check_at: dt.datetime | None = None
+    store_damaged_chunks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,3 +350,39 @@ class SiteDataKey:
     sealed_key: str
     recovery_key_fingerprint: str
     created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DrillReport:
+    """A restore drill to record on the server (a run of kind `drill`), with its figures."""
+
+    id: str
+    site: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    outcome: str  # succeeded or failed
+    trigger: str  # "restore" or "drill"
+    snapshot_id: str = ""
+    backup_run_id: str = ""
+    bytes_fetched: int = 0
+    backup_bytes: int = 0
+    checksum_ok: bool = False
+    restored: bool = False
+    validation_errors: int = 0
+    table_counts: dict[str, int] = field(default_factory=dict)
+    host: str = ""
+    fetch_seconds: float = 0.0
+    restore_seconds: float = 0.0
+    error_class: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCheckUpdate:
+    """Progress of a store check for one site; `result` is set once the site is done."""
+
+    site: str
+    chunks_checked: int = 0
+    chunks_total: int = 0
+    bytes_checked: int = 0
+    result: Run | None = None

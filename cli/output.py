@@ -30,7 +30,18 @@ Cell = tuple[str, str]
 Paint = Callable[[str, str], str]
 """Renders text in a style: ANSI codes on a colour terminal, else the text as is."""
 
-SITE_COLUMNS = ("SITE", "GROUP", "STATUS", "VERIFIED", "SEEN", "IMAGES", "REV", "PROBLEMS")
+SITE_COLUMNS = (
+    "SITE",
+    "GROUP",
+    "STATUS",
+    "VERIFIED",
+    "SEEN",
+    "IMAGES",
+    "OFFSITE",
+    "PROVEN",
+    "REV",
+    "PROBLEMS",
+)
 RUN_COLUMNS = ("FINISHED", "KIND", "RESULT", "FILE", "TOOK", "TRIGGER", "DETAILS")
 FILE_STATE_STYLES = {"kept": "", "pruned": "dim", "damaged": "bold red", "missing": "bold red"}
 AUDIT_COLUMNS = ("WHEN", "ACTOR", "ACTION", "TARGET", "DETAILS")
@@ -131,6 +142,49 @@ def config_cell(site: SiteSummary) -> Cell:
     return f"{site.config_revision_applied} → {site.config_revision_desired}", "yellow"
 
 
+def proven_cell(site: SiteSummary, now: dt.datetime) -> Cell:
+    """When the site was last proven restorable from off site; red when the newest drill failed."""
+    text = ago(site.last_drill_ok_at, now)
+    if site.last_drill_outcome == "failed":
+        return text, "bold red"
+    return text, ""
+
+
+def offsite_text(site: SiteSummary, now: dt.datetime) -> str:
+    """`2026-11-26 19:04 UTC (3h ago), backup run R: 1.2 MiB sent of a 40 MiB backup`."""
+    if site.last_offsite_at is None:
+        return "never"
+    text = timestamp(site.last_offsite_at, now)
+    if site.last_offsite_backup_run_id:
+        text += f", backup run {site.last_offsite_backup_run_id}"
+    if site.last_offsite_backup_size or site.last_offsite_bytes_sent:
+        text += (
+            f": {size(site.last_offsite_bytes_sent)} sent of a "
+            f"{size(site.last_offsite_backup_size)} backup"
+        )
+    return text
+
+
+def drill_text(site: SiteSummary, now: dt.datetime) -> str:
+    """When the site was last proven restorable, and a newer drill that failed."""
+    text = timestamp(site.last_drill_ok_at, now)
+    if site.last_drill_outcome == "failed" and site.last_drill_at is not None:
+        text += f"; the newest drill failed {ago(site.last_drill_at, now)}"
+    return text
+
+
+def store_check_text(site: SiteSummary, now: dt.datetime) -> str:
+    """`2026-11-26 19:04 UTC (3h ago): clean` or `...: 3 chunks damaged or missing`."""
+    if site.last_store_check_at is None:
+        return "never"
+    found = (
+        f"{plural(site.store_damaged_chunks, 'chunk')} damaged or missing"
+        if site.store_damaged_chunks
+        else "clean"
+    )
+    return f"{timestamp(site.last_store_check_at, now)}: {found}"
+
+
 def run_result(run: Run) -> Cell:
     """`verified`, `verify failed`, `unverified`, `incomplete` (an image sync cut short),
     `succeeded` or `failed`, coloured."""
@@ -179,6 +233,15 @@ def site_json(site: SiteSummary) -> dict[str, Any]:
         "agent_version": site.agent_version,
         "problems": list(site.problems),
         "hostname": site.hostname,
+        "last_offsite_at": iso(site.last_offsite_at),
+        "last_offsite_backup_run_id": site.last_offsite_backup_run_id or None,
+        "last_offsite_bytes_sent": site.last_offsite_bytes_sent,
+        "last_offsite_backup_size": site.last_offsite_backup_size,
+        "last_drill_ok_at": iso(site.last_drill_ok_at),
+        "last_drill_at": iso(site.last_drill_at),
+        "last_drill_outcome": site.last_drill_outcome or None,
+        "last_store_check_at": iso(site.last_store_check_at),
+        "store_damaged_chunks": site.store_damaged_chunks,
     }
 
 
@@ -269,6 +332,8 @@ def sites_text(sites: list[SiteSummary], now: dt.datetime, paint: Paint) -> str:
             (ago(s.last_good_backup_at, now), ""),
             (ago(s.last_seen_at, now), ""),
             (ago(s.last_image_sync_at, now), ""),
+            (ago(s.last_offsite_at, now), ""),
+            proven_cell(s, now),
             config_cell(s),
             ("; ".join(s.problems), ""),
         ]
@@ -302,6 +367,9 @@ def site_text(detail: SiteDetail, now: dt.datetime, paint: Paint) -> str:
         ("Last backup result", run_result(last) if last else ("none", "")),
         ("Last backup details", (run_summary(last) if last else "-", "")),
         ("Last image sync", (timestamp(s.last_image_sync_at, now), "")),
+        ("Last off-site copy", (offsite_text(s, now), "")),
+        ("Proven restorable", (drill_text(s, now), proven_cell(s, now)[1])),
+        ("Store check", (store_check_text(s, now), "red" if s.store_damaged_chunks else "")),
         ("Last seen", (timestamp(s.last_seen_at, now), "")),
         ("Hostname", (s.hostname or "-", "")),
         ("OS", (detail.os or "-", "")),

@@ -11,7 +11,8 @@ from typing import Any
 from cli.humanize import plural, size
 from cli.models import SnapshotSummary
 from cli.output import columns, painter, print_error, print_json, print_line
-from cli.restore import SHORT_ID, Outcome
+from cli.restore import Outcome
+from cli.snapshot_open import SHORT_ID
 from common.clock import human_time, iso
 
 SNAPSHOT_COLUMNS = ("SNAPSHOT", "TAKEN", "FILES", "SIZE", "CHUNKS", "STORED")

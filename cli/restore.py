@@ -17,41 +17,24 @@ import hmac
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
-from cli.models import SealedSnapshotRecord, SiteDataKey, SnapshotSummary
-from cli.restore_fetch import BATCH_BYTES, BATCH_IDS, Chunks
+from cli.models import SnapshotSummary
+from cli.progress import Advance
+from cli.restore_fetch import Chunks, batch_end
 from cli.restore_target import Target
+from cli.snapshot_open import SHORT_ID, Source, open_sealed, site_keys
 from common.errors import FailedPrecondition, InvalidArgument, NotFound, quote
-from common.vault.datakey import open_data_key
-from common.vault.errors import BadKeyText, VaultError, WrongKey
+from common.vault.errors import VaultError
 from common.vault.keys import FleetPrivateKey
 from common.vault.manifest import Entry
 from common.vault.paths import check_path, collision_key
 from common.vault.sitekeys import SiteKeys
-from common.vault.snapshot import Snapshot, open_record, open_snapshot
 
 KIND = "images"
-SHORT_ID = 12
-
-
-class Source(Protocol):
-    """What a restore asks the server for (the admin client has these calls)."""
-
-    def list_snapshots(
-        self, site: str, kind: str | None = None, limit: int = 50
-    ) -> list[SnapshotSummary]: ...
-
-    def get_snapshot(
-        self, site: str, snapshot_id: str = "", kind: str | None = None
-    ) -> SealedSnapshotRecord: ...
-
-    def list_site_keys(self, site: str) -> list[SiteDataKey]: ...
-
-    def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]: ...
 
 
 class RestoreIncomplete(FailedPrecondition):
@@ -73,9 +56,6 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
 
 
-Advance = Callable[[int], None]
-
-
 def find_snapshot(source: Source, site: str, wanted: str) -> str:
     """The full id of the snapshot `wanted` names: a full id, or the start of exactly one."""
     wanted = wanted.strip().lower()
@@ -93,45 +73,6 @@ def find_snapshot(source: Source, site: str, wanted: str) -> str:
     if len(found) > 1:
         raise InvalidArgument(f"{wanted} starts {len(found)} snapshot ids of {site}; give more")
     return found[0]
-
-
-def site_keys(source: Source, site: str, key: FleetPrivateKey, data_key_id: str) -> SiteKeys:
-    """The site's keys from the data key `data_key_id`, opened with the key file's key."""
-    held = [k for k in source.list_site_keys(site) if k.data_key_id == data_key_id]
-    if not held:
-        raise FailedPrecondition(
-            f"the server holds no data key {data_key_id} for site {site}: "
-            "the snapshot cannot be opened"
-        )
-    return SiteKeys.derive(site, open_data_key(held[-1].sealed_key, site, key))
-
-
-def open_sealed(source: Source, keys: SiteKeys, sealed: SealedSnapshotRecord) -> Snapshot:
-    """The snapshot's entries, its record and manifest parts fetched and checked."""
-    snapshot_id = sealed.snapshot.snapshot_id
-    try:
-        _, _, _, parts = open_record(keys, snapshot_id, sealed.record)
-        blobs: dict[str, bytes] = {}
-        for at in range(0, len(parts), BATCH_IDS):
-            batch = list(dict.fromkeys(parts[at : at + BATCH_IDS]))
-            try:
-                blobs.update(source.fetch_chunks(keys.site, batch))
-            except NotFound as err:
-                raise FailedPrecondition(f"a manifest part is missing ({err.message})") from None
-
-        def fetch(part: str) -> bytes:
-            if part not in blobs:
-                raise FailedPrecondition(f"manifest part {part} was not sent by the server")
-            return blobs[part]
-
-        return open_snapshot(keys, snapshot_id, sealed.record, fetch)
-    except (VaultError, FailedPrecondition) as err:
-        if isinstance(err, WrongKey | BadKeyText):
-            raise
-        raise FailedPrecondition(
-            f"snapshot {snapshot_id[:SHORT_ID]} of site {keys.site} cannot be opened, "
-            f"nothing was written: {err.message}"
-        ) from None
 
 
 def select(entries: list[Entry], prefix: str | None) -> list[Entry]:
@@ -295,7 +236,7 @@ def write_files(chunks: Chunks, writer: _Writer, outcome: Outcome, advance: Adva
     start = 0
     try:
         while True:
-            end = _batch_end(chunks, refs, start)
+            end = batch_end(chunks, refs, start)
             chunks.load(cid for _, cid, _ in refs[start:end])
             for n, cid, length in refs[start:end]:
                 if writer.done > n or (writer.done == n and writer.failed):
@@ -317,21 +258,6 @@ def write_files(chunks: Chunks, writer: _Writer, outcome: Outcome, advance: Adva
             f"{chunks.bad[cid]}; it breaks {len(paths)} file(s), not restored: {files}"
         )
     outcome.bytes_fetched = chunks.fetched
-
-
-def _batch_end(chunks: Chunks, refs: list[tuple[int, str, int]], start: int) -> int:
-    ids: set[str] = set()
-    size = 0
-    end = start
-    while end < len(refs):
-        _, cid, length = refs[end]
-        if cid not in ids and not chunks.has(cid):
-            if len(ids) == BATCH_IDS or (ids and size + length > BATCH_BYTES):
-                break
-            ids.add(cid)
-            size += length
-        end += 1
-    return end
 
 
 def restore(

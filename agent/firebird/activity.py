@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from agent.firebird.connection import FirebirdTarget, attach
+from common.firebird.connection import FirebirdTarget, attach
 
 SAMPLE_SECONDS = 0.1
 FIRST_SAMPLE_SECONDS = 0.02

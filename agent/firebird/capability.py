@@ -25,8 +25,6 @@ from agent.commands import CommandResult, Handler
 from agent.configsync import AgentConfig, ConfigStore
 from agent.domain.messages import CheckIn
 from agent.domain.reports import BackupDetails, FirebirdHealth, RunReport, Verification
-from agent.firebird.connection import FirebirdTarget
-from agent.firebird.errors import BackupBusy, FirebirdJobError
 from agent.firebird.files import Status, list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job
 from agent.firebird.offsite import BackupUploads
@@ -37,6 +35,8 @@ from agent.priority import in_background
 from agent.runner import Job, ReportSink
 from agent.scheduler import Task
 from common.clock import Clock
+from common.firebird.connection import FirebirdTarget
+from common.firebird.errors import BackupBusy, FirebirdJobError
 
 log = logging.getLogger(__name__)
 

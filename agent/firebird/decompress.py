@@ -14,10 +14,10 @@ from pathlib import Path
 
 import zstandard
 
-from agent.firebird.errors import BackupCorrupt
 from agent.firebird.pipes import PipeWriter
 from agent.firebird.stream import CHUNK, new_file, write_all
 from agent.priority import run_niced
+from common.firebird.errors import BackupCorrupt
 
 
 def sha256_file(path: Path) -> str:

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.firebird.errors import BackupBusy, BackupDirMissing, BackupDirNotWritable, translate
+from common.firebird.errors import BackupBusy, BackupDirMissing, BackupDirNotWritable, translate
 
 SPOOL = ".storesafe-spool"
 UNVERIFIED_SUFFIX = ".unverified"

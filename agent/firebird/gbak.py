@@ -10,7 +10,6 @@ from a pipe that the agent decompresses it into (elsewhere from a scratch file).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import re
 import threading
@@ -22,51 +21,20 @@ from typing import Any
 from agent import priority
 from agent.firebird import decompress, pipes, stream
 from agent.firebird.activity import ShopActivity
-from agent.firebird.connection import FirebirdTarget, require_ascii, services
-from agent.firebird.errors import (
+from agent.firebird.files import Spool, remove_quietly
+from common.firebird.connection import FirebirdTarget, require_ascii, services
+from common.firebird.errors import (
     BackupCorrupt,
     BackupFailed,
-    FirebirdJobError,
-    RestoreFailed,
     translate,
 )
-from agent.firebird.files import Spool, remove_quietly
+from common.firebird.gbaklog import GbakLog, check_restored
+from common.firebird.restore import restore_error, restore_fbk
 
-_WRITING = re.compile(r"writing data for table (.+?)\s*$")
-_WRITTEN = re.compile(r"^\s*(\d+) records written")
-_RESTORING = re.compile(r"restoring data for table (.+?)\s*$")
-_RESTORED = re.compile(r"^\s*(\d+) records restored")
 # gbak's restore first reads the start of its file to see whether it is part of
 # a gsplit set, then seeks back to 0, which a pipe cannot do: it gets a byte of
 # its own to read (and throw away) before the backup starts.
 _SPLIT_PROBE_LEAD = b"\0"
-
-
-class GbakLog:
-    """Per-table record counts of a verbose gbak log, read line by line in constant memory.
-
-    gbak prints a running total every 10,000 records ("10000 records written",
-    "20000 records written", ...), so the last figure after a table's line wins.
-    """
-
-    def __init__(self, *, restore: bool = False) -> None:
-        self._table_re, self._count_re = (
-            (_RESTORING, _RESTORED) if restore else (_WRITING, _WRITTEN)
-        )
-        self.counts: dict[str, int] = {}
-        self.tail: collections.deque[str] = collections.deque(maxlen=8)
-        self._table: str | None = None
-
-    def feed(self, raw: str) -> None:
-        self.tail.append(raw)
-        line = raw[5:] if raw.startswith("gbak:") else raw
-        if m := self._table_re.search(line):
-            self._table = m.group(1).strip().strip('"')
-            self.counts.setdefault(self._table, 0)
-        elif self._table is not None and (m := self._count_re.match(line)):
-            self.counts[self._table] = int(m.group(1))
-        elif line.strip() and not line.startswith(" "):
-            self._table = None  # a new section: counts that follow are not this table's
 
 
 class _Drain(threading.Thread):
@@ -211,7 +179,7 @@ def restore_compressed(
             try:
                 svc.restore(str(pipe), str(database), replace=0)
             except Exception as exc:
-                raise _restore_error(exc) from exc
+                raise restore_error(exc) from exc
             drain = _Drain(svc, restore=True)
             drain.start()
             local_error = _feed_pipe(src, pipe, drain, expected_sha256)
@@ -222,7 +190,7 @@ def restore_compressed(
     if local_error is not None:
         raise local_error
     if drain.error is not None:
-        raise _restore_error(drain.error) from drain.error
+        raise restore_error(drain.error) from drain.error
     check_restored(list(drain.log.tail))
     return drain.log.counts
 
@@ -249,42 +217,12 @@ def _feed_pipe(
     return None
 
 
-def check_restored(lines: list[str]) -> None:
-    """Raise RestoreFailed unless the tail of a verbose restore log has gbak's closing line.
-
-    Firebird 3 can end a restore service without an error when gbak stops early
-    (seen when its input ends too soon), so the absence of an error is not enough.
-    """
-    if not any("finishing, closing, and going home" in line for line in lines):
-        raise RestoreFailed("The test restore ended without gbak's closing line; it is incomplete.")
-
-
 def _restore_from_file(
     target: FirebirdTarget, spool: Spool, src: Path, database: Path, expected_sha256: str
 ) -> dict[str, int]:
     fbk = spool.scratch(".fbk")
     try:
         decompress.decompress_niced(src, fbk, expected_sha256=expected_sha256, mode=spool.file_mode)
-        return restore(target, fbk, database)
+        return restore_fbk(target, fbk, database)
     finally:
         remove_quietly(fbk)
-
-
-def restore(target: FirebirdTarget, fbk: Path, database: Path) -> dict[str, int]:
-    """Restore `fbk` (server-side path) into a new `database`; return restored record counts."""
-    with services(target, what="restoring the backup") as svc:
-        try:
-            svc.restore(str(fbk), str(database), replace=0)
-            log = GbakLog(restore=True)
-            for line in svc:
-                log.feed(line)
-        except Exception as exc:
-            raise _restore_error(exc) from exc
-    return log.counts
-
-
-def _restore_error(exc: BaseException) -> FirebirdJobError:
-    err = translate(exc, what="the test restore")
-    if type(err) is FirebirdJobError:
-        err = RestoreFailed(f"The test restore failed: {err.message}")
-    return err

@@ -23,15 +23,6 @@ from agent.domain.reports import (
     Verification,
 )
 from agent.firebird import gbak, nbackup
-from agent.firebird.connection import FirebirdTarget, require_ascii
-from agent.firebird.errors import (
-    BackupCorrupt,
-    CountMismatch,
-    FirebirdJobError,
-    RestoreFailed,
-    SchemaMismatch,
-    ValidationFailed,
-)
 from agent.firebird.files import (
     UNVERIFIED_SUFFIX,
     Manifest,
@@ -51,7 +42,7 @@ from agent.firebird.files import (
     remove_quietly,
     write_manifest,
 )
-from agent.firebird.health import BACKUP_STATE_NORMAL, Schema, health_problems, read_live
+from agent.firebird.health import BACKUP_STATE_NORMAL, health_problems, read_live
 from agent.firebird.outcome import JobOutcome
 from agent.firebird.retention import BackupEntry, RetentionPolicy, plan_deletions
 from agent.firebird.stream import Compressed
@@ -59,6 +50,16 @@ from agent.firebird.validate import run_validation_job
 from agent.firebird.verify import drop_problems, verify
 from common.clock import Clock
 from common.errors import InvalidArgument
+from common.firebird.connection import FirebirdTarget, require_ascii
+from common.firebird.errors import (
+    BackupCorrupt,
+    CountMismatch,
+    FirebirdJobError,
+    RestoreFailed,
+    SchemaMismatch,
+    ValidationFailed,
+)
+from common.firebird.schema import Schema
 
 log = logging.getLogger(__name__)
 NBACKUP_COUNT_TOLERANCE = 0.02  # nbackup counts are read beside, not inside, the backup

@@ -20,37 +20,23 @@ import dataclasses
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from agent import priority
 from agent.firebird import stream
-from agent.firebird.connection import FirebirdTarget, attach, parse_version, services
-from agent.firebird.errors import (
-    AuthFailed,
-    DatabaseMissing,
-    DatabaseStalled,
-    DiskFull,
-    FirebirdJobError,
-    NbackupPrecondition,
-    Unreachable,
-    translate,
-)
 from agent.firebird.files import Manifest, Spool, Status, remove_quietly
 from agent.firebird.health import BACKUP_STATE_NORMAL, backup_state
+from common.firebird.connection import FirebirdTarget, attach, services
+from common.firebird.errors import (
+    DatabaseStalled,
+    NbackupPrecondition,
+    translate,
+)
+from common.firebird.restore import nbackup_tool_error, restore_chain, services_call_is_safe
 
-FIXED_IN = (3, 0, 12)
 END_BACKUP_WAIT_SECONDS = 120.0
-
-
-def services_call_is_safe(server_version: str, *, platform: str = sys.platform) -> bool:
-    """False where a failing nbackup services call can kill the server (CORE-6498)."""
-    if server_version.startswith("WI-") or (platform == "win32" and "LI-" not in server_version):
-        return True
-    version = parse_version(server_version)
-    return not (version[:2] == (3, 0) and version < FIXED_IN)
 
 
 def end_stalled(
@@ -184,51 +170,17 @@ def _via_cli(target: FirebirdTarget, raw: Path, level: int) -> None:
         stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
-        raise _cli_error(proc.stderr + proc.stdout)
-
-
-def _cli_error(output: str) -> FirebirdJobError:
-    text = " ".join(output.split())
-    lowered = text.lower()
-    if "no space left" in lowered:
-        return DiskFull(f"The disk filled up during the nbackup: {text}.")
-    if "password" in lowered and "user name" in lowered:
-        return AuthFailed("Firebird refused the user name or password during the nbackup.")
-    if "unable to complete network request" in lowered:
-        return Unreachable(f"The Firebird server could not be reached for the nbackup: {text}.")
-    if "no such file" in lowered:
-        return DatabaseMissing(f"Firebird cannot find the database for the nbackup: {text}.")
-    return FirebirdJobError(f"The nbackup tool failed: {text}.")
+        raise nbackup_tool_error(proc.stderr + proc.stdout)
 
 
 def restore(
     target: FirebirdTarget, spool: Spool, files: list[Path], database: Path, *, server_version: str
 ) -> None:
-    """Restore a chain of level files (server-side paths) into a new `database`.
-
-    Same CORE-6498 rule as for backups: the command-line tool where a failing
-    services call could take the server down.
-    """
-    try:
-        if services_call_is_safe(server_version):
-            with services(target, what="restoring the nbackup chain") as svc:
-                try:
-                    svc.nrestore([str(f) for f in files], str(database))
-                except Exception as exc:
-                    raise translate(exc, what="the nbackup test restore") from exc
-        else:
-            tool = shutil.which("nbackup") or "/usr/bin/nbackup"
-            proc = subprocess.run(
-                [tool, "-R", str(database), *map(str, files)],
-                capture_output=True,
-                text=True,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-            if proc.returncode != 0:
-                raise _cli_error(proc.stderr + proc.stdout)
-            # The tool wrote the file as the agent's user: let the server open it.
-            os.chmod(database, 0o660 if spool.file_mode == 0o640 else 0o666)
-    except BaseException:
-        remove_quietly(database)  # a failing nrestore leaves a partial target
-        raise
+    """Restore a chain of level files (server-side paths) into a new `database`."""
+    restore_chain(
+        target,
+        files,
+        database,
+        server_version=server_version,
+        database_mode=0o660 if spool.file_mode == 0o640 else 0o666,
+    )

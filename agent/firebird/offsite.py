@@ -26,7 +26,6 @@ from agent.capability import Host, Setup
 from agent.configsync import AgentConfig
 from agent.datakey import DataKeyFile
 from agent.domain.reports import Outcome, RunKind, RunReport, UploadDetails
-from agent.firebird.errors import FirebirdJobError
 from agent.firebird.files import list_backups
 from agent.firebird.upload import (
     SPOOL_DIR,
@@ -41,6 +40,7 @@ from agent.offsite.uploader import LoopStore
 from agent.priority import in_background
 from agent.runner import ReportSink
 from common.errors import InvalidArgument, ResourceExhausted, StoreSafeError, Unavailable
+from common.firebird.errors import FirebirdJobError
 from common.vault import FleetPublicKey
 from common.window import UploadWindow
 

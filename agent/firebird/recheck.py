@@ -24,9 +24,7 @@ import logging
 from pathlib import Path
 
 from agent.domain.reports import FileChange, FileCheckDetails, FileState, RunKind
-from agent.firebird.connection import FirebirdTarget
 from agent.firebird.decompress import sha256_file
-from agent.firebird.errors import BackupCorrupt, FirebirdJobError
 from agent.firebird.files import (
     NAME_RE,
     UNVERIFIED_SUFFIX,
@@ -48,6 +46,8 @@ from agent.firebird.jobs import VERDICTS, BackupSettings, JobRun, prune, verify_
 from agent.firebird.outcome import JobOutcome
 from agent.priority import run_niced
 from common.clock import Clock
+from common.firebird.connection import FirebirdTarget
+from common.firebird.errors import BackupCorrupt, FirebirdJobError
 
 log = logging.getLogger(__name__)
 

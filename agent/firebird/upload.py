@@ -41,12 +41,12 @@ import zstandard
 
 from agent.domain.offsite import SnapshotCommit, SnapshotKind
 from agent.domain.reports import UploadDetails
-from agent.firebird.errors import BackupCorrupt
 from agent.firebird.files import Manifest, Status
 from agent.offsite.bandwidth import TokenBucket
 from agent.offsite.uploader import SyncStore, Uploader, UploadStopped, batch_bytes
 from agent.settings import write_atomic
 from common.clock import Clock
+from common.firebird.errors import BackupCorrupt
 from common.vault import BACKUPS, ChunkRef, SiteKeys, cut_stream, seal_snapshot
 from common.vault.backupset import BackupInfo, StreamInfo, stream_entries
 from common.vault.chunking import database_manifests

@@ -12,10 +12,10 @@ import logging
 import re
 
 from agent.domain.reports import RunKind, ValidationDetails
-from agent.firebird.connection import FirebirdTarget, require_ascii, services
-from agent.firebird.errors import FirebirdJobError, LiveValidationErrors, translate
 from agent.firebird.outcome import JobOutcome
 from common.clock import Clock
+from common.firebird.connection import FirebirdTarget, require_ascii, services
+from common.firebird.errors import FirebirdJobError, LiveValidationErrors, translate
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from cli.models import (
     ConfigChange,
     ConfigEntry,
     ConfigRevision,
+    DrillReport,
     EnrollmentToken,
     RolloutRow,
     Run,
@@ -35,6 +36,7 @@ from cli.models import (
     SiteDetail,
     SiteSummary,
     SnapshotSummary,
+    StoreCheckUpdate,
 )
 
 Req = TypeVar("Req")
@@ -198,11 +200,15 @@ class AdminClient:
         return [convert.snapshot(row) for row in answer.snapshots]
 
     def get_snapshot(
-        self, site: str, snapshot_id: str = "", kind: str | None = None
+        self, site: str, snapshot_id: str = "", kind: str | None = None, backup_run_id: str = ""
     ) -> SealedSnapshotRecord:
-        """One snapshot of `site` with its sealed record; the newest of `kind` when no id."""
+        """One snapshot of `site` with its sealed record; the newest of `kind` when no id
+        (with `backup_run_id`: the newest database snapshot copying that backup run)."""
         request = admin_pb2.GetSnapshotRequest(
-            site=site, snapshot_id=snapshot_id, kind=convert.snapshot_kind_value(kind)
+            site=site,
+            snapshot_id=snapshot_id,
+            kind=convert.snapshot_kind_value(kind),
+            backup_run_id=backup_run_id,
         )
         answer = self._call(self._connect().GetSnapshot, request)
         return SealedSnapshotRecord(convert.snapshot(answer.snapshot), answer.record)
@@ -224,6 +230,24 @@ class AdminClient:
             )
             for chunk in stream:
                 yield chunk.id, chunk.data
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, self.settings) from None
+
+    def record_drill(self, drill: DrillReport) -> bool:
+        """Record a restore drill as a run of its site; True when it was recorded already."""
+        request = admin_pb2.RecordDrillRequest(site=drill.site, report=convert.drill_report(drill))
+        return self._call(self._connect().RecordDrill, request).duplicate
+
+    def verify_store(
+        self, site: str = "", sample_percent: float = 100.0
+    ) -> Iterator[StoreCheckUpdate]:
+        """Have the server re-read and check stored chunks (of one site, or all), streaming
+        progress and each site's result. No deadline: the stream lasts as long as the check."""
+        request = admin_pb2.VerifyStoreRequest(site=site, sample_percent=sample_percent)
+        metadata = (("authorization", f"Bearer {token_of(self.settings)}"),)
+        try:
+            for update in self._connect().VerifyStore(request, metadata=metadata):
+                yield convert.store_check_update(update)
         except grpc.RpcError as err:
             raise error_from_rpc(err, self.settings) from None
 

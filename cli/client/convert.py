@@ -22,11 +22,13 @@ from cli.models import (
     SNAPSHOT_KINDS,
     STATUSES,
     Disk,
+    DrillReport,
     FirebirdHealth,
     Run,
     SiteDetail,
     SiteSummary,
     SnapshotSummary,
+    StoreCheckUpdate,
 )
 
 R = TypeVar("R")
@@ -147,6 +149,17 @@ def summary(row: admin_pb2.SiteSummary) -> SiteSummary:
         agent_version=row.agent_version,
         problems=tuple(row.problems),
         hostname=row.hostname,
+        last_offsite_at=time_of(row, "last_offsite_at"),
+        last_offsite_backup_run_id=row.last_offsite_backup_run_id,
+        last_offsite_bytes_sent=row.last_offsite_bytes_sent,
+        last_offsite_backup_size=row.last_offsite_backup_size,
+        last_drill_ok_at=time_of(row, "last_drill_ok_at"),
+        last_drill_at=time_of(row, "last_drill_at"),
+        last_drill_outcome=(
+            _outcome_name(row.last_drill_outcome) if row.last_drill_outcome else ""
+        ),
+        last_store_check_at=time_of(row, "last_store_check_at"),
+        store_damaged_chunks=row.store_damaged_chunks,
     )
 
 
@@ -180,6 +193,7 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
             "problems": list(b.problems),
             "validation_errors": b.validation_errors,
             "validation_warnings": b.validation_warnings,
+            "raw_checksum": b.raw_checksum,
         }
     if which == "image_sync":
         s = report.image_sync
@@ -207,8 +221,8 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
     if which == "validation":
         v = report.validation
         return {"errors": v.errors, "warnings": v.warnings, "summary": v.summary}
-    if which == "upload":
-        return {"file": report.upload.file, "bytes": report.upload.bytes}
+    if which in ("upload", "drill", "store_check"):
+        return _plain(getattr(report, which))
     if which == "file_check":
         f = report.file_check
         return {
@@ -219,6 +233,19 @@ def _details(report: types_pb2.RunReport) -> dict[str, Any]:
             "summary": f.summary,
         }
     return {}
+
+
+def _plain(message: Any) -> dict[str, Any]:
+    """Every field of a flat details message by its proto name (lists and maps as such)."""
+    out: dict[str, Any] = {}
+    for f in message.DESCRIPTOR.fields:
+        value = getattr(message, f.name)
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            value = dict(value)
+        elif f.is_repeated:
+            value = list(value)
+        out[f.name] = value
+    return out
 
 
 def site_detail(answer: admin_pb2.GetSiteResponse) -> SiteDetail:
@@ -259,3 +286,53 @@ def snapshot(row: admin_pb2.SnapshotSummary) -> SnapshotSummary:
     """One snapshot of the off-site store, its kind as the CLI's word."""
     kind = _enum_name(agent_pb2.SnapshotKind, row.kind, "SNAPSHOT_KIND_", SNAPSHOT_KINDS)
     return record(SnapshotSummary, row, kind=kind)
+
+
+# --- CLI records -> proto --------------------------------------------------
+
+
+def _stamp(when: dt.datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(when.astimezone(dt.UTC).replace(tzinfo=None))
+    return ts
+
+
+def drill_report(drill: DrillReport) -> types_pb2.RunReport:
+    """The run report of a restore drill (kind RUN_KIND_DRILL, DrillDetails)."""
+    return types_pb2.RunReport(
+        id=drill.id,
+        kind=types_pb2.RUN_KIND_DRILL,
+        started_at=_stamp(drill.started_at),
+        finished_at=_stamp(drill.finished_at),
+        outcome=types_pb2.RunOutcome.Value("RUN_OUTCOME_" + drill.outcome.upper()),
+        error_class=drill.error_class,
+        error_message=drill.error_message,
+        trigger=drill.trigger,
+        drill=types_pb2.DrillDetails(
+            snapshot_id=drill.snapshot_id,
+            backup_run_id=drill.backup_run_id,
+            bytes_fetched=drill.bytes_fetched,
+            backup_bytes=drill.backup_bytes,
+            checksum_ok=drill.checksum_ok,
+            restored=drill.restored,
+            validation_errors=drill.validation_errors,
+            table_counts=drill.table_counts,
+            host=drill.host,
+            fetch_seconds=drill.fetch_seconds,
+            restore_seconds=drill.restore_seconds,
+        ),
+    )
+
+
+def store_check_update(update: admin_pb2.VerifyStoreUpdate) -> StoreCheckUpdate:
+    """One progress message of VerifyStore; the finished site's run in `result`."""
+    result = None
+    if update.HasField("result"):
+        result = run(admin_pb2.Run(site=update.site, report=update.result))
+    return StoreCheckUpdate(
+        site=update.site,
+        chunks_checked=update.chunks_checked,
+        chunks_total=update.chunks_total,
+        bytes_checked=update.bytes_checked,
+        result=result,
+    )

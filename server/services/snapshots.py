@@ -13,6 +13,8 @@ from server.domain.offsite import SiteKeyRecord, SnapshotRecord
 from server.state.store_base import StoreState
 from server.storage import BlobStore
 
+READ_GROUP = 64  # chunks read from the store per hop to its threads (a few hundred KiB)
+
 
 @dataclasses.dataclass(frozen=True)
 class SnapshotWithRecord:
@@ -83,5 +85,8 @@ class SnapshotQueries:
         return self._stream(site, wanted)
 
     async def _stream(self, site: str, ids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
-        for one in ids:
-            yield one, await self._store.load(rules.chunk_name(site, one))
+        for at in range(0, len(ids), READ_GROUP):
+            group = ids[at : at + READ_GROUP]
+            blobs = await self._store.load_many([rules.chunk_name(site, one) for one in group])
+            for one, blob in zip(group, blobs, strict=True):
+                yield one, blob

@@ -46,8 +46,6 @@ def admin_record(r: Any) -> AdminTokenRecord:
     )
 
 
-
-
 def site_row(r: Any) -> SiteRow:
     """One `sites` row (ROW_COLUMNS selected, by name) as a SiteRow."""
     return site_rows([tuple(r._mapping[c] for c in ROW_COLUMNS)])[0]

@@ -88,6 +88,12 @@ class BlobStore:
         thread (a store check never holds the event loop); NotFound if there is none."""
         return await self._run(_size_and_sha256, self.backend.read, check_key(key))
 
+    async def load_many(self, keys: Sequence[str]) -> list[bytes]:
+        """The blobs' bytes in order, read in one go off the event loop; NotFound for the
+        first that is absent."""
+        names = [check_key(key) for key in keys]
+        return await self._run(lambda: [self.backend.read(name) for name in names])
+
     async def stat(self, keys: Sequence[str]) -> dict[str, BlobInfo | None]:
         """For each of up to 1000 names: its info, or None when it is absent."""
         names = _batch(keys)

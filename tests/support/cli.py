@@ -35,7 +35,7 @@ from cli.models import (
     SnapshotSummary,
 )
 from cli.restore_target import Target
-from common.errors import NotFound
+from common.errors import NotFound, Unavailable
 from tests.support.clock import FakeClock
 from tests.support.sealed import Sealed, SealedSite
 
@@ -250,7 +250,7 @@ class FakeStoreClient(FakeAdminClient):
         return [self._summary(s) for s in self.snapshots[:limit]]
 
     def get_snapshot(
-        self, site: str, snapshot_id: str = "", kind: str | None = None
+        self, site: str, snapshot_id: str = "", kind: str | None = None, backup_run_id: str = ""
     ) -> SealedSnapshotRecord:
         self._seen("get_snapshot", site, snapshot_id, kind)
         for snap in self.snapshots:
@@ -277,3 +277,53 @@ def pretend_names_fold(monkeypatch: pytest.MonkeyPatch) -> None:
     """Restores see a target file system that folds case and Unicode form (NTFS, APFS),
     which a Linux test machine's file systems do not."""
     monkeypatch.setattr(Target, "folds_names", lambda self: True)
+
+
+class FakeBackupStore(FakeStoreClient):
+    """Serves database snapshots (with their backup run ids) and the backup runs that carry
+    their raw checksums; after `cut_after` fetch calls, or when asked for an id in
+    `cut_at`, it raises Unavailable (a cut link);
+    recorded drills land in `drills`."""
+
+    def __init__(
+        self, site: SealedSite, *snapshots: tuple[Sealed, str], runs: list[Run] | None = None
+    ) -> None:
+        super().__init__(site, *(s for s, _ in snapshots))
+        self.run_ids = {s.snapshot_id: run for s, run in snapshots}
+        self.runs = runs or []
+        self.cut_after: int | None = None
+        self.cut_at: set[str] = set()  # asking for any of these ids cuts the link
+        self.drills: list[Any] = []
+
+    def _summary(self, snap: Sealed) -> SnapshotSummary:
+        return replace(
+            super()._summary(snap), kind="database", backup_run_id=self.run_ids[snap.snapshot_id]
+        )
+
+    def get_snapshot(
+        self, site: str, snapshot_id: str = "", kind: str | None = None, backup_run_id: str = ""
+    ) -> SealedSnapshotRecord:
+        self._seen("get_snapshot", site, snapshot_id, kind, backup_run_id)
+        for snap in self.snapshots:
+            if snapshot_id in ("", snap.snapshot_id) and backup_run_id in (
+                "",
+                self.run_ids[snap.snapshot_id],
+            ):
+                return SealedSnapshotRecord(self._summary(snap), snap.record)
+        raise NotFound(f"site {site} has no such database snapshot")
+
+    def list_runs(self, site: str, kind: str | None = None, limit: int = 20) -> list[Run]:
+        self._seen("list_runs", site, kind, limit)
+        return list(self.runs)
+
+    def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        if (self.cut_after is not None and len(self.fetches) >= self.cut_after) or (
+            self.cut_at & set(ids)
+        ):
+            raise Unavailable("the server at 127.0.0.1:7443 is unreachable")
+        yield from super().fetch_chunks(site, ids)
+
+    def record_drill(self, drill: Any) -> bool:
+        self._seen("record_drill", drill.site)
+        self.drills.append(drill)
+        return False

@@ -33,7 +33,7 @@ from typing import Any
 
 import fdb
 
-from agent.firebird.connection import FirebirdTarget, attach, ensure_client_loaded
+from common.firebird.connection import FirebirdTarget, attach, ensure_client_loaded
 
 OPENING_BALANCE = 10_000
 THINK_SECONDS = 0.003

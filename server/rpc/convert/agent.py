@@ -34,6 +34,7 @@ from server.services.push import ConfigDirective, Directive, ReconnectDirective
 
 _FIREBIRD_TO_DICT = scalar_dict_converter(types_pb2.FirebirdHealth.DESCRIPTOR)
 
+
 def checkin_input(req: agent_pb2.CheckInRequest) -> ingest.CheckInInput:
     """A check-in's fields as sent (ingest.checkin_facts judges them)."""
     disks = tuple(Disk(d.label, d.path, int(d.total_bytes), int(d.free_bytes)) for d in req.disks)
@@ -104,6 +105,7 @@ def run_input(report: types_pb2.RunReport) -> ingest.RunInput:
         file_changes=file_changes(report),
     )
 
+
 def file_changes(report: types_pb2.RunReport) -> tuple[FileChange, ...]:
     """The earlier backups whose file changed state, as sent (an unknown state as its
     number: ingest refuses it, naming the field)."""
@@ -111,6 +113,7 @@ def file_changes(report: types_pb2.RunReport) -> tuple[FileChange, ...]:
         FileChange(c.file, enum_name(FILE_STATE_NAMES, c.state), c.reason)
         for c in report.file_changes
     )
+
 
 def config_value(value: Value) -> agent_pb2.ConfigValue:
     if isinstance(value, bool):

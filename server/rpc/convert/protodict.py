@@ -60,6 +60,7 @@ def scalar_dict_converter(descriptor: Any) -> Any:
     stringified = {name for name, s in spec if s}
     return fast
 
+
 _INT64 = {
     FieldDescriptor.TYPE_INT64,
     FieldDescriptor.TYPE_UINT64,

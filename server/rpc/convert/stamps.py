@@ -12,6 +12,7 @@ from server.domain.ingest import Stamp
 
 _EPOCH = dt.datetime(1970, 1, 1)  # naive: compared with naive UTC values only
 
+
 def ts(when: dt.datetime | None) -> Timestamp | None:
     if when is None:
         return None
@@ -32,12 +33,14 @@ def from_ts(msg: Any, field: str) -> dt.datetime | None:
     sent = stamp(msg, field)
     return None if sent is None else rules.timestamp(field, *sent)
 
+
 def stamp(msg: Any, field: str) -> Stamp:
     """A timestamp field as sent (seconds, nanos), None when unset; judged by ingest."""
     if not msg.HasField(field):
         return None
     stamp = getattr(msg, field)
     return (stamp.seconds, stamp.nanos)
+
 
 def put_ts(field: Timestamp, when: dt.datetime | None) -> None:
     """Set a Timestamp field in place to `when` (as ts() would); None leaves it unset."""

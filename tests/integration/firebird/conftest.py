@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.firebird.connection import FirebirdTarget, services
-from agent.firebird.errors import FirebirdJobError
+from common.firebird.connection import FirebirdTarget, services
+from common.firebird.errors import FirebirdJobError
 from tests.support.shopsim import create_shop
 
 PASSWORD_FILE = Path("/etc/firebird/3.0/SYSDBA.password")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.firebird import gbak, nbackup
-from agent.firebird.connection import FirebirdTarget, services
+from agent.firebird import nbackup
 from agent.firebird.decompress import decompress_checked
 from agent.firebird.files import Manifest, list_backups, prepare_spool, remove_quietly
+from common.firebird.connection import FirebirdTarget, services
+from common.firebird.restore import restore_fbk
 from tests.support.shopsim import total_balance
 
 
@@ -32,7 +33,7 @@ def restored_balance(
                 version = svc.get_server_version()
             nbackup.restore(target, spool, raws, database, server_version=version)
         else:
-            gbak.restore(target, raws[0], database)
+            restore_fbk(target, raws[0], database)
         return total_balance(target, str(database))
     finally:
         remove_quietly(*raws, database)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from agent.firebird.activity import ShopActivity
-from agent.firebird.connection import FirebirdTarget
+from common.firebird.connection import FirebirdTarget
 from tests.support.shopsim import ShopWriter
 
 pytestmark = pytest.mark.firebird

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from agent.domain.reports import BackupDetails, Outcome, RunKind, ValidationDetails, Verification
-from agent.firebird.connection import FirebirdTarget, attach
-from agent.firebird.errors import UnsafeRestoreTarget
 from agent.firebird.files import Status, list_backups, prepare_spool
 from agent.firebird.health import backup_state
 from agent.firebird.jobs import BackupSettings, run_backup_job, run_validation_job, run_verify_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.verify import check_scratch_target
 from common.clock import SystemClock
+from common.firebird.connection import FirebirdTarget, attach
+from common.firebird.errors import UnsafeRestoreTarget
 from tests.integration.firebird.conftest import SHOP_ACCOUNTS, new_target
 from tests.integration.firebird.helpers import restored_balance, spool_leftovers
 from tests.support.damage import damage

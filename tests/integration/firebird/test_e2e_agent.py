@@ -12,12 +12,12 @@ import pytest
 from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 from typer.testing import CliRunner
 
-from agent.firebird.connection import FirebirdTarget
 from agent.firebird.files import list_backups
 from agent.firebird.jobs import BackupSettings, run_backup_job
 from agent.firebird.retention import RetentionPolicy
 from cli.main import app
 from common.clock import SystemClock
+from common.firebird.connection import FirebirdTarget
 from tests.support.agent import AgentProcess, enroll_agent, wait_for
 from tests.support.damage import damage
 from tests.support.server import ServerHandle, rollout, set_config

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from agent.domain.reports import BackupDetails, Outcome
-from agent.firebird.connection import FirebirdTarget
 from agent.firebird.files import list_backups
 from agent.firebird.jobs import BackupSettings, JobOutcome, run_backup_job, run_validation_job
 from agent.firebird.retention import RetentionPolicy
 from common.clock import SystemClock
+from common.firebird.connection import FirebirdTarget
 from tests.integration.firebird.conftest import SHOP_ACCOUNTS, new_target
 from tests.integration.firebird.helpers import final_files, spool_leftovers
 from tests.support.shopsim import ShopWriter, total_balance
@@ -115,7 +115,7 @@ def test_disk_full_during_backup(shop: FirebirdTarget, tiny_fs: Path, fb_passwor
 CHILD = """
 import os, sys
 from pathlib import Path
-from agent.firebird.connection import FirebirdTarget
+from common.firebird.connection import FirebirdTarget
 from agent.firebird.jobs import BackupSettings, run_backup_job
 from common.clock import SystemClock
 target = FirebirdTarget("localhost", sys.argv[1], "SYSDBA", os.environ["STORESAFE_FB_PASSWORD"])

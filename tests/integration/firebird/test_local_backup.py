@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from storesafe.v1 import admin_pb2, types_pb2
 
-from agent.firebird.connection import FirebirdTarget
+from common.firebird.connection import FirebirdTarget
 from tests.support.agent import AgentProcess, agent_cli, enroll_agent, wait_for
 from tests.support.server import ServerHandle, rollout, set_config
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from storesafe.v1 import admin_pb2, agent_pb2, types_pb2
 
-from agent.firebird.connection import FirebirdTarget
+from common.firebird.connection import FirebirdTarget
 from common.vault import FleetPrivateKey
 from tests.support.agent import AgentProcess, enroll_agent, wait_for
 from tests.support.server import ServerHandle, rollout, set_config

@@ -24,7 +24,6 @@ from agent.configsync import ConfigStore
 from agent.datakey import DataKeyFile
 from agent.domain.offsite import StoreLink
 from agent.domain.reports import Outcome, RunReport, UploadDetails
-from agent.firebird.connection import FirebirdTarget
 from agent.firebird.decompress import decompress_checked
 from agent.firebird.files import Manifest, list_backups, mark_bad
 from agent.firebird.jobs import BackupSettings, run_backup_job
@@ -34,6 +33,7 @@ from agent.settings import StateDir
 from agent.transport.link import ServerLink
 from agent.transport.store import StoreCalls
 from common.clock import Clock, SystemClock
+from common.firebird.connection import FirebirdTarget
 from common.vault import FleetPrivateKey, SiteKeys, open_chunk, open_snapshot
 from common.vault.backupset import BackupInfo, stream_refs
 from tests.integration.firebird.conftest import new_target

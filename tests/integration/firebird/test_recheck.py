@@ -16,13 +16,13 @@ import fdb
 import pytest
 
 from agent.domain.reports import BackupDetails, FileCheckDetails, FileState, Outcome, RunKind
-from agent.firebird.connection import FirebirdTarget
 from agent.firebird.files import UNVERIFIED_SUFFIX, Status, list_backups, prepare_spool
 from agent.firebird.jobs import BackupSettings, run_backup_job
 from agent.firebird.recheck import run_pending_verifications, run_recheck_job
 from agent.firebird.retention import RetentionPolicy
-from agent.firebird.verify import validate_copy
 from common.clock import SystemClock
+from common.firebird.connection import FirebirdTarget
+from common.firebird.validation import validate_copy
 from tests.integration.firebird.conftest import new_target
 from tests.integration.firebird.helpers import spool_leftovers
 from tests.support.damage import damage
@@ -82,7 +82,7 @@ def test_the_newest_good_backup_is_restored_again_when_due(
 CHILD = """
 import os, sys
 from pathlib import Path
-from agent.firebird.connection import FirebirdTarget
+from common.firebird.connection import FirebirdTarget
 from agent.firebird.jobs import BackupSettings, run_backup_job
 from agent.firebird.retention import RetentionPolicy
 from common.clock import SystemClock

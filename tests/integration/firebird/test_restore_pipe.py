@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from agent.firebird import decompress, gbak, pipes
-from agent.firebird.connection import FirebirdTarget
-from agent.firebird.errors import BackupCorrupt, RestoreFailed
 from agent.firebird.files import Manifest, list_backups, prepare_spool
 from agent.firebird.jobs import BackupSettings, run_backup_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.verify import VerifyResult, verify
 from common.clock import SystemClock
+from common.firebird.connection import FirebirdTarget
+from common.firebird.errors import BackupCorrupt, RestoreFailed
 from tests.integration.firebird.conftest import SHOP_ACCOUNTS
 from tests.integration.firebird.helpers import spool_leftovers
 from tests.support.damage import damage

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from agent.domain.reports import Outcome, ValidationDetails
-from agent.firebird.connection import FirebirdTarget, attach
 from agent.firebird.jobs import run_validation_job
 from common.clock import SystemClock
+from common.firebird.connection import FirebirdTarget, attach
 from tests.integration.firebird.conftest import new_target
 
 pytestmark = pytest.mark.firebird

@@ -9,8 +9,8 @@ import pytest
 from storesafe.v1 import admin_pb2, types_pb2
 from typer.testing import CliRunner
 
-from agent.firebird.connection import FirebirdTarget
 from cli.main import app
+from common.firebird.connection import FirebirdTarget
 from tests.integration.firebird.conftest import new_target
 from tests.integration.firebird.test_e2e_agent import backup_now, site_summary
 from tests.support.agent import AgentProcess, enroll_agent, wait_for

@@ -139,6 +139,17 @@ def test_digest_reads_the_size_and_sha256_of_what_is_stored(store: BlobStore) ->
         run(store.digest(KEY + "ff"))
 
 
+def test_load_many_reads_in_order_and_names_a_missing_blob(store: BlobStore) -> None:
+    blobs = {f"{KEY}{i}": os.urandom(100 + i) for i in range(5)}
+    for key, data in blobs.items():
+        run(save(store, key, data))
+    order = [f"{KEY}3", f"{KEY}0", f"{KEY}4", f"{KEY}0"]
+    assert run(store.load_many(order)) == [blobs[k] for k in order]
+    assert run(store.load_many([])) == []
+    with pytest.raises(NotFound, match=f"{KEY}9 is not in the store"):
+        run(store.load_many([f"{KEY}1", f"{KEY}9"]))
+
+
 BAD_NAMES = ["", "/abs/x", "a/../b", "..", "a//b", "a/", "a/.hidden", "a b", "a\\b", "ä", "x" * 600]
 
 

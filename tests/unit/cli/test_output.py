@@ -26,6 +26,15 @@ SITE_FIELDS = {
     "agent_version",
     "problems",
     "hostname",
+    "last_offsite_at",
+    "last_offsite_backup_run_id",
+    "last_offsite_bytes_sent",
+    "last_offsite_backup_size",
+    "last_drill_ok_at",
+    "last_drill_at",
+    "last_drill_outcome",
+    "last_store_check_at",
+    "store_damaged_chunks",
 }
 
 
@@ -97,15 +106,21 @@ def test_sites_table_shows_ages_never_problems_and_counts() -> None:
         "VERIFIED",
         "SEEN",
         "IMAGES",
+        "OFFSITE",
+        "PROVEN",
         "REV",
         "PROBLEMS",
     ]
-    assert lines[1] == "shop-a   default   ok        3h ago     2m ago   never    3"
+    assert (
+        lines[1] == "shop-a   default   ok        3h ago     2m ago   never    never     never    3"
+    )
     assert lines[2] == (
-        "shop-b   default   failing   3h ago     2m ago   never    3       "
+        "shop-b   default   failing   3h ago     2m ago   never    never     never    3       "
         "backup failed: gbak error; disk nearly full"
     )
-    assert lines[3] == "shop-c   default   never     never      2m ago   never    2 → 3"
+    assert lines[3] == (
+        "shop-c   default   never     never      2m ago   never    never     never    2 → 3"
+    )
     assert lines[4:] == ["", "3 sites: 1 ok, 1 failing, 1 never"]
 
 
@@ -242,3 +257,41 @@ def test_clock_skew_of_a_site_never_seen_is_null_in_json() -> None:
     assert output.site_detail_json(never)["clock_skew_seconds"] is None
     seen = SiteDetail(summary=site(), clock_skew_seconds=-1.5)
     assert output.site_detail_json(seen)["clock_skew_seconds"] == -1.5
+
+
+def test_sites_and_site_show_the_off_site_copy_the_last_drill_and_the_store_check() -> None:
+    shown = site(
+        last_offsite_at=NOW - dt.timedelta(hours=5),
+        last_offsite_backup_run_id="run-7",
+        last_offsite_bytes_sent=3 * 1024 * 1024,
+        last_offsite_backup_size=40 * 1024 * 1024,
+        last_drill_ok_at=NOW - dt.timedelta(days=3),
+        last_drill_at=NOW - dt.timedelta(hours=1),
+        last_drill_outcome="failed",
+        last_store_check_at=NOW - dt.timedelta(hours=2),
+        store_damaged_chunks=3,
+    )
+    row = output.site_json(shown)
+    assert row["last_offsite_at"] == "2026-11-26T17:00:00Z"
+    assert (row["last_offsite_bytes_sent"], row["last_offsite_backup_size"]) == (
+        3 * 1024 * 1024,
+        40 * 1024 * 1024,
+    )
+    assert (row["last_drill_outcome"], row["store_damaged_chunks"]) == ("failed", 3)
+    table = output.sites_text([shown], NOW, marked)
+    assert "5h ago" in table and "<bold red>3d ago</>" in table
+    detail = output.site_text(SiteDetail(summary=shown), NOW, plain)
+    assert (
+        "Last off-site copy    2026-11-26 17:00 UTC (5h ago), backup run run-7: 3.0 MiB sent of a 40.0 MiB backup"
+        in detail
+    )
+    assert (
+        "Proven restorable     2026-11-23 22:00 UTC (3d ago); the newest drill failed 1h ago"
+        in detail
+    )
+    assert (
+        "Store check           2026-11-26 20:00 UTC (2h ago): 3 chunks damaged or missing" in detail
+    )
+    never = output.site_text(SiteDetail(summary=site()), NOW, plain)
+    assert "Last off-site copy    never" in never and "Proven restorable     never" in never
+    assert output.site_json(site())["last_drill_ok_at"] is None

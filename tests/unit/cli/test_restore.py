@@ -11,7 +11,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cli import restore
 from common.vault.chunks import open_chunk
 from common.vault.keyfile import write_key_file
 from common.vault.keys import FleetPrivateKey
@@ -131,7 +130,7 @@ def test_path_restores_one_folder(tmp_path: Path, site: SealedSite, key_file: Pa
 def test_batches_stay_small_and_split_files(
     tmp_path: Path, site: SealedSite, key_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(restore, "BATCH_IDS", 1)
+    monkeypatch.setattr("cli.restore_fetch.BATCH_IDS", 1)
     monkeypatch.setattr("cli.restore_fetch.CACHE_BYTES", 0)  # the shared chunk is fetched again
     snap = seal_files(site, FILES)
     client = FakeStoreClient(site, snap)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agent.firebird.connection import (
+from common.firebird.connection import (
     FirebirdTarget,
     locate_client_library,
     parse_version,
     require_ascii,
 )
-from agent.firebird.errors import ClientLibraryMissing, NonAsciiPath
+from common.firebird.errors import ClientLibraryMissing, NonAsciiPath
 from tests.support.agentfakes import fake_fs
 
 

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from agent.firebird import errors as e
+from common.firebird import errors as e
 
 
 def fdb_error(gds: int, text: str = "boom") -> Exception:

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from agent.domain.reports import FileState
-from agent.firebird.connection import FirebirdTarget
-from agent.firebird.errors import BackupBusy, BackupDirMissing, CountMismatch
 from agent.firebird.files import (
     NAME_RE,
     UNVERIFIED_SUFFIX,
@@ -28,11 +26,13 @@ from agent.firebird.files import (
     recover_names,
     write_manifest,
 )
-from agent.firebird.health import Schema
 from agent.firebird.jobs import BackupSettings, apply_retention, prune
 from agent.firebird.recheck import run_recheck_job
 from agent.firebird.retention import RetentionPolicy
 from agent.firebird.verify import compare_counts, drop_problems
+from common.firebird.connection import FirebirdTarget
+from common.firebird.errors import BackupBusy, BackupDirMissing, CountMismatch
+from common.firebird.schema import Schema
 from tests.support.clock import FakeClock
 
 WHEN = dt.datetime(2026, 11, 26, 21, 30, tzinfo=dt.UTC)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.firebird.errors import fdb_message
-from agent.firebird.findings import Findings, parse_log, parse_summary
+from common.firebird.errors import fdb_message
+from common.firebird.findings import Findings, parse_log, parse_summary
 
 # OperationalError.args[0] of svc.repair(read_only_validation=1) on a copy with
 # two pointer-page warnings and no error (firebird.log said "0 errors, 2 warnings").
@@ -135,8 +135,8 @@ def test_describe_lists_at_most_three_lines() -> None:
 def test_a_log_read_without_the_verdict_yet_is_read_again() -> None:
     from pathlib import Path
 
-    from agent.firebird.connection import FirebirdTarget
-    from agent.firebird.verify import _logged
+    from common.firebird.connection import FirebirdTarget
+    from common.firebird.validation import logged_findings
 
     reads: list[int] = []
 
@@ -149,7 +149,7 @@ def test_a_log_read_without_the_verdict_yet_is_read_again() -> None:
         return ORPHAN_LOG
 
     target = FirebirdTarget(host="localhost", database="/x.fdb", user="SYSDBA", password="")
-    found = _logged(target, Path(SCRATCH), pause=0, read=read)
+    found = logged_findings(target, Path(SCRATCH), pause=0, read=read)
     assert found is not None and found.errors == 0 and found.warnings == 1
     assert len(reads) == 3
 
@@ -157,8 +157,8 @@ def test_a_log_read_without_the_verdict_yet_is_read_again() -> None:
 def test_a_log_that_never_holds_the_verdict_gives_none_after_its_tries() -> None:
     from pathlib import Path
 
-    from agent.firebird.connection import FirebirdTarget
-    from agent.firebird.verify import _logged
+    from common.firebird.connection import FirebirdTarget
+    from common.firebird.validation import logged_findings
 
     reads: list[int] = []
 
@@ -167,5 +167,5 @@ def test_a_log_that_never_holds_the_verdict_gives_none_after_its_tries() -> None
         return []
 
     target = FirebirdTarget(host="localhost", database="/x.fdb", user="SYSDBA", password="")
-    assert _logged(target, Path(SCRATCH), tries=3, pause=0, read=read) is None
+    assert logged_findings(target, Path(SCRATCH), tries=3, pause=0, read=read) is None
     assert len(reads) == 3

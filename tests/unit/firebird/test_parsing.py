@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agent.firebird.errors import NbackupPrecondition, RestoreFailed
 from agent.firebird.files import Manifest, Status
-from agent.firebird.findings import parse_summary
-from agent.firebird.gbak import GbakLog, check_restored
-from agent.firebird.nbackup import plan_chain, services_call_is_safe
+from agent.firebird.nbackup import plan_chain
 from agent.firebird.validate import parse_validation
+from common.firebird.errors import NbackupPrecondition, RestoreFailed
+from common.firebird.findings import parse_summary
+from common.firebird.gbaklog import GbakLog, check_restored
+from common.firebird.restore import services_call_is_safe
 
 
 def parse_counts(lines: list[str], *, restore: bool = False) -> dict[str, int]:

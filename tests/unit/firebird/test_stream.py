@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from agent.firebird.decompress import decompress_checked, decompress_to_pipe, sha256_file
-from agent.firebird.errors import BackupCorrupt
 from agent.firebird.pipes import BUFFER, NARROW, make_pipe
 from agent.firebird.pipes import SUPPORTED as PIPE_SUPPORTED
 from agent.firebird.stream import compress_following, compress_pipe
+from common.firebird.errors import BackupCorrupt
 from tests.support.agent import wait_for
 from tests.support.clock import SteppedTime
 from tests.support.damage import damage

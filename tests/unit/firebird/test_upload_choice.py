@@ -17,7 +17,6 @@ from agent.domain.reports import (
     Verification,
 )
 from agent.firebird.capability import FirebirdTasks
-from agent.firebird.errors import BackupCorrupt
 from agent.firebird.files import Manifest, Status
 from agent.firebird.offsite import (
     BUDGET_REST_SECONDS,
@@ -29,6 +28,7 @@ from agent.firebird.offsite import (
 from agent.firebird.outcome import JobOutcome
 from agent.firebird.upload import UploadLedger, UploadSettings, choose, stop_check
 from common.errors import ResourceExhausted, Unavailable
+from common.firebird.errors import BackupCorrupt
 from common.window import UploadWindow
 from tests.support.clock import FakeClock
 

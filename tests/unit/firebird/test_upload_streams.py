@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.firebird.errors import BackupCorrupt
 from agent.firebird.files import Manifest, Status
 from agent.firebird.stream import compress_following
 from agent.firebird.upload import Choice, UploadSettings, upload_backup
+from common.firebird.errors import BackupCorrupt
 from common.vault import SiteKeys, new_data_key, open_chunk, open_snapshot
 from common.vault.backupset import BackupInfo, stream_refs
 from common.window import UploadWindow

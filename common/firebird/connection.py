@@ -1,8 +1,8 @@
-"""Where the agent finds the Firebird client library and how it connects to a server.
+"""Where StoreSafe (agent and admin CLI) finds the Firebird client library and how it connects.
 
 Two rules from the field notes shape this module. Always connect with a host:
-with an empty host a 3.0 client may start the embedded engine inside the agent
-(no password check, files owned by the agent's user). And fdb's services API
+with an empty host a 3.0 client may start the embedded engine inside the process
+(no password check, files owned by its user). And fdb's services API
 takes ASCII strings only, so non-ASCII paths are refused up front with a typed
 error instead of fdb's TypeError.
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import fdb
 
-from agent.firebird.errors import ClientLibraryMissing, NonAsciiPath, translate
+from common.firebird.errors import ClientLibraryMissing, NonAsciiPath, translate
 
 DEFAULT_HOST = "localhost"
 LINUX_CLIENT = "libfbclient.so.2"

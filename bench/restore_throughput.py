@@ -1,0 +1,330 @@
+"""Benchmark: `storesafe restore` of a database backup from the off-site store vs `cp` of it.
+
+    .venv/bin/python bench/restore_throughput.py                 # a backup of >= 200 MB
+    .venv/bin/python bench/restore_throughput.py --filler-mb 400 # a bigger one
+    .venv/bin/python bench/restore_throughput.py --quick         # ~20 MB, a smoke run
+    .venv/bin/python bench/restore_throughput.py --profile       # + cProfile of one restore
+
+Builds a shop database (tests/support/shopsim.py) with --filler-mb MB of item
+rows and takes a gbak backup of it (cached in /var/tmp/storesafe-restore-bench),
+seals that gbak stream as a database snapshot exactly as the agent does
+(common.vault + backupset, BACKUPS chunking), uploads it to a real
+`storesafe-server` (TLS, loopback, filesystem store) with the agent RPCs, and
+then times, each --repeat times on the same machine:
+
+- `cp`: a plain copy of the same bytes (the raw .fbk) to a new file, fsynced;
+- `restore`: the real command, `storesafe restore SITE --to PATH --key FILE
+  --json` in its own process: fetch over gRPC, open and check every chunk,
+  reassemble, sha256 and size checks, fsync.
+
+Both write to the same folder; the source is warm in the page cache for both.
+The figure is the ratio of throughputs (restore MB/s over cp MB/s), goal at
+least 0.5. Linux, as root, with the Firebird server from scripts/setup-firebird.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from benchlib import machine, table, write_json  # noqa: E402
+from storesafe.v1 import agent_pb2, agent_pb2_grpc  # noqa: E402
+from vault_throughput import gbak, password  # noqa: E402
+
+from common.firebird.connection import FirebirdTarget  # noqa: E402
+from common.vault.backupset import BackupInfo, StreamInfo, stream_entries  # noqa: E402
+from common.vault.chunking import BACKUPS  # noqa: E402
+from common.vault.chunks import seal_stream  # noqa: E402
+from common.vault.keyfile import write_key_file  # noqa: E402
+from common.vault.keys import FleetPrivateKey  # noqa: E402
+from common.vault.snapshot import seal_snapshot  # noqa: E402
+from tests.support.sealed import new_site  # noqa: E402
+from tests.support.server import ServerHandle, enroll_agent, start_server  # noqa: E402
+
+CACHE = Path("/var/tmp/storesafe-restore-bench")
+BIN = Path(sys.executable).parent
+
+
+def make_backup(filler_mb: int, pw: str) -> Path:
+    """The raw gbak backup of a shop database with `filler_mb` MB of rows (cached)."""
+    from tests.support.shopsim import create_shop
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    shutil.chown(CACHE, "firebird", "firebird")
+    fbk = CACHE / f"shop-{filler_mb}mb.fbk"
+    if fbk.exists():
+        return fbk
+    database = CACHE / f"shop-{filler_mb}mb.fdb"
+    database.unlink(missing_ok=True)
+    print(f"building a shop database with {filler_mb} MB of item rows ...", flush=True)
+    create_shop(
+        FirebirdTarget("localhost", str(database), "SYSDBA", pw), accounts=1000, filler_mb=filler_mb
+    )
+    gbak(database, fbk, pw)
+    database.unlink(missing_ok=True)
+    return fbk
+
+
+def upload(server: ServerHandle, name: str, fbk: Path, fleet: FleetPrivateKey) -> dict[str, float]:
+    """Seal the backup as a database snapshot and upload it with the agent RPCs."""
+    site = new_site(name, fleet)
+    credential = enroll_agent(server, name)
+    metadata = (("authorization", f"Bearer {credential}"),)
+    t0 = time.perf_counter()
+    refs: list[tuple[str, int]] = []
+    creds = grpc.ssl_channel_credentials(server.ca_path.read_bytes())
+    with grpc.secure_channel(server.address, creds) as ch, fbk.open("rb") as src:
+        stub = agent_pb2_grpc.AgentServiceStub(ch)
+        stub.PutSiteKey(
+            agent_pb2.PutSiteKeyRequest(
+                sealed_key=site.sealed_key,
+                data_key_id=site.data_key_id,
+                recovery_key_fingerprint=fleet.fingerprint,
+            ),
+            metadata=metadata,
+            timeout=30,
+        )
+        batch: list[agent_pb2.PutChunkRequest] = []
+        size = 0
+        sent: set[str] = set()
+        digest = hashlib.sha256()
+
+        class Hashing(io.RawIOBase):
+            def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+                n = src.readinto(buffer)
+                digest.update(memoryview(buffer)[:n])
+                return n
+
+        def flush() -> None:
+            nonlocal batch, size
+            if batch:
+                stub.PutChunks(iter(batch), metadata=metadata, timeout=300)
+            batch, size = [], 0
+
+        for chunk in seal_stream(site.keys, Hashing(), BACKUPS):
+            refs.append((chunk.chunk_id, chunk.length))
+            if chunk.chunk_id in sent:
+                continue
+            sent.add(chunk.chunk_id)
+            batch.append(
+                agent_pb2.PutChunkRequest(
+                    id=chunk.chunk_id, data=chunk.blob, sha256=hashlib.sha256(chunk.blob).digest()
+                )
+            )
+            size += len(chunk.blob)
+            if size > 8 << 20:
+                flush()
+        stream = StreamInfo(0, "shop.fbk.zst", fbk.stat().st_size, digest.hexdigest())
+        info = BackupInfo(
+            str(uuid.uuid4()), "gbak", "/srv/shop.fdb", digest.hexdigest(), 1, (stream,)
+        ).check()
+        created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        snap = seal_snapshot(site.keys, info.snapshot_info(name, created), stream_entries(0, refs))
+        for part in snap.parts:
+            batch.append(
+                agent_pb2.PutChunkRequest(
+                    id=part.chunk_id, data=part.blob, sha256=hashlib.sha256(part.blob).digest()
+                )
+            )
+        flush()
+        ids = sorted(snap.references)
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        stamp = Timestamp()
+        stamp.FromDatetime(created.replace(tzinfo=None))
+
+        def commit() -> object:
+            yield agent_pb2.CommitSnapshotRequest(
+                header=agent_pb2.SnapshotHeader(
+                    snapshot_id=snap.snapshot_id,
+                    record=snap.record,
+                    record_sha256=hashlib.sha256(snap.record).digest(),
+                    kind=agent_pb2.SNAPSHOT_KIND_DATABASE,
+                    data_key_id=site.data_key_id,
+                    created_at=stamp,
+                    entries=snap.entries,
+                    size=snap.size,
+                    reference_count=len(ids),
+                    backup_run_id=info.run_id,
+                )
+            )
+            for at in range(0, len(ids), 10_000):
+                yield agent_pb2.CommitSnapshotRequest(references=ids[at : at + 10_000])
+
+        stub.CommitSnapshot(commit(), metadata=metadata, timeout=300)  # type: ignore[arg-type]
+    return {"chunks": len(refs), "distinct": len(sent), "upload_s": time.perf_counter() - t0}
+
+
+def time_cp(src: Path, dst: Path) -> float:
+    dst.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    subprocess.run(["cp", str(src), str(dst)], check=True)
+    with dst.open("rb") as handle:
+        os.fsync(handle.fileno())
+    took = time.perf_counter() - t0
+    dst.unlink()
+    return took
+
+
+def time_restore(server: ServerHandle, name: str, key: Path, dst: Path) -> float:
+    dst.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [
+            str(BIN / "storesafe"),
+            "--timeout",
+            "300",
+            "restore",
+            name,
+            "--to",
+            str(dst),
+            "--key",
+            str(key),
+            "--json",
+        ],
+        env=server.cli_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    took = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"restore failed ({proc.returncode}): {proc.stderr}")
+    dst.unlink()
+    return took
+
+
+def profile_restore(server: ServerHandle, name: str, key: Path, dst: Path) -> str:
+    """cProfile of one restore in this process (the CLI's own code path)."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    os.environ.update(server.cli_env)
+    dst.unlink(missing_ok=True)
+    prof = cProfile.Profile()
+    prof.enable()
+    result = CliRunner().invoke(
+        app, ["--timeout", "300", "restore", name, "--to", str(dst), "--key", str(key)]
+    )
+    prof.disable()
+    dst.unlink(missing_ok=True)
+    if result.exit_code != 0:
+        raise SystemExit(f"profiled restore failed: {result.output}")
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
+    return out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--filler-mb", type=int, default=200, help="shop database item rows")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each")
+    parser.add_argument("--quick", action="store_true", help="a ~20 MB backup, 2 runs each")
+    parser.add_argument("--profile", action="store_true", help="cProfile one restore")
+    parser.add_argument(
+        "--reuse", action="store_true", help="the server and store the last run uploaded"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.filler_mb, args.repeat = 20, 2
+    fbk = make_backup(args.filler_mb, password())
+    mb = fbk.stat().st_size / 1e6
+    print(f"backup: {fbk} ({mb:.0f} MB)", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="restore-bench-", dir="/var/tmp"))
+    kept = CACHE / f"server-{args.filler_mb}mb"
+    if args.reuse and (kept / "bench.json").exists():
+        saved = json.loads((kept / "bench.json").read_text())
+        server = ServerHandle(
+            Path(saved["data_dir"]), saved["address"], Path(saved["ca_path"]), saved["admin_token"]
+        )
+        server.start()
+        facts = json.loads((kept / "facts.json").read_text())
+        print("reusing the uploaded store in", kept, flush=True)
+    else:
+        shutil.rmtree(kept, ignore_errors=True)
+        server = start_server(kept)
+        facts = {}
+    try:
+        key, name = kept / "fleet.key", "bench-shop"
+        if not facts:
+            fleet = FleetPrivateKey.generate()
+            write_key_file(key, fleet, dt.datetime.now(dt.UTC))
+            facts = upload(server, name, fbk, fleet)
+            (kept / "facts.json").write_text(json.dumps(facts))
+            (kept / "bench.json").write_text(
+                json.dumps(
+                    {
+                        "data_dir": str(server.data_dir),
+                        "address": server.address,
+                        "ca_path": str(server.ca_path),
+                        "admin_token": server.admin_token,
+                    }
+                )
+            )
+        print(
+            f"uploaded {facts['chunks']} chunks ({facts['distinct']} distinct) in "
+            f"{facts['upload_s']:.1f} s",
+            flush=True,
+        )
+        load = os.getloadavg()[0]
+        cp_s, restore_s = [], []
+        for _ in range(args.repeat):
+            cp_s.append(time_cp(fbk, work / "copy.fbk"))
+            restore_s.append(time_restore(server, name, key, work / "restored.fbk"))
+        profile = profile_restore(server, name, key, work / "profiled.fbk") if args.profile else ""
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    cp_med, restore_med = statistics.median(cp_s), statistics.median(restore_s)
+    ratio = cp_med / restore_med
+    rows = [
+        ["cp", f"{cp_med:.2f}", f"{mb / cp_med:.0f}", "1.00"],
+        ["storesafe restore", f"{restore_med:.2f}", f"{mb / restore_med:.0f}", f"{ratio:.3f}"],
+    ]
+    print(table(["what", "median s", "MB/s", "vs cp"], rows))
+    print(f"goal: restore at least 0.5x cp's throughput: {'met' if ratio >= 0.5 else 'NOT met'}")
+    if load > 1.5:
+        print(f"warning: load average {load:.1f} at the start: wall-clock figures are inflated")
+    if profile:
+        print(profile)
+    path = write_json(
+        f"restore_throughput{'-quick' if args.quick else ''}.json",
+        {
+            "machine": machine(),
+            "load_average_1m": load,
+            "backup_bytes": fbk.stat().st_size,
+            "chunks": facts["chunks"],
+            "distinct_chunks": facts["distinct"],
+            "cp_seconds": cp_s,
+            "restore_seconds": restore_s,
+            "ratio": ratio,
+            "goal": 0.5,
+            "profile": profile or None,
+        },
+    )
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
