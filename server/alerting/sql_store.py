@@ -6,11 +6,9 @@ work must not queue behind ingest, nor ingest behind it.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -39,8 +37,7 @@ from server.alerting.store import (
 )
 from server.db import models
 from server.domain.status import Status
-
-T = TypeVar("T")
+from server.state.threaded import ThreadedSql
 
 STATES: Table = models.AlertState.__table__  # type: ignore[attr-defined]
 DELIVERIES: Table = models.AlertDelivery.__table__  # type: ignore[attr-defined]
@@ -48,24 +45,10 @@ DIGESTS: Table = models.AlertDigest.__table__  # type: ignore[attr-defined]
 CHUNK = 200  # changes per transaction: short write locks on SQLite
 
 
-class SqlAlertStore(AlertStore):
+class SqlAlertStore(ThreadedSql, AlertStore):
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._pg = engine.dialect.name == "postgresql"
-
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._engine.connect() as conn:
-                return fn(conn)
-
-        return await asyncio.to_thread(run)
-
-    async def _write(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._engine.begin() as conn:
-                return fn(conn)
-
-        return await asyncio.to_thread(run)
 
     def _insert_ignore(self, table: Table) -> Any:
         dialect = postgresql if self._pg else sqlite

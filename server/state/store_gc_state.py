@@ -8,13 +8,11 @@ the database's write lock orders the two whole transactions.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-from sqlalchemy import Connection, Engine, delete, insert, or_, select, text, update
+from sqlalchemy import Connection, delete, insert, or_, select, text, update
 
 from common.clock import utc
 from server.domain.offsite import SnapshotRecord
@@ -23,30 +21,11 @@ from server.state.sites import insert_ignore
 from server.state.store_gc_base import StoreGcState
 from server.state.store_state import acquit_chunks, batches, snapshot_of
 from server.state.tables import CHUNKS, LEASES, MAINTENANCE_RUNS, RUNS, SITES, SNAPSHOTS
-
-T = TypeVar("T")
-_IN_BATCH = 500
+from server.state.threaded import ThreadedSql
 
 
-class SqlStoreGcState(StoreGcState):
+class SqlStoreGcState(ThreadedSql, StoreGcState):
     """StoreGcState on the fleet's database."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._engine.connect() as conn:
-                return fn(conn)
-
-        return await asyncio.to_thread(run)
-
-    async def _write(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._engine.begin() as conn:
-                return fn(conn)
-
-        return await asyncio.to_thread(run)
 
     async def sites(self) -> list[tuple[int, str, str]]:
         def fn(conn: Connection) -> list[tuple[int, str, str]]:
@@ -73,12 +52,12 @@ class SqlStoreGcState(StoreGcState):
 
         def fn(conn: Connection) -> dict[str, bool]:
             found: dict[str, bool] = {}
-            for at in range(0, len(wanted), _IN_BATCH):
+            for batch in batches(wanted):
                 rows = conn.execute(
                     select(RUNS.c.id, RUNS.c.outcome, RUNS.c.verification).where(
                         RUNS.c.site_id == site_id,
                         RUNS.c.kind == "backup",
-                        RUNS.c.id.in_(wanted[at : at + _IN_BATCH]),
+                        RUNS.c.id.in_(batch),
                     )
                 )
                 for r in rows:

@@ -7,13 +7,12 @@ burst of uploads is not slowed by the group-commit pause of the hot path.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.clock import utc
@@ -24,30 +23,13 @@ from server.state import offsite_facts
 from server.state.sites import insert_ignore, site_id_of
 from server.state.store_base import StoreState
 from server.state.tables import CHUNKS, DAMAGE, SITE_KEYS, SITES, SNAPSHOTS
+from server.state.threaded import ThreadedSql
 
-T = TypeVar("T")
 _IN_BATCH = 500  # ids per IN (...) query
 
 
-class SqlStoreState(StoreState):
+class SqlStoreState(ThreadedSql, StoreState):
     """StoreState on the fleet's database (SQLite or PostgreSQL)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._engine.connect() as conn:
-                return fn(conn)
-
-        return await asyncio.to_thread(run)
-
-    async def _write(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._engine.begin() as conn:
-                return fn(conn)
-
-        return await asyncio.to_thread(run)
 
     async def _insert(
         self,
@@ -116,11 +98,11 @@ class SqlStoreState(StoreState):
 
         def fn(conn: Connection) -> dict[str, ChunkRecord]:
             found: dict[str, ChunkRecord] = {}
-            for at in range(0, len(wanted), _IN_BATCH):
+            for batch in batches(wanted):
                 rows = conn.execute(
                     select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256, CHUNKS.c.state).where(
                         CHUNKS.c.site_id == site_id,
-                        CHUNKS.c.chunk_id.in_(wanted[at : at + _IN_BATCH]),
+                        CHUNKS.c.chunk_id.in_(batch),
                     )
                 )
                 for r in rows:
