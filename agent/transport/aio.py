@@ -34,8 +34,11 @@ def ignore_spurious_wakeups(loop: asyncio.AbstractEventLoop, context: dict[str, 
 
 def is_spurious_wakeup(context: dict[str, Any]) -> bool:
     """True for the BlockingIOError that grpc's completion-queue reader raises on a
-    loop that lost the wake-up byte to another loop, and for nothing else."""
-    if not isinstance(context.get("exception"), BlockingIOError):
+    loop that lost the wake-up byte to another loop, or its RuntimeError when it hands an
+    event to an earlier loop already closed (same grpc bug), and for nothing else."""
+    exc = context.get("exception")
+    closed = isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+    if not (isinstance(exc, BlockingIOError) or closed):
         return False
     where = f"{context.get('handle', '')!r} {context.get('message', '')}"
     return "PollerCompletionQueue" in where
