@@ -284,13 +284,17 @@ class Bench:
         site = f"{name}-{self.sites}"
         return site, self.enroll(site)
 
-    def agent_pass(self, site: str, state: Path, folder: Path) -> dict[str, Any]:
+    def agent_pass(
+        self, site: str, state: Path, folder: Path, src: Path | None = None
+    ) -> dict[str, Any]:
         assert self.server is not None
         settle_disk()
         before = server_cpu(self.server)
         args = [sys.executable, str(PASS_SCRIPT), "--state", str(state)]
         args += ["--site", site, "--folder", str(folder), "--recovery-key", self.recovery_key()]
         args += ["--server", self.server.address]
+        if src is not None:
+            args += ["--src", str(src)]
         if self.args.profile:
             args = [*py_spy(f"{self.profile_prefix(site)}-agent.txt"), "--", *args]
         with self.spy_on_server(site):
@@ -506,15 +510,18 @@ def phase_nochange(b: Bench, report: dict[str, Any]) -> None:
                 }
             }
         )
-    ours, theirs = [], []
+    ours, theirs, base = [], [], []
     for i in range(a.repeat):  # interleaved, the order alternating
+        if a.baseline is not None:
+            base.append(b.agent_pass(site, state, folder, a.baseline))
         if i % 2:
             theirs.append(b.restic_pass(repo, folder))
             ours.append(b.agent_pass(site, state, folder))
         else:
             ours.append(b.agent_pass(site, state, folder))
             theirs.append(b.restic_pass(repo, folder))
-        assert ours[-1]["bytes_read"] == 0 and ours[-1]["files_copied"] == 0, ours[-1]
+        for run in (ours[-1], *base[-1:]):
+            assert run["bytes_read"] == 0 and run["files_copied"] == 0, run
     med_ours = _median_run(ours)
     med_theirs = _median_run(theirs)
     report["nochange"] = {
@@ -529,6 +536,13 @@ def phase_nochange(b: Bench, report: dict[str, Any]) -> None:
     print(f"\n{a.resync_files:,} small files ({total / 1e6:.0f} MB):")
     rows = side_rows("first sync", first_ours, first_theirs)
     rows += side_rows(f"no change, median of {a.repeat}", med_ours, med_theirs)
+    if base:
+        med_base = _median_run(base)
+        report["nochange"]["baseline"] = base
+        report["nochange"]["baseline_ratio"] = ratio(med_base["wall_s"], med_theirs["wall_s"])
+        rows.insert(
+            -1, side_rows(f"no change, median of {a.repeat}: baseline", med_base, med_theirs)[0]
+        )
     print(benchlib.table(HEAD, rows))
     print("goal for the no-change re-sync: at most 0.5x", flush=True)
 
@@ -804,6 +818,12 @@ def main() -> None:
         action="store_true",
         help="py-spy profiles of each agent pass and of the server meanwhile, into "
         "bench/results/profile-image-sync-*.txt (diagnosis only: py-spy's CPU is counted)",
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="nochange: also run each no-change pass with the agent code of this source tree "
+        "(e.g. `git archive main | tar -x -C DIR`), interleaved: before and after in one run",
     )
     ap.add_argument("--quick", action="store_true", help="a smoke run of every phase")
     ap.add_argument("--child", choices=("ingest",), help=argparse.SUPPRESS)

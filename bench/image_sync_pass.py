@@ -5,7 +5,9 @@ benchmark's (psutil, its gRPC admin calls), so its wall and CPU time are the
 pass's: interpreter start, imports, site key check, the pass, the report.
 
     .venv/bin/python bench/image_sync_pass.py --state DIR --site SITE --folder DIR \\
-        --recovery-key KEY --server HOST:PORT
+        --recovery-key KEY --server HOST:PORT [--src TREE]
+
+`--src` runs the agent code of another source tree (a baseline, e.g. `git archive main`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def vm_hwm_kib() -> int:
@@ -37,7 +39,9 @@ def main() -> None:
         ap.add_argument(name, type=Path, required=True)
     for name in ("--site", "--recovery-key", "--server"):
         ap.add_argument(name, required=True)
+    ap.add_argument("--src", type=Path, default=ROOT, help="the source tree of the agent code")
     args = ap.parse_args()
+    sys.path.insert(0, str(args.src))
     from agent.capability import Setup
     from agent.configsync import ConfigStore
     from agent.images.capability import ImageSync
