@@ -229,7 +229,12 @@ class _Pass:
 
     def _found(self, entry: Found) -> None:
         t, state = self.tally, entry.state
-        row = self._advance_to(entry.key)
+        page, pos = self.page, self.pos
+        if pos < len(page) and page[pos].key == entry.key:  # the common case: the next row
+            row: MergeRow | None = page[pos]
+            self.pos = pos + 1
+        else:
+            row = self._advance_to(entry.key)
         t.files_seen += 1
         if row is not None and row.live and row.seen == state:
             t.unchanged += 1
