@@ -157,7 +157,8 @@ class _Pass:
         self._advance_to(None)
         self._apply_deletions(previous_pass=self.index.meta("last_pass_at"))
         t.folder_empty = t.files_seen == 0 and live_before > 0
-        self.index.set_meta("folder", self.s.folder)
+        if previous != self.s.folder:
+            self.index.set_meta("folder", self.s.folder)
         self.index.set_meta("last_pass_at", iso(self.start) or "")
         self.index.commit()
         self.index.prune_tombstones(self.start - self.s.keep_tombstones)

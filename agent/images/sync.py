@@ -243,8 +243,9 @@ def _same_data_key(index: ImageIndex, keys: SiteKeys) -> None:
     if known is not None and known != keys.key_id_hex:
         log.warning("the site data key changed: every image is read and sent again")
         index.forget(_all_keys(index))
-    index.set_meta("data_key_id", keys.key_id_hex)
-    index.commit()
+    if known != keys.key_id_hex:  # written once, not by every pass
+        index.set_meta("data_key_id", keys.key_id_hex)
+        index.commit()
 
 
 def _all_keys(index: ImageIndex) -> list[bytes]:
