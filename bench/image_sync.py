@@ -511,9 +511,17 @@ def phase_nochange(b: Bench, report: dict[str, Any]) -> None:
             }
         )
     ours, theirs, base = [], [], []
+    base_state = state.with_name(f"{state.name}-baseline")
+    if a.baseline is not None:
+        # The baseline keeps its own index (a copy: same site, same data key), so neither
+        # side's index meta (the last snapshot's digest) is the other's; its first pass
+        # may commit a snapshot (another digest format) and is not measured.
+        if not base_state.exists():
+            shutil.copytree(state, base_state)
+        b.agent_pass(site, base_state, folder, a.baseline)
     for i in range(a.repeat):  # interleaved, the order alternating
         if a.baseline is not None:
-            base.append(b.agent_pass(site, state, folder, a.baseline))
+            base.append(b.agent_pass(site, base_state, folder, a.baseline))
         if i % 2:
             theirs.append(b.restic_pass(repo, folder))
             ours.append(b.agent_pass(site, state, folder))
@@ -823,7 +831,8 @@ def main() -> None:
         "--baseline",
         type=Path,
         help="nochange: also run each no-change pass with the agent code of this source tree "
-        "(e.g. `git archive main | tar -x -C DIR`), interleaved: before and after in one run",
+        "(e.g. `git archive main | tar -x -C DIR`) on a copy of the agent's state dir, "
+        "interleaved: before and after in one run",
     )
     ap.add_argument("--quick", action="store_true", help="a smoke run of every phase")
     ap.add_argument("--child", choices=("ingest",), help=argparse.SUPPRESS)
