@@ -232,6 +232,8 @@ def upload_backup(
         backup_size=sum(s.size_compressed for s in choice.streams),
     )
     spool_dir.mkdir(mode=0o700, exist_ok=True)
+    for stale in spool_dir.iterdir():  # left by a run the agent's stop or a crash cut
+        stale.unlink(missing_ok=True)
     spools: list[RefSpool] = []
     ids = DistinctIds(spool_dir / "ids.bin", 0)
     read: list[_Decompressed] = []  # the streams read so far, for the byte count

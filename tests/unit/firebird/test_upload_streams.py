@@ -118,6 +118,8 @@ def test_the_commit_streams_its_references_from_the_spool(
     monkeypatch.setattr(upload_module, "MAX_MISSING_IDS", 3)  # a piece batch: 3 pieces
     data = os.urandom(600_000) + b"same page " * 50_000  # repeated chunks among new ones
     backup = level_file(tmp_path, "l0", data, 0, [])
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "ids.bin.run000099").write_bytes(b"left by a crashed run")
     keys, store = SiteKeys.derive("shop-1", new_data_key()), MemoryStore()
     handed: list[object] = []
     real_commit = store.commit
