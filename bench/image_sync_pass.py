@@ -82,6 +82,7 @@ def main() -> None:
                 "bytes_read": getattr(d, "bytes_read", 0),
                 "bytes_sent": getattr(d, "bytes_copied", 0),
                 "chunks_sent": getattr(d, "chunks_sent", 0),
+                "snapshot_id": getattr(d, "snapshot_id", ""),
                 "hwm_kib": vm_hwm_kib(),
             }
         )
