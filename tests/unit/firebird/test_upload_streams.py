@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,12 @@ from agent.offsite import refspool
 from agent.offsite.refspool import DistinctIds
 from common.firebird.errors import BackupCorrupt
 from common.vault import (
-    Entry,
-    SealedChunk,
     SiteKeys,
-    SnapshotInfo,
     new_data_key,
     open_chunk,
     open_snapshot,
-    seal_streamed,
 )
 from common.vault.backupset import BackupInfo, stream_refs
-from common.vault.chunking import database_manifests
 from common.vault.snapshot import open_record
 from common.window import UploadWindow
 from tests.support.clock import FakeClock
@@ -140,23 +134,3 @@ def test_the_commit_streams_its_references_from_the_spool(
     assert list(committed.references) == sorted(needed)
     assert len(needed) > 40  # more than one run
     assert not list((tmp_path / "spool").iterdir())  # spools, ids and runs are gone
-
-
-def test_seal_streamed_hands_pieces_on_before_the_entries_end() -> None:
-    keys = SiteKeys.derive("shop-1", new_data_key())
-    consumed = [0]
-    first_piece_at: list[int] = []
-
-    def entries() -> Iterator[Entry]:
-        for n in range(2000):
-            consumed[0] += 1
-            yield Entry(f"db/{n:06d}", 10, 0, ((os.urandom(32).hex(), 10),))
-
-    def send(part: SealedChunk) -> None:
-        if not first_piece_at:
-            first_piece_at.append(consumed[0])
-
-    info = SnapshotInfo(keys.site, T0, "shop.fdb")
-    sealed = seal_streamed(keys, info, entries(), send, profile=database_manifests(1 << 20))
-    assert sealed.entries == 2000 and len(sealed.part_ids) > 3
-    assert first_piece_at and first_piece_at[0] < 2000
