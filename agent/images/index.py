@@ -89,7 +89,7 @@ _SELECT_MERGE = (
     "deleted_at IS NULL FROM files WHERE key > ? ORDER BY key LIMIT ?"
 )
 _SELECT_STORED_ROWS = (
-    "SELECT key, stored_size, stored_mtime_ns, content FROM files "
+    "SELECT key, coalesce(stored_size, -1), coalesce(stored_mtime_ns, 0), content FROM files "
     "WHERE deleted_at IS NULL AND content IS NOT NULL ORDER BY key"
 )
 _UPSERT_STORED = (
