@@ -6,15 +6,19 @@
 
 One `storesafe-server serve` (TLS on loopback, its embedded SQLite, the filesystem store
 under the work dir) runs for the whole benchmark. Each agent pass is a fresh process
-(`bench/image_sync.py --child sync`) that runs the image-sync capability exactly as the
-agent does (agent.images.capability.ImageSync: site key registration, the pass at low CPU
-and IO priority in a worker thread, uploads through agent.transport to the server); its
-wall time, CPU time (wait4) and peak RSS (the kernel's VmHWM: reported by the pass at its
-end, and read from /proc every 20 ms for restic) are its own; ru_maxrss is in the JSON but
-not used (it includes the spawning benchmark's RSS). restic (Debian's package; `apt-get
+(`bench/image_sync_pass.py`: it imports what the agent imports, none of the benchmark's
+modules) that runs the image-sync capability exactly as the agent does
+(agent.images.capability.ImageSync: site key registration, the pass at low CPU and IO
+priority in a worker thread, uploads through agent.transport to the server); its wall
+time, CPU time (wait4) and peak RSS (the kernel's VmHWM: reported by the pass at its end,
+and read from /proc every 20 ms for restic) are its own; ru_maxrss is in the JSON but not
+used (it includes the spawning benchmark's RSS). restic (Debian's package; `apt-get
 install -y restic`) backs up the same folder into a local repository (encrypting,
 compressing where it pays, as it always does), each run a fresh process, by default at
 the same CPU and IO priority as the agent's pass (`--restic-priority normal`: normal).
+`--reuse` (with `--only nochange`) keeps the server, the folder, the agent's site and
+restic's repository in `--dir`/storesafe-image-sync-reuse, so later runs skip the
+slow first syncs.
 
 Phases (`--only` picks some; each prints its table, all go into one JSON file):
 
@@ -71,6 +75,7 @@ KIB = 1 << 10
 RSS_GOAL_MB = 150
 PHASES = ("first", "changed", "nochange", "big", "ingest")
 PASSWORD = "bench-image-sync"
+PASS_SCRIPT = Path(__file__).with_name("image_sync_pass.py")
 
 
 # -- data ---------------------------------------------------------------------------
@@ -179,15 +184,6 @@ def _sample_rss(pid: int, peak: list[int], done: threading.Event) -> None:
         done.wait(0.02)
 
 
-def vm_hwm_kib() -> int:
-    """This process's peak RSS (VmHWM) in KiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
 def server_cpu(server: benchlib.Server) -> float:
     assert server.proc is not None
     total = 0.0
@@ -219,9 +215,40 @@ class Bench:
     # the server
     def start_server(self) -> None:
         data = self.work / "server"
-        data.mkdir()
-        self.server = benchlib.init_server(data, tls=True)
+        saved = self.work / "bench.json"
+        if self.args.reuse and saved.exists():
+            kept = json.loads(saved.read_text())
+            self.server = benchlib.Server(
+                data, kept["admin_token"], Path(kept["ca_path"]), tls=True
+            )
+            self.sites = kept.get("sites", 0)
+        else:
+            data.mkdir()
+            self.server = benchlib.init_server(data, tls=True)
         self.server.start()
+        self.save()
+
+    def save(self, **extra: Any) -> None:
+        """With --reuse: what a later run needs to reuse the server, sites and folders."""
+        if not self.args.reuse:
+            return
+        assert self.server is not None
+        path = self.work / "bench.json"
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        kept.update(
+            admin_token=self.server.admin_token,
+            ca_path=str(self.server.ca_path),
+            sites=self.sites,
+            **extra,
+        )
+        path.write_text(json.dumps(kept, indent=1))
+
+    def kept(self, name: str) -> Any:
+        """What an earlier --reuse run saved under `name`, or None."""
+        path = self.work / "bench.json"
+        if not self.args.reuse or not path.exists():
+            return None
+        return json.loads(path.read_text()).get(name)
 
     def stop_server(self) -> None:
         if self.server is not None:
@@ -257,12 +284,17 @@ class Bench:
         site = f"{name}-{self.sites}"
         return site, self.enroll(site)
 
-    def agent_pass(self, site: str, state: Path, folder: Path) -> dict[str, Any]:
+    def agent_pass(
+        self, site: str, state: Path, folder: Path, src: Path | None = None
+    ) -> dict[str, Any]:
         assert self.server is not None
         settle_disk()
         before = server_cpu(self.server)
-        args = [sys.executable, __file__, "--child", "sync", "--state", str(state)]
+        args = [sys.executable, str(PASS_SCRIPT), "--state", str(state)]
         args += ["--site", site, "--folder", str(folder), "--recovery-key", self.recovery_key()]
+        args += ["--server", self.server.address]
+        if src is not None:
+            args += ["--src", str(src)]
         if self.args.profile:
             args = [*py_spy(f"{self.profile_prefix(site)}-agent.txt"), "--", *args]
         with self.spy_on_server(site):
@@ -444,30 +476,63 @@ def phase_first_and_changed(b: Bench, report: dict[str, Any], run_changed: bool)
 
 def phase_nochange(b: Bench, report: dict[str, Any]) -> None:
     a = b.args
-    folder = b.work / "Many"
+    key = f"nochange-{a.resync_files}"
+    folder = b.work / f"Many-{a.resync_files}"
     rng = random.Random(29)
     sizes = [rng.randint(1 * KIB, 8 * KIB) for _ in range(a.resync_files)]
-    t = time.perf_counter()
-    total = write_folder(folder, sizes, 1000)
-    print(
-        f"\nbuilt {a.resync_files:,} files, {total / 1e6:.0f} MB in "
-        f"{time.perf_counter() - t:.1f} s",
-        flush=True,
-    )
-    site, state = b.new_site("many")
-    repo = b.work / "restic-many"
-    b.restic_init(repo)
-    first_ours = b.agent_pass(site, state, folder)
-    first_theirs = b.restic_pass(repo, folder)
-    ours, theirs = [], []
+    total = sum(sizes)
+    kept = b.kept(key)
+    if kept is not None:  # --reuse: the folder, site and repository of an earlier run
+        site, state, repo = kept["site"], Path(kept["state"]), Path(kept["repo"])
+        first_ours, first_theirs = kept["first_agent"], kept["first_restic"]
+        print(f"\nreusing {a.resync_files:,} files and their first syncs in {b.work}", flush=True)
+    else:
+        t = time.perf_counter()
+        write_folder(folder, sizes, 1000)
+        print(
+            f"\nbuilt {a.resync_files:,} files, {total / 1e6:.0f} MB in "
+            f"{time.perf_counter() - t:.1f} s",
+            flush=True,
+        )
+        site, state = b.new_site("many")
+        repo = b.work / f"restic-many-{a.resync_files}"
+        b.restic_init(repo)
+        first_ours = b.agent_pass(site, state, folder)
+        first_theirs = b.restic_pass(repo, folder)
+        b.save(
+            **{
+                key: {
+                    "site": site,
+                    "state": str(state),
+                    "repo": str(repo),
+                    "first_agent": first_ours,
+                    "first_restic": first_theirs,
+                }
+            }
+        )
+    ours, theirs, base = [], [], []
+    base_state = state.with_name(f"{state.name}-baseline")
+    if a.baseline is not None:
+        # The baseline keeps its own index (a copy: same site, same data key), so neither
+        # side's index meta (the last snapshot's digest) is the other's; its first pass
+        # may commit a snapshot (another digest format) and is not measured.
+        if not base_state.exists():
+            shutil.copytree(state, base_state)
+        b.agent_pass(site, base_state, folder, a.baseline)
+    if kept is not None:  # the last run may have been of other code: one pass to settle
+        b.agent_pass(site, state, folder)
     for i in range(a.repeat):  # interleaved, the order alternating
+        if a.baseline is not None:
+            base.append(b.agent_pass(site, base_state, folder, a.baseline))
         if i % 2:
             theirs.append(b.restic_pass(repo, folder))
             ours.append(b.agent_pass(site, state, folder))
         else:
             ours.append(b.agent_pass(site, state, folder))
             theirs.append(b.restic_pass(repo, folder))
-        assert ours[-1]["bytes_read"] == 0 and ours[-1]["files_copied"] == 0, ours[-1]
+        for run in (ours[-1], *base[-1:]):  # nothing read, nothing committed
+            assert run["bytes_read"] == 0 and run["files_copied"] == 0, run
+            assert not run["snapshot_id"], run
     med_ours = _median_run(ours)
     med_theirs = _median_run(theirs)
     report["nochange"] = {
@@ -482,6 +547,13 @@ def phase_nochange(b: Bench, report: dict[str, Any]) -> None:
     print(f"\n{a.resync_files:,} small files ({total / 1e6:.0f} MB):")
     rows = side_rows("first sync", first_ours, first_theirs)
     rows += side_rows(f"no change, median of {a.repeat}", med_ours, med_theirs)
+    if base:
+        med_base = _median_run(base)
+        report["nochange"]["baseline"] = base
+        report["nochange"]["baseline_ratio"] = ratio(med_base["wall_s"], med_theirs["wall_s"])
+        rows.insert(
+            -1, side_rows(f"no change, median of {a.repeat}: baseline", med_base, med_theirs)[0]
+        )
     print(benchlib.table(HEAD, rows))
     print("goal for the no-change re-sync: at most 0.5x", flush=True)
 
@@ -664,54 +736,6 @@ def backend_round(b: Bench, sizes: list[int], round_: int) -> dict[str, Any]:
 # -- children: the agent side ------------------------------------------------------
 
 
-def child_sync(args: argparse.Namespace) -> None:
-    """One image-sync pass of the agent's capability; prints its figures as JSON."""
-    from agent.capability import Setup
-    from agent.configsync import ConfigStore
-    from agent.images.capability import ImageSync
-    from agent.settings import StateDir
-    from agent.transport.link import ServerLink
-    from agent.transport.store import StoreCalls
-    from common.clock import SystemClock
-
-    state = StateDir(args.state)
-    creds = state.load_credentials()
-    config = ConfigStore(state.root)
-    values = {
-        "images.dir": str(args.folder),
-        "images.settle_seconds": 0,
-        "upload.recovery_key": args.recovery_key,
-    }
-    config.apply(config.current.revision + 1, values)  # type: ignore[arg-type]
-    setup = Setup(
-        config=config,
-        clock=SystemClock(),
-        state_dir=state.root,
-        site=args.site,
-        store_link=lambda: StoreCalls(ServerLink.for_agent(state, creds)),
-    )
-    started = time.perf_counter()
-    report = asyncio.run(ImageSync(setup).sync("local"))
-    seconds = time.perf_counter() - started
-    d = report.details
-    print(
-        json.dumps(
-            {
-                "pass_s": seconds,
-                "outcome": report.outcome.value,
-                "error": report.error_message,
-                "files_scanned": getattr(d, "files_scanned", 0),
-                "files_copied": getattr(d, "files_copied", 0),
-                "files_changed": getattr(d, "files_changed", 0),
-                "bytes_read": getattr(d, "bytes_read", 0),
-                "bytes_sent": getattr(d, "bytes_copied", 0),
-                "chunks_sent": getattr(d, "chunks_sent", 0),
-                "hwm_kib": vm_hwm_kib(),
-            }
-        )
-    )
-
-
 def child_ingest(args: argparse.Namespace) -> None:
     """Seal image-like chunks in memory, say "ready", wait for "go", send them; figures."""
     from agent.images.bandwidth import TokenBucket
@@ -794,23 +818,33 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="where the work dir goes")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="nochange only: keep the server, the folder, the agent's site and restic's "
+        "repository in DIR/storesafe-image-sync-reuse and reuse them (with their first "
+        "syncs' figures) in later --reuse runs of the same --resync-files",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="py-spy profiles of each agent pass and of the server meanwhile, into "
         "bench/results/profile-image-sync-*.txt (diagnosis only: py-spy's CPU is counted)",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="nochange: also run each no-change pass with the agent code of this source tree "
+        "(e.g. `git archive main | tar -x -C DIR`) on a copy of the agent's state dir, "
+        "interleaved: before and after in one run",
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke run of every phase")
-    ap.add_argument("--child", choices=("sync", "ingest"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("ingest",), help=argparse.SUPPRESS)
     ap.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--site", help=argparse.SUPPRESS)
-    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--recovery-key", help=argparse.SUPPRESS)
     ap.add_argument("--mib", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child == "sync":
-        child_sync(args)
-        return
     if args.child == "ingest":
         child_ingest(args)
         return
@@ -826,6 +860,8 @@ def main() -> None:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.min_kib <= args.max_kib:
         ap.error("--min-kib must be positive and at most --max-kib")
+    if args.reuse and set(phases) != {"nochange"}:
+        ap.error("--reuse goes with --only nochange")
     if "big" in phases and args.big_gb <= 0:
         ap.error("--big-gb must be positive")
     if shutil.which("restic") is None and {"first", "changed", "nochange"} & set(phases):
@@ -835,7 +871,11 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     print(f"1-minute load average at start: {load_before:.2f}{_loaded(load_before)}", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="storesafe-image-sync-", dir=args.dir))
+    if args.reuse:
+        work = args.dir / "storesafe-image-sync-reuse"
+        work.mkdir(exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="storesafe-image-sync-", dir=args.dir))
     bench = Bench(args, work)
     report: dict[str, Any] = {
         "machine": benchlib.machine(),
@@ -854,7 +894,7 @@ def main() -> None:
             phase_ingest(bench, report)
     finally:
         bench.stop_server()
-        if args.keep:
+        if args.keep or args.reuse:
             print(f"work dir kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 MAX_MISSING_IDS = 1_000
@@ -64,7 +64,7 @@ class SnapshotCommit:
     created_at: dt.datetime
     entries: int
     size: int
-    references: Sequence[str]
+    references: Collection[str]  # distinct; a file-backed collection for big snapshots
     backup_run_id: str = ""
 
 

@@ -30,24 +30,25 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
-from agent.domain.offsite import SnapshotCommit, SnapshotKind
+from agent.domain.offsite import MAX_MISSING_IDS, SnapshotCommit, SnapshotKind
 from agent.domain.reports import UploadDetails
 from agent.firebird.files import Manifest, Status
 from agent.offsite.bandwidth import TokenBucket
+from agent.offsite.refspool import DistinctIds, RefSpool
 from agent.offsite.uploader import SyncStore, Uploader, UploadStopped, batch_bytes
 from agent.settings import write_atomic
 from common.clock import Clock
 from common.firebird.errors import BackupCorrupt
-from common.vault import BACKUPS, ChunkRef, SiteKeys, cut_stream, seal_snapshot
+from common.vault import BACKUPS, SealedChunk, SiteKeys, cut_stream, seal_streamed
 from common.vault.backupset import BackupInfo, StreamInfo, stream_entries
 from common.vault.chunking import database_manifests
 from common.window import UploadWindow
@@ -57,7 +58,6 @@ log = logging.getLogger(__name__)
 LEDGER_FILE = "offsite-uploads.json"
 LEDGER_KEEP = 100
 SPOOL_DIR = "offsite-spool"
-_REF = struct.Struct("<32sI")  # a chunk ref in the spool: id bytes, plaintext length
 READ_BYTES = 1 << 20
 
 
@@ -181,26 +181,24 @@ class _Decompressed:
         return n
 
 
-class _RefSpool:
-    """One stream's chunk refs in a file: written in order, read back in order."""
+class _PartSender:
+    """Manifest pieces as `seal_streamed` cuts them, sent a batch at a time (only the
+    missing ones): memory holds one batch, not the manifest."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
-        self.count = 0
+    def __init__(self, uploader: Uploader) -> None:
+        self._uploader = uploader
+        self._batch: list[SealedChunk] = []
+        self._bytes = 0
 
-    def add(self, chunk_id: str, length: int) -> None:
-        self._fh.write(_REF.pack(bytes.fromhex(chunk_id), length))
-        self.count += 1
+    def add(self, part: SealedChunk) -> None:
+        self._batch.append(part)
+        self._bytes += len(part.blob)
+        if self._bytes >= self._uploader.batch_bytes or len(self._batch) >= MAX_MISSING_IDS:
+            self.flush()
 
-    def close(self) -> None:
-        self._fh.close()
-
-    def refs(self) -> Iterator[ChunkRef]:
-        with open(self.path, "rb") as fh:
-            while block := fh.read(_REF.size * 4096):
-                for raw_id, length in _REF.iter_unpack(block):
-                    yield raw_id.hex(), length
+    def flush(self) -> None:
+        batch, self._batch, self._bytes = self._batch, [], 0
+        self._uploader.send_sealed(batch)
 
 
 def upload_backup(
@@ -234,22 +232,33 @@ def upload_backup(
         backup_size=sum(s.size_compressed for s in choice.streams),
     )
     spool_dir.mkdir(mode=0o700, exist_ok=True)
-    spools: list[_RefSpool] = []
+    for stale in spool_dir.iterdir():  # left by a run the agent's stop or a crash cut
+        stale.unlink(missing_ok=True)
+    spools: list[RefSpool] = []
+    ids = DistinctIds(spool_dir / "ids.bin", 0)
     read: list[_Decompressed] = []  # the streams read so far, for the byte count
     try:
         for number, member in enumerate(choice.streams):
-            spool = _RefSpool(spool_dir / f"refs-{number:02d}.bin")
+            spool = RefSpool(spool_dir / f"refs-{number:02d}.bin")
             spools.append(spool)
             _send_stream(member, backup_dir, keys, uploader, spool, read=read)
             spool.close()  # written: read back when the manifest is sealed
         info = _backup_info(choice, m)
-        sealed = seal_snapshot(
+        parts = _PartSender(uploader)
+        sealed = seal_streamed(
             keys,
             info.snapshot_info(keys.site, clock.now()),
             (e for number, s in enumerate(spools) for e in stream_entries(number, s.refs())),
+            parts.add,
             profile=database_manifests(info.size),
         )
-        uploader.send_sealed(sealed.parts)
+        parts.flush()
+        ids = DistinctIds.build(
+            ids.path,
+            itertools.chain(
+                *(s.ids() for s in spools), (bytes.fromhex(p) for p in sealed.part_ids)
+            ),
+        )
         store.commit(
             SnapshotCommit(
                 snapshot_id=sealed.snapshot_id,
@@ -260,7 +269,7 @@ def upload_backup(
                 created_at=clock.now(),
                 entries=sealed.entries,
                 size=sealed.size,
-                references=sorted(sealed.references),
+                references=ids,  # sorted, distinct, read from the file batch by batch
                 backup_run_id=m.run_id,
             )
         )
@@ -271,6 +280,7 @@ def upload_backup(
         for spool in spools:
             spool.close()
             spool.path.unlink(missing_ok=True)
+        ids.unlink()
     tally = uploader.tally
     log.info(
         "upload of %s committed as snapshot %s: %d chunks (%d bytes) sent, %d already stored",
@@ -289,7 +299,7 @@ def _send_stream(
     backup_dir: Path,
     keys: SiteKeys,
     uploader: Uploader,
-    spool: _RefSpool,
+    spool: RefSpool,
     *,
     read: list[_Decompressed],
 ) -> None:

@@ -88,6 +88,10 @@ _SELECT_MERGE = (
     "AND size = stored_size AND mtime_ns = stored_mtime_ns AND file_id = stored_file_id, "
     "deleted_at IS NULL FROM files WHERE key > ? ORDER BY key LIMIT ?"
 )
+_SELECT_STORED_ROWS = (
+    "SELECT key, coalesce(stored_size, -1), coalesce(stored_mtime_ns, 0), content FROM files "
+    "WHERE deleted_at IS NULL AND content IS NOT NULL ORDER BY key"
+)
 _UPSERT_STORED = (
     "INSERT OR REPLACE INTO files (key, size, mtime_ns, file_id, unchanged_since, last_seen, "
     "content, stored_size, stored_mtime_ns, stored_file_id, stored_at, deleted_at) "
@@ -387,6 +391,17 @@ class ImageIndex:
             (to_us(before),),
         )
         return int(rows[0][0]), int(rows[0][1])
+
+    def stored_rows(self) -> Iterator[tuple[bytes, int, int, str]]:
+        """What `stored_entries` lists, raw and in one query: (key, stored size, stored mtime
+        in ns, content ids as stored) of every live file with a stored version, in key
+        order. Nothing may write to the index while this is read."""
+        try:
+            cursor = self._db.execute(_SELECT_STORED_ROWS)
+            while rows := cursor.fetchmany(1024):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise IndexUnusable(f"cannot read the image index {self.path} ({exc})") from exc
 
     def stored_entries(self) -> Iterator[IndexEntry]:
         """Every live file with a stored version, in key order: what a snapshot lists."""

@@ -157,7 +157,8 @@ class _Pass:
         self._advance_to(None)
         self._apply_deletions(previous_pass=self.index.meta("last_pass_at"))
         t.folder_empty = t.files_seen == 0 and live_before > 0
-        self.index.set_meta("folder", self.s.folder)
+        if previous != self.s.folder:
+            self.index.set_meta("folder", self.s.folder)
         self.index.set_meta("last_pass_at", iso(self.start) or "")
         self.index.commit()
         self.index.prune_tombstones(self.start - self.s.keep_tombstones)
@@ -229,7 +230,12 @@ class _Pass:
 
     def _found(self, entry: Found) -> None:
         t, state = self.tally, entry.state
-        row = self._advance_to(entry.key)
+        page, pos = self.page, self.pos
+        if pos < len(page) and page[pos].key == entry.key:  # the common case: the next row
+            row: MergeRow | None = page[pos]
+            self.pos = pos + 1
+        else:
+            row = self._advance_to(entry.key)
         t.files_seen += 1
         if row is not None and row.live and row.seen == state:
             t.unchanged += 1

@@ -9,8 +9,9 @@ returns a file's ids only then), so a cut pass commits nothing and the next
 one resumes by asking which chunks are missing.
 
 A pass whose entries are exactly those of the last committed snapshot (the
-index keeps that snapshot's id and a digest of its entries) commits
-nothing: the folder is "unchanged since" that snapshot, which stays current.
+index keeps that snapshot's id and a digest of the index rows its entries
+are made of, see `_digest`: one query, no entry built) commits nothing: the
+folder is "unchanged since" that snapshot, which stays current.
 
 A pass has limits (`SyncSettings.max_pass_minutes`, the upload window): the
 uploader stops at the next batch boundary once one is reached. Such a pass
@@ -30,6 +31,7 @@ import itertools
 import logging
 import ntpath
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -60,7 +62,9 @@ log = logging.getLogger(__name__)
 
 SHORT_ID = 12  # a snapshot id as the CLI lists it (and `--snapshot` accepts)
 LAST_SNAPSHOT = "snapshot_id"  # index meta: the last snapshot this index committed
-LAST_DIGEST = "snapshot_digest"  # index meta: the digest of its entries (see _Entries)
+LAST_DIGEST = "snapshot_digest"  # index meta: the digest of its entries (see _digest)
+LAST_UNLISTED = "snapshot_unlisted"  # index meta: stored files it could not list
+_DIGEST_ROW = struct.Struct("<IqqI")  # key length, size, mtime in ns, content length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,13 +166,11 @@ def _run(
             log.info("image sync pass stopped early: %s", result.cut_short)
             return SyncOutcome(result, uploader.tally, incomplete=result.cut_short)
         source = _source(settings.folder)
-        entries = _Entries(index)
-        digest = entries.digest(source)
+        digest = _digest(index, source)
         last = index.meta(LAST_SNAPSHOT) or ""
         if last and index.meta(LAST_DIGEST) == digest:
-            return SyncOutcome(
-                result, uploader.tally, unlisted=entries.unlisted, current_snapshot_id=last
-            )
+            unlisted = int(index.meta(LAST_UNLISTED) or 0)
+            return SyncOutcome(result, uploader.tally, unlisted=unlisted, current_snapshot_id=last)
         entries = _Entries(index)
         try:
             sealed = seal_snapshot(
@@ -201,6 +203,7 @@ def _run(
             return SyncOutcome(result, uploader.tally, unlisted=entries.unlisted, error=message)
         index.set_meta(LAST_SNAPSHOT, sealed.snapshot_id)
         index.set_meta(LAST_DIGEST, digest)
+        index.set_meta(LAST_UNLISTED, str(entries.unlisted))
         index.commit()
     return SyncOutcome(
         result,
@@ -240,8 +243,9 @@ def _same_data_key(index: ImageIndex, keys: SiteKeys) -> None:
     if known is not None and known != keys.key_id_hex:
         log.warning("the site data key changed: every image is read and sent again")
         index.forget(_all_keys(index))
-    index.set_meta("data_key_id", keys.key_id_hex)
-    index.commit()
+    if known != keys.key_id_hex:  # written once, not by every pass
+        index.set_meta("data_key_id", keys.key_id_hex)
+        index.commit()
 
 
 def _all_keys(index: ImageIndex) -> list[bytes]:
@@ -319,10 +323,21 @@ class _Entries:
                 self.unlisted += 1
                 log.warning("not in the snapshot: %s", exc.message)
 
-    def digest(self, source: str) -> str:
-        """A sha256 of the manifest's entry lines (and the source folder's name): equal
-        digests, equal manifests."""
-        h = hashlib.sha256(f"storesafe-images-1\0{source}\n".encode())
-        for entry in self:
-            h.update(entry.line())
-        return h.hexdigest()
+
+def _digest(index: ImageIndex, source: str) -> str:
+    """A sha256 of what the snapshot's manifest is made of: the source folder's name and each
+    stored file's key, size, mtime and content ids as the index holds them, in key order.
+    The manifest's entries are made from exactly these, so equal digests mean equal
+    manifests; no entry is built, checked or turned into JSON (two thirds of a no-change
+    pass's time when they were)."""
+    h = hashlib.sha256(f"storesafe-images-2\0{source}\n".encode())
+    pack = _DIGEST_ROW.pack
+    block: list[bytes] = []
+    for key, size, mtime_ns, content in index.stored_rows():
+        ids = content.encode()
+        block += (pack(len(key), size, mtime_ns, len(ids)), key, ids)
+        if len(block) >= 3000:
+            h.update(b"".join(block))
+            block.clear()
+    h.update(b"".join(block))
+    return h.hexdigest()

@@ -3,11 +3,13 @@
 Each call has a deadline; a PutChunks stream carries one bounded batch (the
 caller keeps batches small, so a cut connection loses at most one batch);
 CommitSnapshot sends the header, then the references in messages of at most
-`MAX_REFERENCES`. Failures come out as `common.errors` classes.
+`MAX_REFERENCES`, taken from the references as the stream goes (a database
+snapshot's come from a file). Failures come out as `common.errors` classes.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Sequence
 
 from storesafe.v1 import agent_pb2
@@ -94,14 +96,12 @@ class StoreCalls:
             backup_run_id=snapshot.backup_run_id,
             reference_count=len(snapshot.references),
         )
-        refs = list(snapshot.references)
 
         async def messages() -> AsyncIterator[agent_pb2.CommitSnapshotRequest]:
             yield agent_pb2.CommitSnapshotRequest(header=header)
-            for start in range(0, len(refs), MAX_REFERENCES):
-                yield agent_pb2.CommitSnapshotRequest(
-                    references=refs[start : start + MAX_REFERENCES]
-                )
+            refs = iter(snapshot.references)  # read batch by batch: it may be a file
+            while batch := list(itertools.islice(refs, MAX_REFERENCES)):
+                yield agent_pb2.CommitSnapshotRequest(references=batch)
 
         reply = await self.link.call(
             self._stub.CommitSnapshot(messages(), timeout=COMMIT_TIMEOUT, metadata=self.link.auth())

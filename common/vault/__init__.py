@@ -58,7 +58,14 @@ from common.vault.keyfile import read_key_file, write_key_file
 from common.vault.keys import FleetPrivateKey, FleetPublicKey
 from common.vault.manifest import ChunkRef, Entry, SnapshotInfo, sorted_entries
 from common.vault.sitekeys import SiteKeys, new_data_key
-from common.vault.snapshot import SealedSnapshot, Snapshot, open_snapshot, seal_snapshot
+from common.vault.snapshot import (
+    SealedRecord,
+    SealedSnapshot,
+    Snapshot,
+    open_snapshot,
+    seal_snapshot,
+    seal_streamed,
+)
 
 __all__ = [
     "BACKUPS",
@@ -76,6 +83,7 @@ __all__ = [
     "Profile",
     "SealedChunk",
     "SealedDataKey",
+    "SealedRecord",
     "SealedSnapshot",
     "SiteKeys",
     "SiteMismatch",
@@ -97,6 +105,7 @@ __all__ = [
     "seal_data_key",
     "seal_snapshot",
     "seal_stream",
+    "seal_streamed",
     "sorted_entries",
     "write_key_file",
 ]

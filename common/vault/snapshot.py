@@ -6,8 +6,10 @@ sealed as an ordinary content chunk, so consecutive snapshots of a folder
 share most of their manifest chunks. The snapshot record (site, time,
 source, tags, totals, the ids of the manifest chunks) is sealed with the
 manifest key as a `SNAPSHOT` blob under its own keyed id. Sealing streams the
-entries (memory holds only the sealed manifest chunks and the set of
-referenced ids); opening checks each entry, their order and the totals.
+entries: `seal_snapshot` keeps the sealed manifest chunks and the set of
+referenced ids, `seal_streamed` hands each sealed chunk on as it is cut and
+keeps only the chunks' ids (a database snapshot of millions of refs); opening
+checks each entry, their order and the totals.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ class SealedSnapshot:
 
 
 @dataclass(frozen=True)
+class SealedRecord:
+    """A snapshot sealed by `seal_streamed`: the record blob under its id and the ids of the
+    manifest chunks it handed on (in manifest order, a repeated piece repeated)."""
+
+    snapshot_id: str
+    record: bytes
+    part_ids: list[str]
+    entries: int
+    size: int
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """An opened, fully checked snapshot."""
 
@@ -64,9 +78,9 @@ class Snapshot:
 class _Lines:
     """A readable stream over the JSON lines of checked entries, for the chunker."""
 
-    def __init__(self, entries: Iterable[Entry], order: EntryOrder, refs: set[str]) -> None:
+    def __init__(self, entries: Iterable[Entry], order: EntryOrder, refs: set[str] | None) -> None:
         self._entries = iter(entries)
-        self._order = order
+        self.order = order
         self._refs = refs
         self._pending = memoryview(b"")
 
@@ -75,8 +89,9 @@ class _Lines:
         if entry is None:
             return False
         entry.check()
-        self._order.add(entry)
-        self._refs.update(chunk_id for chunk_id, _ in entry.chunks)
+        self.order.add(entry)
+        if self._refs is not None:
+            self._refs.update(chunk_id for chunk_id, _ in entry.chunks)
         self._pending = memoryview(entry.line())
         return True
 
@@ -100,24 +115,53 @@ def seal_snapshot(
     `profile` cuts the manifest (opening does not depend on it: the record lists the parts);
     database snapshots use smaller pieces (DATABASE_MANIFESTS).
     """
+    refs: set[str] = set()
+    parts: list[SealedChunk] = []
+    sealed = _seal(keys, info, _Lines(entries, EntryOrder(), refs), parts.append, profile)
+    refs.update(sealed.part_ids)
+    return SealedSnapshot(
+        sealed.snapshot_id, sealed.record, parts, frozenset(refs), sealed.entries, sealed.size
+    )
+
+
+def seal_streamed(
+    keys: SiteKeys,
+    info: SnapshotInfo,
+    entries: Iterable[Entry],
+    send: Callable[[SealedChunk], None],
+    *,
+    profile: Profile = MANIFESTS,
+) -> SealedRecord:
+    """Seal a snapshot as `seal_snapshot` does, handing each manifest chunk to `send` as it
+    is cut; memory holds one piece and the pieces' ids, whatever the number of entries. The
+    ids the entries reference are not collected: the caller has them."""
+    return _seal(keys, info, _Lines(entries, EntryOrder(), None), send, profile)
+
+
+def _seal(
+    keys: SiteKeys,
+    info: SnapshotInfo,
+    lines: _Lines,
+    send: Callable[[SealedChunk], None],
+    profile: Profile,
+) -> SealedRecord:
     info.check()
     if info.site != keys.site:
         raise SiteMismatch(
             f"a snapshot of site {info.site} cannot be sealed with {keys.site}'s key"
         )
-    order = EntryOrder()
-    refs: set[str] = set()
-    parts: list[SealedChunk] = []
-    for piece in chunk_stream(_Lines(entries, order, refs), profile, keys.chunker_seed):
-        parts.append(seal_chunk(keys, piece))
-    part_ids = [part.chunk_id for part in parts]
+    part_ids: list[str] = []
+    for piece in chunk_stream(lines, profile, keys.chunker_seed):
+        part = seal_chunk(keys, piece)
+        part_ids.append(part.chunk_id)
+        send(part)
+    order = lines.order
     record = info.record(entries=order.count, size=order.total, parts=part_ids)
     snapshot_id = keys.snapshot_id(record)
     _, blob = envelope.seal(
         envelope.Kind.SNAPSHOT, keys.manifest_key, keys.key_id, snapshot_id, record
     )
-    refs.update(part_ids)
-    return SealedSnapshot(snapshot_id, blob, parts, frozenset(refs), order.count, order.total)
+    return SealedRecord(snapshot_id, blob, part_ids, order.count, order.total)
 
 
 def open_record(

@@ -71,11 +71,17 @@ class MemoryStore:
             raise InvalidArgument("too many references")
         if hashlib.sha256(snapshot.record).digest() != snapshot.record_sha256:
             raise InvalidArgument("the record does not match its sha256")
-        lacking = [r for r in snapshot.references if r not in self.chunks]
+        refs = list(snapshot.references)  # read once, as the server reads the stream
+        if len(set(refs)) != len(snapshot.references):
+            raise InvalidArgument(
+                f"{len(set(refs))} distinct references, not the {len(snapshot.references)} "
+                "the header announced"
+            )
+        lacking = [r for r in refs if r not in self.chunks]
         if lacking:
             raise FailedPrecondition(f"{len(lacking)} referenced chunks are missing")
         duplicate = snapshot.snapshot_id in self.snapshots
-        self.snapshots[snapshot.snapshot_id] = snapshot
+        self.snapshots[snapshot.snapshot_id] = dataclasses.replace(snapshot, references=refs)
         return duplicate
 
     def fetch(self, chunk_id: str) -> bytes:

@@ -10,12 +10,22 @@ from pathlib import Path
 
 import pytest
 
+from agent.domain.offsite import SnapshotCommit
+from agent.firebird import upload as upload_module
 from agent.firebird.files import Manifest, Status
 from agent.firebird.stream import compress_following
 from agent.firebird.upload import Choice, UploadSettings, upload_backup
+from agent.offsite import refspool
+from agent.offsite.refspool import DistinctIds
 from common.firebird.errors import BackupCorrupt
-from common.vault import SiteKeys, new_data_key, open_chunk, open_snapshot
+from common.vault import (
+    SiteKeys,
+    new_data_key,
+    open_chunk,
+    open_snapshot,
+)
 from common.vault.backupset import BackupInfo, stream_refs
+from common.vault.snapshot import open_record
 from common.window import UploadWindow
 from tests.support.clock import FakeClock
 from tests.support.offsitestore import MemoryStore
@@ -90,3 +100,37 @@ def test_a_damaged_backup_file_is_refused_and_nothing_is_committed(tmp_path: Pat
     with pytest.raises(BackupCorrupt, match="is damaged"):
         upload(tmp_path, Choice(m), SiteKeys.derive("shop-1", new_data_key()), store)
     assert store.snapshots == {}
+
+
+def test_the_commit_streams_its_references_from_the_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The distinct chunk ids are sorted out of the spool in runs (RUN_IDS) and handed to the
+    commit as a file-backed collection, never as one list of every ref; the manifest pieces
+    go out in batches as they are cut. What the store receives is what the manifest needs."""
+    monkeypatch.setattr(refspool, "RUN_IDS", 40)
+    monkeypatch.setattr(upload_module, "MAX_MISSING_IDS", 3)  # a piece batch: 3 pieces
+    data = os.urandom(600_000) + b"same page " * 50_000  # repeated chunks among new ones
+    backup = level_file(tmp_path, "l0", data, 0, [])
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "ids.bin.run000099").write_bytes(b"left by a crashed run")
+    keys, store = SiteKeys.derive("shop-1", new_data_key()), MemoryStore()
+    handed: list[object] = []
+    real_commit = store.commit
+
+    def commit(snapshot: SnapshotCommit) -> bool:
+        handed.append(snapshot.references)
+        return real_commit(snapshot)
+
+    monkeypatch.setattr(store, "commit", commit)
+    got = upload(tmp_path, Choice(backup), keys, store)
+    assert got.complete  # type: ignore[attr-defined]
+    [refs] = handed
+    assert isinstance(refs, DistinctIds) and not isinstance(refs, list)
+    [(snapshot_id, committed)] = store.snapshots.items()
+    snap = open_snapshot(keys, snapshot_id, committed.record, store.fetch)
+    _, _, _, parts = open_record(keys, snapshot_id, committed.record)
+    needed = {cid for e in snap.entries for cid, _ in e.chunks} | set(parts)
+    assert list(committed.references) == sorted(needed)
+    assert len(needed) > 40  # more than one run
+    assert not list((tmp_path / "spool").iterdir())  # spools, ids and runs are gone

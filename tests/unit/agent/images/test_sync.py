@@ -117,6 +117,53 @@ def test_nothing_changed_sends_no_chunk_and_a_changed_file_only_its_new_chunks(
     assert opened(store, keys, changed.snapshot_id)["big.bin"] == bytes(big)
 
 
+@pytest.mark.parametrize("change", ["touched", "deleted", "renamed", "added", "none"])
+def test_a_pass_commits_a_snapshot_exactly_when_the_manifest_would_differ(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, change: str
+) -> None:
+    """The no-change check digests the index rows the manifest is made of: every change a
+    manifest shows (an mtime alone, a deletion, a rename, a new file) commits a snapshot."""
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    for n in range(5):
+        write(folder / f"d{n % 2}" / f"f{n}.jpg", os.urandom(1000 + n))
+    first = sync(folder, state, keys, store, clock)
+    target = folder / "d0" / "f2.jpg"
+    if change == "touched":  # same bytes, new mtime: a new stored version, same chunks
+        os.utime(target, ns=(1_000_000_000, 1_000_000_000))
+    elif change == "deleted":
+        target.unlink()
+    elif change == "renamed":
+        target.rename(folder / "d1" / "moved.jpg")
+    elif change == "added":
+        write(folder / "d1" / "new.jpg", b"new")
+    out = sync(folder, state, keys, store, clock)
+    assert not out.error and not out.result.failed
+    if change == "none":
+        assert out.unchanged and out.current_snapshot_id == first.snapshot_id
+        assert list(store.snapshots) == [first.snapshot_id]
+        return
+    assert out.snapshot_id and out.snapshot_id != first.snapshot_id
+    assert len(opened(store, keys, out.snapshot_id)) == 5 - (change == "deleted") + (
+        change == "added"
+    )
+    again = sync(folder, state, keys, store, clock)
+    assert again.unchanged and again.current_snapshot_id == out.snapshot_id
+
+
+def test_an_unchanged_pass_still_counts_the_files_no_manifest_can_list(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    write(folder / "ok.jpg", b"fine")
+    write(folder / "bad\nname.jpg", b"a name a manifest cannot hold")
+    first = sync(folder, state, keys, store, clock)
+    again = sync(folder, state, keys, store, clock)
+    assert first.unlisted == 1 and first.snapshot_id
+    assert again.unchanged and again.unlisted == 1
+
+
 def test_a_cut_connection_commits_nothing_and_the_next_pass_sends_only_what_is_missing(
     tmp_path: Path, keys: SiteKeys, clock: FakeClock
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -11,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.vault import envelope
-from common.vault.chunks import seal_chunk
+from common.vault.chunking import database_manifests
+from common.vault.chunks import SealedChunk, seal_chunk
 from common.vault.errors import (
     BadManifest,
     BadPath,
@@ -22,7 +24,7 @@ from common.vault.errors import (
 )
 from common.vault.manifest import Entry, SnapshotInfo, sorted_entries
 from common.vault.sitekeys import SiteKeys
-from common.vault.snapshot import SealedSnapshot, open_snapshot, seal_snapshot
+from common.vault.snapshot import SealedSnapshot, open_snapshot, seal_snapshot, seal_streamed
 from tests.unit.common.vault.conftest import flip
 
 WHEN = dt.datetime(2026, 12, 7, 2, 0, tzinfo=dt.UTC)
@@ -287,3 +289,37 @@ def test_any_folder_round_trips(keys: SiteKeys, files: dict[str, tuple[bytes, in
         return
     sealed = seal_snapshot(keys, _info(), entries)
     assert _open(keys, sealed).entries == entries
+
+
+def test_seal_streamed_seals_what_seal_snapshot_does_handing_pieces_on_as_cut(
+    keys: SiteKeys,
+) -> None:
+    """The same snapshot and pieces as seal_snapshot; the first piece is handed on long before
+    the last entry is read (memory holds a piece, not the manifest)."""
+    entries = [_entry(keys, f"db/{n:06d}", n.to_bytes(4, "big")) for n in range(3000)]
+    read = [0]
+    first_piece_after: list[int] = []
+
+    def counted() -> Iterator[Entry]:
+        for entry in entries:
+            read[0] += 1
+            yield entry
+
+    sent: list[SealedChunk] = []
+
+    def send(part: SealedChunk) -> None:
+        if not sent:
+            first_piece_after.append(read[0])
+        sent.append(part)
+
+    profile = database_manifests(1 << 20)
+    streamed = seal_streamed(keys, _info(), counted(), send, profile=profile)
+    whole = seal_snapshot(keys, _info(), entries, profile=profile)
+    assert streamed.snapshot_id == whole.snapshot_id  # the record's id (its blob: a new nonce)
+    assert streamed.part_ids == [p.chunk_id for p in whole.parts] == [p.chunk_id for p in sent]
+    assert (streamed.entries, streamed.size) == (whole.entries, whole.size)
+    assert len(sent) > 3 and first_piece_after[0] < len(entries) // 2
+    opened = open_snapshot(
+        keys, streamed.snapshot_id, streamed.record, {p.chunk_id: p.blob for p in sent}.__getitem__
+    )
+    assert opened.entries == entries
