@@ -135,10 +135,9 @@ def test_live_push_ack_refusal_and_offline_agent_gets_latest_only(server: Server
             server.address, server.ca_path.read_bytes(), server.admin_token, ["s-a", "s-b"]
         )
         call = a.watch()
-        t0 = time.monotonic()
         rev1 = set_config(server, FLEET, backup__keep_daily="8").revision
-        update = await next_config(call, timeout=5)
-        assert update.revision == rev1 and time.monotonic() - t0 < 5
+        update = await next_config(call, timeout=5)  # pushed: no check-in interval waited
+        assert update.revision == rev1
         await a.ack(rev1)
         # b is away during three revisions
         for n in (9, 10, 11):
@@ -398,7 +397,7 @@ def test_session_refuses_bad_messages_with_a_precise_status(
 
 
 def test_a_stopping_server_tells_every_stream_when_to_come_back(server: ServerHandle) -> None:
-    async def body() -> tuple[list[agent_pb2.AgentDirective], float]:
+    async def body() -> list[agent_pb2.AgentDirective]:
         agents = await enroll_many(
             server.address, server.ca_path.read_bytes(), server.admin_token, ["bye-1", "bye-2"]
         )
@@ -406,24 +405,23 @@ def test_a_stopping_server_tells_every_stream_when_to_come_back(server: ServerHa
         rev = set_config(server, FLEET, backup__keep_daily="4").revision
         for s in sessions:
             assert (await next_config(s, timeout=5)).revision == rev
-        began = time.monotonic()
         stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
 
         async def rest(s: SimSession) -> list[agent_pb2.AgentDirective]:
-            return [d async for d in s]  # until the stream ends (an error would raise)
+            # until the stream ends; one the server held until its grace period ran out
+            # would be cancelled then, and the CANCELLED status would raise here
+            return [d async for d in s]
 
         last = [d for s in sessions for d in await asyncio.wait_for(rest(s), 10)]
         assert await stopping == 0
-        took = time.monotonic() - began
         for s in sessions:
             s.cancel()
         await close_all([a.channel for a in agents])
-        return last, took
+        return last
 
-    last, took = asyncio.run(body())
+    last = asyncio.run(body())
     assert [d.WhichOneof("kind") for d in last] == ["reconnect", "reconnect"]
     assert all(d.reconnect.within_seconds == 5 for d in last)  # the floor, for two agents
-    assert took < 4.5, "streams end at once instead of holding the stop until the grace period"
     assert "told 2 connected agent(s) to reconnect within 5 s" in server.log()
 
 
