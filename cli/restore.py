@@ -20,12 +20,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from cli.models import SnapshotSummary
 from cli.progress import Advance
 from cli.restore_fetch import Chunks, batch_end
-from cli.restore_target import Target
+from cli.restore_target import Target, TempFile
 from cli.snapshot_open import SHORT_ID, Source, open_sealed, site_keys
 from common.errors import FailedPrecondition, InvalidArgument, NotFound, quote
 from common.vault.errors import VaultError
@@ -161,8 +160,7 @@ def triage(
 class _Open:
     entry: Entry
     final: Path
-    temp: Path
-    handle: BinaryIO
+    temp: TempFile
 
 
 class _Writer:
@@ -182,11 +180,9 @@ class _Writer:
             if not self.failed:
                 current = self.current or self._open(self.done)
                 try:
-                    Target.commit(
-                        current.temp, current.handle, current.final, current.entry.mtime_ns
-                    )
+                    Target.commit(current.temp, current.entry.mtime_ns)
                 except OSError as err:
-                    Target.discard(current.temp, current.handle)
+                    Target.discard(current.temp)
                     raise FailedPrecondition(
                         f"cannot write {current.final}: {err.strerror}"
                     ) from None
@@ -203,28 +199,28 @@ class _Writer:
         current = self.current or self._open(n)
         self.current = current
         if plain is None:
-            Target.discard(current.temp, current.handle)
+            Target.discard(current.temp)
             self.current, self.failed = None, True
             return False
         try:
-            current.handle.write(plain)
+            current.temp.handle.write(plain)
         except OSError as err:
-            Target.discard(current.temp, current.handle)
+            Target.discard(current.temp)
             raise FailedPrecondition(f"cannot write {current.final}: {err.strerror}") from None
         return True
 
     def _open(self, n: int) -> _Open:
         entry, final = self.todo[n]
         try:
-            temp, handle = self.target.open_temp(final)
+            temp = self.target.open_temp(final)
         except OSError as err:
             raise FailedPrecondition(f"cannot write {final}: {err.strerror}") from None
-        return _Open(entry, final, temp, handle)
+        return _Open(entry, final, temp)
 
     def discard(self) -> None:
         """Remove the file left open by a restore that stopped."""
         if self.current is not None:
-            Target.discard(self.current.temp, self.current.handle)
+            Target.discard(self.current.temp)
             self.current = None
 
 

@@ -70,7 +70,9 @@ class StoreGcState(abc.ABC):
 
     @abc.abstractmethod
     async def drop_deleting(self, site_id: int, ids: Sequence[str]) -> int:
-        """Delete the rows of those of `ids` in state `deleting`; how many."""
+        """Delete the rows of those of `ids` in state `deleting`; how many. In the same
+        transaction, the store check's damage rows of the deleted chunks MUST go and the
+        site's count of damaged chunks follow (status names no chunk that is gone)."""
 
     @abc.abstractmethod
     async def take_lease(

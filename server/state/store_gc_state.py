@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, delete, insert, or_, select, text, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
 
 from common.clock import utc
 from server.domain.offsite import SnapshotRecord
@@ -20,7 +20,7 @@ from server.domain.store_gc import DELETING, STORED, ChunkRow, MaintenanceRunRec
 from server.state.sites import insert_ignore
 from server.state.store_gc_base import StoreGcState
 from server.state.store_state import acquit_chunks, batches, snapshot_of
-from server.state.tables import CHUNKS, LEASES, MAINTENANCE_RUNS, RUNS, SITES, SNAPSHOTS
+from server.state.tables import CHUNKS, DAMAGE, LEASES, MAINTENANCE_RUNS, RUNS, SITES, SNAPSHOTS
 from server.state.threaded import ThreadedSql
 
 
@@ -194,15 +194,27 @@ class SqlStoreGcState(ThreadedSql, StoreGcState):
 
     async def drop_deleting(self, site_id: int, ids: Sequence[str]) -> int:
         def fn(conn: Connection) -> int:
-            done = 0
+            done = cleared = 0
             for batch in batches(ids):
-                done += conn.execute(
-                    delete(CHUNKS).where(
+                rows = conn.execute(
+                    delete(CHUNKS)
+                    .where(
                         CHUNKS.c.site_id == site_id,
                         CHUNKS.c.chunk_id.in_(batch),
                         CHUNKS.c.state == DELETING,
                     )
-                ).rowcount
+                    .returning(CHUNKS.c.chunk_id)
+                )
+                gone = [r.chunk_id for r in rows]
+                done += len(gone)
+                if gone:
+                    cleared += conn.execute(
+                        delete(DAMAGE).where(
+                            DAMAGE.c.site_id == site_id, DAMAGE.c.chunk_id.in_(gone)
+                        )
+                    ).rowcount
+            if cleared:
+                _recount_damage(conn, site_id)
             return done
 
         return await self._write(fn) if ids else 0
@@ -299,3 +311,16 @@ class SqlStoreGcState(ThreadedSql, StoreGcState):
             ]
 
         return await self._read(fn)
+
+
+def _recount_damage(conn: Connection, site_id: int) -> None:
+    """The site's count of damaged or missing chunks after some of their rows went with
+    their chunks; the check's summary of what the damage breaks goes once none is left
+    (while some is, it stays until the next check)."""
+    left = conn.execute(
+        select(func.count()).select_from(DAMAGE).where(DAMAGE.c.site_id == site_id)
+    ).scalar_one()
+    values: dict[str, object] = {"store_damaged_chunks": int(left)}
+    if not left:
+        values["store_damage_summary"] = ""
+    conn.execute(update(SITES).where(SITES.c.id == site_id).values(**values))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -118,13 +121,19 @@ class ServerHandle:
 def init_server(
     tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...] = ()
 ) -> ServerHandle:
-    """Run `storesafe-server init` in a fresh data dir; the server is not started."""
+    """A data dir as `storesafe-server init` makes it; the server is not started.
+
+    On SQLite (no `db_url`) the data dir is a copy of one made by the real `init` once
+    per test process (its CA, admin token and database are the same in each copy; the
+    import of the server alone costs more than a test's own work): each server still has
+    its own database and store."""
     data_dir = tmp_path / f"server-{uuid.uuid4().hex[:6]}"
-    args = [str(BIN / "storesafe-server"), "init", "--data-dir", str(data_dir), "--json"]
     if db_url:
-        args += ["--db", db_url]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    info = json.loads(out)
+        info = _run_init(data_dir, db_url)
+    else:
+        template, info = _template()
+        shutil.copytree(template, data_dir)
+        info = {**info, "ca_cert": str(data_dir / Path(info["ca_cert"]).name)}
     return ServerHandle(
         data_dir=data_dir,
         address=f"127.0.0.1:{free_port()}",
@@ -133,6 +142,28 @@ def init_server(
         db_url=db_url,
         extra_args=extra_args,
     )
+
+
+def _run_init(data_dir: Path, db_url: str = "") -> dict[str, str]:
+    args = [str(BIN / "storesafe-server"), "init", "--data-dir", str(data_dir), "--json"]
+    if db_url:
+        args += ["--db", db_url]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    info: dict[str, str] = json.loads(out)
+    return info
+
+
+_TEMPLATE: list[tuple[Path, dict[str, str]]] = []
+
+
+def _template() -> tuple[Path, dict[str, str]]:
+    """The SQLite data dir `init` made for this test process (removed at exit)."""
+    if not _TEMPLATE:
+        root = Path(tempfile.mkdtemp(prefix="storesafe-init-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        data_dir = root / "server"
+        _TEMPLATE.append((data_dir, _run_init(data_dir)))
+    return _TEMPLATE[0]
 
 
 def start_server(

@@ -96,7 +96,8 @@ def test_token_create_refuses_bad_values_before_calling(shared_server: ServerHan
     assert "is not a valid site name" in one_error_line(result)
 
 
-def test_empty_fleet(server: ServerHandle) -> None:
+def test_an_empty_fleet_then_sites_after_tokens_are_never_backed_up(server: ServerHandle) -> None:
+    """One fresh server: first empty, then two sites with tokens and no agent."""
     result = run(server, "sites")
     assert result.exit_code == 0, result.output
     assert "No sites yet" in result.stdout
@@ -105,19 +106,6 @@ def test_empty_fleet(server: ServerHandle) -> None:
     assert check.exit_code == 3, check.output
     assert check.stdout.startswith("STORESAFE UNKNOWN - no sites enrolled")
 
-
-def test_check_of_a_group_that_matches_nothing_is_unknown(server: ServerHandle) -> None:
-    assert run(server, "token", "create", "--site", "shop-a", "--group", "north").exit_code == 0
-    typo = run(server, "check", "--group", "nrth")
-    assert typo.exit_code == 3, typo.output
-    assert typo.stdout.startswith("STORESAFE UNKNOWN - no site in group 'nrth'")
-    as_json = run(server, "check", "--group", "nrth", "--json")
-    assert as_json.exit_code == 3
-    assert json.loads(as_json.stdout)["state"] == "unknown"
-    assert run(server, "check", "--group", "north").exit_code == 2  # shop-a: never
-
-
-def test_sites_after_tokens_are_never_backed_up(server: ServerHandle) -> None:
     for site, group in (("shop-a", "north"), ("shop-b", "south")):
         assert run(server, "token", "create", "--site", site, "--group", group).exit_code == 0
     table = run(server, "sites")
@@ -155,6 +143,15 @@ def test_sites_after_tokens_are_never_backed_up(server: ServerHandle) -> None:
     )
     data = json.loads(run(server, "check", "--json").stdout)
     assert (data["state"], data["exit_code"], data["counts"]["never"]) == ("critical", 2, 2)
+
+    # a check of a group that matches nothing is unknown
+    typo = run(server, "check", "--group", "nrth")
+    assert typo.exit_code == 3, typo.output
+    assert typo.stdout.startswith("STORESAFE UNKNOWN - no site in group 'nrth'")
+    as_json = run(server, "check", "--group", "nrth", "--json")
+    assert as_json.exit_code == 3
+    assert json.loads(as_json.stdout)["state"] == "unknown"
+    assert run(server, "check", "--group", "north").exit_code == 2  # shop-a: never
 
 
 def test_runs_of_a_new_site_are_empty(shared_server: ServerHandle) -> None:

@@ -129,7 +129,15 @@ def test_bad_keys_and_values_get_the_servers_sentence(
     assert layers(shared_server, site)["backup.dir"] == ("", "default")  # nothing stored
 
 
-def test_a_change_for_a_group_no_site_is_in_is_made_with_a_warning(server: ServerHandle) -> None:
+def test_rollout_before_any_change_then_a_change_for_a_group_no_site_is_in(
+    server: ServerHandle,
+) -> None:
+    """One fresh server: before any change a site without an agent shows as `no agent`;
+    then a change for a group no site is in is made, with a warning."""
+    new_site(server, "shop-new")
+    (row,) = ok_json(server, "config", "rollout")
+    assert (row["site"], row["state"]) == ("shop-new", "no agent")
+
     new_site(server, "shop-n", "north")
     typo = run(server, "config", "set", "--group", "nrth", "backup.keep_daily=9")
     assert typo.exit_code == 0, typo.output
@@ -296,14 +304,6 @@ def test_rollout_shows_applied_refused_and_pending(server: ServerHandle) -> None
     assert shown["refused"] == "/srv/backups is missing"
     assert (shown["desired_revision"], shown["applied_revision"]) == (revision, 0)
     assert ok_json(server, "config", "rollout", "--group", "south") == []
-
-
-def test_rollout_before_any_change_shows_a_site_without_agent_as_no_agent(
-    server: ServerHandle,
-) -> None:
-    new_site(server, "shop-new")
-    (row,) = ok_json(server, "config", "rollout")
-    assert (row["site"], row["state"]) == ("shop-new", "no agent")
 
 
 def test_backup_now_on_an_unknown_site_exits_3(shared_server: ServerHandle) -> None:

@@ -66,8 +66,9 @@ def site_summary(server: ServerHandle, site: str) -> admin_pb2.SiteSummary:
 
 
 def test_pushed_config_remote_backup_verified_then_a_failing_one(
-    server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
+    shared_server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
 ) -> None:
+    server = shared_server  # its own site; no server restart
     site = "fb-shop"
     state = tmp_path / "agent"
     assert enroll_agent(server, state, site).returncode == 0
@@ -138,8 +139,9 @@ def backup_file_states(server: ServerHandle, site: str) -> list[tuple[str, str |
 
 
 def test_pruned_and_rotten_backups_show_in_runs_and_keep_the_site_from_ok(
-    server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
+    shared_server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
 ) -> None:
+    server = shared_server  # its own site; no server restart
     site = "fb-rot"
     state = tmp_path / "agent"
     assert enroll_agent(server, state, site).returncode == 0
@@ -193,8 +195,9 @@ def test_pruned_and_rotten_backups_show_in_runs_and_keep_the_site_from_ok(
 
 
 def test_a_backup_left_unverified_is_verified_and_reported_when_the_agent_starts(
-    server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
+    shared_server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
 ) -> None:
+    server = shared_server  # its own site; no server restart
     site = "fb-resume"
     state = tmp_path / "agent"
     assert enroll_agent(server, state, site).returncode == 0

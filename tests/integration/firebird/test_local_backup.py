@@ -24,8 +24,9 @@ def backup_runs(server: ServerHandle, site: str) -> list[admin_pb2.Run]:
 
 
 def test_a_local_backup_is_reported_at_once_while_the_agent_runs(
-    server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
+    shared_server: ServerHandle, shop: FirebirdTarget, backup_dir: Path, tmp_path: Path
 ) -> None:
+    server = shared_server  # its own site; no server restart
     site = "local-shop"
     state = tmp_path / "agent"
     assert enroll_agent(server, state, site).returncode == 0

@@ -20,13 +20,14 @@ pytestmark = pytest.mark.firebird
 
 
 def test_a_backup_of_a_demo_database_is_a_warning_until_accepted(
-    server: ServerHandle,
+    shared_server: ServerHandle,
     shop: FirebirdTarget,
     fb_root: Path,
     fb_password: str,
     backup_dir: Path,
     tmp_path: Path,
 ) -> None:
+    server = shared_server  # its own site; no server restart
     demo = new_target(fb_root, fb_password, "demo-copy", accounts=20)
     site = "fb-wrongdb"
     state = tmp_path / "agent"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import grpc
 import pytest
@@ -134,10 +135,9 @@ def test_live_push_ack_refusal_and_offline_agent_gets_latest_only(server: Server
             server.address, server.ca_path.read_bytes(), server.admin_token, ["s-a", "s-b"]
         )
         call = a.watch()
-        t0 = time.monotonic()
         rev1 = set_config(server, FLEET, backup__keep_daily="8").revision
-        update = await next_config(call, timeout=5)
-        assert update.revision == rev1 and time.monotonic() - t0 < 5
+        update = await next_config(call, timeout=5)  # pushed: no check-in interval waited
+        assert update.revision == rev1
         await a.ack(rev1)
         # b is away during three revisions
         for n in (9, 10, 11):
@@ -187,15 +187,18 @@ def test_live_push_ack_refusal_and_offline_agent_gets_latest_only(server: Server
 
 
 def test_commands_are_delivered_redelivered_until_acked_and_acked_once(
-    server: ServerHandle,
+    shared_server: ServerHandle,
 ) -> None:
+    server = shared_server
+    (s_cmd,) = _names("s-cmd")
+
     async def body() -> None:
         [agent] = await enroll_many(
-            server.address, server.ca_path.read_bytes(), server.admin_token, ["s-cmd"]
+            server.address, server.ca_path.read_bytes(), server.admin_token, [s_cmd]
         )
         admin = server.admin_stub()
         sent = admin.SendCommand(
-            admin_pb2.SendCommandRequest(site="s-cmd", kind=agent_pb2.COMMAND_KIND_BACKUP_NOW),
+            admin_pb2.SendCommandRequest(site=s_cmd, kind=agent_pb2.COMMAND_KIND_BACKUP_NOW),
             metadata=server.admin_metadata,
         )
 
@@ -223,7 +226,7 @@ def test_commands_are_delivered_redelivered_until_acked_and_acked_once(
                 metadata=agent.metadata,
             )
         states = admin.ListCommands(
-            admin_pb2.ListCommandsRequest(site="s-cmd"), metadata=server.admin_metadata
+            admin_pb2.ListCommandsRequest(site=s_cmd), metadata=server.admin_metadata
         ).commands
         assert [(c.state, c.message) for c in states] == [
             ("rejected", "backup is not configured on this agent")
@@ -244,17 +247,20 @@ def test_commands_are_delivered_redelivered_until_acked_and_acked_once(
     asyncio.run(body())
 
 
-def test_an_agent_cannot_watch_or_ack_for_another_site(server: ServerHandle) -> None:
+def test_an_agent_cannot_watch_or_ack_for_another_site(shared_server: ServerHandle) -> None:
+    server = shared_server
+    own_a, own_b = _names("own-a", "own-b")
+
     async def body() -> None:
         a, b = await enroll_many(
-            server.address, server.ca_path.read_bytes(), server.admin_token, ["own-a", "own-b"]
+            server.address, server.ca_path.read_bytes(), server.admin_token, [own_a, own_b]
         )
-        call = a.stub.WatchConfig(agent_pb2.WatchConfigRequest(site="own-b"), metadata=a.metadata)
+        call = a.stub.WatchConfig(agent_pb2.WatchConfigRequest(site=own_b), metadata=a.metadata)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await next_config(call, timeout=5)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         sent = server.admin_stub().SendCommand(
-            admin_pb2.SendCommandRequest(site="own-b", kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
+            admin_pb2.SendCommandRequest(site=own_b, kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
             metadata=server.admin_metadata,
         )
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -270,6 +276,12 @@ def test_an_agent_cannot_watch_or_ack_for_another_site(server: ServerHandle) -> 
     asyncio.run(body())
 
 
+def _names(*prefixes: str) -> list[str]:
+    """Site names of one test's own on the shared server."""
+    tag = uuid.uuid4().hex[:6]
+    return [f"{p}-{tag}" for p in prefixes]
+
+
 async def _until(check: object, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -278,26 +290,29 @@ async def _until(check: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_session_pushes_and_takes_acks_on_the_same_stream(server: ServerHandle) -> None:
+def test_session_pushes_and_takes_acks_on_the_same_stream(shared_server: ServerHandle) -> None:
+    server = shared_server
+    (sess_a,) = _names("sess-a")
+
     async def body() -> None:
         [agent] = await enroll_many(
-            server.address, server.ca_path.read_bytes(), server.admin_token, ["sess-a"]
+            server.address, server.ca_path.read_bytes(), server.admin_token, [sess_a]
         )
         session = SimSession(agent)
-        rev = set_config(server, SITE, "sess-a", backup__keep_daily="6").revision
+        rev = set_config(server, SITE, sess_a, backup__keep_daily="6").revision
         update = await next_config(session, timeout=5)
         assert update.revision == rev and update.values["backup.keep_daily"].integer == 6
         session.ack(rev)
-        await _until(lambda: rollout(server)["sess-a"].state == "applied")
-        assert rollout(server)["sess-a"].applied_revision == rev
-        newer = set_config(server, SITE, "sess-a", backup__keep_daily="7").revision
+        await _until(lambda: rollout(server)[sess_a].state == "applied")
+        assert rollout(server)[sess_a].applied_revision == rev
+        newer = set_config(server, SITE, sess_a, backup__keep_daily="7").revision
         assert (await next_config(session, timeout=5)).revision == newer
         session.ack(newer, applied=False, error="backup.dir is missing")
-        await _until(lambda: rollout(server)["sess-a"].state == "refused")
-        assert rollout(server)["sess-a"].refused == "backup.dir is missing"
+        await _until(lambda: rollout(server)[sess_a].state == "refused")
+        assert rollout(server)[sess_a].refused == "backup.dir is missing"
         # a command arrives on the stream, and its outcome may go back on it too
         sent = server.admin_stub().SendCommand(
-            admin_pb2.SendCommandRequest(site="sess-a", kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
+            admin_pb2.SendCommandRequest(site=sess_a, kind=agent_pb2.COMMAND_KIND_SYNC_NOW),
             metadata=server.admin_metadata,
         )
 
@@ -319,7 +334,7 @@ def test_session_pushes_and_takes_acks_on_the_same_stream(server: ServerHandle) 
 
         def finished() -> bool:
             listed = server.admin_stub().ListCommands(
-                admin_pb2.ListCommandsRequest(site="sess-a"), metadata=server.admin_metadata
+                admin_pb2.ListCommandsRequest(site=sess_a), metadata=server.admin_metadata
             )
             return [c.state for c in listed.commands] == ["succeeded"]
 
@@ -341,19 +356,22 @@ def test_session_pushes_and_takes_acks_on_the_same_stream(server: ServerHandle) 
     ],
 )
 def test_session_refuses_bad_messages_with_a_precise_status(
-    server: ServerHandle, events: list[str], code: grpc.StatusCode
+    shared_server: ServerHandle, events: list[str], code: grpc.StatusCode
 ) -> None:
+    server = shared_server
+    own, other = _names("bad-a", "bad-b")
+
     async def body() -> None:
         a, _b = await enroll_many(
-            server.address, server.ca_path.read_bytes(), server.admin_token, ["bad-a", "bad-b"]
+            server.address, server.ca_path.read_bytes(), server.admin_token, [own, other]
         )
         queue: asyncio.Queue[agent_pb2.AgentEvent | None] = asyncio.Queue()
         made = {
             "open": agent_pb2.AgentEvent(open=agent_pb2.WatchConfigRequest()),
-            "open-other": agent_pb2.AgentEvent(open=agent_pb2.WatchConfigRequest(site="bad-b")),
+            "open-other": agent_pb2.AgentEvent(open=agent_pb2.WatchConfigRequest(site=other)),
             "ack": agent_pb2.AgentEvent(config_ack=agent_pb2.AckConfigRequest(revision=1)),
             "ack-other": agent_pb2.AgentEvent(
-                config_ack=agent_pb2.AckConfigRequest(revision=1, applied=True, site="bad-b")
+                config_ack=agent_pb2.AckConfigRequest(revision=1, applied=True, site=other)
             ),
             "ack-negative": agent_pb2.AgentEvent(
                 config_ack=agent_pb2.AckConfigRequest(revision=-1, applied=True)
@@ -363,8 +381,14 @@ def test_session_refuses_bad_messages_with_a_precise_status(
             queue.put_nowait(made[name])
 
         call = a.stub.Session(session_messages(queue), metadata=a.metadata)
+
+        async def until_refused() -> None:  # a directive the server sends first is no answer
+            while await call.read() is not grpc.aio.EOF:
+                pass
+            raise AssertionError("the stream ended without a status")
+
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await asyncio.wait_for(call.read(), 5)
+            await asyncio.wait_for(until_refused(), 5)
         assert err.value.code() == code
         queue.put_nowait(None)
         await close_all([a.channel])
@@ -373,7 +397,7 @@ def test_session_refuses_bad_messages_with_a_precise_status(
 
 
 def test_a_stopping_server_tells_every_stream_when_to_come_back(server: ServerHandle) -> None:
-    async def body() -> tuple[list[agent_pb2.AgentDirective], float]:
+    async def body() -> list[agent_pb2.AgentDirective]:
         agents = await enroll_many(
             server.address, server.ca_path.read_bytes(), server.admin_token, ["bye-1", "bye-2"]
         )
@@ -381,24 +405,23 @@ def test_a_stopping_server_tells_every_stream_when_to_come_back(server: ServerHa
         rev = set_config(server, FLEET, backup__keep_daily="4").revision
         for s in sessions:
             assert (await next_config(s, timeout=5)).revision == rev
-        began = time.monotonic()
         stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
 
         async def rest(s: SimSession) -> list[agent_pb2.AgentDirective]:
-            return [d async for d in s]  # until the stream ends (an error would raise)
+            # until the stream ends; one the server held until its grace period ran out
+            # would be cancelled then, and the CANCELLED status would raise here
+            return [d async for d in s]
 
         last = [d for s in sessions for d in await asyncio.wait_for(rest(s), 10)]
         assert await stopping == 0
-        took = time.monotonic() - began
         for s in sessions:
             s.cancel()
         await close_all([a.channel for a in agents])
-        return last, took
+        return last
 
-    last, took = asyncio.run(body())
+    last = asyncio.run(body())
     assert [d.WhichOneof("kind") for d in last] == ["reconnect", "reconnect"]
     assert all(d.reconnect.within_seconds == 5 for d in last)  # the floor, for two agents
-    assert took < 4.5, "streams end at once instead of holding the stop until the grace period"
     assert "told 2 connected agent(s) to reconnect within 5 s" in server.log()
 
 

@@ -49,7 +49,8 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
 # -- health ------------------------------------------------------------------------
 
 
-def test_health_says_serving_for_a_running_server(server: ServerHandle) -> None:
+def test_health_says_serving_for_a_running_server(shared_server: ServerHandle) -> None:
+    server = shared_server  # health only reads
     for args in (
         ["--data-dir", str(server.data_dir)],
         ["--ca", str(server.ca_path)],
@@ -71,7 +72,8 @@ def test_health_says_serving_for_a_running_server(server: ServerHandle) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_health_fails_with_exit_1_and_one_line(server: ServerHandle, tmp_path: Path) -> None:
+def test_health_fails_with_exit_1_and_one_line(shared_server: ServerHandle, tmp_path: Path) -> None:
+    server = shared_server
     unknown = server_cli(
         "health",
         "--address",

@@ -26,7 +26,7 @@ from server.domain.store_retention import RetentionKeys
 from server.services.store_gc import StoreMaintenance
 from server.state.store_gc_state import SqlStoreGcState
 from server.state.store_state import SqlStoreState
-from server.state.tables import CHUNKS, RUNS, SITES
+from server.state.tables import CHUNKS, DAMAGE, RUNS, SITES
 from server.storage import BlobStore, Digest, open_store
 from tests.support.clock import FakeClock
 
@@ -344,6 +344,7 @@ def test_the_row_locks_order_a_commit_and_a_sweep_either_way(engine: Engine) -> 
 def test_orphans_go_and_database_copies_follow_their_runs(engine: Engine, tmp_path: Path) -> None:
     _orphan_blobs_older_than_the_margin_are_deleted(engine, tmp_path)
     _database_copies_follow_their_backup_runs(engine, tmp_path / "second")
+    _damage_rows_go_with_the_chunks_gc_deletes(engine, tmp_path / "second")  # same store
 
 
 def test_a_runner_whose_lease_was_taken_over_stops_before_deleting(tmp_path: Path) -> None:
@@ -398,3 +399,51 @@ def test_a_runner_whose_lease_was_taken_over_stops_before_deleting(tmp_path: Pat
         asyncio.run(body())
     finally:
         engine.dispose()
+
+
+def _damage(engine: Engine) -> tuple[set[str], int, str]:
+    """The site's damage rows, and its count and summary as status shows them."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(DAMAGE.c.chunk_id).where(DAMAGE.c.site_id == site_id(engine)))
+        site = conn.execute(
+            select(SITES.c.store_damaged_chunks, SITES.c.store_damage_summary).where(
+                SITES.c.name == SITE
+            )
+        ).one()
+    return {r.chunk_id for r in rows}, site.store_damaged_chunks, site.store_damage_summary
+
+
+def _damage_rows_go_with_the_chunks_gc_deletes(engine: Engine, tmp_path: Path) -> None:
+    """A damaged chunk that garbage collection deletes (its snapshot was forgotten, nothing
+    references it) is no problem any more: its damage row goes in the deletion's
+    transaction and the site's count follows; the summary goes with the last row."""
+    sid = site_id(engine)
+    first, second = add_chunk(engine, 40, condemned=OLD), add_chunk(engine, 41, condemned=OLD)
+    kept = add_chunk(engine, 42)
+    summary = "1 image snapshot(s) cannot be fully restored"
+
+    async def body() -> None:
+        store = open_store(str(tmp_path / "store"), tmp_path)
+        state = SqlStoreState(engine)
+        await state.record_check(
+            sid,
+            damage={first: "damaged", second: "missing", kept: "damaged"},
+            summary=summary,
+            cursor="",
+            now=NOW,
+        )
+        assert _damage(engine) == ({first, second, kept}, 3, summary)
+        gc_state = SqlStoreGcState(engine)
+        assert await gc_state.begin_deleting(sid, [first], condemned_before=NOW) == [first]
+        assert await gc_state.drop_deleting(sid, [first, kept]) == 1  # `kept` is not deleting
+        assert _damage(engine) == ({second, kept}, 2, summary)  # the others stay named
+        with engine.begin() as conn:  # the last damaged chunk goes the same way
+            conn.execute(update(CHUNKS).where(CHUNKS.c.chunk_id == kept).values(condemned_at=OLD))
+        report = await _maintenance(engine, store, "damage").run()  # no snapshot: all swept
+        (mine,) = [s for s in report.sites if s.site == SITE]
+        assert mine.error == ""
+        assert state_of(engine, second) is None and state_of(engine, kept) is None
+        assert _damage(engine) == (set(), 0, "")
+        await store.close()
+
+    asyncio.run(body())

@@ -6,11 +6,13 @@ import datetime as dt
 import json
 import os
 import random
+import secrets
 from pathlib import Path
 
 import orjson
 import pytest
 
+from cli.restore_target import Target, UnsafePath
 from common.vault.chunks import open_chunk
 from common.vault.keyfile import write_key_file
 from common.vault.keys import FleetPrivateKey
@@ -226,6 +228,55 @@ def test_a_link_in_the_target_is_never_followed(
     ]
     assert list(outside.iterdir()) == []
     assert set(_tree(tmp_path / "out")) == {"empty.txt", "readme.txt"}
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the check of a path and the write of its file, a folder below the target
+    is replaced with a link to elsewhere: the write never lands outside the target."""
+    outside = tmp_path / "outside"
+    (outside / "11").mkdir(parents=True)
+    out = tmp_path / "out"
+    (out / "2026" / "11").mkdir(parents=True)
+    target = Target(out)
+
+    def swap(aside: str = "moved") -> None:  # the folder moved aside, a link in its place
+        (out / "2026").rename(out / aside)
+        (out / "2026").symlink_to(outside, target_is_directory=True)
+
+    # swapped after the check, before the temporary file is made (as the name is drawn)
+    final = target.path_of("2026/11/a.txt")
+    draw = secrets.token_hex
+
+    def swap_then_draw(n: int) -> str:
+        swap("first")
+        return draw(n)
+
+    monkeypatch.setattr(secrets, "token_hex", swap_then_draw)
+    with pytest.raises(UnsafePath, match="is no longer a plain folder"):
+        target.open_temp(final)
+    monkeypatch.undo()
+    assert list(outside.rglob("*")) == [outside / "11"]
+
+    # swapped while the file is written: it lands in the folder it was opened in
+    (out / "2026").unlink()
+    (out / "2026" / "11").mkdir(parents=True)
+    temp = target.open_temp(final)
+    temp.handle.write(b"data")
+    swap()
+    Target.commit(temp, mtime_of("a.txt"))
+    assert list(outside.rglob("*")) == [outside / "11"]
+    assert (out / "moved" / "11" / "a.txt").read_bytes() == b"data"
+    assert list((out / "moved" / "11").iterdir()) == [out / "moved" / "11" / "a.txt"]
+
+    # and one left unfinished is removed from that folder, not through the link
+    temp = target.open_temp(target.path_of("x/b.txt"))
+    (out / "x").rename(out / "x-moved")
+    (out / "x").symlink_to(outside / "11", target_is_directory=True)
+    Target.discard(temp)
+    assert list((out / "x-moved").iterdir()) == []
+    assert list(outside.rglob("*")) == [outside / "11"]
 
 
 def test_a_snapshot_is_chosen_by_the_start_of_its_id(
