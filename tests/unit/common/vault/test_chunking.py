@@ -44,8 +44,8 @@ def test_stream_and_buffer_cut_alike(keys: SiteKeys) -> None:
 
 
 def test_one_inserted_byte_changes_few_chunks(keys: SiteKeys) -> None:
-    data = _data(4 * MIB)
-    changed = data[: 2 * MIB] + b"!" + data[2 * MIB :]
+    data = _data(8 * MIB)
+    changed = data[: 4 * MIB] + b"!" + data[4 * MIB :]
     before = {keys.chunk_id(c) for c in chunk_bytes(data, BACKUPS, keys.chunker_seed)}
     after = [keys.chunk_id(c) for c in chunk_bytes(changed, BACKUPS, keys.chunker_seed)]
     new = [c for c in after if c not in before]

@@ -7,6 +7,7 @@ import datetime as dt
 from common.vault import SiteKeys, new_data_key, open_snapshot, seal_snapshot
 from common.vault.backupset import BackupInfo, StreamInfo, stream_entries, stream_refs
 from common.vault.chunking import (
+    BACKUPS,
     KIB,
     MANIFEST_PARTS,
     MANIFEST_REF_BYTES,
@@ -22,7 +23,7 @@ def test_pieces_are_small_and_grow_only_to_keep_the_record_bounded() -> None:
     assert database_manifests(200 * MIB).avg_size == 4 * KIB
     for size in (2 << 30, 8 << 30):
         got = database_manifests(size)
-        refs = size // (6 * KIB)
+        refs = size // (BACKUPS.avg_size + BACKUPS.min_size)
         assert refs * MANIFEST_REF_BYTES <= got.avg_size * MANIFEST_PARTS * 1.1
         assert got.avg_size <= MANIFESTS.avg_size
     assert database_manifests(1 << 40).avg_size == MANIFESTS.avg_size
