@@ -250,6 +250,7 @@ def fetch(
                 plan, f, chunks, done=done, digest=digest, advance=advance
             )
     finally:
+        chunks.close()
         outcome.bytes_fetched = chunks.fetched
         outcome.seconds = time.monotonic() - began
     for f in plan.files:  # every stream passed: each takes its name
@@ -300,9 +301,12 @@ def _write_stream(
     refs = [(0, cid, n) for cid, n in f.refs]
     with _open_partial(f, fresh=done == 0) as handle:
         start = done
+        end = batch_end(chunks, refs, start)
         while start < len(refs):
-            end = batch_end(chunks, refs, start)
-            chunks.load(cid for _, cid, _ in refs[start:end])
+            after = batch_end(chunks, refs, end)  # fetched while this batch is written
+            chunks.load(
+                (cid for _, cid, _ in refs[start:end]), ahead=(cid for _, cid, _ in refs[end:after])
+            )
             size = 0
             for _, cid, length in refs[start:end]:
                 plain = chunks.take(cid, length)
@@ -319,6 +323,7 @@ def _write_stream(
             written += size
             advance(size)
             _save(f, handle, plan.snapshot.snapshot_id, start)
+            end = after
     _check(plan, f, digest.hexdigest())
     return written
 
