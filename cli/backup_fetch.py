@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import os
 import time
 from collections import Counter
@@ -299,6 +300,7 @@ def _write_stream(
     until every stream passed, so a cut in a later stream resumes there)."""
     written = 0
     refs = [(0, cid, n) for cid, n in f.refs]
+    offsets = list(itertools.accumulate((n for _, n in f.refs), initial=0))
     with _open_partial(f, fresh=done == 0) as handle:
         start = done
         end = batch_end(chunks, refs, start)
@@ -307,22 +309,22 @@ def _write_stream(
             chunks.load(
                 (cid for _, cid, _ in refs[start:end]), ahead=(cid for _, cid, _ in refs[end:after])
             )
-            size = 0
+            plains: list[bytes] = []
             for _, cid, length in refs[start:end]:
                 plain = chunks.take(cid, length)
                 if plain is None:
-                    _save(f, handle, plan.snapshot.snapshot_id, start)
+                    _append(handle, digest, plains)  # the chunks before it are kept
+                    _save(f, handle, plan.snapshot.snapshot_id, start + len(plains), offsets)
                     raise ChunkUnusable(
                         f"{chunks.bad[cid]}; backup run {plan.info.run_id} of site {plan.site} "
                         f"cannot be restored from this snapshot ({f.stream.file})"
                     )
-                handle.write(plain)
-                digest.update(plain)
-                size += length
-                start += 1
+                plains.append(plain)
+            size = _append(handle, digest, plains)
             written += size
             advance(size)
-            _save(f, handle, plan.snapshot.snapshot_id, start)
+            start = end
+            _save(f, handle, plan.snapshot.snapshot_id, start, offsets)
             end = after
     _check(plan, f, digest.hexdigest())
     return written
@@ -341,15 +343,27 @@ def _open_partial(f: StreamFile, *, fresh: bool) -> Iterator[BinaryIO]:
         raise FailedPrecondition(f"cannot write {f.partial}: {err.strerror}") from None
 
 
-def _save(f: StreamFile, handle: BinaryIO, snapshot_id: str, chunks: int) -> None:
-    """Flush the partial to disk, then record how many chunks it holds."""
+def _append(handle: BinaryIO, digest: hashlib._Hash, plains: list[bytes]) -> int:
+    """Write a batch's chunks in one piece and hash them (one call each, not one a chunk:
+    hashlib lets go of the GIL on large buffers while the next batch is opened)."""
+    block = b"".join(plains)
+    handle.write(block)
+    digest.update(block)
+    return len(block)
+
+
+def _save(
+    f: StreamFile, handle: BinaryIO, snapshot_id: str, chunks: int, offsets: list[int]
+) -> None:
+    """Flush the partial to disk, then record how many chunks it holds (`offsets`: where
+    each chunk of the stream starts)."""
     handle.flush()
     os.fsync(handle.fileno())
     state = {
         "snapshot": snapshot_id,
         "stream": f.stream.index,
         "chunks": chunks,
-        "bytes": sum(n for _, n in f.refs[:chunks]),
+        "bytes": offsets[chunks],
     }
     temp = f.state.with_name(f.state.name + ".tmp")
     temp.write_bytes(orjson.dumps(state))
