@@ -82,7 +82,7 @@ class SnapshotQueries:
         site = check_name(site)
         wanted = rules.check_ids(ids)
         site_id = await self._state.site_id(site)
-        found = await self._state.chunks(site_id, wanted)
+        found = await self._state.indexed(site_id, wanted)
         for one in wanted:
             if one not in found:
                 raise NotFound(f"site {site} has no stored chunk {one}")
