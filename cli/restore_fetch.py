@@ -4,10 +4,12 @@ A batch is at most `BATCH_BYTES` of plaintext, fetched in up to `FETCHERS`
 concurrent calls of at most 1,000 distinct ids each (the server's limit), so
 memory holds two batches and the cache, never a file, and the calls end within
 the CLI's deadline on a slow link. While the caller writes one batch, the next
-is fetched and opened in the background (`load(ids, ahead=...)`): receiving,
-opening (ChaCha20-Poly1305, zstd and BLAKE3 release the GIL) and writing run
-side by side. Each chunk is opened with the site's keys (`open_chunk` checks
-its seal and its keyed id) in the thread that received it; a chunk that fails,
+is fetched and opened in the background (`load(ids, ahead=...)`), so receiving,
+opening and writing overlap on both cores: gRPC's receiving, file writes, and the
+AEAD (cryptography 51), zstd, BLAKE3 and sha256 calls let go of the GIL, though
+for a 5 KiB chunk those calls last microseconds and the Python around them holds
+it. Each chunk is opened with the site's keys (`open_chunk` checks its seal and
+its keyed id) in the thread that received it; a chunk that fails,
 or that the store does not hold, is remembered with its one sentence and never
 asked for again. A chunk used again later in the restore stays in a
 least-recently-used cache of `CACHE_BYTES`; one that falls out of it is fetched
