@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
@@ -90,6 +91,11 @@ class StreamFile:
     @property
     def state(self) -> Path:
         return self.path.with_name(self.path.name + STATE)
+
+    @functools.cached_property
+    def offsets(self) -> list[int]:
+        """Where each chunk starts in the stream, and its size last."""
+        return list(itertools.accumulate((n for _, n in self.refs), initial=0))
 
 
 @dataclasses.dataclass
@@ -300,7 +306,6 @@ def _write_stream(
     until every stream passed, so a cut in a later stream resumes there)."""
     written = 0
     refs = [(0, cid, n) for cid, n in f.refs]
-    offsets = list(itertools.accumulate((n for _, n in f.refs), initial=0))
     with _open_partial(f, fresh=done == 0) as handle:
         start = done
         end = batch_end(chunks, refs, start)
@@ -314,7 +319,7 @@ def _write_stream(
                 plain = chunks.take(cid, length)
                 if plain is None:
                     _append(handle, digest, plains)  # the chunks before it are kept
-                    _save(f, handle, plan.snapshot.snapshot_id, start + len(plains), offsets)
+                    _save(f, handle, plan.snapshot.snapshot_id, start + len(plains))
                     raise ChunkUnusable(
                         f"{chunks.bad[cid]}; backup run {plan.info.run_id} of site {plan.site} "
                         f"cannot be restored from this snapshot ({f.stream.file})"
@@ -324,7 +329,7 @@ def _write_stream(
             written += size
             advance(size)
             start = end
-            _save(f, handle, plan.snapshot.snapshot_id, start, offsets)
+            _save(f, handle, plan.snapshot.snapshot_id, start)
             end = after
     _check(plan, f, digest.hexdigest())
     return written
@@ -352,18 +357,15 @@ def _append(handle: BinaryIO, digest: hashlib._Hash, plains: list[bytes]) -> int
     return len(block)
 
 
-def _save(
-    f: StreamFile, handle: BinaryIO, snapshot_id: str, chunks: int, offsets: list[int]
-) -> None:
-    """Flush the partial to disk, then record how many chunks it holds (`offsets`: where
-    each chunk of the stream starts)."""
+def _save(f: StreamFile, handle: BinaryIO, snapshot_id: str, chunks: int) -> None:
+    """Flush the partial to disk, then record how many chunks it holds."""
     handle.flush()
     os.fsync(handle.fileno())
     state = {
         "snapshot": snapshot_id,
         "stream": f.stream.index,
         "chunks": chunks,
-        "bytes": offsets[chunks],
+        "bytes": f.offsets[chunks],
     }
     temp = f.state.with_name(f.state.name + ".tmp")
     temp.write_bytes(orjson.dumps(state))
