@@ -4,6 +4,7 @@
     .venv/bin/python bench/restore_throughput.py --filler-mb 400 # a bigger one
     .venv/bin/python bench/restore_throughput.py --quick         # ~20 MB, a smoke run
     .venv/bin/python bench/restore_throughput.py --profile       # + cProfile of one restore
+    .venv/bin/python bench/restore_throughput.py --chunk-kib 16  # backups cut at 16 KiB average
 
 Builds a shop database (tests/support/shopsim.py) with --filler-mb MB of item
 rows and takes a gbak backup of it (cached in /var/tmp/storesafe-restore-bench),
@@ -15,11 +16,17 @@ then times, each --repeat times on the same machine:
 - `cp`: a plain copy of the same bytes (the raw .fbk) to a new file, fsynced;
 - `restore`: the real command, `storesafe restore SITE --to PATH --key FILE
   --json` in its own process: fetch over gRPC, open and check every chunk,
-  reassemble, sha256 and size checks, fsync.
+  reassemble, sha256 and size checks, fsync;
+- `restic restore` of the same .fbk from a local restic repository (restic
+  encrypts and deduplicates too; its chunks average 1 MiB), fsynced: how far an
+  encrypted, deduplicating store gets against a plain copy on this machine.
 
-Both write to the same folder; the source is warm in the page cache for both.
-The figure is the ratio of throughputs (restore MB/s over cp MB/s), goal at
-least 0.5. Linux, as root, with the Firebird server from scripts/setup-firebird.
+All write to the same folder; the source is warm in the page cache. The figure
+is the ratio of throughputs (restore MB/s over cp MB/s), goal at least 0.5;
+CPU seconds are the process's (restore: the CLI and the server apart), which a
+loaded machine inflates less than wall time. --chunk-kib seals the backup with
+another average chunk size (the agent's is 4 KiB; min half, max 8x the average).
+Linux, as root, with the Firebird server from scripts/setup-firebird.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import shutil
 import statistics
 import subprocess
@@ -53,7 +61,7 @@ from vault_throughput import gbak, password  # noqa: E402
 
 from common.firebird.connection import FirebirdTarget  # noqa: E402
 from common.vault.backupset import BackupInfo, StreamInfo, stream_entries  # noqa: E402
-from common.vault.chunking import BACKUPS  # noqa: E402
+from common.vault.chunking import BACKUPS, KIB, Profile  # noqa: E402
 from common.vault.chunks import seal_stream  # noqa: E402
 from common.vault.keyfile import write_key_file  # noqa: E402
 from common.vault.keys import FleetPrivateKey  # noqa: E402
@@ -85,7 +93,18 @@ def make_backup(filler_mb: int, pw: str) -> Path:
     return fbk
 
 
-def upload(server: ServerHandle, name: str, fbk: Path, fleet: FleetPrivateKey) -> dict[str, float]:
+def chunking(kib: int) -> Profile:
+    """The agent's profile for database backups, or one like it at `kib` KiB average."""
+    if kib * KIB == BACKUPS.avg_size:
+        return BACKUPS
+    return Profile(
+        f"backups-{kib}k", min_size=kib * KIB // 2, avg_size=kib * KIB, max_size=8 * kib * KIB
+    )
+
+
+def upload(
+    server: ServerHandle, name: str, fbk: Path, fleet: FleetPrivateKey, profile: Profile
+) -> dict[str, float]:
     """Seal the backup as a database snapshot and upload it with the agent RPCs."""
     site = new_site(name, fleet)
     credential = enroll_agent(server, name)
@@ -121,7 +140,7 @@ def upload(server: ServerHandle, name: str, fbk: Path, fleet: FleetPrivateKey) -
                 stub.PutChunks(iter(batch), metadata=metadata, timeout=300)
             batch, size = [], 0
 
-        for chunk in seal_stream(site.keys, Hashing(), BACKUPS):
+        for chunk in seal_stream(site.keys, Hashing(), profile):
             refs.append((chunk.chunk_id, chunk.length))
             if chunk.chunk_id in sent:
                 continue
@@ -175,20 +194,41 @@ def upload(server: ServerHandle, name: str, fbk: Path, fleet: FleetPrivateKey) -
     return {"chunks": len(refs), "distinct": len(sent), "upload_s": time.perf_counter() - t0}
 
 
-def time_cp(src: Path, dst: Path) -> float:
-    dst.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    subprocess.run(["cp", str(src), str(dst)], check=True)
-    with dst.open("rb") as handle:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fsync(path: Path) -> None:
+    with path.open("rb") as handle:
         os.fsync(handle.fileno())
-    took = time.perf_counter() - t0
-    dst.unlink()
-    return took
 
 
-def time_restore(server: ServerHandle, name: str, key: Path, dst: Path) -> float:
+def time_cp(src: Path, dst: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of cp and the fsync."""
     dst.unlink(missing_ok=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), children_cpu()
+    subprocess.run(["cp", str(src), str(dst)], check=True)
+    fsync(dst)
+    took, cpu = time.perf_counter() - t0, children_cpu() - c0
+    dst.unlink()
+    return took, cpu
+
+
+def time_restore(
+    server: ServerHandle, name: str, key: Path, dst: Path
+) -> tuple[float, float, float]:
+    """(wall s, CLI CPU s, server CPU s) of one `storesafe restore`."""
+    dst.unlink(missing_ok=True)
+    assert server.proc is not None
+    s0 = process_cpu(server.proc.pid)
+    t0, c0 = time.perf_counter(), children_cpu()
     proc = subprocess.run(
         [
             str(BIN / "storesafe"),
@@ -207,11 +247,52 @@ def time_restore(server: ServerHandle, name: str, key: Path, dst: Path) -> float
         text=True,
         check=False,
     )
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, children_cpu() - c0
+    server_cpu = process_cpu(server.proc.pid) - s0
     if proc.returncode != 0:
         raise SystemExit(f"restore failed ({proc.returncode}): {proc.stderr}")
     dst.unlink()
-    return took
+    return took, cpu, server_cpu
+
+
+def restic_env(repo: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RESTIC_REPOSITORY": str(repo / "repo"),
+        "RESTIC_PASSWORD": "bench-restore",
+        "RESTIC_CACHE_DIR": str(repo / "cache"),
+    }
+
+
+def restic_backup(repo: Path, fbk: Path) -> None:
+    """A restic repository holding the .fbk (made once, kept with the uploaded store)."""
+    if (repo / "done").exists():
+        return
+    shutil.rmtree(repo, ignore_errors=True)
+    env = restic_env(repo)
+    subprocess.run(["restic", "init", "--quiet"], env=env, check=True, capture_output=True)
+    subprocess.run(["restic", "backup", "--quiet", str(fbk)], env=env, check=True)
+    (repo / "done").touch()
+
+
+def time_restic(repo: Path, fbk: Path, target: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of `restic restore latest` of the .fbk, fsynced."""
+    shutil.rmtree(target, ignore_errors=True)
+    t0, c0 = time.perf_counter(), children_cpu()
+    subprocess.run(
+        ["restic", "restore", "latest", "--quiet", "--target", str(target)],
+        env=restic_env(repo),
+        check=True,
+    )
+    restored = target / str(fbk).lstrip("/")
+    fsync(restored)
+    took, cpu = time.perf_counter() - t0, children_cpu() - c0
+    if restored.stat().st_size != fbk.stat().st_size:
+        raise SystemExit(
+            f"restic restored {restored.stat().st_size} bytes, not {fbk.stat().st_size}"
+        )
+    shutil.rmtree(target)
+    return took, cpu
 
 
 def profile_restore(server: ServerHandle, name: str, key: Path, dst: Path) -> str:
@@ -243,16 +324,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a ~20 MB backup, 2 runs each")
     parser.add_argument("--profile", action="store_true", help="cProfile one restore")
     parser.add_argument(
+        "--chunk-kib", type=int, default=BACKUPS.avg_size // KIB, help="average chunk size"
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="the server and store the last run uploaded"
     )
     args = parser.parse_args()
     if args.quick:
         args.filler_mb, args.repeat = 20, 2
+    profile = chunking(args.chunk_kib)
     fbk = make_backup(args.filler_mb, password())
     mb = fbk.stat().st_size / 1e6
-    print(f"backup: {fbk} ({mb:.0f} MB)", flush=True)
+    print(f"backup: {fbk} ({mb:.0f} MB), chunks of {args.chunk_kib} KiB average", flush=True)
     work = Path(tempfile.mkdtemp(prefix="restore-bench-", dir="/var/tmp"))
-    kept = CACHE / f"server-{args.filler_mb}mb"
+    suffix = "" if profile is BACKUPS else f"-{args.chunk_kib}k"
+    kept = CACHE / f"server-{args.filler_mb}mb{suffix}"
     if args.reuse and (kept / "bench.json").exists():
         saved = json.loads((kept / "bench.json").read_text())
         server = ServerHandle(
@@ -265,12 +351,13 @@ def main() -> None:
         shutil.rmtree(kept, ignore_errors=True)
         server = start_server(kept)
         facts = {}
+    restic_repo = CACHE / f"restic-{args.filler_mb}mb"
     try:
         key, name = kept / "fleet.key", "bench-shop"
         if not facts:
             fleet = FleetPrivateKey.generate()
             write_key_file(key, fleet, dt.datetime.now(dt.UTC))
-            facts = upload(server, name, fbk, fleet)
+            facts = upload(server, name, fbk, fleet, profile)
             (kept / "facts.json").write_text(json.dumps(facts))
             (kept / "bench.json").write_text(
                 json.dumps(
@@ -287,40 +374,69 @@ def main() -> None:
             f"{facts['upload_s']:.1f} s",
             flush=True,
         )
+        restic_backup(restic_repo, fbk)
         load = os.getloadavg()[0]
-        cp_s, restore_s = [], []
+        cps, restores, restics = [], [], []
         for _ in range(args.repeat):
-            cp_s.append(time_cp(fbk, work / "copy.fbk"))
-            restore_s.append(time_restore(server, name, key, work / "restored.fbk"))
-        profile = profile_restore(server, name, key, work / "profiled.fbk") if args.profile else ""
+            cps.append(time_cp(fbk, work / "copy.fbk"))
+            restores.append(time_restore(server, name, key, work / "restored.fbk"))
+            restics.append(time_restic(restic_repo, fbk, work / "restic"))
+        load_end = os.getloadavg()[0]
+        report = profile_restore(server, name, key, work / "profiled.fbk") if args.profile else ""
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    cp_med, restore_med = statistics.median(cp_s), statistics.median(restore_s)
+    cp_med = statistics.median(t for t, _ in cps)
+    restore_med = statistics.median(t for t, _, _ in restores)
+    restic_med = statistics.median(t for t, _ in restics)
     ratio = cp_med / restore_med
+
+    def cpu(runs: list[tuple[float, ...]], at: int) -> str:
+        return f"{statistics.median(r[at] for r in runs):.2f}"
+
     rows = [
-        ["cp", f"{cp_med:.2f}", f"{mb / cp_med:.0f}", "1.00"],
-        ["storesafe restore", f"{restore_med:.2f}", f"{mb / restore_med:.0f}", f"{ratio:.3f}"],
+        ["cp", f"{cp_med:.2f}", f"{mb / cp_med:.0f}", "1.00", cpu(cps, 1), ""],
+        [
+            "storesafe restore",
+            f"{restore_med:.2f}",
+            f"{mb / restore_med:.0f}",
+            f"{ratio:.3f}",
+            cpu(restores, 1),
+            cpu(restores, 2),
+        ],
+        [
+            "restic restore",
+            f"{restic_med:.2f}",
+            f"{mb / restic_med:.0f}",
+            f"{cp_med / restic_med:.3f}",
+            cpu(restics, 1),
+            "",
+        ],
     ]
-    print(table(["what", "median s", "MB/s", "vs cp"], rows))
+    print(table(["what", "median s", "MB/s", "vs cp", "CPU s", "server CPU s"], rows))
+    print(f"storesafe restore vs restic restore: {restic_med / restore_med:.2f}x its throughput")
     print(f"goal: restore at least 0.5x cp's throughput: {'met' if ratio >= 0.5 else 'NOT met'}")
-    if load > 1.5:
-        print(f"warning: load average {load:.1f} at the start: wall-clock figures are inflated")
-    if profile:
-        print(profile)
+    print(f"load average (1 min): {load:.1f} at the start, {load_end:.1f} at the end")
+    if max(load, load_end) > 1.5:
+        print("warning: the machine was loaded: wall-clock figures are inflated")
+    if report:
+        print(report)
     path = write_json(
-        f"restore_throughput{'-quick' if args.quick else ''}.json",
+        f"restore_throughput{'-quick' if args.quick else ''}{suffix}.json",
         {
             "machine": machine(),
-            "load_average_1m": load,
+            "load_average_1m": [load, load_end],
             "backup_bytes": fbk.stat().st_size,
+            "chunk_kib": args.chunk_kib,
             "chunks": facts["chunks"],
             "distinct_chunks": facts["distinct"],
-            "cp_seconds": cp_s,
-            "restore_seconds": restore_s,
+            "cp": cps,
+            "restore": restores,
+            "restic": restics,
             "ratio": ratio,
+            "ratio_restic": cp_med / restic_med,
             "goal": 0.5,
-            "profile": profile or None,
+            "profile": report or None,
         },
     )
     print(f"written: {path}")

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import itertools
 import os
 import time
 from collections import Counter
@@ -89,6 +91,11 @@ class StreamFile:
     @property
     def state(self) -> Path:
         return self.path.with_name(self.path.name + STATE)
+
+    @functools.cached_property
+    def offsets(self) -> list[int]:
+        """Where each chunk starts in the stream, and its size last."""
+        return list(itertools.accumulate((n for _, n in self.refs), initial=0))
 
 
 @dataclasses.dataclass
@@ -250,6 +257,7 @@ def fetch(
                 plan, f, chunks, done=done, digest=digest, advance=advance
             )
     finally:
+        chunks.close()
         outcome.bytes_fetched = chunks.fetched
         outcome.seconds = time.monotonic() - began
     for f in plan.files:  # every stream passed: each takes its name
@@ -300,25 +308,29 @@ def _write_stream(
     refs = [(0, cid, n) for cid, n in f.refs]
     with _open_partial(f, fresh=done == 0) as handle:
         start = done
+        end = batch_end(chunks, refs, start)
         while start < len(refs):
-            end = batch_end(chunks, refs, start)
-            chunks.load(cid for _, cid, _ in refs[start:end])
-            size = 0
+            after = batch_end(chunks, refs, end)  # fetched while this batch is written
+            chunks.load(
+                (cid for _, cid, _ in refs[start:end]), ahead=(cid for _, cid, _ in refs[end:after])
+            )
+            plains: list[bytes] = []
             for _, cid, length in refs[start:end]:
                 plain = chunks.take(cid, length)
                 if plain is None:
-                    _save(f, handle, plan.snapshot.snapshot_id, start)
+                    _append(handle, digest, plains)  # the chunks before it are kept
+                    _save(f, handle, plan.snapshot.snapshot_id, start + len(plains))
                     raise ChunkUnusable(
                         f"{chunks.bad[cid]}; backup run {plan.info.run_id} of site {plan.site} "
                         f"cannot be restored from this snapshot ({f.stream.file})"
                     )
-                handle.write(plain)
-                digest.update(plain)
-                size += length
-                start += 1
+                plains.append(plain)
+            size = _append(handle, digest, plains)
             written += size
             advance(size)
+            start = end
             _save(f, handle, plan.snapshot.snapshot_id, start)
+            end = after
     _check(plan, f, digest.hexdigest())
     return written
 
@@ -336,6 +348,15 @@ def _open_partial(f: StreamFile, *, fresh: bool) -> Iterator[BinaryIO]:
         raise FailedPrecondition(f"cannot write {f.partial}: {err.strerror}") from None
 
 
+def _append(handle: BinaryIO, digest: hashlib._Hash, plains: list[bytes]) -> int:
+    """Write a batch's chunks in one piece and hash them (one call each, not one a chunk:
+    hashlib lets go of the GIL on large buffers while the next batch is opened)."""
+    block = b"".join(plains)
+    handle.write(block)
+    digest.update(block)
+    return len(block)
+
+
 def _save(f: StreamFile, handle: BinaryIO, snapshot_id: str, chunks: int) -> None:
     """Flush the partial to disk, then record how many chunks it holds."""
     handle.flush()
@@ -344,7 +365,7 @@ def _save(f: StreamFile, handle: BinaryIO, snapshot_id: str, chunks: int) -> Non
         "snapshot": snapshot_id,
         "stream": f.stream.index,
         "chunks": chunks,
-        "bytes": sum(n for _, n in f.refs[:chunks]),
+        "bytes": f.offsets[chunks],
     }
     temp = f.state.with_name(f.state.name + ".tmp")
     temp.write_bytes(orjson.dumps(state))

@@ -230,10 +230,13 @@ def write_files(chunks: Chunks, writer: _Writer, outcome: Outcome, advance: Adva
     refs = [(n, cid, length) for n, (e, _) in enumerate(todo) for cid, length in e.chunks]
     broken: dict[str, list[str]] = {}
     start = 0
+    end = batch_end(chunks, refs, start)
     try:
         while True:
-            end = batch_end(chunks, refs, start)
-            chunks.load(cid for _, cid, _ in refs[start:end])
+            after = batch_end(chunks, refs, end)  # fetched while this batch is written
+            chunks.load(
+                (cid for _, cid, _ in refs[start:end]), ahead=(cid for _, cid, _ in refs[end:after])
+            )
             for n, cid, length in refs[start:end]:
                 if writer.done > n or (writer.done == n and writer.failed):
                     continue
@@ -243,10 +246,11 @@ def write_files(chunks: Chunks, writer: _Writer, outcome: Outcome, advance: Adva
                 elif plain is not None:
                     advance(len(plain))
             writer.complete_before(refs[end][0] if end < len(refs) else len(todo))
-            start = end
+            start, end = end, after
             if start >= len(refs):
                 break
     finally:
+        chunks.close()
         writer.discard()
     for cid, paths in broken.items():
         files = ", ".join(quote(p) for p in paths[:5]) + (" ..." if len(paths) > 5 else "")

@@ -2,20 +2,25 @@
 
 A batch is at most `BATCH_BYTES` of plaintext, fetched in up to `FETCHERS`
 concurrent calls of at most 1,000 distinct ids each (the server's limit), so
-memory holds one batch and the cache, never a file, and the calls end within
-the CLI's deadline on a slow link. Each chunk
-is opened with the site's keys (`open_chunk` checks its seal and its keyed
-id); a chunk that fails, or that the store does not hold, is remembered with
-its one sentence and never asked for again. A chunk used
-again later in the restore stays in a least-recently-used cache of
-`CACHE_BYTES`; one that falls out of it is fetched again when needed.
+memory holds two batches and the cache, never a file, and the calls end within
+the CLI's deadline on a slow link. While the caller writes one batch, the next
+is fetched and opened in the background (`load(ids, ahead=...)`), so receiving,
+opening and writing overlap on both cores: gRPC's receiving, file writes, and the
+AEAD (cryptography 51), zstd, BLAKE3 and sha256 calls let go of the GIL, though
+for a 5 KiB chunk those calls last microseconds and the Python around them holds
+it. Each chunk is opened with the site's keys (`open_chunk` checks its seal and
+its keyed id) in the thread that received it; a chunk that fails,
+or that the store does not hold, is remembered with its one sentence and never
+asked for again. A chunk used again later in the restore stays in a
+least-recently-used cache of `CACHE_BYTES`; one that falls out of it is fetched
+again when needed.
 """
 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from common.errors import NotFound
@@ -26,9 +31,9 @@ from common.vault.sitekeys import SiteKeys
 BATCH_IDS = 1000
 BATCH_BYTES = 8 * 1024 * 1024  # one call must end within the CLI's --timeout (30 s default)
 CACHE_BYTES = 32 * 1024 * 1024
-# Concurrent FetchChunks calls for one batch: the server streams each call's chunks one
-# at a time (a store read each), so calls side by side keep it and the link busy; the
-# batch's bytes are shared among them, so each still ends within the deadline.
+# Concurrent FetchChunks calls for one batch: calls side by side keep the server's store
+# reads and the link busy, and open chunks in as many threads; the batch's bytes are
+# shared among them, so each still ends within the deadline.
 FETCHERS = 4
 
 
@@ -38,8 +43,12 @@ class ChunkSource(Protocol):
     def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]: ...
 
 
+# One fetch's outcome: plaintext by id, why each bad one is bad, sealed bytes received.
+Found = tuple[dict[str, bytes], dict[str, str], int]
+
+
 class Chunks:
-    """The plaintext of a site's chunks, fetched in batches and checked."""
+    """The plaintext of a site's chunks, fetched in batches and checked; `close()` when done."""
 
     def __init__(self, source: ChunkSource, keys: SiteKeys, uses: Counter[str]) -> None:
         self._source = source
@@ -48,6 +57,8 @@ class Chunks:
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cached = 0
         self._batch: dict[str, bytes] = {}
+        self._ahead: Future[Found] | None = None
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="fetch-ahead")
         self.bad: dict[str, str] = {}  # chunk id -> why it cannot be used
         self.fetched = 0
 
@@ -55,10 +66,36 @@ class Chunks:
         """Whether `chunk_id` is at hand without a call (or known to be bad)."""
         return chunk_id in self._cache or chunk_id in self.bad
 
-    def load(self, ids: Iterable[str]) -> None:
-        """Fetch the batch `ids` (distinct, in order of use), replacing the previous batch."""
+    def load(self, ids: Iterable[str], ahead: Iterable[str] = ()) -> None:
+        """Make the batch `ids` (distinct, in order of use) the one at hand, replacing the
+        previous batch (what was fetched ahead is used, the rest fetched now), then start
+        fetching the batch `ahead` in the background."""
         self._batch = {}
-        self._batch = self._fetch([i for i in dict.fromkeys(ids) if not self.has(i)])
+        batch = self._collect(self._ahead) if self._ahead is not None else {}
+        self._ahead = None
+        batch.update(self._fetch([i for i in dict.fromkeys(ids) if not self._known(i, batch)]))
+        self._batch = batch
+        later = [i for i in dict.fromkeys(ahead) if not self._known(i, batch)]
+        if later:
+            self._ahead = self._background.submit(self._fetch_all, later)
+
+    def close(self) -> None:
+        """Wait for a fetch ahead to end (its outcome is not wanted) and stop its thread."""
+        if self._ahead is not None:
+            self._ahead.cancel()
+        self._background.shutdown(wait=True)
+        self._ahead = None
+
+    def _known(self, chunk_id: str, batch: dict[str, bytes]) -> bool:
+        return chunk_id in batch or self.has(chunk_id)
+
+    def _collect(self, found: Future[Found]) -> dict[str, bytes]:
+        return self._note(*found.result())
+
+    def _note(self, plain: dict[str, bytes], bad: dict[str, str], fetched: int) -> dict[str, bytes]:
+        self.bad.update(bad)
+        self.fetched += fetched
+        return plain
 
     def take(self, chunk_id: str, length: int) -> bytes | None:
         """The plaintext of `chunk_id` for its next use, or None when it is bad."""
@@ -88,9 +125,13 @@ class Chunks:
             self._cached -= len(dropped)
 
     def _fetch(self, ids: list[str]) -> dict[str, bytes]:
+        """Fetch `ids` now (see `_fetch_all`), noting the bad ones and the bytes."""
+        return self._note(*self._fetch_all(ids))
+
+    def _fetch_all(self, ids: list[str]) -> Found:
         """Fetch `ids` in up to `FETCHERS` concurrent calls of at most `BATCH_IDS` each."""
         if not ids:
-            return {}
+            return {}, {}, 0
         calls = min(FETCHERS, len(ids))
         step = -(-len(ids) // calls)
         slices = [ids[at : at + step] for at in range(0, len(ids), step)]
@@ -100,13 +141,13 @@ class Chunks:
             with ThreadPoolExecutor(len(slices), thread_name_prefix="fetch") as pool:
                 found = list(pool.map(self._fetch_slice, slices))
         got: dict[str, bytes] = {}
-        for plain, bad, fetched in found:
+        bad: dict[str, str] = {}
+        for plain, slice_bad, _ in found:
             got.update(plain)
-            self.bad.update(bad)
-            self.fetched += fetched
-        return got
+            bad.update(slice_bad)
+        return got, bad, sum(n for _, _, n in found)
 
-    def _fetch_slice(self, ids: list[str]) -> tuple[dict[str, bytes], dict[str, str], int]:
+    def _fetch_slice(self, ids: list[str]) -> Found:
         """(plaintext by id, why each bad one is bad, sealed bytes received) of one call;
         a missing chunk (NotFound names it) is marked and the call made again for the rest."""
         got: dict[str, bytes] = {}

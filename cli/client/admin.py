@@ -42,6 +42,10 @@ from cli.models import (
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
+FETCH_MESSAGE_BYTES = 2 * 1024 * 1024
+"""The sealed bytes one FetchChunks message may carry: hundreds of small chunks a message
+(the channel takes messages up to MAX_RECEIVE_BYTES; the server caps it at 16 MiB)."""
+
 
 class AdminClient:
     """A connection to the AdminService, opened on first use and closed by `close()`."""
@@ -220,16 +224,23 @@ class AdminClient:
         return [convert.record(SiteDataKey, k) for k in answer.keys]
 
     def fetch_chunks(self, site: str, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        """The sealed chunks `ids` of `site` as (id, blob), in request order (<= 1,000 ids);
-        a missing one stops the stream with NotFound naming it."""
-        request = admin_pb2.FetchChunksRequest(site=site, ids=list(ids))
+        """The sealed chunks `ids` of `site` as (id, blob), in request order (<= 1,000 ids),
+        many to a message (a server before that sends one a message); a missing one stops
+        the stream with NotFound naming it."""
+        request = admin_pb2.FetchChunksRequest(
+            site=site, ids=list(ids), max_message_bytes=FETCH_MESSAGE_BYTES
+        )
         metadata = (("authorization", f"Bearer {token_of(self.settings)}"),)
         try:
             stream = self._connect().FetchChunks(
                 request, timeout=self.settings.timeout, metadata=metadata
             )
-            for chunk in stream:
-                yield chunk.id, chunk.data
+            for message in stream:
+                if message.chunks:
+                    for chunk in message.chunks:
+                        yield chunk.id, chunk.data
+                else:
+                    yield message.id, message.data
         except grpc.RpcError as err:
             raise error_from_rpc(err, self.settings) from None
 

@@ -14,6 +14,9 @@ MAX_IDS_PER_CALL = 1000
 """MissingChunks and FetchChunks take at most this many ids."""
 MAX_CHUNK_BYTES = 16 * 1024 * 1024
 """The largest sealed chunk PutChunks takes."""
+MAX_FETCH_MESSAGE_BYTES = MAX_CHUNK_BYTES - 64 * 1024
+"""The most sealed bytes (ids included) FetchChunks packs into one message, whatever the
+client asks: a message stays within 16 MiB (a larger chunk is sent alone, as stored)."""
 MAX_RECORD_BYTES = 1024 * 1024
 """The largest sealed snapshot record CommitSnapshot takes."""
 MAX_REFERENCES_PER_MESSAGE = 10_000

@@ -246,9 +246,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.FetchChunksRequest, context: Ctx
     ) -> AsyncIterator[admin_pb2.FetchedChunk]:
         await self._auth.admin(bearer(context))
-        chunks = await self._snapshots().fetch_chunks(request.site, request.ids)
-        async for chunk_id, data in chunks:
-            yield admin_pb2.FetchedChunk(id=chunk_id, data=data)
+        groups = await self._snapshots().fetch_chunks(request.site, request.ids)
+        async for message in offsite.fetched_chunks(groups, request.max_message_bytes):
+            yield message
 
     @guarded
     async def RecordDrill(

@@ -3,6 +3,7 @@ read for a restore (the server hands out sealed bytes; only the key file opens t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
@@ -13,7 +14,7 @@ from server.domain.offsite import SiteKeyRecord, SnapshotRecord
 from server.state.store_base import StoreState
 from server.storage import BlobStore
 
-READ_GROUP = 64  # chunks read from the store per hop to its threads (a few hundred KiB)
+READ_GROUP = 128  # chunks read from the store per hop to its threads (~0.7 MiB at 5 KiB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,21 +73,43 @@ class SnapshotQueries:
         """The site's sealed data keys, oldest first."""
         return await self._state.site_keys(check_name(site))
 
-    async def fetch_chunks(self, site: str, ids: Sequence[str]) -> AsyncIterator[tuple[str, bytes]]:
-        """The site's sealed chunks in request order; NotFound names the first id the
-        site's index lacks, before anything is sent."""
+    async def fetch_chunks(
+        self, site: str, ids: Sequence[str]
+    ) -> AsyncIterator[list[tuple[str, bytes]]]:
+        """The site's sealed chunks in request order, in groups of up to `READ_GROUP` (one
+        store read each, the next read while a group is sent); NotFound names the first id
+        the site's index lacks, before anything is sent."""
         site = check_name(site)
         wanted = rules.check_ids(ids)
         site_id = await self._state.site_id(site)
-        found = await self._state.chunks(site_id, wanted)
+        found = await self._state.indexed(site_id, wanted)
         for one in wanted:
             if one not in found:
                 raise NotFound(f"site {site} has no stored chunk {one}")
         return self._stream(site, wanted)
 
-    async def _stream(self, site: str, ids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
-        for at in range(0, len(ids), READ_GROUP):
-            group = ids[at : at + READ_GROUP]
-            blobs = await self._store.load_many([rules.chunk_name(site, one) for one in group])
-            for one, blob in zip(group, blobs, strict=True):
-                yield one, blob
+    async def _stream(self, site: str, ids: list[str]) -> AsyncIterator[list[tuple[str, bytes]]]:
+        groups = [ids[at : at + READ_GROUP] for at in range(0, len(ids), READ_GROUP)]
+        reading: asyncio.Future[list[bytes]] | None = None
+        try:
+            for at, group in enumerate(groups):
+                if reading is None:
+                    reading = self._read(site, group)
+                blobs = await reading
+                reading = self._read(site, groups[at + 1]) if at + 1 < len(groups) else None
+                yield list(zip(group, blobs, strict=True))
+        finally:
+            if reading is not None:  # the client went away: the read ahead is not wanted
+                reading.cancel()
+                reading.add_done_callback(_settled)
+
+    def _read(self, site: str, group: list[str]) -> asyncio.Future[list[bytes]]:
+        return asyncio.ensure_future(
+            self._store.load_many([rules.chunk_name(site, one) for one in group])
+        )
+
+
+def _settled(read: asyncio.Future[list[bytes]]) -> None:
+    """Take the outcome of a read ahead nobody waits for (so none is logged as lost)."""
+    if not read.cancelled():
+        read.exception()

@@ -38,6 +38,11 @@ class StoreState(abc.ABC):
         any number of ids; only this site's rows MUST be seen)."""
 
     @abc.abstractmethod
+    async def indexed(self, site_id: int, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` in the site's index, in any state (a restore's existence check:
+        ids only; any number of ids; only this site's rows MUST be seen)."""
+
+    @abc.abstractmethod
     async def add_chunk(self, site_id: int, chunk: ChunkRecord, now: dt.datetime) -> bool:
         """Index a chunk whose blob is durable; False when the site had that id already."""
 

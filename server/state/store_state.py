@@ -111,6 +111,20 @@ class SqlStoreState(ThreadedSql, StoreState):
 
         return await self._read(fn) if wanted else {}
 
+    async def indexed(self, site_id: int, ids: Sequence[str]) -> set[str]:
+        wanted = list(dict.fromkeys(ids))
+
+        def fn(conn: Connection) -> set[str]:
+            found: set[str] = set()
+            for batch in batches(wanted):
+                query = select(CHUNKS.c.chunk_id).where(
+                    CHUNKS.c.site_id == site_id, CHUNKS.c.chunk_id.in_(batch)
+                )
+                found.update(conn.execute(query).scalars().all())
+            return found
+
+        return await self._read(fn) if wanted else set()
+
     async def add_chunk(self, site_id: int, chunk: ChunkRecord, now: dt.datetime) -> bool:
         return await self._insert(
             CHUNKS,

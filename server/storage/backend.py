@@ -59,6 +59,11 @@ class Backend(abc.ABC):
     def read(self, key: str) -> bytes:
         """The whole blob; NotFound if there is none."""
 
+    def read_many(self, keys: Sequence[str]) -> list[bytes]:
+        """The blobs in order (a restore reads thousands of small ones); NotFound for the
+        first that is absent. A backend overrides it where one call per blob costs."""
+        return [self.read(key) for key in keys]
+
     @abc.abstractmethod
     def stat(self, keys: Sequence[str]) -> dict[str, BlobInfo | None]:
         """For each name, its info or None when absent."""

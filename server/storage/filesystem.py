@@ -82,6 +82,27 @@ class FilesystemBackend(Backend):
         except OSError as exc:
             raise self._error(exc, f"read blob {key}") from exc
 
+    def read_many(self, keys: Sequence[str]) -> list[bytes]:
+        # os-level calls on string paths: half the CPU of Path.read_bytes per small blob
+        base = f"{self.root}{os.sep}"
+        found: list[bytes] = []
+        for key in keys:
+            try:
+                fd = os.open(base + key, os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"blob {key} is not in the store") from None
+            except OSError as exc:
+                raise self._error(exc, f"read blob {key}") from exc
+            try:
+                found.append(_read_all(fd))
+            except IsADirectoryError:
+                raise NotFound(f"blob {key} is not in the store") from None
+            except OSError as exc:
+                raise self._error(exc, f"read blob {key}") from exc
+            finally:
+                os.close(fd)
+        return found
+
     def stat(self, keys: Sequence[str]) -> dict[str, BlobInfo | None]:
         return {key: self._stat_one(key) for key in keys}
 
@@ -219,3 +240,16 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    """The whole file open at `fd`: one read of the size fstat gives (blobs never change),
+    to its end when that read comes out short or long."""
+    size = os.fstat(fd).st_size
+    data = os.read(fd, size + 1)
+    if len(data) == size:
+        return data
+    parts = [data]
+    while block := os.read(fd, 1 << 20):
+        parts.append(block)
+    return b"".join(parts)

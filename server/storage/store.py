@@ -92,7 +92,7 @@ class BlobStore:
         """The blobs' bytes in order, read in one go off the event loop; NotFound for the
         first that is absent."""
         names = [check_key(key) for key in keys]
-        return await self._run(lambda: [self.backend.read(name) for name in names])
+        return await self._run(self.backend.read_many, names)
 
     async def stat(self, keys: Sequence[str]) -> dict[str, BlobInfo | None]:
         """For each of up to 1000 names: its info, or None when it is absent."""

@@ -1567,7 +1567,13 @@ class FetchChunksRequest(_message.Message):
 
     SITE_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     site: _builtins.str
+    max_message_bytes: _builtins.int
+    """0: one chunk a message in id and data (what clients before this field get). Else the
+    chunks come in FetchedChunk.chunks, as many a message as fit in this many sealed bytes
+    (the server caps it below its message limit; a larger chunk comes alone).
+    """
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -1575,10 +1581,11 @@ class FetchChunksRequest(_message.Message):
         *,
         site: _builtins.str = ...,
         ids: _abc.Iterable[_builtins.str] | None = ...,
+        max_message_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "site", b"site"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "max_message_bytes", b"max_message_bytes", "site", b"site"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1586,7 +1593,37 @@ Global___FetchChunksRequest: _TypeAlias = FetchChunksRequest  # noqa: Y015
 
 @_typing.final
 class FetchedChunk(_message.Message):
-    """One sealed chunk as stored."""
+    """One sealed chunk as stored (id and data), or, when the request set max_message_bytes,
+    the next chunks in request order (chunks; id and data empty).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    data: _builtins.bytes
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___SealedBlob]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+        chunks: _abc.Iterable[Global___SealedBlob] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "data", b"data", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchedChunk: _TypeAlias = FetchedChunk  # noqa: Y015
+
+@_typing.final
+class SealedBlob(_message.Message):
+    """A sealed chunk and its id."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1606,7 +1643,7 @@ class FetchedChunk(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___FetchedChunk: _TypeAlias = FetchedChunk  # noqa: Y015
+Global___SealedBlob: _TypeAlias = SealedBlob  # noqa: Y015
 
 @_typing.final
 class RecordDrillRequest(_message.Message):

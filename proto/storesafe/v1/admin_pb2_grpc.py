@@ -288,7 +288,8 @@ class AdminServiceServicer:
 
     def FetchChunks(self, request, context):
         """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
-        NOT_FOUND names the first id the store does not hold.
+        NOT_FOUND names the first id the store does not hold. One chunk a message, or with
+        max_message_bytes set, as many as fit (FetchedChunk.chunks).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

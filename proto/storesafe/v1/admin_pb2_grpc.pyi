@@ -75,7 +75,8 @@ class AdminServiceStub:
     """A site's data keys, sealed to the fleet recovery key (opened only with the key file)."""
     FetchChunks: _grpc.UnaryStreamMultiCallable[_admin_pb2.FetchChunksRequest, _admin_pb2.FetchedChunk]
     """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
-    NOT_FOUND names the first id the store does not hold.
+    NOT_FOUND names the first id the store does not hold. One chunk a message, or with
+    max_message_bytes set, as many as fit (FetchedChunk.chunks).
     """
     RecordDrill: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RecordDrillRequest, _admin_pb2.RecordDrillResponse]
     """Record a restore drill the CLI ran (a RunReport of kind RUN_KIND_DRILL with
@@ -133,7 +134,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """A site's data keys, sealed to the fleet recovery key (opened only with the key file)."""
     FetchChunks: _aio.UnaryStreamMultiCallable[_admin_pb2.FetchChunksRequest, _admin_pb2.FetchedChunk]  # type: ignore[assignment]
     """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
-    NOT_FOUND names the first id the store does not hold.
+    NOT_FOUND names the first id the store does not hold. One chunk a message, or with
+    max_message_bytes set, as many as fit (FetchedChunk.chunks).
     """
     RecordDrill: _aio.UnaryUnaryMultiCallable[_admin_pb2.RecordDrillRequest, _admin_pb2.RecordDrillResponse]  # type: ignore[assignment]
     """Record a restore drill the CLI ran (a RunReport of kind RUN_KIND_DRILL with
@@ -308,7 +310,8 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_admin_pb2.FetchedChunk], _abc.AsyncIterator[_admin_pb2.FetchedChunk]]:
         """Sealed chunks of one site, streamed in request order (at most 1,000 ids a call);
-        NOT_FOUND names the first id the store does not hold.
+        NOT_FOUND names the first id the store does not hold. One chunk a message, or with
+        max_message_bytes set, as many as fit (FetchedChunk.chunks).
         """
 
     @_abc_1.abstractmethod

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from storesafe.v1 import admin_pb2, agent_pb2
 
 from common.errors import InvalidArgument
-from server.domain.offsite import SiteKeyRecord, SnapshotRecord
+from server.domain.offsite import MAX_FETCH_MESSAGE_BYTES, SiteKeyRecord, SnapshotRecord
 from server.rpc.convert.admin import run_report
 from server.rpc.convert.stamps import from_ts, ts
 from server.services.offsite import ChunkUpload, SnapshotHeader
@@ -94,6 +94,32 @@ def site_key(key: SiteKeyRecord) -> admin_pb2.SiteKey:
         recovery_key_fingerprint=key.recovery_key_fingerprint,
         created_at=ts(key.created_at),
     )
+
+
+async def fetched_chunks(
+    groups: AsyncIterator[list[tuple[str, bytes]]], max_message_bytes: int
+) -> AsyncIterator[admin_pb2.FetchedChunk]:
+    """The messages of a FetchChunks stream: one chunk each in id and data when the client
+    set no `max_message_bytes` (clients before it), else as many chunks a message as fit in
+    that many bytes (capped at MAX_FETCH_MESSAGE_BYTES; a larger chunk goes alone)."""
+    if not max_message_bytes:
+        async for group in groups:
+            for chunk_id, data in group:
+                yield admin_pb2.FetchedChunk(id=chunk_id, data=data)
+        return
+    limit = min(max_message_bytes, MAX_FETCH_MESSAGE_BYTES)
+    message = admin_pb2.FetchedChunk()
+    size = 0
+    async for group in groups:
+        for chunk_id, data in group:
+            if size and size + len(chunk_id) + len(data) > limit:
+                yield message
+                message = admin_pb2.FetchedChunk()
+                size = 0
+            message.chunks.add(id=chunk_id, data=data)
+            size += len(chunk_id) + len(data)
+    if size:
+        yield message
 
 
 def verify_update(update: CheckProgress) -> admin_pb2.VerifyStoreUpdate:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from storesafe.v1 import admin_pb2, agent_pb2, agent_pb2_grpc
+from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 from common.vault.chunks import open_chunk
 from common.vault.datakey import open_data_key
 from common.vault.sitekeys import SiteKeys
 from common.vault.snapshot import open_snapshot
+from server.domain.offsite import MAX_CHUNK_BYTES, MAX_FETCH_MESSAGE_BYTES
 from tests.support.sealed import SiteUpload, put_request, site_upload
 from tests.support.server import ServerHandle, enroll_agent, start_server
 
@@ -95,12 +96,14 @@ def test_upload_commit_and_restore_round_trip(db_url: str, tmp_path: Path) -> No
         ).keys
         assert [k.data_key_id for k in keys] == [up.keys.key_id_hex]
         site_keys = SiteKeys.derive(site, open_data_key(keys[0].sealed_key, site, up.fleet))
-        fetched = {
-            c.id: c.data
-            for c in admin.FetchChunks(
+        # a client before max_message_bytes gets one chunk a message, in id and data
+        messages = list(
+            admin.FetchChunks(
                 admin_pb2.FetchChunksRequest(site=site, ids=ids), metadata=amd, timeout=30
             )
-        }
+        )
+        assert all(not m.chunks for m in messages)
+        fetched = {m.id: m.data for m in messages}
         assert list(fetched) == ids
         opened = open_snapshot(site_keys, snap_id, got.record, fetched.__getitem__)
         for entry in opened.entries:
@@ -207,6 +210,46 @@ def test_a_sixteen_mib_chunk_fits_and_a_bigger_one_is_refused(shared_server: Ser
     assert code_of(lambda: s.MissingChunks(huge, metadata=md, timeout=30)) == (
         grpc.StatusCode.RESOURCE_EXHAUSTED
     )
+
+
+def test_fetch_packs_chunks_into_messages_within_the_limit(shared_server: ServerHandle) -> None:
+    site = "off-pack"
+    md = bearer(enroll_agent(shared_server, site))
+    s = agent_stub(shared_server)
+    sizes = {"a1": 3000, "b2": 5000, "c3": 9 << 20, "d4": 9 << 20, "e5": 100, "f6": 17 << 20}
+    blobs = {k * 32: hashlib.sha256(k.encode()).digest() * (n // 32) for k, n in sizes.items()}
+    for chunk_id, data in blobs.items():
+        if len(data) <= MAX_CHUNK_BYTES:
+            put = agent_pb2.PutChunkRequest(
+                id=chunk_id, data=data, sha256=hashlib.sha256(data).digest()
+            )
+            assert s.PutChunks(iter([put]), metadata=md, timeout=60).stored == 1
+    creds = grpc.ssl_channel_credentials(shared_server.ca_path.read_bytes())
+    channel = grpc.secure_channel(
+        shared_server.address, creds, options=[("grpc.max_receive_message_length", 64 << 20)]
+    )
+    admin, amd = admin_pb2_grpc.AdminServiceStub(channel), shared_server.admin_metadata
+    ids = [k * 32 for k in ("a1", "b2", "e5", "c3", "d4", "a1", "e5")]
+
+    def fetch(limit: int) -> list[list[tuple[str, int]]]:
+        request = admin_pb2.FetchChunksRequest(site=site, ids=ids, max_message_bytes=limit)
+        replies = admin.FetchChunks(request, metadata=amd, timeout=60)
+        return [[(c.id, len(c.data)) for c in m.chunks if c.data == blobs[c.id]] for m in replies]
+
+    whole = [(i, len(blobs[i])) for i in dict.fromkeys(ids)]  # each id once, in order
+    # what fits goes together, in request order; a chunk larger than the limit goes alone
+    assert fetch(9000) == [whole[0:3], whole[3:4], whole[4:5]]
+    # no client gets more than MAX_FETCH_MESSAGE_BYTES in one message, whatever it asks
+    assert fetch(2**32 - 1) == [whole[0:4], whole[4:5]]
+    assert sum(n + 64 for _, n in whole[0:4]) <= MAX_FETCH_MESSAGE_BYTES
+    # one id the store lacks is named before anything is sent
+    missing = admin_pb2.FetchChunksRequest(
+        site=site, ids=[*ids, "f6" * 32], max_message_bytes=1 << 20
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        list(admin.FetchChunks(missing, metadata=amd, timeout=60))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "f6" * 32 in (err.value.details() or "")
 
 
 def test_sites_cannot_see_or_use_each_others_chunks(shared_server: ServerHandle) -> None:

@@ -61,6 +61,9 @@ def test_rows_are_create_only_and_per_site(db_url: str) -> None:
         for one in many[:3]:
             await state.add_chunk(a, ChunkRecord(one, 1, "0" * 64), T0)
         assert set(await state.chunks(a, many)) == set(many[:3])
+        assert await state.indexed(a, ["b" * 64, *many, "a" * 64]) == {"a" * 64, *many[:3]}
+        assert await state.indexed(b, many) == set()
+        assert await state.indexed(a, []) == set()
 
         old, new = snap("1" * 64, T0), snap("2" * 64, T0 + dt.timedelta(days=1))
         db = snap("3" * 64, T0 + dt.timedelta(days=2), kind="database")

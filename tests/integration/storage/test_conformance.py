@@ -148,6 +148,14 @@ def test_load_many_reads_in_order_and_names_a_missing_blob(store: BlobStore) -> 
     assert run(store.load_many([])) == []
     with pytest.raises(NotFound, match=f"{KEY}9 is not in the store"):
         run(store.load_many([f"{KEY}1", f"{KEY}9"]))
+    # an empty blob, one of several MiB, and a name that is only a folder of other names
+    sized = {f"{KEY}e": b"", f"{KEY}big": os.urandom(3 * 1024 * 1024 + 7)}
+    for key, data in sized.items():
+        run(save(store, key, data))
+    assert run(store.load_many([*sized, f"{KEY}1"])) == [*sized.values(), blobs[f"{KEY}1"]]
+    run(save(store, f"{KEY}dir/inside", b"x"))
+    with pytest.raises(NotFound, match=f"{KEY}dir is not in the store"):
+        run(store.load_many([f"{KEY}0", f"{KEY}dir"]))
 
 
 BAD_NAMES = ["", "/abs/x", "a/../b", "..", "a//b", "a/", "a/.hidden", "a b", "a\\b", "ä", "x" * 600]

@@ -20,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
 from cli.client import AdminClient, Settings
+from cli.client.admin import FETCH_MESSAGE_BYTES
 from cli.client.channel import is_loopback, split_address
 from cli.client.errors import error_for
 from common import errors
@@ -69,6 +70,9 @@ class Scripted(admin_pb2_grpc.AdminServiceServicer):
 
     def RevokeAdminToken(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._handle("RevokeAdminToken", request, context)
+
+    def FetchChunks(self, request: Any, context: grpc.ServicerContext) -> Any:
+        yield from self._handle("FetchChunks", request, context)
 
 
 @pytest.fixture
@@ -299,6 +303,41 @@ def test_status_codes_map_to_one_sentence_errors(
         client(address).get_site("x")
     assert type(caught.value) is cls
     assert caught.value.message == message.format(a=address)
+
+
+def test_fetch_chunks_takes_many_a_message_and_one_from_an_older_server(
+    scripted: tuple[Scripted, str],
+) -> None:
+    service, address = scripted
+    blobs = [(f"{n:02x}" * 32, bytes([n]) * (100 + n)) for n in range(5)]
+
+    def packed(method: str, request: Any, context: grpc.ServicerContext) -> Any:
+        sealed = [admin_pb2.SealedBlob(id=i, data=d) for i, d in blobs]
+        return [
+            admin_pb2.FetchedChunk(chunks=sealed[:3]),
+            admin_pb2.FetchedChunk(chunks=sealed[3:]),
+        ]
+
+    service.answer = packed
+    ids = [i for i, _ in blobs]
+    assert list(client(address).fetch_chunks("shop-a", ids)) == blobs
+    asked = service.requests[-1]
+    assert (asked.site, list(asked.ids)) == ("shop-a", ids)
+    assert asked.max_message_bytes == FETCH_MESSAGE_BYTES
+    # a server before max_message_bytes ignores it and sends one chunk a message
+    service.answer = lambda m, r, c: [admin_pb2.FetchedChunk(id=i, data=d) for i, d in blobs]
+    assert list(client(address).fetch_chunks("shop-a", ids)) == blobs
+    # NOT_FOUND after some messages: what came before is kept, the error names the chunk
+    got: list[tuple[str, bytes]] = []
+
+    def cut(method: str, request: Any, context: grpc.ServicerContext) -> Any:
+        yield admin_pb2.FetchedChunk(chunks=[admin_pb2.SealedBlob(id=ids[0], data=blobs[0][1])])
+        context.abort(grpc.StatusCode.NOT_FOUND, f"site shop-a has no stored chunk {ids[1]}")
+
+    service.answer = cut
+    with pytest.raises(errors.NotFound, match=ids[1]):
+        got.extend(client(address).fetch_chunks("shop-a", ids))
+    assert got == blobs[:1]
 
 
 def test_a_slow_server_hits_the_deadline(scripted: tuple[Scripted, str]) -> None:
