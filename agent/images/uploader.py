@@ -6,7 +6,7 @@ agent.offsite.uploader's.
 
 Batches span files: `store` may return while the last chunks of a file (and of
 the small files before it) still wait in the batch, which goes out when it is
-full, at the end of a file once it holds SEND_AFTER_FILE bytes, or before the
+full, at the end of a file of SEND_AFTER_FILE bytes or more, or before the
 image index commits (`before_index_commit`, the index's hook): the index only
 records a file once its chunks are on the server. A failed send means the
 index's rows not yet committed are rolled back (those files are read again next
@@ -45,8 +45,9 @@ class _Readable:
 
 
 SEND_AFTER_FILE = 128 << 10
-"""A batch holding this much when a file ends is sent then: files of this size or more
-go one batch each (a stop or a cut keeps every file before it), smaller ones share."""
+"""A file of this size or more is sent when it ends (with the small files before it in
+its batch): a stop or a failed send never rolls back a large file, which would cost
+reading it again. Smaller files share a batch until it is full or the index commits."""
 
 
 class ImageUploader:
@@ -79,10 +80,12 @@ class ImageUploader:
             why = self.uploader.should_stop()
             if why:
                 raise UploadStopped(why)
+            size = 0
             for chunk in cut_stream(keys, _Readable(stream), IMAGES):
                 ids.append(content_id(chunk.chunk_id, len(chunk.data)))
                 self.uploader.add(chunk)
-            if self.uploader.pending_bytes >= self._send_after:
+                size += len(chunk.data)
+            if size >= self._send_after:
                 self.uploader.flush()
         except UploadStopped as stopped:
             self._failed(stopped)
