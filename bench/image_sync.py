@@ -738,10 +738,9 @@ def backend_round(b: Bench, sizes: list[int], round_: int) -> dict[str, Any]:
 
 def child_ingest(args: argparse.Namespace) -> None:
     """Seal image-like chunks in memory, say "ready", wait for "go", send them; figures."""
-    from agent.images.bandwidth import TokenBucket
-
     from agent.datakey import DataKeyFile
-    from agent.images.uploader import LoopStore, Uploader
+    from agent.offsite.bandwidth import TokenBucket
+    from agent.offsite.uploader import LoopStore, Uploader
     from agent.settings import StateDir
     from agent.transport.link import ServerLink
     from agent.transport.store import StoreCalls

@@ -14,6 +14,9 @@ ways, each into its own fresh prefix:
             figure that the issue-13 ingest benchmark must reach at least 0.5x of)
   store     BlobStore.save from asyncio tasks: key check, sha256 of what arrived,
             create-only write, through the store's bounded thread pool (--workers)
+  batch     BlobStore.save_many of --batch blobs at a time from --concurrency tasks, as
+            the server stores a PutChunks stream (filesystem: one syncfs for the batch's
+            bytes and one for its names, instead of two fsyncs a blob)
 
 Each mode runs --rounds times (default 3), the order alternating between rounds (the
 second writer into a filesystem is often slower than the first on this shared box);
@@ -95,6 +98,33 @@ def write_store(
     asyncio.run(main())
 
 
+def write_batches(
+    store: BlobStore,
+    prefix: str,
+    buffer: bytes,
+    names: list[Any],
+    size: int,
+    concurrency: int,
+    batch: int,
+) -> None:
+    async def main() -> None:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def some(start: int) -> None:
+            async with slots:
+                blobs = [
+                    (f"{prefix}/{names[i][0]}", buffer[i : i + size], names[i][1])
+                    for i in range(start, min(start + batch, len(names)))
+                ]
+                saved, error = await store.save_many(blobs)
+                if error is not None or not all(s.created for s in saved):
+                    raise RuntimeError(f"a batch at {start} was not created: {error}")
+
+        await asyncio.gather(*(some(i) for i in range(0, len(names), batch)))
+
+    asyncio.run(main())
+
+
 def measure(
     name: str, url: str, server: S3Server | None, args: argparse.Namespace, work_dir: Path
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -129,13 +159,16 @@ def one_run(
     server_proc: psutil.Process | None,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    writer = write_backend if mode == "backend" else write_store
     buffer, names = blobs(args.count, args.size, f"{name}-{mode}-{round_}".encode())
     prefix = f"sites/bench-{mode}-{round_}/chunks"
     srv_before = _cpu(server_proc)
     cpu_before = time.process_time()
     began = time.perf_counter()
-    writer(store, prefix, buffer, names, args.size, args.concurrency)
+    if mode == "batch":
+        write_batches(store, prefix, buffer, names, args.size, args.concurrency, args.batch)
+    else:
+        writer = write_backend if mode == "backend" else write_store
+        writer(store, prefix, buffer, names, args.size, args.concurrency)
     wall = time.perf_counter() - began
     cpu = time.process_time() - cpu_before
     srv = _cpu(server_proc) - srv_before if server_proc else None
@@ -180,7 +213,9 @@ def main() -> None:
         help="where the filesystem store and the S3 servers' data go",
     )
     parser.add_argument(
-        "--modes", default="backend,store", help="which writes, in this order (backend, store)"
+        "--modes",
+        default="backend,store,batch",
+        help="which writes, in this order (backend, store, batch)",
     )
     parser.add_argument(
         "--rounds",
@@ -188,13 +223,14 @@ def main() -> None:
         default=3,
         help="runs per mode, the order alternating; the median is shown",
     )
+    parser.add_argument("--batch", type=int, default=32, help="blobs a save_many call (mode batch)")
     parser.add_argument("--quick", action="store_true", help="200 blobs of 64 KiB")
     args = parser.parse_args()
     if args.quick:
         args.count, args.size, args.rounds = 200, 64 * 1024, 1
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not args.modes or set(args.modes) - {"backend", "store"}:
-        parser.error("--modes takes backend and/or store")
+    if not args.modes or set(args.modes) - {"backend", "store", "batch"}:
+        parser.error("--modes takes backend, store and/or batch")
     chosen = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(chosen) - set(BACKENDS)
     if unknown:

@@ -32,7 +32,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -176,6 +176,9 @@ class ImageIndex:
         self.path = path
         self.rebuilt = False
         self.pass_lock = threading.Lock()
+        # asked before each commit (the image sync sends the chunks the rows name):
+        # False rolls the rows not yet committed back instead
+        self.before_commit: Callable[[], bool] | None = None
         self._pending = 0
         try:
             self._db = self._open()
@@ -250,8 +253,14 @@ class ImageIndex:
         """Make every write so far durable (up to synchronous=NORMAL)."""
         if self._pending == 0:
             return
+        if self.before_commit is not None and not self.before_commit():
+            self._end("ROLLBACK")
+            return
+        self._end("COMMIT")
+
+    def _end(self, verb: str) -> None:
         try:
-            self._db.execute("COMMIT")
+            self._db.execute(verb)
         except sqlite3.Error as exc:
             raise IndexUnusable(f"cannot write the image index {self.path} ({exc})") from exc
         self._pending = 0

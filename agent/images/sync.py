@@ -159,7 +159,11 @@ def _run(
         scanner = Scanner(
             index, settings.folder, settle_seconds=settings.settle_seconds, clock=clock
         )
-        result = scanner.scan(ImageUploader(uploader))
+        consumer = ImageUploader(uploader, index)
+        try:
+            result = _ended_by(scanner.scan(consumer), consumer.failure)
+        finally:
+            consumer.close()
         if result.failed:
             return SyncOutcome(result, uploader.tally)
         if result.cut_short:
@@ -212,6 +216,18 @@ def _run(
         snapshot_entries=sealed.entries,
         unlisted=entries.unlisted,
         current_snapshot_id=sealed.snapshot_id,
+    )
+
+
+def _ended_by(result: PassResult, failure: StoreSafeError | None) -> PassResult:
+    """The pass's result, ended by a send that failed (or a stop) after its last file was
+    handed over, which the scanner did not see: its rows were rolled back."""
+    if failure is None or result.failed or result.cut_short:
+        return result
+    if isinstance(failure, UploadStopped):
+        return dataclasses.replace(result, cut_short=failure.reason)
+    return dataclasses.replace(
+        result, aborted=True, errors=(*result.errors, f"sending the last files: {failure.message}")
     )
 
 

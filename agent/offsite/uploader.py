@@ -152,6 +152,12 @@ class Uploader:
         self._pending: list[PlainChunk] = []
         self._pending_bytes = 0
         self._known: set[str] = set()  # stored on the server, as learned in this pass
+        self.flushes = 0  # flushes that completed: everything queued before one is stored
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the chunks queued and not sent yet."""
+        return self._pending_bytes
 
     def add(self, chunk: PlainChunk) -> None:
         """Queue `chunk`; a full batch is sent first (a batch is at most batch_bytes, or one
@@ -166,15 +172,21 @@ class Uploader:
         self._pending.append(chunk)
         self._pending_bytes += len(chunk.data)
 
-    def drop_pending(self) -> None:
-        """Forget the queued chunks (their stream failed)."""
-        self._pending.clear()
-        self._pending_bytes = 0
+    def drop_pending(self, keep: int = 0) -> None:
+        """Forget the queued chunks after the first `keep` (their stream failed)."""
+        del self._pending[keep:]
+        self._pending_bytes = sum(len(c.data) for c in self._pending)
+
+    @property
+    def pending_chunks(self) -> int:
+        """How many chunks are queued and not sent yet."""
+        return len(self._pending)
 
     def flush(self) -> None:
         """Send the queued chunks the store lacks; on return every queued chunk is stored."""
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         if not pending:
+            self.flushes += 1
             return
         self._check_stop()
         ids = list(dict.fromkeys(c.chunk_id for c in pending))
@@ -189,6 +201,7 @@ class Uploader:
         if len(self._known) + len(ids) > KNOWN_IDS:
             self._known.clear()
         self._known.update(ids)
+        self.flushes += 1
 
     def send_sealed(self, chunks: Sequence[SealedChunk]) -> None:
         """Store chunks sealed elsewhere (a snapshot's manifest parts), only the missing ones."""

@@ -17,7 +17,6 @@ from common.errors import (
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
-    Unavailable,
     quote,
 )
 from common.vault.datakey import SealedDataKey
@@ -26,20 +25,18 @@ from server.domain import offsite as rules
 from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
 from server.domain.records import AgentIdentity
 from server.domain.store_gc import STORED
+from server.services.chunk_batch import ChunkBatch, ChunkUpload, distinct_run, own_site
+from server.services.chunk_inbox import ChunkInbox
 from server.state.store_base import StoreState
-from server.storage import BlobStore, Digest, DigestMismatch
+from server.storage import BlobStore, Digest
+
+__all__ = ["ChunkUpload", "OffsiteUploads", "SnapshotHeader", "UploadTotals", "own_site"]
 
 _ZSTD_LEVEL = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class ChunkUpload:
-    """One sealed chunk as an agent sent it."""
-
-    chunk_id: str
-    data: bytes
-    sha256: bytes
-    claimed_site: str = ""
+BATCH_CHUNKS = 512
+"""Chunks stored together at most: their blobs made durable at once, one index write."""
+BATCH_BYTES = 8 << 20
+"""Bytes of chunks stored together at most (or one chunk); as much is read ahead."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,14 +63,6 @@ class SnapshotHeader:
     backup_run_id: str
     reference_count: int
     claimed_site: str = ""
-
-
-def own_site(who: AgentIdentity, claimed: str) -> None:
-    """PermissionDenied when the request names a site other than the credential's."""
-    if claimed and claimed != who.site:
-        raise PermissionDenied(
-            f"this agent is enrolled for site {who.site!r} and may not act for {quote(claimed)}"
-        )
 
 
 class OffsiteUploads:
@@ -138,55 +127,34 @@ class OffsiteUploads:
     async def put_chunks(
         self, who: AgentIdentity, uploads: AsyncIterator[ChunkUpload]
     ) -> UploadTotals:
-        """Store each chunk as it arrives (a failure keeps the ones before it)."""
+        """Store the chunks in batches of those that have arrived (a failure keeps the ones
+        before it)."""
         stored = duplicates = size = 0
-        async for up in uploads:
-            created = await self.put_chunk(who, up)
-            stored += created
-            duplicates += not created
-            size += len(up.data) if created else 0
+        inbox = ChunkInbox(
+            uploads, max_chunks=BATCH_CHUNKS, max_bytes=BATCH_BYTES, ahead_bytes=BATCH_BYTES
+        )
+        async with inbox:
+            while batch := await inbox.take():
+                created = await self._put_batch(who, batch)
+                stored += sum(created)
+                duplicates += len(created) - sum(created)
+                size += sum(len(up.data) for up, new in zip(batch, created, strict=True) if new)
         return UploadTotals(stored, duplicates, size)
 
     async def put_chunk(self, who: AgentIdentity, up: ChunkUpload) -> bool:
         """Store one chunk; False when the site had it with the same bytes already."""
-        own_site(who, up.claimed_site)
-        rules.check_id(up.chunk_id)
-        if len(up.data) > rules.MAX_CHUNK_BYTES:
-            raise InvalidArgument(
-                f"chunk {up.chunk_id} is {len(up.data)} bytes; at most "
-                f"{rules.MAX_CHUNK_BYTES} bytes a chunk"
-            )
-        digest = rules.check_sha256(up.sha256, f"the sha256 of chunk {up.chunk_id}")
-        known = (await self._state.chunks(who.site_id, [up.chunk_id])).get(up.chunk_id)
-        if known is not None:  # checked here as the store checks a new one (off the loop)
-            if known.state != STORED:
-                raise _being_collected(up.chunk_id)
-            if not await asyncio.to_thread(Digest("sha256", digest).matches, up.data):
-                raise DigestMismatch(
-                    f"chunk {up.chunk_id} does not hash to its stated sha256; nothing was stored"
-                )
-            if known.sha256 != digest or known.size != len(up.data):
-                raise AlreadyExists(
-                    f"chunk {up.chunk_id} is already stored with other content; stored "
-                    "chunks are never overwritten"
-                )
-            if not await self._state.rescue_chunk(
-                who.site_id, up.chunk_id
-            ):  # condemned: used again
-                raise _being_collected(up.chunk_id)
-            return False
-        saved = await self._store.save(
-            rules.chunk_name(who.site, up.chunk_id), up.data, Digest("sha256", digest)
-        )
-        # the blob is durable: now the index may say so
-        added = await self._state.add_chunk(
-            who.site_id, ChunkRecord(up.chunk_id, len(up.data), digest), self._clock.now()
-        )
-        if not added:  # another upload indexed it meanwhile, or GC is deleting it as an orphan
-            now = (await self._state.chunks(who.site_id, [up.chunk_id])).get(up.chunk_id)
-            if now is None or now.state != STORED:
-                raise _being_collected(up.chunk_id)
-        return saved.created
+        return (await self._put_batch(who, [up]))[0]
+
+    async def _put_batch(self, who: AgentIdentity, batch: Sequence[ChunkUpload]) -> list[bool]:
+        """Store the chunks in order, each id once a run (a repeated id starts the next)."""
+        created: list[bool] = []
+        while batch:
+            cut = distinct_run(batch)
+            created += await ChunkBatch(
+                self._state, self._store, self._clock, who, batch[:cut]
+            ).store()
+            batch = batch[cut:]
+        return created
 
     async def commit_snapshot(
         self,
@@ -298,13 +266,6 @@ async def _collect(batches: AsyncIterator[Sequence[str]], expected: int) -> list
 
 
 _GONE = ChunkRecord("", 0, "", state="gone")
-
-
-def _being_collected(chunk_id: str) -> Unavailable:
-    return Unavailable(
-        f"chunk {chunk_id} is being collected (garbage collection is deleting it); "
-        "retry later and send it again"
-    )
 
 
 def _packed_refs(references: Sequence[str]) -> bytes:

@@ -46,10 +46,21 @@ class StoreState(abc.ABC):
     async def add_chunk(self, site_id: int, chunk: ChunkRecord, now: dt.datetime) -> bool:
         """Index a chunk whose blob is durable; False when the site had that id already."""
 
+    async def add_chunks(
+        self, site_id: int, chunks: Sequence[ChunkRecord], now: dt.datetime
+    ) -> set[str]:
+        """Index chunks whose blobs are durable, in ONE transaction; the ids it added
+        (those missing had their id indexed already)."""
+        return {c.chunk_id for c in chunks if await self.add_chunk(site_id, c, now)}
+
     @abc.abstractmethod
     async def rescue_chunk(self, site_id: int, chunk_id: str) -> bool:
         """Clear the chunk's condemnation if it is stored; whether it is stored now (False:
         it is being deleted or gone)."""
+
+    async def rescue_chunks(self, site_id: int, ids: Sequence[str]) -> set[str]:
+        """`rescue_chunk` for each of `ids` in ONE transaction; those stored now."""
+        return {one for one in ids if await self.rescue_chunk(site_id, one)}
 
     @abc.abstractmethod
     async def commit_snapshot(

@@ -137,6 +137,53 @@ class SqlStoreState(ThreadedSql, StoreState):
             },
         )
 
+    async def add_chunks(
+        self, site_id: int, chunks: Sequence[ChunkRecord], now: dt.datetime
+    ) -> set[str]:
+        rows = [
+            {
+                "site_id": site_id,
+                "chunk_id": c.chunk_id,
+                "size": c.size,
+                "sha256": c.sha256,
+                "stored_at": now,
+            }
+            for c in chunks
+        ]
+
+        def fn(conn: Connection) -> set[str]:
+            added: set[str] = set()
+            try:
+                for at in range(0, len(rows), _IN_BATCH):
+                    stmt = (
+                        insert_ignore(conn, CHUNKS)
+                        .values(rows[at : at + _IN_BATCH])
+                        .returning(CHUNKS.c.chunk_id)
+                    )
+                    added.update(r.chunk_id for r in conn.execute(stmt))
+            except IntegrityError:  # the site row is gone: a foreign key refused it
+                raise NotFound("the site of this agent no longer exists") from None
+            return added
+
+        return await self._write(fn) if rows else set()
+
+    async def rescue_chunks(self, site_id: int, ids: Sequence[str]) -> set[str]:
+        def fn(conn: Connection) -> set[str]:
+            acquit_chunks(conn, site_id, ids)
+            stored: set[str] = set()
+            for batch in batches(ids):
+                rows = conn.execute(
+                    select(CHUNKS.c.chunk_id).where(
+                        CHUNKS.c.site_id == site_id,
+                        CHUNKS.c.chunk_id.in_(batch),
+                        CHUNKS.c.state == STORED,
+                    )
+                )
+                stored.update(r.chunk_id for r in rows)
+            return stored
+
+        return await self._write(fn) if ids else set()
+
     async def rescue_chunk(self, site_id: int, chunk_id: str) -> bool:
         def fn(conn: Connection) -> bool:
             acquit_chunks(conn, site_id, [chunk_id])

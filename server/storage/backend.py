@@ -55,6 +55,15 @@ class Backend(abc.ABC):
         one of them gets True). When it fails, no blob of that name becomes visible.
         """
 
+    def create_many(self, blobs: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """`create` for each (distinct) name in order; True where this call created it.
+
+        Each blob keeps `create`'s promises. When it fails (the error of the first blob
+        that failed), any of the blobs may or may not exist; each is whole or absent. A
+        backend that can make a batch durable at a cost per batch overrides this loop.
+        """
+        return [self.create(key, data) for key, data in blobs]
+
     @abc.abstractmethod
     def read(self, key: str) -> bytes:
         """The whole blob; NotFound if there is none."""

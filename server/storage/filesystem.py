@@ -5,17 +5,29 @@ then hard-linked to its name, which fails if the name exists, so two writers of 
 name can never overwrite each other and a reader never sees a torn blob; then the
 directory is fsynced and the temporary name unlinked. A crash leaves at most temporary
 files, which `remove_stale_temp_files` deletes once they are older than a margin.
+
+A batch (`create_many`) pays the durability once, not per blob (git's
+`core.fsyncMethod=batch` does the same for loose objects): every temporary file is
+written, then made durable in one `syncfs(2)` of the store's filesystem, then linked to
+its name, then the new names are made durable with one more `syncfs`. Without syncfs
+(not Linux, or a kernel before 5.8, whose syncfs did not report write errors) each
+temporary file is fsynced and each distinct directory once per batch. syncfs also
+flushes whatever else is dirty on that filesystem: a store on its own filesystem pays
+only for its own writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
 import errno
 import os
 import shutil
 import stat as st
+import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from common.clock import Clock, SystemClock
@@ -31,11 +43,18 @@ _FULL = {errno.ENOSPC, errno.EDQUOT}
 class FilesystemBackend(Backend):
     """Blobs as files under `root`; a key's `/` parts are directories."""
 
-    def __init__(self, root: Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, root: Path, *, clock: Clock | None = None, use_syncfs: bool | None = None
+    ) -> None:
+        """`use_syncfs`: batches made durable by syncfs (True), by one fsync per file and
+        directory (False), or by syncfs where the system has it (None)."""
         self.root = Path(root)
         self.incoming = self.root / INCOMING
         self.clock = clock or SystemClock()
         self._ready = False
+        self._syncfs = SYNCFS if use_syncfs is None else (SYNCFS if use_syncfs else None)
+        if use_syncfs and SYNCFS is None:
+            raise InvalidArgument("this system has no syncfs(2) that reports write errors")
 
     def describe(self) -> str:
         return str(self.root)
@@ -73,6 +92,64 @@ class FilesystemBackend(Backend):
         except OSError as exc:
             raise self._error(exc, f"store blob {key}") from exc
         return True
+
+    def create_many(self, blobs: Sequence[tuple[str, bytes]]) -> list[bool]:
+        if not self._ready:
+            self.check()
+        created = [False] * len(blobs)
+        temps: dict[int, str] = {}
+        try:
+            try:
+                for at, (key, data) in enumerate(blobs):
+                    if self._absent(key):
+                        temps[at] = self._write_temp(data, sync=self._syncfs is None)
+                if temps and self._syncfs is not None:  # else each was fsynced as written
+                    self._syncfs(self.incoming)  # the bytes are durable before any name appears
+                folders: set[Path] = set()
+                for at in sorted(temps):
+                    created[at] = self._link(temps.pop(at), blobs[at][0])
+                    if created[at]:
+                        folders.add((self.root / blobs[at][0]).parent)
+                self._sync_folders(folders)
+            finally:
+                for temp in temps.values():
+                    _unlink_quietly(temp)
+        except OSError as exc:
+            raise self._error(exc, f"store a batch of {len(blobs)} blobs") from exc
+        return created
+
+    def _absent(self, key: str) -> bool:
+        """Make the blob's folder; False when the name exists already (a retry)."""
+        target = self.root / key
+        self._ensure_dir(target.parent, key)
+        if os.path.lexists(target):
+            if target.is_dir():
+                raise _folder_clash(key)
+            return False
+        return True
+
+    def _link(self, temp: str, key: str) -> bool:
+        """Give the durable temporary file its name; False when the name was taken."""
+        target = self.root / key
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            if target.is_dir():
+                raise _folder_clash(key) from None
+            return False
+        finally:
+            os.unlink(temp)
+        return True
+
+    def _sync_folders(self, folders: set[Path]) -> None:
+        """Make the new names in `folders` durable."""
+        if not folders:
+            return
+        if self._syncfs is not None:
+            self._syncfs(self.incoming)
+            return
+        for folder in sorted(folders):
+            _fsync_dir(folder)
 
     def read(self, key: str) -> bytes:
         try:
@@ -154,13 +231,14 @@ class FilesystemBackend(Backend):
                 raise self._error(exc, "remove its temporary files") from exc
         return removed
 
-    def _write_temp(self, data: bytes) -> str:
+    def _write_temp(self, data: bytes, *, sync: bool = True) -> str:
         fd, temp = tempfile.mkstemp(dir=self.incoming, prefix=".blob-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    os.fsync(handle.fileno())
         except BaseException:
             os.unlink(temp)
             raise
@@ -253,3 +331,38 @@ def _read_all(fd: int) -> bytes:
     while block := os.read(fd, 1 << 20):
         parts.append(block)
     return b"".join(parts)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):  # a leftover temporary file: removed after the margin
+        os.unlink(path)
+
+
+def _linux_syncfs() -> Callable[[Path], None] | None:
+    """syncfs(2) through libc on Linux 5.8 or later (it reports write errors since), or
+    None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (ValueError, OSError, AttributeError):
+        return None
+    if (major, minor) < (5, 8):
+        return None
+    call.argtypes = [ctypes.c_int]
+    call.restype = ctypes.c_int
+
+    def syncfs(folder: Path) -> None:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if call(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(fd)
+
+    return syncfs
+
+
+SYNCFS = _linux_syncfs()

@@ -9,6 +9,7 @@ agents can only add), and every blocking backend call runs in a bounded thread p
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import functools
 import hashlib
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from common.errors import InvalidArgument, NotFound
+from common.errors import InvalidArgument, NotFound, StoreSafeError
 from server.storage.backend import Backend, BlobInfo, StoreUsage
 from server.storage.digest import Digest
 from server.storage.errors import BlobConflict, BlobTooLarge, DigestMismatch, StoreUnavailable
@@ -72,12 +73,33 @@ class BlobStore:
         BlobConflict when the name holds other bytes; StoreFull, StoreUnavailable.
         """
         check_key(key)
+        self._check_size(key, data)
+        return await self._run(self._save, key, bytes(data), digest)
+
+    def _check_size(self, key: str, data: bytes) -> None:
         if len(data) > self.max_blob_bytes:
             raise BlobTooLarge(
                 f"blob {key} is {len(data)} bytes; the store takes at most "
                 f"{self.max_blob_bytes} bytes in one blob"
             )
-        return await self._run(self._save, key, bytes(data), digest)
+
+    async def save_many(
+        self, blobs: Sequence[tuple[str, bytes, Digest]]
+    ) -> tuple[builtins.list[Saved], StoreSafeError | None]:
+        """Store the blobs (distinct names) as `save` does, made durable together.
+
+        Returns the outcomes of the blobs before the first that fails its own checks
+        (DigestMismatch: it and those after it are not written; BlobConflict, or
+        StoreUnavailable while another upload writes the name) and that error, or None.
+        StoreFull and StoreUnavailable of the store itself are raised: then any of the
+        blobs may or may not be stored, each whole or absent.
+        """
+        for key, data, _ in blobs:
+            check_key(key)
+            self._check_size(key, data)
+        if len(dict.fromkeys(key for key, _, _ in blobs)) != len(blobs):
+            raise InvalidArgument("a batch of blobs names each blob once")
+        return await self._run(self._save_many, [(k, bytes(d), g) for k, d, g in blobs])
 
     async def load(self, key: str) -> bytes:
         """The blob's bytes; NotFound if there is none."""
@@ -128,14 +150,32 @@ class BlobStore:
         self._pool.shutdown(wait=False)
 
     def _save(self, key: str, data: bytes, digest: Digest) -> Saved:
-        received = Digest.of(data)
-        if received != digest:
-            raise DigestMismatch(
-                f"blob {key} arrived with digest {received}, not the stated {digest}; "
-                "nothing was stored"
-            )
+        _check_digest(key, data, digest)
         if self.backend.create(key, data):
             return Saved(key, len(data), created=True)
+        return self._compare(key, data)
+
+    def _save_many(
+        self, blobs: Sequence[tuple[str, bytes, Digest]]
+    ) -> tuple[builtins.list[Saved], StoreSafeError | None]:
+        error: StoreSafeError | None = None
+        for at, (key, data, digest) in enumerate(blobs):
+            try:
+                _check_digest(key, data, digest)
+            except DigestMismatch as mismatch:
+                blobs, error = blobs[:at], mismatch
+                break
+        created = self.backend.create_many([(key, data) for key, data, _ in blobs])
+        saved: builtins.list[Saved] = []
+        for (key, data, _), new in zip(blobs, created, strict=True):
+            try:
+                saved.append(Saved(key, len(data), True) if new else self._compare(key, data))
+            except (BlobConflict, StoreUnavailable) as failed:
+                return saved, failed
+        return saved, error
+
+    def _compare(self, key: str, data: bytes) -> Saved:
+        """The outcome of a save whose name exists: the same bytes, or BlobConflict."""
         try:
             stored = self.backend.read(key)
         except NotFound:
@@ -152,6 +192,15 @@ class BlobStore:
     async def _run(self, call: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(call, *args))
+
+
+def _check_digest(key: str, data: bytes, digest: Digest) -> None:
+    received = Digest.of(data)
+    if received != digest:
+        raise DigestMismatch(
+            f"blob {key} arrived with digest {received}, not the stated {digest}; "
+            "nothing was stored"
+        )
 
 
 def _size_and_sha256(read: Callable[[str], bytes], key: str) -> tuple[int, str]:

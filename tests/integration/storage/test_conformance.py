@@ -225,3 +225,48 @@ def test_usage_is_known_or_plainly_unknown(store: BlobStore) -> None:
     else:
         assert usage.total_bytes is not None and usage.free_bytes is not None
         assert 0 < usage.free_bytes <= usage.total_bytes
+
+
+def many(blobs: dict[str, bytes]) -> list[tuple[str, bytes, Digest]]:
+    return [(key, data, Digest.of(data)) for key, data in blobs.items()]
+
+
+def test_a_batch_is_saved_in_order_and_a_stored_name_is_not_created_again(
+    store: BlobStore,
+) -> None:
+    blobs = {f"sites/s1/chunks/{n % 3:02x}/{n:04d}": os.urandom(100 + n) for n in range(12)}
+    first = next(iter(blobs))
+    run(save(store, first, blobs[first]))
+    saved, error = run(store.save_many(many(blobs)))
+    assert error is None
+    assert [(s.key, s.size, s.created) for s in saved] == [
+        (key, len(data), key != first) for key, data in blobs.items()
+    ]
+    assert run(listed(store)) == {key: len(data) for key, data in blobs.items()}
+    assert run(store.load_many(list(blobs))) == list(blobs.values())
+    assert run(store.save_many([])) == ([], None)
+
+
+def test_a_digest_mismatch_in_a_batch_stops_it_there(store: BlobStore) -> None:
+    keys = [f"sites/s1/chunks/{n:04d}" for n in range(3)]
+    blobs = many({key: os.urandom(200) for key in keys})
+    blobs[1] = (keys[1], blobs[1][1], Digest.of(b"other bytes"))
+    saved, error = run(store.save_many(blobs))
+    assert [s.key for s in saved] == keys[:1]
+    assert isinstance(error, DigestMismatch) and keys[1] in error.message
+    assert run(listed(store)) == {keys[0]: 200}  # neither it nor what follows is written
+
+
+def test_other_bytes_under_a_name_in_a_batch_stop_it_there(store: BlobStore) -> None:
+    keys = [f"sites/s1/chunks/{n:04d}" for n in range(3)]
+    run(save(store, keys[1], b"first bytes"))
+    saved, error = run(store.save_many(many({key: os.urandom(50) for key in keys})))
+    assert [s.key for s in saved] == keys[:1]
+    assert isinstance(error, BlobConflict) and "never overwritten" in error.message
+    assert run(store.load(keys[1])) == b"first bytes"
+
+
+def test_a_batch_names_each_blob_once(store: BlobStore) -> None:
+    with pytest.raises(InvalidArgument, match="names each blob once"):
+        run(store.save_many(many({KEY: b"a"}) * 2))
+    assert run(listed(store)) == {}

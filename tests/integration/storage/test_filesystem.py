@@ -126,3 +126,29 @@ def test_many_threads_creating_the_same_new_folders_never_clash(tmp_path: Path) 
         created = list(pool.map(lambda key: backend.create(key, b"x"), keys))
     assert created == [True] * len(keys)
     assert {info.key for info in backend.list("")} == set(keys)
+
+
+@pytest.mark.parametrize("use_syncfs", [True, False], ids=["syncfs", "fsync"])
+def test_a_batch_is_written_durable_through_temporary_names(
+    tmp_path: Path, use_syncfs: bool
+) -> None:
+    backend = FilesystemBackend(tmp_path / "store", use_syncfs=use_syncfs)
+    blobs = [(f"sites/s/chunks/{n % 4:02x}/{n:03d}", os.urandom(n * 10)) for n in range(20)]
+    assert backend.create(blobs[3][0], blobs[3][1]) is True
+    assert backend.create_many(blobs) == [n != 3 for n in range(20)]
+    for key, data in blobs:
+        assert (tmp_path / "store" / key).read_bytes() == data
+        assert (tmp_path / "store" / key).stat().st_nlink == 1
+    assert list((tmp_path / "store" / INCOMING).iterdir()) == []
+
+
+def test_a_full_disk_mid_batch_is_store_full_and_leaves_no_temporary_file(
+    small_disk: Path,
+) -> None:
+    backend = FilesystemBackend(small_disk / "store")
+    blobs = [("sites/s/chunks/a", b"fits"), ("sites/s/chunks/b", os.urandom(2 << 20))]
+    with pytest.raises(StoreFull, match=r"could not store a batch of 2 blobs"):
+        backend.create_many(blobs)
+    assert list((small_disk / "store" / INCOMING).iterdir()) == []
+    assert not (small_disk / "store" / "sites/s/chunks/b").exists()
+    assert backend.create_many(blobs[:1]) == [True]  # room for small ones
