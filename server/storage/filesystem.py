@@ -70,25 +70,14 @@ class FilesystemBackend(Backend):
         self.remove_stale_temp_files()
 
     def create(self, key: str, data: bytes) -> bool:
-        target = self.root / key
         if not self._ready:
             self.check()
         try:
-            self._ensure_dir(target.parent, key)
-            if os.path.lexists(target):  # a retry: skip the write; the link below decides races
-                if target.is_dir():
-                    raise _folder_clash(key)
+            if not self._absent(key):  # a retry: skip the write; the link decides races
                 return False
-            temp = self._write_temp(data)
-            try:
-                os.link(temp, target)
-            except FileExistsError:
-                if target.is_dir():
-                    raise _folder_clash(key) from None
+            if not self._link(self._write_temp(data), key):
                 return False
-            finally:
-                os.unlink(temp)
-            _fsync_dir(target.parent)
+            _fsync_dir((self.root / key).parent)
         except OSError as exc:
             raise self._error(exc, f"store blob {key}") from exc
         return True
