@@ -15,10 +15,11 @@ profile under the site's keyed chunker, and handed chunk by chunk to the
 uploader (agent.offsite.uploader), which asks MissingChunks per batch and
 seals and sends only the missing chunks, paced by the token bucket. The
 chunk refs go to a spool file in the state dir (36 bytes each), so memory
-holds one batch and the manifest whatever the backup's size. Then the
-database snapshot (common.vault.backupset) is sealed, its manifest parts
-sent when missing, and the snapshot committed (kind database, the backup run
-id). The local backup file is only read.
+holds one batch whatever the backup's size. Then the database snapshot
+(common.vault.backupset) is sealed, its manifest parts sent batch by batch
+as they are cut, and the snapshot committed (kind database, the backup run
+id) with its distinct chunk ids read back from a sorted file
+(agent.offsite.refspool). The local backup file is only read.
 
 Before each batch the uploader asks `should_stop`: the upload window closed
 or the run's time budget (upload.max_run_minutes) is spent ends the run
