@@ -28,6 +28,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(src: Path, expected_sha256: str) -> None:
+    """BackupCorrupt unless `src` still hashes to the SHA-256 taken when it was written."""
+    if sha256_file(src) != expected_sha256:
+        raise _mismatch(src)
+
+
+def _mismatch(src: Path) -> BackupCorrupt:
+    return BackupCorrupt(
+        f"The backup file {src.name} no longer matches the checksum taken when it "
+        "was written: it was damaged on disk."
+    )
+
+
 def decompress_checked(src: Path, dst: Path, *, expected_sha256: str, mode: int = 0o640) -> int:
     """Decompress `src` (one or more zstd frames) into a new `dst`, checking `src`'s SHA-256.
 
@@ -95,10 +108,7 @@ def _checked_frames(src: Path, expected_sha256: str, write: Callable[[bytes], bo
     finally:
         hasher.join()
     if hasher.hexdigest != expected_sha256:
-        raise BackupCorrupt(
-            f"The backup file {src.name} no longer matches the checksum taken when it "
-            "was written: it was damaged on disk."
-        )
+        raise _mismatch(src)
     return size
 
 

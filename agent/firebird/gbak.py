@@ -172,6 +172,12 @@ def restore_compressed(
     """
     if not pipes.SUPPORTED:
         return _restore_from_file(target, spool, src, database, expected_sha256)
+    # A restore whose input ends early makes Firebird 3 drop the service connection,
+    # and a new connection right after it was then sometimes rejected ("connection
+    # rejected by remote interface"; the server logs "send errno = 9"): the file is
+    # checked whole before the server reads any of it, so a backup damaged on disk
+    # never starts a doomed restore. The check during the restore still stands.
+    priority.run_niced(lambda: decompress.check_sha256(src, expected_sha256))
     pipe = spool.scratch(".pipe")
     try:
         pipes.make_pipe(pipe, spool.file_mode)  # the server may read it, only the agent write

@@ -290,7 +290,10 @@ def test_a_restore_cut_by_the_server_going_away_resumes(
     assert not fbk.exists()
     partial = work / "shop.fbk.partial"
     state = json.loads((work / "shop.fbk.partial.json").read_text())
-    assert state["chunks"] == batches[1] and partial.stat().st_size == state["bytes"] > 0
+    # The batch fetched ahead while the second was saved may have arrived before the
+    # kill: then it is saved too. The state names the last batch saved, whichever.
+    assert len(batches) in (2, 3)
+    assert state["chunks"] == batches[-1] and partial.stat().st_size == state["bytes"] > 0
 
     monkeypatch.setattr(backup_fetch, "_save", saved)
     again = _restore(server, fb_password, up, "--to", str(fbk), "--json")
