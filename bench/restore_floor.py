@@ -79,6 +79,7 @@ class Opener:
         if (
             magic != b"SSc"
             or version != 1
+            or flags & ~_ZSTD
             or key_id != self.keys.key_id
             or len(blob) != _HEADER.size + size + _TAG
         ):
@@ -87,7 +88,12 @@ class Opener:
         body = self.aead.decrypt(
             nonce, view[_HEADER.size :], view[: _HEADER.size].tobytes() + raw_id
         )
-        plain = self.zstd.decompress(body) if flags & _ZSTD else body
+        if flags & _ZSTD:  # the frame's size checked before it is inflated, as the vault does
+            if zstandard.frame_content_size(body) != length:
+                raise SystemExit(f"chunk {chunk_id}: a frame of the wrong size")
+            plain = self.zstd.decompress(body, max_output_size=length)
+        else:
+            plain = body
         got = blake3.blake3(plain, key=self.keys.chunk_id_key).digest()
         if len(plain) != length or not hmac.compare_digest(got, raw_id):
             raise SystemExit(f"chunk {chunk_id}: wrong id or length")
