@@ -5,6 +5,7 @@
     .venv/bin/python bench/restore_throughput.py --quick         # ~20 MB, a smoke run
     .venv/bin/python bench/restore_throughput.py --profile       # + cProfile of one restore
     .venv/bin/python bench/restore_throughput.py --chunk-kib 16  # backups cut at 16 KiB average
+    .venv/bin/python bench/restore_throughput.py --reuse --baseline DIR  # + the CLI of DIR
 
 Builds a shop database (tests/support/shopsim.py) with --filler-mb MB of item
 rows and takes a gbak backup of it (cached in /var/tmp/storesafe-restore-bench),
@@ -19,7 +20,19 @@ then times, each --repeat times on the same machine:
   reassemble, sha256 and size checks, fsync;
 - `restic restore` of the same .fbk from a local restic repository (restic
   encrypts and deduplicates too; its chunks average 1 MiB), fsynced: how far an
-  encrypted, deduplicating store gets against a plain copy on this machine.
+  encrypted, deduplicating store gets against a plain copy on this machine;
+- the floor (bench/restore_floor.py), in this process: every chunk of the same
+  backup read from the store's files, its header checked, decrypted and
+  authenticated, decompressed, its keyed id recomputed; the whole stream's sha256
+  checked; written and fsynced. No network, no Python per chunk beyond the library
+  calls: the work a restore cannot skip, on 1 thread and on 2 (a pool opens groups
+  of chunks while the main thread hashes and writes), and once more with the
+  vault's own `open_chunk` (what its Python costs);
+- `storesafe --help`: the CLI's start-up alone (5 runs).
+
+`--baseline DIR` times the restore and `--help` with the CLI code of another source
+tree too (`git archive main | tar -x -C DIR`), interleaved with this tree's: before
+and after in one run (the server is this tree's either way).
 
 All write to the same folder; the source is warm in the page cache. The figure
 is the ratio of throughputs (restore MB/s over cp MB/s), goal at least 0.5;
@@ -48,6 +61,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -55,6 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import restore_floor  # noqa: E402
 from benchlib import machine, table, write_json  # noqa: E402
 from storesafe.v1 import agent_pb2, agent_pb2_grpc  # noqa: E402
 from vault_throughput import gbak, password  # noqa: E402
@@ -65,6 +80,7 @@ from common.vault.chunking import BACKUPS, KIB, Profile  # noqa: E402
 from common.vault.chunks import seal_stream  # noqa: E402
 from common.vault.keyfile import write_key_file  # noqa: E402
 from common.vault.keys import FleetPrivateKey  # noqa: E402
+from common.vault.sitekeys import SiteKeys  # noqa: E402
 from common.vault.snapshot import seal_snapshot  # noqa: E402
 from tests.support.sealed import new_site  # noqa: E402
 from tests.support.server import ServerHandle, enroll_agent, start_server  # noqa: E402
@@ -103,9 +119,15 @@ def chunking(kib: int) -> Profile:
 
 
 def upload(
-    server: ServerHandle, name: str, fbk: Path, fleet: FleetPrivateKey, profile: Profile
+    server: ServerHandle,
+    name: str,
+    fbk: Path,
+    fleet: FleetPrivateKey,
+    profile: Profile,
+    floor_file: Path,
 ) -> dict[str, float]:
-    """Seal the backup as a database snapshot and upload it with the agent RPCs."""
+    """Seal the backup as a database snapshot and upload it with the agent RPCs; what the
+    floor needs (the site's data key, the chunk refs, the sha256) goes to `floor_file`."""
     site = new_site(name, fleet)
     credential = enroll_agent(server, name)
     metadata = (("authorization", f"Bearer {credential}"),)
@@ -191,6 +213,9 @@ def upload(
                 yield agent_pb2.CommitSnapshotRequest(references=ids[at : at + 10_000])
 
         stub.CommitSnapshot(commit(), metadata=metadata, timeout=300)  # type: ignore[arg-type]
+    # what the floor needs: the site's keys, the stream's chunks in order, its checksum
+    floor = {"data_key": site.keys.data_key.hex(), "refs": refs, "sha256": digest.hexdigest()}
+    floor_file.write_text(json.dumps(floor))
     return {"chunks": len(refs), "distinct": len(sent), "upload_s": time.perf_counter() - t0}
 
 
@@ -221,10 +246,15 @@ def time_cp(src: Path, dst: Path) -> tuple[float, float]:
     return took, cpu
 
 
+def code_env(env: dict[str, str], src: Path | None) -> dict[str, str]:
+    """`env` for a CLI that runs the code of the source tree `src` (None: this tree)."""
+    return {**env, "PYTHONPATH": str(src or REPO)}
+
+
 def time_restore(
-    server: ServerHandle, name: str, key: Path, dst: Path
+    server: ServerHandle, name: str, key: Path, dst: Path, src: Path | None = None
 ) -> tuple[float, float, float]:
-    """(wall s, CLI CPU s, server CPU s) of one `storesafe restore`."""
+    """(wall s, CLI CPU s, server CPU s) of one `storesafe restore` (of the code in `src`)."""
     dst.unlink(missing_ok=True)
     assert server.proc is not None
     s0 = process_cpu(server.proc.pid)
@@ -242,7 +272,7 @@ def time_restore(
             str(key),
             "--json",
         ],
-        env=server.cli_env,
+        env=code_env(server.cli_env, src),
         capture_output=True,
         text=True,
         check=False,
@@ -253,6 +283,39 @@ def time_restore(
         raise SystemExit(f"restore failed ({proc.returncode}): {proc.stderr}")
     dst.unlink()
     return took, cpu, server_cpu
+
+
+def time_help(src: Path | None = None) -> tuple[float, float]:
+    """(wall s, CPU s) of `storesafe --help` (of the code in `src`): the CLI's start-up."""
+    t0, c0 = time.perf_counter(), children_cpu()
+    subprocess.run(
+        [str(BIN / "storesafe"), "--help"],
+        env=code_env(dict(os.environ), src),
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - t0, children_cpu() - c0
+
+
+def time_floor(
+    server: ServerHandle, name: str, floor: dict[str, Any], dst: Path, threads: int, vault: bool
+) -> tuple[float, float]:
+    """(wall s, CPU s) of the floor (bench/restore_floor.py) of the same backup."""
+    keys = SiteKeys.derive(name, bytes.fromhex(floor["data_key"]))
+    chunk_dir = server.data_dir / "store" / "sites" / name / "chunks"
+    refs = [(cid, int(n)) for cid, n in floor["refs"]]
+    result = restore_floor.run(
+        keys, chunk_dir, refs, floor["sha256"], dst, threads=threads, vault=vault
+    )
+    dst.unlink()
+    return result.wall_s, result.cpu_s
+
+
+FLOORS = {  # row name -> (threads, the vault's open_chunk)
+    "floor, 1 thread": (1, False),
+    "floor, 2 threads": (2, False),
+    "floor, vault open_chunk, 1 thread": (1, True),
+}
 
 
 def restic_env(repo: Path) -> dict[str, str]:
@@ -329,6 +392,13 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="the server and store the last run uploaded"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also time the restore and `--help` with the CLI code of this source tree "
+        "(e.g. `git archive main | tar -x -C DIR`), interleaved: before and after in one run "
+        "(the server is this tree's)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.filler_mb, args.repeat = 20, 2
@@ -339,7 +409,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="restore-bench-", dir="/var/tmp"))
     suffix = "" if profile is BACKUPS else f"-{args.chunk_kib}k"
     kept = CACHE / f"server-{args.filler_mb}mb{suffix}"
-    if args.reuse and (kept / "bench.json").exists():
+    saved_files = [kept / n for n in ("bench.json", "facts.json", "floor.json")]
+    if args.reuse and all(f.exists() for f in saved_files):
         saved = json.loads((kept / "bench.json").read_text())
         server = ServerHandle(
             Path(saved["data_dir"]), saved["address"], Path(saved["ca_path"]), saved["admin_token"]
@@ -352,12 +423,17 @@ def main() -> None:
         server = start_server(kept)
         facts = {}
     restic_repo = CACHE / f"restic-{args.filler_mb}mb"
+    runs: dict[str, list[tuple[float, ...]]] = {}
+
+    def timed(what: str, run: tuple[float, ...]) -> None:
+        runs.setdefault(what, []).append(run)
+
     try:
         key, name = kept / "fleet.key", "bench-shop"
         if not facts:
             fleet = FleetPrivateKey.generate()
             write_key_file(key, fleet, dt.datetime.now(dt.UTC))
-            facts = upload(server, name, fbk, fleet, profile)
+            facts = upload(server, name, fbk, fleet, profile, kept / "floor.json")
             (kept / "facts.json").write_text(json.dumps(facts))
             (kept / "bench.json").write_text(
                 json.dumps(
@@ -369,6 +445,7 @@ def main() -> None:
                     }
                 )
             )
+        floor = json.loads((kept / "floor.json").read_text())
         print(
             f"uploaded {facts['chunks']} chunks ({facts['distinct']} distinct) in "
             f"{facts['upload_s']:.1f} s",
@@ -376,45 +453,44 @@ def main() -> None:
         )
         restic_backup(restic_repo, fbk)
         load = os.getloadavg()[0]
-        cps, restores, restics = [], [], []
         for _ in range(args.repeat):
-            cps.append(time_cp(fbk, work / "copy.fbk"))
-            restores.append(time_restore(server, name, key, work / "restored.fbk"))
-            restics.append(time_restic(restic_repo, fbk, work / "restic"))
+            timed("cp", time_cp(fbk, work / "copy.fbk"))
+            if args.baseline is not None:
+                timed(
+                    "baseline: storesafe restore",
+                    time_restore(server, name, key, work / "restored.fbk", args.baseline),
+                )
+            timed("storesafe restore", time_restore(server, name, key, work / "restored.fbk"))
+            timed("restic restore", time_restic(restic_repo, fbk, work / "restic"))
+            for what, (threads, vault) in FLOORS.items():
+                timed(what, time_floor(server, name, floor, work / "floor.fbk", threads, vault))
+        for _ in range(5):  # start-up: short, so more runs
+            if args.baseline is not None:
+                timed("baseline: storesafe --help", time_help(args.baseline))
+            timed("storesafe --help", time_help())
         load_end = os.getloadavg()[0]
         report = profile_restore(server, name, key, work / "profiled.fbk") if args.profile else ""
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    cp_med = statistics.median(t for t, _ in cps)
-    restore_med = statistics.median(t for t, _, _ in restores)
-    restic_med = statistics.median(t for t, _ in restics)
-    ratio = cp_med / restore_med
-
-    def cpu(runs: list[tuple[float, ...]], at: int) -> str:
-        return f"{statistics.median(r[at] for r in runs):.2f}"
-
-    rows = [
-        ["cp", f"{cp_med:.2f}", f"{mb / cp_med:.0f}", "1.00", cpu(cps, 1), ""],
-        [
-            "storesafe restore",
-            f"{restore_med:.2f}",
-            f"{mb / restore_med:.0f}",
-            f"{ratio:.3f}",
-            cpu(restores, 1),
-            cpu(restores, 2),
-        ],
-        [
-            "restic restore",
-            f"{restic_med:.2f}",
-            f"{mb / restic_med:.0f}",
-            f"{cp_med / restic_med:.3f}",
-            cpu(restics, 1),
-            "",
-        ],
-    ]
+    medians = {
+        what: [statistics.median(r[at] for r in rs) for at in range(len(rs[0]))]
+        for what, rs in runs.items()
+    }
+    cp_med = medians["cp"][0]
+    ratio = cp_med / medians["storesafe restore"][0]
+    rows = []
+    for what, med in medians.items():
+        moved = "" if what.endswith("--help") else f"{mb / med[0]:.0f}"
+        versus = "" if what.endswith("--help") else f"{cp_med / med[0]:.3f}"
+        server_cpu = f"{med[2]:.2f}" if len(med) > 2 else ""
+        rows.append([what, f"{med[0]:.2f}", moved, versus, f"{med[1]:.2f}", server_cpu])
     print(table(["what", "median s", "MB/s", "vs cp", "CPU s", "server CPU s"], rows))
-    print(f"storesafe restore vs restic restore: {restic_med / restore_med:.2f}x its throughput")
+    restic_med = medians["restic restore"][0]
+    print(
+        "storesafe restore vs restic restore: "
+        f"{restic_med / medians['storesafe restore'][0]:.2f}x its throughput"
+    )
     print(f"goal: restore at least 0.5x cp's throughput: {'met' if ratio >= 0.5 else 'NOT met'}")
     print(f"load average (1 min): {load:.1f} at the start, {load_end:.1f} at the end")
     if max(load, load_end) > 1.5:
@@ -430,9 +506,9 @@ def main() -> None:
             "chunk_kib": args.chunk_kib,
             "chunks": facts["chunks"],
             "distinct_chunks": facts["distinct"],
-            "cp": cps,
-            "restore": restores,
-            "restic": restics,
+            "baseline": str(args.baseline) if args.baseline else None,
+            "runs": runs,
+            "medians": medians,
             "ratio": ratio,
             "ratio_restic": cp_med / restic_med,
             "goal": 0.5,

@@ -13,18 +13,17 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli import output_restore, values
-from cli.backup_fetch import KIND, remove
+from cli import values
 from cli.context import admin, invocation
-from cli.drill import Restore, restore_site
-from cli.progress import progress
-from cli.restore_db import Server, drop, refuse_existing
 from common.errors import FailedPrecondition, InvalidArgument, StoreSafeError
-from common.vault.keyfile import read_key_file
+
+if TYPE_CHECKING:
+    from cli.drill import Restore
+    from cli.restore_db import Server
 
 app = typer.Typer()
 
@@ -65,6 +64,8 @@ FbPassword = Annotated[
 
 
 def _server(host: str, user: str, password: str) -> Server:
+    from cli.restore_db import Server
+
     if not host.strip() or not user.strip():
         raise InvalidArgument("--fb-host and --fb-user must not be empty")
     if not password:
@@ -126,12 +127,19 @@ def restore_backup(
     services API, validated and its rows counted, and the drill is recorded on
     the server, also when it failed. Exit 0 only if every check passed.
     """
+    from cli import output_restore
+    from cli.drill import restore_site
+    from cli.progress import progress
+    from common.vault.keyfile import read_key_file
+
     site = values.name(site, "site")
     run_id = _run_id(run) if run is not None else ""
     server = _server(fb_host, fb_user, fb_password) if database is not None else None
     fleet_key = read_key_file(key)
     to = to.absolute()
     if database is not None:
+        from cli.restore_db import refuse_existing  # Firebird's client: only with --database
+
         database = database.absolute()
         refuse_existing(database, force=force)
     with progress(not as_json) as start:
@@ -163,6 +171,8 @@ def _raise(result: Restore) -> None:
 
 def _sites(ctx: typer.Context, site: str | None) -> list[str]:
     """SITE, or every site with a database snapshot in the store."""
+    from cli.backup_fetch import KIND
+
     if site is not None:
         return [values.name(site, "site")]
     client = admin(ctx)
@@ -202,6 +212,11 @@ def drill(
     Prints a table of results. Exit 0 when every drill passed, 2 when any failed
     (like `check`); a site whose drill failed is named with the reason.
     """
+    from cli import output_restore
+    from cli.drill import restore_site
+    from cli.progress import progress
+    from common.vault.keyfile import read_key_file
+
     if (site is None) == (not every):
         raise InvalidArgument("give one SITE or --all (not both)")
     server = _server(fb_host, fb_user, fb_password)
@@ -234,6 +249,9 @@ def drill(
 
 def _clean(result: Restore, server: Server, to: Path, database: Path) -> None:
     """Remove a drill's scratch files: the backup copy, its partials, the database."""
+    from cli.backup_fetch import remove
+    from cli.restore_db import drop
+
     if result.plan is not None:
         remove(result.plan, to)
     try:

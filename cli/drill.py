@@ -15,7 +15,7 @@ import datetime as dt
 import socket
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cli.backup_fetch import (
     BackupSource,
@@ -28,10 +28,12 @@ from cli.backup_fetch import (
 )
 from cli.models import DrillReport
 from cli.progress import Start
-from cli.restore_db import DatabaseCheck, Server, restore_and_check
 from common.clock import Clock
 from common.errors import StoreSafeError
 from common.vault.keys import FleetPrivateKey
+
+if TYPE_CHECKING:
+    from cli.restore_db import DatabaseCheck, Server
 
 
 class DrillSource(BackupSource, Protocol):
@@ -91,6 +93,8 @@ def restore_site(
         check_targets(result.plan, to, force=force)
         result.fetched = fetch(source, result.plan, start)
         if database is not None and server is not None:
+            from cli.restore_db import restore_and_check  # Firebird's client: only here
+
             done = start(1, "restoring into the database, validating")
             paths = result.fetched.paths
             result.database = restore_and_check(

@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli import output_images, values
+from cli import values
 from cli.context import admin
-from cli.progress import progress
-from cli.restore import KIND, RestoreIncomplete, restore
-from common.vault.keyfile import read_key_file
 
 app = typer.Typer(
     name="images",
@@ -32,6 +29,9 @@ def snapshots(
     The server sees only sealed data: the figures are those the agent declared
     (files, bytes) and what the store holds (chunks, stored bytes).
     """
+    from cli import output_images
+    from cli.restore import KIND
+
     site = values.name(site, "site")
     rows = admin(ctx).list_snapshots(site, kind=KIND, limit=values.limit(limit))
     output_images.print_snapshots(rows, site, as_json=as_json)
@@ -74,6 +74,11 @@ def restore_images(
     Exit 0 only when every file is in DIR and checked; a wrong key file, or a
     missing or altered chunk (named, with the files it breaks) exit 5.
     """
+    from cli import output_images
+    from cli.progress import progress
+    from cli.restore import RestoreIncomplete, restore
+    from common.vault.keyfile import read_key_file
+
     site = values.name(site, "site")
     fleet_key = read_key_file(key)
     with progress(not as_json) as start:

@@ -8,7 +8,7 @@ agent ever seals to a key whose file was not written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,8 +16,9 @@ from cli import output
 from cli.context import admin, invocation
 from common.clock import iso
 from common.errors import StoreSafeError
-from common.vault.keyfile import read_key_file, write_key_file
-from common.vault.keys import FleetPrivateKey
+
+if TYPE_CHECKING:
+    from common.vault.keys import FleetPrivateKey
 
 app = typer.Typer(
     name="keys", help="The fleet recovery key pair for off-site data.", no_args_is_help=True
@@ -78,6 +79,9 @@ def create(
     Data sealed to an earlier key stays readable only with that key's file.
     With --no-register no server is contacted.
     """
+    from common.vault.keyfile import write_key_file
+    from common.vault.keys import FleetPrivateKey
+
     created = invocation(ctx).now()
     key = FleetPrivateKey.generate()
     write_key_file(out, key, created, force=force)
@@ -121,6 +125,8 @@ def show(
     ] = False,
 ) -> None:
     """Check a key file and print its public key and fingerprint (no server is contacted)."""
+    from common.vault.keyfile import read_key_file
+
     key = read_key_file(key_file)
     if as_json:
         output.print_json(_key_json(key, key_file))

@@ -3,6 +3,17 @@
 Every expected failure (bad value, refused token, server down, unknown site)
 arrives here as a `StoreSafeError` and leaves as `error: <sentence>` on
 stderr with the error's exit code; no traceback.
+
+Start-up: every run loads every command module (typer needs each command's
+options and help), so a command module imports at its top only typer, the
+standard library and the light CLI modules (values, context, models, output);
+what a command does, and the heavy libraries that come with it (gRPC and
+protobuf, the vault's cryptography, zstd and BLAKE3, Firebird's client, cron
+parsing), is imported in the command's own body, and the admin client (gRPC) is
+made on the first `admin(ctx)`; a library only some runs of a command need
+(Firebird's, for a restore into a database) is imported where it is used. So
+`--help` loads none of them and a command only its own.
+tests/unit/cli/test_startup.py holds the rule.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from cli import (
     tokens,
     verify_store,
 )
-from cli.client import DEFAULT_TIMEOUT, AdminClient, Settings
+from cli.client.settings import DEFAULT_TIMEOUT, Settings
 from cli.context import Invocation
 from common.errors import StoreSafeError
 from common.version import VERSION
@@ -151,8 +162,7 @@ def main(
     "remote commands, monitoring checks."""
     if isinstance(ctx.obj, Invocation):  # prepared by a test
         return
-    client = AdminClient(
+    ctx.obj = Invocation(
         Settings(server=server, token=token, ca=ca, insecure=insecure, timeout=timeout)
     )
-    ctx.obj = Invocation(client=client)
-    ctx.call_on_close(client.close)
+    ctx.call_on_close(ctx.obj.close)

@@ -1,7 +1,9 @@
 """The configuration keys: each with its type, default, validator and secrecy.
 
 Server and agent both validate with this one table: the server at
-`config set`, the agent again on receipt.
+`config set`, the agent again on receipt. The admin CLI loads it for the help
+of `config set` at every start, so the two validators that need a heavy library
+(cron parsing, the vault's public keys) import it when they run.
 """
 
 from __future__ import annotations
@@ -14,11 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from croniter import CroniterBadDateError, croniter
-
 from common.errors import InvalidArgument
-from common.vault.errors import VaultError
-from common.vault.keys import FleetPublicKey
 from common.window import UploadWindow
 
 Value = str | int | float | bool
@@ -127,6 +125,8 @@ def _path(key: Key, raw: Any) -> str:
 
 
 def _cron(key: Key, raw: Any) -> str:
+    from croniter import croniter
+
     text = " ".join(_str(key, raw).split())
     if len(text.split()) != 5 or not croniter.is_valid(text):
         raise key.bad(raw, "expected a 5-field cron expression such as '0 21 * * *'")
@@ -141,6 +141,8 @@ def fires(expression: str, *, now: dt.datetime | None = None) -> bool:
     croniter gives up by itself after `max_years_between_matches` years without a
     match (CroniterBadDateError), so this search is bounded whatever the expression.
     """
+    from croniter import CroniterBadDateError, croniter
+
     start = now or dt.datetime.now(dt.UTC)
     try:
         nxt = croniter(expression, start, max_years_between_matches=CRON_HORIZON_YEARS).get_next(
@@ -209,6 +211,9 @@ def _hhmm(key: Key, raw: Any) -> str:
 
 def _recovery_key(key: Key, raw: Any) -> str:
     """A fleet recovery public key (`ssrk1:...`, from `storesafe keys create`), or empty."""
+    from common.vault.errors import VaultError
+    from common.vault.keys import FleetPublicKey
+
     text = _str(key, raw).strip()
     if not text:
         return ""

@@ -3,7 +3,9 @@
 Commands get plain `cli.models` records and `common.errors` exceptions from this
 package; they never see protobuf messages or `grpc.RpcError`.
 
-- `channel`: where the server is (`Settings`), the admin token, TLS, the channel.
+- `settings`: where the server is (`Settings`), as the global options give it; no gRPC,
+  so that taking the options loads none (see cli/main.py on start-up).
+- `channel`: the address and the admin token checked, TLS, the channel.
 - `admin`: `AdminClient`, one method per AdminService RPC.
 - `convert`: protobuf answers -> `cli.models` records, CLI words -> proto enums.
 - `errors`: a failed call -> the typed error (the shared table in
@@ -18,8 +20,3 @@ import os
 # one sentence instead. Read when grpc is first imported, so set before that: every
 # module of this package imports grpc after this line has run.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-from cli.client.admin import AdminClient
-from cli.client.channel import DEFAULT_TIMEOUT, Settings
-
-__all__ = ["DEFAULT_TIMEOUT", "AdminClient", "Settings"]

@@ -15,8 +15,9 @@ import grpc
 from storesafe.v1 import admin_pb2, admin_pb2_grpc
 
 from cli.client import convert
-from cli.client.channel import Settings, open_channel, server_of, token_of
+from cli.client.channel import open_channel, server_of, token_of
 from cli.client.errors import error_from_rpc
+from cli.client.settings import Settings
 from cli.models import (
     AdminToken,
     AlertDelivery,

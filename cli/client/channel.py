@@ -1,4 +1,4 @@
-"""How the CLI reaches the server: the address and token it was given, TLS, the channel.
+"""How the CLI reaches the server: the address and token checked (`Settings`), TLS, the channel.
 
 Every check of what the technician typed (an address that is not HOST:PORT, a
 token no header can carry, an unreadable CA file, --insecure off loopback) ends
@@ -7,32 +7,20 @@ in one `InvalidArgument` sentence before anything is sent.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
 from pathlib import Path
 
 import grpc
 
+from cli.client.settings import Settings
 from common import errors
 from common.version import VERSION
 
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # 10,000+ site rows fit with room to spare
 MAX_SEND_BYTES = 4 * 1024 * 1024
-DEFAULT_TIMEOUT = 30.0
 
 _ADDRESS = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+):(?P<port>\d{1,5})")
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """How to reach the server, from the global options or the environment."""
-
-    server: str | None = None
-    token: str | None = None
-    ca: Path | None = None
-    insecure: bool = False
-    timeout: float = DEFAULT_TIMEOUT
 
 
 def server_of(settings: Settings) -> str:

@@ -13,7 +13,8 @@ import re
 
 import grpc
 
-from cli.client.channel import Settings, server_of
+from cli.client.channel import server_of
+from cli.client.settings import Settings
 from common import errors
 from common.wire_errors import code_in, error_class, host_of, names_unresolved_host, tells_of_tls
 

@@ -21,7 +21,8 @@ from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
 from agent.domain.messages import CheckIn
 from agent.transport.link import ServerLink
-from cli.client import AdminClient, Settings
+from cli.client.admin import AdminClient
+from cli.client.settings import Settings
 from common import errors
 from common.wire_errors import ERROR_CODE_KEY
 from server.rpc.errors import STATUS, guarded, guarded_stream

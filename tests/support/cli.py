@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from cli.client import AdminClient, Settings
+from cli.client.admin import AdminClient
+from cli.client.settings import Settings
 from cli.context import Invocation
 from cli.main import app
 from cli.models import (
@@ -211,7 +212,12 @@ class FakeConfigClient(FakeAdminClient):
 
 def invoke(client: FakeAdminClient, *args: str, stdin: str | None = None) -> Result:
     """Run `storesafe ARGS` against `client` at the fixed time NOW."""
-    return CliRunner().invoke(app, list(args), input=stdin, obj=Invocation(client, FakeClock(NOW)))
+    return CliRunner().invoke(
+        app,
+        list(args),
+        input=stdin,
+        obj=Invocation(client.settings, FakeClock(NOW), client),
+    )
 
 
 class FakeStoreClient(FakeAdminClient):

@@ -11,6 +11,8 @@ import datetime as dt
 import json
 import os
 import random
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from typer.testing import CliRunner, Result
 from cli.main import app
 from common.vault.chunks import open_chunk
 from common.vault.keyfile import read_key_file
+from tests.support.dbsnapshot import new_run_id, report_backup, seal_backup, upload_database
 from tests.support.sealed import (
     SealedSite,
     mtime_of,
@@ -205,3 +208,35 @@ def test_a_chunk_gone_from_the_store_is_named(server: ServerHandle, tmp_path: Pa
         "'notes/é ü.txt'"
     )
     assert set(_tree(out)) == set(FILES) - {"notes/é ü.txt"}
+
+
+def test_a_restore_of_a_database_backup_loads_no_firebird_client(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """The real `storesafe restore` to a file, in its own process (`-X importtime` names every
+    module it imported): gRPC and the vault, not Firebird's client (only --database needs it)
+    nor cron parsing (cli/main.py's start-up rule)."""
+    site, key_file, credential = _site(server, tmp_path)
+    backup = random.Random(3).randbytes(300_000)
+    snap, info = seal_backup(site, [("shop-1.fbk.zst", backup)], run_id=new_run_id())
+    upload_database(server, credential, site, snap, info)
+    report_backup(server, credential, info)
+    out = tmp_path / "shop.fbk"
+    storesafe = str(Path(sys.executable).parent / "storesafe")
+    args = ["restore", site.site, "--to", str(out), "--key", str(key_file), "--json"]
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", storesafe, *args],
+        env=server.cli_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.read_bytes() == backup
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert {"grpc", "cryptography.hazmat.primitives.ciphers.aead", "cli.backup_fetch"} <= modules
+    assert {m.split(".")[0] for m in modules} & {"fdb", "croniter"} == set()

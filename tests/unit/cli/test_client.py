@@ -19,10 +19,10 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
-from cli.client import AdminClient, Settings
-from cli.client.admin import FETCH_MESSAGE_BYTES
+from cli.client.admin import FETCH_MESSAGE_BYTES, AdminClient
 from cli.client.channel import is_loopback, split_address
 from cli.client.errors import error_for
+from cli.client.settings import Settings
 from common import errors
 
 WHEN = dt.datetime(2026, 11, 26, 19, 0, tzinfo=dt.UTC)

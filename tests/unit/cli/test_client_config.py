@@ -12,7 +12,8 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2
 
-from cli.client import AdminClient, Settings
+from cli.client.admin import AdminClient
+from cli.client.settings import Settings
 from cli.models import Command, ConfigEntry, ConfigRevision, RolloutRow, SiteConfig
 from common import errors
 
