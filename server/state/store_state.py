@@ -152,18 +152,13 @@ class SqlStoreState(ThreadedSql, StoreState):
         ]
 
         def fn(conn: Connection) -> set[str]:
-            added: set[str] = set()
+            # parameters apart from the statement: compiled once and cached, where rows
+            # inside it (.values(rows)) were compiled again for every batch
+            stmt = insert_ignore(conn, CHUNKS).returning(CHUNKS.c.chunk_id)
             try:
-                for at in range(0, len(rows), _IN_BATCH):
-                    stmt = (
-                        insert_ignore(conn, CHUNKS)
-                        .values(rows[at : at + _IN_BATCH])
-                        .returning(CHUNKS.c.chunk_id)
-                    )
-                    added.update(r.chunk_id for r in conn.execute(stmt))
+                return set(conn.execute(stmt, rows).scalars())
             except IntegrityError:  # the site row is gone: a foreign key refused it
                 raise NotFound("the site of this agent no longer exists") from None
-            return added
 
         return await self._write(fn) if rows else set()
 
