@@ -1,4 +1,5 @@
-"""The serving process's allocator keeps large freed buffers for reuse (glibc on Linux)."""
+"""The serving process keeps large freed buffers for reuse (glibc on Linux) and leaves
+its start-up objects out of garbage collection."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from server import allocator
+from server import memory
 
 ROOT = Path(__file__).resolve().parents[3]
 # one upload's worth of MiB-sized buffers made and freed over and over, in two threads
 WORKLOAD = """
 import resource, sys, threading
-from server import allocator
-tuned = allocator.keep_large_buffers() if sys.argv[1] == "tune" else None
+from server import memory
+tuned = memory.keep_large_buffers() if sys.argv[1] == "tune" else None
 def work():
     for _ in range(50):
         held = [b"x" * (1 << 20) for _ in range(20)]
@@ -54,4 +55,25 @@ def test_freed_large_buffers_are_reused_instead_of_faulted_in_again() -> None:
 
 def test_an_operators_own_malloc_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
-    assert allocator.keep_large_buffers() is False
+    assert memory.keep_large_buffers() is False
+
+
+FREEZE = """
+import gc
+import server.main
+frozen = __import__("server.memory").memory.freeze_startup_objects()
+print(frozen, len(gc.get_objects()))
+"""
+
+
+def test_the_objects_made_at_start_up_are_left_out_of_collections() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    frozen, still_collected = (int(part) for part in done.stdout.split())
+    assert frozen > 50_000  # the imports of a serving process
+    assert still_collected < 1_000
