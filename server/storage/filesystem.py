@@ -9,9 +9,12 @@ files, which `remove_stale_temp_files` deletes once they are older than a margin
 A batch (`create_many`) pays the durability once, not per blob (git's
 `core.fsyncMethod=batch` does the same for loose objects): every temporary file is
 written, then made durable in one `syncfs(2)` of the store's filesystem, then linked to
-its name, then the new names are made durable with one more `syncfs`. Without syncfs
-(not Linux, or a kernel before 5.8, whose syncfs did not report write errors) each
-temporary file is fsynced and each distinct directory once per batch. syncfs also
+its name, then the new names, and the folders the batch created for them, are made
+durable with one more `syncfs` (a single blob fsyncs each new folder's parent at once).
+Without syncfs (not Linux, or a kernel before 5.8, whose syncfs did not report write
+errors) each temporary file is fsynced, and each distinct directory, and the parent of
+each new folder, once per batch. Either way before the batch returns, so before any
+index row names one of its blobs. syncfs also
 flushes whatever else is dirty on that filesystem: a store on its own filesystem pays
 only for its own writes.
 """
