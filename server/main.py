@@ -15,7 +15,7 @@ import typer
 from common.clock import SystemClock, iso
 from common.errors import FailedPrecondition, StoreSafeError
 from common.version import VERSION
-from server import opscli, tls
+from server import memory, opscli, tls
 from server.app import ServeOptions, serve
 from server.db.engine import make_engine, migrate, sqlite_url
 from server.domain.records import AdminTokenRecord
@@ -236,6 +236,8 @@ def serve_cmd(  # noqa: PLR0917 - typer passes options positionally
 ) -> None:
     """Serve the agent and admin gRPC APIs (and HTTP with --http-listen) until SIGTERM."""
     _logging()
+    memory.keep_large_buffers()
+    memory.freeze_startup_objects()
     options = ServeOptions(
         data_dir=data_dir,
         listen=listen,

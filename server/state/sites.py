@@ -12,9 +12,9 @@ from common.errors import NotFound
 from server.state.tables import SITES
 
 
-def insert_ignore(conn: Connection, table: Table) -> Any:
-    """INSERT .. ON CONFLICT DO NOTHING for the connection's dialect."""
-    if conn.dialect.name == "postgresql":
+def insert_ignore(conn: Connection | str, table: Table) -> Any:
+    """INSERT .. ON CONFLICT DO NOTHING for the connection's dialect (or the dialect named)."""
+    if (conn if isinstance(conn, str) else conn.dialect.name) == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
 

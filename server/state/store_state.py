@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.clock import utc
@@ -26,6 +27,19 @@ from server.state.tables import CHUNKS, DAMAGE, SITE_KEYS, SITES, SNAPSHOTS
 from server.state.threaded import ThreadedSql
 
 _IN_BATCH = 500  # ids per IN (...) query
+
+# The statements of every upload batch, built once: a statement built per call cost more
+# Python than running it (expressions, then their cache key, every time).
+_CHUNK_ROWS = select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256, CHUNKS.c.state).where(
+    CHUNKS.c.site_id == bindparam("site_id"),
+    CHUNKS.c.chunk_id.in_(bindparam("ids", expanding=True)),
+)
+
+
+@functools.cache
+def _add_chunk_rows(dialect: str) -> Any:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING chunk_id on chunks, for `dialect`."""
+    return insert_ignore(dialect, CHUNKS).returning(CHUNKS.c.chunk_id)
 
 
 class SqlStoreState(ThreadedSql, StoreState):
@@ -99,12 +113,7 @@ class SqlStoreState(ThreadedSql, StoreState):
         def fn(conn: Connection) -> dict[str, ChunkRecord]:
             found: dict[str, ChunkRecord] = {}
             for batch in batches(wanted):
-                rows = conn.execute(
-                    select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256, CHUNKS.c.state).where(
-                        CHUNKS.c.site_id == site_id,
-                        CHUNKS.c.chunk_id.in_(batch),
-                    )
-                )
+                rows = conn.execute(_CHUNK_ROWS, {"site_id": site_id, "ids": batch})
                 for r in rows:
                     found[r.chunk_id] = ChunkRecord(r.chunk_id, int(r.size), r.sha256, r.state)
             return found
@@ -152,18 +161,12 @@ class SqlStoreState(ThreadedSql, StoreState):
         ]
 
         def fn(conn: Connection) -> set[str]:
-            added: set[str] = set()
+            # the rows apart from the statement (executemany): it is compiled once, where
+            # rows inside it (.values(rows)) had it compiled again for every batch
             try:
-                for at in range(0, len(rows), _IN_BATCH):
-                    stmt = (
-                        insert_ignore(conn, CHUNKS)
-                        .values(rows[at : at + _IN_BATCH])
-                        .returning(CHUNKS.c.chunk_id)
-                    )
-                    added.update(r.chunk_id for r in conn.execute(stmt))
+                return set(conn.execute(_add_chunk_rows(conn.dialect.name), rows).scalars())
             except IntegrityError:  # the site row is gone: a foreign key refused it
                 raise NotFound("the site of this agent no longer exists") from None
-            return added
 
         return await self._write(fn) if rows else set()
 

@@ -9,9 +9,12 @@ files, which `remove_stale_temp_files` deletes once they are older than a margin
 A batch (`create_many`) pays the durability once, not per blob (git's
 `core.fsyncMethod=batch` does the same for loose objects): every temporary file is
 written, then made durable in one `syncfs(2)` of the store's filesystem, then linked to
-its name, then the new names are made durable with one more `syncfs`. Without syncfs
-(not Linux, or a kernel before 5.8, whose syncfs did not report write errors) each
-temporary file is fsynced and each distinct directory once per batch. syncfs also
+its name, then the new names, and the folders the batch created for them, are made
+durable with one more `syncfs` (a single blob fsyncs each new folder's parent at once).
+Without syncfs (not Linux, or a kernel before 5.8, whose syncfs did not report write
+errors) each temporary file is fsynced, and each distinct directory, and the parent of
+each new folder, once per batch. Either way before the batch returns, so before any
+index row names one of its blobs. syncfs also
 flushes whatever else is dirty on that filesystem: a store on its own filesystem pays
 only for its own writes.
 """
@@ -50,6 +53,8 @@ class FilesystemBackend(Backend):
         directory (False), or by syncfs where the system has it (None)."""
         self.root = Path(root)
         self.incoming = self.root / INCOMING
+        self._base = f"{self.root}{os.sep}"
+        self._incoming = str(self.incoming)
         self.clock = clock or SystemClock()
         self._ready = False
         self._syncfs = SYNCFS if use_syncfs is None else (SYNCFS if use_syncfs else None)
@@ -77,7 +82,7 @@ class FilesystemBackend(Backend):
                 return False
             if not self._link(self._write_temp(data), key):
                 return False
-            _fsync_dir((self.root / key).parent)
+            _fsync_dir(self._path(key).rpartition(os.sep)[0])
         except OSError as exc:
             raise self._error(exc, f"store blob {key}") from exc
         return True
@@ -87,18 +92,18 @@ class FilesystemBackend(Backend):
             self.check()
         created = [False] * len(blobs)
         temps: dict[int, str] = {}
+        folders: set[str] = set()  # whose entries must be made durable before returning
         try:
             try:
                 for at, (key, data) in enumerate(blobs):
-                    if self._absent(key):
+                    if self._absent(key, folders):
                         temps[at] = self._write_temp(data, sync=self._syncfs is None)
                 if temps and self._syncfs is not None:  # else each was fsynced as written
                     self._syncfs(self.incoming)  # the bytes are durable before any name appears
-                folders: set[Path] = set()
                 for at in sorted(temps):
                     created[at] = self._link(temps.pop(at), blobs[at][0])
                     if created[at]:
-                        folders.add((self.root / blobs[at][0]).parent)
+                        folders.add(self._path(blobs[at][0]).rpartition(os.sep)[0])
                 self._sync_folders(folders)
             finally:
                 for temp in temps.values():
@@ -107,31 +112,38 @@ class FilesystemBackend(Backend):
             raise self._error(exc, f"store a batch of {len(blobs)} blobs") from exc
         return created
 
-    def _absent(self, key: str) -> bool:
-        """Make the blob's folder; False when the name exists already (a retry)."""
-        target = self.root / key
-        self._ensure_dir(target.parent, key)
-        if os.path.lexists(target):
-            if target.is_dir():
-                raise _folder_clash(key)
-            return False
-        return True
+    def _path(self, key: str) -> str:
+        """The file of `key` (string paths: the hot path makes no Path objects)."""
+        return self._base + key if os.sep == "/" else self._base + key.replace("/", os.sep)
+
+    def _absent(self, key: str, folders: set[str] | None = None) -> bool:
+        """Make the blob's folder (new folders durable at once, or added to `folders` to be
+        made durable by the caller); False when the name exists already (a retry)."""
+        target = self._path(key)
+        self._ensure_dir(target.rpartition(os.sep)[0], key, folders)
+        try:
+            mode = os.lstat(target).st_mode
+        except FileNotFoundError:
+            return True
+        if st.S_ISDIR(mode):
+            raise _folder_clash(key)
+        return False
 
     def _link(self, temp: str, key: str) -> bool:
         """Give the durable temporary file its name; False when the name was taken."""
-        target = self.root / key
+        target = self._path(key)
         try:
             os.link(temp, target)
         except FileExistsError:
-            if target.is_dir():
+            if os.path.isdir(target):
                 raise _folder_clash(key) from None
             return False
         finally:
             os.unlink(temp)
         return True
 
-    def _sync_folders(self, folders: set[Path]) -> None:
-        """Make the new names in `folders` durable."""
+    def _sync_folders(self, folders: set[str]) -> None:
+        """Make the new entries in `folders` durable."""
         if not folders:
             return
         if self._syncfs is not None:
@@ -221,30 +233,32 @@ class FilesystemBackend(Backend):
         return removed
 
     def _write_temp(self, data: bytes, *, sync: bool = True) -> str:
-        fd, temp = tempfile.mkstemp(dir=self.incoming, prefix=".blob-")
+        fd, temp = tempfile.mkstemp(dir=self._incoming, prefix=".blob-")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
+            try:
+                _write_all(fd, data)
                 if sync:
-                    os.fsync(handle.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         except BaseException:
             os.unlink(temp)
             raise
         return temp
 
-    def _ensure_dir(self, folder: Path, key: str) -> None:
-        """Create `folder` and its parents, each new entry made durable in its parent."""
-        if folder.is_dir():
+    def _ensure_dir(self, folder: str, key: str, synced: set[str] | None = None) -> None:
+        """Create `folder` and its parents, each new entry made durable in its parent at
+        once, or (with `synced`) its parent added to `synced` for the caller to sync."""
+        if os.path.isdir(folder):
             return
-        missing: list[Path] = []
+        missing: list[str] = []
         probe = folder
         while True:  # one stat per level: another writer may be creating the same folders
             try:
                 mode = os.stat(probe).st_mode
             except FileNotFoundError:
                 missing.append(probe)
-                probe = probe.parent
+                probe = os.path.dirname(probe)
                 continue
             except NotADirectoryError:
                 raise _folder_clash(key) from None
@@ -253,12 +267,15 @@ class FilesystemBackend(Backend):
             break
         for path in reversed(missing):
             try:
-                path.mkdir()
+                os.mkdir(path)
             except FileExistsError:
-                if not path.is_dir():
+                if not os.path.isdir(path):
                     raise _folder_clash(key) from None
                 continue
-            _fsync_dir(path.parent)
+            if synced is None:
+                _fsync_dir(os.path.dirname(path))
+            else:
+                synced.add(os.path.dirname(path))
 
     def _stat_one(self, key: str) -> BlobInfo | None:
         try:
@@ -301,12 +318,18 @@ def _folder_clash(key: str) -> InvalidArgument:
     )
 
 
-def _fsync_dir(folder: Path) -> None:
+def _fsync_dir(folder: Path | str) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _read_all(fd: int) -> bytes:

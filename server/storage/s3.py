@@ -5,12 +5,15 @@ replace an object (412), and `BlobStore` then compares the stored bytes to tell 
 idempotent retry from an overwrite. `check` proves the endpoint honours the condition
 (some S3 servers ignore it and overwrite), so `serve` can refuse such a store. Blobs
 are sent in one PUT: chunks are far below S3's 5 GiB single-put limit, so there is no
-multipart upload. Credentials come from boto3's standard chain (environment
-variables, shared files, instance roles); none are ever put in the store URL.
+multipart upload. A batch (`create_many`) is sent as that many PUTs at once, at most
+`connections` in flight (boto3 clients are thread-safe), since each costs a round trip.
+Credentials come from boto3's standard chain (environment variables, shared files,
+instance roles); none are ever put in the store URL.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -70,6 +73,9 @@ class S3Backend(Backend):
         self.client: S3Client = session.client(
             "s3", endpoint_url=endpoint, region_name=region, config=config
         )
+        self._writers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=connections, thread_name_prefix="s3-put"
+        )
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix}"
@@ -94,6 +100,17 @@ class S3Backend(Backend):
         except Exception as exc:
             raise self._error(exc, f"store blob {key}") from exc
         return True
+
+    def create_many(self, blobs: Sequence[tuple[str, bytes]]) -> list[bool]:
+        if len(blobs) < 2:
+            return [self.create(key, data) for key, data in blobs]
+        puts = [self._writers.submit(self.create, key, data) for key, data in blobs]
+        try:
+            return [put.result() for put in puts]  # the first failure in batch order
+        finally:  # on a failure: nothing more starts, and nothing is still writing after
+            for put in puts:
+                put.cancel()
+            concurrent.futures.wait(puts)
 
     def read(self, key: str) -> bytes:
         try:
@@ -129,6 +146,7 @@ class S3Backend(Backend):
         return StoreUsage(free_bytes=None, total_bytes=None)
 
     def close(self) -> None:
+        self._writers.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
     def _head(self, key: str) -> BlobInfo | None:

@@ -33,6 +33,13 @@ TEST_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "storesafe-test-secret",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+LIMITED_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "storesafe-limited",
+    "AWS_SECRET_ACCESS_KEY": "storesafe-limited-secret",
+}
+"""SeaweedFS only: an identity that may read the bucket but write only names that start
+with LIMITED_WRITES (a store that refuses some writes of a batch)."""
+LIMITED_WRITES = "limited/ok"
 START_TIMEOUT = 60.0
 STOP_GRACE = 2.0  # SeaweedFS's graceful stop takes ~20 s; its data is temporary
 
@@ -135,7 +142,21 @@ def _identities() -> dict[str, object]:
                     }
                 ],
                 "actions": ["Admin", "Read", "Write", "List"],
-            }
+            },
+            {
+                "name": "storesafe-limited",
+                "credentials": [
+                    {
+                        "accessKey": LIMITED_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        "secretKey": LIMITED_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    }
+                ],
+                "actions": [
+                    f"Read:{BUCKET}",
+                    f"List:{BUCKET}",
+                    f"Write:{BUCKET}/{LIMITED_WRITES}*",
+                ],
+            },
         ]
     }
 

@@ -64,6 +64,15 @@ def test_rows_are_create_only_and_per_site(db_url: str) -> None:
         assert await state.indexed(a, ["b" * 64, *many, "a" * 64]) == {"a" * 64, *many[:3]}
         assert await state.indexed(b, many) == set()
         assert await state.indexed(a, []) == set()
+        # a batch insert answers the rows it added: not those indexed already, nor another
+        # site's; past one page of the driver's multi-row inserts
+        rows = [ChunkRecord(one, 2, "1" * 64) for one in many]
+        assert await state.add_chunks(a, rows, T0) == set(many[3:])
+        assert await state.add_chunks(a, rows[:5], T0) == set()
+        assert await state.add_chunks(b, rows[:2], T0) == set(many[:2])
+        assert (await state.chunks(a, many[:1]))[many[0]].size == 1  # never replaced
+        assert (await state.chunks(a, many[-1:]))[many[-1]].size == 2
+        assert await state.add_chunks(a, [], T0) == set()
 
         old, new = snap("1" * 64, T0), snap("2" * 64, T0 + dt.timedelta(days=1))
         db = snap("3" * 64, T0 + dt.timedelta(days=2), kind="database")

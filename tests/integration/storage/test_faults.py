@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +15,14 @@ from common.errors import NotFound
 from server.storage import BlobStore, Digest, StoreFull, StoreUnavailable, open_store
 from server.storage.filesystem import FilesystemBackend
 from server.storage.s3 import S3Backend
-from tests.integration.storage.test_conformance import KEY, listed, run, save
+from tests.integration.storage.test_conformance import KEY, listed, many, run, save
 from tests.support.faulty_storage import FaultyBackend
-from tests.support.s3servers import S3Server, use_test_credentials
+from tests.support.s3servers import (
+    LIMITED_CREDENTIALS,
+    LIMITED_WRITES,
+    S3Server,
+    use_test_credentials,
+)
 from tests.support.server import free_port
 
 
@@ -166,5 +173,41 @@ def test_no_credentials_are_unavailable_naming_the_store(
     try:
         with pytest.raises(StoreUnavailable, match="no S3 credentials were found"):
             run(save(store, KEY, b"data"))
+    finally:
+        run(store.close())
+
+
+def test_an_s3_batch_refused_in_the_middle_fails_with_the_first_refusal(
+    seaweedfs_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PUTs of a batch run side by side; when the store refuses some of them, the
+    batch fails with the error of the first refused blob in batch order, and every blob
+    is whole or absent (Backend.create_many's contract)."""
+    for name, value in LIMITED_CREDENTIALS.items():  # may write only under LIMITED_WRITES
+        monkeypatch.setenv(name, value)
+    run_id = uuid.uuid4().hex[:12]
+    folder, _, start = LIMITED_WRITES.partition("/")  # the store's prefix, the names' start
+    allowed, refused = f"{start}-{run_id}", f"no-{run_id}"
+    keys = [f"{refused if n in (3, 6) else allowed}/chunks/{n:04d}" for n in range(10)]
+    blobs = {key: os.urandom(20_000 + n) for n, key in enumerate(keys)}
+    backend = S3Backend(
+        seaweedfs_server.bucket,
+        prefix=folder,
+        endpoint=seaweedfs_server.endpoint,
+        region="us-east-1",
+    )
+    store = BlobStore(backend)
+    try:
+        with pytest.raises(StoreUnavailable, match=f"refused access .* store blob {keys[3]}$"):
+            run(store.save_many(many(blobs)))
+        stored = run(listed(store))
+        assert keys[3] not in stored and keys[6] not in stored
+        assert all(key in blobs for key in stored)
+        assert run(store.load_many(list(stored))) == [blobs[key] for key in stored]
+        # the same batch again, without the refused blobs: all of it ends up stored
+        rest = {key: data for key, data in blobs.items() if not key.startswith(refused)}
+        saved, error = run(store.save_many(many(rest)))
+        assert error is None and [s.key for s in saved] == list(rest)
+        assert run(listed(store)) == {key: len(data) for key, data in rest.items()}
     finally:
         run(store.close())
