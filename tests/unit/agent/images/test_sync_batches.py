@@ -19,7 +19,7 @@ from tests.unit.agent.images.test_sync import (  # fixtures: keys, clock
     clock,
     keys,
     opened,
-    slow_puts,
+    slow_batches,
     sync,
     write,
 )
@@ -91,7 +91,7 @@ def test_a_stop_while_small_files_wait_rolls_them_back_and_the_next_pass_goes_on
     for name, data in big.items():
         write(folder / name, data)
     files = {**big, **small_files(folder, 20)}  # d*/: after a*.bin in the walk
-    slow_puts(store, clock, minutes=10)
+    slow_batches(store, clock, minutes=10)
     window = UploadWindow.parse("08:00-09:45", tz=dt.UTC)
     clock.set(dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC))
 
