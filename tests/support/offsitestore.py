@@ -117,18 +117,25 @@ class AsyncMemoryStore:
 @dataclasses.dataclass
 class CutBeforePut:
     """A real StoreLink that runs `cut` (e.g. stops the real server) just before its Nth
-    PutChunks call; it records the chunk ids of every PutChunks call that returned."""
+    PutChunks call, or (`before_missing`) its Nth MissingChunks call, which the uploader
+    makes from the pass's thread and waits for (a clock changed there is seen in a fixed
+    order); it records the chunk ids of every PutChunks call that returned."""
 
     link: StoreLink
     before_put: int
     cut: Callable[[], None]
     delivered: list[str] = dataclasses.field(default_factory=list)
     puts: int = 0
+    before_missing: int = 0
+    asked: int = 0
 
     async def put_site_key(self, key: SiteKeyUpload) -> bool:
         return await self.link.put_site_key(key)
 
     async def missing_chunks(self, ids: Sequence[str]) -> list[str]:
+        self.asked += 1
+        if self.asked == self.before_missing:
+            self.cut()
         return await self.link.missing_chunks(ids)
 
     async def put_chunks(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:

@@ -75,6 +75,8 @@ def test_a_failed_send_of_the_last_files_rolls_their_rows_back_and_fails_the_pas
     assert cut.result.aborted and cut.snapshot_id == "" and store.snapshots == {}
     assert "the connection was cut" in " ".join(cut.result.errors)
     assert stored_paths(state) == []  # no row names a chunk that did not arrive
+    # the pass's figures count what the index kept: none of the 40 rolled-back rows
+    assert (cut.result.stored, cut.result.bytes_stored) == (0, 0)
 
     done = sync(folder, state, keys, store, clock)
     assert done.snapshot_id and not done.result.failed and done.result.stored == 40
