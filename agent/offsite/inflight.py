@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 
 from agent.domain.offsite import ChunkUpload, PutChunksResult
@@ -33,6 +34,10 @@ IN_FLIGHT = 2
 """Batches handed over and not yet confirmed: one on the wire, one sealed behind it."""
 
 Put = Callable[[Sequence[ChunkUpload]], PutChunksResult]
+
+
+class NotSent(Exception):
+    """A batch queued behind a failed one: the sender did not send it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +68,7 @@ class SendWindow:
         self.failure: Exception | None = None
         self._flights: collections.deque[_Flight] = collections.deque()
         self._sender: concurrent.futures.ThreadPoolExecutor | None = None
+        self._broken = threading.Event()  # a call failed: the sender sends no more
 
     @property
     def in_flight(self) -> int:
@@ -82,7 +88,7 @@ class SendWindow:
                 self._sender = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="upload-send"
                 )
-            outcome = self._sender.submit(self._put, batch)
+            outcome = self._sender.submit(self._send, batch)
         else:
             outcome = concurrent.futures.Future()
             outcome.set_result(PutChunksResult(0, 0, 0))
@@ -119,6 +125,16 @@ class SendWindow:
             self._sender = None
         return self.failure
 
+    def _send(self, batch: Sequence[ChunkUpload]) -> PutChunksResult:
+        """In the sender thread: one PutChunks call, none after a call failed."""
+        if self._broken.is_set():
+            raise NotSent
+        try:
+            return self._put(batch)
+        except BaseException:
+            self._broken.set()
+            raise
+
     def _land(self, flight: _Flight) -> None:
         """Wait for the oldest batch to end and count it."""
         assert self._flights[0] is flight
@@ -126,7 +142,7 @@ class SendWindow:
             flight.outcome.cancel()  # not started yet: it stays unsent
         try:
             flight.outcome.result()
-        except concurrent.futures.CancelledError:
+        except (concurrent.futures.CancelledError, NotSent):
             pass
         except Exception as exc:  # noqa: BLE001 - kept, raised by check and wait
             if self.failure is None:
