@@ -4,20 +4,22 @@ The uploader hands each sealed batch to `SendWindow.send` and goes back to
 reading, cutting and sealing the next one (and asking MissingChunks about it)
 while the server receives and stores this one. The batches go out one after
 another, in order, from one sender thread (so the server sees them as before,
-one stream at a time); at most `depth` are handed over and not yet confirmed:
-`send` waits for the oldest when the window is full. Memory holds at most
-`depth` sealed batches plus the one being prepared, whatever the data size.
+one stream at a time); at most `depth` (IN_FLIGHT: one) are handed over and
+not yet confirmed: `send` waits for the oldest when the window is full. So
+memory holds at most `depth` sealed batches plus the one being prepared
+(2 x 8 MiB), whatever the data size. The server takes longer over a batch than
+the agent does, so one batch ready behind the one on the wire keeps it busy.
 
 Batches are numbered as they are handed over (an empty one too: every chunk
 was on the server already). `stored` is the highest number up to which every
 batch is confirmed stored: what was added to a batch numbered at most `stored`
 is on the server, and only that may be committed.
 
-A batch that fails ends the window: the batches queued behind it are not sent,
-and its error (the store's typed error, exactly as the call raised it) is
-raised by the next `check`, `send` or `wait`, once nothing is in flight any
-more, so `stored` is final when the error surfaces. `settle` waits the same
-way without raising, for a caller that is ending anyway.
+A batch that fails ends the window: its error (the store's typed error,
+exactly as the call raised it) is raised by the next `check`, `send` or
+`wait`, once nothing is in flight any more (a batch queued behind it and not
+started is not sent), so `stored` is final when the error surfaces. `settle`
+waits the same way without raising, for a caller that is ending anyway.
 """
 
 from __future__ import annotations
@@ -25,19 +27,15 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import threading
 from collections.abc import Callable, Sequence
 
 from agent.domain.offsite import ChunkUpload, PutChunksResult
 
-IN_FLIGHT = 2
-"""Batches handed over and not yet confirmed: one on the wire, one sealed behind it."""
+IN_FLIGHT = 1
+"""Batches handed over and not yet confirmed: one on the wire while the next is prepared
+(a second one queued behind it held 8 MiB more for no speed: peak RSS up to 139 MiB)."""
 
 Put = Callable[[Sequence[ChunkUpload]], PutChunksResult]
-
-
-class NotSent(Exception):
-    """A batch queued behind a failed one: the sender did not send it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +66,6 @@ class SendWindow:
         self.failure: Exception | None = None
         self._flights: collections.deque[_Flight] = collections.deque()
         self._sender: concurrent.futures.ThreadPoolExecutor | None = None
-        self._broken = threading.Event()  # a call failed: the sender sends no more
-
-    @property
-    def in_flight(self) -> int:
-        """Batches handed over and not yet seen to end."""
-        return len(self._flights)
 
     def send(self, batch: Sequence[ChunkUpload]) -> int:
         """Hand `batch` over (waiting for room first); its number."""
@@ -88,7 +80,7 @@ class SendWindow:
                 self._sender = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="upload-send"
                 )
-            outcome = self._sender.submit(self._send, batch)
+            outcome = self._sender.submit(self._put, batch)
         else:
             outcome = concurrent.futures.Future()
             outcome.set_result(PutChunksResult(0, 0, 0))
@@ -125,16 +117,6 @@ class SendWindow:
             self._sender = None
         return self.failure
 
-    def _send(self, batch: Sequence[ChunkUpload]) -> PutChunksResult:
-        """In the sender thread: one PutChunks call, none after a call failed."""
-        if self._broken.is_set():
-            raise NotSent
-        try:
-            return self._put(batch)
-        except BaseException:
-            self._broken.set()
-            raise
-
     def _land(self, flight: _Flight) -> None:
         """Wait for the oldest batch to end and count it."""
         assert self._flights[0] is flight
@@ -142,7 +124,7 @@ class SendWindow:
             flight.outcome.cancel()  # not started yet: it stays unsent
         try:
             flight.outcome.result()
-        except (concurrent.futures.CancelledError, NotSent):
+        except concurrent.futures.CancelledError:
             pass
         except Exception as exc:  # noqa: BLE001 - kept, raised by check and wait
             if self.failure is None:

@@ -2,9 +2,9 @@
 
 One PutChunks call is held at a gate on its way (tests.support.offsitestore.GatedLink
 around the real transport), and the tests watch what the uploader does meanwhile: it
-asks about and seals the next batches, at most two batches unconfirmed; a batch that
-fails in flight surfaces as the server's typed error, the batch behind it is not sent
-and nothing is counted stored; a stop waits for the batch in flight; an image-sync pass
+asks about and seals the next batch, at most one batch unconfirmed; a batch that
+fails in flight surfaces as the server's typed error, nothing more is sent and
+nothing is counted stored; a stop waits for the batch in flight; an image-sync pass
 whose batch fails in flight keeps no row naming a chunk that did not arrive, reports
 nothing stored, and the next pass sends nothing twice.
 """
@@ -90,13 +90,13 @@ def missing(link: StoreLink, loop: asyncio.AbstractEventLoop, chunks: list[Plain
     return set(on(loop, link.missing_chunks([c.chunk_id for c in chunks])))
 
 
-def test_the_next_batches_are_asked_about_and_sealed_while_one_is_on_its_way(
+def test_the_next_batch_is_asked_about_and_sealed_while_one_is_on_its_way(
     shared_server: ServerHandle, tmp_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
     keys = SiteKeys.derive("pipe-overlap", new_data_key())
     real = agent_link(shared_server, tmp_path, "pipe-overlap", loop)
-    # the first PutChunks waits at the gate until batch 3 has been asked about
-    gated = GatedLink(real, loop, hold=1, asked_while_held=2, opens=3)
+    # the first PutChunks waits at the gate until batch 2 has been asked about
+    gated = GatedLink(real, loop, hold=1, asked_while_held=2, opens=2)
     uploader = uploader_over(gated, loop, keys)
     chunks = [plain(keys) for _ in range(6)]
     for chunk in chunks:  # each chunk is a batch of its own
@@ -104,55 +104,55 @@ def test_the_next_batches_are_asked_about_and_sealed_while_one_is_on_its_way(
     uploader.flush()
 
     # (call, its number, batches handed over at that moment)
-    assert gated.events[:6] == [
+    assert gated.events[:5] == [
         ("missing", 1, 0),
         ("held", 1, 1),
         ("missing", 2, 1),  # asked while batch 1 waits at the gate
-        ("missing", 3, 2),  # batch 2 sealed and handed over meanwhile; this one waits
-        ("put", 1, 2),
-        ("stored", 1, 2),  # batch 3 went only once batch 1 was stored: a window of 2
+        ("put", 1, 1),  # batch 2 is sealed meanwhile, and waits for room
+        ("stored", 1, 1),
     ]
-    assert IN_FLIGHT == 2
-    puts = [(n, seen) for what, n, seen in gated.events if what in ("put", "stored")]
-    assert [n for n, _ in puts] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]  # one at a time, in order
-    stored_at = {n: seen for what, n, seen in gated.events if what == "stored"}
-    assert all(isinstance(seen, int) and seen <= n + 1 for n, seen in stored_at.items())
+    assert IN_FLIGHT == 1
+    puts = [n for what, n, _ in gated.events if what in ("put", "stored")]
+    assert puts == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]  # one at a time, in order
+    # at most one batch handed over and unconfirmed: the one being stored
+    assert [(n, seen) for what, n, seen in gated.events if what == "stored"] == [
+        (n, n) for n in range(1, 7)
+    ]
+    assert [n for what, n, _ in gated.events if what == "missing"] == [1, 2, 3, 4, 5, 6]
     assert uploader.stored() == uploader.batches == 6
     assert uploader.tally.chunks_sent == 6
     assert missing(real, loop, chunks) == set()
 
 
-def test_a_batch_that_fails_in_flight_surfaces_as_the_server_said_and_the_next_is_not_sent(
+def test_a_batch_that_fails_in_flight_surfaces_as_the_server_said_and_ends_the_upload(
     shared_server: ServerHandle, tmp_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
     keys = SiteKeys.derive("pipe-fail", new_data_key())
     real = agent_link(shared_server, tmp_path, "pipe-fail", loop)
-    # batch 1 goes with a wrong SHA-256 once batch 3 has been asked about; batch 2 waits
-    # behind it by then
-    gated = GatedLink(real, loop, hold=1, spoil=1, asked_while_held=2, opens=3)
+    # batch 1 goes with a wrong SHA-256 once batch 2 has been asked about
+    gated = GatedLink(real, loop, hold=1, spoil=1, asked_while_held=2, opens=2)
     uploader = uploader_over(gated, loop, keys)
-    chunks = [plain(keys) for _ in range(5)]
-    for chunk in chunks[:3]:
-        uploader.add(chunk)  # batches 1 and 2 go
-    assert uploader.batches == 2
+    chunks = [plain(keys) for _ in range(4)]
+    uploader.add(chunks[0])
+    uploader.add(chunks[1])  # batch 1 goes
+    assert uploader.batches == 1
     with pytest.raises(InvalidArgument) as failed:
-        uploader.add(chunks[3])  # batch 3 is asked about, sealed, and finds no room
+        uploader.add(chunks[2])  # batch 2 is asked about, sealed, and finds batch 1 failed
     # the same error the transport raises for that chunk sent on its own, after
     assert gated.spoiled is not None
     with pytest.raises(StoreSafeError) as direct:
         on(loop, real.put_chunks([gated.spoiled]))
     assert type(failed.value) is type(direct.value)
     assert failed.value.message == direct.value.message
-    assert gated.puts == 1  # batch 2 was handed over, and never went
-    assert uploader.batches == 2 and uploader.stored() == 0
+    assert gated.puts == 1 and gated.asked == 2  # batch 2 never went
+    assert uploader.batches == 1 and uploader.stored() == 0
     assert uploader.tally.chunks_sent == 0
-    assert missing(real, loop, chunks[:3]) == {c.chunk_id for c in chunks[:3]}
+    assert missing(real, loop, chunks[:2]) == {c.chunk_id for c in chunks[:2]}
 
-    asked = gated.asked
-    uploader.add(chunks[4])
+    uploader.add(chunks[3])
     with pytest.raises(InvalidArgument):  # the upload is over: the same error again
         uploader.send()
-    assert gated.asked == asked  # without asking the server anything
+    assert gated.asked == 2  # without asking the server anything
 
 
 def test_a_stop_waits_for_the_batch_in_flight(
