@@ -273,11 +273,12 @@ class Uploader:
         missing = set(self.remote.missing(ids))
         self.tally.chunks_present += len(ids) - len(missing)
         batch: list[ChunkUpload] = []
-        for chunk in pending:
+        pending.reverse()
+        while pending:  # each plain chunk let go as it is sealed: one batch's worth in all
+            chunk = pending.pop()
             if chunk.chunk_id in missing:
                 missing.discard(chunk.chunk_id)  # a chunk twice in one batch goes once
                 batch.append(self._upload(chunk.seal(self.keys)))
-        pending.clear()
         if len(self._known) + len(ids) > KNOWN_IDS:
             self._known.clear()
         self._known.update(ids)  # a later batch leaves them out: their batch goes first

@@ -215,8 +215,9 @@ def stored_chunks(server: ServerHandle, site: str) -> set[str]:
 
 
 def test_an_image_pass_whose_batch_fails_in_flight_keeps_no_row_of_it_and_reports_none_stored(
-    server: ServerHandle, tmp_path: Path
+    server: ServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", 128 << 10)  # a batch a file
     site = "pipe-pass"
     folder = tmp_path / "Images"
     folder.mkdir()

@@ -222,8 +222,9 @@ def test_outside_the_upload_window_no_pass_starts_and_sync_now_says_when_it_open
 
 
 def test_a_pass_cut_by_its_budget_is_a_succeeded_report_marked_incomplete(
-    tmp_path: Path, folder: Path
+    tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", 128 << 10)  # a batch a file
     store = MemoryStore()
     fleet = FleetPrivateKey.generate()
     cap, _ = build(

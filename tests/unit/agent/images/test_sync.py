@@ -22,6 +22,9 @@ from tests.support.clock import FakeClock
 from tests.support.offsitestore import MemoryStore
 
 MIB = 1 << 20
+EACH_FILE = 128 << 10
+"""A SEND_AFTER_FILE for tests whose files of a few hundred KB each go in a batch of their
+own as the file ends (the default waits for a full batch of 8 MiB)."""
 
 
 @pytest.fixture
@@ -165,8 +168,9 @@ def test_an_unchanged_pass_still_counts_the_files_no_manifest_can_list(
 
 
 def test_a_cut_connection_commits_nothing_and_the_next_pass_sends_only_what_is_missing(
-    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", EACH_FILE)
     folder, state = tmp_path / "img", tmp_path / "state"
     state.mkdir()
     for n in range(6):
@@ -356,8 +360,9 @@ def slow_batches(store: MemoryStore, clock: FakeClock, minutes: float) -> list[i
 
 
 def test_a_pass_stops_at_its_time_budget_and_the_next_completes_without_reading_or_sending_again(
-    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", EACH_FILE)
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
     files = {f"f{n}.bin": os.urandom(300_000 + n) for n in range(6)}
@@ -417,8 +422,9 @@ def test_a_cut_mid_file_keeps_its_sent_chunks_and_the_next_pass_does_not_send_th
 
 
 def test_a_pass_stops_when_the_upload_window_closes_and_goes_on_when_it_opens(
-    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", EACH_FILE)
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
     for n in range(4):

@@ -8,6 +8,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
+import pytest
+
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.uploader import SEND_AFTER_FILE
 from common.vault import SiteKeys
@@ -15,6 +17,7 @@ from common.window import UploadWindow
 from tests.support.clock import FakeClock
 from tests.support.offsitestore import MemoryStore
 from tests.unit.agent.images.test_sync import (  # fixtures: keys, clock
+    EACH_FILE,
     budget_sync,
     clock,
     keys,
@@ -85,8 +88,9 @@ def test_a_failed_send_of_the_last_files_rolls_their_rows_back_and_fails_the_pas
 
 
 def test_a_stop_while_small_files_wait_rolls_them_back_and_the_next_pass_goes_on(
-    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", EACH_FILE)
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
     big = {f"a{n}.bin": os.urandom(300_000 + n) for n in range(2)}  # one batch each
@@ -109,3 +113,20 @@ def test_a_stop_while_small_files_wait_rolls_them_back_and_the_next_pass_goes_on
     assert done.incomplete == "" and done.snapshot_id and done.result.stored == 20
     assert store.chunks_received == len(store.chunks)
     assert opened(store, keys, done.snapshot_id) == files
+
+
+def test_files_under_a_full_batch_share_it_and_a_larger_file_goes_as_it_ends(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    files = {f"a{n}.jpg": os.urandom(300_000 + n) for n in range(10)}  # 3 MB in all
+    files["z.tif"] = os.urandom(9 * 1024 * 1024)  # a full batch (8 MiB) or more
+    for name, data in files.items():
+        write(folder / name, data)
+    puts = slow_batches(store, clock, minutes=0)
+    out = sync(folder, state, keys, store, clock)
+    assert out.snapshot_id and out.result.stored == 11
+    # 12 MB in batches of at most 8 MiB, the manifest's part last: not a batch a file
+    assert 3 <= len(puts) <= 4 and puts[-1] == 1
+    assert opened(store, keys, out.snapshot_id) == files
