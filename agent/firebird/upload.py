@@ -16,11 +16,11 @@ uploader (agent.offsite.uploader), which asks MissingChunks per batch and
 seals and sends only the missing chunks, paced by the token bucket (a batch
 on the wire while the next is read and sealed; each stream's end waits until
 all of it is stored). The chunk refs go to a spool file in the state dir (36
-bytes each), so memory holds a few batches whatever the backup's size. Then the database snapshot
-(common.vault.backupset) is sealed, its manifest parts sent batch by batch
-as they are cut, and the snapshot committed (kind database, the backup run
-id) with its distinct chunk ids read back from a sorted file
-(agent.offsite.refspool). The local backup file is only read.
+bytes each), so memory holds two batches whatever the backup's size. Then
+the database snapshot (common.vault.backupset) is sealed, its manifest parts
+sent batch by batch as they are cut, and the snapshot committed (kind
+database, the backup run id) with its distinct chunk ids read back from a
+sorted file (agent.offsite.refspool). The local backup file is only read.
 
 Before each batch the uploader asks `should_stop`: the upload window closed
 or the run's time budget (upload.max_run_minutes) is spent ends the run
