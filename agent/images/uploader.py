@@ -48,10 +48,10 @@ class _Readable:
 
 
 SEND_AFTER_FILE = BATCH_BYTES
-"""A file of a full batch (8 MiB) or more is sent when it ends (with the small files
+"""A file of a full batch (4 MiB) or more is sent when it ends (with the small files
 before it in its batch): a stop never rolls back a large file, which would cost reading
 it again. Smaller files share a batch until it is full or the index commits, so a stop
-costs reading at most one batch of them again, and the server gets batches of 8 MiB:
+costs reading at most one batch of them again, and the server gets full batches:
 closing them at 128 KiB made a batch a file for most scans, and the server's and the
 agent's work per batch was half their CPU in a first sync (bench/README.md)."""
 

@@ -7,7 +7,7 @@ another, in order, from one sender thread (so the server sees them as before,
 one stream at a time); at most `depth` (IN_FLIGHT: one) are handed over and
 not yet confirmed: `send` waits for the oldest when the window is full. So
 memory holds at most `depth` sealed batches plus the one being prepared
-(2 x 8 MiB), whatever the data size. The server takes longer over a batch than
+(2 x 4 MiB), whatever the data size. The server takes longer over a batch than
 the agent does, so one batch ready behind the one on the wire keeps it busy.
 
 Batches are numbered as they are handed over (an empty one too: every chunk
@@ -33,7 +33,8 @@ from agent.domain.offsite import ChunkUpload, PutChunksResult
 
 IN_FLIGHT = 1
 """Batches handed over and not yet confirmed: one on the wire while the next is prepared
-(a second one queued behind it held 8 MiB more for no speed: peak RSS up to 139 MiB)."""
+(a second one queued behind it held a batch more for no speed: peak RSS up to 139 MiB
+with 8 MiB batches)."""
 
 Put = Callable[[Sequence[ChunkUpload]], PutChunksResult]
 

@@ -41,7 +41,10 @@ from common.vault import PlainChunk, SealedChunk, SiteKeys
 
 T = TypeVar("T")
 
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 4 << 20
+"""A batch: one on the wire and one being prepared stay well inside the agent's memory
+budget (8 MiB batches took its peak RSS from 125 to 131 MiB on a 2 GB file); the server's
+cost per batch is small against 4 MiB of chunks."""
 KNOWN_IDS = 50_000
 """Ids learned stored that an uploader remembers (a few MB); beyond, it asks again."""
 CALL_WAIT = 900.0
@@ -129,7 +132,7 @@ def never() -> str:
 
 
 def batch_bytes(bucket: TokenBucket) -> int:
-    """Batches of 8 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
+    """Batches of 4 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
     tokens comes before each batch, so a small batch keeps the line from bursts."""
     if bucket.rate <= 0:
         return BATCH_BYTES
