@@ -33,7 +33,7 @@ from agent.domain.offsite import ChunkUpload, PutChunksResult
 
 IN_FLIGHT = 1
 """Batches handed over and not yet confirmed: one on the wire while the next is prepared
-(a second one queued behind it held a batch more for no speed: peak RSS up to 139 MiB
+(a second one queued behind it held a batch more for no speed: peak RSS up to 138 MiB
 with 8 MiB batches)."""
 
 Put = Callable[[Sequence[ChunkUpload]], PutChunksResult]
