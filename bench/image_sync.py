@@ -76,6 +76,7 @@ RSS_GOAL_MB = 150
 PHASES = ("first", "changed", "nochange", "big", "ingest")
 PASSWORD = "bench-image-sync"
 PASS_SCRIPT = Path(__file__).with_name("image_sync_pass.py")
+INGEST_BATCH = 8 * MIB  # the ingest phase's batches, as its earlier figures were measured
 
 
 # -- data ---------------------------------------------------------------------------
@@ -772,7 +773,10 @@ def child_ingest(args: argparse.Namespace) -> None:
             await loop.run_in_executor(None, sys.stdin.readline)
             clock = SystemClock()
             uploader = Uploader(
-                keys, LoopStore(link, loop), TokenBucket.kbps(0, clock=clock, sleep=time.sleep)
+                keys,
+                LoopStore(link, loop),
+                TokenBucket.kbps(0, clock=clock, sleep=time.sleep),
+                batch_bytes=INGEST_BATCH,
             )
             cpu, began = time.process_time(), time.perf_counter()
             await asyncio.to_thread(uploader.send_sealed, sealed)

@@ -13,13 +13,14 @@ the one .fbk.zst; nbackup: the chain's level files, level 0 first) is
 decompressed as it is read (zstd checks every frame), cut with the BACKUPS
 profile under the site's keyed chunker, and handed chunk by chunk to the
 uploader (agent.offsite.uploader), which asks MissingChunks per batch and
-seals and sends only the missing chunks, paced by the token bucket. The
-chunk refs go to a spool file in the state dir (36 bytes each), so memory
-holds one batch whatever the backup's size. Then the database snapshot
-(common.vault.backupset) is sealed, its manifest parts sent batch by batch
-as they are cut, and the snapshot committed (kind database, the backup run
-id) with its distinct chunk ids read back from a sorted file
-(agent.offsite.refspool). The local backup file is only read.
+seals and sends only the missing chunks, paced by the token bucket (a batch
+on the wire while the next is read and sealed; each stream's end waits until
+all of it is stored). The chunk refs go to a spool file in the state dir (36
+bytes each), so memory holds two batches whatever the backup's size. Then
+the database snapshot (common.vault.backupset) is sealed, its manifest parts
+sent batch by batch as they are cut, and the snapshot committed (kind
+database, the backup run id) with its distinct chunk ids read back from a
+sorted file (agent.offsite.refspool). The local backup file is only read.
 
 Before each batch the uploader asks `should_stop`: the upload window closed
 or the run's time budget (upload.max_run_minutes) is spent ends the run
@@ -278,6 +279,7 @@ def upload_backup(
         log.info("upload of %s paused: %s", m.file, stop.reason)
         return _details(base, uploader, read, complete=False, paused=stop.reason)
     finally:
+        uploader.close()  # a failure leaves nothing in flight
         for spool in spools:
             spool.close()
             spool.path.unlink(missing_ok=True)

@@ -169,6 +169,16 @@ def _entry(row: tuple[Any, ...]) -> IndexEntry:
     )
 
 
+class StoredRows(NamedTuple):
+    """Rows written by `ImageIndex.store` (files stored in a pass) and their bytes."""
+
+    files: int = 0
+    size: int = 0
+
+    def plus(self, other: StoredRows) -> StoredRows:
+        return StoredRows(self.files + other.files, self.size + other.size)
+
+
 class ImageIndex:
     """The SQLite-backed index; one per state dir, used by one pass at a time (`pass_lock`)."""
 
@@ -180,6 +190,8 @@ class ImageIndex:
         # False rolls the rows not yet committed back instead
         self.before_commit: Callable[[], bool] | None = None
         self._pending = 0
+        self._stored = StoredRows()  # written by `store` since the last commit
+        self.rolled_back = StoredRows()  # of those, undone by a rollback (a failed send)
         try:
             self._db = self._open()
         except sqlite3.OperationalError as exc:
@@ -263,7 +275,10 @@ class ImageIndex:
             self._db.execute(verb)
         except sqlite3.Error as exc:
             raise IndexUnusable(f"cannot write the image index {self.path} ({exc})") from exc
+        if verb == "ROLLBACK":
+            self.rolled_back = self.rolled_back.plus(self._stored)
         self._pending = 0
+        self._stored = StoredRows()
 
     def observe(self, key: bytes, state: FileState, *, since: dt.datetime) -> None:
         """Record `state` as the latest observation of `key`, unchanged since `since`."""
@@ -286,6 +301,7 @@ class ImageIndex:
         at: dt.datetime,
     ) -> None:
         """Record that the consumer stored `key` as `state` with `content_ids` (batched)."""
+        self._stored = self._stored.plus(StoredRows(1, state.size))  # before a commit it may start
         self._upsert_stored(key, state, tuple(content_ids), since=since, stored_at=at, at=at)
 
     def adopt(self, key: bytes, source: IndexEntry, *, at: dt.datetime) -> None:

@@ -35,6 +35,7 @@ as it was. A missing folder fails the pass and touches nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ntpath
 import os
@@ -100,11 +101,19 @@ class Scanner:
         """Run one pass, handing files to store to `consumer`; never two at once per index."""
         if not self.index.pass_lock.acquire(blocking=False):
             raise PassAlreadyRunning(f"a pass over the image folder {self.folder} is running")
+        undone = self.index.rolled_back
         try:
-            return _Pass(self, consumer).run()
+            result = _Pass(self, consumer).run()
         finally:
             self.index.commit()
             self.index.pass_lock.release()
+        # rows the index rolled back (their chunks did not reach the store) were not stored
+        now = self.index.rolled_back
+        return dataclasses.replace(
+            result,
+            stored=result.stored - (now.files - undone.files),
+            bytes_stored=result.bytes_stored - (now.size - undone.size),
+        )
 
 
 class _Pass:

@@ -154,16 +154,17 @@ def _run(
     bucket = TokenBucket.kbps(settings.bandwidth_kbps, clock=clock, sleep=sleep)
     limits = _Limits(settings, clock)
     uploader = Uploader(keys, store, bucket, batch_bytes=batch_bytes(bucket), should_stop=limits)
-    with ImageIndex(state_dir / INDEX_FILE) as index:
+    with ImageIndex(state_dir / INDEX_FILE) as index, uploader:
         _same_data_key(index, keys)
         scanner = Scanner(
             index, settings.folder, settle_seconds=settings.settle_seconds, clock=clock
         )
         consumer = ImageUploader(uploader, index)
         try:
-            result = _ended_by(scanner.scan(consumer), consumer.failure)
+            scanned = scanner.scan(consumer)
         finally:
-            consumer.close()
+            consumer.close()  # nothing stays in flight; a late failure is the pass's
+        result = _ended_by(scanned, consumer.failure)
         if result.failed:
             return SyncOutcome(result, uploader.tally)
         if result.cut_short:

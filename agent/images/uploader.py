@@ -7,17 +7,20 @@ agent.offsite.uploader's.
 Batches span files: `store` may return while the last chunks of a file (and of
 the small files before it) still wait in the batch, which goes out when it is
 full, at the end of a file of SEND_AFTER_FILE bytes or more, or before the
-image index commits (`before_index_commit`, the index's hook): the index only
-records a file once its chunks are on the server. A failed send means the
-index's rows not yet committed are rolled back (those files are read again next
-pass; their chunks that did arrive are not sent again) and the pass ends: the
-next `store` raises the failure, or, when the walk has no file left to store,
-`failure` tells run_sync.
+image index commits (`before_index_commit`, the index's hook). A batch that
+goes out is sent while the next files are read (agent.offsite.inflight), so
+a file handed back is owed until the batch holding its last chunk is
+confirmed; the index's hook waits for every batch in flight, and the index
+only records files once their chunks are on the server. A failed send means
+the index's rows not yet committed are rolled back (those files are read
+again next pass; their chunks that did arrive are not sent again) and the
+pass ends: the next `store` raises the failure, or, when the walk has no
+file left to store, `failure` tells run_sync.
 
 The uploader's stop check (the pass's time budget is spent, the upload window
 closed) is asked before each file and each batch; a stop there is a PassCut
-for the scanner, at a batch boundary, so what was sent stays sent and nothing
-is half stored.
+for the scanner, at a batch boundary, once the batches in flight have landed,
+so what was sent stays sent and nothing is half stored.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 from agent.images.consumer import FileToStore, PassCut
 from agent.images.index import ImageIndex
 from agent.images.stream import FileStream
-from agent.offsite.uploader import Uploader, UploadStopped, content_id
+from agent.offsite.uploader import BATCH_BYTES, Uploader, UploadStopped, content_id
 from common.errors import StoreSafeError
 from common.vault import IMAGES, cut_stream
 
@@ -44,10 +47,13 @@ class _Readable:
         return len(data)
 
 
-SEND_AFTER_FILE = 128 << 10
-"""A file of this size or more is sent when it ends (with the small files before it in
-its batch): a stop or a failed send never rolls back a large file, which would cost
-reading it again. Smaller files share a batch until it is full or the index commits."""
+SEND_AFTER_FILE = BATCH_BYTES
+"""A file of a full batch (4 MiB) or more is sent when it ends (with the small files
+before it in its batch): a stop never rolls back a large file, which would cost reading
+it again. Smaller files share a batch until it is full or the index commits, so a stop
+costs reading at most one batch of them again, and the server gets full batches:
+closing them at 128 KiB made a batch a file for most scans, and the server's and the
+agent's work per batch was half their CPU in a first sync (bench/README.md)."""
 
 
 class ImageUploader:
@@ -59,34 +65,35 @@ class ImageUploader:
         self.uploader = uploader
         self.tally = uploader.tally
         self.failure: StoreSafeError | None = None  # a send failed: the pass ends
-        self._owed_since: int | None = None  # flushes when a stored file's chunks waited
+        self._owed_through = 0  # the batch holding the last chunk of a file handed back
         self._index = index
-        self._send_after = min(SEND_AFTER_FILE, uploader.batch_bytes) if index else 0
+        self._send_after = min(SEND_AFTER_FILE, uploader.batch_bytes)
         if index is not None:
             index.before_commit = self.before_index_commit
 
     def close(self) -> None:
-        """Stop asking the index (the pass is over)."""
+        """Stop asking the index (the pass is over) and wait for what is still in flight."""
         if self._index is not None:
             self._index.before_commit = None
+        self._settle()
 
     def store(self, file: FileToStore, stream: FileStream) -> Sequence[str]:
         ids: list[str] = []
         keys = self.uploader.keys
-        before = (self.uploader.flushes, self.uploader.pending_chunks)
+        before = (self.uploader.batches, self.uploader.pending_chunks)
         try:
             if self.failure is not None:
                 raise self.failure
-            why = self.uploader.should_stop()
-            if why:
-                raise UploadStopped(why)
+            self.uploader.check_stop()
             size = 0
             for chunk in cut_stream(keys, _Readable(stream), IMAGES):
                 ids.append(content_id(chunk.chunk_id, len(chunk.data)))
                 self.uploader.add(chunk)
                 size += len(chunk.data)
-            if size >= self._send_after:
+            if self._index is None:
                 self.uploader.flush()
+            elif size >= self._send_after:
+                self.uploader.send()  # on its way; the index waits for it before committing
         except UploadStopped as stopped:
             self._failed(stopped)
             raise PassCut(stopped.reason) from None
@@ -94,19 +101,18 @@ class ImageUploader:
             self._failed(exc)
             raise
         except BaseException:  # this file's read failed: the chunks of earlier files stay
-            flushes, queued = before
-            self.uploader.drop_pending(keep=queued if self.uploader.flushes == flushes else 0)
+            batches, queued = before
+            self.uploader.drop_pending(keep=queued if self.uploader.batches == batches else 0)
             raise
-        if self.uploader.pending_chunks and not self._owed():  # owed from this flush on
-            self._owed_since = self.uploader.flushes
+        self._owed_through = self.uploader.ticket()
         return ids
 
     def discard(self, file: FileToStore, reason: str) -> None:
         self.tally.files_discarded += 1
 
     def before_index_commit(self) -> bool:
-        """The image index's hook: send what waits; False (roll back) when the rows not yet
-        committed name chunks that did not reach the server."""
+        """The image index's hook: send what waits and wait for it; False (roll back) when
+        the rows not yet committed name chunks that did not reach the server."""
         if self._owed() and self.failure is None:
             try:
                 self.uploader.flush()
@@ -115,14 +121,17 @@ class ImageUploader:
         return not self._owed()
 
     def _owed(self) -> bool:
-        """Whether a file handed back to the scanner has chunks that are not on the server."""
-        if self._owed_since is not None and self.uploader.flushes > self._owed_since:
-            self._owed_since = None  # a flush since sent everything queued before it
-        return self._owed_since is not None
+        """Whether a file handed back to the scanner has chunks not confirmed stored."""
+        return self.uploader.stored() < self._owed_through
 
     def _failed(self, error: StoreSafeError) -> None:
-        """A send failed or the pass stops: drop what waits; the pass ends."""
-        self._owed()
-        self.uploader.drop_pending()
+        """A send failed or the pass stops: drop what waits, let what is in flight land;
+        the pass ends."""
         if self.failure is None:
             self.failure = error
+        self._settle()
+
+    def _settle(self) -> None:
+        late = self.uploader.settle()
+        if self.failure is None and isinstance(late, StoreSafeError):
+            self.failure = late

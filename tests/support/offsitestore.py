@@ -6,11 +6,13 @@ digest-checked, CommitSnapshot refused while a reference is missing. It can
 be told to fail the Nth PutChunks call (a cut connection: the chunks of that
 call before `keep` arrive, the rest do not). It counts what it was sent.
 `AsyncMemoryStore` offers the same as an async StoreLink. `CutBeforePut` wraps
-the real transport to cut the real connection at a chosen point.
+the real transport to cut the real connection at a chosen point; `GatedLink`
+holds one real PutChunks call at a gate while the uploader goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
@@ -117,18 +119,25 @@ class AsyncMemoryStore:
 @dataclasses.dataclass
 class CutBeforePut:
     """A real StoreLink that runs `cut` (e.g. stops the real server) just before its Nth
-    PutChunks call; it records the chunk ids of every PutChunks call that returned."""
+    PutChunks call, or (`before_missing`) its Nth MissingChunks call, which the uploader
+    makes from the pass's thread and waits for (a clock changed there is seen in a fixed
+    order); it records the chunk ids of every PutChunks call that returned."""
 
     link: StoreLink
     before_put: int
     cut: Callable[[], None]
     delivered: list[str] = dataclasses.field(default_factory=list)
     puts: int = 0
+    before_missing: int = 0
+    asked: int = 0
 
     async def put_site_key(self, key: SiteKeyUpload) -> bool:
         return await self.link.put_site_key(key)
 
     async def missing_chunks(self, ids: Sequence[str]) -> list[str]:
+        self.asked += 1
+        if self.asked == self.before_missing:
+            self.cut()
         return await self.link.missing_chunks(ids)
 
     async def put_chunks(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:
@@ -137,6 +146,90 @@ class CutBeforePut:
             self.cut()
         result = await self.link.put_chunks(chunks)
         self.delivered.extend(c.chunk_id for c in chunks)
+        return result
+
+    async def commit_snapshot(self, snapshot: SnapshotCommit) -> bool:
+        return await self.link.commit_snapshot(snapshot)
+
+    async def close(self) -> None:
+        await self.link.close()
+
+
+GATE_WAIT = 60.0
+"""Longest a gated call waits for its gate: a hang guard, turned into a test failure."""
+
+
+@dataclasses.dataclass
+class GatedLink:
+    """A real StoreLink whose PutChunks call number `hold` waits at a gate before it goes
+    to the server, so a test sees what the uploader does while a batch is in flight.
+
+    MissingChunks call number `asked_while_held` first waits until the held call is at
+    the gate (so it is asked while that batch is in flight, whatever the threads'
+    order); call number `opens` opens the gate once answered, after `on_open` (a test
+    stops the real server there); `open_threadsafe` opens it from another thread.
+    `events` records the calls in order: ("missing", n), ("held", n), ("put", n) as a
+    call goes to the server and ("stored", n) as it returns, each with `watch()`'s
+    value at that moment. `spoil`: the PutChunks call number whose first chunk goes
+    with a wrong SHA-256 (the real server refuses the call); that chunk is kept in
+    `spoiled`.
+    """
+
+    link: StoreLink
+    loop: asyncio.AbstractEventLoop | None = None
+    hold: int = 1
+    spoil: int = 0
+    asked_while_held: int = 0
+    opens: int = 0
+    on_open: Callable[[], None] = lambda: None
+    watch: Callable[[], object] = lambda: None
+    events: list[tuple[str, int, object]] = dataclasses.field(default_factory=list)
+    puts: int = 0
+    asked: int = 0
+    spoiled: ChunkUpload | None = None  # the chunk `spoil` sent
+    _gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    _at_gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def open_threadsafe(self) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._open)
+
+    def _open(self) -> None:
+        if not self._gate.is_set():
+            self.on_open()
+            self._gate.set()
+
+    def _note(self, what: str, n: int) -> None:
+        self.events.append((what, n, self.watch()))
+
+    async def put_site_key(self, key: SiteKeyUpload) -> bool:
+        return await self.link.put_site_key(key)
+
+    async def missing_chunks(self, ids: Sequence[str]) -> list[str]:
+        self.asked += 1
+        n = self.asked
+        if n == self.asked_while_held:
+            await asyncio.wait_for(self._at_gate.wait(), GATE_WAIT)
+        self._note("missing", n)
+        answer = await self.link.missing_chunks(ids)
+        if n == self.opens:
+            self._open()
+        return answer
+
+    async def put_chunks(self, chunks: Sequence[ChunkUpload]) -> PutChunksResult:
+        self.puts += 1
+        n = self.puts
+        if n == self.hold:
+            self._note("held", n)
+            self._at_gate.set()
+            await asyncio.wait_for(self._gate.wait(), GATE_WAIT)
+        if n == self.spoil:
+            first = chunks[0]
+            self.spoiled = ChunkUpload(first.chunk_id, first.data, bytes(32))
+            chunks = [self.spoiled, *chunks[1:]]
+        self._note("put", n)
+        result = await self.link.put_chunks(chunks)
+        self._note("stored", n)
         return result
 
     async def commit_snapshot(self, snapshot: SnapshotCommit) -> bool:

@@ -288,9 +288,11 @@ def test_a_window_closing_mid_upload_pauses_it_and_the_next_window_finishes_it(
     site = f"up-{uuid.uuid4().hex[:6]}"
     links: list[CutBeforePut] = []
 
-    def wrap(link: StoreLink) -> StoreLink:  # the first run's window closes after 2 batches
+    def wrap(link: StoreLink) -> StoreLink:  # the first run's window closes at batch 3
         closing = 3 if not links else 0
-        links.append(CutBeforePut(link, closing, cut=lambda: clock.set(local(1, 22, 0))))
+        links.append(
+            CutBeforePut(link, 0, cut=lambda: clock.set(local(1, 22, 0)), before_missing=closing)
+        )
         return links[-1]
 
     up = uploads(
@@ -308,7 +310,8 @@ def test_a_window_closing_mid_upload_pauses_it_and_the_next_window_finishes_it(
     assert not got.complete and got.snapshot_id == ""
     assert 0 < got.bytes < backups.day2.size_raw
     assert got.paused_reason == "the upload window (21:00-22:00 local time) closed"
-    assert links[0].puts == 3  # the batch in flight when it closed went; no other
+    # batch 3, asked about as the window closed, and those before it went; no other
+    assert links[0].puts == 3
     arrived = links[0].delivered
     assert database_snapshots(shared_server, site) == []
 

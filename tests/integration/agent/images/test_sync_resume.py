@@ -11,6 +11,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
 from storesafe.v1 import admin_pb2
 
 from agent.capability import Setup
@@ -47,8 +48,9 @@ def snapshot_ids(server: ServerHandle, site: str) -> list[str]:
 
 
 def test_a_cut_upload_resumes_without_resending_what_arrived(
-    server: ServerHandle, tmp_path: Path
+    server: ServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", 128 << 10)  # a batch a file
     site = "img-cut"
     folder = tmp_path / "Images"
     folder.mkdir()

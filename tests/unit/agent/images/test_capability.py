@@ -222,8 +222,9 @@ def test_outside_the_upload_window_no_pass_starts_and_sync_now_says_when_it_open
 
 
 def test_a_pass_cut_by_its_budget_is_a_succeeded_report_marked_incomplete(
-    tmp_path: Path, folder: Path
+    tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", 128 << 10)  # a batch a file
     store = MemoryStore()
     fleet = FleetPrivateKey.generate()
     cap, _ = build(
@@ -238,13 +239,13 @@ def test_a_pass_cut_by_its_budget_is_a_succeeded_report_marked_incomplete(
     )
     clock = cap._clock
     assert isinstance(clock, FakeClock)
-    real_put = store.put
+    real_missing = store.missing
 
-    def slow_put(chunks):  # type: ignore[no-untyped-def]
-        clock.advance(dt.timedelta(minutes=2))
-        return real_put(chunks)
+    def slow_batch(ids):  # type: ignore[no-untyped-def]
+        clock.advance(dt.timedelta(minutes=2))  # each batch takes 2 min, in the pass's thread
+        return real_missing(ids)
 
-    store.put = slow_put  # type: ignore[method-assign]
+    store.missing = slow_batch  # type: ignore[method-assign]
     report = asyncio.run(cap.sync("schedule"))
     assert report is not None and report.outcome is Outcome.SUCCEEDED
     d = report.details
@@ -255,7 +256,7 @@ def test_a_pass_cut_by_its_budget_is_a_succeeded_report_marked_incomplete(
     assert sync_summary(report).startswith("image sync incomplete: 2 files seen, 1 stored")
     assert store.snapshots == {}
 
-    store.put = real_put  # type: ignore[method-assign]
+    store.missing = real_missing  # type: ignore[method-assign]
     again = asyncio.run(cap.sync("schedule"))
     assert again is not None and isinstance(again.details, ImageSyncDetails)
     assert again.details.files_copied == 1 and again.details.snapshot_id in store.snapshots

@@ -9,7 +9,7 @@ import pytest
 
 from agent.images.errors import IndexUnusable
 from agent.images.identity import FileState
-from agent.images.index import INDEX_FILE, ImageIndex
+from agent.images.index import INDEX_FILE, ImageIndex, StoredRows
 
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 A = FileState(10, 123_456_789_012_345_678, "803:1f")
@@ -43,6 +43,27 @@ def test_writes_are_committed_in_small_batches(tmp_path):
     index.commit()
     assert other.execute("SELECT count(*) FROM files").fetchone() == (302,)
     index.close()
+
+
+def test_a_refused_commit_rolls_back_and_counts_the_stored_rows_it_undid(tmp_path):
+    """The pass's figures subtract what a rollback undid (a failed send); kept rows stay."""
+    B = FileState(2_000, 123_456_789_012_345_679, "803:20")
+    with ImageIndex(tmp_path / INDEX_FILE) as index:
+        index.store(b"kept", A, ["c"], since=T0, at=T0)
+        index.commit()
+        verdicts = [False]
+        index.before_commit = verdicts.pop
+        index.observe(b"seen", A, since=T0)  # not a stored row: not counted
+        index.store(b"lost1", A, ["c"], since=T0, at=T0)
+        index.store(b"lost2", B, ["d"], since=T0, at=T0)
+        index.commit()
+        assert index.rolled_back == StoredRows(2, 10 + 2_000)
+        assert [e.path for e in index.stored_entries()] == ["kept"]
+        assert index.get(b"seen") is None
+        index.before_commit = None
+        index.store(b"later", A, ["c"], since=T0, at=T0)
+        index.commit()
+        assert index.rolled_back == StoredRows(2, 2_010)  # a commit undoes nothing
 
 
 def test_retire_keeps_stored_files_as_tombstones_and_drops_the_rest(tmp_path):

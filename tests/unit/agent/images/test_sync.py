@@ -22,6 +22,9 @@ from tests.support.clock import FakeClock
 from tests.support.offsitestore import MemoryStore
 
 MIB = 1 << 20
+EACH_FILE = 128 << 10
+"""A SEND_AFTER_FILE for tests whose files of a few hundred KB each go in a batch of their
+own as the file ends (the default waits for a full batch of 4 MiB)."""
 
 
 @pytest.fixture
@@ -165,8 +168,9 @@ def test_an_unchanged_pass_still_counts_the_files_no_manifest_can_list(
 
 
 def test_a_cut_connection_commits_nothing_and_the_next_pass_sends_only_what_is_missing(
-    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", EACH_FILE)
     folder, state = tmp_path / "img", tmp_path / "state"
     state.mkdir()
     for n in range(6):
@@ -335,28 +339,36 @@ def budget_sync(
     )
 
 
-def slow_puts(store: MemoryStore, clock: FakeClock, minutes: float) -> list[int]:
-    """Each PutChunks call takes `minutes` by the clock (a slow uplink); the call numbers."""
-    real_put, calls = store.put, []
+def slow_batches(store: MemoryStore, clock: FakeClock, minutes: float) -> list[int]:
+    """Each batch takes `minutes` by the clock as it goes out (a slow uplink), counted when
+    the uploader asks MissingChunks about it: in the worker thread, so the pass's stop
+    checks see the clock in a fixed order while the PutChunks calls run beside it. The
+    sizes of the PutChunks calls."""
+    real_put, real_missing, calls = store.put, store.missing, []
+
+    def missing(ids):  # type: ignore[no-untyped-def]
+        clock.advance(dt.timedelta(minutes=minutes))
+        return real_missing(ids)
 
     def put(chunks):  # type: ignore[no-untyped-def]
         calls.append(len(chunks))
-        clock.advance(dt.timedelta(minutes=minutes))
         return real_put(chunks)
 
+    store.missing = missing  # type: ignore[method-assign]
     store.put = put  # type: ignore[method-assign]
     return calls
 
 
 def test_a_pass_stops_at_its_time_budget_and_the_next_completes_without_reading_or_sending_again(
-    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", EACH_FILE)
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
     files = {f"f{n}.bin": os.urandom(300_000 + n) for n in range(6)}
     for name, data in files.items():
         write(folder / name, data)
-    slow_puts(store, clock, minutes=10)  # one PutChunks per file (each is one batch)
+    slow_batches(store, clock, minutes=10)  # one batch per file
 
     cut = budget_sync(folder, state, keys, store, clock, max_pass_minutes=30)
     assert not cut.result.failed and cut.error == ""
@@ -386,7 +398,7 @@ def test_a_cut_mid_file_keeps_its_sent_chunks_and_the_next_pass_does_not_send_th
     state.mkdir()
     data = os.urandom(8 * MIB)
     write(folder / "big.bin", data)
-    calls = slow_puts(store, clock, minutes=0)
+    calls = slow_batches(store, clock, minutes=0)
     reason = "the upload window (test) closed"
     with ImageIndex(state / INDEX_FILE) as index:
         scanner = Scanner(index, str(folder), settle_seconds=0, clock=clock)
@@ -395,7 +407,7 @@ def test_a_cut_mid_file_keeps_its_sent_chunks_and_the_next_pass_does_not_send_th
             store,
             TokenBucket(0, clock=clock, sleep=lambda s: None),
             batch_bytes=1,  # every chunk its own batch
-            should_stop=lambda: reason if len(calls) >= 2 else "",
+            should_stop=lambda: reason if store.asked >= 2 else "",  # after two batches
         )
         result = scanner.scan(ImageUploader(uploader))
         assert result.cut_short == reason and not result.failed and result.stored == 0
@@ -410,13 +422,14 @@ def test_a_cut_mid_file_keeps_its_sent_chunks_and_the_next_pass_does_not_send_th
 
 
 def test_a_pass_stops_when_the_upload_window_closes_and_goes_on_when_it_opens(
-    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", EACH_FILE)
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
     for n in range(4):
         write(folder / f"f{n}.bin", os.urandom(200_000 + n))
-    slow_puts(store, clock, minutes=10)
+    slow_batches(store, clock, minutes=10)
     window = UploadWindow.parse("08:00-09:45", tz=dt.UTC)
     clock.set(dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC))
 

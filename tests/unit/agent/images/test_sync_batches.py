@@ -8,6 +8,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
+import pytest
+
 from agent.images.index import INDEX_FILE, ImageIndex
 from agent.images.uploader import SEND_AFTER_FILE
 from common.vault import SiteKeys
@@ -15,11 +17,12 @@ from common.window import UploadWindow
 from tests.support.clock import FakeClock
 from tests.support.offsitestore import MemoryStore
 from tests.unit.agent.images.test_sync import (  # fixtures: keys, clock
+    EACH_FILE,
     budget_sync,
     clock,
     keys,
     opened,
-    slow_puts,
+    slow_batches,
     sync,
     write,
 )
@@ -75,6 +78,8 @@ def test_a_failed_send_of_the_last_files_rolls_their_rows_back_and_fails_the_pas
     assert cut.result.aborted and cut.snapshot_id == "" and store.snapshots == {}
     assert "the connection was cut" in " ".join(cut.result.errors)
     assert stored_paths(state) == []  # no row names a chunk that did not arrive
+    # the pass's figures count what the index kept: none of the 40 rolled-back rows
+    assert (cut.result.stored, cut.result.bytes_stored) == (0, 0)
 
     done = sync(folder, state, keys, store, clock)
     assert done.snapshot_id and not done.result.failed and done.result.stored == 40
@@ -83,15 +88,16 @@ def test_a_failed_send_of_the_last_files_rolls_their_rows_back_and_fails_the_pas
 
 
 def test_a_stop_while_small_files_wait_rolls_them_back_and_the_next_pass_goes_on(
-    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", EACH_FILE)
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
     big = {f"a{n}.bin": os.urandom(300_000 + n) for n in range(2)}  # one batch each
     for name, data in big.items():
         write(folder / name, data)
     files = {**big, **small_files(folder, 20)}  # d*/: after a*.bin in the walk
-    slow_puts(store, clock, minutes=10)
+    slow_batches(store, clock, minutes=10)
     window = UploadWindow.parse("08:00-09:45", tz=dt.UTC)
     clock.set(dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC))
 
@@ -107,3 +113,21 @@ def test_a_stop_while_small_files_wait_rolls_them_back_and_the_next_pass_goes_on
     assert done.incomplete == "" and done.snapshot_id and done.result.stored == 20
     assert store.chunks_received == len(store.chunks)
     assert opened(store, keys, done.snapshot_id) == files
+
+
+def test_files_under_a_full_batch_share_it_and_a_larger_file_goes_as_it_ends(
+    tmp_path: Path, keys: SiteKeys, clock: FakeClock
+) -> None:
+    folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
+    state.mkdir()
+    files = {f"a{n}.jpg": os.urandom(300_000 + n) for n in range(10)}  # 3 MB in all
+    files["z.tif"] = os.urandom(9 * 1024 * 1024)  # a full batch (4 MiB) or more
+    for name, data in files.items():
+        write(folder / name, data)
+    puts = slow_batches(store, clock, minutes=0)
+    out = sync(folder, state, keys, store, clock)
+    assert out.snapshot_id and out.result.stored == 11
+    # 12 MB in batches of at most 4 MiB (or one chunk), the manifest's part last: not a
+    # batch a file
+    assert 4 <= len(puts) <= 8 and puts[-1] == 1
+    assert opened(store, keys, out.snapshot_id) == files
