@@ -11,8 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.capability import Setup
+from agent.configsync import ConfigStore
+from agent.domain.offsite import StoreLink
+from agent.images.capability import ImageSync
 from agent.main import local_status
 from agent.settings import StateDir
+from agent.transport.link import ServerLink
+from agent.transport.store import StoreCalls
+from common.clock import SystemClock
+from common.vault import FleetPrivateKey
 from tests.support.server import BIN, ServerHandle, create_enrollment_token
 
 AGENT = str(BIN / "storesafe-agent")
@@ -41,6 +49,33 @@ def enroll_agent(
 ) -> subprocess.CompletedProcess[str]:
     """Create a token and enroll an agent for `site` into `state_dir`."""
     return enroll_with_token(server, create_enrollment_token(server, site, group), site, state_dir)
+
+
+def image_sync_for(
+    server: ServerHandle, state: StateDir, site: str, folder: Path
+) -> Callable[[Callable[[StoreLink], StoreLink]], ImageSync]:
+    """Enroll `site` into `state`, set it to sync `folder` at once; an in-process ImageSync
+    capability whose store links (the real transport) are wrapped by the argument."""
+    assert enroll_agent(server, state.root, site).returncode == 0
+    creds = state.load_credentials()
+    config = ConfigStore(state.root)
+    values = {
+        "images.dir": str(folder),
+        "images.settle_seconds": 0,
+        "upload.recovery_key": FleetPrivateKey.generate().public.text,
+    }
+    config.apply(1, values)  # type: ignore[arg-type]
+
+    def make(wrap: Callable[[StoreLink], StoreLink]) -> ImageSync:
+        def connect() -> StoreLink:
+            return wrap(StoreCalls(ServerLink.for_agent(state, creds)))
+
+        setup = Setup(
+            config=config, clock=SystemClock(), state_dir=state.root, site=site, store_link=connect
+        )
+        return ImageSync(setup)
+
+    return make
 
 
 @dataclasses.dataclass

@@ -118,6 +118,12 @@ class ServerHandle:
         }
 
 
+def stored_chunks(server: ServerHandle, site: str, store: Path | None = None) -> set[str]:
+    """The chunk ids of `site` in the filesystem store (`store`: another than the server's)."""
+    root = (store or server.data_dir / "store") / "sites" / site / "chunks"
+    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
 def init_server(
     tmp_path: Path, *, db_url: str = "", extra_args: tuple[str, ...] = ()
 ) -> ServerHandle:

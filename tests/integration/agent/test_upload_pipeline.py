@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from agent.capability import Setup
-from agent.configsync import ConfigStore
 from agent.domain.offsite import StoreLink
 from agent.domain.reports import ImageSyncDetails, Outcome
-from agent.images.capability import ImageSync
 from agent.offsite.bandwidth import TokenBucket
 from agent.offsite.inflight import IN_FLIGHT
 from agent.offsite.uploader import LoopStore, Uploader, UploadStopped
@@ -33,25 +29,13 @@ from agent.transport.link import ServerLink
 from agent.transport.store import StoreCalls
 from common.clock import SystemClock
 from common.errors import InvalidArgument, StoreSafeError
-from common.vault import FleetPrivateKey, PlainChunk, SiteKeys, new_data_key
-from tests.support.agent import enroll_agent
+from common.vault import PlainChunk, SiteKeys, new_data_key
+from tests.support.agent import enroll_agent, image_sync_for
 from tests.support.offsitestore import CutBeforePut, GatedLink
-from tests.support.server import ServerHandle
+from tests.support.server import ServerHandle, stored_chunks
 
 T = TypeVar("T")
 CHUNK = 100_000  # bytes a chunk; a batch of CHUNK bytes holds one chunk
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """The agent's event loop, in a thread of its own (the pass runs in another)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
 
 
 def on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
@@ -182,38 +166,6 @@ def test_a_stop_waits_for_the_batch_in_flight(
     assert missing(real, loop, [first, second]) == {second.chunk_id}
 
 
-def image_sync(
-    server: ServerHandle, tmp_path: Path, site: str, folder: Path
-) -> Callable[[Callable[[StoreLink], StoreLink]], ImageSync]:
-    """An ImageSync capability for an enrolled `site`; its links wrapped by the argument."""
-    state = StateDir(tmp_path / "agent")
-    assert enroll_agent(server, state.root, site).returncode == 0
-    creds = state.load_credentials()
-    config = ConfigStore(state.root)
-    values = {
-        "images.dir": str(folder),
-        "images.settle_seconds": 0,
-        "upload.recovery_key": FleetPrivateKey.generate().public.text,
-    }
-    config.apply(1, values)  # type: ignore[arg-type]
-
-    def make(wrap: Callable[[StoreLink], StoreLink]) -> ImageSync:
-        def connect() -> StoreLink:
-            return wrap(StoreCalls(ServerLink.for_agent(state, creds)))
-
-        setup = Setup(
-            config=config, clock=SystemClock(), state_dir=state.root, site=site, store_link=connect
-        )
-        return ImageSync(setup)
-
-    return make
-
-
-def stored_chunks(server: ServerHandle, site: str) -> set[str]:
-    root = server.data_dir / "store" / "sites" / site / "chunks"
-    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
-
-
 def test_an_image_pass_whose_batch_fails_in_flight_keeps_no_row_of_it_and_reports_none_stored(
     server: ServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -223,7 +175,7 @@ def test_an_image_pass_whose_batch_fails_in_flight_keeps_no_row_of_it_and_report
     folder.mkdir()
     for n in range(3):  # 300 KB each: each file's batch goes as the file ends
         (folder / f"scan-{n}.tif").write_bytes(os.urandom(300_000 + n))
-    make = image_sync(server, tmp_path, site, folder)
+    make = image_sync_for(server, StateDir(tmp_path / "agent"), site, folder)
     gates: list[GatedLink] = []
 
     def gate(link: StoreLink) -> StoreLink:  # scan-1's batch is held until scan-2's is

@@ -40,7 +40,7 @@ from tests.integration.firebird.conftest import new_target
 from tests.support.agent import enroll_agent
 from tests.support.clock import FakeClock
 from tests.support.offsitestore import CutBeforePut
-from tests.support.server import ServerHandle, start_server
+from tests.support.server import ServerHandle, start_server, stored_chunks
 from tests.support.shopsim import ShopWriter
 
 pytestmark = pytest.mark.firebird
@@ -133,11 +133,6 @@ def database_snapshots(server: ServerHandle, site: str) -> list[admin_pb2.Snapsh
     request = admin_pb2.ListSnapshotsRequest(site=site, kind=agent_pb2.SNAPSHOT_KIND_DATABASE)
     reply = server.admin_stub().ListSnapshots(request, metadata=server.admin_metadata)
     return list(reply.snapshots)
-
-
-def stored_chunks(server: ServerHandle, site: str, store: Path | None = None) -> set[str]:
-    root = (store or server.data_dir / "store") / "sites" / site / "chunks"
-    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
 def reassembled(server: ServerHandle, site: str, keys: SiteKeys, run_id: str) -> list[bytes]:

@@ -20,7 +20,7 @@ from cli.main import app
 from common.vault import IMAGES, FleetPrivateKey, SiteKeys
 from common.vault.chunking import chunk_bytes
 from tests.support.agent import AgentProcess, agent_cli, enroll_agent, wait_for
-from tests.support.server import ServerHandle, set_config
+from tests.support.server import ServerHandle, set_config, stored_chunks
 
 MIB = 1 << 20
 
@@ -50,11 +50,6 @@ def sync_now(server: ServerHandle, site: str) -> admin_pb2.CommandState:
 def chunk_ids(keys: SiteKeys, data: bytes) -> set[str]:
     """The keyed ids of `data`'s chunks as the site's image chunker cuts it."""
     return {keys.chunk_id(c) for c in chunk_bytes(data, IMAGES, keys.chunker_seed)}
-
-
-def stored_chunks(server: ServerHandle, site: str) -> set[str]:
-    root = server.data_dir / "store" / "sites" / site / "chunks"
-    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
 def snapshots(server: ServerHandle, site: str) -> list[admin_pb2.SnapshotSummary]:

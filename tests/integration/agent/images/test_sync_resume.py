@@ -14,30 +14,22 @@ from pathlib import Path
 import pytest
 from storesafe.v1 import admin_pb2
 
-from agent.capability import Setup
-from agent.configsync import ConfigStore
 from agent.datakey import DataKeyFile
-from agent.domain.offsite import ChunkUpload
+from agent.domain.offsite import ChunkUpload, StoreLink
 from agent.domain.reports import ImageSyncDetails, Outcome
 from agent.images.capability import ImageSync
 from agent.settings import StateDir
 from agent.transport.link import ServerLink
 from agent.transport.store import StoreCalls
-from common.clock import SystemClock
-from common.vault import IMAGES, FleetPrivateKey
+from common.vault import IMAGES
 from common.vault.chunking import chunk_bytes
 from server.domain.offsite import chunk_name
 from server.statebackup import SQLITE_NAME
-from tests.support.agent import enroll_agent
+from tests.support.agent import enroll_agent, image_sync_for
 from tests.support.offsitestore import CutBeforePut
-from tests.support.server import ServerHandle
+from tests.support.server import ServerHandle, stored_chunks
 
 MIB = 1 << 20
-
-
-def stored_chunks(server: ServerHandle, site: str) -> set[str]:
-    root = server.data_dir / "store" / "sites" / site / "chunks"
-    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
 def snapshot_ids(server: ServerHandle, site: str) -> list[str]:
@@ -56,33 +48,15 @@ def test_a_cut_upload_resumes_without_resending_what_arrived(
     folder.mkdir()
     for n in range(6):  # each file fills about one upload batch of its own
         (folder / f"scan-{n}.tif").write_bytes(os.urandom(MIB + 1000 * n))
-    state = StateDir(tmp_path / "agent")
-    assert enroll_agent(server, state.root, site).returncode == 0
-    creds = state.load_credentials()
-    config = ConfigStore(state.root)
-    fleet = FleetPrivateKey.generate()
-    values = {
-        "images.dir": str(folder),
-        "images.settle_seconds": 0,
-        "upload.recovery_key": fleet.public.text,
-    }
-    config.apply(1, values)  # type: ignore[arg-type]
+    make = image_sync_for(server, StateDir(tmp_path / "agent"), site, folder)
     links: list[CutBeforePut] = []
 
-    def connect(cut_at: int) -> CutBeforePut:
-        real = StoreCalls(ServerLink.for_agent(state, creds))
-        links.append(CutBeforePut(real, before_put=cut_at, cut=lambda: server.stop()))
-        return links[-1]
-
     def capability(cut_at: int) -> ImageSync:
-        setup = Setup(
-            config=config,
-            clock=SystemClock(),
-            state_dir=state.root,
-            site=site,
-            store_link=lambda: connect(cut_at),
-        )
-        return ImageSync(setup)
+        def cut(real: StoreLink) -> StoreLink:
+            links.append(CutBeforePut(real, before_put=cut_at, cut=lambda: server.stop()))
+            return links[-1]
+
+        return make(cut)
 
     cut = asyncio.run(capability(cut_at=3).sync("local"))
     assert cut.outcome is Outcome.FAILED
@@ -114,31 +88,13 @@ def test_a_chunk_the_server_lost_is_sent_again_and_only_it(
     (folder / "a.jpg").write_bytes(os.urandom(40_000))
     (folder / "b.jpg").write_bytes(lost_file)
     state = StateDir(tmp_path / "agent")
-    assert enroll_agent(server, state.root, site).returncode == 0
-    creds = state.load_credentials()
-    config = ConfigStore(state.root)
-    values = {
-        "images.dir": str(folder),
-        "images.settle_seconds": 0,
-        "upload.recovery_key": FleetPrivateKey.generate().public.text,
-    }
-    config.apply(1, values)  # type: ignore[arg-type]
     links: list[CutBeforePut] = []
 
-    def connect() -> CutBeforePut:  # never cut: it records what each pass sent
-        real = StoreCalls(ServerLink.for_agent(state, creds))
+    def record(real: StoreLink) -> StoreLink:  # never cut: it records what each pass sent
         links.append(CutBeforePut(real, before_put=0, cut=lambda: None))
         return links[-1]
 
-    sync = ImageSync(
-        Setup(
-            config=config,
-            clock=SystemClock(),
-            state_dir=state.root,
-            site=site,
-            store_link=connect,
-        )
-    )
+    sync = image_sync_for(server, state, site, folder)(record)
     first = asyncio.run(sync.sync("local"))
     assert first is not None and first.outcome is Outcome.SUCCEEDED, first.error_message
 

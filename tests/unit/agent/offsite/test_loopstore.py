@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -17,17 +16,6 @@ class Hanging(AsyncMemoryStore):
     async def missing_chunks(self, ids: Sequence[str]) -> list[str]:
         await asyncio.Event().wait()  # never answers
         return []
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
 
 
 def test_calls_run_on_the_loop_and_return_their_answer(loop: asyncio.AbstractEventLoop) -> None:
