@@ -2,13 +2,12 @@
 
 The uploader hands each sealed batch to `SendWindow.send` and goes back to
 reading, cutting and sealing the next one (and asking MissingChunks about it)
-while the server receives and stores this one. The batches go out one after
-another, in order, from one sender thread (so the server sees them as before,
-one stream at a time); at most `depth` (IN_FLIGHT: one) are handed over and
-not yet confirmed: `send` waits for the oldest when the window is full. So
-memory holds at most `depth` sealed batches plus the one being prepared
-(2 x 4 MiB), whatever the data size. The server takes longer over a batch than
-the agent does, so one batch ready behind the one on the wire keeps it busy.
+while the server receives and stores this one. At most `depth` (IN_FLIGHT:
+two) batches are on the wire at once, each on a PutChunks stream of its own
+from a sender thread of its own, so the server stores one while the next
+arrives instead of waiting for it; `send` waits for either to end when both
+are. So memory holds at most `depth` sealed batches plus the one being
+prepared (3 x 4 MiB), whatever the data size.
 
 Batches are numbered as they are handed over (an empty one too: every chunk
 was on the server already). `stored` is the highest number up to which every
@@ -18,7 +17,8 @@ is on the server, and only that may be committed.
 A batch that fails ends the window: its error (the store's typed error,
 exactly as the call raised it) is raised by the next `check`, `send` or
 `wait`, once nothing is in flight any more (a batch queued behind it and not
-started is not sent), so `stored` is final when the error surfaces. `settle`
+started is not sent; one already on the wire beside it may land, and counts as
+sent but not as stored), so `stored` is final when the error surfaces. `settle`
 waits the same way without raising, for a caller that is ending anyway.
 """
 
@@ -31,10 +31,8 @@ from collections.abc import Callable, Sequence
 
 from agent.domain.offsite import ChunkUpload, PutChunksResult
 
-IN_FLIGHT = 1
-"""Batches handed over and not yet confirmed: one on the wire while the next is prepared
-(a second one queued behind it held a batch more for no speed: peak RSS up to 138 MiB
-with 8 MiB batches)."""
+IN_FLIGHT = 2
+"""Batches handed over and not yet confirmed, each on a stream of its own."""
 
 Put = Callable[[Sequence[ChunkUpload]], PutChunksResult]
 
@@ -71,15 +69,17 @@ class SendWindow:
     def send(self, batch: Sequence[ChunkUpload]) -> int:
         """Hand `batch` over (waiting for room first); its number."""
         self.check()
-        while sum(not f.outcome.done() for f in self._flights) >= self.depth:
-            self._land(self._flights[0])
+        while len(on_wire := [f.outcome for f in self._flights if not f.outcome.done()]) >= (
+            self.depth
+        ):
+            concurrent.futures.wait(on_wire, return_when=concurrent.futures.FIRST_COMPLETED)
             self.check()
         self.sent += 1
         outcome: concurrent.futures.Future[PutChunksResult]
         if batch:
             if self._sender is None:
                 self._sender = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="upload-send"
+                    max_workers=self.depth, thread_name_prefix="upload-send"
                 )
             outcome = self._sender.submit(self._put, batch)
         else:

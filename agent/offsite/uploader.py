@@ -1,17 +1,20 @@
 """The off-site uploader: name chunks, ask which the store lacks, seal and send only those.
 
 Chunks (cut and named under the site's keys, common.vault) wait in a batch
-of at most `batch_bytes` or one chunk (and MAX_MISSING_IDS ids); a full
-batch, and `send`, asks MissingChunks about the batch, seals the missing
-ones (paced by the token bucket) and hands them to the send window
-(agent.offsite.inflight), which sends them on one PutChunks stream while
-the caller reads and seals the next batch. `flush` also waits until every
-batch handed over is stored. So memory holds a few batches whatever the data
-size, a cut connection loses at most the batches in flight, and a resumed
-upload re-sends nothing that arrived. Before each batch goes out,
-`should_stop` is asked: a reason ("the upload window closed") ends the
-upload there with `UploadStopped`, once the batches in flight have landed
-(a failure among them is raised instead, as it was sent first).
+of at most `batch_bytes` or one chunk (and MAX_MISSING_IDS ids). A full
+batch, and `send`, is taken from the queue and asked about (MissingChunks, in
+the background), and the batch taken before it, whose answer came while this
+one was read, is sealed where the store lacks it (paced by the token bucket)
+and handed to the send window (agent.offsite.inflight), which sends it while
+the caller reads and seals the next ones. `flush` hands over the last batch
+too and waits until every batch handed over is stored. So memory holds a few
+batches whatever the data size, a cut connection loses at most the batches in
+flight, and a resumed upload re-sends nothing that arrived. Before each batch
+is taken, `should_stop` is asked: a reason ("the upload window closed") ends
+the upload there with `UploadStopped`, once the batches in flight have landed
+(a failure among them is raised instead, as it was sent first); the batch
+taken and asked about goes first, the queue (at most one partly filled batch)
+is dropped.
 
 Callers: the image sync's consumer (agent.images.uploader) and the database
 backup upload (agent.firebird.upload). The uploader runs in a worker thread;
@@ -139,6 +142,16 @@ def batch_bytes(bucket: TokenBucket) -> int:
     return max(1, min(BATCH_BYTES, int(bucket.rate * 4)))
 
 
+@dataclasses.dataclass
+class _Asked:
+    """A batch taken from the queue: its plain chunks, and which of them the store lacks
+    (MissingChunks, answered in the background while the next batch is read)."""
+
+    chunks: list[PlainChunk]
+    ids: int  # distinct chunk ids asked about
+    missing: concurrent.futures.Future[list[str]]
+
+
 class Uploader:
     """Sends chunks the store lacks, batch by batch; `tally` counts what it did."""
 
@@ -160,6 +173,9 @@ class Uploader:
         self._pending: list[PlainChunk] = []
         self._pending_bytes = 0
         self._known: set[str] = set()  # on the server or on their way, as learned in this pass
+        self._asked: _Asked | None = None  # the batch taken last, its MissingChunks on its way
+        self._taken = 0  # batches taken from the queue, numbered as the send window numbers them
+        self._asker: concurrent.futures.ThreadPoolExecutor | None = None
         self._window = SendWindow(store.put, landed=self._landed)
 
     def __enter__(self) -> Uploader:
@@ -180,13 +196,13 @@ class Uploader:
 
     @property
     def batches(self) -> int:
-        """Batches handed to the send window so far (the queue emptied that many times)."""
-        return self._window.sent
+        """Batches taken from the queue so far (the queue emptied that many times)."""
+        return self._taken
 
     def ticket(self) -> int:
         """The number of the batch that holds the last chunk added: once `stored()`
         reaches it, every chunk added so far is on the server."""
-        return self._window.sent + (1 if self._pending else 0)
+        return self._taken + (1 if self._pending else 0)
 
     def stored(self) -> int:
         """Every batch numbered up to this is confirmed stored (does not wait)."""
@@ -211,24 +227,36 @@ class Uploader:
         self._pending_bytes = sum(len(c.data) for c in self._pending)
 
     def send(self) -> None:
-        """Hand the queued chunks the store lacks to the send window; returns once they are
-        on their way (a failed earlier batch, or a stop, raises here)."""
+        """Take the queued chunks as a batch and ask the store which it lacks; the batch
+        taken before is sealed and handed to the send window meanwhile (a failed earlier
+        batch, or a stop, raises here). `flush` hands over the last one."""
         if not self._pending:
             return
         self._window.check()
         self.check_stop()
-        self._window.send(self._missing_sealed(self._take()))
+        before, self._asked = self._asked, self._ask(self._take())
+        if before is not None:
+            self._hand_over(before)
 
     def flush(self) -> None:
         """Send the queued chunks the store lacks and wait: on return every chunk added is
         stored."""
         self.send()
+        last, self._asked = self._asked, None
+        if last is not None:
+            self._hand_over(last)
         self._window.wait()
 
     def settle(self) -> Exception | None:
-        """Drop the queue and wait for the batches in flight (the upload ends); the first
-        failure among them, not raised."""
+        """Drop the queue and the batch asked about, and wait for the batches in flight (the
+        upload ends); the first failure among them, not raised."""
         self.drop_pending()
+        if self._asked is not None:
+            self._asked.missing.cancel()
+            self._asked = None
+        if self._asker is not None:
+            self._asker.shutdown(wait=True)
+            self._asker = None
         return self._window.settle()
 
     def close(self) -> None:
@@ -236,16 +264,21 @@ class Uploader:
         self.settle()
 
     def check_stop(self) -> None:
-        """Raise UploadStopped when `should_stop` gives a reason, once the batches in flight
-        landed (a failure among them is raised instead: it came first)."""
+        """Raise UploadStopped when `should_stop` gives a reason, once the batch asked about
+        is handed over and the batches in flight landed (a failure among them is raised
+        instead: it came first)."""
         reason = self.should_stop()
         if reason:
+            asked, self._asked = self._asked, None
+            if asked is not None:  # taken whole already: it goes, as it would have
+                self._hand_over(asked)
             self._window.wait()
             raise UploadStopped(reason)
 
     def send_sealed(self, chunks: Sequence[SealedChunk]) -> None:
         """Store chunks sealed elsewhere (a snapshot's manifest parts), only the missing ones;
         on return they are all stored."""
+        self.flush()
         for start in range(0, len(chunks), MAX_MISSING_IDS):
             group = chunks[start : start + MAX_MISSING_IDS]
             self._window.check()
@@ -270,22 +303,38 @@ class Uploader:
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         return pending
 
-    def _missing_sealed(self, pending: list[PlainChunk]) -> list[ChunkUpload]:
-        """The chunks of `pending` the store lacks, sealed (the plain ones are let go)."""
+    def _ask(self, pending: list[PlainChunk]) -> _Asked:
+        """Ask the store, in the background, which chunks of the batch `pending` it lacks."""
         ids = list(dict.fromkeys(c.chunk_id for c in pending))
-        missing = set(self.remote.missing(ids))
-        self.tally.chunks_present += len(ids) - len(missing)
+        if self._asker is None:
+            self._asker = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="upload-ask"
+            )
+        self._taken += 1
+        if len(self._known) + len(ids) > KNOWN_IDS:
+            self._known.clear()
+        self._known.update(ids)  # a later batch leaves them out: their batch goes first
+        return _Asked(pending, len(ids), self._asker.submit(self.remote.missing, ids))
+
+    def _hand_over(self, asked: _Asked) -> None:
+        """Seal the chunks of `asked` the store lacks (the plain ones are let go) and hand
+        them to the send window."""
+        try:
+            missing = set(asked.missing.result(CALL_WAIT))
+        except concurrent.futures.TimeoutError:
+            raise Unavailable(
+                f"the server did not answer MissingChunks in {CALL_WAIT:g} s"
+            ) from None
+        self.tally.chunks_present += asked.ids - len(missing)
         batch: list[ChunkUpload] = []
+        pending = asked.chunks
         pending.reverse()
         while pending:  # each plain chunk let go as it is sealed: one batch's worth in all
             chunk = pending.pop()
             if chunk.chunk_id in missing:
                 missing.discard(chunk.chunk_id)  # a chunk twice in one batch goes once
                 batch.append(self._upload(chunk.seal(self.keys)))
-        if len(self._known) + len(ids) > KNOWN_IDS:
-            self._known.clear()
-        self._known.update(ids)  # a later batch leaves them out: their batch goes first
-        return batch
+        self._window.send(batch)
 
     def _upload(self, sealed: SealedChunk) -> ChunkUpload:
         self.bucket.take(len(sealed.blob))

@@ -2,9 +2,10 @@
 
 One PutChunks call is held at a gate on its way (tests.support.offsitestore.GatedLink
 around the real transport), and the tests watch what the uploader does meanwhile: it
-asks about and seals the next batch, at most one batch unconfirmed; a batch that
-fails in flight surfaces as the server's typed error, nothing more is sent and
-nothing is counted stored; a stop waits for the batch in flight; an image-sync pass
+asks about each batch before it seals the one before, and sends the next batches
+beside the held one; a batch that fails in flight surfaces as the server's typed
+error, nothing after it is counted stored and nothing more is sent; a stop waits for
+the batch in flight and sends the one asked about; an image-sync pass
 whose batch fails in flight keeps no row naming a chunk that did not arrive, reports
 nothing stored, and the next pass sends nothing twice.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,35 +77,47 @@ def missing(link: StoreLink, loop: asyncio.AbstractEventLoop, chunks: list[Plain
     return set(on(loop, link.missing_chunks([c.chunk_id for c in chunks])))
 
 
-def test_the_next_batch_is_asked_about_and_sealed_while_one_is_on_its_way(
+def at(events: list[tuple[str, int, object]], what: str, n: int) -> int:
+    """Where (what, n) is in a GatedLink's events."""
+    return next(i for i, e in enumerate(events) if e[:2] == (what, n))
+
+
+def test_batches_are_asked_about_ahead_and_two_are_on_the_wire_at_once(
     shared_server: ServerHandle, tmp_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
     keys = SiteKeys.derive("pipe-overlap", new_data_key())
     real = agent_link(shared_server, tmp_path, "pipe-overlap", loop)
-    # the first PutChunks waits at the gate until batch 2 has been asked about
-    gated = GatedLink(real, loop, hold=1, asked_while_held=2, opens=2)
+    # the first PutChunks waits at the gate until every other batch is stored
+    gated = GatedLink(real, loop, hold=1, asked_while_held=2)
+    events = gated.events
+
+    def open_when_the_rest_are_stored() -> None:
+        deadline = time.monotonic() + 60
+        while ("stored", 6) not in [e[:2] for e in events] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gated.open_threadsafe()
+
+    opener = threading.Thread(target=open_when_the_rest_are_stored, daemon=True)
+    opener.start()
     uploader = uploader_over(gated, loop, keys)
     chunks = [plain(keys) for _ in range(6)]
     for chunk in chunks:  # each chunk is a batch of its own
         uploader.add(chunk)
     uploader.flush()
+    opener.join()
 
-    # (call, its number, batches handed over at that moment)
-    assert gated.events[:5] == [
-        ("missing", 1, 0),
-        ("held", 1, 1),
-        ("missing", 2, 1),  # asked while batch 1 waits at the gate
-        ("put", 1, 1),  # batch 2 is sealed meanwhile, and waits for room
-        ("stored", 1, 1),
-    ]
-    assert IN_FLIGHT == 1
-    puts = [n for what, n, _ in gated.events if what in ("put", "stored")]
-    assert puts == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]  # one at a time, in order
-    # at most one batch handed over and unconfirmed: the one being stored
-    assert [(n, seen) for what, n, seen in gated.events if what == "stored"] == [
-        (n, n) for n in range(1, 7)
-    ]
-    assert [n for what, n, _ in gated.events if what == "missing"] == [1, 2, 3, 4, 5, 6]
+    assert IN_FLIGHT == 2
+    # batches 2 to 6 went to the server and were stored beside batch 1, held at the gate
+    for n in range(2, 7):
+        assert at(events, "held", 1) < at(events, "put", n) < at(events, "stored", n)
+        assert at(events, "stored", n) < at(events, "stored", 1)
+    # each batch was sealed and handed over only once the next was taken and asked about
+    # (the value recorded is the batches taken at that moment)
+    assert events[at(events, "held", 1)][2] in (2, 3)
+    for n in range(2, 6):
+        taken = events[at(events, "put", n)][2]
+        assert isinstance(taken, int) and taken >= n + 1
+    assert [n for what, n, _ in events if what == "missing"] == [1, 2, 3, 4, 5, 6]
     assert uploader.stored() == uploader.batches == 6
     assert uploader.tally.chunks_sent == 6
     assert missing(real, loop, chunks) == set()
@@ -113,30 +128,33 @@ def test_a_batch_that_fails_in_flight_surfaces_as_the_server_said_and_ends_the_u
 ) -> None:
     keys = SiteKeys.derive("pipe-fail", new_data_key())
     real = agent_link(shared_server, tmp_path, "pipe-fail", loop)
-    # batch 1 goes with a wrong SHA-256 once batch 2 has been asked about
-    gated = GatedLink(real, loop, hold=1, spoil=1, asked_while_held=2, opens=2)
+    # batch 2 goes with a wrong SHA-256 once batch 3 has been asked about
+    gated = GatedLink(real, loop, hold=2, spoil=2, asked_while_held=3, opens=3)
     uploader = uploader_over(gated, loop, keys)
     chunks = [plain(keys) for _ in range(4)]
-    uploader.add(chunks[0])
-    uploader.add(chunks[1])  # batch 1 goes
-    assert uploader.batches == 1
+    for chunk in chunks:
+        uploader.add(chunk)
     with pytest.raises(InvalidArgument) as failed:
-        uploader.add(chunks[2])  # batch 2 is asked about, sealed, and finds batch 1 failed
+        uploader.flush()
     # the same error the transport raises for that chunk sent on its own, after
-    assert gated.spoiled is not None
+    assert gated.spoiled is not None and gated.spoiled.chunk_id == chunks[1].chunk_id
     with pytest.raises(StoreSafeError) as direct:
         on(loop, real.put_chunks([gated.spoiled]))
     assert type(failed.value) is type(direct.value)
     assert failed.value.message == direct.value.message
-    assert gated.puts == 1 and gated.asked == 2  # batch 2 never went
-    assert uploader.batches == 1 and uploader.stored() == 0
-    assert uploader.tally.chunks_sent == 0
-    assert missing(real, loop, chunks[:2]) == {c.chunk_id for c in chunks[:2]}
+    assert uploader.stored() == 1  # batch 1; nothing after the failed one counts stored
+    # batch 3 may have been on the wire beside batch 2 when it failed: what landed is
+    # counted as sent, and is on the server; batch 4 never went
+    lacking = missing(real, loop, chunks)
+    assert chunks[0].chunk_id not in lacking and {chunks[1].chunk_id, chunks[3].chunk_id} <= lacking
+    assert uploader.tally.chunks_sent == len(chunks) - len(lacking)
+    assert gated.puts in (2, 3)
 
-    uploader.add(chunks[3])
+    asked = gated.asked
+    uploader.add(plain(keys))
     with pytest.raises(InvalidArgument):  # the upload is over: the same error again
         uploader.send()
-    assert gated.asked == 2  # without asking the server anything
+    assert gated.asked == asked  # without asking the server anything
 
 
 def test_a_stop_waits_for_the_batch_in_flight(
@@ -146,24 +164,33 @@ def test_a_stop_waits_for_the_batch_in_flight(
     real = agent_link(shared_server, tmp_path, "pipe-stop", loop)
     gated = GatedLink(real, loop, hold=1)  # held until the stop is seen
     reason = "the upload window (test) closed"
+    checks = 0
 
     def should_stop() -> str:
-        if gated.asked == 0:  # batch 1 may go
+        nonlocal checks
+        checks += 1
+        if checks < 3:  # batches 1 and 2 may be taken
             return ""
-        gated.open_threadsafe()  # batch 1 is held: only now may it go on
+        deadline = time.monotonic() + 60
+        while not any(e[:2] == ("held", 1) for e in gated.events):  # batch 1 is on its way
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        gated.open_threadsafe()  # only now may it go on
         return reason
 
     uploader = uploader_over(gated, loop, keys, should_stop=should_stop)
-    first, second = plain(keys), plain(keys)
-    uploader.add(first)
+    chunks = [plain(keys) for _ in range(3)]  # a batch each
     with pytest.raises(UploadStopped) as stopped:
-        uploader.add(second)  # batch 1 goes; its stop check is asked before batch 2
-        uploader.flush()
+        for chunk in chunks:  # batch 1 goes as batch 2 is taken
+            uploader.add(chunk)
+        uploader.flush()  # the stop check before batch 3
     assert stopped.value.reason == reason
-    # raised once batch 1 was stored, not while it was held
-    assert ("stored", 1, 1) in gated.events and uploader.stored() == 1
-    assert gated.asked == 1 and uploader.tally.chunks_sent == 1
-    assert missing(real, loop, [first, second]) == {second.chunk_id}
+    # raised once batch 1 was stored, not while it was held, and batch 2, taken and asked
+    # about already, went too; batch 3, still in the queue, is dropped
+    assert ("stored", 1) in [e[:2] for e in gated.events] and uploader.stored() == 2
+    uploader.close()
+    assert gated.puts == 2 and gated.asked == 2 and uploader.tally.chunks_sent == 2
+    assert missing(real, loop, chunks) == {chunks[2].chunk_id}
 
 
 def test_an_image_pass_whose_batch_fails_in_flight_keeps_no_row_of_it_and_reports_none_stored(
@@ -190,11 +217,11 @@ def test_an_image_pass_whose_batch_fails_in_flight_keeps_no_row_of_it_and_report
     assert isinstance(d, ImageSyncDetails)
     assert d.files_copied == 0  # their rows were rolled back: none counts as stored
     assert d.snapshot_id == ""
-    assert [e[:2] for e in gates[0].events if e[0] in ("put", "stored")] == [
-        ("put", 1),
-        ("stored", 1),
-        ("put", 2),  # failed: the server had stopped; batch 3 behind it never went
-    ]
+    sent = [e[:2] for e in gates[0].events if e[0] in ("put", "stored")]
+    # batch 1 was stored; batch 2 failed: the server had stopped; batch 3 behind it
+    # failed too, or never went
+    assert ("stored", 1) in sent and ("put", 2) in sent
+    assert [e for e in sent if e[0] == "stored"] == [("stored", 1)]
 
     server.start()
     arrived = stored_chunks(server, site)

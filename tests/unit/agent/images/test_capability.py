@@ -16,6 +16,7 @@ from agent.configsync import ConfigStore
 from agent.datakey import KEY_FILE, DataKeyFile, KeyFileUnusable
 from agent.domain.reports import ImageSyncDetails, Outcome, RunKind
 from agent.images.capability import ImageSync, sync_summary
+from agent.images.uploader import ImageUploader
 from agent.scheduler import Scheduler
 from common.vault import FleetPrivateKey, open_data_key
 from tests.support.clock import FakeClock
@@ -239,13 +240,16 @@ def test_a_pass_cut_by_its_budget_is_a_succeeded_report_marked_incomplete(
     )
     clock = cap._clock
     assert isinstance(clock, FakeClock)
-    real_missing = store.missing
+    real_store = ImageUploader.store
+    slow = True
 
-    def slow_batch(ids):  # type: ignore[no-untyped-def]
-        clock.advance(dt.timedelta(minutes=2))  # each batch takes 2 min, in the pass's thread
-        return real_missing(ids)
+    def slow_file(self, file, stream):  # type: ignore[no-untyped-def]
+        ids = real_store(self, file, stream)
+        if slow:
+            clock.advance(dt.timedelta(minutes=2))  # each file takes 2 min, in the pass's thread
+        return ids
 
-    store.missing = slow_batch  # type: ignore[method-assign]
+    monkeypatch.setattr(ImageUploader, "store", slow_file)
     report = asyncio.run(cap.sync("schedule"))
     assert report is not None and report.outcome is Outcome.SUCCEEDED
     d = report.details
@@ -256,7 +260,7 @@ def test_a_pass_cut_by_its_budget_is_a_succeeded_report_marked_incomplete(
     assert sync_summary(report).startswith("image sync incomplete: 2 files seen, 1 stored")
     assert store.snapshots == {}
 
-    store.missing = real_missing  # type: ignore[method-assign]
+    slow = False
     again = asyncio.run(cap.sync("schedule"))
     assert again is not None and isinstance(again.details, ImageSyncDetails)
     assert again.details.files_copied == 1 and again.details.snapshot_id in store.snapshots
