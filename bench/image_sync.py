@@ -593,14 +593,14 @@ def phase_big(b: Bench, report: dict[str, Any]) -> None:
     shutil.rmtree(folder)
 
 
-INGEST_MODES = ("backend", "ingest", "batch", "store", "transport")
-"""The ingest phase's rows, in the order of its odd rounds (even rounds reverse it)."""
-FLOORS = ("batch", "store", "transport")
+INGEST_MODES = ("backend", "ingest", "create_many", "create", "transport")
+"""The ingest phase's rows in the order of rounds 1, 3, 5, ...; rounds 2, 4, ... reverse it."""
+FLOORS = ("create_many", "create", "transport")
 """The modes sent to the bare gRPC server (bench/ingest_floor.py) instead of the real one."""
 INGEST_LABELS = {
     "ingest": "{agents} agents -> storesafe-server",
-    "batch": "{agents} agents -> bare gRPC: store floor, create_many",
-    "store": "{agents} agents -> bare gRPC: store floor, create",
+    "create_many": "{agents} agents -> bare gRPC: store floor, create_many",
+    "create": "{agents} agents -> bare gRPC: store floor, create",
     "transport": "{agents} agents -> bare gRPC: transport floor",
     "backend": "Backend.create, {agents} threads",
 }
@@ -617,7 +617,7 @@ def phase_ingest(b: Bench, report: dict[str, Any]) -> None:
             runs += ingest_round(b, round_, order, floors)
             for r in runs[-len(order) :]:
                 print(
-                    f"  ingest round {round_ + 1} {r['mode']:<9} {r['mib_per_s']:>7.1f} MiB/s, "
+                    f"  ingest round {round_ + 1} {r['mode']:<11} {r['mib_per_s']:>7.1f} MiB/s, "
                     f"client CPU {r['client_cpu_s']:.2f} s, server CPU "
                     f"{_or_dash(r['server_cpu_s'])} s",
                     flush=True,
@@ -628,7 +628,7 @@ def phase_ingest(b: Bench, report: dict[str, Any]) -> None:
     med = {mode: _medians([r for r in runs if r["mode"] == mode]) for mode in INGEST_MODES}
     backend, ingest = med["backend"]["mib_per_s"], med["ingest"]["mib_per_s"]
     rows = []
-    for mode in ("ingest", "batch", "store", "transport", "backend"):
+    for mode in ("ingest", "create_many", "create", "transport", "backend"):
         m = med[mode]
         srv = m["server_cpu_s"]
         rows.append(

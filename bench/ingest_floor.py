@@ -2,25 +2,25 @@
 
     .venv/bin/python bench/ingest_floor.py --mode transport --listen 127.0.0.1:PORT \\
         --tls-dir SERVER_DATA_DIR
-    .venv/bin/python bench/ingest_floor.py --mode store --listen 127.0.0.1:PORT \\
-        --tls-dir SERVER_DATA_DIR --store SERVER_DATA_DIR/store --prefix bench-floor/r1
+    .venv/bin/python bench/ingest_floor.py --mode create --listen 127.0.0.1:PORT \\
+        --tls-dir SERVER_DATA_DIR --store SERVER_DATA_DIR/store --prefix bench-floor-create
 
 Serves only the two upload calls the agent's uploader makes (MissingChunks, PutChunks),
 over TLS with the real server's certificate (server.key and server.pem of its data dir,
 as server/app.py loads them) and the real server's gRPC options, so the agents connect
 to it exactly as to `storesafe-server`. No credential check, no chunk index, no SQL:
 
-  transport  receives and decodes each PutChunkRequest (the message, then its `data`
-             field into a bytes object, as the real server's convert does) and answers
-             with the counts: what TLS, HTTP/2, protobuf and grpc.aio cost by themselves.
-  store      also does what any store must with the bytes: the sha256 of each blob checked
-             against the one sent, then `Backend.create` into the filesystem backend at
-             --store (temp file, fsync, link, directory fsync: the reference's write),
-             on a pool of the BlobStore's size; the stream is answered once every blob
-             of it is durable.
-  batch      the same, but a stream's blobs written by one `Backend.create_many` (temp
-             files, one syncfs, links, one syncfs: the write the real server's BlobStore
-             makes of a batch) once each blob's sha256 is checked.
+  transport    receives and decodes each PutChunkRequest (the message, then its `data`
+               field into a bytes object, as the real server's convert does) and
+               answers with the counts: what TLS, HTTP/2, protobuf and grpc.aio cost.
+  create       also does what any store must with the bytes: the sha256 of each blob
+               checked against the one sent, then `Backend.create` into the filesystem
+               backend at --store (temp file, fsync, link, directory fsync: the
+               reference's write), on a pool of the BlobStore's size; the stream is
+               answered once every blob of it is durable.
+  create_many  the same, but a stream's blobs written by one `Backend.create_many`
+               (temp files, one syncfs, links, one syncfs: the write the real server's
+               BlobStore makes of a batch) once each blob's sha256 is checked.
 
 MissingChunks answers that every id asked about is missing (an ingest round sends new
 chunks only). Blob names are laid out as the server's: `<prefix>/<caller>/chunks/<2
@@ -53,7 +53,7 @@ from server.memory import freeze_startup_objects, keep_large_buffers  # noqa: E4
 from server.storage.filesystem import FilesystemBackend  # noqa: E402
 from server.storage.store import DEFAULT_WORKERS  # noqa: E402
 
-MODES = ("transport", "store", "batch")
+MODES = ("transport", "create", "create_many")
 SERVER_OPTIONS = [  # the real server's (server/app.py, serve())
     ("grpc.max_receive_message_length", MAX_RECEIVE),
     ("grpc.max_send_message_length", MAX_SEND),
@@ -69,6 +69,7 @@ class FloorService(agent_pb2_grpc.AgentServiceServicer):
     """MissingChunks and PutChunks with nothing but the transport (and the store's write)."""
 
     def __init__(self, backend: FilesystemBackend | None, prefix: str, *, batch: bool) -> None:
+        """`backend`: None for the transport floor; `batch`: one create_many a stream."""
         self._backend = backend
         self._batch = batch
         self._prefix = prefix
@@ -128,7 +129,7 @@ async def serve(args: argparse.Namespace) -> None:
         backend.check()
     server = grpc.aio.server(options=SERVER_OPTIONS)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        FloorService(backend, args.prefix, batch=args.mode == "batch"), server
+        FloorService(backend, args.prefix, batch=args.mode == "create_many"), server
     )
     tls = Path(args.tls_dir)
     creds = grpc.ssl_server_credentials(
@@ -150,8 +151,10 @@ def main() -> None:
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--listen", required=True, help="HOST:PORT")
     ap.add_argument("--tls-dir", required=True, help="a server data dir: server.key, server.pem")
-    ap.add_argument("--store", type=Path, help="store, batch: the filesystem backend's root")
-    ap.add_argument("--prefix", default="bench-floor", help="store, batch: where blobs go in it")
+    ap.add_argument("--store", type=Path, help="create, create_many: the filesystem backend's root")
+    ap.add_argument(
+        "--prefix", default="bench-floor", help="create, create_many: where blobs go in it"
+    )
     args = ap.parse_args()
     if args.mode != "transport" and args.store is None:
         ap.error(f"--mode {args.mode} needs --store")
