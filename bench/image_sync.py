@@ -36,8 +36,13 @@ Phases (`--only` picks some; each prints its table, all go into one JSON file):
            agent's uploader (Uploader.send_sealed: MissingChunks, PutChunks in 8 MiB
            batches) at once; against the same number and sizes of blobs written straight
            into the server's filesystem backend (Backend.create, --agents threads; as
-           bench/store_write.py). --ingest-rounds rounds, the order alternating; medians.
-           Goal: ingest at least 0.5x the backend's MiB/s.
+           bench/store_write.py). In the same round the same processes send the same
+           sealed bytes to three bare grpc.aio servers (bench/ingest_floor.py, the real
+           server's certificate and gRPC options): the transport floor (decode, answer)
+           and two store floors (also the sha256 check of each blob, and Backend.create
+           of each, or one Backend.create_many a stream as the server's store writes).
+           --ingest-rounds rounds, the order of the five rows reversed every other round;
+           medians per column. Goal: ingest at least 0.5x the backend's MiB/s.
 
 Server CPU is the server process's and its children's (psutil), measured per phase.
 """
@@ -77,6 +82,7 @@ PHASES = ("first", "changed", "nochange", "big", "ingest")
 PASSWORD = "bench-image-sync"
 PASS_SCRIPT = Path(__file__).with_name("image_sync_pass.py")
 INGEST_BATCH = 8 * MIB  # the ingest phase's batches, as its earlier figures were measured
+FLOOR_SCRIPT = Path(__file__).with_name("ingest_floor.py")
 
 
 # -- data ---------------------------------------------------------------------------
@@ -311,18 +317,22 @@ class Bench:
         return benchlib.RESULTS / f"profile-image-sync-{self.profiles}-{name}"
 
     @contextlib.contextmanager
-    def spy_on_server(self, name: str) -> Iterator[None]:
-        """With --profile: py-spy records the server meanwhile."""
-        if not self.args.profile:
+    def spy_on_server(self, name: str, pid: int | None = None) -> Iterator[None]:
+        """With --profile: py-spy records the server (or process `pid`) meanwhile; with
+        --perf: `perf record -g` does (its threads, not its children)."""
+        if not (self.args.profile or self.args.perf):
             yield
             return
         assert self.server is not None and self.server.proc is not None
-        out = f"{self.profile_prefix(name)}-server.txt"
-        spy = subprocess.Popen(
-            [*py_spy(out), "--pid", str(self.server.proc.pid)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        pid = pid or self.server.proc.pid
+        if self.args.perf:
+            out = f"{self.profile_prefix(name)}-server.perf"
+            cmd = ["perf", "record", "-F", "499", "-g", "-o", out, "-p", str(pid)]
+        else:
+            cmd = [*py_spy(f"{self.profile_prefix(name)}-server.txt"), "--pid", str(pid)]
+        benchlib.RESULTS.mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached before the measured work starts
         try:
             yield
         finally:
@@ -583,68 +593,124 @@ def phase_big(b: Bench, report: dict[str, Any]) -> None:
     shutil.rmtree(folder)
 
 
+INGEST_MODES = ("backend", "ingest", "create_many", "create", "transport")
+"""The ingest phase's rows in the order of rounds 1, 3, 5, ...; rounds 2, 4, ... reverse it."""
+FLOORS = ("create_many", "create", "transport")
+"""The modes sent to the bare gRPC server (bench/ingest_floor.py) instead of the real one."""
+INGEST_LABELS = {
+    "ingest": "{agents} agents -> storesafe-server",
+    "create_many": "{agents} agents -> bare gRPC: store floor, create_many",
+    "create": "{agents} agents -> bare gRPC: store floor, create",
+    "transport": "{agents} agents -> bare gRPC: transport floor",
+    "backend": "Backend.create, {agents} threads",
+}
+
+
 def phase_ingest(b: Bench, report: dict[str, Any]) -> None:
     a = b.args
     assert b.server is not None
+    floors = {mode: start_floor(b, mode) for mode in FLOORS}
     runs: list[dict[str, Any]] = []
-    for round_ in range(a.ingest_rounds):
-        order = ["backend", "ingest"] if round_ % 2 == 0 else ["ingest", "backend"]
-        sizes: list[int] | None = None
-        for mode in order:
-            if mode == "ingest":
-                run = ingest_round(b, round_)
-                sizes = run.pop("blob_sizes")
-            else:
-                run = {}
-            runs.append({"mode": mode, "round": round_ + 1, **run})
-        # the reference writes the very blob sizes the agents sent, in this round's order slot
-        ref = next(r for r in runs[-2:] if r["mode"] == "backend")
-        assert sizes is not None
-        ref.update(backend_round(b, sizes, round_))
-        for r in runs[-2:]:
-            print(f"  ingest round {round_ + 1} {r['mode']:<8} {r['mib_per_s']:>7.1f} MiB/s")
-    ingest = _median_mibs([r for r in runs if r["mode"] == "ingest"])
-    backend = _median_mibs([r for r in runs if r["mode"] == "backend"])
-    rows = [
-        [
-            f"{a.agents} agents uploading",
-            ingest["mib_per_s"],
-            ingest["seconds"],
-            ingest["client_cpu_s"],
-            ingest["server_cpu_s"],
-            f"{ingest['mib_per_s'] / backend['mib_per_s']:.2f}",
-        ],
-        [
-            f"Backend.create, {a.agents} threads",
-            backend["mib_per_s"],
-            backend["seconds"],
-            backend["client_cpu_s"],
-            "-",
-            "1.00",
-        ],
-    ]
+    try:
+        for round_ in range(a.ingest_rounds):
+            order = INGEST_MODES if round_ % 2 == 0 else INGEST_MODES[::-1]
+            runs += ingest_round(b, round_, order, floors)
+            for r in runs[-len(order) :]:
+                print(
+                    f"  ingest round {round_ + 1} {r['mode']:<11} {r['mib_per_s']:>7.1f} MiB/s, "
+                    f"client CPU {r['client_cpu_s']:.2f} s, server CPU "
+                    f"{_or_dash(r['server_cpu_s'])} s",
+                    flush=True,
+                )
+    finally:
+        for _, proc in floors.values():
+            stop_floor(proc)
+    med = {mode: _medians([r for r in runs if r["mode"] == mode]) for mode in INGEST_MODES}
+    backend, ingest = med["backend"]["mib_per_s"], med["ingest"]["mib_per_s"]
+    rows = []
+    for mode in ("ingest", "create_many", "create", "transport", "backend"):
+        m = med[mode]
+        srv = m["server_cpu_s"]
+        rows.append(
+            [
+                INGEST_LABELS[mode].format(agents=a.agents),
+                m["mib_per_s"],
+                m["seconds"],
+                m["client_cpu_s"],
+                _or_dash(srv),
+                "-" if srv is None else f"{srv * 1000 / (m['bytes'] / MIB):.2f}",
+                f"{m['mib_per_s'] / backend:.2f}",
+                f"{ingest / m['mib_per_s']:.2f}",
+            ]
+        )
+    blobs, size = med["ingest"]["blobs"], med["ingest"]["bytes"]
     print(
-        f"\nserver ingest, {ingest['blobs']:,} blobs, {ingest['bytes'] / MIB:.0f} MiB a round, "
-        f"median of {a.ingest_rounds} (goal at least 0.5x):"
+        f"\nserver ingest, {blobs:,} blobs, {size / MIB:.0f} MiB a round, medians of "
+        f"{a.ingest_rounds} rounds per column (goal: ingest at least 0.5x backend):"
     )
-    print(
-        benchlib.table(["", "MiB/s", "seconds", "client CPU s", "server CPU s", "x backend"], rows),
-        flush=True,
-    )
+    head = ["", "MiB/s", "seconds", "client CPU s", "server CPU s", "server ms/MiB"]
+    print(benchlib.table([*head, "x backend", "ingest x this"], rows), flush=True)
     report["ingest"] = {
         "agents": a.agents,
         "mib_per_agent": a.ingest_mib,
         "runs": runs,
-        "ratio": ingest["mib_per_s"] / backend["mib_per_s"],
+        "medians": med,
+        "ratio": ingest / backend,
+        "floor_ratios": {f"{mode}_x_backend": med[mode]["mib_per_s"] / backend for mode in FLOORS}
+        | {f"ingest_x_{mode}": ingest / med[mode]["mib_per_s"] for mode in FLOORS},
         "load_1m": os.getloadavg()[0],
     }
 
 
-def _median_mibs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return sorted(runs, key=lambda r: r["mib_per_s"])[len(runs) // 2]
+def _or_dash(value: float | None) -> str | float:
+    return "-" if value is None else round(value, 2)
 
 
-def ingest_round(b: Bench, round_: int) -> dict[str, Any]:
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (MiB/s, seconds and CPU apart)."""
+    out: dict[str, Any] = {"blobs": runs[0]["blobs"], "bytes": runs[0]["bytes"]}
+    for key in ("mib_per_s", "seconds", "client_cpu_s", "server_cpu_s"):
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = statistics.median(values) if values else None
+    return out
+
+
+def start_floor(b: Bench, mode: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """A bare gRPC server (bench/ingest_floor.py) with the real server's certificate."""
+    assert b.server is not None
+    address = f"127.0.0.1:{benchlib.free_port()}"
+    args = [sys.executable, str(FLOOR_SCRIPT), "--mode", mode, "--listen", address]
+    args += ["--tls-dir", str(b.server.data_dir)]
+    args += ["--store", str(b.server.data_dir / "store"), "--prefix", f"bench-floor-{mode}"]
+    log = (b.work / f"floor-{mode}.log").open("ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=log)
+    benchlib.wait_ready(address, proc, b.server.credentials(), 60)
+    return address, proc
+
+
+def stop_floor(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def process_cpu(proc: subprocess.Popen[bytes]) -> float:
+    t = psutil.Process(proc.pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def ingest_round(
+    b: Bench,
+    round_: int,
+    order: Sequence[str],
+    floors: dict[str, tuple[str, subprocess.Popen[bytes]]],
+) -> list[dict[str, Any]]:
+    """One round: the agents seal their chunks once, then send them to each target in
+    `order` (the real server, the two floors), all agents at one signal; the backend
+    reference writes the same blob sizes in its slot of the order."""
     a = b.args
     assert b.server is not None
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -655,48 +721,90 @@ def ingest_round(b: Bench, round_: int) -> dict[str, Any]:
         args += ["--site", f"ingest-{round_}-{i}", "--recovery-key", b.recovery_key()]
         args += ["--mib", str(a.ingest_mib), "--seed", str(round_ * 1000 + i)]
         args += ["--min-kib", str(a.min_kib), "--max-kib", str(a.max_kib)]
+        for mode in FLOORS:
+            args += ["--floor", f"{mode}={floors[mode][0]}"]
         procs.append(
             subprocess.Popen(
                 args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
         )
-    for p in procs:  # each has sealed its chunks and registered its key
-        assert p.stdout is not None
-        line = p.stdout.readline().decode()
-        if line.strip() != "ready":
-            p.wait()
-            assert p.stderr is not None
-            raise SystemExit(f"an ingest agent failed: {line}{p.stderr.read().decode()[-3000:]}")
-    with b.spy_on_server(f"ingest-{round_}"):
-        srv_before = server_cpu(b.server)
+    try:
+        sizes: list[int] = []
+        for p in procs:  # each has sealed its chunks, registered its key, opened its links
+            ready = _child_line(p)
+            sizes += ready["blob_sizes"]
+        runs = []
+        for mode in order:
+            settle_disk()
+            if mode == "backend":
+                run = backend_round(b, sizes, round_)
+            else:
+                target = b.server.proc if mode == "ingest" else floors[mode][1]
+                assert target is not None
+                run = send_round(b, procs, mode, target)
+                assert run["blobs"] == len(sizes) and run["bytes"] == sum(sizes), run
+            runs.append({"mode": mode, "round": round_ + 1, **run})
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(b"end\n")
+            p.stdin.flush()
+            if p.wait() != 0:
+                raise SystemExit(f"an ingest agent failed: {_stderr(p)}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return runs
+
+
+def send_round(
+    b: Bench, procs: list[subprocess.Popen[bytes]], mode: str, target: subprocess.Popen[bytes]
+) -> dict[str, Any]:
+    """Every agent sends its sealed chunks to `mode`'s server at one signal."""
+    assert b.server is not None
+    server = b.server
+
+    def cpu_of() -> float:
+        return server_cpu(server) if mode == "ingest" else process_cpu(target)
+
+    with b.spy_on_server(mode, target.pid):
+        srv_before = cpu_of()
         started = time.perf_counter()
         for p in procs:
             assert p.stdin is not None
-            p.stdin.write(b"go\n")
+            p.stdin.write(f"go {mode}\n".encode())
             p.stdin.flush()
-        results = []
-        cpu = 0.0
-        for p in procs:
-            out, err = p.communicate()
-            if p.returncode != 0:
-                raise SystemExit(f"an ingest agent failed: {err.decode()[-3000:]}")
-            results.append(json.loads(out))
-            cpu += results[-1]["send_cpu_s"]
+        results = [_child_line(p) for p in procs]
         wall = time.perf_counter() - started
-        srv = server_cpu(b.server) - srv_before
+        srv = cpu_of() - srv_before
     total = sum(r["bytes"] for r in results)
     sent = sum(r["bytes_sent"] for r in results)
-    assert sent == total, (sent, total)
-    sizes = [s for r in results for s in r["blob_sizes"]]
+    assert sent == total, (mode, sent, total)
     return {
-        "blobs": len(sizes),
+        "blobs": sum(r["chunks_sent"] for r in results),
         "bytes": total,
         "seconds": wall,
         "mib_per_s": total / wall / MIB,
-        "client_cpu_s": cpu,
+        "client_cpu_s": sum(r["send_cpu_s"] for r in results),
         "server_cpu_s": srv,
-        "blob_sizes": sizes,
     }
+
+
+def _child_line(p: subprocess.Popen[bytes]) -> dict[str, Any]:
+    assert p.stdout is not None
+    line = p.stdout.readline().decode()
+    if not line.startswith("{"):
+        p.kill()
+        p.wait()
+        raise SystemExit(f"an ingest agent failed: {line}{_stderr(p)}")
+    parsed: dict[str, Any] = json.loads(line)
+    return parsed
+
+
+def _stderr(p: subprocess.Popen[bytes]) -> str:
+    assert p.stderr is not None
+    return p.stderr.read().decode(errors="replace")[-3000:]
 
 
 def backend_round(b: Bench, sizes: list[int], round_: int) -> dict[str, Any]:
@@ -738,7 +846,9 @@ def backend_round(b: Bench, sizes: list[int], round_: int) -> dict[str, Any]:
 
 
 def child_ingest(args: argparse.Namespace) -> None:
-    """Seal image-like chunks in memory, say "ready", wait for "go", send them; figures."""
+    """Seal image-like chunks in memory, open a link to each target, print the blob sizes;
+    then for each "go MODE" line send them all to that target and print the figures, until
+    "end"."""
     from agent.datakey import DataKeyFile
     from agent.offsite.bandwidth import TokenBucket
     from agent.offsite.uploader import LoopStore, Uploader
@@ -762,36 +872,48 @@ def child_ingest(args: argparse.Namespace) -> None:
             sealed.append(chunk.seal(keys))
             total += len(sealed[-1].blob)
 
-    async def main() -> dict[str, Any]:
-        link = StoreCalls(ServerLink.for_agent(state, creds))
+    async def main() -> None:
+        links = {"ingest": StoreCalls(ServerLink.for_agent(state, creds))}
+        for spec in args.floor:  # the bare servers: the same TLS, CA and credential
+            mode, _, address = spec.partition("=")
+            links[mode] = StoreCalls(
+                ServerLink(address, ca_pem=state.read_ca(creds), credential=creds.credential)
+            )
         try:
             registration = key_file.registration(FleetPublicKey.parse(args.recovery_key))
             if registration is not None:
-                await link.put_site_key(registration)
+                await links["ingest"].put_site_key(registration)
+            for link in links.values():  # every connection open (TLS handshake done) first
+                await link.missing_chunks([sealed[0].chunk_id])
             loop = asyncio.get_running_loop()
-            print("ready", flush=True)
-            await loop.run_in_executor(None, sys.stdin.readline)
-            clock = SystemClock()
-            uploader = Uploader(
-                keys,
-                LoopStore(link, loop),
-                TokenBucket.kbps(0, clock=clock, sleep=time.sleep),
-                batch_bytes=INGEST_BATCH,
-            )
-            cpu, began = time.process_time(), time.perf_counter()
-            await asyncio.to_thread(uploader.send_sealed, sealed)
-            return {
-                "send_s": time.perf_counter() - began,
-                "send_cpu_s": time.process_time() - cpu,
-                "bytes": total,
-                "bytes_sent": uploader.tally.bytes_sent,
-                "chunks_sent": uploader.tally.chunks_sent,
-                "blob_sizes": [len(c.blob) for c in sealed],
-            }
+            print(json.dumps({"blob_sizes": [len(c.blob) for c in sealed]}), flush=True)
+            while (line := (await loop.run_in_executor(None, sys.stdin.readline)).split()) and (
+                line[0] == "go"
+            ):
+                figures = await send_all(links[line[1]], loop)
+                print(json.dumps(figures), flush=True)
         finally:
-            await link.close()
+            for link in links.values():
+                await link.close()
 
-    print(json.dumps(asyncio.run(main())))
+    async def send_all(link: StoreCalls, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+        uploader = Uploader(
+            keys,
+            LoopStore(link, loop),
+            TokenBucket.kbps(0, clock=SystemClock(), sleep=time.sleep),
+            batch_bytes=INGEST_BATCH,
+        )
+        cpu, began = time.process_time(), time.perf_counter()
+        await asyncio.to_thread(uploader.send_sealed, sealed)
+        return {
+            "send_s": time.perf_counter() - began,
+            "send_cpu_s": time.process_time() - cpu,
+            "bytes": total,
+            "bytes_sent": uploader.tally.bytes_sent,
+            "chunks_sent": uploader.tally.chunks_sent,
+        }
+
+    asyncio.run(main())
 
 
 # -- main -------------------------------------------------------------------------
@@ -834,6 +956,12 @@ def main() -> None:
         "bench/results/profile-image-sync-*.txt (diagnosis only: py-spy's CPU is counted)",
     )
     ap.add_argument(
+        "--perf",
+        action="store_true",
+        help="ingest: `perf record -g` (499 Hz) of each server while the agents send, into "
+        "bench/results/profile-image-sync-*-server.perf (diagnosis only)",
+    )
+    ap.add_argument(
         "--baseline",
         type=Path,
         help="nochange: also run each no-change pass with the agent code of this source tree "
@@ -847,6 +975,7 @@ def main() -> None:
     ap.add_argument("--recovery-key", help=argparse.SUPPRESS)
     ap.add_argument("--mib", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--floor", action="append", default=[], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "ingest":
         child_ingest(args)
@@ -936,6 +1065,11 @@ def summary(report: dict[str, Any]) -> None:
     if "ingest" in report:
         r = report["ingest"]["ratio"]
         rows.append(["ingest (x backend)", f"{r:.2f}", ">= 0.5", _met(r >= 0.5)])
+        floor = report["ingest"]["floor_ratios"]
+        for mode in FLOORS:
+            name = INGEST_LABELS[mode].partition("bare gRPC: ")[2]
+            ratio_ = floor[f"{mode}_x_backend"]
+            rows.append([f"bare gRPC {name} (x backend)", f"{ratio_:.2f}", "-", ""])
     if rows:
         print("\nsummary:")
         print(benchlib.table(["", "figure", "goal", ""], rows))
