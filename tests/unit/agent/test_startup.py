@@ -1,7 +1,8 @@
 """A one-off image pass (`sync-now`, the benchmark's pass process) builds the image-sync
-capability without loading the service's loop: no runner, scheduler, host facts, outbox
-or status file. Checked in a fresh interpreter with `python -X importtime`, which names
-every module it imported; no timings are compared."""
+capability without loading the service's loop (runner, scheduler, outbox, status file),
+and the `storesafe-agent` command line loads neither that loop nor the Firebird
+capability until a command needs them. Checked in a fresh interpreter with `python -X
+importtime`, which names every module it imported; no timings are compared."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from agent.transport.link import ServerLink
 from agent.transport.store import StoreCalls
 """
 SERVICE_ONLY = {"agent.runner", "agent.scheduler", "agent.facts", "agent.outbox", "agent.status"}
+COMMAND_ONLY = {"agent.runner", "agent.scheduler", "agent.service", "agent.directives"}
 
 
 def imported(code: str) -> set[str]:
@@ -42,6 +44,13 @@ def test_an_image_pass_does_not_load_the_service_loop() -> None:
     modules = imported(ONE_PASS)
     assert "agent.images.sync" in modules  # the pass itself is loaded
     assert not SERVICE_ONLY & modules
+
+
+def test_the_agent_command_line_loads_what_a_command_needs_in_the_command() -> None:
+    modules = imported("from agent.main import app")
+    assert "agent.images.capability" in modules  # sync-now's
+    assert not COMMAND_ONLY & modules
+    assert not {m for m in modules if m.startswith(("agent.firebird", "fdb"))}
 
 
 def test_the_image_capability_still_schedules_its_task() -> None:
