@@ -25,16 +25,19 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent.commands import CommandResult, Handler
 from agent.configsync import ConfigStore
 from agent.domain.messages import COMMAND_JOBS, CheckIn
 from agent.domain.offsite import StoreLink
 from agent.domain.reports import RunReport
-from agent.runner import Job
-from agent.scheduler import Task
 from common.clock import Clock
+
+if TYPE_CHECKING:  # the runner and the scheduler (psutil, croniter) are the service's: a
+    # one-off pass (sync-now, backup-now) builds a capability without loading them
+    from agent.runner import Job
+    from agent.scheduler import Task
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""The `storesafe-agent` command line: enroll, run, status, backup-now, sync-now, service."""
+"""The `storesafe-agent` command line: enroll, run, status, backup-now, sync-now, service.
+
+Start-up: what only one command needs is imported in that command's body: the
+service loop (runner, scheduler, directives) for `run`, the Firebird capability
+(and Firebird's client) for `backup-now` and the backup list of `status`; so a
+`sync-now` loads the image pass, the transport and the vault, not the rest.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,15 +28,11 @@ from agent.delivery import deliver_now
 from agent.domain.errors import AlreadyRunning, JobNotConfigured
 from agent.domain.reports import RunReport
 from agent.enroll import enroll as do_enroll
-from agent.firebird.capability import FirebirdTasks, command_result
-from agent.firebird.files import Status, list_backups
 from agent.images.capability import ImageSync, missing_settings, sync_summary
 from agent.images.errors import OutsideUploadWindow, PassAlreadyRunning
 from agent.lock import StateLock
 from agent.logfile import file_handler, log_to, stderr_handler
 from agent.outbox import Outbox
-from agent.runner import RunnerConfig
-from agent.service import install_stop_signals, serve
 from agent.servicecli import service_app
 from agent.settings import Credentials, StateDir, read_ca_file, resolve_state_dir
 from agent.status import StatusFile
@@ -41,6 +43,9 @@ from common.clock import SystemClock, human_time, iso
 from common.errors import StoreSafeError
 from common.firebird.errors import BackupBusy
 from common.version import VERSION
+
+if TYPE_CHECKING:
+    from agent.runner import RunnerConfig
 
 BACKUP_BUSY = BackupBusy.error_class
 
@@ -193,6 +198,8 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run the unattended agent loop until SIGTERM or Ctrl-C (logging to stderr and agent.log)."""
+    from agent.runner import RunnerConfig
+
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     config = RunnerConfig(
         interval_override=interval,
@@ -207,6 +214,8 @@ def run(
 
 
 async def _run(state: StateDir, config: RunnerConfig) -> None:
+    from agent.service import install_stop_signals, serve
+
     stop = asyncio.Event()
     install_stop_signals(stop)
     await serve(state, stop, config=config)
@@ -276,6 +285,8 @@ def local_status(state: StateDir) -> dict[str, Any]:
 
 def backup_files(backup_dir: str) -> dict[str, Any]:
     """What backup.dir holds: the newest good backup, and how many are unverified or bad."""
+    from agent.firebird.files import Status, list_backups
+
     manifests = list_backups(Path(backup_dir)) if backup_dir else []
     good = [m for m in manifests if m.status == Status.GOOD]
     return {
@@ -299,6 +310,8 @@ def backup_now(state_dir: StateDirOption = None) -> None:
     cannot take it now, `storesafe-agent run` delivers it later. Exit code 0 when
     the backup was verified good, 1 when it failed.
     """
+    from agent.firebird.capability import FirebirdTasks, command_result
+
     setup_logging(logging.WARNING)
     state = StateDir(resolve_state_dir(state_dir))
     creds = state.load_credentials()  # a clear error when not enrolled

@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from agent.capability import Capability, Host, Setup
 from agent.commands import CommandResult, Handler
@@ -33,10 +34,12 @@ from agent.images.sync import SHORT_ID, SyncOutcome, SyncSettings, run_sync
 from agent.offsite.sitekey import site_keys
 from agent.offsite.uploader import LoopStore
 from agent.priority import in_background
-from agent.scheduler import Task
 from common.errors import StoreSafeError
 from common.vault import FleetPublicKey
 from common.window import UploadWindow
+
+if TYPE_CHECKING:
+    from agent.scheduler import Task
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ class ImageSync(Capability):
         return missing_settings(cfg)
 
     def tasks(self) -> Sequence[Task]:
+        from agent.scheduler import Task  # the service's (croniter): not loaded for one pass
+
         return [Task(TASK, "images.schedule", self._task_missing, self.sync)]
 
     def commands(self, host: Host) -> Mapping[str, Handler]:

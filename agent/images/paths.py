@@ -35,8 +35,10 @@ def parts_of(key: bytes) -> tuple[str, ...]:
 
 
 def relpath_of(key: bytes) -> str:
-    """The reported relative path of `key`: its components joined with '/'."""
-    return "/".join(parts_of(key))
+    """The reported relative path of `key`: its components joined with '/' (decoded whole:
+    the file system encoding maps NUL to NUL and never makes it part of another character,
+    so this is `"/".join(parts_of(key))`, without a string per component)."""
+    return os.fsdecode(key).replace("\0", "/")
 
 
 def subtree_prefix(key: bytes) -> bytes:

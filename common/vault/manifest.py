@@ -50,8 +50,9 @@ class Entry:
         if not _is_int(self.mtime_ns) or not -INT64_MAX <= self.mtime_ns <= INT64_MAX:
             raise BadManifest(f"entry {quote(self.path)} has a bad mtime", self.path)
         total = 0
+        id_ok = ID_PATTERN.fullmatch
         for chunk_id, length in self.chunks:
-            if not isinstance(chunk_id, str) or not ID_PATTERN.fullmatch(chunk_id):
+            if not isinstance(chunk_id, str) or not id_ok(chunk_id):
                 raise BadManifest(f"entry {quote(self.path)} lists a bad chunk id", self.path)
             if not _is_int(length) or not 0 < length <= MAX_PLAIN_BYTES:
                 raise BadManifest(
@@ -83,7 +84,7 @@ class Entry:
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
 
 class EntryOrder:

@@ -22,7 +22,7 @@ from common.errors import (
 from common.vault.datakey import SealedDataKey
 from common.vault.errors import VaultError
 from server.domain import offsite as rules
-from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
+from server.domain.offsite import SiteKeyRecord, SnapshotRecord
 from server.domain.records import AgentIdentity
 from server.domain.store_gc import STORED
 from server.services.chunk_batch import ChunkBatch, ChunkUpload, distinct_run, own_site
@@ -174,8 +174,7 @@ class OffsiteUploads:
                     "record; snapshots are never replaced"
                 )
             return True
-        found = await self._state.chunks(who.site_id, references)
-        missing = [ref for ref in references if found.get(ref, _GONE).state != STORED]
+        missing = await self._state.unstored(who.site_id, references)
         if missing:  # refused before anything is written
             raise FailedPrecondition(rules.missing_sentence(missing, len(missing)))
         await self._store.save(
@@ -263,9 +262,6 @@ async def _collect(batches: AsyncIterator[Sequence[str]], expected: int) -> list
             "its header announced"
         )
     return list(seen)
-
-
-_GONE = ChunkRecord("", 0, "", state="gone")
 
 
 def _packed_refs(references: Sequence[str]) -> bytes:

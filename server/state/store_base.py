@@ -63,15 +63,21 @@ class StoreState(abc.ABC):
         return {one for one in ids if await self.rescue_chunk(site_id, one)}
 
     @abc.abstractmethod
+    async def unstored(self, site_id: int, ids: Sequence[str]) -> list[str]:
+        """Those of the distinct `ids` that are not stored (`deleting`, or not in the
+        site's index), in the order given; any number of ids, read without a lock."""
+
+    @abc.abstractmethod
     async def commit_snapshot(
         self, site_id: int, snap: SnapshotRecord, references: Sequence[str]
     ) -> tuple[bool, list[str]]:
-        """In ONE transaction: rescue the condemned chunks among `references`, check that
-        every reference is stored (not `deleting`, not gone), and insert the snapshot with
-        their stored bytes. The rows MUST be locked (or the write lock held) from the
-        rescue to the insert, so that a sweep's move to `deleting` cannot interleave.
-        Returns (inserted, missing): missing references mean nothing was inserted;
-        inserted is False when the site had that snapshot id already."""
+        """In ONE transaction: check that every reference is stored (not `deleting`, not
+        gone), rescue the condemned chunks among them, and insert the snapshot with their
+        stored bytes. A sweep's move to `deleting` MUST NOT interleave: the write lock is
+        held from the check to the commit, or each rescued row is locked and re-checked as
+        it is rescued. Returns (inserted, missing): missing references mean nothing was
+        inserted; inserted is False (and nothing checked) when the site had that snapshot
+        id already."""
 
     @abc.abstractmethod
     async def snapshot(self, site_id: int, snapshot_id: str) -> SnapshotRecord | None:

@@ -18,8 +18,9 @@ from common.clock import utc
 from server.domain.offsite import SnapshotRecord
 from server.domain.store_gc import DELETING, STORED, ChunkRow, MaintenanceRunRecord
 from server.state.sites import insert_ignore
+from server.state.snapshot_refs import batches
 from server.state.store_gc_base import StoreGcState
-from server.state.store_state import acquit_chunks, batches, snapshot_of
+from server.state.store_state import acquit_chunks, snapshot_of
 from server.state.tables import CHUNKS, DAMAGE, LEASES, MAINTENANCE_RUNS, RUNS, SITES, SNAPSHOTS
 from server.state.threaded import ThreadedSql
 

@@ -7,7 +7,6 @@ burst of uploads is not slowed by the group-commit pause of the hot path.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
@@ -22,11 +21,10 @@ from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
 from server.domain.store_gc import STORED
 from server.state import offsite_facts
 from server.state.sites import insert_ignore, site_id_of
+from server.state.snapshot_refs import batches, rescue, tally
 from server.state.store_base import StoreState
 from server.state.tables import CHUNKS, DAMAGE, SITE_KEYS, SITES, SNAPSHOTS
 from server.state.threaded import ThreadedSql
-
-_IN_BATCH = 500  # ids per IN (...) query
 
 # The statements of every upload batch, built once: a statement built per call cost more
 # Python than running it (expressions, then their cache key, every time).
@@ -199,40 +197,47 @@ class SqlStoreState(ThreadedSql, StoreState):
 
         return await self._write(fn)
 
+    async def unstored(self, site_id: int, ids: Sequence[str]) -> list[str]:
+        def fn(conn: Connection) -> list[str]:
+            return tally(conn, site_id, ids).missing
+
+        return await self._read(fn) if ids else []
+
     async def commit_snapshot(
         self, site_id: int, snap: SnapshotRecord, references: Sequence[str]
     ) -> tuple[bool, list[str]]:
         def fn(conn: Connection) -> tuple[bool, list[str]]:
-            # the UPDATE first: it takes SQLite's write lock (and PostgreSQL's row locks)
-            # before anything is read, so a sweep cannot move these rows to `deleting`
-            # between the check below and the insert
-            acquit_chunks(conn, site_id, references)
-            found: dict[str, int] = {}
-            for batch in batches(references):
-                rows = conn.execute(
-                    select(CHUNKS.c.chunk_id, CHUNKS.c.size).where(
-                        CHUNKS.c.site_id == site_id,
-                        CHUNKS.c.chunk_id.in_(batch),
-                        CHUNKS.c.state == STORED,
-                    )
-                )
-                found.update((r.chunk_id, int(r.size)) for r in rows)
-            missing = [ref for ref in references if ref not in found]
-            if missing:
-                return False, missing
-            row = dataclasses.replace(snap, stored_bytes=sum(found.values()))
+            # the insert first: on SQLite it takes the write lock before anything is read,
+            # so no sweep runs between the check and the commit. On PostgreSQL the rescue
+            # locks the condemned rows it clears and re-checks them (a sweep that moved one
+            # to `deleting` first makes it missing); a chunk not condemned cannot reach
+            # `deleting` sooner than the margin. Missing references roll the insert back.
             stmt = (
                 insert_ignore(conn, SNAPSHOTS)
-                .values(site_id=site_id, **_snapshot_values(row))
+                .values(site_id=site_id, **_snapshot_values(snap))
                 .returning(SNAPSHOTS.c.site_id)
             )
-            inserted = conn.execute(stmt).first() is not None
-            if inserted and snap.kind == "database":
+            if conn.execute(stmt).first() is None:
+                return False, []  # the site has this snapshot already
+            found = tally(conn, site_id, references)
+            rescued = rescue(conn, site_id, found.condemned) if found.condemned else set()
+            missing = found.missing + [c for c in found.condemned if c not in rescued]
+            if missing:
+                raise _Refused(missing)
+            conn.execute(
+                update(SNAPSHOTS)
+                .where(SNAPSHOTS.c.site_id == site_id, SNAPSHOTS.c.snapshot_id == snap.snapshot_id)
+                .values(stored_bytes=found.stored_bytes)
+            )
+            if snap.kind == "database":
                 # the site's last off-site copy moves in the same transaction
                 _refresh_offsite(conn, site_id)
-            return inserted, []
+            return True, []
 
-        return await self._write(fn)
+        try:
+            return await self._write(fn)
+        except _Refused as refused:
+            return False, refused.missing
 
     async def snapshot(self, site_id: int, snapshot_id: str) -> SnapshotRecord | None:
         def fn(conn: Connection) -> SnapshotRecord | None:
@@ -420,6 +425,14 @@ def snapshot_of(row: Row[Any]) -> SnapshotRecord:
     )
 
 
+class _Refused(Exception):
+    """A commit's references are not all stored: its transaction is rolled back."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"{len(missing)} references missing")
+        self.missing = missing
+
+
 def _snapshot_values(snap: SnapshotRecord) -> dict[str, Any]:
     return {
         "snapshot_id": snap.snapshot_id,
@@ -451,9 +464,3 @@ def acquit_chunks(conn: Connection, site_id: int, ids: Sequence[str]) -> int:
             .values(condemned_at=None)
         ).rowcount
     return done
-
-
-def batches(ids: Sequence[str]) -> list[list[str]]:
-    """The distinct ids in groups small enough for one IN (...)."""
-    unique = list(dict.fromkeys(ids))
-    return [unique[at : at + _IN_BATCH] for at in range(0, len(unique), _IN_BATCH)]

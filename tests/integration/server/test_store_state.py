@@ -7,13 +7,13 @@ import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from common.errors import NotFound
 from server.db.engine import make_engine, migrate
 from server.domain.offsite import ChunkRecord, SiteKeyRecord, SnapshotRecord
 from server.state.store_state import SqlStoreState
-from server.state.tables import SITES
+from server.state.tables import CHUNKS, SITES
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -170,3 +170,65 @@ def test_a_copy_committed_while_its_upload_run_is_stored_counts_that_run(pg_url:
         ).one()
     engine.dispose()
     assert tuple(row) == ("b-1", 700)
+
+
+def test_a_commit_checks_every_reference_past_one_batch_and_rescues_condemned_ones(
+    db_url: str,
+) -> None:
+    """`unstored` and `commit_snapshot` over 1,200 references (three IN batches): a missing
+    or `deleting` chunk in any batch is named, in the order given, and nothing is written
+    (not even the rescue of a condemned chunk); once all are stored, the condemned ones are
+    rescued and the snapshot counts the bytes of the distinct references."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    with engine.begin() as conn:
+        for name in ("st-a", "st-b"):
+            conn.execute(insert(SITES).values(name=name, group="default", created_at=T0))
+    state = SqlStoreState(engine)
+    refs = [f"{i:064x}" for i in range(1200)]
+    lost, going, condemned = refs[1100], refs[7], refs[650]
+
+    async def body() -> None:
+        a, b = await state.site_id("st-a"), await state.site_id("st-b")
+        stored = [ChunkRecord(one, 3, "0" * 64) for one in refs if one != lost]
+        assert len(await state.add_chunks(a, stored, T0)) == 1199
+        await state.add_chunks(b, [ChunkRecord(lost, 3, "0" * 64)], T0)  # another site's
+        with engine.begin() as conn:
+            conn.execute(update(CHUNKS).where(CHUNKS.c.chunk_id == going).values(state="deleting"))
+            conn.execute(
+                update(CHUNKS)
+                .where(CHUNKS.c.site_id == a, CHUNKS.c.chunk_id == condemned)
+                .values(condemned_at=T0)
+            )
+        assert await state.unstored(a, [*refs, refs[0]]) == [going, lost]
+        assert await state.unstored(a, refs[100:300]) == []
+        assert await state.unstored(a, []) == []
+
+        one = snap("4" * 64, T0)
+        assert await state.commit_snapshot(a, one, refs) == (False, [going, lost])
+        assert await state.snapshot(a, one.snapshot_id) is None
+        assert _condemned_at(engine, a, condemned) is not None  # rolled back with the rest
+
+        with engine.begin() as conn:
+            conn.execute(update(CHUNKS).where(CHUNKS.c.chunk_id == going).values(state="stored"))
+        await state.add_chunks(a, [ChunkRecord(lost, 5, "0" * 64)], T0)
+        assert await state.commit_snapshot(a, one, [*refs, refs[0]]) == (True, [])
+        committed = await state.snapshot(a, one.snapshot_id)
+        assert committed is not None and committed.stored_bytes == 1199 * 3 + 5
+        assert _condemned_at(engine, a, condemned) is None  # rescued
+        assert await state.commit_snapshot(a, one, refs) == (False, [])  # had it already
+
+    try:
+        asyncio.run(body())
+    finally:
+        engine.dispose()
+
+
+def _condemned_at(engine: Engine, site_id: int, chunk_id: str) -> dt.datetime | None:
+    with engine.connect() as conn:
+        value: dt.datetime | None = conn.execute(
+            select(CHUNKS.c.condemned_at).where(
+                CHUNKS.c.site_id == site_id, CHUNKS.c.chunk_id == chunk_id
+            )
+        ).scalar_one()
+    return value

@@ -31,6 +31,17 @@ def test_key_order_is_component_tuple_order(paths):
     assert [key_of(p) for p in by_tuple] == [key_of(p) for p in by_key]
 
 
+raw_names = st.binary(min_size=1, max_size=8).filter(lambda b: b"/" not in b and b"\0" not in b)
+
+
+@given(st.lists(raw_names, min_size=1, max_size=4))
+def test_the_reported_path_is_the_components_decoded_and_joined(parts):
+    """Whatever bytes the names hold (undecodable ones too), decoding the key whole gives
+    each component as the file system decodes it, joined with '/'."""
+    names = [os.fsdecode(p) for p in parts]
+    assert relpath_of(key_of(names)) == "/".join(names)
+
+
 def test_a_subtree_sorts_right_after_its_folder():
     keys = sorted(
         key_of(p) for p in [("a",), ("a", "z"), ("a!",), ("a.b",), ("a", "b", "c"), ("b",)]

@@ -323,3 +323,28 @@ def test_seal_streamed_seals_what_seal_snapshot_does_handing_pieces_on_as_cut(
         keys, streamed.snapshot_id, streamed.record, {p.chunk_id: p.blob for p in sent}.__getitem__
     )
     assert opened.entries == entries
+
+
+def test_entries_that_break_their_own_rules_are_left_out_when_asked(keys: SiteKeys) -> None:
+    """With `unlisted`, a bad path, size or chunk list is handed over and left out, even a
+    whole block of them (the seal checks entries 256 at a time); what is sealed is what a
+    list of the good entries alone seals to. Order and duplicates still stop the seal."""
+    good = _many(keys, 600)
+    bad = [Entry(f"scans/000/bad_{i:04d}/../x", 1, MTIME) for i in range(300)]
+    bad.append(Entry("scans/000/img_000000.jpg/short", 2, MTIME, ((keys.chunk_id(b"x"), 1),)))
+    mixed = [*sorted_entries([*good[:5], *bad[:300], *good[5:]]), bad[300]]
+    left_out: list[str] = []
+    sealed = seal_snapshot(keys, _info(), mixed, unlisted=lambda exc: left_out.append(exc.message))
+    assert len(left_out) == 301 and "has a '..' part" in left_out[0]
+    assert "has size 2 but chunks of 1 bytes" in left_out[-1]
+    alone = seal_snapshot(keys, _info(), good)
+    assert (sealed.snapshot_id, sealed.entries, sealed.references) == (
+        alone.snapshot_id,
+        600,
+        alone.references,
+    )
+    assert _open(keys, sealed).entries == good
+    with pytest.raises(BadPath, match="appears twice"):
+        seal_snapshot(keys, _info(), [good[0], good[0]], unlisted=lambda exc: None)
+    with pytest.raises(BadPath, match=r"'\.\./evil' has a '\.\.' part"):
+        seal_snapshot(keys, _info(), [_entry(keys, "../evil")])  # without `unlisted`
