@@ -32,7 +32,7 @@ from agent.images.index import ImageIndex
 from agent.images.stream import FileStream
 from agent.offsite.uploader import BATCH_BYTES, Uploader, UploadStopped, content_id
 from common.errors import StoreSafeError
-from common.vault import IMAGES, cut_stream
+from common.vault import IMAGES, cut_bytes, cut_stream
 
 
 class _Readable:
@@ -46,6 +46,20 @@ class _Readable:
         buffer[: len(data)] = data
         return len(data)
 
+
+def _read_whole(stream: FileStream) -> bytes:
+    """The whole file, block by block to its checked end (it cannot grow past its size)."""
+    blocks = []
+    while block := stream.read():
+        blocks.append(block)
+    return b"".join(blocks)
+
+
+WHOLE_FILE_BYTES = IMAGES.max_size
+"""A file of at most one chunk's largest size (4 MiB) is read whole and cut in memory (the
+same cuts): cutting it as a stream allocated and zeroed a read buffer of twice that for
+every file. Reading, cutting, sealing and hashing 4,000 scans of 20-40 KiB took 0.85 s of
+CPU as streams and 0.33 s whole; 4,000 of 20 KiB-32 MiB (1.2 GB) 3.1-3.3 s and 2.35 s."""
 
 SEND_AFTER_FILE = BATCH_BYTES
 """A file of a full batch (4 MiB) or more is sent when it ends (with the small files
@@ -86,7 +100,11 @@ class ImageUploader:
                 raise self.failure
             self.uploader.check_stop()
             size = 0
-            for chunk in cut_stream(keys, _Readable(stream), IMAGES):
+            if file.state.size <= WHOLE_FILE_BYTES:
+                chunks = cut_bytes(keys, _read_whole(stream), IMAGES)
+            else:
+                chunks = cut_stream(keys, _Readable(stream), IMAGES)
+            for chunk in chunks:
                 ids.append(content_id(chunk.chunk_id, len(chunk.data)))
                 self.uploader.add(chunk)
                 size += len(chunk.data)

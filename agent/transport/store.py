@@ -1,7 +1,8 @@
 """The off-site store calls (PutSiteKey, MissingChunks, PutChunks, CommitSnapshot) on a ServerLink.
 
 Each call has a deadline; a PutChunks stream carries one bounded batch (the
-caller keeps batches small, so a cut connection loses at most one batch);
+caller keeps batches small, so a cut connection loses at most one batch), its
+small chunks several to a message;
 CommitSnapshot sends the header, then the references in messages of at most
 `MAX_REFERENCES`, taken from the references as the stream goes (a database
 snapshot's come from a file). Failures come out as `common.errors` classes.
@@ -31,6 +32,10 @@ KEY_TIMEOUT = 30.0
 MISSING_TIMEOUT = 60.0
 PUT_TIMEOUT = 600.0
 """One batch (a few MiB) at the slowest allowed pace still fits."""
+MESSAGE_BYTES = 1 << 20
+"""Chunks share a PutChunks message up to this many bytes (a larger chunk goes alone):
+each message costs both sides a write, a wake-up and a decode whatever its size, which
+for scans of a few dozen KiB was most of the agent's sending (bench/README.md)."""
 COMMIT_TIMEOUT = 300.0
 
 _KINDS = {
@@ -73,9 +78,12 @@ class StoreCalls:
             return PutChunksResult(0, 0, 0)
 
         async def messages() -> AsyncIterator[agent_pb2.PutChunkRequest]:
-            for chunk in chunks:
+            for group in _messages(chunks):
                 yield agent_pb2.PutChunkRequest(
-                    id=chunk.chunk_id, data=chunk.data, sha256=chunk.sha256
+                    chunks=[
+                        agent_pb2.ChunkPiece(id=c.chunk_id, data=c.data, sha256=c.sha256)
+                        for c in group
+                    ]
                 )
 
         reply = await self.link.call(
@@ -110,3 +118,16 @@ class StoreCalls:
 
     async def close(self) -> None:
         await self.link.close()
+
+
+def _messages(chunks: Sequence[ChunkUpload]) -> list[list[ChunkUpload]]:
+    """`chunks` in order, grouped into messages of at most MESSAGE_BYTES (or one chunk)."""
+    groups: list[list[ChunkUpload]] = []
+    size = MESSAGE_BYTES
+    for chunk in chunks:
+        if size + len(chunk.data) > MESSAGE_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(chunk)
+        size += len(chunk.data)
+    return groups

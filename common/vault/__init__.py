@@ -36,6 +36,7 @@ from common.vault.chunking import BACKUPS, IMAGES, MANIFESTS, Profile, chunk_str
 from common.vault.chunks import (
     PlainChunk,
     SealedChunk,
+    cut_bytes,
     cut_stream,
     open_chunk,
     seal_chunk,
@@ -95,6 +96,7 @@ __all__ = [
     "VaultError",
     "WrongKey",
     "chunk_stream",
+    "cut_bytes",
     "cut_stream",
     "new_data_key",
     "open_chunk",

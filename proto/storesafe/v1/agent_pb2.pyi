@@ -729,6 +729,7 @@ class PutChunkRequest(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     SITE_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Keyed chunk id (64 lowercase hex)."""
     data: _builtins.bytes
@@ -736,6 +737,13 @@ class PutChunkRequest(_message.Message):
     sha256: _builtins.bytes
     """SHA-256 of `data`, checked by the server before the chunk becomes visible."""
     site: _builtins.str
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkPiece]:
+        """Several chunks in one message, in order (small ones share a message: each message
+        costs both sides more than its bytes). A message carries either one chunk in the
+        fields above or its chunks here, never both.
+        """
+
     def __init__(
         self,
         *,
@@ -743,14 +751,42 @@ class PutChunkRequest(_message.Message):
         data: _builtins.bytes = ...,
         sha256: _builtins.bytes = ...,
         site: _builtins.str = ...,
+        chunks: _abc.Iterable[Global___ChunkPiece] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "sha256", b"sha256", "site", b"site"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "data", b"data", "id", b"id", "sha256", b"sha256", "site", b"site"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PutChunkRequest: _TypeAlias = PutChunkRequest  # noqa: Y015
+
+@_typing.final
+class ChunkPiece(_message.Message):
+    """One chunk of a PutChunkRequest that carries several."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    data: _builtins.bytes
+    sha256: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+        sha256: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChunkPiece: _TypeAlias = ChunkPiece  # noqa: Y015
 
 @_typing.final
 class PutChunksResponse(_message.Message):

@@ -33,8 +33,19 @@ def kind_name(value: int) -> str:
 async def chunk_uploads(
     requests: AsyncIterator[agent_pb2.PutChunkRequest],
 ) -> AsyncIterator[ChunkUpload]:
+    """The chunks of a PutChunks stream in order: one a message in the message's own
+    fields, or several in its `chunks`, never both."""
     async for req in requests:
-        yield ChunkUpload(req.id, req.data, req.sha256, req.site)
+        if not req.chunks:
+            yield ChunkUpload(req.id, req.data, req.sha256, req.site)
+            continue
+        if req.id or req.data or req.sha256:
+            raise InvalidArgument(
+                "a PutChunks message carries one chunk in its own fields or several in "
+                "`chunks`, not both"
+            )
+        for piece in req.chunks:
+            yield ChunkUpload(piece.id, piece.data, piece.sha256, req.site)
 
 
 async def commit_stream(

@@ -4,6 +4,7 @@ its filesystem store, real grpc channels, sealed data from the real vault."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import grpc
 import pytest
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
-from common.vault.chunks import open_chunk
+from common.vault.chunks import SealedChunk, open_chunk
 from common.vault.datakey import open_data_key
 from common.vault.sitekeys import SiteKeys
 from common.vault.snapshot import open_snapshot
@@ -190,6 +191,67 @@ def test_duplicates_conflicts_digests_and_bad_input(shared_server: ServerHandle)
     assert code_of(lambda: s.PutSiteKey(req, metadata=md, timeout=10)) == (
         grpc.StatusCode.PERMISSION_DENIED
     )
+
+
+def piece(chunk: SealedChunk, **overrides: object) -> agent_pb2.ChunkPiece:
+    fields: dict[str, object] = dict(
+        id=chunk.chunk_id, data=chunk.blob, sha256=hashlib.sha256(chunk.blob).digest()
+    )
+    fields.update(overrides)
+    return agent_pb2.ChunkPiece(**fields)  # type: ignore[arg-type]
+
+
+def test_small_chunks_share_a_message_and_each_is_checked(shared_server: ServerHandle) -> None:
+    site = "off-packed"
+    md = bearer(enroll_agent(shared_server, site))
+    s = agent_stub(shared_server)
+    up = site_upload(site, {f"scan-{i}.tif": os.urandom(2000 + i) for i in range(6)})
+    chunks = up.chunks
+    assert len(chunks) >= 6
+
+    def put(*reqs: agent_pb2.PutChunkRequest) -> agent_pb2.PutChunksResponse:
+        return s.PutChunks(iter(reqs), metadata=md, timeout=30)
+
+    def missing(*cs: SealedChunk) -> set[str]:
+        ids = [c.chunk_id for c in cs]
+        reply = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=ids), metadata=md, timeout=10)
+        return set(reply.missing)
+
+    # a piece whose digest does not match is refused, and is not stored
+    bad = agent_pb2.PutChunkRequest(
+        chunks=[piece(chunks[0]), piece(chunks[1], sha256=bytes(32)), piece(chunks[2])]
+    )
+    assert code_of(lambda: put(bad)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert chunks[1].chunk_id in missing(*chunks[:3])
+    # both forms in one stream: several pieces a message, and one chunk in its own fields
+    packed = agent_pb2.PutChunkRequest(chunks=[piece(c) for c in chunks[1:4]])
+    again = agent_pb2.PutChunkRequest(chunks=[piece(chunks[0])])
+    before = missing(*chunks[:5])
+    reply = put(packed, put_request(chunks[4]), again)
+    assert (reply.stored, reply.duplicates) == (len(before), 5 - len(before))
+    assert missing(*chunks) == {c.chunk_id for c in chunks[5:]}
+    for refused, code in (
+        # one chunk in the message's own fields and more in `chunks`
+        (put_request(chunks[5], chunks=[piece(chunks[5])]), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            agent_pb2.PutChunkRequest(chunks=[piece(chunks[5], id="ABC")]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            agent_pb2.PutChunkRequest(chunks=[piece(chunks[5], sha256=b"short")]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        # pieces are the sending agent's site's: claiming another is refused
+        (
+            agent_pb2.PutChunkRequest(site="off-other", chunks=[piece(chunks[5])]),
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+    ):
+        assert code_of(lambda refused=refused: put(refused)) == code
+    assert missing(chunks[5]) == {chunks[5].chunk_id}
+    with pytest.raises(grpc.RpcError) as both:
+        put(put_request(chunks[5], chunks=[piece(chunks[5])]))
+    assert "not both" in (both.value.details() or "")
 
 
 def test_a_sixteen_mib_chunk_fits_and_a_bigger_one_is_refused(shared_server: ServerHandle) -> None:

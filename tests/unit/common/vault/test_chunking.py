@@ -19,7 +19,7 @@ from common.vault.chunking import (
     chunk_bytes,
     chunk_stream,
 )
-from common.vault.chunks import cut_stream, open_chunk, seal_stream
+from common.vault.chunks import cut_bytes, cut_stream, open_chunk, seal_stream
 from common.vault.sitekeys import SiteKeys
 
 
@@ -41,6 +41,18 @@ def test_stream_and_buffer_cut_alike(keys: SiteKeys) -> None:
     from_buffer = list(chunk_bytes(data, BACKUPS, keys.chunker_seed))
     from_stream = list(chunk_stream(io.BytesIO(data), BACKUPS, keys.chunker_seed))
     assert from_stream == from_buffer
+
+
+@pytest.mark.parametrize("size", [0, 1, 300_000, 3 * MIB, 9 * MIB])
+@pytest.mark.parametrize("head", [b"", b"\xff\xd8\xff"], ids=["raw", "jpeg"])
+def test_a_file_cut_in_memory_gives_the_chunks_of_its_stream(
+    keys: SiteKeys, size: int, head: bytes
+) -> None:
+    data = (head + _data(size))[:size]
+    whole = list(cut_bytes(keys, data, IMAGES))
+    assert whole == list(cut_stream(keys, io.BytesIO(data), IMAGES))
+    assert b"".join(c.data for c in whole) == data
+    assert all(c.try_compress is (data[:3] != b"\xff\xd8\xff") for c in whole)
 
 
 def test_one_inserted_byte_changes_few_chunks(keys: SiteKeys) -> None:
