@@ -93,13 +93,16 @@ class FloorService(agent_pb2_grpc.AgentServiceServicer):
         writes = []
         blobs = []
         async for req in request_iterator:
-            data = req.data  # the bytes object the real server's convert makes too
-            stored += 1
-            size += len(data)
-            if self._backend is not None:
-                name = f"{prefix}/chunks/{req.id[:2]}/{req.id}"
-                writes.append(loop.run_in_executor(self._pool, work, name, data, req.sha256))
-                blobs.append((name, data))
+            # one chunk in the message's own fields, or several in `chunks`, as the
+            # agent sends them (the real server's convert takes both the same way)
+            for piece in req.chunks or (req,):
+                data = piece.data  # the bytes object the real server's convert makes too
+                stored += 1
+                size += len(data)
+                if self._backend is not None:
+                    name = f"{prefix}/chunks/{piece.id[:2]}/{piece.id}"
+                    writes.append(loop.run_in_executor(self._pool, work, name, data, piece.sha256))
+                    blobs.append((name, data))
         if writes:
             await asyncio.gather(*writes)
         if self._batch and blobs:
