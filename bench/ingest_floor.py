@@ -48,21 +48,12 @@ from storesafe.v1 import agent_pb2, agent_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.app import MAX_RECEIVE, MAX_SEND  # noqa: E402 - after the path is set
+from server.app import GRPC_OPTIONS  # noqa: E402 - after the path is set
 from server.memory import freeze_startup_objects, keep_large_buffers  # noqa: E402
 from server.storage.filesystem import FilesystemBackend  # noqa: E402
 from server.storage.store import DEFAULT_WORKERS  # noqa: E402
 
 MODES = ("transport", "create", "create_many")
-SERVER_OPTIONS = [  # the real server's (server/app.py, serve())
-    ("grpc.max_receive_message_length", MAX_RECEIVE),
-    ("grpc.max_send_message_length", MAX_SEND),
-    ("grpc.server.max_pending_requests", 20000),
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
-    ("grpc.http2.max_pings_without_data", 0),
-]
 
 
 class FloorService(agent_pb2_grpc.AgentServiceServicer):
@@ -130,7 +121,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.mode != "transport":
         backend = FilesystemBackend(args.store)
         backend.check()
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=GRPC_OPTIONS)  # the real server's
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
         FloorService(backend, args.prefix, batch=args.mode == "create_many"), server
     )

@@ -62,6 +62,16 @@ MAX_RECEIVE = 16 * 1024 * 1024 + 64 * 1024
 """A 16 MiB sealed chunk (PutChunks) and its message overhead; every other method is held
 to SMALL_REQUEST_BYTES by the gate (server/rpc/gate.py) before it is decoded."""
 MAX_SEND = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_RECEIVE),
+    ("grpc.max_send_message_length", MAX_SEND),
+    ("grpc.server.max_pending_requests", 20000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+"""The serving gRPC server's options (bench/ingest_floor.py serves with the same)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,15 +161,7 @@ async def serve(options: ServeOptions, clock: Clock | None = None) -> None:  # n
     )
     server = grpc.aio.server(
         interceptors=[Gate(auth)],
-        options=[
-            ("grpc.max_receive_message_length", MAX_RECEIVE),
-            ("grpc.max_send_message_length", MAX_SEND),
-            ("grpc.server.max_pending_requests", 20000),
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
-            ("grpc.http2.max_pings_without_data", 0),
-        ],
+        options=GRPC_OPTIONS,
     )
     metrics = ServerMetrics(s.value for s in Status)
     alerts = AlertTasks(

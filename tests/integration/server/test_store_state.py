@@ -34,13 +34,18 @@ def snap(snapshot_id: str, created: dt.datetime, kind: str = "images") -> Snapsh
     )
 
 
-def test_rows_are_create_only_and_per_site(db_url: str) -> None:
+def _two_sites(db_url: str) -> tuple[Engine, SqlStoreState]:
+    """A migrated database holding the sites st-a and st-b, and the store state on it."""
     engine = make_engine(db_url)
     migrate(engine)
     with engine.begin() as conn:
         for name in ("st-a", "st-b"):
             conn.execute(insert(SITES).values(name=name, group="default", created_at=T0))
-    state = SqlStoreState(engine)
+    return engine, SqlStoreState(engine)
+
+
+def test_rows_are_create_only_and_per_site(db_url: str) -> None:
+    engine, state = _two_sites(db_url)
 
     async def body() -> None:
         a, b = await state.site_id("st-a"), await state.site_id("st-b")
@@ -179,12 +184,7 @@ def test_a_commit_checks_every_reference_past_one_batch_and_rescues_condemned_on
     or `deleting` chunk in any batch is named, in the order given, and nothing is written
     (not even the rescue of a condemned chunk); once all are stored, the condemned ones are
     rescued and the snapshot counts the bytes of the distinct references."""
-    engine = make_engine(db_url)
-    migrate(engine)
-    with engine.begin() as conn:
-        for name in ("st-a", "st-b"):
-            conn.execute(insert(SITES).values(name=name, group="default", created_at=T0))
-    state = SqlStoreState(engine)
+    engine, state = _two_sites(db_url)
     refs = [f"{i:064x}" for i in range(1200)]
     lost, going, condemned = refs[1100], refs[7], refs[650]
 
