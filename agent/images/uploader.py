@@ -47,14 +47,6 @@ class _Readable:
         return len(data)
 
 
-def _read_whole(stream: FileStream) -> bytes:
-    """The whole file, block by block to its checked end (it cannot grow past its size)."""
-    blocks = []
-    while block := stream.read():
-        blocks.append(block)
-    return b"".join(blocks)
-
-
 WHOLE_FILE_BYTES = IMAGES.max_size
 """A file of at most one chunk's largest size (4 MiB) is read whole and cut in memory (the
 same cuts): cutting it as a stream allocated and zeroed a read buffer of twice that for
@@ -101,7 +93,7 @@ class ImageUploader:
             self.uploader.check_stop()
             size = 0
             if file.state.size <= WHOLE_FILE_BYTES:
-                chunks = cut_bytes(keys, _read_whole(stream), IMAGES)
+                chunks = cut_bytes(keys, b"".join(stream), IMAGES)  # to its checked end
             else:
                 chunks = cut_stream(keys, _Readable(stream), IMAGES)
             for chunk in chunks:

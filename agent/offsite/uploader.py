@@ -319,12 +319,7 @@ class Uploader:
     def _hand_over(self, asked: _Asked) -> None:
         """Seal the chunks of `asked` the store lacks (the plain ones are let go) and hand
         them to the send window."""
-        try:
-            missing = set(asked.missing.result(CALL_WAIT))
-        except concurrent.futures.TimeoutError:
-            raise Unavailable(
-                f"the server did not answer MissingChunks in {CALL_WAIT:g} s"
-            ) from None
+        missing = set(asked.missing.result())  # the store call has its own deadline
         self.tally.chunks_present += asked.ids - len(missing)
         batch: list[ChunkUpload] = []
         pending = asked.chunks
