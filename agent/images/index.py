@@ -19,13 +19,18 @@ version in `user_version`). Per file (keyed as in agent.images.paths):
 Writes are batched in small transactions (256 rows); a pass cut short leaves
 every committed row true to what was on disk when it was written, and what
 was not committed (a crash, a power cut with synchronous=NORMAL) only means
-those files are read again next pass. The index is a cache of
+those files are read again next pass. A stored row whose chunks are still on
+their way to the server (`Confirmations`) is held in memory and written only
+once they are confirmed stored, so the batches commit without waiting for the
+upload; `commit` waits for them all, and drops (counts in `rolled_back`) the
+rows whose chunks never arrived. The index is a cache of
 the disk and the server's snapshots: a corrupt file is moved aside and a new
 one started (`rebuilt` says so), at the cost of reading every file once more.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import json
@@ -35,7 +40,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from agent.images.errors import IndexUnusable
 from agent.images.identity import FileState
@@ -179,6 +184,32 @@ class StoredRows(NamedTuple):
         return StoredRows(self.files + other.files, self.size + other.size)
 
 
+class Confirmations(Protocol):
+    """Which stored rows may be written: the consumer numbers what it hands on (tickets,
+    rising), and a row waits until its ticket is confirmed stored on the server."""
+
+    def ticket(self) -> int:
+        """The ticket of the file the consumer stored last (its row is written now)."""
+        ...
+
+    def confirmed(self) -> int:
+        """Every ticket up to this is confirmed (does not wait)."""
+        ...
+
+    def confirm_all(self) -> int:
+        """Send what waits and wait for it; `confirmed` then (lower after a failure)."""
+        ...
+
+
+class _Held(NamedTuple):
+    ticket: int
+    key: bytes
+    state: FileState
+    content_ids: tuple[str, ...]
+    since: dt.datetime
+    at: dt.datetime
+
+
 class ImageIndex:
     """The SQLite-backed index; one per state dir, used by one pass at a time (`pass_lock`)."""
 
@@ -186,12 +217,11 @@ class ImageIndex:
         self.path = path
         self.rebuilt = False
         self.pass_lock = threading.Lock()
-        # asked before each commit (the image sync sends the chunks the rows name):
-        # False rolls the rows not yet committed back instead
-        self.before_commit: Callable[[], bool] | None = None
+        # the image sync's uploader: a stored row waits for its chunks (module doc)
+        self.confirmations: Confirmations | None = None
         self._pending = 0
-        self._stored = StoredRows()  # written by `store` since the last commit
-        self.rolled_back = StoredRows()  # of those, undone by a rollback (a failed send)
+        self._held: collections.deque[_Held] = collections.deque()
+        self.rolled_back = StoredRows()  # stored rows dropped: their chunks did not arrive
         try:
             self._db = self._open()
         except sqlite3.OperationalError as exc:
@@ -251,6 +281,11 @@ class ImageIndex:
     # -- writes, batched -------------------------------------------------------------
 
     def _write(self, sql: str, params: Iterable[object]) -> None:
+        self._execute(sql, params)
+        if self._pending >= _BATCH:
+            self._commit_written()
+
+    def _execute(self, sql: str, params: Iterable[object]) -> None:
         try:
             if self._pending == 0:
                 self._db.execute("BEGIN")
@@ -258,27 +293,45 @@ class ImageIndex:
         except sqlite3.Error as exc:
             raise IndexUnusable(f"cannot write the image index {self.path} ({exc})") from exc
         self._pending += 1
-        if self._pending >= _BATCH:
-            self.commit()
 
     def commit(self) -> None:
-        """Make every write so far durable (up to synchronous=NORMAL)."""
+        """Make every write so far durable (up to synchronous=NORMAL), the held stored rows
+        too once their chunks are confirmed (waiting for them); those whose chunks did
+        not arrive are dropped and counted in `rolled_back`."""
+        if self._held:
+            confirmations = self.confirmations
+            self._release(confirmations.confirm_all() if confirmations is not None else 0)
+            dropped = StoredRows(len(self._held), sum(h.state.size for h in self._held))
+            self.rolled_back = self.rolled_back.plus(dropped)
+            self._held.clear()
+        self._commit_written()
+
+    def _commit_written(self) -> None:
+        """Commit what is written, the held rows confirmed by now included (no waiting)."""
+        if self._held and self.confirmations is not None:
+            self._release(self.confirmations.confirmed())
         if self._pending == 0:
             return
-        if self.before_commit is not None and not self.before_commit():
-            self._end("ROLLBACK")
-            return
-        self._end("COMMIT")
-
-    def _end(self, verb: str) -> None:
         try:
-            self._db.execute(verb)
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise IndexUnusable(f"cannot write the image index {self.path} ({exc})") from exc
-        if verb == "ROLLBACK":
-            self.rolled_back = self.rolled_back.plus(self._stored)
         self._pending = 0
-        self._stored = StoredRows()
+
+    def _release(self, confirmed: int) -> None:
+        """Write the held rows whose tickets are confirmed (the oldest first)."""
+        held = self._held
+        while held and held[0].ticket <= confirmed:
+            row = held.popleft()
+            self._upsert_stored(
+                row.key,
+                row.state,
+                row.content_ids,
+                since=row.since,
+                stored_at=row.at,
+                at=row.at,
+                write=self._execute,
+            )
 
     def observe(self, key: bytes, state: FileState, *, since: dt.datetime) -> None:
         """Record `state` as the latest observation of `key`, unchanged since `since`."""
@@ -300,9 +353,17 @@ class ImageIndex:
         since: dt.datetime,
         at: dt.datetime,
     ) -> None:
-        """Record that the consumer stored `key` as `state` with `content_ids` (batched)."""
-        self._stored = self._stored.plus(StoredRows(1, state.size))  # before a commit it may start
-        self._upsert_stored(key, state, tuple(content_ids), since=since, stored_at=at, at=at)
+        """Record that the consumer stored `key` as `state` with `content_ids` (batched; held
+        until the consumer confirms the chunks stored)."""
+        ids = tuple(content_ids)
+        confirmations = self.confirmations
+        if confirmations is not None:
+            ticket = confirmations.ticket()
+            if self._held or ticket > confirmations.confirmed():
+                self._held.append(_Held(ticket, key, state, ids, since, at))
+                self._release(confirmations.confirmed())
+                return
+        self._upsert_stored(key, state, ids, since=since, stored_at=at, at=at)
 
     def adopt(self, key: bytes, source: IndexEntry, *, at: dt.datetime) -> None:
         """Give `key` the stored version of `source` (the same file under another name)."""
@@ -325,9 +386,10 @@ class ImageIndex:
         since: dt.datetime,
         stored_at: dt.datetime,
         at: dt.datetime,
+        write: Callable[[str, Iterable[object]], None] | None = None,
     ) -> None:
         s = (state.size, state.mtime_ns, state.file_id)
-        self._write(
+        (write or self._write)(
             _UPSERT_STORED,
             (key, *s, to_us(since), to_us(at), json.dumps(list(content_ids)), *s, to_us(stored_at)),
         )

@@ -6,16 +6,16 @@ agent.offsite.uploader's.
 
 Batches span files: `store` may return while the last chunks of a file (and of
 the small files before it) still wait in the batch, which goes out when it is
-full, at the end of a file of SEND_AFTER_FILE bytes or more, or before the
-image index commits (`before_index_commit`, the index's hook). A batch that
-goes out is sent while the next files are read (agent.offsite.inflight), so
-a file handed back is owed until the batch holding its last chunk is
-confirmed; the index's hook waits for every batch in flight, and the index
-only records files once their chunks are on the server. A failed send means
-the index's rows not yet committed are rolled back (those files are read
-again next pass; their chunks that did arrive are not sent again) and the
-pass ends: the next `store` raises the failure, or, when the walk has no
-file left to store, `failure` tells run_sync.
+full, at the end of a file of SEND_AFTER_FILE bytes or more, or when the
+image index wants everything written (`confirm_all`). A batch that goes out is
+sent while the next files are read (agent.offsite.inflight), so a file handed
+back is owed until the batch holding its last chunk is confirmed: the index
+holds its row until then (this uploader is the index's `Confirmations`), and
+only records files once their chunks are on the server, without waiting for
+the upload at each of its commits. A failed send means the rows still held are
+dropped (those files are read again next pass; their chunks that did arrive
+are not sent again) and the pass ends: the next `store` raises the failure,
+or, when the walk has no file left to store, `failure` tells run_sync.
 
 The uploader's stop check (the pass's time budget is spent, the upload window
 closed) is asked before each file and each batch; a stop there is a PassCut
@@ -66,8 +66,9 @@ class ImageUploader:
     """Stores each file's chunks in the off-site store (a scanner Consumer)."""
 
     def __init__(self, uploader: Uploader, index: ImageIndex | None = None) -> None:
-        """With the pass's `index`, batches span files (it asks before each commit, until
-        `close`); without, each file is sent before `store` returns."""
+        """With the pass's `index`, batches span files (the index holds each file's row
+        until its chunks are confirmed, until `close`); without, each file is sent before
+        `store` returns."""
         self.uploader = uploader
         self.tally = uploader.tally
         self.failure: StoreSafeError | None = None  # a send failed: the pass ends
@@ -75,12 +76,12 @@ class ImageUploader:
         self._index = index
         self._send_after = min(SEND_AFTER_FILE, uploader.batch_bytes)
         if index is not None:
-            index.before_commit = self.before_index_commit
+            index.confirmations = self
 
     def close(self) -> None:
         """Stop asking the index (the pass is over) and wait for what is still in flight."""
         if self._index is not None:
-            self._index.before_commit = None
+            self._index.confirmations = None
         self._settle()
 
     def store(self, file: FileToStore, stream: FileStream) -> Sequence[str]:
@@ -120,19 +121,24 @@ class ImageUploader:
     def discard(self, file: FileToStore, reason: str) -> None:
         self.tally.files_discarded += 1
 
-    def before_index_commit(self) -> bool:
-        """The image index's hook: send what waits and wait for it; False (roll back) when
-        the rows not yet committed name chunks that did not reach the server."""
-        if self._owed() and self.failure is None:
+    # -- the image index's Confirmations ----------------------------------------------
+
+    def ticket(self) -> int:
+        """The batch holding the last chunk of the file handed back last."""
+        return self._owed_through
+
+    def confirmed(self) -> int:
+        """Every batch up to this is confirmed stored (does not wait)."""
+        return self.uploader.stored()
+
+    def confirm_all(self) -> int:
+        """Send what waits and wait for it (a failure ends the pass); `confirmed` then."""
+        if self.uploader.stored() < self._owed_through and self.failure is None:
             try:
                 self.uploader.flush()
             except StoreSafeError as exc:
                 self._failed(exc)
-        return not self._owed()
-
-    def _owed(self) -> bool:
-        """Whether a file handed back to the scanner has chunks not confirmed stored."""
-        return self.uploader.stored() < self._owed_through
+        return self.uploader.stored()
 
     def _failed(self, error: StoreSafeError) -> None:
         """A send failed or the pass stops: drop what waits, let what is in flight land;

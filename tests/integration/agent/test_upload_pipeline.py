@@ -193,7 +193,7 @@ def test_a_stop_waits_for_the_batch_in_flight(
     assert missing(real, loop, chunks) == {chunks[2].chunk_id}
 
 
-def test_an_image_pass_whose_batch_fails_in_flight_keeps_no_row_of_it_and_reports_none_stored(
+def test_an_image_pass_whose_batch_fails_in_flight_keeps_only_the_rows_whose_batches_landed(
     server: ServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("agent.images.uploader.SEND_AFTER_FILE", 128 << 10)  # a batch a file
@@ -215,7 +215,7 @@ def test_an_image_pass_whose_batch_fails_in_flight_keeps_no_row_of_it_and_report
     assert "cannot reach" in failed.error_message or "did not answer" in failed.error_message
     d = failed.details
     assert isinstance(d, ImageSyncDetails)
-    assert d.files_copied == 0  # their rows were rolled back: none counts as stored
+    assert d.files_copied == 1  # scan-0's batch landed: its row stays; the others' dropped
     assert d.snapshot_id == ""
     sent = [e[:2] for e in gates[0].events if e[0] in ("put", "stored")]
     # batch 1 was stored; batch 2 failed: the server had stopped; batch 3 behind it
@@ -234,6 +234,6 @@ def test_an_image_pass_whose_batch_fails_in_flight_keeps_no_row_of_it_and_report
 
     done = asyncio.run(make(record).sync("local"))
     assert done is not None and done.outcome is Outcome.SUCCEEDED, done.error_message
-    assert isinstance(done.details, ImageSyncDetails) and done.details.files_copied == 3
+    assert isinstance(done.details, ImageSyncDetails) and done.details.files_copied == 2
     assert not set(links[0].delivered) & arrived  # nothing that arrived went twice
     assert done.details.snapshot_id

@@ -45,25 +45,82 @@ def test_writes_are_committed_in_small_batches(tmp_path):
     index.close()
 
 
-def test_a_refused_commit_rolls_back_and_counts_the_stored_rows_it_undid(tmp_path):
-    """The pass's figures subtract what a rollback undid (a failed send); kept rows stay."""
+class Tickets:
+    """The uploader's side of `Confirmations`, scripted: what is handed on and confirmed."""
+
+    def __init__(self) -> None:
+        self.handed = 0
+        self.stored = 0
+        self.arrives = True  # confirm_all gets everything handed on stored
+        self.waited = 0
+
+    def ticket(self) -> int:
+        return self.handed
+
+    def confirmed(self) -> int:
+        return self.stored
+
+    def confirm_all(self) -> int:
+        self.waited += 1
+        if self.arrives:
+            self.stored = self.handed
+        return self.stored
+
+
+def stored_paths(path):
+    rows = sqlite3.connect(path).execute("SELECT key FROM files WHERE content IS NOT NULL")
+    return sorted(bytes(k).decode() for (k,) in rows)
+
+
+def test_a_stored_row_waits_for_its_chunks_and_batches_commit_without_waiting(tmp_path):
+    """A row is written once its ticket is confirmed; the 256-row commits never wait."""
+    path = tmp_path / INDEX_FILE
+    tickets = Tickets()
+    with ImageIndex(path) as index:
+        index.confirmations = tickets
+        tickets.handed = 1
+        index.store(b"first", A, ["c"], since=T0, at=T0)  # its batch is on the wire
+        for i in range(300):
+            index.observe(f"seen{i}".encode(), A, since=T0)
+        assert tickets.waited == 0  # the batch commit did not wait for the upload
+        assert stored_paths(path) == []  # committed: the observations, not the held row
+        tickets.stored = 1
+        tickets.handed = 2
+        index.store(b"second", A, ["d"], since=T0, at=T0)  # writes "first" on its way
+        for i in range(300):
+            index.observe(f"more{i}".encode(), A, since=T0)
+        assert stored_paths(path) == ["first"] and tickets.waited == 0
+        index.commit()  # waits for what is held
+        assert tickets.waited == 1 and stored_paths(path) == ["first", "second"]
+        assert index.rolled_back == StoredRows()
+        index.confirmations = None
+
+
+def test_rows_whose_chunks_never_arrived_are_dropped_and_counted(tmp_path):
+    """The pass's figures subtract what was dropped (a failed send); the rest is kept."""
     B = FileState(2_000, 123_456_789_012_345_679, "803:20")
-    with ImageIndex(tmp_path / INDEX_FILE) as index:
+    path = tmp_path / INDEX_FILE
+    tickets = Tickets()
+    with ImageIndex(path) as index:
+        index.confirmations = tickets
+        tickets.handed = 1
         index.store(b"kept", A, ["c"], since=T0, at=T0)
-        index.commit()
-        verdicts = [False]
-        index.before_commit = verdicts.pop
-        index.observe(b"seen", A, since=T0)  # not a stored row: not counted
+        tickets.stored = 1  # batch 1 landed; batches 2 and 3 fail
+        tickets.arrives = False
+        index.observe(b"seen", A, since=T0)  # not a stored row: kept, not counted
+        tickets.handed = 2
         index.store(b"lost1", A, ["c"], since=T0, at=T0)
+        tickets.handed = 3
         index.store(b"lost2", B, ["d"], since=T0, at=T0)
         index.commit()
         assert index.rolled_back == StoredRows(2, 10 + 2_000)
         assert [e.path for e in index.stored_entries()] == ["kept"]
-        assert index.get(b"seen") is None
-        index.before_commit = None
+        assert index.get(b"seen") is not None
+        index.confirmations = None
         index.store(b"later", A, ["c"], since=T0, at=T0)
         index.commit()
-        assert index.rolled_back == StoredRows(2, 2_010)  # a commit undoes nothing
+        assert index.rolled_back == StoredRows(2, 2_010)  # a commit drops nothing more
+    assert stored_paths(path) == ["kept", "later"]
 
 
 def test_retire_keeps_stored_files_as_tombstones_and_drops_the_rest(tmp_path):
