@@ -8,7 +8,7 @@ Every call has a deadline; every call but Enroll sends the credential as
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TypeVar
 
@@ -24,6 +24,7 @@ from agent.transport.errors import error_from_rpc, status_code
 from common.errors import ResourceExhausted, Unauthenticated
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 ENROLL_TIMEOUT = 20.0
 CHECKIN_TIMEOUT = 15.0
@@ -176,6 +177,18 @@ class ServerLink:
     def stub(self) -> agent_pb2_grpc.AgentServiceAsyncStub:
         """The generated stub, for the call modules of this package (agent.transport.store)."""
         return self._stub
+
+    def raw_stream_unary(
+        self, method: str, response_deserializer: Callable[[bytes], R]
+    ) -> grpc.aio.StreamUnaryMultiCallable[bytes, R]:
+        """The AgentService call `method` sending requests already serialized (bytes, as
+        agent.transport.wire encodes them), for the call modules of this package."""
+        service = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+        return self._channel.stream_unary(
+            f"/{service}/{method}",
+            request_serializer=None,
+            response_deserializer=response_deserializer,
+        )
 
     def auth(self) -> tuple[tuple[str, str], ...]:
         """The call metadata that carries this agent's credential."""

@@ -26,6 +26,7 @@ from agent.domain.offsite import (
 )
 from agent.transport.convert import timestamp
 from agent.transport.link import ServerLink
+from agent.transport.wire import put_chunks_message
 from common.errors import InvalidArgument
 
 KEY_TIMEOUT = 30.0
@@ -50,6 +51,9 @@ class StoreCalls:
     def __init__(self, link: ServerLink) -> None:
         self.link = link
         self._stub = link.stub
+        self._put_chunks = link.raw_stream_unary(
+            "PutChunks", agent_pb2.PutChunksResponse.FromString
+        )
 
     async def put_site_key(self, key: SiteKeyUpload) -> bool:
         request = agent_pb2.PutSiteKeyRequest(
@@ -77,17 +81,12 @@ class StoreCalls:
         if not chunks:
             return PutChunksResult(0, 0, 0)
 
-        async def messages() -> AsyncIterator[agent_pb2.PutChunkRequest]:
+        async def messages() -> AsyncIterator[bytes]:
             for group in _messages(chunks):
-                yield agent_pb2.PutChunkRequest(
-                    chunks=[
-                        agent_pb2.ChunkPiece(id=c.chunk_id, data=c.data, sha256=c.sha256)
-                        for c in group
-                    ]
-                )
+                yield put_chunks_message(group)  # serialized: sent as it is
 
         reply = await self.link.call(
-            self._stub.PutChunks(messages(), timeout=PUT_TIMEOUT, metadata=self.link.auth())
+            self._put_chunks(messages(), timeout=PUT_TIMEOUT, metadata=self.link.auth())
         )
         return PutChunksResult(reply.stored, reply.duplicates, reply.bytes_stored)
 

@@ -84,3 +84,18 @@ def chunk_bytes(data: bytes | memoryview, profile: Profile, seed: int) -> Iterat
     """The chunks of a buffer already in memory (same cut points as `chunk_stream`)."""
     for chunk in profile.chunker(seed).cut_buf(data):
         yield bytes(chunk.data)
+
+
+def chunk_views(data: bytes, profile: Profile, seed: int) -> Iterator[bytes | memoryview]:
+    """`chunk_bytes` without copying: each chunk a view into `data` (which it keeps alive),
+    or `data` itself when one chunk is all of it (most scans)."""
+    if len(data) <= profile.min_size:  # a single chunk, whatever the gear says
+        if data:
+            yield data
+        return
+    view = memoryview(data)
+    for chunk in profile.chunker(seed).cut_buf(view):
+        if chunk.offset == 0 and chunk.length == len(data):
+            yield data
+        else:
+            yield view[chunk.offset : chunk.offset + chunk.length]

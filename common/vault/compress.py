@@ -73,18 +73,20 @@ def _pays(plain_len: int, packed_len: int) -> bool:
     return packed_len <= plain_len - max(64, plain_len // 32)
 
 
-def pack(plain: bytes | memoryview, *, try_compress: bool = True) -> tuple[bool, bytes]:
-    """(compressed?, body): the zstd frame when it pays, else the bytes as they are."""
+def pack(
+    plain: bytes | memoryview, *, try_compress: bool = True
+) -> tuple[bool, bytes | memoryview]:
+    """(compressed?, body): the zstd frame when it pays, else `plain` itself (not copied)."""
     if try_compress and len(plain) > 128:
         compressor = _compressor()
         if len(plain) >= 4 * PROBE_MIN_BYTES:
             size = min(PROBE_BYTES, len(plain) // 4)
             if not _pays(size, len(compressor.compress(plain[:size]))):
-                return False, bytes(plain)
+                return False, plain
         packed = compressor.compress(plain)
         if _pays(len(plain), len(packed)):
             return True, packed
-    return False, bytes(plain)
+    return False, plain
 
 
 def unpack(compressed: bool, body: bytes, subject: str) -> bytes:

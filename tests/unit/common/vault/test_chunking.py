@@ -18,6 +18,7 @@ from common.vault.chunking import (
     Profile,
     chunk_bytes,
     chunk_stream,
+    chunk_views,
 )
 from common.vault.chunks import cut_bytes, cut_stream, open_chunk, seal_stream
 from common.vault.sitekeys import SiteKeys
@@ -53,6 +54,21 @@ def test_a_file_cut_in_memory_gives_the_chunks_of_its_stream(
     assert whole == list(cut_stream(keys, io.BytesIO(data), IMAGES))
     assert b"".join(c.data for c in whole) == data
     assert all(c.try_compress is (data[:3] != b"\xff\xd8\xff") for c in whole)
+
+
+@pytest.mark.parametrize("size", [0, 100, IMAGES.min_size, 3 * MIB])
+def test_views_are_the_chunks_without_copies(keys: SiteKeys, size: int) -> None:
+    """A file read whole is cut into views of its bytes (itself when it is one chunk)."""
+    data = _data(size)
+    views = list(chunk_views(data, IMAGES, keys.chunker_seed))
+    assert views == list(chunk_bytes(data, IMAGES, keys.chunker_seed))
+    if size == 0:
+        assert views == []
+    elif size <= IMAGES.min_size:
+        assert len(views) == 1 and views[0] is data
+    else:
+        assert len(views) > 1
+        assert all(isinstance(v, memoryview) and v.obj is data for v in views)
 
 
 def test_one_inserted_byte_changes_few_chunks(keys: SiteKeys) -> None:
