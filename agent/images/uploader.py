@@ -94,7 +94,7 @@ class ImageUploader:
             self.uploader.check_stop()
             size = 0
             if file.state.size <= WHOLE_FILE_BYTES:
-                chunks = cut_bytes(keys, b"".join(stream), IMAGES)  # to its checked end
+                chunks = cut_bytes(keys, stream.read_all(), IMAGES)  # to its checked end
             else:
                 chunks = cut_stream(keys, _Readable(stream), IMAGES)
             for chunk in chunks:
