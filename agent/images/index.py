@@ -465,6 +465,10 @@ class ImageIndex:
         rows = self._rows(_SELECT_STORED_AS, (state.file_id, state.size, state.mtime_ns))
         return [_entry(row) for row in rows]
 
+    def has_stored(self) -> bool:
+        """Whether any row (a tombstone too) has a stored version."""
+        return bool(self._rows("SELECT 1 FROM files WHERE content IS NOT NULL LIMIT 1"))
+
     def count_live(self) -> int:
         return int(self._rows("SELECT count(*) FROM files WHERE deleted_at IS NULL")[0][0])
 

@@ -136,6 +136,7 @@ class _Pass:
         self.kept_prefix: bytes | None = None
         self.gone: list[tuple[bytes, bool]] = []
         self.renamed_away: set[bytes] = set()
+        self.may_reuse = True  # rows stored before this pass may be given to new names
 
     def run(self) -> PassResult:
         t = self.tally
@@ -147,6 +148,8 @@ class _Pass:
         if previous is not None and previous != self.s.folder:
             t.previous_folder = previous
         live_before, t.stable_before = self.index.count_stable(self.stable_cutoff)
+        # a first pass has nothing stored to give a new name: no lookup per new file
+        self.may_reuse = self.index.has_stored()
         try:
             for entry in walk(top, windows=self.s.windows, lister=self.s.lister):
                 if entry.key <= self.last_key:
@@ -254,7 +257,7 @@ class _Pass:
             return
         now = self.s.clock.now()
         if row is None or not row.live:
-            if self._reuse(entry, now):
+            if self.may_reuse and self._reuse(entry, now):
                 return
             if row is None:
                 t.new += 1

@@ -47,6 +47,22 @@ def test_a_hard_link_is_a_new_name_with_the_same_content(folder, index, scanner)
     assert index.get(b"b.jpg").content_ids == index.get(b"a.jpg").content_ids
 
 
+def test_only_a_pass_after_something_was_stored_looks_for_a_new_name_s_content(
+    folder, index, scanner, monkeypatch
+):
+    """A first pass over thousands of new files asks the index about none of them."""
+    looked: list[str] = []
+    real = ImageIndex.with_stored
+    monkeypatch.setattr(
+        ImageIndex, "with_stored", lambda self, state: looked.append("x") or real(self, state)
+    )
+    put(folder / "a.jpg", b"first")
+    put(folder / "b.jpg", b"second")
+    assert scanner().scan(RecordingConsumer()).stored == 2 and looked == []
+    put(folder / "c.jpg", b"third")
+    assert scanner().scan(RecordingConsumer()).stored == 1 and looked == ["x"]
+
+
 def test_a_suddenly_empty_folder_is_reported_and_its_restore_is_not_new(
     folder, index, scanner, clock
 ):
