@@ -81,7 +81,7 @@ class StoreCalls:
             for group in _messages(chunks):
                 yield agent_pb2.PutChunkRequest(
                     chunks=[
-                        agent_pb2.ChunkPiece(id=c.chunk_id, data=c.data, sha256=c.sha256)
+                        agent_pb2.ChunkPiece(id=c.chunk_id, data=c.data, blake3=c.blake3)
                         for c in group
                     ]
                 )
