@@ -13,14 +13,15 @@ to it exactly as to `storesafe-server`. No credential check, no chunk index, no 
   transport    receives and decodes each PutChunkRequest (the message, then its `data`
                field into a bytes object, as the real server's convert does) and
                answers with the counts: what TLS, HTTP/2, protobuf and grpc.aio cost.
-  create       also does what any store must with the bytes: the sha256 of each blob
-               checked against the one sent, then `Backend.create` into the filesystem
+  create       also does what any store must with the bytes: the digest of each blob
+               checked against the one sent (BLAKE3, as agents state it and the server
+               checks it), then `Backend.create` into the filesystem
                backend at --store (temp file, fsync, link, directory fsync: the
                reference's write), on a pool of the BlobStore's size; the stream is
                answered once every blob of it is durable.
   create_many  the same, but a stream's blobs written by one `Backend.create_many`
                (temp files, one syncfs, links, one syncfs: the write the real server's
-               BlobStore makes of a batch) once each blob's sha256 is checked.
+               BlobStore makes of a batch) once each blob's BLAKE3 is checked.
 
 MissingChunks answers that every id asked about is missing (an ingest round sends new
 chunks only). Blob names are laid out as the server's: `<prefix>/<caller>/chunks/<2
@@ -42,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import blake3
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
@@ -92,7 +94,7 @@ class FloorService(agent_pb2_grpc.AgentServiceServicer):
                 size += len(data)
                 if self._backend is not None:
                     name = f"{prefix}/chunks/{piece.id[:2]}/{piece.id}"
-                    writes.append(loop.run_in_executor(self._pool, work, name, data, piece.sha256))
+                    writes.append(loop.run_in_executor(self._pool, work, name, data, piece.blake3))
                     blobs.append((name, data))
         if writes:
             await asyncio.gather(*writes)
@@ -101,8 +103,8 @@ class FloorService(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.PutChunksResponse(stored=stored, duplicates=0, bytes_stored=size)
 
     def _check(self, name: str, data: bytes, digest: bytes) -> None:
-        if hashlib.sha256(data).digest() != digest:
-            raise ValueError(f"{name} does not hash to its sha256")
+        if blake3.blake3(data).digest() != digest:
+            raise ValueError(f"{name} does not hash to its blake3")
 
     def _store(self, name: str, data: bytes, digest: bytes) -> None:
         assert self._backend is not None

@@ -12,8 +12,9 @@ ways, each into its own fresh prefix:
   backend   Backend.create straight from --concurrency threads: the bytes into the
             backend and nothing else (the "same bytes straight into the same backend"
             figure that the issue-13 ingest benchmark must reach at least 0.5x of)
-  store     BlobStore.save from asyncio tasks: key check, sha256 of what arrived,
-            create-only write, through the store's bounded thread pool (--workers)
+  store     BlobStore.save from asyncio tasks: key check, BLAKE3 of what arrived (the
+            digest agents state for chunks), create-only write, through the store's
+            bounded thread pool (--workers)
   batch     BlobStore.save_many of --batch blobs at a time from --concurrency tasks, as
             the server stores a PutChunks stream (filesystem: one syncfs for the batch's
             bytes and one for its names, instead of two fsyncs a blob)
@@ -62,7 +63,7 @@ def blobs(count: int, size: int, seed: bytes) -> tuple[bytes, list[tuple[str, Di
     names = []
     for i in range(count):
         hexed = hashlib.sha256(seed + buffer[i : i + size]).hexdigest()
-        names.append((f"{hexed[:2]}/{hexed}", Digest.of(buffer[i : i + size])))
+        names.append((f"{hexed[:2]}/{hexed}", Digest.of(buffer[i : i + size], "blake3")))
     return buffer, names
 
 

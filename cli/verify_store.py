@@ -1,9 +1,10 @@
 """`storesafe verify-store`: the server re-reads stored chunks and checks them, site by site.
 
 The server reads each chosen chunk back from the store and checks it against
-the sha256 recorded when it arrived (restic's `check --read-data-subset` is
-the model); a damaged or missing chunk is named with the snapshots and backup
-runs it breaks, and each site's result is recorded as a `store-check` run.
+the digest recorded when it arrived, with its algorithm (BLAKE3, or SHA-256 for
+chunks of older agents; restic's `check --read-data-subset` is the model); a
+damaged or missing chunk is named with the snapshots and backup runs it breaks,
+and each site's result is recorded as a `store-check` run.
 """
 
 from __future__ import annotations

@@ -27,11 +27,12 @@ class SnapshotKind(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class ChunkUpload:
-    """One sealed chunk to store: its keyed id, the sealed bytes and their SHA-256."""
+    """One sealed chunk to store: its keyed id, the sealed bytes and their unkeyed BLAKE3
+    (32 bytes), which the server checks on receipt."""
 
     chunk_id: str
     data: bytes
-    sha256: bytes
+    blake3: bytes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import hashlib
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
+
+import blake3
 
 from agent.domain.offsite import (
     MAX_MISSING_IDS,
@@ -333,7 +334,7 @@ class Uploader:
 
     def _upload(self, sealed: SealedChunk) -> ChunkUpload:
         self.bucket.take(len(sealed.blob))
-        return ChunkUpload(sealed.chunk_id, sealed.blob, hashlib.sha256(sealed.blob).digest())
+        return ChunkUpload(sealed.chunk_id, sealed.blob, blake3.blake3(sealed.blob).digest())
 
     def _landed(self, chunks: int, size: int) -> None:
         self.tally.chunks_sent += chunks

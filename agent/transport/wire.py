@@ -38,7 +38,7 @@ def _varint(value: int) -> bytes:
 _CHUNKS = _tag(agent_pb2.PutChunkRequest, "chunks")
 _ID = _tag(agent_pb2.ChunkPiece, "id")
 _DATA = _tag(agent_pb2.ChunkPiece, "data")
-_SHA256 = _tag(agent_pb2.ChunkPiece, "sha256")
+_BLAKE3 = _tag(agent_pb2.ChunkPiece, "blake3")
 
 
 def put_chunks_message(chunks: Sequence[ChunkUpload]) -> bytes:
@@ -53,9 +53,9 @@ def put_chunks_message(chunks: Sequence[ChunkUpload]) -> bytes:
             _DATA,
             _varint(len(chunk.data)),
             chunk.data,
-            _SHA256,
-            _varint(len(chunk.sha256)),
-            chunk.sha256,
+            _BLAKE3,
+            _varint(len(chunk.blake3)),
+            chunk.blake3,
         ]
         parts += [_CHUNKS, _varint(sum(len(p) for p in piece)), *piece]
     return b"".join(parts)

@@ -316,7 +316,14 @@ class StoreChunk(SQLModel, table=True):
     site_id: int = Field(primary_key=True, foreign_key="sites.id")
     chunk_id: str = Field(primary_key=True, max_length=64)
     size: int = _big()  # type: ignore[assignment]
+    # The hex digest of the sealed bytes, of the algorithm `digest_algorithm` names: blake3
+    # for chunks of current agents, sha256 for those of agents before BLAKE3 (the column
+    # is older than BLAKE3, hence its name; the store check hashes with the named one).
     sha256: str = Field(max_length=64)
+    digest_algorithm: str = Field(
+        default="sha256",
+        sa_column=Column(String(16), nullable=False, default="sha256", server_default="sha256"),
+    )
     stored_at: dt.datetime = _ts(nullable=False)  # type: ignore[assignment]
     # Garbage collection (server/services/store_gc.py): set when a run found the chunk
     # unreferenced (cleared when a commit or an upload uses it again); `state` becomes

@@ -28,6 +28,9 @@ MISSING_NAMED = 5
 """How many missing references a refused commit names."""
 
 KINDS = ("images", "database")
+CHUNK_DIGESTS = {"blake3": "BLAKE3", "sha256": "SHA-256"}
+"""The digests a chunk may state (by name, as written): blake3 from current agents,
+sha256 from agents before BLAKE3; the index records which."""
 
 _ID = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
@@ -46,13 +49,15 @@ class SiteKeyRecord:
 
 @dataclasses.dataclass(frozen=True)
 class ChunkRecord:
-    """A chunk in a site's blob index: stored (durably) with this size and digest, or
-    `deleting` while garbage collection removes it."""
+    """A chunk in a site's blob index: stored (durably) with this size and digest (hex,
+    of `algorithm`: blake3, or sha256 for chunks of agents before BLAKE3), or `deleting`
+    while garbage collection removes it."""
 
     chunk_id: str
     size: int
-    sha256: str
+    digest: str
     state: str = "stored"
+    algorithm: str = "sha256"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +110,17 @@ def check_ids(ids: Iterable[str], *, limit: int = MAX_IDS_PER_CALL) -> list[str]
 
 def check_sha256(raw: bytes, what: str = "sha256") -> str:
     """The hex form of a raw SHA-256 digest (32 bytes), else InvalidArgument."""
+    return check_digest(raw, "sha256", what)
+
+
+def check_digest(raw: bytes, algorithm: str, what: str) -> str:
+    """The hex form of a raw 32-byte digest of `algorithm` (one of CHUNK_DIGESTS), else
+    InvalidArgument."""
+    name = CHUNK_DIGESTS.get(algorithm)
+    if name is None:
+        raise InvalidArgument(f"{quote(algorithm)} is not a digest algorithm (sha256 or blake3)")
     if len(raw) != 32:
-        raise InvalidArgument(f"{what} must be the 32 bytes of a SHA-256 digest, not {len(raw)}")
+        raise InvalidArgument(f"{what} must be the 32 bytes of a {name} digest, not {len(raw)}")
     return raw.hex()
 
 

@@ -35,11 +35,13 @@ from server.storage import BlobStore, Digest, DigestMismatch
 
 @dataclasses.dataclass(frozen=True)
 class ChunkUpload:
-    """One sealed chunk as an agent sent it."""
+    """One sealed chunk as an agent sent it, with the one digest it stated: raw bytes of
+    `algorithm` (blake3 from current agents, sha256 from agents before BLAKE3)."""
 
     chunk_id: str
     data: bytes
-    sha256: bytes
+    digest: bytes
+    algorithm: str
     claimed_site: str = ""
 
 
@@ -86,7 +88,7 @@ class ChunkBatch:
         self._batch = batch
         self._end = len(batch)  # chunks from here on are not stored
         self._error: StoreSafeError | None = None
-        self._digests: list[str] = []
+        self._digests: list[Digest] = []
 
     async def store(self) -> list[bool]:
         """Per chunk, whether this call stored it (False: the site had it already); the
@@ -120,22 +122,25 @@ class ChunkBatch:
                         f"chunk {up.chunk_id} is {len(up.data)} bytes; at most "
                         f"{rules.MAX_CHUNK_BYTES} bytes a chunk"
                     )
-                self._digests.append(
-                    rules.check_sha256(up.sha256, f"the sha256 of chunk {up.chunk_id}")
+                hexed = rules.check_digest(
+                    up.digest, up.algorithm, f"the {up.algorithm} of chunk {up.chunk_id}"
                 )
+                self._digests.append(Digest(up.algorithm, hexed))
             except StoreSafeError as error:
                 self._fail(at, error)
                 return
 
     async def _check_known(self, known: list[int], found: dict[str, ChunkRecord]) -> None:
-        """Known chunks: checked as the store checks a new one (hashed off the loop)."""
+        """Known chunks: checked as the store checks a new one, then compared with the
+        record like with like (hashed off the loop)."""
         if not known:
             return
-        pairs = [(self._digests[at], self._batch[at].data) for at in known]
-        matches = await asyncio.to_thread(
-            lambda: [Digest("sha256", digest).matches(data) for digest, data in pairs]
-        )
-        for at, match in zip(known, matches, strict=True):
+        work = [
+            (self._digests[at], self._batch[at].data, found[self._batch[at].chunk_id])
+            for at in known
+        ]
+        checked = await asyncio.to_thread(lambda: [_held(*one) for one in work])
+        for at, (match, held) in zip(known, checked, strict=True):
             up, record = self._batch[at], found[self._batch[at].chunk_id]
             if record.state != STORED:
                 self._fail(at, being_collected(up.chunk_id))
@@ -143,11 +148,11 @@ class ChunkBatch:
                 self._fail(
                     at,
                     DigestMismatch(
-                        f"chunk {up.chunk_id} does not hash to its stated sha256; "
+                        f"chunk {up.chunk_id} does not hash to its stated {up.algorithm}; "
                         "nothing was stored"
                     ),
                 )
-            elif record.sha256 != self._digests[at] or record.size != len(up.data):
+            elif held != record.digest or record.size != len(up.data):
                 self._fail(
                     at,
                     AlreadyExists(
@@ -181,7 +186,7 @@ class ChunkBatch:
                 (
                     rules.chunk_name(site, self._batch[at].chunk_id),
                     self._batch[at].data,
-                    Digest("sha256", self._digests[at]),
+                    self._digests[at],
                 )
                 for at in new
             ]
@@ -191,7 +196,12 @@ class ChunkBatch:
         new = new[: len(saved)]
         # the blobs are durable: now the index may say so
         records = [
-            ChunkRecord(self._batch[at].chunk_id, len(self._batch[at].data), self._digests[at])
+            ChunkRecord(
+                self._batch[at].chunk_id,
+                len(self._batch[at].data),
+                self._digests[at].hex,
+                algorithm=self._digests[at].algorithm,
+            )
             for at in new
         ]
         added = await self._state.add_chunks(self._who.site_id, records, self._clock.now())
@@ -204,3 +214,12 @@ class ChunkBatch:
                 self._fail(at, being_collected(self._batch[at].chunk_id))
                 break
         return {at: done.created for at, done in zip(new, saved, strict=True) if at < self._end}
+
+
+def _held(stated: Digest, data: bytes, record: ChunkRecord) -> tuple[bool, str]:
+    """Whether `data` hashes to the digest it came with, and the hex digest of `data` with
+    the algorithm the record names (the stated one when it is the same: one hash)."""
+    match = stated.matches(data)
+    if record.algorithm == stated.algorithm or not match:
+        return match, stated.hex
+    return match, Digest.of(data, record.algorithm).hex

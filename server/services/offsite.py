@@ -183,7 +183,9 @@ class OffsiteUploads:
             Digest("sha256", record_sha),
         )
         refs = await asyncio.to_thread(_packed_refs, references)
-        await self._store.save(rules.refs_name(who.site, header.snapshot_id), refs, Digest.of(refs))
+        await self._store.save(
+            rules.refs_name(who.site, header.snapshot_id), refs, Digest.of(refs, "blake3")
+        )
         snap = SnapshotRecord(
             snapshot_id=header.snapshot_id,
             kind=header.kind,

@@ -1,5 +1,6 @@
 """Store checks (`storesafe verify-store`): re-read a share of each site's stored chunks
-from the blob store and check their bytes against the index's sha256.
+from the blob store and check their bytes against the index's digest (each with the
+algorithm its row names: blake3, or sha256 for chunks of agents before BLAKE3).
 
 Per site: the chunks known damaged or missing are read first, then the sampled arc
 (server/domain/storecheck.py says which chunks and why). Reads and hashing run in the
@@ -172,10 +173,12 @@ class StoreChecks:
         """("" | damaged | missing, bytes read) of one stored chunk."""
         async with self._reads:
             try:
-                size, sha256 = await self._store.digest(offsite.chunk_name(site, chunk.chunk_id))
+                size, digest = await self._store.digest(
+                    offsite.chunk_name(site, chunk.chunk_id), chunk.algorithm
+                )
             except NotFound:
                 return storecheck.MISSING, 0
-        return ("" if sha256 == chunk.sha256 else storecheck.DAMAGED), size
+        return ("" if digest.hex == chunk.digest else storecheck.DAMAGED), size
 
     async def _broken(
         self, site_id: int, site: str, damage: dict[str, str]

@@ -28,7 +28,13 @@ from server.state.threaded import ThreadedSql
 
 # The statements of every upload batch, built once: a statement built per call cost more
 # Python than running it (expressions, then their cache key, every time).
-_CHUNK_ROWS = select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256, CHUNKS.c.state).where(
+_CHUNK_ROWS = select(
+    CHUNKS.c.chunk_id,
+    CHUNKS.c.size,
+    CHUNKS.c.sha256,
+    CHUNKS.c.state,
+    CHUNKS.c.digest_algorithm,
+).where(
     CHUNKS.c.site_id == bindparam("site_id"),
     CHUNKS.c.chunk_id.in_(bindparam("ids", expanding=True)),
 )
@@ -113,7 +119,9 @@ class SqlStoreState(ThreadedSql, StoreState):
             for batch in batches(wanted):
                 rows = conn.execute(_CHUNK_ROWS, {"site_id": site_id, "ids": batch})
                 for r in rows:
-                    found[r.chunk_id] = ChunkRecord(r.chunk_id, int(r.size), r.sha256, r.state)
+                    found[r.chunk_id] = ChunkRecord(
+                        r.chunk_id, int(r.size), r.sha256, r.state, r.digest_algorithm
+                    )
             return found
 
         return await self._read(fn) if wanted else {}
@@ -139,7 +147,8 @@ class SqlStoreState(ThreadedSql, StoreState):
                 "site_id": site_id,
                 "chunk_id": chunk.chunk_id,
                 "size": chunk.size,
-                "sha256": chunk.sha256,
+                "sha256": chunk.digest,
+                "digest_algorithm": chunk.algorithm,
                 "stored_at": now,
             },
         )
@@ -152,7 +161,8 @@ class SqlStoreState(ThreadedSql, StoreState):
                 "site_id": site_id,
                 "chunk_id": c.chunk_id,
                 "size": c.size,
-                "sha256": c.sha256,
+                "sha256": c.digest,
+                "digest_algorithm": c.algorithm,
                 "stored_at": now,
             }
             for c in chunks
@@ -315,14 +325,17 @@ class SqlStoreState(ThreadedSql, StoreState):
     ) -> list[ChunkRecord]:
         def fn(conn: Connection) -> list[ChunkRecord]:
             query = (
-                select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256)
+                select(CHUNKS.c.chunk_id, CHUNKS.c.size, CHUNKS.c.sha256, CHUNKS.c.digest_algorithm)
                 .where(*_in_range(site_id, max(low, after), high))
                 .order_by(CHUNKS.c.chunk_id)
                 .limit(limit)
             )
             if after:
                 query = query.where(CHUNKS.c.chunk_id > after)
-            return [ChunkRecord(r.chunk_id, int(r.size), r.sha256) for r in conn.execute(query)]
+            return [
+                ChunkRecord(r.chunk_id, int(r.size), r.sha256, algorithm=r.digest_algorithm)
+                for r in conn.execute(query)
+            ]
 
         return await self._read(fn)
 

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import re
+from collections.abc import Callable
+
+import blake3
 
 from common.errors import InvalidArgument, quote
 
-ALGORITHMS = ("sha256",)
+_HASHERS: dict[str, Callable[[bytes], str]] = {
+    "sha256": lambda data: hashlib.sha256(data).hexdigest(),
+    # unkeyed BLAKE3, 32 bytes: what agents state for chunks (0.23 ms/MiB, SHA-256 0.59)
+    "blake3": lambda data: blake3.blake3(data).hexdigest(),
+}
+ALGORITHMS = tuple(_HASHERS)
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Digest:
-    """A sha256 digest, written `sha256:<64 lowercase hex digits>`."""
+    """A sha256 or blake3 digest, written `<algorithm>:<64 lowercase hex digits>`."""
 
     algorithm: str
     hex: str
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
-            raise InvalidArgument(
-                f"digest algorithm {quote(self.algorithm)} is not supported (use sha256)"
-            )
+            raise _unsupported(self.algorithm)
         if not _HEX.fullmatch(self.hex):
             raise InvalidArgument(
                 f"digest {quote(self.hex)} is not 64 lowercase hexadecimal digits"
@@ -32,24 +37,29 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        """Read `sha256:<hex>`; anything else is InvalidArgument."""
+        """Read `sha256:<hex>` or `blake3:<hex>`; anything else is InvalidArgument."""
         algorithm, sep, value = text.partition(":")
         if not sep:
             raise InvalidArgument(f"digest {quote(text)} must look like sha256:<hex>")
         return cls(algorithm, value)
 
     @classmethod
-    def of(cls, data: bytes) -> Digest:
-        """The sha256 digest of `data`."""
-        return cls("sha256", hashlib.sha256(data).hexdigest())
+    def of(cls, data: bytes, algorithm: str) -> Digest:
+        """The digest of `data` with `algorithm` (sha256 or blake3)."""
+        hasher = _HASHERS.get(algorithm)
+        if hasher is None:
+            raise _unsupported(algorithm)
+        return cls(algorithm, hasher(data))
 
     def matches(self, data: bytes) -> bool:
-        """Whether `data` hashes to this digest."""
-        return Digest.of(data) == self
-
-    def base64(self) -> str:
-        """The raw digest in base64 (the form S3's ChecksumSHA256 header takes)."""
-        return base64.b64encode(bytes.fromhex(self.hex)).decode("ascii")
+        """Whether `data` hashes to this digest (with this digest's algorithm)."""
+        return Digest.of(data, self.algorithm) == self
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
+
+
+def _unsupported(algorithm: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"digest algorithm {quote(algorithm)} is not supported (use {' or '.join(ALGORITHMS)})"
+    )

@@ -12,7 +12,6 @@ import asyncio
 import builtins
 import dataclasses
 import functools
-import hashlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -105,10 +104,11 @@ class BlobStore:
         """The blob's bytes; NotFound if there is none."""
         return await self._run(self.backend.read, check_key(key))
 
-    async def digest(self, key: str) -> tuple[int, str]:
-        """The blob's size and the hex SHA-256 of its bytes, read and hashed in a worker
-        thread (a store check never holds the event loop); NotFound if there is none."""
-        return await self._run(_size_and_sha256, self.backend.read, check_key(key))
+    async def digest(self, key: str, algorithm: str) -> tuple[int, Digest]:
+        """The blob's size and the digest of its bytes with `algorithm` (sha256 or blake3),
+        read and hashed in a worker thread (a store check never holds the event loop);
+        NotFound if there is none."""
+        return await self._run(_size_and_digest, self.backend.read, check_key(key), algorithm)
 
     async def load_many(self, keys: Sequence[str]) -> list[bytes]:
         """The blobs' bytes in order, read in one go off the event loop; NotFound for the
@@ -195,7 +195,7 @@ class BlobStore:
 
 
 def _check_digest(key: str, data: bytes, digest: Digest) -> None:
-    received = Digest.of(data)
+    received = Digest.of(data, digest.algorithm)
     if received != digest:
         raise DigestMismatch(
             f"blob {key} arrived with digest {received}, not the stated {digest}; "
@@ -203,9 +203,9 @@ def _check_digest(key: str, data: bytes, digest: Digest) -> None:
         )
 
 
-def _size_and_sha256(read: Callable[[str], bytes], key: str) -> tuple[int, str]:
+def _size_and_digest(read: Callable[[str], bytes], key: str, algorithm: str) -> tuple[int, Digest]:
     data = read(key)
-    return len(data), hashlib.sha256(data).hexdigest()
+    return len(data), Digest.of(data, algorithm)
 
 
 def _batch(keys: Sequence[str]) -> list[str]:

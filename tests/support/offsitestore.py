@@ -17,6 +17,8 @@ import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 
+import blake3
+
 from agent.domain.offsite import (
     MAX_MISSING_IDS,
     MAX_REFERENCES,
@@ -53,8 +55,8 @@ class MemoryStore:
         for n, chunk in enumerate(chunks):
             if cut and n >= self.keep:
                 raise Unavailable("the connection was cut (test)")
-            if hashlib.sha256(chunk.data).digest() != chunk.sha256:
-                raise InvalidArgument(f"chunk {chunk.chunk_id} does not match its sha256")
+            if blake3.blake3(chunk.data).digest() != chunk.blake3:
+                raise InvalidArgument(f"chunk {chunk.chunk_id} does not match its blake3")
             self.chunks_received += 1
             if chunk.chunk_id in self.chunks:
                 if self.chunks[chunk.chunk_id] != chunk.data:

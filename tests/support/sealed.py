@@ -26,6 +26,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import blake3
 import grpc
 from storesafe.v1 import agent_pb2, agent_pb2_grpc
 
@@ -217,7 +218,7 @@ def site_upload(site: str, files: Files | None = None) -> SiteUpload:
 
 def put_request(chunk: SealedChunk, **overrides: object) -> agent_pb2.PutChunkRequest:
     fields: dict[str, object] = dict(
-        id=chunk.chunk_id, data=chunk.blob, sha256=hashlib.sha256(chunk.blob).digest()
+        id=chunk.chunk_id, data=chunk.blob, blake3=blake3.blake3(chunk.blob).digest()
     )
     fields.update(overrides)
     return agent_pb2.PutChunkRequest(**fields)  # type: ignore[arg-type]

@@ -304,7 +304,7 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VerifyStore(self, request, context):
-        """Re-read a share of the stored chunks and check them against their recorded sha256;
+        """Re-read a share of the stored chunks and check them against their recorded digest;
         progress messages, then one with the result per site. Recorded as store-check runs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -83,7 +83,7 @@ class AdminServiceStub:
     DrillDetails; idempotent by the report id).
     """
     VerifyStore: _grpc.UnaryStreamMultiCallable[_admin_pb2.VerifyStoreRequest, _admin_pb2.VerifyStoreUpdate]
-    """Re-read a share of the stored chunks and check them against their recorded sha256;
+    """Re-read a share of the stored chunks and check them against their recorded digest;
     progress messages, then one with the result per site. Recorded as store-check runs.
     """
 
@@ -142,7 +142,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     DrillDetails; idempotent by the report id).
     """
     VerifyStore: _aio.UnaryStreamMultiCallable[_admin_pb2.VerifyStoreRequest, _admin_pb2.VerifyStoreUpdate]  # type: ignore[assignment]
-    """Re-read a share of the stored chunks and check them against their recorded sha256;
+    """Re-read a share of the stored chunks and check them against their recorded digest;
     progress messages, then one with the result per site. Recorded as store-check runs.
     """
 
@@ -330,7 +330,7 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.VerifyStoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_admin_pb2.VerifyStoreUpdate], _abc.AsyncIterator[_admin_pb2.VerifyStoreUpdate]]:
-        """Re-read a share of the stored chunks and check them against their recorded sha256;
+        """Re-read a share of the stored chunks and check them against their recorded digest;
         progress messages, then one with the result per site. Recorded as store-check runs.
         """
 

@@ -730,13 +730,19 @@ class PutChunkRequest(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     SITE_FIELD_NUMBER: _builtins.int
     CHUNKS_FIELD_NUMBER: _builtins.int
+    BLAKE3_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Keyed chunk id (64 lowercase hex)."""
     data: _builtins.bytes
     """The sealed chunk (common/vault/chunks.py); at most 16 MiB."""
     sha256: _builtins.bytes
-    """SHA-256 of `data`, checked by the server before the chunk becomes visible."""
+    """The digest of `data`, checked by the server before the chunk becomes visible: a
+    chunk states exactly one, `blake3` (current agents) or `sha256` (agents before
+    BLAKE3); both or neither is INVALID_ARGUMENT. This one: SHA-256 (32 bytes).
+    """
     site: _builtins.str
+    blake3: _builtins.bytes
+    """BLAKE3 of `data` (32 bytes, unkeyed): the digest current agents state."""
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkPiece]:
         """Several chunks in one message, in order (small ones share a message: each message
@@ -752,10 +758,11 @@ class PutChunkRequest(_message.Message):
         sha256: _builtins.bytes = ...,
         site: _builtins.str = ...,
         chunks: _abc.Iterable[Global___ChunkPiece] | None = ...,
+        blake3: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "data", b"data", "id", b"id", "sha256", b"sha256", "site", b"site"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blake3", b"blake3", "chunks", b"chunks", "data", b"data", "id", b"id", "sha256", b"sha256", "site", b"site"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -763,26 +770,33 @@ Global___PutChunkRequest: _TypeAlias = PutChunkRequest  # noqa: Y015
 
 @_typing.final
 class ChunkPiece(_message.Message):
-    """One chunk of a PutChunkRequest that carries several."""
+    """One chunk of a PutChunkRequest that carries several; it states exactly one digest of
+    `data`, as PutChunkRequest does.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
+    BLAKE3_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     data: _builtins.bytes
     sha256: _builtins.bytes
+    """SHA-256 of `data` (32 bytes), as agents before BLAKE3 send it."""
+    blake3: _builtins.bytes
+    """BLAKE3 of `data` (32 bytes, unkeyed): the digest current agents state."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         data: _builtins.bytes = ...,
         sha256: _builtins.bytes = ...,
+        blake3: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "sha256", b"sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blake3", b"blake3", "data", b"data", "id", b"id", "sha256", b"sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -755,7 +755,7 @@ class StoreCheckDetails(_message.Message):
     missing_count: _builtins.int
     @_builtins.property
     def damaged_chunks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Chunk ids found damaged (bytes do not match the recorded sha256) or missing, at most 100."""
+        """Chunk ids found damaged (bytes do not match the recorded digest) or missing, at most 100."""
 
     @_builtins.property
     def missing_chunks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...

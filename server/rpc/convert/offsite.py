@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from storesafe.v1 import admin_pb2, agent_pb2
 
-from common.errors import InvalidArgument
+from common.errors import InvalidArgument, quote
 from server.domain.offsite import MAX_FETCH_MESSAGE_BYTES, SiteKeyRecord, SnapshotRecord
 from server.rpc.convert.admin import run_report
 from server.rpc.convert.stamps import from_ts, ts
@@ -37,15 +37,33 @@ async def chunk_uploads(
     fields, or several in its `chunks`, never both."""
     async for req in requests:
         if not req.chunks:
-            yield ChunkUpload(req.id, req.data, req.sha256, req.site)
+            yield ChunkUpload(req.id, req.data, *stated_digest(req), req.site)
             continue
-        if req.id or req.data or req.sha256:
+        if req.id or req.data or req.sha256 or req.blake3:
             raise InvalidArgument(
                 "a PutChunks message carries one chunk in its own fields or several in "
                 "`chunks`, not both"
             )
         for piece in req.chunks:
-            yield ChunkUpload(piece.id, piece.data, piece.sha256, req.site)
+            yield ChunkUpload(piece.id, piece.data, *stated_digest(piece), req.site)
+
+
+def stated_digest(chunk: agent_pb2.PutChunkRequest | agent_pb2.ChunkPiece) -> tuple[bytes, str]:
+    """The one digest a chunk states and its algorithm: blake3, or sha256 from agents
+    before BLAKE3; both or neither is refused."""
+    if chunk.blake3 and chunk.sha256:
+        raise InvalidArgument(
+            f"chunk {quote(chunk.id, 80)} states both a blake3 and a sha256 digest; "
+            "a chunk states exactly one"
+        )
+    if chunk.blake3:
+        return chunk.blake3, "blake3"
+    if chunk.sha256:
+        return chunk.sha256, "sha256"
+    raise InvalidArgument(
+        f"chunk {quote(chunk.id, 80)} states no digest; a chunk states exactly one "
+        "(blake3, or sha256)"
+    )
 
 
 async def commit_stream(

@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
+import blake3
 import grpc
 import pytest
 from sqlalchemy import Engine, insert, select
@@ -36,13 +37,14 @@ SITE = "batch-site"
 WHEN = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def chunk(size: int = 300) -> ChunkUpload:
+def chunk(size: int = 300, algorithm: str = "blake3") -> ChunkUpload:
     data = os.urandom(size)
-    return ChunkUpload(hashlib.sha256(os.urandom(16)).hexdigest(), data, digest(data))
+    chunk_id = hashlib.sha256(os.urandom(16)).hexdigest()
+    return ChunkUpload(chunk_id, data, digest(data, algorithm), algorithm)
 
 
-def digest(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
+def digest(data: bytes, algorithm: str = "blake3") -> bytes:
+    return blake3.blake3(data).digest() if algorithm == "blake3" else hashlib.sha256(data).digest()
 
 
 class Fixture:
@@ -80,6 +82,16 @@ class Fixture:
                 )
             )
             return {r.chunk_id: (r.state, r.condemned_at) for r in found}
+
+    def digests(self) -> dict[str, tuple[str, str]]:
+        """Per indexed chunk: (its digest algorithm, the hex digest) as the index holds them."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(CHUNKS.c.chunk_id, CHUNKS.c.digest_algorithm, CHUNKS.c.sha256).where(
+                    CHUNKS.c.site_id == self.who.site_id
+                )
+            )
+            return {r.chunk_id: (r.digest_algorithm, r.sha256) for r in found}
 
     def has_blob(self, up: ChunkUpload) -> bool:
         return (self.root / rules.chunk_name(SITE, up.chunk_id)).is_file()
@@ -196,18 +208,55 @@ def test_a_digest_mismatch_mid_batch_keeps_the_chunks_before_it(fx: Fixture) -> 
     known = chunk()
     fx.put([known])
     chunks = [chunk() for _ in range(5)]
-    bad = ChunkUpload(chunks[2].chunk_id, chunks[2].data, digest(b"other"))
+    bad = ChunkUpload(chunks[2].chunk_id, chunks[2].data, digest(b"other"), "blake3")
     err = fx.refused(stream([chunks[0], known, chunks[1], bad, *chunks[3:]]))
     assert status_of(err) == grpc.StatusCode.INVALID_ARGUMENT
     assert "nothing was stored" in err.message and bad.chunk_id in err.message
     assert set(fx.rows()) == {known.chunk_id, chunks[0].chunk_id, chunks[1].chunk_id}
     assert not any(fx.has_blob(up) for up in chunks[2:])
 
-    damaged = ChunkUpload(known.chunk_id, known.data + b"x", known.sha256)
+    damaged = ChunkUpload(known.chunk_id, known.data + b"x", known.digest, "blake3")
     err = fx.refused(stream([chunks[2], damaged, chunks[3]]))  # a known one, damaged
     assert status_of(err) == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"chunk {known.chunk_id} does not hash to its stated sha256" in err.message
+    assert f"chunk {known.chunk_id} does not hash to its stated blake3" in err.message
     assert chunks[2].chunk_id in fx.rows() and chunks[3].chunk_id not in fx.rows()
+
+
+def test_sha256_chunks_of_older_agents_and_blake3_ones_are_each_checked_and_recorded(
+    fx: Fixture,
+) -> None:
+    old, new = chunk(algorithm="sha256"), chunk()
+    assert fx.put([old, new]) == UploadTotals(2, 0, len(old.data) + len(new.data))
+    assert fx.digests() == {
+        old.chunk_id: ("sha256", hashlib.sha256(old.data).hexdigest()),
+        new.chunk_id: ("blake3", blake3.blake3(new.data).hexdigest()),
+    }
+    # a sha256 that does not match is refused as a blake3 one is: nothing stored
+    wrong = chunk(algorithm="sha256")
+    bad = ChunkUpload(wrong.chunk_id, wrong.data, digest(b"other", "sha256"), "sha256")
+    err = fx.refused(stream([bad]))
+    assert status_of(err) == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not the stated sha256:" in err.message
+    assert bad.chunk_id not in fx.rows() and not fx.has_blob(bad)
+    # sent again with the other digest: the same bytes are a duplicate (hashed with the
+    # algorithm of the record to compare like with like), other bytes a conflict
+    again = [
+        ChunkUpload(old.chunk_id, old.data, digest(old.data), "blake3"),
+        ChunkUpload(new.chunk_id, new.data, digest(new.data, "sha256"), "sha256"),
+    ]
+    assert fx.put(again) == UploadTotals(0, 2, 0)
+    other = os.urandom(len(old.data))
+    for up in (
+        ChunkUpload(old.chunk_id, other, digest(other), "blake3"),
+        ChunkUpload(new.chunk_id, other, digest(other, "sha256"), "sha256"),
+    ):
+        err = fx.refused(stream([up]))
+        assert status_of(err) == grpc.StatusCode.ALREADY_EXISTS, err.message
+    # a stated digest the bytes do not match is a mismatch whatever the record's algorithm
+    err = fx.refused(stream([ChunkUpload(old.chunk_id, old.data, digest(other), "blake3")]))
+    assert status_of(err) == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not hash to its stated blake3" in err.message
+    assert fx.digests()[old.chunk_id] == ("sha256", hashlib.sha256(old.data).hexdigest())
 
 
 def test_a_stream_cut_mid_batch_keeps_what_arrived(fx: Fixture) -> None:
@@ -221,7 +270,7 @@ def test_a_stream_cut_mid_batch_keeps_what_arrived(fx: Fixture) -> None:
 
 def test_a_bad_field_mid_batch_keeps_the_chunks_before_it(fx: Fixture) -> None:
     chunks = [chunk() for _ in range(4)]
-    bad = ChunkUpload("not-an-id", b"x", digest(b"x"))
+    bad = ChunkUpload("not-an-id", b"x", digest(b"x"), "blake3")
     err = fx.refused(stream([*chunks[:2], bad, *chunks[2:]]))
     assert status_of(err) == grpc.StatusCode.INVALID_ARGUMENT
     assert set(fx.rows()) == {up.chunk_id for up in chunks[:2]}

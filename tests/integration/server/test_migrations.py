@@ -53,3 +53,57 @@ def test_active_admin_tokens_that_shared_a_name_get_unique_names(db_url: str) ->
         names = dict(conn.execute(text("SELECT id, name FROM admin_tokens")).all())
     engine.dispose()
     assert names == {"aaa1": "admin", "bbb2": "admin-bbb2", "ccc3": "admin"}
+
+
+def test_chunks_indexed_before_blake3_keep_their_sha256(db_url: str) -> None:
+    """0011 adds the chunks' digest algorithm: the rows already there are sha256 ones, and
+    keep their digest; rows written since name theirs."""
+    import datetime as dt
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import insert, text
+
+    from server.db.engine import _MIGRATIONS
+    from server.state.tables import SITES
+
+    engine = make_engine(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0010")
+    t0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        site_id = conn.execute(  # the sites table as of 0010 is the model's
+            insert(SITES)
+            .values(name="old-shop", group="default", created_at=t0)
+            .returning(SITES.c.id)
+        ).scalar_one()
+        for chunk_id, sha in (("a" * 64, "1" * 64), ("b" * 64, "2" * 64)):
+            conn.execute(
+                text(
+                    "INSERT INTO store_chunks (site_id, chunk_id, size, sha256, stored_at) "
+                    "VALUES (:s, :c, 10, :h, :t)"
+                ),
+                {"s": site_id, "c": chunk_id, "h": sha, "t": t0},
+            )
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO store_chunks (site_id, chunk_id, size, sha256, digest_algorithm, "
+                "stored_at) VALUES (:s, :c, 10, :h, 'blake3', :t)"
+            ),
+            {"s": site_id, "c": "c" * 64, "h": "3" * 64, "t": t0},
+        )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT chunk_id, sha256, digest_algorithm FROM store_chunks ORDER BY chunk_id")
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("a" * 64, "1" * 64, "sha256"),
+        ("b" * 64, "2" * 64, "sha256"),
+        ("c" * 64, "3" * 64, "blake3"),
+    ]

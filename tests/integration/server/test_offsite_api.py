@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import grpc
 import pytest
 from storesafe.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
@@ -20,7 +21,7 @@ from common.vault.sitekeys import SiteKeys
 from common.vault.snapshot import open_snapshot
 from server.domain.offsite import MAX_CHUNK_BYTES, MAX_FETCH_MESSAGE_BYTES
 from tests.support.sealed import SiteUpload, put_request, site_upload
-from tests.support.server import ServerHandle, enroll_agent, start_server
+from tests.support.server import ServerHandle, enroll_agent, start_server, stored_chunks
 
 
 def agent_stub(server: ServerHandle) -> agent_pb2_grpc.AgentServiceStub:
@@ -129,23 +130,23 @@ def test_duplicates_conflicts_digests_and_bad_input(shared_server: ServerHandle)
         return list(reply.missing)
 
     # a digest that does not match stores nothing
-    assert code_of(lambda: put(put_request(chunk, sha256=bytes(32)))) == (
+    assert code_of(lambda: put(put_request(chunk, blake3=bytes(32)))) == (
         grpc.StatusCode.INVALID_ARGUMENT
     )
     assert missing(chunk.chunk_id) == [chunk.chunk_id]
     assert put(put_request(chunk)).stored == 1
     assert put(put_request(chunk)).duplicates == 1
     # a stored chunk sent again with a wrong digest is a digest mismatch, not a conflict
-    assert code_of(lambda: put(put_request(chunk, sha256=bytes(32)))) == (
+    assert code_of(lambda: put(put_request(chunk, blake3=bytes(32)))) == (
         grpc.StatusCode.INVALID_ARGUMENT
     )
     other = chunk.blob[:-1] + bytes([chunk.blob[-1] ^ 1])
-    conflicting = put_request(chunk, data=other, sha256=hashlib.sha256(other).digest())
+    conflicting = put_request(chunk, data=other, blake3=blake3.blake3(other).digest())
     assert code_of(lambda: put(conflicting)) == grpc.StatusCode.ALREADY_EXISTS
     for bad in (
         put_request(chunk, id="ABC"),
         put_request(chunk, id="../" + chunk.chunk_id[3:]),
-        put_request(chunk, sha256=b"short"),
+        put_request(chunk, blake3=b"short"),
     ):
         assert code_of(lambda bad=bad: put(bad)) == grpc.StatusCode.INVALID_ARGUMENT
     assert code_of(lambda: put(put_request(chunk, site="off-other"))) == (
@@ -193,9 +194,68 @@ def test_duplicates_conflicts_digests_and_bad_input(shared_server: ServerHandle)
     )
 
 
+def test_a_chunk_states_exactly_one_digest_blake3_or_the_sha256_of_older_agents(
+    shared_server: ServerHandle,
+) -> None:
+    site = "off-digests"
+    md = bearer(enroll_agent(shared_server, site))
+    s = agent_stub(shared_server)
+    up = site_upload(site, {f"scan-{i}.tif": os.urandom(3000 + i) for i in range(4)})
+    chunks = up.chunks
+    assert len(chunks) >= 4
+
+    def put(*reqs: agent_pb2.PutChunkRequest) -> agent_pb2.PutChunksResponse:
+        return s.PutChunks(iter(reqs), metadata=md, timeout=30)
+
+    def missing() -> set[str]:
+        ids = [c.chunk_id for c in chunks]
+        reply = s.MissingChunks(agent_pb2.MissingChunksRequest(ids=ids), metadata=md, timeout=10)
+        return set(reply.missing)
+
+    def sha256_of(chunk: SealedChunk) -> bytes:
+        return hashlib.sha256(chunk.blob).digest()
+
+    def refusal(*reqs: agent_pb2.PutChunkRequest) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.RpcError) as err:
+            put(*reqs)
+        return err.value.code(), err.value.details() or ""
+
+    every = {c.chunk_id for c in chunks}
+    # both digests, or neither: refused with one sentence, in a chunk's own fields or a piece
+    both = refusal(put_request(chunks[0], sha256=sha256_of(chunks[0])))
+    assert both[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert "states both a blake3 and a sha256 digest" in both[1], both
+    neither = refusal(agent_pb2.PutChunkRequest(chunks=[piece(chunks[0], blake3=b"")]))
+    assert neither[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert "states no digest" in neither[1], neither
+    both_piece = refusal(
+        agent_pb2.PutChunkRequest(chunks=[piece(chunks[0], sha256=sha256_of(chunks[0]))])
+    )
+    assert both_piece[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert missing() == every
+    assert stored_chunks(shared_server, site) == set()
+    # an older agent's upload (sha256 only) is still taken, and checked
+    wrong = refusal(put_request(chunks[0], blake3=b"", sha256=sha256_of(chunks[1])))
+    assert wrong[0] == grpc.StatusCode.INVALID_ARGUMENT and "sha256" in wrong[1], wrong
+    old = put_request(chunks[0], blake3=b"", sha256=sha256_of(chunks[0]))
+    assert put(old).stored == 1
+    # a current agent's blake3 upload with a wrong digest stores nothing
+    wrong = refusal(put_request(chunks[1], blake3=blake3.blake3(chunks[2].blob).digest()))
+    assert wrong[0] == grpc.StatusCode.INVALID_ARGUMENT and "blake3" in wrong[1], wrong
+    assert missing() == every - {chunks[0].chunk_id}
+    assert stored_chunks(shared_server, site) == {chunks[0].chunk_id}
+    # both kinds in one stream; the old chunk again, now with its blake3: a duplicate
+    mixed = agent_pb2.PutChunkRequest(
+        chunks=[piece(chunks[1]), piece(chunks[2], blake3=b"", sha256=sha256_of(chunks[2]))]
+    )
+    reply = put(mixed, put_request(chunks[3]), put_request(chunks[0]))
+    assert (reply.stored, reply.duplicates) == (3, 1)
+    assert missing() == every - {c.chunk_id for c in chunks[:4]}
+
+
 def piece(chunk: SealedChunk, **overrides: object) -> agent_pb2.ChunkPiece:
     fields: dict[str, object] = dict(
-        id=chunk.chunk_id, data=chunk.blob, sha256=hashlib.sha256(chunk.blob).digest()
+        id=chunk.chunk_id, data=chunk.blob, blake3=blake3.blake3(chunk.blob).digest()
     )
     fields.update(overrides)
     return agent_pb2.ChunkPiece(**fields)  # type: ignore[arg-type]
@@ -219,7 +279,7 @@ def test_small_chunks_share_a_message_and_each_is_checked(shared_server: ServerH
 
     # a piece whose digest does not match is refused, and is not stored
     bad = agent_pb2.PutChunkRequest(
-        chunks=[piece(chunks[0]), piece(chunks[1], sha256=bytes(32)), piece(chunks[2])]
+        chunks=[piece(chunks[0]), piece(chunks[1], blake3=bytes(32)), piece(chunks[2])]
     )
     assert code_of(lambda: put(bad)) == grpc.StatusCode.INVALID_ARGUMENT
     assert chunks[1].chunk_id in missing(*chunks[:3])
@@ -238,7 +298,7 @@ def test_small_chunks_share_a_message_and_each_is_checked(shared_server: ServerH
             grpc.StatusCode.INVALID_ARGUMENT,
         ),
         (
-            agent_pb2.PutChunkRequest(chunks=[piece(chunks[5], sha256=b"short")]),
+            agent_pb2.PutChunkRequest(chunks=[piece(chunks[5], blake3=b"short")]),
             grpc.StatusCode.INVALID_ARGUMENT,
         ),
         # pieces are the sending agent's site's: claiming another is refused

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import blake3
 import grpc
 import pytest
 from sqlalchemy import insert
@@ -32,7 +33,7 @@ SITE = "fault-site"
 
 def upload_of(chunk: object) -> ChunkUpload:
     blob: bytes = chunk.blob  # type: ignore[attr-defined]
-    return ChunkUpload(chunk.chunk_id, blob, hashlib.sha256(blob).digest())  # type: ignore[attr-defined]
+    return ChunkUpload(chunk.chunk_id, blob, blake3.blake3(blob).digest(), "blake3")  # type: ignore[attr-defined]
 
 
 async def batches(refs: Sequence[str]) -> AsyncIterator[Sequence[str]]:

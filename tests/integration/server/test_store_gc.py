@@ -375,7 +375,7 @@ def test_store_gc_on_s3(moto_server: S3Server, tmp_path: Path) -> None:
                 for chunk_id in await uploads.missing_chunks(who, list(snap.chunks)):
                     data = snap.chunks[chunk_id]
                     digest = hashlib.sha256(data).digest()
-                    await uploads.put_chunk(who, ChunkUpload(chunk_id, data, digest))
+                    await uploads.put_chunk(who, ChunkUpload(chunk_id, data, digest, "sha256"))
                 await uploads.commit_snapshot(who, _header(sealed, snap), _batches(snap))
             gc_state = SqlStoreGcState(engine)
             report = None

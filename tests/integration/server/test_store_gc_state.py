@@ -257,7 +257,7 @@ def _orphan_blobs_older_than_the_margin_are_deleted(engine: Engine, tmp_path: Pa
             "refs": rules.refs_name(SITE, cid(6)),
         }
         for name in names.values():
-            await store.save(name, b"x", Digest.of(b"x"))
+            await store.save(name, b"x", Digest.of(b"x", "blake3"))
         old = (NOW - dt.timedelta(days=2)).timestamp()
         for what in ("indexed", "orphan", "record", "refs"):
             os.utime(tmp_path / "store" / names[what], (old, old))
@@ -301,7 +301,9 @@ def _database_copies_follow_their_backup_runs(engine: Engine, tmp_path: Path) ->
             assert await state.add_snapshot(sid, one)
             refs = b""
             packed = __import__("zstandard").ZstdCompressor().compress(refs)
-            await store.save(rules.refs_name(SITE, one.snapshot_id), packed, Digest.of(packed))
+            await store.save(
+                rules.refs_name(SITE, one.snapshot_id), packed, Digest.of(packed, "blake3")
+            )
         gc = StoreMaintenance(
             SqlStoreGcState(engine),
             store,

@@ -6,6 +6,7 @@ a later check reads the chunks fine."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,17 +15,21 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import select
 from storesafe.v1 import admin_pb2, types_pb2
 
-from tests.integration.server.test_offsite_api import bearer
+from server.db.engine import make_engine
+from server.state.tables import CHUNKS
+from tests.integration.server.test_offsite_api import agent_stub, bearer
 from tests.integration.server.test_offsite_runs_api import (
     backup_run,
     database_copy,
     report,
     summary,
 )
+from tests.support.damage import damage
 from tests.support.s3servers import BUCKET, S3Server, start_moto, use_test_credentials
-from tests.support.sealed import SiteUpload
+from tests.support.sealed import SiteUpload, put_request, site_upload
 from tests.support.server import ServerHandle, enroll_agent, start_server
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -138,6 +143,57 @@ def test_verify_store_names_tampered_and_missing_chunks_until_they_read_fine(
         row = summary(server, site)
         assert row.store_damaged_chunks == 0
         assert not [p for p in row.problems if "off-site store" in p]
+    finally:
+        server.stop()
+
+
+def test_verify_store_checks_each_chunk_with_the_digest_it_was_stored_with(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Chunks an older agent stated sha256 for and chunks a current one stated blake3 for,
+    in one site: each is read back and hashed with its own algorithm; a damaged one of
+    either kind is found."""
+    server = start_server(tmp_path, db_url=db_url)
+    try:
+        site = "vs-digests"
+        md = bearer(enroll_agent(server, site))
+        s = agent_stub(server)
+        old = site_upload(site, {"old.tif": os.urandom(3000)})
+        new = site_upload(site, {"new.tif": os.urandom(3000)})
+        for up, form in ((old, "sha256"), (new, "blake3")):
+            s.PutSiteKey(up.site_key_request(), metadata=md, timeout=10)
+            puts = [
+                put_request(c, blake3=b"", sha256=hashlib.sha256(c.blob).digest())
+                if form == "sha256"
+                else put_request(c)
+                for c in up.chunks
+            ]
+            assert s.PutChunks(iter(puts), metadata=md, timeout=30).stored == len(puts)
+            s.CommitSnapshot(iter(up.commit_requests()), metadata=md, timeout=30)
+        engine = make_engine(db_url)
+        with engine.connect() as conn:
+            algorithms = dict(
+                conn.execute(select(CHUNKS.c.chunk_id, CHUNKS.c.digest_algorithm)).all()
+            )
+        engine.dispose()
+        assert algorithms == {
+            **{c.chunk_id: "sha256" for c in old.chunks},
+            **{c.chunk_id: "blake3" for c in new.chunks},
+        }
+
+        ok = result_of(verify(server, site), site)
+        assert ok.outcome == types_pb2.RUN_OUTCOME_SUCCEEDED, ok.store_check
+        assert ok.store_check.chunks_checked == len(algorithms)
+
+        chunks = server.data_dir / "store" / "sites" / site / "chunks"
+        spoiled = [old.content[0].chunk_id, new.content[0].chunk_id]
+        for chunk_id in spoiled:
+            os.chmod(chunks / chunk_id[:2] / chunk_id, 0o644)  # stored read-only
+            damage(chunks / chunk_id[:2] / chunk_id)
+        bad = result_of(verify(server, site), site)
+        assert bad.outcome == types_pb2.RUN_OUTCOME_FAILED
+        assert sorted(bad.store_check.damaged_chunks) == sorted(spoiled)
+        assert not bad.store_check.missing_chunks
     finally:
         server.stop()
 

@@ -25,7 +25,7 @@ def run(call: Awaitable[T]) -> T:
 
 
 async def save(store: BlobStore, key: str, data: bytes) -> bool:
-    return (await store.save(key, data, Digest.of(data))).created
+    return (await store.save(key, data, Digest.of(data, "blake3"))).created
 
 
 async def listed(store: BlobStore, prefix: str = "") -> dict[str, int]:
@@ -34,7 +34,7 @@ async def listed(store: BlobStore, prefix: str = "") -> dict[str, int]:
 
 def test_round_trip(store: BlobStore) -> None:
     data = os.urandom(1000)
-    saved = run(store.save(KEY, data, Digest.of(data)))
+    saved = run(store.save(KEY, data, Digest.of(data, "blake3")))
     assert (saved.key, saved.size, saved.created) == (KEY, 1000, True)
     assert run(store.load(KEY)) == data
     assert run(store.stat([KEY])) == {KEY: BlobInfo(KEY, 1000)}
@@ -62,10 +62,14 @@ def test_other_bytes_under_a_stored_name_are_refused(store: BlobStore) -> None:
     assert run(store.load(KEY)) == first
 
 
-def test_a_digest_mismatch_is_refused_and_leaves_nothing(store: BlobStore) -> None:
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
+def test_a_digest_mismatch_is_refused_and_leaves_nothing(store: BlobStore, algorithm: str) -> None:
     data = os.urandom(300)
     with pytest.raises(DigestMismatch, match="nothing was stored"):
-        run(store.save(KEY, data, Digest.of(data + b"x")))
+        run(store.save(KEY, data, Digest.of(data + b"x", algorithm)))
+    other = "sha256" if algorithm == "blake3" else "blake3"
+    with pytest.raises(DigestMismatch, match="nothing was stored"):  # the right hex, other name
+        run(store.save(KEY, data, Digest(other, Digest.of(data, algorithm).hex)))
     assert run(store.stat([KEY])) == {KEY: None}
     assert run(listed(store)) == {}
     assert run(save(store, KEY, data)) is True  # the name is still free
@@ -131,12 +135,15 @@ def test_loading_a_missing_blob_is_not_found(store: BlobStore) -> None:
         run(store.load(KEY))
 
 
-def test_digest_reads_the_size_and_sha256_of_what_is_stored(store: BlobStore) -> None:
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
+def test_digest_reads_the_size_and_digest_of_what_is_stored(
+    store: BlobStore, algorithm: str
+) -> None:
     data = os.urandom(3000)
     assert run(save(store, KEY, data))
-    assert run(store.digest(KEY)) == (3000, Digest.of(data).hex)
+    assert run(store.digest(KEY, algorithm)) == (3000, Digest.of(data, algorithm))
     with pytest.raises(NotFound):
-        run(store.digest(KEY + "ff"))
+        run(store.digest(KEY + "ff", algorithm))
 
 
 def test_load_many_reads_in_order_and_names_a_missing_blob(store: BlobStore) -> None:
@@ -228,7 +235,7 @@ def test_usage_is_known_or_plainly_unknown(store: BlobStore) -> None:
 
 
 def many(blobs: dict[str, bytes]) -> list[tuple[str, bytes, Digest]]:
-    return [(key, data, Digest.of(data)) for key, data in blobs.items()]
+    return [(key, data, Digest.of(data, "blake3")) for key, data in blobs.items()]
 
 
 def test_a_batch_is_saved_in_order_and_a_stored_name_is_not_created_again(
@@ -250,7 +257,7 @@ def test_a_batch_is_saved_in_order_and_a_stored_name_is_not_created_again(
 def test_a_digest_mismatch_in_a_batch_stops_it_there(store: BlobStore) -> None:
     keys = [f"sites/s1/chunks/{n:04d}" for n in range(3)]
     blobs = many({key: os.urandom(200) for key in keys})
-    blobs[1] = (keys[1], blobs[1][1], Digest.of(b"other bytes"))
+    blobs[1] = (keys[1], blobs[1][1], Digest.of(b"other bytes", "blake3"))
     saved, error = run(store.save_many(blobs))
     assert [s.key for s in saved] == keys[:1]
     assert isinstance(error, DigestMismatch) and keys[1] in error.message

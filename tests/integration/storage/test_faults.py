@@ -61,7 +61,7 @@ def test_a_digest_mismatch_never_reaches_the_backend(
 ) -> None:
     store, backend = faulty
     with pytest.raises(Exception, match="nothing was stored"):
-        run(store.save(KEY, b"data", Digest.of(b"other")))
+        run(store.save(KEY, b"data", Digest.of(b"other", "blake3")))
     assert backend.calls["create"] == 0
 
 

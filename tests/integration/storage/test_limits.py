@@ -26,7 +26,7 @@ def test_a_blob_over_the_limit_is_refused_in_one_sentence(
     store, backend = small
     assert run(save(store, "a/fits", b"x" * 10)) is True
     with pytest.raises(BlobTooLarge, match="a/big is 11 bytes; the store takes at most 10") as e:
-        run(store.save("a/big", b"x" * 11, Digest.of(b"x" * 11)))
+        run(store.save("a/big", b"x" * 11, Digest.of(b"x" * 11, "blake3")))
     assert e.value.code == "blob_too_large"
     assert backend.calls["create"] == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+import blake3
 import pytest
 from storesafe.v1 import agent_pb2
 
@@ -14,14 +15,12 @@ from agent.transport.wire import put_chunks_message
 
 def upload(size: int) -> ChunkUpload:
     data = os.urandom(size)
-    return ChunkUpload(
-        hashlib.sha256(b"id" + data).hexdigest(), data, hashlib.sha256(data).digest()
-    )
+    return ChunkUpload(hashlib.sha256(b"id" + data).hexdigest(), data, blake3.blake3(data).digest())
 
 
 def generated(chunks: list[ChunkUpload]) -> bytes:
     return agent_pb2.PutChunkRequest(
-        chunks=[agent_pb2.ChunkPiece(id=c.chunk_id, data=c.data, sha256=c.sha256) for c in chunks]
+        chunks=[agent_pb2.ChunkPiece(id=c.chunk_id, data=c.data, blake3=c.blake3) for c in chunks]
     ).SerializeToString()
 
 
@@ -43,7 +42,7 @@ def test_the_hand_encoding_is_the_generated_serialization(sizes: list[int]) -> N
     wire = put_chunks_message(chunks)
     assert wire == generated(chunks)  # varint lengths of 1 to 4 bytes, one to three pieces
     parsed = agent_pb2.PutChunkRequest.FromString(wire)
-    assert [(p.id, p.data, p.sha256) for p in parsed.chunks] == [
-        (c.chunk_id, c.data, c.sha256) for c in chunks
+    assert [(p.id, p.data, p.blake3) for p in parsed.chunks] == [
+        (c.chunk_id, c.data, c.blake3) for c in chunks
     ]
-    assert not parsed.id and not parsed.data and not parsed.sha256 and not parsed.site
+    assert not parsed.id and not parsed.data and not parsed.blake3 and not parsed.site

@@ -11,6 +11,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import blake3
 import pytest
 from storesafe.v1 import admin_pb2
 
@@ -138,7 +139,7 @@ def test_a_sealed_chunk_over_4_mib_goes_through_the_agent_transport(
     assert enroll_agent(shared_server, state.root, site).returncode == 0
     creds = state.load_credentials()
     data = os.urandom(4 * MIB + 4096)
-    chunk = ChunkUpload(hashlib.sha256(data).hexdigest(), data, hashlib.sha256(data).digest())
+    chunk = ChunkUpload(hashlib.sha256(data).hexdigest(), data, blake3.blake3(data).digest())
 
     async def go() -> tuple[int, list[str]]:
         calls = StoreCalls(ServerLink.for_agent(state, creds))

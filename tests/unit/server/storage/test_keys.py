@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import blake3
 import pytest
 
 from common.errors import InvalidArgument
@@ -59,13 +60,28 @@ def test_a_long_bad_name_is_cut_in_the_message() -> None:
     assert len(str(caught.value)) < 200
 
 
-def test_digests_parse_print_and_match() -> None:
-    data = b"chunk"
-    hexed = hashlib.sha256(data).hexdigest()
-    digest = Digest.parse(f"sha256:{hexed}")
-    assert digest == Digest.of(data)
-    assert str(digest) == f"sha256:{hexed}"
-    assert digest.matches(data) and not digest.matches(b"other")
+@pytest.mark.parametrize(
+    ("algorithm", "hexed"),
+    [
+        ("sha256", hashlib.sha256(b"chunk").hexdigest()),
+        ("blake3", blake3.blake3(b"chunk").hexdigest()),
+    ],
+)
+def test_digests_parse_print_and_match(algorithm: str, hexed: str) -> None:
+    digest = Digest.parse(f"{algorithm}:{hexed}")
+    assert digest == Digest.of(b"chunk", algorithm)
+    assert str(digest) == f"{algorithm}:{hexed}"
+    assert digest.matches(b"chunk") and not digest.matches(b"other")
+
+
+def test_a_digest_matches_only_with_its_own_algorithm() -> None:
+    """The same hex under the other algorithm is another digest: bytes are always hashed
+    with the algorithm the digest names."""
+    hexed = hashlib.sha256(b"chunk").hexdigest()
+    assert Digest("sha256", hexed).matches(b"chunk")
+    assert not Digest("blake3", hexed).matches(b"chunk")
+    with pytest.raises(InvalidArgument, match="not supported"):
+        Digest.of(b"chunk", "md5")
 
 
 @pytest.mark.parametrize(
