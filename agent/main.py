@@ -199,9 +199,9 @@ def run(
 ) -> None:
     """Run the unattended agent loop until SIGTERM or Ctrl-C (logging to stderr and agent.log)."""
     from agent.runner import RunnerConfig
-    from common.memory import keep_large_buffers
+    from common.memory import AGENT_TRIM_THRESHOLD, keep_large_buffers
 
-    keep_large_buffers()  # the uploads' MiB-sized buffers are reused, not faulted in again
+    keep_large_buffers(AGENT_TRIM_THRESHOLD)  # upload buffers reused, not faulted in again
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     config = RunnerConfig(
         interval_override=interval,

@@ -98,9 +98,9 @@ def default_main(stop: asyncio.Event, state_root: Path | None = None) -> Awaitab
     from agent.logfile import file_handler, log_to
     from agent.service import serve
     from agent.settings import StateDir, resolve_state_dir
-    from common.memory import keep_large_buffers
+    from common.memory import AGENT_TRIM_THRESHOLD, keep_large_buffers
 
-    keep_large_buffers()  # as `storesafe-agent run` does (glibc only: nothing on Windows)
+    keep_large_buffers(AGENT_TRIM_THRESHOLD)  # as `storesafe-agent run` (glibc: not on Windows)
     state = StateDir(resolve_state_dir(state_root))
     state.ensure()
     log_to([file_handler(state.root)])

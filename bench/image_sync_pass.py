@@ -49,9 +49,9 @@ def main() -> None:
     from agent.transport.link import ServerLink
     from agent.transport.store import StoreCalls
     from common.clock import SystemClock
-    from common.memory import keep_large_buffers
+    from common.memory import AGENT_TRIM_THRESHOLD, keep_large_buffers
 
-    keep_large_buffers()  # as the agent process does (`storesafe-agent run`)
+    keep_large_buffers(AGENT_TRIM_THRESHOLD)  # as the agent process does (`storesafe-agent run`)
 
     state = StateDir(args.state)
     creds = dataclasses.replace(state.load_credentials(), server=args.server)

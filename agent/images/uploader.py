@@ -54,7 +54,7 @@ every file. Reading, cutting, sealing and hashing 4,000 scans of 20-40 KiB took 
 CPU as streams and 0.33 s whole; 4,000 of 20 KiB-32 MiB (1.2 GB) 3.1-3.3 s and 2.35 s."""
 
 SEND_AFTER_FILE = BATCH_BYTES
-"""A file of a full batch (8 MiB) or more is sent when it ends (with the small files
+"""A file of a full batch (6 MiB) or more is sent when it ends (with the small files
 before it in its batch): a stop never rolls back a large file, which would cost reading
 it again. Smaller files share a batch until it is full or the index commits, so a stop
 costs reading at most one batch of them again, and the server gets full batches:

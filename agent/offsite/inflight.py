@@ -7,7 +7,7 @@ two) batches are on the wire at once, each on a PutChunks stream of its own
 from a sender thread of its own, so the server stores one while the next
 arrives instead of waiting for it; `send` waits for either to end when both
 are. So memory holds at most `depth` sealed batches plus the one being
-prepared (3 x 8 MiB), whatever the data size.
+prepared (3 x 6 MiB), whatever the data size.
 
 Batches are numbered as they are handed over (an empty one too: every chunk
 was on the server already). `stored` is the highest number up to which every

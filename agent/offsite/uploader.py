@@ -45,13 +45,13 @@ from common.vault import PlainChunk, SealedChunk, SiteKeys
 
 T = TypeVar("T")
 
-BATCH_BYTES = 8 << 20
-"""A batch: two on the wire and one being prepared stay inside the agent's memory budget
-(peak RSS 125-138 MiB in a first image sync, under 150 MB on a 2 GB file). Each batch
-costs both sides a MissingChunks call, a PutChunks stream and the server's syncs and
-index transaction: against 4 MiB batches, 8 MiB took 10-20 % off the agent's and the
-server's CPU in a first sync of 4,000 files (bench/README.md, session 12); 12 MiB gained
-nothing more and peaked at 143 MiB."""
+BATCH_BYTES = 6 << 20
+"""A batch: two on the wire and one being prepared stay inside the agent's memory budget.
+Each batch costs both sides a MissingChunks call, a PutChunks stream and the server's
+syncs and index transaction, so larger batches cost less CPU: against 4 MiB, 8 MiB took
+10-20 % off the agent's and the server's CPU in a first sync of 4,000 files, but peaked
+at 139-149 MiB in one of 20,000 files (bench/README.md, session 12); 6 MiB peaked at 132
+MiB there, 0.81x restic's time."""
 KNOWN_IDS = 50_000
 """Ids learned stored that an uploader remembers (a few MB); beyond, it asks again."""
 CALL_WAIT = 900.0
@@ -139,7 +139,7 @@ def never() -> str:
 
 
 def batch_bytes(bucket: TokenBucket) -> int:
-    """Batches of 8 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
+    """Batches of 6 MiB, or of about 4 s of sending under a bandwidth limit: the wait for
     tokens comes before each batch, so a small batch keeps the line from bursts."""
     if bucket.rate <= 0:
         return BATCH_BYTES

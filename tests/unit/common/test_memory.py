@@ -70,7 +70,11 @@ def test_the_agent_process_and_its_windows_service_tune_the_allocator(
     from agent.main import app
 
     calls: list[str] = []
-    monkeypatch.setattr(memory, "keep_large_buffers", lambda: calls.append("tuned") or True)
+    monkeypatch.setattr(
+        memory,
+        "keep_large_buffers",
+        lambda trim: calls.append("tuned") or trim == memory.AGENT_TRIM_THRESHOLD,
+    )
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level  # both entry points set up logging
     try:

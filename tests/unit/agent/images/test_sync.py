@@ -24,7 +24,7 @@ from tests.support.offsitestore import MemoryStore
 MIB = 1 << 20
 EACH_FILE = 128 << 10
 """A SEND_AFTER_FILE for tests whose files of a few hundred KB each go in a batch of their
-own as the file ends (the default waits for a full batch of 8 MiB)."""
+own as the file ends (the default waits for a full batch of 6 MiB)."""
 
 
 @pytest.fixture

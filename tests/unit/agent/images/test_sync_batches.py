@@ -121,13 +121,13 @@ def test_files_under_a_full_batch_share_it_and_a_larger_file_goes_as_it_ends(
     folder, state, store = tmp_path / "img", tmp_path / "state", MemoryStore()
     state.mkdir()
     files = {f"a{n}.jpg": os.urandom(300_000 + n) for n in range(10)}  # 3 MB in all
-    files["z.tif"] = os.urandom(9 * 1024 * 1024)  # a full batch (8 MiB) or more
+    files["z.tif"] = os.urandom(9 * 1024 * 1024)  # a full batch (6 MiB) or more
     for name, data in files.items():
         write(folder / name, data)
     puts = slow_batches(store, clock, minutes=0)
     out = sync(folder, state, keys, store, clock)
     assert out.snapshot_id and out.result.stored == 11
-    # 12 MB in batches of at most 8 MiB (or one chunk), the manifest's part last: not a
+    # 12 MB in batches of at most 6 MiB (or one chunk), the manifest's part last: not a
     # batch a file
     assert 3 <= len(puts) <= 5 and puts[-1] == 1
     assert opened(store, keys, out.snapshot_id) == files
