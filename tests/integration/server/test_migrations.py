@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
 import server.db.models  # noqa: F401
 from server.db.engine import make_engine, migrate
+
+
+def upgraded_to(db_url: str, revision: str) -> Engine:
+    """A database migrated up to `revision` only (to write rows as they were then)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from server.db.engine import _MIGRATIONS
+
+    engine = make_engine(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine
 
 
 def test_migrations_match_models(db_url: str) -> None:
@@ -24,18 +41,9 @@ def test_active_admin_tokens_that_shared_a_name_get_unique_names(db_url: str) ->
     get their id appended, so the unique index can be made and revoke-by-name works."""
     import datetime as dt
 
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    from server.db.engine import _MIGRATIONS
-
-    engine = make_engine(db_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0005")
+    engine = upgraded_to(db_url, "0005")
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     with engine.begin() as conn:
         for i, (token_id, name, revoked) in enumerate(
@@ -60,19 +68,11 @@ def test_chunks_indexed_before_blake3_keep_their_sha256(db_url: str) -> None:
     keep their digest; rows written since name theirs."""
     import datetime as dt
 
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import insert, text
 
-    from server.db.engine import _MIGRATIONS
     from server.state.tables import SITES
 
-    engine = make_engine(db_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0010")
+    engine = upgraded_to(db_url, "0010")
     t0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     with engine.begin() as conn:
         site_id = conn.execute(  # the sites table as of 0010 is the model's
