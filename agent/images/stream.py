@@ -58,29 +58,29 @@ class FileStream:
         want = self._block if size is None else min(size, self._block)
         if want == 0:
             return b""
-        try:
-            data = self._opened.read(want)
-        except FileSkipped as exc:
-            self._fail(exc)
-            raise
-        self.bytes_read += len(data)
+        data = self._take(want)
         if not data:
             self._check_end()
-            return b""
-        if self.bytes_read > self.expected.size:
-            raise self._fail(ChangedWhileRead(f"{self.path}: it grew while it was read"))
-        self.bytes_handed += len(data)
-        if self._pace is not None:
-            self._pace(len(data))
         return data
 
     def read_all(self) -> bytes:
         """The whole file to its checked end, in one read where the system allows (a file
         that the listing said is small: no blocks to join, so no copy of them)."""
-        if self.complete or self.closed:
-            return b"" if self.complete else self.read()
+        if self.complete:
+            return b""
+        data = self._take(self.expected.size + 1)  # one more: did it grow?
+        if len(data) == self.expected.size:
+            self._check_end()
+            return data
+        return b"".join([data, *self])  # a short read: the rest block by block
+
+    def _take(self, size: int) -> bytes:
+        """One read of up to `size` bytes, counted, paced, and refused past the size the
+        file had when it was opened."""
+        if self.closed:
+            raise ValueError(f"{self.path}: the stream is closed")
         try:
-            data = self._opened.read(self.expected.size + 1)  # one more: did it grow?
+            data = self._opened.read(size)
         except FileSkipped as exc:
             self._fail(exc)
             raise
@@ -90,10 +90,7 @@ class FileStream:
         self.bytes_handed += len(data)
         if self._pace is not None and data:
             self._pace(len(data))
-        if len(data) == self.expected.size:
-            self._check_end()
-            return data
-        return b"".join([data, *self])  # a short read: the rest block by block
+        return data
 
     def __iter__(self) -> Iterator[bytes]:
         while block := self.read():

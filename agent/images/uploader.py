@@ -56,7 +56,7 @@ CPU as streams and 0.33 s whole; 4,000 of 20 KiB-32 MiB (1.2 GB) 3.1-3.3 s and 2
 SEND_AFTER_FILE = BATCH_BYTES
 """A file of a full batch (6 MiB) or more is sent when it ends (with the small files
 before it in its batch): a stop never rolls back a large file, which would cost reading
-it again. Smaller files share a batch until it is full or the index commits, so a stop
+it again. Smaller files share a batch until it is full or the pass ends, so a stop
 costs reading at most one batch of them again, and the server gets full batches:
 closing them at 128 KiB made a batch a file for most scans, and the server's and the
 agent's work per batch was half their CPU in a first sync (bench/README.md)."""

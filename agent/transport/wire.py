@@ -4,8 +4,8 @@ Building a `PutChunkRequest` of `ChunkPiece`s and serializing it copies every ch
 twice (into the message, then into the serialized bytes) and cost the agent 0.5-0.6 ms
 of CPU per MiB sent, against 0.08 ms for joining the same wire bytes here (a first image
 sync of 5.6 GB sends 5.6 GB). The bytes are exactly what the generated class would
-serialize (field numbers read from its descriptor; tests/unit/agent/transport checks
-them against `PutChunkRequest.FromString`), and the call sends them as they are
+serialize (field numbers read from its descriptor; tests/unit/agent/test_wire.py checks
+them against the generated serialization), and the call sends them as they are
 (`ServerLink.raw_stream_unary`). Only this message is encoded by hand: it is the one
 that carries the data.
 """
