@@ -339,23 +339,34 @@ def budget_sync(
     )
 
 
-def slow_batches(store: MemoryStore, clock: FakeClock, minutes: float) -> list[int]:
+def slow_batches(
+    store: MemoryStore,
+    clock: FakeClock,
+    minutes: float,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> list[int]:
     """Each batch takes `minutes` by the clock as it goes out (a slow uplink), counted when
-    the uploader asks MissingChunks about it: in the worker thread, so the pass's stop
-    checks see the clock in a fixed order while the PutChunks calls run beside it. The
-    sizes of the PutChunks calls."""
-    real_put, real_missing, calls = store.put, store.missing, []
-
-    def missing(ids):  # type: ignore[no-untyped-def]
-        clock.advance(dt.timedelta(minutes=minutes))
-        return real_missing(ids)
+    the uploader takes it from its queue to ask MissingChunks about it: in the pass's
+    thread, right after the stop check before the batch, so the stop checks see the clock
+    in a fixed order (the question itself runs in the background, and counting there let
+    a stop check see the clock before or after it, by chance). The sizes of the PutChunks
+    calls."""
+    real_put, calls = store.put, []
 
     def put(chunks):  # type: ignore[no-untyped-def]
         calls.append(len(chunks))
         return real_put(chunks)
 
-    store.missing = missing  # type: ignore[method-assign]
     store.put = put  # type: ignore[method-assign]
+    if minutes:
+        assert monkeypatch is not None, "a slow uplink patches the uploader's ask"
+        real_ask = Uploader._ask
+
+        def ask(self, pending):  # type: ignore[no-untyped-def]
+            clock.advance(dt.timedelta(minutes=minutes))
+            return real_ask(self, pending)
+
+        monkeypatch.setattr(Uploader, "_ask", ask)
     return calls
 
 
@@ -368,7 +379,7 @@ def test_a_pass_stops_at_its_time_budget_and_the_next_completes_without_reading_
     files = {f"f{n}.bin": os.urandom(300_000 + n) for n in range(6)}
     for name, data in files.items():
         write(folder / name, data)
-    slow_batches(store, clock, minutes=10)  # one batch per file
+    slow_batches(store, clock, minutes=10, monkeypatch=monkeypatch)  # one batch per file
 
     cut = budget_sync(folder, state, keys, store, clock, max_pass_minutes=30)
     assert not cut.result.failed and cut.error == ""
@@ -429,7 +440,7 @@ def test_a_pass_stops_when_the_upload_window_closes_and_goes_on_when_it_opens(
     state.mkdir()
     for n in range(4):
         write(folder / f"f{n}.bin", os.urandom(200_000 + n))
-    slow_batches(store, clock, minutes=10)
+    slow_batches(store, clock, minutes=10, monkeypatch=monkeypatch)
     window = UploadWindow.parse("08:00-09:45", tz=dt.UTC)
     clock.set(dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC))
 
